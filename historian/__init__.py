@@ -1,0 +1,1 @@
+"""Historian: swinging-door compression, embedded default backend, InfluxDB backend, store-and-forward."""

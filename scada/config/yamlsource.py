@@ -1,0 +1,96 @@
+"""YAML with line marks.
+
+Configuration files are parsed with ruamel.yaml's round-trip loader, which keeps the line of
+every key and list item. Validation errors carry a *location path* such as
+``("templates", "junction", "tags", 3, "type")``; :func:`line_of` walks the parsed tree along that
+path and returns the 1-based line of the deepest node it can find, so every problem prints as
+``tags.yaml:42: ...`` even when it is found long after parsing.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from scada.errors import ConfigProblem
+
+Loc = Sequence[str | int]
+
+
+def load_yaml(path: Path) -> tuple[Any, list[ConfigProblem]]:
+    """Parse ``path``; return (tree, problems). On a syntax error the tree is None."""
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [ConfigProblem(str(path), 0, "", "file not found")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [ConfigProblem(str(path), 0, "", f"cannot read file, got {exc}")]
+    try:
+        tree = yaml.load(text)
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 0
+        key = _dup_key_name(exc)
+        first = exc.context_mark.line + 1 if exc.context_mark is not None else 0
+        what = f"duplicate key {key!r} (first defined on line {first}); remove or rename one"
+        return None, [ConfigProblem(str(path), line, "", what)]
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        what = f"YAML syntax error: {exc.problem or exc.context}"
+        return None, [ConfigProblem(str(path), line, "", what)]
+    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
+        return None, [ConfigProblem(str(path), 0, "", f"YAML error: {exc}")]
+    return tree, []
+
+
+def _dup_key_name(exc: DuplicateKeyError) -> str:
+    problem = str(exc.problem or "")
+    # ruamel says: found duplicate key "name" with value ...
+    if '"' in problem:
+        return problem.split('"')[1]
+    return problem
+
+
+def line_of(tree: Any, loc: Loc) -> int:
+    """1-based line of the deepest node reachable along ``loc`` (0 if none)."""
+    line = 0
+    node = tree
+    if isinstance(node, (CommentedMap, CommentedSeq)) and node.lc.line is not None:
+        line = node.lc.line + 1
+    for part in loc:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                kl = node.lc.key(part)
+                if kl is not None:
+                    line = kl[0] + 1
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                il = node.lc.item(part)
+                if il is not None:
+                    line = il[0] + 1
+                node = node[part]
+            else:
+                break
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    return line
+
+
+def did_you_mean(word: str, choices: list[str] | set[str] | Any) -> str:
+    """`` (did you mean 'fast'?)`` when a close match exists, else an empty string."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def one_of(choices: list[str] | Any) -> str:
+    return ", ".join(str(c) for c in choices)

@@ -1,0 +1,1 @@
+"""Hardware simulator: the city's field equipment with local autonomy, served over real protocols."""
