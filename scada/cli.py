@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # split: [global options] command [command options]
     idx = next((i for i, a in enumerate(argv) if a in COMMANDS), None)
     if idx is None:
-        ns = top.parse_args(argv)
+        top.parse_args(argv)
         top.print_help()
         return 0 if not argv or "-h" in argv or "--help" in argv else 2
     gns = top.parse_args(argv[: idx + 1])

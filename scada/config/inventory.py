@@ -80,12 +80,14 @@ def read_inventory(path: Path, display: str) -> tuple[list[InventoryRow], list[C
             absent = [c for c in REQUIRED if c not in header]
             if absent:
                 got = ", ".join(header) or "nothing"
-                return rows, [ConfigProblem(display, 1, "", f"header must have columns {', '.join(REQUIRED)}, got {got}")]
+                what = f"header must have columns {', '.join(REQUIRED)}, got {got}"
+                return rows, [ConfigProblem(display, 1, "", what)]
             for raw in reader:
                 line = reader.line_num
                 if None in raw:  # more cells than header columns
+                    cells = len(header) + len(raw[None])
                     problems.append(ConfigProblem(display, line, f"row {raw.get('id') or '?'}",
-                                                  f"{len(header) + len(raw[None])} cells for {len(header)} columns"))  # type: ignore[index]
+                                                  f"{cells} cells for {len(header)} columns"))
                     continue
                 shaped = _shape(raw, display, line, problems)
                 if shaped is not None:

@@ -32,8 +32,8 @@ from scada.config.schema import (
     AlarmsFile,
     DeviceSpec,
     InstanceSpec,
-    TagSpec,
     TagsFile,
+    TagSpec,
     TemplateSpec,
 )
 from scada.config.units import slug
@@ -91,7 +91,8 @@ def _message(model: type[BaseModel], err: Any) -> str:
     if kind == "literal_error":
         expected = str(err.get("ctx", {}).get("expected", "")).replace("'", "")
         choices = [c.strip() for c in expected.replace(" or ", ", ").split(",")]
-        return f"'{field}' must be one of {expected.replace(' or ', ', ')}, got {got!r}{did_you_mean(str(got), choices)}"
+        listed = expected.replace(" or ", ", ")
+        return f"'{field}' must be one of {listed}, got {got!r}{did_you_mean(str(got), choices)}"
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -206,8 +207,9 @@ def _check_template(name: str, raw: Any, file: str, tree: Any, scan: dict[str, f
     if spec.device is None:
         for key in () if "endpoint" in spec.connection else REQUIRED_CONNECTION[spec.protocol]:
             if key not in spec.connection:
+                got = sorted(spec.connection) or "nothing"
                 out.add(file, line_of(tree, (*loc, "connection")), who,
-                        f"protocol {spec.protocol} needs connection '{key}', got {sorted(spec.connection) or 'nothing'}")
+                        f"protocol {spec.protocol} needs connection '{key}', got {got}")
     elif not _placeholders(spec.device):
         dev = devices.get(spec.device)
         if dev is None:
@@ -305,7 +307,8 @@ def _expand_equipment(eq_spec: InstanceSpec, tmpl: _Template, source: str, file:
         else:
             dev_name = eq_spec.id
             if dev_name in devices:
-                out.add(file, line, who, f"id is already used by device '{dev_name}'; ids and device names must be unique")
+                out.add(file, line, who,
+                        f"id is already used by device '{dev_name}'; ids and device names must be unique")
                 return None
             connection = _format_deep(dict(spec.connection), ctx)
             if "endpoint" in connection and str(connection["endpoint"]) not in endpoints:
@@ -435,7 +438,7 @@ def _check_alarms(path: Path, templates: dict[str, _Template], tags: list[TagDef
                     bad("tag", f"no tag of template '{rule.template}' matches {rule.tag!r}"
                                f"{did_you_mean(rule.tag, spec_names)}")
                     continue
-                dtypes = {s.type for s in matched_specs}
+                dtypes: set[str] = {s.type for s in matched_specs}
             else:
                 dtypes = {t.dtype for t in matched}
         else:
@@ -543,9 +546,10 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
         if dev.scan not in scan:
             out.add(file, line_of(tree, (*loc, "scan")), who,
                     f"'scan' must be one of {one_of(scan)}, got {dev.scan!r}{did_you_mean(dev.scan, scan)}")
-        if "endpoint" in dev.connection and str(dev.connection["endpoint"]) not in endpoints:
+        endpoint = dev.connection.get("endpoint")
+        if endpoint is not None and str(endpoint) not in endpoints:
             out.add(file, line_of(tree, (*loc, "connection", "endpoint")), who,
-                    f"unknown endpoint {dev.connection['endpoint']!r}{did_you_mean(dev.connection['endpoint'], endpoints)}")
+                    f"unknown endpoint {endpoint!r}{did_you_mean(str(endpoint), endpoints)}")
         for key in () if "endpoint" in dev.connection else REQUIRED_CONNECTION[dev.protocol]:
             if key not in dev.connection:
                 out.add(file, line_of(tree, (*loc, "connection")), who,
@@ -561,7 +565,8 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
     devices: dict[str, DeviceDef] = {
         d.name: DeviceDef(d.name, d.protocol, resolve_endpoint(dict(d.connection), endpoints), d.scan,
                           scan.get(d.scan, 0.0), d.timeout, d.retries)
-        for d in dev_specs.values() if str(d.connection.get("endpoint", "")) in endpoints or "endpoint" not in d.connection
+        for d in dev_specs.values()
+        if "endpoint" not in d.connection or str(d.connection["endpoint"]) in endpoints
     }
     # equipment: listed instances first, then inventory rows
     entries: list[tuple[InstanceSpec, str, str, int]] = []
@@ -591,7 +596,8 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
         tmpl = templates.get(inst.template)
         if tmpl is None:
             if inst.template not in known_templates:  # a broken template is reported once, at the template
-                out.add(efile, eline, who, f"unknown template {inst.template!r}{did_you_mean(inst.template, known_templates)}")
+                out.add(efile, eline, who,
+                        f"unknown template {inst.template!r}{did_you_mean(inst.template, known_templates)}")
             continue
         eq = _expand_equipment(inst, tmpl, source, efile, eline, devices, scan, endpoints, out, tags)
         if eq is not None:
