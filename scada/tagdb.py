@@ -66,6 +66,13 @@ class ChangeEvent:
 Callback = Callable[[ChangeEvent], None]
 
 
+def _stamps(ts: I64, pos: I64 | None, m: int) -> I64:
+    """Per-change timestamps from one stamp for the batch or one per sample."""
+    if ts.ndim == 0:
+        return np.full(m, int(ts), dtype=np.int64)
+    return ts.copy() if pos is None else ts[pos]
+
+
 class TagDatabase:
     """The live value of every tag, columnar, with change events for subscribers."""
 
@@ -197,36 +204,57 @@ class TagDatabase:
         if values.shape != (k,) or qualities.shape != (k,):
             raise ValueError(f"batch shapes differ: {k} indices, {values.shape} values, {qualities.shape} qualities")
         now = time.time_ns()
-        src = np.broadcast_to(np.asarray(source_ns, dtype=np.int64), (k,))
-        rcv = np.broadcast_to(np.asarray(now if receive_ns is None else receive_ns, dtype=np.int64), (k,))
+        src_in = np.asarray(source_ns, dtype=np.int64)
+        rcv_in = np.asarray(now if receive_ns is None else receive_ns, dtype=np.int64)
+        if src_in.shape not in ((), (k,)) or rcv_in.shape not in ((), (k,)):
+            raise ValueError(f"timestamps must be one value or one per sample, got {src_in.shape} / {rcv_in.shape}")
         with self._lock:
+            where: slice | I64 = indices
             if k:
-                if indices.min() < 0 or indices.max() >= len(self):
-                    raise IndexError(f"tag index out of range 0..{len(self) - 1}")
-                # duplicate check in O(k): the last writer of each slot must be itself
-                order = np.arange(k, dtype=np.int64)
-                self._scratch[indices] = order
-                if not np.array_equal(self._scratch[indices], order):
-                    raise ValueError("a batch must not contain the same tag twice")
-            old_v = self.values[indices]
-            old_q = self.qualities[indices]
-            # a bad sample without a value (NaN) keeps the last known value
-            keep = np.isnan(values) & (qualities >= Quality.BAD_COMM)
-            new_v = np.where(keep, old_v, values)
-            diff = np.abs(new_v - old_v)
-            db = self.deadband[indices]
-            moved = np.where(db > 0, diff > db, diff > 0)
-            first = np.isnan(old_v) & ~np.isnan(new_v)
-            changed = moved | first | (old_q != qualities)
-            # values inside the deadband are not stored: the reference stays the last reported value
-            sel = indices[changed]
-            self.values[sel] = new_v[changed]
-            self.qualities[sel] = qualities[changed]
-            self.source_ns[indices] = src
-            self.receive_ns[indices] = rcv
-            event = ChangeEvent(sel, old_v[changed], new_v[changed], old_q[changed], qualities[changed],
-                                np.ascontiguousarray(src[changed]), np.ascontiguousarray(rcv[changed]))
-            if event.indices.size:
+                lo, hi = int(indices[0]), int(indices[-1])
+                run = hi - lo == k - 1 and lo >= 0 and hi < len(self)
+                if run and (k == 1 or bool(np.all(indices[1:] > indices[:-1]))):
+                    where = slice(lo, hi + 1)  # a contiguous run (a device's tags, a full cycle): views, no gathers
+                else:
+                    if indices.min() < 0 or indices.max() >= len(self):
+                        raise IndexError(f"tag index out of range 0..{len(self) - 1}")
+                    # duplicate check in O(k): the last writer of each slot must be itself
+                    order = np.arange(k, dtype=np.int64)
+                    self._scratch[indices] = order
+                    if not np.array_equal(self._scratch[indices], order):
+                        raise ValueError("a batch must not contain the same tag twice")
+            old_v = self.values[where]
+            old_q = self.qualities[where]
+            new_v = values
+            bad = qualities >= Quality.BAD_COMM
+            if bad.any():  # a bad sample without a value (NaN) keeps the last known value
+                new_v = np.where(bad & np.isnan(values), old_v, values)
+            diff = new_v - old_v
+            np.abs(diff, out=diff)
+            # deadband 0 → any difference; NaN compares False, first values are caught below
+            changed = diff > self.deadband[where]
+            changed |= old_q != qualities
+            changed |= np.isnan(old_v) & ~np.isnan(new_v)
+            pos = np.flatnonzero(changed)
+            m = pos.size
+            view = isinstance(where, slice)
+            if m == k:  # a storm: everything changed, no gathers needed (copies only where we hold views)
+                sel = indices
+                event = ChangeEvent(indices, old_v.copy() if view else old_v, new_v.copy(),
+                                    old_q.copy() if view else old_q, qualities.copy(),
+                                    _stamps(src_in, None, m), _stamps(rcv_in, None, m))
+                self.values[where] = event.new_values
+                self.qualities[where] = event.new_qualities
+            else:
+                sel = indices[pos]
+                event = ChangeEvent(sel, old_v[pos], new_v[pos], old_q[pos], qualities[pos],
+                                    _stamps(src_in, pos, m), _stamps(rcv_in, pos, m))
+                # values inside the deadband are not stored: the reference stays the last reported value
+                self.values[sel] = event.new_values
+                self.qualities[sel] = event.new_qualities
+            self.source_ns[where] = src_in
+            self.receive_ns[where] = rcv_in
+            if sel.size:
                 self._publish(event)
             return event
 

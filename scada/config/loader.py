@@ -93,6 +93,27 @@ def _message(model: type[BaseModel], err: Any) -> str:
         choices = [c.strip() for c in expected.replace(" or ", ", ").split(",")]
         listed = expected.replace(" or ", ", ")
         return f"'{field}' must be one of {listed}, got {got!r}{did_you_mean(str(got), choices)}"
+    ctx = err.get("ctx", {})
+    plain = {
+        "int_parsing": "must be a whole number",
+        "int_type": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "float_parsing": "must be a number",
+        "float_type": "must be a number",
+        "bool_parsing": "must be true or false",
+        "bool_type": "must be true or false",
+        "string_type": "must be text",
+        "dict_type": "must be a mapping",
+        "list_type": "must be a list",
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "greater_than": f"must be more than {ctx.get('gt')}",
+        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "less_than": f"must be less than {ctx.get('lt')}",
+        "string_too_short": "must not be empty",
+        "string_pattern_mismatch": "may only contain letters, digits and _ . - (and / { } : in tag names)",
+    }
+    if kind in plain:
+        return f"'{field}' {plain[kind]}, got {got!r}"
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -101,16 +122,19 @@ def _message(model: type[BaseModel], err: Any) -> str:
 
 
 def _validate(model: type[M], data: Any, file: str, tree: Any, loc: tuple[Any, ...],
-              who: str, out: _Problems) -> M | None:
+              who: str, out: _Problems, line: int | None = None) -> M | None:
+    """Validate one item; every error goes to ``out`` with its line (``line`` overrides, for CSV rows)."""
     if not isinstance(data, dict):
-        kind = "nothing" if data is None else type(data).__name__
-        out.add(file, line_of(tree, loc), who, f"must be a mapping of fields, got {kind}")
+        kind = ("nothing" if data is None else "a list" if isinstance(data, list)
+                else f"{type(data).__name__} {data!r}" if not isinstance(data, str) else f"text {data!r}")
+        out.add(file, line if line is not None else line_of(tree, loc), who, f"must be a mapping of fields, got {kind}")
         return None
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
         for err in exc.errors():
-            out.add(file, line_of(tree, (*loc, *err["loc"])), who, _message(model, err))
+            where = line if line is not None else line_of(tree, (*loc, *err["loc"]))
+            out.add(file, where, who, _message(model, err))
         return None
 
 
@@ -186,6 +210,7 @@ class _Template:
         self.tags = tags
         self.line = line
         self.kind = spec.kind or name
+        self.raw_tag_names: set[str] = set()
         self.needs: set[str] = _placeholders(spec.connection) | _placeholders(spec.device or "")
         for tag, _ in tags:
             self.needs |= _placeholders(tag.address) - {"i"}
@@ -194,7 +219,7 @@ class _Template:
 
 
 def _check_template(name: str, raw: Any, file: str, tree: Any, scan: dict[str, float],
-                    devices: dict[str, DeviceSpec], out: _Problems) -> _Template | None:
+                    devices: dict[str, DeviceSpec], broken_devices: set[str], out: _Problems) -> _Template | None:
     loc: tuple[Any, ...] = ("templates", name)
     who = f"template '{name}'"
     spec = _validate(TemplateSpec, raw, file, tree, loc, who, out)
@@ -210,7 +235,7 @@ def _check_template(name: str, raw: Any, file: str, tree: Any, scan: dict[str, f
                 got = sorted(spec.connection) or "nothing"
                 out.add(file, line_of(tree, (*loc, "connection")), who,
                         f"protocol {spec.protocol} needs connection '{key}', got {got}")
-    elif not _placeholders(spec.device):
+    elif not _placeholders(spec.device) and spec.device not in broken_devices:
         dev = devices.get(spec.device)
         if dev is None:
             out.add(file, line_of(tree, (*loc, "device")), who,
@@ -233,7 +258,9 @@ def _check_template(name: str, raw: Any, file: str, tree: Any, scan: dict[str, f
         seen[tag.name] = tline
         if _check_tag(tag, spec.protocol, file, tree, tloc, twho, out):
             tags.append((tag, tline))
-    return _Template(name, spec, tags, line)
+    tm = _Template(name, spec, tags, line)
+    tm.raw_tag_names = {_name_of(t, "name") for t in spec.tags}
+    return tm
 
 
 def _check_tag(tag: TagSpec, protocol: str, file: str, tree: Any, loc: tuple[Any, ...], who: str,
@@ -285,7 +312,7 @@ def _default_encoding(dtype: str, table: str) -> str:
 
 def _expand_equipment(eq_spec: InstanceSpec, tmpl: _Template, source: str, file: str, line: int,
                       devices: dict[str, DeviceDef], scan: dict[str, float], endpoints: dict[str, str],
-                      out: _Problems, tags: list[TagDef]) -> EquipmentDef | None:
+                      out: _Problems, tags: list[TagDef], broken: set[str]) -> EquipmentDef | None:
     who = f"equipment '{eq_spec.id}'"
     spec = tmpl.spec
     ctx: dict[str, Any] = {**eq_spec.identity, **eq_spec.params, "id": eq_spec.id,
@@ -300,6 +327,8 @@ def _expand_equipment(eq_spec: InstanceSpec, tmpl: _Template, source: str, file:
         if spec.device is not None:
             dev_name = str(_format(spec.device, ctx))
             device = devices.get(dev_name)
+            if device is None and (dev_name in broken or not _placeholders(spec.device)):
+                return None  # already reported once, at the template (or the device)
             if device is None:
                 out.add(file, line, who, f"device '{dev_name}' (from template '{tmpl.name}') is not declared"
                                          f"{did_you_mean(dev_name, devices)}")
@@ -434,6 +463,9 @@ def _check_alarms(path: Path, templates: dict[str, _Template], tags: list[TagDef
             matched = [t for n, t in by_tmpl_tags[rule.template].items() if fnmatch.fnmatchcase(n, rule.tag)]
             if not matched:
                 matched_specs = [s for n, s in spec_names.items() if fnmatch.fnmatchcase(n, rule.tag)]
+                broken_match = any(fnmatch.fnmatchcase(n, rule.tag) for n in templates[rule.template].raw_tag_names)
+                if not matched_specs and broken_match:
+                    continue  # the tag exists but is invalid: already reported at the tag
                 if not matched_specs:
                     bad("tag", f"no tag of template '{rule.template}' matches {rule.tag!r}"
                                f"{did_you_mean(rule.tag, spec_names)}")
@@ -533,11 +565,13 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
                     f"period must be positive, got {period}")
     dev_specs: dict[str, DeviceSpec] = {}
     dev_lines: dict[str, int] = {}
+    broken_devices: set[str] = set()  # declared but invalid: reported once, not again at each use
     for i, raw in enumerate(top.devices):
         loc = ("devices", i)
         who = f"device '{_name_of(raw, 'name')}'"
         dev = _validate(DeviceSpec, raw, file, tree, loc, who, out)
         if dev is None:
+            broken_devices.add(_name_of(raw, "name"))
             continue
         line = line_of(tree, loc)
         if dev.name in dev_specs:
@@ -558,7 +592,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
         dev_lines[dev.name] = line
     templates: dict[str, _Template] = {}
     for name, raw in top.templates.items():
-        tm = _check_template(str(name), raw, file, tree, scan, dev_specs, out)
+        tm = _check_template(str(name), raw, file, tree, scan, dev_specs, broken_devices, out)
         if tm is not None:
             templates[str(name)] = tm
     known_templates = set(top.templates)
@@ -583,7 +617,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
             out.items.append(p if p.line else ConfigProblem(file, line_of(tree, ("inventory", i, "file")),
                                                             f"inventory '{inv.file}'", p.what))
         for row in rows:
-            inst = _validate(InstanceSpec, row.data, row.file, None, (), f"row {row.data['id']}", out)
+            inst = _validate(InstanceSpec, row.data, row.file, None, (), f"row {row.data['id']}", out, row.line)
             if inst is not None:
                 entries.append((inst, row.source, row.file, row.line))
     equipment: dict[str, EquipmentDef] = {}
@@ -599,7 +633,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
                 out.add(efile, eline, who,
                         f"unknown template {inst.template!r}{did_you_mean(inst.template, known_templates)}")
             continue
-        eq = _expand_equipment(inst, tmpl, source, efile, eline, devices, scan, endpoints, out, tags)
+        eq = _expand_equipment(inst, tmpl, source, efile, eline, devices, scan, endpoints, out, tags, broken_devices)
         if eq is not None:
             equipment[eq.id] = eq
     _check_modbus_overlaps(tags, devices, templates, equipment, file, out)

@@ -50,6 +50,8 @@ def load_yaml(path: Path) -> tuple[Any, list[ConfigProblem]]:
         return None, [ConfigProblem(str(path), line, "", what)]
     except (YAMLError, ValueError, TypeError, RecursionError) as exc:
         return None, [ConfigProblem(str(path), 0, "", f"YAML error: {exc}")]
+    if tree is None:
+        return None, [ConfigProblem(str(path), 1, "", "file is empty, expected a mapping of sections")]
     return tree, []
 
 

@@ -1,0 +1,5 @@
+"""Benchmarks: `python -m bench` runs them all (`--quick` for a smoke run, `--only tagdb,alarms`).
+
+Each bench_<area>.py exposes ``main(quick: bool = False) -> str`` returning a markdown section that
+compares against a baseline measured in the same run (a ratio), because these machines are noisy.
+"""

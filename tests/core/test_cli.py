@@ -1,0 +1,71 @@
+"""The `scada` command: help, check (exit codes and messages), config generation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from scada.cli import COMMANDS, main
+from scada.config import load_city
+from scada.config.generate import SCALES, rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _scada(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scada.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_help_lists_every_subcommand() -> None:
+    out = _scada("--help")
+    assert out.returncode == 0
+    for name, (text, _) in COMMANDS.items():
+        assert f"  {name:<10} {text}" in out.stdout
+
+
+def test_check_shipped_city_is_valid() -> None:
+    out = _scada("check", "tags.yaml", "alarms.yaml")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok: 91 equipment")
+
+
+def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
+    text = (ROOT / "tags.yaml").read_text(encoding="utf-8")
+    text = text.replace("    scan: fast\n    timeout: 800ms", "    scan: quick\n    timeout: 800ms")
+    text = text.replace("type: int, address: 1.3.6.1.4.1.1206.4.2.1.1.4.1.2.1", "type: integer, address: 1.3.6.1")
+    (tmp_path / "tags.yaml").write_text(text.replace("file: inventory/demo.csv", f"file: {ROOT}/inventory/demo.csv"))
+    out = _scada("check", str(tmp_path / "tags.yaml"), str(ROOT / "alarms.yaml"))
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert any(":65: template 'junction': 'scan' must be one of fast, normal, slow, got 'quick'" in ln for ln in lines)
+    assert any("tag 'phase_reds': 'type' must be one of bool, int, float, string, enum, got 'integer'" in ln
+               for ln in lines)
+    assert lines[-1] == f"{len(lines) - 1} problem(s); the configuration cannot be used"
+
+
+def test_unknown_and_missing_commands() -> None:
+    assert main([]) == 0
+    assert _scada("nonsense").returncode == 2
+
+
+def test_generated_demo_matches_shipped_inventory(tmp_path: Path) -> None:
+    """The shipped inventory is exactly `config generate --scale demo --seed 42`."""
+    out = _scada("config", "generate", "--scale", "demo", "--seed", "42", "--out", str(tmp_path), "--root", str(ROOT))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "inventory.csv").read_text() == (ROOT / "inventory" / "demo.csv").read_text()
+    config = load_city(tmp_path / "tags.yaml", tmp_path / "alarms.yaml")
+    assert len(config.equipment) == 91
+
+
+def test_full_scale_inventory_counts() -> None:
+    scale = SCALES["dijon"]
+    counts: dict[str, int] = {}
+    luminaires = 0
+    for row in rows(scale, seed=1):
+        counts[str(row["type"])] = counts.get(str(row["type"]), 0) + 1
+        luminaires += int(row.get("luminaires", 0) or 0)  # type: ignore[call-overload]
+    assert counts == {"junction": 113, "lighting_cabinet": 1100, "bollard": 26, "building": 180, "camera": 269,
+                      "panel": 25, "parking": 30, "vehicle": 205}
+    assert luminaires == 34_000
