@@ -289,6 +289,11 @@ class TagDatabase:
         self.strings[i] = text
         return float(0 if np.isnan(self.values[i]) else self.values[i] + 1)
 
+    def stale_limits_ns(self, periods_s: dict[str, float]) -> I64:
+        """Per-tag age after which a good value is stale: ``stale_after`` scan periods of its device."""
+        return np.array([int(t.stale_after * periods_s.get(t.device, 0.0) * 1e9) or np.iinfo(np.int64).max
+                         for t in self.defs], dtype=np.int64)
+
     def mark_stale(self, now_ns: int, max_age_ns: I64 | int) -> ChangeEvent:
         """Good tags with no update for longer than ``max_age_ns`` (per tag or global) become uncertain."""
         age = now_ns - self.receive_ns

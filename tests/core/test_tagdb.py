@@ -162,3 +162,9 @@ def test_storm_event_does_not_alias_the_callers_buffers() -> None:
     buf[:] = -1
     assert ev.new_values.tolist() == list(range(10))
     assert db.read("x/e/E3/v").value == 3.0
+
+
+def test_stale_limits_follow_each_devices_scan_period(db: TagDatabase) -> None:
+    limits = db.stale_limits_ns({"dev": 10.0})
+    assert limits.tolist() == [30_000_000_000] * 4  # stale_after = 3 scan periods of 10 s
+    assert db.stale_limits_ns({})[0] == np.iinfo(np.int64).max  # unknown period: never stale
