@@ -1,0 +1,130 @@
+"""``scada sim``: run the hardware simulator (real Modbus / SNMP / OPC UA / serial servers).
+
+::
+
+    scada sim                                   # the demo city on the fixed demo ports of tags.yaml
+    scada sim --scale dijon                     # generate the full métropole into the state dir, serve it all
+    scada sim --scenario storm --speed 20       # replay sim/scenarios/storm.yaml 20× faster than real time
+    scada sim --ports test --duration 30        # OS-assigned ports, stop by itself after 30 s (scripts, CI)
+
+It prints every endpoint, writes ``<state-dir>/endpoints.json`` (for ``load_city(...,
+endpoint_overrides=...)`` and ``scada poll --endpoints``) and ``<state-dir>/control.json`` (the
+control API's URL), then runs until Ctrl-C (or SIGTERM), or for ``--duration`` seconds of real time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from scada.config import load_city
+from scada.config.generate import SCALES, generate
+from scada.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=Path("tags.yaml"), help="tags file (default tags.yaml)")
+    parser.add_argument("--alarms", type=Path, default=None,
+                        help="alarms file, validated with the config (default: alarms.yaml next to --config)")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="demo",
+                        help="demo: the config as given; dijon: generate the full métropole into the state dir")
+    parser.add_argument("--scenario", default=None,
+                        help="scenario YAML file, or the name of a shipped one (snow_night, storm, ...)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (same seed, same city; default 42)")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="simulation clock speed (default 1, or the scenario's suggested speed)")
+    parser.add_argument("--state-dir", type=Path, default=Path(".scada-sim"),
+                        help="where endpoints.json, control.json, certificates and serial links go")
+    parser.add_argument("--ports", choices=["demo", "test"], default="demo",
+                        help="demo: the fixed ports of tags.yaml (default); test: OS-assigned ports")
+    parser.add_argument("--control-port", type=int, default=None,
+                        help="control API port (default 15080 with --ports demo, OS-assigned with test)")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many real seconds")
+    parser.add_argument("--start", default=None,
+                        help="simulation start (ISO 8601, Europe/Paris if no offset; default now or the scenario's)")
+
+
+def _config_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    tags = Path(args.config)
+    alarms = args.alarms if args.alarms is not None else tags.parent / "alarms.yaml"
+    if args.alarms is None and not alarms.exists():
+        alarms = None
+    if args.scale != "demo":
+        out = Path(args.state_dir) / f"city-{args.scale}"
+        print(f"generating the {args.scale} city into {out} ...", flush=True)
+        tags = generate(out, args.scale, args.seed, tags.parent)
+        alarms = out / "alarms.yaml"
+    return tags, alarms
+
+
+async def run(args: argparse.Namespace) -> int:
+    from sim.runner import Simulator
+    from sim.scenarios import load_scenario, parse_start
+
+    tags, alarms = _config_paths(args)
+    t0 = time.perf_counter()
+    config = load_city(tags, alarms)
+    print(f"config: {len(config.equipment)} equipment, {len(config.tags)} tags ({time.perf_counter() - t0:.1f} s)",
+          flush=True)
+    scenario = load_scenario(args.scenario, config) if args.scenario else None
+    start = parse_start(args.start) if args.start else (scenario.start if scenario else None)
+    speed = args.speed if args.speed is not None else (scenario.speed if scenario and scenario.speed else 1.0)
+    control_port = args.control_port if args.control_port is not None else -1
+    sim = Simulator(config, args.seed, speed=speed, ports=args.ports, state_dir=args.state_dir,
+                    start_time=start, control_port=control_port, echo=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    try:
+        await sim.start()
+        if scenario is not None:
+            n = sim.play(scenario)
+            print(f"scenario {scenario.name}: {n} actions over {scenario.duration_s:.0f} s of simulated time "
+                  f"({scenario.duration_s / speed:.0f} s real at ×{speed:g})", flush=True)
+        print("running; Ctrl-C stops", flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), args.duration)
+        except TimeoutError:
+            pass
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover
+                pass
+        await sim.aclose()
+    status = sim.status()
+    print(f"stopped: {status['steps']} steps, simulated up to "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(status['sim_time']))}", flush=True)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(run(args))
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); the simulator did not start", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"scada sim: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+logging.getLogger("asyncua").setLevel(logging.WARNING)
+
+__all__ = ["add_arguments", "main", "run"]

@@ -1,0 +1,354 @@
+"""OPC UA server of the simulator: the building management server (BMS) or the fleet server.
+
+One :class:`OpcUaModelServer` serves many models (``sim.building.Building`` or ``sim.fleet.Vehicle``)
+with asyncua 2.1.0. Each model reports ``values() -> {"fire/zone1": 0, ...}``; the value at key ``k``
+of equipment ``B001`` is the variable with string node id ``B001/k`` in the namespace
+``urn:city:bms`` (``urn:city:fleet`` for vehicles) — exactly the addresses of tags.yaml::
+
+    Objects
+    └── Buildings                 s=buildings                (Fleet, s=fleet, for kind "fleet")
+        ├── B001-B100             s=buildings/B001-B100      ≤ 100 equipment per group
+        │   ├── B001              s=B001
+        │   │   ├── fire          s=B001/fire
+        │   │   │   ├── zone1     s=B001/fire/zone1          Int32 0 normal / 1 alarm / 2 fault
+        │   │   │   └── zone2 ...
+        │   │   ├── intrusion     s=B001/intrusion           armed, alarm (Boolean)
+        │   │   └── doors         s=B001/doors               door1.. (Boolean, True = open)
+        │   └── B002 ...
+        └── B101-B180 ...
+
+    fleet:  V001 (s=V001) → lat, lon, speed (Double), status (Int32 0 available / 1 busy / 2 off duty),
+            team (String)
+
+No node ever has more than 100 children: asyncua scans a parent's references linearly on every
+add, so a flat folder of thousands of variables takes minutes to build (libraries.md §2).
+
+Updates: the runner steps the models, then awaits :meth:`publish`, which compares every model's
+values with what was last published and writes only the changes with the fast path
+``server.write_attribute_value`` (SourceTimestamp = the simulation clock, ServerTimestamp = now).
+Subscribed clients get the changes as data-change notifications.
+
+Security: ``security="none"`` (tests, the demo's default), ``"sign_encrypt"`` (Basic256Sha256,
+SignAndEncrypt only) or ``"both"``. With encryption a self-signed application certificate and key are
+generated at start into ``cert_dir`` (a temporary directory when not given): ``server.pem`` /
+``server.der`` (:attr:`certificate_path`). Client certificates are accepted without a trust list, as
+on a commissioning bench; the transport is still signed and encrypted.
+
+Communication faults, :meth:`set_comm_fault` (equipment id, or ``"*"`` for every equipment):
+
+==============  ==================================================================================
+``drop``        the BMS lost the equipment's field bus: its variables turn BadNoCommunication
+                (value kept, status bad) and stop updating until cleared
+``delay``       ``delay_s``: the equipment's changes reach the address space ``delay_s`` seconds
+                late (granularity: the runner's publish period)
+``corrupt``     garbled values with a Good status: ints/enums read -1, floats NaN, booleans are
+                inverted, strings become "\\ufffd\\ufffd" — what a broken gateway mapping shows
+``disconnect``  the whole endpoint goes away: the listening socket and every client connection
+                are closed (whatever equipment is named); clearing it (``kind=None`` for the same
+                id, or for ``"*"``) listens again on the same port
+None            clears the equipment's comm fault (``"*"``: every comm fault)
+==============  ==================================================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from asyncua import Server, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+log = logging.getLogger(__name__)
+
+GROUP_SIZE = 100
+NAMESPACES = {"bms": "urn:city:bms", "fleet": "urn:city:fleet"}
+ROOTS = {"bms": ("buildings", "Buildings"), "fleet": ("fleet", "Fleet")}
+SECURITY = ("none", "sign_encrypt", "both")
+COMM_FAULTS = ("drop", "delay", "corrupt", "disconnect")
+_UTC = dt.UTC
+
+
+class ValueModel(Protocol):
+    def values(self) -> dict[str, Any]: ...
+
+
+def _variant_type(value: Any) -> ua.VariantType:
+    if isinstance(value, bool):
+        return ua.VariantType.Boolean
+    if isinstance(value, int):
+        return ua.VariantType.Int32
+    if isinstance(value, float):
+        return ua.VariantType.Double
+    if isinstance(value, str):
+        return ua.VariantType.String
+    raise TypeError(f"unsupported value type {type(value).__name__}")
+
+
+def _garble(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return -1
+    if isinstance(value, float):
+        return math.nan
+    return "\ufffd\ufffd"
+
+
+class OpcUaModelServer:
+    """An asyncua server exposing models' values (see the module docstring)."""
+
+    def __init__(self, kind: str, models: Mapping[str, ValueModel], host: str = "127.0.0.1", port: int = 0,
+                 path: str = "/city/bms", security: str = "none", cert_dir: Path | None = None) -> None:
+        if kind not in NAMESPACES:
+            raise ValueError(f"kind must be one of {', '.join(NAMESPACES)}, got {kind!r}")
+        if security not in SECURITY:
+            raise ValueError(f"security must be one of {', '.join(SECURITY)}, got {security!r}")
+        self.kind = kind
+        self.models = dict(models)
+        self.host = host
+        self.port = port
+        self.path = path if path.startswith("/") else "/" + path
+        self.security = security
+        self.namespace = NAMESPACES[kind]
+        self.cert_dir = cert_dir
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._server: Server | None = None
+        self._idx = 0
+        # equipment id → [(key, nodeid, variant type)]
+        self._nodes: dict[str, list[tuple[str, ua.NodeId, ua.VariantType]]] = {}
+        self._published: dict[ua.NodeId, Any] = {}
+        self._faults: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._delayed: list[tuple[float, ua.NodeId, ua.DataValue]] = []
+        self._disconnected_by: set[str] = set()
+        self._listening = False
+        self.start_seconds = 0.0
+        self.certificate_path: Path | None = None
+        self.private_key_path: Path | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:PORT`` (the logical endpoint's value for ``load_city(endpoint_overrides=...)``)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"opc.tcp://{self.host}:{self.port}{self.path}"
+
+    async def start(self) -> None:
+        """Build the address space and listen. Logs the URL and how long it took."""
+        t0 = time.perf_counter()
+        server = Server()
+        await server.init()
+        server.set_server_name(f"city simulator {self.kind}")
+        await server.set_application_uri(f"urn:city:sim:{self.kind}")
+        server.set_endpoint(f"opc.tcp://{self.host}:{self.port}{self.path}")
+        policies = []
+        if self.security in ("none", "both"):
+            policies.append(ua.SecurityPolicyType.NoSecurity)
+        if self.security in ("sign_encrypt", "both"):
+            policies.append(ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt)
+            await self._load_certificates(server)
+        server.set_security_policy(policies)
+        server.set_identity_tokens([ua.AnonymousIdentityToken])  # no user accounts on a simulated BMS
+        self._idx = await server.register_namespace(self.namespace)
+        await self._build(server)
+        await server.start()
+        self._server = server
+        self._listening = True
+        assert server.bserver is not None
+        self.port = int(server.bserver.port)
+        self._fix_endpoint_urls()
+        self.start_seconds = time.perf_counter() - t0
+        n_vars = sum(len(v) for v in self._nodes.values())
+        log.info("opcua-%s: listening on %s (%d equipment, %d variables, %s, started in %.2f s)",
+                 self.kind, self.url, len(self.models), n_vars, self.security, self.start_seconds)
+
+    async def _load_certificates(self, server: Server) -> None:
+        if self.cert_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"scada-sim-{self.kind}-")
+            self.cert_dir = Path(self._tmp.name)
+        self.cert_dir.mkdir(parents=True, exist_ok=True)
+        key = self.cert_dir / f"opcua-{self.kind}-key.pem"
+        cert = self.cert_dir / f"opcua-{self.kind}-cert.der"
+        await setup_self_signed_certificate(
+            key, cert, f"urn:city:sim:{self.kind}", "localhost",
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"countryName": "FR", "organizationName": "city-scada simulator", "commonName": f"sim-{self.kind}"},
+        )
+        pem = self.cert_dir / f"opcua-{self.kind}-cert.pem"
+        pem.write_bytes(x509.load_der_x509_certificate(cert.read_bytes()).public_bytes(Encoding.PEM))
+        await server.load_certificate(str(cert))
+        await server.load_private_key(str(key))
+        self.certificate_path = cert
+        self.private_key_path = key
+
+    def _fix_endpoint_urls(self) -> None:
+        """With port 0 the endpoint descriptions were made before the OS picked the port: fix them."""
+        assert self._server is not None
+        url = self.url
+        self._server.set_endpoint(url)
+        for edp in self._server.iserver.endpoints:
+            edp.EndpointUrl = url
+            edp.Server.DiscoveryUrls = [url]
+
+    async def _build(self, server: Server) -> None:
+        idx = self._idx
+        root_id, root_name = ROOTS[self.kind]
+        root = await server.nodes.objects.add_folder(ua.NodeId(root_id, idx), f"{idx}:{root_name}")
+        ids = list(self.models)
+        for g in range(0, len(ids), GROUP_SIZE):
+            chunk = ids[g:g + GROUP_SIZE]
+            name = f"{chunk[0]}-{chunk[-1]}"
+            group = await root.add_folder(ua.NodeId(f"{root_id}/{name}", idx), f"{idx}:{name}")
+            for eq_id in chunk:
+                obj = await group.add_object(ua.NodeId(eq_id, idx), f"{idx}:{eq_id}")
+                parents: dict[str, Any] = {"": obj}
+                entries = []
+                for key, value in self.models[eq_id].values().items():
+                    *dirs, leaf = key.split("/")
+                    parent_path = ""
+                    for d in dirs:
+                        sub = f"{parent_path}/{d}" if parent_path else d
+                        if sub not in parents:
+                            parents[sub] = await parents[parent_path].add_object(
+                                ua.NodeId(f"{eq_id}/{sub}", idx), f"{idx}:{d}")
+                        parent_path = sub
+                    vtype = _variant_type(value)
+                    nodeid = ua.NodeId(f"{eq_id}/{key}", idx)
+                    await parents[parent_path].add_variable(nodeid, f"{idx}:{leaf}", value, varianttype=vtype)
+                    entries.append((key, nodeid, vtype))
+                    self._published[nodeid] = value
+                self._nodes[eq_id] = entries
+        if any(len(v) > GROUP_SIZE for v in self._nodes.values()):
+            raise ValueError("an equipment has more than 100 values: split them into sub-objects")
+
+    async def aclose(self) -> None:
+        """Stop listening and free the address space (idempotent)."""
+        server, self._server = self._server, None
+        if server is not None:
+            try:
+                await server.stop()
+            except Exception:  # a stopped endpoint (disconnect fault) must not fail the shutdown
+                log.debug("opcua-%s: error while stopping", self.kind, exc_info=True)
+            log.info("opcua-%s: stopped (%s)", self.kind, self.url)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # ------------------------------------------------------------------ publishing
+    async def publish(self, source_time_s: float | None = None) -> int:
+        """Write every changed value (and due delayed ones); return how many variables were written.
+
+        ``source_time_s``: the simulation clock (epoch seconds) used as SourceTimestamp; now if None.
+        """
+        server = self._server
+        if server is None:
+            return 0
+        now_wall = dt.datetime.now(_UTC)
+        src = dt.datetime.fromtimestamp(source_time_s, _UTC) if source_time_s is not None else now_wall
+        mono = time.monotonic()
+        written = 0
+        all_fault = self._faults.get("*")
+        for eq_id, entries in self._nodes.items():
+            fault = self._faults.get(eq_id, all_fault)
+            kind = fault[0] if fault else None
+            if kind == "drop":
+                continue
+            values = self.models[eq_id].values()
+            for key, nodeid, vtype in entries:
+                value = values[key]
+                if kind == "corrupt":
+                    value = _garble(value)
+                old = self._published.get(nodeid)
+                if old == value or (isinstance(old, float) and isinstance(value, float)
+                                    and math.isnan(old) and math.isnan(value)):
+                    continue
+                self._published[nodeid] = value
+                dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=src, ServerTimestamp=now_wall)
+                if kind == "delay":
+                    assert fault is not None
+                    self._delayed.append((mono + float(fault[1].get("delay_s", 5.0)), nodeid, dv))
+                    continue
+                await server.write_attribute_value(nodeid, dv)
+                written += 1
+        if self._delayed:
+            due = [d for d in self._delayed if d[0] <= mono]
+            self._delayed = [d for d in self._delayed if d[0] > mono]
+            for _, nodeid, dv in due:
+                dv.ServerTimestamp = now_wall
+                await server.write_attribute_value(nodeid, dv)
+                written += 1
+        return written
+
+    # ------------------------------------------------------------------ comm faults
+    async def set_comm_fault(self, equipment_id: str, kind: str | None, **params: Any) -> None:
+        """Set (or with ``kind=None`` clear) a communication fault; see the module docstring."""
+        if equipment_id != "*" and equipment_id not in self.models:
+            raise KeyError(f"opcua-{self.kind}: unknown equipment {equipment_id!r}")
+        if kind is not None and kind not in COMM_FAULTS:
+            raise ValueError(f"comm fault must be one of {', '.join(COMM_FAULTS)} or None, got {kind!r}")
+        if kind == "disconnect":
+            self._disconnected_by.add(equipment_id)
+            log.warning("%s: opcua-%s endpoint disconnected (fault)", equipment_id, self.kind)
+            await self._stop_listening()
+            return
+        if kind is None:
+            affected = list(self._nodes) if equipment_id == "*" else [equipment_id]
+            previous = dict(self._faults)
+            if equipment_id == "*":
+                self._faults.clear()
+                self._disconnected_by.clear()
+            else:
+                self._faults.pop(equipment_id, None)
+                self._disconnected_by.discard(equipment_id)
+            if not self._disconnected_by:
+                await self._start_listening()
+            # republish everything that was dropped or garbled, with a good status
+            for eq_id in affected:
+                if previous.get(eq_id, previous.get("*", ("",)))[0] in ("drop", "corrupt"):
+                    for _, nodeid, _ in self._nodes[eq_id]:
+                        self._published.pop(nodeid, None)
+            log.info("%s: opcua-%s comm fault cleared", equipment_id, self.kind)
+            return
+        self._faults[equipment_id] = (kind, dict(params))
+        log.warning("%s: opcua-%s comm fault %s %s", equipment_id, self.kind, kind, params or "")
+        if kind == "drop" and self._server is not None:
+            ids = list(self._nodes) if equipment_id == "*" else [equipment_id]
+            now_wall = dt.datetime.now(_UTC)
+            for eq_id in ids:
+                for _, nodeid, vtype in self._nodes[eq_id]:
+                    bad = ua.DataValue(ua.Variant(self._published[nodeid], vtype),
+                                       StatusCode=ua.StatusCode(ua.StatusCodes.BadNoCommunication),
+                                       SourceTimestamp=now_wall, ServerTimestamp=now_wall)
+                    await self._server.write_attribute_value(nodeid, bad)
+
+    async def _stop_listening(self) -> None:
+        if self._server is None or not self._listening or self._server.bserver is None:
+            return
+        self._listening = False
+        await self._server.bserver.stop()
+
+    async def _start_listening(self) -> None:
+        if self._server is None or self._listening or self._server.bserver is None:
+            return
+        self._server.bserver.port = self.port
+        await self._server.bserver.start()
+        self._listening = True
+        log.info("opcua-%s: listening again on %s", self.kind, self.url)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+
+__all__ = ["COMM_FAULTS", "GROUP_SIZE", "NAMESPACES", "OpcUaModelServer"]
