@@ -1,0 +1,104 @@
+"""What the API needs from each subsystem, as small protocols, and the refusal the API turns into 4xx.
+
+The composition root (:mod:`scada.server.app`) builds one adapter per subsystem that has landed in this
+build (alarm engine + journal, historian, fail-safe gate + monitor + crisis plans); the API only sees
+these protocols, so a subsystem's internal API can move without touching the routes, and a missing
+subsystem is a clear 503 ("alarm engine not available in this build"), never a crash::
+
+    api.py ──► AlarmService / JournalService / HistorianService / CommandService / CrisisService
+                   ▲ implemented by adapters in scada/server/wiring.py (importlib by module name)
+
+Every action takes the acting user; adapters raise :class:`Refused` with *what* was asked and *why* it
+was refused, and change nothing in that case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+Json = dict[str, Any]
+
+
+class Refused(Exception):
+    """A request that cannot be done: ``what`` was asked, ``why`` not; HTTP ``status`` (4xx/503)."""
+
+    def __init__(self, what: str, why: str, status: int = 409, code: str = "refused") -> None:
+        super().__init__(f"{what}: {why}")
+        self.what = what
+        self.why = why
+        self.status = status
+        self.code = code
+
+
+class AlarmService(Protocol):
+    def active(self) -> list[Json]:
+        """Every alarm not in normal state (active, unacknowledged, shelved, suppressed, out of service)."""
+        ...
+
+    def action(self, action: str, alarm_ids: list[str], user: str, params: Json) -> list[Json]:
+        """ack | shelve | unshelve | suppress | unsuppress | out_of_service | return_to_service | reset."""
+        ...
+
+    def subscribe(self, callback: Callable[[Json], None]) -> Callable[[], None]:
+        ...
+
+    def stats(self) -> Json:
+        ...
+
+
+class JournalService(Protocol):
+    def query(self, filters: Json, limit: int, offset: int) -> list[Json]:
+        ...
+
+    def stats(self) -> Json:
+        ...
+
+
+class HistorianService(Protocol):
+    def raw(self, tag: str, start_ns: int, end_ns: int, limit: int) -> list[Json]:
+        ...
+
+    def aggregate(self, tag: str, start_ns: int, end_ns: int, interval_s: float, functions: list[str]) -> list[Json]:
+        ...
+
+    def decimated(self, tag: str, start_ns: int, end_ns: int, pixels: int) -> list[Json]:
+        ...
+
+    def stats(self) -> Json:
+        ...
+
+
+class CommandService(Protocol):
+    def vocabulary(self) -> Json:
+        ...
+
+    async def submit(self, user: str, role: str, workstation: str, request: Json) -> Json:
+        """Select (select-before-operate types) or run a command; returns its record with ``state``."""
+        ...
+
+    async def operate(self, command_id: str, user: str, role: str, workstation: str) -> Json:
+        ...
+
+    async def approve(self, command_id: str, user: str, role: str, workstation: str) -> Json:
+        ...
+
+    async def cancel(self, command_id: str, user: str, role: str, workstation: str) -> Json:
+        ...
+
+    def status(self, command_id: str) -> Json | None:
+        ...
+
+    def history(self, equipment: str | None, limit: int) -> list[Json]:
+        ...
+
+    def stats(self) -> Json:
+        ...
+
+
+class CrisisService(Protocol):
+    def plans(self) -> list[Json]:
+        ...
+
+    async def run(self, name: str, user: str, role: str, workstation: str, dry_run: bool) -> Json:
+        ...

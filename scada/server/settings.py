@@ -1,0 +1,149 @@
+"""Server settings: where to listen, TLS, data directory, historian backend, limits.
+
+Read from an optional YAML file (``scada server --settings server.yaml``), then overridden by command
+line options. Every field has a safe default except what must be chosen on purpose::
+
+    listen: {host: 127.0.0.1, port: 8480}
+    tls: {cert: /etc/scada/server.crt, key: /etc/scada/server.key}   # required unless host is loopback
+    data_dir: scada-data            # users.sqlite, journal.sqlite, audit.sqlite, historian/, server.json
+    tags: tags.yaml
+    alarms: alarms.yaml
+    endpoints_file: null            # the simulator's endpoints JSON (overrides tags.yaml `endpoints:`)
+    token_ttl: 8h
+    login: {max_failures: 5, window: 5min, lockout: 1min}
+    historian: {backend: embedded}  # embedded | influxdb | none
+    #   influxdb: {url: http://127.0.0.1:8086, org: city, bucket: scada, token_env: SCADA_INFLUX_TOKEN}
+    websocket: {batch: 100ms, queue: 16}
+
+Plain HTTP is refused on anything but a loopback address: a control-room API is never served in
+clear on a network (IEC 62443 FR4).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from scada.config.units import parse_duration
+from scada.errors import ConfigError, ConfigProblem
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8480
+
+
+class Tls(_Strict):
+    cert: Path
+    key: Path
+    client_ca: Path | None = None  # require client certificates signed by this CA
+
+
+class Login(_Strict):
+    max_failures: Annotated[int, Field(ge=1)] = 5
+    window: Duration = 300.0
+    lockout: Duration = 60.0
+
+
+class Influx(_Strict):
+    url: str
+    org: str = ""
+    bucket: str = "scada"
+    token_env: str = "SCADA_INFLUX_TOKEN"
+    version: Literal[1, 2] = 2
+
+
+class Historian(_Strict):
+    backend: Literal["embedded", "influxdb", "none"] = "embedded"
+    influxdb: Influx | None = None
+
+
+class WebSocket(_Strict):
+    batch: Duration = 0.1
+    queue: Annotated[int, Field(ge=1, le=1000)] = 16
+
+
+class ServerSettings(_Strict):
+    listen: Listen = Listen()
+    tls: Tls | None = None
+    data_dir: Path = Path("scada-data")
+    tags: Path = Path("tags.yaml")
+    alarms: Path | None = Path("alarms.yaml")
+    endpoints_file: Path | None = None
+    token_ttl: Duration = 8 * 3600.0
+    login: Login = Login()
+    historian: Historian = Historian()
+    websocket: WebSocket = WebSocket()
+
+    def problems(self) -> list[str]:
+        """What makes these settings unusable (checked before anything starts)."""
+        out: list[str] = []
+        if self.tls is None and not is_loopback(self.listen.host):
+            out.append(f"listen.host {self.listen.host!r} is not a loopback address: plain HTTP is only served on "
+                       f"loopback; configure tls.cert and tls.key to listen on a network")
+        if self.tls is not None:
+            for label, path in (("tls.cert", self.tls.cert), ("tls.key", self.tls.key),
+                                ("tls.client_ca", self.tls.client_ca)):
+                if path is not None and not path.is_file():
+                    out.append(f"{label}: file not found, got {str(path)!r}")
+        if self.historian.backend == "influxdb" and self.historian.influxdb is None:
+            out.append("historian.backend is influxdb but historian.influxdb {url, org, bucket} is missing")
+        return out
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) -> ServerSettings:
+    """Settings from ``path`` (YAML, optional) with ``overrides`` (dotted keys) applied; ConfigError if bad."""
+    data: dict[str, Any] = {}
+    file = str(path) if path else "<command line>"
+    if path is not None:
+        from ruamel.yaml import YAML
+
+        try:
+            loaded = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([ConfigProblem(file, 0, "", f"cannot read settings: {exc.strerror}")]) from None
+        except Exception as exc:
+            raise ConfigError([ConfigProblem(file, 0, "", f"not valid YAML: {exc}")]) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([ConfigProblem(file, 1, "", "settings must be a mapping")])
+        data = dict(loaded or {})
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        settings = ServerSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([ConfigProblem(file, 0, "settings", f"{'.'.join(map(str, e['loc']))}: {e['msg']}, "
+                                                              f"got {e.get('input')!r}")
+                           for e in exc.errors()]) from None
+    bad = settings.problems()
+    if bad:
+        raise ConfigError([ConfigProblem(file, 0, "settings", p) for p in bad])
+    return settings

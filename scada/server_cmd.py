@@ -1,0 +1,84 @@
+"""``scada server``: run the supervisory server (drivers, alarms, historian, fail-safe, API).
+
+Refuses to start, printing every problem, when the settings or the city configuration are invalid.
+Stops cleanly on SIGTERM / SIGINT (Ctrl-C); SIGHUP reloads the configuration (as ``scada reload``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from scada.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--settings", type=Path, help="server settings YAML (listen, tls, data_dir, historian...)")
+    parser.add_argument("--tags", type=Path, help="tags file (default tags.yaml)")
+    parser.add_argument("--alarms", type=Path, help="alarms file (default alarms.yaml)")
+    parser.add_argument("--endpoints", type=Path, help="the simulator's endpoints JSON (overrides `endpoints:`)")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1; other than loopback needs TLS)")
+    parser.add_argument("--port", type=int, help="listen port (default 8480; 0 = any free port)")
+    parser.add_argument("--data-dir", type=Path, help="users, journal, audit, historian (default scada-data)")
+    parser.add_argument("--tls-cert", type=Path, help="TLS certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
+    parser.add_argument("--historian", choices=["embedded", "influxdb", "none"], help="historian backend")
+    parser.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "tags": args.tags, "alarms": args.alarms, "endpoints_file": args.endpoints, "listen.host": args.host,
+        "listen.port": args.port, "data_dir": args.data_dir, "historian.backend": args.historian,
+    }
+    if args.tls_cert or args.tls_key:
+        out["tls.cert"] = args.tls_cert
+        out["tls.key"] = args.tls_key
+    return out
+
+
+def _prompt(text: str, secret: bool) -> str:
+    return getpass.getpass(text) if secret else input(text)
+
+
+def main(args: argparse.Namespace) -> int:
+    from scada.server.app import ScadaServer, serve
+    from scada.server.logs import setup_logging
+    from scada.server.settings import load_settings
+    from scada.users import UserStore, ensure_first_admin
+
+    setup_logging(args.log_json, getattr(logging, args.log_level))
+    try:
+        settings = load_settings(args.settings, overrides(args))
+        config, problems = ScadaServer(settings).check_config()
+        if problems or config is None:
+            raise ConfigError(problems)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); the server does not start", file=sys.stderr)
+        return 1
+    store = UserStore(settings.data_dir / "users.sqlite")
+    try:
+        ensure_first_admin(store, _prompt if sys.stdin.isatty() else None)
+        if store.count("administrator") == 0:
+            print("warning: no administrator account; create one with `scada users add NAME --role administrator` "
+                  "or set SCADA_ADMIN_PASSWORD", file=sys.stderr)
+    finally:
+        store.close()
+    try:
+        return asyncio.run(serve(settings))
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); the server does not start", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"scada server: cannot listen on {settings.listen.host}:{settings.listen.port}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,240 @@
+"""User accounts and roles, in SQLite, with argon2 password hashes.
+
+    users.sqlite
+    ┌──────────┬───────────────┬──────────────────────────────┬──────────┬────────────┬────────────┐
+    │ name PK  │ role          │ hash (argon2id, PHC string)  │ disabled │ created_ns │ changed_ns │
+    └──────────┴───────────────┴──────────────────────────────┴──────────┴────────────┴────────────┘
+
+Roles (IEC 62443 FR2 "use control": least privilege, one role per account)::
+
+    viewer        read everything (tags, equipment, alarms, journal, trends)
+    operator      + acknowledge and shelve alarms, send commands
+    supervisor    + approve commands (second person), crisis plans, suppress/reset alarms
+    maintenance   read + acknowledge, out-of-service (work order), reset latched alarms
+    engineer      read + configuration reload
+    administrator everything, including user management
+
+There is no default account and no default password: ``scada users add`` creates accounts; the first
+administrator comes from ``SCADA_ADMIN_PASSWORD`` (user ``SCADA_ADMIN_USER``, default ``admin``) or
+an interactive prompt (see :func:`ensure_first_admin`). Passwords are never stored, logged or echoed;
+only argon2id hashes are kept (parameters in the hash, re-hashed on login when they change).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from scada.errors import ScadaError
+
+ROLES: tuple[str, ...] = ("viewer", "operator", "supervisor", "maintenance", "engineer", "administrator")
+
+#: permission → roles holding it. The API checks permissions, never role names.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "read": frozenset(ROLES),
+    "alarm.ack": frozenset({"operator", "supervisor", "maintenance", "administrator"}),
+    "alarm.shelve": frozenset({"operator", "supervisor", "administrator"}),
+    "alarm.suppress": frozenset({"supervisor", "administrator"}),
+    "alarm.out_of_service": frozenset({"maintenance", "supervisor", "administrator"}),
+    "alarm.reset": frozenset({"maintenance", "supervisor", "administrator"}),
+    "command.operate": frozenset({"operator", "supervisor", "administrator"}),
+    "command.approve": frozenset({"supervisor", "administrator"}),
+    "crisis": frozenset({"supervisor", "administrator"}),
+    "config.reload": frozenset({"engineer", "administrator"}),
+    "users.manage": frozenset({"administrator"}),
+    "audit.read": frozenset({"supervisor", "administrator"}),
+}
+
+MIN_PASSWORD_LENGTH = 10
+_NAME = re.compile(r"^[A-Za-z0-9_.\-@]{1,64}$")
+
+
+class UserError(ScadaError):
+    """A user-management request cannot be done (unknown user, weak password, bad role...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    role: str
+    disabled: bool
+    created_ns: int
+    changed_ns: int
+
+    def can(self, permission: str) -> bool:
+        return not self.disabled and self.role in PERMISSIONS.get(permission, frozenset())
+
+
+def role_can(role: str, permission: str) -> bool:
+    return role in PERMISSIONS.get(permission, frozenset())
+
+
+def check_password_strength(password: str, name: str = "") -> None:
+    """Raise :class:`UserError` for a password that is too weak to accept (length, trivial content)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password too short: at least {MIN_PASSWORD_LENGTH} characters are needed")
+    if name and name.lower() in password.lower():
+        raise UserError("password must not contain the user name")
+    if len(set(password)) < 4:
+        raise UserError("password too simple: use at least 4 different characters")
+
+
+class UserStore:
+    """The accounts database. Thread-safe (one connection, one lock); hashing is the slow part."""
+
+    def __init__(self, path: Path | str, hasher: PasswordHasher | None = None) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL, "
+            "disabled INTEGER NOT NULL DEFAULT 0, created_ns INTEGER NOT NULL, changed_ns INTEGER NOT NULL)")
+        self._lock = threading.Lock()
+        self.hasher = hasher or PasswordHasher()
+        # a hash of a random string: verifying unknown users costs the same time as known ones
+        self._dummy = self.hasher.hash(os.urandom(16).hex())
+        if str(path) != ":memory:":
+            os.chmod(self.path, 0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ queries
+    def get(self, name: str) -> User | None:
+        with self._lock:
+            row = self._db.execute("SELECT name, role, disabled, created_ns, changed_ns FROM users WHERE name=?",
+                                   (name,)).fetchone()
+        return None if row is None else User(row[0], row[1], bool(row[2]), row[3], row[4])
+
+    def list(self) -> list[User]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, role, disabled, created_ns, changed_ns FROM users ORDER BY name")
+            return [User(r[0], r[1], bool(r[2]), r[3], r[4]) for r in rows]
+
+    def count(self, role: str | None = None) -> int:
+        with self._lock:
+            if role is None:
+                return int(self._db.execute("SELECT count(*) FROM users WHERE disabled=0").fetchone()[0])
+            return int(self._db.execute("SELECT count(*) FROM users WHERE role=? AND disabled=0",
+                                        (role,)).fetchone()[0])
+
+    # ------------------------------------------------------------------ changes
+    def add(self, name: str, role: str, password: str) -> User:
+        if not _NAME.match(name):
+            raise UserError(f"user name must be 1-64 characters of letters, digits, _ . - @, got {name!r}")
+        if role not in ROLES:
+            raise UserError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        check_password_strength(password, name)
+        digest = self.hasher.hash(password)
+        now = time.time_ns()
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO users VALUES (?, ?, ?, 0, ?, ?)", (name, role, digest, now, now))
+            except sqlite3.IntegrityError:
+                raise UserError(f"user {name!r} already exists") from None
+        return User(name, role, False, now, now)
+
+    def set_password(self, name: str, password: str) -> None:
+        check_password_strength(password, name)
+        digest = self.hasher.hash(password)
+        self._update(name, "hash=?", (digest,))
+
+    def set_role(self, name: str, role: str) -> None:
+        if role not in ROLES:
+            raise UserError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        self._guard_last_admin(name, leaving=role != "administrator")
+        self._update(name, "role=?", (role,))
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        if disabled:
+            self._guard_last_admin(name, leaving=True)
+        self._update(name, "disabled=?", (int(disabled),))
+
+    def remove(self, name: str) -> None:
+        self._guard_last_admin(name, leaving=True)
+        with self._lock:
+            cur = self._db.execute("DELETE FROM users WHERE name=?", (name,))
+        if cur.rowcount == 0:
+            raise UserError(f"unknown user {name!r}")
+
+    def _guard_last_admin(self, name: str, leaving: bool) -> None:
+        user = self.get(name)
+        if user is None:
+            raise UserError(f"unknown user {name!r}")
+        if leaving and user.role == "administrator" and not user.disabled and self.count("administrator") <= 1:
+            raise UserError(f"{name!r} is the last administrator; create another administrator first")
+
+    def _update(self, name: str, assignment: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            cur = self._db.execute(f"UPDATE users SET {assignment}, changed_ns=? WHERE name=?",
+                                   (*params, time.time_ns(), name))
+        if cur.rowcount == 0:
+            raise UserError(f"unknown user {name!r}")
+
+    # ------------------------------------------------------------------ authentication
+    def verify(self, name: str, password: str) -> User | None:
+        """The user if ``password`` is right and the account enabled, else None (same cost either way)."""
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM users WHERE name=?", (name,)).fetchone()
+        digest = self._dummy if row is None else str(row[0])
+        try:
+            self.hasher.verify(digest, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return None
+        if row is None:
+            return None
+        user = self.get(name)
+        if user is None or user.disabled:
+            return None
+        if self.hasher.check_needs_rehash(digest):
+            self._update(name, "hash=?", (self.hasher.hash(password),))
+        return user
+
+
+def ensure_first_admin(store: UserStore, prompt: Callable[[str, bool], str] | None = None,
+                       environ: dict[str, str] | None = None, say: Callable[[str], None] = print) -> str | None:
+    """Create the first administrator if none exists; return its name (None if one existed or none made).
+
+    From ``SCADA_ADMIN_PASSWORD`` (user name ``SCADA_ADMIN_USER``, default ``admin``) or, when
+    ``prompt(text, secret)`` is given (an interactive terminal), by asking twice. Never a default password.
+    """
+    if store.count("administrator") > 0:
+        return None
+    env = os.environ if environ is None else environ
+    name = env.get("SCADA_ADMIN_USER", "admin")
+    password = env.get("SCADA_ADMIN_PASSWORD")
+    if password:
+        store.add(name, "administrator", password)
+        say(f"created administrator {name!r} from SCADA_ADMIN_PASSWORD")
+        return name
+    if prompt is None:
+        return None
+    say("No administrator account exists yet: create the first one.")
+    entered = prompt(f"administrator name [{name}]: ", False).strip()
+    name = entered or name
+    for _ in range(3):
+        first = prompt("password: ", True)
+        if first != prompt("again: ", True):
+            say("the two passwords differ")
+            continue
+        try:
+            store.add(name, "administrator", first)
+        except UserError as exc:
+            say(str(exc))
+            continue
+        say(f"created administrator {name!r}")
+        return name
+    return None
