@@ -167,8 +167,9 @@ class Driver(abc.ABC):
 def engineering(point: TagDef, raw: float | int | bool | str | bytes | None) -> tuple[Value, Quality]:
     """Raw device value → (engineering value typed by ``point.dtype``, quality).
 
-    Numbers are scaled (``raw * scale + offset``); NaN/inf from a device is bad_device; a value that
-    does not fit the dtype (text for an int tag) is bad_config.
+    Numbers are scaled (``raw * scale + offset``); NaN/inf from a device, or an enum value outside
+    the tag's enum map, is bad_device; a value that does not fit the dtype (text for an int tag) is
+    bad_config.
     """
     dtype = point.dtype
     if raw is None:
@@ -191,9 +192,10 @@ def engineering(point: TagDef, raw: float | int | bool | str | bytes | None) -> 
     if dtype == "bool":
         return bool(scaled), Quality.GOOD
     if dtype in ("int", "enum"):
-        if isinstance(scaled, float):
-            return round(scaled), Quality.GOOD
-        return int(scaled), Quality.GOOD
+        integer = round(scaled) if isinstance(scaled, float) else int(scaled)
+        if dtype == "enum" and point.enum is not None and integer not in point.enum:
+            return integer, Quality.BAD_DEVICE  # a state the device type does not have: garbled answer
+        return integer, Quality.GOOD
     return float(scaled), Quality.GOOD
 
 

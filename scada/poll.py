@@ -326,7 +326,13 @@ class Poller:
             reached = error is None
         bad = Sample.bad(Quality.BAD_COMM)
         samples_out = [s if s is not None else bad for s in results]
-        self._apply(d, samples_out)
+        ok = self._update_status(d, reached, error)
+        self._apply(d, samples_out)  # the values and the statistics (new status) in one batch
+        return ok
+
+    def _update_status(self, d: _Device, reached: bool, error: BaseException | None) -> bool:
+        dev = d.dev
+        st = d.stats
         if reached:
             if st.status != OK:
                 if st.status in (LOST, REFUSED):
