@@ -105,6 +105,7 @@ class Driver(abc.ABC):
 
     def __init__(self, device: DeviceDef, context: DriverContext | None = None) -> None:
         self.device = device
+        self.owns_context = context is None
         self.context = context if context is not None else DriverContext()
         self.requests = 0
         self.last_error: DriverError | None = None
