@@ -1,0 +1,793 @@
+"""The command gate: the only path from an operator's request to a field write.
+
+Every command passes these steps in this order; the first failure refuses it with a reason that
+names the step (``"interlocks: BL01: vehicle presence detected on the bollard loop (presence equals True)"``)::
+
+    select(request) ─┬─ 1 user        authenticated, and one of the verb's roles
+                     ├─ 2 target      exists, one commandable type, known verb, valid parameters
+                     ├─ 3 inputs      every tag an interlock reads has good quality
+                     ├─ 4 interlocks  declarative (no bollard raise with presence, road-class minimum at night)
+                     ├─ 5 blast       ≤ per_command targets and ≤ per_minute per type, else "mass" (needs
+                     │                approval), never above max_with_approval
+                     ├─ 6 rate        per user and global per minute        (skipped: safety-increasing)
+                     ├─ 7 approval    safety-reducing or mass → AWAITING_APPROVAL until a different user
+                     │                with an approver role approves within the window (120 s)
+                     │                                                       (skipped: safety-increasing)
+                     └─ 8 select      critical types: targets reserved for this user, operate within 15 s
+    operate(ticket) ─┬─ re-check 1-4 (the world may have changed since select)
+                     ├─ 9 write       journal first, then the verb's writes through the Writer port
+                     ├─ lease         the command becomes a lease (failsafe.leases), capped per type
+                     └─ 10 confirm    read back until the verb's confirm conditions hold or the type's
+                                      timeout → done / failed / not_confirmed (alarm)
+
+Ticket states::
+
+    select ──► AWAITING_APPROVAL ──approve──► SELECTED (critical) / READY ──operate──► EXECUTING ──► FINISHED
+       │              │ window passes                 │ deadline passes                  (done, failed,
+       │              ▼                               ▼                                   not_confirmed)
+       └─► FINISHED (rejected)   EXPIRED ◄────────────┘            cancel ──► CANCELLED
+
+Safety-increasing commands (junction flash, lighting 100 %) skip steps 6 and 7, are never blocked by
+another user's reservation (they pre-empt it) and still pass 1-5, are journalled and confirmed. If
+the audit log cannot be written, every command except safety-increasing ones is refused.
+
+Time comes from an injected clock (epoch seconds) and waiting from an injected ``sleep``, so tests
+drive the whole pipeline with a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from failsafe.audit import AuditLog
+from failsafe.leases import LeaseManager
+from failsafe.types import (
+    AlarmSink,
+    Clock,
+    CommandRequest,
+    CommandResult,
+    FailsafeAlarm,
+    Outcome,
+    Principal,
+    StateReader,
+    TargetResult,
+    Ticket,
+    TicketState,
+    Writer,
+    no_alarms,
+    system_clock,
+)
+from failsafe.vocabulary import LEASE_S_MAX, TypePolicy, VerbSpec, Vocabulary
+from scada.config.model import CityConfig, EquipmentDef, TagDef
+from scada.errors import CommandRejected, DriverError, StorageError
+from scada.quality import Quality, Value
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+STEPS = ("user", "target", "inputs", "interlocks", "blast_radius", "rate_limit", "approval", "select")
+WINDOW_S = 60.0  # blast-radius and rate-limit windows
+KEEP_FINISHED = 2000
+
+
+class _Refusal(Exception):
+    def __init__(self, step: str, why: str) -> None:
+        self.step = step
+        self.why = why
+        super().__init__(f"{step}: {why}")
+
+
+@dataclass(slots=True)
+class GroupApproval:
+    """An approval covering several commands of one requester (a crisis plan run)."""
+
+    id: str
+    requester: Principal
+    subject: str
+    created: float
+    approver: Principal | None = None
+    approved_at: float | None = None
+    state: str = "awaiting_approval"  # approved | expired | cancelled
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "requester": self.requester.name, "subject": self.subject, "created": self.created,
+                "approver": self.approver.name if self.approver else None, "approved_at": self.approved_at,
+                "state": self.state}
+
+
+class CommandGate:
+    """See the module docstring. One instance per server; all methods are safe to call from one event loop."""
+
+    def __init__(self, city: CityConfig, vocabulary: Vocabulary, writer: Writer, audit: AuditLog,
+                 leases: LeaseManager, *, reader: StateReader | None = None, alarms: AlarmSink = no_alarms,
+                 clock: Clock = system_clock, sleep: Sleep = asyncio.sleep,
+                 authenticate: Callable[[Principal], bool] | None = None, confirm_poll_s: float = 0.25) -> None:
+        self.city = city
+        self.vocab = vocabulary
+        self.writer = writer
+        self.audit = audit
+        self.leases = leases
+        self.reader = reader
+        self.alarms = alarms
+        self.clock = clock
+        self.sleep = sleep
+        self.authenticate = authenticate
+        self.confirm_poll_s = confirm_poll_s
+        self._tags: dict[str, TagDef] = city.tag_by_name()
+        self._tickets: dict[str, Ticket] = {}
+        self._finished: deque[str] = deque()
+        self._groups: dict[str, GroupApproval] = {}
+        self._reserved: dict[str, str] = {}  # equipment → ticket id holding the select
+        self._type_window: dict[str, deque[tuple[float, str]]] = {}  # type → (t, target) commanded
+        self._user_window: dict[str, deque[float]] = {}
+        self._global_window: deque[float] = deque()
+        self._not_commandable: dict[str, str] = {}  # equipment → why (maintenance lock-out, out of service)
+        self._audit_ok = True
+
+    # ================================================================== public API
+    def select(self, request: CommandRequest) -> Ticket:
+        """Steps 1-8. Returns the ticket: SELECTED/READY (operate next), AWAITING_APPROVAL, or FINISHED rejected."""
+        now = self.clock()
+        self.sweep(now)
+        ticket = Ticket(uuid.uuid4().hex[:12], request, "", "neutral", False, TicketState.FINISHED, now)
+        try:
+            policy, verb, eqs = self._checks_1_to_4(request, now)
+            ticket.type = policy.name
+            ticket.safety = self._classify(verb, request, eqs)
+            increasing = ticket.safety == "increasing"
+            ticket.mass = self._blast_radius(policy, request, now, increasing)
+            if not increasing:
+                self._rate_limit(request.user, now)
+            self._record_windows(policy, request, now)
+            self._require_audit(increasing)
+            needs_approval = not increasing and (ticket.safety == "reducing" or ticket.mass)
+            self._tickets[ticket.id] = ticket
+            if needs_approval and request.approval is not None:
+                self._check_group_approval(request, now)
+                group = self._groups[request.approval]
+                ticket.approver, ticket.approved_at = group.approver, group.approved_at
+                needs_approval = False
+            if needs_approval:
+                ticket.state = TicketState.AWAITING_APPROVAL
+                ticket.deadline = now + self.vocab.approval_window_s
+                self._journal("select", ticket, increasing, note="awaiting second-person approval")
+                return ticket
+            self._journal("select", ticket, increasing)
+            self._make_operable(ticket, policy, now)
+        except _Refusal as refusal:
+            self._refuse(ticket, refusal)
+        return ticket
+
+    def approve(self, ticket_id: str, approver: Principal) -> Ticket:
+        """Second-person approval of a ticket (or of a group approval id). Raises CommandRejected with the reason."""
+        now = self.clock()
+        self.sweep(now)
+        if ticket_id in self._groups:
+            self._approve_group(self._groups[ticket_id], approver, now)
+            return self._group_as_ticket(self._groups[ticket_id])
+        ticket = self._tickets.get(ticket_id)
+        if ticket is None:
+            self._journal_refusal_only("approval", approver, f"unknown ticket {ticket_id!r}", ticket_id)
+            raise CommandRejected(f"approval: unknown ticket {ticket_id!r}")
+        if ticket.state is not TicketState.AWAITING_APPROVAL:
+            why = f"ticket {ticket_id} is {ticket.state.value}, not awaiting approval"
+            self._journal_refusal_only("approval", approver, why, ticket_id)
+            raise CommandRejected(f"approval: {why}")
+        why = self._approver_problem(ticket.request.user, approver)
+        if why:
+            self._journal("refusal", ticket, False, step="approval", reason=why, approver=approver.name,
+                          approver_workstation=approver.workstation)
+            raise CommandRejected(f"approval: {why}")
+        policy = self.vocab.types[ticket.type]
+        ticket.approver, ticket.approved_at = approver, now
+        self._journal("approval", ticket, False)
+        try:
+            self._make_operable(ticket, policy, now)
+        except _Refusal as refusal:
+            self._refuse(ticket, refusal)
+        return ticket
+
+    async def operate(self, ticket_id: str, user: Principal) -> CommandResult:
+        """Re-check, write, lease, confirm. Only the user who selected may operate, before the deadline."""
+        now = self.clock()
+        self.sweep(now)
+        ticket = self._tickets.get(ticket_id)
+        if ticket is None:
+            self._journal_refusal_only("operate", user, f"unknown ticket {ticket_id!r}", ticket_id)
+            return CommandResult(ticket_id, Outcome.REJECTED,
+                                 f"select: unknown ticket {ticket_id!r} (no matching select)")
+        if ticket.state is TicketState.EXPIRED:
+            return CommandResult(ticket.id, Outcome.REJECTED, ticket.reason, state=ticket.state)
+        if ticket.state not in (TicketState.SELECTED, TicketState.READY):
+            why = f"ticket is {ticket.state.value}" + (f" ({ticket.reason})" if ticket.reason else "")
+            return CommandResult(ticket.id, ticket.outcome or Outcome.REJECTED, f"select: {why}", ticket.results,
+                                 ticket.lease_end, ticket.state)
+        if user.name != ticket.request.user.name or (ticket.request.user.session and
+                                                     user.session != ticket.request.user.session):
+            why = f"ticket {ticket.id} was selected by {ticket.request.user.name}, not {user.name}"
+            self._journal_refusal_only("operate", user, why, ticket.id)
+            return CommandResult(ticket.id, Outcome.REJECTED, f"select: {why}", state=ticket.state)
+        increasing = ticket.safety == "increasing"
+        ticket.state = TicketState.EXECUTING
+        try:
+            policy, verb, eqs = self._checks_1_to_4(ticket.request, now)
+            self._require_audit(increasing)
+        except _Refusal as refusal:
+            self._release_reservation(ticket)
+            self._refuse(ticket, refusal)
+            return self._result(ticket)
+        self._release_reservation(ticket)
+        try:
+            await self._execute(ticket, policy, verb, eqs, now)
+        except Exception as exc:  # never leave a ticket EXECUTING: an unexpected error is a failure
+            log.exception("command %s failed unexpectedly", ticket.id)
+            ticket.state, ticket.outcome, ticket.reason = TicketState.FINISHED, Outcome.FAILED, f"write: {exc}"
+            self._journal("outcome", ticket, True)
+        self._retire(ticket)
+        return self._result(ticket)
+
+    async def execute(self, request: CommandRequest) -> CommandResult:
+        """select + operate in one call (system paths: monitor flash, crisis steps; non-critical API commands).
+
+        When approval is needed the ticket stays AWAITING_APPROVAL and the result has ``outcome=None``.
+        """
+        ticket = self.select(request)
+        if ticket.state in (TicketState.SELECTED, TicketState.READY):
+            return await self.operate(ticket.id, request.user)
+        return self._result(ticket)
+
+    def cancel(self, ticket_id: str, user: Principal) -> Ticket:
+        """Cancel a pending ticket (its requester, or an approver). Raises CommandRejected otherwise."""
+        now = self.clock()
+        self.sweep(now)
+        if ticket_id in self._groups:
+            group = self._groups[ticket_id]
+            if user.name != group.requester.name and not (user.roles & self.vocab.approver_roles):
+                raise CommandRejected(f"cancel: {user.name} may not cancel {group.requester.name}'s approval request")
+            group.state = "cancelled"
+            self._safe_append("cancel", ticket=group.id, user=user.name, workstation=user.workstation,
+                              subject=group.subject)
+            return self._group_as_ticket(group)
+        ticket = self._tickets.get(ticket_id)
+        if ticket is None:
+            raise CommandRejected(f"cancel: unknown ticket {ticket_id!r}")
+        if not ticket.state.pending:
+            raise CommandRejected(f"cancel: ticket {ticket_id} is {ticket.state.value}")
+        if user.name != ticket.request.user.name and not (user.roles & self.vocab.approver_roles):
+            why = f"{user.name} may not cancel {ticket.request.user.name}'s command"
+            self._journal_refusal_only("cancel", user, why, ticket.id)
+            raise CommandRejected(f"cancel: {why}")
+        ticket.state = TicketState.CANCELLED
+        ticket.reason = f"cancelled by {user.name}"
+        self._release_reservation(ticket)
+        self._journal("cancel", ticket, False, cancelled_by=user.name)
+        self._retire(ticket)
+        return ticket
+
+    def status(self, ticket_id: str) -> Ticket | None:
+        self.sweep(self.clock())
+        return self._tickets.get(ticket_id)
+
+    def pending(self) -> list[Ticket]:
+        """Tickets awaiting approval or operate (for the approvers' and operators' consoles)."""
+        self.sweep(self.clock())
+        return [t for t in self._tickets.values() if t.state.pending]
+
+    def reservations(self) -> dict[str, str]:
+        """equipment → user currently holding a select on it."""
+        self.sweep(self.clock())
+        return {eq: self._tickets[tid].request.user.name for eq, tid in self._reserved.items()}
+
+    def request_group_approval(self, requester: Principal, subject: str) -> GroupApproval:
+        """Open an approval that, once granted, covers the requester's commands carrying its id (crisis plans)."""
+        now = self.clock()
+        group = GroupApproval(uuid.uuid4().hex[:12], requester, subject, now)
+        self._groups[group.id] = group
+        self._safe_append("approval_request", ticket=group.id, user=requester.name,
+                          workstation=requester.workstation, subject=subject)
+        return group
+
+    def group(self, group_id: str) -> GroupApproval | None:
+        self.sweep(self.clock())
+        return self._groups.get(group_id)
+
+    def set_commandable(self, equipment: str, commandable: bool, why: str = "", by: str = "") -> None:
+        """Lock an equipment out of commands (maintenance, out of service) or release it; journalled."""
+        if commandable:
+            self._not_commandable.pop(equipment, None)
+        else:
+            self._not_commandable[equipment] = why or "locked out"
+        self._safe_append("commandable", target=equipment, user=by or None, commandable=commandable,
+                          reason=why or None)
+
+    def classify(self, request: CommandRequest) -> dict[str, Any]:
+        """Dry-run steps 1-5 without reserving or counting: what would happen (crisis dry runs, HMI hints)."""
+        now = self.clock()
+        try:
+            policy, verb, eqs = self._checks_1_to_4(request, now)
+            safety = self._classify(verb, request, eqs)
+            mass = self._blast_radius(policy, request, now, safety == "increasing")
+        except _Refusal as refusal:
+            return {"ok": False, "step": refusal.step, "reason": str(refusal)}
+        needs = safety != "increasing" and (safety == "reducing" or mass)
+        return {"ok": True, "type": policy.name, "safety": safety, "mass": mass, "needs_approval": needs,
+                "critical": policy.critical,
+                "writes": {eq.id: self._resolved_writes(policy, verb, eq, request, self._lease_s(policy, request, now))
+                           for eq in eqs}}
+
+    def sweep(self, now: float | None = None) -> None:
+        """Expire approval and select windows (journalled as approval_timeout / select_timeout)."""
+        now = self.clock() if now is None else now
+        for ticket in list(self._tickets.values()):
+            if ticket.state.pending and ticket.deadline is not None and now > ticket.deadline:
+                waiting = ticket.state is TicketState.AWAITING_APPROVAL
+                ticket.state = TicketState.EXPIRED
+                ticket.outcome = Outcome.REJECTED
+                if waiting:
+                    ticket.reason = (f"approval: no second-person approval within "
+                                     f"{self.vocab.approval_window_s:g} s")
+                else:
+                    ticket.reason = (f"select: expired, no operate within the select window "
+                                     f"(deadline {ticket.deadline:.3f})")
+                self._release_reservation(ticket)
+                self._journal("approval_timeout" if waiting else "select_timeout", ticket, False)
+                self._retire(ticket)
+        for group in self._groups.values():
+            if group.state == "awaiting_approval" and now > group.created + self.vocab.approval_window_s:
+                group.state = "expired"
+                self._safe_append("approval_timeout", ticket=group.id, user=group.requester.name,
+                                  subject=group.subject)
+            elif group.state == "approved" and group.approved_at is not None and \
+                    now > group.approved_at + self.vocab.approval_window_s:
+                group.state = "expired"
+
+    # ================================================================== steps 1-4
+    def _checks_1_to_4(self, req: CommandRequest,
+                       now: float) -> tuple[TypePolicy, VerbSpec, list[EquipmentDef]]:
+        # 1. user: authenticated, role permitted for this verb
+        user = req.user
+        if not user.name or not user.authenticated or (self.authenticate is not None and not self.authenticate(user)):
+            raise _Refusal("user", f"user {user.name or '(anonymous)'!r} is not authenticated")
+        policy, verb = self._resolve_type_verb(req)
+        if verb is not None and not (user.roles & verb.roles):
+            raise _Refusal("user", f"user {user.name!r} (roles {', '.join(sorted(user.roles)) or 'none'}) may not "
+                                   f"{policy.name if policy else ''}.{req.verb}; needs one of "
+                                   f"{', '.join(sorted(verb.roles))}")
+        if verb is None:
+            all_roles = frozenset().union(*(v.roles for p in self.vocab.types.values() for v in p.verbs.values()))
+            if not (user.roles & all_roles):
+                raise _Refusal("user", f"user {user.name!r} (roles {', '.join(sorted(user.roles)) or 'none'}) may "
+                                       f"not send commands")
+        # 2. target exists and is commandable, verb and parameters valid
+        eqs = self._check_targets(req, policy, verb)
+        assert policy is not None and verb is not None
+        # 3. inputs needed by interlocks have good quality; 4. interlocks
+        self._check_interlocks(req, policy, verb, eqs, now)
+        return policy, verb, eqs
+
+    def _resolve_type_verb(self, req: CommandRequest) -> tuple[TypePolicy | None, VerbSpec | None]:
+        templates = {self.city.equipment[t].template for t in req.targets if t in self.city.equipment}
+        if len(templates) != 1:
+            return None, None
+        policy = self.vocab.types.get(next(iter(templates)))
+        if policy is None:
+            return None, None
+        return policy, policy.verbs.get(req.verb)
+
+    def _check_targets(self, req: CommandRequest, policy: TypePolicy | None,
+                       verb: VerbSpec | None) -> list[EquipmentDef]:
+        if not req.targets:
+            raise _Refusal("target", "no target given")
+        if len(set(req.targets)) != len(req.targets):
+            raise _Refusal("target", "the same target is listed twice")
+        unknown = [t for t in req.targets if t not in self.city.equipment]
+        if unknown:
+            raise _Refusal("target", f"unknown equipment {unknown[0]!r}")
+        eqs = [self.city.equipment[t] for t in req.targets]
+        templates = sorted({e.template for e in eqs})
+        if len(templates) != 1:
+            raise _Refusal("target", f"one command addresses one equipment type, got {', '.join(templates)}")
+        if policy is None:
+            raise _Refusal("target", f"equipment of type {templates[0]!r} is not commandable (no verbs in "
+                                     f"{self.vocab.source})")
+        if verb is None:
+            raise _Refusal("target", f"type {policy.name!r} has no verb {req.verb!r}; verbs: "
+                                     f"{', '.join(policy.verbs)}")
+        for eq in eqs:
+            if eq.id in self._not_commandable:
+                raise _Refusal("target", f"{eq.id} is not commandable: {self._not_commandable[eq.id]}")
+            for _, w in verb.all_writes:
+                if eq.tag_name(w.tag) not in self._tags:
+                    raise _Refusal("target", f"{eq.id} has no tag {w.tag!r}")
+        for name in req.params:
+            if name not in verb.params:
+                raise _Refusal("target", f"verb {req.verb!r} has no parameter {name!r}; parameters: "
+                                         f"{', '.join(verb.params) or 'none'}")
+        for name, spec in verb.params.items():
+            _, why = spec.check(req.params.get(name))
+            if why:
+                raise _Refusal("target", why)
+        if req.lease_s is not None and not (req.lease_s > 0):
+            raise _Refusal("target", f"lease must be positive, got {req.lease_s!r}")
+        if req.until is not None and req.until <= self.clock():
+            raise _Refusal("target", "'until' is in the past")
+        return eqs
+
+    def _read(self, eq: EquipmentDef, tag: str) -> tuple[Value, Quality]:
+        if self.reader is None:
+            return None, Quality.BAD_CONFIG
+        try:
+            s = self.reader.read(eq.tag_name(tag))
+        except KeyError:
+            return None, Quality.BAD_CONFIG
+        return s.value, s.quality
+
+    def _check_interlocks(self, req: CommandRequest, policy: TypePolicy, verb: VerbSpec,
+                          eqs: list[EquipmentDef], now: float) -> None:
+        interlocks = policy.interlocks_for(verb.name)
+        if not interlocks:
+            return
+        params = {name: spec.check(req.params.get(name))[0] for name, spec in verb.params.items()}
+        for eq in eqs:  # 3. inputs
+            for il in interlocks:
+                for tag in il.input_tags:
+                    _, q = self._read(eq, tag)
+                    if not q.is_good:
+                        raise _Refusal("inputs", f"{eq.id}: interlock '{il.name}' needs {tag!r} with good quality, "
+                                                 f"got {q.label}")
+        for eq in eqs:  # 4. interlocks
+            ctx = self._context(policy, eq, params)
+            for il in interlocks:
+                applies = all(c.holds(self._read(eq, c.subject)[0], ctx) for c in il.when)
+                if not applies:
+                    continue
+                if il.refuse_if is not None and il.refuse_if.holds(self._read(eq, il.refuse_if.subject)[0], ctx):
+                    raise _Refusal("interlocks", f"{eq.id}: {il.reason} ({il.refuse_if.describe(ctx)})")
+                if il.require_param is not None and il.require_at_least is not None:
+                    minimum = il.require_at_least.for_equipment(eq)
+                    value = params.get(il.require_param)
+                    if minimum is None:
+                        raise _Refusal("interlocks", f"{eq.id}: {il.reason}: no minimum known for this equipment")
+                    if not isinstance(value, (int, float)) or value < minimum:
+                        ident = il.require_at_least.identity
+                        key = eq.identity.get(ident or "", eq.params.get(ident or ""))
+                        why = f" for {ident} {key}" if ident else ""
+                        raise _Refusal("interlocks", f"{eq.id}: {il.reason}: {il.require_param} {value!r} < minimum "
+                                                     f"{minimum:g}{why}")
+
+    # ================================================================== steps 5-8
+    def _classify(self, verb: VerbSpec, req: CommandRequest, eqs: list[EquipmentDef]) -> str:
+        safety = verb.safety_of(req.params)
+        if safety != "increasing":
+            # releasing a safety-increasing state (flash, lighting 100 %) reduces safety
+            for eq in eqs:
+                lease = self.leases.active(eq.id)
+                if lease is not None and lease.safety == "increasing":
+                    return "reducing"
+        return safety
+
+    def _window(self, dq: deque[Any], now: float, key: Callable[[Any], float]) -> None:
+        while dq and key(dq[0]) <= now - WINDOW_S:
+            dq.popleft()
+
+    def _blast_radius(self, policy: TypePolicy, req: CommandRequest, now: float, increasing: bool) -> bool:
+        """True when the command is 'mass' (needs approval); refuses above the hard cap."""
+        br = policy.blast
+        n = len(req.targets)
+        if n > br.max_with_approval:
+            raise _Refusal("blast_radius", f"{n} {policy.name} targets in one command, the hard limit is "
+                                           f"{br.max_with_approval}")
+        if increasing:
+            return False  # never rate limited; the hard per-command cap above still applies
+        dq = self._type_window.setdefault(policy.name, deque())
+        self._window(dq, now, lambda e: e[0])
+        recent = {t for _, t in dq} | set(req.targets)
+        if len(recent) > br.max_with_approval:
+            raise _Refusal("blast_radius", f"{len(recent)} {policy.name} targets commanded within a minute, the hard "
+                                           f"limit is {br.max_with_approval}")
+        return n > br.per_command or len(recent) > br.per_minute
+
+    def _rate_limit(self, user: Principal, now: float) -> None:
+        udq = self._user_window.setdefault(user.name, deque())
+        self._window(udq, now, lambda t: t)
+        self._window(self._global_window, now, lambda t: t)
+        if len(udq) >= self.vocab.rate_per_user:
+            raise _Refusal("rate_limit", f"user {user.name!r} sent {len(udq)} commands in the last minute "
+                                         f"(limit {self.vocab.rate_per_user})")
+        if len(self._global_window) >= self.vocab.rate_global:
+            raise _Refusal("rate_limit", f"{len(self._global_window)} commands in the last minute system-wide "
+                                         f"(limit {self.vocab.rate_global})")
+
+    def _record_windows(self, policy: TypePolicy, req: CommandRequest, now: float) -> None:
+        dq = self._type_window.setdefault(policy.name, deque())
+        for t in req.targets:
+            dq.append((now, t))
+        self._user_window.setdefault(req.user.name, deque()).append(now)
+        self._global_window.append(now)
+
+    def _approver_problem(self, requester: Principal, approver: Principal) -> str:
+        if not approver.name or not approver.authenticated or \
+                (self.authenticate is not None and not self.authenticate(approver)):
+            return f"approver {approver.name or '(anonymous)'!r} is not authenticated"
+        if approver.name == requester.name:
+            return f"the second person must be a different user than the requester ({requester.name!r})"
+        if not (approver.roles & self.vocab.approver_roles):
+            return (f"user {approver.name!r} (roles {', '.join(sorted(approver.roles)) or 'none'}) may not approve; "
+                    f"needs one of {', '.join(sorted(self.vocab.approver_roles))}")
+        return ""
+
+    def _approve_group(self, group: GroupApproval, approver: Principal, now: float) -> None:
+        if group.state != "awaiting_approval":
+            raise CommandRejected(f"approval: {group.id} is {group.state}, not awaiting approval")
+        why = self._approver_problem(group.requester, approver)
+        if why:
+            self._safe_append("refusal", ticket=group.id, step="approval", user=group.requester.name,
+                              approver=approver.name, approver_workstation=approver.workstation, reason=why,
+                              subject=group.subject)
+            raise CommandRejected(f"approval: {why}")
+        group.approver, group.approved_at, group.state = approver, now, "approved"
+        self._safe_append("approval", ticket=group.id, user=group.requester.name, approver=approver.name,
+                          approver_workstation=approver.workstation, subject=group.subject)
+
+    def _check_group_approval(self, req: CommandRequest, now: float) -> None:
+        group = self._groups.get(req.approval or "")
+        if group is None:
+            raise _Refusal("approval", f"unknown approval {req.approval!r}")
+        if group.state != "approved" or group.approver is None or group.approved_at is None:
+            raise _Refusal("approval", f"approval {group.id} is {group.state}")
+        if group.requester.name != req.user.name:
+            raise _Refusal("approval", f"approval {group.id} was granted to {group.requester.name}, "
+                                       f"not {req.user.name}")
+        if now > group.approved_at + self.vocab.approval_window_s:
+            raise _Refusal("approval", f"approval {group.id} is older than {self.vocab.approval_window_s:g} s")
+
+    def _group_as_ticket(self, group: GroupApproval) -> Ticket:
+        state = {"awaiting_approval": TicketState.AWAITING_APPROVAL, "approved": TicketState.READY,
+                 "expired": TicketState.EXPIRED}.get(group.state, TicketState.CANCELLED)
+        req = CommandRequest("approve_group", (), group.requester, note=group.subject)
+        return Ticket(group.id, req, "group", "reducing", True, state, group.created, approver=group.approver,
+                      approved_at=group.approved_at)
+
+    def _make_operable(self, ticket: Ticket, policy: TypePolicy, now: float) -> None:
+        """Step 8: critical types reserve their targets for the requester (select-before-operate)."""
+        if not policy.critical:
+            ticket.state = TicketState.READY
+            ticket.deadline = now + self.vocab.approval_window_s
+            return
+        user = ticket.request.user
+        for target in ticket.request.targets:
+            holder_id = self._reserved.get(target)
+            holder = self._tickets.get(holder_id) if holder_id else None
+            if holder is None or not holder.state.pending or holder.id == ticket.id:
+                continue
+            if holder.request.user.name == user.name or ticket.safety == "increasing":
+                # a new select by the same user replaces the old one; a safety-increasing command pre-empts
+                holder.state = TicketState.CANCELLED
+                holder.reason = (f"superseded by {ticket.id}" if holder.request.user.name == user.name
+                                 else f"pre-empted by safety-increasing command {ticket.id} of {user.name}")
+                self._release_reservation(holder)
+                self._journal("cancel", holder, True, cancelled_by=user.name)
+                self._retire(holder)
+                continue
+            raise _Refusal("select", f"{target} is reserved by {holder.request.user.name} until "
+                                     f"{holder.deadline:.3f} (ticket {holder.id})")
+        for target in ticket.request.targets:
+            self._reserved[target] = ticket.id
+        ticket.state = TicketState.SELECTED
+        ticket.deadline = now + policy.select_timeout_s
+
+    def _release_reservation(self, ticket: Ticket) -> None:
+        for target in ticket.request.targets:
+            if self._reserved.get(target) == ticket.id:
+                del self._reserved[target]
+
+    # ================================================================== steps 9-10
+    def _lease_s(self, policy: TypePolicy, req: CommandRequest, now: float) -> float:
+        wanted = req.lease_s
+        if req.until is not None:
+            wanted = req.until - now
+        if wanted is None:
+            wanted = policy.lease_default_s
+        return float(min(wanted, policy.lease_max_s, LEASE_S_MAX))
+
+    def _context(self, policy: TypePolicy, eq: EquipmentDef, params: Mapping[str, Value],
+                 lease_s: float | None = None) -> dict[str, Value]:
+        ctx: dict[str, Value] = {}
+        for src in (eq.params, eq.identity):
+            for k, v in src.items():
+                if isinstance(v, (str, int, float, bool)) or v is None:
+                    ctx[k] = v
+        ctx.update(policy.constants)
+        ctx.update(params)
+        if lease_s is not None:
+            ctx["lease_s"] = int(min(LEASE_S_MAX, max(0, round(lease_s))))
+        return ctx
+
+    def _resolved_writes(self, policy: TypePolicy, verb: VerbSpec, eq: EquipmentDef, req: CommandRequest,
+                         lease_s: float) -> dict[str, Value]:
+        params = {name: spec.check(req.params.get(name))[0] for name, spec in verb.params.items()}
+        ctx = self._context(policy, eq, params, lease_s)
+        return {w.tag: w.resolve(ctx) for w in verb.writes}
+
+    async def _execute(self, ticket: Ticket, policy: TypePolicy, verb: VerbSpec, eqs: list[EquipmentDef],
+                       now: float) -> None:
+        req = ticket.request
+        increasing = ticket.safety == "increasing"
+        params = {name: spec.check(req.params.get(name))[0] for name, spec in verb.params.items()}
+        lease_s = self._lease_s(policy, req, now)
+        lease_end = now + lease_s if verb.lease == "hold" else None
+        ticket.lease_end = lease_end
+        plans: list[tuple[EquipmentDef, dict[str, Value], list[tuple[TagDef, Value]], dict[str, Value]]] = []
+        for eq in eqs:
+            ctx = self._context(policy, eq, params, lease_s)
+            writes = [(self._tags[eq.tag_name(w.tag)], w.resolve(ctx)) for w in verb.writes]
+            previous = {w.tag: self._read(eq, w.tag)[0] for w in verb.writes}
+            plans.append((eq, ctx, writes, previous))
+        # write-ahead: the journal knows about the command before any device does
+        try:
+            self._journal("operate", ticket, increasing, lease_end=lease_end,
+                          requested={eq.id: {t.tag: v for t, v in w} for eq, _, w, _ in plans},
+                          previous={eq.id: prev for eq, _, _, prev in plans})
+        except _Refusal as refusal:
+            self._refuse(ticket, refusal)
+            return
+
+        async def one(eq: EquipmentDef, ctx: dict[str, Value], writes: list[tuple[TagDef, Value]],
+                      previous: dict[str, Value]) -> TargetResult:
+            requested = {t.tag: v for t, v in writes}
+            for tag, value in writes:
+                try:
+                    await self.writer.write(tag, value)
+                except DriverError as exc:
+                    return TargetResult(eq.id, Outcome.FAILED, f"write {tag.tag}={value!r}: {exc}", previous,
+                                        requested)
+            if verb.lease == "hold" and lease_end is not None:
+                self.leases.start(ticket_id=ticket.id, equipment=eq.id, type_name=policy.name, verb=verb,
+                                  ctx=ctx, end=lease_end, safety=ticket.safety, user=req.user.name,
+                                  approver=ticket.approver.name if ticket.approver else None)
+            else:
+                self.leases.end(eq.id, reason=f"{verb.name} by {req.user.name}", ticket_id=ticket.id)
+            why = await self._confirm(eq, verb, ctx, policy.confirm_timeout_s)
+            if why:
+                return TargetResult(eq.id, Outcome.NOT_CONFIRMED, why, previous, requested)
+            return TargetResult(eq.id, Outcome.DONE, "", previous, requested)
+
+        results = await asyncio.gather(*(one(*p) for p in plans))
+        ticket.results = tuple(results)
+        outcomes = {r.outcome for r in results}
+        if Outcome.FAILED in outcomes:
+            ticket.outcome = Outcome.FAILED
+        elif Outcome.NOT_CONFIRMED in outcomes:
+            ticket.outcome = Outcome.NOT_CONFIRMED
+        else:
+            ticket.outcome = Outcome.DONE
+        bad = [r for r in results if r.outcome is not Outcome.DONE]
+        ticket.reason = "; ".join(f"{r.target}: {r.reason}" for r in bad)
+        ticket.state = TicketState.FINISHED
+        try:
+            self._journal("outcome", ticket, True)
+        except _Refusal:
+            pass
+        for r in bad:
+            what = "not confirmed" if r.outcome is Outcome.NOT_CONFIRMED else "failed"
+            self._alarm(FailsafeAlarm(f"failsafe/{r.target}/command_{r.outcome.value}", r.target, 3,
+                                      f"{r.target}: command {req.verb} by {req.user.name} {what}: {r.reason}",
+                                      ts=self.clock()))
+
+    async def _confirm(self, eq: EquipmentDef, verb: VerbSpec, ctx: Mapping[str, Value], timeout_s: float) -> str:
+        """'' when every confirm condition holds by read-back within the timeout, else what was last seen."""
+        if not verb.confirm:
+            return ""
+        deadline = self.clock() + timeout_s
+        last = ""
+        while True:
+            seen: list[str] = []
+            ok = True
+            for cond in verb.confirm:
+                tag = self._tags[eq.tag_name(cond.subject)]
+                try:
+                    sample = await self.writer.read(tag)
+                except DriverError as exc:
+                    ok = False
+                    seen.append(f"{cond.subject}: read failed ({exc})")
+                    continue
+                if not sample.quality.is_good or not cond.holds(sample.value, ctx):
+                    ok = False
+                    seen.append(f"{cond.subject}={sample.value!r} ({sample.quality.label})")
+            if ok:
+                return ""
+            last = ", ".join(seen)
+            if self.clock() >= deadline:
+                want = " and ".join(c.describe(ctx) for c in verb.confirm)
+                return f"confirm: expected {want} within {timeout_s:g} s, read back {last}"
+            await self.sleep(self.confirm_poll_s)
+
+    # ================================================================== journal & helpers
+    def _require_audit(self, increasing: bool) -> None:
+        if not self._audit_ok and not increasing:
+            raise _Refusal("audit", "the audit log cannot be written; only safety-increasing commands are accepted")
+
+    def _entry(self, ticket: Ticket) -> dict[str, Any]:
+        req = ticket.request
+        return {"ticket": ticket.id, "user": req.user.name, "workstation": req.user.workstation,
+                "approver": ticket.approver.name if ticket.approver else None,
+                "approver_workstation": ticket.approver.workstation if ticket.approver else None,
+                "target": list(req.targets), "type": ticket.type or None, "verb": req.verb,
+                "params": dict(req.params) or None, "safety": ticket.safety, "mass": ticket.mass or None,
+                "state": ticket.state.value, "note": req.note or None, "crisis": req.crisis,
+                "lease_end": ticket.lease_end,
+                "outcome": ticket.outcome.value if ticket.outcome else None, "reason": ticket.reason or None,
+                "results": [{"target": r.target, "outcome": r.outcome.value, "reason": r.reason or None}
+                            for r in ticket.results] or None}
+
+    def _journal(self, kind: str, ticket: Ticket, increasing: bool, **extra: Any) -> None:
+        """Append to the audit log; on failure refuse (raise _Refusal) unless the command is safety-increasing."""
+        fields = self._entry(ticket)
+        fields.update({k: v for k, v in extra.items() if v is not None})
+        try:
+            self.audit.append(kind, **fields)
+            if not self._audit_ok:
+                self._audit_ok = True
+                log.warning("audit log %s writable again", self.audit.path)
+                self._alarm(FailsafeAlarm("failsafe/audit/unwritable", "", 2, "audit log writable again",
+                                          active=False, ts=self.clock()))
+        except StorageError as exc:
+            if self._audit_ok:
+                log.error("audit log %s cannot be written: %s", self.audit.path, exc)
+                self._alarm(FailsafeAlarm("failsafe/audit/unwritable", "", 2,
+                                          f"command audit log cannot be written ({exc}); only safety-increasing "
+                                          f"commands are accepted", ts=self.clock()))
+            self._audit_ok = False
+            if not increasing and kind in ("select", "operate", "approval"):
+                raise _Refusal("audit", f"the audit log cannot be written ({exc})") from exc
+
+    def _safe_append(self, kind: str, **fields: Any) -> None:
+        try:
+            self.audit.append(kind, **fields)
+        except StorageError as exc:
+            log.error("audit log %s cannot be written: %s", self.audit.path, exc)
+            self._audit_ok = False
+
+    def _journal_refusal_only(self, step: str, user: Principal, why: str, ticket_id: str) -> None:
+        self._safe_append("refusal", ticket=ticket_id, step=step, user=user.name, workstation=user.workstation,
+                          reason=why)
+
+    def _refuse(self, ticket: Ticket, refusal: _Refusal) -> None:
+        ticket.state = TicketState.FINISHED
+        ticket.outcome = Outcome.REJECTED
+        ticket.reason = str(refusal)
+        self._tickets[ticket.id] = ticket
+        self._release_reservation(ticket)
+        try:
+            self._journal("refusal", ticket, True, step=refusal.step)
+        except _Refusal:
+            pass
+        log.info("command %s %s on %s by %s refused: %s", ticket.id, ticket.request.verb,
+                 ",".join(ticket.request.targets), ticket.request.user.name, refusal)
+        self._retire(ticket)
+
+    def _retire(self, ticket: Ticket) -> None:
+        self._finished.append(ticket.id)
+        while len(self._finished) > KEEP_FINISHED:
+            old = self._finished.popleft()
+            t = self._tickets.get(old)
+            if t is not None and not t.state.pending and t.state is not TicketState.EXECUTING:
+                del self._tickets[old]
+
+    def _result(self, ticket: Ticket) -> CommandResult:
+        return CommandResult(ticket.id, ticket.outcome, ticket.reason, ticket.results, ticket.lease_end, ticket.state)
+
+    def _alarm(self, alarm: FailsafeAlarm) -> None:
+        try:
+            self.alarms(alarm)
+        except Exception:  # the alarm path must never break a command
+            log.exception("alarm sink failed for %s", alarm.key)
+
+
+__all__ = ["STEPS", "CommandGate", "GroupApproval"]
