@@ -52,9 +52,12 @@ None            clears the equipment's comm fault (``"*"``: every comm fault)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
+import socket
 import tempfile
 import time
 from collections.abc import Mapping
@@ -181,7 +184,7 @@ class OpcUaModelServer:
         key = self.cert_dir / f"opcua-{self.kind}-key.pem"
         cert = self.cert_dir / f"opcua-{self.kind}-cert.der"
         await setup_self_signed_certificate(
-            key, cert, f"urn:city:sim:{self.kind}", "localhost",
+            key, cert, f"urn:city:sim:{self.kind}", socket.gethostname(),
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
             {"countryName": "FR", "organizationName": "city-scada simulator", "commonName": f"sim-{self.kind}"},
         )
@@ -236,6 +239,13 @@ class OpcUaModelServer:
         """Stop listening and free the address space (idempotent)."""
         server, self._server = self._server, None
         if server is not None:
+            # asyncua's stop() waits for its 1 s server-clock loop to notice a flag; cancel it instead
+            task = getattr(server.iserver, "time_task", None)
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                server.iserver.time_task = None
             try:
                 await server.stop()
             except Exception:  # a stopped endpoint (disconnect fault) must not fail the shutdown
