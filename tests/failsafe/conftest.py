@@ -11,6 +11,7 @@ import pytest
 from failsafe.audit import AuditLog
 from failsafe.gate import CommandGate
 from failsafe.leases import LeaseManager
+from failsafe.monitor import FieldSafetyMonitor
 from failsafe.types import CommandRequest, CommandResult, FailsafeAlarm, Principal
 from failsafe.vocabulary import Vocabulary, load_vocabulary
 from scada.config.loader import load_city
@@ -48,9 +49,11 @@ class Stack:
     gate: CommandGate
     tmp: Path
     alarms: list[FailsafeAlarm] = field(default_factory=list)
+    watch: list[str] | None = None  # poll only these equipment (speed); None = all
+    monitor: FieldSafetyMonitor | None = None
 
     def poll(self) -> None:
-        self.field.poll(self.db)
+        self.field.poll(self.db, self.watch)
 
     async def run_for(self, seconds: float, dt: float = 0.5) -> None:
         """Advance the fake clock, polling the field and ticking leases like the server would."""
@@ -58,6 +61,8 @@ class Stack:
         while self.clock.now < end - 1e-9:
             self.clock.advance(min(dt, end - self.clock.now))
             self.poll()
+            if self.monitor is not None:
+                self.monitor.check()
             await self.leases.tick()
 
     async def cmd(self, verb: str, *targets: str, user: Principal = ALICE, **params: object) -> CommandResult:
@@ -71,7 +76,8 @@ class Stack:
         alarms: list[FailsafeAlarm] = []
         gate = CommandGate(self.city, self.vocab, self.field, audit, leases, reader=self.db, alarms=alarms.append,
                            clock=self.clock, sleep=self.clock.sleep)
-        return Stack(self.city, self.vocab, self.clock, self.field, self.db, audit, leases, gate, self.tmp, alarms)
+        return Stack(self.city, self.vocab, self.clock, self.field, self.db, audit, leases, gate, self.tmp, alarms,
+                     self.watch)
 
 
 def make_stack(tmp: Path, vocab: Vocabulary | None = None) -> Stack:
