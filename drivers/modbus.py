@@ -106,7 +106,7 @@ class _ModbusDriver(Driver):
         except asyncio.CancelledError:
             self._on_comm_error()
             raise
-        except (ModbusException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ModbusException, OSError) as exc:
             self._on_comm_error()
             raise CommError(f"{self.name}: unit {kw.get('device_id')}: {fc} {address}: {describe(exc)}") from None
         if rr is None:
