@@ -101,7 +101,7 @@ class FieldSafetyMonitor:
 
     def __init__(self, city: CityConfig, vocabulary: Vocabulary, db: TagDatabase, gate: CommandGate | None, *,
                  alarms: AlarmSink = no_alarms, audit: AuditLog | None = None, clock: Clock = system_clock,
-                 colours: tuple[str, ...] = ("green", "yellow")) -> None:
+                 colours: tuple[str, ...] | None = None) -> None:
         self.city = city
         self.vocab = vocabulary
         self.db = db
@@ -109,7 +109,7 @@ class FieldSafetyMonitor:
         self.alarms = alarms
         self.audit = audit
         self.clock = clock
-        self.colours = colours
+        self.colours = colours if colours is not None else vocabulary.conflict_colours
         self.samples_before_flash = vocabulary.samples_before_flash
         self._lock = threading.RLock()
         self._junctions: dict[str, _Junction] = {}

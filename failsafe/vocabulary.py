@@ -282,6 +282,8 @@ class Vocabulary:
     samples_before_flash: int = 2
     crisis_plans: Mapping[str, CrisisPlanSpec] = field(default_factory=dict)
     source: str = "commands.yaml"
+    conflict_colours: tuple[str, ...] = ("green", "yellow")
+    layouts: Mapping[str, CompatibilityMatrix] = field(default_factory=dict)
 
     def matrix_for(self, junction: str) -> CompatibilityMatrix:
         return self.matrices.get(junction, self.default_matrix)
@@ -737,29 +739,64 @@ def _interlock(out: _Out, type_name: str, i: int, raw: Any, tags: dict[str, dict
     return InterlockSpec(name, frozenset(str(v) for v in vs), reason, tuple(when), refuse_if, req_param, threshold)
 
 
-def _junctions(out: _Out, raw: Any,
-               city: CityConfig | None) -> tuple[CompatibilityMatrix, dict[str, CompatibilityMatrix], int]:
+JUNCTION_KEYS = ("samples_before_flash", "conflict_colours", "layouts", "default", "layout_param")
+COLOURS = ("green", "yellow")
+
+
+def _junctions(out: _Out, raw: Any, city: CityConfig | None) -> dict[str, Any]:
     loc: tuple[str | int, ...] = ("junctions",)
     raw = _map(out, raw, loc, "junctions", "junctions")
     samples = _int(out, raw.get("samples_before_flash"), (*loc, "samples_before_flash"), "junctions",
                    "samples_before_flash", 2, 1)
+    colours = _list(out, raw.get("conflict_colours", list(COLOURS)), (*loc, "conflict_colours"), "junctions",
+                    "conflict_colours")
+    for c in colours:
+        if c not in COLOURS:
+            out.add((*loc, "conflict_colours"), "junctions", f"'conflict_colours' must list {one_of(COLOURS)}, "
+                                                             f"got {c!r}")
+    if "green" not in colours:
+        out.add((*loc, "conflict_colours"), "junctions", f"'conflict_colours' must include green, got {colours!r}")
+    layouts: dict[str, CompatibilityMatrix] = {}
+    for name, lraw in _map(out, raw.get("layouts"), (*loc, "layouts"), "junctions", "layouts").items():
+        m = _matrix(out, lraw, (*loc, "layouts", name), f"layout '{name}'", None)
+        if m is not None:
+            layouts[str(name)] = m
     default = _matrix(out, raw.get("default"), (*loc, "default"), "junction default", None) or \
         CompatibilityMatrix(8, frozenset())
+    layout_param = str(raw.get("layout_param", "layout"))
+    junctions = {e.id: e for e in city.equipment.values() if e.template == "junction"} if city else None
     matrices: dict[str, CompatibilityMatrix] = {}
     for key, mraw in raw.items():
-        if key in ("samples_before_flash", "default"):
+        if key in JUNCTION_KEYS:
             continue
         who = f"junction '{key}'"
-        if city is not None:
-            eq = city.equipment.get(str(key))
-            if eq is None or eq.template != "junction":
-                junctions = [e.id for e in city.equipment.values() if e.template == "junction"]
-                out.add((*loc, key), who, f"no junction {key!r} in the city{did_you_mean(str(key), junctions)}")
+        if junctions is not None and str(key) not in junctions:
+            out.add((*loc, key), who, f"no junction {key!r} in the city{did_you_mean(str(key), junctions)}")
+            continue
+        if isinstance(mraw, str):
+            if mraw not in layouts:
+                out.add((*loc, key), who, f"unknown layout {mraw!r}{did_you_mean(mraw, layouts)}; layouts: "
+                                          f"{one_of(layouts) or 'none'}")
                 continue
+            matrices[str(key)] = layouts[mraw]
+            continue
         m = _matrix(out, mraw, (*loc, key), who, default)
         if m is not None:
             matrices[str(key)] = m
-    return default, matrices, samples
+    for jid, eq in (junctions or {}).items():
+        if jid in matrices:
+            continue
+        name = eq.params.get(layout_param, eq.identity.get(layout_param))
+        if name is None or name == "":
+            continue
+        if str(name) not in layouts:
+            out.add((*loc, "layouts"), f"junction '{jid}'",
+                    f"inventory ({eq.source}) names layout {name!r}, which is not under junctions.layouts"
+                    f"{did_you_mean(str(name), layouts)}")
+            continue
+        matrices[jid] = layouts[str(name)]
+    return {"default": default, "matrices": matrices, "samples": samples, "colours": tuple(str(c) for c in colours),
+            "layouts": layouts}
 
 
 def _matrix(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str,
@@ -869,12 +906,12 @@ def check_vocabulary(path: Path | str, city: CityConfig | None = None) -> tuple[
         policy = _type_policy(out, str(name), raw, city)
         if policy is not None:
             types[policy.name] = policy
-    default, matrices, samples = _junctions(out, tree.get("junctions"), city)
+    jn = _junctions(out, tree.get("junctions"), city)
     plans = _crisis(out, tree.get("crisis_plans"), types, city, crisis_roles)
     if out.items:
         return None, out.items
-    return Vocabulary(types, window, approvers, per_user, glob, crisis_roles, default, matrices, samples, plans,
-                      str(path)), []
+    return Vocabulary(types, window, approvers, per_user, glob, crisis_roles, jn["default"], jn["matrices"],
+                      jn["samples"], plans, str(path), jn["colours"], jn["layouts"]), []
 
 
 def load_vocabulary(path: Path | str, city: CityConfig | None = None) -> Vocabulary:

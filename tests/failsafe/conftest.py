@@ -84,7 +84,7 @@ def make_stack(tmp: Path, vocab: Vocabulary | None = None) -> Stack:
     c = city()
     v = vocab or vocabulary()
     clock = FakeClock()
-    fld = FakeField.build(c, clock)
+    fld = FakeField.build(c, clock, v)
     db = TagDatabase(c.tags)
     audit = AuditLog(tmp / "audit.jsonl", fsync=False, clock=clock)
     leases = LeaseManager(c, v, fld, audit, store=tmp / "leases.json", clock=clock)

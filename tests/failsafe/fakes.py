@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from failsafe.vocabulary import SNMP_SET_ALLOW_LIST
+from failsafe.vocabulary import SNMP_SET_ALLOW_LIST, Vocabulary
 from scada.config.model import CityConfig, EquipmentDef, TagDef
 from scada.errors import CommError, WriteNotAllowed
 from scada.quality import Quality, Sample, Value
@@ -44,9 +44,13 @@ class FakeClock:
 
 
 # ------------------------------------------------------------------------------------------ devices
-RING_SEQUENCE = [  # (greens, yellows) bitmaps: NEMA dual ring, barrier between 1/2/5/6 and 3/4/7/8
-    (0b00100010, 0), (0, 0b00100010), (0, 0), (0b10001000, 0), (0, 0b10001000), (0, 0),
-]
+def ring_sequence(permissive: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(greens, yellows) per 2 s slot: each permissive pair is a stage, then its amber, then all red."""
+    seq: list[tuple[int, int]] = []
+    for a, b in permissive:
+        mask = (1 << (a - 1)) | (1 << (b - 1))
+        seq += [(mask, 0), (0, mask), (0, 0)]
+    return seq or [(1, 0), (0, 1), (0, 0)]
 
 
 @dataclass
@@ -63,6 +67,8 @@ class FakeJunction:
     reds: int = 0
     pattern: int = 1  # local plan
     valid_plans: tuple[int, ...] = (1, 2, 3, 4, 5)
+    sequence: list[tuple[int, int]] = field(default_factory=lambda: ring_sequence([(1, 2), (3, 4)]))
+    phases: int = 4
     conflict: bool = False  # injected: all approaches green
     mmu_works: bool = True
     mmu_delay: float = 0.3
@@ -97,7 +103,7 @@ class FakeJunction:
                 return
         if self.spc == 255:
             self.flash_status, self.pattern, self.control_status = 3, 255, 2
-            self.greens, self.yellows, self.reds = 0, 0xFF, 0
+            self.greens, self.yellows, self.reds = 0, (1 << self.phases) - 1, 0
         else:
             self.flash_status = 2
             if self.spc == 0:
@@ -108,11 +114,11 @@ class FakeJunction:
                 self.pattern, self.control_status, self.local_free = self.spc, 2, 2
             else:
                 self.pattern, self.control_status, self.local_free = 1, 2, 7
-            g, y = RING_SEQUENCE[int(now // 2) % len(RING_SEQUENCE)]
+            g, y = self.sequence[int(now // 2) % len(self.sequence)]
             self.greens, self.yellows = g, y
-            self.reds = 0xFF & ~(g | y)
+            self.reds = ((1 << self.phases) - 1) & ~(g | y)
         if self.conflict:
-            self.greens = 0xFF
+            self.greens = (1 << self.phases) - 1
             self.yellows, self.reds = 0, 0
 
     def read(self, tag: str) -> Value:
@@ -269,11 +275,15 @@ class FakeField:
     write_delay: float = 0.0
 
     @classmethod
-    def build(cls, city: CityConfig, clock: FakeClock) -> FakeField:
+    def build(cls, city: CityConfig, clock: FakeClock, vocab: Vocabulary) -> FakeField:
         f = cls(city, clock)
         for eq in city.equipment.values():
             model = MODELS.get(eq.template)
-            if model is not None:
+            if model is FakeJunction:
+                m = vocab.matrix_for(eq.id)
+                pairs = sorted(tuple(sorted(p)) for p in m.permissive)
+                f.devices[eq.id] = FakeJunction(eq.id, sequence=ring_sequence(pairs), phases=m.phases)  # type: ignore[arg-type]
+            elif model is not None:
                 f.devices[eq.id] = model(eq.id)
         clock.field = f
         f.step(clock.now)
