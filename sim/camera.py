@@ -128,7 +128,7 @@ class Camera:
         """sysUpTime in centiseconds (wraps at 2**32)."""
         if self._t is None:
             return int(self._initial_uptime_s * 100) % _WRAP
-        return int(max(0.0, self._t - self._boot_t) * 100) % _WRAP
+        return int(max(0.0, self._t - self._boot_t) * 100 + 1e-3) % _WRAP  # 1e-3: epoch float rounding
 
     @property
     def in_octets(self) -> int:

@@ -736,7 +736,7 @@ class JunctionController:
         """sysUpTime in centiseconds (wraps at 2**32)."""
         if self._t is None:
             return int(self._initial_uptime_s * 100) % _UPTIME_WRAP
-        return int(max(0.0, self._t - self._boot_t) * 100) % _UPTIME_WRAP
+        return int(max(0.0, self._t - self._boot_t) * 100 + 1e-3) % _UPTIME_WRAP  # 1e-3: epoch float rounding
 
     @property
     def sys_name(self) -> str:
