@@ -786,15 +786,15 @@ def _junctions(out: _Out, raw: Any, city: CityConfig | None) -> dict[str, Any]:
     for jid, eq in (junctions or {}).items():
         if jid in matrices:
             continue
-        name = eq.params.get(layout_param, eq.identity.get(layout_param))
-        if name is None or name == "":
+        layout = eq.params.get(layout_param, eq.identity.get(layout_param))
+        if layout is None or layout == "":
             continue
-        if str(name) not in layouts:
+        if str(layout) not in layouts:
             out.add((*loc, "layouts"), f"junction '{jid}'",
-                    f"inventory ({eq.source}) names layout {name!r}, which is not under junctions.layouts"
-                    f"{did_you_mean(str(name), layouts)}")
+                    f"inventory ({eq.source}) names layout {layout!r}, which is not under junctions.layouts"
+                    f"{did_you_mean(str(layout), layouts)}")
             continue
-        matrices[jid] = layouts[str(name)]
+        matrices[jid] = layouts[str(layout)]
     return {"default": default, "matrices": matrices, "samples": samples, "colours": tuple(str(c) for c in colours),
             "layouts": layouts}
 
