@@ -91,7 +91,10 @@ class SubsystemStatus:
 
 
 class Component:
-    """What the composition root keeps of a started subsystem: how to rebind, stop and report it."""
+    """What the composition root keeps of a started subsystem: how to start, rebind and stop it."""
+
+    async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        return None
 
     async def rebind(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
         return {}
@@ -165,15 +168,15 @@ class ScadaServer:
         self.config = config
         self.config_loaded_ns = time.time_ns()
         self.config_generation = 1
-        self.tagdb = TagDatabase(config.tags)
+        from scada.server import wiring  # the composition root proper: importlib by module name inside
+
+        self.tagdb = wiring.build_tagdb(config)
         self.status("tagdb").set("ok", f"{len(self.tagdb)} tags")
         self.status("tagdb").stats = lambda: {"tags": len(self.tagdb),
                                               "good": int(np.count_nonzero(self.tagdb.qualities == 0))}
         self.hub = Hub(config, self.tagdb, self.settings.websocket.batch, self.settings.websocket.queue,
                        alarm_snapshot=self._alarm_snapshot)
         self.status("api").stats = self.hub.stats_dict
-        from scada.server import wiring  # the composition root proper: importlib by module name inside
-
         await wiring.start_all(self)
         self.hub.start()
         self.started_ns = time.time_ns()
@@ -216,7 +219,9 @@ class ScadaServer:
                 return {"applied": False, "problems": texts}
             old = self.config
             diff = diff_configs(old, config)
-            new_db = TagDatabase(config.tags)
+            from scada.server.wiring import build_tagdb
+
+            new_db = build_tagdb(config)
             carry_over(self.tagdb, new_db)
             self.config = config
             self.tagdb = new_db
