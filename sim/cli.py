@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from scada.config import load_city
 from scada.config.generate import SCALES, generate
@@ -105,8 +107,8 @@ async def run(args: argparse.Namespace) -> int:
                 pass
         await sim.aclose()
     status = sim.status()
-    print(f"stopped: {status['steps']} steps, simulated up to "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(status['sim_time']))}", flush=True)
+    reached = dt.datetime.fromtimestamp(status["sim_time"], ZoneInfo(config.timezone))
+    print(f"stopped: {status['steps']} steps, simulated up to {reached:%Y-%m-%d %H:%M:%S %Z}", flush=True)
     return 0
 
 

@@ -77,8 +77,8 @@ SERIAL_KINDS = {"serial_ascii": "panel_ascii", "modbus_rtu": "modbus_rtu"}
 OPCUA_KINDS = {"building": "bms", "vehicle": "fleet"}
 DEMO_CONTROL_PORT = 15080
 #: SNMPv3 keys of the simulated controllers (the drivers read the same environment variables)
-DEFAULT_SNMP_AUTH_KEY = "scada-sim-auth-key"
-DEFAULT_SNMP_PRIV_KEY = "scada-sim-priv-key"
+DEFAULT_SNMP_AUTH_KEY = "simulator-auth-key"
+DEFAULT_SNMP_PRIV_KEY = "simulator-priv-key"
 
 
 def _load(spec: str) -> Any:
@@ -324,8 +324,11 @@ class Simulator:
             self.skipped[plan.name] = f"server {spec} not available"
             log.warning("%s: not served (%s not available yet)", plan.name, spec)
             return
-        if "cert_dir" in kw and "cert_dir" not in inspect.signature(cls).parameters:
+        accepted = inspect.signature(cls).parameters
+        if "cert_dir" in kw and "cert_dir" not in accepted:
             del kw["cert_dir"]
+        if "seed" in accepted:  # servers with their own randomness (drop probability) follow the seed
+            kw["seed"] = self.seed
         if "link" in kw:
             Path(kw["link"]).parent.mkdir(parents=True, exist_ok=True)
         server = cls(**kw)

@@ -19,7 +19,9 @@
 
 ``select`` keys: ``template``, ``kind``, ``domain``, ``commune`` (name or slug; each may be a list),
 ``ids`` (glob, e.g. ``"C00*"``) narrow the city; then ``count: N`` or ``fraction: 0.8`` picks a
-subset, deterministically for the simulator's seed. Every problem is reported as
+subset, deterministically for the simulator's seed; ``near: B003`` (with ``count``, default 1)
+picks the equipment closest to B003 instead ("send the nearest team"). In ``params``, ``to: <id>``
+is replaced by that equipment's ``lat``/``lon`` (a vehicle ``dispatch`` to a building). Every problem is reported as
 ``file:line: who: what, got what`` (like tags.yaml), all of them in one run; with a config the
 equipment ids, selections and fault names are checked too.
 """
@@ -60,6 +62,7 @@ class SelectSpec(_Strict):
     domain: StrOrList | None = None
     commune: StrOrList | None = None
     ids: str | None = None
+    near: str | None = None
     count: Annotated[int, Field(ge=1)] | None = None
     fraction: Annotated[float, Field(gt=0, le=1)] | None = None
 
@@ -67,6 +70,8 @@ class SelectSpec(_Strict):
     def _one_pick(self) -> SelectSpec:
         if self.count is not None and self.fraction is not None:
             raise ValueError("give 'count' or 'fraction', not both")
+        if self.near is not None and self.fraction is not None:
+            raise ValueError("'near' picks the closest 'count' equipment, not a 'fraction'")
         return self
 
 
@@ -117,7 +122,11 @@ class Scenario:
             ids = _targets(spec, config, seed, f"{self.name}:{i}")
             if simulated is not None:
                 ids = [e for e in ids if e in simulated]
-            out.append(Action(spec.at, spec.do, spec.fault, spec.kind, tuple(ids), dict(spec.params), source))
+            params = dict(spec.params)
+            if isinstance(params.get("to"), str) and params["to"] in config.equipment:  # dispatch to B003
+                target = config.equipment[params.pop("to")]
+                params.update(lat=target.lat, lon=target.lon)
+            out.append(Action(spec.at, spec.do, spec.fault, spec.kind, tuple(ids), params, source))
         return sorted(out, key=lambda a: a.at_s)
 
     @property
@@ -149,6 +158,12 @@ def _targets(spec: ActionSpec, config: CityConfig, seed: int, salt: str) -> list
     if sel is None:
         return []
     ids = sorted(e.id for e in config.equipment.values() if _matches(e, sel))
+    if sel.near is not None and sel.near in config.equipment:
+        from sim.fleet import distance_km
+
+        ref = config.equipment[sel.near]
+        ids.sort(key=lambda i: (distance_km(ref.lat, ref.lon, config.equipment[i].lat, config.equipment[i].lon), i))
+        return sorted(ids[: sel.count or 1])
     n = len(ids)
     if sel.count is not None:
         n = min(sel.count, len(ids))
@@ -281,6 +296,8 @@ def _check_against_config(spec: ActionSpec, config: CityConfig, bad: Any) -> Non
             for v in _as_list(getattr(sel, attr)) or []:
                 if v not in choices:
                     bad("select", f"'{attr}' {v!r} matches no equipment{did_you_mean(v, choices)}")
+        if sel.near is not None and sel.near not in config.equipment:
+            bad("select", f"'near' must be an equipment id, got {sel.near!r}{did_you_mean(sel.near, config.equipment)}")
         communes = {e.commune for e in config.equipment.values()}
         for c in _as_list(sel.commune) or []:
             if c not in communes and slug(c) not in {slug(x) for x in communes}:
@@ -288,6 +305,9 @@ def _check_against_config(spec: ActionSpec, config: CityConfig, bad: Any) -> Non
         ids = [e.id for e in config.equipment.values() if _matches(e, sel)]
         if not ids:
             bad("select", "the selection matches no equipment")
+    to = spec.params.get("to")
+    if isinstance(to, str) and to not in config.equipment:
+        bad("params", f"'to' must be an equipment id, got {to!r}{did_you_mean(to, config.equipment)}")
     if spec.fault and spec.do in ("inject", "clear"):
         for template, faults in _fault_names(config, ids).items():
             if spec.fault not in faults:
