@@ -65,7 +65,7 @@ from failsafe.types import (
 )
 from failsafe.vocabulary import LEASE_S_MAX, TypePolicy, VerbSpec, Vocabulary
 from scada.config.model import CityConfig, EquipmentDef, TagDef
-from scada.errors import CommandRejected, DriverError, StorageError
+from scada.errors import CommandRejected, DeviceError, DriverError, StorageError
 from scada.quality import Quality, Value
 
 log = logging.getLogger(__name__)
@@ -623,36 +623,39 @@ class CommandGate:
         lease_s = self._lease_s(policy, req, now)
         lease_end = now + lease_s if verb.lease == "hold" else None
         ticket.lease_end = lease_end
-        plans: list[tuple[EquipmentDef, dict[str, Value], list[tuple[TagDef, Value]], dict[str, Value]]] = []
+        plans: list[tuple[EquipmentDef, dict[str, Value], list[tuple[TagDef, Value, float | None]],
+                          dict[str, Value]]] = []
         for eq in eqs:
             ctx = self._context(policy, eq, params, lease_s)
-            writes = [(self._tags[eq.tag_name(w.tag)], w.resolve(ctx)) for w in verb.writes]
+            writes = [(self._tags[eq.tag_name(w.tag)], w.resolve(ctx), w.tolerance) for w in verb.writes]
             previous = {w.tag: self._read(eq, w.tag)[0] for w in verb.writes}
             plans.append((eq, ctx, writes, previous))
         # write-ahead: the journal knows about the command before any device does
         try:
             self._journal("operate", ticket, increasing, lease_end=lease_end,
-                          requested={eq.id: {t.tag: v for t, v in w} for eq, _, w, _ in plans},
+                          requested={eq.id: {t.tag: v for t, v, _ in w} for eq, _, w, _ in plans},
                           previous={eq.id: prev for eq, _, _, prev in plans})
         except _Refusal as refusal:
             self._refuse(ticket, refusal)
             return
 
-        async def one(eq: EquipmentDef, ctx: dict[str, Value], writes: list[tuple[TagDef, Value]],
+        async def one(eq: EquipmentDef, ctx: dict[str, Value], writes: list[tuple[TagDef, Value, float | None]],
                       previous: dict[str, Value]) -> TargetResult:
-            requested = {t.tag: v for t, v in writes}
-            for tag, value in writes:
+            requested = {t.tag: v for t, v, _ in writes}
+            written = 0
+            for tag, value, tolerance in writes:
                 try:
-                    await self.writer.write(tag, value)
+                    await self.writer.write(tag, value, tolerance=tolerance)
+                    written += 1
                 except DriverError as exc:
-                    return TargetResult(eq.id, Outcome.FAILED, f"write {tag.tag}={value!r}: {exc}", previous,
-                                        requested)
-            if verb.lease == "hold" and lease_end is not None:
-                self.leases.start(ticket_id=ticket.id, equipment=eq.id, type_name=policy.name, verb=verb,
-                                  ctx=ctx, end=lease_end, safety=ticket.safety, user=req.user.name,
-                                  approver=ticket.approver.name if ticket.approver else None)
-            else:
-                self.leases.end(eq.id, reason=f"{verb.name} by {req.user.name}", ticket_id=ticket.id)
+                    # a device that took the write but shows something else (its own interlock, an invalid
+                    # plan replaced by the local one) is "not confirmed"; no answer / refusal is "failed"
+                    refused_by_logic = isinstance(exc, DeviceError) and hasattr(exc, "sample")
+                    if written or refused_by_logic:
+                        self._hold_lease(ticket, policy, verb, eq, ctx, lease_end)
+                    outcome = Outcome.NOT_CONFIRMED if refused_by_logic else Outcome.FAILED
+                    return TargetResult(eq.id, outcome, f"write {tag.tag}={value!r}: {exc}", previous, requested)
+            self._hold_lease(ticket, policy, verb, eq, ctx, lease_end)
             why = await self._confirm(eq, verb, ctx, policy.confirm_timeout_s)
             if why:
                 return TargetResult(eq.id, Outcome.NOT_CONFIRMED, why, previous, requested)
@@ -679,6 +682,17 @@ class CommandGate:
             self._alarm(FailsafeAlarm(f"failsafe/{r.target}/command_{r.outcome.value}", r.target, 3,
                                       f"{r.target}: command {req.verb} by {req.user.name} {what}: {r.reason}",
                                       ts=self.clock()))
+
+    def _hold_lease(self, ticket: Ticket, policy: TypePolicy, verb: VerbSpec, eq: EquipmentDef,
+                    ctx: dict[str, Value], lease_end: float | None) -> None:
+        """Once anything reached the device, the command is a lease (so it is also released at its end)."""
+        req = ticket.request
+        if verb.lease == "hold" and lease_end is not None:
+            self.leases.start(ticket_id=ticket.id, equipment=eq.id, type_name=policy.name, verb=verb, ctx=ctx,
+                              end=lease_end, safety=ticket.safety, user=req.user.name,
+                              approver=ticket.approver.name if ticket.approver else None)
+        else:
+            self.leases.end(eq.id, reason=f"{verb.name} by {req.user.name}", ticket_id=ticket.id)
 
     async def _confirm(self, eq: EquipmentDef, verb: VerbSpec, ctx: Mapping[str, Value], timeout_s: float) -> str:
         """'' when every confirm condition holds by read-back within the timeout, else what was last seen."""

@@ -56,8 +56,8 @@ class Lease:
     type: str
     verb: str
     ctx: dict[str, Value]
-    refresh: list[tuple[str, Value]]  # (template tag, literal or "{placeholder}")
-    release: list[tuple[str, Value]]
+    refresh: list[tuple[str, Value, float | None]]  # (template tag, literal or "{placeholder}", tolerance)
+    release: list[tuple[str, Value, float | None]]
     start: float
     end: float
     safety: str = "neutral"
@@ -78,8 +78,8 @@ class Lease:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Lease:
         data = dict(d)
-        data["refresh"] = [tuple(x) for x in data.get("refresh", [])]
-        data["release"] = [tuple(x) for x in data.get("release", [])]
+        data["refresh"] = [(x[0], x[1], x[2] if len(x) > 2 else None) for x in data.get("refresh", [])]
+        data["release"] = [(x[0], x[1], x[2] if len(x) > 2 else None) for x in data.get("release", [])]
         fields = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in fields})
 
@@ -135,7 +135,8 @@ class LeaseManager:
             self._journal("lease_superseded", old)
         lease = Lease(uuid.uuid4().hex[:12], ticket_id, equipment, type_name, verb.name,
                       {k: v for k, v in ctx.items() if k != "lease_s"},
-                      [(w.tag, w.value) for w in verb.refresh], [(w.tag, w.value) for w in verb.release],
+                      [(w.tag, w.value, w.tolerance) for w in verb.refresh],
+                      [(w.tag, w.value, w.tolerance) for w in verb.release],
                       now, end, safety, user, approver, last_refresh=now)
         self._leases[lease.id] = lease
         self._by_eq[equipment] = lease.id
@@ -201,17 +202,18 @@ class LeaseManager:
         period = self.vocab.types[lease.type].refresh_s if lease.type in self.vocab.types else None
         return bool(lease.refresh) and period is not None and now - lease.last_refresh >= period
 
-    def _resolve(self, lease: Lease, pairs: list[tuple[str, Value]], lease_s: float) -> list[tuple[TagDef, Value]]:
+    def _resolve(self, lease: Lease, items: list[tuple[str, Value, float | None]],
+                 lease_s: float) -> list[tuple[TagDef, Value, float | None]]:
         ctx = dict(lease.ctx)
         ctx["lease_s"] = int(min(LEASE_S_MAX, max(0, round(lease_s))))
         eq = self.city.equipment[lease.equipment]
-        return [(self._tags[eq.tag_name(tag)], resolve_value(value, ctx)) for tag, value in pairs]
+        return [(self._tags[eq.tag_name(tag)], resolve_value(value, ctx), tol) for tag, value, tol in items]
 
-    async def _write_all(self, writes: list[tuple[TagDef, Value]]) -> str:
+    async def _write_all(self, writes: list[tuple[TagDef, Value, float | None]]) -> str:
         async with self._sem:
-            for tag, value in writes:
+            for tag, value, tolerance in writes:
                 try:
-                    await self.writer.write(tag, value)
+                    await self.writer.write(tag, value, tolerance=tolerance)
                 except DriverError as exc:
                     return f"write {tag.tag}={value!r}: {exc}"
         return ""
@@ -256,7 +258,8 @@ class LeaseManager:
                 targets = sorted({lease.equipment for lease in self._leases.values()
                                   if lease.type == tname and lease.state == "active" and now < lease.end})
             tags = [(eq_id, self._tags.get(self.city.equipment[eq_id].tag_name(hb.tag))) for eq_id in targets]
-            results = await asyncio.gather(*(self._write_all([(tag, counter)]) for _, tag in tags if tag is not None))
+            results = await asyncio.gather(*(self._write_all([(tag, counter, None)]) for _, tag in tags
+                                             if tag is not None))
             for (eq_id, _), why in zip([t for t in tags if t[1] is not None], results, strict=True):
                 if why and eq_id not in beat.failing:
                     beat.failing.add(eq_id)

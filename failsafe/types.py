@@ -2,7 +2,10 @@
 
 Ports (the fail-safe layer imports no driver; the server plugs the real ones in)::
 
-    Writer        async write(tag, value) -> None      raises DriverError; the driver reads back
+    Writer        async write(tag, value, *, tolerance=None) -> None
+                                                       raises DriverError; the driver reads back
+                                                       (a DeviceError carrying ``.sample`` = the device
+                                                       took it but shows something else: not confirmed)
                   async read(tag) -> Sample            a live read of one point
     StateReader   read(name) -> Sample                 the tag database (latest polled value)
     AlarmSink     (FailsafeAlarm) -> None              the server forwards to the alarm engine
@@ -38,7 +41,7 @@ def system_clock() -> float:
 class Writer(Protocol):
     """What the gate needs from the drivers (the server adapts drivers/registry to this)."""
 
-    async def write(self, tag: TagDef, value: Value) -> None: ...
+    async def write(self, tag: TagDef, value: Value, *, tolerance: float | None = None) -> None: ...
 
     async def read(self, tag: TagDef) -> Sample: ...
 

@@ -108,6 +108,7 @@ class WriteSpec:
 
     tag: str
     value: Value
+    tolerance: float | None = None  # read-back tolerance (lease seconds count down between write and read)
 
     def resolve(self, ctx: Mapping[str, Value]) -> Value:
         return resolve_value(self.value, ctx)
@@ -462,7 +463,7 @@ def _writes(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str,
         if not isinstance(item, Mapping):
             out.add(iloc, who, f"each of '{key}' must be {{tag: ..., value: ...}}, got {item!r}")
             continue
-        _unknown_keys(out, item, ("tag", "value"), iloc, who)
+        _unknown_keys(out, item, ("tag", "value", "tolerance"), iloc, who)
         tag = item.get("tag")
         if not isinstance(tag, str) or not tag or "value" not in item:
             out.add(iloc, who, f"each of '{key}' needs 'tag' and 'value', got {dict(item)!r}")
@@ -472,6 +473,10 @@ def _writes(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str,
             out.add((*iloc, "value"), who, f"'value' must be a single value, got {value!r}")
             continue
         _check_placeholders(out, value, (*iloc, "value"), who, names_ok)
+        tol = item.get("tolerance")
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0):
+            out.add((*iloc, "tolerance"), who, f"'tolerance' must be a number ≥ 0, got {tol!r}")
+            continue
         if tags is not None:
             spec = tags.get(tag)
             if spec is None:
@@ -485,7 +490,7 @@ def _writes(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str,
                 out.add((*iloc, "tag"), who, f"SNMP SET of {tag!r} ({spec.get('address')}) is outside the allow-list "
                                               f"{one_of(SNMP_SET_ALLOW_LIST.values())}")
                 continue
-        result.append(WriteSpec(tag, value))
+        result.append(WriteSpec(tag, value, None if tol is None else float(tol)))
     return tuple(result)
 
 

@@ -196,11 +196,18 @@ class FakeBollard:
     raised_on_presence: int = 0
 
     def set(self, tag: str, value: int, now: float) -> None:
+        """As sim.bollard: a command without a lease gets 60 s; local or a 0 lease cancels the lease."""
         if tag == "command":
             self.command = value
+            if value == 0:
+                self.expires = None
+            elif self.expires is None:
+                self.expires, self.last_alive = now + 60, now
         elif tag == "lease_remaining":
-            self.expires = now + value if value > 0 else None
-            self.last_alive = now
+            if self.command == 0 or value == 0:
+                self.command, self.expires = 0, None
+            else:
+                self.expires, self.last_alive = now + value, now
         elif tag == "heartbeat":
             if value != self.heartbeat:
                 self.heartbeat, self.last_alive = value, now
@@ -293,7 +300,7 @@ class FakeField:
         for d in self.devices.values():
             d.step(now)
 
-    async def write(self, tag: TagDef, value: Value) -> None:
+    async def write(self, tag: TagDef, value: Value, *, tolerance: float | None = None) -> None:
         if not tag.writable:
             raise WriteNotAllowed(f"{tag.name}: not writable")
         eq = self.city.equipment[tag.equipment]
