@@ -167,6 +167,156 @@ class StaleComponent:
             self.task = None
 
 
+# ---------------------------------------------------------------------- historian
+def _f(x: float) -> float | None:
+    return None if x != x else float(x)  # NaN → null
+
+
+def _series_points(series: Any, limit: int | None = None) -> list[dict[str, Any]]:
+    n = len(series) if limit is None else min(len(series), limit)
+    ts = series.ts[:n].tolist()
+    vals = series.value[:n].tolist()
+    quals = series.quality[:n].tolist()
+    text = series.text
+    labels = ("good", "uncertain", "bad_comm", "bad_device", "bad_config")
+    out = []
+    for k in range(n):
+        v: Any = text[k] if text is not None and text[k] is not None else _f(vals[k])
+        q = quals[k]
+        out.append({"t_ms": ts[k] // 1_000_000, "value": v, "quality": labels[q] if q < len(labels) else str(q)})
+    return out
+
+
+class HistorianAdapter:
+    """HistorianService over a historian backend (queries run in worker threads)."""
+
+    def __init__(self, comp: HistorianComponent) -> None:
+        self.comp = comp
+
+    def raw(self, tag: str, start_ns: int, end_ns: int, limit: int) -> list[dict[str, Any]]:
+        return _series_points(self.comp.backend.raw(tag, start_ns, end_ns), limit)
+
+    def aggregate(self, tag: str, start_ns: int, end_ns: int, interval_s: float,
+                  functions: list[str]) -> list[dict[str, Any]]:
+        agg = self.comp.backend.aggregate(tag, start_ns, end_ns, int(interval_s * 1e9))
+        cols = {"min": agg.min, "max": agg.max, "avg": agg.avg, "last": agg.last, "twa": agg.twa,
+                "count": agg.count}
+        starts = agg.start.tolist()
+        lists = {f: cols[f].tolist() for f in functions if f in cols}
+        out = []
+        for k, t in enumerate(starts):
+            row: dict[str, Any] = {"t_ms": t // 1_000_000}
+            for f, values in lists.items():
+                row[f] = int(values[k]) if f == "count" else _f(values[k])
+            out.append(row)
+        return out
+
+    def decimated(self, tag: str, start_ns: int, end_ns: int, pixels: int) -> list[dict[str, Any]]:
+        return _series_points(self.comp.backend.decimate(tag, start_ns, end_ns, pixels))
+
+    def stats(self) -> dict[str, Any]:
+        return self.comp.stats()
+
+
+class HistorianComponent:
+    """Recorder (tag changes → compression) → store-and-forward buffer → backend (embedded SQLite or InfluxDB)."""
+
+    def __init__(self, server: ScadaServer) -> None:
+        self.server = server
+        self.backend: Any = None
+        self.buffer: Any = None
+        self.recorder: Any = None
+        self.alarms: dict[str, Any] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def _backend(self) -> Any:
+        settings = self.server.settings.historian
+        root = self.server.data_dir / "historian"
+        if settings.backend == "influxdb" and settings.influxdb is not None:
+            import os
+
+            influx = importlib.import_module("historian.influx")
+            cfg = settings.influxdb
+            token = os.environ.get(cfg.token_env, "")
+            if cfg.version == 1:
+                return influx.InfluxV1Backend(cfg.url, cfg.bucket)
+            return influx.InfluxV2Backend(cfg.url, cfg.org, cfg.bucket, token)
+        return importlib.import_module("historian.sqlite_backend").SqliteBackend(root / "history.sqlite")
+
+    async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        st = self.server.status("historian")
+        if self.server.settings.historian.backend == "none":
+            st.set("unavailable", "historian disabled in the settings (historian.backend: none)")
+            return
+        buffer_mod = importlib.import_module("historian.buffer")
+        recorder_mod = importlib.import_module("historian.recorder")
+        self.backend = await asyncio.to_thread(self._backend)
+        self.buffer = buffer_mod.StoreAndForward(self.backend, self.server.data_dir / "historian" / "buffer",
+                                                 on_alarm=self._on_alarm)
+        self.buffer.start()
+        self._attach(tagdb, recorder_mod)
+        self.server.historian = HistorianAdapter(self)
+        st.set("ok", f"{self.backend.name} backend")
+        st.stats = self.stats
+        self.task = asyncio.create_task(self._maintain(), name="historian-maintenance")
+
+    def _attach(self, tagdb: TagDatabase, recorder_mod: Any) -> None:
+        self.recorder = recorder_mod.Recorder(tagdb, self.buffer)
+        self.backend.register_tags(self.recorder.tag_infos())
+        self.recorder.start()
+
+    def _on_alarm(self, alarm: Any) -> None:
+        self.alarms[alarm.code] = alarm
+        st = self.server.status("historian")
+        active = [a for a in self.alarms.values() if a.active]
+        if active:
+            st.set("degraded", "; ".join(a.message for a in active))
+        elif self.backend is not None:
+            st.set("ok", f"{self.backend.name} backend")
+
+    async def _maintain(self) -> None:
+        while True:  # retention and downsampling, hourly
+            await asyncio.sleep(3600)
+            try:
+                await asyncio.to_thread(self.backend.maintain, time.time_ns())
+            except Exception:
+                log.exception("historian maintenance failed")
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": getattr(self.backend, "name", "")}
+        if self.buffer is not None:
+            out["buffer_fill_percent"] = round(self.buffer.fill_percent, 3)
+            out["buffer_pending_points"] = self.buffer.pending_points
+            out["backend_up"] = self.buffer.backend_up
+            out["buffer"] = dict(self.buffer.stats)
+        if self.recorder is not None:
+            out["recorder"] = dict(self.recorder.stats)
+        out["alarms"] = [{"code": a.code, "priority": a.priority, "message": a.message}
+                         for a in self.alarms.values() if a.active]
+        return out
+
+    async def rebind(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
+        if self.recorder is None:
+            return {}
+        await asyncio.to_thread(self.recorder.close)
+        self._attach(tagdb, importlib.import_module("historian.recorder"))
+        return {"recorded_tags": int(self.recorder.recorded.sum())}
+
+    async def aclose(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.close)  # archive held snapshots, final flush
+        if self.buffer is not None:
+            await asyncio.to_thread(self.buffer.drain, 10.0)
+            await asyncio.to_thread(self.buffer.close)
+        if self.backend is not None:
+            await asyncio.to_thread(self.backend.close)
+        self.server.historian = None
+
+
 # ---------------------------------------------------------------------- start everything
 async def _start(server: ScadaServer, name: str, module: str, make: Any) -> None:
     st = server.status(name)
@@ -183,8 +333,7 @@ async def _start(server: ScadaServer, name: str, module: str, make: Any) -> None
 
 
 async def start_all(server: ScadaServer) -> None:
-    for name, module in (("journal", "scada.journal"), ("alarms", "scada.alarms"), ("historian", "historian.recorder"),
-                         ("failsafe", "failsafe.gate")):
+    for name, module in (("journal", "scada.journal"), ("alarms", "scada.alarms"), ("failsafe", "failsafe.gate")):
         st = server.status(name)
         try:
             if find(module) is None:
@@ -193,6 +342,7 @@ async def start_all(server: ScadaServer) -> None:
                 st.set("unavailable", f"{module} is present but not wired yet")
         except Exception as exc:
             st.set("down", f"cannot load {module}: {exc!r}")
+    await _start(server, "historian", "historian.recorder", HistorianComponent)
     await _start(server, "poll", "drivers.registry", PollComponent)
     await _start(server, "stale", "scada.tagdb", StaleComponent)
 

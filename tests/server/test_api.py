@@ -249,3 +249,34 @@ async def test_invalid_city_refuses_to_start(tmp_path: Path) -> None:
         async with running_server(tmp_path / "d", tags=bad):
             pass
     assert any("quick" in str(p) for p in info.value.problems)
+
+
+async def test_history_queries_embedded(tmp_path: Path) -> None:
+    async with running_server(tmp_path / "d", **{"historian.backend": "embedded"}) as (server, url), \
+            httpx.AsyncClient(base_url=url, timeout=30) as c:
+        assert server.subsystems["historian"].status == "ok", server.subsystems["historian"]
+        h = await login(c, "view")
+        eq = next(e for e in server.config.equipment.values() if e.template == "lighting_cabinet")
+        name = eq.tag_name("mode")  # an enum: every change is stored
+        Sample = __import__("scada.quality").quality.Sample
+        import time as _t
+        now = _t.time_ns()
+        for k in range(5):
+            server.tagdb.apply_samples([(name, Sample(k % 2, Quality.GOOD, now - (5 - k) * 10**9, now))])
+        for _ in range(50):
+            r = (await c.get("/api/v1/history/raw", params={"tag": name}, headers=h)).json()
+            if len(r["points"]) >= 5:
+                break
+            await asyncio.sleep(0.1)
+        assert [p["value"] for p in r["points"]][:5] == [0, 1, 0, 1, 0]
+        agg = (await c.get("/api/v1/history/aggregate", params={"tag": name, "interval_s": 3600,
+                                                                "functions": "min,max,count"}, headers=h)).json()
+        assert any(p["count"] for p in agg["points"]) and max(p["max"] or 0 for p in agg["points"]) == 1
+        dec = (await c.get("/api/v1/history/decimated", params={"tag": name, "pixels": 10}, headers=h)).json()
+        assert dec["points"]
+        assert_error(await c.get("/api/v1/history/raw", params={"tag": "nope"}, headers=h), 404)
+        r = await c.get("/api/v1/history/raw", params={"tag": name, "start": "2030-01-01T00:00:00Z",
+                                                        "end": "2029-01-01T00:00:00Z"}, headers=h)
+        assert_error(r, 422)
+        health = (await c.get("/api/v1/health")).json()
+        assert "buffer_fill_percent" in health["subsystems"]["historian"]["stats"]
