@@ -276,13 +276,13 @@ class StoreAndForward:
                 backoff = min(self.retry_max_s, backoff * 2)
                 continue
             backoff = self.retry_min_s
-            if done == 0:
+            if done == 0 and self._points == 0:
                 self._wake.wait(1.0)
                 self._wake.clear()
 
     def forward_once(self) -> int | None:
-        """Replay the oldest entries once: number of points forwarded, 0 if the queue is empty, None
-        if the backend is unavailable."""
+        """Replay the oldest entries once: number of points forwarded (0 if the queue is empty or the
+        write was rejected), None if the backend is unavailable."""
         with self._db_lock:
             rows = self.db.execute("SELECT seq, n, attempts, payload FROM queue ORDER BY seq LIMIT ?",
                                    (1 if self._single else 10_000,)).fetchall()
@@ -300,8 +300,8 @@ class StoreAndForward:
                 self.backend.write(batch)
             except BatchRejected as exc:
                 if len(take) > 1:
-                    self._single = True  # find the bad entry: one at a time
-                    return 0 if self._stop.is_set() else self.forward_once()
+                    self._single = True  # find the bad entry: one entry per write from now on
+                    return 0
                 self._rejected(take[0], str(exc))
                 return 0
             except StorageError as exc:
