@@ -1,0 +1,101 @@
+"""The Writer port over real drivers, without importing them (the server hands the drivers in).
+
+    gate / leases ──write(tag, value, tolerance)──► DriverWriter ──► drivers[tag.device].write(...)
+                                                     │  refuses before any packet:
+                                                     │   - tags not declared access rw
+                                                     │   - SNMP SETs outside SNMP_SET_ALLOW_LIST
+                                                     │  connects the driver if needed; one write at a
+                                                     └─ time per device (an asyncio.Lock per device)
+
+The server builds it from the poll scheduler's drivers::
+
+    writer = DriverWriter(config, lambda device: poller.drivers.get(device))
+
+so the gate writes through the same connection the poller reads with (the drivers serialise their
+own requests). Anything that is not a DriverError coming out of a driver is turned into one, so the
+gate always gets an outcome (failed) rather than an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from failsafe.vocabulary import SNMP_SET_ALLOW_LIST
+from scada.config.model import CityConfig, TagDef
+from scada.errors import CommError, DriverError, WriteNotAllowed
+from scada.quality import Sample, Value
+
+log = logging.getLogger(__name__)
+
+
+class DriverLike(Protocol):
+    """The part of drivers.base.Driver the writer uses."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def read(self, points: Sequence[TagDef]) -> list[Sample]: ...
+
+    async def write(self, point: TagDef, value: Value, *, tolerance: float | None = None) -> Sample: ...
+
+
+class DriverWriter:
+    """Writer port (failsafe.types.Writer) over protocol drivers looked up by device name."""
+
+    def __init__(self, city: CityConfig,
+                 drivers: Mapping[str, DriverLike] | Callable[[str], DriverLike | None]) -> None:
+        self.city = city
+        self._lookup: Callable[[str], DriverLike | None] = drivers.get if isinstance(drivers, Mapping) else drivers
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.writes = 0
+
+    def check(self, tag: TagDef) -> None:
+        """Raise WriteNotAllowed for anything the fail-safe policy never writes."""
+        if not tag.writable:
+            raise WriteNotAllowed(f"{tag.name}: not declared writable (access {tag.access!r})")
+        device = self.city.devices.get(tag.device)
+        if device is not None and device.protocol == "snmp" and tag.address.strip(".") not in SNMP_SET_ALLOW_LIST:
+            raise WriteNotAllowed(f"{tag.name}: SNMP SET of {tag.address} is outside the allow-list "
+                                  f"({', '.join(SNMP_SET_ALLOW_LIST.values())})")
+
+    async def _driver(self, tag: TagDef) -> DriverLike:
+        driver = self._lookup(tag.device)
+        if driver is None:
+            raise CommError(f"{tag.device}: no driver for this device")
+        if not driver.connected:
+            try:
+                await driver.connect()
+            except DriverError:
+                raise
+            except Exception as exc:
+                raise CommError(f"{tag.device}: connect failed: {exc!r}") from exc
+        return driver
+
+    async def write(self, tag: TagDef, value: Value, *, tolerance: float | None = None) -> None:
+        self.check(tag)
+        lock = self._locks.setdefault(tag.device, asyncio.Lock())
+        async with lock:
+            driver = await self._driver(tag)
+            try:
+                await driver.write(tag, value, tolerance=tolerance)
+            except DriverError:
+                raise
+            except Exception as exc:  # a driver must translate; never let a library error reach the gate
+                log.exception("%s: driver write raised a non-DriverError", tag.name)
+                raise CommError(f"{tag.name}: write failed: {exc!r}") from exc
+            self.writes += 1
+
+    async def read(self, tag: TagDef) -> Sample:
+        driver = await self._driver(tag)
+        try:
+            samples = await driver.read([tag])
+        except DriverError:
+            raise
+        except Exception as exc:
+            raise CommError(f"{tag.name}: read failed: {exc!r}") from exc
+        return samples[0]
