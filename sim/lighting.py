@@ -397,7 +397,7 @@ class LightingCabinet:
         if self.now is not None:
             self._evaluate(self.now)
 
-    def clear(self, fault: str | None = None) -> None:
+    def clear(self, fault: str | None = None, **params: Any) -> None:
         if fault is not None and fault not in self.FAULTS:
             raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
         if fault in (None, "lamp_failure"):

@@ -242,7 +242,7 @@ class ParkingCounter:
             raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
         log.info("%s: fault %s injected", self.id, fault)
 
-    def clear(self, fault: str | None = None) -> None:
+    def clear(self, fault: str | None = None, **params: Any) -> None:
         if fault is not None and fault not in self.FAULTS:
             raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
         if fault in (None, "frozen"):
