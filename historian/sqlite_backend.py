@@ -461,6 +461,9 @@ class SqliteBackend(Backend):
             parts = self.db.execute("SELECT name, klass, start_ns, end_ns, closed FROM partitions").fetchall()
             for name, klass, start, end, closed in parts:
                 pol = self.policy(klass)
+                if not closed and end <= now_ns:  # roll up before anything expires
+                    self._close_partition(name, klass, start, end, pol)
+                    stats["closed"] += 1
                 if end <= now_ns - int(pol.raw_s * 1e9):
                     self.db.execute("BEGIN IMMEDIATE")
                     self.db.execute(f"DROP TABLE IF EXISTS {name}")
@@ -468,10 +471,6 @@ class SqliteBackend(Backend):
                     self.db.execute("COMMIT")
                     self._parts.pop((klass, start // self.period_ns), None)
                     stats["dropped"] += 1
-                    continue
-                if not closed and end <= now_ns:
-                    self._close_partition(name, klass, start, end, pol)
-                    stats["closed"] += 1
             for klass in {k for k, _p in self._parts} | set(self.retention):
                 pol = self.policy(klass)
                 if pol.rollup_keep_s > 0:
