@@ -223,6 +223,7 @@ class JunctionController:
         start_stage: int = 0,
         initial_uptime_s: float = 0.0,
         description: str = "",
+        layout: str = "custom",
     ) -> None:
         if not 1 <= phases <= _MAX_PHASES:
             raise ValueError(f"{junction_id}: phases must be 1..{_MAX_PHASES}, got {phases}")
@@ -236,6 +237,7 @@ class JunctionController:
             raise ValueError(f"{junction_id}: backup_time_s must be 0..65535, got {backup_time_s}")
         self.id = junction_id
         self.description = description or f"junction controller {junction_id} (NTCIP 1202 subset, simulated)"
+        self.layout = layout  # cross4 | nema8 | tee from from_equipment (the fail-safe monitor uses the same names)
         self.phases = phases
         self.all_mask = (1 << phases) - 1
         self.min_green_s = float(min_green_s)
@@ -338,7 +340,9 @@ class JunctionController:
     def from_equipment(cls, eq: EquipmentDef, rng: random.Random) -> JunctionController:
         """Build a plausible controller for an inventory row (deterministic for ``rng``).
 
-        Optional inventory params: ``layout`` (cross4 | nema8 | tee), ``backup_time`` (s).
+        Optional inventory params: ``layout`` (cross4 | nema8 | tee), ``backup_time`` (s). Without a
+        ``layout`` column the layout is the **first** draw from ``rng`` (keep it first: the fail-safe
+        configuration lists the layouts the demo seed produces).
         """
         params = eq.params or {}
         layout = str(params.get("layout") or rng.choices(("cross4", "nema8", "tee"), weights=(5, 3, 2))[0])
@@ -369,6 +373,7 @@ class JunctionController:
             start_stage=rng.randrange(len(stage_sets)),
             initial_uptime_s=rng.uniform(3600.0, 90 * 86400.0),
             description=f"{descr} junction controller {eq.id} ({layout}, NTCIP 1202 subset, simulated)".strip(),
+            layout=layout,
         )
 
     # ------------------------------------------------------------------ compatibility
