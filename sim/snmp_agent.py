@@ -192,7 +192,7 @@ class _DeviceMib:
         return [(name, val) for name, val in var_binds]
 
 
-class _Transport(udp.UdpAsyncioTransport):
+class _Transport(udp.UdpAsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
     """UDP endpoint that can garble the datagram being sent (corrupt mode="garble")."""
 
     def __init__(self, agent: SnmpAgent) -> None:
@@ -227,19 +227,19 @@ class _Responder:
         super().send_varbinds(snmpEngine, stateReference, errorStatus, errorIndex, varBinds)  # type: ignore[misc]
 
 
-class _Get(_Responder, cmdrsp.GetCommandResponder):
+class _Get(_Responder, cmdrsp.GetCommandResponder):  # type: ignore[misc]
     pass
 
 
-class _Next(_Responder, cmdrsp.NextCommandResponder):
+class _Next(_Responder, cmdrsp.NextCommandResponder):  # type: ignore[misc]
     pass
 
 
-class _Set(_Responder, cmdrsp.SetCommandResponder):
+class _Set(_Responder, cmdrsp.SetCommandResponder):  # type: ignore[misc]
     pass
 
 
-class _Bulk(_Responder, cmdrsp.BulkCommandResponder):
+class _Bulk(_Responder, cmdrsp.BulkCommandResponder):  # type: ignore[misc]
     """GETBULK that stops repeating once every repeater has reached the end of the device's MIB
     (pysnmp's own keeps appending endOfMibView rows, and snmpbulkwalk prints each of them)."""
 
@@ -325,7 +325,7 @@ class SnmpAgent:
         config.add_v3_user(eng, user, config.USM_AUTH_HMAC96_SHA, auth, config.USM_PRIV_CFB128_AES, priv)
         ctx = context.SnmpContext(eng)
         for dev_id, dev in self._devices.items():
-            ctx.context_names[dev_id.encode()] = dev  # type: ignore[assignment]  # duck-typed instrumentation
+            ctx.context_names[dev_id.encode()] = dev  # duck-typed MIB instrumentation
         for cls in (_Get, _Next, _Bulk, _Set):
             cls(eng, ctx, self)
         self._engine = eng

@@ -477,3 +477,17 @@ async def test_net_snmp_tools_read_and_write_the_agent(
         "snmpget", *v3args[:8], "wrong-auth-key", *v3args[9:], "-n", "J1", agent.endpoint, SPC, tmp=tmp_path
     )
     assert rc != 0 and "Authentication failure" in out + err
+
+
+async def test_two_agents_share_one_loop(models: dict[str, Any], mgr: SnmpEngine) -> None:
+    traffic = SnmpAgent({"J1": models["J1"], "J2": models["J2"]}, v3_auth_key=AUTH, v3_priv_key=PRIV)
+    cctv = SnmpAgent({"CAM1": models["CAM1"]}, v3_auth_key=AUTH, v3_priv_key=PRIV)
+    async with traffic, cctv:
+        assert traffic.port != cctv.port
+        results = await asyncio.gather(
+            get(mgr, v2("J2"), traffic, "1.3.6.1.2.1.1.5.0"),
+            get(mgr, v3(), cctv, "1.3.6.1.2.1.1.5.0", context="CAM1"),
+            get(mgr, v2("CAM1"), traffic, "1.3.6.1.2.1.1.5.0", timeout=0.3),  # not served there
+        )
+    assert [str(r[2].get("1.3.6.1.2.1.1.5.0")) for r in results[:2]] == ["J2", "CAM1"]
+    assert "No SNMP response" in str(results[2][0])
