@@ -167,7 +167,7 @@ def verify_file(path: Path | str, key: bytes | None = None) -> VerifyReport:
             report.notes.append(f"{path}: no audit log yet")
         return report
     prev, seq = GENESIS, 0
-    last_hash = GENESIS
+    last_hash = before_last = GENESIS
     with path.open("rb") as fh:
         data = fh.read()
     if data and not data.endswith(b"\n"):
@@ -202,6 +202,7 @@ def verify_file(path: Path | str, key: bytes | None = None) -> VerifyReport:
             report.problems.append(f"{where}: hash mismatch for entry {entry.get('seq')} (edited or forged"
                                    f"{'' if key else ', or written with a key: pass --key-env'})")
             return report
+        before_last = entry["prev"]
         seq, prev, last_hash = entry["seq"], stored, stored
     if not head_path.exists():
         if seq:
@@ -224,7 +225,7 @@ def verify_file(path: Path | str, key: bytes | None = None) -> VerifyReport:
         report.ok = False
         report.problems.append(f"{path}: the log ends at entry {seq} but the head anchor says {head['seq']} "
                                f"(entries at the end were deleted)")
-    elif head.get("seq") == seq - 1 and seq > 0:
+    elif head.get("seq") == seq - 1 and seq > 0 and head.get("hash") == before_last:
         report.notes.append(f"{head_path}: anchor one entry behind the log (write interrupted between log and "
                             f"anchor); chain itself is intact")
     else:
