@@ -201,6 +201,7 @@ class Simulator:
         self.skipped: dict[str, str] = {}
         self.control_url: str | None = None
         self.start_seconds = 0.0
+        self.timings: dict[str, float] = {}  # start phases: models, first_step, server:<endpoint>, total
         self.steps = 0
         self.step_errors = 0
         self._server_by_eq: dict[str, Any] = {}
@@ -288,11 +289,17 @@ class Simulator:
         self._t0_sim = self._start_time if self._start_time is not None else time.time()
         self._now = self._t0_sim
         self.build_models()
+        self.timings["models"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
         self._step_models(self._t0_sim)
+        self.timings["first_step"] = time.perf_counter() - t1
         self.plans = plan_endpoints(self.config)
         try:
             for plan in self.plans.values():
+                t1 = time.perf_counter()
                 await self._start_server(plan)
+                if plan.name in self.servers:
+                    self.timings[f"server:{plan.name}"] = time.perf_counter() - t1
             if self.control_port is not None:
                 from sim.control_api import ControlApi
 
@@ -304,7 +311,7 @@ class Simulator:
             raise
         self._write_state()
         await self._publish()
-        self.start_seconds = time.perf_counter() - t0
+        self.start_seconds = self.timings["total"] = time.perf_counter() - t0
         self._t0_mono = time.monotonic()
         self._announce()
         if self.autostep:
@@ -345,10 +352,12 @@ class Simulator:
         log.info("%s: %s serving %d equipment on %s", plan.name, plan.protocol, len(plan.equipment), server.endpoint)
 
     def _write_state(self) -> None:
-        (self.state_dir / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2, sort_keys=True) + "\n",
-                                                      encoding="utf-8")
+        # atomic replace, endpoints first: a parent process polls control.json (its pid) then reads endpoints
         control = {"url": self.control_url, "pid": os.getpid(), "seed": self.seed, "speed": self.speed}
-        (self.state_dir / "control.json").write_text(json.dumps(control, indent=2) + "\n", encoding="utf-8")
+        for name, data in (("endpoints.json", dict(sorted(self.endpoints.items()))), ("control.json", control)):
+            tmp = self.state_dir / f".{name}.tmp"
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, self.state_dir / name)
 
     def _announce(self) -> None:
         lines = [f"simulator: {len(self.models)} equipment, seed {self.seed}, speed ×{self.speed:g}, "

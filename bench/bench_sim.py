@@ -1,0 +1,151 @@
+"""Simulator at full scale: start time, RSS, CPU at steady state, the storm burst.
+
+Each scale runs in its own child process (so RSS is the simulator's alone): generate the city, load
+it, start ``sim.runner.Simulator`` with every server on port 0, tick at speed 1 (then 60) for a
+window and measure the process CPU share, then inject the storm (mains lost in 80 % of the lighting
+cabinets) and time the step that applies it. Baselines measured in the same run: the demo-scale
+simulator (ratio full/demo) and a bare asyncua ``Server`` init + start with no variables (the floor
+every OPC UA server pays: ratio BMS server / bare server).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import asyncio, json, logging, random, sys, time
+from pathlib import Path
+
+logging.basicConfig(level=logging.ERROR)
+
+
+def rss_mb():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def cpu_share(seconds):
+    c0, w0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return (time.process_time() - c0) / (time.perf_counter() - w0)
+
+
+async def main(tags, alarms, state, window):
+    from scada.config import load_city
+    from sim.runner import Simulator
+    out = {"rss_imports_mb": rss_mb()}
+    t0 = time.perf_counter()
+    config = load_city(tags, alarms)
+    out["config_s"] = time.perf_counter() - t0
+    out["equipment"] = len(config.equipment)
+    out["tags"] = len(config.tags)
+    out["rss_config_mb"] = rss_mb()
+    sim = Simulator(config, seed=42, speed=1.0, ports="test", state_dir=Path(state), control_port=0)
+    await sim.start()
+    out["timings"] = sim.timings
+    out["servers"] = len(sim.servers)
+    out["rss_started_mb"] = rss_mb()
+    await asyncio.sleep(1.0)
+    out["cpu_speed1"] = await cpu_share(window)
+    sim.speed = 60.0
+    out["cpu_speed60"] = await cpu_share(window)
+    out["steps"] = sim.steps
+    out["rss_steady_mb"] = rss_mb()
+    cabinets = sorted(e for e, eq in config.equipment.items() if eq.template == "lighting_cabinet")
+    storm = random.Random(1).sample(cabinets, round(0.8 * len(cabinets)))
+    t0 = time.perf_counter()
+    for eq in storm:
+        sim.inject(eq, "mains_loss")
+    await sim.advance(1.0)
+    out["storm_s"] = time.perf_counter() - t0
+    out["storm_cabinets"] = len(storm)
+    out["storm_luminaires"] = sum(int(config.equipment[e].params.get("luminaires", 0)) for e in storm)
+    await sim.aclose()
+    print(json.dumps(out))
+
+
+async def bare():
+    from asyncua import Server
+    t0 = time.perf_counter()
+    server = Server()
+    await server.init()
+    server.set_endpoint("opc.tcp://127.0.0.1:0/bare")
+    await server.start()
+    took = time.perf_counter() - t0
+    await server.stop()
+    print(json.dumps({"bare_opcua_s": took}))
+
+
+if sys.argv[1] == "bare":
+    asyncio.run(bare())
+else:
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])))
+"""
+
+
+def _child(*args: str) -> dict[str, object]:
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench_sim child failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _run_scale(scale: str, window: float) -> dict[str, object]:
+    from scada.config.generate import generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tags = generate(Path(tmp) / "city", scale, 42, ROOT)
+        return _child(str(tags), str(Path(tmp) / "city" / "alarms.yaml"), str(Path(tmp) / "state"), str(window))
+
+
+def main(quick: bool = False) -> str:
+    window = 3.0 if quick else 15.0
+    demo = _run_scale("demo", window)
+    full = demo if quick else _run_scale("dijon", window)
+    bare = _child("bare")
+    rows = [("demo", demo)] if quick else [("demo", demo), ("dijon", full)]
+    lines = ["## Simulator", ""]
+    lines.append(f"Every server of the city on 127.0.0.1 port 0, one process; steady state measured over "
+                 f"{window:.0f} s per speed with a 1 s tick.")
+    lines.append("")
+    lines.append("| scale | equipment | servers | config load | models | OPC UA bms | OPC UA fleet | other servers "
+                 "| start total | RSS after start | RSS steady | CPU ×1 | CPU ×60 | storm step |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in rows:
+        t: dict[str, float] = r["timings"]  # type: ignore[assignment]
+        bms = t.get("server:opcua-bms", 0.0)
+        fleet = t.get("server:opcua-fleet", 0.0)
+        others = sum(v for k, v in t.items() if k.startswith("server:") and "opcua" not in k)
+        lines.append(
+            f"| {name} | {r['equipment']:,} | {r['servers']} | {r['config_s']:.2f} s | "
+            f"{t['models'] + t['first_step']:.2f} s | {bms:.2f} s | {fleet:.2f} s | {others:.2f} s | "
+            f"{t['total']:.2f} s | {r['rss_started_mb']:.0f} MB | {r['rss_steady_mb']:.0f} MB | "
+            f"{100 * float(r['cpu_speed1']):.1f} % | {100 * float(r['cpu_speed60']):.1f} % | "
+            f"{1000 * float(r['storm_s']):.0f} ms ({r['storm_cabinets']} cabinets, {r['storm_luminaires']:,} lamps) |")
+    lines.append("")
+    bare_s = float(bare["bare_opcua_s"])
+    ft: dict[str, float] = full["timings"]  # type: ignore[assignment]
+    dt_: dict[str, float] = demo["timings"]  # type: ignore[assignment]
+    lines.append(f"Baselines (same run): a bare asyncua server (init + start, no variables) takes {bare_s:.2f} s; "
+                 f"the BMS server of the {'demo' if quick else 'full'} city takes "
+                 f"{ft.get('server:opcua-bms', 0.0):.2f} s "
+                 f"({ft.get('server:opcua-bms', 0.0) / bare_s:.1f}x the bare server). "
+                 f"Full-scale start / demo start: {ft['total'] / dt_['total']:.1f}x "
+                 f"for {int(full['equipment']) / int(demo['equipment']):.0f}x the equipment.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(main(quick="--quick" in sys.argv))
