@@ -224,14 +224,15 @@ def check_scenario(path: Path | str, config: CityConfig | None = None) -> tuple[
         problems.append(ConfigProblem(file, line_of(tree, loc), who, what))
 
     if not isinstance(tree, dict):
-        bad((), "scenario", f"must be a mapping with name and actions, got {type(tree).__name__}")
+        kind = "a list" if isinstance(tree, list) else type(tree).__name__
+        bad((), "scenario", f"must be a mapping with name and actions, got {kind}")
         return None, problems
     try:
         top = ScenarioSpec.model_validate(dict(tree))
     except ValidationError as exc:
         for err in exc.errors():
             bad(tuple(err["loc"]), "scenario", _message(err))
-        return None, problems
+        return None, sorted(problems)
     start = None
     if top.start is not None:
         try:
@@ -276,7 +277,7 @@ def check_scenario(path: Path | str, config: CityConfig | None = None) -> tuple[
         if ok:
             actions.append((spec, f"{file}:{line_of(tree, loc)}"))
     if problems:
-        return None, problems
+        return None, sorted(problems)
     return Scenario(top.name, top.description, start, top.speed, actions, file), []
 
 
