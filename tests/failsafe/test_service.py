@@ -44,7 +44,7 @@ async def test_non_critical_runs_at_once_and_refusals_are_records(tmp_path: Path
 
 
 async def test_group_targets_and_approval(tmp_path: Path) -> None:
-    fs, stack = service(tmp_path)
+    fs, _ = service(tmp_path)
     rec = await fs.submit("alice", "operator", "ws-1", {"target": "group:dijon/lighting_cabinet", "verb": "set_level",
                                                          "params": {"level": 100}, "lease_s": 600})
     assert rec["outcome"] == "done" and len(rec["targets"]) == 9
