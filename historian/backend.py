@@ -313,6 +313,10 @@ class Backend(ABC):
         """Make every written point durable and visible (no-op where writes are synchronous)."""
         return None
 
+    def tags(self) -> list[str]:
+        """Names of the stored tags."""
+        raise Unsupported(f"{self.name}: listing tags is not supported")
+
     def raw(self, tag: str, start_ns: int, end_ns: int) -> Series:
         raise Unsupported(f"{self.name}: raw queries are not supported")
 
@@ -434,31 +438,32 @@ def decimate_series(raw: Series, start_ns: int, end_ns: int, pixels: int) -> Ser
 
     A line drawn through the result is pixel-identical to one drawn through all points; min and max
     of every pixel are kept. Bad/NaN points are kept as first/last (a trend shows where data is bad).
+    ``raw`` must be time-ordered (as every backend returns it).
     """
     n = len(raw)
     if pixels <= 0 or end_ns <= start_ns:
         raise ValueError("pixels must be > 0 and end > start")
     if n <= 4 * pixels:
         return raw
-    width = (end_ns - start_ns) / pixels
-    px = np.floor((raw.ts - start_ns) / width).astype(np.int64)
-    np.clip(px, 0, pixels - 1, out=px)
-    brk = np.flatnonzero(np.diff(px)) + 1
-    first = np.concatenate([[0], brk])
-    lastp = np.concatenate([brk - 1, [n - 1]])
+    edges = start_ns + (np.arange(1, pixels, dtype=np.float64) * ((end_ns - start_ns) / pixels)).astype(np.int64)
+    bounds = np.searchsorted(raw.ts, edges, side="left")
+    first = np.unique(np.concatenate([[0], bounds[(bounds > 0) & (bounds < n)]]))  # non-empty pixels
+    lastp = np.append(first[1:] - 1, n - 1)
     v = raw.value
-    vlo = np.where(np.isnan(v), np.inf, v)
-    vhi = np.where(np.isnan(v), -np.inf, v)
-    mn = np.minimum.reduceat(vlo, first)
-    mx = np.maximum.reduceat(vhi, first)
-    sizes = np.diff(np.append(first, n))
-    grp = np.repeat(np.arange(first.size), sizes)
-    # index of the first occurrence of the group min / max
-    hit_mn = np.flatnonzero(vlo == mn[grp])
-    hit_mx = np.flatnonzero(vhi == mx[grp])
-    imn = hit_mn[np.unique(grp[hit_mn], return_index=True)[1]]
-    imx = hit_mx[np.unique(grp[hit_mx], return_index=True)[1]]
-    keep = np.unique(np.concatenate([first, lastp, imn, imx]))
+    mn = np.fmin.reduceat(v, first)  # fmin/fmax ignore NaN
+    mx = np.fmax.reduceat(v, first)
+    marks = np.zeros(n, np.int32)
+    marks[first[1:]] = 1
+    grp = np.cumsum(marks)
+
+    def first_hit(target: F64) -> I64:
+        hits = np.flatnonzero(v == target[grp])
+        if hits.size == 0:
+            return hits.astype(np.int64)
+        g = grp[hits]
+        return hits[np.append(True, g[1:] != g[:-1])]
+
+    keep = np.unique(np.concatenate([first, lastp, first_hit(mn), first_hit(mx)]))
     return raw.take(keep)
 
 
@@ -478,10 +483,11 @@ def value_at_series(tag: str, ts_ns: int, before: Series, after: Series, step: b
     return ValueAt(tag, ts_ns, v, max(q0, q1), t0, t1, True, text)
 
 
-def dedupe_order(ts: I64) -> I64:
-    """Row order that sorts by ts (stable) and keeps the last of equal timestamps (last written wins)."""
+def dedupe_order(ts: I64) -> I64 | None:
+    """Row order that sorts by ts (stable) and keeps the last of equal timestamps (last written wins);
+    None when ``ts`` is already strictly increasing (nothing to do)."""
     if ts.size < 2 or bool(np.all(ts[1:] > ts[:-1])):
-        return np.arange(ts.size, dtype=np.int64)
+        return None
     order = np.argsort(ts, kind="stable")
     st = ts[order]
     keep = np.append(st[1:] != st[:-1], True)

@@ -171,6 +171,10 @@ class InfluxV1Backend(Backend):
         texts = [r[ci["text"]] for r in rows]
         return Series(tag, ts, v, q_, texts if any(x is not None for x in texts) else None)
 
+    def tags(self) -> list[str]:
+        series = self.influxql(f'SHOW TAG VALUES FROM "{self.measurement}" WITH KEY = "tagname"')
+        return sorted(str(r[1]) for s in series for r in (s.get("values") or []))
+
     def raw(self, tag: str, start_ns: int, end_ns: int) -> Series:
         return self._series(tag, f"time >= {int(start_ns)} AND time < {int(end_ns)}", "ORDER BY time ASC")
 

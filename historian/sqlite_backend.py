@@ -103,7 +103,7 @@ def decode_chunk(n: int, tsb: bytes, vb: bytes, qb: bytes, txt: bytes | None) ->
     if n > 1:
         np.cumsum(np.frombuffer(zlib.decompress(tsb[8:]), "<i8"), out=ts[1:])
         ts[1:] += first
-    v = np.frombuffer(vb, "<f8").astype(np.float64)
+    v = np.frombuffer(vb, "<f8")
     q = np.full(n, qb[0], np.uint8) if len(qb) == 1 else np.frombuffer(zlib.decompress(qb), np.uint8).copy()
     text = {int(k): s for k, s in json.loads(txt).items()} if txt else {}
     return ts, v, q, text
@@ -365,18 +365,21 @@ class SqliteBackend(Backend):
             text_all = []
             for t, d in zip(tss, txts, strict=True):
                 text_all.extend(d.get(i) for i in range(t.size))
-        sel = (ts >= lo) & (ts < hi)
-        if not sel.all():
-            r = np.flatnonzero(sel)
-            ts, v, q = ts[r], v[r], q[r]
-            if text_all is not None:
-                text_all = [text_all[i] for i in r.tolist()]
         order = dedupe_order(ts)
-        if order.size != ts.size or (order.size and order[-1] != ts.size - 1) or not np.all(np.diff(order) == 1):
+        if order is not None:  # overlapping chunks (late data) or hot data out of order
             ts, v, q = ts[order], v[order], q[order]
             if text_all is not None:
                 text_all = [text_all[i] for i in order.tolist()]
+        a, b = (int(x) for x in np.searchsorted(ts, [lo, hi], side="left"))
+        if a > 0 or b < ts.size:
+            ts, v, q = ts[a:b], v[a:b], q[a:b]
+            if text_all is not None:
+                text_all = text_all[a:b]
         return Series(tag, ts, v, q, text_all)
+
+    def tags(self) -> list[str]:
+        with self._lock:
+            return sorted(self._tag_ids)
 
     def raw(self, tag: str, start_ns: int, end_ns: int) -> Series:
         with self._lock:
