@@ -46,7 +46,8 @@ def open_backend(spec: str, *, retention: Mapping[str, RetentionPolicy] | None =
         from historian.influx import InfluxV1Backend
 
         q = urllib.parse.parse_qs(u.query)
-        return InfluxV1Backend(f"http://{u.netloc}", u.path.strip("/") or "scada", retention_policy=q.get("rp", [None])[0])
+        return InfluxV1Backend(f"http://{u.netloc}", u.path.strip("/") or "scada",
+                               retention_policy=q.get("rp", [None])[0])
     if u.scheme in ("influxdb2", "influx2"):
         from historian.influx import InfluxV2Backend
 
@@ -83,8 +84,9 @@ class Historian:
         self.recorder = recorder
 
     @classmethod
-    def build(cls, config: CityConfig, tagdb: TagDatabase, directory: str | Path, *, backend: str | Backend = "embedded",
-              retention: Mapping[str, RetentionPolicy] | None = None, on_alarm: AlarmHook | None = None,
+    def build(cls, config: CityConfig, tagdb: TagDatabase, directory: str | Path, *,
+              backend: str | Backend = "embedded", retention: Mapping[str, RetentionPolicy] | None = None,
+              on_alarm: AlarmHook | None = None,
               on_fill: Callable[[float], None] | None = None, capacity_bytes: int = 512 * 2**20) -> Historian:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
