@@ -1,0 +1,112 @@
+"""Energy report, Grafana dashboard, the CLI and the server-facing service, on the shipped city."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from historian.backend import Points
+from historian.energy import Baseline, energy_report, night_window
+from historian.grafana import dashboard
+from historian.service import Historian
+from historian.sqlite_backend import SqliteBackend
+from scada.cli import main as scada_main
+from scada.config.loader import load_city
+from scada.quality import Quality, Sample
+from scada.tagdb import TagDatabase
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = 1_000_000_000
+NIGHT = dt.date(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def city():
+    return load_city(ROOT / "tags.yaml", ROOT / "alarms.yaml")
+
+
+def fill_energy(city, path: Path) -> None:
+    """Every cabinet: counter rising at luminaires × 40 W while the contactor is closed 17:00-08:00."""
+    be = SqliteBackend(path)
+    start, end = night_window(NIGHT, city.timezone)
+    on, off = start + 5 * 3600 * NS, start + 20 * 3600 * NS  # 17:00 and 08:00 local
+    rows = []
+    for eq in (e for e in city.equipment.values() if e.kind == "lighting"):
+        lum = eq.params["luminaires"]
+        kw = lum * 40 / 1000
+        for t in range(start - 3600 * NS, end + 3600 * NS, 600 * NS):
+            hours = max(0, min(t, off) - on) / 3600 / NS
+            rows.append((f"{eq.prefix}/energy", t, 1000.0 + kw * hours, 0))
+        rows += [(f"{eq.prefix}/contactor_closed", start, 0.0, 0), (f"{eq.prefix}/contactor_closed", on, 1.0, 0),
+                 (f"{eq.prefix}/contactor_closed", off, 0.0, 0)]
+    be.write(Points.from_rows(rows))
+    be.close()
+
+
+def test_energy_report_per_commune(city, tmp_path: Path) -> None:
+    fill_energy(city, tmp_path / "h.sqlite")
+    be = SqliteBackend(tmp_path / "h.sqlite")
+    rows = energy_report(city, be, NIGHT, baseline=Baseline(watts_per_luminaire=150.0))
+    be.close()
+    assert {r.commune for r in rows} == {"Chenôve", "Dijon", "Neuilly-Crimolois", "Sennecey-lès-Dijon"}
+    for r in rows:
+        assert r.missing == 0 and r.kwh == pytest.approx(r.luminaires * 0.040 * 15, rel=1e-6)
+        assert r.baseline_kwh == pytest.approx(r.luminaires * 0.150 * 15, rel=1e-6)
+        assert r.saving_percent == pytest.approx(100 * (1 - 40 / 150))  # 73.3 %
+        assert r.meets_target
+
+
+def test_cli_energy_and_export(city, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "h.sqlite"
+    fill_energy(city, store)
+    out_csv = tmp_path / "energy.csv"
+    assert scada_main(["historian", "energy", "--store", str(store), "--tags", str(ROOT / "tags.yaml"), "--alarms",
+                       str(ROOT / "alarms.yaml"), "--night", NIGHT.isoformat(), "--csv", str(out_csv)]) == 0
+    assert "73.3" in capsys.readouterr().out
+    assert len(list(csv.DictReader(out_csv.open()))) == 4
+    exp = tmp_path / "export.csv"
+    assert scada_main(["historian", "export", "--store", str(store), "--tag", "dijon/lighting/*/contactor_closed",
+                       "--start", "2026-11-20T00:00", "--end", "2026-11-22T00:00", "--out", str(exp),
+                       "--slice-hours", "6"]) == 0
+    rows = list(csv.DictReader(exp.open()))
+    assert rows and {r["quality"] for r in rows} == {"good"} and rows[1]["value"] == "1.0"
+    assert "exported" in capsys.readouterr().err
+
+
+def test_grafana_dashboard(city, tmp_path: Path) -> None:
+    d = dashboard(city)
+    titles = [p["title"] for p in d["panels"]]
+    assert "lighting" in titles and "lighting: power" in titles
+    power = next(p for p in d["panels"] if p["title"] == "lighting: power")
+    assert power["type"] == "timeseries" and 'mean("value")' in power["targets"][0]["query"]
+    assert "lamp_" not in json.dumps(d)
+    out = tmp_path / "dash.json"
+    ds = tmp_path / "ds.yaml"
+    assert scada_main(["historian", "grafana-dashboard", "--tags", str(ROOT / "tags.yaml"), "--alarms",
+                       str(ROOT / "alarms.yaml"), "--out", str(out), "--datasource-out", str(ds)]) == 0
+    assert json.loads(out.read_text())["panels"] and "type: influxdb" in ds.read_text()
+
+
+def test_service_end_to_end(city, tmp_path: Path) -> None:
+    db = TagDatabase(city.tags)
+    fills: list[float] = []
+    hist = Historian.build(city, db, tmp_path / "historian", on_fill=fills.append)
+    hist.start()
+    tag = next(t.name for t in city.tags if t.name.endswith("/power") and "/lighting/" in t.name)
+    t0 = 1_763_800_000 * NS
+    for i in range(100):
+        db.apply_samples([(tag, Sample(1000.0 + 30 * np.sin(i / 10), Quality.GOOD, t0 + i * NS, t0 + i * NS))])
+    hist.close()
+    raw = Historian(SqliteBackend(tmp_path / "historian" / "historian.sqlite"), None, None)
+    pts = raw.raw(tag, t0, t0 + 200 * NS, 10_000)
+    assert 2 < len(pts) < 100 and pts[0]["quality"] == "good"
+    agg = raw.aggregate(tag, t0, t0 + 100 * NS, 50, ["min", "max", "count", "twa"])
+    assert len(agg) == 2 and agg[0]["count"] >= 1 and 970 <= agg[0]["twa"] <= 1030
+    assert raw.decimated(tag, t0, t0 + 100 * NS, 10)
+    assert raw.value_at(tag, t0 + 5 * NS)["interpolated"]
+    assert fills and "capabilities" in raw.stats()
