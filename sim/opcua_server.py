@@ -64,8 +64,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from asyncua import Server, ua
+from asyncua import ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.server.server import Server
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -78,6 +79,7 @@ ROOTS = {"bms": ("buildings", "Buildings"), "fleet": ("fleet", "Fleet")}
 SECURITY = ("none", "sign_encrypt", "both")
 COMM_FAULTS = ("drop", "delay", "corrupt", "disconnect")
 _UTC = dt.UTC
+BAD_NO_COMMUNICATION: int = ua.StatusCodes.BadNoCommunication  # type: ignore[attr-defined]
 
 
 class ValueModel(Protocol):
@@ -94,6 +96,19 @@ def _variant_type(value: Any) -> ua.VariantType:
     if isinstance(value, str):
         return ua.VariantType.String
     raise TypeError(f"unsupported value type {type(value).__name__}")
+
+
+def _nid(identifier: str, idx: int) -> ua.NodeId:
+    return ua.NodeId(identifier, idx)  # type: ignore[arg-type]  # asyncua's NewType aliases of str/int
+
+
+def _data_value(value: Any, vtype: ua.VariantType, source: dt.datetime, server: dt.datetime,
+                status: int | None = None) -> ua.DataValue:
+    """A DataValue with both timestamps (and a status code when given)."""
+    kw: dict[str, Any] = {"SourceTimestamp": source, "ServerTimestamp": server}
+    if status is not None:
+        kw["StatusCode"] = ua.StatusCode(status)  # type: ignore[arg-type]
+    return ua.DataValue(ua.Variant(value, vtype), **kw)
 
 
 def _garble(value: Any) -> Any:
@@ -207,14 +222,14 @@ class OpcUaModelServer:
     async def _build(self, server: Server) -> None:
         idx = self._idx
         root_id, root_name = ROOTS[self.kind]
-        root = await server.nodes.objects.add_folder(ua.NodeId(root_id, idx), f"{idx}:{root_name}")
+        root = await server.nodes.objects.add_folder(_nid(root_id, idx), f"{idx}:{root_name}")
         ids = list(self.models)
         for g in range(0, len(ids), GROUP_SIZE):
             chunk = ids[g:g + GROUP_SIZE]
             name = f"{chunk[0]}-{chunk[-1]}"
-            group = await root.add_folder(ua.NodeId(f"{root_id}/{name}", idx), f"{idx}:{name}")
+            group = await root.add_folder(_nid(f"{root_id}/{name}", idx), f"{idx}:{name}")
             for eq_id in chunk:
-                obj = await group.add_object(ua.NodeId(eq_id, idx), f"{idx}:{eq_id}")
+                obj = await group.add_object(_nid(eq_id, idx), f"{idx}:{eq_id}")
                 parents: dict[str, Any] = {"": obj}
                 entries = []
                 for key, value in self.models[eq_id].values().items():
@@ -224,10 +239,10 @@ class OpcUaModelServer:
                         sub = f"{parent_path}/{d}" if parent_path else d
                         if sub not in parents:
                             parents[sub] = await parents[parent_path].add_object(
-                                ua.NodeId(f"{eq_id}/{sub}", idx), f"{idx}:{d}")
+                                _nid(f"{eq_id}/{sub}", idx), f"{idx}:{d}")
                         parent_path = sub
                     vtype = _variant_type(value)
-                    nodeid = ua.NodeId(f"{eq_id}/{key}", idx)
+                    nodeid = _nid(f"{eq_id}/{key}", idx)
                     await parents[parent_path].add_variable(nodeid, f"{idx}:{leaf}", value, varianttype=vtype)
                     entries.append((key, nodeid, vtype))
                     self._published[nodeid] = value
@@ -284,7 +299,7 @@ class OpcUaModelServer:
                                     and math.isnan(old) and math.isnan(value)):
                     continue
                 self._published[nodeid] = value
-                dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=src, ServerTimestamp=now_wall)
+                dv = _data_value(value, vtype, src, now_wall)
                 if kind == "delay":
                     assert fault is not None
                     self._delayed.append((mono + float(fault[1].get("delay_s", 5.0)), nodeid, dv))
@@ -295,7 +310,7 @@ class OpcUaModelServer:
             due = [d for d in self._delayed if d[0] <= mono]
             self._delayed = [d for d in self._delayed if d[0] > mono]
             for _, nodeid, dv in due:
-                dv.ServerTimestamp = now_wall
+                dv.ServerTimestamp = now_wall  # type: ignore[assignment]  # ua.DateTime is a datetime
                 await server.write_attribute_value(nodeid, dv)
                 written += 1
         return written
@@ -337,9 +352,7 @@ class OpcUaModelServer:
             now_wall = dt.datetime.now(_UTC)
             for eq_id in ids:
                 for _, nodeid, vtype in self._nodes[eq_id]:
-                    bad = ua.DataValue(ua.Variant(self._published[nodeid], vtype),
-                                       StatusCode=ua.StatusCode(ua.StatusCodes.BadNoCommunication),
-                                       SourceTimestamp=now_wall, ServerTimestamp=now_wall)
+                    bad = _data_value(self._published[nodeid], vtype, now_wall, now_wall, BAD_NO_COMMUNICATION)
                     await self._server.write_attribute_value(nodeid, bad)
 
     async def _stop_listening(self) -> None:
