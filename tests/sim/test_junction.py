@@ -366,6 +366,21 @@ def test_monitor_disabled_lets_the_conflict_show_and_central_flash_hides_it() ->
     assert j.latched and j.unit_flash_status == MMU  # the stuck green shows again → latched
 
 
+@pytest.mark.parametrize("layout", ["cross4", "nema8", "tee"])
+def test_all_phases_green_is_latched_and_shows_only_with_the_monitor_disabled(layout: str) -> None:
+    """AC-TS-12: "all approaches green" is the extreme conflicting green."""
+    j = JunctionController.from_equipment(equipment(layout), random.Random(5))
+    j.step(T0)
+    every = tuple(range(1, j.phases + 1))
+    j.inject("conflicting_green", phases=every)
+    assert j.latched and j.phase_greens == 0 and j.unit_flash_status == MMU
+    k = JunctionController.from_equipment(equipment(layout), random.Random(5))
+    k.step(T0)
+    k.inject("monitor_disabled")
+    k.inject("conflicting_green", phases=every)
+    assert k.phase_greens == (1 << k.phases) - 1 and k.unit_flash_status == NOT_FLASH and not k.latched
+
+
 # --------------------------------------------------------------------------- other faults
 
 
