@@ -166,8 +166,10 @@ class Poller:
     """
 
     def __init__(self, config: CityConfig, factory: DriverFactory, db: TagDatabase, *,
-                 devices: Sequence[str] | None = None, max_backoff_s: float = 60.0, stagger: bool = True) -> None:
+                 devices: Sequence[str] | None = None, max_backoff_s: float = 60.0, stagger: bool = True,
+                 warmup_s: float = 15.0) -> None:
         self.config = config
+        self.warmup_s = warmup_s
         self.factory = factory
         self.db = db
         self.max_backoff_s = max_backoff_s
@@ -202,19 +204,35 @@ class Poller:
     def drivers(self) -> dict[str, PollDriver]:
         return {n: d.driver for n, d in self._devices.items()}
 
-    async def start(self) -> None:
-        """Start one task per device (returns at once)."""
+    async def start(self, warmup: bool = True) -> None:
+        """Start one task per device.
+
+        With ``warmup`` (default) every device first runs one cycle concurrently, with a generous
+        deadline (``warmup_s``), before fixed-rate scheduling begins: connection set-up, first
+        subscriptions and library warm-up (MIB loading, sessions) then do not count against the
+        first scan periods and cause no false "lost" at start-up. A device that is really down
+        is reported lost by that first cycle.
+        """
         if self._started:
             return
         self._started = True
         loop = asyncio.get_running_loop()
-        self._t0 = loop.time()
         for d in self._devices.values():
             d.driver.set_sink(self._push_sink(d))
-            d.task = asyncio.create_task(self._run(d), name=f"poll:{d.dev.name}")
         self._publish_all_stats()
+        if warmup and self._devices:
+            await asyncio.gather(*(self._cycle(d, loop.time(), self._warmup_budget(d.dev))
+                                   for d in self._devices.values()))
+        self._t0 = loop.time()
+        for d in self._devices.values():
+            d.task = asyncio.create_task(self._run(d), name=f"poll:{d.dev.name}")
+
+    def _warmup_budget(self, dev: DeviceDef) -> float:
+        """Deadline of the warm-up cycle: twice a normal cycle with all its retries, capped."""
+        return min(self.warmup_s, 2 * max(dev.period_s, dev.timeout_s) * (dev.retries + 1))
 
     async def run_for(self, duration_s: float) -> None:
+        """Start (with warm-up) and poll for ``duration_s`` seconds of fixed-rate scheduling."""
         await self.start()
         await asyncio.sleep(duration_s)
 
@@ -272,7 +290,7 @@ class Poller:
                 next_t += missed * period
             self._publish_stats(d)
 
-    async def _cycle(self, d: _Device, start: float) -> bool:
+    async def _cycle(self, d: _Device, start: float, budget_s: float | None = None) -> bool:
         """One read cycle with retries; applies the samples; returns False on communication loss."""
         dev = d.dev
         st = d.stats
@@ -282,7 +300,7 @@ class Poller:
         results: list[Sample | None] = [None] * n
         requests_before = drv.requests
         error: BaseException | None = None
-        deadline = start + max(dev.period_s, dev.timeout_s)
+        deadline = start + (budget_s if budget_s is not None else max(dev.period_s, dev.timeout_s))
         pending = list(range(n))
         try:
             async with asyncio.timeout_at(deadline):
