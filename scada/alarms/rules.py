@@ -1,0 +1,481 @@
+"""Compile the rules of ``alarms.yaml`` against the city and its tag database.
+
+One rule attached to a template tag becomes one *alarm* per matching tag of every equipment of that
+template (``lamp_failed`` on ``lamp_*/status`` → 34,000 alarms at Dijon scale). The alarms of one rule
+occupy one contiguous slice of the engine's columns, sorted by anchor tag index::
+
+    global alarm index   0 ........ 112 | 113 .......... 34,112 | ...
+    rule (group)         junction_comm_loss | lamp_failed           | ...
+    anchor tag index     sorted ascending inside each group (searchsorted finds an alarm by tag)
+
+    tag → alarms         CSR arrays (tag_ptr, tag_alarms): every alarm reading a tag (its anchor, a
+                         deviation setpoint, the other names of an expression), so a change batch maps
+                         to the alarms to re-evaluate with one gather.
+
+Each :class:`CompiledRule` evaluates its condition for a subset of its alarms at once from the tag
+database's columns (no Python loop per alarm):
+
+    high / high_high   on v > limit,            off v < limit − deadband     (else unchanged)
+    low / low_low      on v < limit,            off v > limit + deadband
+    deviation          on |v − setpoint| > limit, off |v − setpoint| < limit − deadband
+    rate_of_change     on |Δv/Δt| > limit (per s), off below limit − deadband; decays to 0 when the tag
+                       stops changing (tick, after twice its scan period)
+    discrete           on v ∈ values (enum labels and true/false accepted)
+    expression         the safe vectorised evaluator of :mod:`scada.alarms.expr` over the equipment's tags
+    bad_quality        on quality ∈ {bad_comm, bad_device, bad_config}
+
+Value-based kinds only use *good* inputs: with a bad or uncertain (stale) input the condition is
+``unknown`` and the engine neither raises nor clears the alarm; the ``bad_quality`` rule raises the
+communication alarm instead.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from scada.alarms.expr import Expression, ExpressionError
+from scada.alarms.messages import render_static
+from scada.alarms.states import DIAGNOSTIC, NS_PER_S
+from scada.config.model import CityConfig, TagDef
+from scada.config.schema import AlarmRuleSpec
+from scada.errors import ConfigError, ConfigProblem
+from scada.quality import Quality
+from scada.tagdb import TagDatabase
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+U8 = npt.NDArray[np.uint8]
+B = npt.NDArray[np.bool_]
+
+LIMIT_ON_ABOVE = ("high", "high_high")
+LIMIT_ON_BELOW = ("low", "low_low")
+
+
+def priority_code(priority: int | str) -> int:
+    """1..4 as configured; ``diagnostic`` → 5 (sorts last, never annunciated)."""
+    return DIAGNOSTIC if priority == "diagnostic" else int(priority)
+
+
+def priority_label(code: int) -> str:
+    return "diagnostic" if code >= DIAGNOSTIC else str(code)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmInfo:
+    """The static description of one alarm (what the journal stores once per alarm definition)."""
+
+    alarm: str  # stable id: "<rule>:<tag name>", e.g. "lamp_failed:dijon/lighting/C0001/lamp_03/status"
+    rule: str
+    kind: str
+    equipment: str
+    commune: str
+    area: str
+    service: str
+    tag: str  # full tag name of the anchor tag
+    priority: int  # 1..4, 5 = diagnostic
+    latched: bool
+    message: str  # static part of the message ({value} still to fill in)
+    dtype: str
+    units: str
+    enum: dict[int, str] | None
+    limit: float | None
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.alarm, self.rule, self.kind, self.equipment, self.commune, self.area, self.service, self.tag,
+                self.priority, self.latched, self.message, self.dtype, self.units,
+                None if self.enum is None else tuple(sorted(self.enum.items())), self.limit)
+
+
+class CompiledRule:
+    """The alarms of one rule: anchor tags (sorted) and a vectorised condition."""
+
+    value_based = True  # bad or uncertain inputs make the condition unknown
+
+    def __init__(self, spec: AlarmRuleSpec, group: int, anchors: I64) -> None:
+        self.spec = spec
+        self.group = group
+        self.anchor = anchors
+        self.start = 0  # set by the catalog
+        self.inputs: list[I64] = [anchors]  # per input: the tag index for each alarm of the rule
+
+    @property
+    def count(self) -> int:
+        return int(self.anchor.size)
+
+    def known(self, local: I64, qualities: U8) -> B:
+        ok = np.ones(local.size, dtype=bool)
+        for col in self.inputs:
+            ok &= qualities[col[local]] == Quality.GOOD
+        return ok
+
+    def condition(self, local: I64, db: TagDatabase, prev: B, now_ns: int) -> tuple[B, B]:
+        """New condition for alarms ``local`` (positions in this rule) and whether it is known."""
+        raise NotImplementedError
+
+
+class LimitRule(CompiledRule):
+    def condition(self, local: I64, db: TagDatabase, prev: B, now_ns: int) -> tuple[B, B]:
+        v = db.values[self.anchor[local]]
+        limit = float(self.spec.limit if self.spec.limit is not None else 0.0)
+        db_ = self.spec.deadband
+        with np.errstate(invalid="ignore"):
+            if self.spec.kind in LIMIT_ON_ABOVE:
+                new = np.where(v > limit, True, np.where(v < limit - db_, False, prev))
+            else:
+                new = np.where(v < limit, True, np.where(v > limit + db_, False, prev))
+        return new & ~np.isnan(v), self.known(local, db.qualities)
+
+
+class DeviationRule(CompiledRule):
+    def __init__(self, spec: AlarmRuleSpec, group: int, anchors: I64, setpoints: I64) -> None:
+        super().__init__(spec, group, anchors)
+        self.inputs.append(setpoints)
+
+    def condition(self, local: I64, db: TagDatabase, prev: B, now_ns: int) -> tuple[B, B]:
+        d = np.abs(db.values[self.anchor[local]] - db.values[self.inputs[1][local]])
+        limit = float(self.spec.limit or 0.0)
+        with np.errstate(invalid="ignore"):
+            new = np.where(d > limit, True, np.where(d < limit - self.spec.deadband, False, prev))
+        return new & ~np.isnan(d), self.known(local, db.qualities)
+
+
+class RateRule(CompiledRule):
+    """|Δv/Δt| in units per second between successive reported values of the tag."""
+
+    def __init__(self, spec: AlarmRuleSpec, group: int, anchors: I64, hold_ns: I64) -> None:
+        super().__init__(spec, group, anchors)
+        self.prev_value = np.full(anchors.size, np.nan)
+        self.prev_ns = np.zeros(anchors.size, dtype=np.int64)
+        self.hold_ns = hold_ns  # the rate decays to zero after this long without a change
+
+    def condition(self, local: I64, db: TagDatabase, prev: B, now_ns: int) -> tuple[B, B]:
+        v = db.values[self.anchor[local]]
+        known = self.known(local, db.qualities)
+        dt = (now_ns - self.prev_ns[local]) / NS_PER_S
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where((self.prev_ns[local] > 0) & (dt > 0), np.abs(v - self.prev_value[local]) / dt, 0.0)
+        rate = np.nan_to_num(rate, nan=0.0)
+        limit = float(self.spec.limit or 0.0)
+        new = np.where(rate > limit, True, np.where(rate < limit - self.spec.deadband, False, prev))
+        upd = local[known]
+        self.prev_value[upd] = v[known]
+        self.prev_ns[upd] = now_ns
+        return new, known
+
+    def decayed(self, local: I64, now_ns: int) -> B:
+        """Which of ``local`` have had no change for longer than their hold time (rate is now 0)."""
+        return (self.prev_ns[local] > 0) & (now_ns - self.prev_ns[local] >= self.hold_ns[local])
+
+    def decay_cond(self) -> bool:
+        """Whether a zero rate clears the condition (it does unless limit − deadband ≤ 0)."""
+        return float(self.spec.limit or 0.0) - self.spec.deadband > 0
+
+
+class DiscreteRule(CompiledRule):
+    def __init__(self, spec: AlarmRuleSpec, group: int, anchors: I64, codes: F64, strings: list[str] | None) -> None:
+        super().__init__(spec, group, anchors)
+        self.codes = codes
+        self.strings = strings  # string tags: compared as text
+
+    def condition(self, local: I64, db: TagDatabase, prev: B, now_ns: int) -> tuple[B, B]:
+        idx = self.anchor[local]
+        if self.strings is not None:
+            texts = self.strings
+            new = np.fromiter((db.strings.get(int(i)) in texts for i in idx), dtype=bool, count=idx.size)
+        else:
+            new = np.isin(db.values[idx], self.codes)
+        return new, self.known(local, db.qualities)
+
+
+class ExpressionRule(CompiledRule):
+    def __init__(self, spec: AlarmRuleSpec, group: int, anchors: I64, expression: Expression,
+                 columns: list[I64]) -> None:
+        super().__init__(spec, group, anchors)
+        self.expression = expression
+        self.inputs = [anchors, *columns]
+        self._names = expression.names
+
+    def condition(self, local: I64, db: TagDatabase, prev: B, now_ns: int) -> tuple[B, B]:
+        cols = {name: db.values[col[local]] for name, col in zip(self._names, self.inputs[1:], strict=True)}
+        return self.expression(cols), self.known(local, db.qualities)
+
+
+class BadQualityRule(CompiledRule):
+    value_based = False
+
+    def condition(self, local: I64, db: TagDatabase, prev: B, now_ns: int) -> tuple[B, B]:
+        q = db.qualities[self.anchor[local]]
+        never = (q == Quality.BAD_CONFIG) & (db.receive_ns[self.anchor[local]] == 0)  # no sample yet: not bad
+        return (q >= Quality.BAD_COMM) & ~never, np.ones(local.size, dtype=bool)
+
+
+class AlarmCatalog:
+    """Every alarm of the city: static columns, the compiled rules, lookups by id and by tag."""
+
+    def __init__(self, config: CityConfig, db: TagDatabase, rules: list[CompiledRule]) -> None:
+        self.config = config
+        self.db = db
+        self.rules = rules
+        self.rule_by_name = {r.spec.name: r for r in rules}
+        start = 0
+        for r in rules:
+            r.start = start
+            start += r.count
+        n = start
+        self.n = n
+        self.starts = np.array([r.start for r in rules] + [n], dtype=np.int64)
+        self.group = np.repeat(np.arange(len(rules), dtype=np.int32), [r.count for r in rules])
+        self.anchor = np.concatenate([r.anchor for r in rules]) if rules else np.zeros(0, dtype=np.int64)
+        self.priority = np.repeat(np.array([priority_code(r.spec.priority) for r in rules], dtype=np.uint8),
+                                  [r.count for r in rules])
+        self.latched = np.repeat(np.array([r.spec.latched for r in rules], dtype=bool), [r.count for r in rules])
+        self.on_delay_ns = np.repeat(np.array([round(r.spec.on_delay * NS_PER_S) for r in rules], dtype=np.int64),
+                                     [r.count for r in rules])
+        self.off_delay_ns = np.repeat(np.array([round(r.spec.off_delay * NS_PER_S) for r in rules],
+                                               dtype=np.int64), [r.count for r in rules])
+        # equipment / area / service codes
+        self.equipment_ids: list[str] = ["", *config.equipment]
+        eq_code = {e: i for i, e in enumerate(self.equipment_ids)}
+        tag_eq = np.array([eq_code.get(t.equipment, 0) for t in db.defs], dtype=np.int32)
+        self.equipment = tag_eq[self.anchor] if n else np.zeros(0, dtype=np.int32)
+        self.services: list[str] = list(dict.fromkeys([*config.services, *(r.spec.service for r in rules)]))
+        svc_code = {s: i for i, s in enumerate(self.services)}
+        self.service = np.repeat(np.array([svc_code[r.spec.service] for r in rules], dtype=np.int32),
+                                 [r.count for r in rules])
+        self.areas: list[str] = []
+        area_code: dict[str, int] = {}
+        self.area = np.zeros(n, dtype=np.int32)
+        for r in rules:
+            cache: dict[int, int] = {}
+            seg = self.equipment[r.start:r.start + r.count]
+            out = np.empty(r.count, dtype=np.int32)
+            for k, e in enumerate(seg.tolist()):
+                code = cache.get(e)
+                if code is None:
+                    text = render_static(r.spec.area, self._eq_fields(self.equipment_ids[e]))
+                    text = text.replace("{{", "{").replace("}}", "}")
+                    code = area_code.setdefault(text, len(area_code))
+                    if code == len(self.areas):
+                        self.areas.append(text)
+                    cache[e] = code
+                out[k] = code
+            self.area[r.start:r.start + r.count] = out
+        # tag → alarms (CSR)
+        pairs_tag: list[I64] = []
+        pairs_alarm: list[I64] = []
+        for r in rules:
+            ids = np.arange(r.start, r.start + r.count, dtype=np.int64)
+            for col in r.inputs:
+                pairs_tag.append(col)
+                pairs_alarm.append(ids)
+        if pairs_tag:
+            t = np.concatenate(pairs_tag)
+            a = np.concatenate(pairs_alarm)
+            order = np.lexsort((a, t))
+            t, a = t[order], a[order]
+            keep = np.ones(t.size, dtype=bool)
+            keep[1:] = (t[1:] != t[:-1]) | (a[1:] != a[:-1])
+            t, a = t[keep], a[keep]
+        else:
+            t = a = np.zeros(0, dtype=np.int64)
+        self.tag_alarms = a
+        self.tag_ptr = np.zeros(len(db) + 1, dtype=np.int64)
+        np.add.at(self.tag_ptr, t + 1, 1)
+        np.cumsum(self.tag_ptr, out=self.tag_ptr)
+        self.input_tags = np.unique(t)
+        # suppression: (dependent rule, suppressor rule) pairs of the same template
+        self.suppression: list[tuple[CompiledRule, CompiledRule]] = [
+            (r, self.rule_by_name[r.spec.suppressed_by]) for r in rules
+            if r.spec.suppressed_by is not None and r.spec.suppressed_by in self.rule_by_name
+        ]
+
+    # ------------------------------------------------------------------ lookups
+    def alarms_of_tags(self, tags: I64) -> I64:
+        """Sorted unique alarm indices that read any of ``tags``."""
+        starts = self.tag_ptr[tags]
+        counts = self.tag_ptr[tags + 1] - starts
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total, dtype=np.int64)
+        return np.unique(self.tag_alarms[offsets])
+
+    def split(self, alarms: I64) -> list[tuple[CompiledRule, I64]]:
+        """Sorted alarm indices → (rule, local positions) per rule."""
+        out: list[tuple[CompiledRule, I64]] = []
+        if alarms.size == 0:
+            return out
+        cuts = np.searchsorted(alarms, self.starts)
+        for g, r in enumerate(self.rules):
+            lo, hi = int(cuts[g]), int(cuts[g + 1])
+            if hi > lo:
+                out.append((r, alarms[lo:hi] - r.start))
+        return out
+
+    def alarm_id(self, i: int) -> str:
+        r = self.rules[int(self.group[i])]
+        return f"{r.spec.name}:{self.db.names[int(self.anchor[i])]}"
+
+    def index_of(self, alarm_id: str) -> int | None:
+        rule, sep, tag = alarm_id.partition(":")
+        r = self.rule_by_name.get(rule)
+        t = self.db.index.get(tag) if sep else None
+        if r is None or t is None:
+            return None
+        k = int(np.searchsorted(r.anchor, t))
+        if k < r.count and int(r.anchor[k]) == t:
+            return r.start + k
+        return None
+
+    def indices_of(self, alarm_ids: Sequence[str]) -> tuple[list[int], list[str]]:
+        found: list[int] = []
+        unknown: list[str] = []
+        for a in alarm_ids:
+            i = self.index_of(a)
+            if i is None:
+                unknown.append(a)
+            else:
+                found.append(i)
+        return found, unknown
+
+    def _eq_fields(self, equipment: str) -> dict[str, Any]:
+        eq = self.config.equipment.get(equipment)
+        if eq is None:
+            return {"id": equipment, "equipment": equipment, "commune": ""}
+        return {**eq.params, **eq.identity, "id": eq.id, "equipment": eq.id, "commune": eq.commune,
+                "lat": eq.lat, "lon": eq.lon, "kind": eq.kind, "template": eq.template}
+
+    def info(self, i: int) -> AlarmInfo:
+        r = self.rules[int(self.group[i])]
+        tdef: TagDef = self.db.defs[int(self.anchor[i])]
+        equipment = self.equipment_ids[int(self.equipment[i])]
+        fields = self._eq_fields(equipment)
+        area = self.areas[int(self.area[i])]
+        fields.update(tag=tdef.tag or tdef.name, tag_name=tdef.name, units=tdef.units,
+                      limit="" if r.spec.limit is None else _num(r.spec.limit), area=area,
+                      service=r.spec.service, rule=r.spec.name, priority=priority_label(int(self.priority[i])))
+        return AlarmInfo(
+            alarm=self.alarm_id(i), rule=r.spec.name, kind=r.spec.kind, equipment=equipment,
+            commune=str(fields.get("commune", "")), area=area, service=r.spec.service, tag=tdef.name,
+            priority=int(self.priority[i]), latched=bool(self.latched[i]),
+            message=render_static(r.spec.message, fields), dtype=tdef.dtype, units=tdef.units,
+            enum=dict(tdef.enum) if tdef.enum else None, limit=r.spec.limit,
+        )
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _problem(rule: AlarmRuleSpec, what: str, files: list[Any]) -> ConfigProblem:
+    file = str(files[1]) if len(files) > 1 else "alarms.yaml"
+    return ConfigProblem(file, 0, f"rule '{rule.name}'", what)
+
+
+def compile_rules(config: CityConfig, db: TagDatabase) -> AlarmCatalog:
+    """Compile every rule of ``config`` against ``db``; raise :class:`ConfigError` listing every problem."""
+    problems: list[ConfigProblem] = []
+    # template → tag name (after the equipment prefix) → tag indices (one per equipment)
+    template_of = {e.id: e.template for e in config.equipment.values()}
+    by_template: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, t in enumerate(db.defs):
+        tmpl = template_of.get(t.equipment)
+        if tmpl is not None:
+            by_template[tmpl][t.tag].append(i)
+    rules: list[CompiledRule] = []
+    for spec in config.alarm_rules:
+        try:
+            rule = _compile_one(spec, len(rules), config, db, by_template)
+        except (ExpressionError, ValueError, KeyError) as exc:
+            problems.append(_problem(spec, str(exc).strip("'\""), config.files))
+            continue
+        if rule is not None:
+            rules.append(rule)
+    if problems:
+        raise ConfigError(problems)
+    return AlarmCatalog(config, db, rules)
+
+
+def _compile_one(spec: AlarmRuleSpec, group: int, config: CityConfig, db: TagDatabase,
+                 by_template: dict[str, dict[str, list[int]]]) -> CompiledRule | None:
+    if spec.template is not None:
+        names = by_template.get(spec.template, {})
+        matched = [n for n in names if fnmatch.fnmatchcase(n, spec.tag)]
+        idx = [i for n in matched for i in names[n]]
+    else:
+        rx = re.compile(fnmatch.translate(spec.tag))
+        idx = [i for i, n in enumerate(db.names) if rx.match(n)]
+    anchors = np.array(sorted(idx), dtype=np.int64)
+    if anchors.size == 0:
+        return None  # a template without equipment: nothing to watch (the loader checked the pattern)
+
+    def sibling(name: str) -> I64:
+        """The tag ``name`` of each anchor's equipment (full name when the rule has no template)."""
+        out = np.empty(anchors.size, dtype=np.int64)
+        for k, a in enumerate(anchors.tolist()):
+            t = db.defs[a]
+            if spec.template is None:
+                full = name
+            else:
+                full = config.equipment[t.equipment].tag_name(name)
+            j = db.index.get(full)
+            if j is None:
+                raise KeyError(f"equipment '{t.equipment}' has no tag {name!r}")
+            out[k] = j
+        return out
+
+    kind = spec.kind
+    if kind in (*LIMIT_ON_ABOVE, *LIMIT_ON_BELOW):
+        return LimitRule(spec, group, anchors)
+    if kind == "deviation":
+        return DeviationRule(spec, group, anchors, sibling(spec.setpoint or ""))
+    if kind == "rate_of_change":
+        periods = np.array([config.devices[db.defs[a].device].period_s if db.defs[a].device in config.devices
+                            else 1.0 for a in anchors.tolist()])
+        hold = np.maximum(2 * periods, 1.0)
+        return RateRule(spec, group, anchors, (hold * NS_PER_S).astype(np.int64))
+    if kind == "bad_quality":
+        return BadQualityRule(spec, group, anchors)
+    if kind == "discrete":
+        wanted: list[Any] = list(spec.values) if spec.values else [spec.value]
+        dtypes = {db.defs[a].dtype for a in anchors.tolist()}
+        if dtypes == {"string"}:
+            return DiscreteRule(spec, group, anchors, np.zeros(0), [str(v) for v in wanted])
+        enum = next((db.defs[a].enum for a in anchors.tolist() if db.defs[a].enum), None)
+        codes: list[float] = []
+        for v in wanted:
+            if isinstance(v, bool):
+                codes.append(1.0 if v else 0.0)
+            elif isinstance(v, (int, float)):
+                codes.append(float(v))
+            else:
+                code = next((c for c, label in (enum or {}).items() if label == v), None)
+                if code is None:
+                    raise ValueError(f"discrete value {v!r} is not a label of {spec.tag!r}"
+                                     + (f" ({', '.join((enum or {}).values())})" if enum else ""))
+                codes.append(float(code))
+        return DiscreteRule(spec, group, anchors, np.array(codes, dtype=np.float64), None)
+    if kind == "expression":
+        first = db.defs[int(anchors[0])]
+        allowed: set[str] | None = None
+        enums: dict[str, dict[int, str] | None] = {}
+        if spec.template is not None:
+            eq = config.equipment[first.equipment]
+            prefix = eq.prefix + "/"
+            for j in db.equipment_indices(eq.id).tolist():
+                t = db.defs[j]
+                if t.name.startswith(prefix):
+                    enums[t.tag] = t.enum
+            allowed = set(enums)
+        expression = Expression(spec.expression or "", enums, allowed)
+        return ExpressionRule(spec, group, anchors, expression, [sibling(n) for n in expression.names])
+    raise ValueError(f"unknown alarm kind {kind!r}")

@@ -1,0 +1,645 @@
+"""The alarm journal: what maintenance works from. SQLite in WAL mode, append-only, crash-safe.
+
+Every alarm transition and every operator action on alarms (refused requests included) is one row,
+with its UTC timestamp in milliseconds. The static description of an alarm (rule, equipment, commune,
+area, service, tag, priority, message template) is stored once per alarm *definition* and referenced
+by the rows, so a storm of 10^5 transitions writes small rows and never formats a message::
+
+    alarm_def (append-only): one row per alarm definition version
+        ref │ alarm (rule:tag) │ rule │ kind │ equipment │ commune │ area │ service │ tag │ priority │ message …
+         ▲  a changed rule or inventory adds a new version; older rows keep pointing at the old one
+         │
+    journal (append-only): one row per transition or operator action
+        id │ ts_ms │ ref │ event │ outcome │ state │ prev_state │ flags │ value │ quality │ user │ comment │
+        detail │ until_ms
+
+      event: scada.alarms.states.Event code; outcome 0 done, 1 refused (detail = the reason);
+      state/prev_state: ISA-18.2 state code; flags: shelved/suppressed/out-of-service/latched bits;
+      detail: work-order reference, shelving reason, refusal reason, flood area; until_ms: end of a timed shelving.
+
+Durability: each append is one transaction, committed with ``synchronous=FULL`` before the call
+returns; a row whose id was returned survives kill -9 (and power loss, FULL). UPDATE and DELETE are
+refused by triggers and the API has no verb for them.
+
+Reading: :meth:`Journal.query` filters by time range, equipment, commune, area, service, priority,
+state, event, user and text, newest first, with keyset paging (``JournalPage.next_cursor``);
+:meth:`Journal.export_csv` streams a query; :meth:`Journal.follow` returns rows after an id (``tail -f``);
+:meth:`Journal.current_states` gives the last known state of every alarm, for the engine's restart.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from scada.alarms.messages import format_value, render_live
+from scada.alarms.rules import AlarmInfo, priority_label
+from scada.alarms.states import AlarmState, Event, Flag
+from scada.errors import StorageError
+from scada.quality import Quality
+
+log = logging.getLogger(__name__)
+
+I64 = npt.NDArray[np.int64]
+SCHEMA_VERSION = 1
+DONE, REFUSED = 0, 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_def (
+    ref INTEGER PRIMARY KEY,
+    alarm TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    equipment TEXT NOT NULL,
+    commune TEXT NOT NULL,
+    area TEXT NOT NULL,
+    service TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    latched INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    dtype TEXT NOT NULL,
+    units TEXT NOT NULL,
+    enum TEXT,
+    limit_value REAL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alarm_def_alarm ON alarm_def(alarm);
+CREATE INDEX IF NOT EXISTS alarm_def_equipment ON alarm_def(equipment);
+CREATE INDEX IF NOT EXISTS alarm_def_commune ON alarm_def(commune);
+CREATE INDEX IF NOT EXISTS alarm_def_service ON alarm_def(service);
+CREATE INDEX IF NOT EXISTS alarm_def_area ON alarm_def(area);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    ref INTEGER REFERENCES alarm_def(ref),
+    event INTEGER NOT NULL,
+    outcome INTEGER NOT NULL DEFAULT 0,
+    state INTEGER NOT NULL,
+    prev_state INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    value,
+    quality INTEGER,
+    user TEXT,
+    comment TEXT,
+    detail TEXT,
+    until_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS journal_ref_ts ON journal(ref, ts_ms);
+CREATE INDEX IF NOT EXISTS journal_ts ON journal(ts_ms);
+CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS alarm_def_no_update BEFORE UPDATE ON alarm_def
+    BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS alarm_def_no_delete BEFORE DELETE ON alarm_def
+    BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+"""
+
+_DEF_COLS = ("alarm", "rule", "kind", "equipment", "commune", "area", "service", "tag", "priority", "latched",
+             "message", "dtype", "units", "enum", "limit_value")
+_ROW_COLS = ("ts_ms", "ref", "event", "outcome", "state", "prev_state", "flags", "value", "quality", "user",
+             "comment", "detail", "until_ms")
+_SELECT = ("SELECT j.id, j.ts_ms, j.event, j.outcome, j.state, j.prev_state, j.flags, j.value, j.quality, j.user, "
+           "j.comment, j.detail, j.until_ms, d.alarm, d.rule, d.kind, d.equipment, d.commune, d.area, d.service, "
+           "d.tag, d.priority, d.message, d.dtype, d.units, d.enum FROM journal j LEFT JOIN alarm_def d "
+           "ON d.ref = j.ref")
+BROAD_FILTER = 2000  # more matching definitions than this: walk the time index instead of the per-alarm one
+
+CSV_COLUMNS = ("id", "time_utc", "event", "outcome", "alarm", "rule", "equipment", "commune", "area", "service",
+               "tag", "value", "quality", "priority", "state", "prev_state", "flags", "user", "comment", "detail",
+               "message")
+
+
+def ms_to_iso(ms: int) -> str:
+    """UTC ISO 8601 with milliseconds: ``2026-11-22T21:56:11.123Z``."""
+    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _info_row(info: AlarmInfo) -> tuple[Any, ...]:
+    enum = json.dumps({str(k): v for k, v in sorted(info.enum.items())}) if info.enum else None
+    return (info.alarm, info.rule, info.kind, info.equipment, info.commune, info.area, info.service, info.tag,
+            info.priority, int(info.latched), info.message, info.dtype, info.units, enum, info.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One row to append through the generic path (operator tools, imports, tests)."""
+
+    ts_ns: int
+    event: Event
+    info: AlarmInfo | None = None
+    state: AlarmState = AlarmState.NORMAL
+    prev_state: AlarmState = AlarmState.NORMAL
+    flags: int = 0
+    value: float | str | None = None
+    quality: Quality | None = None
+    outcome: int = DONE
+    user: str | None = None
+    comment: str | None = None
+    detail: str | None = None
+    until_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalBatch:
+    """Columnar rows for the engine's fast path (refs from :meth:`Journal.register`)."""
+
+    ref: I64
+    ts_ns: I64
+    event: npt.NDArray[np.integer[Any]]
+    state: npt.NDArray[np.integer[Any]]
+    prev_state: npt.NDArray[np.integer[Any]]
+    flags: npt.NDArray[np.integer[Any]]
+    value: Sequence[float | str | None] | npt.NDArray[np.float64]
+    quality: npt.NDArray[np.integer[Any]]
+    outcome: npt.NDArray[np.integer[Any]] | None = None
+    user: str | None = None
+    comment: str | None = None
+    detail: Sequence[str | None] | None = None
+    until_ns: I64 | None = None
+
+    def __len__(self) -> int:
+        return int(self.ref.size)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """One journal row as read back, with its alarm definition joined."""
+
+    id: int
+    ts_ms: int
+    event: Event
+    outcome: int
+    state: AlarmState
+    prev_state: AlarmState
+    flags: int
+    value: float | str | None
+    quality: Quality | None
+    user: str | None
+    comment: str | None
+    detail: str | None
+    until_ms: int | None
+    alarm: str | None
+    rule: str | None
+    kind: str | None
+    equipment: str | None
+    commune: str | None
+    area: str | None
+    service: str | None
+    tag: str | None
+    priority: int | None
+    message_template: str | None
+    dtype: str | None
+    units: str | None
+    enum: dict[int, str] | None
+
+    @property
+    def time_utc(self) -> str:
+        return ms_to_iso(self.ts_ms)
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome == REFUSED
+
+    @property
+    def value_text(self) -> str:
+        if self.value is None and self.alarm is None:
+            return ""
+        return format_value(self.value if not isinstance(self.value, int) else float(self.value), self.dtype or "float",
+                            self.enum)
+
+    @property
+    def message(self) -> str:
+        if self.message_template is None:
+            return self.detail or ""
+        q = self.quality.label if self.quality is not None else ""
+        return render_live(self.message_template, self.value, self.value_text, q)
+
+    @property
+    def flag_labels(self) -> list[str]:
+        return Flag.labels(self.flags)
+
+    def csv_row(self) -> list[str]:
+        return [str(self.id), self.time_utc, self.event.label, "refused" if self.refused else "done", self.alarm or "",
+                self.rule or "", self.equipment or "", self.commune or "", self.area or "", self.service or "",
+                self.tag or "", self.value_text, self.quality.label if self.quality is not None else "",
+                "" if self.priority is None else priority_label(self.priority), self.state.label,
+                self.prev_state.label, "|".join(self.flag_labels), self.user or "", self.comment or "",
+                self.detail or "", self.message]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalQuery:
+    """Filters (all optional, combined with AND); times are UTC epoch milliseconds, ``end_ms`` excluded."""
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+    equipment: Sequence[str] = ()
+    commune: Sequence[str] = ()
+    area: Sequence[str] = ()
+    service: Sequence[str] = ()
+    priority: Sequence[int] = ()  # 1..4, 5 = diagnostic
+    state: Sequence[AlarmState] = ()
+    event: Sequence[Event] = ()
+    alarm: Sequence[str] = ()
+    user: str | None = None
+    text: str | None = None  # case-insensitive substring of message, alarm id, comment, detail or user
+    refused: bool | None = None
+    limit: int = 100
+    cursor: tuple[int, int] | None = None  # (ts_ms, id) of the last row of the previous page
+    offset: int = 0
+    ascending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JournalPage:
+    rows: list[JournalRow]
+    next_cursor: tuple[int, int] | None  # pass as JournalQuery.cursor for the next page; None at the end
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredState:
+    """The last journalled state of one alarm (for the engine's restart)."""
+
+    alarm: str
+    state: AlarmState
+    flags: int
+    ts_ms: int
+    active_since_ms: int | None = None
+    shelved_until_ms: int | None = None
+    work_order: str | None = None
+
+
+@dataclass(slots=True)
+class _DefCache:
+    by_alarm: dict[str, tuple[int, tuple[Any, ...]]] = field(default_factory=dict)
+    loaded: bool = False
+
+
+class Journal:
+    """The append-only alarm journal in one SQLite file (WAL)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._defs = _DefCache()
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise StorageError(f"{self.path}: no alarm journal here")
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                           check_same_thread=False, timeout=10.0)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StorageError(f"{self.path}: cannot switch the journal to WAL mode (got {mode})")
+                if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+                    raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+                self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+                self._db.execute("PRAGMA cache_size=-131072")
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, SCHEMA_VERSION):
+                    raise StorageError(f"{self.path}: journal schema version {version}, this build reads "
+                                       f"{SCHEMA_VERSION}")
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot open the alarm journal: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ definitions
+    def _load_defs(self) -> None:
+        if self._defs.loaded:
+            return
+        cur = self._db.execute(f"SELECT ref, {', '.join(_DEF_COLS)} FROM alarm_def ORDER BY ref")
+        for row in cur:
+            self._defs.by_alarm[row[1]] = (row[0], tuple(row[1:]))
+        self._defs.loaded = True
+
+    def register(self, infos: Sequence[AlarmInfo], now_ns: int = 0) -> I64:
+        """The definition ref of each alarm; adds a new definition version where anything changed."""
+        if self.readonly:
+            raise StorageError(f"{self.path}: the journal is open read-only")
+        with self._lock:
+            try:
+                self._load_defs()
+                refs = np.zeros(len(infos), dtype=np.int64)
+                new: list[tuple[int, tuple[Any, ...]]] = []
+                for k, info in enumerate(infos):
+                    row = _info_row(info)
+                    have = self._defs.by_alarm.get(info.alarm)
+                    if have is not None and have[1] == row:
+                        refs[k] = have[0]
+                    else:
+                        new.append((k, row))
+                if new:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        first = int(self._db.execute("SELECT coalesce(max(ref), 0) + 1 FROM alarm_def").fetchone()[0])
+                        created = now_ns // 1_000_000
+                        self._db.executemany(
+                            f"INSERT INTO alarm_def(ref, {', '.join(_DEF_COLS)}, created_ms) "
+                            f"VALUES ({', '.join('?' * (len(_DEF_COLS) + 2))})",
+                            [(first + j, *row, created) for j, (_, row) in enumerate(new)])
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        self._db.execute("ROLLBACK")
+                        raise
+                    for j, (k, row) in enumerate(new):
+                        refs[k] = first + j
+                        self._defs.by_alarm[row[0]] = (first + j, row)
+                return refs
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: cannot register alarm definitions: {exc}") from exc
+
+    # ------------------------------------------------------------------ append
+    def append(self, entries: Sequence[JournalEntry]) -> list[int]:
+        """Append rows (one transaction, durable on return); returns their ids."""
+        if not entries:
+            return []
+        infos = [e.info for e in entries if e.info is not None]
+        refs_iter = iter(self.register(infos).tolist() if infos else [])
+        rows = []
+        for e in entries:
+            ref = next(refs_iter) if e.info is not None else None
+            rows.append((e.ts_ns // 1_000_000, ref, int(e.event), e.outcome, int(e.state), int(e.prev_state),
+                         int(e.flags), e.value, None if e.quality is None else int(e.quality), e.user, e.comment,
+                         e.detail, None if e.until_ns is None else e.until_ns // 1_000_000))
+        first, last = self._insert(rows)
+        return list(range(first, last + 1))
+
+    def append_batch(self, batch: JournalBatch) -> tuple[int, int]:
+        """Append a columnar batch (one transaction, durable on return); returns (first id, last id)."""
+        n = len(batch)
+        if n == 0:
+            return (0, -1)
+        ts = (np.asarray(batch.ts_ns, dtype=np.int64) // 1_000_000).tolist()
+        ref = [None if r <= 0 else r for r in batch.ref.tolist()]
+        value = batch.value.tolist() if isinstance(batch.value, np.ndarray) else list(batch.value)
+        value = [None if isinstance(v, float) and v != v else v for v in value]
+        quality = batch.quality.tolist()
+        event = batch.event.tolist()
+        state = batch.state.tolist()
+        prev = batch.prev_state.tolist()
+        flags = batch.flags.tolist()
+        outcome = [DONE] * n if batch.outcome is None else batch.outcome.tolist()
+        detail = [None] * n if batch.detail is None else list(batch.detail)
+        until = [None] * n if batch.until_ns is None else \
+            [None if u <= 0 else u // 1_000_000 for u in batch.until_ns.tolist()]
+        user, comment = batch.user, batch.comment
+        rows = list(zip(ts, ref, event, outcome, state, prev, flags, value, quality, [user] * n, [comment] * n,
+                        detail, until, strict=True))
+        return self._insert(rows)
+
+    _CHUNK = 500  # rows per multi-row INSERT statement (13 parameters each, under SQLite's 32766 limit)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+        if self.readonly:
+            raise StorageError(f"{self.path}: the journal is open read-only")
+        width = len(_ROW_COLS)
+        head = f"INSERT INTO journal({', '.join(_ROW_COLS)}) VALUES "
+        one = "(" + ",".join("?" * width) + ")"
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    first = int(self._db.execute("SELECT coalesce(max(id), 0) + 1 FROM journal").fetchone()[0])
+                    k = self._CHUNK
+                    full = len(rows) - len(rows) % k
+                    if full:
+                        stmt = head + ",".join([one] * k)
+                        for s in range(0, full, k):
+                            self._db.execute(stmt, [x for r in rows[s:s + k] for x in r])
+                    if full < len(rows):
+                        self._db.executemany(head + one, rows[full:])
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: cannot append to the alarm journal: {exc}") from exc
+        return first, first + len(rows) - 1
+
+    # ------------------------------------------------------------------ read
+    def last_id(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT coalesce(max(id), 0) FROM journal").fetchone()[0])
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM journal").fetchone()[0])
+
+    def _where(self, q: JournalQuery) -> tuple[list[str], list[Any], bool]:
+        """SQL conditions and parameters; the flag says whether to walk the time index."""
+        where: list[str] = []
+        params: list[Any] = []
+        if q.start_ms is not None:
+            where.append("j.ts_ms >= ?")
+            params.append(q.start_ms)
+        if q.end_ms is not None:
+            where.append("j.ts_ms < ?")
+            params.append(q.end_ms)
+        def_conds: list[str] = []
+        def_params: list[Any] = []
+        for col, values in (("equipment", q.equipment), ("commune", q.commune), ("area", q.area),
+                            ("service", q.service), ("alarm", q.alarm), ("priority", q.priority)):
+            if values:
+                def_conds.append(f"{col} IN ({', '.join('?' * len(values))})")
+                def_params.extend(values)
+        broad = True
+        if def_conds:
+            sub = f"SELECT ref FROM alarm_def WHERE {' AND '.join(def_conds)}"
+            with self._lock:
+                n = int(self._db.execute(f"SELECT count(*) FROM ({sub})", def_params).fetchone()[0])
+            broad = n > BROAD_FILTER
+            where.append(("+j.ref" if broad else "j.ref") + f" IN ({sub})")
+            params.extend(def_params)
+        if q.state:
+            where.append(f"j.state IN ({', '.join('?' * len(q.state))})")
+            params.extend(int(s) for s in q.state)
+        if q.event:
+            where.append(f"j.event IN ({', '.join('?' * len(q.event))})")
+            params.extend(int(e) for e in q.event)
+        if q.refused is not None:
+            where.append("j.outcome = ?")
+            params.append(REFUSED if q.refused else DONE)
+        if q.user:
+            where.append("j.user = ?")
+            params.append(q.user)
+        if q.text:
+            like = "%" + q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            cols = ("d.message", "d.alarm", "j.comment", "j.detail", "j.user")
+            where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in cols) + ")")
+            params.extend([like] * 5)
+        return where, params, broad
+
+    def query(self, q: JournalQuery, *, with_total: bool = False) -> JournalPage:
+        """One page of rows matching ``q``, newest first (``ascending`` for oldest first)."""
+        where, params, _ = self._where(q)
+        total: int | None = None
+        if with_total:
+            sql = "SELECT count(*) FROM journal j LEFT JOIN alarm_def d ON d.ref = j.ref"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            with self._lock:
+                total = int(self._db.execute(sql, params).fetchone()[0])
+        if q.cursor is not None:
+            where.append("(j.ts_ms, j.id) > (?, ?)" if q.ascending else "(j.ts_ms, j.id) < (?, ?)")
+            params.extend(q.cursor)
+        order = "ASC" if q.ascending else "DESC"
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + \
+            f" ORDER BY j.ts_ms {order}, j.id {order} LIMIT ? OFFSET ?"
+        params.extend([q.limit + 1, q.offset])
+        try:
+            with self._lock:
+                raw = self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: journal query failed: {exc}") from exc
+        more = len(raw) > q.limit
+        rows = [_row(r) for r in raw[:q.limit]]
+        cursor = (rows[-1].ts_ms, rows[-1].id) if more and rows else None
+        return JournalPage(rows, cursor, total)
+
+    def iter_rows(self, q: JournalQuery, page_size: int = 5000) -> Iterator[JournalRow]:
+        """Every row matching ``q`` (ignoring its limit), page by page."""
+        query = JournalQuery(**{**_asdict(q), "limit": page_size, "cursor": q.cursor, "offset": 0})
+        while True:
+            page = self.query(query)
+            yield from page.rows
+            if page.next_cursor is None:
+                return
+            query = JournalQuery(**{**_asdict(query), "cursor": page.next_cursor})
+
+    def export_csv(self, q: JournalQuery, out: IO[str]) -> int:
+        """Write the rows of ``q`` (all of them, oldest first) as CSV; returns the number of rows."""
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        n = 0
+        for row in self.iter_rows(JournalQuery(**{**_asdict(q), "ascending": True})):
+            writer.writerow(row.csv_row())
+            n += 1
+        return n
+
+    def follow(self, q: JournalQuery, after_id: int, limit: int = 1000) -> list[JournalRow]:
+        """Rows appended after ``after_id`` that match ``q``, in id order (for ``tail -f``)."""
+        where, params, _ = self._where(q)
+        where.append("j.id > ?")
+        params.append(after_id)
+        sql = _SELECT + " WHERE " + " AND ".join(where) + " ORDER BY j.id LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            return [_row(r) for r in self._db.execute(sql, params).fetchall()]
+
+    # ------------------------------------------------------------------ restart
+    def current_states(self) -> dict[str, RestoredState]:
+        """Last journalled state of every alarm that has rows (refused requests ignored)."""
+        sql = """
+            WITH last AS (
+                SELECT d.alarm AS alarm, max(j.id) AS id FROM journal j JOIN alarm_def d ON d.ref = j.ref
+                WHERE j.outcome = 0 GROUP BY d.alarm)
+            SELECT last.alarm, j.state, j.flags, j.ts_ms FROM last JOIN journal j ON j.id = last.id
+        """
+        out: dict[str, RestoredState] = {}
+        try:
+            with self._lock:
+                rows = self._db.execute(sql).fetchall()
+                need_since = [r[0] for r in rows if AlarmState(r[1]).active]
+                need_shelve = [r[0] for r in rows if r[2] & Flag.SHELVED_TIMED]
+                need_wo = [r[0] for r in rows if r[2] & Flag.OUT_OF_SERVICE]
+                since = self._last_event(need_since, (Event.CONDITION_ON,), "j.ts_ms")
+                shelved = self._last_event(need_shelve, (Event.SHELVE,), "j.until_ms")
+                orders = self._last_event(need_wo, (Event.REMOVE_FROM_SERVICE,), "j.detail")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot read the current alarm states: {exc}") from exc
+        for alarm, state, flags, ts in rows:
+            since_v = since.get(alarm)
+            until_v = shelved.get(alarm)
+            wo = orders.get(alarm)
+            out[alarm] = RestoredState(alarm, AlarmState(state), int(flags), int(ts),
+                                       None if since_v is None else int(since_v),
+                                       None if until_v is None else int(until_v),
+                                       None if wo is None else str(wo))
+        return out
+
+    def _last_event(self, alarms: list[str], events: tuple[Event, ...], column: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        ev = ", ".join(str(int(e)) for e in events)
+        for k in range(0, len(alarms), 500):
+            chunk = alarms[k:k + 500]
+            sql = (f"SELECT d.alarm, {column} FROM journal j JOIN alarm_def d ON d.ref = j.ref "
+                   f"WHERE d.alarm IN ({', '.join('?' * len(chunk))}) AND j.event IN ({ev}) AND j.outcome = 0 "
+                   "ORDER BY j.id")
+            for alarm, v in self._db.execute(sql, chunk):
+                out[alarm] = v
+        return out
+
+    def rows_for_kpi(self, start_ms: int | None, end_ms: int | None, q: JournalQuery | None = None
+                     ) -> list[tuple[Any, ...]]:
+        """(id, ts_ms, event, outcome, state, prev_state, flags, alarm, priority, detail, comment) in id order."""
+        base = q or JournalQuery()
+        query = JournalQuery(**{**_asdict(base), "start_ms": start_ms, "end_ms": end_ms})
+        where, params, _ = self._where(query)
+        sql = ("SELECT j.id, j.ts_ms, j.event, j.outcome, j.state, j.prev_state, j.flags, d.alarm, d.priority, "
+               "j.detail, j.comment FROM journal j LEFT JOIN alarm_def d ON d.ref = j.ref")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY j.ts_ms, j.id"
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def time_span(self) -> tuple[int, int] | None:
+        with self._lock:
+            lo, hi = self._db.execute("SELECT min(ts_ms), max(ts_ms) FROM journal").fetchone()
+        return None if lo is None else (int(lo), int(hi))
+
+    def execute_sql(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Raw SQL for diagnostics and tests (writes other than the append path are refused by triggers)."""
+        try:
+            with self._lock:
+                return self._db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: {exc}") from exc
+
+
+def _asdict(q: JournalQuery) -> dict[str, Any]:
+    return {f: getattr(q, f) for f in JournalQuery.__dataclass_fields__}
+
+
+def _row(r: tuple[Any, ...]) -> JournalRow:
+    enum = None
+    if r[25]:
+        enum = {int(k): str(v) for k, v in json.loads(r[25]).items()}
+    return JournalRow(
+        id=r[0], ts_ms=r[1], event=Event(r[2]), outcome=r[3], state=AlarmState(r[4]), prev_state=AlarmState(r[5]),
+        flags=r[6], value=r[7], quality=None if r[8] is None else Quality(r[8]), user=r[9], comment=r[10],
+        detail=r[11], until_ms=r[12], alarm=r[13], rule=r[14], kind=r[15], equipment=r[16], commune=r[17],
+        area=r[18], service=r[19], tag=r[20], priority=r[21], message_template=r[22], dtype=r[23], units=r[24],
+        enum=enum,
+    )
