@@ -461,9 +461,10 @@ def decimate_series(raw: Series, start_ns: int, end_ns: int, pixels: int) -> Ser
         if hits.size == 0:
             return hits.astype(np.int64)
         g = grp[hits]
-        return hits[np.append(True, g[1:] != g[:-1])]
+        out: I64 = hits[np.append(True, g[1:] != g[:-1])]
+        return out
 
-    keep = np.unique(np.concatenate([first, lastp, first_hit(mn), first_hit(mx)]))
+    keep: I64 = np.unique(np.concatenate([first, lastp, first_hit(mn), first_hit(mx)]))
     return raw.take(keep)
 
 
@@ -491,4 +492,5 @@ def dedupe_order(ts: I64) -> I64 | None:
     order = np.argsort(ts, kind="stable")
     st = ts[order]
     keep = np.append(st[1:] != st[:-1], True)
-    return order[keep]
+    out: I64 = order[keep]
+    return out

@@ -288,7 +288,8 @@ class StoreAndForward:
                                    (1 if self._single else 10_000,)).fetchall()
         if not rows:
             return 0
-        take, total = [], 0
+        take: list[tuple[int, int, int, bytes]] = []
+        total = 0
         for r in rows:
             if take and total + r[1] > self.batch_points:
                 break

@@ -19,6 +19,7 @@ import fnmatch
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 NS = 1_000_000_000
 
@@ -60,7 +61,7 @@ def _time(text: str) -> int:
     return int(t.timestamp() * 1e6) * 1000
 
 
-def _load(tags: Path, alarms: Path):  # type: ignore[no-untyped-def]
+def _load(tags: Path, alarms: Path) -> Any:
     from scada.config import loader
 
     return loader.load_city(str(tags), str(alarms) if alarms.exists() else None)
@@ -129,7 +130,7 @@ def export(args: argparse.Namespace) -> int:
         backend.close()
 
 
-def _stderr_console():  # type: ignore[no-untyped-def]
+def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)

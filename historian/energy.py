@@ -95,9 +95,9 @@ def energy_report(config: CityConfig, backend: Backend, first_night: dt.date, ni
             acc[2] += kwh
             acc[3] += lum * baseline.watts_per_luminaire * (hours_on if hours_on is not None
                                                             else baseline.hours_per_night) / 1000
-        for commune, (n, lum, kwh, base, missing) in sorted(per.items()):
-            base = baseline.per_commune_kwh.get(commune, base)
-            saving = 100.0 * (1 - kwh / base) if base > 0 else math.nan
-            rows.append(NightRow(commune, night, int(n), int(lum), kwh, base, saving,
+        for commune, (n, n_lum, total_kwh, base_calc, missing) in sorted(per.items()):
+            base = float(baseline.per_commune_kwh.get(commune, base_calc))
+            saving = 100.0 * (1 - total_kwh / base) if base > 0 else math.nan
+            rows.append(NightRow(commune, night, int(n), int(n_lum), total_kwh, base, saving,
                                  bool(saving >= target_percent), int(missing)))
     return rows

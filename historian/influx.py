@@ -228,7 +228,7 @@ class InfluxV2Backend(Backend):
     def __init__(self, url: str, org: str, bucket: str, token: str, *, measurement: str = "history",
                  timeout_s: float = 10.0, max_lines: int = MAX_LINES) -> None:
         super().__init__()
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self.url = url
@@ -243,14 +243,14 @@ class InfluxV2Backend(Backend):
     def write(self, points: Points) -> None:
         if not len(points):
             return
-        from influxdb_client.client.write_api import WritePrecision
+        from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
 
         lines = to_lines(points, self.measurement)
         for a in range(0, len(lines), self.max_lines):
             try:
                 self.api.write(bucket=self.bucket, org=self.org, record=lines[a:a + self.max_lines],
-                               write_precision=WritePrecision.NS)
+                               write_precision=WritePrecision.NS)  # type: ignore[arg-type]
             except ApiException as exc:
                 raise _status_error(f"{self.name} {self.url} write", int(exc.status or 0) or 503,
                                     str(exc.body or exc.reason)) from exc
@@ -258,4 +258,4 @@ class InfluxV2Backend(Backend):
                 raise BackendUnavailable(f"{self.name} {self.url}: write failed: {exc!r}") from exc
 
     def close(self) -> None:
-        self.client.close()
+        self.client.close()  # type: ignore[no-untyped-call]

@@ -278,7 +278,7 @@ class SqliteBackend(Backend):
             ids, ts, v, q = ids[order], ts[order], v[order], q[order]
             dup = np.append((ids[1:] == ids[:-1]) & (ts[1:] == ts[:-1]), False)
             keep = ~dup  # the last written of equal (tag, ts) wins
-            pos_of: dict[int, int] = {}
+            pos_of: dict[int, str] = {}
             if text:
                 inv = np.empty(order.size, np.int64)
                 inv[order] = np.arange(order.size)
