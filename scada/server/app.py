@@ -147,7 +147,14 @@ class ScadaServer:
             endpoints = self.endpoints()
         except ConfigError as exc:
             return None, exc.problems
-        return check_city(self.settings.tags, self.settings.alarms, endpoints)
+        config, problems = check_city(self.settings.tags, self.settings.alarms, endpoints)
+        if config is not None and not problems:
+            from scada.server.wiring import check_commands
+
+            problems = check_commands(self, config)
+            if problems:
+                return None, problems
+        return config, problems
 
     def status(self, name: str) -> SubsystemStatus:
         if name not in self.subsystems:

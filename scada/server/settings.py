@@ -8,6 +8,7 @@ line options. Every field has a safe default except what must be chosen on purpo
     data_dir: scada-data            # users.sqlite, journal.sqlite, audit.sqlite, historian/, server.json
     tags: tags.yaml
     alarms: alarms.yaml
+    commands: null                  # command vocabulary (default: commands.yaml next to tags)
     endpoints_file: null            # the simulator's endpoints JSON (overrides tags.yaml `endpoints:`)
     token_ttl: 8h
     login: {max_failures: 5, window: 5min, lockout: 1min}
@@ -78,6 +79,7 @@ class ServerSettings(_Strict):
     data_dir: Path = Path("scada-data")
     tags: Path = Path("tags.yaml")
     alarms: Path | None = Path("alarms.yaml")
+    commands: Path | None = None  # the command vocabulary; default commands.yaml next to the tags file
     endpoints_file: Path | None = None
     token_ttl: Duration = 8 * 3600.0
     login: Login = Login()

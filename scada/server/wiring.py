@@ -7,7 +7,7 @@ and wrapped in an adapter implementing :mod:`scada.server.services`. A subsystem
 missing is reported ``unavailable`` on /health; one that fails to start is ``down`` with the reason;
 the others run.
 
-    start order: journal → alarms → historian → failsafe → poll (drivers) → stale sweeper
+    start order: journal → alarms → historian → poll (drivers) → failsafe → stale sweeper (stop: reverse)
 """
 
 from __future__ import annotations
@@ -114,13 +114,19 @@ class PollComponent:
         return {"devices": len(new.devices)}
 
     async def aclose(self) -> None:
-        if self.poller is not None:
-            await self.poller.aclose()
-            self.poller = None
-            self.server.poller = None
-        if self.factory is not None:
-            await self.factory.aclose()
-            self.factory = None
+        poller, factory = self.poller, self.factory
+        self.poller = self.factory = self.server.poller = None
+        try:
+            if poller is not None:
+                # bounded: a device task that ignores its cancellation must not hold the server's stop
+                await asyncio.wait_for(poller.aclose(), timeout=8)
+        except TimeoutError:
+            stuck = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("poll:") and not t.done()]
+            log.error("poll: the scheduler did not stop within 8 s (device tasks still running: %s; or a driver's "
+                      "close hangs)", ", ".join(stuck[:10]) or "none")
+        if factory is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(factory.aclose(), timeout=5)
 
 
 class StaleComponent:
@@ -317,6 +323,298 @@ class HistorianComponent:
         self.server.historian = None
 
 
+# ---------------------------------------------------------------------- fail-safe gate, leases, monitor, crisis
+class DriverWriter:
+    """The gate's Writer port over the poll scheduler's drivers (one connection per device, shared)."""
+
+    def __init__(self, server: ScadaServer) -> None:
+        self.server = server
+
+    def _driver(self, tag: Any) -> Any:
+        from scada.errors import CommError
+
+        poller = self.server.poller
+        driver = poller.drivers.get(tag.device) if poller is not None else None
+        if driver is None:
+            raise CommError(f"{tag.device}: no driver running for this device (poll scheduler not running "
+                            f"or no driver for its protocol)")
+        return driver
+
+    async def write(self, tag: Any, value: Any, *, tolerance: float | None = None) -> None:
+        await self._driver(tag).write(tag, value, tolerance=tolerance)
+
+    async def read(self, tag: Any) -> Any:
+        samples = await self._driver(tag).read([tag])
+        return samples[0]
+
+
+def _principal(types: Any, user: str, role: str, workstation: str) -> Any:
+    return types.Principal(user, frozenset({role}), workstation=workstation, authenticated=True)
+
+
+class CommandAdapter:
+    """CommandService over failsafe.gate.CommandGate (the only path to a field write)."""
+
+    def __init__(self, comp: FailsafeComponent) -> None:
+        self.comp = comp
+
+    def _p(self, user: str, role: str, workstation: str) -> Any:
+        return _principal(self.comp.types, user, role, workstation)
+
+    def vocabulary(self) -> dict[str, Any]:
+        v = self.comp.vocab
+        types: dict[str, Any] = {}
+        for name, pol in v.types.items():
+            types[name] = {
+                "critical": pol.critical, "select_timeout_s": pol.select_timeout_s,
+                "lease_default_s": pol.lease_default_s, "lease_max_s": pol.lease_max_s,
+                "roles": sorted(pol.roles),
+                "blast_radius": {"per_command": pol.blast.per_command, "per_minute": pol.blast.per_minute,
+                                 "max_with_approval": pol.blast.max_with_approval},
+                "verbs": {vn: {"safety": vs.safety, "roles": sorted(vs.roles or pol.roles), "lease": vs.lease,
+                               "params": {pn: {k: getattr(ps, k) for k in ("type", "min", "max", "choices")
+                                               if getattr(ps, k, None) is not None}
+                                          for pn, ps in vs.params.items()}}
+                          for vn, vs in pol.verbs.items()},
+            }
+        return {"types": types, "approval_window_s": v.approval_window_s, "approver_roles": sorted(v.approver_roles),
+                "crisis_plans": sorted(v.crisis_plans)}
+
+    def _refuse_if(self, what: str, ticket: Any) -> None:
+        if ticket.state.value == "finished" and ticket.outcome is not None and ticket.outcome.value == "rejected":
+            from scada.server.services import Refused
+
+            raise Refused(what, ticket.reason or "rejected by the command gate", 409, "command_rejected")
+
+    async def submit(self, user: str, role: str, workstation: str, request: dict[str, Any]) -> dict[str, Any]:
+        t = self.comp.types
+        targets = tuple(request.get("targets") or [request["target"]])
+        what = f"{request['verb']} on {', '.join(targets[:5])}{'...' if len(targets) > 5 else ''}"
+        req = t.CommandRequest(request["verb"], targets, self._p(user, role, workstation),
+                               dict(request.get("params") or {}), lease_s=request.get("lease_s"),
+                               note=str(request.get("comment") or ""))
+        ticket = self.comp.gate.select(req)
+        self._refuse_if(what, ticket)
+        if ticket.state.value == "ready":  # non-critical type, no approval needed: run it now
+            result = await self.comp.gate.operate(ticket.id, req.user)
+            return self._view(ticket.id, result)
+        return dict(ticket.view())
+
+    def _view(self, ticket_id: str, result: Any) -> dict[str, Any]:
+        ticket = self.comp.gate.status(ticket_id)
+        out: dict[str, Any] = dict(ticket.view()) if ticket is not None else {"id": ticket_id}
+        out.setdefault("id", ticket_id)
+        out["state"] = getattr(result.state, "value", str(result.state))
+        out["outcome"] = result.outcome.value if result.outcome is not None else None
+        out["reason"] = result.reason
+        out["lease_end"] = result.lease_end
+        return out
+
+    async def operate(self, command_id: str, user: str, role: str, workstation: str) -> dict[str, Any]:
+        from scada.server.services import Refused
+
+        result = await self.comp.gate.operate(command_id, self._p(user, role, workstation))
+        if result.outcome is not None and result.outcome.value == "rejected":
+            code = "not_found" if "unknown ticket" in result.reason else "command_rejected"
+            raise Refused(f"operate command {command_id}", result.reason, 404 if code == "not_found" else 409, code)
+        return self._view(command_id, result)
+
+    async def approve(self, command_id: str, user: str, role: str, workstation: str) -> dict[str, Any]:
+        from scada.errors import CommandRejected
+        from scada.server.services import Refused
+
+        p = self._p(user, role, workstation)
+        try:
+            if self.comp.crisis is not None and self.comp.crisis.is_run(command_id):
+                run = await self.comp.crisis.approve(command_id, p)
+                return {"id": run.id, "state": run.state, **run.view()}
+            ticket = self.comp.gate.approve(command_id, p)
+        except CommandRejected as exc:
+            code = "not_found" if "unknown ticket" in exc.reason else "command_rejected"
+            raise Refused(f"approve command {command_id}", exc.reason, 404 if code == "not_found" else 409,
+                          code) from None
+        view = dict(ticket.view())
+        if ticket.state.value == "ready" and not ticket.request.user.name == user:
+            pass  # the requester operates (non-critical types may also be operated by the requester now)
+        return view
+
+    async def cancel(self, command_id: str, user: str, role: str, workstation: str) -> dict[str, Any]:
+        from scada.errors import CommandRejected
+        from scada.server.services import Refused
+
+        try:
+            ticket = self.comp.gate.cancel(command_id, self._p(user, role, workstation))
+        except CommandRejected as exc:
+            code = "not_found" if "unknown ticket" in exc.reason else "command_rejected"
+            raise Refused(f"cancel command {command_id}", exc.reason, 404 if code == "not_found" else 409,
+                          code) from None
+        return dict(ticket.view())
+
+    def status(self, command_id: str) -> dict[str, Any] | None:
+        ticket = self.comp.gate.status(command_id)
+        if ticket is None:
+            return None
+        out = dict(ticket.view())
+        lease = None
+        for target in ticket.request.targets:
+            lease = self.comp.leases.active(target)
+            if lease is not None:
+                out.setdefault("leases", []).append(lease.view())
+        return out
+
+    def history(self, equipment: str | None, limit: int) -> list[dict[str, Any]]:
+        """Latest audit-log entries (commands, approvals, refusals, lease expiries), newest first."""
+        from collections import deque
+
+        keep: deque[dict[str, Any]] = deque(maxlen=limit)
+        for entry in self.comp.audit.entries():
+            if equipment is not None:
+                targets = entry.get("targets") or ([entry["target"]] if entry.get("target") else [])
+                if equipment not in targets:
+                    continue
+            keep.append(entry)
+        return list(reversed(keep))
+
+    def stats(self) -> dict[str, Any]:
+        return self.comp.stats()
+
+
+class CrisisAdapter:
+    def __init__(self, comp: FailsafeComponent) -> None:
+        self.comp = comp
+
+    def plans(self) -> list[dict[str, Any]]:
+        return list(self.comp.crisis.plans())
+
+    async def run(self, name: str, user: str, role: str, workstation: str, dry_run: bool) -> dict[str, Any]:
+        from scada.errors import CommandRejected
+        from scada.server.services import Refused
+
+        p = _principal(self.comp.types, user, role, workstation)
+        try:
+            run = self.comp.crisis.dry_run(name, p) if dry_run else await self.comp.crisis.activate(name, p)
+        except CommandRejected as exc:
+            code = "not_found" if "no crisis plan" in exc.reason else "command_rejected"
+            raise Refused(f"{'dry run' if dry_run else 'activate'} crisis plan {name!r}", exc.reason,
+                          404 if code == "not_found" else 409, code) from None
+        return dict(run.view())
+
+
+def commands_file(server: ScadaServer) -> Any:
+    path = server.settings.commands
+    return path if path is not None else server.settings.tags.parent / "commands.yaml"
+
+
+def check_commands(server: ScadaServer, config: CityConfig) -> list[Any]:
+    """Problems of commands.yaml against this city (none if the fail-safe layer is not in this build)."""
+    path = commands_file(server)
+    if find("failsafe.vocabulary") is None or not path.is_file():
+        return []
+    vocab_mod = importlib.import_module("failsafe.vocabulary")
+    _, problems = vocab_mod.check_vocabulary(path, config)
+    return list(problems)
+
+
+class FailsafeComponent:
+    """Gate + leases (+ heartbeat) + field-safety monitor + crisis runner, on commands.yaml."""
+
+    def __init__(self, server: ScadaServer) -> None:
+        self.server = server
+        self.tasks: list[asyncio.Task[None]] = []
+        self.gate: Any = None
+        self.leases: Any = None
+        self.monitor: Any = None
+        self.crisis: Any = None
+        self.audit: Any = None
+        self.vocab: Any = None
+        self.types: Any = None
+        self.alarms: dict[str, Any] = {}
+
+    async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        st = self.server.status("failsafe")
+        path = commands_file(self.server)
+        if not path.is_file():
+            st.set("unavailable", f"no command vocabulary ({path} not found): every command is refused")
+            return
+        self.types = importlib.import_module("failsafe.types")
+        vocab_mod = importlib.import_module("failsafe.vocabulary")
+        audit_mod = importlib.import_module("failsafe.audit")
+        self.vocab = vocab_mod.load_vocabulary(path, config)
+        root = self.server.data_dir / "failsafe"
+        self.audit = audit_mod.AuditLog(root / "audit.log", audit_mod.key_from_env())
+        self._build(config, tagdb)
+        st.set("ok", f"{len(self.vocab.types)} commandable types, {len(self.vocab.crisis_plans)} crisis plans")
+        st.stats = self.stats
+
+    def _build(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        gate_mod = importlib.import_module("failsafe.gate")
+        leases_mod = importlib.import_module("failsafe.leases")
+        monitor_mod = importlib.import_module("failsafe.monitor")
+        writer = DriverWriter(self.server)
+        root = self.server.data_dir / "failsafe"
+        self.leases = leases_mod.LeaseManager(config, self.vocab, writer, self.audit, store=root / "leases.json")
+        self.gate = gate_mod.CommandGate(config, self.vocab, writer, self.audit, self.leases, reader=tagdb,
+                                         alarms=self.on_alarm, authenticate=lambda p: bool(p.authenticated))
+        self.monitor = monitor_mod.FieldSafetyMonitor(config, self.vocab, tagdb, self.gate, alarms=self.on_alarm,
+                                                      audit=self.audit).start()
+        crisis_mod = find("failsafe.crisis")
+        self.crisis = crisis_mod.CrisisRunner(self.gate, self.vocab, self.audit) if crisis_mod else None
+        self.tasks = [asyncio.create_task(self.leases.run(), name="failsafe-leases"),
+                      asyncio.create_task(self.monitor.run(), name="failsafe-monitor")]
+        self.server.commands = CommandAdapter(self)
+        self.server.crisis = CrisisAdapter(self) if self.crisis is not None else None
+
+    def on_alarm(self, alarm: Any) -> None:
+        """Fail-safe alarms (conflicting green, monitor did not act, not confirmed) → the alarm engine."""
+        self.alarms[alarm.key] = alarm
+        forward = getattr(self.server, "external_alarm", None)
+        if forward is not None:
+            forward(alarm)
+        else:
+            log.warning("%s: %s (P%s, %s)", alarm.equipment, alarm.message, alarm.priority,
+                        "active" if alarm.active else "cleared")
+
+    def stats(self) -> dict[str, Any]:
+        if self.gate is None:
+            return {}
+        views = self.monitor.views() if self.monitor is not None else {}
+        by_state: dict[str, int] = {}
+        for v in views.values():
+            by_state[v.state] = by_state.get(v.state, 0) + 1
+        return {"pending_tickets": len(self.gate.pending()), "active_leases": len(self.leases.leases()),
+                "junctions": by_state,
+                "alarms": [{"key": a.key, "priority": a.priority, "message": a.message}
+                           for a in self.alarms.values() if a.active][:100]}
+
+    async def _stop(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.tasks = []
+        if self.leases is not None:
+            # leases persist with their end time; after a restart an expired one is only released, never
+            # re-asserted, and the field side returns to local control by itself when the heartbeat stops
+            await self.leases.aclose()
+
+    async def rebind(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
+        if self.gate is None:
+            return {}
+        await self._stop()
+        vocab_mod = importlib.import_module("failsafe.vocabulary")
+        self.vocab = vocab_mod.load_vocabulary(commands_file(self.server), new)
+        self._build(new, tagdb)
+        return {"types": len(self.vocab.types)}
+
+    async def aclose(self) -> None:
+        await self._stop()
+        self.server.commands = None
+        self.server.crisis = None
+
+
 # ---------------------------------------------------------------------- start everything
 async def _start(server: ScadaServer, name: str, module: str, make: Any) -> None:
     st = server.status(name)
@@ -333,7 +631,7 @@ async def _start(server: ScadaServer, name: str, module: str, make: Any) -> None
 
 
 async def start_all(server: ScadaServer) -> None:
-    for name, module in (("journal", "scada.journal"), ("alarms", "scada.alarms"), ("failsafe", "failsafe.gate")):
+    for name, module in (("journal", "scada.journal"), ("alarms", "scada.alarms")):
         st = server.status(name)
         try:
             if find(module) is None:
@@ -344,6 +642,7 @@ async def start_all(server: ScadaServer) -> None:
             st.set("down", f"cannot load {module}: {exc!r}")
     await _start(server, "historian", "historian.recorder", HistorianComponent)
     await _start(server, "poll", "drivers.registry", PollComponent)
+    await _start(server, "failsafe", "failsafe.gate", FailsafeComponent)  # stops before the drivers it writes through
     await _start(server, "stale", "scada.tagdb", StaleComponent)
 
 
