@@ -547,13 +547,17 @@ class Journal:
             n += 1
         return n
 
-    def follow(self, q: JournalQuery, after_id: int, limit: int = 1000) -> list[JournalRow]:
-        """Rows appended after ``after_id`` that match ``q``, in id order (for ``tail -f``)."""
+    def follow(self, q: JournalQuery, after_id: int, upto_id: int | None = None, limit: int | None = 1000
+               ) -> list[JournalRow]:
+        """Rows with ``after_id < id ≤ upto_id`` that match ``q``, in id order (for ``tail -f``)."""
         where, params, _ = self._where(q)
         where.append("j.id > ?")
         params.append(after_id)
+        if upto_id is not None:
+            where.append("j.id <= ?")
+            params.append(upto_id)
         sql = _SELECT + " WHERE " + " AND ".join(where) + " ORDER BY j.id LIMIT ?"
-        params.append(limit)
+        params.append(-1 if limit is None else limit)
         with self._lock:
             return [_row(r) for r in self._db.execute(sql, params).fetchall()]
 
@@ -613,6 +617,28 @@ class Journal:
         sql += " ORDER BY j.ts_ms, j.id"
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+    def active_at(self, ts_ms: int, q: JournalQuery | None = None) -> dict[str, int]:
+        """Alarms whose last row before ``ts_ms`` left them active → when they became active."""
+        base = q or JournalQuery()
+        where, params, _ = self._where(JournalQuery(**{**_asdict(base), "start_ms": None, "end_ms": ts_ms}))
+        where.append("j.outcome = 0")
+        sql = (f"WITH last AS (SELECT d.alarm AS alarm, max(j.id) AS id FROM journal j JOIN alarm_def d "
+               f"ON d.ref = j.ref WHERE {' AND '.join(where)} GROUP BY d.alarm) "
+               "SELECT last.alarm, j.state FROM last JOIN journal j ON j.id = last.id")
+        with self._lock:
+            active = [a for a, st in self._db.execute(sql, params).fetchall() if AlarmState(st).active]
+        out: dict[str, int] = {}
+        inactive = f"({int(AlarmState.NORMAL)}, {int(AlarmState.RTN_UNACK)})"
+        for k in range(0, len(active), 500):
+            chunk = active[k:k + 500]
+            sql = (f"SELECT d.alarm, max(j.ts_ms) FROM journal j JOIN alarm_def d ON d.ref = j.ref "
+                   f"WHERE d.alarm IN ({', '.join('?' * len(chunk))}) AND j.ts_ms < ? AND j.outcome = 0 "
+                   f"AND j.prev_state IN {inactive} AND j.state NOT IN {inactive} GROUP BY d.alarm")
+            with self._lock:
+                for alarm, since in self._db.execute(sql, [*chunk, ts_ms]):
+                    out[alarm] = int(since)
+        return out
 
     def time_span(self) -> tuple[int, int] | None:
         with self._lock:
