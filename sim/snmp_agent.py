@@ -336,7 +336,7 @@ class SnmpAgent:
     async def start(self) -> None:
         if self._engine is not None:
             raise RuntimeError("SnmpAgent already started")
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()  # RuntimeError outside a running loop: pysnmp binds to this loop
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.bind((self.host, self._want_port))
@@ -364,7 +364,6 @@ class SnmpAgent:
             await asyncio.sleep(0.001)
         else:
             raise RuntimeError(f"SnmpAgent: UDP endpoint {self.endpoint} did not open")
-        assert loop is asyncio.get_running_loop()
         logger.info(
             "snmp agent listening on udp %s (%d devices, v2c + v3 user %s)", self.endpoint, len(self._devices), user
         )
