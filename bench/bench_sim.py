@@ -52,6 +52,7 @@ async def main(tags, alarms, state, window):
     sim = Simulator(config, seed=42, speed=1.0, ports="test", state_dir=Path(state), control_port=0)
     await sim.start()
     out["timings"] = sim.timings
+    out["opcua"] = {name: getattr(srv, "timings", {}) for name, srv in sim.servers.items() if name.startswith("opcua")}
     out["servers"] = len(sim.servers)
     out["rss_started_mb"] = rss_mb()
     await asyncio.sleep(1.0)
@@ -137,6 +138,14 @@ def main(quick: bool = False) -> str:
     bare_s = float(bare["bare_opcua_s"])
     ft: dict[str, float] = full["timings"]  # type: ignore[assignment]
     dt_: dict[str, float] = demo["timings"]  # type: ignore[assignment]
+    for name, r in rows:
+        parts = []
+        for server, t in dict(r["opcua"]).items():  # type: ignore[call-overload]
+            if t:
+                parts.append(f"{server} init {t['init']:.2f} s + nodes {t['build']:.2f} s")
+        if parts:
+            lines.append(f"- {name}: " + "; ".join(parts) + " (init = asyncua's standard address space)")
+    lines.append("")
     lines.append(f"Baselines (same run): a bare asyncua server (init + start, no variables) takes {bare_s:.2f} s; "
                  f"the BMS server of the {'demo' if quick else 'full'} city takes "
                  f"{ft.get('server:opcua-bms', 0.0):.2f} s "

@@ -149,6 +149,7 @@ class OpcUaModelServer:
         self._disconnected_by: set[str] = set()
         self._listening = False
         self.start_seconds = 0.0
+        self.timings: dict[str, float] = {}  # start phases: init (standard address space), security, build, listen
         self.certificate_path: Path | None = None
         self.private_key_path: Path | None = None
 
@@ -167,6 +168,7 @@ class OpcUaModelServer:
         t0 = time.perf_counter()
         server = Server()
         await server.init()
+        t_init = time.perf_counter()
         server.set_server_name(f"city simulator {self.kind}")
         await server.set_application_uri(f"urn:city:sim:{self.kind}")
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}{self.path}")
@@ -179,7 +181,9 @@ class OpcUaModelServer:
         server.set_security_policy(policies)
         server.set_identity_tokens([ua.AnonymousIdentityToken])  # no user accounts on a simulated BMS
         self._idx = await server.register_namespace(self.namespace)
+        t_setup = time.perf_counter()
         await self._build(server)
+        t_build = time.perf_counter()
         await server.start()
         self._server = server
         self._listening = True
@@ -187,6 +191,8 @@ class OpcUaModelServer:
         self.port = int(server.bserver.port)
         self._fix_endpoint_urls()
         self.start_seconds = time.perf_counter() - t0
+        self.timings = {"init": t_init - t0, "security": t_setup - t_init, "build": t_build - t_setup,
+                        "listen": time.perf_counter() - t_build}
         n_vars = sum(len(v) for v in self._nodes.values())
         log.info("opcua-%s: listening on %s (%d equipment, %d variables, %s, started in %.2f s)",
                  self.kind, self.url, len(self.models), n_vars, self.security, self.start_seconds)
