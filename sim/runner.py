@@ -452,7 +452,10 @@ class Simulator:
         next_tick = time.monotonic()
         while True:
             next_tick += self.tick_s
-            await self.step()
+            try:
+                await self.step()
+            except Exception:  # the clock must keep ticking: log and go on
+                log.exception("simulator: step at %.1f failed", self._now)
             delay = next_tick - time.monotonic()
             if delay < 0:  # overrun: do not try to catch up with a burst of ticks
                 next_tick = time.monotonic()
@@ -532,6 +535,8 @@ class Simulator:
                     await self.comm_fault(eq_id, None)
             except (KeyError, ValueError, TypeError) as exc:
                 log.warning("%s: scenario action at %s (%s) failed: %s", eq_id, action.source, action.do, exc)
+            except Exception:
+                log.exception("%s: scenario action at %s (%s) failed", eq_id, action.source, action.do)
 
     # ------------------------------------------------------------------ introspection
     def status(self) -> dict[str, Any]:
