@@ -314,19 +314,31 @@ class _RtuBus:
 
     def __init__(self, port: str, conn: dict[str, Any], timeout: float, name: str) -> None:
         self.port = port
+        self.conn = conn
+        self.timeout = timeout
+        self.name = name
         self.lock = asyncio.Lock()
-        self.client = AsyncModbusSerialClient(
-            port, framer=FramerType.RTU, baudrate=int(conn.get("baudrate", 19200)),
-            bytesize=int(conn.get("bytesize", 8)), parity=str(conn.get("parity", "N")),
-            stopbits=int(conn.get("stopbits", 1)), timeout=timeout, retries=0, reconnect_delay=0, name=name)
+        self.client: AsyncModbusSerialClient | None = None  # made in the running loop (pymodbus needs one)
 
     async def ensure(self) -> bool:
+        if self.client is None:
+            conn = self.conn
+            self.client = AsyncModbusSerialClient(
+                self.port, framer=FramerType.RTU, baudrate=int(conn.get("baudrate", 19200)),
+                bytesize=int(conn.get("bytesize", 8)), parity=str(conn.get("parity", "N")),
+                stopbits=int(conn.get("stopbits", 1)), timeout=self.timeout, retries=0, reconnect_delay=0,
+                name=self.name)
         if self.client.connected:
             return True
         return bool(await self.client.connect())
 
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.connected
+
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
 
 
 class ModbusRtuDriver(_ModbusDriver):
@@ -362,7 +374,7 @@ class ModbusRtuDriver(_ModbusDriver):
         self._connected = True
 
     async def read(self, points: Sequence[TagDef]) -> list[Sample]:
-        if self._connected and not self._bus.client.connected:
+        if self._connected and not self._bus.connected:
             self._connected = False  # the port went away (pty closed, USB adapter unplugged)
         return await super().read(points)
 
