@@ -25,6 +25,7 @@ lease_superseded, lease_refresh_failed, lease_resumed, crisis_step, crisis_run, 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -82,6 +83,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._seq, self._hash = self._tail()
+        self._size = self.path.stat().st_size if self.path.exists() else 0
 
     # ------------------------------------------------------------------ writing
     def _tail(self) -> tuple[int, str]:
@@ -113,14 +115,26 @@ class AuditLog:
                     entry[k] = v
             entry["prev"] = self._hash
             entry["hash"] = _digest(self.key, _canonical(entry))
-            line = json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str) + "\n"
             try:
                 with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write(line)
-                    fh.flush()
-                    if self.fsync:
-                        os.fsync(fh.fileno())
-                self._write_head(entry["seq"], entry["hash"])
+                    # another writer (a second process, a CLI) may have appended: lock, then re-read the tail
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                    try:
+                        size = os.fstat(fh.fileno()).st_size
+                        if size != self._size:
+                            self._seq, self._hash = self._tail()
+                            entry["seq"], entry["prev"] = self._seq + 1, self._hash
+                            del entry["hash"]
+                            entry["hash"] = _digest(self.key, _canonical(entry))
+                        line = json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+                        fh.write(line)
+                        fh.flush()
+                        if self.fsync:
+                            os.fsync(fh.fileno())
+                        self._size = os.fstat(fh.fileno()).st_size
+                        self._write_head(entry["seq"], entry["hash"])
+                    finally:
+                        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             except OSError as exc:
                 raise StorageError(f"{self.path}: cannot append audit entry: {exc}") from exc
             self._seq, self._hash = entry["seq"], entry["hash"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +44,7 @@ class Stack:
     city: CityConfig
     vocab: Vocabulary
     clock: FakeClock
-    field: FakeField
+    field: Any  # FakeField or SimField
     db: TagDatabase
     audit: AuditLog
     leases: LeaseManager
@@ -80,11 +82,12 @@ class Stack:
                      self.watch)
 
 
-def make_stack(tmp: Path, vocab: Vocabulary | None = None) -> Stack:
+def make_stack(tmp: Path, vocab: Vocabulary | None = None, *, start: float | None = None,
+               field_factory: Callable[[CityConfig, FakeClock], Any] | None = None) -> Stack:
     c = city()
     v = vocab or vocabulary()
-    clock = FakeClock()
-    fld = FakeField.build(c, clock, v)
+    clock = FakeClock() if start is None else FakeClock(start)
+    fld = FakeField.build(c, clock, v) if field_factory is None else field_factory(c, clock)
     db = TagDatabase(c.tags)
     audit = AuditLog(tmp / "audit.jsonl", fsync=False, clock=clock)
     leases = LeaseManager(c, v, fld, audit, store=tmp / "leases.json", clock=clock)

@@ -158,3 +158,13 @@ def test_scada_audit_verify_through_the_main_cli(tmp_path: Path, capsys: pytest.
     log = filled(tmp_path)
     assert main(["audit", "verify", "--log", str(log.path)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_two_writers_on_one_file_keep_one_chain(tmp_path: Path) -> None:
+    a = AuditLog(tmp_path / "audit.jsonl", fsync=False)
+    b = AuditLog(tmp_path / "audit.jsonl", fsync=False)  # e.g. a second process
+    a.append("select")
+    b.append("select")
+    a.append("operate")
+    assert [e["seq"] for e in a.entries()] == [1, 2, 3]
+    assert verify_file(a.path).ok
