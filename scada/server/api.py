@@ -148,7 +148,11 @@ class EquipmentSheet(EquipmentRow):
 
 
 class AckIn(_In):
-    ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]], Field(min_length=1, max_length=5000)]
+    ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]], Field(max_length=5000)] = Field(
+        default_factory=list, description="alarm ids (a selection); or give area")
+    area: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="acknowledge every unacknowledged alarm of this area")
+    service: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     comment: Annotated[str, Field(max_length=500)] = ""
 
 
@@ -594,7 +598,10 @@ def create_app(server: "ScadaServer") -> FastAPI:
     @app.post(f"{PREFIX}/alarms/ack", response_model=ActionOut, tags=["alarms"])
     async def ack(body: AckIn, request: Request,
                   session: Annotated[Session, Depends(need("alarm.ack"))]) -> ActionOut:
-        return alarm_action("ack", "alarm.ack", body.ids, {"comment": body.comment}, session, request)
+        if not body.ids and body.area is None:
+            raise ApiError(422, "acknowledge alarms", "give ids (a selection) or area", "invalid_request")
+        return alarm_action("ack", "alarm.ack", body.ids, {"comment": body.comment, "area": body.area,
+                                                             "service": body.service}, session, request)
 
     AlarmId = Annotated[str, Path(min_length=1, max_length=300)]
 

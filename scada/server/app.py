@@ -123,6 +123,7 @@ class ScadaServer:
         self.commands: CommandService | None = None
         self.crisis: CrisisService | None = None
         self.poller: Any = None
+        self.external_alarm: Callable[[Any], None] | None = None
         self.components: dict[str, Component] = {}
         self.subsystems: dict[str, SubsystemStatus] = {}
         self.started_ns = 0

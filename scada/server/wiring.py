@@ -21,6 +21,8 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from scada.config import CityConfig
 from scada.tagdb import TagDatabase
 
@@ -171,6 +173,257 @@ class StaleComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+
+
+# ---------------------------------------------------------------------- alarm engine + journal
+def alarm_view_dict(v: Any) -> dict[str, Any]:
+    """An AlarmView as the API and the WebSocket send it."""
+    pr = int(v.priority)
+    return {"id": v.alarm, "rule": v.rule, "equipment": v.equipment, "commune": v.commune, "area": v.area,
+            "service": v.service, "tag": v.tag, "priority": pr if pr < 5 else "diagnostic",
+            "state": v.state.label, "active": v.state.active, "acked": v.state.acked, "flags": list(v.flags),
+            "message": v.message, "value": v.value, "since_ms": v.since_ns // 1_000_000,
+            "changed_ms": v.changed_ns // 1_000_000, "shelved_until_ms": v.shelved_until_ns // 1_000_000,
+            "work_order": v.work_order}
+
+
+def journal_row_dict(r: Any) -> dict[str, Any]:
+    value = r.value
+    if isinstance(value, float) and value != value:
+        value = None
+    pr = r.priority
+    return {"id": r.id, "ts_ms": r.ts_ms, "time_utc": r.time_utc, "event": r.event.label,
+            "outcome": "refused" if r.refused else "done", "alarm": r.alarm, "rule": r.rule,
+            "equipment": r.equipment, "commune": r.commune, "area": r.area, "service": r.service, "tag": r.tag,
+            "priority": None if pr is None else (pr if pr < 5 else "diagnostic"), "state": r.state.label,
+            "prev_state": r.prev_state.label, "flags": r.flag_labels, "value": value, "value_text": r.value_text,
+            "quality": r.quality.label if r.quality is not None else None, "user": r.user, "comment": r.comment,
+            "detail": r.detail, "until_ms": r.until_ms, "message": r.message}
+
+
+class AlarmAdapter:
+    """AlarmService over scada.alarms.AlarmEngine (+ the fail-safe layer's alarms, read-only)."""
+
+    ACTIONS = ("ack", "shelve", "unshelve", "suppress", "unsuppress", "out_of_service", "return_to_service", "reset")
+
+    def __init__(self, comp: AlarmComponent) -> None:
+        self.comp = comp
+
+    def active(self) -> list[dict[str, Any]]:
+        _, views = self.comp.engine.alarm_list(include_hidden=True, limit=20_000)
+        out = [alarm_view_dict(v) for v in views]
+        out.extend(self.comp.external.values())
+        return out
+
+    def action(self, action: str, alarm_ids: list[str], user: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        from scada.server.services import Refused
+
+        e = self.comp.engine
+        now = time.time_ns()
+        comment = params.get("comment") or None
+        what = f"{action.replace('_', ' ')} {len(alarm_ids)} alarm(s)" if len(alarm_ids) != 1 else \
+            f"{action.replace('_', ' ')} alarm {alarm_ids[0]!r}"
+        if action == "ack" and params.get("area"):
+            result = e.acknowledge_area(str(params["area"]), user, now, comment, params.get("service"))
+        elif action == "ack":
+            result = e.acknowledge(alarm_ids, user, now, comment)
+        elif action == "shelve":
+            duration = None if params.get("one_shot") else params.get("duration_s")
+            result = e.shelve(alarm_ids, user, now, reason=str(params.get("reason", "")), duration_s=duration,
+                              comment=comment)
+        elif action == "unshelve":
+            result = e.unshelve(alarm_ids, user, now, comment)
+        elif action == "suppress":
+            result = e.suppress(alarm_ids, user, now, reason=str(params.get("reason", "")), comment=comment)
+        elif action == "unsuppress":
+            result = e.unsuppress(alarm_ids, user, now, comment)
+        elif action == "out_of_service":
+            result = e.remove_from_service(alarm_ids, user, now, work_order=str(params.get("work_order", "")),
+                                           comment=params.get("reason") or comment)
+        elif action == "return_to_service":
+            result = e.return_to_service(alarm_ids, user, now, comment)
+        elif action == "reset":
+            result = e.reset(alarm_ids, user, now, comment)
+        else:
+            raise Refused(what, f"unknown action; actions: {', '.join(self.ACTIONS)}", 400, "invalid_request")
+        if not result.done:
+            reasons = "; ".join(f"{r.alarm}: {r.reason}" if r.alarm else r.reason for r in result.refused[:20])
+            unknown = all("unknown" in r.reason for r in result.refused)
+            raise Refused(what, reasons or "nothing to do", 404 if unknown else 409,
+                          "not_found" if unknown else "alarm_action_refused")
+        return [{"alarm": a, "outcome": "done"} for a in result.done] + \
+               [{"alarm": r.alarm, "outcome": "refused", "reason": r.reason} for r in result.refused]
+
+    def subscribe(self, callback: Any) -> Any:
+        self.comp.listeners.append(callback)
+        return lambda: self.comp.listeners.remove(callback) if callback in self.comp.listeners else None
+
+    def stats(self) -> dict[str, Any]:
+        return self.comp.stats()
+
+
+class JournalAdapter:
+    def __init__(self, comp: AlarmComponent) -> None:
+        self.comp = comp
+
+    def query(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
+        from scada.server.services import Refused
+
+        jmod = importlib.import_module("scada.journal")
+        states = importlib.import_module("scada.alarms.states")
+        q: dict[str, Any] = {"limit": limit, "offset": offset}
+        if "since_ns" in filters:
+            q["start_ms"] = filters["since_ns"] // 1_000_000
+        if "until_ns" in filters:
+            q["end_ms"] = filters["until_ns"] // 1_000_000
+        for key in ("equipment", "commune", "service", "area"):
+            if key in filters:
+                q[key] = tuple(str(filters[key]).split(","))
+        try:
+            if "priority" in filters:
+                q["priority"] = tuple(5 if p.strip() == "diagnostic" else int(p) for p in
+                                      str(filters["priority"]).split(","))
+            if "state" in filters:
+                q["state"] = tuple(states.AlarmState.parse(p) for p in str(filters["state"]).split(","))
+        except (ValueError, KeyError) as exc:
+            raise Refused("query the journal", f"bad priority or state filter: {exc}", 422,
+                          "invalid_request") from None
+        if "text" in filters:
+            q["text"] = str(filters["text"])
+        if "user" in filters:
+            q["user"] = str(filters["user"])
+        page = self.comp.journal.query(jmod.JournalQuery(**q))
+        return [journal_row_dict(r) for r in page.rows]
+
+    def stats(self) -> dict[str, Any]:
+        return {"rows": self.comp.journal.count()}
+
+
+class AlarmComponent:
+    """Journal (SQLite WAL) + alarm engine; alarm states restored from the journal at start."""
+
+    def __init__(self, server: ScadaServer) -> None:
+        self.server = server
+        self.journal: Any = None
+        self.engine: Any = None
+        self.unsub: Any = None
+        self.unlisten: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.listeners: list[Any] = []
+        self.external: dict[str, dict[str, Any]] = {}
+        self.restored = 0
+        self.transitions = 0
+
+    async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        jmod = importlib.import_module("scada.journal")
+        self.journal = await asyncio.to_thread(jmod.Journal, self.server.data_dir / "journal.sqlite")
+        self.server.status("journal").set("ok", str(self.server.data_dir / "journal.sqlite"))
+        self.server.status("journal").stats = lambda: {"rows": self.journal.count()}
+        self.server.journal = JournalAdapter(self)
+        self._attach(config, tagdb)
+        self.task = asyncio.create_task(self._tick(), name="alarm-tick")
+        self.server.alarms = AlarmAdapter(self)
+        self.server.external_alarm = self.on_external  # fail-safe alarms land here
+        st = self.server.status("alarms")
+        st.set("ok", f"{self.engine.n} alarms from {len(config.alarm_rules)} rules; {self.restored} states restored "
+                     f"from the journal")
+        st.stats = self.stats
+
+    def _attach(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        emod = importlib.import_module("scada.alarms.engine")
+        self.engine = emod.AlarmEngine(config, tagdb, self.journal, restore=False, now_ns=time.time_ns())
+        self.restored = self.engine.restore(self.journal.current_states())  # kill -9: acknowledged stays so
+        self.unsub = self.engine.attach()
+        self.unlisten = self.engine.subscribe(self.on_transitions)
+        # evaluate what is already in the tag database (values carried over by a reload, or polled already)
+        known = np.flatnonzero(tagdb.receive_ns > 0).astype(np.int64)
+        if known.size:
+            self.engine.process(known, time.time_ns())
+
+    def on_transitions(self, tr: Any) -> None:
+        """Engine listener (called under the engine's lock): one event per alarm row to the consoles."""
+        self.transitions += len(tr)
+        alarms = tr.alarm.tolist()
+        events = tr.event.tolist()
+        ts = tr.ts_ns.tolist()
+        states = importlib.import_module("scada.alarms.states")
+        seen: set[int] = set()
+        for k in range(len(alarms) - 1, -1, -1):  # newest row of each alarm only
+            i = alarms[k]
+            if i < 0 or i in seen:
+                continue
+            seen.add(i)
+            view = alarm_view_dict(self.engine.view(i))
+            view["event"] = states.Event(events[k]).label
+            view["event_ms"] = ts[k] // 1_000_000
+            if tr.user:
+                view["user"] = tr.user
+            self._emit(view)
+
+    def _emit(self, view: dict[str, Any]) -> None:
+        self.server.hub.on_alarm(view)
+        for cb in list(self.listeners):
+            try:
+                cb(view)
+            except Exception:
+                log.exception("alarm listener failed")
+
+    def on_external(self, alarm: Any) -> None:
+        """A fail-safe alarm (conflicting green, monitor did not act, command not confirmed)."""
+        eq = self.server.config.equipment.get(alarm.equipment)
+        view = {"id": alarm.key, "rule": alarm.key.split("/")[-1], "equipment": alarm.equipment,
+                "commune": eq.commune if eq else "", "area": eq.commune if eq else "", "service": "failsafe",
+                "tag": "", "priority": alarm.priority, "state": "unack" if alarm.active else "rtn_unack",
+                "active": alarm.active, "acked": False, "flags": ["latched"] if alarm.latched else [],
+                "message": alarm.message, "value": "", "since_ms": int(alarm.ts * 1000),
+                "changed_ms": int(alarm.ts * 1000), "shelved_until_ms": 0, "work_order": None,
+                "source": "failsafe", "event": "condition_on" if alarm.active else "condition_off"}
+        if alarm.active or alarm.latched:
+            self.external[alarm.key] = view
+        else:
+            self.external.pop(alarm.key, None)
+        self._emit(view)
+
+    async def _tick(self) -> None:
+        while True:  # on/off delays, shelving expiry, flood end
+            await asyncio.sleep(1.0)
+            try:
+                self.engine.tick(time.time_ns())
+            except Exception:
+                log.exception("alarm engine tick failed")
+
+    def stats(self) -> dict[str, Any]:
+        s = self.engine.summary()
+        return {"alarms": self.engine.n, "unacked": s.unacked, "acked": s.acked, "rtn_unacked": s.rtn_unacked,
+                "shelved": s.shelved, "suppressed": s.suppressed, "out_of_service": s.out_of_service,
+                "by_priority": s.by_priority, "flood_areas": s.flood_areas, "transitions": self.transitions,
+                "restored": self.restored, "failsafe_alarms": len(self.external)}
+
+    def _detach(self) -> None:
+        if self.unsub is not None:
+            self.unsub()
+        if self.unlisten is not None:
+            self.unlisten()
+        self.unsub = self.unlisten = None
+
+    async def rebind(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
+        """New rules or tags: a new engine, its states restored from the journal (nothing is lost)."""
+        self._detach()
+        self._attach(new, tagdb)
+        return {"alarms": self.engine.n, "restored": self.restored}
+
+    async def aclose(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self._detach()
+        self.server.alarms = None
+        self.server.journal = None
+        self.server.external_alarm = None
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
+            self.server.status("journal").set("stopped", "closed")
 
 
 # ---------------------------------------------------------------------- historian
@@ -631,15 +884,9 @@ async def _start(server: ScadaServer, name: str, module: str, make: Any) -> None
 
 
 async def start_all(server: ScadaServer) -> None:
-    for name, module in (("journal", "scada.journal"), ("alarms", "scada.alarms")):
-        st = server.status(name)
-        try:
-            if find(module) is None:
-                st.set("unavailable", f"{module} is not in this build")
-            else:
-                st.set("unavailable", f"{module} is present but not wired yet")
-        except Exception as exc:
-            st.set("down", f"cannot load {module}: {exc!r}")
+    await _start(server, "alarms", "scada.alarms.engine", AlarmComponent)
+    if server.journal is None and server.status("journal").status == "starting":
+        server.status("journal").set(server.subsystems["alarms"].status, server.subsystems["alarms"].detail)
     await _start(server, "historian", "historian.recorder", HistorianComponent)
     await _start(server, "poll", "drivers.registry", PollComponent)
     await _start(server, "failsafe", "failsafe.gate", FailsafeComponent)  # stops before the drivers it writes through

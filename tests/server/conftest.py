@@ -23,6 +23,15 @@ ROLES = {"admin": "administrator", "op": "operator", "op2": "operator", "sup": "
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 
 
+def nowhere_endpoints(tags: Path = ROOT / "tags.yaml") -> dict[str, str]:
+    """Every logical endpoint pointed at nothing (port 1 refuses; no such serial path): tests that do not
+    run the simulator must not reach one somebody else runs on the demo ports."""
+    from ruamel.yaml import YAML
+
+    names = YAML(typ="safe").load(tags.read_text())["endpoints"]
+    return {n: ("/nonexistent/scada-test-" + n if str(v).startswith("/") else "127.0.0.1:1") for n, v in names.items()}
+
+
 @contextlib.asynccontextmanager
 async def running_server(data_dir: Path, endpoints: dict[str, str] | None = None, users: bool = True,
                          **overrides: Any) -> AsyncIterator[tuple[ScadaServer, str]]:
@@ -40,7 +49,7 @@ async def running_server(data_dir: Path, endpoints: dict[str, str] | None = None
                     server.users.add(name, role, PASSWORDS[name])
         got.set_result((server, url))
 
-    task = asyncio.create_task(serve(settings, endpoints if endpoints is not None else {}, ready=ready,
+    task = asyncio.create_task(serve(settings, endpoints if endpoints is not None else nowhere_endpoints(), ready=ready,
                                      install_signals=False))
     done, _ = await asyncio.wait({task, got}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     if task in done:

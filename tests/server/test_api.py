@@ -265,10 +265,11 @@ async def test_history_queries_embedded(tmp_path: Path) -> None:
             server.tagdb.apply_samples([(name, Sample(k % 2, Quality.GOOD, now - (5 - k) * 10**9, now))])
         for _ in range(50):
             r = (await c.get("/api/v1/history/raw", params={"tag": name}, headers=h)).json()
-            if len(r["points"]) >= 5:
+            good = [p["value"] for p in r["points"] if p["quality"] == "good"]  # the poller may add bad_comm
+            if len(good) >= 5:
                 break
             await asyncio.sleep(0.1)
-        assert [p["value"] for p in r["points"]][:5] == [0, 1, 0, 1, 0]
+        assert good[:5] == [0, 1, 0, 1, 0]
         agg = (await c.get("/api/v1/history/aggregate", params={"tag": name, "interval_s": 3600,
                                                                 "functions": "min,max,count"}, headers=h)).json()
         assert any(p["count"] for p in agg["points"]) and max(p["max"] or 0 for p in agg["points"]) == 1
