@@ -1,0 +1,223 @@
+"""Command dialogs through the fail-safe gate, as pure logic (vocabulary → form → steps → outcome).
+
+    GET /commands/vocabulary ──verbs_for(template)──► VerbForm (params, lease, safety, roles)
+                                   │ why_disabled(session)   → tooltip of a disabled button
+                                   │ summary()               → "what will be sent"
+                                   │ steps()                 → select / approval / operate / read-back
+                                   ▼
+    POST /commands {target, verb, params, lease_s, comment} ─► ticket view {id, state, outcome, reason...}
+                                   │ describe(ticket)        → what the operator sees, and the next step
+                                   ▼
+    state: awaiting_approval ─(supervisor approves)─► selected|ready ─(operate)─► executing ─► finished
+           outcome: done | rejected (why) | failed (why) | not_confirmed (read-back did not match)
+
+The gate decides everything; this module only words it. A supervisor's approval inbox is built from
+the command history (:func:`pending_approvals`): the API has no "pending tickets" listing yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hmi.models.live import Session
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    type: str  # int | float | str | bool
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerbForm:
+    template: str
+    verb: str
+    safety: str  # increasing | neutral | reducing
+    roles: frozenset[str]
+    lease: str | None  # "end" = this verb ends the lease
+    params: tuple[ParamSpec, ...]
+    critical: bool  # select-before-operate
+    select_timeout_s: float | None
+    lease_default_s: float | None
+    lease_max_s: float | None
+    approval_window_s: float = 120.0
+    approver_roles: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def title(self) -> str:
+        return self.verb.replace("_", " ")
+
+    @property
+    def has_lease(self) -> bool:
+        return self.lease != "end" and self.lease_default_s is not None
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.safety == "reducing"
+
+
+def verbs_for(vocab: dict[str, Any], template: str) -> list[VerbForm]:
+    t = (vocab.get("types") or {}).get(template)
+    if not t:
+        return []
+    out = []
+    for name, v in (t.get("verbs") or {}).items():
+        params = tuple(ParamSpec(pn, str(ps.get("type", "str")), ps.get("min"), ps.get("max"),
+                                 tuple(ps["choices"]) if ps.get("choices") else None)
+                       for pn, ps in (v.get("params") or {}).items())
+        out.append(VerbForm(template, name, str(v.get("safety") or "neutral"), frozenset(v.get("roles") or []),
+                            v.get("lease"), params, bool(t.get("critical")), t.get("select_timeout_s"),
+                            t.get("lease_default_s"), t.get("lease_max_s"),
+                            float(vocab.get("approval_window_s") or 120.0),
+                            frozenset(vocab.get("approver_roles") or [])))
+    return out
+
+
+def why_disabled(form: VerbForm, session: Session, gate_status: str = "ok") -> str:
+    """Empty when the user may try this command, else why not (the gate still checks everything)."""
+    if gate_status not in ("ok", "degraded"):
+        return f"commands unavailable: fail-safe gate {gate_status}"
+    if not session.logged_in:
+        return "log in to send commands"
+    if not session.can("command.operate"):
+        return session.why_not("command.operate", "send commands")
+    if form.roles and session.role not in form.roles:
+        return f"your role '{session.role}' may not {form.title} (needs {', '.join(sorted(form.roles))})"
+    return ""
+
+
+def check_params(form: VerbForm, values: dict[str, Any]) -> list[str]:
+    problems = []
+    for p in form.params:
+        v = values.get(p.name)
+        if v is None or v == "":
+            problems.append(f"{p.name}: required")
+            continue
+        if p.type in ("int", "float") and isinstance(v, (int, float)):
+            if p.min is not None and v < p.min:
+                problems.append(f"{p.name}: at least {p.min:g}, got {v}")
+            if p.max is not None and v > p.max:
+                problems.append(f"{p.name}: at most {p.max:g}, got {v}")
+        if p.choices and v not in p.choices:
+            problems.append(f"{p.name}: one of {', '.join(map(str, p.choices))}, got {v!r}")
+    return problems
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None:
+        return "—"
+    s = float(s)
+    if s >= 3600 and s % 3600 == 0:
+        return f"{s / 3600:g} h"
+    if s >= 60 and s % 60 == 0:
+        return f"{s / 60:g} min"
+    return f"{s:g} s"
+
+
+def summary(form: VerbForm, targets: list[str], values: dict[str, Any], lease_s: float | None) -> list[str]:
+    """What will be sent, in words (shown before anything is sent)."""
+    lines = [f"Command: {form.title} on {', '.join(targets)}"]
+    if values:
+        lines.append("Parameters: " + ", ".join(f"{k} = {v}" for k, v in values.items()))
+    if form.lease == "end":
+        lines.append("Lease: ends the current lease; the equipment returns to local control")
+    elif form.has_lease:
+        lines.append(f"Lease: {fmt_duration(lease_s or form.lease_default_s)} (max {fmt_duration(form.lease_max_s)}); "
+                     "when it expires or the centre is lost the equipment returns to local operation")
+    lines.append({"increasing": "Safety: increasing (never blocked by approval)",
+                  "reducing": "Safety: reducing — a supervisor must approve",
+                  }.get(form.safety, "Safety: neutral"))
+    return lines
+
+
+def steps(form: VerbForm) -> list[str]:
+    out = ["1. Request sent to the fail-safe gate (roles, interlocks, rate limits checked)"]
+    n = 2
+    if form.needs_approval:
+        out.append(f"{n}. Second person: a supervisor approves within {fmt_duration(form.approval_window_s)}")
+        n += 1
+    if form.critical:
+        out.append(f"{n}. Select-before-operate: the equipment is reserved; press Operate within "
+                   f"{fmt_duration(form.select_timeout_s)}")
+        n += 1
+    out.append(f"{n}. Write to the field, then read-back confirmation")
+    out.append(f"{n + 1}. Outcome: done / rejected (why) / failed / not confirmed")
+    return out
+
+
+def request_body(form: VerbForm, targets: list[str], values: dict[str, Any], lease_s: float | None,
+                 comment: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"target": targets[0], "verb": form.verb, "params": dict(values), "comment": comment}
+    if len(targets) > 1:
+        body["targets"] = list(targets)
+    if form.has_lease and lease_s:
+        body["lease_s"] = float(lease_s)
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class TicketText:
+    state: str
+    headline: str  # what the operator reads
+    final: bool
+    next_action: str | None  # "operate" | "wait_approval" | "wait" | None
+    outcome: str | None
+
+
+OUTCOME_TEXT = {"done": "DONE — confirmed by read-back", "rejected": "REJECTED", "failed": "FAILED",
+                "not_confirmed": "NOT CONFIRMED — the read-back did not match"}
+
+
+def describe(ticket: dict[str, Any]) -> TicketText:
+    state = str(ticket.get("state") or "")
+    outcome = ticket.get("outcome")
+    reason = str(ticket.get("reason") or "")
+    if outcome:
+        head = OUTCOME_TEXT.get(str(outcome), str(outcome).upper())
+        if reason and outcome != "done":
+            head += f": {reason}"
+        lease = ticket.get("lease_end")
+        if outcome == "done" and isinstance(lease, (int, float)):
+            import datetime as dt
+
+            head += f" (lease until {dt.datetime.fromtimestamp(lease).strftime('%H:%M:%S')})"
+        return TicketText(state, head, True, None, str(outcome))
+    if state == "awaiting_approval":
+        return TicketText(state, "Waiting for a supervisor's approval", False, "wait_approval", None)
+    if state in ("selected", "ready"):
+        what = "Selected: the equipment is reserved for you" if state == "selected" else "Approved: ready"
+        return TicketText(state, f"{what} — press Operate to send", False, "operate", None)
+    if state == "executing":
+        return TicketText(state, "Executing: writing and waiting for the read-back", False, "wait", None)
+    if state == "expired":
+        return TicketText(state, "EXPIRED: the approval or select window passed; nothing was sent", True, None, None)
+    if state == "cancelled":
+        return TicketText(state, "CANCELLED: nothing was sent", True, None, None)
+    return TicketText(state, state or "unknown", state == "finished", None, None)
+
+
+def pending_approvals(history: Iterable[dict[str, Any]], now_s: float, window_s: float = 120.0) -> list[dict[str, Any]]:
+    """Tickets whose latest audit entry says ``awaiting_approval`` and whose window is still open.
+
+    ``history`` is ``GET /commands`` (newest first). Crisis-plan runs awaiting approval are included.
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for e in history:
+        tid = e.get("ticket") or e.get("id")
+        if not tid or tid in latest:
+            continue  # newest first: the first entry seen is the latest
+        latest[str(tid)] = e
+    out = []
+    for tid, e in latest.items():
+        if str(e.get("state")) != "awaiting_approval" and str(e.get("kind")) != "approval_request":
+            continue
+        ts = e.get("ts") or e.get("created")
+        if isinstance(ts, (int, float)) and now_s - float(ts) > window_s:
+            continue
+        out.append({"ticket": tid, **e})
+    return out

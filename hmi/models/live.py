@@ -1,0 +1,173 @@
+"""Live tag values, the equipment registry and the session, as the server reports them.
+
+    WebSocket rows  [name, value, quality, source_ms]  ──apply_rows──►  LiveTags.values[name]
+    snapshot (per channel)                             ──apply_rows──►  (same: rows overwrite)
+    connection lost                                     ──stale=True──►  every view shows "stale"
+
+A value is *trustworthy* only when its quality is ``good`` and the console is connected
+(:meth:`LiveTags.trusted`); views draw anything else as "unknown" (never the last value as if it
+were current).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Row = Sequence[Any]  # [name, value, quality, source_ms]
+
+
+@dataclass(slots=True)
+class TagValue:
+    value: Any
+    quality: str
+    ts_ms: int
+
+    @property
+    def good(self) -> bool:
+        return self.quality == "good"
+
+
+class LiveTags:
+    """name → latest :class:`TagValue`; ``stale`` while the console is disconnected."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, TagValue] = {}
+        self.stale = True
+
+    def apply_rows(self, rows: Iterable[Row]) -> set[str]:
+        """Apply ``[name, value, quality, source_ms]`` rows; return the names whose value or quality changed."""
+        changed: set[str] = set()
+        values = self.values
+        for row in rows:
+            name, value, quality, ts = row[0], row[1], row[2], row[3]
+            old = values.get(name)
+            if old is None or old.value != value or old.quality != quality:
+                changed.add(name)
+            values[name] = TagValue(value, str(quality), int(ts or 0))
+        return changed
+
+    def get(self, name: str) -> TagValue | None:
+        return self.values.get(name)
+
+    def value(self, name: str, default: Any = None) -> Any:
+        tv = self.values.get(name)
+        return default if tv is None else tv.value
+
+    def trusted(self, name: str) -> bool:
+        """True when the value is current: good quality and the console connected."""
+        tv = self.values.get(name)
+        return tv is not None and tv.good and not self.stale
+
+    def matching(self, pattern: str) -> list[str]:
+        rx = re.compile(fnmatch.translate(pattern))
+        return sorted(n for n in self.values if rx.match(n))
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentInfo:
+    id: str
+    template: str
+    kind: str
+    domain: str
+    commune: str
+    lat: float
+    lon: float
+    device: str = ""
+
+    @property
+    def prefix_glob(self) -> str:
+        """Glob of this equipment's tag names (``*/<kind>/<id>``): the commune slug is not needed."""
+        return f"*/{self.kind}/{self.id}"
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EquipmentInfo:
+        return cls(str(d["id"]), str(d.get("template", "")), str(d.get("kind", d.get("template", ""))),
+                   str(d.get("domain", "")), str(d.get("commune", "")), float(d.get("lat") or 0.0),
+                   float(d.get("lon") or 0.0), str(d.get("device", "")))
+
+
+class Registry:
+    """The city's equipment (from ``GET /api/v1/equipment``) and the tag-name prefix of each."""
+
+    def __init__(self, items: Iterable[EquipmentInfo] = ()) -> None:
+        self.items: dict[str, EquipmentInfo] = {e.id: e for e in items}
+        self._prefix: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, eq_id: str) -> EquipmentInfo | None:
+        return self.items.get(eq_id)
+
+    def of_template(self, template: str, commune: str | None = None) -> list[EquipmentInfo]:
+        return [e for e in self.items.values()
+                if e.template == template and (commune is None or e.commune == commune)]
+
+    def communes(self) -> list[str]:
+        return sorted({e.commune for e in self.items.values()})
+
+    def learn_prefix(self, tag_name: str) -> None:
+        """Remember ``<commune slug>/<kind>/<id>`` from a full tag name (the slug rule is the server's)."""
+        parts = tag_name.split("/", 3)
+        if len(parts) >= 4 and parts[2] in self.items and parts[2] not in self._prefix:
+            self._prefix[parts[2]] = "/".join(parts[:3])
+
+    def tag(self, eq_id: str, tag: str) -> str:
+        """Full tag name of ``tag`` of equipment ``eq_id`` (learnt from the server's rows; slug guessed before)."""
+        prefix = self._prefix.get(eq_id)
+        if prefix is None:
+            e = self.items.get(eq_id)
+            prefix = f"{slug(e.commune)}/{e.kind}/{e.id}" if e is not None else f"?/{eq_id}"
+        return f"{prefix}/{tag}"
+
+
+def slug(text: str) -> str:
+    """The server's commune slug (scada.config.units.slug): lower case ASCII, '-' between words."""
+    from scada.config.units import slug as _slug  # allowed: scada.config is part of the shared contract
+
+    return _slug(text)
+
+
+@dataclass(slots=True)
+class Session:
+    """Who is logged in and what they may do (``GET /api/v1/auth/me``)."""
+
+    user: str = ""
+    role: str = ""
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    expires_ms: int = 0
+
+    @property
+    def logged_in(self) -> bool:
+        return bool(self.user)
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def why_not(self, permission: str, what: str = "") -> str:
+        """Empty when allowed, else the tooltip that explains why the action is disabled."""
+        if not self.logged_in:
+            return f"log in to {what or permission}"
+        if permission in self.permissions:
+            return ""
+        holders = PERMISSION_HOLDERS.get(permission, "")
+        return (f"your role '{self.role}' may not {what or permission}"
+                + (f" (needs {holders})" if holders else ""))
+
+
+#: for tooltips only; the server decides (scada.users.PERMISSIONS)
+PERMISSION_HOLDERS = {
+    "alarm.ack": "operator, supervisor, maintenance or administrator",
+    "alarm.shelve": "operator, supervisor or administrator",
+    "alarm.suppress": "supervisor or administrator",
+    "alarm.out_of_service": "maintenance, supervisor or administrator",
+    "alarm.reset": "maintenance, supervisor or administrator",
+    "command.operate": "operator, supervisor or administrator",
+    "command.approve": "supervisor or administrator",
+    "crisis": "supervisor or administrator",
+    "audit.read": "supervisor or administrator",
+}
