@@ -129,8 +129,24 @@ def ms_to_iso(ms: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+_ENUM_JSON: dict[int, tuple[dict[int, str], str]] = {}  # id(enum map) → (map, JSON): tags of a template share one
+
+
+def _enum_json(enum: dict[int, str] | None) -> str | None:
+    if not enum:
+        return None
+    hit = _ENUM_JSON.get(id(enum))
+    if hit is not None and hit[0] is enum:
+        return hit[1]
+    text = json.dumps({str(k): v for k, v in sorted(enum.items())})
+    if len(_ENUM_JSON) > 10_000:
+        _ENUM_JSON.clear()
+    _ENUM_JSON[id(enum)] = (enum, text)
+    return text
+
+
 def _info_row(info: AlarmInfo) -> tuple[Any, ...]:
-    enum = json.dumps({str(k): v for k, v in sorted(info.enum.items())}) if info.enum else None
+    enum = _enum_json(info.enum)
     return (info.alarm, info.rule, info.kind, info.equipment, info.commune, info.area, info.service, info.tag,
             info.priority, int(info.latched), info.message, info.dtype, info.units, enum, info.limit)
 
@@ -287,7 +303,7 @@ class RestoredState:
 
 @dataclass(slots=True)
 class _DefCache:
-    by_alarm: dict[str, tuple[int, tuple[Any, ...]]] = field(default_factory=dict)
+    by_row: dict[tuple[Any, ...], int] = field(default_factory=dict)  # definition → ref (any version)
     loaded: bool = False
 
 
@@ -340,7 +356,7 @@ class Journal:
             return
         cur = self._db.execute(f"SELECT ref, {', '.join(_DEF_COLS)} FROM alarm_def ORDER BY ref")
         for row in cur:
-            self._defs.by_alarm[row[1]] = (row[0], tuple(row[1:]))
+            self._defs.by_row[tuple(row[1:])] = row[0]
         self._defs.loaded = True
 
     def register(self, infos: Sequence[AlarmInfo], now_ns: int = 0) -> I64:
@@ -354,12 +370,13 @@ class Journal:
                 new: list[tuple[int, tuple[Any, ...]]] = []
                 for k, info in enumerate(infos):
                     row = _info_row(info)
-                    have = self._defs.by_alarm.get(info.alarm)
-                    if have is not None and have[1] == row:
-                        refs[k] = have[0]
+                    have = self._defs.by_row.get(row)
+                    if have is not None:
+                        refs[k] = have
                     else:
                         new.append((k, row))
                 if new:
+                    unique = list(dict.fromkeys(row for _, row in new))  # the same definition twice: one ref
                     self._db.execute("BEGIN IMMEDIATE")
                     try:
                         first = int(self._db.execute("SELECT coalesce(max(ref), 0) + 1 FROM alarm_def").fetchone()[0])
@@ -367,14 +384,15 @@ class Journal:
                         self._db.executemany(
                             f"INSERT INTO alarm_def(ref, {', '.join(_DEF_COLS)}, created_ms) "
                             f"VALUES ({', '.join('?' * (len(_DEF_COLS) + 2))})",
-                            [(first + j, *row, created) for j, (_, row) in enumerate(new)])
+                            [(first + j, *row, created) for j, row in enumerate(unique)])
                         self._db.execute("COMMIT")
                     except BaseException:
                         self._db.execute("ROLLBACK")
                         raise
-                    for j, (k, row) in enumerate(new):
-                        refs[k] = first + j
-                        self._defs.by_alarm[row[0]] = (first + j, row)
+                    for j, row in enumerate(unique):
+                        self._defs.by_row[row] = first + j
+                    for k, row in new:
+                        refs[k] = self._defs.by_row[row]
                 return refs
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: cannot register alarm definitions: {exc}") from exc

@@ -28,13 +28,24 @@ def _field(text: str, fmt: str, conv: str | None) -> str:
     return "{" + text + ("!" + conv if conv else "") + (":" + fmt if fmt else "") + "}"
 
 
-def render_static(template: str, fields: Mapping[str, Any]) -> str:
+Parsed = list[tuple[str, str | None, str | None, str | None]]
+
+
+def parse_template(template: str) -> Parsed | None:
+    """The parsed template (None when its braces are unbalanced: it is then shown as written)."""
+    try:
+        return list(_FORMATTER.parse(template))
+    except ValueError:
+        return None
+
+
+def render_static(template: str, fields: Mapping[str, Any], parsed: Parsed | None = None) -> str:
     """Substitute every placeholder except the live ones (``{value}``, ``{quality}``)."""
     out: list[str] = []
-    try:
-        parsed = list(_FORMATTER.parse(template))
-    except ValueError:  # unbalanced braces: show the template as written
-        return template
+    if parsed is None:
+        parsed = parse_template(template)
+        if parsed is None:  # unbalanced braces: show the template as written
+            return template
     for literal, name, fmt, conv in parsed:
         out.append(literal.replace("{", "{{").replace("}", "}}"))
         if name is None:
@@ -52,7 +63,56 @@ def render_static(template: str, fields: Mapping[str, Any]) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
+    if "{" in text or "}" in text:
+        return text.replace("{", "{{").replace("}", "}}")
+    return text
+
+
+class StaticTemplate:
+    """A message template parsed once, rendered (first pass) many times: one rule, thousands of alarms."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        parsed = parse_template(template)
+        # ops: (escaped literal, field root or None, full placeholder text, fmt, conv, live)
+        self.ops: list[tuple[str, str | None, str, str, str | None, bool]] = []
+        self.broken = parsed is None
+        for literal, name, fmt, conv in parsed or []:
+            lit = literal.replace("{", "{{").replace("}", "}}")
+            if name is None:
+                self.ops.append((lit, None, "", "", None, False))
+                continue
+            root = name.split(".")[0].split("[")[0]
+            self.ops.append((lit, root, _field(name, fmt or "", conv), fmt or "", conv, root in LIVE_FIELDS))
+        self.roots = {op[1] for op in self.ops if op[1] is not None}
+
+    def render(self, *sources: Mapping[str, Any]) -> str:
+        """First pass with the fields looked up in ``sources`` in order (live fields kept)."""
+        if self.broken:
+            return self.template
+        out: list[str] = []
+        for lit, root, placeholder, fmt, conv, live in self.ops:
+            out.append(lit)
+            if root is None:
+                continue
+            if live:
+                out.append(placeholder)
+                continue
+            for src in sources:
+                if root in src:
+                    v = src[root]
+                    break
+            else:
+                out.append(_escape(placeholder))
+                continue
+            if not fmt and conv is None:
+                out.append(_escape(v if isinstance(v, str) else str(v)))
+                continue
+            try:
+                out.append(_escape(_FORMATTER.format_field(_FORMATTER.convert_field(v, conv), fmt)))
+            except (ValueError, TypeError):
+                out.append(_escape(str(v)))
+        return "".join(out)
 
 
 def render_live(static: str, value: Any, value_text: str, quality: str = "") -> str:

@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scada.alarms.expr import Expression, ExpressionError
-from scada.alarms.messages import render_static
+from scada.alarms.messages import StaticTemplate, render_static
 from scada.alarms.states import DIAGNOSTIC, NS_PER_S
 from scada.config.model import CityConfig, TagDef
 from scada.config.schema import AlarmRuleSpec
@@ -355,22 +355,37 @@ class AlarmCatalog:
                 "lat": eq.lat, "lon": eq.lon, "kind": eq.kind, "template": eq.template}
 
     def info(self, i: int) -> AlarmInfo:
-        r = self.rules[int(self.group[i])]
-        tdef: TagDef = self.db.defs[int(self.anchor[i])]
-        equipment = self.equipment_ids[int(self.equipment[i])]
-        fields = self._eq_fields(equipment)
-        area = self.areas[int(self.area[i])]
-        fields.update(tag=tdef.tag or tdef.name, tag_name=tdef.name, units=tdef.units,
-                      limit="" if r.spec.limit is None else _num(r.spec.limit), area=area,
-                      service=r.spec.service, rule=r.spec.name, priority=priority_label(int(self.priority[i])))
-        return AlarmInfo(
-            alarm=self.alarm_id(i), rule=r.spec.name, kind=r.spec.kind, equipment=equipment,
-            commune=str(fields.get("commune", "")), area=area, service=r.spec.service, tag=tdef.name,
-            priority=int(self.priority[i]), latched=bool(self.latched[i]),
-            message=render_static(r.spec.message, fields), dtype=tdef.dtype, units=tdef.units,
-            enum=dict(tdef.enum) if tdef.enum else None, limit=r.spec.limit,
-        )
+        return self.infos(np.array([i], dtype=np.int64))[0]
 
+    def infos(self, indices: I64 | None = None) -> list[AlarmInfo]:
+        """Static descriptions of alarms ``indices`` (all by default), with per-equipment caches."""
+        idx = np.arange(self.n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+        eq_cache: dict[int, dict[str, Any]] = {}
+        templates = [StaticTemplate(r.spec.message) for r in self.rules]
+        rule_fields = [{"limit": "" if r.spec.limit is None else _num(r.spec.limit), "service": r.spec.service,
+                        "rule": r.spec.name, "priority": priority_label(priority_code(r.spec.priority))}
+                       for r in self.rules]
+        out: list[AlarmInfo] = []
+        names = self.db.names
+        defs = self.db.defs
+        eq_ids = self.equipment_ids
+        areas = self.areas
+        for g, a, e, ar in zip(self.group[idx].tolist(), self.anchor[idx].tolist(), self.equipment[idx].tolist(),
+                               self.area[idx].tolist(), strict=True):
+            spec = self.rules[g].spec
+            tdef: TagDef = defs[a]
+            base = eq_cache.get(e)
+            if base is None:
+                base = eq_cache[e] = self._eq_fields(eq_ids[e])
+            area = areas[ar]
+            tmpl = templates[g]
+            own = {"tag": tdef.tag or tdef.name, "tag_name": tdef.name, "units": tdef.units, "area": area}
+            out.append(AlarmInfo(
+                f"{spec.name}:{names[a]}", spec.name, spec.kind, eq_ids[e], base.get("commune", ""), area,
+                spec.service, tdef.name, priority_code(spec.priority), spec.latched,
+                tmpl.render(own, rule_fields[g], base), tdef.dtype, tdef.units, tdef.enum or None, spec.limit,
+            ))
+        return out
 
 def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"

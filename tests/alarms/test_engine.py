@@ -194,7 +194,7 @@ def test_suppression_by_design(city: City) -> None:
     assert v.state is AlarmState.UNACK and "suppressed_design" in v.flags  # still evaluated and journalled
     on = rows(journal, lamp, Event.CONDITION_ON)
     assert len(on) == 1 and "suppressed_design" in on[0].flag_labels
-    total, items = engine.alarm_list(include_hidden=False)
+    _total, items = engine.alarm_list(include_hidden=False)
     assert lamp not in {i.alarm for i in items}
     assert engine.summary().suppressed == 3  # S1's three lamps
     r = engine.unsuppress([lamp], "alice", T0 + 2 * S)
@@ -332,7 +332,7 @@ def test_flood_keeps_priority_one_on_top_and_groups(mini_config: CityConfig, tmp
         feed.baseline(T0)
         # chattering level in Dijon: S1 and S2 go up and down → many annunciations
         t = T0
-        for k in range(8):
+        for _k in range(8):
             t += 10 * S
             feed({"S1/level": 90.0, "S2/level": 90.0}, t)
             t += 10 * S
@@ -343,7 +343,7 @@ def test_flood_keeps_priority_one_on_top_and_groups(mini_config: CityConfig, tmp
         assert view.flood and view.critical[0].alarm == alarm_id(engine, "trip", "S1/fault")
         assert view.groups and {g.key for g in view.groups} == {"S1", "S2"}
         assert all(g.top_priority >= 2 for g in view.groups)
-        total, items = engine.alarm_list(area="Dijon")
+        _total, items = engine.alarm_list(area="Dijon")
         assert items[0].priority == 1
         begin = journal.query(JournalQuery(event=[Event.FLOOD_BEGIN])).rows
         assert len(begin) == 1 and begin[0].detail == "Dijon"
