@@ -62,6 +62,7 @@ class PollComponent:
         self.server = server
         self.poller: Any = None
         self.factory: Any = None
+        self.starting: asyncio.Task[None] | None = None
 
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
         poll = importlib.import_module("scada.poll")
@@ -75,16 +76,22 @@ class PollComponent:
                 missing[protocol] = repr(exc)
         devices = [n for n, d in config.devices.items() if d.protocol not in missing]
         self.poller = poll.Poller(config, self.factory, tagdb, devices=devices)
-        await self.poller.start()
         self.server.poller = self.poller
         st = self.server.status("poll")
+        st.stats = self.stats
+        st.set("starting", f"warm-up read of {len(devices)} devices")
+        # the warm-up cycle reads every device once (timeouts on dead ones): the API does not wait for it
+        self.starting = asyncio.create_task(self._start(self.poller, missing, len(config.devices), len(devices)),
+                                            name="poll-start")
+
+    async def _start(self, poller: Any, missing: dict[str, str], configured: int, polled: int) -> None:
+        await poller.start()
+        st = self.server.status("poll")
         if missing:
-            skipped = len(config.devices) - len(devices)
-            st.set("degraded", f"{len(devices)} devices polled; {skipped} not polled, no driver for "
+            st.set("degraded", f"{polled} devices polled; {configured - polled} not polled, no driver for "
                                + ", ".join(f"{p} ({why})" for p, why in missing.items()))
         else:
-            st.set("ok", f"{len(devices)} devices")
-        st.stats = self.stats
+            st.set("ok", f"{polled} devices")
 
     def stats(self) -> dict[str, Any]:
         if self.poller is None:
@@ -116,6 +123,10 @@ class PollComponent:
         return {"devices": len(new.devices)}
 
     async def aclose(self) -> None:
+        if self.starting is not None and not self.starting.done():
+            self.starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.starting
         poller, factory = self.poller, self.factory
         self.poller = self.factory = self.server.poller = None
         try:
@@ -722,7 +733,8 @@ class CommandAdapter:
         keep: deque[dict[str, Any]] = deque(maxlen=limit)
         for entry in self.comp.audit.entries():
             if equipment is not None:
-                targets = entry.get("targets") or ([entry["target"]] if entry.get("target") else [])
+                target = entry.get("target") or entry.get("targets") or entry.get("equipment") or []
+                targets = target if isinstance(target, list) else [target]
                 if equipment not in targets:
                     continue
             keep.append(entry)

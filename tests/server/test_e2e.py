@@ -1,0 +1,138 @@
+"""End to end: the simulator (real Modbus/SNMP/OPC UA/serial servers) + the server, in one test.
+
+A lamp failure injected in the simulator reaches a console over the WebSocket as an alarm; an operator
+acknowledges it; the journal shows both. A lighting override goes through the fail-safe gate and the
+simulated cabinet shows the new level; its lease expires and the cabinet returns to its schedule.
+Scan classes are shortened (1 s) so that the test takes seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from scada.config import load_city
+from tests.server.conftest import ROOT, login, running_server
+
+NIGHT = 1768510800.0  # 2026-01-15 22:00 Europe/Paris: the schedule lights the streets
+
+
+def fast_city(tmp: Path) -> Path:
+    city = tmp / "city"
+    city.mkdir()
+    text = (ROOT / "tags.yaml").read_text()
+    text = text.replace("normal: 10s", "normal: 1s").replace("slow: 60s", "slow: 5s")
+    text = text.replace("file: inventory/demo.csv", f"file: {ROOT / 'inventory' / 'demo.csv'}")
+    (city / "tags.yaml").write_text(text)
+    shutil.copy(ROOT / "alarms.yaml", city / "alarms.yaml")
+    shutil.copy(ROOT / "commands.yaml", city / "commands.yaml")
+    return city / "tags.yaml"
+
+
+@pytest.fixture
+async def field(tmp_path: Path) -> AsyncIterator[tuple[Any, Path]]:
+    from sim.runner import Simulator  # tests may import sim; the core never does
+
+    tags = fast_city(tmp_path)
+    config = load_city(tags, tags.parent / "alarms.yaml")
+    sim = Simulator(config, seed=7, speed=1.0, ports="test", state_dir=tmp_path / "sim", start_time=NIGHT,
+                    control_port=None)
+    await sim.start()
+    try:
+        yield sim, tags
+    finally:
+        await sim.aclose()
+
+
+async def until(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def test_lamp_failure_alarm_ack_journal_and_lighting_override(field: tuple[Any, Path], tmp_path: Path) -> None:
+    sim, tags = field
+    async with running_server(tmp_path / "data", endpoints=sim.endpoints, tags=tags,
+                              alarms=tags.parent / "alarms.yaml") as (server, url), \
+            httpx.AsyncClient(base_url=url, timeout=60) as c:
+        cab = next(e for e in server.config.equipment.values() if e.template == "lighting_cabinet")
+        h = await login(c, "op")
+        ws_url = url.replace("http", "ws") + "/api/v1/ws"
+        async with websockets.connect(ws_url, additional_headers=h, max_size=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await ws.send(json.dumps({"type": "subscribe", "equipment": [cab.id], "alarms": True}))
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+            # the cabinet is polled: its tags become good
+            await until("the cabinet's tags", lambda: server.tagdb.read(cab.tag_name("mode")).quality.is_good)
+
+            # 1. a lamp failure in the field → an alarm on the console
+            sim.inject(cab.id, "lamp_failure", index=3)
+            lamp_tag = cab.tag_name("lamp_03/status")
+            alarm: dict[str, Any] = {}
+
+            async def alarm_seen() -> bool:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                for a in msg.get("alarms", []):
+                    if a["tag"] == lamp_tag and a["active"]:
+                        alarm.update(a)
+                        return True
+                return False
+
+            await until("the lamp alarm on the WebSocket", alarm_seen, timeout=40, every=0)
+            assert alarm["rule"] == "lamp_failed" and alarm["state"] == "unack" and alarm["equipment"] == cab.id
+
+            # 2. the operator acknowledges it; the console sees the new state
+            r = await c.post("/api/v1/alarms/ack", json={"ids": [alarm["id"]], "comment": "crew sent"}, headers=h)
+            assert r.status_code == 200, r.text
+            assert r.json()["results"] == [{"alarm": alarm["id"], "outcome": "done"}]
+
+            async def acked_seen() -> bool:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                return any(a["id"] == alarm["id"] and a["state"] == "acked" for a in msg.get("alarms", []))
+
+            await until("the acknowledgement on the WebSocket", acked_seen, timeout=10, every=0)
+
+        # 3. the journal shows both
+        rows = (await c.get("/api/v1/journal", params={"equipment": cab.id}, headers=h)).json()["entries"]
+        events = [(r["event"], r["user"]) for r in rows if r["alarm"] == alarm["id"]]
+        assert ("condition_on", None) in events and ("acknowledge", "op") in events
+        sheet = (await c.get(f"/api/v1/equipment/{cab.id}", headers=h)).json()
+        assert any(r["alarm"] == alarm["id"] for r in sheet["alarm_history"])
+
+        # 4. a lighting override through the gate: the simulated cabinet shows the new level
+        model = sim.models[cab.id]
+        assert model.mode == 0  # following its schedule at night
+        r = await c.post("/api/v1/commands", json={"target": cab.id, "verb": "set_level", "params": {"level": 100},
+                                                   "lease_s": 6}, headers=h)
+        assert r.status_code == 200, r.text
+        cmd = r.json()
+        assert cmd["outcome"] == "done", cmd
+        assert model.mode == 1 and model.override_level == 100
+        assert all(level == 100 for i, level in enumerate(model.levels) if i != 2)
+        status = (await c.get(f"/api/v1/commands/{cmd['id']}", headers=h)).json()
+        assert status["state"] == "finished" and status["outcome"] == "done"
+
+        # 5. the lease expires: the cabinet returns to its schedule by itself
+        await until("the cabinet back on its schedule", lambda: model.mode == 0, timeout=30)
+        await until("the server seeing it", lambda: server.tagdb.read(cab.tag_name("mode")).value == 0, timeout=10)
+        history = (await c.get("/api/v1/commands", params={"equipment": cab.id}, headers=h)).json()["commands"]
+        kinds = [e.get("kind") for e in history]
+        assert "outcome" in kinds or "select" in kinds, kinds
+        health = (await c.get("/api/v1/health")).json()
+        assert health["subsystems"]["poll"]["status"] in ("ok", "degraded")
+        assert health["subsystems"]["alarms"]["status"] == "ok"
