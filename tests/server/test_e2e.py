@@ -136,3 +136,81 @@ async def test_lamp_failure_alarm_ack_journal_and_lighting_override(field: tuple
         health = (await c.get("/api/v1/health")).json()
         assert health["subsystems"]["poll"]["status"] in ("ok", "degraded")
         assert health["subsystems"]["alarms"]["status"] == "ok"
+
+
+def _spawn_server(tags: Path, endpoints: Path, data: Path) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SCADA_ADMIN_PASSWORD": "Kill-Nine-Test-77", "SCADA_ADMIN_USER": "chief"}
+    cmd = [sys.executable, "-m", "scada.cli", "server", "--tags", str(tags), "--alarms", str(tags.parent / "alarms.yaml"),
+           "--endpoints", str(endpoints), "--data-dir", str(data), "--port", "0", "--historian", "none",
+           "--log-level", "WARNING"]
+    with contextlib_suppress():
+        (data / "server.json").unlink()
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=open(data.parent / f"server-{time.monotonic_ns()}.log", "wb"))
+
+
+def contextlib_suppress() -> Any:
+    import contextlib
+
+    return contextlib.suppress(FileNotFoundError)
+
+
+async def _url_of(proc: Any, data: Path) -> str:
+    async def ready() -> str | None:
+        assert proc.poll() is None, "the server process died"
+        try:
+            state = json.loads((data / "server.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return str(state["url"]) if state.get("pid") == proc.pid else None
+
+    return str(await until("the server's URL", ready, timeout=60))
+
+
+async def test_kill_9_restart_keeps_acknowledged_alarms(field: tuple[Any, Path], tmp_path: Path) -> None:
+    import signal
+
+    sim, tags = field
+    data = tmp_path / "data"
+    data.mkdir()
+    endpoints = tmp_path / "sim" / "endpoints.json"
+    bollard = next(e for e in sim.config.equipment.values() if e.template == "bollard")
+    alarm_id = f"bollard_fault:{bollard.tag_name('fault')}"
+    proc = _spawn_server(tags, endpoints, data)
+    try:
+        url = await _url_of(proc, data)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            r = await c.post("/api/v1/auth/login", json={"user": "chief", "password": "Kill-Nine-Test-77"})
+            h = {"Authorization": f"Bearer {r.json()['token']}"}
+            sim.inject(bollard.id, "bollard_fault")
+
+            async def active() -> dict[str, Any] | None:
+                alarms = (await c.get("/api/v1/alarms", params={"equipment": bollard.id}, headers=h)).json()
+                return next((a for a in alarms.get("alarms", []) if a["id"] == alarm_id), None)
+
+            first = await until("the bollard alarm", active, timeout=30)
+            assert first["state"] == "unack"
+            r = await c.post("/api/v1/alarms/ack", json={"ids": [alarm_id]}, headers=h)
+            assert r.status_code == 200, r.text
+        proc.send_signal(signal.SIGKILL)  # no clean stop: nothing flushed by a shutdown path
+        proc.wait(10)
+        proc = _spawn_server(tags, endpoints, data)
+        url = await _url_of(proc, data)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            r = await c.post("/api/v1/auth/login", json={"user": "chief", "password": "Kill-Nine-Test-77"})
+            h = {"Authorization": f"Bearer {r.json()['token']}"}
+            health = (await c.get("/api/v1/health")).json()
+            assert "restored" in health["subsystems"]["alarms"]["detail"]
+            again = await active()
+            assert again is not None and again["state"] == "acked", again  # acknowledged stays acknowledged
+        proc.send_signal(signal.SIGTERM)  # clean stop
+        assert proc.wait(30) == 0
+        assert not (data / "server.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
