@@ -110,8 +110,8 @@ class KpiReport:
         w("")
 
         def row(name: str, value: str, target: str = "", verdict: str = "") -> None:
-            if not self.sufficient:
-                verdict = ""
+            if not self.sufficient:  # no comparison with the targets on less than 30 days
+                target = verdict = ""
             w(f"  {name:<38} {value:>12}   {target:<28} {verdict}".rstrip())
 
         w("Load")
@@ -149,7 +149,7 @@ class KpiReport:
         names = {1: "1 critical", 2: "2 high", 3: "3 medium", 4: "4 low"}
         for p in (1, 2, 3, 4):
             row(f"priority {names[p]}", f"{self.by_priority.get(p, 0)} ({self.priority_pct.get(p, 0.0):.1f} %)",
-                PRIORITY_TARGET[p])
+                f"target {PRIORITY_TARGET[p]}")
         w("")
         w("Shelving, suppression, out of service")
         row("shelve actions (timed)", str(self.shelve_actions))
