@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     from scada.server.app import ScadaServer, serve
     from scada.server.logs import setup_logging
     from scada.server.settings import load_settings
-    from scada.users import UserStore, ensure_first_admin
+    from scada.users import UserError, UserStore, ensure_first_admin
 
     setup_logging(args.log_json, getattr(logging, args.log_level))
     try:
@@ -66,7 +66,12 @@ def main(args: argparse.Namespace) -> int:
         return 1
     store = UserStore(settings.data_dir / "users.sqlite")
     try:
-        ensure_first_admin(store, _prompt if sys.stdin.isatty() else None)
+        try:
+            ensure_first_admin(store, _prompt if sys.stdin.isatty() else None)
+        except UserError as exc:
+            print(f"scada server: cannot create the first administrator from SCADA_ADMIN_PASSWORD: {exc}",
+                  file=sys.stderr)
+            return 1
         if store.count("administrator") == 0:
             print("warning: no administrator account; create one with `scada users add NAME --role administrator` "
                   "or set SCADA_ADMIN_PASSWORD", file=sys.stderr)
