@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from scada import journal as journal_mod  # a module reference: scada.journal imports this package too
 from scada.alarms.messages import format_value, render_live
 from scada.alarms.rules import AlarmCatalog, AlarmInfo, RateRule, compile_rules, priority_label
 from scada.alarms.states import (
@@ -61,7 +62,6 @@ from scada.alarms.states import (
 )
 from scada.config.model import CityConfig
 from scada.errors import ScadaError
-from scada.journal import Journal, JournalBatch, RestoredState
 from scada.quality import Quality
 from scada.tagdb import ChangeEvent, TagDatabase
 
@@ -226,7 +226,7 @@ class _Rows:
 class AlarmEngine:
     """Evaluates every alarm of the city, keeps its state, journals and publishes the transitions."""
 
-    def __init__(self, config: CityConfig, db: TagDatabase, journal: Journal | None = None, *,
+    def __init__(self, config: CityConfig, db: TagDatabase, journal: journal_mod.Journal | None = None, *,
                  catalog: AlarmCatalog | None = None, restore: bool = True,
                  max_shelve_s: float = DEFAULT_MAX_SHELVE_S, authorize: Authorizer | None = None,
                  flood_threshold: int = 10, flood_clear: int = 5, flood_window_s: float = 600.0,
@@ -532,7 +532,7 @@ class AlarmEngine:
             except Exception:  # a broken listener must not stop the engine
                 log.exception("alarm listener %r failed", cb)
 
-    def _batch(self, tr: Transitions) -> JournalBatch:
+    def _batch(self, tr: Transitions) -> journal_mod.JournalBatch:
         ref = np.where(tr.alarm >= 0, self.refs[np.maximum(tr.alarm, 0)] if self.n else 0, 0)
         value: list[float | str | None] | npt.NDArray[np.float64] = tr.value
         strings = self.db.is_string[self.catalog.anchor[np.maximum(tr.alarm, 0)]] & (tr.alarm >= 0) \
@@ -542,9 +542,10 @@ class AlarmEngine:
             for k in np.flatnonzero(strings).tolist():
                 vals[k] = self.db.strings.get(int(self.catalog.anchor[int(tr.alarm[k])]))
             value = vals
-        return JournalBatch(ref=ref, ts_ns=tr.ts_ns, event=tr.event, state=tr.state, prev_state=tr.prev_state,
-                            flags=tr.flags, value=value, quality=tr.quality, outcome=tr.outcome, user=tr.user,
-                            comment=tr.comment, detail=tr.detail, until_ns=tr.until_ns)
+        return journal_mod.JournalBatch(
+            ref=ref, ts_ns=tr.ts_ns, event=tr.event, state=tr.state, prev_state=tr.prev_state, flags=tr.flags,
+            value=value, quality=tr.quality, outcome=tr.outcome, user=tr.user, comment=tr.comment, detail=tr.detail,
+            until_ns=tr.until_ns)
 
     # ------------------------------------------------------------------ status of one alarm
     def status(self, i: int) -> Status:
@@ -568,7 +569,7 @@ class AlarmEngine:
     def context(self, i: int) -> Context:
         return Context(int(self.catalog.priority[i]), bool(self.catalog.latched[i]), self.max_shelve_s)
 
-    def restore(self, states: dict[str, RestoredState]) -> int:
+    def restore(self, states: dict[str, journal_mod.RestoredState]) -> int:
         """Take the journal's last known states (acknowledged stays acknowledged); returns how many applied."""
         with self._lock:
             applied = 0
@@ -866,7 +867,7 @@ class AlarmEngine:
         return [cat.alarm_id(int(i)) for i in np.flatnonzero(mask)]
 
 
-def make_engine(config: CityConfig, db: TagDatabase, journal: Journal | None = None, **kwargs: object
+def make_engine(config: CityConfig, db: TagDatabase, journal: journal_mod.Journal | None = None, **kwargs: object
                 ) -> tuple[AlarmEngine, Callable[[], None]]:
     """Build the engine and subscribe it to ``db``; returns (engine, unsubscribe)."""
     engine = AlarmEngine(config, db, journal, **kwargs)  # type: ignore[arg-type]
