@@ -905,13 +905,19 @@ def create_app(server: "ScadaServer") -> FastAPI:
         log.info("websocket client %d: %s connected from %s", c.id, session.user, client)
         try:
             while True:
-                raw = await websocket.receive_text()
+                left_s = (session.expires_ns - time.time_ns()) / 1e9
+                try:  # wake at the token's expiry even if the console never speaks
+                    raw = await asyncio.wait_for(websocket.receive_text(), timeout=max(0.05, min(left_s, 60.0)))
+                except TimeoutError:
+                    raw = ""
                 if server.tokens.resolve(token) is None:
                     server.hub.push(c, {"type": "error", "what": "use the subscription",
                                         "why": "token expired: log in again", "code": "token_invalid"})
                     await asyncio.sleep(0.2)
                     await websocket.close(code=4401)
                     return
+                if not raw:
+                    continue
                 try:
                     msg = json.loads(raw)
                     if not isinstance(msg, dict):

@@ -124,7 +124,7 @@ class ScadaServer:
         self.crisis: CrisisService | None = None
         self.poller: Any = None
         self.external_alarm: Callable[[Any], None] | None = None
-        self.components: dict[str, Component] = {}
+        self.components: dict[str, Any] = {}  # name → Component-like (start, rebind, aclose)
         self.subsystems: dict[str, SubsystemStatus] = {}
         self.started_ns = 0
         self.config_loaded_ns = 0

@@ -42,12 +42,88 @@ def find(module: str) -> ModuleType | None:
     return importlib.import_module(module)
 
 
+SUBSYSTEMS = ("tagdb", "journal", "alarms", "historian", "poll", "failsafe", "stale", "api")
+STATUS_CODES = {"ok": 0, "degraded": 1, "down": 2, "unavailable": 3, "starting": 4, "stopped": 5}
+#: server health tags: name → (dtype, units, description)
+HEALTH_TAGS: dict[str, tuple[str, str, str]] = {
+    **{f"system/server/{s}/status": ("enum", "", f"{s} subsystem status") for s in SUBSYSTEMS},
+    "system/historian/buffer_fill": ("float", "%", "store-and-forward buffer fill level"),
+    "system/historian/buffer_pending": ("int", "", "points waiting in the store-and-forward buffer"),
+    "system/api/clients": ("int", "", "WebSocket consoles connected"),
+    "system/api/resyncs": ("int", "", "slow-consumer resynchronisations since start"),
+    "system/alarms/unacked": ("int", "", "visible unacknowledged alarms"),
+    "system/server/rss_mb": ("float", "MB", "server resident memory"),
+}
+
+
+def health_tag_defs() -> list[Any]:
+    from scada.config.model import TagDef
+
+    enum = {v: k for k, v in STATUS_CODES.items()}
+    return [TagDef(name=name, equipment="", tag=name.rsplit("/", 1)[1], template_tag=name, device="server",
+                   address=f"server:{name}", dtype=dtype, units=units, description=desc,
+                   enum=dict(enum) if dtype == "enum" else None)
+            for name, (dtype, units, desc) in HEALTH_TAGS.items()]
+
+
 def extra_tags(config: CityConfig) -> list[Any]:
-    """Tags the server adds to the city's: per-device poll statistics (``system/devices/<dev>/<stat>``)."""
+    """Tags the server adds to the city's: per-device poll statistics (``system/devices/<dev>/<stat>``) and
+    the server's own health (``system/server/<subsystem>/status``, buffer level, consoles...)."""
     poll = find("scada.poll")
-    if poll is None:
-        return []
-    return list(poll.device_stat_tags(config))
+    stats = list(poll.device_stat_tags(config)) if poll is not None else []
+    return [*stats, *health_tag_defs()]
+
+
+class HealthComponent:
+    """Publishes the health figures as tags every second (trendable, alarmable like any tag)."""
+
+    def __init__(self, server: ScadaServer, every_s: float = 1.0) -> None:
+        self.server = server
+        self.every_s = every_s
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        self.task = asyncio.create_task(self._run(), name="health-tags")
+
+    def publish(self) -> None:
+        from scada.quality import Sample
+        from scada.server.app import process_stats
+
+        srv = self.server
+        values: dict[str, float | int] = {f"system/server/{s}/status": STATUS_CODES.get(st.status, 2)
+                                         for s, st in srv.subsystems.items() if s in SUBSYSTEMS}
+        hist = srv.components.get("historian")
+        buffer = getattr(hist, "buffer", None)
+        if buffer is not None:
+            values["system/historian/buffer_fill"] = float(buffer.fill_percent)
+            values["system/historian/buffer_pending"] = int(buffer.pending_points)
+        values["system/api/clients"] = len(srv.hub.clients)
+        values["system/api/resyncs"] = int(srv.hub.stats["resyncs"])
+        alarms = srv.components.get("alarms")
+        if alarms is not None and getattr(alarms, "engine", None) is not None:
+            values["system/alarms/unacked"] = int(alarms.engine.summary().unacked)
+        rss = process_stats().get("rss_mb")
+        if rss is not None:
+            values["system/server/rss_mb"] = float(rss)
+        db = srv.tagdb
+        srv.tagdb.apply_samples([(name, Sample.good(v)) for name, v in values.items() if name in db.index])
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.publish()
+            except Exception:
+                log.exception("health tags failed")
+            await asyncio.sleep(self.every_s)
+
+    async def rebind(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
+        return {}
+
+    async def aclose(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
 
 def build_tagdb(config: CityConfig) -> TagDatabase:
@@ -903,6 +979,9 @@ async def start_all(server: ScadaServer) -> None:
     await _start(server, "poll", "drivers.registry", PollComponent)
     await _start(server, "failsafe", "failsafe.gate", FailsafeComponent)  # stops before the drivers it writes through
     await _start(server, "stale", "scada.tagdb", StaleComponent)
+    comp = HealthComponent(server)
+    await comp.start(server.config, server.tagdb)
+    server.components["health"] = comp
 
 
 __all__ = ["build_tagdb", "find", "start_all"]
