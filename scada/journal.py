@@ -581,26 +581,40 @@ class Journal:
 
     # ------------------------------------------------------------------ restart
     def current_states(self) -> dict[str, RestoredState]:
-        """Last journalled state of every alarm that has rows (refused requests ignored)."""
-        sql = """
-            WITH last AS (
-                SELECT d.alarm AS alarm, max(j.id) AS id FROM journal j JOIN alarm_def d ON d.ref = j.ref
-                WHERE j.outcome = 0 GROUP BY d.alarm)
-            SELECT last.alarm, j.state, j.flags, j.ts_ms FROM last JOIN journal j ON j.id = last.id
+        """Last journalled state of every alarm that is not plain normal (for the engine's restart).
+
+        The last row of an alarm carries its state and flags after that row (a refused request carries
+        them unchanged), so one pass over the (ref, ts) index finds it; alarms back to normal with no flag
+        are left out (that is the engine's default).
         """
-        out: dict[str, RestoredState] = {}
         try:
             with self._lock:
-                rows = self._db.execute(sql).fetchall()
-                need_since = [r[0] for r in rows if AlarmState(r[1]).active]
-                need_shelve = [r[0] for r in rows if r[2] & Flag.SHELVED_TIMED]
-                need_wo = [r[0] for r in rows if r[2] & Flag.OUT_OF_SERVICE]
-                since = self._last_event(need_since, (Event.CONDITION_ON,), "j.ts_ms")
-                shelved = self._last_event(need_shelve, (Event.SHELVE,), "j.until_ms")
-                orders = self._last_event(need_wo, (Event.REMOVE_FROM_SERVICE,), "j.detail")
+                last_by_ref = self._db.execute(
+                    "SELECT ref, max(id) FROM journal WHERE ref IS NOT NULL GROUP BY ref").fetchall()
+                alarm_of = dict(self._db.execute("SELECT ref, alarm FROM alarm_def").fetchall())
+                refs_of: dict[str, list[int]] = {}
+                for ref, alarm in alarm_of.items():
+                    refs_of.setdefault(alarm, []).append(ref)
+                best: dict[str, int] = {}
+                for ref, last in last_by_ref:
+                    alarm = alarm_of.get(ref)
+                    if alarm is not None and last > best.get(alarm, 0):
+                        best[alarm] = last
+                by_id = {v: k for k, v in best.items()}
+                rows = self._db.execute(
+                    "SELECT id, state, flags, ts_ms FROM journal WHERE id IN (SELECT value FROM json_each(?)) "
+                    "AND (state != 0 OR flags != 0)", (json.dumps(sorted(by_id)),)).fetchall()
+                found = [(by_id[i], st, fl, ts) for i, st, fl, ts in rows]
+                need_since = [r[0] for r in found if AlarmState(r[1]).active]
+                need_shelve = [r[0] for r in found if r[2] & Flag.SHELVED_TIMED]
+                need_wo = [r[0] for r in found if r[2] & Flag.OUT_OF_SERVICE]
+                since = self._last_event(need_since, (Event.CONDITION_ON,), "j.ts_ms", refs_of)
+                shelved = self._last_event(need_shelve, (Event.SHELVE,), "j.until_ms", refs_of)
+                orders = self._last_event(need_wo, (Event.REMOVE_FROM_SERVICE,), "j.detail", refs_of)
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot read the current alarm states: {exc}") from exc
-        for alarm, state, flags, ts in rows:
+        out: dict[str, RestoredState] = {}
+        for alarm, state, flags, ts in found:
             since_v = since.get(alarm)
             until_v = shelved.get(alarm)
             wo = orders.get(alarm)
@@ -610,16 +624,20 @@ class Journal:
                                        None if wo is None else str(wo))
         return out
 
-    def _last_event(self, alarms: list[str], events: tuple[Event, ...], column: str) -> dict[str, Any]:
+    def _last_event(self, alarms: list[str], events: tuple[Event, ...], column: str,
+                    refs_of: dict[str, list[int]]) -> dict[str, Any]:
+        """For each alarm, ``column`` of its latest done row with one of ``events`` (walks the index back)."""
         out: dict[str, Any] = {}
         ev = ", ".join(str(int(e)) for e in events)
-        for k in range(0, len(alarms), 500):
-            chunk = alarms[k:k + 500]
-            sql = (f"SELECT d.alarm, {column} FROM journal j JOIN alarm_def d ON d.ref = j.ref "
-                   f"WHERE d.alarm IN ({', '.join('?' * len(chunk))}) AND j.event IN ({ev}) AND j.outcome = 0 "
-                   "ORDER BY j.id")
-            for alarm, v in self._db.execute(sql, chunk):
-                out[alarm] = v
+        for alarm in alarms:
+            refs = refs_of.get(alarm, [])
+            if not refs:
+                continue
+            sql = (f"SELECT {column} FROM journal j WHERE j.ref IN ({', '.join('?' * len(refs))}) "
+                   f"AND j.event IN ({ev}) AND j.outcome = 0 ORDER BY j.ts_ms DESC, j.id DESC LIMIT 1")
+            hit = self._db.execute(sql, refs).fetchone()
+            if hit is not None:
+                out[alarm] = hit[0]
         return out
 
     def rows_for_kpi(self, start_ms: int | None, end_ms: int | None, q: JournalQuery | None = None
