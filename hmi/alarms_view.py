@@ -1,0 +1,571 @@
+"""The always-visible alarm banner and the alarm list (ISA-18.2 actions with reasons).
+
+    Banner ┌────────────────────────────────────────────────────────────────────────────────────────┐
+           │ ■1 crit 2 unack/3 │ ▲2 high 0/1 │ ◆3 … │ ●4 … │ SHV 1 │ SUP 0 │ OOS 2 │ newest ■1: msg ▶ │ ONLINE │ op │
+           └────────────────────────────────────────────────────────────────────────────────────────┘
+    AlarmList: filters (priority, state, area, service, text, hidden lists) · sort · group
+               table (priority = colour + shape + number + word) · actions, each disabled with the
+               reason in its tooltip (role, priority 1 cannot be shelved, nothing selected...)
+               double click / "Open equipment" → the Level-3 display (≤ 2 clicks from any alarm)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QBrush, QColor, QFont
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hmi import qtstyle, style
+from hmi.bridge import Reply
+from hmi.console import ConsoleModel
+from hmi.models.alarms import GROUPS, SORTS, STATE_TEXT, Alarm, AlarmFilter, Group, age_text, grouped, select
+from hmi.models.journal import local_time
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+# ---------------------------------------------------------------------- banner
+class PriorityCell(QFrame):
+    def __init__(self, priority: int) -> None:
+        super().__init__()
+        self.priority = priority
+        st = style.PRIORITIES[priority]
+        self.icon = QLabel()
+        self.icon.setPixmap(qtstyle.priority_pixmap(priority, 20))
+        self.text = QLabel()
+        f = QFont()
+        f.setBold(True)
+        self.text.setFont(f)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 2, 6, 2)
+        lay.addWidget(self.icon)
+        lay.addWidget(self.text)
+        self.setFrameShape(QFrame.Shape.Box)
+        self.setToolTip(f"priority {priority} ({st.label}): unacknowledged / active alarms")
+        self.set(0, 0)
+
+    def set(self, unacked: int, active: int) -> None:
+        st = style.PRIORITIES[self.priority]
+        self.text.setText(f"P{self.priority} {st.label}: {unacked} unack / {active} active")
+        # the cell is filled with the priority colour only while that priority has unacknowledged alarms
+        if unacked:
+            self.setStyleSheet(f"PriorityCell {{ background: {st.colour}; border: 2px solid #000; }} "
+                               f"QLabel {{ background: transparent; color: #000; }}")
+        else:
+            self.setStyleSheet(f"PriorityCell {{ background: {style.PANEL}; border: 1px solid #777; }} "
+                               f"QLabel {{ background: transparent; color: {style.TEXT_MUTED}; }}")
+
+
+class Banner(QFrame):
+    """Counts of unacked alarms per priority, shelved, suppressed, out of service; the newest P1; link state."""
+
+    def __init__(self, console: ConsoleModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.console = console
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setFixedHeight(46)
+        self.cells = {p: PriorityCell(p) for p in (1, 2, 3, 4)}
+        self.hidden = QLabel()
+        self.hidden.setToolTip("alarms kept off the operator's list: shelved (operator), suppressed (by design or by "
+                               "a supervisor), out of service (maintenance work order)")
+        self.newest = QPushButton("no priority-1 alarm")
+        self.newest.setFlat(True)
+        self.newest.setToolTip("the newest priority-1 alarm: click to open its equipment")
+        self.newest.clicked.connect(self._open_newest)
+        self.link = QLabel()
+        f = QFont()
+        f.setBold(True)
+        self.link.setFont(f)
+        self.engine = QLabel()
+        self.user = QLabel()
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        for c in self.cells.values():
+            lay.addWidget(c)
+        lay.addWidget(self.hidden)
+        lay.addWidget(self.newest, 1)
+        lay.addWidget(self.engine)
+        lay.addWidget(self.link)
+        lay.addWidget(self.user)
+        self._newest_eq = ""
+        console.alarmsChanged.connect(self.refresh)
+        console.connectionChanged.connect(lambda *_: self.refresh_link())
+        console.sessionChanged.connect(self.refresh_link)
+        console.healthChanged.connect(lambda *_: self.refresh_link())
+        self.refresh()
+        self.refresh_link()
+
+    def refresh(self) -> None:
+        b = self.console.alarms.banner()
+        for p, cell in self.cells.items():
+            cell.set(b.unacked[p], b.active[p])
+        self.hidden.setText(f"Shelved {b.shelved} · Suppressed {b.suppressed} · Out of service {b.out_of_service}"
+                            f" · Diagnostic {b.diagnostic}")
+        if b.newest_p1 is not None:
+            a = b.newest_p1
+            self._newest_eq = a.equipment
+            self.newest.setText(f"{style.PRIORITIES[1].symbol}1 newest: {a.equipment} — {a.message}  ▶")
+            self.newest.setIcon(qtstyle.priority_icon(1))
+            self.newest.setEnabled(bool(a.equipment))
+        else:
+            self._newest_eq = ""
+            self.newest.setText("no priority-1 alarm")
+            self.newest.setIcon(qtstyle.priority_icon(5))
+            self.newest.setEnabled(False)
+
+    def refresh_link(self) -> None:
+        st = self.console.state
+        text = {"online": "ONLINE", "reconnecting": "DATA STALE — reconnecting", "offline": "OFFLINE",
+                "logged_out": "LOGGED OUT"}.get(st, st.upper())
+        self.link.setText(text)
+        self.link.setToolTip(self.console.state_detail or text)
+        # stale/offline: inverted (white on black) — a state, not an alarm colour
+        self.link.setStyleSheet("" if st == "online" else "background: #000; color: #fff; padding: 2px 6px;")
+        status, detail = self.console.subsystem("alarms")
+        if status in ("ok", "unknown"):
+            self.engine.setText("")
+            self.engine.setStyleSheet("")
+        else:
+            self.engine.setText(f"ALARM ENGINE {status.upper()}")
+            self.engine.setToolTip(detail or "the alarm engine is not running: an empty list does not mean "
+                                             "all is normal")
+            self.engine.setStyleSheet("background: #000; color: #fff; padding: 2px 6px;")
+        s = self.console.session
+        self.user.setText(f"{s.user} ({s.role})" if s.logged_in else "not logged in")
+
+    def _open_newest(self) -> None:
+        if self._newest_eq:
+            self.console.openEquipment.emit(self._newest_eq)
+
+
+# ---------------------------------------------------------------------- the list's model
+COLUMNS = ("Priority", "State", "Since", "Age", "Equipment", "Commune", "Service", "Message", "Flags")
+
+
+class AlarmTableModel(QAbstractTableModel):
+    """Rows are alarms, or group headers when grouped (lazy: only visible cells are formatted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[Alarm | Group] = []
+        self.now_ms = 0
+
+    def set_rows(self, rows: list[Alarm | Group]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.now_ms = time.time_ns() // 1_000_000
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def alarm(self, row: int) -> Alarm | None:
+        r = self.rows[row] if 0 <= row < len(self.rows) else None
+        return r if isinstance(r, Alarm) else None
+
+    def data(self, index: Index, role: int = 0) -> Any:
+        if not index.isValid():
+            return None
+        r = self.rows[index.row()]
+        col = index.column()
+        if isinstance(r, Group):
+            if role == Qt.ItemDataRole.DisplayRole and col == 0:
+                return f"{style.priority_text(r.worst)}"
+            if role == Qt.ItemDataRole.DisplayRole and col == 4:
+                return f"{r.key} — {len(r.alarms)} alarm(s), {r.unacked} unacked"
+            if role == Qt.ItemDataRole.FontRole:
+                f = QFont()
+                f.setBold(True)
+                return f
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return QBrush(QColor(style.PANEL_DARK))
+            if role == Qt.ItemDataRole.DecorationRole and col == 0:
+                return qtstyle.priority_icon(r.worst)
+            return None
+        a = r
+        if role == Qt.ItemDataRole.DisplayRole:
+            t = a.since_ms or a.ts_ms
+            return (style.priority_text(a.priority), STATE_TEXT.get(a.state, a.state),
+                    local_time(t) if t else "", age_text(t, self.now_ms), a.equipment, a.commune, a.service,
+                    a.message, a.flag_text)[col]
+        if role == Qt.ItemDataRole.DecorationRole and col == 0:
+            return qtstyle.priority_icon(a.priority)
+        if role == Qt.ItemDataRole.FontRole and a.unacked:
+            f = QFont()
+            f.setBold(True)
+            return f
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{a.id}\n{a.message}\nvalue: {a.value}"
+        return None
+
+
+# ---------------------------------------------------------------------- dialogs
+class ReasonDialog(QDialog):
+    """Asks for the reason (and more) of an alarm action; OK stays disabled until the required fields are filled."""
+
+    def __init__(self, title: str, fields: list[tuple[str, str, bool]], choices: dict[str, list[str]] | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.inputs: dict[str, QLineEdit | QComboBox] = {}
+        form = QFormLayout(self)
+        self.required = [k for k, _, req in fields if req]
+        for key, label, req in fields:
+            w: QLineEdit | QComboBox
+            if choices and key in choices:
+                w = QComboBox()
+                w.addItems(choices[key])
+            else:
+                w = QLineEdit()
+                w.setPlaceholderText("required" if req else "optional")
+                w.textChanged.connect(self._check)
+            self.inputs[key] = w
+            form.addRow(label + (" *" if req else ""), w)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)
+        self._check()
+
+    def _check(self) -> None:
+        ok = all(self.value(k).strip() for k in self.required)
+        btn = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        assert btn is not None
+        btn.setEnabled(ok)
+        btn.setToolTip("" if ok else "fill in the required fields (*)")
+
+    def value(self, key: str) -> str:
+        w = self.inputs[key]
+        return w.currentText() if isinstance(w, QComboBox) else w.text()
+
+
+SHELVE_CHOICES = {"15 min": 900.0, "1 h": 3600.0, "4 h": 14400.0, "8 h (end of shift)": 28800.0,
+                  "until it returns to normal (one-shot)": 0.0}
+
+
+# ---------------------------------------------------------------------- the list
+class AlarmList(QWidget):
+    """The alarm list page. ``dialog_factory`` lets tests answer the reason dialogs."""
+
+    actionDone = pyqtSignal(str, object)  # action, Reply
+
+    def __init__(self, console: ConsoleModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.console = console
+        self.filter = AlarmFilter()
+        self.sort = "priority"
+        self.group = "none"
+        self.model = AlarmTableModel()
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(False)
+        self.table.verticalHeader().setVisible(False)
+        hh = self.table.horizontalHeader()
+        assert hh is not None
+        hh.setStretchLastSection(False)
+        self.table.setColumnWidth(0, 120)
+        self.table.setColumnWidth(1, 120)
+        self.table.setColumnWidth(2, 140)
+        self.table.setColumnWidth(7, 520)
+        self.table.doubleClicked.connect(self._double)
+        sel = self.table.selectionModel()
+        assert sel is not None
+        sel.selectionChanged.connect(lambda *_: self.update_actions())
+        self.dialog_answers: dict[str, dict[str, str]] | None = None  # tests: skip the dialogs
+
+        # filters
+        self.prio = {p: QCheckBox(f"P{p}") for p in (1, 2, 3, 4)}
+        bar = QHBoxLayout()
+        for p, cb in self.prio.items():
+            cb.setChecked(True)
+            cb.setIcon(qtstyle.priority_icon(p))
+            cb.toggled.connect(self._filters_changed)
+            bar.addWidget(cb)
+        self.show_box = QComboBox()
+        self.show_box.addItems(["annunciated", "annunciated + hidden", "shelved / suppressed / out of service only"])
+        self.show_box.currentIndexChanged.connect(self._filters_changed)
+        self.state_box = QComboBox()
+        self.state_box.addItems(["all states", "unacknowledged", "active", "returned, unacked"])
+        self.state_box.currentIndexChanged.connect(self._filters_changed)
+        self.area_box = QComboBox()
+        self.area_box.addItem("all communes")
+        self.area_box.currentIndexChanged.connect(self._filters_changed)
+        self.service_box = QComboBox()
+        self.service_box.addItem("all services")
+        self.service_box.currentIndexChanged.connect(self._filters_changed)
+        self.text_box = QLineEdit()
+        self.text_box.setPlaceholderText("filter: equipment, text…")
+        self.text_box.textChanged.connect(self._filters_changed)
+        self.sort_box = QComboBox()
+        self.sort_box.addItems(list(SORTS))
+        self.sort_box.currentTextChanged.connect(self._sort_changed)
+        self.group_box = QComboBox()
+        self.group_box.addItems(list(GROUPS))
+        self.group_box.currentTextChanged.connect(self._sort_changed)
+        for w in (self.show_box, self.state_box, self.area_box, self.service_box):
+            bar.addWidget(w)
+        bar.addWidget(self.text_box, 1)
+        bar.addWidget(QLabel("sort"))
+        bar.addWidget(self.sort_box)
+        bar.addWidget(QLabel("group"))
+        bar.addWidget(self.group_box)
+
+        # actions
+        self.buttons: dict[str, QPushButton] = {}
+        acts = QHBoxLayout()
+        for key, text in (("open", "Open equipment ▶"), ("ack", "Acknowledge"), ("ack_visible", "Ack all shown"),
+                          ("shelve", "Shelve…"), ("unshelve", "Unshelve"), ("suppress", "Suppress…"),
+                          ("unsuppress", "Unsuppress"), ("oos", "Out of service…"), ("rts", "Return to service"),
+                          ("reset", "Reset (latched)"), ("trend", "Trend")):
+            b = QPushButton(text)
+            b.clicked.connect(lambda _=False, k=key: self.do(k))
+            self.buttons[key] = b
+            acts.addWidget(b)
+        acts.addStretch(1)
+        self.count = QLabel()
+        acts.addWidget(self.count)
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(self.table, 1)
+        lay.addLayout(acts)
+        lay.addWidget(self.result)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(150)  # a flood refreshes the list at most ~7 times a second
+        self._timer.timeout.connect(self.refresh)
+        console.alarmsChanged.connect(self._timer.start)
+        console.sessionChanged.connect(self.update_actions)
+        console.equipmentLoaded.connect(self._fill_combos)
+        self.refresh()
+
+    # ------------------------------------------------------------------ filters
+    def _fill_combos(self) -> None:
+        self.area_box.blockSignals(True)
+        self.area_box.clear()
+        self.area_box.addItem("all communes")
+        self.area_box.addItems(self.console.registry.communes())
+        self.area_box.blockSignals(False)
+        services = sorted({a.service for a in self.console.alarms.alarms.values() if a.service} |
+                          set(self.console.config_info.get("services", [])))
+        self.service_box.blockSignals(True)
+        self.service_box.clear()
+        self.service_box.addItem("all services")
+        self.service_box.addItems(services)
+        self.service_box.blockSignals(False)
+
+    def _filters_changed(self) -> None:
+        show = self.show_box.currentIndex()
+        states = {0: frozenset({"unack", "acked", "rtn_unack"}), 1: frozenset({"unack", "rtn_unack"}),
+                  2: frozenset({"unack", "acked"}), 3: frozenset({"rtn_unack"})}[self.state_box.currentIndex()]
+        self.filter = AlarmFilter(
+            priorities=frozenset(p for p, cb in self.prio.items() if cb.isChecked()), states=states,
+            area="" if self.area_box.currentIndex() <= 0 else self.area_box.currentText(),
+            service="" if self.service_box.currentIndex() <= 0 else self.service_box.currentText(),
+            text=self.text_box.text().strip(), show_hidden=show >= 1, only_hidden=show == 2)
+        self.refresh()
+
+    def _sort_changed(self) -> None:
+        self.sort = self.sort_box.currentText()
+        self.group = self.group_box.currentText()
+        self.refresh()
+
+    def refresh(self) -> None:
+        keep = {a.id for a in self.selected()}
+        alarms = select(self.console.alarms, self.filter, self.sort)
+        rows: list[Alarm | Group] = []
+        if self.group == "none":
+            rows = list(alarms)
+        else:
+            for g in grouped(alarms, self.group):
+                rows.append(g)
+                rows.extend(g.alarms)
+        self.model.set_rows(rows)
+        if keep:
+            sel = self.table.selectionModel()
+            assert sel is not None
+            for r, item in enumerate(rows):
+                if isinstance(item, Alarm) and item.id in keep:
+                    sel.select(self.model.index(r, 0), sel.SelectionFlag.Select | sel.SelectionFlag.Rows)
+        self.count.setText(f"{len(alarms)} shown / {len(self.console.alarms)} in the store")
+        self.update_actions()
+
+    # ------------------------------------------------------------------ selection and actions
+    def selected(self) -> list[Alarm]:
+        sel = self.table.selectionModel()
+        if sel is None:
+            return []
+        out = []
+        for idx in sel.selectedRows():
+            a = self.model.alarm(idx.row())
+            if a is not None:
+                out.append(a)
+        return out
+
+    def select_ids(self, ids: list[str]) -> None:
+        sel = self.table.selectionModel()
+        assert sel is not None
+        sel.clearSelection()
+        for r, item in enumerate(self.model.rows):
+            if isinstance(item, Alarm) and item.id in ids:
+                sel.select(self.model.index(r, 0), sel.SelectionFlag.Select | sel.SelectionFlag.Rows)
+
+    def why_disabled(self, key: str) -> str:
+        s = self.console.session
+        sel = self.selected()
+        perm = {"ack": "alarm.ack", "ack_visible": "alarm.ack", "shelve": "alarm.shelve", "unshelve": "alarm.shelve",
+                "suppress": "alarm.suppress", "unsuppress": "alarm.suppress", "oos": "alarm.out_of_service",
+                "rts": "alarm.out_of_service", "reset": "alarm.reset"}.get(key)
+        if perm:
+            why = s.why_not(perm, {"ack": "acknowledge alarms", "ack_visible": "acknowledge alarms",
+                                   "shelve": "shelve alarms", "unshelve": "unshelve alarms",
+                                   "suppress": "suppress alarms", "unsuppress": "unsuppress alarms",
+                                   "oos": "take alarms out of service", "rts": "return alarms to service",
+                                   "reset": "reset latched alarms"}[key])
+            if why:
+                return why
+        if key == "ack_visible":
+            return "" if any(isinstance(r, Alarm) and r.unacked for r in self.model.rows) else \
+                "no unacknowledged alarm shown"
+        if not sel:
+            return "select an alarm first"
+        one = len(sel) == 1
+        a = sel[0]
+        if key in ("open", "trend") and not one:
+            return "select one alarm"
+        if key == "open":
+            return "" if a.equipment else "this alarm has no equipment"
+        if key == "trend":
+            return "" if a.tag else "this alarm has no tag to trend"
+        if key == "ack":
+            return "" if any(x.unacked for x in sel) else "the selected alarms are already acknowledged"
+        if key in ("shelve", "suppress", "oos", "unshelve", "unsuppress", "rts", "reset") and not one:
+            return "select one alarm"
+        if key in ("shelve", "suppress") and a.priority == 1:
+            return "priority-1 alarms cannot be shelved or suppressed"
+        if key == "shelve" and a.shelved:
+            return "already shelved"
+        if key == "unshelve" and not a.shelved:
+            return "this alarm is not shelved"
+        if key == "suppress" and a.suppressed:
+            return "already suppressed"
+        if key == "unsuppress" and not a.suppressed:
+            return "this alarm is not suppressed"
+        if key == "oos" and a.out_of_service:
+            return "already out of service"
+        if key == "rts" and not a.out_of_service:
+            return "this alarm is in service"
+        if key == "reset" and not a.latched:
+            return "only latched alarms need a reset"
+        return ""
+
+    def update_actions(self) -> None:
+        for key, b in self.buttons.items():
+            why = self.why_disabled(key)
+            b.setEnabled(not why)
+            b.setToolTip(why)
+
+    def _double(self, index: QModelIndex) -> None:
+        a = self.model.alarm(index.row())
+        if a is not None and a.equipment:
+            self.console.openEquipment.emit(a.equipment)
+
+    def _ask(self, key: str, title: str, fields: list[tuple[str, str, bool]],
+             choices: dict[str, list[str]] | None = None) -> dict[str, str] | None:
+        if self.dialog_answers is not None:
+            return self.dialog_answers.get(key)
+        d = ReasonDialog(title, fields, choices, self)
+        if d.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return {k: d.value(k) for k, _, _ in fields}
+
+    def do(self, key: str) -> Reply | None:
+        if self.why_disabled(key):
+            return None
+        sel = self.selected()
+        c = self.console
+        reply: Reply | None = None
+        if key == "open":
+            c.openEquipment.emit(sel[0].equipment)
+        elif key == "trend":
+            c.openTrend.emit([sel[0].tag])
+        elif key in ("ack", "ack_visible"):
+            targets = sel if key == "ack" else [r for r in self.model.rows if isinstance(r, Alarm)]
+            ans = self._ask(key, "Acknowledge", [("comment", "Comment", False)])
+            if ans is None:
+                return None
+            reply = c.ack([a.id for a in targets if a.unacked], ans.get("comment", ""))
+        elif key == "shelve":
+            ans = self._ask(key, f"Shelve {sel[0].id}", [("reason", "Reason", True), ("duration", "For", False)],
+                            {"duration": list(SHELVE_CHOICES)})
+            if ans is None:
+                return None
+            dur = SHELVE_CHOICES.get(ans.get("duration", "1 h"), 3600.0)
+            reply = c.shelve(sel[0].id, ans["reason"], dur or None, one_shot=not dur)
+        elif key == "suppress":
+            ans = self._ask(key, f"Suppress {sel[0].id}", [("reason", "Reason", True)])
+            if ans is None:
+                return None
+            reply = c.alarm_action(sel[0].id, "suppress", {"reason": ans["reason"]})
+        elif key == "oos":
+            ans = self._ask(key, f"Out of service: {sel[0].id}", [("work_order", "Work order", True),
+                                                                  ("reason", "Reason", False)])
+            if ans is None:
+                return None
+            reply = c.alarm_action(sel[0].id, "out-of-service", {"work_order": ans["work_order"],
+                                                                 "reason": ans.get("reason", "")})
+        else:
+            action = {"unshelve": "unshelve", "unsuppress": "unsuppress", "rts": "return-to-service",
+                      "reset": "reset"}[key]
+            ans = self._ask(key, action.replace("-", " ").capitalize(), [("comment", "Comment", False)])
+            if ans is None:
+                return None
+            reply = c.alarm_action(sel[0].id, action, {"comment": ans.get("comment", "")})
+        if reply is not None:
+            reply.finished.connect(lambda r, k=key: self._done(k, r))
+        return reply
+
+    def _done(self, key: str, r: Reply) -> None:
+        if r.ok:
+            results = (r.data or {}).get("results", []) if isinstance(r.data, dict) else []
+            refused = [x for x in results if isinstance(x, dict) and x.get("outcome") not in (None, "done", "ok")]
+            text = f"{key}: done" + (f" ({len(results)} alarm(s))" if results else "")
+            if refused:
+                text += "; refused: " + "; ".join(f"{x.get('alarm') or x.get('id', '')}: {x.get('reason', '')}"
+                                                  for x in refused[:5])
+        else:
+            text = f"{key}: REFUSED — {r.why()}"
+        self.result.setText(f"{dt.datetime.now():%H:%M:%S} {text}")
+        self.actionDone.emit(key, r)

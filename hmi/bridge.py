@@ -1,0 +1,440 @@
+"""The bridge: the ONE place of the console that knows about networking and threads.
+
+    GUI thread (Qt)                               worker thread (asyncio loop, started by Bridge.start)
+    ───────────────                               ─────────────────────────────────────────────────────
+    bridge.request("GET", path) ──► Reply ───────► httpx.AsyncClient  (Bearer token, X-Workstation)
+          reply.finished(reply) ◄── queued signal ◄─┘   401 token_invalid → log in again once, retry
+    bridge.set_channel("city", sub) ─────────────► WebSocket per channel: hello → subscribe → snapshot
+                                                   then deltas every 100 ms ("seq" gap → resubscribe)
+          dataReady ◄── queued signal, at most ◄── rows coalesced by tag name, alarm events in order
+          bridge.take() → Updates                  one pending wake-up: the GUI never queues behind
+    connectionChanged(state, detail) ◄──────────── online / reconnecting (data stale) / offline
+
+Reconnection: when a channel drops (server restart, network), the state becomes ``reconnecting``
+at once (every view shows its data as stale), the worker retries with back-off (0.5 s → 5 s), logs
+in again with the remembered credentials when the server forgot the token (a restart), resubscribes
+and gets a fresh snapshot; the state returns to ``online`` when every channel is back.
+
+Nothing else in ``hmi`` imports httpx or websockets; widgets and models never see a socket, and
+everything the bridge emits is delivered in the GUI thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+MAX_ALARM_EVENTS = 20_000  # pending between two GUI wake-ups; beyond that we ask for a fresh snapshot
+
+
+class Reply(QObject):
+    """One HTTP request's answer, delivered in the GUI thread by ``finished(self)``."""
+
+    finished = pyqtSignal(object)
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__()
+        self.method = method
+        self.path = path
+        self.status = 0
+        self.data: Any = None
+        self.error = ""  # transport error or the server's "why"
+        self.code = ""  # the server's machine-readable code
+        self.done = False
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def why(self) -> str:
+        if self.ok:
+            return ""
+        return self.error or f"HTTP {self.status}"
+
+
+@dataclass(slots=True)
+class Updates:
+    """What arrived since the last ``take()`` (rows coalesced by name, the latest value wins)."""
+
+    rows: dict[str, list[Any]] = field(default_factory=dict)
+    snapshots: list[str] = field(default_factory=list)  # channels that sent a snapshot
+    alarm_snapshot: list[dict[str, Any]] | None = None
+    alarm_events: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # server errors worth showing
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.snapshots or self.alarm_snapshot is not None or self.alarm_events
+                    or self.messages)
+
+
+@dataclass(slots=True)
+class _Channel:
+    name: str
+    sub: dict[str, Any]
+    ws: Any = None
+    seq: int = 0
+    online: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class Bridge(QObject):
+    """See the module docstring. Create in the GUI thread, ``start()``, ``login()``, then use."""
+
+    connectionChanged = pyqtSignal(str, str)  # state: online | reconnecting | offline | logged_out; detail
+    dataReady = pyqtSignal()
+    loggedIn = pyqtSignal(dict)  # {user, role, ...} after every successful (re)login
+    _replyDone = pyqtSignal(object, int, object, str, str)
+    _wake = pyqtSignal()
+    _state = pyqtSignal(str, str)
+    _login = pyqtSignal(dict)
+
+    def __init__(self, url: str, workstation: str | None = None, parent: QObject | None = None,
+                 timeout_s: float = 15.0) -> None:
+        super().__init__(parent)
+        self.url = url.rstrip("/")
+        self.ws_url = ("wss:" if self.url.startswith("https") else "ws:") + self.url.split(":", 1)[1] + PREFIX + "/ws"
+        self.workstation = workstation or os.environ.get("SCADA_WORKSTATION") or socket.gethostname()
+        self.timeout_s = timeout_s
+        self.state = "offline"
+        self.token = ""
+        self._credentials: tuple[str, str] | None = None  # kept in memory only, to log in again after a restart
+        self._channels: dict[str, _Channel] = {}
+        self._lock = threading.Lock()
+        self._pending = Updates()
+        self._woken = False
+        self._inflight: set[Reply] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._login_lock: asyncio.Lock | None = None
+        self._stopping = False
+        self.stats = {"messages": 0, "rows": 0, "bytes": 0, "reconnects": 0, "resyncs": 0, "relogins": 0}
+        self._replyDone.connect(self._deliver)
+        self._wake.connect(self._on_wake)
+        self._state.connect(self._on_state)
+        self._login.connect(self.loggedIn)
+
+    # ------------------------------------------------------------------ lifecycle (GUI thread)
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            self._login_lock = asyncio.Lock()
+            self._client = httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s,
+                                             headers={"X-Workstation": self.workstation[:64]})
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._client.aclose())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="hmi-bridge", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def stop(self) -> None:
+        """Close every channel and the HTTP client; join the worker thread."""
+        if self._loop is None or self._thread is None:
+            return
+        self._stopping = True
+        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        with contextlib.suppress(Exception):
+            fut.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._thread = None
+        self._loop = None
+
+    async def _shutdown(self) -> None:
+        for ch in list(self._channels.values()):
+            if ch.task is not None:
+                ch.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ch.task
+        self._channels.clear()
+
+    # ------------------------------------------------------------------ public API (GUI thread)
+    def login(self, user: str, password: str) -> Reply:
+        """Log in; on success the credentials are kept (in memory) to log in again after a server restart."""
+        reply = Reply("POST", PREFIX + "/auth/login")
+        self._submit(reply, self._do_login(user, password))
+        return reply
+
+    def logout(self) -> Reply:
+        reply = self.request("POST", "/auth/logout")
+        self._credentials = None
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        self.token = ""
+        self._on_state("logged_out", "logged out")
+        return reply
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                json_body: Any = None) -> Reply:
+        """``path`` is relative to /api/v1 (``"/alarms"``). The answer arrives as ``reply.finished``."""
+        reply = Reply(method, PREFIX + path)
+        self._submit(reply, self._do_request(method, PREFIX + path, params, json_body))
+        return reply
+
+    def get(self, path: str, **params: Any) -> Reply:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None) -> Reply:
+        return self.request("POST", path, json_body=body if body is not None else {})
+
+    def set_channel(self, name: str, subscription: dict[str, Any] | None) -> None:
+        """Open (or resubscribe) a WebSocket channel; ``None`` closes it. Channels reconnect by themselves."""
+        if self._loop is None:
+            raise RuntimeError("bridge not started")
+        self._loop.call_soon_threadsafe(self._set_channel, name, subscription)
+
+    def take(self) -> Updates:
+        """Everything that arrived since the last call (GUI thread, on ``dataReady``)."""
+        with self._lock:
+            out, self._pending = self._pending, Updates()
+            self._woken = False
+        return out
+
+    # ------------------------------------------------------------------ GUI-thread slots
+    @pyqtSlot(object, int, object, str, str)
+    def _deliver(self, reply: Reply, status: int, data: Any, error: str, code: str) -> None:
+        reply.status, reply.data, reply.error, reply.code, reply.done = status, data, error, code, True
+        self._inflight.discard(reply)
+        reply.finished.emit(reply)
+
+    @pyqtSlot()
+    def _on_wake(self) -> None:
+        self.dataReady.emit()
+
+    @pyqtSlot(str, str)
+    def _on_state(self, state: str, detail: str) -> None:
+        if state != self.state or state != "online":
+            self.state = state
+            self.connectionChanged.emit(state, detail)
+
+    # ------------------------------------------------------------------ worker side
+    def _submit(self, reply: Reply, coro: Any) -> None:
+        if self._loop is None:
+            coro.close()
+            self._deliver(reply, 0, None, "bridge not started", "offline")
+            return
+        self._inflight.add(reply)
+
+        async def run() -> None:
+            try:
+                status, data, error, code = await coro
+            except Exception as exc:  # never lose a reply
+                log.exception("bridge: %s %s failed", reply.method, reply.path)
+                status, data, error, code = 0, None, f"{type(exc).__name__}: {exc}", "internal"
+            self._replyDone.emit(reply, status, data, error, code)
+
+        asyncio.run_coroutine_threadsafe(run(), self._loop)
+
+    async def _http(self, method: str, path: str, params: Any = None, body: Any = None,
+                    auth: bool = True) -> tuple[int, Any, str, str]:
+        assert self._client is not None
+        headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
+        try:
+            r = await self._client.request(method, path, params=params, json=body, headers=headers)
+        except (httpx.HTTPError, OSError) as exc:
+            return 0, None, f"server unreachable ({type(exc).__name__}: {exc or 'no answer'})", "unreachable"
+        try:
+            data = r.json() if r.content else None
+        except ValueError:
+            data = r.text
+        if r.is_success:
+            return r.status_code, data, "", ""
+        why = data.get("why") if isinstance(data, dict) else None
+        code = data.get("code") if isinstance(data, dict) else None
+        return r.status_code, data, str(why or f"HTTP {r.status_code}"), str(code or "")
+
+    async def _do_login(self, user: str, password: str) -> tuple[int, Any, str, str]:
+        status, data, error, code = await self._http("POST", PREFIX + "/auth/login",
+                                                     body={"user": user, "password": password}, auth=False)
+        if status == 200 and isinstance(data, dict):
+            self.token = str(data.get("token", ""))
+            self._credentials = (user, password)
+            self._login.emit({k: v for k, v in data.items() if k != "token"})
+            if not self._channels:
+                self._state.emit("connecting", f"logged in as {user}, subscribing")
+        return status, data, error, code
+
+    async def _relogin(self, failed_token: str) -> bool:
+        """Log in again with the remembered credentials unless another task already did."""
+        assert self._login_lock is not None
+        async with self._login_lock:
+            if self.token and self.token != failed_token:
+                return True
+            if self._credentials is None:
+                return False
+            status, _, error, _ = await self._do_login(*self._credentials)
+            if status == 200:
+                self.stats["relogins"] += 1
+                log.info("bridge: logged in again as %s", self._credentials[0])
+                return True
+            log.warning("bridge: cannot log in again: %s", error)
+            if status in (401, 403):
+                self._credentials = None
+                self._state.emit("logged_out", f"session ended: {error}")
+            return False
+
+    async def _do_request(self, method: str, path: str, params: Any, body: Any) -> tuple[int, Any, str, str]:
+        token = self.token
+        res = await self._http(method, path, params, body)
+        if res[0] == 401 and res[3] in ("token_invalid", "unauthenticated") and await self._relogin(token):
+            res = await self._http(method, path, params, body)
+        return res
+
+    # ------------------------------------------------------------------ channels (worker thread)
+    def _set_channel(self, name: str, sub: dict[str, Any] | None) -> None:
+        ch = self._channels.get(name)
+        if sub is None:
+            if ch is not None and ch.task is not None:
+                ch.task.cancel()
+            self._channels.pop(name, None)
+            return
+        if ch is None:
+            ch = self._channels[name] = _Channel(name, dict(sub))
+            ch.task = asyncio.ensure_future(self._run_channel(ch))
+            return
+        ch.sub = dict(sub)
+        if ch.ws is not None:
+            self._spawn(self._send(ch, {"type": "subscribe", **ch.sub}))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # keep a reference until done (the loop only holds weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, ch: _Channel, msg: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await ch.ws.send(json.dumps(msg))
+
+    def _channel_state(self) -> None:
+        if self._stopping:
+            return
+        if self._channels and all(c.online for c in self._channels.values()):
+            self._state.emit("online", "")
+        elif self._channels:
+            down = [c.name for c in self._channels.values() if not c.online]
+            self._state.emit("reconnecting", "data stale: reconnecting " + ", ".join(down))
+
+    async def _run_channel(self, ch: _Channel) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            token = self.token
+            try:
+                if not token and not await self._relogin(token):
+                    raise ConnectionError("not logged in")
+                async with websockets.connect(self.ws_url, additional_headers={"Authorization": f"Bearer {self.token}"},
+                                              max_size=None, open_timeout=5, ping_interval=10, ping_timeout=20,
+                                              close_timeout=2) as ws:
+                    hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if hello.get("type") != "hello":
+                        if hello.get("code") in ("unauthenticated", "token_invalid"):
+                            await self._relogin(token)
+                            raise ConnectionError("token refused: logged in again")
+                        raise ConnectionError(f"unexpected first message {hello.get('type')!r}")
+                    ch.ws, ch.seq = ws, 0
+                    await ws.send(json.dumps({"type": "subscribe", **ch.sub}))
+                    backoff = 0.5
+                    async for raw in ws:
+                        self._handle(ch, raw)
+                    raise ConnectionError(f"closed by the server ({ws.close_code})")
+            except asyncio.CancelledError:
+                ch.online = False
+                raise
+            except Exception as exc:
+                was = ch.online
+                ch.online, ch.ws = False, None
+                if was:
+                    self.stats["reconnects"] += 1
+                    log.warning("bridge: channel %s lost (%s); reconnecting", ch.name, exc)
+                else:
+                    log.debug("bridge: channel %s: cannot connect (%r); retrying in %.1f s", ch.name, exc, backoff)
+                self._channel_state()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _handle(self, ch: _Channel, raw: str | bytes) -> None:
+        msg = json.loads(raw)
+        self.stats["messages"] += 1
+        self.stats["bytes"] += len(raw)
+        kind = msg.get("type")
+        if kind in ("snapshot", "delta"):
+            seq = int(msg.get("seq", 0))
+            if kind == "delta" and ch.seq and seq != ch.seq + 1:
+                # a gap: we missed something; ask for a fresh snapshot rather than show a wrong state
+                self.stats["resyncs"] += 1
+                self._spawn(self._send(ch, {"type": "subscribe", **ch.sub}))
+            ch.seq = seq
+            rows = msg.get("tags") or []
+            self.stats["rows"] += len(rows)
+            with self._lock:
+                p = self._pending
+                for r in rows:
+                    p.rows[r[0]] = r
+                alarms = msg.get("alarms") or []
+                if kind == "snapshot":
+                    p.snapshots.append(ch.name)
+                    if ch.sub.get("alarms", True):
+                        p.alarm_snapshot = list(alarms)
+                        p.alarm_events = []
+                elif alarms:
+                    p.alarm_events.extend(alarms)
+                    if len(p.alarm_events) > MAX_ALARM_EVENTS:
+                        p.alarm_events = []
+                        self._spawn(self._send(ch, {"type": "subscribe", **ch.sub}))
+                wake = not self._woken
+                self._woken = True
+            if kind == "snapshot" and not ch.online:
+                ch.online = True
+                self._channel_state()
+            if wake:
+                self._wake.emit()
+        elif kind == "error":
+            log.warning("bridge: channel %s: %s: %s", ch.name, msg.get("what"), msg.get("why"))
+            with self._lock:
+                self._pending.messages.append(msg)
+                wake = not self._woken
+                self._woken = True
+            if wake:
+                self._wake.emit()
+            if msg.get("code") == "token_invalid":
+                self._spawn(self._relogin(self.token))
+
+
+def wait_reply(reply: Reply, timeout_s: float = 15.0) -> Reply:
+    """Block until ``reply`` is done while processing Qt events (scripts, the CLI's --screenshots)."""
+    from PyQt6.QtCore import QCoreApplication, QEventLoop
+
+    deadline = time.monotonic() + timeout_s
+    app = QCoreApplication.instance()
+    while not reply.done and time.monotonic() < deadline:
+        if app is not None:
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        else:
+            time.sleep(0.01)
+    return reply

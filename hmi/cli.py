@@ -1,0 +1,105 @@
+"""``scada hmi``: the operator console (PyQt6) against a running server.
+
+::
+
+    scada hmi --server http://127.0.0.1:8480            # asks for user and password
+    scada hmi --server URL --user operator              # password from SCADA_PASSWORD, else asked
+    scada hmi --check-layouts [--layouts FILE]          # validate the synoptic layouts and exit
+    scada hmi --server URL --user op --screenshots DIR  # log in, save one PNG per display level, exit
+
+``scada run`` starts it with ``--url`` and the demo operator's password in ``SCADA_PASSWORD``
+(``SCADA_URL`` / ``SCADA_USER`` are read too). The password stays in memory only, to log in again by
+itself when the server restarts. Without a display, use ``QT_QPA_PLATFORM=offscreen``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", "--url", dest="server", default=os.environ.get("SCADA_URL", "http://127.0.0.1:8480"),
+                        help="server URL (default $SCADA_URL or http://127.0.0.1:8480)")
+    parser.add_argument("--user", default=os.environ.get("SCADA_USER", ""), help="user name (default $SCADA_USER)")
+    parser.add_argument("--layouts", type=Path, default=None, help="synoptic layouts YAML (default: shipped)")
+    parser.add_argument("--check-layouts", action="store_true", help="validate the layouts file and exit")
+    parser.add_argument("--workstation", default=None, help="workstation name sent with every request")
+    parser.add_argument("--screenshots", type=Path, default=None,
+                        help="log in, save a screenshot of each display level into DIR, then exit")
+    parser.add_argument("--page", default="overview", help="first display shown (overview, alarms, traffic...)")
+
+
+def check_layouts(path: Path | None) -> int:
+    from hmi.models.layouts import load_layouts
+
+    lay, problems = load_layouts(path)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in {lay.file}", file=sys.stderr)
+        return 1
+    print(f"{lay.file}: ok ({len(lay.junction_layouts)} junction layouts, {len(lay.junctions)} junctions, "
+          f"{len(lay.corridors)} corridors, {len(lay.views)} views)")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.check_layouts:
+        return check_layouts(args.layouts)
+    from hmi.models.layouts import load_layouts
+
+    layouts, problems = load_layouts(args.layouts)
+    if problems:
+        for p in problems:
+            print(p, file=sys.stderr)
+        print(f"{len(problems)} problem(s); the console does not start", file=sys.stderr)
+        return 1
+    if args.screenshots is not None and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PyQt6.QtWidgets import QApplication, QDialog
+
+    from hmi.bridge import Bridge, wait_reply
+    from hmi.console import ConsoleModel
+    from hmi.mainwindow import LoginDialog, MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    bridge = Bridge(args.server, args.workstation)
+    bridge.start()
+    console = ConsoleModel(bridge, layouts)
+    window = MainWindow(console)
+    try:
+        password = os.environ.get("SCADA_PASSWORD", "")
+        if args.user and password:
+            r = wait_reply(console.login(args.user, password), 30)
+            if not r.ok:
+                print(f"scada hmi: login as {args.user!r} refused: {r.why()}", file=sys.stderr)
+                if args.screenshots is not None:
+                    return 1
+                if LoginDialog(console, args.user).exec() != QDialog.DialogCode.Accepted:
+                    return 1
+        else:
+            if args.screenshots is not None:
+                print("scada hmi: --screenshots needs --user and SCADA_PASSWORD", file=sys.stderr)
+                return 2
+            if LoginDialog(console, args.user).exec() != QDialog.DialogCode.Accepted:
+                return 1
+        if args.page in window.pages:
+            window.show_page(args.page)
+        window.show()
+        if args.screenshots is not None:
+            from hmi.screenshots import save_levels
+
+            deadline = time.monotonic() + 60
+            while console.stale and time.monotonic() < deadline:
+                app.processEvents()
+                time.sleep(0.02)
+            for path in save_levels(window, args.screenshots):
+                print(path)
+            return 0
+        return int(app.exec())
+    finally:
+        bridge.stop()

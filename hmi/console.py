@@ -1,0 +1,283 @@
+"""ConsoleModel: the Qt-side model every widget takes in its constructor (napari style).
+
+    Bridge (network, threads) ──dataReady──► ConsoleModel.pull()
+                                               │ LiveTags.apply_rows · AlarmStore.replace/apply
+                                               │ MapModel.apply_rows / set_alarm_levels
+                                               ▼
+                 tagsChanged(set[str]) · alarmsChanged() · mapChanged(MapDelta) · staleChanged(bool)
+                 sessionChanged() · equipmentLoaded() · healthChanged(dict)
+                                               ▼
+                                  widgets (banner, lists, synoptics...)
+
+Widgets read the pure models (``console.tags``, ``console.alarms``, ``console.map``...) and act
+through the console's methods (``ack``, ``shelve``, ``command``...), which return a bridge
+:class:`~hmi.bridge.Reply`. A console without a bridge (``ConsoleModel(None)``) is fully usable for
+widget tests: feed it rows and alarms with :meth:`feed` and check the widgets; actions then answer
+"not connected".
+
+Subscriptions: channel ``city`` (alarms + the map's health/lamp/position globs, set once after login)
+and channel ``focus`` (the union of what the open displays declare with :meth:`set_interest`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from PyQt6.QtCore import QObject, QTimer, pyqtSignal
+
+from hmi.bridge import Bridge, Reply
+from hmi.models.alarms import AlarmStore
+from hmi.models.layouts import Layouts, check_against, load_layouts
+from hmi.models.live import EquipmentInfo, LiveTags, Registry, Session
+from hmi.models.mapmodel import MapDelta, MapModel
+
+log = logging.getLogger(__name__)
+
+HEALTH_PERIOD_MS = 5000
+
+
+class ConsoleModel(QObject):
+    sessionChanged = pyqtSignal()
+    connectionChanged = pyqtSignal(str, str)
+    staleChanged = pyqtSignal(bool)
+    equipmentLoaded = pyqtSignal()
+    tagsChanged = pyqtSignal(object)  # set[str] of tag names
+    alarmsChanged = pyqtSignal()
+    mapChanged = pyqtSignal(object)  # MapDelta
+    healthChanged = pyqtSignal(dict)
+    vocabularyChanged = pyqtSignal()
+    message = pyqtSignal(str)  # something the operator should read (status bar)
+    openEquipment = pyqtSignal(str)  # navigation request: show the Level-3 display of this equipment
+    openTrend = pyqtSignal(list)  # navigation request: trend these tags
+
+    def __init__(self, bridge: Bridge | None, layouts: Layouts | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.session = Session()
+        self.tags = LiveTags()
+        self.alarms = AlarmStore()
+        self.registry = Registry()
+        self.map = MapModel([])
+        self.health: dict[str, Any] = {}
+        self.config_info: dict[str, Any] = {}
+        self.vocabulary: dict[str, Any] = {}
+        self.vocabulary_error = "not loaded"
+        self.state = "offline"
+        self.state_detail = ""
+        self.layouts, self.layout_problems = (layouts, []) if layouts is not None else load_layouts()
+        self._interests: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self.timings: dict[str, float] = {}
+        self._t_login = 0.0
+        if bridge is not None:
+            bridge.dataReady.connect(self.pull)
+            bridge.connectionChanged.connect(self._on_connection)
+            bridge.loggedIn.connect(self._on_logged_in)
+        self._health_timer = QTimer(self)
+        self._health_timer.setInterval(HEALTH_PERIOD_MS)
+        self._health_timer.timeout.connect(self.refresh_health)
+
+    # ------------------------------------------------------------------ session
+    @property
+    def stale(self) -> bool:
+        return self.tags.stale
+
+    def login(self, user: str, password: str) -> Reply:
+        assert self.bridge is not None
+        self._t_login = time.perf_counter()
+        return self.bridge.login(user, password)
+
+    def logout(self) -> None:
+        if self.bridge is not None:
+            self.bridge.logout()
+        self.session = Session()
+        self.sessionChanged.emit()
+
+    def _on_logged_in(self, info: dict[str, Any]) -> None:
+        first = not self.session.logged_in
+        self.session.user = str(info.get("user", ""))
+        self.session.role = str(info.get("role", ""))
+        self.session.expires_ms = int(info.get("expires_ms", 0))
+        if first:
+            self.start()
+
+    def start(self) -> None:
+        """After the first login: who am I, the city, the vocabulary, then the channels."""
+        assert self.bridge is not None
+        self.bridge.get("/auth/me").finished.connect(self._on_me)
+        self.bridge.get("/config").finished.connect(self._on_config)
+        self.bridge.get("/equipment", limit=50_000).finished.connect(self._on_equipment)
+        self.load_vocabulary()
+        self.refresh_health()
+        self._health_timer.start()
+
+    def _on_me(self, r: Reply) -> None:
+        if r.ok and isinstance(r.data, dict):
+            self.session = Session(str(r.data["user"]), str(r.data["role"]), frozenset(r.data.get("permissions", [])),
+                                   int(r.data.get("expires_ms", 0)))
+            self.sessionChanged.emit()
+
+    def _on_config(self, r: Reply) -> None:
+        if r.ok and isinstance(r.data, dict):
+            self.config_info = r.data
+
+    def load_vocabulary(self) -> None:
+        if self.bridge is None:
+            return
+
+        def done(r: Reply) -> None:
+            if r.ok and isinstance(r.data, dict):
+                self.vocabulary, self.vocabulary_error = r.data, ""
+            else:
+                self.vocabulary, self.vocabulary_error = {}, r.why()
+            self.vocabularyChanged.emit()
+
+        self.bridge.get("/commands/vocabulary").finished.connect(done)
+
+    def _on_equipment(self, r: Reply) -> None:
+        if not r.ok:
+            self.message.emit(f"cannot load the equipment list: {r.why()}")
+            return
+        self.set_equipment([EquipmentInfo.from_json(d) for d in r.data.get("equipment", [])])
+        self.timings["equipment_s"] = time.perf_counter() - self._t_login
+        assert self.bridge is not None
+        self.bridge.set_channel("city", {"tags": self.map.patterns(), "alarms": True})
+        self._resubscribe_focus()
+
+    def set_equipment(self, items: list[EquipmentInfo]) -> None:
+        self.registry = Registry(items)
+        self.map = MapModel(items)
+        problems = check_against(self.layouts, [(e.id, e.template) for e in items])
+        if problems:
+            self.layout_problems = list(self.layout_problems) + problems
+            for p in problems:
+                log.warning("layouts: %s", p)
+        self.equipmentLoaded.emit()
+
+    # ------------------------------------------------------------------ data from the bridge
+    def pull(self) -> None:
+        assert self.bridge is not None
+        up = self.bridge.take()
+        self.feed(list(up.rows.values()), up.alarm_snapshot, up.alarm_events)
+        for m in up.messages:
+            self.message.emit(f"server: {m.get('what')}: {m.get('why')}")
+        if up.snapshots and "first_snapshot_s" not in self.timings and self._t_login:
+            self.timings["first_snapshot_s"] = time.perf_counter() - self._t_login
+
+    def feed(self, rows: list[list[Any]], alarm_snapshot: list[dict[str, Any]] | None = None,
+             alarm_events: Iterable[dict[str, Any]] = ()) -> None:
+        """Apply rows and alarms (from the bridge, or directly in widget tests) and notify the widgets."""
+        for r in rows[:5000]:
+            self.registry.learn_prefix(r[0])
+        changed = self.tags.apply_rows(rows) if rows else set()
+        delta = self.map.apply_rows(rows) if rows else MapDelta()
+        touched: set[str] | None = set()
+        events = list(alarm_events)
+        if alarm_snapshot is not None:
+            self.alarms.replace(alarm_snapshot)
+            touched = None
+        if events:
+            t = self.alarms.apply(events)
+            if touched is not None:
+                touched |= t
+        if alarm_snapshot is not None or events:
+            ad = self.map.set_alarm_levels(self.alarms.equipment_levels(touched), touched)
+            if ad.equipment.size:
+                import numpy as np
+
+                delta.equipment = np.union1d(delta.equipment, ad.equipment)
+        if changed:
+            self.tagsChanged.emit(changed)
+        if delta:
+            self.mapChanged.emit(delta)
+        if alarm_snapshot is not None or events:
+            self.alarmsChanged.emit()
+
+    def _on_connection(self, state: str, detail: str) -> None:
+        self.state, self.state_detail = state, detail
+        stale = state != "online"
+        if stale != self.tags.stale:
+            self.tags.stale = stale
+            self.staleChanged.emit(stale)
+        self.connectionChanged.emit(state, detail)
+        if state == "logged_out":
+            self.session = Session()
+            self.sessionChanged.emit()
+
+    def set_stale(self, stale: bool) -> None:
+        """For widget tests without a bridge."""
+        self._on_connection("online" if not stale else "reconnecting", "" if not stale else "test")
+
+    # ------------------------------------------------------------------ interests (focus channel)
+    def set_interest(self, owner: str, tags: Iterable[str] = (), equipment: Iterable[str] = ()) -> None:
+        """What one display needs live (globs and equipment ids); the focus channel subscribes to the union."""
+        new = (frozenset(tags), frozenset(equipment))
+        if self._interests.get(owner) == new:
+            return
+        if not new[0] and not new[1]:
+            self._interests.pop(owner, None)
+        else:
+            self._interests[owner] = new
+        self._resubscribe_focus()
+
+    def _resubscribe_focus(self) -> None:
+        if self.bridge is None or not len(self.registry):
+            return
+        tags = sorted({t for ts, _ in self._interests.values() for t in ts})[:1000]
+        eqs = sorted({e for _, es in self._interests.values() for e in es})[:1000]
+        if tags or eqs:
+            self.bridge.set_channel("focus", {"tags": tags, "equipment": eqs, "alarms": False})
+        else:
+            self.bridge.set_channel("focus", None)
+
+    # ------------------------------------------------------------------ health
+    def refresh_health(self) -> None:
+        if self.bridge is None:
+            return
+
+        def done(r: Reply) -> None:
+            if r.ok and isinstance(r.data, dict):
+                self.health = r.data
+                self.healthChanged.emit(r.data)
+
+        self.bridge.get("/health").finished.connect(done)
+
+    def subsystem(self, name: str) -> tuple[str, str]:
+        """(status, detail) of a server subsystem from the last /health ("unknown" before the first)."""
+        s = (self.health.get("subsystems") or {}).get(name)
+        if not isinstance(s, dict):
+            return ("unknown", "")
+        return (str(s.get("status", "unknown")), str(s.get("detail", "")))
+
+    # ------------------------------------------------------------------ actions (return Replies)
+    def _offline(self, method: str, path: str) -> Reply:
+        r = Reply(method, path)
+        r.error, r.code, r.done = "not connected to a server", "offline", True
+        QTimer.singleShot(0, lambda: r.finished.emit(r))
+        return r
+
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Reply:
+        if self.bridge is None:
+            return self._offline(method, path)
+        if method == "GET":
+            return self.bridge.get(path, **params)
+        return self.bridge.request(method, path, params=params or None,
+                                   json_body=body if body is not None else {})
+
+    def ack(self, ids: list[str], comment: str = "") -> Reply:
+        return self.call("POST", "/alarms/ack", {"ids": ids, "comment": comment})
+
+    def shelve(self, alarm_id: str, reason: str, duration_s: float | None, one_shot: bool = False) -> Reply:
+        body: dict[str, Any] = {"reason": reason, "one_shot": one_shot}
+        if duration_s:
+            body["duration_s"] = duration_s
+        return self.call("POST", f"/alarms/{alarm_id}/shelve", body)
+
+    def alarm_action(self, alarm_id: str, action: str, body: dict[str, Any]) -> Reply:
+        """unshelve | suppress | unsuppress | out-of-service | return-to-service | reset."""
+        return self.call("POST", f"/alarms/{alarm_id}/{action}", body)
+
+    def domain_of(self) -> dict[str, str]:
+        return {e.id: e.domain for e in self.registry.items.values()}

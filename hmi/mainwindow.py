@@ -1,0 +1,204 @@
+"""The operator console window: banner always on top, navigation, the displays.
+
+    ┌ Banner: P1..P4 unack/active · shelved · suppressed · OOS · newest P1 ▶ · ONLINE/STALE · user ┐
+    ├ [Overview L1] [Traffic] [Lighting] [Buildings] [Cameras] [Parking] [Bollards] [Panels]       │
+    │ [Vehicles] [Alarms] [Journal] [Trends] [Approvals] [Crisis] [Diagnostics L4]   [Log out]     │
+    ├──────────────────────────────────────────────────────────────────────────────────────────────┤
+    │ QStackedWidget: one page per display; "equipment" = the current Level-3 display              │
+    └ status bar: last message ─────────────────────────────────────────────────────────────────────┘
+
+Navigation: any alarm → its equipment in ≤ 2 clicks (select + "Open equipment", or double click;
+the banner's newest P1 in one click); a map marker → double click.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hmi import style
+from hmi.alarms_view import AlarmList, Banner
+from hmi.area_views import CorridorView, EquipmentTable, VehiclesView
+from hmi.bridge import Reply
+from hmi.commands_view import ApprovalInbox, CrisisPanel
+from hmi.console import ConsoleModel
+from hmi.diagnostics import Diagnostics
+from hmi.equipment_views import EquipmentDisplay
+from hmi.journal_view import JournalView
+from hmi.overview import Overview
+from hmi.trends_view import TrendView
+
+
+class LoginDialog(QDialog):
+    """User + password; the server's refusal (wrong password, lock-out with its delay) is shown as is."""
+
+    def __init__(self, console: ConsoleModel, user: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.console = console
+        self.setWindowTitle("Log in — city supervisory console")
+        self.user = QLineEdit(user)
+        self.password = QLineEdit()
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        server = QLabel(console.bridge.url if console.bridge else "(no server)")
+        form = QFormLayout(self)
+        form.addRow("server", server)
+        form.addRow("user", self.user)
+        form.addRow("password", self.password)
+        form.addRow(self.error)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        assert ok is not None
+        ok.setText("Log in")
+        self.buttons.accepted.connect(self.submit)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)
+        if user:
+            self.password.setFocus()
+
+    def submit(self) -> Reply | None:
+        if not self.user.text().strip() or not self.password.text():
+            self.error.setText("enter a user name and a password")
+            return None
+        self.error.setText("logging in…")
+        self.buttons.setEnabled(False)
+        r = self.console.login(self.user.text().strip(), self.password.text())
+        r.finished.connect(self._answer)
+        return r
+
+    def _answer(self, r: Reply) -> None:
+        self.buttons.setEnabled(True)
+        if r.ok:
+            self.password.clear()
+            self.accept()
+        else:
+            self.error.setText(f"refused: {r.why()}")
+
+
+NAV = (("overview", "Overview (L1)"), ("traffic", "Traffic"), ("lighting", "Lighting"), ("buildings", "Buildings"),
+       ("cameras", "Cameras"), ("parking", "Parking"), ("bollards", "Bollards"), ("panels", "Panels"),
+       ("vehicles", "Vehicles"), ("alarms", "Alarms"), ("journal", "Journal"), ("trends", "Trends"),
+       ("approvals", "Approvals"), ("crisis", "Crisis plans"), ("diagnostics", "Diagnostics (L4)"))
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, console: ConsoleModel) -> None:
+        super().__init__()
+        self.console = console
+        self.setWindowTitle("City supervisory console")
+        self.setStyleSheet(style.stylesheet())
+        self.banner = Banner(console)
+        self.stack = QStackedWidget()
+        self.pages: dict[str, QWidget] = {}
+        self.overview = Overview(console)
+        self.alarm_list = AlarmList(console)
+        self.journal = JournalView(console)
+        self.trends = TrendView(console)
+        self.approvals = ApprovalInbox(console)
+        self.crisis = CrisisPanel(console)
+        self.diagnostics = Diagnostics(console)
+        self.corridors = CorridorView(console)
+        self.pages.update(overview=self.overview, traffic=self.corridors, alarms=self.alarm_list,
+                          journal=self.journal, trends=self.trends, approvals=self.approvals, crisis=self.crisis,
+                          diagnostics=self.diagnostics)
+        lay = console.layouts
+        for key in ("lighting", "buildings", "cameras", "parking", "bollards", "panels", "vehicles"):
+            spec = lay.view(key)
+            if spec is None:
+                self.pages[key] = QLabel(f"no '{key}' view in {lay.file}")
+            elif key == "vehicles":
+                self.pages[key] = VehiclesView(console, spec)
+            else:
+                self.pages[key] = EquipmentTable(console, spec)
+        for w in self.pages.values():
+            self.stack.addWidget(w)
+        self.equipment: EquipmentDisplay | None = None
+        self.nav_buttons: dict[str, QPushButton] = {}
+        nav = QHBoxLayout()
+        nav.setSpacing(2)
+        for key, text in NAV:
+            b = QPushButton(text)
+            b.setCheckable(True)
+            b.clicked.connect(lambda _=False, k=key: self.show_page(k))
+            self.nav_buttons[key] = b
+            nav.addWidget(b)
+        nav.addStretch(1)
+        self.logout_btn = QPushButton("Log out")
+        self.logout_btn.clicked.connect(self.logout)
+        nav.addWidget(self.logout_btn)
+        central = QWidget()
+        v = QVBoxLayout(central)
+        v.setContentsMargins(4, 4, 4, 4)
+        v.addWidget(self.banner)
+        v.addLayout(nav)
+        v.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self.status = self.statusBar()
+        console.message.connect(lambda t: self.status.showMessage(t, 15000) if self.status else None)
+        console.openEquipment.connect(self.open_equipment)
+        console.openTrend.connect(self.open_trend)
+        console.connectionChanged.connect(self._connection)
+        if lay.file and console.layout_problems:
+            console.message.emit(f"layouts: {len(console.layout_problems)} problem(s): "
+                                 + "; ".join(str(p) for p in console.layout_problems[:3]))
+        self.show_page("overview")
+        self.resize(1600, 960)
+
+    def show_page(self, key: str) -> QWidget:
+        w = self.pages[key] if key != "equipment" else self.equipment
+        assert w is not None
+        self.stack.setCurrentWidget(w)
+        for k, b in self.nav_buttons.items():
+            b.setChecked(k == key)
+        self.current = key
+        return w
+
+    def open_equipment(self, eq_id: str) -> EquipmentDisplay:
+        if self.equipment is not None:
+            self.stack.removeWidget(self.equipment)
+            self.equipment.hide()
+            self.equipment.deleteLater()
+        self.equipment = EquipmentDisplay(self.console, eq_id)
+        self.equipment.diagnostics.connect(self.open_diagnostics)
+        self.stack.addWidget(self.equipment)
+        self.show_page("equipment")
+        self.overview.select(eq_id) if eq_id in self.console.map.index else None
+        return self.equipment
+
+    def open_trend(self, tags: list[str]) -> None:
+        self.trends.set_tags(tags)
+        self.show_page("trends")
+
+    def open_diagnostics(self, eq_id: str) -> None:
+        self.show_page("diagnostics")
+        self.diagnostics.show_equipment(eq_id)
+        self.console.refresh_health()
+
+    def _connection(self, state: str, detail: str) -> None:
+        if self.status is not None:
+            self.status.showMessage(f"{state}: {detail}" if detail else state, 10000)
+
+    def logout(self) -> None:
+        self.console.logout()
+        self.close()
+
+    def closeEvent(self, ev: Any) -> None:
+        super().closeEvent(ev)
+
+
+__all__ = ["LoginDialog", "MainWindow", "Qt"]

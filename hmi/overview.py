@@ -1,0 +1,376 @@
+"""Level 1 — the city overview: every equipment and luminaire on a map drawn from their coordinates.
+
+    ┌ pg.GraphicsView ─ ViewBox (aspect locked, wheel zoom, drag pan) ─────────────┬ side panel ────────┐
+    │  luminaires     one ScatterPlotItem, 'o' 4 px       ← recoloured per spot     │ legend (shapes)    │
+    │  equipment      one ScatterPlotItem, shape = type   ← recoloured per spot     │ alarms per domain  │
+    │  vehicles       small item, moved when they move                              │ selected equipment │
+    │  alarm marks    priority shape + number next to the equipment                 │  [Open display]    │
+    │  commune names  with their alarm counts "■1 2 ▲2 5"                           │ [Fit]              │
+    │  stale overlay  hatched + "DATA STALE" while the console is disconnected      │                    │
+    └──────────────────────────────────────────────────────────────────────────────┴────────────────────┘
+
+Colour appears only when abnormal: normal markers are grey; a marker takes its worst alarm's
+priority colour (with the priority mark beside it), white when abnormal without an alarm, hatched
+grey when its state is unknown. No command buttons on this level (ISA-101): a click selects, a
+double click or "Open display" goes to the equipment's Level-3 display.
+
+Deltas recolour only the changed spots (:func:`recolour`): the brush/pen columns of the changed rows
+are replaced from a small table of shared QBrush objects and only those rows are re-looked-up in the
+symbol atlas — O(changed), so a 1 % delta on 34,000 luminaires costs a few milliseconds plus one
+repaint. See bench/bench_hmi.py for the numbers and the naive baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyqtgraph as pg
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QPainter, QPaintEvent
+from PyQt6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hmi import qtstyle, style
+from hmi.console import ConsoleModel
+from hmi.models.mapmodel import KIND_CODE, KINDS, MapDelta
+
+I64 = npt.NDArray[np.int64]
+
+
+class StaleOverlay(QWidget):
+    """A see-through hatch with a clear message, laid over a display while its data is stale."""
+
+    def __init__(self, parent: QWidget, text: str = "DATA STALE — reconnecting to the server") -> None:
+        super().__init__(parent)
+        self.text = text
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.hide()
+
+    def paintEvent(self, ev: QPaintEvent | None) -> None:
+        p = QPainter(self)
+        c = QColor(style.UNKNOWN_LINE)
+        c.setAlpha(90)
+        p.fillRect(self.rect(), pg.mkBrush(c))
+        p.fillRect(self.rect(), pg.QtGui.QBrush(QColor(0, 0, 0, 60), Qt.BrushStyle.BDiagPattern))
+        f = QFont()
+        f.setPointSize(18)
+        f.setBold(True)
+        p.setFont(f)
+        box = QRectF(self.rect()).adjusted(40, 40, -40, -40)
+        p.setPen(QColor("#000000"))
+        p.setBrush(QColor("#ffffff"))
+        r = p.boundingRect(box, Qt.AlignmentFlag.AlignCenter, self.text).adjusted(-16, -10, 16, 10)
+        p.drawRect(r)
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, self.text)
+        p.end()
+
+
+def brush_table(normal_hex: str) -> npt.NDArray[np.object_]:
+    return np.array([qtstyle.code_brush(c, normal_hex) for c in range(style.N_CODES)], dtype=object)
+
+
+def pen_table() -> npt.NDArray[np.object_]:
+    return np.array([qtstyle.code_pen(c) for c in range(style.N_CODES)], dtype=object)
+
+
+def recolour(item: pg.ScatterPlotItem, idx: I64, codes: npt.NDArray[np.uint8], brushes: npt.NDArray[np.object_],
+             pens: npt.NDArray[np.object_]) -> None:
+    """Restyle only the spots ``idx`` (vectorised column writes, atlas look-up of those rows only)."""
+    if idx.size == 0:
+        return
+    data = item.data
+    data["brush"][idx] = brushes[codes]
+    data["pen"][idx] = pens[codes]
+    data["sourceRect"][idx] = 0
+    item.updateSpots(data)  # re-looks-up only rows whose sourceRect width is 0
+
+
+class MapView(pg.GraphicsView):
+    """The map canvas (its own class so clicks map to scene coordinates)."""
+
+    clicked = pyqtSignal(float, float, bool)  # x, y in metres, double
+
+    def __init__(self) -> None:
+        super().__init__(background=style.BACKGROUND)
+        self.vb = pg.ViewBox(lockAspect=True, enableMenu=False)
+        self.vb.setBackgroundColor(style.BACKGROUND)
+        self.setCentralItem(self.vb)
+        self.scene().sigMouseClicked.connect(self._click)
+
+    def _click(self, ev: Any) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        p = self.vb.mapSceneToView(ev.scenePos())
+        self.clicked.emit(float(p.x()), float(p.y()), bool(ev.double()))
+
+
+class Overview(QWidget):
+    """Level 1. Takes the console model; redraws from its signals."""
+
+    selected = pyqtSignal(str)
+
+    def __init__(self, console: ConsoleModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.console = console
+        self.selection: str | None = None
+        self.view = MapView()
+        self.vb = self.view.vb
+        self.lum_item = pg.ScatterPlotItem(pxMode=True, size=4, symbol="o")
+        self.eq_item = pg.ScatterPlotItem(pxMode=True)
+        self.veh_item = pg.ScatterPlotItem(pxMode=True)
+        self.mark_item = pg.ScatterPlotItem(pxMode=True)
+        self.sel_item = pg.ScatterPlotItem(pxMode=True, size=26, symbol="o", brush=None,
+                                           pen=pg.mkPen("#000000", width=2))
+        for it in (self.lum_item, self.eq_item, self.veh_item, self.mark_item, self.sel_item):
+            self.vb.addItem(it)
+        self.lum_item.setZValue(1)
+        self.eq_item.setZValue(2)
+        self.veh_item.setZValue(3)
+        self.mark_item.setZValue(4)
+        self.sel_item.setZValue(5)
+        self._labels: dict[str, pg.TextItem] = {}
+        self._lum_brushes = brush_table(style.LUMINAIRE)
+        self._eq_brushes = brush_table(style.EQUIPMENT)
+        self._pens = pen_table()
+        self._veh_idx = np.zeros(0, dtype=np.int64)
+        self._eq_idx = np.zeros(0, dtype=np.int64)  # equipment index → spot index in eq_item (-1: vehicle)
+        self._eq_spot = np.zeros(0, dtype=np.int64)
+        self.paints = 0
+
+        # side panel
+        self.legend = QLabel()
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setText(self._legend_html())
+        self.domains = QTableWidget(0, 5)
+        self.domains.setHorizontalHeaderLabels(["domain", *[style.PRIORITIES[p].symbol + str(p) for p in (1, 2, 3, 4)]])
+        self.domains.verticalHeader().setVisible(False)
+        self.domains.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.domains.setMaximumHeight(230)
+        self.info = QLabel("Click a marker to select it.")
+        self.info.setWordWrap(True)
+        self.open_btn = QPushButton("Open display")
+        self.open_btn.setEnabled(False)
+        self.open_btn.setToolTip("select an equipment first")
+        self.open_btn.clicked.connect(lambda: self.selection and self.console.openEquipment.emit(self.selection))
+        fit = QPushButton("Fit city")
+        fit.clicked.connect(self.fit)
+        side = QVBoxLayout()
+        side.addWidget(QLabel("<b>Level 1 — city overview</b>"))
+        side.addWidget(self.legend)
+        side.addWidget(QLabel("<b>Annunciated alarms per domain</b>"))
+        side.addWidget(self.domains)
+        side.addWidget(QLabel("<b>Selection</b>"))
+        side.addWidget(self.info)
+        side.addWidget(self.open_btn)
+        side.addStretch(1)
+        side.addWidget(fit)
+        panel = QWidget()
+        panel.setLayout(side)
+        panel.setFixedWidth(270)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(panel)
+        self.overlay = StaleOverlay(self.view)
+
+        console.equipmentLoaded.connect(self.rebuild)
+        console.mapChanged.connect(self.on_delta)
+        console.alarmsChanged.connect(self.on_alarms)
+        console.staleChanged.connect(self.on_stale)
+        self.view.clicked.connect(self.on_click)
+        self.vb.sigRangeChanged.connect(lambda *_: self._offset_marks())
+        self.on_stale(console.stale)
+        if len(console.registry):
+            self.rebuild()
+
+    # ------------------------------------------------------------------ drawing
+    def _legend_html(self) -> str:
+        glyph = {"o": "●", "s": "■", "+": "✚", "t1": "▲", "d": "◆", "h": "⬢", "t": "▼", "p": "⬟", "star": "★"}
+        rows = [f"{glyph.get(sym, '•')} {text}" for k, (sym, _, text) in style.KIND_SYMBOLS.items() if k != "other"]
+        rows.append("grey = normal · white = abnormal · hatched = unknown")
+        rows.append("colour + shape + number = alarm priority")
+        return "<br>".join(rows)
+
+    def rebuild(self) -> None:
+        """Full redraw (after the equipment list or new luminaires): the only non-incremental path."""
+        m = self.console.map
+        kinds = m.eq_kind
+        is_vehicle = kinds == KIND_CODE["vehicle"]
+        self._veh_idx = np.flatnonzero(is_vehicle)
+        self._eq_idx = np.flatnonzero(~is_vehicle)
+        self._eq_spot = np.full(len(m.equipment), -1, dtype=np.int64)
+        self._eq_spot[self._eq_idx] = np.arange(self._eq_idx.size)
+        symbols = np.array([style.KIND_SYMBOLS[KINDS[k]][0] for k in kinds.tolist()], dtype=object)
+        sizes = np.array([style.KIND_SYMBOLS[KINDS[k]][1] for k in kinds.tolist()], dtype=float)
+        codes = m.eq_code
+        self.eq_item.setData(x=m.eq_x[self._eq_idx], y=m.eq_y[self._eq_idx], symbol=list(symbols[self._eq_idx]),
+                             size=sizes[self._eq_idx], brush=list(self._eq_brushes[codes[self._eq_idx]]),
+                             pen=list(self._pens[codes[self._eq_idx]]))
+        self._draw_vehicles()
+        self._draw_luminaires()
+        self._draw_labels()
+        self.on_alarms()
+        self.fit()
+
+    def _draw_luminaires(self) -> None:
+        m = self.console.map
+        self.lum_item.setData(x=m.lum_x, y=m.lum_y, brush=list(self._lum_brushes[m.lum_code]),
+                              pen=list(self._pens[m.lum_code]), size=4, symbol="o")
+
+    def _draw_vehicles(self) -> None:
+        m = self.console.map
+        v = self._veh_idx
+        sym, size, _ = style.KIND_SYMBOLS["vehicle"]
+        self.veh_item.setData(x=m.eq_x[v], y=m.eq_y[v], symbol=sym, size=size,
+                              brush=list(self._eq_brushes[m.eq_code[v]]), pen=list(self._pens[m.eq_code[v]]))
+
+    def _draw_labels(self) -> None:
+        for item in self._labels.values():
+            self.vb.removeItem(item)
+        self._labels = {}
+        for name, x, y in self.console.map.commune_anchors():
+            t = pg.TextItem(name, color=style.COMMUNE_TEXT, anchor=(0.5, 1.0))
+            f = QFont()
+            f.setPointSize(8)
+            t.setFont(f)
+            t.setPos(x, y)
+            t.setZValue(6)
+            self.vb.addItem(t)
+            self._labels[name] = t
+
+    def fit(self) -> None:
+        x0, y0, x1, y1 = self.console.map.bounds()
+        pad = max(x1 - x0, y1 - y0) * 0.04 + 100
+        self.vb.setRange(QRectF(x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad), padding=0)
+
+    # ------------------------------------------------------------------ deltas
+    def on_delta(self, d: MapDelta) -> None:
+        m = self.console.map
+        if d.rebuilt:
+            self._draw_luminaires()
+        elif d.luminaires.size:
+            recolour(self.lum_item, d.luminaires, m.lum_code[d.luminaires], self._lum_brushes, self._pens)
+        if d.equipment.size:
+            spots = self._eq_spot[d.equipment] if self._eq_spot.size else np.zeros(0, dtype=np.int64)
+            fixed = d.equipment[spots >= 0]
+            recolour(self.eq_item, spots[spots >= 0], m.eq_code[fixed], self._eq_brushes, self._pens)
+            if (spots < 0).any():
+                self._draw_vehicles()
+        if d.moved:
+            self._draw_vehicles()
+            self._draw_marks()
+            self._draw_selection()
+
+    def on_alarms(self) -> None:
+        self._draw_marks()
+        self._draw_counts()
+
+    def _draw_marks(self) -> None:
+        """Alarm indicators: the worst priority's shape with its number, beside each alarmed equipment."""
+        m = self.console.map
+        levels = m.eq_alarm
+        idx = np.flatnonzero(levels)
+        if idx.size == 0:
+            self.mark_item.setData([])
+            return
+        pr = levels[idx].astype(int)
+        self.mark_item.setData(
+            x=m.eq_x[idx], y=m.eq_y[idx], size=15,
+            symbol=[qtstyle.priority_symbol(int(p)) for p in pr.tolist()],
+            brush=[qtstyle.brush(style.ALARM_COLOURS[int(p)]) for p in pr.tolist()],
+            pen=[qtstyle.pen("#000000", 1.0)] * idx.size)
+        self._offset_marks()
+
+    def _offset_marks(self) -> None:
+        # the marks sit up-right of their equipment, a fixed number of pixels away whatever the zoom
+        px = self.vb.viewPixelSize()
+        self.mark_item.setPos(px[0] * 11, px[1] * 11)
+
+    def _draw_counts(self) -> None:
+        counts = self.console.alarms.counts_by("commune")
+        for name, item in self._labels.items():
+            c = counts.get(name)
+            parts = [f"{style.PRIORITIES[p].symbol}{p}×{n}" for p, n in sorted((c or {}).items()) if n]
+            item.setText(name + ("  " + " ".join(parts) if parts else ""))
+        by_domain = self.console.alarms.counts_by("domain", self.console.domain_of())
+        domains = sorted({e.domain for e in self.console.registry.items.values()} | set(by_domain))
+        self.domains.setRowCount(len(domains))
+        for r, d in enumerate(domains):
+            self.domains.setItem(r, 0, QTableWidgetItem(d or "(other)"))
+            c = by_domain.get(d, {})
+            for p in (1, 2, 3, 4):
+                n = c.get(p, 0)
+                it = QTableWidgetItem(str(n) if n else "")
+                it.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if n:
+                    it.setIcon(qtstyle.priority_icon(p))
+                self.domains.setItem(r, p, it)
+        self.domains.resizeColumnsToContents()
+
+    def on_stale(self, stale: bool) -> None:
+        self.overlay.setVisible(stale and len(self.console.registry) > 0)
+        self.overlay.resize(self.view.size())
+
+    def resizeEvent(self, ev: Any) -> None:
+        super().resizeEvent(ev)
+        self.overlay.resize(self.view.size())
+
+    # ------------------------------------------------------------------ selection
+    def on_click(self, x: float, y: float, double: bool) -> None:
+        px = self.vb.viewPixelSize()
+        eq = self.console.map.pick(x, y, max(px) * 9)
+        self.select(eq)
+        if eq and double:
+            self.console.openEquipment.emit(eq)
+
+    def select(self, eq: str | None) -> None:
+        self.selection = eq
+        self._draw_selection()
+        if eq is None:
+            self.info.setText("Click a marker to select it.")
+            self.open_btn.setEnabled(False)
+            return
+        e = self.console.registry.get(eq)
+        alarms = self.console.alarms.of_equipment(eq)
+        lines = [f"<b>{eq}</b> — {e.template.replace('_', ' ') if e else ''}", f"{e.commune if e else ''}"]
+        for a in alarms[:4]:
+            lines.append(f"{style.priority_text(a.priority)}: {a.message}")
+        if not alarms:
+            lines.append("no alarm")
+        self.info.setText("<br>".join(lines))
+        self.open_btn.setEnabled(True)
+        self.open_btn.setToolTip("")
+        self.selected.emit(eq)
+
+    def _draw_selection(self) -> None:
+        m = self.console.map
+        i = m.index.get(self.selection or "")
+        if i is None:
+            self.sel_item.setData([])
+        else:
+            self.sel_item.setData(x=[m.eq_x[i]], y=[m.eq_y[i]])
+
+    def center_on(self, eq: str) -> None:
+        m = self.console.map
+        i = m.index.get(eq)
+        if i is not None:
+            self.vb.setRange(QRectF(m.eq_x[i] - 600, m.eq_y[i] - 400, 1200, 800), padding=0)
+            self.select(eq)
+
+    def point_of(self, eq: str) -> QPointF | None:
+        """Widget coordinates of an equipment marker (tests click there)."""
+        m = self.console.map
+        i = m.index.get(eq)
+        if i is None:
+            return None
+        scene = self.vb.mapViewToScene(QPointF(float(m.eq_x[i]), float(m.eq_y[i])))
+        return QPointF(self.view.mapFromScene(scene))

@@ -1,0 +1,223 @@
+"""Trends (pyqtgraph): any tags, historical (decimated queries) + live, pan/zoom in time, cursor read-out.
+
+    [tag ______] [Add] [range: 15 min | 1 h | 8 h | 24 h | 7 d] [Live ✓]
+    ┌ PlotWidget, DateAxisItem (local time) ────────────────────────────────────────────┐
+    │ one curve per tag; NaN where quality is not good → the curve breaks; bad-quality    │
+    │ spans hatched grey (a gap is never drawn as a flat line)                            │
+    │ vertical cursor: read-out of every curve at that time (value + quality)             │
+    └─────────────────────────────────────────────────────────────────────────────────────┘
+    pan/zoom → after 300 ms of rest, GET /history/decimated?tag&start&end&pixels=<plot width>
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtGui import QBrush, QColor
+from PyQt6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from hmi import style
+from hmi.bridge import Reply
+from hmi.console import ConsoleModel
+from hmi.models import trends as tm
+from hmi.models.journal import PARIS
+
+# trend pens: greys and dark tones only (no alarm hue)
+PENS = ["#111111", "#3b3b8f", "#2f6f4f", "#6b4a2b", "#555555", "#4b2f6f"]
+RANGES = {"15 min": 900, "1 h": 3600, "8 h": 8 * 3600, "24 h": 86400, "7 d": 7 * 86400}
+
+
+class TrendView(QWidget):
+    def __init__(self, console: ConsoleModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.console = console
+        self.tag_box = QLineEdit()
+        self.tag_box.setPlaceholderText("full tag name, e.g. dijon/lighting/C0001/power")
+        self.tag_box.returnPressed.connect(lambda: self.add(self.tag_box.text().strip()))
+        add = QPushButton("Add")
+        add.clicked.connect(lambda: self.add(self.tag_box.text().strip()))
+        clear = QPushButton("Clear")
+        clear.clicked.connect(self.clear)
+        self.range_box = QComboBox()
+        self.range_box.addItems(list(RANGES))
+        self.range_box.setCurrentText("1 h")
+        self.range_box.currentTextChanged.connect(lambda _t: self.show_last())
+        self.live = QCheckBox("live")
+        self.live.setChecked(True)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("<b>Trends</b>"))
+        top.addWidget(self.tag_box, 1)
+        for w in (add, clear, self.range_box, self.live):
+            top.addWidget(w)
+        self.plot = pg.PlotWidget(background=style.PANEL, axisItems={"bottom": pg.DateAxisItem(utcOffset=None)})
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.getAxis("left").setPen(pg.mkPen(style.TEXT))
+        self.plot.getAxis("bottom").setPen(pg.mkPen(style.TEXT))
+        self.cursor = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#000000", width=1))
+        self.plot.addItem(self.cursor, ignoreBounds=True)
+        self.cursor.sigPositionChanged.connect(self.read_out)
+        self.readout = QLabel("cursor: —")
+        self.note = QLabel()
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.readout)
+        lay.addWidget(self.note)
+        self.hist: dict[str, tm.Series] = {}
+        self.livebuf: dict[str, tm.Series] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.gap_items: list[pg.LinearRegionItem] = []
+        self._requery = QTimer(self)
+        self._requery.setSingleShot(True)
+        self._requery.setInterval(300)
+        self._requery.timeout.connect(self.query_all)
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(250)
+        self._redraw.timeout.connect(self.draw)
+        self.plot.getViewBox().sigXRangeChanged.connect(lambda *_: self._requery.start())
+        console.tagsChanged.connect(self._live)
+        self.queries = 0
+
+    # ------------------------------------------------------------------ tags
+    def add(self, tag: str) -> None:
+        if not tag or tag in self.curves:
+            return
+        pen = pg.mkPen(PENS[len(self.curves) % len(PENS)], width=1.5)
+        self.curves[tag] = self.plot.plot([], [], pen=pen, name=tag, connect="finite")
+        self.hist[tag] = tm.Series(tag)
+        self.livebuf[tag] = tm.Series(tag)
+        tv = self.console.tags.get(tag)
+        if tv is not None:
+            tm.append_live(self.livebuf[tag], time.time(), tv.value, tv.quality)
+        self.console.set_interest("trends", list(self.curves))
+        if len(self.curves) == 1:
+            self.plot.addLegend()
+        self.show_last()
+
+    def set_tags(self, tags: list[str]) -> None:
+        self.clear()
+        for t in tags:
+            self.add(t)
+
+    def clear(self) -> None:
+        for c in self.curves.values():
+            self.plot.removeItem(c)
+        self.curves, self.hist, self.livebuf = {}, {}, {}
+        self._draw_gaps([])
+        self.console.set_interest("trends")
+
+    # ------------------------------------------------------------------ time range and queries
+    def show_last(self) -> None:
+        span = RANGES.get(self.range_box.currentText(), 3600)
+        now = time.time()
+        self.plot.setXRange(now - span, now + span * 0.02, padding=0)
+        self.query_all()
+
+    def x_range(self) -> tuple[float, float]:
+        (x0, x1), _ = self.plot.getViewBox().viewRange()
+        return float(x0), float(x1)
+
+    def query_all(self) -> None:
+        x0, x1 = self.x_range()
+        px = tm.pixels_for(self.plot.width())
+        for tag in list(self.curves):
+            self.query(tag, x0, x1, px)
+
+    def query(self, tag: str, x0: float, x1: float, pixels: int) -> Reply:
+        start = dt.datetime.fromtimestamp(x0, tz=PARIS).isoformat()
+        end = dt.datetime.fromtimestamp(min(x1, time.time()), tz=PARIS).isoformat()
+        self.queries += 1
+        r = self.console.call("GET", "/history/decimated", tag=tag, start=start, end=end, pixels=pixels)
+        r.finished.connect(lambda rep, t=tag: self._history(t, rep))
+        return r
+
+    def _history(self, tag: str, r: Reply) -> None:
+        if tag not in self.curves:
+            return
+        if not r.ok:
+            self.note.setText(f"history of {tag} unavailable ({r.why()}); showing live values only")
+        else:
+            self.note.setText("")
+            self.hist[tag] = tm.from_points(tag, (r.data or {}).get("points", []), time.time())
+        self.draw()
+
+    def _live(self, names: set[str]) -> None:
+        if not self.live.isChecked() or not self.curves:
+            return
+        now = time.time()
+        hit = False
+        for tag in self.curves:
+            if tag in names:
+                tv = self.console.tags.get(tag)
+                if tv is not None:
+                    tm.append_live(self.livebuf[tag], tv.ts_ms / 1000.0 if tv.ts_ms else now, tv.value, tv.quality)
+                    hit = True
+        if hit and not self._redraw.isActive():
+            self._redraw.start()
+
+    # ------------------------------------------------------------------ drawing
+    def series(self, tag: str) -> tm.Series:
+        return tm.merge(self.hist.get(tag, tm.Series(tag)), self.livebuf.get(tag, tm.Series(tag)))
+
+    def draw(self) -> None:
+        gaps: list[tuple[float, float]] = []
+        for tag, curve in self.curves.items():
+            s = self.series(tag)
+            curve.setData(s.t, s.v, connect="finite")
+            gaps.extend(s.gaps)
+        self._draw_gaps(gaps)
+        self.read_out()
+
+    def _draw_gaps(self, gaps: list[tuple[float, float]]) -> None:
+        for g in self.gap_items:
+            self.plot.removeItem(g)
+        self.gap_items = []
+        brush = QBrush(QColor(style.UNKNOWN_LINE), Qt.BrushStyle.BDiagPattern)
+        for t0, t1 in gaps[:200]:
+            item = pg.LinearRegionItem((t0, max(t1, t0 + 1)), movable=False, brush=brush,
+                                       pen=pg.mkPen(style.UNKNOWN_LINE))
+            item.setZValue(-10)
+            self.plot.addItem(item, ignoreBounds=True)
+            self.gap_items.append(item)
+
+    def read_out(self, *_: Any) -> str:
+        t = float(self.cursor.value())
+        if not self.curves:
+            self.readout.setText("cursor: —")
+            return ""
+        parts = [dt.datetime.fromtimestamp(t, tz=PARIS).strftime("%Y-%m-%d %H:%M:%S")]
+        for tag in self.curves:
+            v, q = tm.read_out(self.series(tag), t)
+            short = tag.rsplit("/", 2)
+            name = "/".join(short[-2:])
+            if v is None:
+                parts.append(f"{name}: {'? ' + q if q else '—'}")
+            else:
+                parts.append(f"{name}: {v:.6g}" + (f" ({q})" if q != "good" else ""))
+        text = "cursor " + " · ".join(parts)
+        self.readout.setText(text)
+        return text
+
+    def showEvent(self, ev: Any) -> None:
+        super().showEvent(ev)
+        _x0, x1 = self.x_range()
+        if not self.curves or x1 < 1e9:
+            self.cursor.setValue(time.time())
+        if self.curves:
+            self.console.set_interest("trends", list(self.curves))
+
+    def hideEvent(self, ev: Any) -> None:
+        super().hideEvent(ev)
+        self.console.set_interest("trends")
+
+    def set_cursor(self, t: float) -> None:
+        self.cursor.setValue(t)
+
+    def points(self, tag: str) -> np.ndarray[Any, Any]:
+        return self.series(tag).v
