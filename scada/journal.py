@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import json
 import logging
 import sqlite3
@@ -410,60 +411,118 @@ class Journal:
             rows.append((e.ts_ns // 1_000_000, ref, int(e.event), e.outcome, int(e.state), int(e.prev_state),
                          int(e.flags), e.value, None if e.quality is None else int(e.quality), e.user, e.comment,
                          e.detail, None if e.until_ns is None else e.until_ns // 1_000_000))
-        first, last = self._insert(rows)
+        first, last = self._insert([("rows", None, rows)])
         return list(range(first, last + 1))
 
     def append_batch(self, batch: JournalBatch) -> tuple[int, int]:
-        """Append a columnar batch (one transaction, durable on return); returns (first id, last id)."""
+        """Append a columnar batch (one transaction, durable on return); returns (first id, last id).
+
+        The engine's storms go through here: consecutive rows sharing time, event, outcome, states, flags
+        and quality (a storm is a few such runs) are written with multi-row INSERTs binding only the
+        alarm ref and the value (sorted by ref inside the run, for the index); anything else row by row.
+        """
         n = len(batch)
         if n == 0:
             return (0, -1)
-        ts = (np.asarray(batch.ts_ns, dtype=np.int64) // 1_000_000).tolist()
-        ref = [None if r <= 0 else r for r in batch.ref.tolist()]
-        value = batch.value.tolist() if isinstance(batch.value, np.ndarray) else list(batch.value)
-        value = [None if isinstance(v, float) and v != v else v for v in value]
-        quality = batch.quality.tolist()
-        event = batch.event.tolist()
-        state = batch.state.tolist()
-        prev = batch.prev_state.tolist()
-        flags = batch.flags.tolist()
-        outcome = [DONE] * n if batch.outcome is None else batch.outcome.tolist()
-        detail = [None] * n if batch.detail is None else list(batch.detail)
-        until = [None] * n if batch.until_ns is None else \
-            [None if u <= 0 else u // 1_000_000 for u in batch.until_ns.tolist()]
+        ts = np.asarray(batch.ts_ns, dtype=np.int64) // 1_000_000
+        ref = np.asarray(batch.ref, dtype=np.int64)
+        outcome = np.zeros(n, dtype=np.int64) if batch.outcome is None else np.asarray(batch.outcome, np.int64)
+        key = np.stack([ts, np.asarray(batch.event, np.int64), outcome, np.asarray(batch.state, np.int64),
+                        np.asarray(batch.prev_state, np.int64), np.asarray(batch.flags, np.int64),
+                        np.asarray(batch.quality, np.int64)])
+        plain = batch.user is None and batch.comment is None and batch.detail is None and \
+            (batch.until_ns is None or not bool((np.asarray(batch.until_ns) > 0).any())) and \
+            isinstance(batch.value, np.ndarray) and bool((ref > 0).all())
+        if isinstance(batch.value, np.ndarray):
+            vals = batch.value.astype(object)
+            vals[np.isnan(batch.value)] = None
+            value: list[Any] = vals.tolist()
+        else:
+            value = [None if isinstance(v, float) and v != v else v for v in batch.value]
+        runs: list[tuple[str, Any, Any]] = []
+        if plain:
+            cuts = np.flatnonzero((key[:, 1:] != key[:, :-1]).any(axis=0)) + 1
+            bounds = [0, *cuts.tolist(), n]
+            for lo, hi in itertools.pairwise(bounds):
+                if hi - lo >= self._FAST_MIN:
+                    order = np.argsort(ref[lo:hi], kind="stable") + lo
+                    pairs = np.empty(2 * (hi - lo), dtype=object)
+                    pairs[0::2] = ref[order].tolist()
+                    pairs[1::2] = [value[i] for i in order.tolist()]
+                    runs.append(("fast", tuple(key[:, lo].tolist()), pairs.tolist()))
+                else:
+                    runs.append(("rows", None, self._rows(batch, key, value, lo, hi)))
+        else:
+            runs.append(("rows", None, self._rows(batch, key, value, 0, n)))
+        return self._insert(runs)
+
+    def _rows(self, batch: JournalBatch, key: npt.NDArray[np.int64], value: list[Any], lo: int, hi: int
+              ) -> list[tuple[Any, ...]]:
+        k = key[:, lo:hi].tolist()
+        ref = [None if r <= 0 else r for r in batch.ref[lo:hi].tolist()]
+        detail = [None] * (hi - lo) if batch.detail is None else list(batch.detail[lo:hi])
+        until = [None] * (hi - lo) if batch.until_ns is None else \
+            [None if u <= 0 else u // 1_000_000 for u in batch.until_ns[lo:hi].tolist()]
         user, comment = batch.user, batch.comment
-        rows = list(zip(ts, ref, event, outcome, state, prev, flags, value, quality, [user] * n, [comment] * n,
-                        detail, until, strict=True))
-        return self._insert(rows)
+        return [(k[0][i], ref[i], k[1][i], k[2][i], k[3][i], k[4][i], k[5][i], value[lo + i], k[6][i], user,
+                 comment, detail[i], until[i]) for i in range(hi - lo)]
 
     _CHUNK = 500  # rows per multi-row INSERT statement (13 parameters each, under SQLite's 32766 limit)
+    _FAST_CHUNK = 1000  # rows per multi-row INSERT of a run (2 parameters each + 7 shared)
+    _FAST_MIN = 64  # a run shorter than this goes row by row
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+    def _insert(self, runs: list[tuple[str, Any, Any]]) -> tuple[int, int]:
         if self.readonly:
             raise StorageError(f"{self.path}: the journal is open read-only")
         width = len(_ROW_COLS)
         head = f"INSERT INTO journal({', '.join(_ROW_COLS)}) VALUES "
         one = "(" + ",".join("?" * width) + ")"
+        fast_head = "INSERT INTO journal(ts_ms, event, outcome, state, prev_state, flags, quality, ref, value) VALUES "
+        count = 0
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     first = int(self._db.execute("SELECT coalesce(max(id), 0) + 1 FROM journal").fetchone()[0])
-                    k = self._CHUNK
-                    full = len(rows) - len(rows) % k
-                    if full:
-                        stmt = head + ",".join([one] * k)
-                        for s in range(0, full, k):
-                            self._db.execute(stmt, [x for r in rows[s:s + k] for x in r])
-                    if full < len(rows):
-                        self._db.executemany(head + one, rows[full:])
+                    for kind, consts, payload in runs:
+                        if kind == "rows":
+                            rows: list[tuple[Any, ...]] = payload
+                            count += len(rows)
+                            k = self._CHUNK
+                            full = len(rows) - len(rows) % k
+                            if full:
+                                stmt = head + ",".join([one] * k)
+                                for s in range(0, full, k):
+                                    self._db.execute(stmt, [x for r in rows[s:s + k] for x in r])
+                            if full < len(rows):
+                                self._db.executemany(head + one, rows[full:])
+                            continue
+                        pairs: list[Any] = payload
+                        m = len(pairs) // 2
+                        count += m
+                        k = self._FAST_CHUNK
+                        for s in range(0, m, k):
+                            size = min(k, m - s)
+                            stmt = fast_head + ",".join(f"(?1,?2,?3,?4,?5,?6,?7,?{8 + 2 * j},?{9 + 2 * j})"
+                                                        for j in range(size)) if size != k else self._fast_stmt()
+                            self._db.execute(stmt, [*consts, *pairs[2 * s:2 * (s + size)]])
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: cannot append to the alarm journal: {exc}") from exc
-        return first, first + len(rows) - 1
+        return first, first + count - 1
+
+    _FAST_STMT: str | None = None
+
+    @classmethod
+    def _fast_stmt(cls) -> str:
+        if cls._FAST_STMT is None:
+            cls._FAST_STMT = ("INSERT INTO journal(ts_ms, event, outcome, state, prev_state, flags, quality, ref, "
+                              "value) VALUES " + ",".join(f"(?1,?2,?3,?4,?5,?6,?7,?{8 + 2 * j},?{9 + 2 * j})"
+                                                          for j in range(cls._FAST_CHUNK)))
+        return cls._FAST_STMT
 
     # ------------------------------------------------------------------ read
     def last_id(self) -> int:

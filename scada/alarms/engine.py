@@ -256,6 +256,8 @@ class AlarmEngine:
         self.changed_ns = np.zeros(n, dtype=np.int64)
         self.value_at = np.full(n, np.nan)  # value of the anchor tag at the last transition
         self.work_orders: dict[int, str] = {}
+        # "maybe" flags: skip scanning a whole column in tick() when nothing can be pending
+        self._maybe_on = self._maybe_off = self._maybe_rate = self._maybe_shelved = False
         self._lock = threading.RLock()
         self._listeners: list[Callable[[Transitions], None]] = []
         self._floods: dict[int, _Flood] = {}
@@ -318,6 +320,8 @@ class AlarmEngine:
                     prev[~known] = base
                     new = np.where(known, new, prev)
                 self.cond[g] = new
+                if isinstance(rule, RateRule) and bool(new.any()):
+                    self._maybe_rate = True
                 rising_parts.append(g[new & ~prev])
                 falling_parts.append(g[~new & prev])
             rising = np.concatenate(rising_parts) if rising_parts else np.zeros(0, dtype=np.int64)
@@ -352,6 +356,7 @@ class AlarmEngine:
         g = g[need]
         immediate = self.catalog.on_delay_ns[g] == 0
         self.on_since[g[~immediate]] = now_ns
+        self._maybe_on |= not bool(immediate.all())
         self._apply(g[immediate], Event.CONDITION_ON, ON_TABLE, np.full(int(immediate.sum()), now_ns, dtype=np.int64),
                     rows)
 
@@ -362,6 +367,7 @@ class AlarmEngine:
         g = g[self._active(g) & ~self.held[g]]
         immediate = self.catalog.off_delay_ns[g] == 0
         self.off_since[g[~immediate]] = now_ns
+        self._maybe_off |= not bool(immediate.all())
         self._apply(g[immediate], Event.CONDITION_OFF, OFF_TABLE,
                     np.full(int(immediate.sum()), now_ns, dtype=np.int64), rows)
 
@@ -391,14 +397,16 @@ class AlarmEngine:
 
     def _timers(self, now_ns: int, rows: _Rows) -> None:
         cat = self.catalog
-        pend = np.flatnonzero(self.on_since)
+        pend = np.flatnonzero(self.on_since) if self._maybe_on else np.zeros(0, dtype=np.int64)
+        self._maybe_on = bool(pend.size)
         if pend.size:
             due = pend[now_ns - self.on_since[pend] >= cat.on_delay_ns[pend]]
             if due.size:
                 ts = self.on_since[due] + cat.on_delay_ns[due]
                 self.on_since[due] = 0
                 self._apply(due, Event.CONDITION_ON, ON_TABLE, ts, rows)
-        pend = np.flatnonzero(self.off_since)
+        pend = np.flatnonzero(self.off_since) if self._maybe_off else np.zeros(0, dtype=np.int64)
+        self._maybe_off = bool(pend.size)
         if pend.size:
             due = pend[now_ns - self.off_since[pend] >= cat.off_delay_ns[pend]]
             if due.size:
@@ -406,19 +414,23 @@ class AlarmEngine:
                 self.off_since[due] = 0
                 changed = self._apply(due, Event.CONDITION_OFF, OFF_TABLE, ts, rows)
                 self._design_suppression(changed, now_ns, rows)
-        for rule in self._rate_rules:
+        rates = self._rate_rules if self._maybe_rate else []
+        self._maybe_rate = False
+        for rule in rates:
             if not rule.decay_cond():
                 continue
             seg = np.arange(rule.start, rule.start + rule.count, dtype=np.int64)
             local = np.flatnonzero(self.cond[seg])
             if local.size:
+                self._maybe_rate = True
                 gone = local[rule.decayed(local, now_ns)]
                 if gone.size:
                     g = gone + rule.start
                     self.cond[g] = False
                     self._falling(g, now_ns, rows)
                     self._design_suppression(g, now_ns, rows)
-        pend = np.flatnonzero(self.shelving == Shelving.TIMED)
+        pend = np.flatnonzero(self.shelving == Shelving.TIMED) if self._maybe_shelved else np.zeros(0, dtype=np.int64)
+        self._maybe_shelved = bool(pend.size)
         if pend.size:
             due = pend[self.shelved_until[pend] <= now_ns]
             if due.size:
@@ -555,6 +567,7 @@ class AlarmEngine:
 
     def _set_status(self, i: int, s: Status, ts: int) -> None:
         prev = AlarmState(int(self.state[i]))
+        self._maybe_shelved |= s.shelving is Shelving.TIMED
         self.state[i] = int(s.state)
         self.held[i] = s.held
         self.shelving[i] = int(s.shelving)
@@ -596,6 +609,7 @@ class AlarmEngine:
             sup_alarms = [np.arange(s.start, s.start + s.count, dtype=np.int64) for _, s in self.catalog.suppression]
             if sup_alarms:
                 self._design_suppression(np.concatenate(sup_alarms), 0, _Rows())
+            self._maybe_rate = self._maybe_shelved = True  # rescan once at the next tick
             if applied:
                 log.info("alarm engine: restored %d alarm states from the journal", applied)
             return applied
