@@ -685,18 +685,26 @@ class Journal:
 
     def _last_event(self, alarms: list[str], events: tuple[Event, ...], column: str,
                     refs_of: dict[str, list[int]]) -> dict[str, Any]:
-        """For each alarm, ``column`` of its latest done row with one of ``events`` (walks the index back)."""
+        """For each alarm, ``column`` of its latest done row with one of ``events`` (one statement: for each
+        definition ref, walk the (ref, ts) index back to the first matching row)."""
         out: dict[str, Any] = {}
+        if not alarms:
+            return out
+        alarm_of = {ref: alarm for alarm in alarms for ref in refs_of.get(alarm, [])}
         ev = ", ".join(str(int(e)) for e in events)
-        for alarm in alarms:
-            refs = refs_of.get(alarm, [])
-            if not refs:
+        sql = (f"SELECT r.value, (SELECT j.ts_ms || ' ' || coalesce({column}, '') FROM journal j "
+               f"WHERE j.ref = r.value AND j.event IN ({ev}) AND j.outcome = 0 "
+               "ORDER BY j.ts_ms DESC, j.id DESC LIMIT 1) FROM json_each(?) r")
+        best: dict[str, tuple[int, str]] = {}
+        for ref, hit in self._db.execute(sql, (json.dumps(sorted(alarm_of)),)):
+            if hit is None:
                 continue
-            sql = (f"SELECT {column} FROM journal j WHERE j.ref IN ({', '.join('?' * len(refs))}) "
-                   f"AND j.event IN ({ev}) AND j.outcome = 0 ORDER BY j.ts_ms DESC, j.id DESC LIMIT 1")
-            hit = self._db.execute(sql, refs).fetchone()
-            if hit is not None:
-                out[alarm] = hit[0]
+            ts_text, _, v = str(hit).partition(" ")
+            alarm = alarm_of[int(ref)]
+            if alarm not in best or int(ts_text) > best[alarm][0]:
+                best[alarm] = (int(ts_text), v)
+        for alarm, (_, v) in best.items():
+            out[alarm] = v if v != "" else None
         return out
 
     def rows_for_kpi(self, start_ms: int | None, end_ms: int | None, q: JournalQuery | None = None

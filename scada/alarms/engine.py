@@ -257,7 +257,9 @@ class AlarmEngine:
         self.value_at = np.full(n, np.nan)  # value of the anchor tag at the last transition
         self.work_orders: dict[int, str] = {}
         # "maybe" flags: skip scanning a whole column in tick() when nothing can be pending
-        self._maybe_on = self._maybe_off = self._maybe_rate = self._maybe_shelved = False
+        self._maybe_rate = self._maybe_shelved = False
+        self._pend_on: list[I64] = []  # alarms that may have a pending on-delay (checked against on_since)
+        self._pend_off: list[I64] = []
         self._lock = threading.RLock()
         self._listeners: list[Callable[[Transitions], None]] = []
         self._floods: dict[int, _Flood] = {}
@@ -356,7 +358,8 @@ class AlarmEngine:
         g = g[need]
         immediate = self.catalog.on_delay_ns[g] == 0
         self.on_since[g[~immediate]] = now_ns
-        self._maybe_on |= not bool(immediate.all())
+        if not immediate.all():
+            self._pend_on.append(g[~immediate])
         self._apply(g[immediate], Event.CONDITION_ON, ON_TABLE, np.full(int(immediate.sum()), now_ns, dtype=np.int64),
                     rows)
 
@@ -367,7 +370,8 @@ class AlarmEngine:
         g = g[self._active(g) & ~self.held[g]]
         immediate = self.catalog.off_delay_ns[g] == 0
         self.off_since[g[~immediate]] = now_ns
-        self._maybe_off |= not bool(immediate.all())
+        if not immediate.all():
+            self._pend_off.append(g[~immediate])
         self._apply(g[immediate], Event.CONDITION_OFF, OFF_TABLE,
                     np.full(int(immediate.sum()), now_ns, dtype=np.int64), rows)
 
@@ -397,16 +401,14 @@ class AlarmEngine:
 
     def _timers(self, now_ns: int, rows: _Rows) -> None:
         cat = self.catalog
-        pend = np.flatnonzero(self.on_since) if self._maybe_on else np.zeros(0, dtype=np.int64)
-        self._maybe_on = bool(pend.size)
+        pend = self._pending(self._pend_on, self.on_since)
         if pend.size:
             due = pend[now_ns - self.on_since[pend] >= cat.on_delay_ns[pend]]
             if due.size:
                 ts = self.on_since[due] + cat.on_delay_ns[due]
                 self.on_since[due] = 0
                 self._apply(due, Event.CONDITION_ON, ON_TABLE, ts, rows)
-        pend = np.flatnonzero(self.off_since) if self._maybe_off else np.zeros(0, dtype=np.int64)
-        self._maybe_off = bool(pend.size)
+        pend = self._pending(self._pend_off, self.off_since)
         if pend.size:
             due = pend[now_ns - self.off_since[pend] >= cat.off_delay_ns[pend]]
             if due.size:
@@ -437,30 +439,41 @@ class AlarmEngine:
                 self._apply(due, Event.SHELVE_EXPIRED, EXPIRE_TABLE, self.shelved_until[due].copy(), rows)
         self._flood_advance(now_ns, begin=False)
 
+    @staticmethod
+    def _pending(chunks: list[I64], since: I64) -> I64:
+        """The alarms of ``chunks`` still pending (``since`` > 0); the list is compacted in place."""
+        if not chunks:
+            return np.zeros(0, dtype=np.int64)
+        cand = np.unique(np.concatenate(chunks)) if len(chunks) > 1 else chunks[0]
+        cand = cand[since[cand] > 0]
+        chunks.clear()
+        if cand.size:
+            chunks.append(cand)
+        return cand
+
     def _design_suppression(self, touched: I64, now_ns: int, rows: _Rows) -> None:
         """Recompute ``suppressed_by`` for the equipment whose suppressing alarm was touched."""
         if not touched.size or not self.catalog.suppression:
             return
         cat = self.catalog
-        groups = np.unique(cat.group[touched])
+        groups = set(np.unique(cat.group[touched]).tolist())
         for dep, sup in cat.suppression:
             if sup.group not in groups:
                 continue
-            seg_s = np.arange(sup.start, sup.start + sup.count, dtype=np.int64)
             mine = touched[(touched >= sup.start) & (touched < sup.start + sup.count)]
-            eqs = np.unique(cat.equipment[mine])
-            present = (self.cond[seg_s] | self._active(seg_s))
-            on_eq = np.unique(cat.equipment[seg_s][present])
-            seg_d = np.arange(dep.start, dep.start + dep.count, dtype=np.int64)
-            sel = seg_d[np.isin(cat.equipment[seg_d], eqs)]
+            eqs = np.unique(cat.equipment[mine]).astype(np.int64)
+            sup_alarms = cat.alarms_of_equipment(sup, eqs)
+            present = self.cond[sup_alarms] | self._active(sup_alarms)
+            on_eq = np.unique(cat.equipment[sup_alarms][present])
+            sel = cat.alarms_of_equipment(dep, eqs)
             if not sel.size:
                 continue
             want = np.isin(cat.equipment[sel], on_eq)
-            changed = sel[want != self.sup_design[sel]]
+            diff = want != self.sup_design[sel]
+            changed = sel[diff]
             if not changed.size:
                 continue
-            new = want[want != self.sup_design[sel]]
-            self.sup_design[changed] = new
+            self.sup_design[changed] = want[diff]
             visible = changed[self.state[changed] != AlarmState.NORMAL]  # a normal alarm's hiding is not news
             if visible.size:
                 on = self.sup_design[visible]

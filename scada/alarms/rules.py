@@ -292,22 +292,31 @@ class AlarmCatalog:
         np.add.at(self.tag_ptr, t + 1, 1)
         np.cumsum(self.tag_ptr, out=self.tag_ptr)
         self.input_tags = np.unique(t)
-        # suppression: (dependent rule, suppressor rule) pairs of the same template
+        # suppression: (dependent rule, suppressor rule) pairs of the same template, each with its alarms
+        # grouped by equipment (CSR) so that one cabinet's change touches only that cabinet's alarms
         self.suppression: list[tuple[CompiledRule, CompiledRule]] = [
             (r, self.rule_by_name[r.spec.suppressed_by]) for r in rules
             if r.spec.suppressed_by is not None and r.spec.suppressed_by in self.rule_by_name
         ]
+        self.by_equipment: dict[int, tuple[I64, I64]] = {}
+        for dep, sup in self.suppression:
+            for r in (dep, sup):
+                if r.group not in self.by_equipment:
+                    seg = np.arange(r.start, r.start + r.count, dtype=np.int64)
+                    order = np.argsort(self.equipment[seg], kind="stable")
+                    ptr = np.zeros(len(self.equipment_ids) + 1, dtype=np.int64)
+                    np.add.at(ptr, self.equipment[seg].astype(np.int64) + 1, 1)
+                    self.by_equipment[r.group] = (np.asarray(seg[order], dtype=np.int64), np.cumsum(ptr))
 
     # ------------------------------------------------------------------ lookups
     def alarms_of_tags(self, tags: I64) -> I64:
         """Sorted unique alarm indices that read any of ``tags``."""
-        starts = self.tag_ptr[tags]
-        counts = self.tag_ptr[tags + 1] - starts
-        total = int(counts.sum())
-        if total == 0:
-            return np.zeros(0, dtype=np.int64)
-        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total, dtype=np.int64)
-        return np.unique(self.tag_alarms[offsets])
+        return np.unique(csr_gather(self.tag_alarms, self.tag_ptr, tags))
+
+    def alarms_of_equipment(self, rule: CompiledRule, equipment: I64) -> I64:
+        """The alarms of ``rule`` on the given equipment codes (rules taking part in a suppression)."""
+        items, ptr = self.by_equipment[rule.group]
+        return csr_gather(items, ptr, equipment)
 
     def split(self, alarms: I64) -> list[tuple[CompiledRule, I64]]:
         """Sorted alarm indices → (rule, local positions) per rule."""
@@ -386,6 +395,18 @@ class AlarmCatalog:
                 tmpl.render(own, rule_fields[g], base), tdef.dtype, tdef.units, tdef.enum or None, spec.limit,
             ))
         return out
+
+def csr_gather(items: I64, ptr: I64, keys: I64) -> I64:
+    """Concatenate ``items[ptr[k]:ptr[k + 1]]`` for every k in ``keys`` (vectorised)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    starts = ptr[keys]
+    counts = ptr[keys + 1] - starts
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total, dtype=np.int64)
+    return items[offsets]
+
 
 def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
