@@ -103,14 +103,19 @@ class UserStore:
             "disabled INTEGER NOT NULL DEFAULT 0, created_ns INTEGER NOT NULL, changed_ns INTEGER NOT NULL)")
         self._lock = threading.Lock()
         self.hasher = hasher or PasswordHasher()
-        # a hash of a random string: verifying unknown users costs the same time as known ones
-        self._dummy = self.hasher.hash(os.urandom(16).hex())
+        self._dummy_hash: str | None = None
         if str(path) != ":memory:":
             os.chmod(self.path, 0o600)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _dummy(self) -> str:
+        """A hash of a random string: verifying an unknown user costs the same time as a known one."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash(os.urandom(16).hex())
+        return self._dummy_hash
 
     # ------------------------------------------------------------------ queries
     def get(self, name: str) -> User | None:
@@ -189,7 +194,7 @@ class UserStore:
         """The user if ``password`` is right and the account enabled, else None (same cost either way)."""
         with self._lock:
             row = self._db.execute("SELECT hash FROM users WHERE name=?", (name,)).fetchone()
-        digest = self._dummy if row is None else str(row[0])
+        digest = self._dummy() if row is None else str(row[0])
         try:
             self.hasher.verify(digest, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -90,7 +90,7 @@ def test_no_server_error(live_url: str) -> None:
 
     for op in operations:
         @given(case=op.as_strategy())
-        @settings(max_examples=5, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=4, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(case: Any) -> None:
             for user in ("admin", "view"):
