@@ -197,7 +197,8 @@ async def _run(quick: bool) -> str:
         data = work / "data"
         data.mkdir()
         server = subprocess.Popen([sys.executable, "-m", "scada.cli", "server", "--tags", str(tags), "--alarms",
-                                   str(alarms), "--endpoints", str(state / "endpoints.json"), "--data-dir", str(data),
+                                   str(alarms), "--commands", str(ROOT / "commands.yaml"), "--endpoints",
+                                   str(state / "endpoints.json"), "--data-dir", str(data),
                                    "--port", "0", "--historian", "embedded", "--log-level", "WARNING"],
                                   stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT, env=env,
                                   stdin=subprocess.DEVNULL)

@@ -156,9 +156,12 @@ def main(args: argparse.Namespace) -> int:
     state.mkdir(parents=True, exist_ok=True)
     try:
         tags, alarms = city_files(args)
+        commands = tags.parent / "commands.yaml"
+        if not commands.is_file():  # a generated city has no vocabulary of its own: the shipped one
+            commands = shipped_city().parent / "commands.yaml"
         settings = load_settings(None, {"data_dir": data, "tags": tags, "alarms": alarms, "listen.port": args.port,
                                         "listen.host": "127.0.0.1", "historian.backend": "embedded",
-                                        "endpoints_file": state / "endpoints.json"})
+                                        "endpoints_file": state / "endpoints.json", "commands": commands})
     except (ConfigError, FileNotFoundError) as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 1

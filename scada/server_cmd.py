@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", type=Path, help="server settings YAML (listen, tls, data_dir, historian...)")
     parser.add_argument("--tags", type=Path, help="tags file (default tags.yaml)")
     parser.add_argument("--alarms", type=Path, help="alarms file (default alarms.yaml)")
+    parser.add_argument("--commands", type=Path, help="command vocabulary (default commands.yaml next to the tags)")
     parser.add_argument("--endpoints", type=Path, help="the simulator's endpoints JSON (overrides `endpoints:`)")
     parser.add_argument("--host", help="listen address (default 127.0.0.1; other than loopback needs TLS)")
     parser.add_argument("--port", type=int, help="listen port (default 8480; 0 = any free port)")
@@ -34,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "tags": args.tags, "alarms": args.alarms, "endpoints_file": args.endpoints, "listen.host": args.host,
+        "tags": args.tags, "alarms": args.alarms, "commands": args.commands, "endpoints_file": args.endpoints,
+        "listen.host": args.host,
         "listen.port": args.port, "data_dir": args.data_dir, "historian.backend": args.historian,
     }
     if args.tls_cert or args.tls_key:
