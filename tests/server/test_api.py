@@ -281,3 +281,42 @@ async def test_history_queries_embedded(tmp_path: Path) -> None:
         assert_error(r, 422)
         health = (await c.get("/api/v1/health")).json()
         assert "buffer_fill_percent" in health["subsystems"]["historian"]["stats"]
+
+
+async def test_commands_through_the_gate_without_field(live: tuple[ScadaServer, httpx.AsyncClient]) -> None:
+    server, c = live
+    ho, ho2, hs, hv = (await login(c, "op")), (await login(c, "op2")), (await login(c, "sup")), (await login(c, "view"))
+    voc = (await c.get("/api/v1/commands/vocabulary", headers=hv)).json()
+    assert voc["types"]["junction"]["critical"] and "select_plan" in voc["types"]["junction"]["verbs"]
+    j = next(e for e in server.config.equipment.values() if e.template == "junction")
+    body = {"target": j.id, "verb": "select_plan", "params": {"plan": 2}}
+    assert_error(await c.post("/api/v1/commands", json=body, headers=hv), 403)  # viewers do not command
+    r = await c.post("/api/v1/commands", json=body, headers=ho)
+    assert r.status_code == 200, r.text
+    ticket = r.json()
+    assert ticket["state"] == "selected" and ticket["user"] == "op"  # select-before-operate: reserved for op
+    # another operator cannot operate op's selection; the refusal names why and changes nothing
+    why = assert_error(await c.post(f"/api/v1/commands/{ticket['id']}/operate", headers=ho2), 409)["why"]
+    assert "selected by op" in why
+    assert (await c.get(f"/api/v1/commands/{ticket['id']}", headers=hv)).json()["state"] == "selected"
+    assert_error(await c.post(f"/api/v1/commands/{ticket['id']}/approve", headers=hs), 409)  # not awaiting approval
+    r = await c.post(f"/api/v1/commands/{ticket['id']}/cancel", headers=ho)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    assert_error(await c.post("/api/v1/commands/nope/operate", headers=ho), 404)
+    assert_error(await c.get("/api/v1/commands/nope", headers=ho), 404)
+    r = await c.post("/api/v1/commands", json={"target": "NOPE", "verb": "flash"}, headers=ho)
+    assert "NOPE" in assert_error(r, 409)["why"]
+    r = await c.post("/api/v1/commands", json={"target": j.id, "verb": "select_plan", "params": {"plan": 999}},
+                     headers=ho)
+    assert_error(r, 409)
+    history = (await c.get("/api/v1/commands", params={"equipment": j.id}, headers=hv)).json()["commands"]
+    assert history and all(j.id in (e.get("target") or []) for e in history)
+    # crisis plans: listed for everyone, run by supervisors only
+    plans = (await c.get("/api/v1/crisis/plans", headers=hv)).json()["plans"]
+    if plans:
+        name = plans[0]["name"]
+        assert_error(await c.post(f"/api/v1/crisis/plans/{name}/dry-run", headers=ho), 403)
+        r = await c.post(f"/api/v1/crisis/plans/{name}/dry-run", headers=hs)
+        assert r.status_code == 200, r.text
+        assert len(r.json()["steps"]) == len(plans[0]["steps"])
+    assert_error(await c.post("/api/v1/crisis/plans/nope/dry-run", headers=hs), 404)
