@@ -12,7 +12,8 @@
     /api/v1/alarms/{id}/{shelve|unshelve|suppress|unsuppress|out-of-service|return-to-service|reset} POST
     /api/v1/journal     GET  ?since=&until=&equipment=&commune=&service=&priority=&state=&text=
     /api/v1/history/{raw|aggregate|decimated} GET ?tag=&start=&end=...
-    /api/v1/commands    GET (history) · POST (select or run) · /vocabulary GET
+    /api/v1/commands    GET (audit history; ?pending=true: tickets awaiting approval/operate) · POST (select or run)
+                        · /vocabulary GET
     /api/v1/commands/{id} GET · /{id}/operate · /{id}/approve · /{id}/cancel POST
     /api/v1/crisis/plans GET · /api/v1/crisis/plans/{name}/{dry-run|activate} POST      (crisis)
     /api/v1/config/reload POST (config.reload) · /api/v1/config GET
@@ -736,9 +737,14 @@ def create_app(server: "ScadaServer") -> FastAPI:
 
     @app.get(f"{PREFIX}/commands", response_model=CommandList, tags=["commands"])
     async def command_list(session: Reader, equipment: Annotated[str | None, Query(max_length=100)] = None,
+                           pending: Annotated[bool, Query(description="only tickets awaiting approval or "
+                                                                      "operate")] = False,
                            limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> CommandList:
         svc = require(server.commands, "failsafe", "list commands")
-        return CommandList(commands=svc.history(equipment, limit))
+        if pending:
+            items = [t for t in svc.pending() if equipment is None or equipment in t.get("targets", [])]
+            return CommandList(commands=items[:limit])
+        return CommandList(commands=await asyncio.to_thread(svc.history, equipment, limit))
 
     @app.post(f"{PREFIX}/commands", response_model=CommandOut, tags=["commands"])
     async def command_submit(body: CommandIn, request: Request,

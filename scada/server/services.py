@@ -92,6 +92,10 @@ class CommandService(Protocol):
     def history(self, equipment: str | None, limit: int) -> list[Json]:
         ...
 
+    def pending(self) -> list[Json]:
+        """Tickets awaiting approval or operate (the approvers' and operators' to-do list)."""
+        ...
+
     def stats(self) -> Json:
         ...
 

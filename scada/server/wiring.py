@@ -533,18 +533,38 @@ def _series_points(series: Any, limit: int | None = None) -> list[dict[str, Any]
     return out
 
 
+def _storage_refusal(what: str, exc: Exception) -> Exception:
+    from scada.server.services import Refused
+
+    unsupported = type(exc).__name__ == "Unsupported"
+    return Refused(what, f"{'not supported by the historian backend' if unsupported else 'historian unavailable'}: "
+                         f"{exc}", 409 if unsupported else 503, "unsupported" if unsupported else "unavailable")
+
+
 class HistorianAdapter:
-    """HistorianService over a historian backend (queries run in worker threads)."""
+    """HistorianService over a historian backend (queries run in worker threads).
+
+    Storage errors (backend down, a query the backend does not support) become 503 / 409 refusals."""
 
     def __init__(self, comp: HistorianComponent) -> None:
         self.comp = comp
 
     def raw(self, tag: str, start_ns: int, end_ns: int, limit: int) -> list[dict[str, Any]]:
-        return _series_points(self.comp.backend.raw(tag, start_ns, end_ns), limit)
+        from scada.errors import StorageError
+
+        try:
+            return _series_points(self.comp.backend.raw(tag, start_ns, end_ns), limit)
+        except StorageError as exc:
+            raise _storage_refusal(f"raw history of {tag!r}", exc) from None
 
     def aggregate(self, tag: str, start_ns: int, end_ns: int, interval_s: float,
                   functions: list[str]) -> list[dict[str, Any]]:
-        agg = self.comp.backend.aggregate(tag, start_ns, end_ns, int(interval_s * 1e9))
+        from scada.errors import StorageError
+
+        try:
+            agg = self.comp.backend.aggregate(tag, start_ns, end_ns, int(interval_s * 1e9))
+        except StorageError as exc:
+            raise _storage_refusal(f"aggregated history of {tag!r}", exc) from None
         cols = {"min": agg.min, "max": agg.max, "avg": agg.avg, "last": agg.last, "twa": agg.twa,
                 "count": agg.count}
         starts = agg.start.tolist()
@@ -558,7 +578,12 @@ class HistorianAdapter:
         return out
 
     def decimated(self, tag: str, start_ns: int, end_ns: int, pixels: int) -> list[dict[str, Any]]:
-        return _series_points(self.comp.backend.decimate(tag, start_ns, end_ns, pixels))
+        from scada.errors import StorageError
+
+        try:
+            return _series_points(self.comp.backend.decimate(tag, start_ns, end_ns, pixels))
+        except StorageError as exc:
+            raise _storage_refusal(f"decimated history of {tag!r}", exc) from None
 
     def stats(self) -> dict[str, Any]:
         return self.comp.stats()
@@ -801,6 +826,9 @@ class CommandAdapter:
             if lease is not None:
                 out.setdefault("leases", []).append(lease.view())
         return out
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [dict(t.view()) for t in self.comp.gate.pending()]
 
     def history(self, equipment: str | None, limit: int) -> list[dict[str, Any]]:
         """Latest audit-log entries (commands, approvals, refusals, lease expiries), newest first."""

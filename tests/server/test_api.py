@@ -295,6 +295,8 @@ async def test_commands_through_the_gate_without_field(live: tuple[ScadaServer, 
     assert r.status_code == 200, r.text
     ticket = r.json()
     assert ticket["state"] == "selected" and ticket["user"] == "op"  # select-before-operate: reserved for op
+    pending = (await c.get("/api/v1/commands", params={"pending": "true"}, headers=hv)).json()["commands"]
+    assert [t["id"] for t in pending] == [ticket["id"]]
     # another operator cannot operate op's selection; the refusal names why and changes nothing
     why = assert_error(await c.post(f"/api/v1/commands/{ticket['id']}/operate", headers=ho2), 409)["why"]
     assert "selected by op" in why
