@@ -50,7 +50,6 @@ class PriorityCell(QFrame):
         self.priority = priority
         st = style.PRIORITIES[priority]
         self.icon = QLabel()
-        self.icon.setPixmap(qtstyle.priority_pixmap(priority, 20))
         self.text = QLabel()
         f = QFont()
         f.setBold(True)
@@ -66,6 +65,7 @@ class PriorityCell(QFrame):
     def set(self, unacked: int, active: int) -> None:
         st = style.PRIORITIES[self.priority]
         self.text.setText(f"P{self.priority} {st.label}: {unacked} unack / {active} active")
+        self.icon.setPixmap(qtstyle.priority_pixmap(self.priority, 20, active=bool(unacked or active)))
         # the cell is filled with the priority colour only while that priority has unacknowledged alarms
         if unacked:
             self.setStyleSheet(f"PriorityCell {{ background: {st.colour}; border: 2px solid #000; }} "
@@ -565,6 +565,11 @@ class AlarmList(QWidget):
             if refused:
                 text += "; refused: " + "; ".join(f"{x.get('alarm') or x.get('id', '')}: {x.get('reason', '')}"
                                                   for x in refused[:5])
+        elif r.status == 404 and r.code == "not_found" and r.error == "Not Found" and "%2F" in r.path:
+            # the route did not match: this server cannot take an alarm id containing '/' in a URL path
+            text = (f"{key}: NOT POSSIBLE — this server cannot address alarm ids containing '/' in "
+                    f"{r.path.rsplit('/', 1)[-1]} requests (server API limitation); use acknowledge, or the "
+                    f"server's CLI")
         else:
             text = f"{key}: REFUSED — {r.why()}"
         self.result.setText(f"{dt.datetime.now():%H:%M:%S} {text}")

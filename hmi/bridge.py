@@ -175,6 +175,10 @@ class Bridge(QObject):
                     await ch.task
         self._channels.clear()
 
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and not self._stopping
+
     # ------------------------------------------------------------------ public API (GUI thread)
     def login(self, user: str, password: str) -> Reply:
         """Log in; on success the credentials are kept (in memory) to log in again after a server restart."""

@@ -102,4 +102,4 @@ def main(args: argparse.Namespace) -> int:
             return 0
         return int(app.exec())
     finally:
-        bridge.stop()
+        console.close()

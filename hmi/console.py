@@ -15,8 +15,9 @@ through the console's methods (``ack``, ``shelve``, ``command``...), which retur
 widget tests: feed it rows and alarms with :meth:`feed` and check the widgets; actions then answer
 "not connected".
 
-Subscriptions: channel ``city`` (alarms + the map's health/lamp/position globs, set once after login)
-and channel ``focus`` (the union of what the open displays declare with :meth:`set_interest`).
+Subscriptions: channel ``alarms`` (every alarm), channel ``city`` (the map's health/lamp/position
+globs, set once after login) and channel ``focus`` (the union of what the open displays declare
+with :meth:`set_interest`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
@@ -89,6 +91,12 @@ class ConsoleModel(QObject):
         self._t_login = time.perf_counter()
         return self.bridge.login(user, password)
 
+    def close(self) -> None:
+        """Stop the timers and the bridge (the window is closing)."""
+        self._health_timer.stop()
+        if self.bridge is not None:
+            self.bridge.stop()
+
     def logout(self) -> None:
         if self.bridge is not None:
             self.bridge.logout()
@@ -143,7 +151,9 @@ class ConsoleModel(QObject):
         self.set_equipment([EquipmentInfo.from_json(d) for d in r.data.get("equipment", [])])
         self.timings["equipment_s"] = time.perf_counter() - self._t_login
         assert self.bridge is not None
-        self.bridge.set_channel("city", {"tags": self.map.patterns(), "alarms": True})
+        # alarms on their own channel: with tag filters the server only sends the alarms of those tags
+        self.bridge.set_channel("alarms", {"alarms": True})
+        self.bridge.set_channel("city", {"tags": self.map.patterns(), "alarms": False})
         self._resubscribe_focus()
 
     def set_equipment(self, items: list[EquipmentInfo]) -> None:
@@ -234,7 +244,7 @@ class ConsoleModel(QObject):
 
     # ------------------------------------------------------------------ health
     def refresh_health(self) -> None:
-        if self.bridge is None:
+        if self.bridge is None or not self.bridge.running:
             return
 
         def done(r: Reply) -> None:
@@ -273,11 +283,11 @@ class ConsoleModel(QObject):
         body: dict[str, Any] = {"reason": reason, "one_shot": one_shot}
         if duration_s:
             body["duration_s"] = duration_s
-        return self.call("POST", f"/alarms/{alarm_id}/shelve", body)
+        return self.call("POST", f"/alarms/{quote(alarm_id, safe='')}/shelve", body)
 
     def alarm_action(self, alarm_id: str, action: str, body: dict[str, Any]) -> Reply:
         """unshelve | suppress | unsuppress | out-of-service | return-to-service | reset."""
-        return self.call("POST", f"/alarms/{alarm_id}/{action}", body)
+        return self.call("POST", f"/alarms/{quote(alarm_id, safe='')}/{action}", body)
 
     def domain_of(self) -> dict[str, str]:
         return {e.id: e.domain for e in self.registry.items.values()}

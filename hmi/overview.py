@@ -107,10 +107,16 @@ class MapView(pg.GraphicsView):
         self.scene().sigMouseClicked.connect(self._click)
 
     def _click(self, ev: Any) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
+        if ev.button() != Qt.MouseButton.LeftButton or ev.double():
+            return  # double clicks: mouseDoubleClickEvent below
         p = self.vb.mapSceneToView(ev.scenePos())
-        self.clicked.emit(float(p.x()), float(p.y()), bool(ev.double()))
+        self.clicked.emit(float(p.x()), float(p.y()), False)
+
+    def mouseDoubleClickEvent(self, ev: Any) -> None:
+        super().mouseDoubleClickEvent(ev)
+        if ev is not None and ev.button() == Qt.MouseButton.LeftButton:
+            p = self.vb.mapSceneToView(self.mapToScene(ev.position().toPoint()))
+            self.clicked.emit(float(p.x()), float(p.y()), True)
 
 
 class Overview(QWidget):

@@ -88,12 +88,16 @@ def priority_symbol(priority: int) -> QPainterPath:
 
 
 @cache
-def priority_icon(priority: int, px: int = 18) -> QIcon:
-    return QIcon(priority_pixmap(priority, px))
+def priority_icon(priority: int, px: int = 18, active: bool = True) -> QIcon:
+    return QIcon(priority_pixmap(priority, px, active))
 
 
-def priority_pixmap(priority: int, px: int = 18) -> QPixmap:
-    """The priority indicator as a small picture: coloured shape, black outline, the number in black."""
+def priority_pixmap(priority: int, px: int = 18, active: bool = True) -> QPixmap:
+    """The priority indicator as a small picture: coloured shape, black outline, the number in black.
+
+    ``active=False`` draws the same shape and number in greys (a legend with nothing to report: no
+    alarm colour on screen when there is no alarm).
+    """
     pm = QPixmap(px, px)
     pm.fill(Qt.GlobalColor.transparent)
     p = QPainter(pm)
@@ -102,13 +106,15 @@ def priority_pixmap(priority: int, px: int = 18) -> QPixmap:
         st = style.PRIORITIES[priority]
         p.translate(px / 2, px / 2)
         p.setPen(QPen(QColor("#000000"), 1.2))
-        p.setBrush(QBrush(QColor(st.colour)))
+        p.setBrush(QBrush(QColor(st.colour if active else style.PANEL)))
+        if not active:
+            p.setPen(QPen(QColor(style.TEXT_MUTED), 1.0))
         p.drawPath(shape_path(st.shape, px - 2))
         f = QFont("DejaVu Sans")
         f.setBold(True)
         f.setPixelSize(int(px * 0.55))
         p.setFont(f)
-        p.setPen(QColor("#000000"))
+        p.setPen(QColor("#000000" if active else style.TEXT_MUTED))
         dy = px * 0.12 if st.shape == "triangle" else 0
         p.drawText(QRectF(-px / 2, -px / 2 + dy, px, px), Qt.AlignmentFlag.AlignCenter, st.text)
     else:

@@ -5,7 +5,7 @@
     Bridge → HTTP/WebSocket ──────────────────►  uvicorn (scada.server, port 0)
     stack.run(coro) / stack.inject(...) ───────►  sim.runner.Simulator (demo city, port 0, autostep)
 
-The demo city is copied to a temporary directory with faster scan classes (normal 1 s, slow 2 s) so
+The demo city is copied to a temporary directory with faster scan classes (normal 2 s, slow 5 s) so
 a lamp failure reaches the console within a couple of seconds. ``restart_server()`` stops and starts
 the server on the same port (the console must reconnect by itself).
 """
@@ -29,7 +29,7 @@ def fast_city(dest: Path) -> tuple[Path, Path]:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "inventory", dest / "inventory", dirs_exist_ok=True)
     text = (ROOT / "tags.yaml").read_text(encoding="utf-8")
-    text = text.replace("normal: 10s", "normal: 1s").replace("slow: 60s", "slow: 2s")
+    text = text.replace("normal: 10s", "normal: 2s").replace("slow: 60s", "slow: 5s")
     (dest / "tags.yaml").write_text(text, encoding="utf-8")
     shutil.copy(ROOT / "alarms.yaml", dest / "alarms.yaml")
     shutil.copy(ROOT / "commands.yaml", dest / "commands.yaml")
