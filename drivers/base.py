@@ -173,6 +173,15 @@ def engineering(point: TagDef, raw: float | int | bool | str | bytes | None) -> 
     bad_config.
     """
     dtype = point.dtype
+    if type(raw) is int and point.scale == 1.0 and point.offset == 0.0:  # fast path: registers, INTEGERs
+        if dtype == "int":
+            return raw, Quality.GOOD
+        if dtype == "enum":
+            return raw, Quality.GOOD if point.enum is None or raw in point.enum else Quality.BAD_DEVICE
+        if dtype == "bool":
+            return raw != 0, Quality.GOOD
+        if dtype == "float":
+            return float(raw), Quality.GOOD
     if raw is None:
         return None, Quality.BAD_DEVICE
     if dtype == "string":

@@ -224,10 +224,14 @@ def decode_request(request: ReadRequest, data: Sequence[int] | Sequence[bool]) -
     out: list[tuple[int, int | float | bool]] = []
     if len(data) < request.count:
         raise ValueError(f"short response: {len(data)} of {request.count}")
+    bits = request.bits
     for s in request.items:
         rel = s.offset - request.start
-        if request.bits:
+        if bits:
             out.append((s.index, bool(data[rel])))
+        elif s.width == 1 and s.byte_order == "big":  # the common case, without struct
+            v = int(data[rel]) & 0xFFFF
+            out.append((s.index, v - 0x10000 if s.encoding == "int16" and v >= 0x8000 else v))
         else:
             out.append((s.index, decode_registers([int(x) for x in data[rel:rel + s.width]], s.encoding,
                                                   s.word_order, s.byte_order)))

@@ -236,21 +236,39 @@ class Poller:
         await self.start()
         await asyncio.sleep(duration_s)
 
-    async def aclose(self) -> None:
-        """Stop every task and close every driver."""
+    async def aclose(self, timeout_s: float = 10.0) -> None:
+        """Stop every task and close every driver (concurrently; bounded by ``timeout_s``).
+
+        A driver that does not finish closing in time is logged and left behind: shutting the
+        poller down never hangs on one device.
+        """
         tasks = [d.task for d in self._devices.values() if d.task is not None]
         for t in tasks:
             t.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _done, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+            for t in stuck:
+                where = " <- ".join(f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno})"
+                                    for f in t.get_stack(limit=6))
+                log.error("%s: poll task did not stop within %.0f s, stuck in %s", t.get_name(), timeout_s, where)
+        closers: dict[asyncio.Task[None], str] = {}
         for d in self._devices.values():
             d.task = None
             d.driver.set_sink(None)
-            try:
-                await d.driver.aclose()
-            except Exception:
-                log.exception("%s: closing the driver failed", d.dev.name)
+            closers[asyncio.create_task(self._close_driver(d))] = d.dev.name
+        if closers:
+            _done, stuck = await asyncio.wait(closers, timeout=timeout_s)
+            for t in stuck:
+                log.error("%s: driver did not close within %.0f s", closers[t], timeout_s)
+                t.cancel()
         self._started = False
+
+    @staticmethod
+    async def _close_driver(d: _Device) -> None:
+        try:
+            await d.driver.aclose()
+        except Exception:
+            log.exception("%s: closing the driver failed", d.dev.name)
 
     # ------------------------------------------------------------------ scheduling
     async def _run(self, d: _Device) -> None:

@@ -192,3 +192,13 @@ def test_raw_number_inverse_scaling_and_checks() -> None:
     assert not same_value(p, 12.3, 12.5, None)
     assert same_value(tag("hr:1", "int"), 600, 599, 1)
     assert not same_value(tag("hr:1", "int"), 600, 599, None)
+
+
+def test_decode_request_single_register_fast_path_matches_struct() -> None:
+    tags = [tag("hr:0", "int", "int16"), tag("hr:1", "int", "uint16"), tag("hr:2", "int", "int16", byte_order="little")]
+    (req,) = plan_reads(tags).requests
+    regs = [0xFFFE, 0xFFFE, 0xFEFF]
+    assert decode_request(req, regs) == [(0, -2), (1, 65534), (2, -2)]
+    for value in (-32768, -1, 0, 1, 32767):
+        (r,) = plan_reads([tag("hr:0", "int", "int16")]).requests
+        assert decode_request(r, encode_registers(value, "int16")) == [(0, value)]
