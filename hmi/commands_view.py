@@ -277,7 +277,7 @@ class CommandPanel(QWidget):
 
 
 class ApprovalInbox(QWidget):
-    """Requests that need a second person (supervisors). Built from the command history."""
+    """Requests that need a second person (supervisors): ``GET /commands?pending=true``."""
 
     def __init__(self, console: ConsoleModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -324,7 +324,7 @@ class ApprovalInbox(QWidget):
         self.timer.stop()
 
     def load(self) -> Reply:
-        r = self.console.call("GET", "/commands", limit=500)
+        r = self.console.call("GET", "/commands", pending="true", limit=500)
         r.finished.connect(self._loaded)
         return r
 
@@ -333,7 +333,7 @@ class ApprovalInbox(QWidget):
             self.result.setText(f"cannot read the command history: {r.why()}")
             return
         window = float(self.console.vocabulary.get("approval_window_s") or 120.0)
-        self.items = cm.pending_approvals((r.data or {}).get("commands", []), time.time(), window)
+        self.items = cm.approvals_from(list((r.data or {}).get("commands", [])), time.time(), window)
         self.table.setRowCount(len(self.items))
         for row, e in enumerate(self.items):
             ts = e.get("ts")

@@ -11,8 +11,8 @@
     state: awaiting_approval ─(supervisor approves)─► selected|ready ─(operate)─► executing ─► finished
            outcome: done | rejected (why) | failed (why) | not_confirmed (read-back did not match)
 
-The gate decides everything; this module only words it. A supervisor's approval inbox is built from
-the command history (:func:`pending_approvals`): the API has no "pending tickets" listing yet.
+The gate decides everything; this module only words it. A supervisor's approval inbox lists
+``GET /commands?pending=true`` (:func:`approvals_from`; from the audit history on older servers).
 """
 
 from __future__ import annotations
@@ -199,6 +199,21 @@ def describe(ticket: dict[str, Any]) -> TicketText:
     if state == "cancelled":
         return TicketText(state, "CANCELLED: nothing was sent", True, None, None)
     return TicketText(state, state or "unknown", state == "finished", None, None)
+
+
+def approvals_from(items: list[dict[str, Any]], now_s: float, window_s: float = 120.0) -> list[dict[str, Any]]:
+    """Requests awaiting approval from ``GET /commands?pending=true`` (ticket views), or, from a server
+    without that filter, derived from the audit history it returns instead (entries with a ``kind``)."""
+    if any("kind" in e or ("ticket" in e and "id" not in e) for e in items):
+        return pending_approvals(items, now_s, window_s)
+    out = []
+    for t in items:
+        if str(t.get("state")) != "awaiting_approval":
+            continue
+        out.append({"ticket": str(t.get("id")), "ts": t.get("created"), "user": t.get("user"), "verb": t.get("verb"),
+                    "target": list(t.get("targets") or []), "params": t.get("params"), "safety": t.get("safety"),
+                    "deadline": t.get("deadline")})
+    return out
 
 
 def pending_approvals(history: Iterable[dict[str, Any]], now_s: float, window_s: float = 120.0) -> list[dict[str, Any]]:

@@ -256,6 +256,11 @@ def test_describe_tickets_and_inbox() -> None:
             {"ticket": "t2", "state": "awaiting_approval", "ts": 80.0},
             {"ticket": "t0", "state": "awaiting_approval", "ts": 1.0}]
     assert [p["ticket"] for p in commands.pending_approvals(hist, 100.0, 60)] == ["t1"]
+    assert [p["ticket"] for p in commands.approvals_from(hist, 100.0, 60)] == ["t1"]  # old server: history
+    pending = [{"id": "a", "state": "awaiting_approval", "targets": ["BL01"], "user": "op", "created": 99.0},
+               {"id": "b", "state": "selected", "targets": ["J003"]}]
+    got = commands.approvals_from(pending, 100.0)
+    assert [(p["ticket"], p["target"], p["user"]) for p in got] == [("a", ["BL01"], "op")]
 
 
 # ---------------------------------------------------------------------- layouts
