@@ -223,7 +223,8 @@ async def _run(quick: bool) -> str:
             server_cpu = 100 * (_proc_cpu_s(server.pid) - c0) / dt
             sim_cpu = 100 * (_proc_cpu_s(sim.pid) - s0) / dt
             server_rss, sim_rss = _proc_rss_mb(server.pid), _proc_rss_mb(sim.pid)
-            health = (await api.get("/api/v1/health")).json()
+            auth = {"Authorization": f"Bearer {token}"}
+            health = (await api.get("/api/v1/health", headers=auth)).json()
             poll = health["subsystems"]["poll"].get("stats", {})
 
             # --- alarm latency
@@ -272,7 +273,7 @@ async def _run(quick: bool) -> str:
             storm_cpu_s = _proc_cpu_s(server.pid) - c0
             storm_msgs = sum(c.messages for c in consoles)
             storm_mb = sum(c.bytes for c in consoles) / 1e6
-            health2 = (await api.get("/api/v1/health")).json()
+            health2 = (await api.get("/api/v1/health", headers=auth)).json()
             resyncs = health2["subsystems"]["api"].get("stats", {}).get("resyncs", 0)
             for c in consoles:
                 await c.aclose()

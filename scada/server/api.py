@@ -2,7 +2,7 @@
 
     /api/v1/auth/login  POST {user, password} → {token, expires_ms, user, role}   (no auth)
     /api/v1/auth/logout POST · /api/v1/auth/me GET
-    /api/v1/health      GET  per-subsystem status, driver statistics, buffer levels   (no auth)
+    /api/v1/health      GET  per-subsystem status (no auth); + driver stats, buffer levels (with a token)
     /api/v1/tags        GET  ?pattern=&equipment=&area=&domain=&limit=&offset=       (read)
     /api/v1/tags/{name} GET  one tag with its definition                            (read)
     /api/v1/equipment   GET  ?area=&kind=&domain=&q=                                 (read)
@@ -422,9 +422,18 @@ def create_app(server: "ScadaServer") -> FastAPI:
                   permissions=sorted(p for p in PERMISSIONS if session.can(p)))
 
     # ------------------------------------------------------------------ health / config
-    @app.get(f"{PREFIX}/health", tags=["server"])
-    async def health() -> dict[str, Any]:
-        return server.health()
+    @app.get(f"{PREFIX}/health", tags=["server"],
+             description="Per-subsystem status (no authentication: for monitoring). With a valid bearer token, "
+                         "also every subsystem's statistics: driver statistics per device, historian buffer "
+                         "levels, WebSocket consoles, alarm counts, process RSS/CPU.")
+    async def health(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> dict[str, Any]:
+        full = server.health()
+        if cred is not None and server.tokens.resolve(cred.credentials) is not None:
+            return full
+        for sub in full["subsystems"].values():
+            sub.pop("stats", None)
+        full.pop("process", None)
+        return full
 
     @app.get(f"{PREFIX}/config", response_model=ConfigOut, tags=["server"])
     async def config_info(session: Reader) -> ConfigOut:
