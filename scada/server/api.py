@@ -581,9 +581,11 @@ def create_app(server: "ScadaServer") -> FastAPI:
                      service: Annotated[str | None, Query(max_length=100)] = None,
                      equipment: Annotated[str | None, Query(max_length=100)] = None,
                      state: Annotated[str | None, Query(max_length=100)] = None,
+                     diagnostic: Annotated[bool, Query(description="include diagnostic (never annunciated) "
+                                                                   "events")] = False,
                      limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 5000) -> AlarmList:
         svc = require(server.alarms, "alarms", "list alarms")
-        items: list[dict[str, Any]] = svc.active()
+        items: list[dict[str, Any]] = svc.active(diagnostic=diagnostic, limit=MAX_ROWS)
         if area is not None:
             items = [a for a in items if slug(str(a.get("area", ""))) == slug(area)]
         if priority is not None:
@@ -615,41 +617,41 @@ def create_app(server: "ScadaServer") -> FastAPI:
 
     AlarmId = Annotated[str, Path(min_length=1, max_length=300)]
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id}}/shelve", response_model=ActionOut, tags=["alarms"])
+    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/shelve", response_model=ActionOut, tags=["alarms"])
     async def shelve(alarm_id: AlarmId, body: ShelveIn, request: Request,
                      session: Annotated[Session, Depends(need("alarm.shelve"))]) -> ActionOut:
         if body.duration_s is None and not body.one_shot:
             raise ApiError(422, f"shelve alarm {alarm_id!r}", "give duration_s or one_shot: true", "invalid_request")
         return alarm_action("shelve", "alarm.shelve", [alarm_id], body.model_dump(), session, request)
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id}}/unshelve", response_model=ActionOut, tags=["alarms"])
+    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/unshelve", response_model=ActionOut, tags=["alarms"])
     async def unshelve(alarm_id: AlarmId, body: CommentIn, request: Request,
                        session: Annotated[Session, Depends(need("alarm.shelve"))]) -> ActionOut:
         return alarm_action("unshelve", "alarm.shelve", [alarm_id], body.model_dump(), session, request)
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id}}/suppress", response_model=ActionOut, tags=["alarms"])
+    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/suppress", response_model=ActionOut, tags=["alarms"])
     async def suppress(alarm_id: AlarmId, body: ReasonIn, request: Request,
                        session: Annotated[Session, Depends(need("alarm.suppress"))]) -> ActionOut:
         return alarm_action("suppress", "alarm.suppress", [alarm_id], body.model_dump(), session, request)
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id}}/unsuppress", response_model=ActionOut, tags=["alarms"])
+    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/unsuppress", response_model=ActionOut, tags=["alarms"])
     async def unsuppress(alarm_id: AlarmId, body: CommentIn, request: Request,
                          session: Annotated[Session, Depends(need("alarm.suppress"))]) -> ActionOut:
         return alarm_action("unsuppress", "alarm.suppress", [alarm_id], body.model_dump(), session, request)
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id}}/out-of-service", response_model=ActionOut, tags=["alarms"])
+    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/out-of-service", response_model=ActionOut, tags=["alarms"])
     async def out_of_service(alarm_id: AlarmId, body: OutOfServiceIn, request: Request,
                              session: Annotated[Session, Depends(need("alarm.out_of_service"))]) -> ActionOut:
         return alarm_action("out_of_service", "alarm.out_of_service", [alarm_id], body.model_dump(), session,
                             request)
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id}}/return-to-service", response_model=ActionOut, tags=["alarms"])
+    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/return-to-service", response_model=ActionOut, tags=["alarms"])
     async def return_to_service(alarm_id: AlarmId, body: CommentIn, request: Request,
                                 session: Annotated[Session, Depends(need("alarm.out_of_service"))]) -> ActionOut:
         return alarm_action("return_to_service", "alarm.out_of_service", [alarm_id], body.model_dump(), session,
                             request)
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id}}/reset", response_model=ActionOut, tags=["alarms"])
+    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/reset", response_model=ActionOut, tags=["alarms"])
     async def reset(alarm_id: AlarmId, body: CommentIn, request: Request,
                     session: Annotated[Session, Depends(need("alarm.reset"))]) -> ActionOut:
         return alarm_action("reset", "alarm.reset", [alarm_id], body.model_dump(), session, request)

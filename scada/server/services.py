@@ -32,8 +32,9 @@ class Refused(Exception):
 
 
 class AlarmService(Protocol):
-    def active(self) -> list[Json]:
-        """Every alarm not in normal state (active, unacknowledged, shelved, suppressed, out of service)."""
+    def active(self, diagnostic: bool = False, limit: int = 20_000) -> list[Json]:
+        """Every alarm not in normal state (active, unacknowledged, shelved, suppressed, out of service);
+        diagnostic (never annunciated) events only when asked."""
         ...
 
     def action(self, action: str, alarm_ids: list[str], user: str, params: Json) -> list[Json]:

@@ -296,8 +296,18 @@ class AlarmAdapter:
     def __init__(self, comp: AlarmComponent) -> None:
         self.comp = comp
 
-    def active(self) -> list[dict[str, Any]]:
-        _, views = self.comp.engine.alarm_list(include_hidden=True, limit=20_000)
+    def active(self, diagnostic: bool = False, limit: int = 20_000) -> list[dict[str, Any]]:
+        """Every alarm not in normal state: annunciated ones first (priority 1 on top, then newest), then the
+        shelved / suppressed / out-of-service ones (flagged), then — only if asked — diagnostic events, which
+        are never annunciated (a storm can make tens of thousands of them)."""
+        e = self.comp.engine  # evaluated on this event loop: no concurrent change between the two reads
+        _, views = e.alarm_list(include_hidden=False, limit=limit)
+        hidden = (e.shelving != 0) | e.sup_design | e.sup_operator | e.out_of_service
+        mask = (e.state != 0) & hidden & (e.catalog.priority < 5)
+        if diagnostic:
+            mask |= (e.state != 0) & (e.catalog.priority >= 5)
+        extra = np.flatnonzero(mask)[: max(0, limit - len(views))]
+        views += [e.view(int(i)) for i in extra]
         out = [alarm_view_dict(v) for v in views]
         out.extend(self.comp.external.values())
         return out

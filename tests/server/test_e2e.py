@@ -130,6 +130,39 @@ async def test_lamp_failure_alarm_ack_journal_and_lighting_override(field: tuple
         # 5. the lease expires: the cabinet returns to its schedule by itself
         await until("the cabinet back on its schedule", lambda: model.mode == 0, timeout=30)
         await until("the server seeing it", lambda: server.tagdb.read(cab.tag_name("mode")).value == 0, timeout=10)
+        # 6. the other alarm actions, each with its role, on a real alarm (bollard fault, priority 2)
+        bollard = next(e for e in server.config.equipment.values() if e.template == "bollard")
+        bid = f"bollard_fault:{bollard.tag_name('fault')}"
+        sim.inject(bollard.id, "bollard_fault")
+
+        async def bollard_alarm() -> dict[str, Any] | None:
+            items = (await c.get("/api/v1/alarms", params={"equipment": bollard.id}, headers=h)).json()["alarms"]
+            return next((a for a in items if a["id"] == bid), None)
+
+        assert (await until("the bollard alarm", bollard_alarm, timeout=20))["state"] == "unack"
+        hs, hm = await login(c, "sup"), await login(c, "maint")
+
+        async def act(path: str, body: dict[str, Any], headers: dict[str, str], status: int = 200) -> None:
+            r = await c.post(f"/api/v1/alarms/{bid}/{path}", json=body, headers=headers)
+            assert r.status_code == status, (path, r.text)
+
+        await act("shelve", {"duration_s": 600, "reason": "crew on site"}, h)
+        assert "shelved_timed" in (await bollard_alarm())["flags"]  # type: ignore[index]
+        assert not any(a["id"] == bid for a in (await c.get(
+            "/api/v1/alarms", params={"state": "unack"}, headers=h)).json()["alarms"] if not a["flags"])
+        await act("unshelve", {}, h)
+        await act("suppress", {"reason": "known"}, h, 403)  # operators do not suppress
+        await act("suppress", {"reason": "known fault, crew on site"}, hs)
+        await act("unsuppress", {}, hs)
+        await act("out-of-service", {"work_order": "WO-4711"}, hm)
+        assert (await bollard_alarm())["work_order"] == "WO-4711"  # type: ignore[index]
+        await act("return-to-service", {}, hm)
+        await act("reset", {}, hm, 409)  # not a latched alarm: refused with the reason, nothing changes
+        rows = (await c.get("/api/v1/journal", params={"equipment": bollard.id, "limit": 50},
+                            headers=h)).json()["entries"]
+        events = {r["event"] for r in rows}
+        assert {"condition_on", "shelve", "unshelve", "suppress", "unsuppress", "remove_from_service",
+                "return_to_service"} <= events, events
         history = (await c.get("/api/v1/commands", params={"equipment": cab.id}, headers=h)).json()["commands"]
         kinds = [e.get("kind") for e in history]
         assert "outcome" in kinds or "select" in kinds, kinds
