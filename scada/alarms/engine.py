@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from scada import journal as journal_mod  # a module reference: scada.journal imports this package too
 from scada.alarms.messages import format_value, render_live
-from scada.alarms.rules import AlarmCatalog, AlarmInfo, RateRule, compile_rules, priority_label
+from scada.alarms.rules import AlarmCatalog, AlarmInfo, RateRule, compile_rules, priority_label, unique_ints
 from scada.alarms.states import (
     DEFAULT_MAX_SHELVE_S,
     DIAGNOSTIC,
@@ -444,7 +444,7 @@ class AlarmEngine:
         """The alarms of ``chunks`` still pending (``since`` > 0); the list is compacted in place."""
         if not chunks:
             return np.zeros(0, dtype=np.int64)
-        cand = np.unique(np.concatenate(chunks)) if len(chunks) > 1 else chunks[0]
+        cand = unique_ints(np.concatenate(chunks), since.size) if len(chunks) > 1 else chunks[0]
         cand = cand[since[cand] > 0]
         chunks.clear()
         if cand.size:
@@ -456,15 +456,16 @@ class AlarmEngine:
         if not touched.size or not self.catalog.suppression:
             return
         cat = self.catalog
-        groups = set(np.unique(cat.group[touched]).tolist())
+        groups = set(np.flatnonzero(np.bincount(cat.group[touched], minlength=len(cat.rules))).tolist())
         for dep, sup in cat.suppression:
             if sup.group not in groups:
                 continue
             mine = touched[(touched >= sup.start) & (touched < sup.start + sup.count)]
-            eqs = np.unique(cat.equipment[mine]).astype(np.int64)
+            n_eq = len(cat.equipment_ids)
+            eqs = np.flatnonzero(np.bincount(cat.equipment[mine], minlength=n_eq)).astype(np.int64)
             sup_alarms = cat.alarms_of_equipment(sup, eqs)
             present = self.cond[sup_alarms] | self._active(sup_alarms)
-            on_eq = np.unique(cat.equipment[sup_alarms][present])
+            on_eq = np.flatnonzero(np.bincount(cat.equipment[sup_alarms][present], minlength=n_eq))
             sel = cat.alarms_of_equipment(dep, eqs)
             if not sel.size:
                 continue
@@ -502,7 +503,7 @@ class AlarmEngine:
         if not g.size:
             return
         areas = self.catalog.area[g]
-        for area in np.unique(areas).tolist():
+        for area in np.flatnonzero(np.bincount(areas, minlength=len(self.catalog.areas))).tolist():
             sel = areas == area
             f = self._floods.setdefault(area, _Flood())
             last = f.entries[-1][0] if f.entries else 0
@@ -764,30 +765,41 @@ class AlarmEngine:
                           dtype=bool)
 
     def view(self, alarm: str | int) -> AlarmView:
+        """One alarm as the operator sees it (by id or index); KeyError if unknown."""
         with self._lock:
             i = self.catalog.index_of(alarm) if isinstance(alarm, str) else alarm
             if i is None:
                 raise KeyError(f"unknown alarm {alarm!r}")
-            info = self.catalog.info(i)
-            anchor = int(self.catalog.anchor[i])
-            if self.db.is_string[anchor]:
-                raw: float | str | None = self.db.strings.get(anchor)
-            else:
-                v = float(self.value_at[i]) if not np.isnan(self.value_at[i]) else float(self.db.values[anchor])
-                raw = v
-            text = format_value(raw, info.dtype, info.enum)
-            q = Quality(int(self.db.qualities[anchor])).label
-            return AlarmView(info.alarm, info.rule, info.equipment, info.commune, info.area, info.service, info.tag,
-                             info.priority, AlarmState(int(self.state[i])), Flag.labels(int(self._flags(
-                                 np.array([i]))[0])), render_live(info.message, raw, text, q), text,
-                             int(self.active_since[i]), int(self.changed_ns[i]), int(self.shelved_until[i]),
-                             self.work_orders.get(i))
+            return self.views(np.array([i], dtype=np.int64))[0]
+
+    def views(self, indices: I64 | list[int]) -> list[AlarmView]:
+        """Many alarms at once (one description pass): what a console list or a push needs."""
+        with self._lock:
+            idx = np.asarray(indices, dtype=np.int64)
+            infos = self.catalog.infos(idx)
+            flags = self._flags(idx).tolist()
+            out: list[AlarmView] = []
+            for k, (i, info) in enumerate(zip(idx.tolist(), infos, strict=True)):
+                anchor = int(self.catalog.anchor[i])
+                if self.db.is_string[anchor]:
+                    raw: float | str | None = self.db.strings.get(anchor)
+                else:
+                    v = float(self.value_at[i])
+                    raw = v if v == v else float(self.db.values[anchor])
+                text = format_value(raw, info.dtype, info.enum)
+                q = Quality(int(self.db.qualities[anchor])).label
+                out.append(AlarmView(info.alarm, info.rule, info.equipment, info.commune, info.area, info.service,
+                                     info.tag, info.priority, AlarmState(int(self.state[i])), Flag.labels(flags[k]),
+                                     render_live(info.message, raw, text, q), text, int(self.active_since[i]),
+                                     int(self.changed_ns[i]), int(self.shelved_until[i]), self.work_orders.get(i)))
+            return out
 
     def _select(self, area: str | None, service: str | None, equipment: str | None, include_hidden: bool,
                 include_normal: bool = False) -> I64:
         cat = self.catalog
-        if include_hidden:
-            mask = np.ones(self.n, dtype=bool) if include_normal else self.state != AlarmState.NORMAL
+        if include_hidden:  # not normal, or normal but shelved / suppressed by an operator / out of service
+            operator_flags = (self.shelving != Shelving.NONE) | self.sup_operator | self.out_of_service
+            mask = np.ones(self.n, dtype=bool) if include_normal else (self.state != AlarmState.NORMAL) | operator_flags
         else:
             mask = self._visible()
         for name, values, col in (("area", area, cat.area), ("service", service, cat.service),
@@ -808,7 +820,7 @@ class AlarmEngine:
         """(total, one page) of the operator's list: priority 1 on top, then newest first."""
         with self._lock:
             idx = self._select(area, service, equipment, include_hidden)
-            return int(idx.size), [self.view(int(i)) for i in idx[offset:offset + limit]]
+            return int(idx.size), self.views(idx[offset:offset + limit])
 
     def grouped(self, by: str = "equipment", *, area: str | None = None, service: str | None = None,
                 include_hidden: bool = False, min_priority: int = 1, limit: int = 200) -> list[AlarmGroup]:
@@ -848,12 +860,12 @@ class AlarmEngine:
             do_group = flood if grouped is None else grouped
             idx = self._select(area, service, None, False)
             crit = idx[self.catalog.priority[idx] == 1]
-            critical = [self.view(int(i)) for i in crit[:limit]]
+            critical = self.views(crit[:limit])
             if do_group:
                 groups = self.grouped(group_by, area=area, service=service, min_priority=2, limit=limit)
                 return ConsoleView(flood, floods, critical, [], groups, int(idx.size))
             rest = idx[self.catalog.priority[idx] != 1]
-            return ConsoleView(flood, floods, critical, [self.view(int(i)) for i in rest[:limit]], [], int(idx.size))
+            return ConsoleView(flood, floods, critical, self.views(rest[:limit]), [], int(idx.size))
 
     def summary(self, area: str | None = None) -> Summary:
         """Counts for the alarm banner (shelved, suppressed and out-of-service always shown)."""
