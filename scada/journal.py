@@ -11,11 +11,13 @@ by the rows, so a storm of 10^5 transitions writes small rows and never formats 
          │
     journal (append-only): one row per transition or operator action
         id │ ts_ms │ ref │ event │ outcome │ state │ prev_state │ flags │ value │ quality │ user │ comment │
-        detail │ until_ms
+        detail │ until_ms │ since_ms
 
       event: scada.alarms.states.Event code; outcome 0 done, 1 refused (detail = the reason);
       state/prev_state: ISA-18.2 state code; flags: shelved/suppressed/out-of-service/latched bits;
-      detail: work-order reference, shelving reason, refusal reason, flood area; until_ms: end of a timed shelving.
+      detail: work-order reference, shelving reason, refusal reason, flood area; until_ms: end of the timed
+      shelving in force after the row; since_ms: when the alarm became active (while active). A row thus
+      carries the alarm's whole state: its last row is what a restart needs.
 
 Durability: each append is one transaction, committed with ``synchronous=FULL`` before the call
 returns; a row whose id was returned survives kill -9 (and power loss, FULL). UPDATE and DELETE are
@@ -39,7 +41,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -95,7 +97,8 @@ CREATE TABLE IF NOT EXISTS journal (
     user TEXT,
     comment TEXT,
     detail TEXT,
-    until_ms INTEGER
+    until_ms INTEGER,
+    since_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS journal_ref_ts ON journal(ref, ts_ms);
 CREATE INDEX IF NOT EXISTS journal_ts ON journal(ts_ms);
@@ -107,15 +110,23 @@ CREATE TRIGGER IF NOT EXISTS alarm_def_no_update BEFORE UPDATE ON alarm_def
     BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS alarm_def_no_delete BEFORE DELETE ON alarm_def
     BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+CREATE TABLE IF NOT EXISTS catalog (
+    fingerprint TEXT PRIMARY KEY,
+    alarms INTEGER NOT NULL,
+    refs BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS catalog_no_update BEFORE UPDATE ON catalog
+    BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
 """
 
 _DEF_COLS = ("alarm", "rule", "kind", "equipment", "commune", "area", "service", "tag", "priority", "latched",
              "message", "dtype", "units", "enum", "limit_value")
 _ROW_COLS = ("ts_ms", "ref", "event", "outcome", "state", "prev_state", "flags", "value", "quality", "user",
-             "comment", "detail", "until_ms")
+             "comment", "detail", "until_ms", "since_ms")
 _SELECT = ("SELECT j.id, j.ts_ms, j.event, j.outcome, j.state, j.prev_state, j.flags, j.value, j.quality, j.user, "
            "j.comment, j.detail, j.until_ms, d.alarm, d.rule, d.kind, d.equipment, d.commune, d.area, d.service, "
-           "d.tag, d.priority, d.message, d.dtype, d.units, d.enum FROM journal j LEFT JOIN alarm_def d "
+           "d.tag, d.priority, d.message, d.dtype, d.units, d.enum, j.since_ms FROM journal j LEFT JOIN alarm_def d "
            "ON d.ref = j.ref")
 BROAD_FILTER = 2000  # more matching definitions than this: walk the time index instead of the per-alarm one
 
@@ -169,6 +180,7 @@ class JournalEntry:
     comment: str | None = None
     detail: str | None = None
     until_ns: int | None = None
+    since_ns: int | None = None  # default: the row's time when it activates the alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +199,14 @@ class JournalBatch:
     user: str | None = None
     comment: str | None = None
     detail: Sequence[str | None] | None = None
-    until_ns: I64 | None = None
+    until_ns: I64 | None = None  # per row: end of the timed shelving in force (0: none)
+    since_ns: I64 | None = None  # per row: when the alarm became active (0: inactive)
 
     def __len__(self) -> int:
         return int(self.ref.size)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JournalRow:
     """One journal row as read back, with its alarm definition joined."""
 
@@ -223,6 +236,7 @@ class JournalRow:
     dtype: str | None
     units: str | None
     enum: dict[int, str] | None
+    since_ms: int | None = None
 
     @property
     def time_utc(self) -> str:
@@ -337,6 +351,9 @@ class Journal:
                     raise StorageError(f"{self.path}: journal schema version {version}, this build reads "
                                        f"{SCHEMA_VERSION}")
                 self._db.executescript(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(journal)")}
+                if "since_ms" not in columns:  # a journal written before since_ms existed
+                    self._db.execute("ALTER TABLE journal ADD COLUMN since_ms INTEGER")
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the alarm journal: {exc}") from exc
@@ -408,9 +425,13 @@ class Journal:
         rows = []
         for e in entries:
             ref = next(refs_iter) if e.info is not None else None
+            since = e.since_ns
+            if since is None and e.state.active and not e.prev_state.active:
+                since = e.ts_ns
             rows.append((e.ts_ns // 1_000_000, ref, int(e.event), e.outcome, int(e.state), int(e.prev_state),
                          int(e.flags), e.value, None if e.quality is None else int(e.quality), e.user, e.comment,
-                         e.detail, None if e.until_ns is None else e.until_ns // 1_000_000))
+                         e.detail, None if e.until_ns is None else e.until_ns // 1_000_000,
+                         None if not since else since // 1_000_000))
         first, last = self._insert([("rows", None, rows)])
         return list(range(first, last + 1))
 
@@ -419,7 +440,8 @@ class Journal:
 
         The engine's storms go through here: consecutive rows sharing time, event, outcome, states, flags
         and quality (a storm is a few such runs) are written with multi-row INSERTs binding only the
-        alarm ref and the value (sorted by ref inside the run, for the index); anything else row by row.
+        alarm ref, the value and whichever of since/until varies (sorted by ref inside the run, for the
+        index); anything else row by row.
         """
         n = len(batch)
         if n == 0:
@@ -430,8 +452,10 @@ class Journal:
         key = np.stack([ts, np.asarray(batch.event, np.int64), outcome, np.asarray(batch.state, np.int64),
                         np.asarray(batch.prev_state, np.int64), np.asarray(batch.flags, np.int64),
                         np.asarray(batch.quality, np.int64)])
+        zeros = np.zeros(n, dtype=np.int64)
+        until = zeros if batch.until_ns is None else np.asarray(batch.until_ns, dtype=np.int64) // 1_000_000
+        since = zeros if batch.since_ns is None else np.asarray(batch.since_ns, dtype=np.int64) // 1_000_000
         plain = batch.user is None and batch.comment is None and batch.detail is None and \
-            (batch.until_ns is None or not bool((np.asarray(batch.until_ns) > 0).any())) and \
             isinstance(batch.value, np.ndarray) and bool((ref > 0).all())
         if isinstance(batch.value, np.ndarray):
             vals = batch.value.astype(object)
@@ -439,37 +463,67 @@ class Journal:
             value: list[Any] = vals.tolist()
         else:
             value = [None if isinstance(v, float) and v != v else v for v in batch.value]
+        extra = (until, since)
         runs: list[tuple[str, Any, Any]] = []
         if plain:
             cuts = np.flatnonzero((key[:, 1:] != key[:, :-1]).any(axis=0)) + 1
             bounds = [0, *cuts.tolist(), n]
             for lo, hi in itertools.pairwise(bounds):
-                if hi - lo >= self._FAST_MIN:
-                    order = np.argsort(ref[lo:hi], kind="stable") + lo
-                    pairs = np.empty(2 * (hi - lo), dtype=object)
-                    pairs[0::2] = ref[order].tolist()
-                    pairs[1::2] = [value[i] for i in order.tolist()]
-                    runs.append(("fast", tuple(key[:, lo].tolist()), pairs.tolist()))
-                else:
-                    runs.append(("rows", None, self._rows(batch, key, value, lo, hi)))
+                if hi - lo < self._FAST_MIN:
+                    runs.append(("rows", None, self._rows(batch, key, value, extra, lo, hi)))
+                    continue
+                order = np.argsort(ref[lo:hi], kind="stable") + lo
+                consts: list[Any] = key[:, lo].tolist()
+                cols: list[list[Any]] = [ref[order].tolist(), [value[i] for i in order.tolist()]]
+                names = ["ref", "value"]
+                for name, col in zip(("until_ms", "since_ms"), extra, strict=True):
+                    part = col[order]
+                    if bool((part == part[0]).all()):
+                        consts.append(None if part[0] <= 0 else int(part[0]))
+                    else:
+                        names.append(name)
+                        cols.append([None if x <= 0 else x for x in part.tolist()])
+                flat = np.empty(len(cols) * (hi - lo), dtype=object)
+                for c, column in enumerate(cols):
+                    flat[c::len(cols)] = column
+                runs.append(("fast", (tuple(names), consts), flat.tolist()))
         else:
-            runs.append(("rows", None, self._rows(batch, key, value, 0, n)))
+            runs.append(("rows", None, self._rows(batch, key, value, extra, 0, n)))
         return self._insert(runs)
 
-    def _rows(self, batch: JournalBatch, key: npt.NDArray[np.int64], value: list[Any], lo: int, hi: int
-              ) -> list[tuple[Any, ...]]:
+    def _rows(self, batch: JournalBatch, key: npt.NDArray[np.int64], value: list[Any],
+              extra: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], lo: int, hi: int) -> list[tuple[Any, ...]]:
         k = key[:, lo:hi].tolist()
         ref = [None if r <= 0 else r for r in batch.ref[lo:hi].tolist()]
         detail = [None] * (hi - lo) if batch.detail is None else list(batch.detail[lo:hi])
-        until = [None] * (hi - lo) if batch.until_ns is None else \
-            [None if u <= 0 else u // 1_000_000 for u in batch.until_ns[lo:hi].tolist()]
+        until = [None if u <= 0 else u for u in extra[0][lo:hi].tolist()]
+        since = [None if u <= 0 else u for u in extra[1][lo:hi].tolist()]
         user, comment = batch.user, batch.comment
         return [(k[0][i], ref[i], k[1][i], k[2][i], k[3][i], k[4][i], k[5][i], value[lo + i], k[6][i], user,
-                 comment, detail[i], until[i]) for i in range(hi - lo)]
+                 comment, detail[i], until[i], since[i]) for i in range(hi - lo)]
 
-    _CHUNK = 500  # rows per multi-row INSERT statement (13 parameters each, under SQLite's 32766 limit)
-    _FAST_CHUNK = 1000  # rows per multi-row INSERT of a run (2 parameters each + 7 shared)
+    _CHUNK = 500  # rows per multi-row INSERT statement (14 parameters each, under SQLite's 32766 limit)
+    _FAST_CHUNK = 1000  # rows per multi-row INSERT of a run (2 to 4 parameters each + the shared ones)
     _FAST_MIN = 64  # a run shorter than this goes row by row
+    _FAST_CONSTS = ("ts_ms", "event", "outcome", "state", "prev_state", "flags", "quality", "until_ms", "since_ms")
+    _fast_cache: ClassVar[dict[tuple[tuple[str, ...], int], str]] = {}
+
+    @classmethod
+    def _fast_stmt(cls, names: tuple[str, ...], size: int) -> str:
+        """INSERT of ``size`` rows: the run's constants as ?1..?k, the per-row columns after them."""
+        stmt = cls._fast_cache.get((names, size))
+        if stmt is None:
+            consts = [c for c in cls._FAST_CONSTS if c not in names]
+            head = f"INSERT INTO journal({', '.join([*consts, *names])}) VALUES "
+            first = ",".join(f"?{i + 1}" for i in range(len(consts)))
+            base = len(consts) + 1
+            w = len(names)
+            rows = (f"({first},{','.join(f'?{base + j * w + c}' for c in range(w))})" for j in range(size))
+            stmt = head + ",".join(rows)
+            if len(cls._fast_cache) > 64:
+                cls._fast_cache.clear()
+            cls._fast_cache[(names, size)] = stmt
+        return stmt
 
     def _insert(self, runs: list[tuple[str, Any, Any]]) -> tuple[int, int]:
         if self.readonly:
@@ -477,14 +531,13 @@ class Journal:
         width = len(_ROW_COLS)
         head = f"INSERT INTO journal({', '.join(_ROW_COLS)}) VALUES "
         one = "(" + ",".join("?" * width) + ")"
-        fast_head = "INSERT INTO journal(ts_ms, event, outcome, state, prev_state, flags, quality, ref, value) VALUES "
         count = 0
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     first = int(self._db.execute("SELECT coalesce(max(id), 0) + 1 FROM journal").fetchone()[0])
-                    for kind, consts, payload in runs:
+                    for kind, spec, payload in runs:
                         if kind == "rows":
                             rows: list[tuple[Any, ...]] = payload
                             count += len(rows)
@@ -497,15 +550,14 @@ class Journal:
                             if full < len(rows):
                                 self._db.executemany(head + one, rows[full:])
                             continue
-                        pairs: list[Any] = payload
-                        m = len(pairs) // 2
+                        names, shared = spec  # shared: in _FAST_CONSTS order, without the per-row ones
+                        flat: list[Any] = payload
+                        w = len(names)
+                        m = len(flat) // w
                         count += m
-                        k = self._FAST_CHUNK
-                        for s in range(0, m, k):
-                            size = min(k, m - s)
-                            stmt = fast_head + ",".join(f"(?1,?2,?3,?4,?5,?6,?7,?{8 + 2 * j},?{9 + 2 * j})"
-                                                        for j in range(size)) if size != k else self._fast_stmt()
-                            self._db.execute(stmt, [*consts, *pairs[2 * s:2 * (s + size)]])
+                        for s in range(0, m, self._FAST_CHUNK):
+                            size = min(self._FAST_CHUNK, m - s)
+                            self._db.execute(self._fast_stmt(names, size), [*shared, *flat[w * s:w * (s + size)]])
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -513,16 +565,6 @@ class Journal:
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: cannot append to the alarm journal: {exc}") from exc
         return first, first + count - 1
-
-    _FAST_STMT: str | None = None
-
-    @classmethod
-    def _fast_stmt(cls) -> str:
-        if cls._FAST_STMT is None:
-            cls._FAST_STMT = ("INSERT INTO journal(ts_ms, event, outcome, state, prev_state, flags, quality, ref, "
-                              "value) VALUES " + ",".join(f"(?1,?2,?3,?4,?5,?6,?7,?{8 + 2 * j},?{9 + 2 * j})"
-                                                          for j in range(cls._FAST_CHUNK)))
-        return cls._FAST_STMT
 
     # ------------------------------------------------------------------ read
     def last_id(self) -> int:
@@ -604,7 +646,7 @@ class Journal:
         cursor = (rows[-1].ts_ms, rows[-1].id) if more and rows else None
         return JournalPage(rows, cursor, total)
 
-    def iter_rows(self, q: JournalQuery, page_size: int = 5000) -> Iterator[JournalRow]:
+    def iter_rows(self, q: JournalQuery, page_size: int = 20_000) -> Iterator[JournalRow]:
         """Every row matching ``q`` (ignoring its limit), page by page."""
         query = JournalQuery(**{**_asdict(q), "limit": page_size, "cursor": q.cursor, "offset": 0})
         while True:
@@ -642,9 +684,10 @@ class Journal:
     def current_states(self) -> dict[str, RestoredState]:
         """Last journalled state of every alarm that is not plain normal (for the engine's restart).
 
-        The last row of an alarm carries its state and flags after that row (a refused request carries
-        them unchanged), so one pass over the (ref, ts) index finds it; alarms back to normal with no flag
-        are left out (that is the engine's default).
+        Every row carries the alarm's state and flags after it, its active-since and timed-shelving end
+        (a refused request carries them unchanged), so the last row of each alarm is enough: one pass over
+        the (ref, ts) index finds them. Alarms back to normal with no flag are left out (the engine's
+        default). Only the work orders of out-of-service alarms need a look further back.
         """
         try:
             with self._lock:
@@ -661,25 +704,20 @@ class Journal:
                         best[alarm] = last
                 by_id = {v: k for k, v in best.items()}
                 rows = self._db.execute(
-                    "SELECT id, state, flags, ts_ms FROM journal WHERE id IN (SELECT value FROM json_each(?)) "
-                    "AND (state != 0 OR flags != 0)", (json.dumps(sorted(by_id)),)).fetchall()
-                found = [(by_id[i], st, fl, ts) for i, st, fl, ts in rows]
-                need_since = [r[0] for r in found if AlarmState(r[1]).active]
-                need_shelve = [r[0] for r in found if r[2] & Flag.SHELVED_TIMED]
-                need_wo = [r[0] for r in found if r[2] & Flag.OUT_OF_SERVICE]
-                since = self._last_event(need_since, (Event.CONDITION_ON,), "j.ts_ms", refs_of)
-                shelved = self._last_event(need_shelve, (Event.SHELVE,), "j.until_ms", refs_of)
+                    "SELECT id, state, flags, ts_ms, since_ms, until_ms FROM journal "
+                    "WHERE id IN (SELECT value FROM json_each(?)) AND (state != 0 OR flags != 0)",
+                    (json.dumps(sorted(by_id)),)).fetchall()
+                need_wo = [by_id[r[0]] for r in rows if r[2] & Flag.OUT_OF_SERVICE]
                 orders = self._last_event(need_wo, (Event.REMOVE_FROM_SERVICE,), "j.detail", refs_of)
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot read the current alarm states: {exc}") from exc
         out: dict[str, RestoredState] = {}
-        for alarm, state, flags, ts in found:
-            since_v = since.get(alarm)
-            until_v = shelved.get(alarm)
+        for i, state, flags, ts, since, until in rows:
+            alarm = by_id[i]
             wo = orders.get(alarm)
-            out[alarm] = RestoredState(alarm, AlarmState(state), int(flags), int(ts),
-                                       None if since_v is None else int(since_v),
-                                       None if until_v is None else int(until_v),
+            out[alarm] = RestoredState(alarm, _STATES[state], int(flags), int(ts),
+                                       None if since is None else int(since),
+                                       None if until is None or not flags & Flag.SHELVED_TIMED else int(until),
                                        None if wo is None else str(wo))
         return out
 
@@ -761,14 +799,20 @@ def _asdict(q: JournalQuery) -> dict[str, Any]:
     return {f: getattr(q, f) for f in JournalQuery.__dataclass_fields__}
 
 
+_ENUM_PARSED: dict[str, dict[int, str]] = {}
+_EVENTS = {int(e): e for e in Event}
+_STATES = list(AlarmState)
+_QUALITIES = list(Quality)
+
+
 def _row(r: tuple[Any, ...]) -> JournalRow:
     enum = None
     if r[25]:
-        enum = {int(k): str(v) for k, v in json.loads(r[25]).items()}
-    return JournalRow(
-        id=r[0], ts_ms=r[1], event=Event(r[2]), outcome=r[3], state=AlarmState(r[4]), prev_state=AlarmState(r[5]),
-        flags=r[6], value=r[7], quality=None if r[8] is None else Quality(r[8]), user=r[9], comment=r[10],
-        detail=r[11], until_ms=r[12], alarm=r[13], rule=r[14], kind=r[15], equipment=r[16], commune=r[17],
-        area=r[18], service=r[19], tag=r[20], priority=r[21], message_template=r[22], dtype=r[23], units=r[24],
-        enum=enum,
-    )
+        enum = _ENUM_PARSED.get(r[25])
+        if enum is None:
+            enum = {int(k): str(v) for k, v in json.loads(r[25]).items()}
+            if len(_ENUM_PARSED) < 10_000:
+                _ENUM_PARSED[r[25]] = enum
+    return JournalRow(r[0], r[1], _EVENTS[r[2]], r[3], _STATES[r[4]], _STATES[r[5]], r[6], r[7],
+                      None if r[8] is None else _QUALITIES[r[8]], r[9], r[10], r[11], r[12], r[13], r[14], r[15],
+                      r[16], r[17], r[18], r[19], r[20], r[21], r[22], r[23], r[24], enum, r[26])

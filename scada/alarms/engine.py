@@ -568,10 +568,21 @@ class AlarmEngine:
             for k in np.flatnonzero(strings).tolist():
                 vals[k] = self.db.strings.get(int(self.catalog.anchor[int(tr.alarm[k])]))
             value = vals
+        # every row carries the alarm's active-since and timed-shelving end: its last row restores it
+        a = np.maximum(tr.alarm, 0)
+        active = (tr.state == AlarmState.UNACK) | (tr.state == AlarmState.ACKED)
+        became = active & ((tr.prev_state == AlarmState.NORMAL) | (tr.prev_state == AlarmState.RTN_UNACK))
+        since = np.where(became, tr.ts_ns, np.where(active, self.active_since[a] if self.n else 0, 0))
+        timed = (tr.flags & int(Flag.SHELVED_TIMED)) != 0
+        until = np.where(timed, self.shelved_until[a] if self.n else 0, 0)
+        if tr.until_ns is not None:
+            until = np.where(tr.until_ns > 0, tr.until_ns, until)
+        since[tr.alarm < 0] = 0
+        until[tr.alarm < 0] = 0
         return journal_mod.JournalBatch(
             ref=ref, ts_ns=tr.ts_ns, event=tr.event, state=tr.state, prev_state=tr.prev_state, flags=tr.flags,
             value=value, quality=tr.quality, outcome=tr.outcome, user=tr.user, comment=tr.comment, detail=tr.detail,
-            until_ns=tr.until_ns)
+            until_ns=until.astype(np.int64), since_ns=since.astype(np.int64))
 
     # ------------------------------------------------------------------ status of one alarm
     def status(self, i: int) -> Status:

@@ -170,12 +170,14 @@ def test_current_states_for_restart(tmp_path: Path) -> None:
         t = T0_MS * MS
         j.append([
             JournalEntry(t, Event.CONDITION_ON, a, AlarmState.UNACK, AlarmState.NORMAL),
-            JournalEntry(t + MS, Event.ACKNOWLEDGE, a, AlarmState.ACKED, AlarmState.UNACK, user="alice"),
+            JournalEntry(t + MS, Event.ACKNOWLEDGE, a, AlarmState.ACKED, AlarmState.UNACK, user="alice",
+                         since_ns=t),
             JournalEntry(t + 2 * MS, Event.ACKNOWLEDGE, a, AlarmState.ACKED, AlarmState.ACKED, outcome=1,
-                         user="bob", detail="already acknowledged"),
+                         user="bob", detail="already acknowledged", since_ns=t),
             JournalEntry(t, Event.CONDITION_ON, b, AlarmState.UNACK, AlarmState.NORMAL),
             JournalEntry(t + 3 * MS, Event.SHELVE, b, AlarmState.UNACK, AlarmState.UNACK,
-                         flags=int(Flag.SHELVED_TIMED), user="alice", detail="noise", until_ns=t + 3600 * 10**9),
+                         flags=int(Flag.SHELVED_TIMED), user="alice", detail="noise", until_ns=t + 3600 * 10**9,
+                         since_ns=t),
             JournalEntry(t + 4 * MS, Event.REMOVE_FROM_SERVICE, c, AlarmState.NORMAL, AlarmState.NORMAL,
                          flags=int(Flag.OUT_OF_SERVICE), user="maint", detail="WO-1"),
         ])
