@@ -142,9 +142,9 @@ class CommandGate:
             ticket.safety = self._classify(verb, request, eqs)
             increasing = ticket.safety == "increasing"
             ticket.mass = self._blast_radius(policy, request, now, increasing)
-            if not increasing:
+            if not increasing:  # safety-increasing commands are neither limited nor counted against others
                 self._rate_limit(request.user, now)
-            self._record_windows(policy, request, now)
+                self._record_windows(policy, request, now)
             self._require_audit(increasing)
             needs_approval = not increasing and (ticket.safety == "reducing" or ticket.mass)
             self._tickets[ticket.id] = ticket

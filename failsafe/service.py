@@ -80,7 +80,9 @@ class Failsafe:
               commands: Path | str = "commands.yaml", vocabulary: Vocabulary | None = None,
               alarms: AlarmSink = no_alarms, clock: Clock = system_clock, sleep: Sleep = asyncio.sleep,
               audit_key: bytes | None = None, authenticate: Callable[[Principal], bool] | None = None,
-              fsync: bool = True, monitor: bool = True) -> Failsafe:
+              fsync: bool = True, monitor: bool = True, monitor_clock: Clock | None = None) -> Failsafe:
+        """Assemble the layer. ``monitor_clock`` must be the time base of the samples' receive times
+        (the drivers stamp wall-clock time; default: ``clock``)."""
         vocab = vocabulary or load_vocabulary(commands, city)
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,8 @@ class Failsafe:
                            authenticate=authenticate)
         mon = None
         if monitor and isinstance(tagdb, TagDatabase):
-            mon = FieldSafetyMonitor(city, vocab, tagdb, gate, alarms=alarms, audit=audit, clock=clock)
+            mon = FieldSafetyMonitor(city, vocab, tagdb, gate, alarms=alarms, audit=audit,
+                                     clock=monitor_clock or clock)
         crisis = CrisisRunner(gate, vocab, audit, clock=clock)
         return cls(city, vocab, gate, leases, mon, crisis, audit)
 
