@@ -38,7 +38,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -399,10 +399,15 @@ class Journal:
                     try:
                         first = int(self._db.execute("SELECT coalesce(max(ref), 0) + 1 FROM alarm_def").fetchone()[0])
                         created = now_ns // 1_000_000
-                        self._db.executemany(
-                            f"INSERT INTO alarm_def(ref, {', '.join(_DEF_COLS)}, created_ms) "
-                            f"VALUES ({', '.join('?' * (len(_DEF_COLS) + 2))})",
-                            [(first + j, *row, created) for j, row in enumerate(unique)])
+                        head = f"INSERT INTO alarm_def(ref, {', '.join(_DEF_COLS)}, created_ms) VALUES "
+                        one = f"({', '.join('?' * (len(_DEF_COLS) + 2))})"
+                        rows = [(first + j, *row, created) for j, row in enumerate(unique)]
+                        k = 500
+                        full = len(rows) - len(rows) % k
+                        for lo in range(0, full, k):
+                            self._db.execute(head + ",".join([one] * k), [x for r in rows[lo:lo + k] for x in r])
+                        if full < len(rows):
+                            self._db.executemany(head + one, rows[full:])
                         self._db.execute("COMMIT")
                     except BaseException:
                         self._db.execute("ROLLBACK")
@@ -414,6 +419,28 @@ class Journal:
                 return refs
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: cannot register alarm definitions: {exc}") from exc
+
+    def register_catalog(self, fingerprint: str, infos: Callable[[], Sequence[AlarmInfo]], now_ns: int = 0) -> I64:
+        """Definition refs of a whole alarm catalog; an unchanged catalog (same fingerprint) is looked up
+        in one read instead of being described and compared alarm by alarm."""
+        if self.readonly:
+            raise StorageError(f"{self.path}: the journal is open read-only")
+        with self._lock:
+            try:
+                hit = self._db.execute("SELECT refs FROM catalog WHERE fingerprint = ?", (fingerprint,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: cannot read the alarm catalog: {exc}") from exc
+            if hit is not None:
+                return np.frombuffer(hit[0], dtype=np.int64).copy()
+            refs = self.register(infos(), now_ns)
+            try:
+                self._db.execute("INSERT OR IGNORE INTO catalog(fingerprint, alarms, refs, created_ms) "
+                                 "VALUES (?, ?, ?, ?)", (fingerprint, int(refs.size),
+                                                         np.ascontiguousarray(refs, dtype=np.int64).tobytes(),
+                                                         now_ns // 1_000_000))
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: cannot record the alarm catalog: {exc}") from exc
+            return refs
 
     # ------------------------------------------------------------------ append
     def append(self, entries: Sequence[JournalEntry]) -> list[int]:

@@ -39,6 +39,7 @@ last_success (epoch s), period_ms (achieved), backoff_s.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import time
@@ -167,9 +168,11 @@ class Poller:
 
     def __init__(self, config: CityConfig, factory: DriverFactory, db: TagDatabase, *,
                  devices: Sequence[str] | None = None, max_backoff_s: float = 60.0, stagger: bool = True,
-                 warmup_s: float = 15.0) -> None:
+                 warmup_s: float = 15.0, warmup_concurrency: int = 32, freeze_gc: bool = True) -> None:
         self.config = config
         self.warmup_s = warmup_s
+        self.warmup_concurrency = warmup_concurrency
+        self.freeze_gc = freeze_gc
         self.factory = factory
         self.db = db
         self.max_backoff_s = max_backoff_s
@@ -210,8 +213,11 @@ class Poller:
         With ``warmup`` (default) every device first runs one cycle concurrently, with a generous
         deadline (``warmup_s``), before fixed-rate scheduling begins: connection set-up, first
         subscriptions and library warm-up (MIB loading, sessions) then do not count against the
-        first scan periods and cause no false "lost" at start-up. A device that is really down
-        is reported lost by that first cycle.
+        first scan periods and cause no false "lost" at start-up. At most ``warmup_concurrency``
+        warm-up cycles run at once. A device that is really down is reported lost by that first
+        cycle. With ``freeze_gc`` (default) the objects alive after the warm-up (configuration, tag
+        database, drivers, read plans) are moved out of the cyclic garbage collector
+        (``gc.freeze()``): at city scale a full collection over them stalls the loop ~1 s.
         """
         if self._started:
             return
@@ -221,8 +227,18 @@ class Poller:
             d.driver.set_sink(self._push_sink(d))
         self._publish_all_stats()
         if warmup and self._devices:
-            await asyncio.gather(*(self._cycle(d, loop.time(), self._warmup_budget(d.dev))
-                                   for d in self._devices.values()))
+            gate = asyncio.Semaphore(self.warmup_concurrency)
+
+            async def first(d: _Device) -> None:
+                async with gate:  # 1,500 devices at once would swamp the gateways and agents
+                    await self._cycle(d, loop.time(), self._warmup_budget(d.dev))
+
+            await asyncio.gather(*(first(d) for d in self._devices.values()))
+        if self.freeze_gc:
+            # config, tag database, drivers and plans live as long as the process: keep them out of the
+            # cyclic GC, whose full collections otherwise stall the loop ~1 s at city scale
+            gc.collect()
+            gc.freeze()
         self._t0 = loop.time()
         for d in self._devices.values():
             d.task = asyncio.create_task(self._run(d), name=f"poll:{d.dev.name}")

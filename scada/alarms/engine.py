@@ -268,7 +268,7 @@ class AlarmEngine:
         self._suppressor_groups = {sup.group for _, sup in self.catalog.suppression}
         self.refs = np.zeros(n, dtype=np.int64)
         if journal is not None:
-            self.refs = journal.register(self.catalog.infos(), now_ns)
+            self.refs = journal.register_catalog(self.catalog.fingerprint(), self.catalog.infos, now_ns)
             if restore:
                 self.restore(journal.current_states())
 

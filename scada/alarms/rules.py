@@ -32,6 +32,8 @@ communication alarm instead.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -56,6 +58,7 @@ I32 = npt.NDArray[np.int32]
 U8 = npt.NDArray[np.uint8]
 B = npt.NDArray[np.bool_]
 
+DESCRIPTION_VERSION = 1  # bump when the way infos() describes an alarm changes (invalidates fingerprints)
 LIMIT_ON_ABOVE = ("high", "high_high")
 LIMIT_ON_BELOW = ("low", "low_low")
 
@@ -333,6 +336,31 @@ class AlarmCatalog:
             if hi > lo:
                 out.append((r, alarms[lo:hi] - r.start))
         return out
+
+    def fingerprint(self) -> str:
+        """A digest of everything the alarm descriptions are made of (rules, anchor tags, equipment).
+
+        Equal fingerprints ⇒ equal :meth:`infos`, so a journal can hand back the definition refs of an
+        unchanged city without describing 400,000 alarms again.
+        """
+        h = hashlib.sha256(f"alarm-catalog v{DESCRIPTION_VERSION}\n".encode())
+        h.update(json.dumps([r.spec.model_dump(mode="json") for r in self.rules], sort_keys=True).encode())
+        enums: dict[int, int] = {}
+        enum_texts: list[str] = []
+        names, defs = self.db.names, self.db.defs
+        parts: list[str] = []
+        for a in self.anchor.tolist():
+            t = defs[a]
+            code = enums.get(id(t.enum))
+            if code is None:
+                code = enums[id(t.enum)] = len(enum_texts)
+                enum_texts.append(json.dumps(sorted((t.enum or {}).items())))
+            parts.append(f"{names[a]}|{t.tag}|{t.dtype}|{t.units}|{t.equipment}|{code}")
+        h.update("\n".join(parts).encode())
+        h.update("\n".join(enum_texts).encode())
+        for e in self.equipment_ids:
+            h.update(json.dumps(self._eq_fields(e), sort_keys=True, default=str).encode())
+        return h.hexdigest()
 
     def alarm_id(self, i: int) -> str:
         r = self.rules[int(self.group[i])]

@@ -446,3 +446,25 @@ def test_vectorised_engine_matches_the_pure_state_machine(mini_config: CityConfi
         assert (got.state, got.held, got.shelving) == (s.state, s.held, s.shelving), engine.catalog.alarm_id(i)
     assert any(s.state is not AlarmState.NORMAL for s in replay.values())
     assert Context  # imported for the replay's contexts
+
+
+def test_unchanged_city_reuses_its_journal_definitions(mini_config: CityConfig, tmp_path) -> None:
+    from scada.config import load_city
+    from tests.alarms.conftest import MINI_ALARMS, MINI_TAGS, write_city
+
+    path = tmp_path / "j.sqlite"
+    db = TagDatabase(mini_config.tags)
+    with Journal(path) as journal:
+        refs = AlarmEngine(mini_config, db, journal).refs.copy()
+        n_defs = journal.execute_sql("SELECT count(*) FROM alarm_def")[0][0]
+        assert n_defs == len(refs) == AlarmEngine(mini_config, db).n
+    with Journal(path) as journal:  # restart, same city: one catalog lookup, same refs, nothing added
+        assert (AlarmEngine(mini_config, db, journal).refs == refs).all()
+        assert journal.execute_sql("SELECT count(*) FROM alarm_def")[0][0] == n_defs
+    changed = load_city(*write_city(tmp_path / "changed", MINI_TAGS,
+                                     MINI_ALARMS.replace("level {value} {units} above {limit}", "level {value} high")))
+    with Journal(path) as journal:  # one rule's message changed: only its 3 alarms get new definitions
+        new = AlarmEngine(changed, TagDatabase(changed.tags), journal).refs
+        assert journal.execute_sql("SELECT count(*) FROM alarm_def")[0][0] == n_defs + 3
+        assert int((new != refs).sum()) == 3
+        assert journal.execute_sql("SELECT count(*) FROM catalog")[0][0] == 2
