@@ -390,7 +390,7 @@ def _sustained(tmp: Path, catalog: AlarmCatalog, quick: bool) -> str:
         batch_rate = n_rows / (time.perf_counter() - start)
         n_tx = 0
         start = time.perf_counter()
-        while time.perf_counter() - start < duration / 2:
+        while time.perf_counter() - start < duration:
             t += 1_000_000
             z = np.zeros(1, dtype=np.uint8)
             j.append_batch(JournalBatch(ref=refs[:1], ts_ns=np.array([t]), event=np.ones(1, dtype=np.uint8),
@@ -421,13 +421,15 @@ def _sustained(tmp: Path, catalog: AlarmCatalog, quick: bool) -> str:
     base_rate = n_base / (time.perf_counter() - start)
     conn.close()
     return "\n".join([
-        "| measure | journal | baseline (same run) | ratio |",
+        "| durable transitions/s | journal (`append_batch`) | baseline (same run) | ratio |",
         "|---|---|---|---|",
-        f"| transitions/s, 1,000 per transaction (engine batches) | {_n(batch_rate)} | {_n(base_rate)} "
-        f"(executemany, one row per transition) | {batch_rate / base_rate:.2f}x |",
-        f"| transactions/s, one transition each (each one fsynced) | {_n(tx_rate)} | — | — |",
+        f"| engine batches of 1,000 transitions, one transaction each | {_n(batch_rate)} | {_n(tx_rate)} "
+        f"(one transaction per transition, the naive durable design) | {batch_rate / tx_rate:.0f}x |",
+        f"| same, vs a plain `executemany` of the same 1,000 rows per transaction | {_n(batch_rate)} | "
+        f"{_n(base_rate)} | {batch_rate / base_rate:.2f}x |",
         "",
-        "Every figure is durable on return: one SQLite transaction per call, WAL, `synchronous=FULL`.",
+        "Every figure is durable on return: one SQLite transaction per call, WAL, `synchronous=FULL`. Random "
+        "alarms (50,000 definitions), so every row also lands at a random place in the (ref, ts) index.",
     ])
 
 

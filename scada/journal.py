@@ -80,9 +80,6 @@ CREATE TABLE IF NOT EXISTS alarm_def (
 );
 CREATE INDEX IF NOT EXISTS alarm_def_alarm ON alarm_def(alarm);
 CREATE INDEX IF NOT EXISTS alarm_def_equipment ON alarm_def(equipment);
-CREATE INDEX IF NOT EXISTS alarm_def_commune ON alarm_def(commune);
-CREATE INDEX IF NOT EXISTS alarm_def_service ON alarm_def(service);
-CREATE INDEX IF NOT EXISTS alarm_def_area ON alarm_def(area);
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY,
     ts_ms INTEGER NOT NULL,

@@ -72,7 +72,7 @@ def priority_label(code: int) -> str:
     return "diagnostic" if code >= DIAGNOSTIC else str(code)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AlarmInfo:
     """The static description of one alarm (what the journal stores once per alarm definition)."""
 

@@ -18,7 +18,8 @@
     /api/v1/crisis/plans GET · /api/v1/crisis/plans/{name}/{dry-run|activate} POST      (crisis)
     /api/v1/config/reload POST (config.reload) · /api/v1/config GET
     /api/v1/users       GET/POST · /api/v1/users/{name} PATCH/DELETE                 (users.manage)
-    /api/v1/audit       GET  security audit trail                                    (audit.read)
+    /api/v1/audit       GET  security audit trail (IEC 62443 CR 2.8 categories)         (audit.read)
+    /api/v1/backup      POST consistent copies of users, audit, journal, historian, leases (users.manage)
     /api/v1/ws          WebSocket: subscribe by pattern/area/equipment/domain; snapshot then deltas
                         every 100 ms (see scada.server.hub for the message format)
 
@@ -267,6 +268,11 @@ class AuditPage(BaseModel):
     records: list[dict[str, Any]]
 
 
+class BackupOut(BaseModel):
+    path: str
+    files: list[str]
+
+
 # ---------------------------------------------------------------------- errors
 class ApiError(Exception):
     def __init__(self, status: int, what: str, why: str, code: str = "refused",
@@ -300,7 +306,14 @@ def create_app(server: "ScadaServer") -> FastAPI:
                   openapi_url="/openapi.json",
                   description="Supervisory API of the city control room: tags, equipment, alarms, journal, "
                               "trends, commands through the fail-safe gate, crisis plans. Authenticate with "
-                              "POST /api/v1/auth/login, then send `Authorization: Bearer <token>`.",
+                              "POST /api/v1/auth/login, then send `Authorization: Bearer <token>`.\n\n"
+                              "WebSocket `/api/v1/ws` (not listed below): authenticate with the same header or a "
+                              "first message `{\"type\": \"auth\", \"token\": ...}`; the server answers "
+                              "`hello`; send `{\"type\": \"subscribe\", \"tags\": [globs], \"equipment\": [ids], "
+                              "\"areas\": [communes], \"domains\": [...], \"alarms\": true}`; you get a `snapshot` "
+                              "then `delta` messages at most every 100 ms: `tags` rows are `[name, value, quality, "
+                              "source_ms]`, `alarms` are alarm events; `seq` grows by one per message; a slow "
+                              "console gets a fresh `snapshot` with reason `resync` instead of a backlog.",
                   responses=ERRORS)
     bearer = HTTPBearer(auto_error=False, description="token from POST /api/v1/auth/login")
 
@@ -874,6 +887,14 @@ def create_app(server: "ScadaServer") -> FastAPI:
         server.tokens.revoke_user(name)
         server.audit.record("configuration_change", "user_removed", "ok", user=session.user,
                             source=workstation_of(request), target=name)
+
+    @app.post(f"{PREFIX}/backup", response_model=BackupOut, tags=["server"])
+    async def backup(request: Request, session: Annotated[Session, Depends(need("users.manage"))]) -> BackupOut:
+        try:
+            out = await asyncio.to_thread(server.backup, session.user, workstation_of(request))
+        except Exception as exc:
+            raise ApiError(503, "back up the server's stores", f"backup failed: {exc}", "backup_failed") from None
+        return BackupOut(**out)
 
     @app.get(f"{PREFIX}/audit", response_model=AuditPage, tags=["server"])
     async def audit(session: Annotated[Session, Depends(need("audit.read"))],

@@ -249,6 +249,40 @@ class ScadaServer:
                               generation=self.config_generation, **diff)
             return {"applied": True, "generation": self.config_generation, "changes": diff, "subsystems": results}
 
+    # ------------------------------------------------------------------ backup
+    def backup(self, user: str, source: str) -> dict[str, Any]:
+        """Consistent online copies (SQLite backup API) of the server's stores into ``data_dir/backups/<UTC>``.
+
+        Restore is offline: stop the server, copy the files back into the data directory, start it.
+        """
+        import sqlite3
+
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.data_dir / "backups" / stamp
+        files: list[str] = []
+        try:
+            target.mkdir(parents=True, exist_ok=False)
+            for name in ("users.sqlite", "audit.sqlite", "journal.sqlite", "historian/history.sqlite"):
+                src = self.data_dir / name
+                if not src.is_file():
+                    continue
+                dst = target / name.replace("/", "-")
+                with contextlib.closing(sqlite3.connect(src)) as a, contextlib.closing(sqlite3.connect(dst)) as b:
+                    a.backup(b)
+                files.append(dst.name)
+            for extra in ("failsafe/leases.json", "failsafe/audit.log", "failsafe/audit.log.head"):
+                src = self.data_dir / extra
+                if src.is_file():
+                    dst = target / extra.replace("/", "-")
+                    dst.write_bytes(src.read_bytes())
+                    files.append(dst.name)
+        except (OSError, sqlite3.Error) as exc:
+            self.audit.record("backup_restore", "backup", "failed", user=user, source=source, path=str(target),
+                              error=str(exc))
+            raise
+        self.audit.record("backup_restore", "backup", "ok", user=user, source=source, path=str(target), files=files)
+        return {"path": str(target), "files": files}
+
     # ------------------------------------------------------------------ health
     def health(self) -> dict[str, Any]:
         subs = {name: s.as_dict() for name, s in self.subsystems.items()}
