@@ -324,3 +324,26 @@ async def test_commands_through_the_gate_without_field(live: tuple[ScadaServer, 
         assert r.status_code == 200, r.text
         assert len(r.json()["steps"]) == len(plans[0]["steps"])
     assert_error(await c.post("/api/v1/crisis/plans/nope/dry-run", headers=hs), 404)
+
+
+async def test_audit_categories_cr_2_8(live: tuple[ScadaServer, httpx.AsyncClient]) -> None:
+    """AC-SEC-08: login success/failure, refused command, configuration change, backup, audit-log events,
+    each with timestamp, source, category, type, event id and result."""
+    _server, c = live
+    await c.post("/api/v1/auth/login", json={"user": "op", "password": "nope"})
+    ho, ha = await login(c, "op"), await login(c, "admin")
+    await c.post("/api/v1/commands", json={"target": "NOPE", "verb": "flash"}, headers=ho)
+    await c.post("/api/v1/users", json={"name": "temp", "role": "viewer", "password": "Visitor-Pass-77"}, headers=ha)
+    assert_error(await c.post("/api/v1/backup", headers=ho), 403)
+    r = await c.post("/api/v1/backup", headers=ha)
+    assert r.status_code == 200 and "users.sqlite" in r.json()["files"] and "audit.sqlite" in r.json()["files"]
+    records = (await c.get("/api/v1/audit", params={"limit": 500}, headers=ha)).json()["records"]
+    seen = {(r["category"], r["type"], r["result"]) for r in records}
+    for expected in [("access_control", "login", "success"), ("access_control", "login", "failure"),
+                     ("control_system", "command", "refused"), ("configuration_change", "user_added", "ok"),
+                     ("backup_restore", "backup", "ok"), ("audit_log", "opened", "ok"),
+                     ("request_error", "permission_denied", "refused")]:
+        assert expected in seen, expected
+    for r in records:
+        assert r["id"] > 0 and r["ts_ns"] > 0 and r["category"] and r["type"] and r["result"]
+    assert all(r["source"] for r in records if r["category"] == "access_control")
