@@ -85,3 +85,18 @@ async def test_tls(tmp_path: Path) -> None:
             with pytest.raises(httpx.HTTPError):
                 await c.get("/api/v1/health")
         assert isinstance(server, ScadaServer)
+
+
+def test_server_refuses_to_start_printing_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.server.conftest import ROOT
+
+    bad = tmp_path / "tags.yaml"
+    bad.write_text((ROOT / "tags.yaml").read_text().replace("scan: fast", "scan: quick", 1)
+                   .replace("scan: slow", "scan: sometimes", 1)
+                   .replace("file: inventory/demo.csv", f"file: {ROOT / 'inventory' / 'demo.csv'}"))
+    code = cli(["server", "--tags", str(bad), "--alarms", str(ROOT / "alarms.yaml"), "--data-dir",
+                str(tmp_path / "d"), "--port", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "quick" in err and "sometimes" in err and "the server does not start" in err
+    code = cli(["server", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "d")])
+    assert code == 1 and "plain HTTP is only served on loopback" in capsys.readouterr().err
