@@ -168,7 +168,7 @@ class Poller:
 
     def __init__(self, config: CityConfig, factory: DriverFactory, db: TagDatabase, *,
                  devices: Sequence[str] | None = None, max_backoff_s: float = 60.0, stagger: bool = True,
-                 warmup_s: float = 15.0, warmup_concurrency: int = 32, freeze_gc: bool = True) -> None:
+                 warmup_s: float = 15.0, warmup_concurrency: int = 128, freeze_gc: bool = True) -> None:
         self.config = config
         self.warmup_s = warmup_s
         self.warmup_concurrency = warmup_concurrency
