@@ -122,9 +122,9 @@ _DEF_COLS = ("alarm", "rule", "kind", "equipment", "commune", "area", "service",
 _ROW_COLS = ("ts_ms", "ref", "event", "outcome", "state", "prev_state", "flags", "value", "quality", "user",
              "comment", "detail", "until_ms", "since_ms")
 _SELECT = ("SELECT j.id, j.ts_ms, j.event, j.outcome, j.state, j.prev_state, j.flags, j.value, j.quality, j.user, "
-           "j.comment, j.detail, j.until_ms, d.alarm, d.rule, d.kind, d.equipment, d.commune, d.area, d.service, "
-           "d.tag, d.priority, d.message, d.dtype, d.units, d.enum, j.since_ms FROM journal j LEFT JOIN alarm_def d "
-           "ON d.ref = j.ref")
+           "j.comment, j.detail, j.until_ms, j.since_ms, j.ref FROM journal j")
+_JOIN = " LEFT JOIN alarm_def d ON d.ref = j.ref"  # only when a condition reads the definition (text search)
+_DEF_READ = "alarm, rule, kind, equipment, commune, area, service, tag, priority, message, dtype, units, enum"
 BROAD_FILTER = 2000  # more matching definitions than this: walk the time index instead of the per-alarm one
 
 CSV_COLUMNS = ("id", "time_utc", "event", "outcome", "alarm", "rule", "equipment", "commune", "area", "service",
@@ -327,6 +327,8 @@ class Journal:
         self.readonly = readonly
         self._lock = threading.RLock()
         self._defs = _DefCache()
+        self._def_rows: dict[int, tuple[Any, ...]] = {}  # ref → definition columns, for reading rows
+        self._select = _SELECT
         try:
             if readonly:
                 if not self.path.exists():
@@ -352,6 +354,11 @@ class Journal:
                 if "since_ms" not in columns:  # a journal written before since_ms existed
                     self._db.execute("ALTER TABLE journal ADD COLUMN since_ms INTEGER")
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(journal)")}
+            if not columns:
+                raise StorageError(f"{self.path}: not an alarm journal (no journal table)")
+            if "since_ms" not in columns:  # an older journal opened read-only
+                self._select = _SELECT.replace("j.since_ms", "NULL")
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the alarm journal: {exc}") from exc
 
@@ -648,7 +655,7 @@ class Journal:
         where, params, _ = self._where(q)
         total: int | None = None
         if with_total:
-            sql = "SELECT count(*) FROM journal j LEFT JOIN alarm_def d ON d.ref = j.ref"
+            sql = "SELECT count(*) FROM journal j" + (_JOIN if q.text else "")
             if where:
                 sql += " WHERE " + " AND ".join(where)
             with self._lock:
@@ -657,7 +664,7 @@ class Journal:
             where.append("(j.ts_ms, j.id) > (?, ?)" if q.ascending else "(j.ts_ms, j.id) < (?, ?)")
             params.extend(q.cursor)
         order = "ASC" if q.ascending else "DESC"
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + \
+        sql = self._select + (_JOIN if q.text else "") + (" WHERE " + " AND ".join(where) if where else "") + \
             f" ORDER BY j.ts_ms {order}, j.id {order} LIMIT ? OFFSET ?"
         params.extend([q.limit + 1, q.offset])
         try:
@@ -666,9 +673,23 @@ class Journal:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: journal query failed: {exc}") from exc
         more = len(raw) > q.limit
-        rows = [_row(r) for r in raw[:q.limit]]
+        rows = self._rows_of(raw[:q.limit])
         cursor = (rows[-1].ts_ms, rows[-1].id) if more and rows else None
         return JournalPage(rows, cursor, total)
+
+    def _rows_of(self, raw: list[tuple[Any, ...]]) -> list[JournalRow]:
+        """Journal tuples → rows, with their definitions from a cache (definitions never change)."""
+        cache = self._def_rows
+        missing = {r[14] for r in raw if r[14] is not None and r[14] not in cache}
+        if missing:
+            with self._lock:
+                got = self._db.execute(f"SELECT ref, {_DEF_READ} FROM alarm_def WHERE ref IN "
+                                       "(SELECT value FROM json_each(?))", (json.dumps(sorted(missing)),)).fetchall()
+            if len(cache) > 1_000_000:
+                cache.clear()
+            for d in got:
+                cache[d[0]] = d[1:]
+        return [_row(r, cache.get(r[14]) if r[14] is not None else None) for r in raw]
 
     def iter_rows(self, q: JournalQuery, page_size: int = 20_000) -> Iterator[JournalRow]:
         """Every row matching ``q`` (ignoring its limit), page by page."""
@@ -699,10 +720,10 @@ class Journal:
         if upto_id is not None:
             where.append("j.id <= ?")
             params.append(upto_id)
-        sql = _SELECT + " WHERE " + " AND ".join(where) + " ORDER BY j.id LIMIT ?"
+        sql = self._select + (_JOIN if q.text else "") + " WHERE " + " AND ".join(where) + " ORDER BY j.id LIMIT ?"
         params.append(-1 if limit is None else limit)
         with self._lock:
-            return [_row(r) for r in self._db.execute(sql, params).fetchall()]
+            return self._rows_of(self._db.execute(sql, params).fetchall())
 
     # ------------------------------------------------------------------ restart
     def current_states(self) -> dict[str, RestoredState]:
@@ -829,14 +850,19 @@ _STATES = list(AlarmState)
 _QUALITIES = list(Quality)
 
 
-def _row(r: tuple[Any, ...]) -> JournalRow:
+_NO_DEF: tuple[Any, ...] = (None,) * 13
+
+
+def _row(r: tuple[Any, ...], d: tuple[Any, ...] | None) -> JournalRow:
+    """r: _SELECT columns; d: _DEF_READ columns of its definition (None for a row without alarm)."""
+    d = d or _NO_DEF
     enum = None
-    if r[25]:
-        enum = _ENUM_PARSED.get(r[25])
+    if d[12]:
+        enum = _ENUM_PARSED.get(d[12])
         if enum is None:
-            enum = {int(k): str(v) for k, v in json.loads(r[25]).items()}
+            enum = {int(k): str(v) for k, v in json.loads(d[12]).items()}
             if len(_ENUM_PARSED) < 10_000:
-                _ENUM_PARSED[r[25]] = enum
+                _ENUM_PARSED[d[12]] = enum
     return JournalRow(r[0], r[1], _EVENTS[r[2]], r[3], _STATES[r[4]], _STATES[r[5]], r[6], r[7],
-                      None if r[8] is None else _QUALITIES[r[8]], r[9], r[10], r[11], r[12], r[13], r[14], r[15],
-                      r[16], r[17], r[18], r[19], r[20], r[21], r[22], r[23], r[24], enum, r[26])
+                      None if r[8] is None else _QUALITIES[r[8]], r[9], r[10], r[11], r[12], d[0], d[1], d[2],
+                      d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], enum, r[13])

@@ -184,7 +184,7 @@ def main(args: argparse.Namespace) -> int:
             if not args.headless:
                 hmi = start_hmi(url, "operator", accounts["operator"])
 
-        return asyncio.run(serve(settings, endpoints, ready=ready))
+        return asyncio.run(serve(settings, endpoints, ready=ready, on_stop=lambda: stop_child(hmi, "HMI")))
     except ConfigError as exc:
         for p in exc.problems:
             print(p, file=sys.stderr)

@@ -414,7 +414,7 @@ class _Uvicorn:
 
 async def serve(settings: ServerSettings, endpoint_overrides: dict[str, str] | None = None,
                 ready: Callable[[ScadaServer, str], Awaitable[None] | None] | None = None,
-                install_signals: bool = True) -> int:
+                install_signals: bool = True, on_stop: Callable[[], None] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT (or ``server.stop_event``). ConfigError if the city is invalid."""
     from scada.server.api import create_app
 
@@ -450,6 +450,9 @@ async def serve(settings: ServerSettings, endpoint_overrides: dict[str, str] | N
         stop.cancel()
     finally:
         log.info("server: stopping")
+        if on_stop is not None:  # e.g. `scada run` closes the HMI before the server goes away
+            with contextlib.suppress(Exception):
+                on_stop()
         web.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(web_task, timeout=10)
