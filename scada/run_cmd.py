@@ -123,11 +123,11 @@ def wait_endpoints(proc: subprocess.Popen[bytes], state: Path, timeout_s: float)
     raise TimeoutError(f"the simulator did not publish its endpoints within {timeout_s:.0f} s")
 
 
-def stop_child(proc: subprocess.Popen[Any] | None, name: str) -> None:
+def stop_child(proc: subprocess.Popen[Any] | None, name: str, sig: int = signal.SIGINT) -> None:
     if proc is None or proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -141,7 +141,9 @@ def start_hmi(url: str, user: str, password: str) -> subprocess.Popen[bytes] | N
         print("HMI: not in this build (use the API, or --headless to silence this)", flush=True)
         return None
     env = {**os.environ, "SCADA_URL": url, "SCADA_USER": user, "SCADA_PASSWORD": password}
-    return subprocess.Popen([sys.executable, "-m", "scada.cli", "hmi", "--url", url, "--user", user], env=env)
+    # own session: Ctrl-C reaches `scada run`, which closes the console first (SIGTERM), then the server
+    return subprocess.Popen([sys.executable, "-m", "scada.cli", "hmi", "--url", url, "--user", user], env=env,
+                            start_new_session=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -184,7 +186,10 @@ def main(args: argparse.Namespace) -> int:
             if not args.headless:
                 hmi = start_hmi(url, "operator", accounts["operator"])
 
-        return asyncio.run(serve(settings, endpoints, ready=ready, on_stop=lambda: stop_child(hmi, "HMI")))
+        def close_hmi() -> None:
+            stop_child(hmi, "HMI", signal.SIGTERM)
+
+        return asyncio.run(serve(settings, endpoints, ready=ready, on_stop=close_hmi))
     except ConfigError as exc:
         for p in exc.problems:
             print(p, file=sys.stderr)
@@ -196,6 +201,6 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        stop_child(hmi, "HMI")
+        stop_child(hmi, "HMI", signal.SIGTERM)
         stop_child(sim, "simulator")
         print("stopped.", flush=True)
