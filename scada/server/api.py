@@ -572,11 +572,11 @@ def create_app(server: "ScadaServer") -> FastAPI:
         else:
             notes.append("alarm engine not available")
         if server.journal is not None:
-            past = server.journal.query({"equipment": eq_id}, history, 0) if history else []
+            past = await asyncio.to_thread(server.journal.query, {"equipment": eq_id}, history, 0) if history else []
         else:
             notes.append("journal not available")
         if server.commands is not None:
-            cmds = server.commands.history(eq_id, history) if history else []
+            cmds = await asyncio.to_thread(server.commands.history, eq_id, history) if history else []
         else:
             notes.append("command gate not available")
         dev = server.config.devices.get(e.device)
