@@ -50,13 +50,13 @@ AUTH, PRIV = "sim-auth-key-1", "sim-priv-key-1"
 
 
 class SimClock:
-    """Simulation time: NIGHT + SPEED × real seconds since start."""
+    """Simulation time: NIGHT + SPEED × wall-clock seconds since start (shared with child processes)."""
 
     def __init__(self) -> None:
-        self.t0 = time.monotonic()
+        self.t0 = time.time()
 
     def __call__(self) -> float:
-        return NIGHT + (time.monotonic() - self.t0) * SPEED
+        return NIGHT + (time.time() - self.t0) * SPEED
 
     async def sleep(self, dt: float) -> None:
         await asyncio.sleep(dt / SPEED)
@@ -296,3 +296,93 @@ async def test_killing_the_supervisory_side_leaves_the_field_autonomous(rig: Rig
     m["BL01"].inject("presence")
     await asyncio.sleep(0.5)
     assert not (m["BL01"].presence and m["BL01"].direction > 0)  # never rises onto a vehicle
+
+
+async def test_kill_9_of_a_supervisory_process_and_restart(tmp_path: Path) -> None:
+    """Named test: a real supervisory process (poller, drivers, gate) is killed with SIGKILL after its
+    commands: the field returns to local control on its own; a restarted process on the same state
+    directory, after the leases' end, journals them as expired and never re-asserts them."""
+    import json
+    import signal
+    import sys
+
+    clock = SimClock()
+    base = load_city(ROOT / "tags.yaml", ROOT / "alarms.yaml")
+    j = JunctionController.from_equipment(base.equipment["J003"], random.Random("42:J003"))
+    c = LightingCabinet.from_equipment(base.equipment["C0001"], random.Random("42:C0001"))
+    for m in (j, c):
+        m.step(clock())
+    agent = SnmpAgent({"J003": j}, v3_auth_key=AUTH, v3_priv_key=PRIV)
+    await agent.start()
+    gateway = ModbusGateway({int(base.equipment["C0001"].params["unit"]): c})
+    await gateway.start()
+
+    async def step() -> None:
+        while True:
+            for m in (j, c):
+                m.step(clock())
+            await asyncio.sleep(0.01)
+
+    stepper = asyncio.create_task(step())
+    state = tmp_path / "state"
+
+    async def spawn(*commands: str) -> asyncio.subprocess.Process:
+        argv = [sys.executable, "-m", "tests.failsafe.supervisor_proc", "--snmp", agent.endpoint, "--modbus",
+                gateway.endpoint, "--state", str(state), "--t0", repr(clock.t0), "--start", repr(NIGHT),
+                "--speed", str(SPEED)]
+        for cmd in commands:
+            argv += ["--command", cmd]
+        env = {**__import__("os").environ, "SCADA_SNMP_AUTH_KEY": AUTH, "SCADA_SNMP_PRIV_KEY": PRIV}
+        return await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+
+    async def until_ready(proc: asyncio.subprocess.Process) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        assert proc.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+            assert line, "the supervisory process exited early"
+            if line == "READY":
+                return out
+            out.append(json.loads(line))
+
+    async def wait(pred: Any, timeout: float = 10.0) -> None:
+        t0 = time.monotonic()
+        while not pred():
+            assert time.monotonic() - t0 < timeout, "condition not met"
+            await asyncio.sleep(0.02)
+
+    try:
+        proc = await spawn("flash:J003:lease=70", "set_level:C0001:level=100:lease=70")
+        results = await until_ready(proc)
+        assert [r["outcome"] for r in results] == ["done", "done"], results
+        await asyncio.sleep(1.0)
+        assert j.system_pattern_control == 255 and c.mode == 1
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        killed = clock()
+        await wait(lambda: j.system_pattern_control == 0 and j.unit_control_status == 4)  # backup: local plan
+        await wait(lambda: c.mode == 0)  # heartbeat lost: back on its night schedule
+        assert clock() - killed < 75
+        # restart after the leases' end (70 s of simulation after the commands)
+        await wait(lambda: clock() > results[0]["lease_end"] + 5, timeout=15)
+        proc2 = await spawn()
+        await until_ready(proc2)
+        await asyncio.sleep(1.5)  # 15 s of simulation: refreshes would have happened by now
+        # only the release was sent (0 = standby: local plan), never the expired flash again
+        assert j.system_pattern_control == 0 and j.unit_control_status in (3, 4) and j.coord_pattern_status != 255
+        assert c.mode == 0
+        proc2.send_signal(signal.SIGKILL)
+        await proc2.wait()
+        from failsafe.audit import verify_file
+
+        entries = [json.loads(x) for x in (state / "audit.jsonl").read_text().splitlines()]
+        expired = [e for e in entries if e["kind"] == "lease_expired"]
+        assert len(expired) == 2 and all("not re-asserted" in e["reason"] for e in expired)
+        assert verify_file(state / "audit.jsonl").ok
+    finally:
+        stepper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stepper
+        await agent.aclose()
+        await gateway.aclose()
