@@ -325,6 +325,7 @@ async def test_kill_9_of_a_supervisory_process_and_restart(tmp_path: Path) -> No
 
     stepper = asyncio.create_task(step())
     state = tmp_path / "state"
+    children: list[asyncio.subprocess.Process] = []
 
     async def spawn(*commands: str) -> asyncio.subprocess.Process:
         argv = [sys.executable, "-m", "tests.failsafe.supervisor_proc", "--snmp", agent.endpoint, "--modbus",
@@ -333,8 +334,10 @@ async def test_kill_9_of_a_supervisory_process_and_restart(tmp_path: Path) -> No
         for cmd in commands:
             argv += ["--command", cmd]
         env = {**__import__("os").environ, "SCADA_SNMP_AUTH_KEY": AUTH, "SCADA_SNMP_PRIV_KEY": PRIV}
-        return await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), env=env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.DEVNULL)
+        child = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), env=env, stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.DEVNULL)
+        children.append(child)
+        return child
 
     async def until_ready(proc: asyncio.subprocess.Process) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -381,6 +384,10 @@ async def test_kill_9_of_a_supervisory_process_and_restart(tmp_path: Path) -> No
         assert len(expired) == 2 and all("not re-asserted" in e["reason"] for e in expired)
         assert verify_file(state / "audit.jsonl").ok
     finally:
+        for child in children:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
         stepper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stepper
