@@ -7,7 +7,8 @@
     /api/v1/tags/{name} GET  one tag with its definition                            (read)
     /api/v1/equipment   GET  ?area=&kind=&domain=&q=                                 (read)
     /api/v1/equipment/{id} GET identity sheet: inventory + live tags + alarms + command history
-    /api/v1/alarms      GET  active list ?area=&priority=&service=&equipment=&state=
+    /api/v1/alarms      GET  active list ?area=&priority=&service=&equipment=&state=&diagnostic=
+    /api/v1/alarms/summary GET banner counts · /api/v1/alarms/console GET flood-aware grouped list
     /api/v1/alarms/ack  POST {ids, comment}                                          (alarm.ack)
     /api/v1/alarms/{id}/{shelve|unshelve|suppress|unsuppress|out-of-service|return-to-service|reset} POST
     /api/v1/journal     GET  ?since=&until=&equipment=&commune=&service=&priority=&state=&text=
@@ -608,6 +609,24 @@ def create_app(server: "ScadaServer") -> FastAPI:
             if val is not None:
                 items = [a for a in items if str(a.get(key)) == val]
         return AlarmList(total=len(items), alarms=items[:limit])
+
+    @app.get(f"{PREFIX}/alarms/summary", tags=["alarms"])
+    async def alarm_summary(session: Reader,
+                            area: Annotated[str | None, Query(max_length=100)] = None) -> dict[str, Any]:
+        return dict(require(server.alarms, "alarms", "alarm summary").summary(area))
+
+    @app.get(f"{PREFIX}/alarms/console", tags=["alarms"],
+             description="The operator's list: priority 1 individually on top; the others grouped (by equipment, "
+                         "rule, area or service) while a flood lasts in the area (or as asked with grouped).")
+    async def alarm_console(session: Reader,
+                            area: Annotated[str | None, Query(max_length=100)] = None,
+                            service: Annotated[str | None, Query(max_length=100)] = None,
+                            group_by: Annotated[Literal["equipment", "cabinet", "rule", "area", "service"],
+                                                Query()] = "equipment",
+                            grouped: Annotated[bool | None, Query()] = None,
+                            limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:
+        svc = require(server.alarms, "alarms", "alarm console")
+        return dict(svc.console(area, service, group_by, grouped, limit))
 
     def alarm_action(action: str, permission: str, ids: list[str], params: dict[str, Any],
                      session: Session, request: Request) -> ActionOut:

@@ -44,6 +44,15 @@ class AlarmService(Protocol):
     def subscribe(self, callback: Callable[[Json], None]) -> Callable[[], None]:
         ...
 
+    def summary(self, area: str | None) -> Json:
+        """Banner counts: unacknowledged, acknowledged, shelved, suppressed, out of service, per priority, floods."""
+        ...
+
+    def console(self, area: str | None, service: str | None, group_by: str, grouped: bool | None,
+                limit: int) -> Json:
+        """The console list: priority 1 individually on top; the rest grouped while a flood lasts."""
+        ...
+
     def stats(self) -> Json:
         ...
 

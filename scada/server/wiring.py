@@ -351,6 +351,28 @@ class AlarmAdapter:
         return [{"alarm": a, "outcome": "done"} for a in result.done] + \
                [{"alarm": r.alarm, "outcome": "refused", "reason": r.reason} for r in result.refused]
 
+    def summary(self, area: str | None) -> dict[str, Any]:
+        s = self.comp.engine.summary(area)
+        return {"unacked": s.unacked, "acked": s.acked, "rtn_unacked": s.rtn_unacked, "shelved": s.shelved,
+                "suppressed": s.suppressed, "out_of_service": s.out_of_service,
+                "by_priority": {str(k): v for k, v in s.by_priority.items()}, "flood_areas": list(s.flood_areas),
+                "failsafe": len(self.comp.external)}
+
+    def console(self, area: str | None, service: str | None, group_by: str, grouped: bool | None,
+                limit: int) -> dict[str, Any]:
+        from scada.server.services import Refused
+
+        try:
+            v = self.comp.engine.console(area=area, service=service, group_by=group_by, grouped=grouped, limit=limit)
+        except ValueError as exc:
+            raise Refused("alarm console", str(exc), 422, "invalid_request") from None
+        groups = [{"by": g.by, "key": g.key, "count": g.count, "unacked": g.unacked, "top_priority": g.top_priority,
+                   "newest_ms": g.newest_ns // 1_000_000, "alarms": list(g.alarms)} for g in v.groups]
+        critical = [alarm_view_dict(a) for a in v.critical] + [a for a in self.comp.external.values()
+                                                                if a.get("priority") == 1]
+        return {"flood": v.flood, "flood_areas": list(v.flood_areas), "critical": critical,
+                "items": [alarm_view_dict(a) for a in v.items], "groups": groups, "total": v.total}
+
     def subscribe(self, callback: Any) -> Any:
         self.comp.listeners.append(callback)
         return lambda: self.comp.listeners.remove(callback) if callback in self.comp.listeners else None

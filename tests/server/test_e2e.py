@@ -141,6 +141,10 @@ async def test_lamp_failure_alarm_ack_journal_and_lighting_override(field: tuple
             return next((a for a in items if a["id"] == bid), None)
 
         assert (await until("the bollard alarm", bollard_alarm, timeout=20))["state"] == "unack"
+        summary = (await c.get("/api/v1/alarms/summary", headers=h)).json()
+        assert summary["unacked"] >= 1 and summary["by_priority"]["2"] >= 1
+        console = (await c.get("/api/v1/alarms/console", params={"grouped": "true"}, headers=h)).json()
+        assert any(bid in g["alarms"] for g in console["groups"]) and console["total"] >= 1
         hs, hm = await login(c, "sup"), await login(c, "maint")
 
         async def act(path: str, body: dict[str, Any], headers: dict[str, str], status: int = 200) -> None:
