@@ -56,11 +56,17 @@ class Login(_Strict):
 
 
 class Influx(_Strict):
+    """InfluxDB: version 2 (org, bucket, token from ``token_env``) or 1 (database = bucket, optional retention
+    policy, user + password from ``password_env``). Secrets come from the environment, never from this file."""
+
     url: str
     org: str = ""
     bucket: str = "scada"
     token_env: str = "SCADA_INFLUX_TOKEN"
     version: Literal[1, 2] = 2
+    retention_policy: str | None = None
+    username: str | None = None
+    password_env: str = "SCADA_INFLUX_PASSWORD"
 
 
 class Historian(_Strict):

@@ -642,7 +642,9 @@ class HistorianComponent:
             cfg = settings.influxdb
             token = os.environ.get(cfg.token_env, "")
             if cfg.version == 1:
-                return influx.InfluxV1Backend(cfg.url, cfg.bucket)
+                return influx.InfluxV1Backend(cfg.url, cfg.bucket, retention_policy=cfg.retention_policy,
+                                              username=cfg.username,
+                                              password=os.environ.get(cfg.password_env) if cfg.username else None)
             return influx.InfluxV2Backend(cfg.url, cfg.org, cfg.bucket, token)
         return importlib.import_module("historian.sqlite_backend").SqliteBackend(root / "history.sqlite")
 

@@ -347,3 +347,38 @@ async def test_audit_categories_cr_2_8(live: tuple[ScadaServer, httpx.AsyncClien
     for r in records:
         assert r["id"] > 0 and r["ts_ns"] > 0 and r["category"] and r["type"] and r["result"]
     assert all(r["source"] for r in records if r["category"] == "access_control")
+
+
+async def test_history_on_influxdb_v1(tmp_path: Path) -> None:
+    """historian.backend: influxdb — the same API queries against a real influxd 1.x."""
+    from tests.historian.servers import INFLUXD, InfluxServer
+
+    if not INFLUXD:
+        pytest.skip("influxd (Debian package influxdb) is not installed")
+    influx = InfluxServer(tmp_path / "influxd")
+    await asyncio.to_thread(influx.start)
+    try:
+        opts = {"historian.backend": "influxdb", "historian.influxdb": {"url": influx.url, "bucket": "scada_test",
+                                                                         "version": 1}}
+        async with running_server(tmp_path / "d", **opts) as (server, url), \
+                httpx.AsyncClient(base_url=url, timeout=30) as c:
+            assert server.subsystems["historian"].status == "ok", server.subsystems["historian"]
+            assert "influxdb-v1" in server.subsystems["historian"].detail
+            h = await login(c, "view")
+            eq = next(e for e in server.config.equipment.values() if e.template == "lighting_cabinet")
+            name = eq.tag_name("mode")
+            Sample = __import__("scada.quality").quality.Sample
+            import time as _t
+            now = _t.time_ns()
+            for k in range(3):
+                server.tagdb.apply_samples([(name, Sample(k, Quality.GOOD, now - (3 - k) * 10**9, now))])
+            good: list[object] = []
+            for _ in range(60):
+                r = (await c.get("/api/v1/history/raw", params={"tag": name}, headers=h)).json()
+                good = [p["value"] for p in r["points"] if p["quality"] == "good"]
+                if len(good) >= 3:
+                    break
+                await asyncio.sleep(0.2)
+            assert good[:3] == [0, 1, 2]
+    finally:
+        await asyncio.to_thread(influx.stop)
