@@ -12,6 +12,7 @@
                 publishing_ms: 250                  subscription publishing interval
                 sampling_ms: 0                      monitored item sampling interval (0: fastest)
                 read_chunk: 2000                    nodes per Read / CreateMonitoredItems call
+                watchdog_s: max(2, timeout)         keep-alive probe period (a closed socket is seen at once)
 
 Subscribe mode::
 
@@ -166,7 +167,9 @@ class OpcUaDriver(Driver):
     # ------------------------------------------------------------------ connection
     async def connect(self) -> None:
         await self._drop()
-        client = Client(self.url, timeout=self.device.timeout_s, watchdog_intervall=1.0)
+        # the keep-alive probe must not call a busy-but-healthy loop dead: probe every max(2 s, timeout)
+        watchdog = float(self.device.connection.get("watchdog_s", max(2.0, self.device.timeout_s)))
+        client = Client(self.url, timeout=self.device.timeout_s, watchdog_intervall=watchdog)
         client.application_uri = self.application_uri
         client.name = f"city-scada {self.device.name}"
         client.connection_lost_callback = self._connection_lost
