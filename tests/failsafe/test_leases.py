@@ -77,7 +77,8 @@ async def test_restart_resumes_an_unexpired_lease(stack: Stack) -> None:
     assert restarted.leases.active(J) is not None
     before = len(stack.field.writes)
     await restarted.leases.tick()
-    assert [(w.tag, w.value) for w in stack.field.writes[before:]] == [("system_pattern_control", 255)]
+    assert [(w.tag, w.value) for w in stack.field.writes[before:]] == [("unit_backup_time", 30),
+                                                                        ("system_pattern_control", 255)]
     assert any(e["kind"] == "lease_resumed" for e in restarted.audit.entries())
 
 
