@@ -135,6 +135,7 @@ class Banner(QFrame):
     def refresh_link(self) -> None:
         st = self.console.state
         text = {"online": "ONLINE", "reconnecting": "DATA STALE — reconnecting", "offline": "OFFLINE",
+                "connecting": "CONNECTING — loading the city",
                 "logged_out": "LOGGED OUT"}.get(st, st.upper())
         self.link.setText(text)
         self.link.setToolTip(self.console.state_detail or text)

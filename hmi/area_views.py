@@ -93,8 +93,8 @@ class EquipmentTable(Page):
         self._rows: list[EquipmentInfo] = []
         console.equipmentLoaded.connect(self._fill_communes)
         console.tagsChanged.connect(self.on_tags)
-        console.alarmsChanged.connect(self._alarms)
-        console.staleChanged.connect(lambda _s: self.rebuild())
+        console.alarmsChanged.connect(lambda: self._alarms() if self.isVisible() else None)
+        console.staleChanged.connect(lambda _s: self.rebuild() if self.isVisible() else None)
         console.mapChanged.connect(lambda _d: self._lamps_later())
         self._lamp_timer = QTimer(self)
         self._lamp_timer.setSingleShot(True)
@@ -127,8 +127,8 @@ class EquipmentTable(Page):
         if "Dijon" in communes and len(eqs) > 200:
             self.commune.setCurrentText("Dijon")  # full scale: start with one district, not 1,100 rows
         self.commune.blockSignals(False)
-        self.rebuild()
         if self.isVisible():
+            self.rebuild()
             tags, eqs2 = self.interest()
             self.console.set_interest(self.interest_owner, tags, eqs2)
 
@@ -441,12 +441,12 @@ class VehiclesView(Page):
         self.plot.hideAxis("bottom")
         self.scatter = pg.ScatterPlotItem(pxMode=True, size=12, symbol="star")
         self.plot.addItem(self.scatter)
-        self.labels: list[pg.TextItem] = []
         lay = QHBoxLayout(self)
         lay.addWidget(self.table, 3)
         lay.addWidget(self.plot, 2)
         console.tagsChanged.connect(self._tags)
-        console.staleChanged.connect(lambda _s: self.redraw())
+        console.staleChanged.connect(lambda _s: self.redraw() if self.isVisible() else None)
+        self.labels_by_eq: dict[str, pg.TextItem] = {}
 
     def interest(self) -> tuple[list[str], list[str]]:
         return self.table.interest()
@@ -457,30 +457,27 @@ class VehiclesView(Page):
 
     def redraw(self) -> None:
         m = self.console.map
-        vs = self.console.registry.of_template("vehicle")
         xs, ys, brushes = [], [], []
-        for t in self.labels:
-            self.plot.removeItem(t)
-        self.labels = []
-        for e in vs:
+        for e in self.console.registry.of_template("vehicle"):
             i = m.index.get(e.id)
             if i is None:
                 continue
             x, y = float(m.eq_x[i]), float(m.eq_y[i])
             xs.append(x)
             ys.append(y)
-            code = int(m.eq_code[i])
-            brushes.append(qtstyle.code_brush(code, style.EQUIPMENT))
+            brushes.append(qtstyle.code_brush(int(m.eq_code[i]), style.EQUIPMENT))
             team = self.console.tags.value(self.console.registry.tag(e.id, "team")) or ""
             status = self.console.tags.value(self.console.registry.tag(e.id, "status"))
-            t = pg.TextItem(f"{e.id} {team} {({0: 'available', 1: 'busy', 2: 'off'}).get(status, '?')}",
-                            color=style.TEXT, anchor=(0, 1))
+            text = f"{e.id} {team} {({0: 'available', 1: 'busy', 2: 'off'}).get(status, '?')}"
+            t = self.labels_by_eq.get(e.id)
+            if t is None:
+                t = self.labels_by_eq[e.id] = pg.TextItem(text, color=style.TEXT, anchor=(0, 1))
+                self.plot.addItem(t)
+            elif t.toPlainText() != text:
+                t.setText(text)
             t.setPos(x, y)
-            self.plot.addItem(t)
-            self.labels.append(t)
         self.scatter.setData(x=xs, y=ys, brush=brushes, pen=qtstyle.pen("#000000"))
-        # draw the rest of the city faintly for orientation
-        if not hasattr(self, "_city"):
+        if not hasattr(self, "_city"):  # the rest of the city, faint, for orientation
             self._city = pg.ScatterPlotItem(x=m.eq_x, y=m.eq_y, size=3, pen=None, brush=pg.mkBrush("#8a8a8a"))
             self.plot.addItem(self._city)
             self._city.setZValue(-1)

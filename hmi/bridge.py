@@ -56,6 +56,7 @@ class Reply(QObject):
         self.error = ""  # transport error or the server's "why"
         self.code = ""  # the server's machine-readable code
         self.done = False
+        self.timing: tuple[float, float] = (0.0, 0.0)  # (waiting for the worker, request) seconds
 
     @property
     def ok(self) -> bool:
@@ -89,13 +90,14 @@ class _Channel:
     ws: Any = None
     seq: int = 0
     online: bool = False
+    ever_online: bool = False
     task: asyncio.Task[None] | None = None
 
 
 class Bridge(QObject):
     """See the module docstring. Create in the GUI thread, ``start()``, ``login()``, then use."""
 
-    connectionChanged = pyqtSignal(str, str)  # state: online | reconnecting | offline | logged_out; detail
+    connectionChanged = pyqtSignal(str, str)  # online | connecting | reconnecting | offline | logged_out; detail
     dataReady = pyqtSignal()
     loggedIn = pyqtSignal(dict)  # {user, role, ...} after every successful (re)login
     _replyDone = pyqtSignal(object, int, object, str, str)
@@ -114,6 +116,7 @@ class Bridge(QObject):
         self.token = ""
         self._credentials: tuple[str, str] | None = None  # kept in memory only, to log in again after a restart
         self._channels: dict[str, _Channel] = {}
+        self._wanted: set[str] = set()  # channel names asked for (GUI thread), under _lock
         self._lock = threading.Lock()
         self._pending = Updates()
         self._woken = False
@@ -124,6 +127,7 @@ class Bridge(QObject):
         self._client: httpx.AsyncClient | None = None
         self._login_lock: asyncio.Lock | None = None
         self._stopping = False
+        self.snapshot_at: dict[str, float] = {}  # first snapshot per channel (perf_counter), for benchmarks
         self.stats = {"messages": 0, "rows": 0, "bytes": 0, "reconnects": 0, "resyncs": 0, "relogins": 0}
         self._replyDone.connect(self._deliver)
         self._wake.connect(self._on_wake)
@@ -212,6 +216,11 @@ class Bridge(QObject):
         """Open (or resubscribe) a WebSocket channel; ``None`` closes it. Channels reconnect by themselves."""
         if self._loop is None:
             raise RuntimeError("bridge not started")
+        with self._lock:
+            if subscription is None:
+                self._wanted.discard(name)
+            else:
+                self._wanted.add(name)
         self._loop.call_soon_threadsafe(self._set_channel, name, subscription)
 
     def take(self) -> Updates:
@@ -246,12 +255,16 @@ class Bridge(QObject):
             return
         self._inflight.add(reply)
 
+        t_submit = time.perf_counter()
+
         async def run() -> None:
+            t_start = time.perf_counter()
             try:
                 status, data, error, code = await coro
             except Exception as exc:  # never lose a reply
                 log.exception("bridge: %s %s failed", reply.method, reply.path)
                 status, data, error, code = 0, None, f"{type(exc).__name__}: {exc}", "internal"
+            reply.timing = (t_start - t_submit, time.perf_counter() - t_start)  # queued, network + server
             self._replyDone.emit(reply, status, data, error, code)
 
         asyncio.run_coroutine_threadsafe(run(), self._loop)
@@ -337,13 +350,20 @@ class Bridge(QObject):
             await ch.ws.send(json.dumps(msg))
 
     def _channel_state(self) -> None:
+        """online: every essential channel has its snapshot; reconnecting: one that had it lost it (data
+        stale); connecting: not all there yet. ``focus*`` channels (display details) do not count."""
         if self._stopping:
             return
-        if self._channels and all(c.online for c in self._channels.values()):
+        with self._lock:
+            wanted = sorted(n for n in self._wanted if not n.startswith("focus"))
+        ess = [self._channels.get(n) or _Channel(n, {}) for n in wanted]  # asked for but not created yet: offline
+        if ess and all(c.online for c in ess):
             self._state.emit("online", "")
-        elif self._channels:
-            down = [c.name for c in self._channels.values() if not c.online]
+        elif any(c.ever_online and not c.online for c in ess):
+            down = [c.name for c in ess if not c.online]
             self._state.emit("reconnecting", "data stale: reconnecting " + ", ".join(down))
+        elif ess:
+            self._state.emit("connecting", "waiting for " + ", ".join(c.name for c in ess if not c.online))
 
     async def _run_channel(self, ch: _Channel) -> None:
         backoff = 0.5
@@ -414,7 +434,8 @@ class Bridge(QObject):
                 wake = not self._woken
                 self._woken = True
             if kind == "snapshot" and not ch.online:
-                ch.online = True
+                self.snapshot_at.setdefault(ch.name, time.perf_counter())
+                ch.online = ch.ever_online = True
                 self._channel_state()
             if wake:
                 self._wake.emit()

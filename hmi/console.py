@@ -15,13 +15,15 @@ through the console's methods (``ack``, ``shelve``, ``command``...), which retur
 widget tests: feed it rows and alarms with :meth:`feed` and check the widgets; actions then answer
 "not connected".
 
-Subscriptions: channel ``alarms`` (every alarm), channel ``city`` (the map's health/lamp/position
-globs, set once after login) and channel ``focus`` (the union of what the open displays declare
+Subscriptions: channel ``alarms`` (every alarm) from the login on; once the equipment list is known,
+``city`` (the luminaires' status, one glob) and ``health1..n`` (the map's health and position tags by
+exact name); ``focus`` (the union of what the open displays declare
 with :meth:`set_interest`).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -34,7 +36,7 @@ from hmi.bridge import Bridge, Reply
 from hmi.models.alarms import AlarmStore
 from hmi.models.layouts import Layouts, check_against, load_layouts
 from hmi.models.live import EquipmentInfo, LiveTags, Registry, Session
-from hmi.models.mapmodel import MapDelta, MapModel
+from hmi.models.mapmodel import LAMP_GLOB, MapDelta, MapModel
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class ConsoleModel(QObject):
         self.layouts, self.layout_problems = (layouts, []) if layouts is not None else load_layouts()
         self._interests: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self.timings: dict[str, float] = {}
+        self.health_requested = False
         self._t_login = 0.0
         if bridge is not None:
             bridge.dataReady.connect(self.pull)
@@ -120,6 +123,8 @@ class ConsoleModel(QObject):
         self.load_vocabulary()
         self.refresh_health()
         self._health_timer.start()
+        # every alarm at once (with tag filters the server would send only the alarms of those tags)
+        self.bridge.set_channel("alarms", {"alarms": True})
 
     def _on_me(self, r: Reply) -> None:
         if r.ok and isinstance(r.data, dict):
@@ -150,15 +155,27 @@ class ConsoleModel(QObject):
             return
         self.set_equipment([EquipmentInfo.from_json(d) for d in r.data.get("equipment", [])])
         self.timings["equipment_s"] = time.perf_counter() - self._t_login
+        self.timings["equipment_request_s"] = r.timing[1]
         assert self.bridge is not None
-        # alarms on their own channel: with tag filters the server only sends the alarms of those tags
-        self.bridge.set_channel("alarms", {"alarms": True})
-        self.bridge.set_channel("city", {"tags": self.map.patterns(), "alarms": False})
+        self.bridge.set_channel("city", {"tags": [LAMP_GLOB], "alarms": False})
+        for name, sub in self.city_channels().items():
+            self.bridge.set_channel(name, sub)
+        self.health_requested = True
         self._resubscribe_focus()
+
+    def city_channels(self, per_channel: int = 1000) -> dict[str, dict[str, Any]]:
+        """The map's health and position tags by exact name, ≤ 1000 per channel (the server's limit per
+        subscription): an exact name is a dictionary look-up for the server, a glob a scan of every tag
+        name — only the luminaires (channel ``city``), whose count per cabinet we do not know, use one."""
+        names = self.map.health_names(self.registry.tag)
+        chunks = [names[k:k + per_channel] for k in range(0, len(names), per_channel)]
+        return {f"health{k + 1}": {"tags": chunk, "alarms": False} for k, chunk in enumerate(chunks)}
 
     def set_equipment(self, items: list[EquipmentInfo]) -> None:
         self.registry = Registry(items)
         self.map = MapModel(items)
+        if self.tags.values:  # rows that arrived before the equipment list (luminaires): place them now
+            self.map.apply_rows(list(self.tags.values.values()))
         problems = check_against(self.layouts, [(e.id, e.template) for e in items])
         if problems:
             self.layout_problems = list(self.layout_problems) + problems
@@ -202,10 +219,17 @@ class ConsoleModel(QObject):
             self.tagsChanged.emit(changed)
         if delta:
             self.mapChanged.emit(delta)
+            if delta.rebuilt and self._t_login:
+                self.timings["luminaires_drawn_s"] = time.perf_counter() - self._t_login
+                # the city is loaded: move these long-lived objects out of the collector's generations, so
+                # a storm's allocations do not trigger scans of the whole heap
+                gc.freeze()
         if alarm_snapshot is not None or events:
             self.alarmsChanged.emit()
 
     def _on_connection(self, state: str, detail: str) -> None:
+        if state == "online" and not self.health_requested and self.bridge is not None:
+            state, detail = "connecting", "waiting for the equipment list"  # the map's channels are not open yet
         self.state, self.state_detail = state, detail
         stale = state != "online"
         if stale != self.tags.stale:

@@ -14,10 +14,10 @@ priority colour (with the priority mark beside it), white when abnormal without 
 grey when its state is unknown. No command buttons on this level (ISA-101): a click selects, a
 double click or "Open display" goes to the equipment's Level-3 display.
 
-Deltas recolour only the changed spots (:func:`recolour`): the brush/pen columns of the changed rows
-are replaced from a small table of shared QBrush objects and only those rows are re-looked-up in the
-symbol atlas — O(changed), so a 1 % delta on 34,000 luminaires costs a few milliseconds plus one
-repaint. See bench/bench_hmi.py for the numbers and the naive baseline.
+Deltas recolour only the changed spots (:func:`recolour`): the brush/pen columns and the atlas
+rectangles of the changed rows are written with numpy from a table of a few shared styles — O(changed)
+with no Python loop per spot, so a 1 % delta on 34,000 luminaires costs well under a millisecond plus
+one repaint. See bench/bench_hmi.py for the numbers and the naive baseline.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ from hmi.console import ConsoleModel
 from hmi.models.mapmodel import KIND_CODE, KINDS, MapDelta
 
 I64 = npt.NDArray[np.int64]
+KIND_STYLES: tuple[tuple[str, float], ...] = tuple((style.KIND_SYMBOLS[k][0], float(style.KIND_SYMBOLS[k][1]))
+                                                  for k in KINDS)
+LUM_SIZE = 4.0
 
 
 class StaleOverlay(QWidget):
@@ -83,15 +86,57 @@ def pen_table() -> npt.NDArray[np.object_]:
 
 
 def recolour(item: pg.ScatterPlotItem, idx: I64, codes: npt.NDArray[np.uint8], brushes: npt.NDArray[np.object_],
-             pens: npt.NDArray[np.object_]) -> None:
-    """Restyle only the spots ``idx`` (vectorised column writes, atlas look-up of those rows only)."""
+             pens: npt.NDArray[np.object_], kinds: npt.NDArray[np.uint8] | None = None,
+             kind_styles: tuple[tuple[str, float], ...] = (("o", 4.0),)) -> None:
+    """Restyle only the spots ``idx``, with numpy: no Python loop per spot.
+
+    The brush/pen columns of those rows get shared QBrush/QPen objects, and their atlas rectangles
+    (where pyqtgraph finds the pre-rendered symbol) are looked up once per distinct (shape, state)
+    style — a handful — then scattered to the rows. pyqtgraph's own path (``SpotItem.setBrush`` or
+    ``updateSpots``) looks each spot up in Python: 1.2 s for 34,000 spots here (see BENCHMARKS.md).
+    ``kinds`` (per spot of the item) selects the (symbol, size) of each spot in ``kind_styles``.
+    """
     if idx.size == 0:
         return
     data = item.data
     data["brush"][idx] = brushes[codes]
     data["pen"][idx] = pens[codes]
-    data["sourceRect"][idx] = 0
-    item.updateSpots(data)  # re-looks-up only rows whose sourceRect width is 0
+    k = kinds[idx].astype(np.int64) if kinds is not None else np.zeros(idx.size, dtype=np.int64)
+    combo = k * style.N_CODES + codes.astype(np.int64)
+    uniq, inv = np.unique(combo, return_inverse=True)
+    styles = []
+    for u in uniq.tolist():
+        sym, size = kind_styles[u // style.N_CODES]
+        c = u % style.N_CODES
+        styles.append((sym, size, pens[c], brushes[c]))
+    coords = item.fragmentAtlas[styles]
+    rects = np.array([tuple(c) for c in coords], dtype=data["sourceRect"].dtype)
+    data["sourceRect"][idx] = rects[inv.ravel()]
+    item._updateMaxSpotSizes()
+    item.invalidate()
+
+
+def set_points(item: pg.ScatterPlotItem, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+               codes: npt.NDArray[np.uint8], brushes: npt.NDArray[np.object_], pens: npt.NDArray[np.object_],
+               kinds: npt.NDArray[np.uint8] | None = None,
+               kind_styles: tuple[tuple[str, float], ...] = (("o", 4.0),)) -> None:
+    """Replace every spot of ``item`` (what ``setData`` does) without pyqtgraph's per-spot atlas loop."""
+    n = int(np.asarray(x).size)
+    k = kinds.astype(np.int64) if kinds is not None else np.zeros(n, dtype=np.int64)
+    data = np.empty(n, dtype=item.data.dtype)  # object columns start as None
+    data["x"] = x
+    data["y"] = y
+    data["size"] = np.array([sz for _, sz in kind_styles], dtype=float)[k]
+    data["symbol"] = np.array([sym for sym, _ in kind_styles] + [None], dtype=object)[:-1][k]
+    data["visible"] = True
+    data["hovered"] = False
+    data["sourceRect"] = 0
+    item.prepareGeometryChange()
+    item.data = data
+    item.bounds = [None, None]
+    item.informViewBoundsChanged()
+    recolour(item, np.arange(n, dtype=np.int64), codes, brushes, pens, kinds, kind_styles)
+    item.sigPlotChanged.emit(item)
 
 
 class MapView(pg.GraphicsView):
@@ -130,7 +175,7 @@ class Overview(QWidget):
         self.selection: str | None = None
         self.view = MapView()
         self.vb = self.view.vb
-        self.lum_item = pg.ScatterPlotItem(pxMode=True, size=4, symbol="o")
+        self.lum_item = pg.ScatterPlotItem(pxMode=True, size=LUM_SIZE, symbol="o")
         self.eq_item = pg.ScatterPlotItem(pxMode=True)
         self.veh_item = pg.ScatterPlotItem(pxMode=True)
         self.mark_item = pg.ScatterPlotItem(pxMode=True)
@@ -150,7 +195,7 @@ class Overview(QWidget):
         self._veh_idx = np.zeros(0, dtype=np.int64)
         self._eq_idx = np.zeros(0, dtype=np.int64)  # equipment index → spot index in eq_item (-1: vehicle)
         self._eq_spot = np.zeros(0, dtype=np.int64)
-        self.paints = 0
+        self._spot_kind = np.zeros(0, dtype=np.uint8)
 
         # side panel
         self.legend = QLabel()
@@ -215,22 +260,25 @@ class Overview(QWidget):
         self._eq_idx = np.flatnonzero(~is_vehicle)
         self._eq_spot = np.full(len(m.equipment), -1, dtype=np.int64)
         self._eq_spot[self._eq_idx] = np.arange(self._eq_idx.size)
-        symbols = np.array([style.KIND_SYMBOLS[KINDS[k]][0] for k in kinds.tolist()], dtype=object)
-        sizes = np.array([style.KIND_SYMBOLS[KINDS[k]][1] for k in kinds.tolist()], dtype=float)
-        codes = m.eq_code
-        self.eq_item.setData(x=m.eq_x[self._eq_idx], y=m.eq_y[self._eq_idx], symbol=list(symbols[self._eq_idx]),
-                             size=sizes[self._eq_idx], brush=list(self._eq_brushes[codes[self._eq_idx]]),
-                             pen=list(self._pens[codes[self._eq_idx]]))
+        self._spot_kind = kinds[self._eq_idx]
+        set_points(self.eq_item, m.eq_x[self._eq_idx], m.eq_y[self._eq_idx], m.eq_code[self._eq_idx],
+                   self._eq_brushes, self._pens, self._spot_kind, KIND_STYLES)
         self._draw_vehicles()
         self._draw_luminaires()
         self._draw_labels()
         self.on_alarms()
         self.fit()
 
-    def _draw_luminaires(self) -> None:
+    def _restyle_equipment(self, spots: I64) -> None:
         m = self.console.map
-        self.lum_item.setData(x=m.lum_x, y=m.lum_y, brush=list(self._lum_brushes[m.lum_code]),
-                              pen=list(self._pens[m.lum_code]), size=4, symbol="o")
+        recolour(self.eq_item, spots, m.eq_code[self._eq_idx[spots]], self._eq_brushes, self._pens,
+                 self._spot_kind, KIND_STYLES)
+
+    def _draw_luminaires(self) -> None:
+        """All luminaires in one item (a full redraw: the luminaire set changed)."""
+        m = self.console.map
+        set_points(self.lum_item, m.lum_x, m.lum_y, m.lum_code, self._lum_brushes, self._pens,
+                   kind_styles=(("o", LUM_SIZE),))
 
     def _draw_vehicles(self) -> None:
         m = self.console.map
@@ -265,10 +313,9 @@ class Overview(QWidget):
             self._draw_luminaires()
         elif d.luminaires.size:
             recolour(self.lum_item, d.luminaires, m.lum_code[d.luminaires], self._lum_brushes, self._pens)
-        if d.equipment.size:
-            spots = self._eq_spot[d.equipment] if self._eq_spot.size else np.zeros(0, dtype=np.int64)
-            fixed = d.equipment[spots >= 0]
-            recolour(self.eq_item, spots[spots >= 0], m.eq_code[fixed], self._eq_brushes, self._pens)
+        if d.equipment.size and self._eq_spot.size:
+            spots = self._eq_spot[d.equipment]
+            self._restyle_equipment(spots[spots >= 0])
             if (spots < 0).any():
                 self._draw_vehicles()
         if d.moved:
@@ -323,6 +370,8 @@ class Overview(QWidget):
         self.domains.resizeColumnsToContents()
 
     def on_stale(self, stale: bool) -> None:
+        self.overlay.text = ("LOADING — waiting for the server's data" if self.console.state == "connecting"
+                             else "DATA STALE — reconnecting to the server")
         self.overlay.setVisible(stale and len(self.console.registry) > 0)
         self.overlay.resize(self.view.size())
 

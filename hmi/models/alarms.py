@@ -169,7 +169,7 @@ def parse_alarm(d: dict[str, Any]) -> Alarm:
         suppressed=any(f.startswith("suppressed") for f in flags),
         out_of_service="out_of_service" in flags,
         latched="latched" in flags,
-        raw=dict(d),
+        raw=d,
     )
 
 

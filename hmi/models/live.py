@@ -12,6 +12,7 @@ were current).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,35 +33,42 @@ class TagValue:
 
 
 class LiveTags:
-    """name → latest :class:`TagValue`; ``stale`` while the console is disconnected."""
+    """name → latest row; ``stale`` while the console is disconnected.
+
+    The rows themselves are kept (``[name, value, quality, source_ms]`` as received): a storm of
+    34,000 rows is stored without allocating anything; :meth:`get` builds a :class:`TagValue`.
+    """
 
     def __init__(self) -> None:
-        self.values: dict[str, TagValue] = {}
+        self.values: dict[str, Sequence[Any]] = {}
         self.stale = True
 
     def apply_rows(self, rows: Iterable[Row]) -> set[str]:
         """Apply ``[name, value, quality, source_ms]`` rows; return the names whose value or quality changed."""
         changed: set[str] = set()
+        add = changed.add
         values = self.values
+        get = values.get
         for row in rows:
-            name, value, quality, ts = row[0], row[1], row[2], row[3]
-            old = values.get(name)
-            if old is None or old.value != value or old.quality != quality:
-                changed.add(name)
-            values[name] = TagValue(value, str(quality), int(ts or 0))
+            name = row[0]
+            old = get(name)
+            if old is None or old[1] != row[1] or old[2] != row[2]:
+                add(name)
+            values[name] = row
         return changed
 
     def get(self, name: str) -> TagValue | None:
-        return self.values.get(name)
+        r = self.values.get(name)
+        return None if r is None else TagValue(r[1], str(r[2]), int(r[3] or 0))
 
     def value(self, name: str, default: Any = None) -> Any:
-        tv = self.values.get(name)
-        return default if tv is None else tv.value
+        r = self.values.get(name)
+        return default if r is None else r[1]
 
     def trusted(self, name: str) -> bool:
         """True when the value is current: good quality and the console connected."""
-        tv = self.values.get(name)
-        return tv is not None and tv.good and not self.stale
+        r = self.values.get(name)
+        return r is not None and r[2] == "good" and not self.stale
 
     def matching(self, pattern: str) -> list[str]:
         rx = re.compile(fnmatch.translate(pattern))
@@ -125,6 +133,7 @@ class Registry:
         return f"{prefix}/{tag}"
 
 
+@functools.cache
 def slug(text: str) -> str:
     """The server's commune slug (scada.config.units.slug): lower case ASCII, '-' between words."""
     from scada.config.units import slug as _slug  # allowed: scada.config is part of the shared contract

@@ -71,6 +71,7 @@ HEALTH: dict[str, tuple[tuple[str, Callable[[Any], bool]], ...]] = {
 }
 POSITION_TAGS = ("lat", "lon")
 LAMP = re.compile(r"^lamp_(\d+)/status$")
+LAMP_GLOB = "*/*/*/lamp_*/status"  # every luminaire status, whatever the commune and kind
 LAMP_TEMPLATE = "lighting_cabinet"
 
 KINDS: tuple[str, ...] = tuple(KIND_SYMBOLS)
@@ -121,6 +122,7 @@ class MapModel:
         # tag name → handler, resolved once per name
         self._route: dict[str, tuple[int, int, str]] = {}  # name → (kind 0 eq health / 1 lamp / 2 position, idx, tag)
         self._vehicle_pos: dict[int, list[float]] = {}
+        self._cabinets = {e.id: i for i, e in enumerate(self.equipment) if e.template == LAMP_TEMPLATE}
 
     # ------------------------------------------------------------------ geometry
     def project(self, lat: F64 | float, lon: F64 | float) -> tuple[F64, F64]:
@@ -190,23 +192,26 @@ class MapModel:
     def add_luminaires(self, names: Iterable[str]) -> bool:
         """Create markers for lamp status tags not seen before. True when the layer must be redrawn."""
         new: list[tuple[str, int, int]] = []
+        known, cabinets = self._lum_index, self._cabinets
         for name in names:
-            if name in self._lum_index:
+            if name in known:
                 continue
-            parts = name.split("/", 3)
-            if len(parts) < 4:
+            parts = name.rsplit("/", 3)  # <slug>/<kind> / <id> / lamp_NN / status
+            if len(parts) < 4 or parts[3] != "status" or not parts[2].startswith("lamp_"):
                 continue
-            i = self.index.get(parts[2])
-            m = LAMP.match(parts[3])
-            if i is None or m is None or self.equipment[i].template != LAMP_TEMPLATE:
+            i = cabinets.get(parts[1])
+            if i is None or not parts[2][5:].isdigit():
                 continue
-            new.append((name, i, int(m.group(1))))
+            new.append((name, i, int(parts[2][5:])))
         if not new:
             return False
         owner = np.array([n[1] for n in new], dtype=np.int64)
         k = np.array([n[2] for n in new], dtype=np.int64)
-        theta = np.array([(zlib.crc32(self.equipment[o].id.encode()) % 3600) / 3600.0 * math.pi
-                          for o in owner.tolist()])
+        # each cabinet's street has its own direction (deterministic from its id)
+        theta_of = np.zeros(len(self.equipment))
+        for o in np.unique(owner).tolist():
+            theta_of[o] = (zlib.crc32(self.equipment[o].id.encode()) % 3600) / 3600.0 * math.pi
+        theta = theta_of[owner]
         step = (k + 1) // 2 * np.where(k % 2 == 1, 1, -1)  # 1, -1, 2, -2 ... along the street
         side = np.where((k // 2) % 2 == 0, 1.0, -1.0) * LAMP_SIDE_M
         dx = np.cos(theta) * step * LAMP_SPACING_M - np.sin(theta) * side
@@ -216,37 +221,54 @@ class MapModel:
         self.lum_y = np.concatenate([self.lum_y, self.eq_y[owner] + dy])
         self.lum_owner = np.concatenate([self.lum_owner, owner])
         self.lum_code = np.concatenate([self.lum_code, np.full(len(new), UNKNOWN, dtype=np.uint8)])
-        for j, (name, _, _) in enumerate(new):
-            self._lum_index[name] = base + j
-            self.lum_names.append(name)
+        names_new = [n[0] for n in new]
+        self._lum_index.update(zip(names_new, range(base, base + len(new)), strict=True))
+        self.lum_names.extend(names_new)
         return True
 
     # ------------------------------------------------------------------ updates
     def apply_rows(self, rows: Iterable[Sequence[Any]]) -> MapDelta:
-        """Apply WebSocket rows ``[name, value, quality, ts]``; return what changed on screen."""
-        rows = list(rows)
-        rebuilt = self.add_luminaires(r[0] for r in rows if "/lamp_" in r[0] and r[0] not in self._lum_index)
-        lum_changed: list[int] = []
+        """Apply WebSocket rows ``[name, value, quality, ts]``; return what changed on screen.
+
+        Luminaire rows (the bulk of a storm) take a short loop and vectorised change detection; the
+        few equipment rows go through the routing table.
+        """
+        rows = rows if isinstance(rows, list) else list(rows)
+        lamp = self._lum_index
+        rebuilt = self.add_luminaires([r[0] for r in rows if r[0] not in lamp and "/lamp_" in r[0]]) \
+            if len(lamp) < len(rows) or any(r[0] not in lamp and "/lamp_" in r[0] for r in rows[:64]) else False
+        li: list[int] = []
+        codes: list[int] = []
+        other: list[Sequence[Any]] = []
+        for r in rows:
+            j = lamp.get(r[0])
+            if j is None:
+                other.append(r)
+                continue
+            li.append(j)
+            v = r[1]
+            codes.append(UNKNOWN if r[2] != "good" or v is None else (NORMAL if v == 0 else ABNORMAL))
+        lum_changed = np.zeros(0, dtype=np.int64)
+        if li:
+            idx = np.array(li, dtype=np.int64)
+            c = np.array(codes, dtype=np.uint8)
+            diff = self.lum_code[idx] != c
+            lum_changed = np.unique(idx[diff])
+            self.lum_code[idx] = c
         eq_touched: set[int] = set()
         moved = False
-        lum_code = self.lum_code
-        for row in rows:
-            r = self._resolve(row[0])
-            if r is None:
+        for row in other:
+            r2 = self._resolve(row[0])
+            if r2 is None:
                 continue
-            kind, i, tag = r
+            kind, i, tag = r2
             value, quality = row[1], row[2]
-            if kind == 1:
-                code = UNKNOWN if quality != "good" or value is None else (NORMAL if value == 0 else ABNORMAL)
-                if lum_code[i] != code:
-                    lum_code[i] = code
-                    lum_changed.append(i)
-            elif kind == 0:
+            if kind == 0:
                 rule = next(f for t, f in HEALTH[self.equipment[i].template] if t == tag)
                 state = UNKNOWN if quality != "good" or value is None else (ABNORMAL if rule(value) else NORMAL)
                 self._health[i][tag] = state
                 eq_touched.add(i)
-            else:
+            elif kind == 2:
                 if quality == "good" and isinstance(value, (int, float)) and not isinstance(value, bool):
                     pos = self._vehicle_pos.setdefault(i, [self.equipment[i].lat, self.equipment[i].lon])
                     pos[0 if tag == "lat" else 1] = float(value)
@@ -255,7 +277,25 @@ class MapModel:
                         self.eq_x[i], self.eq_y[i] = float(x), float(y)
                         moved = True
         eq_changed = self._recompute(eq_touched)
-        return MapDelta(eq_changed, np.array(sorted(set(lum_changed)), dtype=np.int64), moved, rebuilt)
+        return MapDelta(eq_changed, lum_changed, moved, rebuilt)
+
+    def health_names(self, tag_name: Any) -> list[str]:
+        """Exact names of the health and position tags (``tag_name(eq_id, tag)`` builds one).
+
+        Subscribing by exact name costs the server a dictionary look-up; a glob costs a scan of every
+        tag name in the city — so only the luminaires (whose count per cabinet we do not know) use one.
+        """
+        out = []
+        for e in self.equipment:
+            for tag, _ in HEALTH.get(e.template, ()):
+                out.append(tag_name(e.id, tag))
+            if e.template == "vehicle":
+                out += [tag_name(e.id, t) for t in POSITION_TAGS]
+        return out
+
+    def lamp_patterns(self) -> list[str]:
+        kinds = sorted({e.kind for e in self.equipment if e.template == LAMP_TEMPLATE})
+        return [f"*/{k}/*/lamp_*/status" for k in kinds]
 
     def _recompute(self, touched: Iterable[int]) -> I64:
         changed = []
