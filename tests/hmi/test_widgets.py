@@ -409,3 +409,49 @@ def test_check_layouts_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["hmi", "--check-layouts", "--layouts", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:4: views: must be a list, got 3" in err
+
+
+def test_vectorised_restyle_draws_what_pyqtgraph_would(qtbot: QtBot) -> None:
+    """set_points/recolour write pyqtgraph's columns directly: the picture must equal pyqtgraph's own path."""
+    import pyqtgraph as pg
+    from PyQt6.QtCore import QRectF
+
+    from hmi.overview import KIND_STYLES, brush_table, pen_table, recolour, set_points
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    x, y = rng.uniform(0, 1000, n), rng.uniform(0, 600, n)
+    kinds = rng.integers(0, len(KIND_STYLES), n).astype(np.uint8)
+    codes = rng.choice([0, 1, 2, 4, 5, 6, 7], n).astype(np.uint8)
+    brushes, pens = brush_table(style.EQUIPMENT), pen_table()
+
+    def view() -> tuple[pg.GraphicsView, pg.ViewBox]:
+        v = pg.GraphicsView(background=style.BACKGROUND)
+        vb = pg.ViewBox(lockAspect=True, enableMenu=False)
+        v.setCentralItem(vb)
+        v.resize(700, 450)
+        qtbot.addWidget(v)
+        v.show()
+        return v, vb
+
+    def image(v: pg.GraphicsView, vb: pg.ViewBox) -> np.ndarray:
+        vb.setRange(QRectF(0, 0, 1000, 600), padding=0)
+        settle(0.1)
+        return pixels(grab(v))
+
+    va, a = view()
+    ref = pg.ScatterPlotItem(pxMode=True)
+    a.addItem(ref)
+    vb_, b = view()
+    fast = pg.ScatterPlotItem(pxMode=True)
+    b.addItem(fast)
+    for step in range(3):
+        if step == 0:
+            set_points(fast, x, y, codes, brushes, pens, kinds, KIND_STYLES)
+        else:  # a delta on 5 % of the spots
+            idx = np.sort(rng.choice(n, n // 20, replace=False)).astype(np.int64)
+            codes[idx] = rng.choice([0, 1, 2, 7], idx.size).astype(np.uint8)
+            recolour(fast, idx, codes[idx], brushes, pens, kinds, KIND_STYLES)
+        ref.setData(x=x, y=y, symbol=[KIND_STYLES[k][0] for k in kinds.tolist()],
+                    size=[KIND_STYLES[k][1] for k in kinds.tolist()], brush=list(brushes[codes]), pen=list(pens[codes]))
+        assert np.array_equal(image(va, a), image(vb_, b)), f"step {step}: pictures differ"
