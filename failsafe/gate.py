@@ -643,6 +643,7 @@ class CommandGate:
                       previous: dict[str, Value]) -> TargetResult:
             requested = {t.tag: v for t, v, _ in writes}
             written = 0
+            previous_lease = self.leases.prepare(eq.id, ticket.id)  # no older refresh/release may land after us
             for tag, value, tolerance in writes:
                 try:
                     await self.writer.write(tag, value, tolerance=tolerance)
@@ -653,6 +654,8 @@ class CommandGate:
                     refused_by_logic = isinstance(exc, DeviceError) and hasattr(exc, "sample")
                     if written or refused_by_logic:
                         self._hold_lease(ticket, policy, verb, eq, ctx, lease_end)
+                    else:
+                        self.leases.restore(previous_lease)  # nothing reached the device: the old lease holds
                     outcome = Outcome.NOT_CONFIRMED if refused_by_logic else Outcome.FAILED
                     return TargetResult(eq.id, outcome, f"write {tag.tag}={value!r}: {exc}", previous, requested)
             self._hold_lease(ticket, policy, verb, eq, ctx, lease_end)

@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,8 @@ from scada.quality import Value
 
 log = logging.getLogger(__name__)
 
-MAX_RELEASE_ATTEMPTS = 20
+RELEASE_RETRY_MAX_S = 30.0  # a failed release is retried (1 s, 2 s, ... at most every 30 s) until it lands
+JOURNAL_RELEASE_FAILURE_AFTER = 5
 KEEP_ENDED = 200
 
 
@@ -63,10 +64,11 @@ class Lease:
     safety: str = "neutral"
     user: str = ""
     approver: str | None = None
-    state: str = "active"  # active | releasing | expired | released | superseded
+    state: str = "active"  # active | superseding | releasing | expired | released | superseded
     last_refresh: float = 0.0
     refresh_failing: bool = False
     release_attempts: int = 0
+    next_release: float = 0.0
     note: str = ""
     ended_at: float | None = None
 
@@ -126,9 +128,32 @@ class LeaseManager:
         return [lease for lease in self._leases.values() if lease.state in wanted]
 
     # ------------------------------------------------------------------ changes (called by the gate)
+    def _supersede_releases(self, equipment: str, ticket_id: str) -> None:
+        """A new command on the equipment: a pending release of an older lease must not clobber it."""
+        for lease in self._leases.values():
+            if lease.equipment == equipment and lease.state == "releasing":
+                lease.state, lease.note = "superseded", f"release superseded by ticket {ticket_id}"
+                self._journal("lease_superseded", lease)
+
+    def prepare(self, equipment: str, ticket_id: str) -> Lease | None:
+        """Called by the gate just before a new command's writes: from now on no refresh or release of an
+        older lease may land after them (it would undo the new command). Returns the lease in force, to
+        :meth:`restore` if nothing of the new command reached the device."""
+        self._supersede_releases(equipment, ticket_id)
+        old = self._active_any(equipment)
+        if old is not None:
+            old.state = "superseding"
+        return old
+
+    def restore(self, lease: Lease | None) -> None:
+        """The new command wrote nothing: the previous lease stays in force (refreshed, released at its end)."""
+        if lease is not None and lease.state == "superseding":
+            lease.state = "active"
+
     def start(self, *, ticket_id: str, equipment: str, type_name: str, verb: VerbSpec, ctx: Mapping[str, Value],
               end: float, safety: str, user: str, approver: str | None) -> Lease:
         now = self.clock()
+        self._supersede_releases(equipment, ticket_id)
         old = self._active_any(equipment)
         if old is not None:
             old.state, old.ended_at, old.note = "superseded", now, f"superseded by ticket {ticket_id}"
@@ -146,6 +171,7 @@ class LeaseManager:
 
     def end(self, equipment: str, *, reason: str, ticket_id: str = "") -> Lease | None:
         """The command itself returned the device to local control: stop holding (no release writes)."""
+        self._supersede_releases(equipment, ticket_id)
         lease = self._active_any(equipment)
         if lease is None:
             return None
@@ -159,7 +185,7 @@ class LeaseManager:
     def _active_any(self, equipment: str) -> Lease | None:
         lid = self._by_eq.get(equipment)
         lease = self._leases.get(lid) if lid else None
-        return lease if lease is not None and lease.state == "active" else None
+        return lease if lease is not None and lease.state in ("active", "superseding") else None
 
     # ------------------------------------------------------------------ the loop
     async def tick(self, now: float | None = None) -> None:
@@ -209,9 +235,13 @@ class LeaseManager:
         eq = self.city.equipment[lease.equipment]
         return [(self._tags[eq.tag_name(tag)], resolve_value(value, ctx), tol) for tag, value, tol in items]
 
-    async def _write_all(self, writes: list[tuple[TagDef, Value, float | None]]) -> str:
+    async def _write_all(self, writes: list[tuple[TagDef, Value, float | None]],
+                         still: Callable[[], bool] | None = None) -> str:
+        """Write in order; stop silently as soon as ``still()`` is false (the lease was superseded)."""
         async with self._sem:
             for tag, value, tolerance in writes:
+                if still is not None and not still():
+                    return ""
                 try:
                     await self.writer.write(tag, value, tolerance=tolerance)
                 except DriverError as exc:
@@ -220,7 +250,8 @@ class LeaseManager:
 
     async def _refresh(self, lease: Lease, now: float) -> None:
         lease.last_refresh = now
-        why = await self._write_all(self._resolve(lease, lease.refresh, lease.end - now))
+        why = await self._write_all(self._resolve(lease, lease.refresh, lease.end - now),
+                                    lambda: lease.state == "active")
         if why and not lease.refresh_failing:
             lease.refresh_failing = True
             log.warning("%s: lease %s refresh failed: %s", lease.equipment, lease.id, why)
@@ -231,18 +262,24 @@ class LeaseManager:
             self._journal("lease_refresh_ok", lease)
 
     async def _release(self, lease: Lease, now: float) -> None:
+        """Send the release writes. A release only ever returns a device to local control, so it is retried
+        until it lands (devices without their own lease, like panels, depend on it), unless a newer command
+        on the same equipment supersedes it."""
+        if now < lease.next_release:
+            return
         lease.release_attempts += 1
-        why = await self._write_all(self._resolve(lease, lease.release, 0))
+        why = await self._write_all(self._resolve(lease, lease.release, 0), lambda: lease.state == "releasing")
+        if lease.state != "releasing":  # superseded by a new command while the writes were in flight
+            return
         if not why:
             lease.state = "expired"
             self._journal("lease_release_done", lease, attempts=lease.release_attempts)
-        elif lease.release_attempts >= MAX_RELEASE_ATTEMPTS:
-            lease.state = "expired"
-            log.warning("%s: lease %s release gave up after %d attempts: %s (the device's own fallback applies)",
-                        lease.equipment, lease.id, lease.release_attempts, why)
-            self._journal("lease_release_failed", lease, reason=why, attempts=lease.release_attempts)
-        elif lease.release_attempts == 1:
-            log.warning("%s: lease %s release failed, will retry: %s", lease.equipment, lease.id, why)
+        else:
+            lease.next_release = now + min(RELEASE_RETRY_MAX_S, float(lease.release_attempts))
+            if lease.release_attempts == 1:
+                log.warning("%s: lease %s release failed, will retry: %s", lease.equipment, lease.id, why)
+            if lease.release_attempts == JOURNAL_RELEASE_FAILURE_AFTER:
+                self._journal("lease_release_failing", lease, reason=why, attempts=lease.release_attempts)
         self._save()
 
     async def _heartbeats(self, now: float) -> None:
@@ -308,6 +345,8 @@ class LeaseManager:
                 log.warning("lease store: %s no longer exists; dropping lease %s", lease.equipment, lease.id)
                 continue
             self._leases[lease.id] = lease
+            if lease.state == "superseding":  # the process died during a new command's writes
+                lease.state = "active"
             if lease.state != "active":
                 continue
             if now >= lease.end:

@@ -120,8 +120,57 @@ async def test_refresh_failure_is_journalled_once_and_release_is_retried(stack: 
         await stack.leases.tick()
     assert stack.field.devices["P03"].message == "roadworks"  # the panel has no lease of its own
     stack.field.comm_down.discard("P03")
-    stack.clock.advance(1)
-    await stack.leases.tick()
+    for _ in range(31):  # retries back off to at most 30 s
+        stack.clock.advance(1)
+        await stack.leases.tick()
     assert stack.field.devices["P03"].message == ""  # release retried until it got through
     kinds = [e["kind"] for e in stack.audit.entries() if e.get("target") == "P03"]
     assert kinds == ["lease_start", "lease_expired", "lease_release_done"]
+
+
+async def test_a_pending_release_never_clobbers_a_newer_command(stack: Stack) -> None:
+    stack.watch = ["P04"]
+    await stack.gate.execute(CommandRequest("show_message", ("P04",), ALICE, {"text": "old"}, lease_s=5))
+    stack.field.comm_down.add("P04")
+    for _ in range(10):  # the lease ends; its release fails and keeps being retried
+        stack.clock.advance(1)
+        await stack.leases.tick()
+    assert [lease.state for lease in stack.leases.leases()] == ["releasing"]
+    stack.field.comm_down.discard("P04")
+    r = await stack.gate.execute(CommandRequest("show_message", ("P04",), ALICE, {"text": "new"}, lease_s=600))
+    assert r.outcome is Outcome.DONE
+    for _ in range(40):
+        stack.clock.advance(1)
+        await stack.leases.tick()
+    assert stack.field.devices["P04"].message == "new"
+
+
+async def test_an_old_refresh_in_flight_never_lands_after_a_newer_command(stack: Stack) -> None:
+    import asyncio
+
+    stack.watch = [J]
+    assert (await stack.gate.execute(CommandRequest("select_plan", (J,), ALICE, {"plan": 2}))).outcome is Outcome.DONE
+    gate_open = asyncio.Event()
+    real_write = stack.field.write
+    order: list[tuple[str, object]] = []
+    lock = asyncio.Lock()  # one request at a time per device, like DriverWriter
+
+    async def slow_write(tag, value, *, tolerance=None):  # type: ignore[no-untyped-def]
+        async with lock:
+            if not gate_open.is_set():
+                await gate_open.wait()  # the refresh's first SET is stuck on the wire
+            order.append((tag.tag, value))
+            await real_write(tag, value, tolerance=tolerance)
+
+    stack.field.write = slow_write  # type: ignore[method-assign]
+    stack.clock.advance(11)  # a refresh is due
+    refresh = asyncio.create_task(stack.leases.tick())
+    await asyncio.sleep(0)
+    flash = asyncio.create_task(stack.gate.execute(CommandRequest("flash", (J,), ALICE)))
+    await asyncio.sleep(0)
+    gate_open.set()
+    await refresh
+    assert (await flash).outcome is Outcome.DONE
+    assert order[-1] == ("system_pattern_control", 255)
+    assert ("system_pattern_control", 2) not in order  # the old plan's refresh stopped before its SET
+    assert stack.field.devices[J].spc == 255

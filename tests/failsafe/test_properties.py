@@ -246,6 +246,7 @@ def test_random_command_sequences_keep_the_field_safe(actions: list[Any]) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(action, min_size=1, max_size=60))
 def test_random_command_sequences_keep_the_field_safe_long(actions: list[Any]) -> None:
