@@ -38,6 +38,7 @@ drive the whole pipeline with a fake clock.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections import deque
@@ -186,7 +187,11 @@ class CommandGate:
             raise CommandRejected(f"approval: {why}")
         policy = self.vocab.types[ticket.type]
         ticket.approver, ticket.approved_at = approver, now
-        self._journal("approval", ticket, False)
+        try:
+            self._journal("approval", ticket, False)
+        except _Refusal as refusal:  # an approval that cannot be journalled does not count
+            ticket.approver = ticket.approved_at = None
+            raise CommandRejected(str(refusal)) from None
         try:
             self._make_operable(ticket, policy, now)
         except _Refusal as refusal:
@@ -216,7 +221,8 @@ class CommandGate:
         increasing = ticket.safety == "increasing"
         ticket.state = TicketState.EXECUTING
         try:
-            policy, verb, eqs = self._checks_1_to_4(ticket.request, now)
+            # re-check with the operating session (still authenticated, role still held) and the world as it is
+            policy, verb, eqs = self._checks_1_to_4(dataclasses.replace(ticket.request, user=user), now)
             self._require_audit(increasing)
         except _Refusal as refusal:
             self._release_reservation(ticket)

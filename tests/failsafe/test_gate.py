@@ -296,3 +296,28 @@ async def test_classify_is_a_dry_run(stack: Stack) -> None:
     info = stack.gate.classify(CommandRequest("lower", ("BL01",), ALICE))
     assert info["ok"] and info["needs_approval"] and info["safety"] == "reducing"
     assert stack.gate.pending() == [] and stack.field.writes == []
+
+
+async def test_an_approval_that_cannot_be_journalled_does_not_count(stack: Stack,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    ticket = stack.gate.select(CommandRequest("lower", ("BL01",), ALICE))
+
+    def broken(kind: str, **fields: object) -> dict[str, object]:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(stack.audit, "append", broken)
+    with pytest.raises(CommandRejected, match="audit"):
+        stack.gate.approve(ticket.id, BOB)
+    assert ticket.state is TicketState.AWAITING_APPROVAL and ticket.approver is None
+
+
+async def test_operate_rechecks_the_operating_session(stack: Stack) -> None:
+    ticket = stack.gate.select(CommandRequest("select_plan", (J1,), ALICE, {"plan": 2}))
+    expired_session = Principal("alice", frozenset({"operator"}), workstation="ws-1", authenticated=False)
+    r = await stack.gate.operate(ticket.id, expired_session)
+    assert r.outcome is Outcome.REJECTED and r.reason.startswith("user: ")
+    demoted = Principal("alice", frozenset({"viewer"}), workstation="ws-1")
+    t2 = stack.gate.select(CommandRequest("select_plan", (J1,), ALICE, {"plan": 2}))
+    r2 = await stack.gate.operate(t2.id, demoted)
+    assert r2.outcome is Outcome.REJECTED and "may not" in r2.reason
+    assert stack.field.writes == []
