@@ -15,6 +15,18 @@ from scada.server.app import ScadaServer
 from tests.server.conftest import PASSWORDS, login, running_server
 
 
+@pytest.fixture(autouse=True)
+def _keep_root_logging() -> object:
+    """`scada ...` configures the root logger on the captured stderr: restore it after each test."""
+    import logging
+
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    yield None
+    root.handlers[:] = saved
+    root.setLevel(level)
+
+
 def test_users_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "d")
     monkeypatch.setenv("NEW_PW", "Fresh-Secret-123")

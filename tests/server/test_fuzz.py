@@ -90,10 +90,12 @@ def test_no_server_error(live_url: str) -> None:
 
     for op in operations:
         @given(case=op.as_strategy())
-        @settings(max_examples=4, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=3, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(case: Any) -> None:
-            for user in ("admin", "view"):
+            # the administrator reaches every operation; a viewer checks the refusals of the changing ones
+            users = ("admin",) if case.operation.method.upper() == "GET" else ("admin", "view")
+            for user in users:
                 t = token(user)
                 if t is None:
                     continue
