@@ -217,7 +217,8 @@ class Poller:
         warm-up cycles run at once. A device that is really down is reported lost by that first
         cycle. With ``freeze_gc`` (default) the objects alive after the warm-up (configuration, tag
         database, drivers, read plans) are moved out of the cyclic garbage collector
-        (``gc.freeze()``): at city scale a full collection over them stalls the loop ~1 s.
+        (``gc.freeze()``) and full collections are made 10x rarer (third GC threshold 100): at
+        city scale a full collection stalls the loop for up to a second.
         """
         if self._started:
             return
@@ -239,6 +240,9 @@ class Poller:
             # cyclic GC, whose full collections otherwise stall the loop ~1 s at city scale
             gc.collect()
             gc.freeze()
+            # and make full collections rarer: hundreds of reads in flight keep ~10^5 young objects alive
+            t0, t1, t2 = gc.get_threshold()
+            gc.set_threshold(t0, t1, max(t2, 100))
         self._t0 = loop.time()
         for d in self._devices.values():
             d.task = asyncio.create_task(self._run(d), name=f"poll:{d.dev.name}")
