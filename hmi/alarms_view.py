@@ -19,6 +19,7 @@ from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex
 from PyQt6.QtGui import QBrush, QColor, QFont
 from PyQt6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -39,6 +40,7 @@ from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models.alarms import GROUPS, SORTS, STATE_TEXT, Alarm, AlarmFilter, Group, age_text, grouped, select
 from hmi.models.journal import local_time
+from hmi.qtstyle import hide_row_numbers
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -107,6 +109,8 @@ class Banner(QFrame):
         lay.addWidget(self.link)
         lay.addWidget(self.user)
         self._newest_eq = ""
+        self._heard: set[str] = set()
+        self.beeps = 0
         console.alarmsChanged.connect(self.refresh)
         console.connectionChanged.connect(lambda *_: self.refresh_link())
         console.sessionChanged.connect(self.refresh_link)
@@ -116,6 +120,7 @@ class Banner(QFrame):
 
     def refresh(self) -> None:
         b = self.console.alarms.banner()
+        self._annunciate()
         for p, cell in self.cells.items():
             cell.set(b.unacked[p], b.active[p])
         self.hidden.setText(f"Shelved {b.shelved} · Suppressed {b.suppressed} · Out of service {b.out_of_service}"
@@ -131,6 +136,16 @@ class Banner(QFrame):
             self.newest.setText("no priority-1 alarm")
             self.newest.setIcon(qtstyle.priority_icon(5))
             self.newest.setEnabled(False)
+
+    def _annunciate(self) -> None:
+        """Optional audible annunciation: one beep per new unacknowledged priority-1 or -2 alarm."""
+        now = {a.id for a in self.console.alarms.alarms.values()
+               if a.priority <= 2 and a.unacked and a.annunciated}
+        new = now - self._heard
+        self._heard = now
+        if new and self.console.audible:
+            self.beeps += 1
+            QApplication.beep()
 
     def refresh_link(self) -> None:
         st = self.console.state
@@ -289,7 +304,7 @@ class AlarmList(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(False)
-        self.table.verticalHeader().setVisible(False)
+        hide_row_numbers(self.table)
         hh = self.table.horizontalHeader()
         assert hh is not None
         hh.setStretchLastSection(False)

@@ -41,6 +41,7 @@ from hmi.models import junction as jmodel
 from hmi.models.journal import PARIS
 from hmi.models.layouts import Corridor, ViewSpec
 from hmi.models.live import EquipmentInfo
+from hmi.qtstyle import hide_row_numbers
 from hmi.widgets import style_item, value_text
 
 
@@ -73,7 +74,7 @@ class EquipmentTable(Page):
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().setVisible(False)
+        hide_row_numbers(self.table)
         self.table.cellDoubleClicked.connect(self._open)
         self.extra = self._extra_columns()
         self.energy: dict[str, float | None] = {}

@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workstation", default=None, help="workstation name sent with every request")
     parser.add_argument("--screenshots", type=Path, default=None,
                         help="log in, save a screenshot of each display level into DIR, then exit")
+    parser.add_argument("--audible", action="store_true", help="beep on each new unacknowledged P1/P2 alarm")
     parser.add_argument("--page", default="overview", help="first display shown (overview, alarms, traffic...)")
 
 
@@ -70,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
     bridge = Bridge(args.server, args.workstation)
     bridge.start()
     console = ConsoleModel(bridge, layouts)
+    console.audible = bool(args.audible)
     window = MainWindow(console)
     try:
         password = os.environ.get("SCADA_PASSWORD", "")

@@ -40,6 +40,7 @@ from PyQt6.QtWidgets import (
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models import commands as cm
+from hmi.qtstyle import hide_row_numbers
 
 POLL_MS = 500
 
@@ -286,7 +287,7 @@ class ApprovalInbox(QWidget):
         self.table.setHorizontalHeaderLabels(["ticket", "requested", "by", "verb", "targets", "params", "safety"])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().setVisible(False)
+        hide_row_numbers(self.table)
         self.approve_btn = QPushButton("Approve")
         self.refuse_btn = QPushButton("Refuse (cancel)")
         self.reload_btn = QPushButton("Refresh")
@@ -368,9 +369,14 @@ class ApprovalInbox(QWidget):
         if sel is None:
             return None
         r = self.console.call("POST", f"/commands/{sel['ticket']}/{step}", {})
-        r.finished.connect(lambda rep: (self.result.setText(
-            f"{step} {sel['ticket']}: " + ("done — state " + str((rep.data or {}).get("state")) if rep.ok
-                                          else f"REFUSED — {rep.why()}")), self.load()))
+
+        def done(rep: Reply) -> None:
+            state = (rep.data or {}).get("state") if isinstance(rep.data, dict) else None
+            self.result.setText(f"{step} {sel['ticket']}: " + (f"done — state {state}" if rep.ok
+                                                               else f"REFUSED — {rep.why()}"))
+            self.load()
+
+        r.finished.connect(done)
         return r
 
 
@@ -389,7 +395,7 @@ class CrisisPanel(QWidget):
         self.result = QTableWidget(0, 5)
         self.result.setHorizontalHeaderLabels(["step", "target", "verb", "outcome", "reason / writes"])
         self.result.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.result.verticalHeader().setVisible(False)
+        hide_row_numbers(self.result)
         self.state = QLabel()
         self.dry_btn = QPushButton("Dry run (nothing is sent)")
         self.go_btn = QPushButton("Activate…")

@@ -75,6 +75,7 @@ class ConsoleModel(QObject):
         self._interests: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self.timings: dict[str, float] = {}
         self.health_requested = False
+        self.audible = False  # beep on each new unacknowledged priority-1/2 alarm (scada hmi --audible)
         self._t_login = 0.0
         if bridge is not None:
             bridge.dataReady.connect(self.pull)

@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models.journal import local_time
+from hmi.qtstyle import hide_row_numbers
 from hmi.widgets import fmt_value
 
 
@@ -34,7 +35,7 @@ def _table(headers: list[str]) -> QTableWidget:
     t.setHorizontalHeaderLabels(headers)
     t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    t.verticalHeader().setVisible(False)
+    hide_row_numbers(t)
     return t
 
 

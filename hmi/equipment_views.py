@@ -16,6 +16,7 @@ The focus channel subscribes to this equipment while the display is shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from PyQt6.QtCore import QRectF, Qt, pyqtSignal
@@ -41,6 +42,7 @@ from hmi.console import ConsoleModel
 from hmi.models import junction as jmodel
 from hmi.models.journal import local_time
 from hmi.models.live import EquipmentInfo, TagValue
+from hmi.qtstyle import hide_row_numbers
 from hmi.widgets import AlarmStrip, fmt_value, style_item, value_text
 
 
@@ -158,7 +160,8 @@ class CabinetSynoptic(Synoptic):
     def paintEvent(self, ev: QPaintEvent | None) -> None:
         p = self.begin()
         W = float(self.width())
-        boxes = [("Mains", "mains_ok", {True: "ok", False: "LOST"}, lambda v: v is False),
+        Box = tuple[str, str, dict[Any, str] | None, Callable[[Any], bool]]
+        boxes: list[Box] = [("Mains", "mains_ok", {True: "ok", False: "LOST"}, lambda v: v is False),
                  ("Contactor", "contactor_closed", {True: "closed", False: "open"}, lambda v: False),
                  ("Door", "door_open", {True: "OPEN", False: "closed"}, lambda v: v is True),
                  ("Mode", "mode", {0: "schedule", 1: "override", 2: "LOCAL MANUAL", 3: "off (day)"},
@@ -331,7 +334,7 @@ class TagsTable(QTableWidget):
         self.setHorizontalHeaderLabels(["tag", "value", "quality", "source time"])
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.verticalHeader().setVisible(False)
+        hide_row_numbers(self)
         self.rows: dict[str, int] = {}
 
     def refresh(self, names: set[str] | None = None) -> None:
@@ -450,12 +453,16 @@ class EquipmentDisplay(Page):
         lay.addLayout(mid, 1)
         lay.addWidget(self.commands)
         console.tagsChanged.connect(self._tags)
-        console.staleChanged.connect(lambda _s: (self.synoptic.update(), self.tags_table.refresh()))
+        console.staleChanged.connect(self._stale)
         console.alarmsChanged.connect(self.synoptic.update)
         self.tags_table.refresh()
 
     def interest(self) -> tuple[list[str], list[str]]:
         return [], [self.eq.id]
+
+    def _stale(self, _stale: bool) -> None:
+        self.synoptic.update()
+        self.tags_table.refresh()
 
     def showEvent(self, ev: Any) -> None:
         super().showEvent(ev)

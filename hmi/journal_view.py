@@ -27,6 +27,7 @@ from PyQt6.QtWidgets import (
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models import journal as jm
+from hmi.qtstyle import hide_row_numbers
 
 
 class JournalView(QWidget):
@@ -49,15 +50,15 @@ class JournalView(QWidget):
         self.since = QDateTimeEdit(QDateTime.currentDateTime().addDays(-1))
         self.use_until = QCheckBox("until")
         self.until = QDateTimeEdit(QDateTime.currentDateTime())
-        for w in (self.since, self.until):
-            w.setDisplayFormat("yyyy-MM-dd HH:mm")
-            w.setCalendarPopup(True)
+        for dte in (self.since, self.until):
+            dte.setDisplayFormat("yyyy-MM-dd HH:mm")
+            dte.setCalendarPopup(True)
         self.limit = QSpinBox()
         self.limit.setRange(10, 10_000)
         self.limit.setValue(500)
         row = QHBoxLayout()
-        for w in (self.use_since, self.since, self.use_until, self.until, QLabel("rows"), self.limit):
-            row.addWidget(w)
+        for widget in (self.use_since, self.since, self.use_until, self.until, QLabel("rows"), self.limit):
+            row.addWidget(widget)
         self.query_btn = QPushButton("Query")
         self.query_btn.clicked.connect(self.load)
         self.csv_btn = QPushButton("Export CSV…")
@@ -68,7 +69,7 @@ class JournalView(QWidget):
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().setVisible(False)
+        hide_row_numbers(self.table)
         self.table.cellDoubleClicked.connect(self._open)
         self.status = QLabel()
         lay = QVBoxLayout(self)
@@ -84,8 +85,11 @@ class JournalView(QWidget):
                 return None
             return w.dateTime().toPyDateTime().replace(tzinfo=jm.PARIS)
 
+        f = self.fields
         return jm.JournalFilter(since=when(self.use_since, self.since), until=when(self.use_until, self.until),
-                                limit=self.limit.value(), **{k: w.text() for k, w in self.fields.items()})
+                                limit=self.limit.value(), equipment=f["equipment"].text(), commune=f["commune"].text(),
+                                service=f["service"].text(), priority=f["priority"].text(), state=f["state"].text(),
+                                text=f["text"].text(), user=f["user"].text())
 
     def load(self) -> Reply:
         r = self.console.call("GET", "/journal", **self.filter().params())

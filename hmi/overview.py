@@ -42,6 +42,7 @@ from PyQt6.QtWidgets import (
 from hmi import qtstyle, style
 from hmi.console import ConsoleModel
 from hmi.models.mapmodel import KIND_CODE, KINDS, MapDelta
+from hmi.qtstyle import hide_row_numbers
 
 I64 = npt.NDArray[np.int64]
 KIND_STYLES: tuple[tuple[str, float], ...] = tuple((style.KIND_SYMBOLS[k][0], float(style.KIND_SYMBOLS[k][1]))
@@ -139,7 +140,7 @@ def set_points(item: pg.ScatterPlotItem, x: npt.NDArray[np.float64], y: npt.NDAr
     item.sigPlotChanged.emit(item)
 
 
-class MapView(pg.GraphicsView):
+class MapView(pg.GraphicsView):  # type: ignore[misc]
     """The map canvas (its own class so clicks map to scene coordinates)."""
 
     clicked = pyqtSignal(float, float, bool)  # x, y in metres, double
@@ -203,7 +204,7 @@ class Overview(QWidget):
         self.legend.setText(self._legend_html())
         self.domains = QTableWidget(0, 5)
         self.domains.setHorizontalHeaderLabels(["domain", *[style.PRIORITIES[p].symbol + str(p) for p in (1, 2, 3, 4)]])
-        self.domains.verticalHeader().setVisible(False)
+        hide_row_numbers(self.domains)
         self.domains.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.domains.setMaximumHeight(230)
         self.info = QLabel("Click a marker to select it.")
@@ -211,7 +212,7 @@ class Overview(QWidget):
         self.open_btn = QPushButton("Open display")
         self.open_btn.setEnabled(False)
         self.open_btn.setToolTip("select an equipment first")
-        self.open_btn.clicked.connect(lambda: self.selection and self.console.openEquipment.emit(self.selection))
+        self.open_btn.clicked.connect(self._open_selection)
         fit = QPushButton("Fit city")
         fit.clicked.connect(self.fit)
         side = QVBoxLayout()
@@ -413,6 +414,10 @@ class Overview(QWidget):
             self.sel_item.setData([])
         else:
             self.sel_item.setData(x=[m.eq_x[i]], y=[m.eq_y[i]])
+
+    def _open_selection(self) -> None:
+        if self.selection:
+            self.console.openEquipment.emit(self.selection)
 
     def center_on(self, eq: str) -> None:
         m = self.console.map

@@ -10,6 +10,7 @@ from functools import cache
 
 from PyQt6.QtCore import QPointF, QRectF, Qt
 from PyQt6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PyQt6.QtWidgets import QTableView
 
 from hmi import style
 
@@ -122,6 +123,12 @@ def priority_pixmap(priority: int, px: int = 18, active: bool = True) -> QPixmap
         p.drawText(QRectF(0, 0, px, px), Qt.AlignmentFlag.AlignCenter, "D")
     p.end()
     return pm
+
+
+def hide_row_numbers(table: QTableView) -> None:
+    header = table.verticalHeader()
+    if header is not None:
+        header.setVisible(False)
 
 
 def hatch_rect(p: QPainter, rect: QRectF) -> None:

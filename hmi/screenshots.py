@@ -37,8 +37,10 @@ def pixels(img: QImage) -> npt.NDArray[np.uint8]:
     ptr = img.constBits()
     assert ptr is not None
     ptr.setsize(img.sizeInBytes())
-    arr = np.frombuffer(ptr, dtype=np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)
-    return arr[:, : img.width(), [2, 1, 0]].copy()
+    arr = np.frombuffer(ptr.asstring(img.sizeInBytes()), dtype=np.uint8)
+    arr = arr.reshape(img.height(), img.bytesPerLine() // 4, 4)
+    out: npt.NDArray[np.uint8] = arr[:, : img.width(), [2, 1, 0]].copy()
+    return out
 
 
 def _rgb(hex_: str) -> npt.NDArray[np.int32]:

@@ -58,9 +58,9 @@ class TrendView(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.getAxis("left").setPen(pg.mkPen(style.TEXT))
         self.plot.getAxis("bottom").setPen(pg.mkPen(style.TEXT))
-        self.cursor = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#000000", width=1))
-        self.plot.addItem(self.cursor, ignoreBounds=True)
-        self.cursor.sigPositionChanged.connect(self.read_out)
+        self.time_cursor = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#000000", width=1))
+        self.plot.addItem(self.time_cursor, ignoreBounds=True)
+        self.time_cursor.sigPositionChanged.connect(self.read_out)
         self.readout = QLabel("cursor: —")
         self.note = QLabel()
         lay = QVBoxLayout(self)
@@ -187,7 +187,7 @@ class TrendView(QWidget):
             self.gap_items.append(item)
 
     def read_out(self, *_: Any) -> str:
-        t = float(self.cursor.value())
+        t = float(self.time_cursor.value())
         if not self.curves:
             self.readout.setText("cursor: —")
             return ""
@@ -208,7 +208,7 @@ class TrendView(QWidget):
         super().showEvent(ev)
         _x0, x1 = self.x_range()
         if not self.curves or x1 < 1e9:
-            self.cursor.setValue(time.time())
+            self.time_cursor.setValue(time.time())
         if self.curves:
             self.console.set_interest("trends", list(self.curves))
 
@@ -217,7 +217,7 @@ class TrendView(QWidget):
         self.console.set_interest("trends")
 
     def set_cursor(self, t: float) -> None:
-        self.cursor.setValue(t)
+        self.time_cursor.setValue(t)
 
     def points(self, tag: str) -> np.ndarray[Any, Any]:
         return self.series(tag).v

@@ -167,6 +167,7 @@ def load_layouts(path: Path | str | None = None) -> tuple[Layouts, list[ConfigPr
                                                 f"1..16, got {phases!r}")
                 ok = False
             if ok:
+                assert isinstance(phases, list)
                 approaches.append(Approach(str(a["name"]), str(side), tuple(int(p) for p in phases)))
         if approaches:
             out.junction_layouts[str(name)] = JunctionLayout(str(name), tuple(approaches))

@@ -315,6 +315,7 @@ class MapModel:
 
         ``touched`` limits the update to those equipment (deltas); None recomputes every marker (snapshot).
         """
+        idx: list[int] | range
         if touched is None:
             idx = range(len(self.equipment))
         else:

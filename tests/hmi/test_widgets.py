@@ -234,6 +234,11 @@ def test_banner_counts(qtbot: QtBot, console: ConsoleModel) -> None:
     assert "Shelved 1" in b.hidden.text() and "Out of service 0" in b.hidden.text()
     console.set_stale(True)
     assert "STALE" in b.link.text()
+    # optional audible annunciation: one beep per new unacknowledged P1/P2
+    console.audible = True
+    console.feed([], alarm_events=[{**p1("J004", "j4"), "since_ms": 9}])
+    console.feed([], alarm_events=[{**p1("J004", "j4"), "state": "acked"}])
+    assert b.beeps == 1
 
 
 def test_alarm_list_actions_disabled_with_reasons_and_two_clicks(qtbot: QtBot, console: ConsoleModel) -> None:
