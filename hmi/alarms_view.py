@@ -310,7 +310,7 @@ class AlarmList(QWidget):
         hh.setStretchLastSection(False)
         self.table.setColumnWidth(0, 120)
         self.table.setColumnWidth(1, 120)
-        self.table.setColumnWidth(2, 140)
+        self.table.setColumnWidth(2, 150)
         self.table.setColumnWidth(7, 520)
         self.table.doubleClicked.connect(self._double)
         sel = self.table.selectionModel()

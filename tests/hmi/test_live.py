@@ -23,7 +23,7 @@ from pytestqt.qtbot import QtBot
 
 from hmi import style
 from hmi.bridge import Bridge, wait_reply
-from hmi.commands_view import ApprovalInbox
+from hmi.commands_view import ApprovalInbox, CrisisPanel
 from hmi.console import ConsoleModel
 from hmi.mainwindow import MainWindow
 from hmi.screenshots import alarm_pixels, grab, save_levels, settle
@@ -168,6 +168,14 @@ def test_command_dialog_drives_a_real_command(ui: UI) -> None:
     name = ui.console.registry.tag("C0003", "mode")
     ui.wait(lambda: ui.console.tags.value(name) == 1, 15)
     dlg.close()
+    # trend of the cabinet's power: historical (decimated query to the embedded historian) + live
+    tag = ui.console.registry.tag("C0003", "power")
+    ui.console.openTrend.emit([tag])
+    tv = ui.window.trends
+    assert ui.window.current == "trends"
+    ui.wait(lambda: len(tv.series(tag)) >= 1 and not tv.note.text(), 15)
+    tv.set_cursor(float(tv.series(tag).t[-1]) + 0.5)
+    assert "C0003/power: " in tv.readout.text() and "—" not in tv.readout.text().split("C0003/power: ")[1]
 
 
 def test_junction_select_before_operate(ui: UI) -> None:
@@ -214,6 +222,18 @@ def test_junction_select_before_operate(ui: UI) -> None:
         dlg2.operate()
         ui.wait(lambda: dlg2.outcome is not None and dlg2.outcome.final, 45)
         assert dlg2.outcome.outcome == "done", dlg2.status.text()
+        # the supervisor's crisis panel: a dry run sends nothing and says what would run or be refused
+        crisis = CrisisPanel(sc)
+        ui.qtbot.addWidget(crisis)
+        wait_reply(crisis.load(), 10)
+        assert crisis.dry_btn.isEnabled(), crisis.dry_btn.toolTip()
+        wait_reply(crisis.run(True), 15)
+        ui.wait(lambda: "DRY_RUN" in crisis.state.text() and crisis.result.rowCount() == 4, 10)
+        outcomes = {crisis.result.item(k, 3).text() for k in range(4)}
+        assert outcomes <= {"WOULD RUN", "WOULD REFUSE"}
+        # and the operator may not run crisis plans: disabled, with the reason
+        op_crisis = ui.window.crisis
+        assert not op_crisis.dry_btn.isEnabled() and "operator" in op_crisis.dry_btn.toolTip()
     finally:
         sc.close()
 
@@ -255,6 +275,7 @@ def test_active_p1_colour_and_screenshots(ui: UI) -> None:
         assert {p.stem for p in paths} >= {"L1-overview", "L2-traffic-corridor", "L2-lighting-district",
                                           "L3-junction", "L3-lighting-cabinet", "L4-diagnostics"}
         assert all(p.stat().st_size > 10_000 for p in paths)
+        assert w.diagnostics.drivers.rowCount() > 10 and w.diagnostics.tags.rowCount() > 5  # L4: driver stats, raw tags
         # one click on the newest P1 → its building display
         ui.qtbot.mouseClick(w.banner.newest, Qt.MouseButton.LeftButton)
         assert w.equipment is not None and w.equipment.eq.id == "B003"
