@@ -336,21 +336,26 @@ def main(quick: bool = False) -> str:
             vals = storm if k % 2 == 0 else normal
             ev = db.apply(ruled, vals[ruled], np.zeros(ruled.size, dtype=np.uint8), t, t)
             before = journal.count()
+            cpu = time.process_time()
             start = time.perf_counter()
             out = engine_j.process(ev.indices, t)
             took = time.perf_counter() - start
+            cpu = time.process_time() - cpu
             storm_rows.append(("storm on" if k % 2 == 0 else "storm off", ev.indices.size, len(out),
-                               journal.count() - before, took))
+                               journal.count() - before, took, cpu))
         w("### The 100 % storm batch, evaluated and journalled (one durable transaction)")
         w("")
-        w("| batch | changed tags | transitions | journal rows | evaluate + journal (commit) |")
-        w("|---|---|---|---|---|")
-        for name, tags_c, trs, jr, took in storm_rows:
-            w(f"| {name} | {tags_c:,} | {trs:,} | {jr:,} | {_ms(took)} |")
+        w("| batch | changed tags | transitions | journal rows | evaluate + journal (commit), wall | same, CPU time |")
+        w("|---|---|---|---|---|---|")
+        for name, tags_c, trs, jr, took, cpu in storm_rows:
+            w(f"| {name} | {tags_c:,} | {trs:,} | {jr:,} | {_ms(took)} | {_ms(cpu)} |")
         worst = max(r[4] for r in storm_rows)
+        worst_cpu = max(r[5] for r in storm_rows)
         w("")
-        w(f"Target: < 1 s per storm batch evaluated and journalled: {'met' if worst < 1 else 'NOT met'} "
-          f"(worst {worst:.2f} s). Registering the {catalog.n:,} alarm definitions in a new journal took "
+        w(f"Target: < 1 s per storm batch evaluated and journalled: wall {'met' if worst < 1 else 'NOT met'} "
+          f"(worst {worst:.2f} s at load average {os.getloadavg()[0]:.1f} on 2 cores); CPU time "
+          f"{'met' if worst_cpu < 1 else 'NOT met'} (worst {worst_cpu:.2f} s: what one idle core would take, "
+          f"plus the fsync). Registering the {catalog.n:,} alarm definitions in a new journal took "
           f"{reg_s:.1f} s (first start only; a restart compares and reuses them).")
         w("")
         journal.close()
@@ -461,18 +466,24 @@ def _history(tmp: Path, catalog: AlarmCatalog, n_rows: int, quick: bool) -> str:
     busiest = eq[max(cab, key=lambda i: counts[i])]
     with Journal(path, readonly=True) as j:
         q_year = dict(start_ms=year_start, end_ms=year_start + year_ms)
-        first_lat, all_lat = [], []
+        first_lat, all_lat, first_cpu, all_cpu = [], [], [], []
         n_all = 0
         for _ in range(5):
+            cpu = time.process_time()
             start = time.perf_counter()
             page = j.query(JournalQuery(equipment=[busiest], limit=100, **q_year))  # type: ignore[arg-type]
             first_lat.append(time.perf_counter() - start)
+            first_cpu.append(time.process_time() - cpu)
+            cpu = time.process_time()
             start = time.perf_counter()
             n_all = sum(1 for _ in j.iter_rows(JournalQuery(equipment=[busiest], **q_year)))  # type: ignore[arg-type]
             all_lat.append(time.perf_counter() - start)
+            all_cpu.append(time.process_time() - cpu)
+        cpu = time.process_time()
         start = time.perf_counter()
         states = j.current_states()
         restore_s = time.perf_counter() - start
+        restore_cpu = time.process_time() - cpu
         # baseline: the same question with only a time index (walk the year newest first, filter)
         start = time.perf_counter()
         base = j.execute_sql(
@@ -487,15 +498,19 @@ def _history(tmp: Path, catalog: AlarmCatalog, n_rows: int, quick: bool) -> str:
         f"on disk (definitions registered in {reg_s:.1f} s). Equipment: cabinet {busiest} "
         f"({counts[eq.index(busiest)]:,} alarms, {n_all:,} rows in the year).",
         "",
-        "| query | median (5 runs) | first run | baseline: same page with the time index only | ratio |",
-        "|---|---|---|---|---|",
-        f"| first page (100 newest rows of the year) | {_ms(statistics.median(first_lat))} | {_ms(first_lat[0])} | "
-        f"{_ms(base_s)} | {base_s / statistics.median(first_lat):.0f}x |",
-        f"| every row of the year ({n_all:,}, pages of 5,000) | {_ms(statistics.median(all_lat))} | "
-        f"{_ms(all_lat[0])} | — | — |",
-        f"| restart: `current_states()` ({len(states):,} alarms not normal) | {restore_s:.2f} s | — | — | — |",
+        "| query | median wall (5 runs) | median CPU | first run | baseline: same page with the time index only "
+        "| ratio |",
+        "|---|---|---|---|---|---|",
+        f"| first page (100 newest rows of the year) | {_ms(statistics.median(first_lat))} | "
+        f"{_ms(statistics.median(first_cpu))} | {_ms(first_lat[0])} | {_ms(base_s)} | "
+        f"{base_s / statistics.median(first_lat):.0f}x |",
+        f"| every row of the year ({n_all:,} rows, one query) | {_ms(statistics.median(all_lat))} | "
+        f"{_ms(statistics.median(all_cpu))} | {_ms(all_lat[0])} | — | — |",
+        f"| restart: `current_states()` ({len(states):,} alarms not normal) | {restore_s:.2f} s | "
+        f"{restore_cpu:.2f} s | — | — | — |",
         "",
-        f"Target: one equipment's year of history < 100 ms at {n_rows:,} rows: {met}.",
+        f"Target: one equipment's year of history < 100 ms at {n_rows:,} rows: {met} (wall, first page and "
+        f"every row); CPU: {'met' if statistics.median(all_cpu) < 0.1 else 'NOT met'}.",
     ])
 
 
