@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     if args.screenshots is not None and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication, QDialog
 
     from hmi.bridge import Bridge, wait_reply
@@ -92,6 +94,13 @@ def main(args: argparse.Namespace) -> int:
         if args.page in window.pages:
             window.show_page(args.page)
         window.show()
+        # Ctrl-C / SIGTERM (scada run stops its children so) close the console cleanly; the timer lets the
+        # Python interpreter run its signal handlers while Qt's loop waits in C
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: app.quit())
+        tick = QTimer()
+        tick.timeout.connect(lambda: None)
+        tick.start(250)
         if args.screenshots is not None:
             from hmi.screenshots import save_levels
 

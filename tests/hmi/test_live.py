@@ -297,3 +297,26 @@ def test_reconnects_after_server_restart(ui: UI) -> None:
     assert ui.bridge.stats["relogins"] >= 1 and ui.bridge.stats["reconnects"] >= 1
     assert "reconnecting" in states and states[-1] == "online"
     assert time.monotonic() - t0 < 90
+
+
+def _scada_hmi(stack: LiveStack, tmp: Path, user: str, password: str, *extra: str) -> Any:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "SCADA_PASSWORD": password}
+    return subprocess.run([sys.executable, "-m", "scada.cli", "hmi", "--server", stack.url, "--user", user,
+                           "--screenshots", str(tmp / "shots"), *extra], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_cli_refuses_a_wrong_password(stack: LiveStack, tmp_path: Path) -> None:
+    proc = _scada_hmi(stack, tmp_path, "op", "not-the-password")
+    assert proc.returncode == 1
+    assert "login as 'op' refused" in proc.stderr and "unknown user, wrong password" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_screenshots(stack: LiveStack, tmp_path: Path) -> None:
+    proc = _scada_hmi(stack, tmp_path, "op", PASSWORDS["op"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {p.stem for p in (tmp_path / "shots").glob("*.png")} >= {"L1-overview", "L3-junction", "L4-diagnostics"}
