@@ -317,6 +317,8 @@ class AlarmList(QWidget):
         assert sel is not None
         sel.selectionChanged.connect(lambda *_: self.update_actions())
         self.dialog_answers: dict[str, dict[str, str]] | None = None  # tests: skip the dialogs
+        self._group_chosen = False
+        self._auto = False
 
         # filters
         self.prio = {p: QCheckBox(f"P{p}") for p in (1, 2, 3, 4)}
@@ -368,6 +370,8 @@ class AlarmList(QWidget):
             acts.addWidget(b)
         acts.addStretch(1)
         self.count = QLabel()
+        self.flood_label = QLabel()
+        acts.addWidget(self.flood_label)
         acts.addWidget(self.count)
         self.result = QLabel()
         self.result.setWordWrap(True)
@@ -385,6 +389,7 @@ class AlarmList(QWidget):
         console.alarmsChanged.connect(self._timer.start)
         console.sessionChanged.connect(self.update_actions)
         console.equipmentLoaded.connect(self._fill_combos)
+        console.healthChanged.connect(self._flood)
         self.refresh()
 
     # ------------------------------------------------------------------ filters
@@ -415,8 +420,24 @@ class AlarmList(QWidget):
 
     def _sort_changed(self) -> None:
         self.sort = self.sort_box.currentText()
+        if self.group != self.group_box.currentText() and not self._auto:
+            self._group_chosen = True  # the operator chose: a flood no longer regroups the list
         self.group = self.group_box.currentText()
         self.refresh()
+
+    def _flood(self, health: dict[str, Any]) -> None:
+        """During an alarm flood (the engine reports the areas) the list groups by equipment by itself,
+        priority-1 groups on top, unless the operator chose a grouping."""
+        alarms = (health.get("subsystems") or {}).get("alarms") or {}
+        areas = list((alarms.get("stats") or {}).get("flood_areas") or [])
+        self.flood_label.setText(f"ALARM FLOOD in {', '.join(map(str, areas[:6]))}: grouped by equipment, "
+                                 f"priority 1 on top" if areas else "")
+        self.flood_label.setStyleSheet("background: #000; color: #fff; padding: 2px 6px;" if areas else "")
+        want = "equipment" if areas else "none"
+        if not self._group_chosen and self.group != want:
+            self._auto = True
+            self.group_box.setCurrentText(want)
+            self._auto = False
 
     def refresh(self) -> None:
         keep = {a.id for a in self.selected()}

@@ -264,6 +264,14 @@ def test_alarm_list_actions_disabled_with_reasons_and_two_clicks(qtbot: QtBot, c
     with qtbot.waitSignal(console.openEquipment, timeout=1000) as sig:
         qtbot.mouseClick(al.buttons["open"], Qt.MouseButton.LeftButton)
     assert sig.args == ["J003"]
+    # a flood reported by the engine groups the list by equipment (priority 1 on top) until it ends
+    flood = {"subsystems": {"alarms": {"status": "ok", "stats": {"flood_areas": ["Dijon"]}}}}
+    console.health = flood
+    console.healthChanged.emit(flood)
+    assert al.group == "equipment" and "FLOOD" in al.flood_label.text()
+    assert al.model.rows[0].worst == 1  # type: ignore[union-attr]
+    console.healthChanged.emit({"subsystems": {"alarms": {"status": "ok", "stats": {"flood_areas": []}}}})
+    assert al.group == "none" and not al.flood_label.text()
     # a viewer may not acknowledge: disabled, and the tooltip says why
     console.session = Session("v", "viewer", frozenset({"read"}))
     console.sessionChanged.emit()
