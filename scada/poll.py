@@ -238,6 +238,7 @@ class Poller:
         if self.freeze_gc:
             # config, tag database, drivers and plans live as long as the process: keep them out of the
             # cyclic GC, whose full collections otherwise stall the loop ~1 s at city scale
+            gc.unfreeze()  # a restarted poller (configuration reload): let the old city be collected
             gc.collect()
             gc.freeze()
             # and make full collections rarer: hundreds of reads in flight keep ~10^5 young objects alive
