@@ -320,3 +320,25 @@ def test_cli_screenshots(stack: LiveStack, tmp_path: Path) -> None:
     proc = _scada_hmi(stack, tmp_path, "op", PASSWORDS["op"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {p.stem for p in (tmp_path / "shots").glob("*.png")} >= {"L1-overview", "L3-junction", "L4-diagnostics"}
+
+
+def test_login_dialog(qtbot: QtBot, stack: LiveStack) -> None:
+    from hmi.mainwindow import LoginDialog
+
+    bridge = Bridge(stack.url, "hmi-test-login")
+    bridge.start()
+    console = ConsoleModel(bridge)
+    try:
+        d = LoginDialog(console, "view")
+        qtbot.addWidget(d)
+        d.password.setText("wrong password")
+        wait_reply(d.submit(), 15)  # type: ignore[arg-type]
+        qtbot.waitUntil(lambda: "refused" in d.error.text(), timeout=5000)
+        assert "wrong password" in d.error.text() and not d.result()
+        d.password.setText(PASSWORDS["view"])
+        wait_reply(d.submit(), 15)  # type: ignore[arg-type]
+        qtbot.waitUntil(lambda: d.result() == 1, timeout=5000)
+        qtbot.waitUntil(lambda: console.session.role == "viewer", timeout=10_000)
+        assert not console.session.can("alarm.ack")
+    finally:
+        console.close()

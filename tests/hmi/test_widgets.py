@@ -468,3 +468,17 @@ def test_vectorised_restyle_draws_what_pyqtgraph_would(qtbot: QtBot) -> None:
         ref.setData(x=x, y=y, symbol=[KIND_STYLES[k][0] for k in kinds.tolist()],
                     size=[KIND_STYLES[k][1] for k in kinds.tolist()], brush=list(brushes[codes]), pen=list(pens[codes]))
         assert np.array_equal(image(va, a), image(vb_, b)), f"step {step}: pictures differ"
+
+
+def test_trend_pan_zoom_requeries_history(qtbot: QtBot, console: ConsoleModel) -> None:
+    from hmi.trends_view import TrendView
+
+    tv = TrendView(console)
+    qtbot.addWidget(tv)
+    tv.resize(900, 500)
+    tv.show()
+    tv.add("dijon/lighting/C0001/power")
+    before = tv.queries
+    x0, x1 = tv.x_range()
+    tv.plot.setXRange(x0 - 7200, x1 - 3600, padding=0)  # pan two hours back
+    qtbot.waitUntil(lambda: tv.queries > before, timeout=3000)  # one decimated query after the gesture settles
