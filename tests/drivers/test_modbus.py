@@ -149,7 +149,7 @@ async def test_comm_loss_restart_faults_and_recovery(gateway: Gateway, caplog: p
     # the gateway dies: connection refused → bad_comm within one period
     await gw.aclose()
     t = await wait_for(lambda: db.read(power).quality is Quality.BAD_COMM, 2.0)
-    assert t < dev.period_s + 0.1
+    assert t < dev.period_s + 0.3  # refused at once by the next cycle; slack for a loaded machine
     assert db.read(status).value == 2
     await gw.start()  # same port
     await wait_for(lambda: db.read(status).value == 1, 3.0)

