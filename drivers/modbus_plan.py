@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from scada.config.loader import _default_encoding  # one source of truth for encoding defaults
+from scada.config.loader import default_encoding  # one source of truth for encoding defaults
 from scada.config.model import TagDef
 
 MAX_REGISTERS = 125  # function codes 3/4: at most 125 registers per request
@@ -109,7 +109,7 @@ def parse_address(address: str) -> tuple[str, int]:
 def point_spec(index: int, point: TagDef, default_unit: int = 1) -> PointSpec:
     """The coding of one tag (ValueError if it cannot be read as configured)."""
     table, offset = parse_address(point.address)
-    encoding = point.encoding or _default_encoding(point.dtype, table)
+    encoding = point.encoding or default_encoding(point.dtype, table)
     if encoding not in WIDTH:
         raise ValueError(f"encoding {encoding!r} is not a Modbus encoding")
     if (table in BIT_TABLES) != (encoding == "bit"):

@@ -290,7 +290,7 @@ def _check_tag(tag: TagSpec, protocol: str, file: str, tree: Any, loc: tuple[Any
         bad("name", f"only repeated tags may use placeholders in 'name', got {tag.name!r}")
     if protocol in ("modbus_tcp", "modbus_rtu") and "{" not in tag.address:
         table = tag.address.split(":")[0]
-        enc = tag.encoding or _default_encoding(tag.type, table)
+        enc = tag.encoding or default_encoding(tag.type, table)
         if tag.type == "string":
             bad("type", "Modbus tags cannot be of type string")
         elif table in ("coil", "di") and enc != "bit":
@@ -304,7 +304,8 @@ def _check_tag(tag: TagSpec, protocol: str, file: str, tree: Any, loc: tuple[Any
     return ok
 
 
-def _default_encoding(dtype: str, table: str) -> str:
+def default_encoding(dtype: str, table: str) -> str:
+    """The Modbus encoding a tag gets when it names none (one source for the loader and the driver)."""
     if table in ("coil", "di"):
         return "bit"
     return {"float": "float32", "int": "int16", "bool": "uint16", "enum": "uint16"}.get(dtype, "uint16")
@@ -395,7 +396,7 @@ def _check_modbus_overlaps(tags: list[TagDef], devices: dict[str, DeviceDef],
         if devices[t.device].protocol not in ("modbus_tcp", "modbus_rtu"):
             continue
         table, _, off = t.address.partition(":")
-        enc = t.encoding or _default_encoding(t.dtype, table)
+        enc = t.encoding or default_encoding(t.dtype, table)
         spans[(t.device, t.unit, table)].append((int(off), REGISTER_WIDTH.get(enc, 1), t))
     reported: set[tuple[str, str, str, str]] = set()
     for (device, unit, table), items in spans.items():
