@@ -168,3 +168,13 @@ def test_stale_limits_follow_each_devices_scan_period(db: TagDatabase) -> None:
     limits = db.stale_limits_ns({"dev": 10.0})
     assert limits.tolist() == [30_000_000_000] * 4  # stale_after = 3 scan periods of 10 s
     assert db.stale_limits_ns({})[0] == np.iinfo(np.int64).max  # unknown period: never stale
+
+
+def test_pattern_match_agrees_with_fnmatch_and_is_cached(db: TagDatabase) -> None:
+    import fnmatch
+
+    for pattern in ["*", "dijon/*", "*/C1/*", "dijon/lighting/C1/[mp]*", "*/J?/phase_greens", "nothing/*"]:
+        expected = [i for i, n in enumerate(db.names) if fnmatch.fnmatchcase(n, pattern)]
+        assert db.match(pattern).tolist() == expected
+    assert db.match("dijon/*") is db.match("dijon/*")
+    assert not db.match("dijon/*").flags.writeable
