@@ -3,13 +3,13 @@
 One JSON object per line; each entry carries the hash of the previous one, so editing, inserting,
 reordering or deleting any entry breaks the chain::
 
-    audit.jsonl
+    audit.log (JSON lines)
     {"seq":1,"ts":...,"kind":"select","user":"alice",...,"prev":"000…0","hash":"3f2a…"}
     {"seq":2,"ts":...,"kind":"approval","approver":"bob",...,"prev":"3f2a…","hash":"9c41…"}
          hash = SHA-256(canonical JSON of the entry without "hash")          (no key)
               = HMAC-SHA-256(key, same bytes)                                (SCADA_AUDIT_KEY set)
 
-    audit.jsonl.head   {"seq": 2, "hash": "9c41…", "mac": …}   anchor rewritten in place (one 256-byte
+    audit.log.head     {"seq": 2, "hash": "9c41…", "mac": …}   anchor rewritten in place (one 256-byte
                        record) after every append: deleting entries at the end (which a bare chain
                        cannot show) no longer matches it.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from failsafe.audit import KEY_ENV, AuditLog, verify_file
 
-DEFAULT_LOG = "scada-data/failsafe/audit.jsonl"  # <server data_dir>/failsafe/audit.jsonl
+DEFAULT_LOG = "scada-data/failsafe/audit.log"  # <server data_dir>/failsafe/audit.log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

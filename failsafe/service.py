@@ -2,7 +2,7 @@
 
     Failsafe.build(city, tagdb, writer, state_dir, alarms=sink)
       ├─ vocabulary   commands.yaml (checked against the city; ConfigError lists every problem)
-      ├─ audit        <state_dir>/audit.jsonl (+ .head), hash-chained; key from SCADA_AUDIT_KEY if set
+      ├─ audit        <state_dir>/audit.log (+ .head), hash-chained; key from SCADA_AUDIT_KEY if set
       ├─ leases       <state_dir>/leases.json, refresh / expiry / heartbeat loop
       ├─ gate         the only path to a field write
       ├─ monitor      field-safety monitor subscribed to the tag database
@@ -86,7 +86,7 @@ class Failsafe:
         vocab = vocabulary or load_vocabulary(commands, city)
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
-        audit = AuditLog(state / "audit.jsonl", audit_key if audit_key is not None else key_from_env(),
+        audit = AuditLog(state / "audit.log", audit_key if audit_key is not None else key_from_env(),
                          fsync=fsync, clock=clock)
         leases = LeaseManager(city, vocab, writer, audit, store=state / "leases.json", clock=clock)
         gate = CommandGate(city, vocab, writer, audit, leases, reader=tagdb, alarms=alarms, clock=clock, sleep=sleep,

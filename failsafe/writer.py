@@ -10,6 +10,7 @@
 The server builds it from the poll scheduler's drivers::
 
     writer = DriverWriter(config, lambda device: poller.drivers.get(device))
+    writer = DriverWriter(config, lookup, call=poll_component.call)   # drivers on another loop/thread
 
 so the gate writes through the same connection the poller reads with (the drivers serialise their
 own requests). Anything that is not a DriverError coming out of a driver is turned into one, so the
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from failsafe.vocabulary import SNMP_SET_ALLOW_LIST
 from scada.config.model import CityConfig, TagDef
@@ -29,6 +30,7 @@ from scada.errors import CommError, DriverError, WriteNotAllowed
 from scada.quality import Sample, Value
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DriverLike(Protocol):
@@ -48,9 +50,13 @@ class DriverWriter:
     """Writer port (failsafe.types.Writer) over protocol drivers looked up by device name."""
 
     def __init__(self, city: CityConfig,
-                 drivers: Mapping[str, DriverLike] | Callable[[str], DriverLike | None]) -> None:
+                 drivers: Mapping[str, DriverLike] | Callable[[str], DriverLike | None], *,
+                 call: Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]] | None = None) -> None:
+        """``call`` runs a driver coroutine where the drivers live (e.g. the poll loop's thread) and awaits
+        its result here; default: await it in this loop."""
         self.city = city
         self._lookup: Callable[[str], DriverLike | None] = drivers.get if isinstance(drivers, Mapping) else drivers
+        self._call = call
         self._locks: dict[str, asyncio.Lock] = {}
         self.writes = 0
 
@@ -63,13 +69,18 @@ class DriverWriter:
             raise WriteNotAllowed(f"{tag.name}: SNMP SET of {tag.address} is outside the allow-list "
                                   f"({', '.join(SNMP_SET_ALLOW_LIST.values())})")
 
+    async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._call is None:
+            return await coro
+        return await self._call(coro)  # type: ignore[no-any-return]
+
     async def _driver(self, tag: TagDef) -> DriverLike:
         driver = self._lookup(tag.device)
         if driver is None:
             raise CommError(f"{tag.device}: no driver for this device")
         if not driver.connected:
             try:
-                await driver.connect()
+                await self._run(driver.connect())
             except DriverError:
                 raise
             except Exception as exc:
@@ -82,7 +93,7 @@ class DriverWriter:
         async with lock:
             driver = await self._driver(tag)
             try:
-                await driver.write(tag, value, tolerance=tolerance)
+                await self._run(driver.write(tag, value, tolerance=tolerance))
             except DriverError:
                 raise
             except Exception as exc:  # a driver must translate; never let a library error reach the gate
@@ -93,7 +104,7 @@ class DriverWriter:
     async def read(self, tag: TagDef) -> Sample:
         driver = await self._driver(tag)
         try:
-            samples = await driver.read([tag])
+            samples = await self._run(driver.read([tag]))
         except DriverError:
             raise
         except Exception as exc:
