@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import threading
 import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -132,18 +133,57 @@ def build_tagdb(config: CityConfig) -> TagDatabase:
 
 # ---------------------------------------------------------------------- poll scheduler + drivers
 class PollComponent:
-    """The poll scheduler (scada.poll.Poller) with drivers from the registry (drivers.registry)."""
+    """The poll scheduler (scada.poll.Poller) with drivers from the registry (drivers.registry), in its own
+    thread and event loop.
+
+        main thread, main loop ── API, WebSocket, alarm tick, leases, monitor, health
+        poll thread, poll loop ── Poller tasks, drivers (sockets, serial ports), tag database apply
+                                  (subscribers run here: alarm engine, historian, hub, monitor — all locked)
+
+    Parsing thousands of protocol answers per second saturates a loop; in its own loop it cannot delay the
+    API's answers, the WebSocket handshakes or the 100 ms console batches (the GIL is shared, but switched
+    every few ms). Writes from the fail-safe gate are handed to the poll loop (:meth:`call`).
+    """
 
     def __init__(self, server: ScadaServer) -> None:
         self.server = server
         self.poller: Any = None
         self.factory: Any = None
         self.starting: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is not None:
+            return self.loop
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self.loop = loop
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self.thread = threading.Thread(target=run, name="poll-loop", daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        assert self.loop is not None
+        return self.loop
+
+    async def call(self, coro: Any) -> Any:
+        """Run ``coro`` on the poll loop (where the drivers live) and await its result here."""
+        loop = self._ensure_loop()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
         poll = importlib.import_module("scada.poll")
         registry = importlib.import_module("drivers.registry")  # by name: the core never imports drivers
-        self.factory = registry.DriverFactory(config)
         missing: dict[str, str] = {}
         for protocol in sorted({d.protocol for d in config.devices.values()}):
             try:
@@ -151,7 +191,12 @@ class PollComponent:
             except Exception as exc:  # a driver not in this build: poll the other protocols
                 missing[protocol] = repr(exc)
         devices = [n for n, d in config.devices.items() if d.protocol not in missing]
-        self.poller = poll.Poller(config, self.factory, tagdb, devices=devices)
+
+        async def build() -> None:  # drivers and their shared resources are created on the poll loop
+            self.factory = registry.DriverFactory(config)
+            self.poller = poll.Poller(config, self.factory, tagdb, devices=devices)
+
+        await self.call(build())
         self.server.poller = self.poller
         st = self.server.status("poll")
         st.stats = self.stats
@@ -161,7 +206,7 @@ class PollComponent:
                                             name="poll-start")
 
     async def _start(self, poller: Any, missing: dict[str, str], configured: int, polled: int) -> None:
-        await poller.start()
+        await self.call(poller.start())
         st = self.server.status("poll")
         if missing:
             st.set("degraded", f"{polled} devices polled; {configured - polled} not polled, no driver for "
@@ -172,7 +217,7 @@ class PollComponent:
     def stats(self) -> dict[str, Any]:
         if self.poller is None:
             return {}
-        devices = self.poller.stats
+        devices = dict(self.poller.stats)
         by_status: dict[str, int] = {}
         for s in devices.values():
             by_status[s.status_label] = by_status.get(s.status_label, 0) + 1
@@ -194,11 +239,11 @@ class PollComponent:
 
         Removed devices are closed, added ones started; unchanged ones reconnect within one scan.
         """
-        await self.aclose()
+        await self._stop_poller()
         await self.start(new, tagdb)
         return {"devices": len(new.devices)}
 
-    async def aclose(self) -> None:
+    async def _stop_poller(self) -> None:
         if self.starting is not None and not self.starting.done():
             self.starting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -208,14 +253,22 @@ class PollComponent:
         try:
             if poller is not None:
                 # bounded: a device task that ignores its cancellation must not hold the server's stop
-                await asyncio.wait_for(poller.aclose(), timeout=8)
+                await asyncio.wait_for(self.call(poller.aclose()), timeout=8)
         except TimeoutError:
-            stuck = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("poll:") and not t.done()]
-            log.error("poll: the scheduler did not stop within 8 s (device tasks still running: %s; or a driver's "
-                      "close hangs)", ", ".join(stuck[:10]) or "none")
+            log.error("poll: the scheduler did not stop within 8 s (a device task ignores its cancellation, or a "
+                      "driver's close hangs)")
         if factory is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(factory.aclose(), timeout=5)
+                await asyncio.wait_for(self.call(factory.aclose()), timeout=5)
+
+    async def aclose(self) -> None:
+        await self._stop_poller()
+        loop, thread = self.loop, self.thread
+        self.loop = self.thread = None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 10)
 
 
 class StaleComponent:
@@ -724,10 +777,21 @@ class HistorianComponent:
 
 # ---------------------------------------------------------------------- fail-safe gate, leases, monitor, crisis
 class DriverWriter:
-    """The gate's Writer port over the poll scheduler's drivers (one connection per device, shared)."""
+    """The gate's Writer port over the poll scheduler's drivers (one connection per device, shared).
+
+    The drivers live on the poll loop (another thread): each write/read is run there and awaited here."""
 
     def __init__(self, server: ScadaServer) -> None:
         self.server = server
+
+    async def _call(self, coro: Any) -> Any:
+        comp = self.server.components.get("poll")
+        if comp is None or not hasattr(comp, "call"):
+            coro.close()
+            from scada.errors import CommError
+
+            raise CommError("the poll scheduler is not running: no driver to write through")
+        return await comp.call(coro)
 
     def _driver(self, tag: Any) -> Any:
         from scada.errors import CommError
@@ -740,10 +804,10 @@ class DriverWriter:
         return driver
 
     async def write(self, tag: Any, value: Any, *, tolerance: float | None = None) -> None:
-        await self._driver(tag).write(tag, value, tolerance=tolerance)
+        await self._call(self._driver(tag).write(tag, value, tolerance=tolerance))
 
     async def read(self, tag: Any) -> Any:
-        samples = await self._driver(tag).read([tag])
+        samples = await self._call(self._driver(tag).read([tag]))
         return samples[0]
 
 

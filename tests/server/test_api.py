@@ -375,7 +375,8 @@ async def test_history_on_influxdb_v1(tmp_path: Path) -> None:
             good: list[object] = []
             for _ in range(60):
                 r = (await c.get("/api/v1/history/raw", params={"tag": name}, headers=h)).json()
-                good = [p["value"] for p in r["points"] if p["quality"] == "good"]
+                # before the first write lands, influxd answers "database not found": a 503 with the reason
+                good = [p["value"] for p in r.get("points", []) if p["quality"] == "good"]
                 if len(good) >= 3:
                     break
                 await asyncio.sleep(0.2)
