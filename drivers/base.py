@@ -44,26 +44,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from scada.config.model import DeviceDef, TagDef
-from scada.errors import DeviceError, DriverError, WriteNotAllowed
+from scada.errors import DeviceError, DriverError, WriteNotAllowed, WriteNotConfirmed
 from scada.quality import Quality, Sample, Value
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[list[tuple[TagDef, Sample]]], None]
 T = TypeVar("T")
-
-
-class WriteNotConfirmed(DeviceError):
-    """The device accepted the write but the read-back does not show the requested value.
-
-    ``sample`` is the read-back (what the device reports now). The gate reports the command as
-    *not confirmed*: the device may have refused it by its own logic (a bollard's presence interlock,
-    an invalid traffic plan replaced by the local plan).
-    """
-
-    def __init__(self, message: str, sample: Sample) -> None:
-        super().__init__(message)
-        self.sample = sample
 
 
 class DriverContext:

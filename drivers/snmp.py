@@ -63,6 +63,14 @@ from pysnmp.proto import errind, rfc1902, rfc1905
 from drivers.base import Driver, DriverContext, describe, engineering, raw_number
 from scada.config.model import DeviceDef, TagDef
 from scada.errors import AuthError, CommError, DeviceError, DriverError, WriteNotAllowed
+
+#: The only OIDs this driver will ever SET (NTCIP 1202 system control objects that the controller
+#: treats as requests under its own minimum times and conflict monitor): systemPatternControl and
+#: unitBackupTime, the lease. No signal head, channel, phase timing or unit control object.
+SET_ALLOW_LIST = frozenset({
+    "1.3.6.1.4.1.1206.4.2.1.4.14.0",  # systemPatternControl
+    "1.3.6.1.4.1.1206.4.2.1.3.3.0",  # unitBackupTime
+})
 from scada.quality import Quality, Sample, Value
 
 log = logging.getLogger(__name__)
@@ -416,6 +424,11 @@ class SnmpDriver(Driver):
     async def write(self, point: TagDef, value: Value, *, tolerance: float | None = None) -> Sample:
         """SET one declared-writable OID and read it back. Only the fail-safe command gate may call this."""
         self.check_writable(point)
+        if point.address.strip(".") not in SET_ALLOW_LIST:
+            # defence in depth: even a tag wrongly declared rw in tags.yaml cannot reach a signal head,
+            # a channel, a phase timing or the start-up flash through this driver
+            raise WriteNotAllowed(f"{point.name}: SET of {point.address} is outside the SNMP allow-list "
+                                  f"({', '.join(sorted(SET_ALLOW_LIST))})")
         encoded = self._encode(point, value)
         if not self._connected or self._target is None:
             raise self.fail(CommError(f"{self.name}: not connected"))

@@ -66,7 +66,7 @@ from failsafe.types import (
 )
 from failsafe.vocabulary import LEASE_S_MAX, TypePolicy, VerbSpec, Vocabulary
 from scada.config.model import CityConfig, EquipmentDef, TagDef
-from scada.errors import CommandRejected, DeviceError, DriverError, StorageError
+from scada.errors import CommandRejected, DriverError, StorageError, WriteNotConfirmed
 from scada.quality import Quality, Value
 
 log = logging.getLogger(__name__)
@@ -657,7 +657,7 @@ class CommandGate:
                 except DriverError as exc:
                     # a device that took the write but shows something else (its own interlock, an invalid
                     # plan replaced by the local one) is "not confirmed"; no answer / refusal is "failed"
-                    refused_by_logic = isinstance(exc, DeviceError) and hasattr(exc, "sample")
+                    refused_by_logic = isinstance(exc, WriteNotConfirmed)
                     if written or refused_by_logic:
                         self._hold_lease(ticket, policy, verb, eq, ctx, lease_end)
                     else:

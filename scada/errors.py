@@ -8,6 +8,7 @@ into these at the package boundary, so callers catch one family::
     ├── DriverError            a field-device operation failed
     │   ├── CommError          no usable answer (timeout, refused, disconnected, garbled frame)
     │   ├── DeviceError        the device answered with an error (Modbus exception, SNMP error-status)
+    │   │   └── WriteNotConfirmed  the write was accepted but the read-back shows another value
     │   ├── AuthError          the device refused our credentials (SNMPv3, OPC UA certificates)
     │   └── WriteNotAllowed    the write is outside the device's declared allow-list
     ├── CommandRejected        the fail-safe gate refused a command (reason given)
@@ -55,6 +56,19 @@ class CommError(DriverError):
 
 class DeviceError(DriverError):
     """The device answered with an error (e.g. a Modbus exception response)."""
+
+
+class WriteNotConfirmed(DeviceError):
+    """The device accepted the write but the read-back does not show the requested value.
+
+    ``sample`` is the read-back (what the device reports now, a :class:`scada.quality.Sample`). The
+    gate reports the command as *not confirmed*: the device may have refused it by its own logic (a
+    bollard's presence interlock, an invalid traffic plan replaced by the local plan).
+    """
+
+    def __init__(self, message: str, sample: object) -> None:
+        super().__init__(message)
+        self.sample = sample
 
 
 class AuthError(DriverError):

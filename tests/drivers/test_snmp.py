@@ -211,7 +211,7 @@ createUser scadaUser SHA "authpass123" AES "privpass123"
 rouser scadaUser priv
 sysName scada-test-snmpd
 {overrides}
-override -rw .1.3.6.1.4.1.99999.7.2.0 integer 5
+override -rw .1.3.6.1.4.1.1206.4.2.1.4.14.0 integer 5
 """
 
 
@@ -295,7 +295,7 @@ async def test_net_snmp_get_bulk_v3_and_set(snmpd: int, monkeypatch: pytest.Monk
     # SET with read-back on snmpd's writable override
     rw = SnmpDriver(_snmpd_device(snmpd, community="private"), ctx)
     await rw.connect()
-    knob = tag("knob", "1.3.6.1.4.1.99999.7.2.0", access="rw", device="netsnmp")
+    knob = tag("knob", "1.3.6.1.4.1.1206.4.2.1.4.14.0", access="rw", device="netsnmp")  # systemPatternControl
     assert (await rw.write(knob, 42)).value == 42
     assert (await drv.read([knob]))[0].value == 42
     await ctx.aclose()
