@@ -64,6 +64,10 @@ from drivers.base import Driver, DriverContext, describe, engineering, raw_numbe
 from scada.config.model import DeviceDef, TagDef
 from scada.errors import AuthError, CommError, DeviceError, DriverError, WriteNotAllowed
 
+from scada.quality import Quality, Sample, Value
+
+log = logging.getLogger(__name__)
+
 #: The only OIDs this driver will ever SET (NTCIP 1202 system control objects that the controller
 #: treats as requests under its own minimum times and conflict monitor): systemPatternControl and
 #: unitBackupTime, the lease. No signal head, channel, phase timing or unit control object.
@@ -71,9 +75,6 @@ SET_ALLOW_LIST = frozenset({
     "1.3.6.1.4.1.1206.4.2.1.4.14.0",  # systemPatternControl
     "1.3.6.1.4.1.1206.4.2.1.3.3.0",  # unitBackupTime
 })
-from scada.quality import Quality, Sample, Value
-
-log = logging.getLogger(__name__)
 
 AUTH_PROTOCOLS = {"sha": usmHMACSHAAuthProtocol, "sha256": usmHMAC192SHA256AuthProtocol,
                   "md5": usmHMACMD5AuthProtocol}
