@@ -63,7 +63,6 @@ from pysnmp.proto import errind, rfc1902, rfc1905
 from drivers.base import Driver, DriverContext, describe, engineering, raw_number
 from scada.config.model import DeviceDef, TagDef
 from scada.errors import AuthError, CommError, DeviceError, DriverError, WriteNotAllowed
-
 from scada.quality import Quality, Sample, Value
 
 log = logging.getLogger(__name__)
