@@ -266,8 +266,16 @@ class Poller:
         tasks = [d.task for d in self._devices.values() if d.task is not None]
         for t in tasks:
             t.cancel()
-        if tasks:
-            _done, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+        stuck: set[asyncio.Task[None]] = set(tasks)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while stuck:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            _done, stuck = await asyncio.wait(stuck, timeout=min(0.5, left))
+            for t in stuck:  # a cancellation swallowed inside a driver library: ask again
+                t.cancel()
+        if stuck:
             for t in stuck:
                 where = " <- ".join(f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno})"
                                     for f in t.get_stack(limit=6))
@@ -297,7 +305,11 @@ class Poller:
         period = d.dev.period_s
         next_t = self._t0 + d.offset
         last_start: float | None = None
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # a library swallowed our CancelledError somewhere in the cycle: honour the request anyway
+                raise asyncio.CancelledError
             delay = next_t - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -239,3 +239,26 @@ def test_device_stat_tags() -> None:
     status = next(t for t in tags if t.name == "system/devices/D0/status")
     assert status.dtype == "enum" and status.enum and status.enum[2] == "lost"
     TagDatabase(cfg.tags + tags)  # no duplicates
+
+
+class SwallowingDriver(ScriptedDriver):
+    """A driver whose library eats a cancellation (seen with real protocol stacks under load)."""
+
+    async def read(self, points: Sequence[TagDef]) -> list[Sample]:
+        try:
+            await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            pass  # the bug being defended against
+        return [Sample.good(self.value) for _ in points]
+
+
+async def test_aclose_stops_even_when_a_driver_swallows_the_cancellation() -> None:
+    cfg = city(3, 0.05, timeout=0.5)
+    db = TagDatabase(cfg.tags + device_stat_tags(cfg))
+    poller = Poller(cfg, SwallowingDriver, db, max_backoff_s=0.4)
+    await poller.start()
+    await asyncio.sleep(0.3)
+    t0 = time.monotonic()
+    await poller.aclose(timeout_s=5.0)
+    assert time.monotonic() - t0 < 2.0
+    assert all(d.task is None for d in poller._devices.values())
