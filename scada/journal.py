@@ -322,7 +322,8 @@ class _DefCache:
 class Journal:
     """The append-only alarm journal in one SQLite file (WAL)."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, synchronous: str = "FULL",
+                 mmap_bytes: int = 1 << 30) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
@@ -354,6 +355,8 @@ class Journal:
                 if "since_ms" not in columns:  # a journal written before since_ms existed
                     self._db.execute("ALTER TABLE journal ADD COLUMN since_ms INTEGER")
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # reads through a memory map: one equipment's year is ~10,000 rows scattered over the file
+            self._db.execute(f"PRAGMA mmap_size={int(mmap_bytes)}")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(journal)")}
             if not columns:
                 raise StorageError(f"{self.path}: not an alarm journal (no journal table)")
@@ -731,40 +734,34 @@ class Journal:
 
         Every row carries the alarm's state and flags after it, its active-since and timed-shelving end
         (a refused request carries them unchanged), so the last row of each alarm is enough: one pass over
-        the (ref, ts) index finds them. Alarms back to normal with no flag are left out (the engine's
-        default). Only the work orders of out-of-service alarms need a look further back.
+        the (ref, ts) index finds them, inside SQLite. Alarms back to normal with no flag are left out (the
+        engine's default). Only the work orders of out-of-service alarms need a look further back.
         """
+        sql = """
+            WITH last AS (SELECT ref, max(id) AS id FROM journal WHERE ref IS NOT NULL GROUP BY ref),
+                 per_alarm AS (SELECT d.alarm AS alarm, max(last.id) AS id FROM last
+                               JOIN alarm_def d ON d.ref = last.ref GROUP BY d.alarm)
+            SELECT per_alarm.alarm, j.state, j.flags, j.ts_ms, j.since_ms, j.until_ms
+            FROM per_alarm JOIN journal j ON j.id = per_alarm.id WHERE j.state != 0 OR j.flags != 0
+        """.replace("j.since_ms", "j.since_ms" if self._select is _SELECT else "NULL")
+        oos, timed = int(Flag.OUT_OF_SERVICE), int(Flag.SHELVED_TIMED)
         try:
             with self._lock:
-                last_by_ref = self._db.execute(
-                    "SELECT ref, max(id) FROM journal WHERE ref IS NOT NULL GROUP BY ref").fetchall()
-                alarm_of = dict(self._db.execute("SELECT ref, alarm FROM alarm_def").fetchall())
+                rows = self._db.execute(sql).fetchall()
+                need_wo = [r[0] for r in rows if r[2] & oos]
                 refs_of: dict[str, list[int]] = {}
-                for ref, alarm in alarm_of.items():
-                    refs_of.setdefault(alarm, []).append(ref)
-                best: dict[str, int] = {}
-                for ref, last in last_by_ref:
-                    alarm = alarm_of.get(ref)
-                    if alarm is not None and last > best.get(alarm, 0):
-                        best[alarm] = last
-                by_id = {v: k for k, v in best.items()}
-                rows = self._db.execute(
-                    "SELECT id, state, flags, ts_ms, since_ms, until_ms FROM journal "
-                    "WHERE id IN (SELECT value FROM json_each(?)) AND (state != 0 OR flags != 0)",
-                    (json.dumps(sorted(by_id)),)).fetchall()
-                need_wo = [by_id[r[0]] for r in rows if r[2] & Flag.OUT_OF_SERVICE]
+                for k in range(0, len(need_wo), 500):
+                    chunk = need_wo[k:k + 500]
+                    for ref, alarm in self._db.execute(
+                            f"SELECT ref, alarm FROM alarm_def WHERE alarm IN ({', '.join('?' * len(chunk))})", chunk):
+                        refs_of.setdefault(alarm, []).append(ref)
                 orders = self._last_event(need_wo, (Event.REMOVE_FROM_SERVICE,), "j.detail", refs_of)
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot read the current alarm states: {exc}") from exc
-        out: dict[str, RestoredState] = {}
-        for i, state, flags, ts, since, until in rows:
-            alarm = by_id[i]
-            wo = orders.get(alarm)
-            out[alarm] = RestoredState(alarm, _STATES[state], int(flags), int(ts),
-                                       None if since is None else int(since),
-                                       None if until is None or not flags & Flag.SHELVED_TIMED else int(until),
-                                       None if wo is None else str(wo))
-        return out
+        states = _STATES
+        return {alarm: RestoredState(alarm, states[state], flags, ts, since, until if flags & timed else None,
+                                     orders.get(alarm) if flags & oos else None)
+                for alarm, state, flags, ts, since, until in rows}
 
     def _last_event(self, alarms: list[str], events: tuple[Event, ...], column: str,
                     refs_of: dict[str, list[int]]) -> dict[str, Any]:
