@@ -96,7 +96,7 @@ class Console:
 
     async def run(self) -> None:
         async with websockets.connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
-                                      max_size=None) as ws:
+                                      max_size=None, open_timeout=60) as ws:
             await ws.recv()  # hello
             await ws.send(json.dumps({"type": "subscribe", **self.sub}))
             async for raw in ws:

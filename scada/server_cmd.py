@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, help="TLS certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
     parser.add_argument("--historian", choices=["embedded", "influxdb", "none"], help="historian backend")
+    parser.add_argument("--poll-thread", action="store_true",
+                        help="run the poll scheduler and drivers in their own thread and event loop")
     parser.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -39,6 +41,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "listen.host": args.host,
         "listen.port": args.port, "data_dir": args.data_dir, "historian.backend": args.historian,
     }
+    if args.poll_thread:
+        out["poll_thread"] = True
     if args.tls_cert or args.tls_key:
         out["tls.cert"] = args.tls_cert
         out["tls.key"] = args.tls_key

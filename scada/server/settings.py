@@ -15,6 +15,7 @@ line options. Every field has a safe default except what must be chosen on purpo
     historian: {backend: embedded}  # embedded | influxdb | none
     #   influxdb: {url: http://127.0.0.1:8086, org: city, bucket: scada, token_env: SCADA_INFLUX_TOKEN}
     websocket: {batch: 100ms, queue: 16}
+    poll_thread: false              # true: poll scheduler + drivers in their own thread and event loop
 
 Plain HTTP is refused on anything but a loopback address: a control-room API is never served in
 clear on a network (IEC 62443 FR4).
@@ -91,6 +92,9 @@ class ServerSettings(_Strict):
     login: Login = Login()
     historian: Historian = Historian()
     websocket: WebSocket = WebSocket()
+    # the poll scheduler and drivers in their own thread + event loop: keeps the API answering when protocol
+    # parsing saturates, but measured slower for polling itself (GIL hand-offs), so off by default
+    poll_thread: bool = False
 
     def problems(self) -> list[str]:
         """What makes these settings unusable (checked before anything starts)."""

@@ -133,16 +133,18 @@ def build_tagdb(config: CityConfig) -> TagDatabase:
 
 # ---------------------------------------------------------------------- poll scheduler + drivers
 class PollComponent:
-    """The poll scheduler (scada.poll.Poller) with drivers from the registry (drivers.registry), in its own
-    thread and event loop.
+    """The poll scheduler (scada.poll.Poller) with drivers from the registry (drivers.registry).
+
+    By default in the server's event loop. With ``poll_thread: true`` in its own thread and event loop::
 
         main thread, main loop ── API, WebSocket, alarm tick, leases, monitor, health
         poll thread, poll loop ── Poller tasks, drivers (sockets, serial ports), tag database apply
-                                  (subscribers run here: alarm engine, historian, hub, monitor — all locked)
+                                  (subscribers run there: alarm engine, historian, hub, monitor — all locked)
 
-    Parsing thousands of protocol answers per second saturates a loop; in its own loop it cannot delay the
-    API's answers, the WebSocket handshakes or the 100 ms console batches (the GIL is shared, but switched
-    every few ms). Writes from the fail-safe gate are handed to the poll loop (:meth:`call`).
+    The thread keeps the API, the WebSocket handshakes and the 100 ms console batches answering when
+    protocol parsing saturates a loop; at full scale on 2 cores it measured slower for polling itself
+    (GIL hand-offs: more overruns, higher alarm latency; BENCHMARKS.md), hence off by default. Writes from
+    the fail-safe gate go through :meth:`call`, which runs them on whichever loop owns the drivers.
     """
 
     def __init__(self, server: ScadaServer) -> None:
@@ -178,6 +180,8 @@ class PollComponent:
 
     async def call(self, coro: Any) -> Any:
         """Run ``coro`` on the poll loop (where the drivers live) and await its result here."""
+        if not self.server.settings.poll_thread:
+            return await coro
         loop = self._ensure_loop()
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 

@@ -66,9 +66,11 @@ async def until(what: str, check: Callable[[], Any], timeout: float = 30.0, ever
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-async def test_lamp_failure_alarm_ack_journal_and_lighting_override(field: tuple[Any, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("poll_thread", [False, pytest.param(True, marks=pytest.mark.slow)])
+async def test_lamp_failure_alarm_ack_journal_and_lighting_override(field: tuple[Any, Path], tmp_path: Path,
+                                                                    poll_thread: bool) -> None:
     sim, tags = field
-    async with running_server(tmp_path / "data", endpoints=sim.endpoints, tags=tags,
+    async with running_server(tmp_path / "data", endpoints=sim.endpoints, tags=tags, poll_thread=poll_thread,
                               alarms=tags.parent / "alarms.yaml") as (server, url), \
             httpx.AsyncClient(base_url=url, timeout=60) as c:
         cab = next(e for e in server.config.equipment.values() if e.template == "lighting_cabinet")
