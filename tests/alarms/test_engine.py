@@ -468,3 +468,16 @@ def test_unchanged_city_reuses_its_journal_definitions(mini_config: CityConfig, 
         assert journal.execute_sql("SELECT count(*) FROM alarm_def")[0][0] == n_defs + 3
         assert int((new != refs).sum()) == 3
         assert journal.execute_sql("SELECT count(*) FROM catalog")[0][0] == 2
+
+
+def test_hidden_list_includes_normal_alarms_set_aside_by_an_operator(city: City) -> None:
+    engine = city[0]
+    hi = alarm_id(engine, "level_high", "S1/level")
+    lo = alarm_id(engine, "level_low", "S2/level")
+    assert engine.shelve([hi], "alice", T0 + S, reason="maintenance tomorrow", duration_s=3600).ok  # normal, shelved
+    assert engine.remove_from_service([lo], "maint", T0 + S, work_order="WO-5").ok
+    total, views = engine.alarm_list(include_hidden=True)
+    assert total == 2 and {v.alarm for v in views} == {hi, lo}
+    assert engine.alarm_list()[0] == 0  # the operator's list proper stays empty
+    bulk = engine.views([engine.catalog.index_of(hi), engine.catalog.index_of(lo)])
+    assert [v.alarm for v in bulk] == [hi, lo] and bulk[1].work_order == "WO-5"
