@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,7 +38,12 @@ COMMUNES: list[tuple[str, float, float, float]] = [
 ]
 
 COLUMNS = ["id", "type", "commune", "latitude", "longitude", "manufacturer", "model", "install_date",
-           "road_class", "endpoint", "unit", "snmp_version", "luminaires", "fire_zones", "doors"]
+           "road_class", "endpoint", "unit", "snmp_version", "layout", "luminaires", "fire_zones", "doors"]
+
+#: Junction layouts (the simulator builds the controller from it; the fail-safe monitor takes the
+#: compatibility matrix of the same name from commands.yaml), with their share of the city.
+LAYOUTS = (("cross4", 5), ("nema8", 3), ("tee", 2))
+_EXPLICIT_JUNCTION = re.compile(r"^  J\d{3}: \w+\s*$")
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,14 @@ class Scale:
     panels: int
     parking: int
     vehicles: int
+    # The shipped demo keeps the layouts listed per junction in commands.yaml (what the simulator draws
+    # for seed 42); a generated city carries a `layout` column instead, read by simulator and monitor.
+    junction_layouts: bool = True
 
 
 SCALES = {
     "demo": Scale(junctions=24, cabinets=12, luminaires=360, bollards=6, buildings=10, cameras=16, panels=5,
-                  parking=6, vehicles=12),
+                  parking=6, vehicles=12, junction_layouts=False),
     "dijon": Scale(junctions=113, cabinets=1100, luminaires=34000, bollards=26, buildings=180, cameras=269,
                    panels=25, parking=30, vehicles=205),
 }
@@ -79,6 +88,7 @@ def _install_date(rng: random.Random) -> str:
 def rows(scale: Scale, seed: int) -> Iterator[dict[str, object]]:
     """Inventory rows, deterministic for ``seed``."""
     rng = random.Random(seed)
+    layout_rng = random.Random(seed + 1)  # its own stream: the other columns stay as they were
     modbus_slot = 0
 
     def modbus_addr() -> tuple[str, int]:
@@ -92,9 +102,13 @@ def rows(scale: Scale, seed: int) -> Iterator[dict[str, object]]:
 
     for n in range(1, scale.junctions + 1):
         commune, lat, lon = _commune(rng)
-        yield {"id": f"J{n:03d}", "type": "junction", "commune": commune, "latitude": lat, "longitude": lon,
-               "manufacturer": rng.choice(["Aximum", "Fareco", "Lacroix City"]), "model": "ATC-1202",
-               "install_date": _install_date(rng), "endpoint": "snmp-traffic", "snmp_version": "v2c"}
+        row: dict[str, object] = {
+            "id": f"J{n:03d}", "type": "junction", "commune": commune, "latitude": lat, "longitude": lon,
+            "manufacturer": rng.choice(["Aximum", "Fareco", "Lacroix City"]), "model": "ATC-1202",
+            "install_date": _install_date(rng), "endpoint": "snmp-traffic", "snmp_version": "v2c"}
+        if scale.junction_layouts:
+            row["layout"] = layout_rng.choices([name for name, _ in LAYOUTS], [w for _, w in LAYOUTS])[0]
+        yield row
     remaining = scale.luminaires
     for n in range(1, scale.cabinets + 1):
         commune, lat, lon = _commune(rng)
@@ -156,7 +170,7 @@ def write_inventory(path: Path, scale: Scale, seed: int, progress: Callable[[int
 
 def generate(out: Path, scale_name: str, seed: int, root: Path,
              progress: Callable[[int], None] | None = None) -> Path:
-    """Write ``out/tags.yaml``, ``out/alarms.yaml`` and ``out/inventory.csv``; return the tags path."""
+    """Write ``out/tags.yaml``, ``alarms.yaml``, ``commands.yaml`` and ``inventory.csv``; return the tags path."""
     scale = SCALES[scale_name]
     out.mkdir(parents=True, exist_ok=True)
     write_inventory(out / "inventory.csv", scale, seed, progress)
@@ -164,6 +178,10 @@ def generate(out: Path, scale_name: str, seed: int, root: Path,
     text = text.replace("  - file: inventory/demo.csv", "  - file: inventory.csv")
     (out / "tags.yaml").write_text(text, encoding="utf-8")
     shutil.copyfile(root / "alarms.yaml", out / "alarms.yaml")
+    commands = (root / "commands.yaml").read_text(encoding="utf-8").splitlines(keepends=True)
+    if scale.junction_layouts:  # layouts come from the inventory's column, not the demo's per-junction list
+        commands = [line for line in commands if not _EXPLICIT_JUNCTION.match(line)]
+    (out / "commands.yaml").write_text("".join(commands), encoding="utf-8")
     return out / "tags.yaml"
 
 

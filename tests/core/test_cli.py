@@ -69,3 +69,17 @@ def test_full_scale_inventory_counts() -> None:
     assert counts == {"junction": 113, "lighting_cabinet": 1100, "bollard": 26, "building": 180, "camera": 269,
                       "panel": 25, "parking": 30, "vehicle": 205}
     assert luminaires == 34_000
+    layouts = {row["layout"] for row in rows(scale, seed=1) if row["type"] == "junction"}
+    assert layouts == {"cross4", "nema8", "tee"}  # simulator and fail-safe monitor read the same column
+
+
+def test_generated_city_carries_its_vocabulary(tmp_path: Path) -> None:
+    """A generated city gets commands.yaml; at full scale the per-junction demo list gives way to the column."""
+    from scada.config.generate import generate
+
+    generate(tmp_path / "demo", "demo", 42, ROOT)
+    generate(tmp_path / "dijon", "dijon", 42, ROOT)
+    demo = (tmp_path / "demo" / "commands.yaml").read_text()
+    dijon = (tmp_path / "dijon" / "commands.yaml").read_text()
+    assert demo == (ROOT / "commands.yaml").read_text() and "\n  J001: " in demo
+    assert "\n  J001: " not in dijon and "crisis_plans:" in dijon
