@@ -802,26 +802,30 @@ class Journal:
             return self._db.execute(sql, params).fetchall()
 
     def active_at(self, ts_ms: int, q: JournalQuery | None = None) -> dict[str, int]:
-        """Alarms whose last row before ``ts_ms`` left them active → when they became active."""
+        """Alarms (of the definitions ``q`` selects) whose last row before ``ts_ms`` left them active → since
+        when (the row's active-since, or its time for rows written without it)."""
         base = q or JournalQuery()
-        where, params, _ = self._where(JournalQuery(**{**_asdict(base), "start_ms": None, "end_ms": ts_ms}))
-        where.append("j.outcome = 0")
-        sql = (f"WITH last AS (SELECT d.alarm AS alarm, max(j.id) AS id FROM journal j JOIN alarm_def d "
-               f"ON d.ref = j.ref WHERE {' AND '.join(where)} GROUP BY d.alarm) "
-               "SELECT last.alarm, j.state FROM last JOIN journal j ON j.id = last.id")
-        with self._lock:
-            active = [a for a, st in self._db.execute(sql, params).fetchall() if AlarmState(st).active]
-        out: dict[str, int] = {}
-        inactive = f"({int(AlarmState.NORMAL)}, {int(AlarmState.RTN_UNACK)})"
-        for k in range(0, len(active), 500):
-            chunk = active[k:k + 500]
-            sql = (f"SELECT d.alarm, max(j.ts_ms) FROM journal j JOIN alarm_def d ON d.ref = j.ref "
-                   f"WHERE d.alarm IN ({', '.join('?' * len(chunk))}) AND j.ts_ms < ? AND j.outcome = 0 "
-                   f"AND j.prev_state IN {inactive} AND j.state NOT IN {inactive} GROUP BY d.alarm")
+        def_conds: list[str] = []
+        params: list[Any] = [ts_ms]
+        for col, values in (("equipment", base.equipment), ("commune", base.commune), ("area", base.area),
+                            ("service", base.service), ("alarm", base.alarm), ("priority", base.priority)):
+            if values:
+                def_conds.append(f"d.{col} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        since = "j.since_ms" if self._select is _SELECT else "NULL"
+        sql = f"""
+            WITH last AS (SELECT ref, max(id) AS id FROM journal WHERE ref IS NOT NULL AND ts_ms < ? GROUP BY ref),
+                 per_alarm AS (SELECT d.alarm AS alarm, max(last.id) AS id FROM last JOIN alarm_def d
+                               ON d.ref = last.ref {"WHERE " + " AND ".join(def_conds) if def_conds else ""}
+                               GROUP BY d.alarm)
+            SELECT per_alarm.alarm, coalesce({since}, j.ts_ms) FROM per_alarm JOIN journal j ON j.id = per_alarm.id
+            WHERE j.state IN ({int(AlarmState.UNACK)}, {int(AlarmState.ACKED)})
+        """
+        try:
             with self._lock:
-                for alarm, since in self._db.execute(sql, [*chunk, ts_ms]):
-                    out[alarm] = int(since)
-        return out
+                return {alarm: int(t) for alarm, t in self._db.execute(sql, params).fetchall()}
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot read the alarms active at {ts_ms}: {exc}") from exc
 
     def time_span(self) -> tuple[int, int] | None:
         with self._lock:

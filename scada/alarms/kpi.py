@@ -212,39 +212,43 @@ def kpis_from_rows(rows: list[tuple[Any, ...]], start_ms: int, end_ms: int, *, f
     refused = 0
     acks = 0
     fleeting_ms = fleeting_s * 1000
-    for _id, ts, event, outcome, state, prev, flags, alarm, priority, detail, _comment in rows:
+    on_code, off_code, ack_code = int(Event.CONDITION_ON), int(Event.CONDITION_OFF), int(Event.ACKNOWLEDGE)
+    counted = {int(e): e.name for e in (Event.SHELVE, Event.SHELVE_ONE_SHOT, Event.SUPPRESS, Event.REMOVE_FROM_SERVICE)}
+    hidden = int(HIDDEN)
+    inactive = frozenset(_INACTIVE)
+    for _id, ts, ev, outcome, state, prev, flags, alarm, priority, detail, _comment in rows:
         if outcome:
             refused += 1
             continue
-        ev = int(event)
         if alarm is None:
             continue
-        prio = int(priority) if priority is not None else DIAGNOSTIC
-        last_flags[alarm] = int(flags)
-        was_active = prev not in _INACTIVE
-        is_active = state not in _INACTIVE
+        prio = DIAGNOSTIC if priority is None else priority
+        last_flags[alarm] = flags
+        was_active = prev not in inactive
+        is_active = state not in inactive
         if not was_active and is_active:
             active_since[alarm] = ts
         elif was_active and not is_active and alarm in active_since:
             intervals.append((alarm, active_since.pop(alarm), ts))
-        if ev == Event.CONDITION_ON and prev in _INACTIVE and prio < DIAGNOSTIC:
+        if ev == on_code and not was_active and prio < DIAGNOSTIC:
             act_by_alarm[alarm].append(ts)
             pending_on[alarm] = (ts, False)
-            if not (int(flags) & int(HIDDEN)):
+            if not flags & hidden:
                 ann_ts.append(ts)
                 ann_alarm.append(alarm)
                 ann_prio.append(prio)
-        elif ev == Event.CONDITION_OFF and alarm in pending_on:
+        elif ev == off_code and alarm in pending_on:
             on_ts, acked = pending_on.pop(alarm)
             if not acked and ts - on_ts < fleeting_ms:
                 fleeting += 1
                 fleeting_alarms.add(alarm)
-        elif ev == Event.ACKNOWLEDGE:
+        elif ev == ack_code:
             acks += 1
             if alarm in pending_on:
                 pending_on[alarm] = (pending_on[alarm][0], True)
-        if ev in (Event.SHELVE, Event.SHELVE_ONE_SHOT, Event.SUPPRESS, Event.REMOVE_FROM_SERVICE):
-            counts[Event(ev).name] += 1
+        name = counted.get(ev)
+        if name is not None:
+            counts[name] += 1
             if not (detail or "").strip():
                 without_reason += 1
     for alarm, since in active_since.items():
@@ -275,9 +279,13 @@ def kpis_from_rows(rows: list[tuple[Any, ...]], start_ms: int, end_ms: int, *, f
     day_ends = [start_ms + k * DAY for k in range(1, int(period // DAY) + 1)]
     if not day_ends or day_ends[-1] != end_ms:
         day_ends.append(end_ms)
-    for d in day_ends:
-        at = {a for a, lo, hi in intervals if lo < d - STALE and (hi is None or hi > d)}
-        stale_max = max(stale_max, len(at))
+    names = {a: k for k, a in enumerate(dict.fromkeys(a for a, _, _ in intervals))}
+    codes = np.array([names[a] for a, _, _ in intervals], dtype=np.int64)
+    lows = np.array([lo for _, lo, _ in intervals], dtype=np.int64)
+    highs = np.array([np.iinfo(np.int64).max if hi is None else hi for _, _, hi in intervals], dtype=np.int64)
+    for d in day_ends:  # alarms continuously active for more than 24 h at the end of each day
+        sel = (lows < d - STALE) & (highs > d)
+        stale_max = max(stale_max, int(np.unique(codes[sel]).size))
     by_priority = {p: int(ann_prio.count(p)) for p in (1, 2, 3, 4)}
     priority_pct = {p: (100.0 * c / n if n else 0.0) for p, c in by_priority.items()}
     notes: list[str] = []
