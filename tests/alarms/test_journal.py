@@ -198,17 +198,26 @@ def test_readonly(tmp_path: Path, journal: Journal) -> None:
 
 WRITER = textwrap.dedent("""
     import sys
+    import numpy as np
     from scada.alarms import AlarmInfo, AlarmState, Event
-    from scada.journal import Journal, JournalEntry
+    from scada.journal import Journal, JournalBatch, JournalEntry
     info = AlarmInfo("hi:x/E1/level", "hi", "high", "E1", "Dijon", "Dijon", "lighting", "x/E1/level", 3, False,
                      "E1 {value}", "float", "", None, 80.0)
     j = Journal(sys.argv[1])
+    ref = j.register([info])
     k = 0
     while True:
-        batch = [JournalEntry((1_800_000_000_000 + k + n) * 1_000_000, Event.CONDITION_ON, info, AlarmState.UNACK,
-                              value=float(k + n), comment=f"row {k + n}") for n in range(50)]
-        last = j.append(batch)[-1]
-        k += 50
+        if (k // 100) % 2 == 0:  # the generic path
+            batch = [JournalEntry((1_800_000_000_000 + k + n) * 1_000_000, Event.CONDITION_ON, info,
+                                  AlarmState.UNACK, value=float(k + n), comment=f"row {k + n}") for n in range(100)]
+            last = j.append(batch)[-1]
+        else:  # the engine's fast path (one run of 100 rows)
+            z = np.zeros(100, dtype=np.uint8)
+            _, last = j.append_batch(JournalBatch(
+                ref=np.repeat(ref, 100), ts_ns=np.full(100, (1_800_000_000_000 + k) * 1_000_000),
+                event=np.ones(100, dtype=np.uint8), state=np.ones(100, dtype=np.uint8), prev_state=z, flags=z,
+                value=np.arange(k, k + 100, dtype=np.float64), quality=z))
+        k += 100
         print(last, flush=True)   # acknowledged as written: the id is durable
 """)
 
@@ -237,5 +246,6 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
         assert n >= acked
         rows = j.execute_sql("SELECT id, value, comment FROM journal WHERE id <= ? ORDER BY id", [acked])
         assert [r[0] for r in rows] == list(range(1, acked + 1))
-        assert all(r[1] == r[0] - 1 and r[2] == f"row {r[0] - 1}" for r in rows)
-        assert n % 50 == 0  # a batch is one transaction: all of it or none of it
+        assert all(r[1] == r[0] - 1 and r[2] in (f"row {r[0] - 1}", None) for r in rows)
+        assert sum(1 for r in rows if r[2] is None) >= acked // 2 - 100  # both write paths were exercised
+        assert n % 100 == 0  # a batch is one transaction: all of it or none of it
