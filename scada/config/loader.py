@@ -489,6 +489,8 @@ def _check_alarms(path: Path, templates: dict[str, _Template], tags: list[TagDef
                            f"for {rule.tag!r}")
         if rule.kind == "discrete" and rule.value is None and not rule.values:
             bad("kind", "a discrete rule needs 'value' or 'values' (the abnormal state)")
+        if rule.kind == "discrete":
+            _check_discrete_labels(rule, matched, templates, bad)
         if rule.kind == "deviation":
             if rule.setpoint is None:
                 bad("kind", "a deviation rule needs a 'setpoint' tag")
@@ -528,6 +530,7 @@ def _check_expression(rule: AlarmRuleSpec, names: dict[str, TagSpec], bad: Any) 
     except SyntaxError as exc:
         bad("expression", f"'expression' is not a valid expression ({exc.msg}), got {rule.expression!r}")
         return
+    labels = {label for spec in names.values() if spec.enum for label in spec.enum.values()}
     for node in ast.walk(tree):
         if not isinstance(node, _EXPR_NODES):
             bad("expression", f"'expression' may only use comparisons, and/or/not, + - * / & | and tag names, "
@@ -535,6 +538,29 @@ def _check_expression(rule: AlarmRuleSpec, names: dict[str, TagSpec], bad: Any) 
             return
         if isinstance(node, ast.Name) and node.id not in names:
             bad("expression", f"unknown tag {node.id!r} in expression{did_you_mean(node.id, names)}")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (bool, int, float)):
+            if not isinstance(node.value, str) or node.value not in labels:
+                bad("expression", f"constants must be numbers, True/False or an enum label of the template, "
+                                  f"got {node.value!r}{did_you_mean(str(node.value), labels)}")
+
+
+def _check_discrete_labels(rule: AlarmRuleSpec, matched: list[TagDef], templates: dict[str, _Template],
+                           bad: Any) -> None:
+    """Text values of a discrete rule must be enum labels of the matched tags (``failed``, not ``broken``)."""
+    wanted = [v for v in ([rule.value] if rule.value is not None else []) + list(rule.values or [])
+              if isinstance(v, str)]
+    if not wanted:
+        return
+    enums = [t.enum for t in matched if t.enum]
+    if not enums and rule.template in templates:
+        enums = [s.enum for s, _ in templates[rule.template].tags
+                 if s.enum and fnmatch.fnmatchcase(s.name, rule.tag)]
+    labels = {label for enum in enums for label in enum.values()}
+    for v in wanted:
+        if v not in labels:
+            bad("value" if rule.value is not None else "values",
+                f"{v!r} is not a state of {rule.tag!r}; states: {one_of(sorted(labels)) or 'none (not an enum tag)'}"
+                f"{did_you_mean(v, labels)}")
 
 
 def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,

@@ -429,6 +429,22 @@ CASES = [
             "alarms.yaml:7: rule 'mains_lost': unknown tag 'mains_okay' in expression (did you mean 'mains_ok'?)"
         ],
     ),
+    Case(
+        "alarm_discrete_unknown_label",
+        tags=[],
+        alarms=[("    kind: discrete\n    value: false\n", "    kind: discrete\n    value: broken\n"),
+                ("tag: mains_ok\n", "tag: \"lamp_*/status\"\n")],
+        files={},
+        expected=["alarms.yaml:7: rule 'mains_lost': 'broken' is not a state of 'lamp_*/status'; states: failed, ok"],
+    ),
+    Case(
+        "alarm_expression_bad_constant",
+        tags=[],
+        alarms=[("    kind: discrete\n    value: false\n", "    kind: expression\n    expression: \"mains_ok == 'on'\"\n")],
+        files={},
+        expected=["alarms.yaml:7: rule 'mains_lost': constants must be numbers, True/False or an enum label of the "
+                  "template, got 'on'"],
+    ),
 ]
 
 
