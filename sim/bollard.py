@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sim.lease import Lease
-from sim.modbus_map import DeviceFailure, IllegalAddress, IllegalValue, Table, read_slice
+from sim.modbus_map import DeviceFailure, IllegalAddress, IllegalValue, RegisterImage, Table
 
 if TYPE_CHECKING:
     from scada.config import EquipmentDef
@@ -49,7 +49,7 @@ MAX_SUBSTEP_S = 1.0
 RERAISE_DELAY_S = 2.0
 
 
-class Bollard:
+class Bollard(RegisterImage):
     """One automatic bollard. Pure: time only comes in through step(now_s)."""
 
     FAULTS = ("bollard_fault", "presence", "frozen")
@@ -202,10 +202,6 @@ class Bollard:
             return [self.command, self.lease.remaining(now), self.lease.heartbeat]
         return []
 
-    def modbus_read(self, table: Table, address: int, count: int) -> list[int]:
-        image = self._frozen[table] if self._frozen is not None else self.registers(table)
-        return read_slice(self.id, table, image, address, count)
-
     def modbus_write(self, table: Table, address: int, values: Sequence[int]) -> None:
         if table != "hr" or address < 0 or address + len(values) > 3 or not values:
             raise IllegalAddress(self.id, f"{table}:{address}+{len(values)} is not writable")
@@ -243,7 +239,7 @@ class Bollard:
         elif fault == "presence":
             self.presence_fault = True
         elif fault == "frozen":
-            self._frozen = {t: self.registers(t) for t in ("co", "di", "hr", "ir")}
+            self.freeze_image()
         else:
             raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
         log.info("%s: fault %s injected", self.id, fault)
@@ -258,7 +254,7 @@ class Bollard:
         if fault in (None, "presence"):
             self.presence_fault = False
         if fault in (None, "frozen"):
-            self._frozen = None
+            self.thaw_image()
         log.info("%s: fault %s cleared", self.id, fault or "(all)")
         if self.now is not None:
             self._evaluate(self.now)

@@ -50,7 +50,7 @@ from zoneinfo import ZoneInfo
 
 from sim.astro import DIJON_LAT, DIJON_LON, sun_times
 from sim.lease import Lease
-from sim.modbus_map import IllegalAddress, IllegalValue, Table, float32_words, read_slice, u16
+from sim.modbus_map import IllegalAddress, IllegalValue, RegisterImage, Table, float32_words, u16
 
 if TYPE_CHECKING:
     from scada.config import EquipmentDef
@@ -159,7 +159,7 @@ class LightingSchedule:
         return self.at(now_s)[0]
 
 
-class LightingCabinet:
+class LightingCabinet(RegisterImage):
     """One cabinet controller and its luminaires. Pure: time only comes in through step(now_s)."""
 
     FAULTS = ("lamp_failure", "day_burner", "mains_loss", "door_open", "frozen", "local_manual")
@@ -329,10 +329,6 @@ class LightingCabinet:
             return image
         return []
 
-    def modbus_read(self, table: Table, address: int, count: int) -> list[int]:
-        image = self._frozen[table] if self._frozen is not None else self.registers(table)
-        return read_slice(self.id, table, image, address, count)
-
     def modbus_write(self, table: Table, address: int, values: Sequence[int]) -> None:
         if table != "hr" or address < 0 or address + len(values) > 3 or not values:
             raise IllegalAddress(self.id, f"{table}:{address}+{len(values)} is not writable")
@@ -390,7 +386,7 @@ class LightingCabinet:
                 raise ValueError(f"{self.id}: local_manual level must be 0..100, got {level}")
             self.local_manual_level = level
         elif fault == "frozen":
-            self._frozen = {t: self.registers(t) for t in ("co", "di", "hr", "ir")}
+            self.freeze_image()
         else:
             raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
         log.info("%s: fault %s injected %s", self.id, fault, params or "")
@@ -411,7 +407,7 @@ class LightingCabinet:
         if fault in (None, "local_manual"):
             self.local_manual_level = None
         if fault in (None, "frozen"):
-            self._frozen = None
+            self.thaw_image()
         log.info("%s: fault %s cleared", self.id, fault or "(all)")
         if self.now is not None:
             self._evaluate(self.now)

@@ -90,3 +90,28 @@ def read_slice(equipment: str, table: Table, image: Sequence[int], address: int,
     if count < 1 or address < 0 or address + count > len(image):
         raise IllegalAddress(equipment, f"{table}:{address}+{count} outside the map ({table} has {len(image)})")
     return list(image[address : address + count])
+
+
+class RegisterImage:
+    """Mixin for the Modbus-served models: reads come from the live register image of each table,
+    or from the image frozen by the ``frozen`` fault (the device keeps answering with stale values).
+
+    The model provides ``id`` and ``registers(table)``; ``freeze_image()`` / ``thaw_image()`` are called
+    by its ``inject("frozen")`` / ``clear("frozen")``.
+    """
+
+    id: str
+    _frozen: dict[Table, list[int]] | None
+
+    def registers(self, table: Table) -> list[int]:
+        raise NotImplementedError
+
+    def freeze_image(self) -> None:
+        self._frozen = {t: self.registers(t) for t in ("co", "di", "hr", "ir")}
+
+    def thaw_image(self) -> None:
+        self._frozen = None
+
+    def modbus_read(self, table: Table, address: int, count: int) -> list[int]:
+        image = self._frozen[table] if self._frozen is not None else self.registers(table)
+        return read_slice(self.id, table, image, address, count)

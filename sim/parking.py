@@ -31,7 +31,7 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sim.modbus_map import IllegalAddress, Table, read_slice
+from sim.modbus_map import IllegalAddress, RegisterImage, Table
 
 if TYPE_CHECKING:
     from scada.config import EquipmentDef
@@ -95,7 +95,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-class ParkingCounter:
+class ParkingCounter(RegisterImage):
     """Bay occupancy counter. Pure: time only comes in through step(now_s)."""
 
     FAULTS = ("frozen", "full")
@@ -225,17 +225,13 @@ class ParkingCounter:
             return [self.capacity, self.occupied, self.overstays]
         return []
 
-    def modbus_read(self, table: Table, address: int, count: int) -> list[int]:
-        image = self._frozen[table] if self._frozen is not None else self.registers(table)
-        return read_slice(self.id, table, image, address, count)
-
     def modbus_write(self, table: Table, address: int, values: Sequence[int]) -> None:
         raise IllegalAddress(self.id, f"{table}:{address}: the parking counter has no writable register")
 
     # ----------------------------------------------------------------------------------------- faults
     def inject(self, fault: str, **params: Any) -> None:
         if fault == "frozen":
-            self._frozen = {t: self.registers(t) for t in ("co", "di", "hr", "ir")}
+            self.freeze_image()
         elif fault == "full":
             self.full_event = True
         else:
@@ -246,7 +242,7 @@ class ParkingCounter:
         if fault is not None and fault not in self.FAULTS:
             raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
         if fault in (None, "frozen"):
-            self._frozen = None
+            self.thaw_image()
         if fault in (None, "full"):
             self.full_event = False
         log.info("%s: fault %s cleared", self.id, fault or "(all)")
