@@ -214,6 +214,8 @@ class Bridge(QObject):
 
     def set_channel(self, name: str, subscription: dict[str, Any] | None) -> None:
         """Open (or resubscribe) a WebSocket channel; ``None`` closes it. Channels reconnect by themselves."""
+        if self._loop is None and self._stopping:
+            return  # a queued GUI callback arriving after stop(): nothing to subscribe any more
         if self._loop is None:
             raise RuntimeError("bridge not started")
         with self._lock:
