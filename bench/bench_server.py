@@ -197,7 +197,7 @@ async def _run(quick: bool) -> str:
         data = work / "data"
         data.mkdir()
         server = subprocess.Popen([sys.executable, "-m", "scada.cli", "server", "--tags", str(tags), "--alarms",
-                                   str(alarms), "--commands", str(ROOT / "commands.yaml"), "--endpoints",
+                                   str(alarms), "--commands", str(tags.parent / "commands.yaml"), "--endpoints",
                                    str(state / "endpoints.json"), "--data-dir", str(data),
                                    "--port", "0", "--historian", "embedded", "--log-level", "WARNING"],
                                   stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT, env=env,
