@@ -34,7 +34,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import numpy.typing as npt
 from scada.alarms.expr import Expression, ExpressionError
 from scada.alarms.messages import StaticTemplate, render_static
 from scada.alarms.states import DIAGNOSTIC, NS_PER_S
+from scada.alarms.system import system_rules
 from scada.config.model import CityConfig, TagDef
 from scada.config.schema import AlarmRuleSpec
 from scada.errors import ConfigError, ConfigProblem
@@ -474,7 +474,9 @@ def compile_rules(config: CityConfig, db: TagDatabase) -> AlarmCatalog:
         if tmpl is not None:
             by_template[tmpl][t.tag].append(i)
     rules: list[CompiledRule] = []
-    for spec in config.alarm_rules:
+    # the city's rules, then the built-in system alarms (fail-safe, historian) over the server's own tags;
+    # a built-in rule whose tags are not in this database (a plain tag DB, no server) matches nothing
+    for spec in [*config.alarm_rules, *system_rules(config)]:
         try:
             rule = _compile_one(spec, len(rules), config, db, by_template)
         except (ExpressionError, ValueError, KeyError) as exc:
@@ -494,8 +496,7 @@ def _compile_one(spec: AlarmRuleSpec, group: int, config: CityConfig, db: TagDat
         matched = [n for n in names if fnmatch.fnmatchcase(n, spec.tag)]
         idx = [i for n in matched for i in names[n]]
     else:
-        rx = re.compile(fnmatch.translate(spec.tag))
-        idx = [i for i, n in enumerate(db.names) if rx.match(n)]
+        idx = db.match(spec.tag).tolist()
     anchors = np.array(sorted(idx), dtype=np.int64)
     if anchors.size == 0:
         return None  # a template without equipment: nothing to watch (the loader checked the pattern)

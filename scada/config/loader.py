@@ -450,6 +450,10 @@ def _check_alarms(path: Path, templates: dict[str, _Template], tags: list[TagDef
         if rule.name in seen:
             bad("name", f"duplicate rule name (first defined on line {seen[rule.name]})")
             continue
+        if rule.name.startswith("system."):  # the built-in system alarms (scada.alarms.system)
+            bad("name", f"rule names starting with 'system.' are reserved for the system's own alarms, "
+                        f"got {rule.name!r}")
+            continue
         seen[rule.name] = line
         rules.append(rule)
         if rule.service not in services:

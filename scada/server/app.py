@@ -123,7 +123,7 @@ class ScadaServer:
         self.commands: CommandService | None = None
         self.crisis: CrisisService | None = None
         self.poller: Any = None
-        self.external_alarm: Callable[[Any], None] | None = None
+        self.system_alarms: Any = None  # scada.alarms.system.SystemAlarmSink, set by the alarm component
         self.components: dict[str, Any] = {}  # name → Component-like (start, rebind, aclose)
         self.subsystems: dict[str, SubsystemStatus] = {}
         self.started_ns = 0

@@ -68,11 +68,14 @@ def health_tag_defs() -> list[Any]:
 
 
 def extra_tags(config: CityConfig) -> list[Any]:
-    """Tags the server adds to the city's: per-device poll statistics (``system/devices/<dev>/<stat>``) and
-    the server's own health (``system/server/<subsystem>/status``, buffer level, consoles...)."""
+    """Tags the server adds to the city's: per-device poll statistics (``system/devices/<dev>/<stat>``), the
+    server's own health (``system/server/<subsystem>/status``, buffer level, consoles...) and the conditions
+    behind the system alarms (``<junction>/failsafe/conflicting_green``, ``system/historian/buffer_high``...)."""
+    from scada.alarms.system import system_tags
+
     poll = find("scada.poll")
     stats = list(poll.device_stat_tags(config)) if poll is not None else []
-    return [*stats, *health_tag_defs()]
+    return [*stats, *health_tag_defs(), *system_tags(config)]
 
 
 class HealthComponent:
@@ -365,9 +368,7 @@ class AlarmAdapter:
             mask |= (e.state != 0) & (e.catalog.priority >= 5)
         extra = np.flatnonzero(mask)[: max(0, limit - len(views))]
         views += [e.view(int(i)) for i in extra]
-        out = [alarm_view_dict(v) for v in views]
-        out.extend(self.comp.external.values())
-        return out
+        return [alarm_view_dict(v) for v in views]
 
     def action(self, action: str, alarm_ids: list[str], user: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         from scada.server.services import Refused
@@ -397,6 +398,7 @@ class AlarmAdapter:
         elif action == "return_to_service":
             result = e.return_to_service(alarm_ids, user, now, comment)
         elif action == "reset":
+            self._reset_monitor(alarm_ids, user)
             result = e.reset(alarm_ids, user, now, comment)
         else:
             raise Refused(what, f"unknown action; actions: {', '.join(self.ACTIONS)}", 400, "invalid_request")
@@ -408,12 +410,39 @@ class AlarmAdapter:
         return [{"alarm": a, "outcome": "done"} for a in result.done] + \
                [{"alarm": r.alarm, "outcome": "refused", "reason": r.reason} for r in result.refused]
 
+    def _reset_monitor(self, alarm_ids: list[str], user: str) -> None:
+        """A reset of a field-safety monitor alarm resets the monitor's latch first (its tag then returns to
+        0, the engine's latched alarm is held, and the engine reset below returns it to normal)."""
+        from scada.alarms.states import Event
+        from scada.alarms.system import MONITOR_CODES, parse_rule
+
+        e = self.comp.engine
+        idx, _ = e.catalog.indices_of(alarm_ids)
+        junctions: set[str] = set()
+        for i in idx:
+            info = e.catalog.info(i)
+            sa = parse_rule(info.rule)
+            if sa is None or sa.code not in MONITOR_CODES:
+                continue
+            if e.authorize is not None and e.authorize(user, Event.RESET, info) is not None:
+                continue  # the engine refuses it below, with the reason
+            junctions.add(info.equipment)
+        fs = self.comp.server.components.get("failsafe")
+        monitor = getattr(fs, "monitor", None)
+        for j in sorted(junctions):
+            if monitor is None:  # not running (its tags are then 0): the engine reset alone is enough
+                continue
+            try:
+                monitor.reset(j, user)
+            except KeyError:
+                log.warning("%s: not watched by the field-safety monitor", j)
+
     def summary(self, area: str | None) -> dict[str, Any]:
         s = self.comp.engine.summary(area)
         return {"unacked": s.unacked, "acked": s.acked, "rtn_unacked": s.rtn_unacked, "shelved": s.shelved,
                 "suppressed": s.suppressed, "out_of_service": s.out_of_service,
                 "by_priority": {str(k): v for k, v in s.by_priority.items()}, "flood_areas": list(s.flood_areas),
-                "failsafe": len(self.comp.external)}
+                "failsafe": self.comp.failsafe_active()}
 
     def console(self, area: str | None, service: str | None, group_by: str, grouped: bool | None,
                 limit: int) -> dict[str, Any]:
@@ -425,8 +454,7 @@ class AlarmAdapter:
             raise Refused("alarm console", str(exc), 422, "invalid_request") from None
         groups = [{"by": g.by, "key": g.key, "count": g.count, "unacked": g.unacked, "top_priority": g.top_priority,
                    "newest_ms": g.newest_ns // 1_000_000, "alarms": list(g.alarms)} for g in v.groups]
-        critical = [alarm_view_dict(a) for a in v.critical] + [a for a in self.comp.external.values()
-                                                                if a.get("priority") == 1]
+        critical = [alarm_view_dict(a) for a in v.critical]
         return {"flood": v.flood, "flood_areas": list(v.flood_areas), "critical": critical,
                 "items": [alarm_view_dict(a) for a in v.items], "groups": groups, "total": v.total}
 
@@ -486,7 +514,8 @@ class AlarmComponent:
         self.unlisten: Any = None
         self.task: asyncio.Task[None] | None = None
         self.listeners: list[Any] = []
-        self.external: dict[str, dict[str, Any]] = {}
+        self.sink: Any = None  # scada.alarms.system.SystemAlarmSink: fail-safe and historian conditions → tags
+        self._failsafe_groups: Any = None
         self.restored = 0
         self.transitions = 0
 
@@ -499,7 +528,6 @@ class AlarmComponent:
         self._attach(config, tagdb)
         self.task = asyncio.create_task(self._tick(), name="alarm-tick")
         self.server.alarms = AlarmAdapter(self)
-        self.server.external_alarm = self.on_external  # fail-safe alarms land here
         st = self.server.status("alarms")
         st.set("ok", f"{self.engine.n} alarms from {len(config.alarm_rules)} rules; {self.restored} states restored "
                      f"from the journal")
@@ -507,7 +535,13 @@ class AlarmComponent:
 
     def _attach(self, config: CityConfig, tagdb: TagDatabase) -> None:
         emod = importlib.import_module("scada.alarms.engine")
+        from scada.alarms.system import SystemAlarmSink, parse_rule
+
         self.engine = emod.AlarmEngine(config, tagdb, self.journal, restore=False, now_ns=time.time_ns())
+        self.sink = self.server.system_alarms = SystemAlarmSink(config, tagdb)
+        self._failsafe_groups = np.array([k for k, r in enumerate(self.engine.catalog.rules)
+                                          if (sa := parse_rule(r.spec.name)) is not None and sa.source == "failsafe"],
+                                         dtype=np.int32)
         self.restored = self.engine.restore(self.journal.current_states())  # kill -9: acknowledged stays so
         self.unsub = self.engine.attach()
         self.unlisten = self.engine.subscribe(self.on_transitions)
@@ -519,18 +553,22 @@ class AlarmComponent:
     def on_transitions(self, tr: Any) -> None:
         """Engine listener (called under the engine's lock): one event per alarm row to the consoles."""
         self.transitions += len(tr)
-        alarms = tr.alarm.tolist()
-        events = tr.event.tolist()
-        ts = tr.ts_ns.tolist()
+        if not len(tr):
+            return
         states = importlib.import_module("scada.alarms.states")
-        seen: set[int] = set()
-        for k in range(len(alarms) - 1, -1, -1):  # newest row of each alarm only
-            i = alarms[k]
-            if i < 0 or i in seen:
-                continue
-            seen.add(i)
-            view = alarm_view_dict(self.engine.view(i))
-            view["event"] = states.Event(events[k]).label
+        # newest row of each alarm only: reverse, keep the first occurrence of each alarm
+        rev = tr.alarm[::-1]
+        _, first = np.unique(rev, return_index=True)
+        rows = np.sort(len(tr) - 1 - first)[::-1]  # positions in tr, newest first
+        rows = rows[tr.alarm[rows] >= 0]
+        if not rows.size:
+            return
+        labels = {e: states.Event(e).label for e in np.unique(tr.event[rows]).tolist()}
+        events = tr.event[rows].tolist()
+        ts = tr.ts_ns[rows].tolist()
+        for k, v in enumerate(self.engine.views(tr.alarm[rows])):  # one bulk lookup, not one per alarm
+            view = alarm_view_dict(v)
+            view["event"] = labels[events[k]]
             view["event_ms"] = ts[k] // 1_000_000
             if tr.user:
                 view["user"] = tr.user
@@ -544,21 +582,12 @@ class AlarmComponent:
             except Exception:
                 log.exception("alarm listener failed")
 
-    def on_external(self, alarm: Any) -> None:
-        """A fail-safe alarm (conflicting green, monitor did not act, command not confirmed)."""
-        eq = self.server.config.equipment.get(alarm.equipment)
-        view = {"id": alarm.key, "rule": alarm.key.split("/")[-1], "equipment": alarm.equipment,
-                "commune": eq.commune if eq else "", "area": eq.commune if eq else "", "service": "failsafe",
-                "tag": "", "priority": alarm.priority, "state": "unack" if alarm.active else "rtn_unack",
-                "active": alarm.active, "acked": False, "flags": ["latched"] if alarm.latched else [],
-                "message": alarm.message, "value": "", "since_ms": int(alarm.ts * 1000),
-                "changed_ms": int(alarm.ts * 1000), "shelved_until_ms": 0, "work_order": None,
-                "source": "failsafe", "event": "condition_on" if alarm.active else "condition_off"}
-        if alarm.active or alarm.latched:
-            self.external[alarm.key] = view
-        else:
-            self.external.pop(alarm.key, None)
-        self._emit(view)
+    def failsafe_active(self) -> int:
+        """Fail-safe system alarms not in normal state (conflicting green, command not confirmed...)."""
+        e = self.engine
+        if e is None or self._failsafe_groups is None or not self._failsafe_groups.size:
+            return 0
+        return int(((e.state != 0) & np.isin(e.catalog.group, self._failsafe_groups)).sum())
 
     async def _tick(self) -> None:
         while True:  # on/off delays, shelving expiry, flood end
@@ -573,7 +602,7 @@ class AlarmComponent:
         return {"alarms": self.engine.n, "unacked": s.unacked, "acked": s.acked, "rtn_unacked": s.rtn_unacked,
                 "shelved": s.shelved, "suppressed": s.suppressed, "out_of_service": s.out_of_service,
                 "by_priority": s.by_priority, "flood_areas": s.flood_areas, "transitions": self.transitions,
-                "restored": self.restored, "failsafe_alarms": len(self.external)}
+                "restored": self.restored, "failsafe_alarms": self.failsafe_active()}
 
     def _detach(self) -> None:
         if self.unsub is not None:
@@ -596,7 +625,7 @@ class AlarmComponent:
         self._detach()
         self.server.alarms = None
         self.server.journal = None
-        self.server.external_alarm = None
+        self.server.system_alarms = None
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
             self.server.status("journal").set("stopped", "closed")
@@ -716,6 +745,8 @@ class HistorianComponent:
         self.buffer = buffer_mod.StoreAndForward(self.backend, self.server.data_dir / "historian" / "buffer",
                                                  on_alarm=self._on_alarm)
         self.buffer.start()
+        if self.server.system_alarms is not None:
+            self.server.system_alarms.initialise("historian")
         self._attach(tagdb, recorder_mod)
         self.server.historian = HistorianAdapter(self)
         st.set("ok", f"{self.backend.name} backend")
@@ -728,7 +759,11 @@ class HistorianComponent:
         self.recorder.start()
 
     def _on_alarm(self, alarm: Any) -> None:
+        """Buffer conditions (backend down, 80 %, full, quarantine) → health status and system alarms."""
         self.alarms[alarm.code] = alarm
+        sink = self.server.system_alarms
+        if sink is not None:
+            sink.raise_("historian", alarm.code, "", bool(alarm.active))
         st = self.server.status("historian")
         active = [a for a in self.alarms.values() if a.active]
         if active:
@@ -1034,16 +1069,26 @@ class FailsafeComponent:
                       asyncio.create_task(self.monitor.run(), name="failsafe-monitor")]
         self.server.commands = CommandAdapter(self)
         self.server.crisis = CrisisAdapter(self) if self.crisis is not None else None
+        if self.server.system_alarms is not None:  # "no condition" is now known (after a restart: the
+            self.server.system_alarms.initialise("failsafe")  # latched alarms stay held until an operator reset)
 
     def on_alarm(self, alarm: Any) -> None:
-        """Fail-safe alarms (conflicting green, monitor did not act, not confirmed) → the alarm engine."""
+        """Fail-safe alarms (conflicting green, monitor did not act, not confirmed) → their system-alarm tags,
+        which the alarm engine turns into ISA-18.2 alarms (scada.alarms.system). The detail (which phases,
+        which command) is in the log and the command audit log."""
+        from scada.alarms.system import codes_of
+
         self.alarms[alarm.key] = alarm
-        forward = getattr(self.server, "external_alarm", None)
-        if forward is not None:
-            forward(alarm)
-        else:
-            log.warning("%s: %s (P%s, %s)", alarm.equipment, alarm.message, alarm.priority,
-                        "active" if alarm.active else "cleared")
+        log.log(logging.ERROR if alarm.active and alarm.priority <= 2 else logging.WARNING, "%s: %s (P%s, %s)",
+                alarm.equipment or "fail-safe", alarm.message, alarm.priority, "active" if alarm.active else "cleared")
+        sink = self.server.system_alarms
+        mapped = codes_of([alarm.key])
+        if sink is None or not mapped:
+            if sink is not None:
+                log.error("fail-safe alarm %s has no system alarm: it is only logged", alarm.key)
+            return
+        equipment, code = mapped[0]
+        sink.raise_("failsafe", code, equipment, bool(alarm.active))
 
     def stats(self) -> dict[str, Any]:
         if self.gate is None:

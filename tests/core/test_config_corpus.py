@@ -370,6 +370,14 @@ CASES = [
         expected=["alarms.yaml:11: rule 'mains_lost': duplicate rule name (first defined on line 3)"],
     ),
     Case(
+        "alarm_reserved_system_name",
+        tags=[],
+        alarms=[("name: power_high", "name: system.historian.buffer_high")],
+        files={},
+        expected=["alarms.yaml:11: rule 'system.historian.buffer_high': rule names starting with 'system.' are "
+                  "reserved for the system's own alarms, got 'system.historian.buffer_high'"],
+    ),
+    Case(
         "alarm_bad_on_delay",
         tags=[],
         alarms=[("    priority: 3\n", "    priority: 3\n    on_delay: soon\n")],
