@@ -17,6 +17,17 @@ a history spec uses its deadband as deviation and 15 min as max interval). bool/
 tags are stored on every change. Quality changes are always stored. Strings: the text at the time of
 the change (the tag database keeps it aside).
 
+Heartbeats run on each tag's own clock. A device whose clock is off from the server's (a simulator on
+its simulation clock, an RTU whose real-time clock reset after a power cut) stamps its samples far
+from their receive time; ticking those tags at the server's ``now`` would invent a heartbeat every
+``max_interval`` across the whole offset (a 10-month offset at 15 min is ~30,000 points per tag, and
+the compressor emits at most 1,000 per tag and tick, so the flood lasts minutes and takes a core).
+The recorder keeps, per tag, the offset ``receive − source`` of its last change when it exceeds
+``clock_tolerance_s`` (0 otherwise) and ticks such tags at ``now − offset``, in their own time base::
+
+    tag on the server's clock   offset 0          heartbeat due when now − last ≥ max_interval
+    device clock 10 months late offset ≈ 10 mo.   heartbeat due when (now − offset) − last ≥ max_interval
+
 ``close()`` archives the snapshots the compressor still holds and flushes, so a clean stop loses
 nothing; a crash loses at most what was not flushed yet (≤ ``flush_interval_s``; what ``flush``
 returned for is durable in the store-and-forward buffer).
@@ -61,7 +72,7 @@ class Recorder:
 
     def __init__(self, tagdb: TagDatabase, sink: Sink | Backend, *, tags: Iterable[str] | None = None,
                  flush_interval_s: float = 1.0, max_pending: int = 200_000,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, clock_tolerance_s: float = 60.0) -> None:
         self.tagdb = tagdb
         self.sink: Sink = _BackendSink(sink) if isinstance(sink, Backend) else sink
         self.flush_interval_s = flush_interval_s
@@ -84,6 +95,9 @@ class Recorder:
             self.bank.configure(i, dev=dev, max_interval_ns=int(max_s * NS), min_interval_ns=int(min_s * NS),
                                 compress=analogue)
         self.bank.enabled[:] = self.recorded
+        # receive − source of each tag's last change when beyond the tolerance (0: the tag is on our clock)
+        self.clock_tolerance_ns = int(clock_tolerance_s * NS)
+        self.clock_offset_ns = np.zeros(n, dtype=np.int64)
         self._pending: list[Points] = []
         self._pending_n = 0
         self._lock = threading.Lock()
@@ -143,6 +157,9 @@ class Recorder:
         """Tag database subscriber (runs in the poller's thread: vectorised, no I/O)."""
         with self._lock:
             self.stats["changes"] += len(event)
+            offset = event.receive_ns - event.source_ns
+            offset[np.abs(offset) <= self.clock_tolerance_ns] = 0
+            self.clock_offset_ns[event.indices] = offset
             arch = self.bank.process(event.indices, event.source_ns, event.new_values, event.new_qualities,
                                      now_ns=self.clock())
             self._add(arch)
@@ -165,8 +182,33 @@ class Recorder:
         self.stats["archived"] += len(arch)
 
     def tick(self, now_ns: int | None = None) -> None:
+        """Max-interval heartbeats, each tag on its own clock (see the module docstring)."""
+        now = self.clock() if now_ns is None else now_ns
         with self._lock:
-            self._add(self.bank.tick(self.clock() if now_ns is None else now_ns))
+            bank = self.bank
+            off = self.clock_offset_ns
+            if not off.any():
+                self._add(bank.tick(now))
+                return
+            # the tags on our clock in one bank tick, then one tick per distinct offset (whole seconds;
+            # coarser past 64 groups), every other tag masked out meanwhile
+            enabled = bank.enabled.copy()
+            skewed = np.flatnonzero(enabled & bank.has_pivot & (off != 0))
+            res = NS
+            groups = off[skewed] // res
+            while np.unique(groups).size > 64:  # many differently wrong clocks: coarser groups, bounded work
+                res *= 60
+                groups = off[skewed] // res
+            try:
+                bank.enabled[:] = enabled & (off == 0)
+                self._add(bank.tick(now))
+                for g in np.unique(groups).tolist():
+                    members = skewed[groups == g]
+                    bank.enabled[:] = False
+                    bank.enabled[members] = True
+                    self._add(bank.tick(now - int(off[members].max())))
+            finally:
+                bank.enabled[:] = enabled
 
     def flush(self, tick: bool = True) -> int:
         """Heartbeats, then hand every pending point to the sink; returns how many. Raises if the sink

@@ -77,6 +77,28 @@ def test_heartbeat_stores_a_silent_tag_every_max_interval(tmp_path: Path) -> Non
     assert s.ts.tolist() == [T0 + k * 60 * NS for k in range(6)] and (s.value == 5.0).all()
 
 
+def test_heartbeats_follow_a_device_clock_that_is_off(tmp_path: Path) -> None:
+    """A device 300 days behind (a simulator's clock, a reset RTC): no flood of heartbeats across the offset,
+    heartbeats every max_interval in the device's own time base; tags on our clock are unaffected."""
+    db = tagdb()
+    be = SqliteBackend(tmp_path / "h.sqlite")
+    now = [T0]
+    rec = Recorder(db, be, clock=lambda: now[0])
+    rec.start(thread=False)
+    late = T0 - 300 * 86400 * NS
+    db.apply_samples([("c/LC1/power", Sample(5.0, Quality.GOOD, late, T0)),
+                      ("c/LC1/mode", Sample(1, Quality.GOOD, T0, T0))])
+    for k in range(1, 302):
+        now[0] = T0 + k * NS
+        rec.tick()
+    db.apply_samples([("c/LC1/power", Sample(6.0, Quality.GOOD, late + 302 * NS, now[0]))])  # not late data
+    rec.close()
+    s = be.raw("c/LC1/power", 0, 2**62)
+    assert s.ts.tolist() == [late + k * 60 * NS for k in range(6)] + [late + 302 * NS]
+    assert s.value.tolist() == [5.0] * 6 + [6.0]
+    assert be.raw("c/LC1/mode", 0, 2**62).ts.tolist() == [T0]  # on our clock; 301 s < its 15 min max interval
+
+
 def test_log_is_durable_and_compaction_is_transparent(tmp_path: Path) -> None:
     from historian.backend import Points
 
