@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from scada.alarms.system import MONITOR_CODES
 from scada.config import CityConfig
 from scada.tagdb import TagDatabase
 
@@ -326,9 +327,14 @@ class StaleComponent:
 def alarm_view_dict(v: Any) -> dict[str, Any]:
     """An AlarmView as the API and the WebSocket send it."""
     pr = int(v.priority)
+    flags = list(v.flags)
+    if v.rule.startswith("system.") and v.state.active and "latched" not in flags \
+            and v.rule.rsplit(".", 1)[-1] in MONITOR_CODES:
+        # held by the field-safety monitor itself: only a reset clears it (the consoles offer Reset on "latched")
+        flags.append("latched")
     return {"id": v.alarm, "rule": v.rule, "equipment": v.equipment, "commune": v.commune, "area": v.area,
             "service": v.service, "tag": v.tag, "priority": pr if pr < 5 else "diagnostic",
-            "state": v.state.label, "active": v.state.active, "acked": v.state.acked, "flags": list(v.flags),
+            "state": v.state.label, "active": v.state.active, "acked": v.state.acked, "flags": flags,
             "message": v.message, "value": v.value, "since_ms": v.since_ns // 1_000_000,
             "changed_ms": v.changed_ns // 1_000_000, "shelved_until_ms": v.shelved_until_ns // 1_000_000,
             "work_order": v.work_order}

@@ -62,6 +62,7 @@ async def test_conflicting_green_is_an_acknowledgeable_journalled_p1_alarm(field
         assert pushed["priority"] == 1 and pushed["state"] == "unack" and pushed["service"] == "traffic"
         assert pushed["equipment"] == jid and pushed["commune"] == junction.commune
         assert "conflicting green" in pushed["message"]
+        assert "latched" in pushed["flags"]  # held by the monitor: the consoles offer Reset
         listed = (await c.get("/api/v1/alarms", params={"equipment": jid}, headers=h)).json()["alarms"]
         assert any(a["id"] == aid for a in listed)
         console = (await c.get("/api/v1/alarms/console", headers=h)).json()
