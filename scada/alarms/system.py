@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -138,18 +138,20 @@ def _scoped(config: CityConfig, alarm: SystemAlarm) -> list[str]:
     return [""]
 
 
-def system_tags(config: CityConfig) -> list[TagDef]:
-    """The bool tags behind the system alarms (added to the tag database by the server)."""
-    out: list[TagDef] = []
+def _instances(config: CityConfig) -> Iterator[tuple[SystemAlarm, str, str]]:
+    """(condition, equipment id or "", tag name) of every system-alarm tag of the city."""
     for a in SYSTEM_ALARMS:
         for eq_id in _scoped(config, a):
             eq = config.equipment.get(eq_id)
-            name = a.tag(eq.prefix if eq is not None else None)
-            desc = f"{eq_id}: {a.description}" if eq_id else a.description
-            out.append(TagDef(name=name, equipment=eq_id, tag=a.local_tag if eq_id else name,
-                              template_tag=a.local_tag, device="server", address=f"server:{a.source}/{a.code}",
-                              dtype="bool", description=desc))
-    return out
+            yield a, eq_id, a.tag(eq.prefix if eq is not None else None)
+
+
+def system_tags(config: CityConfig) -> list[TagDef]:
+    """The bool tags behind the system alarms (added to the tag database by the server)."""
+    return [TagDef(name=name, equipment=eq_id, tag=a.local_tag if eq_id else name, template_tag=a.local_tag,
+                   device="server", address=f"server:{a.source}/{a.code}", dtype="bool",
+                   description=f"{eq_id}: {a.description}" if eq_id else a.description)
+            for a, eq_id, name in _instances(config)]
 
 
 def rule_name(alarm: SystemAlarm, template: str | None = None) -> str:
@@ -214,10 +216,10 @@ class SystemAlarmSink:
         return self.db.index.get(a.tag(eq.prefix if eq is not None else None))
 
     def initialise(self, source: str) -> int:
-        """Set every tag of ``source`` to 0 (good) when the source starts: "no condition" is known."""
-        names = [t.name for t in system_tags(self.config) if t.name.split("/")[-2] == source
-                 and t.name in self.db.index]
-        idx = [self.db.index[n] for n in names]
+        """Set every tag of ``source`` to 0 (good) when the source starts: "no condition" is known. A tag
+        that already has a value (the source raised something first) is left alone."""
+        idx = [self.db.index[name] for a, _, name in _instances(self.config)
+               if a.source == source and name in self.db.index]
         fresh = [(i, Sample.good(0)) for i in idx if self.db.receive_ns[i] == 0]
         if fresh:
             self.db.apply_samples(fresh)
