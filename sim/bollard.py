@@ -32,8 +32,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sim.lease import Lease
-from sim.modbus_map import DeviceFailure, IllegalAddress, IllegalValue, RegisterImage, Table
+from sim.faults import Reevaluating, check_fault, unknown_fault
+from sim.lease import Lease, lease_write
+from sim.modbus_map import DeviceFailure, IllegalValue, RegisterImage, Table
 
 if TYPE_CHECKING:
     from scada.config import EquipmentDef
@@ -49,7 +50,7 @@ MAX_SUBSTEP_S = 1.0
 RERAISE_DELAY_S = 2.0
 
 
-class Bollard(RegisterImage):
+class Bollard(RegisterImage, Reevaluating):
     """One automatic bollard. Pure: time only comes in through step(now_s)."""
 
     FAULTS = ("bollard_fault", "presence", "frozen")
@@ -203,10 +204,8 @@ class Bollard(RegisterImage):
         return []
 
     def modbus_write(self, table: Table, address: int, values: Sequence[int]) -> None:
-        if table != "hr" or address < 0 or address + len(values) > 3 or not values:
-            raise IllegalAddress(self.id, f"{table}:{address}+{len(values)} is not writable")
+        new = lease_write(self.id, table, address, values)
         now = self.now if self.now is not None else 0.0
-        new = {address + k: int(v) for k, v in enumerate(values)}
         command = new.get(0, self.command)
         if command not in (CMD_LOCAL, CMD_LOWER, CMD_RAISE):
             raise IllegalValue(self.id, f"command must be 0 local, 1 lower or 2 raise, got {command}")
@@ -241,20 +240,15 @@ class Bollard(RegisterImage):
         elif fault == "frozen":
             self.freeze_image()
         else:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
-        log.info("%s: fault %s injected", self.id, fault)
-        if self.now is not None:
-            self._evaluate(self.now)
+            raise unknown_fault(self.id, fault, self.FAULTS)
+        self._fault_changed(f"fault {fault} injected")
 
     def clear(self, fault: str | None = None, **params: Any) -> None:
-        if fault is not None and fault not in self.FAULTS:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
+        check_fault(self.id, fault, self.FAULTS)
         if fault in (None, "bollard_fault"):
             self.fault = False
         if fault in (None, "presence"):
             self.presence_fault = False
         if fault in (None, "frozen"):
             self.thaw_image()
-        log.info("%s: fault %s cleared", self.id, fault or "(all)")
-        if self.now is not None:
-            self._evaluate(self.now)
+        self._fault_changed(f"fault {fault or '(all)'} cleared")

@@ -45,6 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from scada.config import EquipmentDef
+from sim.faults import check_fault, unknown_fault
 
 TZ = ZoneInfo("Europe/Paris")
 FIRE_NORMAL, FIRE_ALARM, FIRE_FAULT = 0, 1, 2
@@ -231,13 +232,12 @@ class Building:
             if self._frozen is None:
                 self._frozen = self._live_values()
         else:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}, expected one of {', '.join(FAULTS)}")
+            raise unknown_fault(self.id, fault, FAULTS)
         self._refresh_zones()
 
     def clear(self, fault: str | None = None, **params: Any) -> None:
         """Clear one fault (``zone=``/``door=`` narrow it) or every fault when ``fault`` is None."""
-        if fault is not None and fault not in FAULTS:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}, expected one of {', '.join(FAULTS)}")
+        check_fault(self.id, fault, FAULTS)
         if fault in (None, "fire_alarm"):
             for z in self._zones(params.get("zone", "all")):
                 self.zone_alarm[z] = False

@@ -23,18 +23,20 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
+from sim.faults import check_fault, unknown_fault
+from sim.mib2 import WRAP32, MibSystem
+
 if TYPE_CHECKING:
     from scada.config import EquipmentDef
 
 __all__ = ["FAULTS", "Camera"]
 
 FAULTS = ("offline", "not_recording", "power_cycle")
-_WRAP = 1 << 32
 IF_UP = 1
 IF_DOWN = 2
 
 
-class Camera:
+class Camera(MibSystem):
     """An IP camera as seen over SNMP (see the module docstring)."""
 
     FAULTS = FAULTS
@@ -70,7 +72,7 @@ class Camera:
             eq.id,
             in_rate_bps=rng.uniform(20_000.0, 80_000.0),
             initial_uptime_s=rng.uniform(600.0, 200 * 86400.0),
-            initial_octets=rng.randrange(0, _WRAP),
+            initial_octets=rng.randrange(0, WRAP32),
             description=f"{descr} IP camera {eq.id} (simulated)".strip(),
         )
 
@@ -124,24 +126,9 @@ class Camera:
         return self.online and not self._not_recording
 
     @property
-    def uptime_cs(self) -> int:
-        """sysUpTime in centiseconds (wraps at 2**32)."""
-        if self._t is None:
-            return int(self._initial_uptime_s * 100) % _WRAP
-        return int(max(0.0, self._t - self._boot_t) * 100 + 1e-3) % _WRAP  # 1e-3: epoch float rounding
-
-    @property
     def in_octets(self) -> int:
         """ifInOctets.1 (Counter32)."""
-        return int(self._octets) % _WRAP
-
-    @property
-    def sys_name(self) -> str:
-        return self.id
-
-    @property
-    def sys_descr(self) -> str:
-        return self.description
+        return int(self._octets) % WRAP32
 
     def status(self) -> dict[str, int]:
         """Served values keyed like the tags of the camera template."""
@@ -170,12 +157,11 @@ class Camera:
             else:
                 self._boot(t)
         else:
-            raise ValueError(f"{self.id}: unknown camera fault {fault!r} (known: {', '.join(FAULTS)})")
+            raise unknown_fault(self.id, fault, FAULTS)
 
     def clear(self, fault: str | None = None, **params: Any) -> None:
         """Clear one fault, or all with None (clearing power_cycle powers the camera back now)."""
-        if fault is not None and fault not in FAULTS:
-            raise ValueError(f"{self.id}: unknown camera fault {fault!r} (known: {', '.join(FAULTS)})")
+        check_fault(self.id, fault, FAULTS)
         if "now_s" in params:
             self.step(float(params["now_s"]))
         if fault in (None, "offline"):

@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 
 from scada.config import EquipmentDef
 from scada.config.generate import COMMUNES
+from sim.faults import check_fault, unknown_fault
 
 TZ = ZoneInfo("Europe/Paris")
 AVAILABLE, BUSY, OFF_DUTY = 0, 1, 2
@@ -331,12 +332,11 @@ class Vehicle:
             if self._frozen is None:
                 self._frozen = self._live_values()
         else:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}, expected one of {', '.join(FAULTS)}")
+            raise unknown_fault(self.id, fault, FAULTS)
 
     def clear(self, fault: str | None = None, **params: Any) -> None:
         """Clear one fault, or all of them when ``fault`` is None (a dispatch cannot be cleared)."""
-        if fault is not None and fault not in FAULTS:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}, expected one of {', '.join(FAULTS)}")
+        check_fault(self.id, fault, FAULTS)
         if fault in (None, "breakdown") and self._broken:
             self._broken = False
             if self.on_shift:

@@ -68,6 +68,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from sim.faults import check_fault, unknown_fault
+from sim.mib2 import MibSystem
+
 if TYPE_CHECKING:
     from scada.config import EquipmentDef
 
@@ -117,7 +120,6 @@ ALL_RED = "all_red"
 AUTO_FLASH = "flash"
 
 _MAX_PHASES = 8  # one NTCIP phase group (bit 0 = phase 1)
-_UPTIME_WRAP = 1 << 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +202,7 @@ DEFAULT_SCHEDULE: tuple[tuple[int, int], ...] = (
 )
 
 
-class JunctionController:
+class JunctionController(MibSystem):
     """A fixed-time junction controller with local autonomy (see the module docstring)."""
 
     FAULTS = FAULTS
@@ -736,21 +738,6 @@ class JunctionController:
         """False while a power cycle keeps the controller dark (the SNMP agent does not answer)."""
         return self._mode != OFF
 
-    @property
-    def uptime_cs(self) -> int:
-        """sysUpTime in centiseconds (wraps at 2**32)."""
-        if self._t is None:
-            return int(self._initial_uptime_s * 100) % _UPTIME_WRAP
-        return int(max(0.0, self._t - self._boot_t) * 100 + 1e-3) % _UPTIME_WRAP  # 1e-3: epoch float rounding
-
-    @property
-    def sys_name(self) -> str:
-        return self.id
-
-    @property
-    def sys_descr(self) -> str:
-        return self.description
-
     # internal state, for tests and the runner's logs (not served)
     @property
     def mode(self) -> str:
@@ -865,13 +852,12 @@ class JunctionController:
         elif fault == "bus_priority":
             self.request_bus_priority(int(params["phase"]), float(params.get("extend_s", 10.0)))
         else:
-            raise ValueError(f"{self.id}: unknown junction fault {fault!r} (known: {', '.join(FAULTS)})")
+            raise unknown_fault(self.id, fault, FAULTS)
         self._settle()
 
     def clear(self, fault: str | None = None, **params: Any) -> None:
         """Clear one fault (or all with None). Clearing conflicting_green also resets the latch."""
-        if fault is not None and fault not in FAULTS:
-            raise ValueError(f"{self.id}: unknown junction fault {fault!r} (known: {', '.join(FAULTS)})")
+        check_fault(self.id, fault, FAULTS)
         self._at(params.pop("now_s", None))
         self._started(f"clearing {fault!r}")
         if fault in (None, "frozen"):

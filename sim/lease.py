@@ -1,7 +1,8 @@
 """Central-command lease with a supervisory heartbeat watchdog (the field side of the fail-safe principle).
 
-Shared by the Modbus-served models (lighting cabinet, bollard): hr:1 holds the lease seconds left,
-hr:2 the supervisory heartbeat counter.
+Shared by the Modbus-served models (lighting cabinet, bollard): hr:0 holds the central request (override
+level, command), hr:1 the lease seconds left, hr:2 the supervisory heartbeat counter; ``lease_write``
+decodes a write to that block.
 
                  start(now, s > 0)                        now ≥ expires_at         → "expired"
       LOCAL ───────────────────────────▶ CENTRAL ──────────────────────────────────────▶ LOCAL
@@ -16,8 +17,13 @@ for whatever reason it returns to local operation at once.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-__all__ = ["WATCHDOG_S", "Lease"]
+from sim.modbus_map import IllegalAddress, Table
+
+__all__ = ["LEASE_REGISTERS", "WATCHDOG_S", "Lease", "lease_write"]
+
+LEASE_REGISTERS = 3  # hr:0 request, hr:1 lease seconds, hr:2 heartbeat
 
 WATCHDOG_S = 60.0
 
@@ -79,3 +85,10 @@ class Lease:
         if self.last_alive is None:
             return self.expires_at
         return min(self.expires_at, self.last_alive + self.watchdog_s)
+
+
+def lease_write(equipment_id: str, table: Table, address: int, values: Sequence[int]) -> dict[int, int]:
+    """The registers a Modbus write sets in the hr:0-2 block, ``{address: value}``; IllegalAddress elsewhere."""
+    if table != "hr" or address < 0 or address + len(values) > LEASE_REGISTERS or not values:
+        raise IllegalAddress(equipment_id, f"{table}:{address}+{len(values)} is not writable")
+    return {address + k: int(v) for k, v in enumerate(values)}

@@ -49,8 +49,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sim.astro import DIJON_LAT, DIJON_LON, sun_times
-from sim.lease import Lease
-from sim.modbus_map import IllegalAddress, IllegalValue, RegisterImage, Table, float32_words, u16
+from sim.faults import Reevaluating, check_fault, unknown_fault
+from sim.lease import Lease, lease_write
+from sim.modbus_map import IllegalValue, RegisterImage, Table, float32_words, u16
 
 if TYPE_CHECKING:
     from scada.config import EquipmentDef
@@ -159,7 +160,7 @@ class LightingSchedule:
         return self.at(now_s)[0]
 
 
-class LightingCabinet(RegisterImage):
+class LightingCabinet(RegisterImage, Reevaluating):
     """One cabinet controller and its luminaires. Pure: time only comes in through step(now_s)."""
 
     FAULTS = ("lamp_failure", "day_burner", "mains_loss", "door_open", "frozen", "local_manual")
@@ -330,10 +331,8 @@ class LightingCabinet(RegisterImage):
         return []
 
     def modbus_write(self, table: Table, address: int, values: Sequence[int]) -> None:
-        if table != "hr" or address < 0 or address + len(values) > 3 or not values:
-            raise IllegalAddress(self.id, f"{table}:{address}+{len(values)} is not writable")
+        new = lease_write(self.id, table, address, values)
         now = self.now if self.now is not None else 0.0
-        new = {address + k: int(v) for k, v in enumerate(values)}
         level = new.get(0, self.override_level)
         if not 0 <= level <= 100:
             raise IllegalValue(self.id, f"override level must be 0..100 %, got {level}")
@@ -388,14 +387,11 @@ class LightingCabinet(RegisterImage):
         elif fault == "frozen":
             self.freeze_image()
         else:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
-        log.info("%s: fault %s injected %s", self.id, fault, params or "")
-        if self.now is not None:
-            self._evaluate(self.now)
+            raise unknown_fault(self.id, fault, self.FAULTS)
+        self._fault_changed(f"fault {fault} injected {params or ''}")
 
     def clear(self, fault: str | None = None, **params: Any) -> None:
-        if fault is not None and fault not in self.FAULTS:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
+        check_fault(self.id, fault, self.FAULTS)
         if fault in (None, "lamp_failure"):
             self.failed.clear()
         if fault in (None, "day_burner"):
@@ -408,6 +404,4 @@ class LightingCabinet(RegisterImage):
             self.local_manual_level = None
         if fault in (None, "frozen"):
             self.thaw_image()
-        log.info("%s: fault %s cleared", self.id, fault or "(all)")
-        if self.now is not None:
-            self._evaluate(self.now)
+        self._fault_changed(f"fault {fault or '(all)'} cleared")

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ from pymodbus.simulator.simcore import SimCore
 
 from sim.modbus_map import ModbusModel, ModbusRefusal, Table
 
-__all__ = ["COMM_KINDS", "CommFault", "ModbusGateway", "ModelStore", "answer", "corrupt_bytes"]
+__all__ = ["COMM_KINDS", "CommFault", "ModbusGateway", "ModelStore", "answer", "apply_comm_fault", "corrupt_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,17 @@ class CommFault:
         if mode not in ("garble", "bitflip"):
             raise ValueError(f"comm fault corrupt: mode must be garble or bitflip, got {mode!r}")
         return cls(kind, delay_s, mode)
+
+
+def apply_comm_fault(faults: dict[int, CommFault], keys: Iterable[int], kind: str | None,
+                     params: Mapping[str, Any]) -> None:
+    """Set the comm fault ``kind`` (built from ``params``) on every key (unit id, bus address), or clear it (None)."""
+    fault = None if kind is None else CommFault.build(kind, params)
+    for key in keys:
+        if fault is None:
+            faults.pop(key, None)
+        else:
+            faults[key] = fault
 
 
 class ModelStore(SimCore):
@@ -264,13 +275,7 @@ class ModbusGateway:
 
     def set_comm_fault(self, equipment_id: str, kind: str | None, **params: Any) -> None:
         """Set (drop/delay/corrupt/disconnect) or clear (None) a communication fault for one equipment."""
-        units = self.units_of(equipment_id)
-        fault = None if kind is None else CommFault.build(kind, params)
-        for unit in units:
-            if fault is None:
-                self._faults.pop(unit, None)
-            else:
-                self._faults[unit] = fault
+        apply_comm_fault(self._faults, self.units_of(equipment_id), kind, params)
         log.info("%s: comm fault %s %s", equipment_id, kind or "cleared", params or "")
 
     def fault_for_unit(self, unit: int) -> CommFault | None:

@@ -36,6 +36,7 @@ from drivers.panel_framing import (
     write_reply,
 )
 from sim.astro import DIJON_LAT, DIJON_LON, solar_elevation
+from sim.faults import check_fault, unknown_fault
 
 if TYPE_CHECKING:
     from scada.config import EquipmentDef
@@ -172,12 +173,11 @@ class InfoPanel:
         elif fault == "frozen":
             self._frozen = self.fields()
         else:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
+            raise unknown_fault(self.id, fault, self.FAULTS)
         log.info("%s: fault %s injected", self.id, fault)
 
     def clear(self, fault: str | None = None, **params: Any) -> None:
-        if fault is not None and fault not in self.FAULTS:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
+        check_fault(self.id, fault, self.FAULTS)
         for name in ("led_fault", "power_fault", "comm_fault"):
             if fault in (None, name):
                 setattr(self, name, False)

@@ -31,6 +31,7 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from sim.faults import check_fault, unknown_fault
 from sim.modbus_map import IllegalAddress, RegisterImage, Table
 
 if TYPE_CHECKING:
@@ -235,12 +236,11 @@ class ParkingCounter(RegisterImage):
         elif fault == "full":
             self.full_event = True
         else:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
+            raise unknown_fault(self.id, fault, self.FAULTS)
         log.info("%s: fault %s injected", self.id, fault)
 
     def clear(self, fault: str | None = None, **params: Any) -> None:
-        if fault is not None and fault not in self.FAULTS:
-            raise ValueError(f"{self.id}: unknown fault {fault!r}; faults: {', '.join(self.FAULTS)}")
+        check_fault(self.id, fault, self.FAULTS)
         if fault in (None, "frozen"):
             self.thaw_image()
         if fault in (None, "full"):

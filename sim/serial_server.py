@@ -43,7 +43,7 @@ from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU, ModbusPDU
 
 from drivers.panel_framing import Frame, FrameDecoder, FrameError
-from sim.modbus_server import CommFault, ModelStore, answer
+from sim.modbus_server import CommFault, ModelStore, answer, apply_comm_fault
 
 __all__ = ["BusKind", "PanelDevice", "SerialBus"]
 
@@ -156,13 +156,7 @@ class SerialBus:
         return found
 
     def set_comm_fault(self, equipment_id: str, kind: str | None, **params: Any) -> None:
-        addresses = self.addresses_of(equipment_id)
-        fault = None if kind is None else CommFault.build(kind, params)
-        for address in addresses:
-            if fault is None:
-                self._faults.pop(address, None)
-            else:
-                self._faults[address] = fault
+        apply_comm_fault(self._faults, self.addresses_of(equipment_id), kind, params)
         log.info("%s: comm fault %s %s", equipment_id, kind or "cleared", params or "")
 
     # -------------------------------------------------------------------------------------- receive

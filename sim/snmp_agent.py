@@ -59,6 +59,7 @@ from pysnmp.smi import error as smi_error
 
 from sim.camera import Camera
 from sim.junction import JunctionController
+from sim.mib2 import MibSystem
 
 __all__ = ["ASC", "COMM_FAULTS", "SnmpAgent", "device_oids"]
 
@@ -94,13 +95,20 @@ def _int(fn: Callable[[], int]) -> Callable[[], Any]:
     return lambda: rfc1902.Integer32(fn())
 
 
+def _system_objects(model: MibSystem) -> list[_Obj]:
+    """MIB-II system group: sysDescr, sysUpTime, sysName."""
+    return [
+        _Obj(SYS_DESCR, lambda: rfc1902.OctetString(model.sys_descr)),
+        _Obj(SYS_UPTIME, lambda: rfc1902.TimeTicks(model.uptime_cs)),
+        _Obj(SYS_NAME, lambda: rfc1902.OctetString(model.sys_name)),
+    ]
+
+
 def _objects_for(model: Any) -> list[_Obj]:
     if isinstance(model, JunctionController):
         j = model
         return [
-            _Obj(SYS_DESCR, lambda: rfc1902.OctetString(j.sys_descr)),
-            _Obj(SYS_UPTIME, lambda: rfc1902.TimeTicks(j.uptime_cs)),
-            _Obj(SYS_NAME, lambda: rfc1902.OctetString(j.sys_name)),
+            *_system_objects(model),
             _Obj((*ASC, 1, 1, 0), _int(lambda: j.phases)),  # maxPhases
             _Obj((*ASC, 1, 3, 0), _int(lambda: 1)),  # maxPhaseGroups
             _Obj((*ASC, 1, 4, 1, 2, 1), _int(lambda: j.phase_reds)),
@@ -117,9 +125,7 @@ def _objects_for(model: Any) -> list[_Obj]:
     if isinstance(model, Camera):
         c = model
         return [
-            _Obj(SYS_DESCR, lambda: rfc1902.OctetString(c.sys_descr)),
-            _Obj(SYS_UPTIME, lambda: rfc1902.TimeTicks(c.uptime_cs)),
-            _Obj(SYS_NAME, lambda: rfc1902.OctetString(c.sys_name)),
+            *_system_objects(model),
             _Obj(IF_NUMBER, _int(lambda: 1)),
             _Obj((*IF_ENTRY, 1, 1), _int(lambda: 1)),  # ifIndex.1
             _Obj((*IF_ENTRY, 2, 1), lambda: rfc1902.OctetString("eth0")),  # ifDescr.1
