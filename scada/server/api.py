@@ -628,7 +628,7 @@ def create_app(server: "ScadaServer") -> FastAPI:
         svc = require(server.alarms, "alarms", "alarm console")
         return dict(svc.console(area, service, group_by, grouped, limit))
 
-    def alarm_action(action: str, permission: str, ids: list[str], params: dict[str, Any],
+    def alarm_action(action: str, ids: list[str], params: dict[str, Any],
                      session: Session, request: Request) -> ActionOut:
         svc = require(server.alarms, "alarms", f"{action} alarm(s)")
         try:
@@ -644,49 +644,41 @@ def create_app(server: "ScadaServer") -> FastAPI:
                   session: Annotated[Session, Depends(need("alarm.ack"))]) -> ActionOut:
         if not body.ids and body.area is None:
             raise ApiError(422, "acknowledge alarms", "give ids (a selection) or area", "invalid_request")
-        return alarm_action("ack", "alarm.ack", body.ids, {"comment": body.comment, "area": body.area,
-                                                             "service": body.service}, session, request)
+        return alarm_action("ack", body.ids, {"comment": body.comment, "area": body.area,
+                                              "service": body.service}, session, request)
 
     AlarmId = Annotated[str, Path(min_length=1, max_length=300)]
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/shelve", response_model=ActionOut, tags=["alarms"])
-    async def shelve(alarm_id: AlarmId, body: ShelveIn, request: Request,
-                     session: Annotated[Session, Depends(need("alarm.shelve"))]) -> ActionOut:
+    def one_alarm_route(action: str, permission: str, body_model: type[_In],
+                        check: Callable[[str, Any], None] | None = None) -> None:
+        """POST /alarms/{alarm_id}/<action, dashed>: ``action`` on one alarm, the body's fields as its params.
+
+        The route is named after the action (OpenAPI operationId and summary, as a ``def <action>`` would be).
+        """
+
+        # no docstring on the endpoint: FastAPI would publish it as the operation's description
+        async def endpoint(alarm_id: AlarmId, body: _In, request: Request,
+                           session: Annotated[Session, Depends(need(permission))]) -> ActionOut:
+            if check is not None:
+                check(alarm_id, body)
+            return alarm_action(action, [alarm_id], body.model_dump(), session, request)
+
+        # FastAPI validates and documents the body by the annotation it reads from the signature: the route's model
+        endpoint.__annotations__["body"] = body_model
+        app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/{action.replace('_', '-')}", response_model=ActionOut,
+                 tags=["alarms"], name=action)(endpoint)
+
+    def shelve_needs_an_end(alarm_id: str, body: ShelveIn) -> None:
         if body.duration_s is None and not body.one_shot:
             raise ApiError(422, f"shelve alarm {alarm_id!r}", "give duration_s or one_shot: true", "invalid_request")
-        return alarm_action("shelve", "alarm.shelve", [alarm_id], body.model_dump(), session, request)
 
-    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/unshelve", response_model=ActionOut, tags=["alarms"])
-    async def unshelve(alarm_id: AlarmId, body: CommentIn, request: Request,
-                       session: Annotated[Session, Depends(need("alarm.shelve"))]) -> ActionOut:
-        return alarm_action("unshelve", "alarm.shelve", [alarm_id], body.model_dump(), session, request)
-
-    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/suppress", response_model=ActionOut, tags=["alarms"])
-    async def suppress(alarm_id: AlarmId, body: ReasonIn, request: Request,
-                       session: Annotated[Session, Depends(need("alarm.suppress"))]) -> ActionOut:
-        return alarm_action("suppress", "alarm.suppress", [alarm_id], body.model_dump(), session, request)
-
-    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/unsuppress", response_model=ActionOut, tags=["alarms"])
-    async def unsuppress(alarm_id: AlarmId, body: CommentIn, request: Request,
-                         session: Annotated[Session, Depends(need("alarm.suppress"))]) -> ActionOut:
-        return alarm_action("unsuppress", "alarm.suppress", [alarm_id], body.model_dump(), session, request)
-
-    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/out-of-service", response_model=ActionOut, tags=["alarms"])
-    async def out_of_service(alarm_id: AlarmId, body: OutOfServiceIn, request: Request,
-                             session: Annotated[Session, Depends(need("alarm.out_of_service"))]) -> ActionOut:
-        return alarm_action("out_of_service", "alarm.out_of_service", [alarm_id], body.model_dump(), session,
-                            request)
-
-    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/return-to-service", response_model=ActionOut, tags=["alarms"])
-    async def return_to_service(alarm_id: AlarmId, body: CommentIn, request: Request,
-                                session: Annotated[Session, Depends(need("alarm.out_of_service"))]) -> ActionOut:
-        return alarm_action("return_to_service", "alarm.out_of_service", [alarm_id], body.model_dump(), session,
-                            request)
-
-    @app.post(f"{PREFIX}/alarms/{{alarm_id:path}}/reset", response_model=ActionOut, tags=["alarms"])
-    async def reset(alarm_id: AlarmId, body: CommentIn, request: Request,
-                    session: Annotated[Session, Depends(need("alarm.reset"))]) -> ActionOut:
-        return alarm_action("reset", "alarm.reset", [alarm_id], body.model_dump(), session, request)
+    one_alarm_route("shelve", "alarm.shelve", ShelveIn, shelve_needs_an_end)
+    one_alarm_route("unshelve", "alarm.shelve", CommentIn)
+    one_alarm_route("suppress", "alarm.suppress", ReasonIn)
+    one_alarm_route("unsuppress", "alarm.suppress", CommentIn)
+    one_alarm_route("out_of_service", "alarm.out_of_service", OutOfServiceIn)
+    one_alarm_route("return_to_service", "alarm.out_of_service", CommentIn)
+    one_alarm_route("reset", "alarm.reset", CommentIn)
 
     # ------------------------------------------------------------------ journal
     def _time(value: datetime | None, default_ns: int, what: str) -> int:
@@ -733,6 +725,18 @@ def create_app(server: "ScadaServer") -> FastAPI:
             raise ApiError(422, what, "start must be before end", "invalid_request")
         return start_ns, end_ns
 
+    async def history(what: str, tag: str, start: datetime | None, end: datetime | None,
+                      read: Callable[[Any, int, int], Any],
+                      check: Callable[[int, int], None] | None = None) -> HistoryOut:
+        """The path every history route shares: historian up, tag and range checked, ``read(historian, start_ns,
+        end_ns)`` run off the event loop."""
+        svc = require(server.historian, "historian", what)
+        s, e = _range(tag, start, end, what)
+        if check is not None:
+            check(s, e)
+        pts = await asyncio.to_thread(read, svc, s, e)
+        return HistoryOut(tag=tag, start_ms=_ms(s), end_ms=_ms(e), points=pts)
+
     Tag = Annotated[str, Query(min_length=1, max_length=300)]
     Start = Annotated[datetime | None, Query(description="ISO 8601; default end - 1 h")]
     End = Annotated[datetime | None, Query(description="ISO 8601; default now")]
@@ -740,11 +744,8 @@ def create_app(server: "ScadaServer") -> FastAPI:
     @app.get(f"{PREFIX}/history/raw", response_model=HistoryOut, tags=["history"])
     async def history_raw(session: Reader, tag: Tag, start: Start = None, end: End = None,
                           limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000) -> HistoryOut:
-        what = f"raw history of {tag!r}"
-        svc = require(server.historian, "historian", what)
-        s, e = _range(tag, start, end, what)
-        pts = await asyncio.to_thread(svc.raw, tag, s, e, limit)
-        return HistoryOut(tag=tag, start_ms=_ms(s), end_ms=_ms(e), points=pts)
+        return await history(f"raw history of {tag!r}", tag, start, end,
+                             lambda svc, s, e: svc.raw(tag, s, e, limit))
 
     @app.get(f"{PREFIX}/history/aggregate", response_model=HistoryOut, tags=["history"])
     async def history_aggregate(session: Reader, tag: Tag, start: Start = None, end: End = None,
@@ -757,21 +758,19 @@ def create_app(server: "ScadaServer") -> FastAPI:
         if bad or not fns:
             raise ApiError(422, what, f"functions must be among min, max, avg, last, count, twa, first, got {bad}",
                            "invalid_request")
-        svc = require(server.historian, "historian", what)
-        s, e = _range(tag, start, end, what)
-        if (e - s) / 1e9 / interval_s > 100_000:
-            raise ApiError(422, what, "more than 100,000 intervals: widen interval_s", "too_many_points")
-        pts = await asyncio.to_thread(svc.aggregate, tag, s, e, interval_s, fns)
-        return HistoryOut(tag=tag, start_ms=_ms(s), end_ms=_ms(e), points=pts)
+
+        def not_too_many(s: int, e: int) -> None:
+            if (e - s) / 1e9 / interval_s > 100_000:
+                raise ApiError(422, what, "more than 100,000 intervals: widen interval_s", "too_many_points")
+
+        return await history(what, tag, start, end, lambda svc, s, e: svc.aggregate(tag, s, e, interval_s, fns),
+                             not_too_many)
 
     @app.get(f"{PREFIX}/history/decimated", response_model=HistoryOut, tags=["history"])
     async def history_decimated(session: Reader, tag: Tag, start: Start = None, end: End = None,
                                 pixels: Annotated[int, Query(ge=1, le=20_000)] = 2000) -> HistoryOut:
-        what = f"decimated history of {tag!r}"
-        svc = require(server.historian, "historian", what)
-        s, e = _range(tag, start, end, what)
-        pts = await asyncio.to_thread(svc.decimated, tag, s, e, pixels)
-        return HistoryOut(tag=tag, start_ms=_ms(s), end_ms=_ms(e), points=pts)
+        return await history(f"decimated history of {tag!r}", tag, start, end,
+                             lambda svc, s, e: svc.decimated(tag, s, e, pixels))
 
     # ------------------------------------------------------------------ commands
     @app.get(f"{PREFIX}/commands/vocabulary", tags=["commands"])
