@@ -30,14 +30,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
-from drivers.base import Driver, DriverContext, describe, engineering, raw_number
+from drivers.base import Driver, DriverContext, EngineeringColumns, describe, engineering, raw_number
 from drivers.modbus_plan import (
     DEFAULT_MAX_GAP_BITS,
     DEFAULT_MAX_GAP_REGISTERS,
+    ColumnDecoder,
     Plan,
     ReadRequest,
     decode_request,
@@ -49,6 +52,7 @@ from drivers.modbus_plan import (
 from scada.config.model import DeviceDef, TagDef
 from scada.errors import CommError, DeviceError, WriteNotAllowed
 from scada.quality import Quality, Sample, Value
+from scada.tagdb import Readings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,29 @@ class ModbusExceptionResponse(DeviceError):
         self.code = code
 
 
+class _PlanColumns:
+    """What the column read path derives once from a plan: a decoder per request, the vectorised
+    engineering conversion of the points, the bad_config positions and the string points."""
+
+    def __init__(self, points: Sequence[TagDef], plan: Plan) -> None:
+        self.decoders = [ColumnDecoder(r) for r in plan.requests]
+        self.eng = EngineeringColumns(points)
+        self.invalid = np.array(sorted(plan.invalid), dtype=np.int64)
+        self.strings = np.flatnonzero(self.eng.string).tolist()
+        self._kinds: dict[int, str] = {}
+        for r in plan.requests:
+            for s in r.items:
+                if self.eng.string[s.index]:
+                    self._kinds[s.index] = "bit" if r.bits else s.encoding
+
+    def typed_raw(self, k: int, raw: float) -> int | float | bool:
+        """The raw number of string point ``k`` as ``decode_request`` types it (for ``engineering``)."""
+        kind = self._kinds.get(k, "")
+        if kind == "bit":
+            return raw != 0
+        return raw if kind.startswith("float") else int(raw)
+
+
 class _ModbusDriver(Driver):
     """Reading/writing over a pymodbus async client (subclasses make the client)."""
 
@@ -85,6 +112,8 @@ class _ModbusDriver(Driver):
         self.max_gap = int(conn.get("max_gap", DEFAULT_MAX_GAP_REGISTERS))
         self.max_gap_bits = int(conn.get("max_gap_bits", DEFAULT_MAX_GAP_BITS))
         self._plans: dict[tuple[str, ...], Plan] = {}
+        self._last_points: list[TagDef] | None = None
+        self._last_plan: Plan | None = None
         self._split: set[tuple[int, str, int, int]] = set()  # blocks read point by point
 
     # ------------------------------------------------------------------ client plumbing
@@ -139,6 +168,8 @@ class _ModbusDriver(Driver):
 
     # ------------------------------------------------------------------ read
     def plan(self, points: Sequence[TagDef]) -> Plan:
+        if points is self._last_points and self._last_plan is not None:
+            return self._last_plan  # the poller hands the same list every cycle: no key to build
         key = tuple(p.name for p in points)
         plan = self._plans.get(key)
         if plan is None:
@@ -147,33 +178,61 @@ class _ModbusDriver(Driver):
             if len(self._plans) > 64:  # bounded: retries read subsets
                 self._plans.clear()
             self._plans[key] = plan
+        if isinstance(points, list):
+            self._last_points, self._last_plan = points, plan
         return plan
 
+    @staticmethod
+    def _columns(points: Sequence[TagDef], plan: Plan) -> _PlanColumns:
+        cols = plan.cache.get("columns")
+        if cols is None:
+            cols = plan.cache["columns"] = _PlanColumns(points, plan)
+        return cols  # type: ignore[no-any-return,unused-ignore]
+
     async def read(self, points: Sequence[TagDef]) -> list[Sample]:
+        return (await self.read_readings(points)).samples(points)
+
+    async def read_readings(self, points: Sequence[TagDef]) -> Readings:
+        """One reading per point as columns (see the module docstring for the qualities)."""
+        out = Readings(len(points))
         if not self._connected:
-            return self.all_bad(points)
+            out.stamp_unset(time.time_ns())
+            return out
         plan = self.plan(points)
-        out: list[Sample | None] = [None] * len(points)
-        for i in plan.invalid:
-            out[i] = Sample.bad(Quality.BAD_CONFIG)
+        cols = self._columns(points, plan)
+        raw = np.full(len(points), np.nan)
+        have = np.zeros(len(points), dtype=bool)
         lock = self._lock()
         if lock is not None:
             async with lock:
-                await self._read_plan(points, plan, out)
+                await self._read_plan(plan, cols, raw, have, out)
         else:
-            await self._read_plan(points, plan, out)
-        bad = Sample.bad(Quality.BAD_COMM)
-        return [s if s is not None else bad for s in out]
+            await self._read_plan(plan, cols, raw, have, out)
+        now = time.time_ns()
+        if cols.invalid.size:
+            out.set_bad(cols.invalid, Quality.BAD_CONFIG, now)
+        sel = np.flatnonzero(have & ~cols.eng.string)
+        cols.eng.convert(raw[sel], sel, out)
+        if cols.strings:
+            for k in cols.strings:
+                if have[k]:
+                    value, quality = engineering(points[k], cols.typed_raw(k, float(raw[k])))
+                    out.qualities[k] = int(quality)
+                    if isinstance(value, str):
+                        out.texts[k] = value
+        out.stamp_unset(now)
+        return out
 
-    async def _read_plan(self, points: Sequence[TagDef], plan: Plan, out: list[Sample | None]) -> None:
+    async def _read_plan(self, plan: Plan, cols: _PlanColumns, raw: npt.NDArray[np.float64],
+                         have: npt.NDArray[np.bool_], out: Readings) -> None:
         dead_units: set[int] = set()
-        for req in plan.requests:
+        for req, decoder in zip(plan.requests, cols.decoders, strict=True):
             if req.unit in dead_units or not self._connected:
-                continue  # stays None → bad_comm
-            blocks = [req]
+                continue  # stays bad_comm
+            blocks: list[tuple[ReadRequest, ColumnDecoder]] = [(req, decoder)]
             if (req.unit, req.table, req.start, req.count) in self._split:
-                blocks = split_request(req)
-            for block in blocks:
+                blocks = [(b, ColumnDecoder(b)) for b in split_request(req)]
+            for block, dec in blocks:
                 try:
                     data = await self._read_block(block)
                 except ModbusExceptionResponse as exc:
@@ -183,41 +242,51 @@ class _ModbusDriver(Driver):
                                  self.name, req.unit, req.table, req.start, req.count, len(block.items))
                         self._split.add(key)
                         for part in split_request(block):
-                            await self._read_into(points, part, out, dead_units)
+                            await self._read_into(part, raw, have, out, dead_units)
                         continue
                     self.last_error = exc
-                    self._mark(out, block, Quality.BAD_DEVICE)
+                    self._mark(out, dec, Quality.BAD_DEVICE)
                     continue
                 except CommError as exc:
                     self.last_error = exc
                     dead_units.add(req.unit)
                     break
-                self._decode(points, block, data, out)
+                self._decode_into(dec, data, raw, have, out)
 
-    async def _read_into(self, points: Sequence[TagDef], block: ReadRequest, out: list[Sample | None],
-                         dead_units: set[int]) -> None:
+    async def _read_into(self, block: ReadRequest, raw: npt.NDArray[np.float64], have: npt.NDArray[np.bool_],
+                         out: Readings, dead_units: set[int]) -> None:
         if block.unit in dead_units:
             return
+        dec = ColumnDecoder(block)
         try:
             data = await self._read_block(block)
         except ModbusExceptionResponse as exc:
             self.last_error = exc
-            self._mark(out, block, Quality.BAD_DEVICE)
+            self._mark(out, dec, Quality.BAD_DEVICE)
             return
         except CommError as exc:
             self.last_error = exc
             dead_units.add(block.unit)
             return
-        self._decode(points, block, data, out)
+        self._decode_into(dec, data, raw, have, out)
 
     @staticmethod
-    def _mark(out: list[Sample | None], block: ReadRequest, quality: Quality) -> None:
-        bad = Sample.bad(quality)
-        for s in block.items:
-            out[s.index] = bad
+    def _mark(out: Readings, dec: ColumnDecoder, quality: Quality) -> None:
+        out.set_bad(dec.positions, quality, time.time_ns())
+
+    @staticmethod
+    def _decode_into(dec: ColumnDecoder, data: list[Any], raw: npt.NDArray[np.float64], have: npt.NDArray[np.bool_],
+                     out: Readings) -> None:
+        now = time.time_ns()
+        dec.decode(data, raw)
+        pos = dec.positions
+        have[pos] = True
+        out.source_ns[pos] = now
+        out.receive_ns[pos] = now
 
     @staticmethod
     def _decode(points: Sequence[TagDef], block: ReadRequest, data: list[Any], out: list[Sample | None]) -> None:
+        """One Sample per point of ``block`` (the write read-back)."""
         now = time.time_ns()
         for index, raw in decode_request(block, data):
             value, quality = engineering(points[index], raw)

@@ -16,7 +16,12 @@ One cycle::
     connect() if not connected ──► read(points) ──► points still bad_comm? ──► retry them (device.retries)
           │ (bounded: every cycle ends by start + max(P, timeout); a cut cycle is a comm failure)
           ▼
-    samples + the device's statistics tags ──► TagDatabase.apply_samples (one batch per cycle)
+    readings + the device's statistics tags ──► TagDatabase.apply_readings (one batch per cycle, after the
+          next tick is scheduled: the stats carry the cycle's status, backoff and overruns)
+
+Drivers that offer ``read_readings(points) -> Readings`` (drivers.base.Driver does) hand their answers as
+numpy columns (values, qualities, timestamps): no Python object per point between the wire and the
+tag database. A driver with only ``read(points) -> list[Sample]`` works too (converted once per read).
 
 Device state machine (the comm-status tag ``system/devices/<dev>/status``)::
 
@@ -34,6 +39,20 @@ Statistics per device (``DeviceStats``) are exposed as extra tags named
 ``system/devices/<device>/<stat>``; :func:`device_stat_tags` builds their TagDefs for a CityConfig
 (the caller adds them to the TagDatabase). Stats: status, requests, errors, overruns, latency_ms,
 last_success (epoch s), period_ms (achieved), backoff_s.
+
+Devices can be added, removed or replaced while the poller runs (configuration reload)::
+
+    result = await poller.update(new_config, new_db)       # compare device by device
+        stopped    in the old set only   → task cancelled, driver closed, stats dropped
+        started    in the new set only   → new driver, task started (its first cycle is a warm-up cycle)
+        restarted  read-relevant change  → stopped, then started on the new definition (fresh stats)
+                   (protocol, connection, scan, period, timeout, retries, tag list, or a tag's address,
+                    dtype, coding, scale, offset, enum, access or unit)
+        kept       unchanged             → task and connection untouched; tag indices re-resolved
+                                           against ``new_db`` (values keep flowing, no reconnect)
+
+``add_devices`` / ``remove_devices`` do the same for explicit names. Run them on the loop that runs
+the poller (the poll thread's loop when the server polls in its own thread).
 """
 
 from __future__ import annotations
@@ -44,13 +63,16 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from scada.config.model import CityConfig, DeviceDef, TagDef
 from scada.quality import Quality, Sample
-from scada.tagdb import TagDatabase
+from scada.tagdb import Readings, TagDatabase
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +165,60 @@ def _is_auth_error(exc: BaseException | None) -> bool:
     return exc is not None and any(c.__name__ == "AuthError" for c in type(exc).__mro__)
 
 
-class _Device:
-    __slots__ = ("dev", "driver", "offset", "points", "stat_idx", "stats", "tag_idx", "task")
+_BAD_COMM = int(Quality.BAD_COMM)
+_GOOD = int(Quality.GOOD)
+_STAT_NAMES = tuple(STATS)
+_NO_INDEX = np.zeros(0, dtype=np.int64)
 
-    def __init__(self, dev: DeviceDef, points: list[TagDef], driver: PollDriver, offset: float,
-                 tag_idx: list[int], stat_idx: dict[str, int]) -> None:
+#: TagDef fields a driver reads with: a change to one of them restarts the device on a reload
+_READ_FIELDS = ("name", "device", "address", "dtype", "encoding", "word_order", "byte_order", "scale", "offset",
+                "enum", "access", "unit")
+#: DeviceDef fields that matter for polling
+_DEVICE_FIELDS = ("protocol", "connection", "scan", "period_s", "timeout_s", "retries", "tags")
+
+
+class _Device:
+    __slots__ = ("dev", "driver", "offset", "points", "reader", "stat_idx", "stat_pos", "stats", "tag_idx", "task")
+
+    def __init__(self, dev: DeviceDef, points: list[TagDef], driver: PollDriver, offset: float) -> None:
         self.dev = dev
         self.points = points
         self.driver = driver
         self.offset = offset
-        self.tag_idx = tag_idx
-        self.stat_idx = stat_idx
         self.stats = DeviceStats(dev.name, dev.period_s)
         self.task: asyncio.Task[None] | None = None
+        reader = getattr(driver, "read_readings", None)
+        self.reader: Callable[[Sequence[TagDef]], Any] | None = reader if callable(reader) else None
+        self.tag_idx: npt.NDArray[np.int64] = _NO_INDEX
+        self.stat_idx: npt.NDArray[np.int64] = _NO_INDEX
+        self.stat_pos: npt.NDArray[np.int64] = _NO_INDEX  # which of STATS each stat_idx entry is
+
+    def bind(self, db: TagDatabase) -> None:
+        """Resolve the device's tags and statistics tags to indices of ``db`` (KeyError: a tag is missing)."""
+        self.tag_idx = db.indices(self.dev.tags)
+        name = self.dev.name
+        pos = [k for k, s in enumerate(_STAT_NAMES) if stat_tag_name(name, s) in db.index]
+        self.stat_pos = np.array(pos, dtype=np.int64)
+        self.stat_idx = np.array([db.index[stat_tag_name(name, _STAT_NAMES[k])] for k in pos], dtype=np.int64)
+
+
+@dataclass(slots=True)
+class PollUpdate:
+    """What :meth:`Poller.update` (or add/remove) did, device names sorted."""
+
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"started": self.started, "stopped": self.stopped, "restarted": self.restarted, "kept": self.kept}
+
+
+def _read_view(dev: DeviceDef, tag_defs: dict[str, TagDef]) -> tuple[Any, ...]:
+    """Everything of a device (and its tags) that a driver reads with: equal views → nothing to restart."""
+    tags = tuple(tuple(getattr(tag_defs[t], f) if t in tag_defs else None for f in _READ_FIELDS) for t in dev.tags)
+    return (*(getattr(dev, f) if f != "tags" else tuple(dev.tags) for f in _DEVICE_FIELDS), tags)
 
 
 class Poller:
@@ -178,25 +241,32 @@ class Poller:
         self.max_backoff_s = max_backoff_s
         self.stagger = stagger
         names = list(devices) if devices is not None else list(config.devices)
+        offsets = self._offsets(config, names)
         tag_defs = config.tag_by_name()
-        # stagger per scan class: device k of n starts at P * k / n
+        self._devices: dict[str, _Device] = {}
+        for n in names:
+            self._devices[n] = self._make(config.devices[n], tag_defs, offsets[n])
+        self._started = False
+        self._t0 = 0.0
+        self._gate: asyncio.Semaphore | None = None
+        self._update_lock: asyncio.Lock | None = None
+
+    def _offsets(self, config: CityConfig, names: Sequence[str]) -> dict[str, float]:
+        """Stagger per scan class: device k of the n of its class starts at P * k / n."""
         by_class: dict[str, list[str]] = {}
         for n in names:
             by_class.setdefault(config.devices[n].scan, []).append(n)
         offsets: dict[str, float] = {}
         for members in by_class.values():
             for k, n in enumerate(members):
-                offsets[n] = config.devices[n].period_s * k / len(members) if stagger else 0.0
-        self._devices: dict[str, _Device] = {}
-        self._by_tag: dict[str, int] = db.index
-        for n in names:
-            dev = config.devices[n]
-            points = [tag_defs[t] for t in dev.tags]
-            tag_idx = [db.index[t] for t in dev.tags]
-            stat_idx = {s: db.index[stat_tag_name(n, s)] for s in STATS if stat_tag_name(n, s) in db.index}
-            self._devices[n] = _Device(dev, points, factory(dev), offsets[n], tag_idx, stat_idx)
-        self._started = False
-        self._t0 = 0.0
+                offsets[n] = config.devices[n].period_s * k / len(members) if self.stagger else 0.0
+        return offsets
+
+    def _make(self, dev: DeviceDef, tag_defs: dict[str, TagDef], offset: float) -> _Device:
+        points = [tag_defs[t] for t in dev.tags]
+        d = _Device(dev, points, self.factory(dev), offset)
+        d.bind(self.db)
+        return d
 
     # ------------------------------------------------------------------ public
     @property
@@ -206,6 +276,11 @@ class Poller:
     @property
     def drivers(self) -> dict[str, PollDriver]:
         return {n: d.driver for n, d in self._devices.items()}
+
+    @property
+    def devices(self) -> list[str]:
+        """Names of the devices polled (or to be polled once started)."""
+        return list(self._devices)
 
     async def start(self, warmup: bool = True) -> None:
         """Start one task per device.
@@ -224,29 +299,36 @@ class Poller:
             return
         self._started = True
         loop = asyncio.get_running_loop()
+        self._gate = asyncio.Semaphore(self.warmup_concurrency)
         for d in self._devices.values():
             d.driver.set_sink(self._push_sink(d))
         self._publish_all_stats()
         if warmup and self._devices:
-            gate = asyncio.Semaphore(self.warmup_concurrency)
+            gate = self._gate
 
             async def first(d: _Device) -> None:
                 async with gate:  # 1,500 devices at once would swamp the gateways and agents
-                    await self._cycle(d, loop.time(), self._warmup_budget(d.dev))
+                    start = loop.time()
+                    _ok, first_readings = await self._cycle(d, start, self._warmup_budget(d.dev))
+                    self._apply(d, first_readings)
 
-            await asyncio.gather(*(first(d) for d in self._devices.values()))
+            await asyncio.gather(*(first(d) for d in list(self._devices.values())))
         if self.freeze_gc:
-            # config, tag database, drivers and plans live as long as the process: keep them out of the
-            # cyclic GC, whose full collections otherwise stall the loop ~1 s at city scale
-            gc.unfreeze()  # a restarted poller (configuration reload): let the old city be collected
-            gc.collect()
-            gc.freeze()
-            # and make full collections rarer: hundreds of reads in flight keep ~10^5 young objects alive
-            t0, t1, t2 = gc.get_threshold()
-            gc.set_threshold(t0, t1, max(t2, 100))
+            self._refreeze_gc()
         self._t0 = loop.time()
         for d in self._devices.values():
-            d.task = asyncio.create_task(self._run(d), name=f"poll:{d.dev.name}")
+            if d.task is None:
+                d.task = asyncio.create_task(self._run(d), name=f"poll:{d.dev.name}")
+
+    def _refreeze_gc(self) -> None:
+        # config, tag database, drivers and plans live as long as the process: keep them out of the
+        # cyclic GC, whose full collections otherwise stall the loop ~1 s at city scale
+        gc.unfreeze()  # a restarted poller (configuration reload): let the old city be collected
+        gc.collect()
+        gc.freeze()
+        # and make full collections rarer: hundreds of reads in flight keep ~10^5 young objects alive
+        t0, t1, t2 = gc.get_threshold()
+        gc.set_threshold(t0, t1, max(t2, 100))
 
     def _warmup_budget(self, dev: DeviceDef) -> float:
         """Deadline of the warm-up cycle: twice a normal cycle with all its retries, capped."""
@@ -263,7 +345,12 @@ class Poller:
         A driver that does not finish closing in time is logged and left behind: shutting the
         poller down never hangs on one device.
         """
-        tasks = [d.task for d in self._devices.values() if d.task is not None]
+        await self._stop(list(self._devices.values()), timeout_s)
+        self._started = False
+
+    async def _stop(self, devices: list[_Device], timeout_s: float) -> None:
+        """Cancel the tasks of ``devices`` and close their drivers (bounded by ``timeout_s`` each step)."""
+        tasks = [d.task for d in devices if d.task is not None]
         for t in tasks:
             t.cancel()
         stuck: set[asyncio.Task[None]] = set(tasks)
@@ -281,7 +368,7 @@ class Poller:
                                     for f in t.get_stack(limit=6))
                 log.error("%s: poll task did not stop within %.0f s, stuck in %s", t.get_name(), timeout_s, where)
         closers: dict[asyncio.Task[None], str] = {}
-        for d in self._devices.values():
+        for d in devices:
             d.task = None
             d.driver.set_sink(None)
             closers[asyncio.create_task(self._close_driver(d))] = d.dev.name
@@ -290,7 +377,6 @@ class Poller:
             for t in stuck:
                 log.error("%s: driver did not close within %.0f s", closers[t], timeout_s)
                 t.cancel()
-        self._started = False
 
     @staticmethod
     async def _close_driver(d: _Device) -> None:
@@ -299,11 +385,130 @@ class Poller:
         except Exception:
             log.exception("%s: closing the driver failed", d.dev.name)
 
+    # ------------------------------------------------------------------ add / remove / update (reload)
+    def _lock(self) -> asyncio.Lock:
+        if self._update_lock is None:
+            self._update_lock = asyncio.Lock()
+        return self._update_lock
+
+    async def add_devices(self, names: Iterable[str], *, config: CityConfig | None = None,
+                          db: TagDatabase | None = None) -> PollUpdate:
+        """Start polling the devices ``names`` of ``config`` (default: the poller's configuration).
+
+        Devices already polled are left alone (reported in ``kept``). With ``db``, the poller moves to
+        that tag database (every device's indices re-resolved); it must hold the new devices' tags and
+        statistics tags (``device_stat_tags``). Returns at once: a started device runs its warm-up
+        cycle in its own task (at most ``warmup_concurrency`` at once), then its fixed-rate schedule.
+        """
+        async with self._lock():
+            cfg = config if config is not None else self.config
+            wanted = list(dict.fromkeys(names))
+            unknown = [n for n in wanted if n not in cfg.devices]
+            if unknown:
+                raise KeyError(f"unknown device(s): {', '.join(unknown[:10])}")
+            result = PollUpdate()
+            if db is not None:
+                self._rebind(db)
+            if cfg is not self.config:
+                self._adopt(cfg)
+            result.kept = sorted(n for n in wanted if n in self._devices)
+            result.started = sorted(n for n in wanted if n not in self._devices)
+            self._launch(cfg, result.started)
+            return result
+
+    async def remove_devices(self, names: Iterable[str], *, timeout_s: float = 10.0) -> PollUpdate:
+        """Stop polling ``names``: cancel their tasks and close their drivers (bounded by ``timeout_s``).
+
+        Their tags keep their last values and qualities in the tag database (the caller drops them with
+        the configuration). Unknown names are ignored.
+        """
+        async with self._lock():
+            gone = [self._devices.pop(n) for n in dict.fromkeys(names) if n in self._devices]
+            await self._stop(gone, timeout_s)
+            return PollUpdate(stopped=sorted(d.dev.name for d in gone))
+
+    async def update(self, config: CityConfig, db: TagDatabase | None = None, *,
+                     devices: Sequence[str] | None = None, factory: DriverFactory | None = None,
+                     timeout_s: float = 10.0) -> PollUpdate:
+        """Move to ``config`` (and ``db``, the tag database built for it), restarting only what changed.
+
+        ``devices`` restricts the new set (default: every device of ``config``), as in the
+        constructor. A device whose read-relevant definition is unchanged keeps its task, driver and
+        connection; its tag indices are re-resolved against ``db``. Removed devices are stopped,
+        changed ones stopped and started again (a new driver), added ones started (see
+        :meth:`add_devices`). ``factory`` (optional) makes the drivers of the started devices from now on.
+        Stopping is bounded by ``timeout_s``. Returns the names per outcome.
+        """
+        async with self._lock():
+            new_names = list(devices) if devices is not None else list(config.devices)
+            unknown = [n for n in new_names if n not in config.devices]
+            if unknown:
+                raise KeyError(f"unknown device(s): {', '.join(unknown[:10])}")
+            old_defs, new_defs = self.config.tag_by_name(), config.tag_by_name()
+            wanted = set(new_names)
+            result = PollUpdate()
+            for n, d in self._devices.items():
+                if n not in wanted:
+                    result.stopped.append(n)
+                elif _read_view(d.dev, old_defs) != _read_view(config.devices[n], new_defs):
+                    result.restarted.append(n)
+                else:
+                    result.kept.append(n)
+            result.started = [n for n in new_names if n not in self._devices]
+            gone = [self._devices.pop(n) for n in (*result.stopped, *result.restarted)]
+            await self._stop(gone, timeout_s)
+            if factory is not None:
+                self.factory = factory
+            for n in result.kept:  # the new DeviceDef/TagDef objects (equal for reading: same plans)
+                d = self._devices[n]
+                d.dev = config.devices[n]
+                d.points = [new_defs[t] for t in d.dev.tags]
+            self._adopt(config)
+            if db is not None:
+                self._rebind(db)
+            self._launch(config, [*result.restarted, *result.started])
+            for lst in (result.started, result.stopped, result.restarted, result.kept):
+                lst.sort()
+            if self.freeze_gc and self._started and (result.stopped or result.restarted):
+                self._refreeze_gc()  # the old configuration's objects were frozen: let them go
+            return result
+
+    def _adopt(self, config: CityConfig) -> None:
+        self.config = config
+
+    def _rebind(self, db: TagDatabase) -> None:
+        """Point every device at ``db`` (no await in here: a cycle in flight applies to one or the other whole)."""
+        for d in self._devices.values():
+            d.bind(db)
+        self.db = db
+
+    def _launch(self, config: CityConfig, names: Sequence[str]) -> None:
+        """Create the devices ``names`` of ``config`` and, if the poller runs, their tasks (warm-up first)."""
+        if not names:
+            return
+        tag_defs = config.tag_by_name()
+        offsets = self._offsets(config, [n for n in config.devices if n in set(names) or n in self._devices])
+        made = [self._make(config.devices[n], tag_defs, offsets[n]) for n in names]  # KeyError before any change
+        for d in made:
+            self._devices[d.dev.name] = d
+            if self._started:
+                d.driver.set_sink(self._push_sink(d))
+                self._publish_stats(d)
+                d.task = asyncio.create_task(self._run(d, warmup=True), name=f"poll:{d.dev.name}")
+
     # ------------------------------------------------------------------ scheduling
-    async def _run(self, d: _Device) -> None:
+    async def _run(self, d: _Device, warmup: bool = False) -> None:
         loop = asyncio.get_running_loop()
         period = d.dev.period_s
         next_t = self._t0 + d.offset
+        if warmup:  # a device started while the others run: one warm-up cycle, then join the grid
+            assert self._gate is not None
+            async with self._gate:
+                _ok, first_readings = await self._cycle(d, loop.time(), self._warmup_budget(d.dev))
+            self._apply(d, first_readings)
+        now = loop.time()
+        if next_t < now:  # the first tick of its grid still to come (not counted as overruns)
+            next_t += math.ceil((now - next_t) / period) * period
         last_start: float | None = None
         me = asyncio.current_task()
         while True:
@@ -321,8 +526,9 @@ class Poller:
                 if st.failures_in_row == 0:
                     st.intervals.append(st.last_period_s)
             last_start = start
+            readings: Readings | None = None
             try:
-                ok = await self._cycle(d, start)
+                ok, readings = await self._cycle(d, start)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug in a driver must not kill the device's task
@@ -339,20 +545,20 @@ class Poller:
                 if ok:
                     st.overruns += missed
                 next_t += missed * period
-            self._publish_stats(d)
+            self._apply(d, readings)  # values and statistics (status, backoff, overruns) in one batch
 
-    async def _cycle(self, d: _Device, start: float, budget_s: float | None = None) -> bool:
-        """One read cycle with retries; applies the samples; returns False on communication loss."""
+    async def _cycle(self, d: _Device, start: float, budget_s: float | None = None) -> tuple[bool, Readings]:
+        """One read cycle with retries; returns (False on communication loss, the readings of every point)."""
         dev = d.dev
         st = d.stats
         drv = d.driver
         loop = asyncio.get_running_loop()
         n = len(d.points)
-        results: list[Sample | None] = [None] * n
+        results = Readings(n)  # bad_comm until read
         requests_before = drv.requests
         error: BaseException | None = None
         deadline = start + (budget_s if budget_s is not None else max(dev.period_s, dev.timeout_s))
-        pending = list(range(n))
+        pending: npt.NDArray[np.int64] | None = None  # None: every point
         try:
             async with asyncio.timeout_at(deadline):
                 for attempt in range(dev.retries + 1):
@@ -369,19 +575,22 @@ class Poller:
                             if _is_auth_error(exc):
                                 break
                             continue
-                    samples = await drv.read([d.points[i] for i in pending])
-                    if len(samples) != len(pending):
-                        raise RuntimeError(f"driver returned {len(samples)} samples for {len(pending)} points")
-                    still: list[int] = []
-                    for i, s in zip(pending, samples, strict=True):
-                        results[i] = s
-                        if s.quality is Quality.BAD_COMM:
-                            still.append(i)
-                    if still:
+                    points = d.points if pending is None else [d.points[i] for i in pending.tolist()]
+                    got = await self._read(d, points)
+                    if len(got) != len(points):
+                        raise RuntimeError(f"driver returned {len(got)} samples for {len(points)} points")
+                    lost = got.qualities == _BAD_COMM
+                    if pending is None:
+                        results = got
+                        still = np.flatnonzero(lost)
+                    else:
+                        results.put(pending, got)
+                        still = pending[lost]
+                    if still.size:
                         st.errors += 1
                         error = drv.last_error
                     pending = still
-                    if not pending:
+                    if not pending.size:
                         break
         except TimeoutError:
             st.errors += 1
@@ -390,14 +599,17 @@ class Poller:
         st.cycles += 1
         st.requests += drv.requests - requests_before
         st.latency_s = end - start
-        reached = any(s is not None and s.quality is not Quality.BAD_COMM for s in results)
-        if n == 0:
-            reached = error is None
-        bad = Sample.bad(Quality.BAD_COMM)
-        samples_out = [s if s is not None else bad for s in results]
+        results.stamp_unset(time.time_ns())  # points never read: bad_comm now
+        reached = bool((results.qualities != _BAD_COMM).any()) if n else error is None
         ok = self._update_status(d, reached, error)
-        self._apply(d, samples_out)  # the values and the statistics (new status) in one batch
-        return ok
+        return ok, results
+
+    async def _read(self, d: _Device, points: Sequence[TagDef]) -> Readings:
+        if d.reader is not None:
+            got = await d.reader(points)
+            assert isinstance(got, Readings)
+            return got
+        return Readings.from_samples(await d.driver.read(points))
 
     def _update_status(self, d: _Device, reached: bool, error: BaseException | None) -> bool:
         dev = d.dev
@@ -426,16 +638,21 @@ class Poller:
         return False
 
     # ------------------------------------------------------------------ tag database
-    def _apply(self, d: _Device, samples: list[Sample]) -> None:
-        pairs: list[tuple[int | str, Sample]] = list(zip(d.tag_idx, samples, strict=True))
-        pairs.extend(self._stat_samples(d))
-        if pairs:
-            self.db.apply_samples(pairs)
+    def _apply(self, d: _Device, readings: Readings | None) -> None:
+        """One batch: the device's readings (if any) and its statistics tags."""
+        stat_idx, stats = self._stat_readings(d)
+        if readings is None:
+            idx, batch = stat_idx, stats
+        elif not stat_idx.size:
+            idx, batch = d.tag_idx, readings
+        else:
+            idx, batch = np.concatenate([d.tag_idx, stat_idx]), Readings.concat([readings, stats])
+        if idx.size:
+            self.db.apply_readings(idx, batch)
 
     def _push_sink(self, d: _Device) -> PushSink:
-        index = self._by_tag
-
         def sink(batch: list[tuple[TagDef, Sample]]) -> None:
+            index = self.db.index  # looked up per batch: a reload may have moved the poller to a new database
             pairs: dict[int, Sample] = {}
             for point, sample in batch:
                 i = index.get(point.name)
@@ -449,29 +666,25 @@ class Poller:
 
         return sink
 
-    def _stat_samples(self, d: _Device) -> list[tuple[int | str, Sample]]:
-        if not d.stat_idx:
-            return []
+    def _stat_readings(self, d: _Device) -> tuple[npt.NDArray[np.int64], Readings]:
+        """The statistics tags of ``d`` (indices, readings); last_success left out until a first success."""
         st = d.stats
+        values = np.array([st.status, st.requests, st.errors, st.overruns, round(st.latency_s * 1000, 3),
+                           st.last_success_ns / 1e9 if st.last_success_ns else math.nan,
+                           round(st.last_period_s * 1000, 3), st.backoff_s], dtype=np.float64)[d.stat_pos]
+        idx = d.stat_idx
+        if not st.last_success_ns:
+            keep = ~np.isnan(values)
+            idx, values = idx[keep], values[keep]
+        r = Readings(idx.size, Quality.GOOD)
+        r.values = values
         now = time.time_ns()
-        values: dict[str, float | int] = {
-            "status": st.status, "requests": st.requests, "errors": st.errors, "overruns": st.overruns,
-            "latency_ms": round(st.latency_s * 1000, 3),
-            "last_success": st.last_success_ns / 1e9 if st.last_success_ns else math.nan,
-            "period_ms": round(st.last_period_s * 1000, 3), "backoff_s": st.backoff_s,
-        }
-        out: list[tuple[int | str, Sample]] = []
-        for stat, i in d.stat_idx.items():
-            v = values[stat]
-            if isinstance(v, float) and math.isnan(v):
-                continue
-            out.append((i, Sample(v, Quality.GOOD, now, now)))
-        return out
+        r.source_ns.fill(now)
+        r.receive_ns.fill(now)
+        return idx, r
 
     def _publish_stats(self, d: _Device) -> None:
-        pairs = self._stat_samples(d)
-        if pairs:
-            self.db.apply_samples(pairs)
+        self._apply(d, None)
 
     def _publish_all_stats(self) -> None:
         for d in self._devices.values():
@@ -500,6 +713,7 @@ __all__ = [
     "DeviceStats",
     "DriverFactory",
     "PollDriver",
+    "PollUpdate",
     "Poller",
     "device_stat_tags",
     "percentile",

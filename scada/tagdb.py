@@ -11,6 +11,10 @@ Numeric, bool and enum values live in ``value`` (bool as 0/1, integers exactly u
 tags keep their text in a side dict and ``value`` holds a change counter. Names map to indices
 through a dict; equipment and patterns through precomputed index arrays.
 
+Drivers hand the poller their readings as columns too (:class:`Readings`: one value, quality and two
+timestamps per point, texts aside), and ``apply_readings(indices, readings)`` applies them without a
+Python object per sample; ``apply_samples`` is the convenience path for lists of ``(tag, Sample)``.
+
 ``apply(batch)`` detects changes vectorised (a value change beyond the tag's deadband, a first value,
 or any quality change) and publishes one :class:`ChangeEvent` with old and new values and qualities
 to subscribers. ``subscribe(callback, tags=None)`` returns the unsubscribe function (as Home
@@ -65,6 +69,121 @@ class ChangeEvent:
 
 
 Callback = Callable[[ChangeEvent], None]
+
+
+class Readings:
+    """One sample per point, as columns: the batch form of ``list[Sample]`` (drivers → poller → tag database).
+
+    ::
+
+        position │ values (f64)        │ qualities (u8) │ source_ns (i64) │ receive_ns (i64)
+        ─────────┼─────────────────────┼────────────────┼─────────────────┼─────────────────
+           0     │ 230.4               │ 0 good         │ 1763...         │ 1763...
+           1     │ nan (no value)      │ 2 bad_comm     │ 1763...         │ 1763...
+           2     │ nan (text aside)    │ 0 good         │ 1763...         │ 1763...     texts = {2: "Bonjour"}
+
+    A number, a bool (0/1) or an enum code goes to ``values``; NaN means no value (``Sample.value is
+    None``). A text value goes to ``texts`` (its ``values`` slot stays NaN). A new instance is all
+    bad_comm with no value and zero timestamps (``stamp_unset`` fills those with one time).
+    """
+
+    __slots__ = ("qualities", "receive_ns", "source_ns", "texts", "values")
+
+    def __init__(self, n: int, quality: Quality = Quality.BAD_COMM) -> None:
+        self.values: F64 = np.full(n, np.nan)
+        self.qualities: U8 = np.full(n, int(quality), dtype=np.uint8)
+        self.source_ns: I64 = np.zeros(n, dtype=np.int64)
+        self.receive_ns: I64 = np.zeros(n, dtype=np.int64)
+        self.texts: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[Sample]) -> Readings:
+        r = cls(len(samples))
+        values: list[float] = []
+        for k, s in enumerate(samples):
+            v = s.value
+            if v is None:
+                values.append(np.nan)
+            elif isinstance(v, str):
+                values.append(np.nan)
+                r.texts[k] = v
+            else:
+                values.append(float(v))
+        if samples:
+            r.values[:] = values
+            r.qualities[:] = [int(s.quality) for s in samples]
+            r.source_ns[:] = [s.source_ns for s in samples]
+            r.receive_ns[:] = [s.receive_ns for s in samples]
+        return r
+
+    def samples(self, points: Sequence[TagDef]) -> list[Sample]:
+        """Back to ``list[Sample]``, values typed by each point's dtype (bool, int for int/enum, float, str)."""
+        out: list[Sample] = []
+        texts = self.texts
+        for k, (p, v, q, src, rcv) in enumerate(zip(points, self.values.tolist(), self.qualities.tolist(),
+                                                    self.source_ns.tolist(), self.receive_ns.tolist(),
+                                                    strict=True)):
+            value: Value
+            if k in texts:
+                value = texts[k]
+            elif v != v:  # NaN: no value
+                value = None
+            elif p.dtype == "bool":
+                value = bool(v)
+            elif p.dtype in ("int", "enum"):
+                value = int(v)
+            else:
+                value = v
+            out.append(Sample(value, Quality(q), src, rcv))
+        return out
+
+    def set_bad(self, positions: I64 | slice | list[int], quality: Quality, now_ns: int) -> None:
+        """Positions without a value, with ``quality``, stamped ``now_ns``."""
+        self.values[positions] = np.nan
+        self.qualities[positions] = int(quality)
+        self.source_ns[positions] = now_ns
+        self.receive_ns[positions] = now_ns
+        if self.texts:
+            if isinstance(positions, slice):
+                positions = list(range(*positions.indices(len(self))))
+            for k in np.asarray(positions, dtype=np.int64).tolist():
+                self.texts.pop(k, None)
+
+    def put(self, positions: I64, other: Readings) -> None:
+        """Overwrite ``positions`` with ``other`` (one reading per position, in order)."""
+        self.values[positions] = other.values
+        self.qualities[positions] = other.qualities
+        self.source_ns[positions] = other.source_ns
+        self.receive_ns[positions] = other.receive_ns
+        if self.texts:
+            for k in positions.tolist():
+                self.texts.pop(k, None)
+        for k, text in other.texts.items():
+            self.texts[int(positions[k])] = text
+
+    def stamp_unset(self, now_ns: int) -> None:
+        """Give the positions nobody stamped (never read) the time ``now_ns``."""
+        unset = self.receive_ns == 0
+        if unset.any():
+            self.source_ns[unset] = now_ns
+            self.receive_ns[unset] = now_ns
+
+    @staticmethod
+    def concat(parts: Sequence[Readings]) -> Readings:
+        out = Readings(0)
+        out.values = np.concatenate([p.values for p in parts])
+        out.qualities = np.concatenate([p.qualities for p in parts])
+        out.source_ns = np.concatenate([p.source_ns for p in parts])
+        out.receive_ns = np.concatenate([p.receive_ns for p in parts])
+        base = 0
+        for p in parts:
+            for k, text in p.texts.items():
+                out.texts[base + k] = text
+            base += len(p)
+        return out
 
 
 def _stamps(ts: I64, pos: I64 | None, m: int) -> I64:
@@ -290,11 +409,37 @@ class TagDatabase:
                           np.array(quals, dtype=np.uint8), np.array(srcs, dtype=np.int64),
                           np.array(rcvs, dtype=np.int64))
 
+    def apply_readings(self, indices: I64, readings: Readings) -> ChangeEvent:
+        """Apply one reading per tag (``indices[k]`` gets reading ``k``; unique indices); publish the changes.
+
+        The columnar twin of :meth:`apply_samples` (same change detection, deadbands, qualities, string
+        handling), without a Python object per sample: what the poll scheduler uses.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.shape != (len(readings),):
+            raise ValueError(f"batch shapes differ: {indices.shape} indices, {len(readings)} readings")
+        values = readings.values
+        with self._lock:
+            if readings.texts or (indices.size and self.is_string[indices].any()):
+                strings = np.flatnonzero(self.is_string[indices])
+                if strings.size:
+                    values = values.copy()
+                    texts = readings.texts
+                    for k in strings.tolist():
+                        text = texts.get(k)
+                        if text is None and not np.isnan(values[k]):
+                            v = float(values[k])
+                            text = str(int(v)) if v.is_integer() else str(v)
+                        values[k] = self._text_value(int(indices[k]), text, int(readings.qualities[k]))
+            return self.apply(indices, values, readings.qualities, readings.source_ns, readings.receive_ns)
+
     def _string_value(self, i: int, s: Sample) -> float:
         """Strings: store the text aside; the numeric column carries a change counter."""
-        if s.value is None or s.quality.is_bad:
+        return self._text_value(i, None if s.value is None else str(s.value), int(s.quality))
+
+    def _text_value(self, i: int, text: str | None, quality: int) -> float:
+        if text is None or quality >= Quality.BAD_COMM:
             return float("nan")
-        text = str(s.value)
         if self.strings.get(i) == text and not np.isnan(self.values[i]):
             return float(self.values[i])
         self.strings[i] = text
