@@ -275,7 +275,11 @@ class EngineeringColumns:
                 ev = v[e]
                 inside = np.abs(ev) < _ENUM_BIAS
                 codes = (sel[e] << _ENUM_SHIFT) | (np.where(inside, ev, 0).astype(np.int64) + _ENUM_BIAS)
-                member = inside & np.isin(codes, self.enum_codes)
+                if self.enum_codes.size:  # sorted codes: a binary search (np.isin sorts both sides, 10x slower)
+                    at = np.minimum(np.searchsorted(self.enum_codes, codes), self.enum_codes.size - 1)
+                    member = inside & (self.enum_codes[at] == codes)
+                else:
+                    member = np.zeros(codes.size, dtype=bool)
                 qe = q[e]
                 qe[~member] = int(Quality.BAD_DEVICE)
                 q[e] = qe

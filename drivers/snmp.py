@@ -123,6 +123,7 @@ _GOOD, _BAD_DEVICE, _BAD_CONFIG = int(Quality.GOOD), int(Quality.BAD_DEVICE), in
 @dataclass(slots=True)
 class _Get:
     indices: list[int] = field(default_factory=list)
+    varbinds: bytes | None = None  # the builtin codec's encoded varbind list, made on first use
 
 
 @dataclass(slots=True)
@@ -402,7 +403,7 @@ class SnmpDriver(Driver):
             out.set_bad(sorted(plan.invalid), Quality.BAD_CONFIG, time.time_ns())
         try:
             for g in plan.gets:
-                await self._get(points, g.indices, out)
+                await self._get(points, g.indices, out, g)
             for b in plan.bulks:
                 await self._bulk(points, b, out)
         except AuthError as exc:
@@ -419,14 +420,16 @@ class SnmpDriver(Driver):
             b = self._oid_bytes[address] = snmp_v2c.encode_oid(_oid(address))
         return b
 
-    async def _exchange(self, kind: int, oids: tuple[tuple[int, ...], ...], max_repetitions: int = 0
-                        ) -> snmp_v2c.Response:
-        """One builtin-codec request; CommError when no (decodable) answer comes in time."""
+    def _encoded_varbinds(self, oids: tuple[tuple[int, ...], ...]) -> bytes:
         vbs = self._encoded.get(oids)
         if vbs is None:
             if len(self._encoded) > 256:
                 self._encoded.clear()
             vbs = self._encoded[oids] = snmp_v2c.varbinds(list(oids))
+        return vbs
+
+    async def _exchange(self, kind: int, vbs: bytes, max_repetitions: int = 0) -> snmp_v2c.Response:
+        """One builtin-codec request; CommError when no (decodable) answer comes in time."""
         transport = shared_v2c(self.context)
         rid = transport.next_id()
         message = snmp_v2c.request(self._community, rid, vbs, kind, max_repetitions)
@@ -436,11 +439,17 @@ class SnmpDriver(Driver):
         name = snmp_v2c.ERROR_STATUS[status] if 0 <= status < len(snmp_v2c.ERROR_STATUS) else str(status)
         return DeviceError(f"{self.name}: {what}: error-status {name} at {index}")
 
-    async def _get(self, points: Sequence[TagDef], indices: list[int], out: Readings) -> None:
+    async def _get(self, points: Sequence[TagDef], indices: list[int], out: Readings, planned: _Get | None = None
+                   ) -> None:
         self.requests += 1
         if self.builtin:
+            vbs = planned.varbinds if planned is not None else None
+            if vbs is None:
+                vbs = self._encoded_varbinds(tuple(_oid(points[i].address) for i in indices))
+                if planned is not None:
+                    planned.varbinds = vbs
             try:
-                resp = await self._exchange(snmp_v2c.GET, tuple(_oid(points[i].address) for i in indices))
+                resp = await self._exchange(snmp_v2c.GET, vbs)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # no answer in time, a garbled one, a socket error
@@ -494,7 +503,7 @@ class SnmpDriver(Driver):
         got: dict[bytes, tuple[str, Any]] = {}
         if self.builtin:
             try:
-                resp = await self._exchange(snmp_v2c.GETBULK, (bulk.start,), bulk.count)
+                resp = await self._exchange(snmp_v2c.GETBULK, self._encoded_varbinds((bulk.start,)), bulk.count)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -437,7 +437,9 @@ class Poller:
         connection; its tag indices are re-resolved against ``db``. Removed devices are stopped,
         changed ones stopped and started again (a new driver), added ones started (see
         :meth:`add_devices`). ``factory`` (optional) makes the drivers of the started devices from now on.
-        Stopping is bounded by ``timeout_s``. Returns the names per outcome.
+        Stopping is bounded by ``timeout_s``. With ``freeze_gc`` a running poller ends with one full
+        garbage collection (the old configuration and database were frozen by :meth:`start`: a
+        collection of up to a second at city scale, once per reload). Returns the names per outcome.
         """
         async with self._lock():
             new_names = list(devices) if devices is not None else list(config.devices)
@@ -469,8 +471,8 @@ class Poller:
             self._launch(config, [*result.restarted, *result.started])
             for lst in (result.started, result.stopped, result.restarted, result.kept):
                 lst.sort()
-            if self.freeze_gc and self._started and (result.stopped or result.restarted):
-                self._refreeze_gc()  # the old configuration's objects were frozen: let them go
+            if self.freeze_gc and self._started:
+                self._refreeze_gc()  # the old configuration and database were frozen: let them be collected
             return result
 
     def _adopt(self, config: CityConfig) -> None:
@@ -487,7 +489,8 @@ class Poller:
         if not names:
             return
         tag_defs = config.tag_by_name()
-        offsets = self._offsets(config, [n for n in config.devices if n in set(names) or n in self._devices])
+        new = set(names)
+        offsets = self._offsets(config, [n for n in config.devices if n in new or n in self._devices])
         made = [self._make(config.devices[n], tag_defs, offsets[n]) for n in names]  # KeyError before any change
         for d in made:
             self._devices[d.dev.name] = d
@@ -640,6 +643,8 @@ class Poller:
     # ------------------------------------------------------------------ tag database
     def _apply(self, d: _Device, readings: Readings | None) -> None:
         """One batch: the device's readings (if any) and its statistics tags."""
+        if self._devices.get(d.dev.name) is not d:
+            return  # removed or replaced while its cycle was in flight: its indices may be another database's
         stat_idx, stats = self._stat_readings(d)
         if readings is None:
             idx, batch = stat_idx, stats
