@@ -159,6 +159,18 @@ class PollComponent:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
 
+    @staticmethod
+    def _missing_protocols(config: CityConfig) -> dict[str, str]:
+        """Protocols of ``config`` with no driver in this build → why (their devices are not polled)."""
+        registry = importlib.import_module("drivers.registry")  # by name: the core never imports drivers
+        missing: dict[str, str] = {}
+        for protocol in sorted({d.protocol for d in config.devices.values()}):
+            try:
+                registry.driver_class(protocol)
+            except Exception as exc:  # a driver not in this build: poll the other protocols
+                missing[protocol] = repr(exc)
+        return missing
+
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self.loop is not None:
             return self.loop
@@ -192,12 +204,7 @@ class PollComponent:
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
         poll = importlib.import_module("scada.poll")
         registry = importlib.import_module("drivers.registry")  # by name: the core never imports drivers
-        missing: dict[str, str] = {}
-        for protocol in sorted({d.protocol for d in config.devices.values()}):
-            try:
-                registry.driver_class(protocol)
-            except Exception as exc:  # a driver not in this build: poll the other protocols
-                missing[protocol] = repr(exc)
+        missing = self._missing_protocols(config)
         devices = [n for n, d in config.devices.items() if d.protocol not in missing]
 
         async def build() -> None:  # drivers and their shared resources are created on the poll loop
@@ -243,13 +250,29 @@ class PollComponent:
         }
 
     async def rebind(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
-        """A new tag database: stop every device task, start them again on the new configuration.
+        """A new configuration and tag database: only added, removed and changed devices are started/stopped.
 
-        Removed devices are closed, added ones started; unchanged ones reconnect within one scan.
+        Unchanged devices keep their task, driver and connection and write into the new tag database from
+        their next cycle (Poller.update). Before the first warm-up has finished, everything restarts.
         """
-        await self._stop_poller()
-        await self.start(new, tagdb)
-        return {"devices": len(new.devices)}
+        if self.poller is None or self.starting is None or not self.starting.done():
+            await self._stop_poller()
+            await self.start(new, tagdb)
+            return {"devices": len(new.devices), "restarted_all": True}
+        missing = self._missing_protocols(new)
+        devices = [n for n, d in new.devices.items() if d.protocol not in missing]
+        if self.factory is not None:
+            self.factory.config = new  # the shared driver resources (SNMP engine, sockets) are kept
+        result = await self.call(self.poller.update(new, tagdb, devices=devices))
+        st = self.server.status("poll")
+        if missing:
+            st.set("degraded", f"{len(devices)} devices polled; {len(new.devices) - len(devices)} not polled, no "
+                               f"driver for " + ", ".join(f"{p} ({why})" for p, why in missing.items()))
+        else:
+            st.set("ok", f"{len(devices)} devices")
+        changes = result.as_dict()
+        return {"devices": len(new.devices), "kept": len(changes.pop("kept")),
+                **{k: v[:100] for k, v in changes.items()}}
 
     async def _stop_poller(self) -> None:
         if self.starting is not None and not self.starting.done():
