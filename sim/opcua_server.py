@@ -12,7 +12,8 @@ of equipment ``B001`` is the variable with string node id ``B001/k`` in the name
         │   │   ├── fire          s=B001/fire
         │   │   │   ├── zone1     s=B001/fire/zone1          Int32 0 normal / 1 alarm / 2 fault
         │   │   │   └── zone2 ...
-        │   │   ├── intrusion     s=B001/intrusion           armed, alarm (Boolean)
+        │   │   ├── intrusion     s=B001/intrusion           armed, alarm (Boolean); arm_request (Int32),
+        │   │   │                                            arm_lease (UInt32): writable
         │   │   └── doors         s=B001/doors               door1.. (Boolean, True = open)
         │   └── B002 ...
         └── B101-B180 ...
@@ -28,6 +29,25 @@ values with what was last published and writes only the changes with the fast pa
 ``server.write_attribute_value`` (SourceTimestamp = the simulation clock, ServerTimestamp = now).
 Subscribed clients get the changes as data-change notifications.
 
+Writes: a model may declare ``WRITABLE = {key: "<OPC UA built-in type name>"}`` and ``write(key, value)``
+(``sim.building.Building``: ``intrusion/arm_request`` Int32, ``intrusion/arm_lease`` UInt32). Those
+variables get AccessLevel and UserAccessLevel CurrentRead|CurrentWrite (every other variable stays
+read-only: a client write gets BadUserAccessDenied) and an asyncua value *setter*, so a client's
+Write reaches the model at once, inside the Write service::
+
+    client Write ──► asyncua: access level, data type (BadTypeMismatch) ──► setter
+        setter: model.write(key, value) ── ValueError ──► ServiceFault BadOutOfRange (nothing changes)
+                the variable takes the MODEL's value after the write (what a Read, and every
+                subscription, sees: a write the model ignored reads back what is in force), and
+                the equipment's other changes (armed...) are published at once
+    our own publishes go through the same setter and are recognised by a context variable
+    (per asyncio task, so a client write running while a publish awaits is never mistaken for one)
+
+A Write to an equipment with the ``drop`` comm fault is refused with BadNoCommunication; with
+``corrupt`` the model takes it and the variable shows the garbled value. The Write service answers
+one status per request, so a multi-variable Write refused for one variable may have applied the
+variables before it (the SCADA driver writes one variable per request).
+
 Security: ``security="none"`` (tests, the demo's default), ``"sign_encrypt"`` (Basic256Sha256,
 SignAndEncrypt only) or ``"both"``. With encryption a self-signed application certificate and key are
 generated at start into ``cert_dir`` (a temporary directory when not given): ``server.pem`` /
@@ -41,8 +61,9 @@ Communication faults, :meth:`set_comm_fault` (equipment id, or ``"*"`` for every
                 (value kept, status bad) and stop updating until cleared
 ``delay``       ``delay_s``: the equipment's changes reach the address space ``delay_s`` seconds
                 late (granularity: the runner's publish period)
-``corrupt``     garbled values with a Good status: ints/enums read -1, floats NaN, booleans are
-                inverted, strings become "\\ufffd\\ufffd" — what a broken gateway mapping shows
+``corrupt``     garbled values with a Good status: ints/enums read -1 (unsigned ones their maximum),
+                floats NaN, booleans are inverted, strings become "\\ufffd\\ufffd" — what a broken
+                gateway mapping shows
 ``disconnect``  the whole endpoint goes away: the listening socket and every client connection
                 are closed (whatever equipment is named); clearing it (``kind=None`` for the same
                 id, or for ``"*"``) listens again on the same port
@@ -54,6 +75,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import math
@@ -66,7 +88,9 @@ from typing import Any, Protocol
 
 from asyncua import ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.server.address_space import NodeData
 from asyncua.server.server import Server
+from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -80,10 +104,22 @@ SECURITY = ("none", "sign_encrypt", "both")
 COMM_FAULTS = ("drop", "delay", "corrupt", "disconnect")
 _UTC = dt.UTC
 BAD_NO_COMMUNICATION: int = ua.StatusCodes.BadNoCommunication  # type: ignore[attr-defined]
+BAD_OUT_OF_RANGE: int = ua.StatusCodes.BadOutOfRange  # type: ignore[attr-defined]
+BAD_TYPE_MISMATCH: int = ua.StatusCodes.BadTypeMismatch  # type: ignore[attr-defined]
+
+#: True while this asyncio task writes the address space itself (publish, comm faults): the value
+#: setters of writable variables then store the value instead of treating it as a client write.
+_SERVER_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("opcua_server_write", default=False)
 
 
 class ValueModel(Protocol):
     def values(self) -> dict[str, Any]: ...
+
+
+class WritableModel(ValueModel, Protocol):
+    WRITABLE: Mapping[str, str]
+
+    def write(self, key: str, value: Any) -> None: ...
 
 
 def _variant_type(value: Any) -> ua.VariantType:
@@ -111,11 +147,20 @@ def _data_value(value: Any, vtype: ua.VariantType, source: dt.datetime, server: 
     return ua.DataValue(ua.Variant(value, vtype), **kw)
 
 
-def _garble(value: Any) -> Any:
+def _refusal(code: int) -> Exception:
+    """The exception a setter raises to refuse a write: asyncua answers the Write with a ServiceFault ``code``."""
+    return UaStatusCodeError(code)  # type: ignore[no-untyped-call]
+
+
+_UNSIGNED_MAX = {ua.VariantType.Byte: 0xFF, ua.VariantType.UInt16: 0xFFFF, ua.VariantType.UInt32: 0xFFFF_FFFF,
+                 ua.VariantType.UInt64: 0xFFFF_FFFF_FFFF_FFFF}
+
+
+def _garble(value: Any, vtype: ua.VariantType) -> Any:
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
-        return -1
+        return _UNSIGNED_MAX.get(vtype, -1)  # an unsigned variable cannot carry -1: its maximum
     if isinstance(value, float):
         return math.nan
     return "\ufffd\ufffd"
@@ -147,6 +192,10 @@ class OpcUaModelServer:
         self._faults: dict[str, tuple[str, dict[str, Any]]] = {}
         self._delayed: list[tuple[float, ua.NodeId, ua.DataValue]] = []
         self._disconnected_by: set[str] = set()
+        self._writable: dict[str, dict[str, ua.VariantType]] = {}  # equipment id → {key: variant type}
+        self._client_writes = 0  # client writes applied so far (publish re-reads values after one)
+        self._source: dt.datetime | None = None  # SourceTimestamp of the last publish (simulation clock)
+        self._tasks: set[asyncio.Task[None]] = set()
         self._listening = False
         self.start_seconds = 0.0
         self.timings: dict[str, float] = {}  # start phases: init (standard address space), security, build, listen
@@ -238,6 +287,9 @@ class OpcUaModelServer:
                 obj = await group.add_object(_nid(eq_id, idx), f"{idx}:{eq_id}")
                 parents: dict[str, Any] = {"": obj}
                 entries = []
+                writable = {k: ua.VariantType[t] for k, t in getattr(self.models[eq_id], "WRITABLE", {}).items()}
+                if writable:
+                    self._writable[eq_id] = writable
                 for key, value in self.models[eq_id].values().items():
                     *dirs, leaf = key.split("/")
                     parent_path = ""
@@ -247,17 +299,88 @@ class OpcUaModelServer:
                             parents[sub] = await parents[parent_path].add_object(
                                 _nid(f"{eq_id}/{sub}", idx), f"{idx}:{d}")
                         parent_path = sub
-                    vtype = _variant_type(value)
+                    vtype = writable.get(key) or _variant_type(value)
                     nodeid = _nid(f"{eq_id}/{key}", idx)
-                    await parents[parent_path].add_variable(nodeid, f"{idx}:{leaf}", value, varianttype=vtype)
+                    var = await parents[parent_path].add_variable(nodeid, f"{idx}:{leaf}", value, varianttype=vtype)
+                    if key in writable:
+                        await var.set_writable()  # AccessLevel and UserAccessLevel CurrentRead|CurrentWrite
+                        server.set_attribute_value_setter(nodeid, self._setter(eq_id, key, nodeid, vtype))
                     entries.append((key, nodeid, vtype))
                     self._published[nodeid] = value
                 self._nodes[eq_id] = entries
         if any(len(v) > GROUP_SIZE for v in self._nodes.values()):
             raise ValueError("an equipment has more than 100 values: split them into sub-objects")
 
+    # ------------------------------------------------------------------ client writes
+    def _setter(self, eq_id: str, key: str, nodeid: ua.NodeId,
+                vtype: ua.VariantType) -> Any:
+        """The asyncua value setter of one writable variable (see the module docstring)."""
+
+        def setter(node: NodeData, attr: Any, dv: ua.DataValue) -> None:  # attr: ua.AttributeIds
+            if not _SERVER_WRITE.get():
+                self._client_write(eq_id, key, nodeid, vtype, dv)
+            node.attributes[attr].value = dv
+
+        return setter
+
+    def _client_write(self, eq_id: str, key: str, nodeid: ua.NodeId, vtype: ua.VariantType,
+                      dv: ua.DataValue) -> None:
+        """Apply a client's Write to the model, then make ``dv`` carry the model's value (raises to refuse)."""
+        fault = self._faults.get(eq_id, self._faults.get("*"))
+        kind = fault[0] if fault else None
+        if kind == "drop":
+            log.warning("%s: opcua-%s write of %s refused: equipment unreachable (drop fault)", eq_id, self.kind, key)
+            raise _refusal(BAD_NO_COMMUNICATION)
+        if dv.Value is None or dv.Value.VariantType != vtype:
+            raise _refusal(BAD_TYPE_MISMATCH)
+        model: WritableModel = self.models[eq_id]  # type: ignore[assignment]
+        try:
+            model.write(key, dv.Value.Value)
+        except ValueError as exc:
+            log.warning("opcua-%s: write refused: %s", self.kind, exc)
+            raise _refusal(BAD_OUT_OF_RANGE) from None
+        self._client_writes += 1
+        value = model.values()[key]
+        if kind == "corrupt":
+            value = _garble(value, vtype)
+        now_wall = dt.datetime.now(_UTC)
+        dv.Value = ua.Variant(value, vtype)
+        dv.StatusCode = ua.StatusCode()  # Good
+        dv.SourceTimestamp = self._source or now_wall  # type: ignore[assignment]  # ua.DateTime is a datetime
+        dv.ServerTimestamp = now_wall  # type: ignore[assignment]
+        self._published[nodeid] = value
+        if self._delayed:  # a delayed older value must not land on top of the write
+            self._delayed = [d for d in self._delayed if d[1] != nodeid]
+        task = asyncio.get_running_loop().create_task(self._publish_after_write(eq_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_after_write(self, eq_id: str) -> None:
+        """Publish the equipment's other changes (armed...) right after a client write."""
+        if self._server is None:
+            return
+        try:
+            await self._publish_equipment(eq_id, self._source or dt.datetime.now(_UTC), dt.datetime.now(_UTC),
+                                          time.monotonic())
+        except Exception:  # a publish problem must never surface as a write error
+            log.exception("%s: opcua-%s publish after a write failed", eq_id, self.kind)
+
+    async def _server_write(self, nodeid: ua.NodeId, dv: ua.DataValue) -> None:
+        """Write the address space as the server (publish, comm faults): setters store, not apply."""
+        assert self._server is not None
+        token = _SERVER_WRITE.set(True)
+        try:
+            await self._server.write_attribute_value(nodeid, dv)
+        finally:
+            _SERVER_WRITE.reset(token)
+
     async def aclose(self) -> None:
         """Stop listening and free the address space (idempotent)."""
+        for pending in list(self._tasks):
+            pending.cancel()
+        for pending in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
         server, self._server = self._server, None
         if server is not None:
             # asyncua's stop() waits for its 1 s server-clock loop to notice a flag; cancel it instead
@@ -287,38 +410,48 @@ class OpcUaModelServer:
             return 0
         now_wall = dt.datetime.now(_UTC)
         src = dt.datetime.fromtimestamp(source_time_s, _UTC) if source_time_s is not None else now_wall
+        self._source = src
         mono = time.monotonic()
         written = 0
-        all_fault = self._faults.get("*")
-        for eq_id, entries in self._nodes.items():
-            fault = self._faults.get(eq_id, all_fault)
-            kind = fault[0] if fault else None
-            if kind == "drop":
-                continue
-            values = self.models[eq_id].values()
-            for key, nodeid, vtype in entries:
-                value = values[key]
-                if kind == "corrupt":
-                    value = _garble(value)
-                old = self._published.get(nodeid)
-                if old == value or (isinstance(old, float) and isinstance(value, float)
-                                    and math.isnan(old) and math.isnan(value)):
-                    continue
-                self._published[nodeid] = value
-                dv = _data_value(value, vtype, src, now_wall)
-                if kind == "delay":
-                    assert fault is not None
-                    self._delayed.append((mono + float(fault[1].get("delay_s", 5.0)), nodeid, dv))
-                    continue
-                await server.write_attribute_value(nodeid, dv)
-                written += 1
+        for eq_id in self._nodes:
+            written += await self._publish_equipment(eq_id, src, now_wall, mono)
         if self._delayed:
             due = [d for d in self._delayed if d[0] <= mono]
             self._delayed = [d for d in self._delayed if d[0] > mono]
             for _, nodeid, dv in due:
                 dv.ServerTimestamp = now_wall  # type: ignore[assignment]  # ua.DateTime is a datetime
-                await server.write_attribute_value(nodeid, dv)
+                await self._server_write(nodeid, dv)
                 written += 1
+        return written
+
+    async def _publish_equipment(self, eq_id: str, src: dt.datetime, now_wall: dt.datetime, mono: float) -> int:
+        fault = self._faults.get(eq_id, self._faults.get("*"))
+        kind = fault[0] if fault else None
+        if kind == "drop":
+            return 0
+        written = 0
+        model = self.models[eq_id]
+        values = model.values()
+        seen_writes = self._client_writes
+        for key, nodeid, vtype in self._nodes[eq_id]:
+            if self._client_writes != seen_writes:  # a client wrote while we awaited: never publish stale values
+                values = model.values()
+                seen_writes = self._client_writes
+            value = values[key]
+            if kind == "corrupt":
+                value = _garble(value, vtype)
+            old = self._published.get(nodeid)
+            if old == value or (isinstance(old, float) and isinstance(value, float)
+                                and math.isnan(old) and math.isnan(value)):
+                continue
+            self._published[nodeid] = value
+            dv = _data_value(value, vtype, src, now_wall)
+            if kind == "delay":
+                assert fault is not None
+                self._delayed.append((mono + float(fault[1].get("delay_s", 5.0)), nodeid, dv))
+                continue
+            await self._server_write(nodeid, dv)
+            written += 1
         return written
 
     # ------------------------------------------------------------------ comm faults
@@ -359,7 +492,7 @@ class OpcUaModelServer:
             for eq_id in ids:
                 for _, nodeid, vtype in self._nodes[eq_id]:
                     bad = _data_value(self._published[nodeid], vtype, now_wall, now_wall, BAD_NO_COMMUNICATION)
-                    await self._server.write_attribute_value(nodeid, bad)
+                    await self._server_write(nodeid, bad)
 
     async def _stop_listening(self) -> None:
         if self._server is None or not self._listening or self._server.bserver is None:
