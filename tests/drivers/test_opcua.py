@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import math
 import socket
 
@@ -12,7 +14,7 @@ from asyncua import Server, ua
 from drivers.base import WriteNotConfirmed
 from drivers.opcua import OpcUaDriver
 from scada.config.model import DeviceDef, TagDef
-from scada.errors import AuthError, CommError, WriteNotAllowed
+from scada.errors import AuthError, CommError, DeviceError, WriteNotAllowed
 from scada.poll import Poller, device_stat_tags, stat_tag_name
 from scada.quality import Quality, Sample
 from scada.tagdb import TagDatabase
@@ -21,6 +23,7 @@ from sim.fleet import Vehicle
 from sim.opcua_server import OpcUaModelServer
 from tests.drivers.conftest import demo_city, device_points, models_for, wait_for
 
+NIGHT = dt.datetime(2026, 3, 10, 23, 0, tzinfo=dt.UTC).timestamp()  # Wednesday 00:00 in Paris
 
 async def start_bms(security: str = "none") -> tuple[OpcUaModelServer, dict[str, Building]]:
     models = models_for(demo_city(), "building", Building.from_equipment)
@@ -176,8 +179,71 @@ async def test_sign_and_encrypt_with_certificates() -> None:
         await server.aclose()
 
 
+async def test_write_and_read_back_on_the_simulated_building() -> None:
+    """The simulator's BMS: remote intrusion arming written by the driver, confirmed by read-back, and the
+    model's answer (a lease it ignores, a value it refuses, a hung gateway) seen as the driver must report it."""
+    server, models = await start_bms()
+    try:
+        cfg = demo_city(opcua_bms=server.endpoint)
+        for m in models.values():
+            m.step(NIGHT)  # closed: every building armed by its schedule
+        await server.publish(NIGHT)
+        tags = cfg.tag_by_name()
+        b1 = cfg.equipment["B001"]
+        request, lease, armed = (tags[b1.tag_name(t)] for t in ("intrusion_arm_request", "intrusion_arm_lease",
+                                                                  "intrusion_armed"))
+        assert request.writable and lease.writable and not armed.writable
+        pushed: list[tuple[TagDef, Sample]] = []
+        drv = OpcUaDriver(cfg.devices["bms-1"])
+        drv.set_sink(pushed.extend)
+        with pytest.raises(CommError):
+            await drv.write(request, 2)  # not connected: never a silent success
+        await drv.connect()
+        await drv.read(device_points(cfg, "bms-1"))  # subscribed, like the poller
+        # the WriteNotConfirmed case: a lease with no request in force is ignored by the building
+        with pytest.raises(WriteNotConfirmed) as mismatch:
+            await drv.write(lease, 600, tolerance=5)
+        assert mismatch.value.sample is not None and mismatch.value.sample.value == 0
+        # disarm: request then lease, each confirmed by its read-back
+        back = await drv.write(request, 2)
+        assert back.value == 2 and back.quality is Quality.GOOD
+        back = await drv.write(lease, 600, tolerance=5)
+        assert back.value == 600
+        assert models["B001"].arm_request == 2 and models["B001"].lease.remaining(NIGHT) == 600
+        # the building's answer reaches the subscribers at once (no simulator step needed)
+        await wait_for(lambda: any(p.name == armed.name and s.value is False for p, s in pushed), 3.0)
+        assert (await drv.read([armed]))[0].value is False
+        # the enum labels work too; back to local control (the building cancels the lease itself)
+        mark = len(pushed)
+        assert (await drv.write(request, "local")).value == 0
+        await wait_for(lambda: any(p.name == lease.name and s.value == 0 for p, s in pushed[mark:]), 3.0)
+        assert models["B001"].values()["intrusion/arm_lease"] == 0 and not models["B001"].lease.active
+        # refusals: a read-only node declared rw by mistake; a value the building refuses (BadOutOfRange)
+        armed_rw = dataclasses.replace(armed, access="rw")
+        with pytest.raises(DeviceError) as info:
+            await drv.write(armed_rw, False)
+        assert "refused" in str(info.value) and not isinstance(info.value, WriteNotConfirmed)
+        request_int = dataclasses.replace(request, dtype="int", enum=None)
+        with pytest.raises(DeviceError) as info:
+            await drv.write(request_int, 7)
+        assert "BadOutOfRange" in str(info.value) and not isinstance(info.value, WriteNotConfirmed)
+        with pytest.raises(WriteNotAllowed):
+            await drv.write(request, 7)  # the tag's enum stops it before the wire
+        with pytest.raises(WriteNotAllowed):
+            await drv.write(armed, False)  # not declared rw
+        # a hung BMS gateway acknowledges the write but shows nothing changed: not confirmed
+        models["B001"].inject("frozen")
+        with pytest.raises(WriteNotConfirmed):
+            await drv.write(request, 2)
+        assert models["B001"].arm_request == 0
+        assert drv.connected  # every refusal left the session usable
+        await drv.aclose()
+    finally:
+        await server.aclose()
+
+
 async def test_write_with_read_back_and_refusals() -> None:
-    """Writes against a real asyncua server with one writable and one read-only variable."""
+    """A Double variable on a plain asyncua server (the simulator's writable points are integers)."""
     server = Server()
     await server.init()
     server.set_endpoint("opc.tcp://127.0.0.1:0/w")

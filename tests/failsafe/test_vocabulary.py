@@ -17,7 +17,7 @@ PROBLEM = re.compile(r"^[^:]+:\d+: .+")
 
 def test_shipped_vocabulary_is_valid() -> None:
     vocab = vocabulary()
-    assert set(vocab.types) == {"junction", "lighting_cabinet", "bollard", "panel"}
+    assert set(vocab.types) == {"junction", "lighting_cabinet", "bollard", "panel", "building"}
     assert set(vocab.types["junction"].verbs) == {"select_plan", "flash", "return_to_local"}
     assert set(vocab.types["lighting_cabinet"].verbs) == {"set_level", "return_to_schedule"}
     assert set(vocab.types["bollard"].verbs) == {"lower", "raise", "return_to_local"}
@@ -28,6 +28,25 @@ def test_shipped_vocabulary_is_valid() -> None:
     assert vocab.types["junction"].verbs["flash"].safety == "increasing"
     assert vocab.types["lighting_cabinet"].verbs["set_level"].safety_of({"level": 100}) == "increasing"
     assert vocab.types["lighting_cabinet"].verbs["set_level"].safety_of({"level": 60}) == "neutral"
+    building = vocab.types["building"]
+    assert set(building.verbs) == {"arm_intrusion", "disarm_intrusion", "return_to_local"}
+    assert building.critical and building.blast.per_command == 1
+    assert building.verbs["arm_intrusion"].safety == "neutral"
+    assert building.verbs["disarm_intrusion"].safety == "reducing"  # second person
+    assert building.verbs["return_to_local"].lease == "end"
+    assert all(v.release for v in building.verbs.values() if v.lease == "hold")
+
+
+def test_building_verbs_write_only_the_two_opcua_arming_points() -> None:
+    """The BMS is written over OPC UA: only the two rw arming points, never the armed/alarm/door states."""
+    writes = [w for w in enumerate_writes(vocabulary(), city()) if w.type == "building"]
+    assert {w.protocol for w in writes} == {"opcua"}
+    assert {w.address for w in writes} == {"nsu=urn:city:bms;s={id}/intrusion/arm_request",
+                                           "nsu=urn:city:bms;s={id}/intrusion/arm_lease"}
+    # the lease refresh never re-asserts the request (a building whose first one in disarmed stays local)
+    assert {w.tag for w in writes if w.phase == "refresh"} == {"intrusion_arm_lease"}
+    assert {(w.verb, w.tag) for w in writes if w.phase == "release"} == {
+        ("arm_intrusion", "intrusion_arm_request"), ("disarm_intrusion", "intrusion_arm_request")}
 
 
 def test_every_snmp_set_the_system_can_issue_is_allow_listed() -> None:
@@ -102,6 +121,26 @@ def test_a_signal_head_verb_and_a_non_allow_listed_set_are_refused(tmp_path: Pat
     assert problems[1].startswith("11: verb 'junction.omit': no verb may address")
     assert problems[2] == ("16: verb 'junction.stop_it': SNMP SET of 'phase_omit' (1.3.6.1.4.1.1206.4.2.1.1.5.1.2.1) "
                            "is outside the allow-list systemPatternControl, unitBackupTime")
+
+
+def test_an_opcua_verb_is_held_to_the_same_rw_rule(tmp_path: Path) -> None:
+    """OPC UA has no allow-list of its own: the rw declaration in tags.yaml is the whole rule, and it holds."""
+    problems = _problems(tmp_path, """\
+types:
+  building:
+    roles: [operator]
+    lease: {default: 1h, max: 2h}
+    verbs:
+      fake_all_clear:
+        writes: [{tag: intrusion_alarm, value: false}, {tag: intrusion_armed, value: true}]
+        release: [{tag: intrusion_arm_request, value: 0}]
+        confirm: [{tag: intrusion_alarm, equals: false}]
+""")
+    assert problems == [
+        "7: verb 'building.fake_all_clear': tag 'intrusion_alarm' is not writable (tags.yaml declares access 'r'); "
+        "only access 'rw' tags may be written",
+        "7: verb 'building.fake_all_clear': tag 'intrusion_armed' is not writable (tags.yaml declares access 'r'); "
+        "only access 'rw' tags may be written"], problems
 
 
 def test_config_mistakes_are_all_reported_with_lines(tmp_path: Path) -> None:
