@@ -3,16 +3,12 @@
     connection: {host, port, version: v2c | v3, community,          (v2c: the community selects the device)
                  user, context, auth_key_env, priv_key_env,         (v3: USM user + contextName)
                  auth_protocol: sha | sha256 | md5, priv_protocol: aes | aes256 | des,
-                 max_oids: 24, bulk_min: 4, codec: builtin | pysnmp}
+                 max_oids: 24, bulk_min: 4}
 
-v2c reads go through drivers.snmp_v2c (default ``codec: builtin``): BER coded by hand, one shared UDP
-socket (``DriverContext.shared("snmp:v2c")``), the encoded varbind list of each planned PDU cached, so
-a GET costs tens of microseconds instead of pysnmp's milliseconds. SNMPv3 (USM authPriv), writes
-(SET) and ``codec: pysnmp`` go through pysnmp: one process-wide ``SnmpEngine``
-(``DriverContext.shared("snmp:engine")``) serves every SNMP driver; each driver only holds its target,
-credentials and a read plan. Requests go through pysnmp's command generators with pre-built numeric
-varbinds (hlapi's ``get_cmd`` would resolve every OID against the MIBs on every call). Both codecs
-plan, decode and report alike::
+One process-wide ``SnmpEngine`` (``DriverContext.shared("snmp:engine")``) serves every SNMP
+driver; each driver only holds its target, credentials and a read plan. Requests go through
+pysnmp's command generators with pre-built numeric varbinds (hlapi's ``get_cmd`` would resolve every
+OID against the MIBs on every call: a third of the CPU of a full-city poll)::
 
     points ─► plan (cached)
                ├─ columns: ≥ bulk_min instances prefix.k, prefix.k+1 ... of one table column
@@ -64,12 +60,10 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
 from pysnmp.proto import errind, rfc1902, rfc1905
 
-from drivers import snmp_v2c
 from drivers.base import Driver, DriverContext, describe, engineering, raw_number
 from scada.config.model import DeviceDef, TagDef
 from scada.errors import AuthError, CommError, DeviceError, DriverError, WriteNotAllowed
 from scada.quality import Quality, Sample, Value
-from scada.tagdb import Readings
 
 log = logging.getLogger(__name__)
 
@@ -108,22 +102,13 @@ def shared_engine(context: DriverContext) -> SnmpEngine:
     return context.shared("snmp:engine", SnmpEngine, lambda eng: eng.close_dispatcher())
 
 
-def shared_v2c(context: DriverContext) -> snmp_v2c.V2cTransport:
-    """The one v2c UDP transport of this process (the builtin codec's socket)."""
-    return context.shared("snmp:v2c", snmp_v2c.V2cTransport, lambda t: t.close())
-
-
 def _oid(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.strip(".").split("."))
-
-
-_GOOD, _BAD_DEVICE, _BAD_CONFIG = int(Quality.GOOD), int(Quality.BAD_DEVICE), int(Quality.BAD_CONFIG)
 
 
 @dataclass(slots=True)
 class _Get:
     indices: list[int] = field(default_factory=list)
-    varbinds: bytes | None = None  # the builtin codec's encoded varbind list, made on first use
 
 
 @dataclass(slots=True)
@@ -213,17 +198,6 @@ class SnmpDriver(Driver):
         self.version = "v3" if self.version in ("v3", "3") else "v2c"
         self.max_oids = int(conn.get("max_oids", 24))
         self.bulk_min = int(conn.get("bulk_min", 4))
-        codec = str(conn.get("codec", "builtin")).lower()
-        if codec not in ("builtin", "pysnmp"):
-            raise ValueError(f"{device.name}: SNMP codec must be builtin or pysnmp, got {codec!r}")
-        self.builtin = self.version == "v2c" and codec == "builtin"
-        self._community = str(conn.get("community", "public")).encode()
-        self._family = 0
-        self._sockaddr: tuple[Any, ...] = ()
-        self._encoded: dict[tuple[tuple[int, ...], ...], bytes] = {}  # OIDs of a PDU → encoded varbind list
-        self._oid_bytes: dict[str, bytes] = {}  # address → encoded OID TLV
-        self._last_points: Sequence[TagDef] | None = None
-        self._last_plan: SnmpPlan | None = None
         self._auth: Any = None
         self._target: Any = None
         self._ctx: Any = None
@@ -272,11 +246,6 @@ class SnmpDriver(Driver):
         context_name = str(self.device.connection.get("context", "")) if self.version == "v3" else ""
         self._ctx = ContextData(contextName=context_name)
         self._addr, _params = LCD.configure(self.engine, self._auth, self._target, self._ctx.contextName)
-        if self.builtin:
-            try:
-                self._family, self._sockaddr = await snmp_v2c.V2cTransport.resolve(self.host, self.port)
-            except OSError as exc:
-                raise self.fail(CommError(f"{self.name}: {self.host}:{self.port}: {describe(exc)}")) from None
         self._connected = True
 
     async def aclose(self) -> None:
@@ -332,8 +301,6 @@ class SnmpDriver(Driver):
 
     # ------------------------------------------------------------------ read
     def plan(self, points: Sequence[TagDef]) -> SnmpPlan:
-        if points is self._last_points and self._last_plan is not None:
-            return self._last_plan  # the poller hands the same list every cycle
         key = tuple(p.name for p in points)
         plan = self._plans.get(key)
         if plan is None:
@@ -341,69 +308,36 @@ class SnmpDriver(Driver):
             if len(self._plans) > 64:
                 self._plans.clear()
             self._plans[key] = plan
-        if isinstance(points, list):
-            self._last_points, self._last_plan = points, plan
         return plan
 
-    @staticmethod
-    def _put(out: Readings, k: int, point: TagDef, kind: str, raw: Any, now: int) -> None:
-        """Convert one answered value (kind int | text | dotted | absent | other) into ``out[k]``."""
-        out.source_ns[k] = now
-        out.receive_ns[k] = now
-        if kind == "absent":
-            out.qualities[k] = _BAD_CONFIG
-            return
-        if kind == "text":
+    def _sample(self, point: TagDef, value: Any, now: int) -> Sample:
+        if isinstance(value, _ABSENT):
+            return Sample(None, Quality.BAD_CONFIG, now, now)
+        if isinstance(value, univ.OctetString) and not isinstance(value, rfc1902.IpAddress):
             if point.dtype != "string":
-                out.qualities[k] = _BAD_DEVICE  # text where a number is expected
-                return
-            raw = bytes(raw).decode("utf-8", "replace")
-        elif kind == "int":
+                return Sample(None, Quality.BAD_DEVICE, now, now)  # text where a number is expected
+            raw: Any = bytes(value.asOctets()).decode("utf-8", "replace")
+        elif isinstance(value, univ.Integer):
+            raw = int(value)
             if point.dtype == "bool":
                 raw = raw == 1  # TruthValue: 1 true, 2 false (0/1 devices read the same)
-        elif kind != "dotted":
-            out.qualities[k] = _BAD_DEVICE
-            return
-        value, quality = engineering(point, raw)
-        out.qualities[k] = int(quality)
-        if isinstance(value, str):
-            out.texts[k] = value
-        elif value is not None:
-            out.values[k] = float(value)
-
-    @staticmethod
-    def _kind(value: Any) -> tuple[str, Any]:
-        """A pysnmp value as (kind, raw) for :meth:`_put`."""
-        if isinstance(value, _ABSENT):
-            return "absent", None
-        if isinstance(value, univ.OctetString) and not isinstance(value, rfc1902.IpAddress):
-            return "text", value.asOctets()
-        if isinstance(value, univ.Integer):
-            return "int", int(value)
-        if isinstance(value, univ.ObjectIdentifier | rfc1902.IpAddress):
-            return "dotted", value.prettyPrint()
-        return "other", None
-
-    def _sample(self, point: TagDef, value: Any, now: int) -> Sample:
-        out = Readings(1)
-        kind, raw = self._kind(value)
-        self._put(out, 0, point, kind, raw, now)
-        return out.samples([point])[0]
+        elif isinstance(value, univ.ObjectIdentifier | rfc1902.IpAddress):
+            raw = value.prettyPrint()
+        else:
+            return Sample(None, Quality.BAD_DEVICE, now, now)
+        v, q = engineering(point, raw)
+        return Sample(v, q, now, now)
 
     async def read(self, points: Sequence[TagDef]) -> list[Sample]:
-        return (await self.read_readings(points)).samples(points)
-
-    async def read_readings(self, points: Sequence[TagDef]) -> Readings:
-        out = Readings(len(points))
         if not self._connected or self._target is None:
-            out.stamp_unset(time.time_ns())
-            return out
+            return self.all_bad(points)
         plan = self.plan(points)
-        if plan.invalid:
-            out.set_bad(sorted(plan.invalid), Quality.BAD_CONFIG, time.time_ns())
+        out: list[Sample | None] = [None] * len(points)
+        for i in plan.invalid:
+            out[i] = Sample.bad(Quality.BAD_CONFIG)
         try:
             for g in plan.gets:
-                await self._get(points, g.indices, out, g)
+                await self._get(points, g.indices, out)
             for b in plan.bulks:
                 await self._bulk(points, b, out)
         except AuthError as exc:
@@ -411,66 +345,11 @@ class SnmpDriver(Driver):
             self._connected = False  # connect() again re-reads the keys from the environment
         except CommError as exc:
             self.last_error = exc
-        out.stamp_unset(time.time_ns())  # what was not answered: bad_comm
-        return out
+        bad = Sample.bad(Quality.BAD_COMM)
+        return [s if s is not None else bad for s in out]
 
-    def _oid_tlv(self, address: str) -> bytes:
-        b = self._oid_bytes.get(address)
-        if b is None:
-            b = self._oid_bytes[address] = snmp_v2c.encode_oid(_oid(address))
-        return b
-
-    def _encoded_varbinds(self, oids: tuple[tuple[int, ...], ...]) -> bytes:
-        vbs = self._encoded.get(oids)
-        if vbs is None:
-            if len(self._encoded) > 256:
-                self._encoded.clear()
-            vbs = self._encoded[oids] = snmp_v2c.varbinds(list(oids))
-        return vbs
-
-    async def _exchange(self, kind: int, vbs: bytes, max_repetitions: int = 0) -> snmp_v2c.Response:
-        """One builtin-codec request; CommError when no (decodable) answer comes in time."""
-        transport = shared_v2c(self.context)
-        rid = transport.next_id()
-        message = snmp_v2c.request(self._community, rid, vbs, kind, max_repetitions)
-        return await transport.exchange(self._family, self._sockaddr, rid, message, self.device.timeout_s)
-
-    def _pdu_error(self, what: str, status: int, index: int) -> DeviceError:
-        name = snmp_v2c.ERROR_STATUS[status] if 0 <= status < len(snmp_v2c.ERROR_STATUS) else str(status)
-        return DeviceError(f"{self.name}: {what}: error-status {name} at {index}")
-
-    async def _get(self, points: Sequence[TagDef], indices: list[int], out: Readings, planned: _Get | None = None
-                   ) -> None:
+    async def _get(self, points: Sequence[TagDef], indices: list[int], out: list[Sample | None]) -> None:
         self.requests += 1
-        if self.builtin:
-            vbs = planned.varbinds if planned is not None else None
-            if vbs is None:
-                vbs = self._encoded_varbinds(tuple(_oid(points[i].address) for i in indices))
-                if planned is not None:
-                    planned.varbinds = vbs
-            try:
-                resp = await self._exchange(snmp_v2c.GET, vbs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # no answer in time, a garbled one, a socket error
-                raise CommError(f"{self.name}: GET {self.host}:{self.port}: {describe(exc)}") from None
-            now = time.time_ns()
-            if resp.error_status:
-                self.last_error = self._pdu_error("GET", resp.error_status, resp.error_index)
-                out.set_bad(indices, Quality.BAD_DEVICE, now)
-                return
-            if len(resp.varbinds) != len(indices):
-                raise CommError(f"{self.name}: GET: {len(resp.varbinds)} varbinds for {len(indices)} requested")
-            for i, (name, tag, payload) in zip(indices, resp.varbinds, strict=True):
-                if name != self._oid_tlv(points[i].address):
-                    out.set_bad([i], Quality.BAD_DEVICE, now)  # the agent answered another OID
-                    continue
-                try:
-                    kind, raw = snmp_v2c.value_of(tag, payload)
-                except snmp_v2c.BerError:
-                    kind, raw = "other", None
-                self._put(out, i, points[i], kind, raw, now)
-            return
         try:
             ind, status, index, vbs = await self._request("get", [self._varbind(points[i].address) for i in indices])
         except asyncio.CancelledError:
@@ -482,66 +361,49 @@ class SnmpDriver(Driver):
             if isinstance(err, (CommError, AuthError)):
                 raise err
             self.last_error = err
-            out.set_bad(indices, Quality.BAD_DEVICE, time.time_ns())
+            for i in indices:
+                out[i] = Sample.bad(Quality.BAD_DEVICE)
             return
         now = time.time_ns()
         if status:
             self.last_error = DeviceError(f"{self.name}: GET: error-status {_status(status)} at {int(index)}")
-            out.set_bad(indices, Quality.BAD_DEVICE, now)
+            for i in indices:
+                out[i] = Sample.bad(Quality.BAD_DEVICE)
             return
         if len(vbs) != len(indices):
             raise CommError(f"{self.name}: GET: {len(vbs)} varbinds for {len(indices)} requested")
         for i, (name, value) in zip(indices, vbs, strict=True):
             if tuple(name) != _oid(points[i].address):
-                out.set_bad([i], Quality.BAD_DEVICE, now)  # the agent answered another OID
+                out[i] = Sample.bad(Quality.BAD_DEVICE)  # the agent answered another OID
             else:
-                kind, raw = self._kind(value)
-                self._put(out, i, points[i], kind, raw, now)
+                out[i] = self._sample(points[i], value, now)
 
-    async def _bulk(self, points: Sequence[TagDef], bulk: _Bulk, out: Readings) -> None:
+    async def _bulk(self, points: Sequence[TagDef], bulk: _Bulk, out: list[Sample | None]) -> None:
         self.requests += 1
-        got: dict[bytes, tuple[str, Any]] = {}
-        if self.builtin:
-            try:
-                resp = await self._exchange(snmp_v2c.GETBULK, self._encoded_varbinds((bulk.start,)), bulk.count)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise CommError(f"{self.name}: GETBULK {self.host}:{self.port}: {describe(exc)}") from None
-            if resp.error_status:
-                self.last_error = self._pdu_error("GETBULK", resp.error_status, resp.error_index)
-            else:
-                for name, tag, payload in resp.varbinds:
-                    try:
-                        got[name] = snmp_v2c.value_of(tag, payload)
-                    except snmp_v2c.BerError:
-                        got[name] = ("other", None)
-            key = self._oid_tlv
-        else:
-            try:
-                ind, status, _index, vbs = await self._request(
-                    "bulk", [self._varbind(".".join(map(str, bulk.start)))], bulk.count)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise CommError(f"{self.name}: GETBULK {self.host}:{self.port}: {describe(exc)}") from None
-            if ind:
-                err = self._indication(ind, "GETBULK")
-                if isinstance(err, (CommError, AuthError)):
-                    raise err
-                self.last_error = err
-            if not ind and not status:
-                for name, value in vbs:
-                    got[snmp_v2c.encode_oid(tuple(name))] = self._kind(value)
-            key = self._oid_tlv
+        try:
+            ind, status, _index, vbs = await self._request(
+                "bulk", [self._varbind(".".join(map(str, bulk.start)))], bulk.count)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise CommError(f"{self.name}: GETBULK {self.host}:{self.port}: {describe(exc)}") from None
+        if ind:
+            err = self._indication(ind, "GETBULK")
+            if isinstance(err, (CommError, AuthError)):
+                raise err
+            self.last_error = err
+        got: dict[tuple[int, ...], Any] = {}
+        if not ind and not status:
+            for name, value in vbs:
+                got[tuple(name)] = value
         now = time.time_ns()
         missing: list[int] = []
         for i in bulk.indices:
-            found = got.get(key(points[i].address))
-            if found is None:
+            value = got.get(_oid(points[i].address))
+            if value is None:
                 missing.append(i)
             else:
-                self._put(out, i, points[i], found[0], found[1], now)
+                out[i] = self._sample(points[i], value, now)
         if missing:  # a hole in the column (or an error): GET those exactly
             for start in range(0, len(missing), self.max_oids):
                 await self._get(points, missing[start:start + self.max_oids], out)
@@ -582,13 +444,13 @@ class SnmpDriver(Driver):
             raise self.fail(self._indication(ind, f"SET {point.name}"))
         if status:
             raise self.fail(DeviceError(f"{point.name}: the agent refused the SET ({_status(status)})"))
-        out = Readings(1)
+        out: list[Sample | None] = [None]
         try:
             await self._get([point], [0], out)
         except DriverError as exc:
             raise self.fail(CommError(f"{point.name}: SET accepted, but the read-back failed: {exc}")) from None
-        out.stamp_unset(time.time_ns())
-        return self.confirm(point, value, out.samples([point])[0], tolerance)
+        assert out[0] is not None
+        return self.confirm(point, value, out[0], tolerance)
 
 
-__all__ = ["SnmpDriver", "SnmpPlan", "plan_snmp", "shared_engine", "shared_v2c"]
+__all__ = ["SnmpDriver", "SnmpPlan", "plan_snmp", "shared_engine"]
