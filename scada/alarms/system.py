@@ -194,6 +194,12 @@ def parse_rule(rule: str) -> SystemAlarm | None:
     return next((a for a in SYSTEM_ALARMS if a.code == code), None)
 
 
+def held_at_source(rule: str) -> bool:
+    """A built-in rule whose condition the field-safety monitor holds until a reset (Reset resets the monitor)."""
+    a = parse_rule(rule)
+    return a is not None and a.code in MONITOR_CODES
+
+
 class SystemAlarmSink:
     """Turns the sources' raise/clear calls into tag values (the engine does the rest).
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scada.alarms.system import MONITOR_CODES
+from scada.alarms.system import SystemAlarmSink, codes_of, held_at_source, parse_rule, system_tags
 from scada.config import CityConfig
 from scada.tagdb import TagDatabase
 
@@ -72,8 +72,6 @@ def extra_tags(config: CityConfig) -> list[Any]:
     """Tags the server adds to the city's: per-device poll statistics (``system/devices/<dev>/<stat>``), the
     server's own health (``system/server/<subsystem>/status``, buffer level, consoles...) and the conditions
     behind the system alarms (``<junction>/failsafe/conflicting_green``, ``system/historian/buffer_high``...)."""
-    from scada.alarms.system import system_tags
-
     poll = find("scada.poll")
     stats = list(poll.device_stat_tags(config)) if poll is not None else []
     return [*stats, *health_tag_defs(), *system_tags(config)]
@@ -351,8 +349,7 @@ def alarm_view_dict(v: Any) -> dict[str, Any]:
     """An AlarmView as the API and the WebSocket send it."""
     pr = int(v.priority)
     flags = list(v.flags)
-    if v.rule.startswith("system.") and v.state.active and "latched" not in flags \
-            and v.rule.rsplit(".", 1)[-1] in MONITOR_CODES:
+    if v.state.active and "latched" not in flags and held_at_source(v.rule):
         # held by the field-safety monitor itself: only a reset clears it (the consoles offer Reset on "latched")
         flags.append("latched")
     return {"id": v.alarm, "rule": v.rule, "equipment": v.equipment, "commune": v.commune, "area": v.area,
@@ -443,15 +440,13 @@ class AlarmAdapter:
         """A reset of a field-safety monitor alarm resets the monitor's latch first (its tag then returns to
         0, the engine's latched alarm is held, and the engine reset below returns it to normal)."""
         from scada.alarms.states import Event
-        from scada.alarms.system import MONITOR_CODES, parse_rule
 
         e = self.comp.engine
         idx, _ = e.catalog.indices_of(alarm_ids)
         junctions: set[str] = set()
         for i in idx:
             info = e.catalog.info(i)
-            sa = parse_rule(info.rule)
-            if sa is None or sa.code not in MONITOR_CODES:
+            if not held_at_source(info.rule):
                 continue
             if e.authorize is not None and e.authorize(user, Event.RESET, info) is not None:
                 continue  # the engine refuses it below, with the reason
@@ -564,8 +559,6 @@ class AlarmComponent:
 
     def _attach(self, config: CityConfig, tagdb: TagDatabase) -> None:
         emod = importlib.import_module("scada.alarms.engine")
-        from scada.alarms.system import SystemAlarmSink, parse_rule
-
         self.engine = emod.AlarmEngine(config, tagdb, self.journal, restore=False, now_ns=time.time_ns())
         self.sink = self.server.system_alarms = SystemAlarmSink(config, tagdb)
         self._failsafe_groups = np.array([k for k, r in enumerate(self.engine.catalog.rules)
@@ -1105,8 +1098,6 @@ class FailsafeComponent:
         """Fail-safe alarms (conflicting green, monitor did not act, not confirmed) → their system-alarm tags,
         which the alarm engine turns into ISA-18.2 alarms (scada.alarms.system). The detail (which phases,
         which command) is in the log and the command audit log."""
-        from scada.alarms.system import codes_of
-
         self.alarms[alarm.key] = alarm
         log.log(logging.ERROR if alarm.active and alarm.priority <= 2 else logging.WARNING, "%s: %s (P%s, %s)",
                 alarm.equipment or "fail-safe", alarm.message, alarm.priority, "active" if alarm.active else "cleared")
