@@ -50,13 +50,15 @@ AUTH, PRIV = "sim-auth-key-1", "sim-priv-key-1"
 
 
 class SimClock:
-    """Simulation time: NIGHT + SPEED × wall-clock seconds since start (shared with child processes)."""
+    """Simulation time: start (default NIGHT) + SPEED × wall-clock seconds since the rig started (wall clock:
+    shared with child processes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: float = NIGHT) -> None:
+        self.start = start
         self.t0 = time.time()
 
     def __call__(self) -> float:
-        return NIGHT + (time.time() - self.t0) * SPEED
+        return self.start + (time.time() - self.t0) * SPEED
 
     async def sleep(self, dt: float) -> None:
         await asyncio.sleep(dt / SPEED)

@@ -27,45 +27,20 @@ import pytest
 from drivers.registry import DriverFactory
 from failsafe.service import Failsafe
 from failsafe.types import CommandRequest, FailsafeAlarm, Outcome, TicketState
-from failsafe.writer import DriverWriter
 from scada.config import CityConfig, load_city
-from scada.config.model import TagDef
 from scada.poll import Poller
-from scada.quality import Quality, Value
+from scada.quality import Quality
 from scada.tagdb import TagDatabase
 from sim.building import REQ_ARM, REQ_DISARM, REQ_LOCAL, Building
 from sim.opcua_server import OpcUaModelServer
 from tests.failsafe.conftest import ALICE, BOB, ROOT, vocabulary
+from tests.failsafe.test_integration import RecordingWriter, SimClock
 
 SPEED = 10.0
 TZ = dt.timezone(dt.timedelta(hours=1))  # Paris in January
 NIGHT = dt.datetime(2025, 1, 7, 23, 30, tzinfo=TZ).timestamp()  # Tuesday night: every building closed, armed
 DAY = dt.datetime(2025, 1, 7, 10, 30, tzinfo=TZ).timestamp()  # Tuesday 10:30: every building open, disarmed
 ARMING = {"intrusion/arm_request", "intrusion/arm_lease"}
-
-
-class SimClock:
-    """Simulation time: start + SPEED × wall-clock seconds since the rig started."""
-
-    def __init__(self, start: float) -> None:
-        self.start = start
-        self.t0 = time.time()
-
-    def __call__(self) -> float:
-        return self.start + (time.time() - self.t0) * SPEED
-
-    async def sleep(self, dt_s: float) -> None:
-        await asyncio.sleep(dt_s / SPEED)
-
-
-class RecordingWriter(DriverWriter):
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.record: list[tuple[str, str, Value]] = []
-
-    async def write(self, tag: TagDef, value: Value, *, tolerance: float | None = None) -> None:
-        self.record.append((tag.equipment, tag.address, value))
-        await super().write(tag, value, tolerance=tolerance)
 
 
 @dataclass
