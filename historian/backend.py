@@ -212,6 +212,12 @@ class Series:
     value: F64
     quality: U8
     text: list[str | None] | None = None
+    # where the points come from: "raw" (stored points), "rollup" (min and max of each roll-up bucket at
+    # nominal times, raw data expired) or "mixed" (roll-ups before ``raw_from_ns``, raw after).
+    # Operations (take, window) return plain raw-flagged series; backends set these on query results.
+    source: str = "raw"
+    resolution_ns: int = 0  # width of the roll-up buckets used (0: stored points only)
+    raw_from_ns: int | None = None  # points before this time come from roll-ups (None: none do)
 
     def __len__(self) -> int:
         return int(self.ts.size)
@@ -252,6 +258,14 @@ class Aggregates:
     avg: F64
     last: F64
     twa: F64
+    # "raw": computed from stored points; "rollup": from stored roll-ups only (raw data expired);
+    # "mixed": roll-ups before ``raw_from_ns``, raw points after (boundary bucket combined).
+    source: str = "raw"
+    # 0: every bucket is ``interval_ns`` wide as asked. Otherwise the asked interval could not be served
+    # exactly from roll-ups (finer, or not aligned to them): the buckets before ``raw_from_ns`` are the
+    # stored roll-up buckets themselves, this wide (the backend never invents finer values).
+    resolution_ns: int = 0
+    raw_from_ns: int | None = None  # buckets before this time come from roll-ups (None: none do)
 
     def __len__(self) -> int:
         return int(self.start.size)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from historian.backend import (
     F64,
@@ -51,7 +52,9 @@ from historian.backend import (
     RetentionPolicy,
     Series,
     TagInfo,
+    _segments,
     aggregate_series,
+    decimate_series,
     dedupe_order,
 )
 from historian.names import NameMap
@@ -62,6 +65,7 @@ DAY_NS = 86400 * 1_000_000_000
 _HDR = struct.Struct("<4sII")  # magic, n, text bytes
 _MAGIC = b"HLG1"
 CHUNK_MAX = 65536
+NEVER = -(2**62)  # "no raw data expired yet"
 
 
 def encode_log(ids: I64, ts: I64, v: F64, q: U8, text: Mapping[int, str]) -> bytes:
@@ -168,6 +172,11 @@ class SqliteBackend(Backend):
             for name, klass, start, _end, _closed in self.db.execute("SELECT * FROM partitions"):
                 self._parts[(klass, start // self.period_ns)] = name
             self._names = NameMap(self._tag_ids, self._create_tags)
+            # per retention class: raw data before this time has been dropped (roll-ups answer there)
+            self._horizon: dict[str, int] = {
+                k.removeprefix("raw_expired:"): int(v) for k, v in self.db.execute(
+                    "SELECT key, value FROM meta WHERE key LIKE 'raw_expired:%'")}
+            self._rollup_ok: set[str] = set()
             self._hot: list[_Hot] = []
             self._hot_points = 0
             self._cid = int(self.db.execute("SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM meta "
@@ -450,8 +459,19 @@ class SqliteBackend(Backend):
     def _rollup_table(self, klass: str) -> str:
         safe = "".join(c if c.isalnum() else "_" for c in klass)
         name = f"r_{safe}"
+        if name in self._rollup_ok:
+            return name
+        # cover: seconds of the bucket where the signal is known and good (the weight of twa when
+        # buckets are combined); vend: the reconstructed value just before the bucket end (NULL when
+        # not good): where raw data expired it stands in for the last expired point.
         self.db.execute(f"CREATE TABLE IF NOT EXISTS {name}(tag INTEGER, bucket INTEGER, n INTEGER, vmin REAL, "
-                        "vmax REAL, avg REAL, last REAL, twa REAL, PRIMARY KEY(tag, bucket)) WITHOUT ROWID")
+                        "vmax REAL, avg REAL, last REAL, twa REAL, cover REAL, vend REAL, "
+                        "PRIMARY KEY(tag, bucket)) WITHOUT ROWID")
+        cols = {r[1] for r in self.db.execute(f"PRAGMA table_info({name})")}
+        for col in ("cover", "vend"):  # stores created before these columns
+            if col not in cols:
+                self.db.execute(f"ALTER TABLE {name} ADD COLUMN {col} REAL")
+        self._rollup_ok.add(name)
         return name
 
     def maintain(self, now_ns: int) -> dict[str, int]:
@@ -461,18 +481,25 @@ class SqliteBackend(Backend):
             if self._hot and (time.time() - self._hot[0].wall >= self.compact_age_s
                               or any(int(h.ts.min()) < now_ns - self.period_ns for h in self._hot)):
                 self.compact()
-            parts = self.db.execute("SELECT name, klass, start_ns, end_ns, closed FROM partitions").fetchall()
+            parts = self.db.execute("SELECT name, klass, start_ns, end_ns, closed FROM partitions "
+                                    "ORDER BY start_ns").fetchall()
+            # roll up every finished partition before anything expires (a roll-up reads the points on
+            # both sides of its partition for the time-weighted average, so no drop in between)
             for name, klass, start, end, closed in parts:
-                pol = self.policy(klass)
-                if not closed and end <= now_ns:  # roll up before anything expires
-                    self._close_partition(name, klass, start, end, pol)
+                if not closed and end <= now_ns:
+                    self._close_partition(name, klass, start, end, self.policy(klass))
                     stats["closed"] += 1
-                if end <= now_ns - int(pol.raw_s * 1e9):
+            for name, klass, start, end, _closed in parts:
+                if end <= now_ns - int(self.policy(klass).raw_s * 1e9):
+                    key = f"raw_expired:{klass}"
+                    horizon = max(self._horizon.get(klass, end), end)
                     self.db.execute("BEGIN IMMEDIATE")
                     self.db.execute(f"DROP TABLE IF EXISTS {name}")
                     self.db.execute("DELETE FROM partitions WHERE name=?", (name,))
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, str(horizon)))
                     self.db.execute("COMMIT")
                     self._parts.pop((klass, start // self.period_ns), None)
+                    self._horizon[klass] = horizon
                     stats["dropped"] += 1
             for klass in {k for k, _p in self._parts} | set(self.retention):
                 pol = self.policy(klass)
@@ -500,18 +527,26 @@ class SqliteBackend(Backend):
                                                s.text[a:b] if s.text else None)
                 merged.append((tid, int(s.ts[a]), cid, int(s.ts[b - 1]), b - a, tsb, vb, qb, tb))
             if pol.rollup_keep_s > 0 and interval > 0:
+                step = self.is_step(tag)
                 before = self.point_before(tag, start - 1)
-                agg = aggregate_series(s, before, start, end, interval, self.is_step(tag))
+                after = self.point_after(tag, end - 1)  # the twa of the last segment runs towards it
+                agg = aggregate_series(s, before, start, end, interval, step)
+                edges = _edges(start, end, interval)
+                twa, cover, vend = _twa_cover(_join(before, s, after), s.ts, edges, step)
                 for i in range(len(agg)):
                     roll.append((tid, int(agg.start[i]), int(agg.count[i]), _f(agg.min[i]), _f(agg.max[i]),
-                                 _f(agg.avg[i]), _f(agg.last[i]), _f(agg.twa[i])))
+                                 _f(agg.avg[i]), _f(agg.last[i]), _f(twa[i]), float(cover[i]) / 1e9,
+                                 _f(vend[i])))
         self._cid = cid
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute(f"DELETE FROM {name}")
         self.db.executemany(f"INSERT INTO {name} VALUES(?,?,?,?,?,?,?,?,?)", merged)
         if roll:
             rt = self._rollup_table(klass)
-            self.db.executemany(f"INSERT OR REPLACE INTO {rt} VALUES(?,?,?,?,?,?,?,?)", roll)
+            # late data for a period whose raw data already expired: its partial roll-ups must not
+            # replace the complete ones computed when the period closed, only fill missing buckets
+            verb = "INSERT OR IGNORE" if end <= self._horizon.get(klass, NEVER) else "INSERT OR REPLACE"
+            self.db.executemany(f"{verb} INTO {rt} VALUES(?,?,?,?,?,?,?,?,?,?)", roll)
         self.db.execute("UPDATE partitions SET closed=1 WHERE name=?", (name,))
         self.db.execute("INSERT OR REPLACE INTO meta VALUES('cid', ?)", (str(cid),))
         self.db.execute("COMMIT")
@@ -521,14 +556,135 @@ class SqliteBackend(Backend):
         with self._lock:
             tid = self._tag_ids.get(tag)
             klass = self._klass_of.get(tid, "default") if tid is not None else "default"
-            pol = self.policy(klass)
-            interval = int(pol.rollup_interval_s * 1e9)
-            rows = [] if tid is None else self.db.execute(
-                f"SELECT bucket, n, vmin, vmax, avg, last, twa FROM {self._rollup_table(klass)} "
-                "WHERE tag=? AND bucket >= ? AND bucket < ? ORDER BY bucket", (tid, start_ns, end_ns)).fetchall()
-            a = np.array(rows, dtype=np.float64).reshape(-1, 7)
-            return Aggregates(tag, a[:, 0].astype(np.int64), interval, a[:, 1].astype(np.int64), a[:, 2], a[:, 3],
-                              a[:, 4], a[:, 5], a[:, 6])
+            r = self._rollup_rows(tid, klass, start_ns, end_ns)
+            return Aggregates(tag, r.bucket, r.interval, r.n, r.vmin, r.vmax, r.avg, r.last, r.twa,
+                              source="rollup", resolution_ns=r.interval)
+
+    def _rollup_rows(self, tid: int | None, klass: str, start_ns: int, end_ns: int) -> _Rollups:
+        """Stored roll-up buckets with ``bucket`` in [start_ns, end_ns), time-ordered, with their ends."""
+        interval = int(self.policy(klass).rollup_interval_s * 1e9)
+        rows = [] if tid is None or interval <= 0 else self.db.execute(
+            f"SELECT bucket, n, vmin, vmax, avg, last, twa, cover, vend FROM {self._rollup_table(klass)} "
+            "WHERE tag=? AND bucket >= ? AND bucket < ? ORDER BY bucket", (tid, start_ns, end_ns)).fetchall()
+        a = np.array(rows, dtype=np.float64).reshape(-1, 9)  # NULL -> nan
+        bucket = np.array([r[0] for r in rows], np.int64)
+        # a roll-up bucket never crosses its partition's end (the grid restarts at each partition)
+        end = np.minimum(bucket + max(interval, 1), (bucket // self.period_ns + 1) * self.period_ns)
+        cover = a[:, 7] * 1e9
+        nocover = np.isnan(cover)  # stores rolled up before the cover column: assume the whole bucket
+        cover[nocover] = np.where(np.isnan(a[nocover, 6]), 0.0, (end[nocover] - bucket[nocover]).astype(float))
+        return _Rollups(interval, bucket, end, a[:, 1].astype(np.int64), a[:, 2], a[:, 3], a[:, 4], a[:, 5],
+                        a[:, 6], cover, a[:, 8])
+
+    def _expired(self, tag: str, start_ns: int, end_ns: int,
+                 ) -> tuple[int, int, _Rollups | None, Series, Series]:
+        """Split a query at the raw horizon H of the tag's class: (H, first raw time, roll-ups overlapping
+        [start, min(end, H)) or None, raw points in [max(start, H), end), the point before them)."""
+        tid = self._tag_ids.get(tag)
+        klass = self._klass_of.get(tid, "default") if tid is not None else "default"
+        hz = self._horizon.get(klass, NEVER) if tid is not None else NEVER
+        lo = max(start_ns, hz)
+        roll = None
+        if hz > start_ns:
+            span = int(self.policy(klass).rollup_interval_s * 1e9)
+            roll = self._rollup_rows(tid, klass, start_ns - span, min(end_ns, hz))
+            keep = roll.end > start_ns
+            roll = roll.take(keep) if not keep.all() else roll
+        raw = self.raw(tag, lo, end_ns) if lo < end_ns else Series.empty(tag)
+        before = Series.empty(tag)
+        if lo < end_ns and (not len(raw) or raw.ts[0] > lo):
+            if hz <= start_ns:
+                before = self.point_before(tag, lo - 1)
+            if not len(before) and hz > NEVER:
+                # the last expired point is gone: the roll-up ending at H kept the value there
+                last = self._rollup_rows(tid, klass, hz - self.period_ns, hz)
+                if len(last) and last.end[-1] == hz and not np.isnan(last.vend[-1]):
+                    before = Series(tag, np.array([hz], np.int64), last.vend[-1:].copy(), np.zeros(1, np.uint8))
+        return hz, lo, roll, raw, before
+
+    def aggregate(self, tag: str, start_ns: int, end_ns: int, interval_ns: int, step: bool | None = None) -> Aggregates:
+        """Aggregates per interval; where raw data expired, from the roll-ups (see the module docstring)."""
+        self.require(Capability.AGGREGATE)
+        if interval_ns <= 0 or end_ns <= start_ns:
+            raise ValueError("interval must be > 0 and end > start")
+        step = self.is_step(tag) if step is None else step
+        with self._lock:
+            hz, lo, roll, raw, before = self._expired(tag, start_ns, end_ns)
+        if roll is None:
+            return aggregate_series(raw, before, start_ns, end_ns, interval_ns, step)
+        source = "rollup" if lo >= end_ns else "mixed"
+        bi = (roll.bucket - start_ns) // interval_ns
+        exact = bool(np.all((roll.bucket >= start_ns) & (roll.end <= end_ns)
+                            & ((roll.end - 1 - start_ns) // interval_ns == bi)))
+        if exact:  # every roll-up bucket lies inside one asked bucket: combine exactly
+            edges = _edges(start_ns, end_ns, interval_ns)
+            nb = edges.size - 1
+            w = aggregate_series(raw, before, start_ns, end_ns, interval_ns, step)
+            wtwa, wcover, _ = _twa_cover(_join(before, raw), np.concatenate([before.ts, raw.ts]), edges, step)
+            n = roll.n
+            has = n > 0
+            count = w.count + np.bincount(bi, weights=n, minlength=nb).astype(np.int64)
+            rmin = np.full(nb, np.nan)
+            rmax = np.full(nb, np.nan)
+            np.fmin.at(rmin, bi[has], roll.vmin[has])
+            np.fmax.at(rmax, bi[has], roll.vmax[has])
+            rsum = np.bincount(bi[has], weights=roll.avg[has] * n[has], minlength=nb)
+            wsum = np.where(w.count > 0, w.avg * w.count, 0.0)
+            avg = np.full(nb, np.nan)
+            pos = count > 0
+            avg[pos] = (rsum[pos] + wsum[pos]) / count[pos]
+            last = np.full(nb, np.nan)
+            last[bi[has]] = roll.last[has]  # time-ordered: the last roll-up of a bucket wins
+            last = np.where(w.count > 0, w.last, last)
+            tw = ~np.isnan(roll.twa) & (roll.cover > 0)
+            rarea = np.bincount(bi[tw], weights=roll.twa[tw] * roll.cover[tw], minlength=nb)
+            rcov = np.bincount(bi[tw], weights=roll.cover[tw], minlength=nb)
+            warea = np.where(wcover > 0, np.nan_to_num(wtwa) * wcover, 0.0)
+            cov = rcov + wcover
+            twa = np.full(nb, np.nan)
+            twa[cov > 0] = (rarea[cov > 0] + warea[cov > 0]) / cov[cov > 0]
+            return Aggregates(tag, edges[:-1].copy(), interval_ns, count, np.fmin(rmin, w.min), np.fmax(rmax, w.max),
+                              avg, last, twa, source=source, raw_from_ns=hz)
+        # finer than (or not aligned to) the roll-ups: the roll-up buckets themselves, then the raw part
+        rw = aggregate_series(raw, before, lo, end_ns, interval_ns, step) if lo < end_ns else None
+
+        if rw is None:
+            rw = Aggregates(tag, roll.bucket[:0], interval_ns, roll.n[:0], roll.vmin[:0], roll.vmin[:0],
+                            roll.vmin[:0], roll.vmin[:0], roll.vmin[:0])
+        return Aggregates(tag, np.concatenate([roll.bucket, rw.start]), interval_ns,
+                          np.concatenate([roll.n, rw.count]), np.concatenate([roll.vmin, rw.min]),
+                          np.concatenate([roll.vmax, rw.max]), np.concatenate([roll.avg, rw.avg]),
+                          np.concatenate([roll.last, rw.last]), np.concatenate([roll.twa, rw.twa]),
+                          source=source, resolution_ns=roll.interval, raw_from_ns=hz)
+
+    def decimate(self, tag: str, start_ns: int, end_ns: int, pixels: int) -> Series:
+        """M4 over the stored points; where raw data expired, the min and max of each roll-up bucket
+        (min at the bucket start, max at its middle: nominal times) stand in for the points."""
+        self.require(Capability.DECIMATE)
+        if pixels <= 0 or end_ns <= start_ns:
+            raise ValueError("pixels must be > 0 and end > start")
+        with self._lock:
+            hz, lo, roll, raw, _before = self._expired(tag, start_ns, end_ns)
+        if roll is None:
+            return decimate_series(raw, start_ns, end_ns, pixels)
+        r = roll.take(roll.n > 0)
+        a = np.maximum(r.bucket, start_ns)
+        b = np.minimum(np.minimum(r.end, end_ns), max(hz, start_ns))
+        mid = a + (b - a) // 2
+        two = (r.vmax != r.vmin) & (mid > a)
+        ts = np.concatenate([a, mid[two]])
+        v = np.concatenate([r.vmin, r.vmax[two]])
+        order = np.argsort(ts, kind="stable")
+        ts, v = ts[order], v[order]
+        text: list[str | None] | None = None
+        if raw.text is not None:
+            text = [None] * ts.size
+            text.extend(raw.text)
+        joined = Series(tag, np.concatenate([ts, raw.ts]), np.concatenate([v, raw.value]),
+                        np.concatenate([np.zeros(ts.size, np.uint8), raw.quality]), text)
+        d = decimate_series(joined, start_ns, end_ns, pixels)
+        return Series(tag, d.ts, d.value, d.quality, d.text, source="rollup" if lo >= end_ns else "mixed",
+                      resolution_ns=roll.interval, raw_from_ns=hz)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -548,3 +704,65 @@ class SqliteBackend(Backend):
 
 def _f(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
+
+
+@dataclass(slots=True)
+class _Rollups:
+    """Stored roll-up buckets of one tag: [bucket, end) each; cover in ns (the twa weight)."""
+
+    interval: int
+    bucket: I64
+    end: I64
+    n: I64
+    vmin: F64
+    vmax: F64
+    avg: F64
+    last: F64
+    twa: F64
+    cover: F64
+    vend: F64
+
+    def __len__(self) -> int:
+        return int(self.bucket.size)
+
+    def take(self, rows: npt.NDArray[np.bool_]) -> _Rollups:
+        return _Rollups(self.interval, self.bucket[rows], self.end[rows], self.n[rows], self.vmin[rows],
+                        self.vmax[rows], self.avg[rows], self.last[rows], self.twa[rows], self.cover[rows],
+                        self.vend[rows])
+
+
+def _edges(start_ns: int, end_ns: int, interval_ns: int) -> I64:
+    """Bucket edges as :func:`historian.backend.aggregate_series` draws them (last one clipped to end)."""
+    nb = int(-(-(end_ns - start_ns) // interval_ns))
+    edges = start_ns + np.arange(nb + 1, dtype=np.int64) * interval_ns
+    edges[-1] = min(int(edges[-1]), end_ns)
+    return edges
+
+
+def _join(*parts: Series) -> tuple[I64, F64, U8]:
+    return (np.concatenate([p.ts for p in parts]), np.concatenate([p.value for p in parts]),
+            np.concatenate([p.quality for p in parts]))
+
+
+def _twa_cover(points: tuple[I64, F64, U8], inner: I64, edges: I64, step: bool) -> tuple[F64, F64, F64]:
+    """Per bucket of ``edges``: the time-weighted average of the reconstructed signal (as
+    :func:`aggregate_series`), the ns where it is known and good (its weight), and its value just before
+    the bucket end (NaN where not good). ``points`` are time-ordered and may reach past both ends."""
+    ts, v, q = points
+    nb = edges.size - 1
+    twa = np.full(nb, np.nan)
+    cover = np.zeros(nb)
+    vend = np.full(nb, np.nan)
+    if ts.size == 0:
+        return twa, cover, vend
+    inner = inner[(inner > edges[0]) & (inner < edges[-1])]
+    bp = np.unique(np.concatenate([edges, inner]))
+    left, right, good = _segments(ts, v, q, bp[:-1], bp[1:], step)
+    dt = np.diff(bp).astype(np.float64)
+    seg = np.clip(np.searchsorted(edges, bp[:-1], side="right") - 1, 0, nb - 1)
+    cover = np.bincount(seg, weights=np.where(good, dt, 0.0), minlength=nb).astype(np.float64)
+    area = np.bincount(seg, weights=np.where(good, (left + right) / 2 * dt, 0.0), minlength=nb)
+    pos = cover > 0
+    twa[pos] = area[pos] / cover[pos]
+    lastseg = np.searchsorted(bp, edges[1:], side="left") - 1
+    return twa, cover, np.where(good[lastseg], right[lastseg], np.nan)
