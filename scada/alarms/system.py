@@ -62,6 +62,10 @@ class SystemAlarm:
     shape: Shape
     message: str
     description: str
+    #: the same abnormal condition read from the equipment itself (tag, values): when the city already has
+    #: a discrete rule on it, this alarm is suppressed by design behind that rule (one annunciation per
+    #: condition, ISA-18.2 rationalisation); it is still evaluated and journalled
+    same_as: tuple[str, frozenset[int]] | None = None
 
     def tag(self, prefix: str | None = None) -> str:
         """The tag's full name (``prefix`` is the equipment's tag prefix for per-equipment scopes)."""
@@ -85,7 +89,8 @@ SYSTEM_ALARMS: tuple[SystemAlarm, ...] = (
                 "field-safety monitor: the controller did not go to flash after a conflicting green"),
     SystemAlarm("failsafe", "fault_flash", "junction", 1, "latched",
                 "Junction {id} ({commune}): controller in fault flash, local reset needed",
-                "field-safety monitor: the controller reports fault flash"),
+                "field-safety monitor: the controller reports fault flash",
+                same_as=("unit_flash_status", frozenset({5, 6}))),  # faultMonitor(5), mmu(6)
     SystemAlarm("failsafe", "monitor_flash_failed", "junction", 1, "latched",
                 "Junction {id} ({commune}): flash requested by the field-safety monitor did not succeed",
                 "field-safety monitor: its flash request was refused or not confirmed"),
@@ -182,8 +187,20 @@ def system_rules(config: CityConfig) -> list[AlarmRuleSpec]:
             out.append(AlarmRuleSpec(name=rule_name(a, tmpl), template=tmpl, tag=a.local_tag, kind="discrete",
                                      value=True, priority=a.priority, latched=a.shape == "latched",
                                      message=a.message, service=svc.most_common(1)[0][0] if svc else "system",
-                                     description=a.description))
+                                     description=a.description, suppressed_by=_covering_rule(config, a, tmpl)))
     return out
+
+
+def _covering_rule(config: CityConfig, alarm: SystemAlarm, template: str) -> str | None:
+    """The city's own rule that already annunciates ``alarm``'s condition on ``template``, if any."""
+    if alarm.same_as is None:
+        return None
+    tag, values = alarm.same_as
+    for r in config.alarm_rules:
+        wanted = set(r.values or []) | ({r.value} if r.value is not None else set())
+        if r.template == template and r.tag == tag and r.kind == "discrete" and values & wanted:
+            return r.name
+    return None
 
 
 def parse_rule(rule: str) -> SystemAlarm | None:

@@ -17,6 +17,7 @@ from scada.alarms.states import AlarmState, Event
 from scada.alarms.system import SystemAlarmSink, codes_of, system_tags
 from scada.config import load_city
 from scada.journal import Journal, JournalQuery
+from scada.quality import Sample
 from scada.tagdb import TagDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,3 +92,24 @@ def test_unknown_conditions_are_refused_not_lost(rig) -> None:  # type: ignore[n
     assert not sink.raise_("failsafe", "conflicting_green", "NOT-A-JUNCTION")
     assert codes_of(["failsafe/audit/unwritable", "something/else"]) == [("", "audit_unwritable")]
     assert sink.raise_("failsafe", "audit_unwritable", "", active=True)
+
+
+def test_monitor_fault_flash_is_suppressed_behind_the_citys_own_rule(rig) -> None:  # type: ignore[no-untyped-def]
+    """One annunciation per condition: the city's junction_fault_flash rule reads the controller's flash status;
+    the field-safety monitor's fault_flash alarm for the same junction is suppressed by design behind it."""
+    config, db, engine, sink, _ = rig
+    sink.initialise("failsafe")
+    junction = config.equipment["J002"]
+    own = f"junction_fault_flash:{junction.tag_name('unit_flash_status')}"
+    mon = f"system.junction.fault_flash:{junction.tag_name('failsafe/fault_flash')}"
+    db.apply_samples([(junction.tag_name("unit_flash_status"), Sample.good(6))])  # mmu flash
+    sink.raise_("failsafe", "fault_flash", "J002", active=True)
+    assert state(engine, own) is AlarmState.UNACK and state(engine, mon) is AlarmState.UNACK
+    assert "suppressed_design" in engine.view(mon).flags and "suppressed_design" not in engine.view(own).flags
+    _, listed = engine.alarm_list(equipment="J002")
+    assert [v.alarm for v in listed if v.rule.endswith("fault_flash")] == [own]
+    # where the controller does not report it (a stale or lost status), the monitor's alarm is the annunciation
+    other = next(e for e in config.equipment.values() if e.template == "junction" and e.id != "J002")
+    sink.raise_("failsafe", "fault_flash", other.id, active=True)
+    solo = f"system.junction.fault_flash:{other.tag_name('failsafe/fault_flash')}"
+    assert "suppressed_design" not in engine.view(solo).flags
