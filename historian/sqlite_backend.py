@@ -15,8 +15,31 @@ either in the log or in a chunk)::
          └─ durable on return
 
     maintain(now): closed partitions are merged (one chunk per tag) and rolled up into
-                   r_<class>(tag, bucket, n, min, max, avg, last, twa); expired partitions are dropped,
-                   expired roll-ups deleted.
+                   r_<class>(tag, bucket, n, min, max, avg, last, twa, cover, vend); then expired
+                   partitions are dropped (the raw horizon H of the class, persisted in meta, moves to
+                   the end of the last dropped one) and expired roll-ups deleted.
+
+Trends over expired data (``aggregate``, ``decimate``): a query is split at H::
+
+    ──── roll-ups only (raw dropped) ────┃──── raw points ────▶
+    start                                H                   end
+
+- An asked bucket made of whole roll-up buckets (interval a multiple of the roll-up interval and start
+  on the roll-up grid, e.g. daily or hourly trends) is exact: min of mins, max of maxes, counts summed,
+  avg weighted by count, last of lasts, twa weighted by ``cover`` (the good, known time of each roll-up
+  bucket). A bucket straddling H combines its roll-ups with the raw points after H; the raw side starts
+  from ``vend`` (the reconstructed value kept at H) since the last point before H is gone.
+  ``source`` = "rollup" (all before H) or "mixed", ``raw_from_ns`` = H, ``resolution_ns`` = 0.
+- Finer or unaligned: the part before H is the stored roll-up buckets themselves (one per roll-up
+  interval, the first may start before ``start``), ``resolution_ns`` = the roll-up interval; the raw
+  part follows on a grid starting at max(start, H). No finer values are invented.
+- ``decimate``: each roll-up bucket before H gives two points, its min at the bucket start and its max at
+  its middle (nominal times: when they occurred is not kept), then M4 over those + the raw points;
+  flagged like aggregates.
+- Roll-ups are computed when a partition closes, looking one point past its end (twa of the last
+  segment); if that point was not stored yet, the last segment is held. Late data for a period already
+  past H only fills missing roll-up buckets (it never replaces complete ones). A store whose partitions
+  were dropped before H was recorded answers from roll-ups after the next drop.
 
 Chunk encoding: ``ts`` = first + zlib(int64 deltas) (regular scans compress ~100x), ``val`` = raw
 float64, ``q`` = one byte when constant else zlib(uint8), ``txt`` = JSON {row: text} or NULL. Equal
