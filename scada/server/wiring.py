@@ -1088,11 +1088,23 @@ class FailsafeComponent:
         crisis_mod = find("failsafe.crisis")
         self.crisis = crisis_mod.CrisisRunner(self.gate, self.vocab, self.audit) if crisis_mod else None
         self.tasks = [asyncio.create_task(self.leases.run(), name="failsafe-leases"),
-                      asyncio.create_task(self.monitor.run(), name="failsafe-monitor")]
+                      asyncio.create_task(self.monitor.run(), name="failsafe-monitor"),
+                      asyncio.create_task(self._sweep(self.gate), name="failsafe-sweeper")]
         self.server.commands = CommandAdapter(self)
         self.server.crisis = CrisisAdapter(self) if self.crisis is not None else None
         if self.server.system_alarms is not None:  # "no condition" is now known (after a restart: the
             self.server.system_alarms.initialise("failsafe")  # latched alarms stay held until an operator reset)
+
+    @staticmethod
+    async def _sweep(gate: Any, every_s: float = 1.0) -> None:
+        """Expire unanswered approvals and select windows on time. Every gate call also sweeps first, but with
+        nobody using the gate the audit log's approval_timeout / select_timeout would be stamped late."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                gate.sweep()
+            except Exception:
+                log.exception("fail-safe sweeper failed")
 
     def on_alarm(self, alarm: Any) -> None:
         """Fail-safe alarms (conflicting green, monitor did not act, not confirmed) → their system-alarm tags,

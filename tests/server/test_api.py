@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -383,3 +384,34 @@ async def test_history_on_influxdb_v1(tmp_path: Path) -> None:
             assert good[:3] == [0, 1, 2]
     finally:
         await asyncio.to_thread(influx.stop)
+
+
+async def test_an_unanswered_selection_expires_and_frees_its_target(tmp_path: Path) -> None:
+    """Select-before-operate in the server: no operate within the select window → the ticket expires by
+    itself (journalled select_timeout), leaves the pending list and the junction can be selected again."""
+    commands = tmp_path / "commands.yaml"
+    commands.write_text((ROOT / "commands.yaml").read_text().replace("select_timeout: 15s", "select_timeout: 1s", 1))
+    async with running_server(tmp_path / "d", commands=commands) as (server, url), \
+            httpx.AsyncClient(base_url=url, timeout=30) as c:
+        ho, ho2 = await login(c, "op"), await login(c, "op2")
+        j = next(e for e in server.config.equipment.values() if e.template == "junction")
+        body = {"target": j.id, "verb": "select_plan", "params": {"plan": 2}}
+        selected_at = time.time()
+        ticket = (await c.post("/api/v1/commands", json=body, headers=ho)).json()
+        assert ticket["state"] == "selected"
+        await asyncio.sleep(3.0)  # nobody touches the gate: the server's sweeper expires the selection on time
+        history = (await c.get("/api/v1/commands", params={"equipment": j.id}, headers=ho)).json()["commands"]
+        expiry = next((e for e in history if e.get("kind") == "select_timeout"), None)
+        assert expiry is not None, "the selection was not expired by the server itself"
+        assert expiry["ts"] - selected_at < 1.0 + 1.5, expiry  # 1 s window + at most one sweeper period (+ slack)
+        deadline = time.monotonic() + 10
+        while (await c.get(f"/api/v1/commands/{ticket['id']}", headers=ho)).json()["state"] == "selected":
+            assert time.monotonic() < deadline, "the selection never expired"
+            await asyncio.sleep(0.2)
+        status = (await c.get(f"/api/v1/commands/{ticket['id']}", headers=ho)).json()
+        assert status["state"] == "expired" and "select" in status["reason"]
+        assert (await c.get("/api/v1/commands", params={"pending": "true"}, headers=ho)).json()["commands"] == []
+        again = (await c.post("/api/v1/commands", json=body, headers=ho2)).json()
+        assert again["state"] == "selected" and again["user"] == "op2"
+        history = (await c.get("/api/v1/commands", params={"equipment": j.id}, headers=ho)).json()["commands"]
+        assert any(e.get("kind") == "select_timeout" for e in history)
