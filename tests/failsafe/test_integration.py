@@ -74,8 +74,26 @@ class RecordingWriter(DriverWriter):
         await super().write(tag, value, tolerance=tolerance)
 
 
+class RigReads:
+    """What every rig offers its tests: a tag's current sample, and waiting (real time) for a condition."""
+
+    city: CityConfig
+    db: TagDatabase
+
+    def read(self, eq: str, tag: str) -> Any:
+        return self.db.read(self.city.equipment[eq].tag_name(tag))
+
+    async def wait(self, predicate: Any, timeout: float = 8.0) -> float:
+        t0 = time.monotonic()
+        while not predicate():
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError(f"condition not met within {timeout} s (real)")
+            await asyncio.sleep(0.02)
+        return time.monotonic() - t0
+
+
 @dataclass
-class Rig:
+class Rig(RigReads):
     city: CityConfig
     clock: SimClock
     models: dict[str, Any]
@@ -89,17 +107,6 @@ class Rig:
     alarms: list[FailsafeAlarm] = field(default_factory=list)
     stepper: asyncio.Task[None] | None = None
     supervisory_alive: bool = True
-
-    def read(self, eq: str, tag: str) -> Any:
-        return self.db.read(self.city.equipment[eq].tag_name(tag))
-
-    async def wait(self, predicate: Any, timeout: float = 8.0) -> float:
-        t0 = time.monotonic()
-        while not predicate():
-            if time.monotonic() - t0 > timeout:
-                raise AssertionError(f"condition not met within {timeout} s (real)")
-            await asyncio.sleep(0.02)
-        return time.monotonic() - t0
 
     async def kill_supervisory(self) -> None:
         """The supervisory server disappears: no lease refresh, no heartbeat, no poll. No release either."""

@@ -16,8 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from scada.tagdb import TagDatabase
 from sim.building import REQ_ARM, REQ_DISARM, REQ_LOCAL, Building
 from sim.opcua_server import OpcUaModelServer
 from tests.failsafe.conftest import ALICE, BOB, ROOT, vocabulary
-from tests.failsafe.test_integration import RecordingWriter, SimClock
+from tests.failsafe.test_integration import RecordingWriter, RigReads, SimClock
 
 SPEED = 10.0
 TZ = dt.timezone(dt.timedelta(hours=1))  # Paris in January
@@ -44,7 +43,7 @@ ARMING = {"intrusion/arm_request", "intrusion/arm_lease"}
 
 
 @dataclass
-class BmsRig:
+class BmsRig(RigReads):
     city: CityConfig
     clock: SimClock
     models: dict[str, Building]
@@ -57,17 +56,6 @@ class BmsRig:
     alarms: list[FailsafeAlarm] = field(default_factory=list)
     stepper: asyncio.Task[None] | None = None
     central_alive: bool = True
-
-    def read(self, eq: str, tag: str) -> Any:
-        return self.db.read(self.city.equipment[eq].tag_name(tag))
-
-    async def wait(self, predicate: Callable[[], bool], timeout: float = 8.0) -> float:
-        t0 = time.monotonic()
-        while not predicate():
-            if time.monotonic() - t0 > timeout:
-                raise AssertionError(f"condition not met within {timeout} s (real)")
-            await asyncio.sleep(0.02)
-        return time.monotonic() - t0
 
     def audit(self, kind: str, target: str) -> list[dict[str, Any]]:
         def targets(e: dict[str, Any]) -> list[str]:  # the gate journals a list, the leases one id
