@@ -198,6 +198,10 @@ class HistoryOut(BaseModel):
     start_ms: int
     end_ms: int
     points: list[dict[str, Any]]
+    source: str = Field("raw", description="raw points, 'rollup' (raw data expired: hourly roll-ups) or 'mixed'")
+    resolution_s: float | None = Field(None, description="roll-up bucket width when the request was finer than "
+                                                         "what the expired part keeps (no values invented)")
+    raw_from_ms: int | None = Field(None, description="values before this time come from the roll-ups")
 
 
 class CommandIn(_In):
@@ -734,8 +738,10 @@ def create_app(server: "ScadaServer") -> FastAPI:
         s, e = _range(tag, start, end, what)
         if check is not None:
             check(s, e)
-        pts = await asyncio.to_thread(read, svc, s, e)
-        return HistoryOut(tag=tag, start_ms=_ms(s), end_ms=_ms(e), points=pts)
+        got = await asyncio.to_thread(read, svc, s, e)
+        if isinstance(got, dict):  # points with their provenance (aggregate, decimated)
+            return HistoryOut(tag=tag, start_ms=_ms(s), end_ms=_ms(e), **got)
+        return HistoryOut(tag=tag, start_ms=_ms(s), end_ms=_ms(e), points=got)
 
     Tag = Annotated[str, Query(min_length=1, max_length=300)]
     Start = Annotated[datetime | None, Query(description="ISO 8601; default end - 1 h")]

@@ -69,10 +69,12 @@ class HistorianService(Protocol):
     def raw(self, tag: str, start_ns: int, end_ns: int, limit: int) -> list[Json]:
         ...
 
-    def aggregate(self, tag: str, start_ns: int, end_ns: int, interval_s: float, functions: list[str]) -> list[Json]:
+    def aggregate(self, tag: str, start_ns: int, end_ns: int, interval_s: float, functions: list[str]) -> Json:
+        """``{"points": [...], "source": raw|rollup|mixed, "resolution_s": ..., "raw_from_ms": ...}``"""
         ...
 
-    def decimated(self, tag: str, start_ns: int, end_ns: int, pixels: int) -> list[Json]:
+    def decimated(self, tag: str, start_ns: int, end_ns: int, pixels: int) -> Json:
+        """Like :meth:`aggregate`: the points and where they come from."""
         ...
 
     def stats(self) -> Json:

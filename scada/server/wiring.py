@@ -658,6 +658,15 @@ def _f(x: float) -> float | None:
     return None if x != x else float(x)  # NaN → null
 
 
+def _provenance(result: Any) -> dict[str, Any]:
+    """Where a trend's values come from: raw points, the hourly roll-ups (raw data expired) or both."""
+    raw_from = getattr(result, "raw_from_ns", None)
+    resolution = int(getattr(result, "resolution_ns", 0) or 0)
+    return {"source": str(getattr(result, "source", "raw")),
+            "resolution_s": resolution / 1e9 if resolution else None,
+            "raw_from_ms": raw_from // 1_000_000 if raw_from is not None else None}
+
+
 def _series_points(series: Any, limit: int | None = None) -> list[dict[str, Any]]:
     n = len(series) if limit is None else min(len(series), limit)
     ts = series.ts[:n].tolist()
@@ -698,7 +707,7 @@ class HistorianAdapter:
             raise _storage_refusal(f"raw history of {tag!r}", exc) from None
 
     def aggregate(self, tag: str, start_ns: int, end_ns: int, interval_s: float,
-                  functions: list[str]) -> list[dict[str, Any]]:
+                  functions: list[str]) -> dict[str, Any]:
         from scada.errors import StorageError
 
         try:
@@ -715,15 +724,16 @@ class HistorianAdapter:
             for f, values in lists.items():
                 row[f] = int(values[k]) if f == "count" else _f(values[k])
             out.append(row)
-        return out
+        return {"points": out, **_provenance(agg)}
 
-    def decimated(self, tag: str, start_ns: int, end_ns: int, pixels: int) -> list[dict[str, Any]]:
+    def decimated(self, tag: str, start_ns: int, end_ns: int, pixels: int) -> dict[str, Any]:
         from scada.errors import StorageError
 
         try:
-            return _series_points(self.comp.backend.decimate(tag, start_ns, end_ns, pixels))
+            series = self.comp.backend.decimate(tag, start_ns, end_ns, pixels)
         except StorageError as exc:
             raise _storage_refusal(f"decimated history of {tag!r}", exc) from None
+        return {"points": _series_points(series), **_provenance(series)}
 
     def stats(self) -> dict[str, Any]:
         return self.comp.stats()

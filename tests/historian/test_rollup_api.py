@@ -46,6 +46,8 @@ async def test_daily_trend_over_expired_raw_data(tmp_path: Path) -> None:
         assert r.status_code == 200, r.text
         pts = r.json()["points"]
         assert len(pts) == 30
+        assert r.json()["source"] == "rollup" and r.json()["resolution_s"] is None  # exact from the hourly roll-ups
+        assert r.json()["raw_from_ms"] > end // 1_000_000
         day = (ts[(ts >= start) & (ts < end)] - start) // DAY
         vv = v[(ts >= start) & (ts < end)]
         assert [p["count"] for p in pts] == np.bincount(day, minlength=30).tolist()
@@ -55,4 +57,9 @@ async def test_daily_trend_over_expired_raw_data(tmp_path: Path) -> None:
             "tag": tag, "start": iso(start), "end": iso(end), "pixels": 100})
         assert r.status_code == 200, r.text
         vals = [p["value"] for p in r.json()["points"]]
+        assert r.json()["source"] == "rollup" and r.json()["resolution_s"] == 3600  # min+max per expired hour
         assert max(vals) == float(vv.max()) and min(vals) == float(vv.min())
+        # a finer request than the roll-ups keep: hourly buckets, and the response says so
+        r = await c.get("/api/v1/history/aggregate", headers=h, params={
+            "tag": tag, "start": iso(start), "end": iso(start + DAY), "interval_s": 600, "functions": "max"})
+        assert r.json()["source"] == "rollup" and r.json()["resolution_s"] == 3600 and len(r.json()["points"]) == 24
