@@ -17,6 +17,7 @@ into these at the package boundary, so callers catch one family::
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 
@@ -44,6 +45,13 @@ class ConfigError(ScadaError):
     def __init__(self, problems: list[ConfigProblem]) -> None:
         self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    def report(self, what_stops: str) -> int:
+        """Print every problem, then the count and what does not start (stderr); the exit code (1)."""
+        for p in self.problems:
+            print(p, file=sys.stderr)
+        print(f"{len(self.problems)} problem(s); {what_stops}", file=sys.stderr)
+        return 1
 
 
 class DriverError(ScadaError):

@@ -191,10 +191,7 @@ def main(args: argparse.Namespace) -> int:
 
         return asyncio.run(serve(settings, endpoints, ready=ready, on_stop=close_hmi))
     except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); the demo does not start", file=sys.stderr)
-        return 1
+        return exc.report("the demo does not start")
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 1

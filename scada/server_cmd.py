@@ -66,10 +66,7 @@ def main(args: argparse.Namespace) -> int:
         if problems or config is None:
             raise ConfigError(problems)
     except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); the server does not start", file=sys.stderr)
-        return 1
+        return exc.report("the server does not start")
     store = UserStore(settings.data_dir / "users.sqlite")
     try:
         try:
@@ -86,10 +83,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(serve(settings))
     except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); the server does not start", file=sys.stderr)
-        return 1
+        return exc.report("the server does not start")
     except OSError as exc:
         print(f"scada server: cannot listen on {settings.listen.host}:{settings.listen.port}: {exc}", file=sys.stderr)
         return 1

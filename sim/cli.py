@@ -116,10 +116,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run(args))
     except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); the simulator did not start", file=sys.stderr)
-        return 1
+        return exc.report("the simulator did not start")
     except OSError as exc:
         print(f"scada sim: {exc}", file=sys.stderr)
         return 1
