@@ -128,6 +128,7 @@ class Event(enum.IntEnum):
     RETURN_TO_SERVICE = 14
     FLOOD_BEGIN = 20  # per area, not per alarm (journal only)
     FLOOD_END = 21
+    CONFIG_CHANGE = 22  # a configuration reload, applied or refused (journal only, no alarm)
 
     @property
     def label(self) -> str:

@@ -224,6 +224,8 @@ class ScadaServer:
                 texts = [str(p) for p in problems]
                 self.audit.record("configuration_change", "reload", "refused", user=user, source=source,
                                   problems=texts[:200], count=len(texts))
+                self._journal_reload(user, source, False, f"refused: {len(texts)} problem(s); "
+                                                          + "; ".join(texts[:5]))
                 return {"applied": False, "problems": texts}
             old = self.config
             diff = diff_configs(old, config)
@@ -247,7 +249,18 @@ class ScadaServer:
             self.status("tagdb").set("ok", f"{len(new_db)} tags")
             self.audit.record("configuration_change", "reload", "applied", user=user, source=source,
                               generation=self.config_generation, **diff)
+            self._journal_reload(user, source, True, describe_diff(self.config_generation, diff))
             return {"applied": True, "generation": self.config_generation, "changes": diff, "subsystems": results}
+
+    def _journal_reload(self, user: str, source: str, applied: bool, detail: str) -> None:
+        """The alarm journal (what maintenance reads) records every reload too; never fails the reload."""
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            journal.config_change(user, source, applied, detail)
+        except Exception:
+            log.exception("cannot journal the configuration reload")
 
     # ------------------------------------------------------------------ backup
     def backup(self, user: str, source: str) -> dict[str, Any]:
@@ -337,6 +350,20 @@ def diff_configs(old: CityConfig, new: CityConfig) -> dict[str, Any]:
         "tags_before": len(old.tags), "tags_after": len(new.tags),
         "alarm_rules_before": len(old.alarm_rules), "alarm_rules_after": len(new.alarm_rules),
     }
+
+
+def describe_diff(generation: int, diff: dict[str, Any]) -> str:
+    """One line for the journal: ``generation 2: devices +C9999 -CAM01; equipment +1 -1; tags 2101 → 2110``."""
+    def names(key: str, sign: str) -> str:
+        items = diff.get(key) or []
+        shown = " ".join(sign + str(n) for n in items[:10])
+        return shown + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
+
+    devices = " ".join(p for p in (names("devices_added", "+"), names("devices_removed", "-"),
+                                   names("devices_changed", "~")) if p) or "unchanged"
+    return (f"generation {generation}: devices {devices}; equipment +{len(diff.get('equipment_added') or [])} "
+            f"-{len(diff.get('equipment_removed') or [])}; tags {diff.get('tags_before')} → {diff.get('tags_after')}; "
+            f"alarm rules {diff.get('alarm_rules_before')} → {diff.get('alarm_rules_after')}")
 
 
 def carry_over(old: TagDatabase, new: TagDatabase) -> int:

@@ -61,6 +61,10 @@ class JournalService(Protocol):
     def query(self, filters: Json, limit: int, offset: int) -> list[Json]:
         ...
 
+    def config_change(self, user: str, source: str, applied: bool, detail: str) -> None:
+        """Journal a configuration reload (applied or refused) for the maintenance teams."""
+        ...
+
     def stats(self) -> Json:
         ...
 

@@ -523,6 +523,13 @@ class JournalAdapter:
         page = self.comp.journal.query(jmod.JournalQuery(**q))
         return [journal_row_dict(r) for r in page.rows]
 
+    def config_change(self, user: str, source: str, applied: bool, detail: str) -> None:
+        jmod = importlib.import_module("scada.journal")
+        states = importlib.import_module("scada.alarms.states")
+        self.comp.journal.append([jmod.JournalEntry(time.time_ns(), states.Event.CONFIG_CHANGE, user=user,
+                                                    comment=source, detail=detail[:2000],
+                                                    outcome=jmod.DONE if applied else jmod.REFUSED)])
+
     def stats(self) -> dict[str, Any]:
         return {"rows": self.comp.journal.count()}
 

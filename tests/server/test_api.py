@@ -234,6 +234,12 @@ async def test_reload_validated_first(tmp_path: Path) -> None:
         assert "C9999" in server.config.equipment and server.tagdb.read(old_name).value == 1  # value carried over
         recs = server.audit.query(type_="reload")
         assert [r.result for r in recs[:2]] == ["applied", "refused"]
+        # and in the alarm journal, where maintenance reads: who, when, what changed, what was refused
+        rows = (await c.get("/api/v1/journal", params={"limit": 50}, headers=he)).json()["entries"]
+        changes = [r for r in rows if r["event"] == "config_change"]
+        assert [(r["outcome"], r["user"]) for r in changes] == [("done", "eng"), ("refused", "eng")]
+        assert "+C9999" in changes[0]["detail"] and f"-{cam.split(',')[0]}" in changes[0]["detail"]
+        assert "quick" in changes[1]["detail"] and changes[1]["detail"].startswith("refused: ")
 
 
 def test_settings_refuse_plain_http_off_loopback(tmp_path: Path) -> None:
