@@ -111,21 +111,27 @@ class Rig(RigReads):
     async def kill_supervisory(self) -> None:
         """The supervisory server disappears: no lease refresh, no heartbeat, no poll. No release either."""
         self.supervisory_alive = False
-        for task in self.fs._tasks:
-            task.cancel()
-        for task in self.fs._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.fs._tasks.clear()
-        if self.fs.monitor is not None:
-            self.fs.monitor.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.poller.aclose(), 5.0)
-        for t in asyncio.all_tasks():
-            if t.get_name().startswith("poll:"):
-                t.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.factory.aclose(), 5.0)
+        await stop_central(self.fs, self.poller, self.factory)
+
+
+async def stop_central(fs: Failsafe, poller: Poller, factory: DriverFactory) -> None:
+    """Stop the supervisory side abruptly: its fail-safe tasks (leases, heartbeats, monitor) and its polling,
+    without any release; the field devices are then on their own. Bounded: nothing here may hang a test."""
+    for task in fs._tasks:
+        task.cancel()
+    for task in fs._tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    fs._tasks.clear()
+    if fs.monitor is not None:
+        fs.monitor.stop()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(poller.aclose(), 5.0)
+    for t in asyncio.all_tasks():
+        if t.get_name().startswith("poll:"):
+            t.cancel()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(factory.aclose(), 5.0)
 
 
 @pytest.fixture

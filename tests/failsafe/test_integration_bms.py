@@ -33,7 +33,7 @@ from scada.tagdb import TagDatabase
 from sim.building import REQ_ARM, REQ_DISARM, REQ_LOCAL, Building
 from sim.opcua_server import OpcUaModelServer
 from tests.failsafe.conftest import ALICE, BOB, ROOT, vocabulary
-from tests.failsafe.test_integration import RecordingWriter, RigReads, SimClock
+from tests.failsafe.test_integration import RecordingWriter, RigReads, SimClock, stop_central
 
 SPEED = 10.0
 TZ = dt.timezone(dt.timedelta(hours=1))  # Paris in January
@@ -67,16 +67,7 @@ class BmsRig(RigReads):
     async def kill_central(self) -> None:
         """The supervisory side disappears: no refresh, no release, no poll (the field is on its own)."""
         self.central_alive = False
-        for task in self.fs._tasks:
-            task.cancel()
-        for task in self.fs._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.fs._tasks.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.poller.aclose(), 5.0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.factory.aclose(), 5.0)
+        await stop_central(self.fs, self.poller, self.factory)
 
 
 @contextlib.asynccontextmanager
