@@ -135,18 +135,16 @@ def _commandable(config: CityConfig) -> list[str]:
     return list(dict.fromkeys(t.equipment for t in config.tags if t.equipment and "w" in t.access))
 
 
-def _scoped(config: CityConfig, alarm: SystemAlarm) -> list[str]:
-    if alarm.scope == "junction":
-        return _junctions(config)
-    if alarm.scope == "commandable":
-        return _commandable(config)
-    return [""]
+def _scopes(config: CityConfig) -> dict[str, list[str]]:
+    """Scope → the equipment it covers (computed once: "commandable" reads every tag of the city)."""
+    return {"junction": _junctions(config), "commandable": _commandable(config), "system": [""]}
 
 
 def _instances(config: CityConfig) -> Iterator[tuple[SystemAlarm, str, str]]:
     """(condition, equipment id or "", tag name) of every system-alarm tag of the city."""
+    scopes = _scopes(config)
     for a in SYSTEM_ALARMS:
-        for eq_id in _scoped(config, a):
+        for eq_id in scopes[a.scope]:
             eq = config.equipment.get(eq_id)
             yield a, eq_id, a.tag(eq.prefix if eq is not None else None)
 
@@ -176,13 +174,14 @@ def system_rules(config: CityConfig) -> list[AlarmRuleSpec]:
         if r.template is not None:
             services.setdefault(r.template, Counter())[r.service] += 1
     out: list[AlarmRuleSpec] = []
+    scopes = _scopes(config)
     for a in SYSTEM_ALARMS:
         if a.scope == "system":
             out.append(AlarmRuleSpec(name=rule_name(a), tag=a.tag(), kind="discrete", value=True,
                                      priority=a.priority, latched=a.shape == "latched", message=a.message,
                                      service="system", area="system", description=a.description))
             continue
-        for tmpl in dict.fromkeys(config.equipment[e].template for e in _scoped(config, a)):
+        for tmpl in dict.fromkeys(config.equipment[e].template for e in scopes[a.scope]):
             svc = services.get(tmpl)
             out.append(AlarmRuleSpec(name=rule_name(a, tmpl), template=tmpl, tag=a.local_tag, kind="discrete",
                                      value=True, priority=a.priority, latched=a.shape == "latched",
@@ -228,6 +227,11 @@ class SystemAlarmSink:
         self.config = config
         self.db = db
         self.raised = 0
+        self._by_source: dict[str, list[int]] = {}  # source → its tags' indices (for initialise)
+        for a, _, name in _instances(config):
+            i = db.index.get(name)
+            if i is not None:
+                self._by_source.setdefault(a.source, []).append(i)
 
     def tag_index(self, source: str, code: str, equipment: str = "") -> int | None:
         a = BY_KEY.get((source, code))
@@ -241,9 +245,7 @@ class SystemAlarmSink:
     def initialise(self, source: str) -> int:
         """Set every tag of ``source`` to 0 (good) when the source starts: "no condition" is known. A tag
         that already has a value (the source raised something first) is left alone."""
-        idx = [self.db.index[name] for a, _, name in _instances(self.config)
-               if a.source == source and name in self.db.index]
-        fresh = [(i, Sample.good(0)) for i in idx if self.db.receive_ns[i] == 0]
+        fresh = [(i, Sample.good(0)) for i in self._by_source.get(source, []) if self.db.receive_ns[i] == 0]
         if fresh:
             self.db.apply_samples(fresh)
         return len(fresh)

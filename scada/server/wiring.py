@@ -546,7 +546,7 @@ class AlarmComponent:
         self.task: asyncio.Task[None] | None = None
         self.listeners: list[Any] = []
         self.sink: Any = None  # scada.alarms.system.SystemAlarmSink: fail-safe and historian conditions → tags
-        self._failsafe_groups: Any = None
+        self._failsafe_mask: Any = None  # per engine alarm: a fail-safe system alarm
         self.restored = 0
         self.transitions = 0
 
@@ -568,9 +568,9 @@ class AlarmComponent:
         emod = importlib.import_module("scada.alarms.engine")
         self.engine = emod.AlarmEngine(config, tagdb, self.journal, restore=False, now_ns=time.time_ns())
         self.sink = self.server.system_alarms = SystemAlarmSink(config, tagdb)
-        self._failsafe_groups = np.array([k for k, r in enumerate(self.engine.catalog.rules)
-                                          if (sa := parse_rule(r.spec.name)) is not None and sa.source == "failsafe"],
-                                         dtype=np.int32)
+        groups = [k for k, r in enumerate(self.engine.catalog.rules)
+                  if (sa := parse_rule(r.spec.name)) is not None and sa.source == "failsafe"]
+        self._failsafe_mask = np.isin(self.engine.catalog.group, groups)
         self.restored = self.engine.restore(self.journal.current_states())  # kill -9: acknowledged stays so
         self.unsub = self.engine.attach()
         self.unlisten = self.engine.subscribe(self.on_transitions)
@@ -614,9 +614,9 @@ class AlarmComponent:
     def failsafe_active(self) -> int:
         """Fail-safe system alarms not in normal state (conflicting green, command not confirmed...)."""
         e = self.engine
-        if e is None or self._failsafe_groups is None or not self._failsafe_groups.size:
+        if e is None or self._failsafe_mask is None:
             return 0
-        return int(((e.state != 0) & np.isin(e.catalog.group, self._failsafe_groups)).sum())
+        return int(((e.state != 0) & self._failsafe_mask).sum())
 
     async def _tick(self) -> None:
         while True:  # on/off delays, shelving expiry, flood end
