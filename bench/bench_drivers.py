@@ -90,7 +90,7 @@ def _proc_cpu_s(pid: int) -> float:
 def _start_sim(tags: Path, state: Path, duration: float) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     state.mkdir(parents=True, exist_ok=True)
     log = (state / "sim.log").open("wb")  # a file, not a pipe nobody reads (a full pipe would block the sim)
-    proc = subprocess.Popen([sys.executable, "-m", "scada.cli", "sim", "--config", str(tags), "--ports", "test",
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "sim", "--config", str(tags), "--ports", "test",
                              "--state-dir", str(state), "--duration", str(duration)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     log.close()

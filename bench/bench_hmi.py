@@ -38,9 +38,9 @@ logging.basicConfig(level=logging.ERROR)
 
 tags_file, alarms_file, data_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 
-import scada.server.wiring as wiring
-from scada.server.app import serve
-from scada.server.settings import load_settings
+import server.wiring as wiring
+from server.main import serve
+from server.settings import load_settings
 
 
 class Off:

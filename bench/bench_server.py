@@ -193,7 +193,7 @@ async def _run(quick: bool) -> str:
         env = {**os.environ, "SCADA_ADMIN_USER": ADMIN[0], "SCADA_ADMIN_PASSWORD": ADMIN[1]}
         state = work / "sim"
         state.mkdir()
-        sim = subprocess.Popen([sys.executable, "-m", "scada.cli", "sim", "--config", str(tags), "--alarms",
+        sim = subprocess.Popen([sys.executable, "-m", "cli", "sim", "--config", str(tags), "--alarms",
                                 str(alarms), "--ports", "test", "--state-dir", str(state), "--start", NIGHT],
                                stdout=open(work / "sim.log", "wb"), stderr=subprocess.STDOUT, env=env)
         procs.append(sim)
@@ -202,7 +202,7 @@ async def _run(quick: bool) -> str:
         sim_start_s = time.perf_counter() - t0
         data = work / "data"
         data.mkdir()
-        server = subprocess.Popen([sys.executable, "-m", "scada.cli", "server", "--tags", str(tags), "--alarms",
+        server = subprocess.Popen([sys.executable, "-m", "cli", "server", "--tags", str(tags), "--alarms",
                                    str(alarms), "--commands", str(tags.parent / "commands.yaml"), "--endpoints",
                                    str(state / "endpoints.json"), "--data-dir", str(data),
                                    "--port", "0", "--historian", "embedded", "--log-level", "WARNING"],

@@ -5,7 +5,7 @@
     hist = Historian.build(config, tagdb, data_dir / "historian", backend="embedded",
                            on_alarm=..., on_fill=...)     # backend → StoreAndForward → Recorder
     hist.start()                                          # subscribe + flush and forwarder threads
-    hist.raw(tag, start_ns, end_ns, limit)                # HistorianService protocol (scada.server.services)
+    hist.raw(tag, start_ns, end_ns, limit)                # HistorianService protocol (server.services)
     hist.aggregate(tag, start_ns, end_ns, interval_s, ["min", "max", "avg", "last", "count", "twa"])
     hist.decimated(tag, start_ns, end_ns, pixels)
     hist.value_at(tag, ts_ns); hist.stats(); hist.maintain()

@@ -11,14 +11,20 @@ into these at the package boundary, so callers catch one family::
     │   │   └── WriteNotConfirmed  the write was accepted but the read-back shows another value
     │   ├── AuthError          the device refused our credentials (SNMPv3, OPC UA certificates)
     │   └── WriteNotAllowed    the write is outside the device's declared allow-list
-    ├── CommandRejected        the fail-safe gate refused a command (reason given)
+    ├── CommandRejected        the fail-safe gate refused a command (reason and Refusal code given)
+    ├── Refused                a request a subsystem will not do: what, why and a Refusal code
     └── StorageError           journal / historian storage failure
+
+A refusal carries a :class:`Refusal` code, never a message to be matched: the API maps each code to
+one HTTP status in one table (``server/routes/errors.py``), the console and ``scada`` commands show
+``why``.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 class ScadaError(Exception):
@@ -87,12 +93,38 @@ class WriteNotAllowed(DriverError):
     """The write targets a point that configuration does not declare writable."""
 
 
-class CommandRejected(ScadaError):
-    """The fail-safe gate refused a command; ``reason`` says why."""
+class Refusal(StrEnum):
+    """Why a request is refused, as a machine-readable code (the value is what the API sends as ``code``)."""
 
-    def __init__(self, reason: str) -> None:
+    INVALID = "invalid_request"           # the request itself is malformed or out of range
+    NOT_FOUND = "not_found"               # the thing named (ticket, alarm, user, plan, tag) does not exist
+    COMMAND_REJECTED = "command_rejected"  # the fail-safe gate refused the command (reason given)
+    ALARM_ACTION_REFUSED = "alarm_action_refused"  # the alarm engine refused the action (state, role...)
+    USER_REFUSED = "user_refused"         # a user-management change the store refuses
+    UNSUPPORTED = "unsupported"           # the backend cannot answer this kind of query
+    UNAVAILABLE = "unavailable"           # the subsystem is not running (or its storage is down)
+    CONFLICT = "conflict"                 # the request conflicts with the current state
+
+
+class CommandRejected(ScadaError):
+    """The fail-safe gate refused a command; ``reason`` says why, ``code`` classifies it."""
+
+    def __init__(self, reason: str, code: Refusal = Refusal.COMMAND_REJECTED) -> None:
         self.reason = reason
+        self.code = code
         super().__init__(reason)
+
+
+class Refused(ScadaError):
+    """A request that cannot be done: ``what`` was asked, ``why`` not, and the :class:`Refusal` code.
+
+    Raised before anything changes: a refused request has no effect."""
+
+    def __init__(self, what: str, why: str, code: Refusal = Refusal.CONFLICT) -> None:
+        super().__init__(f"{what}: {why}")
+        self.what = what
+        self.why = why
+        self.code = code
 
 
 class StorageError(ScadaError):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from scada.alarms import AlarmState, Event
-from scada.cli import main
+from cli.main import main
 from scada.journal import Journal, JournalEntry
-from scada.journal_cmd import parse_time
+from cli.journal import parse_time
 from tests.alarms.test_journal import INFOS, synthetic
 from tests.alarms.test_kpi import ALARMS, GOLDEN, ROWS, START_MS
 
@@ -85,7 +85,7 @@ def test_parse_time() -> None:
 
 def test_journal_follow(jpath: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "scada.cli", "journal", "--db", str(jpath), "--follow",
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "journal", "--db", str(jpath), "--follow",
                              "--service", "traffic", "--follow-for", "20", "--interval", "0.05"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None and proc.stdout is not None

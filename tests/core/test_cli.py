@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scada.cli import COMMANDS, main
+from cli.main import COMMANDS, main
 from scada.config import load_city
 from scada.config.generate import SCALES, rows
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scada(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scada.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120)
 
 

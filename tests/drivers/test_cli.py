@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers import cli
+from cli import poll as cli
 from sim.junction import JunctionController
 from sim.snmp_agent import SnmpAgent
 from tests.drivers.conftest import ROOT, demo_city, models_for

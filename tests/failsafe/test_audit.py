@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from failsafe import cli
+from cli import audit as cli
 from failsafe.audit import GENESIS, AuditLog, verify_file
 from scada.errors import StorageError
 
@@ -153,7 +153,7 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypa
 
 
 def test_scada_audit_verify_through_the_main_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scada.cli import main
+    from cli.main import main
 
     log = filled(tmp_path)
     assert main(["audit", "verify", "--log", str(log.path)]) == 0

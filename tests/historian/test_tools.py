@@ -15,7 +15,7 @@ from historian.energy import Baseline, energy_report, night_window
 from historian.grafana import dashboard
 from historian.service import Historian
 from historian.sqlite_backend import SqliteBackend
-from scada.cli import main as scada_main
+from cli.main import main as scada_main
 from scada.config.loader import load_city
 from scada.quality import Quality, Sample
 from scada.tagdb import TagDatabase

@@ -2,7 +2,7 @@
 
     test thread (Qt, pytest-qt)                  stack thread (asyncio)
     ───────────────────────────                  ──────────────────────────────────────────────
-    Bridge → HTTP/WebSocket ──────────────────►  uvicorn (scada.server, port 0)
+    Bridge → HTTP/WebSocket ──────────────────►  uvicorn (server, port 0)
     stack.run(coro) / stack.inject(...) ───────►  sim.runner.Simulator (demo city, port 0, autostep)
 
 The demo city is copied to a temporary directory with faster scan classes (normal 2 s, slow 5 s) so

@@ -304,7 +304,7 @@ def _scada_hmi(stack: LiveStack, tmp: Path, user: str, password: str, *extra: st
     import sys
 
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "SCADA_PASSWORD": password}
-    return subprocess.run([sys.executable, "-m", "scada.cli", "hmi", "--server", stack.url, "--user", user,
+    return subprocess.run([sys.executable, "-m", "cli", "hmi", "--server", stack.url, "--user", user,
                            "--screenshots", str(tmp / "shots"), *extra], env=env, capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
 

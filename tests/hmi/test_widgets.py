@@ -414,7 +414,7 @@ def test_journal_csv_export(qtbot: QtBot, console: ConsoleModel, tmp_path: Path)
 
 
 def test_check_layouts_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scada.cli import main
+    from cli.main import main
 
     assert main(["hmi", "--check-layouts"]) == 0
     bad = tmp_path / "l.yaml"

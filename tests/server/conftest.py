@@ -12,8 +12,9 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from scada.server.app import ScadaServer, serve
-from scada.server.settings import load_settings
+from server.app import ScadaServer
+from server.main import serve
+from server.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"admin": "Root-Secret-991", "op": "Lamp-Watch-2024", "op2": "Night-Shift-777", "sup": "Chief-Room-5511",

@@ -15,8 +15,8 @@ import websockets
 
 from scada.errors import ConfigError
 from scada.quality import Quality
-from scada.server.app import ScadaServer
-from scada.server.settings import load_settings
+from server.app import ScadaServer
+from server.settings import load_settings
 from tests.server.conftest import PASSWORDS, ROOT, login, running_server
 
 

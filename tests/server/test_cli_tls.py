@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scada.cli import main as cli
-from scada.server.app import ScadaServer
+from cli.main import main as cli
+from server.app import ScadaServer
 from tests.server.conftest import PASSWORDS, login, running_server
 
 

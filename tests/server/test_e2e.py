@@ -184,7 +184,7 @@ def _spawn_server(tags: Path, endpoints: Path, data: Path) -> Any:
     import sys
 
     env = {**os.environ, "SCADA_ADMIN_PASSWORD": "Kill-Nine-Test-77", "SCADA_ADMIN_USER": "chief"}
-    cmd = [sys.executable, "-m", "scada.cli", "server", "--tags", str(tags), "--alarms", str(tags.parent / "alarms.yaml"),
+    cmd = [sys.executable, "-m", "cli", "server", "--tags", str(tags), "--alarms", str(tags.parent / "alarms.yaml"),
            "--endpoints", str(endpoints), "--data-dir", str(data), "--port", "0", "--historian", "none",
            "--log-level", "WARNING"]
     with contextlib_suppress():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scada.config import CityConfig, load_city
-from scada.server.hub import Hub, Subscription
+from server.hub import Hub, Subscription
 from scada.tagdb import TagDatabase
 
 ROOT = Path(__file__).resolve().parents[2]

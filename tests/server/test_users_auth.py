@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scada.server.auth import LoginLimiter, TokenManager
+from server.auth import LoginLimiter, TokenManager
 from scada.users import UserError, UserStore, ensure_first_admin, role_can
 from tests.server.conftest import FAST_HASHER
 

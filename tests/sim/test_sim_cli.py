@@ -30,7 +30,7 @@ def wait_state(state: Path, proc: subprocess.Popen[str], timeout_s: float) -> di
 def test_scada_sim_runs_a_scenario_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scada.cli", "sim", "--ports", "test", "--state-dir", str(state), "--seed", "3",
+        [sys.executable, "-m", "cli", "sim", "--ports", "test", "--state-dir", str(state), "--seed", "3",
          "--scenario", "fire_in_building", "--speed", "100"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -54,7 +54,7 @@ def test_scada_sim_runs_a_scenario_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 def test_scada_sim_reports_a_bad_scenario_with_its_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nactions:\n  - {at: 1s, do: inject, fault: fire_alarm, equipment: B0001}\n")
-    proc = subprocess.run([sys.executable, "-m", "scada.cli", "sim", "--ports", "test", "--state-dir",
+    proc = subprocess.run([sys.executable, "-m", "cli", "sim", "--ports", "test", "--state-dir",
                            str(tmp_path / "state"), "--scenario", str(bad)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1

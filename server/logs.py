@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from scada.server.audit import scrub
+from server.audit import scrub
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
 

@@ -22,7 +22,7 @@
     /api/v1/audit       GET  security audit trail (IEC 62443 CR 2.8 categories)         (audit.read)
     /api/v1/backup      POST consistent copies of users, audit, journal, historian, leases (users.manage)
     /api/v1/ws          WebSocket: subscribe by pattern/area/equipment/domain; snapshot then deltas
-                        every 100 ms (see scada.server.hub for the message format)
+                        every 100 ms (see server.hub for the message format)
 
 Every refused request answers ``{"what": ..., "why": ..., "code": ...}`` with a 4xx status (503 when a
 subsystem is not available) and changes nothing: checks run before any action. Permission refusals
@@ -50,13 +50,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scada import __version__
 from scada.config.units import slug
-from scada.server.auth import Session
-from scada.server.hub import Subscription
-from scada.server.services import Refused
 from scada.users import PERMISSIONS, ROLES, UserError
+from server.auth import Session
+from server.hub import Subscription
+from server.services import Refused
 
 if TYPE_CHECKING:
-    from scada.server.app import ScadaServer
+    from server.app import ScadaServer
 
 log = logging.getLogger(__name__)
 

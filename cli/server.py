@@ -54,10 +54,11 @@ def _prompt(text: str, secret: bool) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from scada.server.app import ScadaServer, serve
-    from scada.server.logs import setup_logging
-    from scada.server.settings import load_settings
     from scada.users import UserError, UserStore, ensure_first_admin
+    from server.app import ScadaServer
+    from server.logs import setup_logging
+    from server.main import serve
+    from server.settings import load_settings
 
     setup_logging(args.log_json, getattr(logging, args.log_level))
     try:

@@ -15,19 +15,19 @@ from collections.abc import Sequence
 
 #: name → (one-line help, implementing module)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("the demo: simulator + server + HMI on the shipped city (--scale dijon for full scale)", "scada.run_cmd"),
-    "check": ("validate tags.yaml, alarms.yaml and the inventory; print every problem", "scada.check_cmd"),
-    "config": ("configuration tools: `config generate --scale dijon` writes a full-scale city", "scada.config.cli"),
-    "sim": ("run the hardware simulator (real Modbus/SNMP/OPC UA/serial servers)", "sim.cli"),
-    "poll": ("poll the configured devices into the tag database and show a live summary", "drivers.cli"),
-    "server": ("run the supervisory server (drivers, alarms, historian, fail-safe, API)", "scada.server_cmd"),
-    "reload": ("ask a running server to reload its configuration", "scada.reload_cmd"),
-    "users": ("manage user accounts and roles", "scada.users_cmd"),
-    "journal": ("query the alarm journal (filters, --csv, --follow)", "scada.journal_cmd"),
-    "alarms": ("alarm tools: `alarms kpi` prints the ISA-18.2 / EEMUA 191 report", "scada.alarms_cmd"),
-    "historian": ("historian tools: export, energy report, grafana-dashboard", "historian.cli"),
-    "audit": ("command audit log tools: `audit verify` checks the hash chain", "failsafe.cli"),
-    "hmi": ("start the operator console (PyQt6) against a running server", "hmi.cli"),
+    "run": ("the demo: simulator + server + HMI on the shipped city (--scale dijon for full scale)", "cli.run"),
+    "check": ("validate tags.yaml, alarms.yaml and the inventory; print every problem", "cli.check"),
+    "config": ("configuration tools: `config generate --scale dijon` writes a full-scale city", "cli.config"),
+    "sim": ("run the hardware simulator (real Modbus/SNMP/OPC UA/serial servers)", "cli.sim"),
+    "poll": ("poll the configured devices into the tag database and show a live summary", "cli.poll"),
+    "server": ("run the supervisory server (drivers, alarms, historian, fail-safe, API)", "cli.server"),
+    "reload": ("ask a running server to reload its configuration", "cli.reload"),
+    "users": ("manage user accounts and roles", "cli.users"),
+    "journal": ("query the alarm journal (filters, --csv, --follow)", "cli.journal"),
+    "alarms": ("alarm tools: `alarms kpi` prints the ISA-18.2 / EEMUA 191 report", "cli.alarms"),
+    "historian": ("historian tools: export, energy report, grafana-dashboard", "cli.historian"),
+    "audit": ("command audit log tools: `audit verify` checks the hash chain", "cli.audit"),
+    "hmi": ("start the operator console (PyQt6) against a running server", "cli.hmi"),
 }
 
 

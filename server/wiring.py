@@ -3,7 +3,7 @@
 Subsystems live in other packages (``scada.poll`` + ``drivers``, ``scada.alarms`` + ``scada.journal``,
 ``historian``, ``failsafe``); the core must not import protocol libraries, ``drivers`` or ``sim``
 statically, so every subsystem outside ``scada`` is reached with :func:`importlib.import_module` here
-and wrapped in an adapter implementing :mod:`scada.server.services`. A subsystem whose module is
+and wrapped in an adapter implementing :mod:`server.services`. A subsystem whose module is
 missing is reported ``unavailable`` on /health; one that fails to start is ``down`` with the reason;
 the others run.
 
@@ -29,7 +29,7 @@ from scada.config import CityConfig
 from scada.tagdb import TagDatabase
 
 if TYPE_CHECKING:
-    from scada.server.app import ScadaServer
+    from server.app import ScadaServer
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class HealthComponent:
 
     def publish(self) -> None:
         from scada.quality import Sample
-        from scada.server.app import process_stats
+        from server.app import process_stats
 
         srv = self.server
         values: dict[str, float | int] = {f"system/server/{s}/status": STATUS_CODES.get(st.status, 2)
@@ -397,7 +397,7 @@ class AlarmAdapter:
         return [alarm_view_dict(v) for v in views]
 
     def action(self, action: str, alarm_ids: list[str], user: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        from scada.server.services import Refused
+        from server.services import Refused
 
         e = self.comp.engine
         now = time.time_ns()
@@ -470,7 +470,7 @@ class AlarmAdapter:
 
     def console(self, area: str | None, service: str | None, group_by: str, grouped: bool | None,
                 limit: int) -> dict[str, Any]:
-        from scada.server.services import Refused
+        from server.services import Refused
 
         try:
             v = self.comp.engine.console(area=area, service=service, group_by=group_by, grouped=grouped, limit=limit)
@@ -495,7 +495,7 @@ class JournalAdapter:
         self.comp = comp
 
     def query(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
-        from scada.server.services import Refused
+        from server.services import Refused
 
         jmod = importlib.import_module("scada.journal")
         states = importlib.import_module("scada.alarms.states")
@@ -690,7 +690,7 @@ def _series_points(series: Any, limit: int | None = None) -> list[dict[str, Any]
 
 
 def _storage_refusal(what: str, exc: Exception) -> Exception:
-    from scada.server.services import Refused
+    from server.services import Refused
 
     unsupported = type(exc).__name__ == "Unsupported"
     return Refused(what, f"{'not supported by the historian backend' if unsupported else 'historian unavailable'}: "
@@ -923,7 +923,7 @@ class CommandAdapter:
 
     def _refuse_if(self, what: str, ticket: Any) -> None:
         if ticket.state.value == "finished" and ticket.outcome is not None and ticket.outcome.value == "rejected":
-            from scada.server.services import Refused
+            from server.services import Refused
 
             raise Refused(what, ticket.reason or "rejected by the command gate", 409, "command_rejected")
 
@@ -952,7 +952,7 @@ class CommandAdapter:
         return out
 
     async def operate(self, command_id: str, user: str, role: str, workstation: str) -> dict[str, Any]:
-        from scada.server.services import Refused
+        from server.services import Refused
 
         result = await self.comp.gate.operate(command_id, self._p(user, role, workstation))
         if result.outcome is not None and result.outcome.value == "rejected":
@@ -962,7 +962,7 @@ class CommandAdapter:
 
     async def approve(self, command_id: str, user: str, role: str, workstation: str) -> dict[str, Any]:
         from scada.errors import CommandRejected
-        from scada.server.services import Refused
+        from server.services import Refused
 
         p = self._p(user, role, workstation)
         try:
@@ -981,7 +981,7 @@ class CommandAdapter:
 
     async def cancel(self, command_id: str, user: str, role: str, workstation: str) -> dict[str, Any]:
         from scada.errors import CommandRejected
-        from scada.server.services import Refused
+        from server.services import Refused
 
         try:
             ticket = self.comp.gate.cancel(command_id, self._p(user, role, workstation))
@@ -1033,7 +1033,7 @@ class CrisisAdapter:
 
     async def run(self, name: str, user: str, role: str, workstation: str, dry_run: bool) -> dict[str, Any]:
         from scada.errors import CommandRejected
-        from scada.server.services import Refused
+        from server.services import Refused
 
         p = _principal(self.comp.types, user, role, workstation)
         try:

@@ -14,11 +14,11 @@ import argparse
 import json
 import sys
 
+from cli.journal import add_common, build_query, journal_path, parse_time
 from scada.alarms.kpi import compute_kpis
 from scada.config.units import parse_duration
 from scada.errors import StorageError
 from scada.journal import Journal
-from scada.journal_cmd import add_common, build_query, journal_path, parse_time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

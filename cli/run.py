@@ -101,7 +101,7 @@ def start_simulator(args: argparse.Namespace, tags: Path, alarms: Path, state: P
     for f in ("endpoints.json", "control.json"):
         with contextlib.suppress(FileNotFoundError):
             (state / f).unlink()
-    cmd = [sys.executable, "-m", "scada.cli", "sim", "--config", str(tags), "--alarms", str(alarms),
+    cmd = [sys.executable, "-m", "cli", "sim", "--config", str(tags), "--alarms", str(alarms),
            "--ports", "test", "--state-dir", str(state), "--seed", str(args.seed), "--speed", str(args.speed)]
     log_file = open(state.parent / "simulator.log", "wb")
     return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
@@ -137,20 +137,20 @@ def stop_child(proc: subprocess.Popen[Any] | None, name: str, sig: int = signal.
 
 
 def start_hmi(url: str, user: str, password: str) -> subprocess.Popen[bytes] | None:
-    if importlib.util.find_spec("hmi.cli") is None:
+    if importlib.util.find_spec("hmi.mainwindow") is None:
         print("HMI: not in this build (use the API, or --headless to silence this)", flush=True)
         return None
     env = {**os.environ, "SCADA_URL": url, "SCADA_USER": user, "SCADA_PASSWORD": password}
     # own session: Ctrl-C reaches `scada run`, which closes the console first (SIGTERM), then the server
-    return subprocess.Popen([sys.executable, "-m", "scada.cli", "hmi", "--url", url, "--user", user], env=env,
+    return subprocess.Popen([sys.executable, "-m", "cli", "hmi", "--url", url, "--user", user], env=env,
                             start_new_session=True)
 
 
 def main(args: argparse.Namespace) -> int:
     from scada.errors import ConfigError
-    from scada.server.app import serve
-    from scada.server.logs import setup_logging
-    from scada.server.settings import load_settings
+    from server.logs import setup_logging
+    from server.main import serve
+    from server.settings import load_settings
 
     setup_logging(args.log_json, getattr(logging, args.log_level))
     data = args.data_dir

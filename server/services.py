@@ -1,6 +1,6 @@
 """What the API needs from each subsystem, as small protocols, and the refusal the API turns into 4xx.
 
-The composition root (:mod:`scada.server.app`) builds one adapter per subsystem that has landed in this
+The composition root (:mod:`server.app`) builds one adapter per subsystem that has landed in this
 build (alarm engine + journal, historian, fail-safe gate + monitor + crisis plans); the API only sees
 these protocols, so a subsystem's internal API can move without touching the routes, and a missing
 subsystem is a clear 503 ("alarm engine not available in this build"), never a crash::
