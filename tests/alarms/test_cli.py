@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from scada.alarms import AlarmState, Event
-from cli.main import main
-from scada.journal import Journal, JournalEntry
 from cli.journal import parse_time
+from cli.main import main
+from scada.alarms import AlarmState, Event
+from scada.journal import Journal, JournalEntry
 from tests.alarms.test_journal import INFOS, synthetic
 from tests.alarms.test_kpi import ALARMS, GOLDEN, ROWS, START_MS
 

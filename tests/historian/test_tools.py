@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli.main import main as scada_main
 from historian.backend import Points
 from historian.energy import Baseline, energy_report, night_window
 from historian.grafana import dashboard
 from historian.service import Historian
 from historian.sqlite_backend import SqliteBackend
-from cli.main import main as scada_main
 from scada.config.loader import load_city
 from scada.quality import Quality, Sample
 from scada.tagdb import TagDatabase

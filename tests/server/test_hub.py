@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from scada.config import CityConfig, load_city
-from server.hub import Hub, Subscription
 from scada.tagdb import TagDatabase
+from server.hub import Hub, Subscription
 
 ROOT = Path(__file__).resolve().parents[2]
 

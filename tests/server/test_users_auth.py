@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from server.auth import LoginLimiter, TokenManager
 from scada.users import UserError, UserStore, ensure_first_admin, role_can
+from server.auth import LoginLimiter, TokenManager
 from tests.server.conftest import FAST_HASHER
 
 
