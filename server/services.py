@@ -8,33 +8,39 @@ subsystem is a clear 503 ("alarm engine not available in this build"), never a c
     api.py ──► AlarmService / JournalService / HistorianService / CommandService / CrisisService
                    ▲ implemented by adapters in scada/server/wiring.py (importlib by module name)
 
-Every action takes the acting user; adapters raise :class:`Refused` with *what* was asked and *why* it
-was refused, and change nothing in that case.
+Every action takes the acting user; implementations raise :class:`scada.errors.Refused` (what was
+asked, why not, a :class:`scada.errors.Refusal` code the routes map to an HTTP status) and change
+nothing in that case.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from scada import errors
 
 Json = dict[str, Any]
 
 
-class Refused(Exception):
-    """A request that cannot be done: ``what`` was asked, ``why`` not; HTTP ``status`` (4xx/503)."""
+class Refused(errors.Refused):
+    """TRANSITIONAL (removed by the routes split): the old 4-argument refusal with an explicit HTTP status."""
 
-    def __init__(self, what: str, why: str, status: int = 409, code: str = "refused") -> None:
-        super().__init__(f"{what}: {why}")
-        self.what = what
-        self.why = why
+    def __init__(self, what: str, why: str, status: int = 409, code: str = "conflict") -> None:
+        known = code in errors.Refusal._value2member_map_
+        super().__init__(what, why, errors.Refusal(code) if known else errors.Refusal.CONFLICT)
         self.status = status
-        self.code = code
 
 
 class AlarmService(Protocol):
-    def active(self, diagnostic: bool = False, limit: int = 20_000) -> list[Json]:
-        """Every alarm not in normal state (active, unacknowledged, shelved, suppressed, out of service);
-        diagnostic (never annunciated) events only when asked."""
+    def active(self, diagnostic: bool = False, limit: int = 20_000, *, area: str | None = None,
+               priorities: Sequence[int] | None = None, service: str | None = None, equipment: str | None = None,
+               states: Sequence[str] | None = None) -> tuple[int, list[Json]]:
+        """Alarms not in normal state (active, unacknowledged, shelved, suppressed, out of service) that match
+        the filters, as ``(total matching, the first `limit` of them)``: annunciated ones first (priority 1 on
+        top, then newest), then the hidden ones. Filtered in the engine's arrays, not on built dicts.
+        ``priorities`` 1..4, 5 = diagnostic (never annunciated; only with ``diagnostic`` or asked for);
+        ``area`` compares commune slugs; ``states`` are state labels (e.g. ``unack``)."""
         ...
 
     def action(self, action: str, alarm_ids: list[str], user: str, params: Json) -> list[Json]:
