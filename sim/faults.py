@@ -1,7 +1,7 @@
 """Device-fault names: one check and one wording for a fault a model does not know.
 
 Every device model declares ``FAULTS``, the names its ``inject(fault, **params)`` and
-``clear(fault | None)`` accept (see docs/TEAM.md, "Simulator contract"):
+``clear(fault | None)`` accept (see docs/contracts.md, "Simulator contract"):
 
     inject("lamp_failure")  ─▶ if/elif over the model's faults … else: raise unknown_fault(...)
     clear("lamp_failure")   ─▶ check_fault(...) first (None = clear every fault), then the resets

@@ -31,7 +31,7 @@ Safety rules the model keeps whatever the central system asks:
   greens) after every transition and every fault injection, so a conflicting display latches
   flashing amber before any sample is published (a real MMU latches within ~300 ms).
 
-Central requests (NTCIP semantics, see docs/TEAM.md "Simulator contract"):
+Central requests (NTCIP semantics, see docs/contracts.md "Simulator contract"):
 
 * systemPatternControl: 0 standby (local plan), 1..253 plan (an unknown plan → local plan +
   localFreeStatus badPlan(7) + shortAlarmStatus bit 4), 254 free (local plan, coordPatternStatus

@@ -1,4 +1,4 @@
-"""A small in-process field for fast fail-safe tests: devices that obey the TEAM.md simulator contract.
+"""A small in-process field for fast fail-safe tests: devices that obey the simulator contract (docs/contracts.md).
 
 These fakes stand in for the Writer port (``write(tag, value)`` / ``read(tag)``) so that hypothesis can
 run thousands of command sequences in seconds with a fake clock. The same properties are checked
