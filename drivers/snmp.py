@@ -173,8 +173,8 @@ def plan_snmp(points: Sequence[TagDef], max_oids: int = 24, bulk_min: int = 4) -
     gets: list[_Get] = []
     current = _Get()
     for group in rows.values():
-        for start in range(0, len(group), max_oids):
-            part = group[start:start + max_oids]
+        for offset in range(0, len(group), max_oids):
+            part = group[offset:offset + max_oids]
             if len(current.indices) + len(part) > max_oids:
                 gets.append(current)
                 current = _Get()
