@@ -34,7 +34,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from scada.errors import ScadaError
+from scada.errors import Refusal, ScadaError
 
 ROLES: tuple[str, ...] = ("viewer", "operator", "supervisor", "maintenance", "engineer", "administrator")
 
@@ -59,7 +59,14 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-@]{1,64}$")
 
 
 class UserError(ScadaError):
-    """A user-management request cannot be done (unknown user, weak password, bad role...)."""
+    """A user-management request cannot be done (unknown user, weak password, bad role...).
+
+    ``code`` classifies it for the API: :attr:`Refusal.NOT_FOUND` for an unknown user, else
+    :attr:`Refusal.USER_REFUSED`."""
+
+    def __init__(self, message: str, code: Refusal = Refusal.USER_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +180,12 @@ class UserStore:
         with self._lock:
             cur = self._db.execute("DELETE FROM users WHERE name=?", (name,))
         if cur.rowcount == 0:
-            raise UserError(f"unknown user {name!r}")
+            raise UserError(f"unknown user {name!r}", Refusal.NOT_FOUND)
 
     def _guard_last_admin(self, name: str, leaving: bool) -> None:
         user = self.get(name)
         if user is None:
-            raise UserError(f"unknown user {name!r}")
+            raise UserError(f"unknown user {name!r}", Refusal.NOT_FOUND)
         if leaving and user.role == "administrator" and not user.disabled and self.count("administrator") <= 1:
             raise UserError(f"{name!r} is the last administrator; create another administrator first")
 
@@ -187,7 +194,7 @@ class UserStore:
             cur = self._db.execute(f"UPDATE users SET {assignment}, changed_ns=? WHERE name=?",
                                    (*params, time.time_ns(), name))
         if cur.rowcount == 0:
-            raise UserError(f"unknown user {name!r}")
+            raise UserError(f"unknown user {name!r}", Refusal.NOT_FOUND)
 
     # ------------------------------------------------------------------ authentication
     def verify(self, name: str, password: str) -> User | None:

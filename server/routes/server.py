@@ -1,0 +1,82 @@
+"""The server itself: health, configuration, reload, backup, security audit trail.
+
+    GET  /health         per-subsystem status (no token: for monitoring); + statistics with a valid token
+    GET  /config         what is loaded (site, generation, counts, areas, domains)              read
+    POST /config/reload  validate the files, then apply all or nothing; 409 with every problem  config.reload
+    POST /backup         consistent copies of users, audit, journal, historian, leases          users.manage
+    GET  /audit          the security audit trail (IEC 62443 CR 2.8 categories)                 audit.read
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from server.auth import Session
+from server.routes.deps import PREFIX, Bearer, Reader, ServerDep, ms, need, workstation_of
+from server.routes.errors import ERR, ApiError
+from server.routes.models import AuditPage, BackupOut, ConfigOut, ReloadOut
+
+router = APIRouter(prefix=PREFIX, tags=["server"])
+
+
+@router.get("/health",
+            description="Per-subsystem status (no authentication: for monitoring). With a valid bearer token, "
+                        "also every subsystem's statistics: driver statistics per device, historian buffer "
+                        "levels, WebSocket consoles, alarm counts, process RSS/CPU.")
+async def health(cred: Bearer, server: ServerDep) -> dict[str, Any]:
+    full = server.health()
+    if cred is not None and server.tokens.resolve(cred.credentials) is not None:
+        return full
+    for sub in full["subsystems"].values():
+        sub.pop("stats", None)
+    full.pop("process", None)
+    return full
+
+
+@router.get("/config", response_model=ConfigOut)
+async def config_info(session: Reader, server: ServerDep) -> ConfigOut:
+    c = server.config
+    return ConfigOut(site=c.site, timezone=c.timezone, generation=server.config_generation,
+                     loaded_ms=ms(server.config_loaded_ns), files=[str(f) for f in c.files],
+                     equipment=len(c.equipment), devices=len(c.devices), tags=len(c.tags),
+                     alarm_rules=len(c.alarm_rules), services=list(c.services),
+                     areas=sorted({e.commune for e in c.equipment.values()}),
+                     domains=sorted({e.domain for e in c.equipment.values()}))
+
+
+@router.post("/config/reload", response_model=ReloadOut, responses={409: ERR})
+async def reload(request: Request, session: Annotated[Session, Depends(need("config.reload"))],
+                 server: ServerDep) -> Any:
+    result = await server.reload(session.user, workstation_of(request))
+    if not result["applied"]:
+        problems = result["problems"]
+        # the error body plus every problem found (the engineer fixes them all in one go)
+        return JSONResponse({"what": "reload the configuration",
+                             "why": f"{len(problems)} problem(s); nothing was changed",
+                             "code": "config_invalid", "problems": problems}, status_code=409)
+    return ReloadOut(**result)
+
+
+@router.post("/backup", response_model=BackupOut)
+async def backup(request: Request, session: Annotated[Session, Depends(need("users.manage"))],
+                 server: ServerDep) -> BackupOut:
+    try:
+        out = await asyncio.to_thread(server.backup, session.user, workstation_of(request))
+    except Exception as exc:  # any store failing makes the backup unusable: say which and why
+        raise ApiError(503, "back up the server's stores", f"backup failed: {exc}", "backup_failed") from None
+    return BackupOut(**out)
+
+
+@router.get("/audit", response_model=AuditPage)
+async def audit(session: Annotated[Session, Depends(need("audit.read"))], server: ServerDep,
+                category: Annotated[str | None, Query(max_length=40)] = None,
+                type: Annotated[str | None, Query(max_length=60)] = None,
+                user: Annotated[str | None, Query(max_length=64)] = None,
+                limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+                offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> AuditPage:
+    recs = server.audit.query(category=category, type_=type, user=user, limit=limit, offset=offset)
+    return AuditPage(records=[r.as_dict() for r in recs])
