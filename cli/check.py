@@ -1,28 +1,62 @@
-"""``scada check``: validate the configuration and print every problem (exit 1 if any)."""
+"""``scada check [tags.yaml] [alarms.yaml] [commands.yaml]``: validate the configuration the server would
+load and print every problem (exit 1 if any).
+
+    tags.yaml + inventory ─┐
+    alarms.yaml ───────────┴─ scada.config.check_city ──► CityConfig ─┐
+    commands.yaml ─────────── failsafe.vocabulary.check_vocabulary ◄──┘  (against the city when it is valid)
+
+The same two loaders the server uses, so what passes here starts there. ``commands.yaml`` defaults to
+the one beside the tags file, when there is one. Problems of all three files are printed together,
+in file and line order, as ``file:line: who: what, got what``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from scada.config import check_city
+from scada.errors import ConfigProblem
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tags", nargs="?", default="tags.yaml", help="tags file (default tags.yaml)")
     parser.add_argument("alarms", nargs="?", default="alarms.yaml", help="alarms file (default alarms.yaml)")
+    parser.add_argument("commands", nargs="?", default=None,
+                        help="command vocabulary (default commands.yaml beside the tags file, if present)")
+
+
+def commands_file(args: argparse.Namespace) -> Path | None:
+    if args.commands is not None:
+        return Path(args.commands)
+    beside = Path(args.tags).parent / "commands.yaml"
+    return beside if beside.is_file() else None
 
 
 def main(args: argparse.Namespace) -> int:
+    from failsafe.vocabulary import check_vocabulary
+
     start = time.perf_counter()
     config, problems = check_city(args.tags, args.alarms)
-    if problems or config is None:
-        for p in problems:
+    commands = commands_file(args)
+    vocab = None
+    if commands is not None:
+        # an invalid city still gets its vocabulary checked on its own (roles, durations, structure)
+        vocab, vproblems = check_vocabulary(commands, config)
+        problems = [*problems, *vproblems]
+    if problems or config is None or (commands is not None and vocab is None):
+        for p in sorted(problems, key=_order):
             print(p, file=sys.stderr)
         print(f"{len(problems)} problem(s); the configuration cannot be used", file=sys.stderr)
         return 1
     took = time.perf_counter() - start
+    vocab_text = f", {len(vocab.types)} commandable types" if vocab is not None else ", no commands.yaml"
     print(f"ok: {len(config.equipment)} equipment, {len(config.devices)} devices, {len(config.tags)} tags, "
-          f"{len(config.alarm_rules)} alarm rules ({took:.2f} s)")
+          f"{len(config.alarm_rules)} alarm rules{vocab_text} ({took:.2f} s)")
     return 0
+
+
+def _order(p: ConfigProblem) -> tuple[str, int, str, str]:
+    return (p.file, p.line, p.who, p.what)

@@ -1,13 +1,18 @@
 """``scada historian export | energy | grafana-dashboard``.
 
-    scada historian export --store scada-data/historian/historian.sqlite --tag 'dijon/lighting/*/power' \\
-        --start 2026-11-20T00:00 --end 2026-11-21T00:00 --out power.csv        (progress bar on stderr)
-    scada historian energy --store ... --night 2026-11-20 --nights 7 [--watts 150] [--target 65] [--csv out.csv]
+    scada historian export --tag 'dijon/lighting/*/power' --from 2026-11-20T00:00 --to 2026-11-21T00:00 \\
+        --csv power.csv                                                          (progress bar on stderr)
+    scada historian energy --night 2026-11-20 --nights 7 [--watts 150] [--target 65] [--csv out.csv]
     scada historian grafana-dashboard --out dashboard.json [--datasource-uid scada-influxdb]
         [--datasource-out datasource.yaml --influx-url http://127.0.0.1:8086 --database scada]
 
-``--store`` takes a SQLite path or an ``influxdb1://host:port/DB`` spec (see historian.service).
-Times without a zone are UTC.
+The store is ``--store`` (a SQLite file or folder, or an ``influxdb1://host:port/DB`` spec, see
+historian.service), else ``historian/history.sqlite`` of the server's data folder, found as every
+command finds it (``--data-dir``, ``$SCADA_DATA_DIR``, ``scada-data``; ``--city``: scada.datadir).
+A SQLite store is opened read-only (``mode=ro``): a report never creates or changes one, and a
+missing store is refused (exit 2). ``energy`` reports each row's coverage (hours recorded over the
+night's length) and gives no verdict on the target below 90 %. Times without a zone are UTC;
+``--start``/``--end`` and ``--out`` are the older spellings of ``--from``/``--to`` and ``--csv``.
 """
 
 from __future__ import annotations
@@ -21,20 +26,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.options import add_data_dir, instance
+from scada.datadir import DataDirError
+
 NS = 1_000_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     ex = sub.add_parser("export", help="CSV export of raw values (tag globs, time range), with a progress bar")
-    ex.add_argument("--store", required=True, help="historian.sqlite path or influxdb1://host:port/DB")
+    _store_options(ex)
     ex.add_argument("--tag", action="append", required=True, help="tag name or glob (repeatable)")
-    ex.add_argument("--start", required=True, help="ISO 8601 (UTC if no zone)")
-    ex.add_argument("--end", required=True, help="ISO 8601 (UTC if no zone)")
-    ex.add_argument("--out", type=Path, help="CSV file (default: stdout)")
+    ex.add_argument("--from", "--start", dest="start", required=True, help="ISO 8601 (UTC if no zone)")
+    ex.add_argument("--to", "--end", dest="end", required=True, help="ISO 8601 (UTC if no zone)")
+    ex.add_argument("--csv", "--out", dest="out", type=Path, help="CSV file (default: stdout)")
     ex.add_argument("--slice-hours", type=float, default=24.0, help="query size per step (bounded memory)")
     en = sub.add_parser("energy", help="lighting kWh per commune per night vs baseline, saving %% vs target")
-    en.add_argument("--store", required=True)
+    _store_options(en)
     en.add_argument("--tags", type=Path, default=Path("tags.yaml"))
     en.add_argument("--alarms", type=Path, default=Path("alarms.yaml"))
     en.add_argument("--night", required=True, help="first night (YYYY-MM-DD: noon to noon, local time)")
@@ -52,6 +60,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gd.add_argument("--datasource-out", type=Path, help="also write a datasource provisioning YAML")
     gd.add_argument("--influx-url", default="http://127.0.0.1:8086")
     gd.add_argument("--database", default="scada")
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", help="a SQLite store (file or folder) or influxdb1://host:port/DB "
+                                        "(default: historian/history.sqlite of the data folder)")
+    add_data_dir(parser)
+
+
+#: file names of an embedded store in a folder: the server's (data_dir/historian/history.sqlite), then
+#: the one ``historian.service.Historian.build`` creates
+STORE_NAMES = ("history.sqlite", "historian.sqlite")
+
+
+class StoreMissing(Exception):
+    """The SQLite store named (or found in the data folder) does not exist."""
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    """The historian backend to read: an InfluxDB spec as given, a SQLite store read-only (StoreMissing if
+    absent: a report never creates an empty store in a live data folder)."""
+    from historian.service import open_backend
+    from historian.sqlite_backend import SqliteBackend
+
+    spec = args.store or str(instance(args) / "historian")
+    if "://" in spec:
+        return open_backend(spec)
+    path = Path(spec.removeprefix("sqlite:"))
+    if path.is_dir() or not args.store:
+        path = next((path / n for n in STORE_NAMES if (path / n).is_file()), path / STORE_NAMES[0])
+    if not path.is_file():
+        how = "" if args.store else " (give --store, or --data-dir/--city of the server that recorded it)"
+        raise StoreMissing(f"no historian store at {path}{how}")
+    return SqliteBackend(path, readonly=True)
 
 
 def _time(text: str) -> int:
@@ -76,6 +117,9 @@ def main(args: argparse.Namespace) -> int:
         if args.action == "energy":
             return energy(args)
         return grafana(args)
+    except (StoreMissing, DataDirError) as exc:
+        print(f"scada historian {args.action}: {exc}", file=sys.stderr)
+        return 2
     except ScadaError as exc:
         print(f"scada historian {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -84,13 +128,11 @@ def main(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from historian.service import open_backend
-
     start, end = _time(args.start), _time(args.end)
     if end <= start:
-        print("scada historian export: --end must be after --start", file=sys.stderr)
+        print("scada historian export: --to must be after --from", file=sys.stderr)
         return 2
-    backend = open_backend(args.store)
+    backend = open_store(args)
     try:
         known = backend.tags()
         names = sorted({n for pat in args.tag for n in known if fnmatch.fnmatchcase(n, pat)})
@@ -140,11 +182,10 @@ def energy(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from historian.energy import Baseline, energy_report
-    from historian.service import open_backend
+    from historian.energy import MIN_COVERAGE, Baseline, energy_report
 
+    backend = open_store(args)  # refused first: no point loading the city for a store that is not there
     config = _load(args.tags, args.alarms)
-    backend = open_backend(args.store)
     try:
         rows = energy_report(config, backend, dt.date.fromisoformat(args.night), args.nights,
                              baseline=Baseline(watts_per_luminaire=args.watts, hours_per_night=args.hours),
@@ -152,21 +193,32 @@ def energy(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     table = Table(title=f"Lighting energy per commune per night (target {args.target:.0f} % saving)")
-    for col in ("night", "commune", "cabinets", "luminaires", "kWh", "baseline kWh", "saving %", "target", "no data"):
-        table.add_column(col, justify="right" if col not in ("night", "commune") else "left")
+    columns = ("night", "commune", "cabinets", "luminaires", "kWh", "baseline kWh", "saving %", "target", "no data",
+               "data h / night h")
+    for col in columns:
+        table.add_column(col, justify="right" if col not in ("night", "commune", "target") else "left")
     for r in rows:
+        verdict = "no verdict" if r.meets_target is None else "met" if r.meets_target else "NOT met"
         table.add_row(r.night.isoformat(), r.commune, str(r.cabinets), str(r.luminaires), f"{r.kwh:.1f}",
-                      f"{r.baseline_kwh:.1f}", f"{r.saving_percent:.1f}", "met" if r.meets_target else "NOT met",
-                      str(r.missing))
-    Console().print(table)
+                      f"{r.baseline_kwh:.1f}", f"{r.saving_percent:.1f}", verdict, str(r.missing),
+                      f"{r.hours_of_data:.1f} / {r.night_hours:.0f} ({100 * r.coverage:.0f} %)")
+    Console(width=max(Console().width, 140)).print(table)
+    short = [r for r in rows if r.coverage < MIN_COVERAGE]
+    if short:
+        worst = min(short, key=lambda r: r.coverage)
+        print(f"no verdict on {len(short)} row(s): coverage below {100 * MIN_COVERAGE:.0f} % of the night "
+              f"(lowest {100 * worst.coverage:.1f} %: {worst.hours_of_data:.2f} h of data over "
+              f"{worst.night_hours:.0f} h, {worst.commune} {worst.night.isoformat()})", file=sys.stderr)
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["night", "commune", "cabinets", "luminaires", "kwh", "baseline_kwh", "saving_percent",
-                        "meets_target", "missing"])
+                        "meets_target", "missing", "hours_of_data", "night_hours", "coverage"])
             for r in rows:
                 w.writerow([r.night.isoformat(), r.commune, r.cabinets, r.luminaires, f"{r.kwh:.3f}",
-                            f"{r.baseline_kwh:.3f}", f"{r.saving_percent:.2f}", int(r.meets_target), r.missing])
+                            f"{r.baseline_kwh:.3f}", f"{r.saving_percent:.2f}",
+                            "" if r.meets_target is None else int(r.meets_target), r.missing,
+                            f"{r.hours_of_data:.3f}", f"{r.night_hours:.0f}", f"{r.coverage:.4f}"])
     return 0
 
 

@@ -1,14 +1,17 @@
 """``scada journal``: query the alarm journal (what maintenance works from).
 
     scada journal                                   the last 50 rows, newest first
-    scada journal --equipment C0042 --since 7d      one cabinet's week
+    scada journal --equipment C0042 --from 7d       one cabinet's week
     scada journal --commune Dijon --service lighting --priority 1,2 --state unack --text mains
-    scada journal --since 2026-11-01 --until 2026-12-01 --csv november.csv      (all rows, oldest first)
+    scada journal --from 2026-11-01 --to 2026-12-01 --csv november.csv      (all rows, oldest first)
     scada journal --follow --service traffic        like tail -f (Ctrl-C to stop)
     scada journal --page 2                          older rows (50 per page, --limit to change)
 
-The journal is ``<data-dir>/journal.sqlite`` (the server's data directory, default ``scada-data``), or
-``--db PATH``. It is opened read-only: the server keeps writing while you read. Times without an
+The journal is ``journal.sqlite`` in the server's data folder, found as every command finds it
+(:mod:`scada.datadir`: ``--data-dir``, else ``$SCADA_DATA_DIR``, else ``scada-data``; then ``--city``,
+or the only city folder there, so the journal of ``scada run`` is found with no option), or
+``--db PATH``. It is opened read-only: the server keeps writing while you read. ``--since``/``--until``
+are the older spellings of ``--from``/``--to``. Times without an
 offset are in the city's time zone (Europe/Paris); ``7d``, ``12h``, ``30min`` mean that long ago.
 Times are printed in Europe/Paris; the CSV carries UTC ISO 8601 with milliseconds.
 """
@@ -23,8 +26,10 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from cli.options import add_data_dir, instance
 from scada.alarms.states import AlarmState, Event
 from scada.config.units import parse_duration
+from scada.datadir import DataDirError
 from scada.errors import StorageError
 from scada.journal import Journal, JournalQuery, JournalRow
 
@@ -56,15 +61,17 @@ def parse_time(text: str, now: dt.datetime | None = None, tz: dt.tzinfo = CITY_T
 
 
 def journal_path(args: argparse.Namespace) -> Path:
-    return Path(args.db) if getattr(args, "db", None) else Path(args.data_dir) / "journal.sqlite"
+    """``--db``, else ``journal.sqlite`` of the data folder (DataDirError when several cities could be meant)."""
+    return Path(args.db) if getattr(args, "db", None) else instance(args) / "journal.sqlite"
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Journal location and row filters (shared with ``scada alarms kpi``)."""
-    parser.add_argument("--data-dir", default="scada-data", help="server data directory (default scada-data)")
-    parser.add_argument("--db", help="journal file (default <data-dir>/journal.sqlite)")
-    parser.add_argument("--since", metavar="TIME", help="from (2026-11-22, 2026-11-22T08:30, 7d, 12h, now)")
-    parser.add_argument("--until", metavar="TIME", help="to, excluded")
+    add_data_dir(parser)
+    parser.add_argument("--db", help="journal file (default journal.sqlite of the data folder)")
+    parser.add_argument("--from", "--since", dest="since", metavar="TIME",
+                        help="from (2026-11-22, 2026-11-22T08:30, 7d, 12h, now)")
+    parser.add_argument("--to", "--until", dest="until", metavar="TIME", help="to, excluded")
     parser.add_argument("--equipment", action="append", default=[], help="equipment id (repeatable)")
     parser.add_argument("--commune", action="append", default=[], help="commune (repeatable)")
     parser.add_argument("--area", action="append", default=[], help="area (repeatable)")
@@ -135,10 +142,10 @@ def format_row(r: JournalRow, tz: dt.tzinfo = CITY_TZ) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    path = journal_path(args)
     try:
+        path = journal_path(args)
         query = build_query(args)
-    except argparse.ArgumentTypeError as exc:
+    except (argparse.ArgumentTypeError, DataDirError) as exc:
         print(f"scada journal: {exc}", file=sys.stderr)
         return 2
     try:

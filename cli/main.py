@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 
 #: name → (one-line help, implementing module)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("the demo: simulator + server + HMI on the shipped city (--scale dijon for full scale)", "cli.run"),
-    "check": ("validate tags.yaml, alarms.yaml and the inventory; print every problem", "cli.check"),
+    "check": ("validate tags.yaml, alarms.yaml, commands.yaml and the inventory; print every problem",
+              "cli.check"),
     "config": ("configuration tools: `config generate --scale dijon` writes a full-scale city", "cli.config"),
     "sim": ("run the hardware simulator (real Modbus/SNMP/OPC UA/serial servers)", "cli.sim"),
     "poll": ("poll the configured devices into the tag database and show a live summary", "cli.poll"),
@@ -69,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"scada {name}", description=text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[idx + 1:])
+    args.command_line = shlex.join(["scada", *argv[idx:]])  # written in a data directory's lock file
     try:
         return int(module.main(args) or 0)
     except KeyboardInterrupt:

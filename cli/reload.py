@@ -5,8 +5,12 @@ printed otherwise and nothing changes. Two ways to ask:
 
 * through the API (default when ``--user`` is given): ``POST /api/v1/config/reload`` as an engineer or
   administrator (password from ``--password-env VAR`` or asked); the answer lists what changed;
-* by signal (default otherwise): SIGHUP to the pid in ``<data-dir>/server.json`` — only someone who can
-  signal the server process can do that; the outcome is in the server log and the audit trail.
+* by signal (default otherwise): SIGHUP to the pid in ``server.json`` of the server's data folder — only
+  someone who can signal the server process can do that; the outcome is in the server log and the
+  audit trail.
+
+The data folder is found as every command finds it (``--data-dir``, ``$SCADA_DATA_DIR``, ``scada-data``;
+``--city``): :mod:`scada.datadir`.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.options import add_data_dir, instance
+from scada.datadir import DataDirError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("scada-data"), help="the server's data directory")
+    add_data_dir(parser)
     parser.add_argument("--url", help="server URL (default: from <data-dir>/server.json)")
     parser.add_argument("--user", help="reload through the API as this user (engineer or administrator)")
     parser.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
@@ -38,11 +45,16 @@ def _state(data_dir: Path) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    state = _state(args.data_dir)
+    try:
+        data = instance(args)
+    except DataDirError as exc:
+        print(f"scada reload: {exc}", file=sys.stderr)
+        return 2
+    state = _state(data)
     if args.user is None:
         pid = state.get("pid")
         if not isinstance(pid, int):
-            print(f"scada reload: no running server found in {args.data_dir}/server.json "
+            print(f"scada reload: no running server found in {data / 'server.json'} "
                   f"(give --data-dir, or --url and --user)", file=sys.stderr)
             return 1
         try:

@@ -2,21 +2,32 @@
 
 ::
 
-    scada run                    # the shipped demo city; opens the HMI when it is installed
-    scada run --headless         # no HMI: use the API / WebSocket (URL printed)
+    scada run                    # the shipped demo city; opens the HMI (needs a display)
+    scada run --headless         # no HMI: use the API / WebSocket (URLs printed)
     scada run --scale dijon      # the full-scale métropole (34,000 luminaires...), generated once
     scada run --speed 10         # simulation clock 10× faster
 
-    ┌ scada run ─────────────────────────────────────────────────────────────────────────┐
-    │  child: scada sim --ports test --state-dir <data>/sim   (own process: second core)  │
-    │            └─ writes <data>/sim/endpoints.json ──┐                                   │
-    │  this process: scada server (endpoint overrides ◄┘, embedded historian, 127.0.0.1)  │
-    │  child: scada hmi --url http://127.0.0.1:8480 --user operator (SCADA_PASSWORD env)  │
-    └─────────────────────────────────────────────────────────────────────────────────────┘
+    ┌ scada run ────────────────────────────────────────────────────────────────────────────────┐
+    │  locks <data>/<city>/.lock and <data>/<city>/sim/.lock (a second instance exits 2)        │
+    │  child: scada sim --ports test --state-dir <data>/<city>/sim  (own process: second core;  │
+    │            inherits the sim lock)  └─ writes sim/endpoints.json + sim/control.json ──┐    │
+    │  this process: scada server (endpoint overrides ◄────────────────────────────────────┘,   │
+    │                embedded historian, 127.0.0.1:8480)                                        │
+    │  child: scada hmi --url http://127.0.0.1:8480 --user operator (SCADA_PASSWORD env)        │
+    └───────────────────────────────────────────────────────────────────────────────────────────┘
 
-Demo accounts ``operator`` and ``supervisor`` get fresh random passwords at every start, printed once
-on this terminal (never logged, never stored in clear). Ctrl-C stops the HMI, the server (buffers
-flushed, journal closed) and the simulator.
+``<data>`` is ``--data-dir``, else ``$SCADA_DATA_DIR``, else ``scada-data``; ``<city>`` is the
+``--scale`` (``demo`` or ``dijon``), so ``scada journal`` and the other maintenance tools find the
+demo's data with no option (:mod:`scada.datadir`). It prints where the data go, the API, OpenAPI,
+WebSocket and simulator control API URLs (the control API is on an OS-assigned port, also written
+in ``sim/control.json``) and how to stop.
+
+Without a display (no ``DISPLAY``/``WAYLAND_DISPLAY`` and no non-X ``QT_QPA_PLATFORM``) it refuses to
+start unless ``--headless``; if the console exits at once (a display it cannot open) it stops
+everything and exits 1 with the same hint. Demo accounts ``operator`` and ``supervisor`` get fresh
+random passwords at every start, printed once on this terminal (never logged, never stored in
+clear). Ctrl-C stops the HMI, the server (buffers flushed, journal closed) and the simulator, then
+releases the locks.
 """
 
 from __future__ import annotations
@@ -33,22 +44,30 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cli.options import add_data_dir, lock
+from scada.datadir import DataDirError, DataDirLock, resolve_root
+from scada.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 DEMO_ACCOUNTS = (("operator", "operator"), ("supervisor", "supervisor"))
+#: an HMI that exits within this many seconds of its start did not start (no display, bad Qt install...)
+HMI_START_GRACE_S = 10.0
+HEADLESS_HINT = "run `scada run --headless` (API and WebSocket only), or set QT_QPA_PLATFORM=offscreen"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", default="demo", choices=["demo", "dijon"])
+    parser.add_argument("--scale", default="demo", choices=["demo", "dijon"],
+                        help="the city, and its folder under the data root (default demo)")
     parser.add_argument("--headless", action="store_true", help="no HMI (use the API/WebSocket)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulation clock speed (default 1)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--port", type=int, default=8480, help="API port on 127.0.0.1 (default 8480; 0 = any)")
-    parser.add_argument("--data-dir", type=Path, default=Path(".scada-demo"),
-                        help="journal, historian, users and simulator state (default .scada-demo)")
+    add_data_dir(parser, city=False)
     parser.add_argument("--config", type=Path, default=None, help="tags.yaml of the demo city (default: shipped)")
     parser.add_argument("--log-json", action="store_true", help="structured server logs")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -63,17 +82,37 @@ def shipped_city() -> Path:
                             "or give --config")
 
 
-def city_files(args: argparse.Namespace) -> tuple[Path, Path]:
+def city_files(args: argparse.Namespace, data: Path) -> tuple[Path, Path]:
     tags = args.config or shipped_city()
     if args.scale == "demo":
         return tags, tags.parent / "alarms.yaml"
     from scada.config.generate import generate
 
-    out = args.data_dir / f"city-{args.scale}"
+    out = data / "city"
     if not (out / "tags.yaml").is_file():
         print(f"generating the {args.scale} city into {out} (once) ...", flush=True)
         generate(out, args.scale, args.seed, tags.parent)
     return out / "tags.yaml", out / "alarms.yaml"
+
+
+def display_problem(env: dict[str, str] | os._Environ[str] = os.environ, platform: str = sys.platform) -> str | None:
+    """Why a Qt window cannot open here, or None. Qt picks X11 (xcb) or Wayland on Linux and the BSDs;
+    any other ``QT_QPA_PLATFORM`` (offscreen, vnc, eglfs...) needs no display server."""
+    if platform in ("darwin", "win32"):
+        return None
+    qpa = env.get("QT_QPA_PLATFORM", "")
+    if qpa and not qpa.startswith(("xcb", "wayland")):
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return "no display for the operator console (DISPLAY and WAYLAND_DISPLAY are not set)"
+
+
+def hmi_problem() -> str | None:
+    """Why the operator console cannot start at all, or None (checked before anything starts)."""
+    if importlib.util.find_spec("PyQt6") is None or importlib.util.find_spec("hmi.mainwindow") is None:
+        return "the operator console (PyQt6) is not installed in this environment"
+    return display_problem()
 
 
 def demo_accounts(data_dir: Path) -> dict[str, str]:
@@ -97,17 +136,26 @@ def demo_accounts(data_dir: Path) -> dict[str, str]:
     return out
 
 
-def start_simulator(args: argparse.Namespace, tags: Path, alarms: Path, state: Path) -> subprocess.Popen[bytes]:
+def start_simulator(args: argparse.Namespace, tags: Path, alarms: Path, state: Path,
+                    sim_lock: DataDirLock) -> subprocess.Popen[bytes]:
+    """``scada sim`` as a child; it inherits the lock of its state directory (it does not lock it again)."""
     for f in ("endpoints.json", "control.json"):
         with contextlib.suppress(FileNotFoundError):
             (state / f).unlink()
     cmd = [sys.executable, "-m", "cli", "sim", "--config", str(tags), "--alarms", str(alarms),
            "--ports", "test", "--state-dir", str(state), "--seed", str(args.seed), "--speed", str(args.speed)]
-    log_file = open(state.parent / "simulator.log", "wb")
-    return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(state.parent / "simulator.log", "wb") as log_file:
+        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=(sim_lock.fd,), env={**os.environ, **sim_lock.child_env()})
 
 
-def wait_endpoints(proc: subprocess.Popen[bytes], state: Path, timeout_s: float) -> dict[str, str]:
+@dataclass(frozen=True)
+class SimState:
+    endpoints: dict[str, str]
+    control_url: str | None  # the simulator's control API (fault injection), OS-assigned port
+
+
+def wait_endpoints(proc: subprocess.Popen[bytes], state: Path, timeout_s: float) -> SimState:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -116,7 +164,8 @@ def wait_endpoints(proc: subprocess.Popen[bytes], state: Path, timeout_s: float)
             control = json.loads((state / "control.json").read_text())
             if control.get("pid") == proc.pid:
                 data = json.loads((state / "endpoints.json").read_text())
-                return {str(k): str(v) for k, v in data.items()}
+                url = control.get("url")
+                return SimState({str(k): str(v) for k, v in data.items()}, str(url) if url else None)
         except (OSError, json.JSONDecodeError):
             pass
         time.sleep(0.2)
@@ -136,28 +185,84 @@ def stop_child(proc: subprocess.Popen[Any] | None, name: str, sig: int = signal.
         proc.wait()
 
 
-def start_hmi(url: str, user: str, password: str) -> subprocess.Popen[bytes] | None:
-    if importlib.util.find_spec("hmi.mainwindow") is None:
-        print("HMI: not in this build (use the API, or --headless to silence this)", flush=True)
-        return None
+def start_hmi(url: str, user: str, password: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SCADA_URL": url, "SCADA_USER": user, "SCADA_PASSWORD": password}
     # own session: Ctrl-C reaches `scada run`, which closes the console first (SIGTERM), then the server
     return subprocess.Popen([sys.executable, "-m", "cli", "hmi", "--url", url, "--user", user], env=env,
                             start_new_session=True)
 
 
+async def watch_hmi(proc: subprocess.Popen[Any], stop: asyncio.Event, grace_s: float = HMI_START_GRACE_S,
+                    period_s: float = 0.2) -> int | None:
+    """Until ``stop``: if the console exits within ``grace_s`` of its start, it could not start: say so,
+    set ``stop`` and return its exit code. A console closed later leaves the server and simulator running."""
+    started = time.monotonic()
+    while not stop.is_set():
+        code = proc.poll()
+        if code is not None:
+            if code != 0 and time.monotonic() - started < grace_s:
+                print(f"scada run: the operator console could not start (exit {code}; its message is above). "
+                      f"Stopping the server and the simulator; {HEADLESS_HINT}", file=sys.stderr, flush=True)
+                stop.set()
+                return code
+            print(f"the operator console closed (exit {code}); the server and the simulator keep running, "
+                  f"Ctrl-C stops them", flush=True)
+            return None
+        await asyncio.sleep(period_s)
+    return None
+
+
+def banner(data: Path, sim: SimState, url: str, accounts: dict[str, str]) -> str:
+    ws = url.replace("http", "ws", 1)
+    lines = [
+        "",
+        f"data        {data}  (journal, historian, users, audit; simulator state in {data / 'sim'}, "
+        f"its log {data / 'simulator.log'})",
+        f"API         {url}",
+        f"OpenAPI     {url}/docs",
+        f"WebSocket   {ws}/api/v1/ws",
+        f"simulator   control API {sim.control_url or '(off)'}  (POST /fault, /clear, /comm; GET /status), "
+        f"{len(sim.endpoints)} endpoints in {data / 'sim' / 'endpoints.json'}",
+        "demo accounts (new passwords at every start, shown only here):",
+        *(f"    {name:<11} {password}" for name, password in accounts.items()),
+        f"Ctrl-C (or kill -INT {os.getpid()}) stops the console, the server and the simulator.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
-    from scada.errors import ConfigError
+    prog = "scada run"
+    if not args.headless:
+        why = hmi_problem()
+        if why is not None:
+            print(f"{prog}: {why}; nothing started. To run without the console, {HEADLESS_HINT}.", file=sys.stderr)
+            return 2
+    data = resolve_root(args.data_dir) / args.scale
+    state = data / "sim"
+    try:
+        held = lock(data, args, prog)
+        if held is None:
+            return 2
+        with held:
+            sim_lock = lock(state, args, prog)
+            if sim_lock is None:
+                return 2
+            with sim_lock:
+                return _run(args, data, state, sim_lock)
+    except (DataDirError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLock) -> int:
     from server.logs import setup_logging
     from server.main import serve
     from server.settings import load_settings
 
     setup_logging(args.log_json, getattr(logging, args.log_level))
-    data = args.data_dir
-    state = data / "sim"
-    state.mkdir(parents=True, exist_ok=True)
     try:
-        tags, alarms = city_files(args)
+        tags, alarms = city_files(args, data)
         commands = tags.parent / "commands.yaml"
         if not commands.is_file():  # a generated city has no vocabulary of its own: the shipped one
             commands = shipped_city().parent / "commands.yaml"
@@ -169,27 +274,31 @@ def main(args: argparse.Namespace) -> int:
         return 1
     sim: subprocess.Popen[bytes] | None = None
     hmi: subprocess.Popen[bytes] | None = None
+    hmi_failed: int | None = None
+    watcher: asyncio.Task[int | None] | None = None
     try:
-        print(f"starting the simulator ({args.scale} city, ×{args.speed:g}) ...", flush=True)
-        sim = start_simulator(args, tags, alarms, state)
-        endpoints = wait_endpoints(sim, state, 600 if args.scale == "dijon" else 120)
-        print(f"simulator: {len(endpoints)} endpoints (log {data / 'simulator.log'})", flush=True)
+        print(f"starting the simulator ({args.scale} city, ×{args.speed:g}) into {data} ...", flush=True)
+        sim = start_simulator(args, tags, alarms, state, sim_lock)
+        sim_state = wait_endpoints(sim, state, 600 if args.scale == "dijon" else 120)
         accounts = demo_accounts(data)
 
         def ready(server: Any, url: str) -> None:
-            nonlocal hmi
-            print(f"\nserver: {url}   (OpenAPI {url}/docs, WebSocket {url.replace('http', 'ws')}/api/v1/ws)")
-            print("demo accounts (new passwords at every start, shown only here):")
-            for name, password in accounts.items():
-                print(f"    {name:<11} {password}")
-            print("Ctrl-C stops everything.\n", flush=True)
+            nonlocal hmi, watcher
+            print(banner(data, sim_state, url, accounts), flush=True)
             if not args.headless:
                 hmi = start_hmi(url, "operator", accounts["operator"])
+                watcher = asyncio.get_running_loop().create_task(watch_hmi(hmi, server.stop_event))
 
         def close_hmi() -> None:
+            nonlocal hmi_failed
+            if watcher is not None and watcher.done() and not watcher.cancelled():
+                hmi_failed = watcher.result()
+            elif watcher is not None:
+                watcher.cancel()
             stop_child(hmi, "HMI", signal.SIGTERM)
 
-        return asyncio.run(serve(settings, endpoints, ready=ready, on_stop=close_hmi))
+        code = asyncio.run(serve(settings, sim_state.endpoints, ready=ready, on_stop=close_hmi))
+        return 1 if hmi_failed is not None else code
     except ConfigError as exc:
         return exc.report("the demo does not start")
     except (RuntimeError, TimeoutError, OSError) as exc:

@@ -2,6 +2,11 @@
 
 Refuses to start, printing every problem, when the settings or the city configuration are invalid.
 Stops cleanly on SIGTERM / SIGINT (Ctrl-C); SIGHUP reloads the configuration (as ``scada reload``).
+
+Its data folder follows :mod:`scada.datadir`: ``--data-dir``, else ``$SCADA_DATA_DIR``, else the
+settings file's ``data_dir``, else ``scada-data``; ``--city NAME`` picks ``<that>/NAME`` (the folder
+``scada run --scale NAME`` uses). The folder is locked (``.lock``: PID and command) before anything
+is written; a second server (or a ``scada run``) on it exits 2 naming the running one.
 """
 
 from __future__ import annotations
@@ -12,9 +17,14 @@ import getpass
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cli.options import add_data_dir, lock
+from scada.datadir import DataDirError, resolve
 from scada.errors import ConfigError
+
+if TYPE_CHECKING:
+    from server.settings import ServerSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoints", type=Path, help="the simulator's endpoints JSON (overrides `endpoints:`)")
     parser.add_argument("--host", help="listen address (default 127.0.0.1; other than loopback needs TLS)")
     parser.add_argument("--port", type=int, help="listen port (default 8480; 0 = any free port)")
-    parser.add_argument("--data-dir", type=Path, help="users, journal, audit, historian (default scada-data)")
+    add_data_dir(parser)
     parser.add_argument("--tls-cert", type=Path, help="TLS certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
     parser.add_argument("--historian", choices=["embedded", "influxdb", "none"], help="historian backend")
@@ -39,7 +49,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "tags": args.tags, "alarms": args.alarms, "commands": args.commands, "endpoints_file": args.endpoints,
         "listen.host": args.host,
-        "listen.port": args.port, "data_dir": args.data_dir, "historian.backend": args.historian,
+        "listen.port": args.port, "historian.backend": args.historian,
     }
     if args.poll_thread:
         out["poll_thread"] = True
@@ -54,15 +64,33 @@ def _prompt(text: str, secret: bool) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from scada.users import UserError, UserStore, ensure_first_admin
-    from server.app import ScadaServer
     from server.logs import setup_logging
-    from server.main import serve
     from server.settings import load_settings
 
     setup_logging(args.log_json, getattr(logging, args.log_level))
     try:
         settings = load_settings(args.settings, overrides(args))
+    except ConfigError as exc:
+        return exc.report("the server does not start")
+    configured = settings.data_dir if "data_dir" in settings.model_fields_set else None
+    try:
+        data = resolve(args.data_dir, args.city, configured)
+        held = lock(data, args, "scada server")
+    except (DataDirError, OSError) as exc:
+        print(f"scada server: {exc}", file=sys.stderr)
+        return 2
+    if held is None:
+        return 2
+    with held:
+        return _serve(settings.model_copy(update={"data_dir": data}))
+
+
+def _serve(settings: ServerSettings) -> int:
+    from scada.users import UserError, UserStore, ensure_first_admin
+    from server.app import ScadaServer
+    from server.main import serve
+
+    try:
         config, problems = ScadaServer(settings).check_config()
         if problems or config is None:
             raise ConfigError(problems)

@@ -7,9 +7,16 @@
     scada sim --scenario storm --speed 20       # replay sim/scenarios/storm.yaml 20× faster than real time
     scada sim --ports test --duration 30        # OS-assigned ports, stop by itself after 30 s (scripts, CI)
 
+The state directory is ``--state-dir``, else ``<data>/<scale>/sim`` (``<data>``: ``--data-dir``, else
+``$SCADA_DATA_DIR``, else ``scada-data``: the folder ``scada run`` gives its simulator). It is locked
+(``<state-dir>/.lock``, :mod:`scada.datadir`) before anything is written: a second simulator on the
+same folder, or one beside a running ``scada run``, exits 2 naming the running one. Under
+``scada run`` the parent holds that lock and passes it down.
+
 It prints every endpoint, writes ``<state-dir>/endpoints.json`` (for ``load_city(...,
 endpoint_overrides=...)`` and ``scada poll --endpoints``) and ``<state-dir>/control.json`` (the
-control API's URL), then runs until Ctrl-C (or SIGTERM), or for ``--duration`` seconds of real time.
+control API's URL: port 15080 with ``--ports demo``, OS-assigned with ``--ports test`` as under
+``scada run``), then runs until Ctrl-C (or SIGTERM), or for ``--duration`` seconds of real time.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from cli.options import add_data_dir, lock
 from scada.config import load_city
 from scada.config.generate import SCALES, generate
+from scada.datadir import DataDirError, resolve_root
 from scada.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,8 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="random seed (same seed, same city; default 42)")
     parser.add_argument("--speed", type=float, default=None,
                         help="simulation clock speed (default 1, or the scenario's suggested speed)")
-    parser.add_argument("--state-dir", type=Path, default=Path(".scada-sim"),
-                        help="where endpoints.json, control.json, certificates and serial links go")
+    add_data_dir(parser, city=False)
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where endpoints.json, control.json, certificates and serial links go "
+                             "(default <data-dir>/<scale>/sim)")
     parser.add_argument("--ports", choices=["demo", "test"], default="demo",
                         help="demo: the fixed ports of tags.yaml (default); test: OS-assigned ports")
     parser.add_argument("--control-port", type=int, default=None,
@@ -113,6 +124,20 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.state_dir is None:
+        args.state_dir = resolve_root(args.data_dir) / args.scale / "sim"
+    try:
+        held = lock(args.state_dir, args, "scada sim")
+    except (DataDirError, OSError) as exc:
+        print(f"scada sim: {exc}", file=sys.stderr)
+        return 2
+    if held is None:
+        return 2
+    with held:
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run(args))
     except ConfigError as exc:

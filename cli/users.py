@@ -6,7 +6,8 @@
     scada users role NAME supervisor
     scada users disable NAME | enable NAME | remove NAME
 
-The database is ``<data-dir>/users.sqlite`` (the server's data directory, default ``scada-data``).
+The database is ``users.sqlite`` in the server's data folder (``--data-dir``, else ``$SCADA_DATA_DIR``,
+else ``scada-data``; ``--city`` or the only city folder there, as in :mod:`scada.datadir`).
 A running server picks changes up at the next login (tokens of a disabled user expire on their own,
 or at once when changed through the API).
 """
@@ -18,13 +19,14 @@ import getpass
 import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
+from cli.options import add_data_dir, instance
+from scada.datadir import DataDirError
 from scada.users import ROLES, UserError, UserStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("scada-data"), help="server data directory")
+    add_data_dir(parser)
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="create an account")
     add.add_argument("name")
@@ -56,7 +58,12 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    store = UserStore(args.data_dir / "users.sqlite")
+    try:
+        data = instance(args)
+    except DataDirError as exc:
+        print(f"scada users: {exc}", file=sys.stderr)
+        return 2
+    store = UserStore(data / "users.sqlite")
     try:
         if args.action == "add":
             user = store.add(args.name, args.role, _password(args))

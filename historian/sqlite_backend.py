@@ -155,16 +155,22 @@ class SqliteBackend(Backend):
 
     def __init__(self, path: str | Path, *, period_s: float = 86400.0, compact_points: int = 1_000_000,
                  compact_age_s: float = 300.0, retention: Mapping[str, RetentionPolicy] | None = None,
-                 durable: bool = True) -> None:
+                 durable: bool = True, readonly: bool = False) -> None:
         super().__init__()
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.compact_points = compact_points
         self.compact_age_s = compact_age_s
         self.retention: dict[str, RetentionPolicy] = dict(retention or {})
         self._lock = threading.RLock()
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if readonly:  # reports: never create nor change a store (a missing file is an error, not an empty store)
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                          check_same_thread=False)
+                self.db.execute("SELECT value FROM meta WHERE key='period_ns'")  # not a historian store: fail here
+            else:
+                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self.db.execute("PRAGMA cache_size=-65536")

@@ -116,3 +116,24 @@ def test_alarms_kpi_prints_the_golden_report(capsys: pytest.CaptureFixture[str],
     code, out, _ = run(capsys, "alarms", "kpi", "--db", str(path), "--since", "2027-01-01T00:00Z", "--until",
                        "2027-01-05T00:00Z")
     assert code == 0 and "insufficient data: 4.00 days < 30" in out
+
+
+def test_journal_finds_the_city_folder_and_spells_from_to(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no option the journal of `scada run` (<data root>/demo/) is found; --from/--to = --since/--until."""
+    root = tmp_path / "root"
+    with Journal(root / "demo" / "journal.sqlite") as j:
+        j.append(synthetic())
+    (root / "demo" / ".lock").write_text("")  # what `scada run` leaves
+    monkeypatch.setenv("SCADA_DATA_DIR", str(root))
+    code, new, _ = run(capsys, "journal", "--from", "2027-01-15T09:00", "--to", "2027-01-15T12:00")
+    assert code == 0 and new.splitlines()
+    code, old, _ = run(capsys, "alarms", "kpi", "--db", str(root / "demo" / "journal.sqlite"), "--format", "json")
+    assert code == 0 and '"annunciations"' in old
+    assert run(capsys, "journal", "--since", "2027-01-15T09:00", "--until", "2027-01-15T12:00")[1] == new
+    (root / "dijon").mkdir()
+    (root / "dijon" / ".lock").write_text("")
+    code, _, err = run(capsys, "journal")
+    assert code == 2 and "holds several cities (demo, dijon): choose one with --city" in err
+    assert run(capsys, "journal", "--city", "demo", "--from", "2027-01-15T09:00", "--to",
+               "2027-01-15T12:00")[1] == new

@@ -60,6 +60,12 @@ def test_scada_sim_reports_a_bad_scenario_with_its_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"{bad}:3: action 1: unknown equipment 'B0001' (did you mean 'B001'?)" in proc.stderr
     assert not (tmp_path / "state" / "endpoints.json").exists()
+    # without --state-dir: <data root>/<scale>/sim, the folder `scada run` gives its simulator ($SCADA_DATA_DIR here)
+    proc = subprocess.run([sys.executable, "-m", "cli", "sim", "--ports", "test", "--scenario", str(bad)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SCADA_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 1 and "unknown equipment 'B0001'" in proc.stderr
+    assert [p.name for p in (tmp_path / "data" / "demo" / "sim").iterdir()] == [".lock"]
 
 
 @pytest.mark.slow

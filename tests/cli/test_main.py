@@ -1,4 +1,4 @@
-"""The `scada` command: help, check (exit codes and messages), config generation."""
+"""The `scada` command: help, check of the three configuration files (exit codes and messages), config generation."""
 
 from __future__ import annotations
 
@@ -28,7 +28,45 @@ def test_help_lists_every_subcommand() -> None:
 def test_check_shipped_city_is_valid() -> None:
     out = _scada("check", "tags.yaml", "alarms.yaml")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("ok: 91 equipment")
+    assert out.stdout.startswith("ok: 91 equipment") and "5 commandable types" in out.stdout
+    bare = _scada("check")  # the defaults: the three files of the working directory
+    assert bare.returncode == 0 and bare.stdout.startswith("ok: 91 equipment"), bare.stderr
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(i for i, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text in ln)
+
+
+def test_check_validates_commands_yaml_beside_the_tags(tmp_path: Path) -> None:
+    """A broken commands.yaml beside tags.yaml is found with no argument, with the city's own problems."""
+    tags = tmp_path / "tags.yaml"
+    tags.write_text((ROOT / "tags.yaml").read_text(encoding="utf-8")
+                    .replace("file: inventory/demo.csv", f"file: {ROOT}/inventory/demo.csv"), encoding="utf-8")
+    commands = tmp_path / "commands.yaml"
+    text = (ROOT / "commands.yaml").read_text(encoding="utf-8")
+    commands.write_text(text.replace("  window: 120s", "  window: soon", 1)
+                        .replace("max_with_approval: 20}", "max_with_approval: 20, blast: 3}", 1), encoding="utf-8")
+    out = _scada("check", str(tags), str(ROOT / "alarms.yaml"))
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    window = _line_of(commands, "window: soon")
+    assert f"{commands}:{window}: approval: 'window' must be a duration like 10s, 500ms, 5min, got 'soon'" in lines
+    assert any(ln.startswith(f"{commands}:{_line_of(commands, 'blast: 3')}: ") and "blast" in ln for ln in lines)
+    assert lines[-1] == f"{len(lines) - 1} problem(s); the configuration cannot be used"
+    # the third argument names another vocabulary; the shipped one is valid against the same city
+    assert _scada("check", str(tags), str(ROOT / "alarms.yaml"), str(ROOT / "commands.yaml")).returncode == 0
+
+
+def test_check_catches_an_unknown_role_in_commands_yaml(tmp_path: Path) -> None:
+    commands = tmp_path / "commands.yaml"
+    commands.write_text((ROOT / "commands.yaml").read_text(encoding="utf-8")
+                        .replace("approver_roles: [supervisor, administrator]", "approver_roles: [supervisor, admin]"),
+                        encoding="utf-8")
+    out = _scada("check", "tags.yaml", "alarms.yaml", str(commands))
+    assert out.returncode == 1
+    line = _line_of(commands, "approver_roles: [supervisor, admin]")
+    assert any(ln.startswith(f"{commands}:{line}: approval: 'approver_roles' ") and ln.endswith("got 'admin' (did you mean 'administrator'?)")
+               for ln in out.stderr.splitlines()), out.stderr
 
 
 def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
