@@ -28,7 +28,7 @@ from failsafe.audit import AuditLog
 from failsafe.gate import CommandGate
 from failsafe.types import Clock, CommandRequest, Outcome, Principal, TicketState, system_clock
 from failsafe.vocabulary import CrisisPlanSpec, CrisisStep, Vocabulary
-from scada.errors import CommandRejected, StorageError
+from scada.errors import CommandRejected, Refusal, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ class CrisisRunner:
     def _plan(self, name: str, user: Principal) -> CrisisPlanSpec:
         plan = self.vocab.crisis_plans.get(name)
         if plan is None:
-            raise CommandRejected(f"crisis: no crisis plan {name!r}; plans: {', '.join(self.vocab.crisis_plans)}")
+            raise CommandRejected(f"crisis: no crisis plan {name!r}; plans: {', '.join(self.vocab.crisis_plans)}",
+                                  Refusal.NOT_FOUND)
         if not user.authenticated or not user.name:
             raise CommandRejected(f"crisis: user {user.name or '(anonymous)'!r} is not authenticated")
         if not (user.roles & plan.roles):
@@ -157,7 +158,7 @@ class CrisisRunner:
         """The second person approves the deferred steps; they run at once, in plan order."""
         run = self.runs.get(run_id) or next((r for r in self.runs.values() if r.approval == run_id), None)
         if run is None:
-            raise CommandRejected(f"approval: no crisis run {run_id!r}")
+            raise CommandRejected(f"approval: no crisis run {run_id!r}", Refusal.NOT_FOUND)
         if run.state != "awaiting_approval" or run.approval is None:
             raise CommandRejected(f"approval: crisis run {run.id} is {run.state}, not awaiting approval")
         group = self.gate.group(run.approval)

@@ -15,7 +15,8 @@ names the step (``"interlocks: BL01: vehicle presence detected on the bollard lo
                      │                                                       (skipped: safety-increasing)
                      └─ 8 select      critical types: targets reserved for this user, operate within 15 s
     operate(ticket) ─┬─ re-check 1-4 (the world may have changed since select)
-                     ├─ 9 write       journal first, then the verb's writes through the Writer port
+                     ├─ 9 write       journal first, then the verb's writes through the Writer port (a write
+                     │                the writer's policy refuses before any packet: rejected)
                      ├─ lease         the command becomes a lease (failsafe.leases), capped per type
                      └─ 10 confirm    read back until the verb's confirm conditions hold or the type's
                                       timeout → done / failed / not_confirmed (alarm)
@@ -66,7 +67,7 @@ from failsafe.types import (
 )
 from failsafe.vocabulary import LEASE_S_MAX, TypePolicy, VerbSpec, Vocabulary
 from scada.config.model import CityConfig, EquipmentDef, TagDef
-from scada.errors import CommandRejected, DriverError, StorageError, WriteNotConfirmed
+from scada.errors import CommandRejected, DriverError, Refusal, StorageError, WriteNotAllowed, WriteNotConfirmed
 from scada.quality import Quality, Value
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class CommandGate:
         ticket = self._tickets.get(ticket_id)
         if ticket is None:
             self._journal_refusal_only("approval", approver, f"unknown ticket {ticket_id!r}", ticket_id)
-            raise CommandRejected(f"approval: unknown ticket {ticket_id!r}")
+            raise CommandRejected(f"approval: unknown ticket {ticket_id!r}", Refusal.NOT_FOUND)
         if ticket.state is not TicketState.AWAITING_APPROVAL:
             why = f"ticket {ticket_id} is {ticket.state.value}, not awaiting approval"
             self._journal_refusal_only("approval", approver, why, ticket_id)
@@ -206,18 +207,21 @@ class CommandGate:
         if ticket is None:
             self._journal_refusal_only("operate", user, f"unknown ticket {ticket_id!r}", ticket_id)
             return CommandResult(ticket_id, Outcome.REJECTED,
-                                 f"select: unknown ticket {ticket_id!r} (no matching select)")
+                                 f"select: unknown ticket {ticket_id!r} (no matching select)",
+                                 code=Refusal.NOT_FOUND)
         if ticket.state is TicketState.EXPIRED:
-            return CommandResult(ticket.id, Outcome.REJECTED, ticket.reason, state=ticket.state)
+            return CommandResult(ticket.id, Outcome.REJECTED, ticket.reason, state=ticket.state,
+                                 code=Refusal.COMMAND_REJECTED)
         if ticket.state not in (TicketState.SELECTED, TicketState.READY):
             why = f"ticket is {ticket.state.value}" + (f" ({ticket.reason})" if ticket.reason else "")
             return CommandResult(ticket.id, ticket.outcome or Outcome.REJECTED, f"select: {why}", ticket.results,
-                                 ticket.lease_end, ticket.state)
+                                 ticket.lease_end, ticket.state, Refusal.COMMAND_REJECTED)
         if user.name != ticket.request.user.name or (ticket.request.user.session and
                                                      user.session != ticket.request.user.session):
             why = f"ticket {ticket.id} was selected by {ticket.request.user.name}, not {user.name}"
             self._journal_refusal_only("operate", user, why, ticket.id)
-            return CommandResult(ticket.id, Outcome.REJECTED, f"select: {why}", state=ticket.state)
+            return CommandResult(ticket.id, Outcome.REJECTED, f"select: {why}", state=ticket.state,
+                                 code=Refusal.COMMAND_REJECTED)
         increasing = ticket.safety == "increasing"
         ticket.state = TicketState.EXECUTING
         try:
@@ -262,7 +266,7 @@ class CommandGate:
             return self._group_as_ticket(group)
         ticket = self._tickets.get(ticket_id)
         if ticket is None:
-            raise CommandRejected(f"cancel: unknown ticket {ticket_id!r}")
+            raise CommandRejected(f"cancel: unknown ticket {ticket_id!r}", Refusal.NOT_FOUND)
         if not ticket.state.pending:
             raise CommandRejected(f"cancel: ticket {ticket_id} is {ticket.state.value}")
         if user.name != ticket.request.user.name and not (user.roles & self.vocab.approver_roles):
@@ -654,6 +658,16 @@ class CommandGate:
                 try:
                     await self.writer.write(tag, value, tolerance=tolerance)
                     written += 1
+                except WriteNotAllowed as exc:
+                    # the writer's own policy (not writable, SNMP SET outside the allow-list) refused it before
+                    # any packet: a rejection, not a device failure; whatever was written before still holds
+                    if written:  # part of the verb reached the device: a failed command, leased to its end
+                        self._hold_lease(ticket, policy, verb, eq, ctx, lease_end)
+                        return TargetResult(eq.id, Outcome.FAILED, f"write {tag.tag}={value!r}: {exc}", previous,
+                                            requested)
+                    self.leases.restore(previous_lease)
+                    return TargetResult(eq.id, Outcome.REJECTED, f"write {tag.tag}={value!r}: {exc}", previous,
+                                        requested)
                 except DriverError as exc:
                     # a device that took the write but shows something else (its own interlock, an invalid
                     # plan replaced by the local one) is "not confirmed"; no answer / refusal is "failed"
@@ -675,6 +689,8 @@ class CommandGate:
         outcomes = {r.outcome for r in results}
         if Outcome.FAILED in outcomes:
             ticket.outcome = Outcome.FAILED
+        elif Outcome.REJECTED in outcomes:
+            ticket.outcome = Outcome.REJECTED
         elif Outcome.NOT_CONFIRMED in outcomes:
             ticket.outcome = Outcome.NOT_CONFIRMED
         else:
@@ -687,6 +703,8 @@ class CommandGate:
         except _Refusal:
             pass
         for r in bad:
+            if r.outcome is Outcome.REJECTED:  # refused by policy before any packet: journalled, nothing to alarm
+                continue
             what = "not confirmed" if r.outcome is Outcome.NOT_CONFIRMED else "failed"
             self._alarm(FailsafeAlarm(f"failsafe/{r.target}/command_{r.outcome.value}", r.target, 3,
                                       f"{r.target}: command {req.verb} by {req.user.name} {what}: {r.reason}",
@@ -804,7 +822,9 @@ class CommandGate:
                 del self._tickets[old]
 
     def _result(self, ticket: Ticket) -> CommandResult:
-        return CommandResult(ticket.id, ticket.outcome, ticket.reason, ticket.results, ticket.lease_end, ticket.state)
+        code = Refusal.COMMAND_REJECTED if ticket.outcome is Outcome.REJECTED else None
+        return CommandResult(ticket.id, ticket.outcome, ticket.reason, ticket.results, ticket.lease_end, ticket.state,
+                             code)
 
     def _alarm(self, alarm: FailsafeAlarm) -> None:
         try:

@@ -3,6 +3,7 @@
     Failsafe.build(city, tagdb, writer, state_dir, alarms=sink)
       ├─ vocabulary   commands.yaml (checked against the city; ConfigError lists every problem)
       ├─ audit        <state_dir>/audit.log (+ .head), hash-chained; key from SCADA_AUDIT_KEY if set
+      │               (or the one given: a reload keeps the same log object)
       ├─ leases       <state_dir>/leases.json, refresh / expiry / heartbeat loop
       ├─ gate         the only path to a field write
       ├─ monitor      field-safety monitor subscribed to the tag database
@@ -10,16 +11,22 @@
     await fs.start()   background tasks: leases.run, monitor.run, gate sweep (select/approval timeouts)
     await fs.aclose()  stops them; leases stay persisted (the field falls back by itself meanwhile)
 
-It also implements the server's ``CommandService`` / ``CrisisService`` protocols
-(scada/server/services.py) with JSON in and out, so the API needs no knowledge of the internals::
+It is the server's ``CommandService`` and ``CrisisService`` (server/services.py), JSON in and out, so
+the API needs no knowledge of the internals::
 
     submit(user, role, workstation, {"target"|"targets", "verb", "params", "lease_s", "until", "comment"})
-    operate / approve / cancel(command_id, user, role, workstation)   status(id)   history(eq, limit)
+        target: an equipment id or group:<commune slug>/<template> (every such equipment of the commune)
+        a command the gate refuses at select raises Refused(COMMAND_REJECTED); a non-critical command
+        that needs no approval runs at once: its record carries outcome / reason / lease_end
+    approve(id, ...)      second person; an approved non-critical command then runs at once for its
+                          requester (approve-then-run); a critical one waits for its requester's operate
+    operate / cancel(id, user, role, workstation)    status(id) (+ the targets' leases)    pending()
+    history(eq, limit)    the audit log (commands, approvals, refusals, lease expiries), newest first
     vocabulary()   stats()   plans()   run(name, user, role, workstation, dry_run)
 
-A refusal of approve/cancel raises :class:`scada.errors.CommandRejected` (``reason``); the server
-turns it into its 4xx ``Refused``. Commands refused by the gate are returned as records with state
-``finished``, outcome ``rejected`` and the reason (they are not exceptions: the operator sees why).
+Every refusal is a :class:`scada.errors.Refused` carrying a :class:`scada.errors.Refusal` code
+(``NOT_FOUND`` for an unknown ticket, run or plan; ``COMMAND_REJECTED`` otherwise), never a message to
+be matched. A command that ran and failed is not a refusal: its record says ``failed`` and why.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +48,10 @@ from failsafe.types import (
     AlarmSink,
     Clock,
     CommandRequest,
+    CommandResult,
+    Outcome,
     Principal,
     StateReader,
-    Ticket,
     TicketState,
     Writer,
     no_alarms,
@@ -52,7 +60,7 @@ from failsafe.types import (
 from failsafe.vocabulary import Vocabulary, load_vocabulary
 from scada.config.model import CityConfig
 from scada.config.units import slug
-from scada.errors import CommandRejected
+from scada.errors import CommandRejected, Refusal, Refused
 from scada.quality import Value
 from scada.tagdb import TagDatabase
 
@@ -80,14 +88,17 @@ class Failsafe:
               commands: Path | str = "commands.yaml", vocabulary: Vocabulary | None = None,
               alarms: AlarmSink = no_alarms, clock: Clock = system_clock, sleep: Sleep = asyncio.sleep,
               audit_key: bytes | None = None, authenticate: Callable[[Principal], bool] | None = None,
-              fsync: bool = True, monitor: bool = True, monitor_clock: Clock | None = None) -> Failsafe:
+              fsync: bool = True, monitor: bool = True, monitor_clock: Clock | None = None,
+              audit: AuditLog | None = None) -> Failsafe:
         """Assemble the layer. ``monitor_clock`` must be the time base of the samples' receive times
-        (the drivers stamp wall-clock time; default: ``clock``)."""
+        (the drivers stamp wall-clock time; default: ``clock``). ``audit``: an open audit log to go on
+        with (a reload rebuilds the layer on the new configuration, never a second writer of the log)."""
         vocab = vocabulary or load_vocabulary(commands, city)
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
-        audit = AuditLog(state / "audit.log", audit_key if audit_key is not None else key_from_env(),
-                         fsync=fsync, clock=clock)
+        if audit is None:
+            audit = AuditLog(state / "audit.log", audit_key if audit_key is not None else key_from_env(),
+                             fsync=fsync, clock=clock)
         leases = LeaseManager(city, vocab, writer, audit, store=state / "leases.json", clock=clock)
         gate = CommandGate(city, vocab, writer, audit, leases, reader=tagdb, alarms=alarms, clock=clock, sleep=sleep,
                            authenticate=authenticate)
@@ -111,22 +122,40 @@ class Failsafe:
                  len(self.vocab.types), len(self.leases.leases()), self.audit.path)
 
     async def _sweeper(self) -> None:
+        """Expire unanswered approvals and select windows on time. Every gate call also sweeps first, but with
+        nobody using the gate the audit log's approval_timeout / select_timeout would be stamped late."""
         while not self._stop.is_set():
-            self.gate.sweep()
+            try:
+                self.gate.sweep()
+            except Exception:  # a failing sweep must not end the sweeping
+                log.exception("fail-safe sweeper failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
 
     async def aclose(self) -> None:
+        """Stop the monitor and the background tasks, then the leases (persisted with their end time: after a
+        restart an expired one is only released, never re-asserted)."""
         self._stop.set()
-        await self.leases.aclose()
         if self.monitor is not None:
             self.monitor.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.leases.aclose()
+
+    def reset_at_source(self, junctions: Iterable[str], user: str) -> None:
+        """Reset the field-safety monitor's latch of these junctions (an operator's reset from the alarm list:
+        the latch first, so that the alarm engine's own reset then returns the alarm to normal)."""
+        if self.monitor is None:  # not watching (its tags then stay 0): the engine's reset alone is enough
+            return
+        for j in sorted(set(junctions)):
+            try:
+                self.monitor.reset(j, user)
+            except KeyError:
+                log.warning("%s: not watched by the field-safety monitor", j)
 
     def _safe_audit(self, kind: str, **fields: Any) -> None:
         try:
@@ -134,7 +163,7 @@ class Failsafe:
         except Exception as exc:
             log.error("audit log: cannot append %s: %s", kind, exc)
 
-    # ------------------------------------------------------------------ API adapter: commands
+    # ------------------------------------------------------------------ CommandService
     @staticmethod
     def principal(user: str, role: str, workstation: str, session: str = "") -> Principal:
         return Principal(user, frozenset({role}) if role else frozenset(), workstation, True, session)
@@ -152,90 +181,129 @@ class Failsafe:
         return (target,) if target else ()
 
     def vocabulary(self) -> Json:
+        """Commandable types and their verbs as the consoles build their command forms from them."""
         types: Json = {}
         for name, p in self.vocab.types.items():
             types[name] = {
                 "critical": p.critical, "select_timeout_s": p.select_timeout_s,
-                "confirm_timeout_s": p.confirm_timeout_s,
                 "lease_default_s": p.lease_default_s, "lease_max_s": p.lease_max_s,
+                "roles": sorted(p.roles),
                 "blast_radius": {"per_command": p.blast.per_command, "per_minute": p.blast.per_minute,
                                  "max_with_approval": p.blast.max_with_approval},
-                "verbs": {v.name: {"params": {k: {"type": s.type, "min": s.min, "max": s.max,
-                                                  "max_length": s.max_length} for k, s in v.params.items()},
-                                   "safety": v.safety, "roles": sorted(v.roles), "lease": v.lease,
-                                   "increasing_when": v.increasing_when.describe() if v.increasing_when else None}
-                          for v in p.verbs.values()},
+                "verbs": {vn: {"safety": v.safety, "roles": sorted(v.roles or p.roles), "lease": v.lease,
+                               "params": {pn: {k: getattr(ps, k) for k in ("type", "min", "max", "choices")
+                                               if getattr(ps, k, None) is not None}
+                                          for pn, ps in v.params.items()}}
+                          for vn, v in p.verbs.items()},
             }
         return {"types": types, "approval_window_s": self.vocab.approval_window_s,
-                "approver_roles": sorted(self.vocab.approver_roles),
-                "rate_limits": {"per_user_per_minute": self.vocab.rate_per_user,
-                                "global_per_minute": self.vocab.rate_global},
-                "groups": f"{GROUP_PREFIX}<commune slug>/<template>"}
+                "approver_roles": sorted(self.vocab.approver_roles), "crisis_plans": sorted(self.vocab.crisis_plans)}
 
     async def submit(self, user: str, role: str, workstation: str, request: Json) -> Json:
-        """Select (critical types: stays SELECTED until operate) or run a command at once (others)."""
+        """Select (critical types: stays SELECTED until operate; reducing or mass: awaits approval) or run a
+        command at once (the others). Refused(COMMAND_REJECTED) when the gate refuses it at select."""
         who = self.principal(user, role, workstation)
         params: dict[str, Value] = dict(request.get("params") or {})
         until = request.get("until")
-        if until is None and "until" in params:
-            until = params.pop("until")
-        req = CommandRequest(str(request.get("verb", "")), self.expand_targets(request), who, params,
+        targets = self.expand_targets(request)
+        req = CommandRequest(str(request.get("verb", "")), targets, who, params,
                              lease_s=request.get("lease_s"), until=float(until) if until is not None else None,
-                             note=str(request.get("comment", "")))
+                             note=str(request.get("comment") or ""))
         ticket = self.gate.select(req)
-        if ticket.state is TicketState.READY:  # not select-before-operate: run it now
-            await self.gate.operate(ticket.id, who)
+        if ticket.state is TicketState.FINISHED and ticket.outcome is Outcome.REJECTED:
+            shown = ", ".join(targets[:5]) + ("..." if len(targets) > 5 else "")
+            raise Refused(f"{req.verb} on {shown}", ticket.reason or "rejected by the command gate",
+                          Refusal.COMMAND_REJECTED)
+        if ticket.state is TicketState.READY:  # non-critical type, no approval needed: run it now
+            return self._record(ticket.id, await self.gate.operate(ticket.id, who))
         return ticket.view()
+
+    def _record(self, ticket_id: str, result: CommandResult) -> Json:
+        """The ticket's record after running, with the run's explicit outcome."""
+        ticket = self.gate.status(ticket_id)
+        out: Json = ticket.view() if ticket is not None else {"id": ticket_id}
+        out.setdefault("id", ticket_id)
+        out["state"] = result.state.value
+        out["outcome"] = result.outcome.value if result.outcome is not None else None
+        out["reason"] = result.reason
+        out["lease_end"] = result.lease_end
+        return out
 
     async def operate(self, command_id: str, user: str, role: str, workstation: str) -> Json:
-        await self.gate.operate(command_id, self.principal(user, role, workstation))
-        ticket = self.gate.status(command_id)
-        if ticket is None:
-            raise CommandRejected(f"operate: unknown command {command_id!r}")
-        return ticket.view()
+        result = await self.gate.operate(command_id, self.principal(user, role, workstation))
+        if result.outcome is Outcome.REJECTED:
+            raise Refused(f"operate command {command_id}", result.reason, result.code or Refusal.COMMAND_REJECTED)
+        return self._record(command_id, result)
 
     async def approve(self, command_id: str, user: str, role: str, workstation: str) -> Json:
+        """Second-person approval of a ticket or of a crisis run; an approved non-critical command runs now."""
         who = self.principal(user, role, workstation)
-        if self.crisis.is_run(command_id):
-            run = await self.crisis.approve(command_id, who)
-            return {**run.view(), "id": run.id}
-        ticket = self.gate.approve(command_id, who)
-        if ticket.state is TicketState.READY:  # approved non-critical command: run it now
-            await self.gate.operate(ticket.id, ticket.request.user)
-        return ticket.view()
+        try:
+            if self.crisis.is_run(command_id):
+                run = await self.crisis.approve(command_id, who)
+                return {"id": run.id, "state": run.state, **run.view()}
+            ticket = self.gate.approve(command_id, who)
+        except CommandRejected as exc:
+            raise Refused(f"approve command {command_id}", exc.reason, exc.code) from None
+        if ticket.state is TicketState.READY:  # non-critical: run it for its requester (approve-then-run)
+            return self._record(ticket.id, await self.gate.operate(ticket.id, ticket.request.user))
+        return ticket.view()  # critical (SELECTED): the requester operates within the select window
 
     async def cancel(self, command_id: str, user: str, role: str, workstation: str) -> Json:
-        return self.gate.cancel(command_id, self.principal(user, role, workstation)).view()
+        try:
+            return self.gate.cancel(command_id, self.principal(user, role, workstation)).view()
+        except CommandRejected as exc:
+            raise Refused(f"cancel command {command_id}", exc.reason, exc.code) from None
 
     def status(self, command_id: str) -> Json | None:
+        """A ticket's record with the active leases of its targets (or a crisis run's); None if unknown."""
         ticket = self.gate.status(command_id)
-        if ticket is not None:
-            return ticket.view()
-        run = self.crisis.runs.get(command_id)
-        return None if run is None else run.view()
+        if ticket is None:
+            run = self.crisis.runs.get(command_id)
+            return None if run is None else run.view()
+        out: Json = ticket.view()
+        for target in ticket.request.targets:
+            lease = self.leases.active(target)
+            if lease is not None:
+                out.setdefault("leases", []).append(lease.view())
+        return out
+
+    def pending(self) -> list[Json]:
+        return [t.view() for t in self.gate.pending()]
 
     def history(self, equipment: str | None, limit: int) -> list[Json]:
-        tickets: list[Ticket] = sorted(self.gate._tickets.values(), key=lambda t: t.created, reverse=True)
-        out = [t.view() for t in tickets if equipment is None or equipment in t.request.targets]
-        return out[:limit]
+        """Latest audit-log entries (commands, approvals, refusals, lease expiries), newest first: what was
+        done, also before a restart (the in-memory tickets are not the record)."""
+        keep: deque[Json] = deque(maxlen=limit)
+        for entry in self.audit.entries():
+            if equipment is not None:
+                target = entry.get("target") or entry.get("targets") or entry.get("equipment") or []
+                if equipment not in (target if isinstance(target, list) else [target]):
+                    continue
+            keep.append(entry)
+        return list(reversed(keep))
 
     def stats(self) -> Json:
         tickets = list(self.gate._tickets.values())
-        outcomes = Counter(t.outcome.value for t in tickets if t.outcome is not None)
-        states = Counter(t.state.value for t in tickets)
-        junctions = Counter(v.state for v in self.monitor.views().values()) if self.monitor else {}
-        return {"tickets": dict(states), "outcomes": dict(outcomes), "active_leases": len(self.leases.leases()),
-                "audit_entries": self.audit.last_seq, "junction_states": dict(junctions),
-                "reservations": self.gate.reservations()}
+        junctions = Counter(v.state for v in self.monitor.views().values()) if self.monitor else Counter()
+        return {"pending_tickets": len(self.gate.pending()), "active_leases": len(self.leases.leases()),
+                "junctions": dict(junctions),
+                "tickets": dict(Counter(t.state.value for t in tickets)),
+                "outcomes": dict(Counter(t.outcome.value for t in tickets if t.outcome is not None)),
+                "audit_entries": self.audit.last_seq, "reservations": self.gate.reservations()}
 
     def leases_view(self) -> list[Json]:
         return [lease.view() for lease in self.leases.leases()]
 
-    # ------------------------------------------------------------------ API adapter: crisis
+    # ------------------------------------------------------------------ CrisisService
     def plans(self) -> list[Json]:
         return self.crisis.plans()
 
     async def run(self, name: str, user: str, role: str, workstation: str, dry_run: bool) -> Json:
         who = self.principal(user, role, workstation)
-        run = self.crisis.dry_run(name, who) if dry_run else await self.crisis.activate(name, who)
+        try:
+            run = self.crisis.dry_run(name, who) if dry_run else await self.crisis.activate(name, who)
+        except CommandRejected as exc:
+            raise Refused(f"{'dry run' if dry_run else 'activate'} crisis plan {name!r}", exc.reason,
+                          exc.code) from None
         return run.view()

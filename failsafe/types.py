@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from scada.config.model import TagDef
+from scada.errors import Refusal
 from scada.quality import Sample, Value
 
 Clock = Callable[[], float]
@@ -163,6 +164,9 @@ class CommandResult:
     results: tuple[TargetResult, ...] = ()
     lease_end: float | None = None
     state: TicketState = TicketState.FINISHED
+    #: why a rejected command was rejected, as a code (e.g. NOT_FOUND for an unknown ticket): callers match
+    #: this, never ``reason``'s text; None when not rejected
+    code: Refusal | None = None
 
     @property
     def ok(self) -> bool:

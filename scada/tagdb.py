@@ -20,6 +20,15 @@ or any quality change) and publishes one :class:`ChangeEvent` with old and new v
 to subscribers. ``subscribe(callback, tags=None)`` returns the unsubscribe function (as Home
 Assistant's state machine). Subscribers run synchronously in the caller's thread, in subscription
 order; an exception in one is logged and does not stop the others.
+
+A subscriber may itself write (the field-safety monitor raises an alarm → a system-alarm tag): such
+an apply is never run inside the hand-out. It is queued and applied right after the current dispatch
+ends, in the same thread and in the order issued, so every subscriber sees each batch whole and in
+order, and no subscriber is re-entered::
+
+    apply(A) ─► subscriber 1 (A) ─► apply(B) inside it: queued, returns an empty event
+             ─► subscriber 2 (A)
+             ─► dispatch of A ends ─► apply(B) ─► subscriber 1 (B), subscriber 2 (B) ─► ...
 """
 
 from __future__ import annotations
@@ -29,8 +38,10 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +77,12 @@ class ChangeEvent:
         return ChangeEvent(self.indices[mask], self.old_values[mask], self.new_values[mask],
                            self.old_qualities[mask], self.new_qualities[mask], self.source_ns[mask],
                            self.receive_ns[mask])
+
+    @staticmethod
+    def empty() -> ChangeEvent:
+        """No change (also what an apply queued during a hand-out returns: its changes are published later)."""
+        i, f, q = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.uint8)
+        return ChangeEvent(i, f, f, q, q, i, i)
 
 
 Callback = Callable[[ChangeEvent], None]
@@ -220,6 +237,9 @@ class TagDatabase:
         self._patterns: dict[str, I64] = {}  # glob → indices; the tag set never changes after construction
         self._scratch = np.zeros(n, dtype=np.int64)
         self._lock = threading.RLock()
+        self._dispatching: int | None = None  # thread id handing out a batch to the subscribers, if any
+        self._deferred: deque[Callable[[], object]] = deque()  # applies issued from inside a hand-out
+        self._draining = False
 
     def __len__(self) -> int:
         return len(self.names)
@@ -309,14 +329,33 @@ class TagDatabase:
         return unsubscribe
 
     def _publish(self, event: ChangeEvent) -> None:
-        for callback, mask in list(self._subs):
-            ev = event if mask is None else event.subset(mask[event.indices])
-            if len(ev) == 0:
-                continue
-            try:
-                callback(ev)
-            except Exception:  # a broken subscriber must not stop the others or the poller
-                log.exception("tag database subscriber %r failed", callback)
+        self._dispatching = threading.get_ident()
+        try:
+            for callback, mask in list(self._subs):
+                ev = event if mask is None else event.subset(mask[event.indices])
+                if len(ev) == 0:
+                    continue
+                try:
+                    callback(ev)
+                except Exception:  # a broken subscriber must not stop the others or the poller
+                    log.exception("tag database subscriber %r failed", callback)
+        finally:
+            self._dispatching = None
+
+    def _in_handout(self) -> bool:
+        """True when called from a subscriber of this database, in the thread handing a batch out."""
+        return self._dispatching == threading.get_ident()
+
+    def _drain(self) -> None:
+        """Apply what subscribers wrote during the hand-out(s), in order; called with the lock held."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._deferred:
+                self._deferred.popleft()()
+        finally:
+            self._draining = False
 
     # ------------------------------------------------------------------ write
     def apply(self, indices: I64, values: F64, qualities: U8, source_ns: I64 | int,
@@ -326,7 +365,23 @@ class TagDatabase:
         A tag changes when its quality changes, when it gets its first value, or when its value moves
         by more than its deadband (any difference when the deadband is 0). A bad sample keeps the last
         known value (only the quality changes) unless a value is given.
+
+        Called from inside a subscriber (a write caused by a hand-out), the batch is queued and applied
+        once the current hand-out ends; the returned event is then empty.
         """
+        if self._in_handout():
+            self._deferred.append(partial(self._apply, np.array(indices, dtype=np.int64),
+                                          np.array(values, dtype=np.float64), np.array(qualities, dtype=np.uint8),
+                                          np.array(source_ns, dtype=np.int64),
+                                          None if receive_ns is None else np.array(receive_ns, dtype=np.int64)))
+            return ChangeEvent.empty()
+        with self._lock:
+            event = self._apply(indices, values, qualities, source_ns, receive_ns)
+            self._drain()
+            return event
+
+    def _apply(self, indices: I64, values: F64, qualities: U8, source_ns: I64 | int,
+               receive_ns: I64 | int | None = None) -> ChangeEvent:
         indices = np.asarray(indices, dtype=np.int64)
         k = indices.size
         values = np.asarray(values, dtype=np.float64)
@@ -389,7 +444,17 @@ class TagDatabase:
             return event
 
     def apply_samples(self, samples: Iterable[tuple[int | str, Sample]]) -> ChangeEvent:
-        """Convenience path for drivers: apply (tag, Sample) pairs, strings included."""
+        """Convenience path for drivers: apply (tag, Sample) pairs, strings included (queued like :meth:`apply`
+        when called from inside a subscriber: the texts of string tags change only when it is applied)."""
+        if self._in_handout():
+            self._deferred.append(partial(self.apply_samples, list(samples)))
+            return ChangeEvent.empty()
+        with self._lock:
+            event = self._apply_samples(samples)
+            self._drain()
+            return event
+
+    def _apply_samples(self, samples: Iterable[tuple[int | str, Sample]]) -> ChangeEvent:
         idx: list[int] = []
         vals: list[float] = []
         quals: list[int] = []
@@ -405,16 +470,20 @@ class TagDatabase:
             quals.append(int(s.quality))
             srcs.append(s.source_ns)
             rcvs.append(s.receive_ns)
-        return self.apply(np.array(idx, dtype=np.int64), np.array(vals, dtype=np.float64),
-                          np.array(quals, dtype=np.uint8), np.array(srcs, dtype=np.int64),
-                          np.array(rcvs, dtype=np.int64))
+        return self._apply(np.array(idx, dtype=np.int64), np.array(vals, dtype=np.float64),
+                           np.array(quals, dtype=np.uint8), np.array(srcs, dtype=np.int64),
+                           np.array(rcvs, dtype=np.int64))
 
     def apply_readings(self, indices: I64, readings: Readings) -> ChangeEvent:
         """Apply one reading per tag (``indices[k]`` gets reading ``k``; unique indices); publish the changes.
 
         The columnar twin of :meth:`apply_samples` (same change detection, deadbands, qualities, string
-        handling), without a Python object per sample: what the poll scheduler uses.
+        handling), without a Python object per sample: what the poll scheduler uses. Queued like
+        :meth:`apply` when called from inside a subscriber (``readings`` must then not be reused).
         """
+        if self._in_handout():
+            self._deferred.append(partial(self.apply_readings, np.array(indices, dtype=np.int64), readings))
+            return ChangeEvent.empty()
         indices = np.asarray(indices, dtype=np.int64)
         if indices.shape != (len(readings),):
             raise ValueError(f"batch shapes differ: {indices.shape} indices, {len(readings)} readings")
@@ -431,7 +500,9 @@ class TagDatabase:
                             v = float(values[k])
                             text = str(int(v)) if v.is_integer() else str(v)
                         values[k] = self._text_value(int(indices[k]), text, int(readings.qualities[k]))
-            return self.apply(indices, values, readings.qualities, readings.source_ns, readings.receive_ns)
+            event = self._apply(indices, values, readings.qualities, readings.source_ns, readings.receive_ns)
+            self._drain()
+            return event
 
     def _string_value(self, i: int, s: Sample) -> float:
         """Strings: store the text aside; the numeric column carries a change counter."""

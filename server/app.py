@@ -7,21 +7,21 @@
     │ users.sqlite ─ TokenManager ─ LoginLimiter ─ AuditTrail (audit.sqlite)                   │
     │                                                                                          │
     │ poll scheduler + drivers ──samples──► TagDatabase ──changes──┬──► alarm engine ─► journal │
-    │   (scada.poll; drivers by registry name, importlib)          ├──► historian (embedded)   │
+    │   (scada.poll; drivers from drivers.registry)                ├──► historian (embedded)   │
     │                                                              ├──► fail-safe monitor      │
     │ API ─► fail-safe gate ─► driver write ─► read-back           └──► Hub ─► WebSocket       │
     │ uvicorn (FastAPI app from server.api), TLS when configured                         │
     └──────────────────────────────────────────────────────────────────────────────────────────┘
 
-Start order: audit → users → config → tag database → journal + alarm engine (alarm states recovered
-from the journal: a restart after kill -9 keeps acknowledged alarms acknowledged) → historian →
-fail-safe gate + monitor → poll scheduler → hub → HTTP. Stop order is the reverse, on SIGTERM/SIGINT:
-the HTTP server stops accepting, pollers stop, leases are left to expire in the field (never
-re-asserted), the historian flushes its buffer, the journal and audit trail close.
+This module is the server's state only: stores, configuration, tag database, the services the API
+calls (set by the components), status per subsystem, reload and backup. Which components run, and in
+which order, is :mod:`server.assemble`'s (``open`` here first: audit → users → config → tag database →
+hub; then the components: journal + alarm engine → historian → poll → fail-safe → stale sweeper →
+health → hub flusher; stop in reverse, then ``aclose`` here closes the stores).
 
-Each subsystem is optional at run time: one that is not in this build, or fails to start, is reported
-on ``/health`` (status ``unavailable`` or ``down`` with the reason) while the rest keeps serving.
-Configuration problems are different: the server refuses to start and prints every one.
+A component that fails to start is reported on ``/health`` (status ``down`` with the reason, or
+``unavailable``) while the rest keeps serving. Configuration problems are different: the server
+refuses to start and prints every one.
 
 Reload (``scada reload``, SIGHUP or ``POST /api/v1/config/reload``): the new files are validated first;
 if anything is wrong nothing changes and the refusal is journalled with every problem. If valid, a new
@@ -37,19 +37,23 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scada.alarms.system import SystemAlarmSink, system_tags
 from scada.config import CityConfig, check_city
+from scada.config.model import TagDef
 from scada.errors import ConfigError, ConfigProblem
+from scada.poll import device_stat_tags
 from scada.tagdb import TagDatabase
 from scada.users import UserStore
 from server.audit import AuditTrail
 from server.auth import LoginLimiter, TokenManager
+from server.components.base import STATUSES, Component, SubsystemStatus
+from server.components.failsafe import check_commands
+from server.components.health import health_tag_defs, process_stats
 from server.hub import Hub
 from server.services import (
     AlarmService,
@@ -62,48 +66,23 @@ from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("starting", "ok", "degraded", "down", "unavailable", "stopped")
+__all__ = ["STATUSES", "ScadaServer", "SubsystemStatus", "build_tagdb", "process_stats"]
 
 
-@dataclass
-class SubsystemStatus:
-    name: str
-    status: str = "starting"
-    detail: str = ""
-    since_ns: int = field(default_factory=time.time_ns)
-    stats: Callable[[], dict[str, Any]] | None = None
-
-    def set(self, status: str, detail: str = "") -> None:
-        if status != self.status or detail != self.detail:
-            level = logging.INFO if status in ("ok", "starting", "stopped") else logging.WARNING
-            log.log(level, "%s: %s%s", self.name, status, f" ({detail})" if detail else "")
-            self.status, self.detail, self.since_ns = status, detail, time.time_ns()
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": self.status, "detail": self.detail, "since_ms": self.since_ns // 1_000_000}
-        if self.stats is not None:
-            try:
-                out["stats"] = self.stats()
-            except Exception as exc:  # a broken stats call must not break /health
-                out["stats"] = {"error": repr(exc)}
-        return out
+def extra_tags(config: CityConfig) -> list[TagDef]:
+    """Tags the server adds to the city's: per-device poll statistics (``system/devices/<dev>/<stat>``), the
+    server's own health (``system/server/<subsystem>/status``, buffer level, consoles...) and the conditions
+    behind the system alarms (``<junction>/failsafe/conflicting_green``, ``system/historian/buffer_high``...)."""
+    return [*device_stat_tags(config), *health_tag_defs(), *system_tags(config)]
 
 
-class Component:
-    """What the composition root keeps of a started subsystem: how to start, rebind and stop it."""
-
-    async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
-        return None
-
-    async def rebind(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
-        return {}
-
-    async def aclose(self) -> None:
-        return None
+def build_tagdb(config: CityConfig) -> TagDatabase:
+    return TagDatabase([*config.tags, *extra_tags(config)])
 
 
 class ScadaServer:
-    """Everything one server process runs. Build, ``await start()``, serve the API, ``await aclose()``."""
+    """Everything one server process holds. ``server.assemble.start`` opens it and starts the components;
+    ``server.assemble.stop`` stops them and closes it."""
 
     def __init__(self, settings: ServerSettings, endpoint_overrides: dict[str, str] | None = None) -> None:
         self.settings = settings
@@ -121,9 +100,8 @@ class ScadaServer:
         self.historian: HistorianService | None = None
         self.commands: CommandService | None = None
         self.crisis: CrisisService | None = None
-        self.poller: Any = None
-        self.system_alarms: Any = None  # scada.alarms.system.SystemAlarmSink, set by the alarm component
-        self.components: dict[str, Any] = {}  # name → Component-like (start, rebind, aclose)
+        self.system_alarms: SystemAlarmSink | None = None  # set by the alarm component
+        self.components: dict[str, Component] = {}  # the started ones, in start order
         self.subsystems: dict[str, SubsystemStatus] = {}
         self.started_ns = 0
         self.config_loaded_ns = 0
@@ -149,9 +127,7 @@ class ScadaServer:
             return None, exc.problems
         config, problems = check_city(self.settings.tags, self.settings.alarms, endpoints)
         if config is not None and not problems:
-            from server.wiring import check_commands
-
-            problems = check_commands(self, config)
+            problems = check_commands(self.settings, config)
             if problems:
                 return None, problems
         return config, problems
@@ -161,13 +137,14 @@ class ScadaServer:
             self.subsystems[name] = SubsystemStatus(name)
         return self.subsystems[name]
 
+    @property
+    def poller(self) -> Any:
+        """The running poll scheduler (scada.poll.Poller), if any."""
+        return getattr(self.components.get("poll"), "poller", None)
+
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, config: CityConfig | None = None) -> None:
-        """Open stores, build the pipeline and start every subsystem. ConfigError if the city is invalid."""
-        if config is None:
-            config, problems = self.check_config()
-            if problems or config is None:
-                raise ConfigError(problems)
+    def open(self, config: CityConfig) -> None:
+        """Open the stores and build the tag database and the hub on ``config`` (no component runs yet)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.audit = AuditTrail(self.data_dir / "audit.sqlite")
         self.audit.record("audit_log", "opened", "ok", source=self.workstation, path=str(self.data_dir))
@@ -175,40 +152,29 @@ class ScadaServer:
         self.config = config
         self.config_loaded_ns = time.time_ns()
         self.config_generation = 1
-        from server import wiring  # the composition root proper: importlib by module name inside
-
-        self.tagdb = wiring.build_tagdb(config)
+        self.tagdb = build_tagdb(config)
         self.status("tagdb").set("ok", f"{len(self.tagdb)} tags")
         self.status("tagdb").stats = lambda: {"tags": len(self.tagdb),
                                               "good": int(np.count_nonzero(self.tagdb.qualities == 0))}
         self.hub = Hub(config, self.tagdb, self.settings.websocket.batch, self.settings.websocket.queue,
                        alarm_snapshot=self._alarm_snapshot)
         self.status("api").stats = self.hub.stats_dict
-        await wiring.start_all(self)
-        self.hub.start()
+
+    def started(self) -> None:
+        """Every component has been started (or reported down): journal it."""
         self.started_ns = time.time_ns()
         self.audit.record("control_system", "server_started", "ok", source=self.workstation,
-                          equipment=len(config.equipment), devices=len(config.devices), tags=len(config.tags),
-                          subsystems={k: v.status for k, v in self.subsystems.items()})
+                          equipment=len(self.config.equipment), devices=len(self.config.devices),
+                          tags=len(self.config.tags), subsystems={k: v.status for k, v in self.subsystems.items()})
 
     def _alarm_snapshot(self) -> list[dict[str, Any]]:
-        return self.alarms.active() if self.alarms is not None else []
+        return self.alarms.active()[1] if self.alarms is not None else []
 
     async def aclose(self) -> None:
-        """Stop everything in reverse order; safe to call twice."""
+        """Close the stores (after the components have stopped); safe to call twice."""
         if not self.started_ns:
             return
         self.started_ns = 0
-        with contextlib.suppress(Exception):
-            await self.hub.aclose()
-        for name in reversed(list(self.components)):
-            comp = self.components.pop(name)
-            try:
-                await asyncio.wait_for(comp.aclose(), timeout=15)
-                self.status(name).set("stopped")
-            except Exception as exc:
-                log.exception("%s: stop failed", name)
-                self.status(name).set("down", f"stop failed: {exc!r}")
         self.audit.record("control_system", "server_stopped", "ok", source=self.workstation)
         self.audit.record("audit_log", "closed", "ok", source=self.workstation)
         self.audit.close()
@@ -228,8 +194,6 @@ class ScadaServer:
                 return {"applied": False, "problems": texts}
             old = self.config
             diff = diff_configs(old, config)
-            from server.wiring import build_tagdb
-
             new_db = build_tagdb(config)
             carry_over(self.tagdb, new_db)
             self.config = config
@@ -237,14 +201,13 @@ class ScadaServer:
             self.config_loaded_ns = time.time_ns()
             self.config_generation += 1
             results: dict[str, Any] = {}
-            for name, comp in list(self.components.items()):
+            for name, comp in list(self.components.items()):  # in start order; the hub last
                 try:
-                    results[name] = await comp.rebind(old, config, new_db)
+                    results[name] = await comp.apply(old, config, new_db)
                 except Exception as exc:
-                    log.exception("%s: reload rebind failed", name)
-                    self.status(name).set("down", f"reload failed: {exc!r}")
+                    log.exception("%s: reload failed", name)
+                    comp.health().set("down", f"reload failed: {exc!r}")
                     results[name] = {"error": repr(exc)}
-            self.hub.bind(config, new_db)
             self.status("tagdb").set("ok", f"{len(new_db)} tags")
             self.audit.record("configuration_change", "reload", "applied", user=user, source=source,
                               generation=self.config_generation, **diff)
@@ -381,17 +344,3 @@ def carry_over(old: TagDatabase, new: TagDatabase) -> int:
         if b in old.strings:
             new.strings[a] = old.strings[b]
     return len(pairs)
-
-
-def process_stats() -> dict[str, Any]:
-    """RSS (MB), CPU seconds and thread count of this process, from /proc (no psutil needed)."""
-    out: dict[str, Any] = {"pid": os.getpid()}
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        out["rss_mb"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
-    except OSError:
-        pass
-    t = os.times()
-    out["cpu_s"] = round(t.user + t.system, 2)
-    return out

@@ -14,11 +14,12 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from scada.errors import ConfigError
+from server import assemble
 from server.api import create_app
 from server.app import ScadaServer
 from server.settings import ServerSettings
@@ -68,13 +69,15 @@ class _Uvicorn:
 
 async def serve(settings: ServerSettings, endpoint_overrides: dict[str, str] | None = None,
                 ready: Callable[[ScadaServer, str], Awaitable[None] | None] | None = None,
-                install_signals: bool = True, on_stop: Callable[[], None] | None = None) -> int:
-    """Run the server until SIGTERM/SIGINT (or ``server.stop_event``). ConfigError if the city is invalid."""
+                install_signals: bool = True, on_stop: Callable[[], None] | None = None,
+                skip: Collection[str] = ()) -> int:
+    """Run the server until SIGTERM/SIGINT (or ``server.stop_event``). ConfigError if the city is invalid.
+    ``skip``: components left out (server.assemble), e.g. a benchmark that feeds the tag database itself."""
     server = ScadaServer(settings, endpoint_overrides)
     config, problems = server.check_config()
     if problems or config is None:
         raise ConfigError(problems)
-    await server.start(config)
+    await assemble.start(server, config, skip=skip)
     web = _Uvicorn(create_app(server), settings)
     loop = asyncio.get_running_loop()
     if install_signals:
@@ -108,7 +111,7 @@ async def serve(settings: ServerSettings, endpoint_overrides: dict[str, str] | N
         web.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(web_task, timeout=10)
-        await server.aclose()
+        await assemble.stop(server)
         clear_state(settings.data_dir)
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -1,12 +1,12 @@
-"""What the API needs from each subsystem, as small protocols, and the refusal the API turns into 4xx.
+"""What the API needs from each subsystem, as small protocols (the routes see nothing else).
 
-The composition root (:mod:`server.app`) builds one adapter per subsystem that has landed in this
-build (alarm engine + journal, historian, fail-safe gate + monitor + crisis plans); the API only sees
-these protocols, so a subsystem's internal API can move without touching the routes, and a missing
-subsystem is a clear 503 ("alarm engine not available in this build"), never a crash::
+The server's components (:mod:`server.components`) set them on the server while their subsystem
+runs; the API only sees these protocols, so a subsystem's internal API can move without touching the
+routes, and a subsystem that is not running is a clear 503, never a crash::
 
-    api.py ──► AlarmService / JournalService / HistorianService / CommandService / CrisisService
-                   ▲ implemented by adapters in scada/server/wiring.py (importlib by module name)
+    routes ──► AlarmService / JournalService    ◄── server.components.alarms (over scada.alarms, scada.journal)
+               HistorianService                 ◄── historian.service.Historian (the façade itself)
+               CommandService / CrisisService   ◄── failsafe.service.Failsafe (the façade itself)
 
 Every action takes the acting user; implementations raise :class:`scada.errors.Refused` (what was
 asked, why not, a :class:`scada.errors.Refusal` code the routes map to an HTTP status) and change
@@ -18,18 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from scada import errors
-
 Json = dict[str, Any]
-
-
-class Refused(errors.Refused):
-    """TRANSITIONAL (removed by the routes split): the old 4-argument refusal with an explicit HTTP status."""
-
-    def __init__(self, what: str, why: str, status: int = 409, code: str = "conflict") -> None:
-        known = code in errors.Refusal._value2member_map_
-        super().__init__(what, why, errors.Refusal(code) if known else errors.Refusal.CONFLICT)
-        self.status = status
 
 
 class AlarmService(Protocol):

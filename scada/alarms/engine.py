@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +61,8 @@ from scada.alarms.states import (
     transition,
 )
 from scada.config.model import CityConfig
+from scada.config.units import slug
+from scada.errors import Refusal as Code
 from scada.errors import ScadaError
 from scada.quality import Quality
 from scada.tagdb import ChangeEvent, TagDatabase
@@ -86,8 +88,11 @@ class AlarmActionRefused(ScadaError):
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
+    """One alarm an action was refused for: why, and the code callers match (never the text)."""
+
     alarm: str
     reason: str
+    code: Code = Code.ALARM_ACTION_REFUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -688,7 +693,7 @@ class AlarmEngine:
                 i = self.catalog.index_of(alarm)
                 if i is None:
                     reason = f"unknown alarm {alarm!r}"
-                    refused.append(Refusal(alarm, reason))
+                    refused.append(Refusal(alarm, reason, Code.NOT_FOUND))
                     rows_alarm.append(-1)
                     rows_prev.append(0)
                     rows_state.append(0)
@@ -754,11 +759,12 @@ class AlarmEngine:
         with self._lock:
             mask = self._visible() & ((self.state == AlarmState.UNACK) | (self.state == AlarmState.RTN_UNACK))
             if area not in self.catalog.areas:
-                return ActionResult(Event.ACKNOWLEDGE, [], [Refusal("", f"unknown area {area!r}")])
+                return ActionResult(Event.ACKNOWLEDGE, [], [Refusal("", f"unknown area {area!r}", Code.NOT_FOUND)])
             mask &= self.catalog.area == self.catalog.areas.index(area)
             if service is not None:
                 if service not in self.catalog.services:
-                    return ActionResult(Event.ACKNOWLEDGE, [], [Refusal("", f"unknown service {service!r}")])
+                    return ActionResult(Event.ACKNOWLEDGE, [], [Refusal("", f"unknown service {service!r}",
+                                                                       Code.NOT_FOUND)])
                 mask &= self.catalog.service == self.catalog.services.index(service)
             ids = [self.catalog.alarm_id(int(i)) for i in np.flatnonzero(mask)]
             if not ids:
@@ -859,6 +865,52 @@ class AlarmEngine:
         with self._lock:
             idx = self._select(area, service, equipment, include_hidden)
             return int(idx.size), self.views(idx[offset:offset + limit])
+
+    def not_normal(self, *, diagnostic: bool = False, area: str | None = None,
+                   priorities: Sequence[int] | None = None, service: str | None = None,
+                   equipment: str | None = None, states: Sequence[str] | None = None,
+                   limit: int = 20_000) -> tuple[int, list[AlarmView]]:
+        """Every alarm not in normal state matching the filters, as (total, the first ``limit`` views).
+
+        Filtered on the columns before any view is built. Order: the annunciated ones (priority 1 on top,
+        then newest), then the hidden ones (shelved, suppressed, out of service) and — with ``diagnostic``
+        or priority 5 asked for — the diagnostic ones, never annunciated, in catalogue order. ``area``
+        compares slugs (``saint-apollinaire`` finds "Saint-Apollinaire"); ``priorities`` are 1..4, 5 =
+        diagnostic; ``states`` are labels (``unack``, ``acked``, ``rtn_unack``...). An unknown area,
+        service, equipment or state label matches nothing.
+        """
+        cat = self.catalog
+        with self._lock:
+            hidden = (self.shelving != Shelving.NONE) | self.sup_design | self.sup_operator | self.out_of_service
+            raised = self.state != AlarmState.NORMAL
+            diag = cat.priority >= DIAGNOSTIC
+            listed = raised & (~diag | (diagnostic or (priorities is not None and DIAGNOSTIC in priorities)))
+            keep = np.ones(self.n, dtype=bool)
+            if area is not None:
+                codes = [k for k, a in enumerate(cat.areas) if slug(a) == slug(area)]
+                keep &= np.isin(cat.area, codes)
+            for values, col, table in ((service, cat.service, cat.services),
+                                       (equipment, cat.equipment, cat.equipment_ids)):
+                if values is not None:
+                    keep &= (col == table.index(values)) if values in table else False
+            if priorities is not None:
+                wanted = [p for p in priorities if 1 <= p < DIAGNOSTIC]
+                keep &= np.isin(cat.priority, wanted) | (diag if DIAGNOSTIC in priorities else False)
+            if states is not None:
+                codes = []
+                for label in states:
+                    try:
+                        codes.append(int(AlarmState.parse(label)))
+                    except (KeyError, ValueError):
+                        continue  # an unknown label matches nothing
+                keep &= np.isin(self.state, codes)
+            shown = listed & keep & ~hidden & ~diag
+            first = np.flatnonzero(shown)
+            first = first[np.lexsort((-self.changed_ns[first], cat.priority[first]))]  # priority 1, then newest
+            rest = np.flatnonzero(listed & keep & ~shown)
+            total = int(first.size + rest.size)
+            page = np.concatenate([first, rest])[:max(0, limit)]
+            return total, self.views(page)
 
     def grouped(self, by: str = "equipment", *, area: str | None = None, service: str | None = None,
                 include_hidden: bool = False, min_priority: int = 1, limit: int = 200) -> list[AlarmGroup]:

@@ -13,14 +13,12 @@ adapter: written to the audit trail, answered with its code's status.
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time, and those of
 # the one-alarm routes name their permission's dependency, a local of the function that builds them
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from scada.alarms.states import DIAGNOSTIC, AlarmState
-from scada.config.units import slug
 from scada.errors import Refusal, Refused
 from server.auth import Session
 from server.routes.deps import MAX_ROWS, PREFIX, Reader, ServerDep, need, require, workstation_of
@@ -76,34 +74,9 @@ def active(svc: AlarmService, diagnostic: bool = False, limit: int = MAX_ROWS, *
            priorities: list[int] | None = None, service: str | None = None, equipment: str | None = None,
            states: list[str] | None = None) -> tuple[int, list[Json]]:
     """The engine's filtered active list: ``(total matching, the first `limit`)``."""
-    got: Any
-    if _filters_in_engine(svc):
-        got = svc.active(diagnostic, limit, area=area, priorities=priorities, service=service, equipment=equipment,
-                         states=states)
-    else:  # TRANSITIONAL: see below
-        got = svc.active(diagnostic or DIAGNOSTIC in (priorities or ()), MAX_ROWS)
-    if not isinstance(got, list):
-        total, items = got
-        return int(total), list(items)
-    # TRANSITIONAL (removed by the integrator once AlarmService.active filters in the engine everywhere): the
-    # old adapter returns every active alarm as a plain list; filter it here, with the engine's semantics.
-    items = got
-    if area is not None:
-        items = [a for a in items if slug(str(a.get("area", ""))) == slug(area)]
-    if priorities is not None:
-        items = [a for a in items if (DIAGNOSTIC if a.get("priority") == "diagnostic" else a.get("priority"))
-                 in priorities]
-    for key, val in (("service", service), ("equipment", equipment)):
-        if val is not None:
-            items = [a for a in items if str(a.get(key)) == val]
-    if states is not None:
-        items = [a for a in items if a.get("state") in states]
-    return len(items), items[:limit]
-
-
-def _filters_in_engine(svc: AlarmService) -> bool:
-    """TRANSITIONAL (removed with the list branch of :func:`active`): does this adapter take the filters?"""
-    return "area" in inspect.signature(svc.active).parameters
+    total, items = svc.active(diagnostic, limit, area=area, priorities=priorities, service=service,
+                              equipment=equipment, states=states)
+    return int(total), list(items)
 
 
 @router.get("/alarms", response_model=AlarmList)

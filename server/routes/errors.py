@@ -82,10 +82,7 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Refused)
-    # TRANSITIONAL (removed by the integrator with server.services.Refused): the old server/wiring.py raises
-    # that subclass with an explicit HTTP status, honoured until every subsystem raises a plain typed Refused.
-    status = getattr(exc, "status", None) or STATUS[exc.code]
-    return error_response(status, exc.what, exc.why, str(exc.code))
+    return error_response(STATUS[exc.code], exc.what, exc.why, str(exc.code))
 
 
 async def _command_rejected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,36 @@ def test_a_failing_subscriber_does_not_stop_others(db: TagDatabase) -> None:
     db.subscribe(got.append)
     _apply(db, [1], [1])
     assert len(got) == 1
+
+
+def test_writes_from_a_subscriber_are_queued_until_the_hand_out_ends(db: TagDatabase) -> None:
+    """A subscriber that writes (the field-safety monitor raising an alarm tag) is never re-entered: its
+    write is applied after every subscriber has seen the current batch, in the order issued."""
+    seen: list[tuple[str, list[int], list[float]]] = []
+    depth = [0, 0]  # current, deepest nesting of subscriber calls
+
+    def recorder(who: str) -> Callable[[ChangeEvent], None]:
+        def cb(ev: ChangeEvent) -> None:
+            depth[0] += 1
+            depth[1] = max(depth[1], depth[0])
+            seen.append((who, ev.indices.tolist(), ev.new_values.tolist()))
+            if who == "monitor" and 0 in ev.indices.tolist():  # an alarm raised from a hand-out: a pulse
+                first = db.apply_samples([("dijon/lighting/C1/mains_ok", Sample.good(1))])
+                second = db.apply_samples([("dijon/lighting/C1/mains_ok", Sample.good(0))])
+                assert len(first) == len(second) == 0  # queued, not applied inside the hand-out
+                assert db.read("dijon/lighting/C1/mains_ok").value is None
+            depth[0] -= 1
+        return cb
+
+    db.subscribe(recorder("monitor"))
+    db.subscribe(recorder("alarms"))
+    ev = _apply(db, [0], [100.0])
+    assert ev.indices.tolist() == [0]
+    assert seen == [("monitor", [0], [100.0]), ("alarms", [0], [100.0]),  # the batch, whole, to everyone
+                    ("monitor", [1], [1.0]), ("alarms", [1], [1.0]),  # then the queued writes, in order
+                    ("monitor", [1], [0.0]), ("alarms", [1], [0.0])]
+    assert depth[1] == 1  # no subscriber ever ran inside another's call
+    assert db.read("dijon/lighting/C1/mains_ok").value is False
 
 
 def test_duplicate_indices_are_refused(db: TagDatabase) -> None:

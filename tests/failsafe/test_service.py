@@ -1,4 +1,5 @@
-"""The server-facing facade: JSON in/out for select/operate/approve/cancel/status, groups, crisis; DriverWriter."""
+"""The server-facing facade: JSON in/out for select/operate/approve/cancel/status, groups, approve-then-run,
+typed refusals, crisis; DriverWriter (allow-list before any packet, one write at a time per device)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from failsafe.service import Failsafe
 from failsafe.writer import DriverWriter
 from scada.config.model import TagDef
-from scada.errors import CommandRejected, CommError, WriteNotAllowed
+from scada.errors import CommError, Refusal, Refused, WriteNotAllowed
 from scada.quality import Quality, Sample, Value
 from tests.failsafe.conftest import Stack, city, make_stack, vocabulary
 
@@ -29,18 +30,26 @@ async def test_select_operate_through_json(tmp_path: Path) -> None:
     done = await fs.operate(rec["id"], "alice", "operator", "ws-1")
     assert done["state"] == "finished" and done["outcome"] == "done"
     assert fs.status(rec["id"])["outcome"] == "done"  # type: ignore[index]
-    assert fs.history("J001", 10)[0]["id"] == rec["id"]
+    history = fs.history("J001", 10)  # the audit log, newest first
+    assert history[0]["ticket"] == rec["id"] and history[0]["kind"] == "outcome"
+    assert {e["kind"] for e in history} >= {"select", "operate", "outcome"}
     assert fs.stats()["outcomes"] == {"done": 1}
 
 
-async def test_non_critical_runs_at_once_and_refusals_are_records(tmp_path: Path) -> None:
+async def test_non_critical_runs_at_once_and_refusals_are_typed(tmp_path: Path) -> None:
     fs, stack = service(tmp_path)
     rec = await fs.submit("alice", "operator", "ws-1", {"target": "P01", "verb": "show_message",
                                                          "params": {"text": "Marché de Noël"}})
     assert rec["outcome"] == "done" and stack.field.devices["P01"].message == "Marché de Noël"
-    bad = await fs.submit("victor", "viewer", "ws-4", {"target": "P01", "verb": "show_message",
-                                                        "params": {"text": "x"}})
-    assert bad["outcome"] == "rejected" and bad["reason"].startswith("user: ")
+    assert rec["state"] == "finished" and "lease_end" in rec
+    with pytest.raises(Refused) as refused:
+        await fs.submit("victor", "viewer", "ws-4", {"target": "P01", "verb": "show_message", "params": {"text": "x"}})
+    assert refused.value.code is Refusal.COMMAND_REJECTED and refused.value.why.startswith("user: ")
+    for call in (fs.operate("nope", "alice", "operator", "ws-1"), fs.approve("nope", "bob", "supervisor", "ws-2"),
+                 fs.cancel("nope", "alice", "operator", "ws-1"), fs.run("nope", "sam", "supervisor", "d", True)):
+        with pytest.raises(Refused) as unknown:
+            await call
+        assert unknown.value.code is Refusal.NOT_FOUND
 
 
 async def test_group_targets_and_approval(tmp_path: Path) -> None:
@@ -50,13 +59,30 @@ async def test_group_targets_and_approval(tmp_path: Path) -> None:
     assert rec["outcome"] == "done" and len(rec["targets"]) == 9
     low = await fs.submit("alice", "operator", "ws-1", {"target": "BL02", "verb": "lower"})
     assert low["state"] == "awaiting_approval"
-    with pytest.raises(CommandRejected):
+    with pytest.raises(Refused) as same_user:
         await fs.approve(low["id"], "alice", "operator", "ws-1")
+    assert same_user.value.code is Refusal.COMMAND_REJECTED
     approved = await fs.approve(low["id"], "bob", "supervisor", "ws-2")
-    assert approved["state"] == "selected"
+    assert approved["state"] == "selected"  # critical: its requester operates
     assert (await fs.operate(low["id"], "alice", "operator", "ws-1"))["outcome"] == "done"
-    empty = await fs.submit("alice", "operator", "ws-1", {"target": "group:nowhere/bollard", "verb": "lower"})
-    assert empty["outcome"] == "rejected" and "unknown equipment" in empty["reason"]
+    with pytest.raises(Refused, match="unknown equipment"):
+        await fs.submit("alice", "operator", "ws-1", {"target": "group:nowhere/bollard", "verb": "lower"})
+
+
+async def test_an_approved_non_critical_command_runs_for_its_requester(tmp_path: Path) -> None:
+    fs, stack = service(tmp_path)
+    full = await fs.submit("alice", "operator", "ws-1", {"target": "C0001", "verb": "set_level",
+                                                          "params": {"level": 100}, "lease_s": 600})
+    assert full["outcome"] == "done"  # safety-increasing: at once
+    before = len(stack.field.writes)
+    dim = await fs.submit("alice", "operator", "ws-1", {"target": "C0001", "verb": "set_level",
+                                                         "params": {"level": 40}, "lease_s": 600})
+    assert dim["state"] == "awaiting_approval" and dim["safety"] == "reducing"  # ends a full-light override
+    assert len(stack.field.writes) == before
+    done = await fs.approve(dim["id"], "bob", "supervisor", "ws-2")
+    assert done["state"] == "finished" and done["outcome"] == "done" and done["approver"] == "bob"
+    assert done["user"] == "alice" and done["lease_end"] is not None
+    assert next((w.equipment, w.tag, w.value) for w in stack.field.writes[before:]) == ("C0001", "override_level", 40)
 
 
 async def test_cancel_and_unknown(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import websockets
 
 from scada.alarms.system import MONITOR_CODES, SYSTEM_ALARMS, parse_rule, rule_name, system_rules, system_tags
 from scada.config import load_city
-from tests.historian.servers import INFLUXD, InfluxServer
+from tests.historian.servers import InfluxServer
+from tests.peers import require_peer
 from tests.server.conftest import ROOT, login, running_server
 from tests.server.test_e2e import field, until
 
@@ -33,7 +33,7 @@ async def test_conflicting_green_is_an_acknowledgeable_journalled_p1_alarm(field
     async with running_server(tmp_path / "data", endpoints=sim.endpoints, tags=tags,
                               alarms=tags.parent / "alarms.yaml") as (server, url), \
             httpx.AsyncClient(base_url=url, timeout=60) as c:
-        fs = server.components["failsafe"]
+        fs = server.components["failsafe"].fs  # type: ignore[attr-defined]  # the running Failsafe façade
         jid = "J005"
         junction = server.config.equipment[jid]
         aid = f"system.junction.conflicting_green:{junction.tag_name('failsafe/conflicting_green')}"
@@ -73,7 +73,7 @@ async def test_conflicting_green_is_an_acknowledgeable_journalled_p1_alarm(field
         await until("the flash request reaching the controller", lambda: model.system_pattern_control == 255)
         did_not_act = f"system.junction.monitor_did_not_act:{junction.tag_name('failsafe/monitor_did_not_act')}"
         assert server.alarms is not None
-        await until("monitor did not act", lambda: any(a["id"] == did_not_act for a in server.alarms.active()))
+        await until("monitor did not act", lambda: any(a["id"] == did_not_act for a in server.alarms.active()[1]))
 
         # priority 1: cannot be shelved; the operator acknowledges; a maintainer resets (the monitor first)
         r = await c.post(f"/api/v1/alarms/{aid}/shelve", json={"duration_s": 600, "reason": "test"}, headers=h)
@@ -90,7 +90,7 @@ async def test_conflicting_green_is_an_acknowledgeable_journalled_p1_alarm(field
         assert r.status_code == 200, r.text
         assert server.tagdb.read(junction.tag_name("failsafe/conflicting_green")).value == 0  # monitor reset
         assert fs.monitor.view(jid).state != "conflict"
-        assert not any(a["id"] == aid for a in server.alarms.active())  # acknowledged + reset → normal
+        assert not any(a["id"] == aid for a in server.alarms.active()[1])  # acknowledged + reset → normal
 
         rows = (await c.get("/api/v1/journal", params={"equipment": jid, "limit": 100}, headers=h)).json()["entries"]
         events = [(r["event"], r["user"]) for r in rows if r["alarm"] == aid]
@@ -101,8 +101,7 @@ async def test_conflicting_green_is_an_acknowledgeable_journalled_p1_alarm(field
 async def test_historian_backend_down_is_a_system_alarm(tmp_path: Path) -> None:
     """The server starts before its InfluxDB (Debian's influxd): the buffer takes the values and a P3
     system alarm says so; when influxd starts, the buffer replays and the alarm returns by itself."""
-    if not INFLUXD:
-        pytest.skip("influxd (Debian package influxdb) is not installed")
+    require_peer("influxd", "Debian package influxdb")
     influx = InfluxServer(tmp_path / "influxd")  # its port is chosen now, the server starts later
     try:
         async with running_server(tmp_path / "data", **{"historian.backend": "influxdb",

@@ -1,0 +1,121 @@
+"""The server's own health as tags (trendable, alarmable like any tag), published every second.
+
+    system/server/<subsystem>/status   enum (ok, degraded, down, unavailable, starting, stopped)
+    system/historian/buffer_fill       % of the store-and-forward buffer
+    system/historian/buffer_pending    points waiting in it
+    system/api/clients, resyncs        WebSocket consoles, slow-consumer resynchronisations
+    system/alarms/unacked              visible unacknowledged alarms
+    system/server/rss_mb               resident memory
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from scada.config import CityConfig
+from scada.config.model import TagDef
+from scada.quality import Sample
+from scada.tagdb import TagDatabase
+from server.components.base import SubsystemStatus
+
+if TYPE_CHECKING:
+    from server.app import ScadaServer
+    from server.components.historian import HistorianComponent
+
+log = logging.getLogger(__name__)
+
+SUBSYSTEMS = ("tagdb", "journal", "alarms", "historian", "poll", "failsafe", "stale", "api")
+STATUS_CODES = {"ok": 0, "degraded": 1, "down": 2, "unavailable": 3, "starting": 4, "stopped": 5}
+#: server health tags: name → (dtype, units, description)
+HEALTH_TAGS: dict[str, tuple[str, str, str]] = {
+    **{f"system/server/{s}/status": ("enum", "", f"{s} subsystem status") for s in SUBSYSTEMS},
+    "system/historian/buffer_fill": ("float", "%", "store-and-forward buffer fill level"),
+    "system/historian/buffer_pending": ("int", "", "points waiting in the store-and-forward buffer"),
+    "system/api/clients": ("int", "", "WebSocket consoles connected"),
+    "system/api/resyncs": ("int", "", "slow-consumer resynchronisations since start"),
+    "system/alarms/unacked": ("int", "", "visible unacknowledged alarms"),
+    "system/server/rss_mb": ("float", "MB", "server resident memory"),
+}
+
+
+def health_tag_defs() -> list[TagDef]:
+    enum = {v: k for k, v in STATUS_CODES.items()}
+    return [TagDef(name=name, equipment="", tag=name.rsplit("/", 1)[1], template_tag=name, device="server",
+                   address=f"server:{name}", dtype=dtype, units=units, description=desc,
+                   enum=dict(enum) if dtype == "enum" else None)
+            for name, (dtype, units, desc) in HEALTH_TAGS.items()]
+
+
+def process_stats() -> dict[str, Any]:
+    """RSS (MB), CPU seconds and thread count of this process, from /proc (no psutil needed)."""
+    out: dict[str, Any] = {"pid": os.getpid()}
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        out["rss_mb"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
+    except OSError:
+        pass
+    t = os.times()
+    out["cpu_s"] = round(t.user + t.system, 2)
+    return out
+
+
+class HealthComponent:
+    """Publishes the health figures as tags every second."""
+
+    name = "health"
+
+    def __init__(self, server: ScadaServer, historian: HistorianComponent | None = None,
+                 every_s: float = 1.0) -> None:
+        self.server = server
+        self.historian = historian  # for its buffer's level
+        self.every_s = every_s
+        self.task: asyncio.Task[None] | None = None
+        self.status = SubsystemStatus("health")  # not a subsystem of its own on /health
+
+    async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        self.task = asyncio.create_task(self._run(), name="health-tags")
+        self.status.set("ok")
+
+    def publish(self) -> None:
+        srv = self.server
+        values: dict[str, float | int] = {f"system/server/{s}/status": STATUS_CODES.get(st.status, 2)
+                                         for s, st in srv.subsystems.items() if s in SUBSYSTEMS}
+        hist = self.historian.hist if self.historian is not None else None
+        if hist is not None and hist.buffer is not None:
+            values["system/historian/buffer_fill"] = float(hist.buffer.fill_percent)
+            values["system/historian/buffer_pending"] = int(hist.buffer.pending_points)
+        values["system/api/clients"] = len(srv.hub.clients)
+        values["system/api/resyncs"] = int(srv.hub.stats["resyncs"])
+        if srv.alarms is not None:
+            values["system/alarms/unacked"] = int(srv.alarms.summary(None)["unacked"])
+        rss = process_stats().get("rss_mb")
+        if rss is not None:
+            values["system/server/rss_mb"] = float(rss)
+        db = srv.tagdb
+        db.apply_samples([(name, Sample.good(v)) for name, v in values.items() if name in db.index])
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.publish()
+            except Exception:
+                log.exception("health tags failed")
+            await asyncio.sleep(self.every_s)
+
+    async def apply(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
+        return {}
+
+    def health(self) -> SubsystemStatus:
+        return self.status
+
+    async def aclose(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None

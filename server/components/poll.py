@@ -1,0 +1,198 @@
+"""The poll scheduler (scada.poll.Poller) with drivers from the registry (drivers.registry).
+
+A protocol whose driver is not in this build degrades only that protocol: its devices are not
+polled, the others are (status ``degraded`` says which and why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from drivers.registry import DriverFactory, driver_class
+from scada.config import CityConfig
+from scada.poll import PollDriver, Poller
+from scada.tagdb import TagDatabase
+from server.components.base import SubsystemStatus
+
+if TYPE_CHECKING:
+    from server.app import ScadaServer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class PollComponent:
+    """The poll scheduler (scada.poll.Poller) with drivers from the registry (drivers.registry).
+
+    By default in the server's event loop. With ``poll_thread: true`` in its own thread and event loop::
+
+        main thread, main loop ── API, WebSocket, alarm tick, leases, monitor, health
+        poll thread, poll loop ── Poller tasks, drivers (sockets, serial ports), tag database apply
+                                  (subscribers run there: alarm engine, historian, hub, monitor — all locked)
+
+    The thread keeps the API, the WebSocket handshakes and the 100 ms console batches answering when
+    protocol parsing saturates a loop; at full scale on 2 cores it measured slower for polling itself
+    (GIL hand-offs: more overruns, higher alarm latency; BENCHMARKS.md), hence off by default. Writes from
+    the fail-safe gate go through :meth:`call`, which runs them on whichever loop owns the drivers.
+    """
+
+    name = "poll"
+
+    def __init__(self, server: ScadaServer) -> None:
+        self.server = server
+        self.poller: Poller | None = None
+        self.factory: DriverFactory | None = None
+        self.starting: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+
+    @staticmethod
+    def _missing_protocols(config: CityConfig) -> dict[str, str]:
+        """Protocols of ``config`` with no driver in this build → why (their devices are not polled)."""
+        missing: dict[str, str] = {}
+        for protocol in sorted({d.protocol for d in config.devices.values()}):
+            try:
+                driver_class(protocol)  # the registry loads the protocol's driver module by its documented name
+            except Exception as exc:  # a driver not in this build: poll the other protocols
+                missing[protocol] = repr(exc)
+        return missing
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is not None:
+            return self.loop
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self.loop = loop
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self.thread = threading.Thread(target=run, name="poll-loop", daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        assert self.loop is not None
+        return self.loop
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the poll loop (where the drivers live) and await its result here."""
+        if not self.server.settings.poll_thread:
+            return await coro
+        loop = self._ensure_loop()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        missing = self._missing_protocols(config)
+        devices = [n for n, d in config.devices.items() if d.protocol not in missing]
+
+        async def build() -> None:  # drivers and their shared resources are created on the poll loop
+            self.factory = DriverFactory(config)
+            self.poller = Poller(config, self.factory, tagdb, devices=devices)
+
+        await self.call(build())
+        assert self.poller is not None
+        st = self.server.status("poll")
+        st.stats = self.stats
+        st.set("starting", f"warm-up read of {len(devices)} devices")
+        # the warm-up cycle reads every device once (timeouts on dead ones): the API does not wait for it
+        self.starting = asyncio.create_task(self._start(self.poller, missing, len(config.devices), len(devices)),
+                                            name="poll-start")
+
+    async def _start(self, poller: Poller, missing: dict[str, str], configured: int, polled: int) -> None:
+        await self.call(poller.start())
+        st = self.server.status("poll")
+        if missing:
+            st.set("degraded", f"{polled} devices polled; {configured - polled} not polled, no driver for "
+                               + ", ".join(f"{p} ({why})" for p, why in missing.items()))
+        else:
+            st.set("ok", f"{polled} devices")
+
+    def stats(self) -> dict[str, Any]:
+        if self.poller is None:
+            return {}
+        devices = dict(self.poller.stats)
+        by_status: dict[str, int] = {}
+        for s in devices.values():
+            by_status[s.status_label] = by_status.get(s.status_label, 0) + 1
+        lost = sorted(n for n, s in devices.items() if s.status_label in ("lost", "refused"))
+        return {
+            "devices": len(devices), "by_status": by_status, "lost": lost[:50],
+            "requests": sum(s.requests for s in devices.values()),
+            "errors": sum(s.errors for s in devices.values()),
+            "overruns": sum(s.overruns for s in devices.values()),
+            "per_device": {n: {"status": s.status_label, "requests": s.requests, "errors": s.errors,
+                               "overruns": s.overruns, "latency_ms": round(s.latency_s * 1000, 1),
+                               "period_ms": round(s.last_period_s * 1000, 1),
+                               "last_success_ms": s.last_success_ns // 1_000_000, "last_error": s.last_error}
+                           for n, s in list(devices.items())[:2000]},
+        }
+
+    def health(self) -> SubsystemStatus:
+        return self.server.status("poll")
+
+    def driver(self, device: str) -> PollDriver | None:
+        """The running driver of ``device`` (None if not polled): the fail-safe writer writes through it."""
+        return self.poller.drivers.get(device) if self.poller is not None else None
+
+    async def apply(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
+        """A new configuration and tag database: only added, removed and changed devices are started/stopped.
+
+        Unchanged devices keep their task, driver and connection and write into the new tag database from
+        their next cycle (Poller.update). Before the first warm-up has finished, everything restarts.
+        """
+        if self.poller is None or self.starting is None or not self.starting.done():
+            await self._stop_poller()
+            await self.start(new, tagdb)
+            return {"devices": len(new.devices), "restarted_all": True}
+        missing = self._missing_protocols(new)
+        devices = [n for n, d in new.devices.items() if d.protocol not in missing]
+        if self.factory is not None:
+            self.factory.config = new  # the shared driver resources (SNMP engine, sockets) are kept
+        result = await self.call(self.poller.update(new, tagdb, devices=devices))
+        st = self.server.status("poll")
+        if missing:
+            st.set("degraded", f"{len(devices)} devices polled; {len(new.devices) - len(devices)} not polled, no "
+                               f"driver for " + ", ".join(f"{p} ({why})" for p, why in missing.items()))
+        else:
+            st.set("ok", f"{len(devices)} devices")
+        changes = result.as_dict()
+        return {"devices": len(new.devices), "kept": len(changes.pop("kept")),
+                **{k: v[:100] for k, v in changes.items()}}
+
+    async def _stop_poller(self) -> None:
+        if self.starting is not None and not self.starting.done():
+            self.starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.starting
+        poller, factory = self.poller, self.factory
+        self.poller = self.factory = None
+        try:
+            if poller is not None:
+                # bounded: a device task that ignores its cancellation must not hold the server's stop
+                await asyncio.wait_for(self.call(poller.aclose()), timeout=8)
+        except TimeoutError:
+            log.error("poll: the scheduler did not stop within 8 s (a device task ignores its cancellation, or a "
+                      "driver's close hangs)")
+        if factory is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.call(factory.aclose()), timeout=5)
+
+    async def aclose(self) -> None:
+        await self._stop_poller()
+        loop, thread = self.loop, self.thread
+        self.loop = self.thread = None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 10)
