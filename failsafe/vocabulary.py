@@ -3,7 +3,10 @@
 One :class:`TypePolicy` per equipment template (junction, lighting_cabinet, bollard, panel) holds the
 verbs an operator may use on that type and the limits that apply to them::
 
-    commands.yaml ──load_yaml──► checked tree ──► Vocabulary
+    commands.yaml ──load_yaml (line marks)──► schema, item by item ──► cross references ──► Vocabulary
+                                              (failsafe.schema,        (the city: templates,   │
+                                               validate_item)           tags, equipment)        │
+                                                                                                 ▼
                                                    ├─ types["junction"] : TypePolicy
                                                    │    ├─ critical, select/confirm timeouts, lease caps,
                                                    │    │  heartbeat, blast radius, roles, constants
@@ -20,8 +23,12 @@ no verb for an individual signal head, channel or phase, and every SNMP write mu
 :data:`SNMP_SET_ALLOW_LIST` (systemPatternControl and unitBackupTime). :func:`enumerate_writes` lists
 every (type, verb, phase, tag, address) the system can ever issue, so a test can prove it.
 
-Every problem is reported in one run as ``commands.yaml:42: verb 'junction.flash': what, got what``
-(reusing the core's :mod:`scada.config.yamlsource` line marks).
+Loading is the city configuration's machinery (:mod:`scada.config.yamlsource` line marks, pydantic
+models validated one item at a time by :func:`scada.config.loader.validate_item`): every problem of
+the file is reported in one run, as ``commands.yaml:42: verb 'junction.flash': what, got what`` with a
+"did you mean" on unknown names, and nothing is built unless there is none. One bad item hides nothing
+else: the items under it are still checked, and what refers to it (an interlock naming a broken verb)
+is not reported a second time.
 """
 
 from __future__ import annotations
@@ -31,10 +38,40 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
+from failsafe.schema import (
+    HEARTBEAT_SCOPES,
+    JUNCTION_KEYS,
+    LEASE_MODES,
+    LEASE_S_MAX,
+    OPS,
+    PARAM_TYPES,
+    SAFETY,
+    ApprovalEntry,
+    BlastRadiusEntry,
+    CommandsFile,
+    CrisisPlanEntry,
+    CrisisStepEntry,
+    HeartbeatEntry,
+    InterlockEntry,
+    JunctionsEntry,
+    LeaseEntry,
+    MatrixEntry,
+    ParamCondition,
+    ParamEntry,
+    RateLimitsEntry,
+    RequireEntry,
+    TagCondition,
+    ThresholdEntry,
+    TypeEntry,
+    VerbEntry,
+    WriteEntry,
+)
+from scada.config.loader import Problems, validate_item
 from scada.config.model import CityConfig, EquipmentDef
-from scada.config.units import parse_duration
 from scada.config.yamlsource import did_you_mean, line_of, load_yaml, one_of
 from scada.errors import ConfigError, ConfigProblem
 from scada.quality import Value
@@ -49,13 +86,15 @@ SNMP_SET_ALLOW_LIST: dict[str, str] = {
 FORBIDDEN_VERB = re.compile(r"(?:^|_)(phase|channel|head|signal_?group|aspect|load_?switch|lamp|green|red|amber|"
                             r"yellow|force|omit|hold)s?(?:_|$)", re.IGNORECASE)
 
-SAFETY = ("increasing", "neutral", "reducing")
-LEASE_MODES = ("hold", "end")
-PARAM_TYPES = ("int", "float", "str", "bool")
-OPS = ("equals", "not_equals", "above", "below", "at_least", "at_most", "in", "not_in")
-HEARTBEAT_SCOPES = ("leased", "all")
 _PLACEHOLDER = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-LEASE_S_MAX = 65535  # lease seconds are written to 16-bit registers / unitBackupTime
+
+__all__ = [
+    "FORBIDDEN_VERB", "HEARTBEAT_SCOPES", "LEASE_MODES", "LEASE_S_MAX", "OPS", "PARAM_TYPES", "SAFETY",
+    "SNMP_SET_ALLOW_LIST", "BlastRadius", "CompatibilityMatrix", "Condition", "CrisisPlanSpec", "CrisisStep",
+    "Heartbeat", "InterlockSpec", "ParamSpec", "PossibleWrite", "Threshold", "TypePolicy", "VerbSpec",
+    "Vocabulary", "WriteSpec", "check_vocabulary", "compare", "enumerate_writes", "load_vocabulary",
+    "resolve_value",
+]
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -327,596 +366,519 @@ def _eq(a: Any, b: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- loading
-class _Out:
-    def __init__(self, file: str, tree: Any) -> None:
-        self.file = file
+M = TypeVar("M", bound=BaseModel)
+Loc = tuple[str | int, ...]
+Tags = dict[str, dict[str, Any]]
+
+
+class _Load:
+    """One run over commands.yaml: the parsed tree (for line marks), the city, the problems found."""
+
+    def __init__(self, path: Path, tree: Any, city: CityConfig | None) -> None:
+        self.file = str(path)
         self.tree = tree
-        self.items: list[ConfigProblem] = []
+        self.city = city
+        self.problems = Problems()
 
-    def add(self, loc: tuple[str | int, ...], who: str, what: str) -> None:
-        self.items.append(ConfigProblem(self.file, line_of(self.tree, loc), who, what))
+    def add(self, loc: Loc, who: str, what: str) -> None:
+        self.problems.add(self.file, line_of(self.tree, loc), who, what)
 
+    def item(self, model: type[M], raw: Any, loc: Loc, who: str) -> M | None:
+        return validate_item(model, raw, self.file, self.tree, loc, who, self.problems)
 
-def _duration(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str, default: float | None,
-              positive: bool = True) -> float | None:
-    if raw is None:
-        return default
-    try:
-        value = parse_duration(raw)
-    except ValueError as exc:
-        out.add(loc, who, f"'{key}' {exc}, got {raw!r}")
-        return default
-    if positive and value <= 0:
-        out.add(loc, who, f"'{key}' must be positive, got {raw!r}")
-        return default
-    return value
+    def count(self) -> int:
+        return len(self.problems.items)
 
 
-def _int(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str, default: int, low: int = 0) -> int:
-    if raw is None:
-        return default
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < low:
-        out.add(loc, who, f"'{key}' must be a whole number ≥ {low}, got {raw!r}")
-        return default
-    return raw
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """What the city says about the template a type is named after (nothing is checked without a city)."""
+
+    name: str
+    tags: Tags | None = None  # template tag name → its raw spec; None: no city to check against
+    protocol: str | None = None
+    identity_names: frozenset[str] = frozenset()  # identity fields and params of its equipment
+
+    def tag_what(self) -> str:
+        return f"a tag of template '{self.name}'"
 
 
-def _map(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        out.add(loc, who, f"'{key}' must be a mapping, got {type(raw).__name__} {raw!r}")
-        return {}
-    return raw
+# The schema declares nested mappings ``Any`` (each is validated on its own, see failsafe.schema); the
+# three helpers below give the loader what it may walk into. A value of the wrong kind or a key that is
+# not text was already reported by the schema of the item holding it.
+def _body(raw: Any) -> Mapping[str, Any]:
+    return raw if isinstance(raw, dict) else {}
 
 
-def _list(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str) -> list[Any]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        out.add(loc, who, f"'{key}' must be a list, got {type(raw).__name__} {raw!r}")
-        return []
-    return list(raw)
+def _mapping(body: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = body.get(key)
+    return {k: v for k, v in value.items() if isinstance(k, str)} if isinstance(value, dict) else {}
 
 
-def _unknown_keys(out: _Out, raw: Mapping[str, Any], allowed: tuple[str, ...], loc: tuple[str | int, ...],
-                  who: str) -> None:
-    for key in raw:
-        if key not in allowed:
-            out.add((*loc, key), who, f"unknown key {key!r}{did_you_mean(key, allowed)}; expected one of "
-                                      f"{one_of(allowed)}")
+def _items(body: Mapping[str, Any], key: str) -> list[Any]:
+    value = body.get(key)
+    return list(value) if isinstance(value, list) else []
 
 
-def _roles(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str,
-           default: frozenset[str]) -> frozenset[str]:
-    if raw is None:
-        return default
-    items = _list(out, raw, loc, who, key)
-    bad = [r for r in items if not isinstance(r, str) or not r]
-    if bad:
-        out.add(loc, who, f"'{key}' must be a list of role names, got {bad[0]!r}")
-    return frozenset(str(r) for r in items if isinstance(r, str) and r)
-
-
-def _template_tags(city: CityConfig | None, template: str) -> dict[str, dict[str, Any]] | None:
+def _template_tags(city: CityConfig | None, template: str) -> Tags | None:
     """Template tag name → raw spec (name, access, address...) or None if unknown / no city."""
     if city is None:
         return None
     spec = city.templates.get(template)
     if spec is None:
         return None
-    out: dict[str, dict[str, Any]] = {}
+    out: Tags = {}
     for raw in spec.tags:
         if isinstance(raw, Mapping) and "name" in raw:
             out[str(raw["name"])] = dict(raw)
     return out
 
 
-def _condition(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, tags: dict[str, dict[str, Any]] | None,
-               names_ok: set[str], *, param: bool = False) -> Condition | None:
-    raw = _map(out, raw, loc, who, "condition")
-    if not raw:
-        return None
-    subject_key = "param" if param else "tag"
-    _unknown_keys(out, raw, (subject_key, *OPS), loc, who)
-    subject = raw.get(subject_key)
-    if not isinstance(subject, str) or not subject:
-        out.add(loc, who, f"a condition needs '{subject_key}', got {dict(raw)!r}")
-        return None
-    if param:
-        if subject not in names_ok:
-            out.add((*loc, subject_key), who, f"unknown parameter {subject!r}{did_you_mean(subject, names_ok)}")
-    elif tags is not None and subject not in tags:
-        out.add((*loc, subject_key), who, f"unknown tag {subject!r}{did_you_mean(subject, tags)}")
-    ops = [k for k in raw if k in OPS]
-    if len(ops) != 1:
-        out.add(loc, who, f"a condition needs exactly one of {one_of(OPS)}, got {ops or 'none'}")
-        return None
-    op = ops[0]
-    operand = raw[op]
-    if op in ("in", "not_in"):
-        if not isinstance(operand, list):
-            out.add((*loc, op), who, f"'{op}' needs a list, got {operand!r}")
-            return None
-        operand = list(operand)
-    _check_placeholders(out, operand, (*loc, op), who, names_ok)
-    return Condition(subject, op, operand, on_param=param)
+def _roles_of(body: Mapping[str, Any]) -> frozenset[str] | None:
+    """The raw ``roles`` list as given (None when absent or not a list, which the schema reports)."""
+    roles = body.get("roles")
+    return frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else None
 
 
-def _check_placeholders(out: _Out, value: Any, loc: tuple[str | int, ...], who: str, names_ok: set[str]) -> None:
-    values = value if isinstance(value, list) else [value]
-    for v in values:
-        if isinstance(v, str):
-            m = _PLACEHOLDER.match(v)
-            if m and m.group(1) not in names_ok:
-                out.add(loc, who, f"unknown placeholder {v!r}{did_you_mean(m.group(1), names_ok)}; known: "
-                                  f"{one_of(sorted(names_ok))}")
-            elif not m and "{" in v:
-                out.add(loc, who, f"a value is a literal or exactly one '{{name}}' placeholder, got {v!r}")
+def _check_placeholders(ld: _Load, value: Any, loc: Loc, who: str, names_ok: frozenset[str]) -> None:
+    for v in value if isinstance(value, list) else [value]:
+        if not isinstance(v, str):
+            continue
+        m = _PLACEHOLDER.match(v)
+        if m and m.group(1) not in names_ok:
+            ld.add(loc, who, f"a placeholder must name one of {one_of(sorted(names_ok))}, got {v!r}"
+                             f"{did_you_mean(m.group(1), names_ok)}")
+        elif not m and "{" in v:
+            ld.add(loc, who, f"a value is a literal or exactly one '{{name}}' placeholder, got {v!r}")
 
 
-def _writes(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str, key: str,
-            tags: dict[str, dict[str, Any]] | None, protocol: str | None, names_ok: set[str]) -> tuple[WriteSpec, ...]:
+def _writable(ld: _Load, tag: str, loc: Loc, who: str, tmpl: _Template) -> bool:
+    """May ``tag`` be written: a tag of the template, declared ``access: rw``, and (SNMP) allow-listed."""
+    if tmpl.tags is None:
+        return True
+    spec = tmpl.tags.get(tag)
+    if spec is None:
+        ld.add(loc, who, f"'tag' must be {tmpl.tag_what()}, got {tag!r}{did_you_mean(tag, tmpl.tags)}")
+        return False
+    access = spec.get("access", "r")
+    if access != "rw":
+        ld.add(loc, who, f"'tag' must be writable (access rw in tags.yaml), got {tag!r} with access {access!r}")
+        return False
+    if tmpl.protocol == "snmp" and str(spec.get("address")) not in SNMP_SET_ALLOW_LIST:
+        ld.add(loc, who, f"SNMP SETs are limited to {one_of(SNMP_SET_ALLOW_LIST.values())}, got {tag!r} "
+                         f"({spec.get('address')})")
+        return False
+    return True
+
+
+def _writes(ld: _Load, body: Mapping[str, Any], key: str, loc: Loc, who: str, tmpl: _Template,
+            names_ok: frozenset[str]) -> tuple[WriteSpec, ...]:
     result: list[WriteSpec] = []
-    for i, item in enumerate(_list(out, raw, loc, who, key)):
-        iloc = (*loc, i)
-        if not isinstance(item, Mapping):
-            out.add(iloc, who, f"each of '{key}' must be {{tag: ..., value: ...}}, got {item!r}")
+    for i, raw in enumerate(_items(body, key)):
+        iloc = (*loc, key, i)
+        w = ld.item(WriteEntry, raw, iloc, who)
+        if w is None:
             continue
-        _unknown_keys(out, item, ("tag", "value", "tolerance"), iloc, who)
-        tag = item.get("tag")
-        if not isinstance(tag, str) or not tag or "value" not in item:
-            out.add(iloc, who, f"each of '{key}' needs 'tag' and 'value', got {dict(item)!r}")
-            continue
-        value = item["value"]
-        if isinstance(value, (list, dict)):
-            out.add((*iloc, "value"), who, f"'value' must be a single value, got {value!r}")
-            continue
-        _check_placeholders(out, value, (*iloc, "value"), who, names_ok)
-        tol = item.get("tolerance")
-        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0):
-            out.add((*iloc, "tolerance"), who, f"'tolerance' must be a number ≥ 0, got {tol!r}")
-            continue
-        if tags is not None:
-            spec = tags.get(tag)
-            if spec is None:
-                out.add((*iloc, "tag"), who, f"unknown tag {tag!r}{did_you_mean(tag, tags)}")
-                continue
-            if spec.get("access", "r") != "rw":
-                out.add((*iloc, "tag"), who, f"tag {tag!r} is not writable (tags.yaml declares access "
-                                              f"{spec.get('access', 'r')!r}); only access 'rw' tags may be written")
-                continue
-            if protocol == "snmp" and str(spec.get("address")) not in SNMP_SET_ALLOW_LIST:
-                out.add((*iloc, "tag"), who, f"SNMP SET of {tag!r} ({spec.get('address')}) is outside the allow-list "
-                                              f"{one_of(SNMP_SET_ALLOW_LIST.values())}")
-                continue
-        result.append(WriteSpec(tag, value, None if tol is None else float(tol)))
+        _check_placeholders(ld, w.value, (*iloc, "value"), who, names_ok)
+        if _writable(ld, w.tag, (*iloc, "tag"), who, tmpl):
+            result.append(WriteSpec(w.tag, w.value, w.tolerance))
     return tuple(result)
 
 
-def _params(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str) -> dict[str, ParamSpec]:
+def _condition(ld: _Load, model: type[TagCondition] | type[ParamCondition], raw: Any, loc: Loc, who: str,
+               subjects: Mapping[str, Any] | frozenset[str] | None, subject_what: str,
+               names_ok: frozenset[str]) -> Condition | None:
+    """A tag (or parameter) condition; ``subjects`` are the names it may test (None: not checked)."""
+    c = ld.item(model, raw, loc, who)
+    if c is None:
+        return None
+    ops = c.comparisons()
+    if len(ops) != 1:
+        ld.add(loc, who, f"a condition needs exactly one of {one_of(OPS)}, got {one_of(op for op, _ in ops) or 'none'}")
+        return None
+    op, operand = ops[0]
+    key, subject = ("tag", c.tag) if isinstance(c, TagCondition) else ("param", c.param)
+    if operand is None and op not in ("equals", "not_equals"):
+        ld.add((*loc, op), who, f"'{op}' needs {'a list' if op in ('in', 'not_in') else 'a number'}, got None")
+        return None
+    _check_placeholders(ld, operand, (*loc, op), who, names_ok)
+    if subjects is not None and subject not in subjects:
+        ld.add((*loc, key), who, f"'{key}' must be {subject_what}, got {subject!r}{did_you_mean(subject, subjects)}")
+        return None
+    return Condition(subject, op, list(operand) if isinstance(operand, list) else operand, on_param=key == "param")
+
+
+def _params(ld: _Load, body: Mapping[str, Any], loc: Loc, who: str) -> dict[str, ParamSpec]:
     params: dict[str, ParamSpec] = {}
-    for name, spec in _map(out, raw, loc, who, "params").items():
-        ploc = (*loc, name)
-        pwho = f"{who} parameter '{name}'"
-        spec = _map(out, spec, ploc, pwho, "parameter")
-        _unknown_keys(out, spec, ("type", "min", "max", "max_length", "choices"), ploc, pwho)
-        ptype = spec.get("type")
-        if ptype not in PARAM_TYPES:
-            out.add((*ploc, "type"), pwho, f"'type' must be one of {one_of(PARAM_TYPES)}, got {ptype!r}"
-                                           f"{did_you_mean(str(ptype), PARAM_TYPES)}")
+    for name, raw in _mapping(body, "params").items():
+        ploc, pwho = (*loc, "params", name), f"{who} parameter '{name}'"
+        p = ld.item(ParamEntry, raw, ploc, pwho)
+        if p is None:
             continue
-        lo, hi = spec.get("min"), spec.get("max")
-        for k, v in (("min", lo), ("max", hi)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                out.add((*ploc, k), pwho, f"'{k}' must be a number, got {v!r}")
-        ml = spec.get("max_length")
-        choices = spec.get("choices")
-        params[str(name)] = ParamSpec(
-            str(name), str(ptype),
-            float(lo) if isinstance(lo, (int, float)) and not isinstance(lo, bool) else None,
-            float(hi) if isinstance(hi, (int, float)) and not isinstance(hi, bool) else None,
-            ml if isinstance(ml, int) and not isinstance(ml, bool) else None,
-            tuple(choices) if isinstance(choices, list) else None)
+        if p.min is not None and p.max is not None and p.min > p.max:
+            ld.add((*ploc, "min"), pwho, f"'min' must not exceed 'max' ({p.max:g}), got {p.min:g}")
+        params[name] = ParamSpec(name, p.type, p.min, p.max, p.max_length,
+                                 None if p.choices is None else tuple(p.choices))
     return params
 
 
-def _threshold(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str) -> Threshold | None:
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return Threshold(value=float(raw))
-    spec = _map(out, raw, loc, who, "at_least")
-    if not spec:
-        return None
-    _unknown_keys(out, spec, ("identity", "table", "default"), loc, who)
-    ident = spec.get("identity")
-    table = _map(out, spec.get("table"), (*loc, "table"), who, "table")
-    if not isinstance(ident, str) or not table:
-        out.add(loc, who, f"'at_least' is a number or {{identity: <field>, table: {{...}}}}, got {dict(spec)!r}")
-        return None
-    clean: dict[str, float] = {}
-    for k, v in table.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            out.add((*loc, "table", k), who, f"table entry {k!r} must be a number, got {v!r}")
-        else:
-            clean[str(k)] = float(v)
-    default = spec.get("default")
-    if default is not None and (isinstance(default, bool) or not isinstance(default, (int, float))):
-        out.add((*loc, "default"), who, f"'default' must be a number, got {default!r}")
-        default = None
-    return Threshold(identity=ident, table=clean, default=None if default is None else float(default))
-
-
-def _type_policy(out: _Out, name: str, raw: Any, city: CityConfig | None) -> TypePolicy | None:
-    loc: tuple[str | int, ...] = ("types", name)
-    who = f"type '{name}'"
-    raw = _map(out, raw, loc, who, name)
-    _unknown_keys(out, raw, ("critical", "select_timeout", "confirm_timeout", "roles", "lease", "heartbeat",
-                             "blast_radius", "constants", "interlocks", "verbs"), loc, who)
-    tags = _template_tags(city, name)
-    protocol: str | None = None
-    if city is not None:
-        tmpl = city.templates.get(name)
-        if tmpl is None:
-            out.add(loc, who, f"no equipment template {name!r} in the city configuration"
-                              f"{did_you_mean(name, city.templates)}; known: {one_of(sorted(city.templates))}")
-            return None
-        protocol = tmpl.protocol
-    critical = raw.get("critical", False)
-    if not isinstance(critical, bool):
-        out.add((*loc, "critical"), who, f"'critical' must be true or false, got {critical!r}")
-        critical = True  # never silently weaken: treat a bad value as the stricter setting (and fail load)
-    select_s = _duration(out, raw.get("select_timeout"), (*loc, "select_timeout"), who, "select_timeout", 15.0)
-    confirm_s = _duration(out, raw.get("confirm_timeout"), (*loc, "confirm_timeout"), who, "confirm_timeout", 30.0)
-    roles = _roles(out, raw.get("roles"), (*loc, "roles"), who, "roles", frozenset())
-    lease = _map(out, raw.get("lease"), (*loc, "lease"), who, "lease")
-    _unknown_keys(out, lease, ("default", "max", "refresh"), (*loc, "lease"), who)
-    if not lease:
-        out.add(loc, who, "every type needs 'lease: {default: ..., max: ...}' (every command is a lease), got none")
-    lease_default = _duration(out, lease.get("default"), (*loc, "lease", "default"), who, "lease.default", 900.0)
-    lease_max = _duration(out, lease.get("max"), (*loc, "lease", "max"), who, "lease.max", 3600.0)
-    refresh = _duration(out, lease.get("refresh"), (*loc, "lease", "refresh"), who, "lease.refresh", None)
-    if lease_default is not None and lease_max is not None and lease_default > lease_max:
-        out.add((*loc, "lease", "default"), who, f"'lease.default' must not exceed 'lease.max' ({lease_max:g} s), "
-                                                 f"got {lease_default:g} s")
-    if lease_max is not None and lease_max > LEASE_S_MAX:
-        out.add((*loc, "lease", "max"), who, f"'lease.max' must be ≤ {LEASE_S_MAX} s (16-bit lease registers), "
-                                             f"got {lease_max:g} s")
-    hb: Heartbeat | None = None
-    hb_raw = _map(out, raw.get("heartbeat"), (*loc, "heartbeat"), who, "heartbeat")
-    if hb_raw:
-        _unknown_keys(out, hb_raw, ("tag", "period", "scope"), (*loc, "heartbeat"), who)
-        hb_tag = hb_raw.get("tag")
-        period = _duration(out, hb_raw.get("period"), (*loc, "heartbeat", "period"), who, "heartbeat.period", 15.0)
-        scope = hb_raw.get("scope", "leased")
-        if scope not in HEARTBEAT_SCOPES:
-            out.add((*loc, "heartbeat", "scope"), who, f"'scope' must be one of {one_of(HEARTBEAT_SCOPES)}, "
-                                                       f"got {scope!r}")
-        if not isinstance(hb_tag, str):
-            out.add((*loc, "heartbeat"), who, f"'heartbeat' needs 'tag', got {dict(hb_raw)!r}")
-        elif tags is not None and (hb_tag not in tags or tags[hb_tag].get("access", "r") != "rw"):
-            out.add((*loc, "heartbeat", "tag"), who, f"heartbeat tag must be a writable tag of the template, "
-                                                     f"got {hb_tag!r}{did_you_mean(hb_tag, tags)}")
-        else:
-            hb = Heartbeat(hb_tag, period or 15.0, str(scope))
-    br = _map(out, raw.get("blast_radius"), (*loc, "blast_radius"), who, "blast_radius")
-    _unknown_keys(out, br, ("per_command", "per_minute", "max_with_approval"), (*loc, "blast_radius"), who)
-    per_command = _int(out, br.get("per_command"), (*loc, "blast_radius", "per_command"), who, "per_command", 1, 1)
-    per_minute = _int(out, br.get("per_minute"), (*loc, "blast_radius", "per_minute"), who, "per_minute",
-                      per_command, 1)
-    max_appr = _int(out, br.get("max_with_approval"), (*loc, "blast_radius", "max_with_approval"), who,
-                    "max_with_approval", per_command, 1)
-    if max_appr < per_command:
-        out.add((*loc, "blast_radius", "max_with_approval"), who,
-                f"'max_with_approval' must be ≥ 'per_command' ({per_command}), got {max_appr}")
-    constants: dict[str, Value] = {}
-    for k, v in _map(out, raw.get("constants"), (*loc, "constants"), who, "constants").items():
-        if isinstance(v, (list, dict)):
-            out.add((*loc, "constants", k), who, f"constant {k!r} must be a single value, got {v!r}")
-        else:
-            constants[str(k)] = v
-    verbs: dict[str, VerbSpec] = {}
-    raw_verbs = _map(out, raw.get("verbs"), (*loc, "verbs"), who, "verbs")
-    if not raw_verbs:
-        out.add(loc, who, "a commandable type needs at least one verb, got none")
-    identity_names: set[str] = set()
-    if city is not None:
-        for eq in city.equipment.values():
-            if eq.template == name:
-                identity_names |= set(eq.identity) | set(eq.params)
-    for vname, vraw in raw_verbs.items():
-        verb = _verb(out, name, str(vname), vraw, tags, protocol, constants, identity_names, roles)
-        if verb is not None:
-            verbs[verb.name] = verb
-    interlocks: list[InterlockSpec] = []
-    for i, iraw in enumerate(_list(out, raw.get("interlocks"), (*loc, "interlocks"), who, "interlocks")):
-        il = _interlock(out, name, i, iraw, tags, verbs, city)
-        if il is not None:
-            interlocks.append(il)
-    return TypePolicy(name, verbs, bool(critical), select_s or 15.0, confirm_s or 30.0, lease_default or 900.0,
-                      lease_max or 3600.0, refresh, hb, BlastRadius(per_command, per_minute, max_appr), roles,
-                      constants, tuple(interlocks))
-
-
-def _verb(out: _Out, type_name: str, name: str, raw: Any, tags: dict[str, dict[str, Any]] | None,
-          protocol: str | None, constants: Mapping[str, Value], identity_names: set[str],
-          type_roles: frozenset[str]) -> VerbSpec | None:
-    loc: tuple[str | int, ...] = ("types", type_name, "verbs", name)
-    who = f"verb '{type_name}.{name}'"
+def _verb(ld: _Load, tmpl: _Template, name: str, raw: Any, constants: frozenset[str],
+          type_roles: frozenset[str] | None) -> VerbSpec | None:
+    loc: Loc = ("types", tmpl.name, "verbs", name)
+    who = f"verb '{tmpl.name}.{name}'"
     if FORBIDDEN_VERB.search(name):
-        out.add(loc, who, "no verb may address an individual signal head, channel, phase or colour "
-                          "(the field controller keeps that authority), got verb name " + repr(name))
+        ld.add(loc, who, "no verb may address an individual signal head, channel, phase or colour "
+                         "(the field controller keeps that authority), got verb name " + repr(name))
         return None
-    raw = _map(out, raw, loc, who, name)
-    _unknown_keys(out, raw, ("params", "writes", "refresh", "release", "confirm", "safety", "increasing_when",
-                             "roles", "lease"), loc, who)
-    params = _params(out, raw.get("params"), (*loc, "params"), who)
-    names_ok = set(params) | set(constants) | identity_names | {"lease_s"}
-    writes = _writes(out, raw.get("writes"), (*loc, "writes"), who, "writes", tags, protocol, names_ok)
-    if not writes and "writes" not in raw:
-        out.add(loc, who, "a verb needs 'writes' (the writes it issues), got none")
-    refresh = _writes(out, raw.get("refresh"), (*loc, "refresh"), who, "refresh", tags, protocol, names_ok)
-    release = _writes(out, raw.get("release"), (*loc, "release"), who, "release", tags, protocol, names_ok)
+    before = ld.count()
+    entry = ld.item(VerbEntry, raw, loc, who)
+    body = _body(raw)
+    params = _params(ld, body, loc, who)
+    param_names = frozenset(_mapping(body, "params"))
+    names_ok = param_names | constants | tmpl.identity_names | {"lease_s"}
+    writes, refresh, release = (_writes(ld, body, key, loc, who, tmpl, names_ok)
+                                for key in ("writes", "refresh", "release"))
     confirm: list[Condition] = []
-    for i, c in enumerate(_list(out, raw.get("confirm"), (*loc, "confirm"), who, "confirm")):
-        cond = _condition(out, c, (*loc, "confirm", i), who, tags, names_ok)
+    for i, raw_cond in enumerate(_items(body, "confirm")):
+        cond = _condition(ld, TagCondition, raw_cond, (*loc, "confirm", i), who, tmpl.tags, tmpl.tag_what(), names_ok)
         if cond is not None:
             confirm.append(cond)
-    if not confirm and "confirm" not in raw:
-        out.add(loc, who, "a verb needs 'confirm' (the read-back that proves it took effect), got none")
-    safety = raw.get("safety", "neutral")
-    if safety not in SAFETY:
-        out.add((*loc, "safety"), who, f"'safety' must be one of {one_of(SAFETY)}, got {safety!r}"
-                                       f"{did_you_mean(str(safety), SAFETY)}")
-        safety = "reducing"  # stricter; the load fails anyway
-    inc = None
-    if raw.get("increasing_when") is not None:
-        inc = _condition(out, raw["increasing_when"], (*loc, "increasing_when"), who, tags, set(params), param=True)
-    lease = raw.get("lease", "hold")
-    if lease not in LEASE_MODES:
-        out.add((*loc, "lease"), who, f"'lease' must be one of {one_of(LEASE_MODES)}, got {lease!r}")
-        lease = "hold"
-    if lease == "hold" and not release:
-        out.add(loc, who, "a verb that holds a lease needs 'release' writes (what returns the device to local "
-                          "control at lease end), got none")
-    roles = _roles(out, raw.get("roles"), (*loc, "roles"), who, "roles", type_roles)
-    if not roles:
-        out.add(loc, who, "no role may use this verb: set 'roles' on the verb or its type, got none")
-    return VerbSpec(name, type_name, params, writes, refresh, release, tuple(confirm), str(safety), inc, roles,
-                    str(lease), line_of(out.tree, loc))
+    increasing = None
+    if body.get("increasing_when") is not None:
+        increasing = _condition(ld, ParamCondition, body["increasing_when"], (*loc, "increasing_when"), who,
+                                param_names, "a parameter of the verb", param_names)
+    # checked on the raw item, so that a schema problem elsewhere in the verb does not hide them
+    if isinstance(raw, dict) and body.get("lease", "hold") == "hold" and not body.get("release"):
+        ld.add(loc, who, "a verb that holds a lease needs 'release' writes (what returns the device to local "
+                         "control at lease end), got none")
+    if (type_roles if body.get("roles") is None else _roles_of(body)) == frozenset():
+        ld.add(loc, who, "no role may use this verb: set 'roles' on the verb or its type, got none")
+    if entry is None or ld.count() > before:
+        return None
+    roles = frozenset(entry.roles) if entry.roles is not None else type_roles
+    if roles is None:  # the type's roles are broken (and reported there)
+        return None
+    return VerbSpec(name, tmpl.name, params, writes, refresh, release, tuple(confirm), entry.safety, increasing,
+                    roles, entry.lease, line_of(ld.tree, loc))
 
 
-def _interlock(out: _Out, type_name: str, i: int, raw: Any, tags: dict[str, dict[str, Any]] | None,
-               verbs: Mapping[str, VerbSpec], city: CityConfig | None) -> InterlockSpec | None:
-    loc: tuple[str | int, ...] = ("types", type_name, "interlocks", i)
-    raw = _map(out, raw, loc, f"interlock {i} of type '{type_name}'", "interlock")
-    name = str(raw.get("name", f"#{i}"))
-    who = f"interlock '{type_name}.{name}'"
-    _unknown_keys(out, raw, ("name", "verbs", "when", "refuse_if", "require", "reason"), loc, who)
-    vs = _list(out, raw.get("verbs"), (*loc, "verbs"), who, "verbs")
-    if not vs:
-        out.add(loc, who, "'verbs' must list the verbs it applies to, got none")
-    for v in vs:
-        if v not in verbs:
-            out.add((*loc, "verbs"), who, f"unknown verb {v!r}{did_you_mean(str(v), verbs)}")
-    reason = raw.get("reason")
-    if not isinstance(reason, str) or not reason:
-        out.add(loc, who, "'reason' (shown to the operator on refusal) is required, got none")
-        reason = name
-    param_names: set[str] = set()
-    for v in vs:
-        if v in verbs:
-            param_names |= set(verbs[v].params)
-    when_raw = raw.get("when")
-    when_items = when_raw if isinstance(when_raw, list) else ([when_raw] if when_raw is not None else [])
+def _threshold(ld: _Load, tmpl: _Template, raw: Any, loc: Loc, who: str) -> Threshold | None:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw):
+        return Threshold(value=float(raw))
+    if not isinstance(raw, dict):
+        ld.add(loc, who, f"'at_least' must be a number or {{identity: <field>, table: {{...}}}}, got {raw!r}")
+        return None
+    t = ld.item(ThresholdEntry, raw, loc, who)
+    if t is None:
+        return None
+    if t.default is None and ld.city is not None:
+        # every equipment of the type must find its minimum: one problem per missing key, not per equipment
+        missing: dict[str | None, list[EquipmentDef]] = {}
+        for eq in ld.city.equipment.values():
+            key = eq.identity.get(t.identity, eq.params.get(t.identity))
+            if eq.template == tmpl.name and (key is None or str(key) not in t.table):
+                missing.setdefault(None if key is None else str(key), []).append(eq)
+        for key, eqs in missing.items():
+            more = f" and {len(eqs) - 1} more" if len(eqs) > 1 else ""
+            what = f"no {t.identity}" if key is None else f"{t.identity} {key!r}"
+            ld.add((*loc, "table"), who, f"'table' needs an entry for every {t.identity} of the equipment (or a "
+                                         f"'default'), got equipment '{eqs[0].id}' ({eqs[0].source}){more} with {what}")
+    return Threshold(identity=t.identity, table=dict(t.table), default=t.default)
+
+
+def _interlock(ld: _Load, tmpl: _Template, i: int, raw: Any, verbs: Mapping[str, VerbSpec],
+               declared: frozenset[str]) -> InterlockSpec | None:
+    loc: Loc = ("types", tmpl.name, "interlocks", i)
+    body = _body(raw)
+    name = body["name"] if isinstance(body.get("name"), str) and body["name"] else f"#{i}"
+    who = f"interlock '{tmpl.name}.{name}'"
+    before = ld.count()
+    entry = ld.item(InterlockEntry, raw, loc, who)
+    listed = [v for v in _items(body, "verbs") if isinstance(v, str)]
+    for j, v in enumerate(_items(body, "verbs")):
+        if isinstance(v, str) and v not in declared:
+            ld.add((*loc, "verbs", j), who, f"'verbs' must name verbs of type '{tmpl.name}' "
+                                            f"({one_of(sorted(declared))}), got {v!r}{did_you_mean(v, declared)}")
+    # the inputs may compare to the verbs' parameters; a broken verb's are unknown (and not reported again)
+    param_names = frozenset(p for v in listed if v in verbs for p in verbs[v].params)
+    checkable = all(v in verbs for v in listed)
+    when_raw = body.get("when")
+    if isinstance(when_raw, list):
+        when_items: list[tuple[Any, Loc]] = [(w, (*loc, "when", j)) for j, w in enumerate(when_raw)]
+    elif when_raw is None or isinstance(when_raw, dict):
+        when_items = [] if when_raw is None else [(when_raw, (*loc, "when"))]
+    else:
+        ld.add((*loc, "when"), who, f"'when' must be a condition or a list of conditions, got {when_raw!r}")
+        when_items = []
     when: list[Condition] = []
-    for j, w in enumerate(when_items):
-        wloc = (*loc, "when", j) if isinstance(when_raw, list) else (*loc, "when")
-        cond = _condition(out, w, wloc, who, tags, param_names)
+    for w, wloc in when_items:
+        cond = _condition(ld, TagCondition, w, wloc, who, tmpl.tags, tmpl.tag_what(), param_names)
         if cond is not None:
             when.append(cond)
     refuse_if = None
-    if raw.get("refuse_if") is not None:
-        refuse_if = _condition(out, raw["refuse_if"], (*loc, "refuse_if"), who, tags, param_names)
+    if body.get("refuse_if") is not None:
+        refuse_if = _condition(ld, TagCondition, body["refuse_if"], (*loc, "refuse_if"), who, tmpl.tags,
+                               tmpl.tag_what(), param_names)
     req_param: str | None = None
     threshold: Threshold | None = None
-    if raw.get("require") is not None:
-        req = _map(out, raw["require"], (*loc, "require"), who, "require")
-        _unknown_keys(out, req, ("param", "at_least"), (*loc, "require"), who)
-        rp = req.get("param")
-        if not isinstance(rp, str) or rp not in param_names:
-            out.add((*loc, "require", "param"), who, f"'param' must be a parameter of the verbs, got {rp!r}"
-                                                     f"{did_you_mean(str(rp), param_names)}")
-        else:
-            req_param = rp
-        threshold = _threshold(out, req.get("at_least"), (*loc, "require", "at_least"), who)
-        if threshold is not None and threshold.identity is not None and threshold.default is None and city:
-            for eq in city.equipment.values():
-                if eq.template != type_name:
-                    continue
-                key = eq.identity.get(threshold.identity, eq.params.get(threshold.identity))
-                if key is None or str(key) not in (threshold.table or {}):
-                    out.add((*loc, "require", "at_least", "table"), who,
-                            f"equipment '{eq.id}' ({eq.source}) has {threshold.identity} {key!r} with no entry "
-                            f"in the table and no 'default'")
-    if refuse_if is None and req_param is None:
-        out.add(loc, who, "an interlock needs 'refuse_if' or 'require', got neither")
+    if body.get("require") is not None:
+        rloc = (*loc, "require")
+        req = ld.item(RequireEntry, body["require"], rloc, who)
+        if req is not None:
+            if checkable and req.param not in param_names:
+                ld.add((*rloc, "param"), who, f"'param' must be a parameter of {one_of(listed) or 'its verbs'} "
+                                              f"({one_of(sorted(param_names)) or 'none'}), got {req.param!r}"
+                                              f"{did_you_mean(req.param, param_names)}")
+            req_param = req.param
+            threshold = _threshold(ld, tmpl, req.at_least, (*rloc, "at_least"), who)
+    if isinstance(raw, dict) and body.get("refuse_if") is None and body.get("require") is None:
+        ld.add(loc, who, "an interlock needs 'refuse_if' or 'require', got neither")
+    if entry is None or ld.count() > before:
         return None
-    return InterlockSpec(name, frozenset(str(v) for v in vs), reason, tuple(when), refuse_if, req_param, threshold)
+    return InterlockSpec(name, frozenset(entry.verbs), entry.reason, tuple(when), refuse_if, req_param, threshold)
 
 
-JUNCTION_KEYS = ("samples_before_flash", "conflict_colours", "layouts", "default", "layout_param")
-COLOURS = ("green", "yellow")
+def _type_policy(ld: _Load, name: str, raw: Any) -> tuple[TypePolicy | None, frozenset[str] | None]:
+    """The policy (None if anything in it is wrong) and the names of the verbs it declares, valid or not
+    (None when the type names no template of the city): a crisis step naming a broken verb is not
+    reported a second time."""
+    loc: Loc = ("types", name)
+    who = f"type '{name}'"
+    tmpl = _Template(name)
+    if ld.city is not None:
+        spec = ld.city.templates.get(name)
+        if spec is None:
+            known = one_of(sorted(ld.city.templates))
+            ld.add(loc, who, f"'types' must name equipment templates of tags.yaml ({known}), got {name!r}"
+                             f"{did_you_mean(name, ld.city.templates)}")
+            return None, None
+        identity = frozenset(n for eq in ld.city.equipment.values() if eq.template == name
+                             for n in (*eq.identity, *eq.params))
+        tmpl = _Template(name, _template_tags(ld.city, name), spec.protocol, identity)
+    before = ld.count()
+    entry = ld.item(TypeEntry, raw, loc, who)
+    body = _body(raw)
+    lease = ld.item(LeaseEntry, body["lease"], (*loc, "lease"), f"{who} lease") if "lease" in body else None
+    if lease is not None and lease.default > lease.max:
+        ld.add((*loc, "lease", "default"), f"{who} lease",
+               f"'default' must not exceed 'max' ({lease.max:g} s), got {lease.default:g} s")
+    heartbeat = None
+    if body.get("heartbeat") is not None:
+        hwho = f"{who} heartbeat"
+        hb = ld.item(HeartbeatEntry, body["heartbeat"], (*loc, "heartbeat"), hwho)
+        if hb is not None and _writable(ld, hb.tag, (*loc, "heartbeat", "tag"), hwho, tmpl):
+            heartbeat = Heartbeat(hb.tag, hb.period, hb.scope)
+    blast = BlastRadiusEntry()
+    if body.get("blast_radius") is not None:
+        bwho = f"{who} blast radius"
+        blast = ld.item(BlastRadiusEntry, body["blast_radius"], (*loc, "blast_radius"), bwho) or blast
+        if blast.max_with_approval is not None and blast.max_with_approval < blast.per_command:
+            ld.add((*loc, "blast_radius", "max_with_approval"), bwho,
+                   f"'max_with_approval' must be at least 'per_command' ({blast.per_command}), "
+                   f"got {blast.max_with_approval}")
+    raw_verbs = _mapping(body, "verbs")
+    if isinstance(body.get("verbs"), dict) and not body["verbs"]:
+        ld.add((*loc, "verbs"), who, "a commandable type needs at least one verb, got none")
+    constants = frozenset(_mapping(body, "constants"))
+    type_roles = frozenset() if "roles" not in body else _roles_of(body)
+    verbs: dict[str, VerbSpec] = {}
+    for vname, vraw in raw_verbs.items():
+        verb = _verb(ld, tmpl, vname, vraw, constants, type_roles)
+        if verb is not None:
+            verbs[vname] = verb
+    declared = frozenset(raw_verbs)
+    interlocks: list[InterlockSpec] = []
+    for i, iraw in enumerate(_items(body, "interlocks")):
+        interlock = _interlock(ld, tmpl, i, iraw, verbs, declared)
+        if interlock is not None:
+            interlocks.append(interlock)
+    if entry is None or lease is None or ld.count() > before:
+        return None, declared
+    per_minute = blast.per_command if blast.per_minute is None else blast.per_minute
+    max_with_approval = blast.per_command if blast.max_with_approval is None else blast.max_with_approval
+    radius = BlastRadius(blast.per_command, per_minute, max_with_approval)
+    return TypePolicy(name, verbs, entry.critical, entry.select_timeout, entry.confirm_timeout, lease.default,
+                      lease.max, lease.refresh, heartbeat, radius, frozenset(entry.roles), dict(entry.constants),
+                      tuple(interlocks)), declared
 
 
-def _junctions(out: _Out, raw: Any, city: CityConfig | None) -> dict[str, Any]:
-    loc: tuple[str | int, ...] = ("junctions",)
-    raw = _map(out, raw, loc, "junctions", "junctions")
-    samples = _int(out, raw.get("samples_before_flash"), (*loc, "samples_before_flash"), "junctions",
-                   "samples_before_flash", 2, 1)
-    colours = _list(out, raw.get("conflict_colours", list(COLOURS)), (*loc, "conflict_colours"), "junctions",
-                    "conflict_colours")
-    for c in colours:
-        if c not in COLOURS:
-            out.add((*loc, "conflict_colours"), "junctions", f"'conflict_colours' must list {one_of(COLOURS)}, "
-                                                             f"got {c!r}")
-    if "green" not in colours:
-        out.add((*loc, "conflict_colours"), "junctions", f"'conflict_colours' must include green, got {colours!r}")
+@dataclass(frozen=True, slots=True)
+class _Junctions:
+    default: CompatibilityMatrix
+    matrices: dict[str, CompatibilityMatrix]
+    samples: int
+    colours: tuple[str, ...]
+    layouts: dict[str, CompatibilityMatrix]
+
+
+def _matrix(ld: _Load, raw: Any, loc: Loc, who: str, inherit: CompatibilityMatrix | None) -> CompatibilityMatrix | None:
+    m = ld.item(MatrixEntry, raw, loc, who)
+    if m is None:
+        return None
+    phases = m.phases if m.phases is not None else inherit.phases if inherit is not None else 8
+    pairs: set[frozenset[int]] = set()
+    ok = True
+    for i, p in enumerate(m.permissive):
+        if not (isinstance(p, list) and len(p) == 2 and p[0] != p[1]
+                and all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= phases for x in p)):
+            ld.add((*loc, "permissive", i), who, f"a permissive pair is two different phases in 1..{phases}, got {p!r}")
+            ok = False
+            continue
+        pairs.add(frozenset(p))
+    return CompatibilityMatrix(phases, frozenset(pairs)) if ok else None
+
+
+def _junctions(ld: _Load, raw: Any) -> _Junctions | None:
+    """The monitor's matrices: per junction, its own entry, else its inventory layout, else the default."""
+    loc: Loc = ("junctions",)
+    entry = JunctionsEntry() if raw is None else ld.item(JunctionsEntry, raw, loc, "junctions")
+    body = _body(raw)
+    if entry is not None and "green" not in entry.conflict_colours:
+        ld.add((*loc, "conflict_colours"), "junctions",
+               f"'conflict_colours' must include green, got {list(entry.conflict_colours)!r}")
+    declared_layouts = frozenset(_mapping(body, "layouts"))
     layouts: dict[str, CompatibilityMatrix] = {}
-    for name, lraw in _map(out, raw.get("layouts"), (*loc, "layouts"), "junctions", "layouts").items():
-        m = _matrix(out, lraw, (*loc, "layouts", name), f"layout '{name}'", None)
+    for name, lraw in _mapping(body, "layouts").items():
+        m = _matrix(ld, lraw, (*loc, "layouts", name), f"layout '{name}'", None)
         if m is not None:
-            layouts[str(name)] = m
-    default = _matrix(out, raw.get("default"), (*loc, "default"), "junction default", None) or \
-        CompatibilityMatrix(8, frozenset())
-    layout_param = str(raw.get("layout_param", "layout"))
+            layouts[name] = m
+    default = CompatibilityMatrix(8, frozenset())
+    if body.get("default") is not None:
+        default = _matrix(ld, body["default"], (*loc, "default"), "junction default", None) or default
+    city = ld.city
     junctions = {e.id: e for e in city.equipment.values() if e.template == "junction"} if city else None
     matrices: dict[str, CompatibilityMatrix] = {}
-    for key, mraw in raw.items():
-        if key in JUNCTION_KEYS:
+    for key, mraw in body.items():
+        if not isinstance(key, str) or key in JUNCTION_KEYS:
             continue
         who = f"junction '{key}'"
-        if junctions is not None and str(key) not in junctions:
-            out.add((*loc, key), who, f"no junction {key!r} in the city{did_you_mean(str(key), junctions)}")
-            continue
-        if isinstance(mraw, str):
-            if mraw not in layouts:
-                out.add((*loc, key), who, f"unknown layout {mraw!r}{did_you_mean(mraw, layouts)}; layouts: "
-                                          f"{one_of(layouts) or 'none'}")
-                continue
-            matrices[str(key)] = layouts[mraw]
-            continue
-        m = _matrix(out, mraw, (*loc, key), who, default)
-        if m is not None:
-            matrices[str(key)] = m
+        if junctions is not None and key not in junctions:
+            ld.add((*loc, key), who, f"a key of 'junctions' must be a junction of the city or one of "
+                                     f"{one_of(JUNCTION_KEYS)}, got {key!r}"
+                                     f"{did_you_mean(key, [*JUNCTION_KEYS, *junctions])}")
+        elif isinstance(mraw, str):
+            if mraw in layouts:
+                matrices[key] = layouts[mraw]
+            elif mraw not in declared_layouts:  # a broken layout is reported once, at the layout
+                known = one_of(sorted(declared_layouts)) or "none"
+                ld.add((*loc, key), who, f"a layout must be one of junctions.layouts ({known}), got {mraw!r}"
+                                         f"{did_you_mean(mraw, declared_layouts)}")
+        elif isinstance(mraw, dict):
+            m = _matrix(ld, mraw, (*loc, key), who, default)
+            if m is not None:
+                matrices[key] = m
+        else:
+            ld.add((*loc, key), who, f"a junction's entry is a layout name or {{phases: ..., permissive: [...]}}, "
+                                     f"got {mraw!r}")
+    layout_param = entry.layout_param if entry is not None else "layout"
     for jid, eq in (junctions or {}).items():
-        if jid in matrices:
-            continue
+        if jid in body:
+            continue  # its own entry wins (and was checked above)
         layout = eq.params.get(layout_param, eq.identity.get(layout_param))
         if layout is None or layout == "":
             continue
-        if str(layout) not in layouts:
-            out.add((*loc, "layouts"), f"junction '{jid}'",
-                    f"inventory ({eq.source}) names layout {layout!r}, which is not under junctions.layouts"
-                    f"{did_you_mean(str(layout), layouts)}")
-            continue
-        matrices[jid] = layouts[str(layout)]
-    return {"default": default, "matrices": matrices, "samples": samples, "colours": tuple(str(c) for c in colours),
-            "layouts": layouts}
-
-
-def _matrix(out: _Out, raw: Any, loc: tuple[str | int, ...], who: str,
-            inherit: CompatibilityMatrix | None) -> CompatibilityMatrix | None:
-    raw = _map(out, raw, loc, who, "matrix")
-    if not raw:
+        if str(layout) in layouts:
+            matrices[jid] = layouts[str(layout)]
+        elif str(layout) not in declared_layouts:
+            ld.add((*loc, "layouts"), f"junction '{jid}'",
+                   f"its inventory layout ({eq.source}) must be one of junctions.layouts "
+                   f"({one_of(sorted(declared_layouts)) or 'none'}), got {layout!r}"
+                   f"{did_you_mean(str(layout), declared_layouts)}")
+    if entry is None:
         return None
-    _unknown_keys(out, raw, ("phases", "permissive"), loc, who)
-    phases = _int(out, raw.get("phases"), (*loc, "phases"), who, "phases", inherit.phases if inherit else 8, 1)
-    if phases > 64:
-        out.add((*loc, "phases"), who, f"'phases' must be ≤ 64, got {phases}")
-    pairs: set[frozenset[int]] = set()
-    for i, p in enumerate(_list(out, raw.get("permissive"), (*loc, "permissive"), who, "permissive")):
-        ok = (isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
-                                                          and 1 <= x <= phases for x in p) and p[0] != p[1])
-        if not ok:
-            out.add((*loc, "permissive", i), who,
-                    f"a permissive pair is two different phases in 1..{phases}, got {p!r}")
-            continue
-        pairs.add(frozenset(p))
-    return CompatibilityMatrix(phases, frozenset(pairs))
+    return _Junctions(default, matrices, entry.samples_before_flash, tuple(entry.conflict_colours), layouts)
 
 
-def _crisis(out: _Out, raw: Any, types: Mapping[str, TypePolicy], city: CityConfig | None,
+def _crisis_step(ld: _Load, raw: Any, loc: Loc, who: str, types: Mapping[str, TypePolicy],
+                 declared: Mapping[str, frozenset[str]]) -> CrisisStep | None:
+    step = ld.item(CrisisStepEntry, raw, loc, who)
+    if step is None:
+        return None
+    if ld.city is not None:
+        eq = ld.city.equipment.get(step.target)
+        if eq is None:
+            ld.add((*loc, "target"), who, f"'target' must be equipment of the city, got {step.target!r}"
+                                          f"{did_you_mean(step.target, ld.city.equipment)}")
+            return None
+        verbs = declared.get(eq.template)
+        if verbs is None:
+            ld.add((*loc, "target"), who, f"'target' must be commandable equipment, got {step.target!r}, of type "
+                                          f"{eq.template!r} which commands.yaml does not list")
+            return None
+        if step.verb not in verbs:
+            ld.add((*loc, "verb"), who, f"'verb' must be a verb of type {eq.template!r} ({one_of(sorted(verbs))}), "
+                                        f"got {step.verb!r}{did_you_mean(step.verb, verbs)}")
+            return None
+        policy = types.get(eq.template)
+        spec = policy.verbs.get(step.verb) if policy is not None else None
+        if spec is not None:  # else: the verb is broken, and reported where it is declared
+            for pname, pspec in spec.params.items():
+                _, why = pspec.check(step.params.get(pname))
+                if why:
+                    ld.add((*loc, "params", pname) if pname in step.params else (*loc, "params"), who, why)
+            for pname in step.params:
+                if pname not in spec.params:
+                    ld.add((*loc, "params", pname), who, f"verb {step.verb!r} has no parameter {pname!r}"
+                                                         f"{did_you_mean(pname, spec.params)}")
+    return CrisisStep(step.target, step.verb, dict(step.params))
+
+
+def _crisis(ld: _Load, raw: dict[str, Any], types: Mapping[str, TypePolicy], declared: Mapping[str, frozenset[str]],
             default_roles: frozenset[str]) -> dict[str, CrisisPlanSpec]:
     plans: dict[str, CrisisPlanSpec] = {}
-    for name, praw in _map(out, raw, ("crisis_plans",), "crisis_plans", "crisis_plans").items():
-        loc: tuple[str | int, ...] = ("crisis_plans", name)
+    for name, praw in raw.items():
+        loc: Loc = ("crisis_plans", name)
         who = f"crisis plan '{name}'"
-        praw = _map(out, praw, loc, who, "plan")
-        _unknown_keys(out, praw, ("description", "lease", "steps", "roles"), loc, who)
-        lease = _duration(out, praw.get("lease"), (*loc, "lease"), who, "lease", None)
+        before = ld.count()
+        entry = ld.item(CrisisPlanEntry, praw, loc, who)
         steps: list[CrisisStep] = []
-        raw_steps = _list(out, praw.get("steps"), (*loc, "steps"), who, "steps")
-        if not raw_steps:
-            out.add(loc, who, "a crisis plan needs 'steps', got none")
-        for i, s in enumerate(raw_steps):
-            sloc = (*loc, "steps", i)
-            if not isinstance(s, Mapping):
-                out.add(sloc, who, f"a step is {{target: ..., verb: ..., params: {{...}}}}, got {s!r}")
-                continue
-            _unknown_keys(out, s, ("target", "verb", "params"), sloc, who)
-            target, verb = s.get("target"), s.get("verb")
-            params = dict(_map(out, s.get("params"), (*sloc, "params"), who, "params"))
-            if not isinstance(target, str) or not isinstance(verb, str):
-                out.add(sloc, who, f"a step needs 'target' and 'verb', got {dict(s)!r}")
-                continue
-            if city is not None:
-                eq = city.equipment.get(target)
-                if eq is None:
-                    out.add((*sloc, "target"), who,
-                            f"unknown equipment {target!r}{did_you_mean(target, city.equipment)}")
-                    continue
-                policy = types.get(eq.template)
-                if policy is None:
-                    out.add((*sloc, "target"), who, f"equipment {target!r} (type {eq.template}) is not commandable")
-                    continue
-                vs = policy.verbs.get(verb)
-                if vs is None:
-                    out.add((*sloc, "verb"), who, f"type {eq.template!r} has no verb {verb!r}"
-                                                  f"{did_you_mean(verb, policy.verbs)}; known: {one_of(policy.verbs)}")
-                    continue
-                for pname, pspec in vs.params.items():
-                    _, why = pspec.check(params.get(pname))
-                    if why:
-                        out.add((*sloc, "params"), who, why)
-                for pname in params:
-                    if pname not in vs.params:
-                        out.add((*sloc, "params", pname), who, f"verb {verb!r} has no parameter {pname!r}")
-            steps.append(CrisisStep(target, verb, params))
-        desc = praw.get("description", "")
-        plans[str(name)] = CrisisPlanSpec(str(name), str(desc), tuple(steps), lease,
-                                          _roles(out, praw.get("roles"), (*loc, "roles"), who, "roles", default_roles))
+        for i, sraw in enumerate(_items(_body(praw), "steps")):
+            step = _crisis_step(ld, sraw, (*loc, "steps", i), who, types, declared)
+            if step is not None:
+                steps.append(step)
+        if entry is None or ld.count() > before:
+            continue
+        roles = frozenset(entry.roles) if entry.roles is not None else default_roles
+        plans[name] = CrisisPlanSpec(name, entry.description, tuple(steps), entry.lease, roles)
     return plans
 
 
-TOP_KEYS = ("approval", "rate_limits", "crisis_roles", "types", "junctions", "crisis_plans")
+def _section(ld: _Load, model: type[M], body: Mapping[str, Any], key: str) -> M | None:
+    """A top-level section: absent (or empty) means every default."""
+    raw = body.get(key)
+    return model() if raw is None else ld.item(model, raw, (key,), key)
 
 
 def check_vocabulary(path: Path | str, city: CityConfig | None = None) -> tuple[Vocabulary | None, list[ConfigProblem]]:
-    """Validate ``commands.yaml`` (against ``city`` when given); return (vocabulary or None, problems)."""
+    """Validate ``commands.yaml`` (against ``city`` when given); return (vocabulary or None, every problem)."""
     path = Path(path)
     tree, problems = load_yaml(path)
     if tree is None:
         return None, problems
-    out = _Out(str(path), tree)
-    out.items.extend(problems)
-    if not isinstance(tree, Mapping):
-        out.add((), "", f"the top level must be a mapping, got {type(tree).__name__}")
-        return None, out.items
-    _unknown_keys(out, tree, TOP_KEYS, (), "")
-    appr = _map(out, tree.get("approval"), ("approval",), "approval", "approval")
-    _unknown_keys(out, appr, ("window", "approver_roles"), ("approval",), "approval")
-    window = _duration(out, appr.get("window"), ("approval", "window"), "approval", "window", 120.0) or 120.0
-    approvers = _roles(out, appr.get("approver_roles"), ("approval", "approver_roles"), "approval", "approver_roles",
-                       frozenset({"supervisor", "administrator"}))
-    rl = _map(out, tree.get("rate_limits"), ("rate_limits",), "rate_limits", "rate_limits")
-    _unknown_keys(out, rl, ("per_user_per_minute", "global_per_minute"), ("rate_limits",), "rate_limits")
-    per_user = _int(out, rl.get("per_user_per_minute"), ("rate_limits", "per_user_per_minute"), "rate_limits",
-                    "per_user_per_minute", 10, 1)
-    glob = _int(out, rl.get("global_per_minute"), ("rate_limits", "global_per_minute"), "rate_limits",
-                "global_per_minute", 60, 1)
-    crisis_roles = _roles(out, tree.get("crisis_roles"), ("crisis_roles",), "crisis_roles", "crisis_roles",
-                          frozenset({"supervisor", "administrator"}))
+    if not isinstance(tree, (dict, list)):  # a lone scalar carries no line mark: it is the whole document
+        return None, [ConfigProblem(str(path), 1, "", f"must be a mapping of sections "
+                                                      f"({one_of(CommandsFile.model_fields)}), got {tree!r}")]
+    ld = _Load(path, tree, city)
+    top = ld.item(CommandsFile, tree, (), "")
+    body = _body(tree)
+    approval = _section(ld, ApprovalEntry, body, "approval")
+    rates = _section(ld, RateLimitsEntry, body, "rate_limits")
     types: dict[str, TypePolicy] = {}
-    for name, raw in _map(out, tree.get("types"), ("types",), "types", "types").items():
-        policy = _type_policy(out, str(name), raw, city)
+    declared: dict[str, frozenset[str]] = {}
+    for name, raw in _mapping(body, "types").items():
+        policy, verbs = _type_policy(ld, name, raw)
+        if verbs is not None:
+            declared[name] = verbs
         if policy is not None:
-            types[policy.name] = policy
-    jn = _junctions(out, tree.get("junctions"), city)
-    plans = _crisis(out, tree.get("crisis_plans"), types, city, crisis_roles)
-    if out.items:
-        return None, out.items
-    return Vocabulary(types, window, approvers, per_user, glob, crisis_roles, jn["default"], jn["matrices"],
-                      jn["samples"], plans, str(path), jn["colours"], jn["layouts"]), []
+            types[name] = policy
+    junctions = _junctions(ld, body.get("junctions"))
+    crisis_roles = frozenset(top.crisis_roles) if top is not None else frozenset()
+    plans = _crisis(ld, _mapping(body, "crisis_plans"), types, declared, crisis_roles)
+    if ld.problems.items or top is None or approval is None or rates is None or junctions is None:
+        return None, ld.problems.items
+    return Vocabulary(types, approval.window, frozenset(approval.approver_roles), rates.per_user_per_minute,
+                      rates.global_per_minute, crisis_roles, junctions.default, junctions.matrices, junctions.samples,
+                      plans, str(path), junctions.colours, junctions.layouts), []
 
 
 def load_vocabulary(path: Path | str, city: CityConfig | None = None) -> Vocabulary:

@@ -65,7 +65,9 @@ REGISTER_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)[^{}]*\}")
 
 
-class _Problems:
+class Problems:
+    """The problems of one run, collected (never raised one by one)."""
+
     def __init__(self) -> None:
         self.items: list[ConfigProblem] = []
 
@@ -121,8 +123,8 @@ def _message(model: type[BaseModel], err: Any) -> str:
     return f"'{field}' {msg}, got {got!r}"
 
 
-def _validate(model: type[M], data: Any, file: str, tree: Any, loc: tuple[Any, ...],
-              who: str, out: _Problems, line: int | None = None) -> M | None:
+def validate_item(model: type[M], data: Any, file: str, tree: Any, loc: tuple[Any, ...],
+                  who: str, out: Problems, line: int | None = None) -> M | None:
     """Validate one item; every error goes to ``out`` with its line (``line`` overrides, for CSV rows)."""
     if not isinstance(data, dict):
         kind = ("nothing" if data is None else "a list" if isinstance(data, list)
@@ -219,10 +221,10 @@ class _Template:
 
 
 def _check_template(name: str, raw: Any, file: str, tree: Any, scan: dict[str, float],
-                    devices: dict[str, DeviceSpec], broken_devices: set[str], out: _Problems) -> _Template | None:
+                    devices: dict[str, DeviceSpec], broken_devices: set[str], out: Problems) -> _Template | None:
     loc: tuple[Any, ...] = ("templates", name)
     who = f"template '{name}'"
-    spec = _validate(TemplateSpec, raw, file, tree, loc, who, out)
+    spec = validate_item(TemplateSpec, raw, file, tree, loc, who, out)
     if spec is None:
         return None
     line = line_of(tree, loc)
@@ -248,7 +250,7 @@ def _check_template(name: str, raw: Any, file: str, tree: Any, scan: dict[str, f
     for i, raw_tag in enumerate(spec.tags):
         tloc = (*loc, "tags", i)
         twho = f"{who} tag '{_name_of(raw_tag, 'name')}'"
-        tag = _validate(TagSpec, raw_tag, file, tree, tloc, twho, out)
+        tag = validate_item(TagSpec, raw_tag, file, tree, tloc, twho, out)
         if tag is None:
             continue
         tline = line_of(tree, tloc)
@@ -264,7 +266,7 @@ def _check_template(name: str, raw: Any, file: str, tree: Any, scan: dict[str, f
 
 
 def _check_tag(tag: TagSpec, protocol: str, file: str, tree: Any, loc: tuple[Any, ...], who: str,
-               out: _Problems) -> bool:
+               out: Problems) -> bool:
     ok = True
 
     def bad(field: str, what: str) -> None:
@@ -313,7 +315,7 @@ def default_encoding(dtype: str, table: str) -> str:
 
 def _expand_equipment(eq_spec: InstanceSpec, tmpl: _Template, source: str, file: str, line: int,
                       devices: dict[str, DeviceDef], scan: dict[str, float], endpoints: dict[str, str],
-                      out: _Problems, tags: list[TagDef], broken: set[str]) -> EquipmentDef | None:
+                      out: Problems, tags: list[TagDef], broken: set[str]) -> EquipmentDef | None:
     who = f"equipment '{eq_spec.id}'"
     spec = tmpl.spec
     ctx: dict[str, Any] = {**eq_spec.identity, **eq_spec.params, "id": eq_spec.id,
@@ -390,7 +392,7 @@ def _expand_equipment(eq_spec: InstanceSpec, tmpl: _Template, source: str, file:
 
 def _check_modbus_overlaps(tags: list[TagDef], devices: dict[str, DeviceDef],
                            templates: dict[str, _Template], equipment: dict[str, EquipmentDef],
-                           file: str, out: _Problems) -> None:
+                           file: str, out: Problems) -> None:
     spans: dict[tuple[str, int | None, str], list[tuple[int, int, TagDef]]] = defaultdict(list)
     for t in tags:
         if devices[t.device].protocol not in ("modbus_tcp", "modbus_rtu"):
@@ -418,13 +420,13 @@ def _check_modbus_overlaps(tags: list[TagDef], devices: dict[str, DeviceDef],
 
 
 def _check_alarms(path: Path, templates: dict[str, _Template], tags: list[TagDef],
-                  equipment: dict[str, EquipmentDef], out: _Problems) -> tuple[list[AlarmRuleSpec], list[str]]:
+                  equipment: dict[str, EquipmentDef], out: Problems) -> tuple[list[AlarmRuleSpec], list[str]]:
     file = str(path)
     tree, problems = load_yaml(path)
     out.items.extend(problems)
     if tree is None:
         return [], []
-    top = _validate(AlarmsFile, tree, file, tree, (), "", out)
+    top = validate_item(AlarmsFile, tree, file, tree, (), "", out)
     if top is None:
         return [], []
     services = list(top.services)
@@ -439,7 +441,7 @@ def _check_alarms(path: Path, templates: dict[str, _Template], tags: list[TagDef
     for i, raw in enumerate(top.rules):
         loc: tuple[Any, ...] = ("rules", i)
         who = f"rule '{_name_of(raw, 'name')}'"
-        rule = _validate(AlarmRuleSpec, raw, file, tree, loc, who, out)
+        rule = validate_item(AlarmRuleSpec, raw, file, tree, loc, who, out)
         if rule is None:
             continue
         line = line_of(tree, loc)
@@ -575,7 +577,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
     """
     tags_path = Path(tags_path)
     file = str(tags_path)
-    out = _Problems()
+    out = Problems()
     tree, problems = load_yaml(tags_path)
     out.items.extend(problems)
     if tree is None:
@@ -583,9 +585,9 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
             atree, aprob = load_yaml(Path(alarms_path))
             out.items.extend(aprob)
             if atree is not None:
-                _validate(AlarmsFile, atree, str(alarms_path), atree, (), "", out)
+                validate_item(AlarmsFile, atree, str(alarms_path), atree, (), "", out)
         return None, out.items
-    top = _validate(TagsFile, tree, file, tree, (), "", out)
+    top = validate_item(TagsFile, tree, file, tree, (), "", out)
     if top is None:
         return None, out.items
     scan = dict(top.scan_classes)
@@ -600,7 +602,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
     for i, raw in enumerate(top.devices):
         loc = ("devices", i)
         who = f"device '{_name_of(raw, 'name')}'"
-        dev = _validate(DeviceSpec, raw, file, tree, loc, who, out)
+        dev = validate_item(DeviceSpec, raw, file, tree, loc, who, out)
         if dev is None:
             broken_devices.add(_name_of(raw, "name"))
             continue
@@ -637,7 +639,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
     entries: list[tuple[InstanceSpec, str, str, int]] = []
     for i, raw in enumerate(top.instances):
         loc = ("instances", i)
-        inst = _validate(InstanceSpec, raw, file, tree, loc, f"instance '{_name_of(raw, 'id')}'", out)
+        inst = validate_item(InstanceSpec, raw, file, tree, loc, f"instance '{_name_of(raw, 'id')}'", out)
         if inst is not None:
             line = line_of(tree, loc)
             entries.append((inst, f"{file}:{line}", file, line))
@@ -648,7 +650,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
             out.items.append(p if p.line else ConfigProblem(file, line_of(tree, ("inventory", i, "file")),
                                                             f"inventory '{inv.file}'", p.what))
         for row in rows:
-            inst = _validate(InstanceSpec, row.data, row.file, None, (), f"row {row.data['id']}", out, row.line)
+            inst = validate_item(InstanceSpec, row.data, row.file, None, (), f"row {row.data['id']}", out, row.line)
             if inst is not None:
                 entries.append((inst, row.source, row.file, row.line))
     equipment: dict[str, EquipmentDef] = {}
@@ -690,4 +692,4 @@ def load_city(tags_path: Path | str, alarms_path: Path | str | None = None,
     return config
 
 
-__all__ = ["PROTOCOLS", "check_city", "load_city"]
+__all__ = ["PROTOCOLS", "Problems", "check_city", "load_city", "validate_item"]

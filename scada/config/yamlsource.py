@@ -10,6 +10,7 @@ path and returns the 1-based line of the deepest node it can find, so every prob
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def load_yaml(path: Path) -> tuple[Any, list[ConfigProblem]]:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else 0
         key = _dup_key_name(exc)
-        first = exc.context_mark.line + 1 if exc.context_mark is not None else 0
+        first = _first_definition(text, exc, key)
         what = f"duplicate key {key!r} (first defined on line {first}); remove or rename one"
         return None, [ConfigProblem(str(path), line, "", what)]
     except MarkedYAMLError as exc:
@@ -53,6 +54,26 @@ def load_yaml(path: Path) -> tuple[Any, list[ConfigProblem]]:
     if tree is None:
         return None, [ConfigProblem(str(path), 1, "", "file is empty, expected a mapping of sections")]
     return tree, []
+
+
+def _first_definition(text: str, exc: DuplicateKeyError, key: str) -> int:
+    """1-based line where ``key`` was first defined (0 if unknown).
+
+    ruamel marks the start of the enclosing mapping, not the first ``key``: in a block mapping, that
+    is the line between the mapping's start and the duplicate with ``key:`` at the duplicate's column.
+    """
+    if exc.context_mark is None:
+        return 0
+    start = int(exc.context_mark.line)
+    if exc.problem_mark is None:
+        return start + 1
+    col = int(exc.problem_mark.column)
+    lines = text.splitlines()
+    pattern = re.compile(re.escape(key) + r"\s*:")
+    for n in range(start, min(exc.problem_mark.line, len(lines))):
+        if lines[n][:col].strip() in ("", "-") and pattern.match(lines[n], col):
+            return n + 1
+    return start + 1  # a flow mapping: its start
 
 
 def _dup_key_name(exc: DuplicateKeyError) -> str:
@@ -89,9 +110,16 @@ def line_of(tree: Any, loc: Loc) -> int:
 
 
 def did_you_mean(word: str, choices: list[str] | set[str] | Any) -> str:
-    """`` (did you mean 'fast'?)`` when a close match exists, else an empty string."""
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """`` (did you mean 'fast'?)`` when a close match exists, else an empty string.
+
+    A word that begins exactly one choice also matches (``admin`` → ``administrator``): an
+    abbreviation is too short for the similarity ratio but no less clear.
+    """
+    names = [str(c) for c in choices]
+    match = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
+    if not match and len(str(word)) >= 3:
+        match = [n for n in names if n.startswith(str(word))]
+    return f" (did you mean {match[0]!r}?)" if len(match) == 1 else ""
 
 
 def one_of(choices: list[str] | Any) -> str:
