@@ -47,6 +47,7 @@ import abc
 import asyncio
 import logging
 import math
+import numbers
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -78,7 +79,7 @@ class DriverContext:
     def shared(self, key: str, create: Callable[[], T], close: Callable[[T], Awaitable[None] | None]) -> T:
         if key not in self._items:
             self._items[key] = create()
-            self._closers.append((key, close))  # type: ignore[arg-type]
+            self._closers.append((key, close))
         return self._items[key]  # type: ignore[no-any-return]
 
     def get(self, key: str) -> Any:
@@ -167,12 +168,12 @@ class Driver(abc.ABC):
 
 
 # ---------------------------------------------------------------------- value conversion
-def engineering(point: TagDef, raw: float | int | bool | str | bytes | None) -> tuple[Value, Quality]:
-    """Raw device value → (engineering value typed by ``point.dtype``, quality).
+def engineering(point: TagDef, raw: object) -> tuple[Value, Quality]:
+    """Raw device value → (engineering value typed by ``point.dtype``, quality). Never raises.
 
     Numbers are scaled (``raw * scale + offset``); NaN/inf from a device, or an enum value outside
-    the tag's enum map, is bad_device; a value that does not fit the dtype (text for an int tag) is
-    bad_config.
+    the tag's enum map, is bad_device; a value that does not fit the dtype (text for an int tag, a
+    date, a node id or any other structure for a numeric tag) is bad_config.
     """
     dtype = point.dtype
     if type(raw) is int and point.scale == 1.0 and point.offset == 0.0:  # fast path: registers, INTEGERs
@@ -195,7 +196,13 @@ def engineering(point: TagDef, raw: float | int | bool | str | bytes | None) -> 
             raw = float(raw) if "." in str(raw) else int(raw)
         except ValueError:
             return None, Quality.BAD_CONFIG
-    number = float(raw) if isinstance(raw, float) else int(raw)
+    number: float | int
+    if isinstance(raw, (numbers.Integral, np.bool_)):  # int, bool, numpy integers and booleans
+        number = int(raw)
+    elif isinstance(raw, numbers.Real):  # float, numpy floats
+        number = float(raw)
+    else:  # a DateTime, NodeId, LocalizedText, StatusCode...: not a number at all
+        return None, Quality.BAD_CONFIG
     if isinstance(number, float) and not math.isfinite(number):
         return None, Quality.BAD_DEVICE
     scaled: float | int = number

@@ -28,6 +28,19 @@ Subscribe mode::
 Source timestamps are kept (DataValue.SourceTimestamp; the server timestamp, then the receive
 time, when absent). Status codes: BadNoCommunication-like codes → bad_comm (the server lost that
 equipment), BadNodeIdUnknown-like → bad_config, other Bad → bad_device, Uncertain → uncertain.
+A value the tag cannot hold (a DateTime, NodeId, LocalizedText, StatusCode, array... on a numeric
+tag) is bad_config for that point only: the session, the other points and the rest of the
+notification batch are untouched.
+
+Errors, by where they happen::
+
+    connect: OpenSecureChannel answered with a fault      AuthError "certificate refused" (security on:
+             (a real server's answer to a client            our certificate is not trusted there, or the
+              certificate it does not trust)                pinned server_certificate is not the server's)
+             BadSecurityChecksFailed, BadCertificate*...    AuthError          (poller: device "refused")
+             no answer, socket closed, timeout              CommError          (poller: device "lost")
+    write:   value outside the node's type (70000 → UInt16) WriteNotAllowed before the wire, session kept
+             the server's Bad status for the node           DeviceError "refused (BadXxx)", session kept
 """
 
 from __future__ import annotations
@@ -42,9 +55,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from asyncua import Client, ua
+from asyncua import ua
+from asyncua.client.client import Client
 from asyncua.common.subscription import Subscription
 from asyncua.crypto import security_policies
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from drivers.base import Driver, DriverContext, describe, engineering, raw_number
 from scada.config.model import DeviceDef, TagDef
@@ -70,24 +87,30 @@ _ADDRESS = re.compile(r"^(?:ns=(\d+)|nsu=([^;]+));([isgb])=(.+)$")
 _SECURE = {"basic256sha256", "sign_encrypt", "basic256sha256_signandencrypt"}
 
 _COMM_CODES = {
-    ua.StatusCodes.BadNoCommunication, ua.StatusCodes.BadCommunicationError, ua.StatusCodes.BadNotConnected,
-    ua.StatusCodes.BadServerNotConnected, ua.StatusCodes.BadTimeout, ua.StatusCodes.BadWaitingForInitialData,
-    ua.StatusCodes.BadOutOfService, ua.StatusCodes.BadShutdown, ua.StatusCodes.BadServerHalted,
+    StatusCodes.BadNoCommunication, StatusCodes.BadCommunicationError, StatusCodes.BadNotConnected,
+    StatusCodes.BadServerNotConnected, StatusCodes.BadTimeout, StatusCodes.BadWaitingForInitialData,
+    StatusCodes.BadOutOfService, StatusCodes.BadShutdown, StatusCodes.BadServerHalted,
 }
 _CONFIG_CODES = {
-    ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid, ua.StatusCodes.BadAttributeIdInvalid,
-    ua.StatusCodes.BadTypeMismatch, ua.StatusCodes.BadNotReadable, ua.StatusCodes.BadUserAccessDenied,
-    ua.StatusCodes.BadIndexRangeInvalid,
+    StatusCodes.BadNodeIdUnknown, StatusCodes.BadNodeIdInvalid, StatusCodes.BadAttributeIdInvalid,
+    StatusCodes.BadTypeMismatch, StatusCodes.BadNotReadable, StatusCodes.BadUserAccessDenied,
+    StatusCodes.BadIndexRangeInvalid,
 }
 _AUTH_CODES = {
-    ua.StatusCodes.BadSecurityChecksFailed, ua.StatusCodes.BadCertificateInvalid,
-    ua.StatusCodes.BadCertificateUntrusted, ua.StatusCodes.BadSecurityPolicyRejected,
-    ua.StatusCodes.BadIdentityTokenRejected, ua.StatusCodes.BadIdentityTokenInvalid,
-    ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadCertificateUriInvalid,
-    ua.StatusCodes.BadCertificateTimeInvalid,
+    StatusCodes.BadSecurityChecksFailed, StatusCodes.BadCertificateInvalid,
+    StatusCodes.BadCertificateUntrusted, StatusCodes.BadSecurityPolicyRejected,
+    StatusCodes.BadIdentityTokenRejected, StatusCodes.BadIdentityTokenInvalid,
+    StatusCodes.BadUserAccessDenied, StatusCodes.BadCertificateUriInvalid,
+    StatusCodes.BadCertificateTimeInvalid,
 }
-_INT_TYPES = {ua.VariantType.SByte, ua.VariantType.Byte, ua.VariantType.Int16, ua.VariantType.UInt16,
-              ua.VariantType.Int32, ua.VariantType.UInt32, ua.VariantType.Int64, ua.VariantType.UInt64}
+#: the range of each integer type: a value outside it cannot be encoded (asyncua raises while packing)
+_INT_RANGES = {
+    ua.VariantType.SByte: (-(2**7), 2**7 - 1), ua.VariantType.Byte: (0, 2**8 - 1),
+    ua.VariantType.Int16: (-(2**15), 2**15 - 1), ua.VariantType.UInt16: (0, 2**16 - 1),
+    ua.VariantType.Int32: (-(2**31), 2**31 - 1), ua.VariantType.UInt32: (0, 2**32 - 1),
+    ua.VariantType.Int64: (-(2**63), 2**63 - 1), ua.VariantType.UInt64: (0, 2**64 - 1),
+}
+_FLOAT_MAX = 3.4028234663852886e38  # largest finite IEEE 754 single: the Float type's range
 
 
 def quality_of(status: ua.StatusCode | None) -> Quality:
@@ -115,11 +138,40 @@ def _ns(dt: Any) -> int | None:
         return None
 
 
+class _SessionClient(Client):
+    """asyncua's Client, remembering why the first OpenSecureChannel of a connect failed.
+
+    A server that does not trust our certificate answers OpenSecureChannel with a fault (a ServiceFault
+    BadSecurityChecksFailed, or an Error message): asyncua 2.1.0 cannot decode it as the response it
+    waits for and raises a bare AssertionError (or the fault's status). Knowing that the channel
+    exchange itself failed is what tells a refused certificate from a lost network.
+    """
+
+    channel_refused: BaseException | None = None
+
+    async def open_secure_channel(self, renew: bool = False) -> None:
+        try:
+            await super().open_secure_channel(renew)
+        except (ConnectionError, TimeoutError):
+            raise  # no answer at all: a communication problem, not a refusal
+        except Exception as exc:
+            if not renew:
+                self.channel_refused = exc
+            raise
+
+
+class _NoHandler:
+    """Subscription handler of a :class:`_BatchSubscription`: data changes never reach it."""
+
+    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+        log.debug("subscription status change: %s", status.Status)
+
+
 class _BatchSubscription(Subscription):
     """A subscription whose notifications are handed over in one batch per PublishResponse."""
 
     def __init__(self, session: Any, params: ua.CreateSubscriptionParameters, driver: OpcUaDriver) -> None:
-        super().__init__(session, params, handler=driver)  # handler unused: publish_callback is overridden
+        super().__init__(session, params, handler=_NoHandler())  # publish_callback is overridden below
         self._driver = driver
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
@@ -151,7 +203,7 @@ class OpcUaDriver(Driver):
         self.read_chunk = int(conn.get("read_chunk", 2000))
         self.application_uri = str(conn.get("application_uri", f"urn:city:scada:{device.name}"))
         self.notifications = 0
-        self._client: Client | None = None
+        self._client: _SessionClient | None = None
         self._sub: _BatchSubscription | None = None
         self._ns_index: dict[str, int] = {}
         self._nodeids: dict[str, ua.NodeId] = {}  # tag name → resolved NodeId (per session)
@@ -169,7 +221,7 @@ class OpcUaDriver(Driver):
         await self._drop()
         # the keep-alive probe must not call a busy-but-healthy loop dead: probe every max(2 s, timeout)
         watchdog = float(self.device.connection.get("watchdog_s", max(2.0, self.device.timeout_s)))
-        client = Client(self.url, timeout=self.device.timeout_s, watchdog_intervall=watchdog)
+        client = _SessionClient(self.url, timeout=self.device.timeout_s, watchdog_intervall=watchdog)
         client.application_uri = self.application_uri
         client.name = f"city-scada {self.device.name}"
         client.connection_lost_callback = self._connection_lost
@@ -183,6 +235,8 @@ class OpcUaDriver(Driver):
             raise
         except Exception as exc:
             await self._quiet_disconnect(client)
+            if client.channel_refused is not None and self.security in _SECURE:
+                raise self.fail(self._refused(client.channel_refused)) from None
             raise self.fail(self._translate(exc, "connect")) from None
         self._client = client
         self._ns_index = {uri: i for i, uri in enumerate(ns_array)}
@@ -303,7 +357,7 @@ class OpcUaDriver(Driver):
             identifier = ident.encode()
         else:
             identifier = ident
-        nid = ua.NodeId(identifier, ns)
+        nid = ua.NodeId(identifier, ua.Int16(ns))
         self._nodeids[point.name] = nid
         return nid
 
@@ -318,7 +372,9 @@ class OpcUaDriver(Driver):
             return Sample(None, quality, src, receive_ns)
         if isinstance(raw, (list, tuple)):
             return Sample(None, Quality.BAD_CONFIG, src, receive_ns)
-        value, q = engineering(point, raw)
+        if isinstance(raw, ua.LocalizedText) and point.dtype == "string":
+            raw = raw.Text  # the text, not the structure's repr
+        value, q = engineering(point, raw)  # a DateTime, NodeId... on a numeric tag: bad_config
         return Sample(value, max(q, quality), src, receive_ns)
 
     async def read(self, points: Sequence[TagDef]) -> list[Sample]:
@@ -348,12 +404,12 @@ class OpcUaDriver(Driver):
         out: list[Sample] = []
         missing: list[int] = []
         for k, h in enumerate(handles):
-            s = self._latest.get(h)
-            if s is None:
+            known = self._latest.get(h)
+            if known is None:
                 missing.append(k)
                 out.append(Sample.bad(Quality.BAD_COMM))
             else:
-                out.append(s)
+                out.append(known)
         if missing:  # subscribed but nothing notified yet (or reset): read those once
             fresh = await self._read_service([points[k] for k in missing])
             for k, s in zip(missing, fresh, strict=True):
@@ -377,7 +433,7 @@ class OpcUaDriver(Driver):
             for start in range(0, len(ids), self.read_chunk):
                 chunk = ids[start:start + self.read_chunk]
                 self.requests += 1
-                dvs = await client.uaclient.read_attributes(chunk, ua.AttributeIds.Value)
+                dvs = await client.uaclient.read_attributes(chunk, AttributeIds.Value)
                 now = time.time_ns()
                 for k, dv in zip(where[start:start + self.read_chunk], dvs, strict=True):
                     out[k] = self._sample(points[k], dv, now)
@@ -419,7 +475,7 @@ class OpcUaDriver(Driver):
                 continue  # read() reports it bad_config
             rv = ua.ReadValueId()
             rv.NodeId = nid
-            rv.AttributeId = ua.AttributeIds.Value
+            rv.AttributeId = AttributeIds.Value
             mparams = ua.MonitoringParameters()
             mparams.ClientHandle = h
             mparams.SamplingInterval = self.sampling_ms
@@ -473,14 +529,14 @@ class OpcUaDriver(Driver):
             vtype = self._vtypes.get(point.name)
             if vtype is None:
                 self.requests += 1
-                (current,) = await client.uaclient.read_attributes([nid], ua.AttributeIds.Value)
+                (current,) = await client.uaclient.read_attributes([nid], AttributeIds.Value)
                 if current.Value is None or current.Value.VariantType == ua.VariantType.Null:
                     raise self.fail(DeviceError(f"{point.name}: the server reports no value type"))
                 vtype = current.Value.VariantType
                 self._vtypes[point.name] = vtype
             variant = ua.Variant(self._to_variant_value(point, value, vtype), vtype)
             self.requests += 1
-            (status,) = await client.uaclient.write_attributes([nid], [ua.DataValue(variant)], ua.AttributeIds.Value)
+            (status,) = await client.uaclient.write_attributes([nid], [ua.DataValue(variant)], AttributeIds.Value)
         except (WriteNotAllowed, DeviceError):
             raise
         except asyncio.CancelledError:
@@ -498,29 +554,49 @@ class OpcUaDriver(Driver):
         return self.confirm(point, value, sample, tolerance)
 
     def _to_variant_value(self, point: TagDef, value: Value, vtype: ua.VariantType) -> Any:
+        """The Python value asyncua encodes as ``vtype``; WriteNotAllowed when ``value`` does not fit the type."""
         if vtype == ua.VariantType.String:
             if point.dtype != "string":
                 raise WriteNotAllowed(f"{point.name}: the node holds text, the tag is {point.dtype}")
             return str(value)
         number = raw_number(point, value)
         if vtype == ua.VariantType.Boolean:
+            if number not in (0.0, 1.0):
+                raise WriteNotAllowed(f"{point.name}: {value!r} is out of range for the node's Boolean (0/1)")
             return bool(number)
-        if vtype in _INT_TYPES:
-            return round(number)
+        bounds = _INT_RANGES.get(vtype)
+        if bounds is not None:
+            integer = round(number)
+            if not bounds[0] <= integer <= bounds[1]:
+                raise WriteNotAllowed(f"{point.name}: {value!r} is out of range for the node's {vtype.name} "
+                                      f"({bounds[0]}..{bounds[1]})")
+            return integer
+        if vtype == ua.VariantType.Float and abs(number) > _FLOAT_MAX:
+            raise WriteNotAllowed(f"{point.name}: {value!r} is out of range for the node's Float")
         return number
 
     # ------------------------------------------------------------------ errors
+    def _refused(self, exc: BaseException) -> AuthError:
+        """The server refused the secure channel (see :class:`_SessionClient`)."""
+        pinned = self.device.connection.get("server_certificate")
+        why = ("our client certificate is not trusted by the server, or the pinned server_certificate "
+               f"{pinned} is not the server's" if pinned else "our client certificate is not trusted by the server")
+        # asyncua's AssertionError carries no text: say what it means instead of its name
+        answer = describe(exc) if isinstance(exc, UaStatusCodeError) else "a fault"
+        return AuthError(f"{self.name}: certificate refused by {self.url}: the server answered OpenSecureChannel "
+                         f"with {answer}: {why}")
+
     def _translate(self, exc: BaseException, what: str) -> CommError | AuthError | DeviceError:
         text = f"{self.name}: {what} {self.url}: {describe(exc)}"
-        if isinstance(exc, ua.UaStatusCodeError):
+        if isinstance(exc, UaStatusCodeError):
             code = exc.code & 0xFFFF0000
             if code in _AUTH_CODES:
                 return AuthError(text)
-            if code in _COMM_CODES or code in (ua.StatusCodes.BadSessionIdInvalid, ua.StatusCodes.BadSessionClosed,
-                                               ua.StatusCodes.BadSecureChannelIdInvalid):
+            if code in _COMM_CODES or code in (StatusCodes.BadSessionIdInvalid, StatusCodes.BadSessionClosed,
+                                               StatusCodes.BadSecureChannelIdInvalid):
                 return CommError(text)
             return DeviceError(text)
-        if isinstance(exc, ua.UaError) and "endpoint" in str(exc).lower():
+        if isinstance(exc, UaError) and "endpoint" in str(exc).lower():
             return AuthError(text)  # no endpoint with the requested security policy
         return CommError(text)
 

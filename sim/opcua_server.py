@@ -35,8 +35,11 @@ variables get AccessLevel and UserAccessLevel CurrentRead|CurrentWrite (every ot
 read-only: a client write gets BadUserAccessDenied) and an asyncua value *setter*, so a client's
 Write reaches the model at once, inside the Write service::
 
-    client Write ──► asyncua: access level, data type (BadTypeMismatch) ──► setter
-        setter: model.write(key, value) ── ValueError ──► ServiceFault BadOutOfRange (nothing changes)
+    client Write [wv1, wv2, ...] ──► _PerNodeWrites: each WriteValue on its own (OPC UA Part 4 §5.10.4:
+                                     one StatusCode per node, in request order)
+        wv ──► asyncua: access level (BadUserAccessDenied), data type (BadTypeMismatch) ──► setter
+        setter: model.write(key, value) ── ValueError ──► BadOutOfRange for THAT node (it keeps its
+                value; the good nodes of the same request are applied, the service itself is Good)
                 the variable takes the MODEL's value after the write (what a Read, and every
                 subscription, sees: a write the model ignored reads back what is in force), and
                 the equipment's other changes (armed...) are published at once
@@ -44,9 +47,7 @@ Write reaches the model at once, inside the Write service::
     (per asyncio task, so a client write running while a publish awaits is never mistaken for one)
 
 A Write to an equipment with the ``drop`` comm fault is refused with BadNoCommunication; with
-``corrupt`` the model takes it and the variable shows the garbled value. The Write service answers
-one status per request, so a multi-variable Write refused for one variable may have applied the
-variables before it (the SCADA driver writes one variable per request).
+``corrupt`` the model takes it and the variable shows the garbled value.
 
 Security: ``security="none"`` (tests, the demo's default), ``"sign_encrypt"`` (Basic256Sha256,
 SignAndEncrypt only) or ``"both"``. With encryption a self-signed application certificate and key are
@@ -88,7 +89,8 @@ from typing import Any, Protocol
 
 from asyncua import ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
-from asyncua.server.address_space import NodeData
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.address_space import AttributeService, NodeData
 from asyncua.server.server import Server
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography import x509
@@ -148,8 +150,29 @@ def _data_value(value: Any, vtype: ua.VariantType, source: dt.datetime, server: 
 
 
 def _refusal(code: int) -> Exception:
-    """The exception a setter raises to refuse a write: asyncua answers the Write with a ServiceFault ``code``."""
+    """The exception a setter raises to refuse a write: :class:`_PerNodeWrites` makes it that node's status."""
     return UaStatusCodeError(code)  # type: ignore[no-untyped-call]
+
+
+_ADMIN = User(role=UserRole.Admin)  # asyncua's default user of the service (its sessions always pass theirs)
+
+
+class _PerNodeWrites(AttributeService):
+    """asyncua's attribute service, with a Write that answers one status per node.
+
+    asyncua 2.1.0 lets an exception from a value setter escape the whole Write service (a ServiceFault
+    after the nodes before it were applied); here each WriteValue goes through asyncua's own checks
+    alone, and a setter's refusal (:func:`_refusal`) becomes that node's StatusCode.
+    """
+
+    async def write(self, params: ua.WriteParameters, user: User = _ADMIN) -> list[ua.StatusCode]:
+        results: list[ua.StatusCode] = []
+        for node in params.NodesToWrite:
+            try:
+                results.extend(await super().write(ua.WriteParameters(NodesToWrite=[node]), user))
+            except UaStatusCodeError as exc:
+                results.append(ua.StatusCode(exc.code))
+        return results
 
 
 _UNSIGNED_MAX = {ua.VariantType.Byte: 0xFF, ua.VariantType.UInt16: 0xFFFF, ua.VariantType.UInt32: 0xFFFF_FFFF,
@@ -217,6 +240,7 @@ class OpcUaModelServer:
         t0 = time.perf_counter()
         server = Server()
         await server.init()
+        server.iserver.attribute_service = _PerNodeWrites(server.iserver.aspace)
         t_init = time.perf_counter()
         server.set_server_name(f"city simulator {self.kind}")
         await server.set_application_uri(f"urn:city:sim:{self.kind}")

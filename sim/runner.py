@@ -19,10 +19,17 @@
 Ports: ``ports="test"`` binds every TCP/UDP server on port 0 (the OS picks) and puts the serial
 links in ``state_dir``; ``ports="demo"`` uses the fixed addresses of tags.yaml's ``endpoints:``.
 
-Clock: ``now = start_time + elapsed_real × speed + jumps``. ``autostep=True`` steps every model each
-``tick_s`` real seconds; with ``autostep=False`` time moves only through :meth:`Simulator.advance`
-(tests: fully deterministic for a seed). Scenario actions fire at their offset: the models are
-stepped to the action's instant, the action is applied, then stepping continues.
+Clock: ``now = start_time + elapsed_real × speed + jumps``. Its two origins are read at the same
+instant, once :meth:`Simulator.start` has everything listening: the monotonic origin of
+``elapsed_real`` and, when no ``start_time`` is given, the wall clock as ``start_time`` (so at speed ×1
+the simulation clock IS the wall clock, whatever the start-up took; the models' first step and first
+publish use the wall time read when start() began). Every model, every scenario action and every
+server's source timestamps follow this one clock (``clock()`` / ``now``); a change made between two
+steps (an injected fault) is stamped by the next step, at most ``tick_s`` after it happened.
+``autostep=True`` steps every model each ``tick_s`` real seconds; with ``autostep=False`` time moves
+only through :meth:`Simulator.advance` (tests: fully deterministic for a seed). Scenario actions fire
+at their offset: the models are stepped to the action's instant, the action is applied, then
+stepping continues.
 
 Faults: :meth:`Simulator.inject` / :meth:`Simulator.clear` go to the model (device faults: each
 model documents its names), :meth:`Simulator.comm_fault` to the server that serves the equipment
@@ -286,7 +293,7 @@ class Simulator:
         self._started = True
         t0 = time.perf_counter()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._t0_sim = self._start_time if self._start_time is not None else time.time()
+        self._t0_sim = self._start_time if self._start_time is not None else time.time()  # first step's instant
         self._now = self._t0_sim
         self.build_models()
         self.timings["models"] = time.perf_counter() - t0
@@ -312,7 +319,11 @@ class Simulator:
         self._write_state()
         await self._publish()
         self.start_seconds = self.timings["total"] = time.perf_counter() - t0
+        # the clock starts now, its two origins read together: the wall time read at the top of start()
+        # paired with this monotonic reading put every source timestamp the start-up time (seconds) behind
         self._t0_mono = time.monotonic()
+        if self._start_time is None:
+            self._t0_sim = time.time()
         self._announce()
         if self.autostep:
             self._task = asyncio.create_task(self._run(), name="simulator-clock")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +22,7 @@ from sim.bollard import Bollard
 from sim.lighting import LightingCabinet
 from sim.modbus_server import ModbusGateway
 from tests.drivers.conftest import demo_city, device_points, wait_for
+from tests.peers import require_peer
 
 Gateway = tuple[ModbusGateway, dict[str, Any], CityConfig]
 
@@ -169,8 +169,8 @@ async def test_comm_loss_restart_faults_and_recovery(gateway: Gateway, caplog: p
     assert sum("lost" in m for m in msgs) == sum("recovered" in m for m in msgs) == 5, msgs
 
 
-@pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll is not installed (apt-get install mbpoll)")
 async def test_mbpoll_writes_what_the_driver_reads(gateway: Gateway) -> None:
+    require_peer("mbpoll", "Debian package mbpoll")
     gw, _models, cfg = gateway
     dev = cfg.devices["C0005"]
     unit = str(dev.connection["unit"])

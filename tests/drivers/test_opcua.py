@@ -298,3 +298,42 @@ async def test_silent_server_times_out_cleanly() -> None:
         await drv.aclose()
     finally:
         listener.close()
+
+
+ODD_VALUES = [
+    ua.Variant(dt.datetime(2026, 3, 10, tzinfo=dt.UTC), ua.VariantType.DateTime),
+    ua.Variant(ua.LocalizedText("porte ouverte", "fr"), ua.VariantType.LocalizedText),
+    ua.Variant(ua.NodeId("elsewhere", 1), ua.VariantType.NodeId),
+    ua.Variant(ua.StatusCode(0x80020000), ua.VariantType.StatusCode),
+    ua.Variant(ua.QualifiedName("q", 1), ua.VariantType.QualifiedName),
+    ua.Variant([1, 2], ua.VariantType.Int32),
+    ua.Variant(b"\x00\x01", ua.VariantType.ByteString),
+]
+
+
+@pytest.mark.parametrize("dtype", ["int", "float", "bool", "enum"])
+@pytest.mark.parametrize("variant", ODD_VALUES, ids=lambda v: v.VariantType.name)
+def test_a_value_a_numeric_tag_cannot_hold_is_bad_config(dtype: str, variant: ua.Variant) -> None:
+    """Pure: DataValue → Sample never raises (one odd value must not cost the session or the batch)."""
+    dev = DeviceDef("ua", "opcua", {"url": "opc.tcp://127.0.0.1:4840/x"}, "normal", 1.0, 2.0, 1)
+    point = TagDef("x/a", "X", "a", "a", "ua", "ns=2;s=a", dtype)
+    sample = OpcUaDriver(dev)._sample(point, ua.DataValue(variant), 1_000)
+    assert (sample.value, sample.quality) == (None, Quality.BAD_CONFIG)
+
+
+@pytest.mark.parametrize(("vtype", "low", "high"), [
+    (ua.VariantType.SByte, -128, 127), (ua.VariantType.Byte, 0, 255), (ua.VariantType.Int16, -32768, 32767),
+    (ua.VariantType.UInt16, 0, 65535), (ua.VariantType.Int32, -(2**31), 2**31 - 1),
+    (ua.VariantType.UInt32, 0, 2**32 - 1), (ua.VariantType.Boolean, 0, 1),
+])
+def test_a_write_outside_the_nodes_type_is_refused_before_the_wire(vtype: ua.VariantType, low: int,
+                                                                    high: int) -> None:
+    """Pure: the value → Variant conversion refuses what asyncua could not encode (WriteNotAllowed, not CommError)."""
+    dev = DeviceDef("ua", "opcua", {"url": "opc.tcp://127.0.0.1:4840/x"}, "normal", 1.0, 2.0, 1)
+    point = TagDef("x/a", "X", "a", "a", "ua", "ns=2;s=a", "int", access="rw")
+    drv = OpcUaDriver(dev)
+    for ok in (low, high):
+        ua.ua_binary.variant_to_binary(ua.Variant(drv._to_variant_value(point, ok, vtype), vtype))  # encodes
+    for bad in (low - 1, high + 1):
+        with pytest.raises(WriteNotAllowed, match=f"out of range for the node's {vtype.name}"):
+            drv._to_variant_value(point, bad, vtype)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import socket
 import subprocess
 import time
@@ -25,6 +24,7 @@ from sim.camera import Camera
 from sim.junction import JunctionController
 from sim.snmp_agent import SnmpAgent
 from tests.drivers.conftest import demo_city, device_points, models_for, wait_for
+from tests.peers import require_peer
 
 AUTH, PRIV = "sim-auth-key-1", "sim-priv-key-1"
 
@@ -223,8 +223,7 @@ def _free_udp_port() -> int:
 
 @pytest.fixture
 def snmpd(tmp_path: Path) -> Iterator[int]:
-    if shutil.which("snmpd") is None:
-        pytest.skip("net-snmp snmpd is not installed (apt-get install snmpd)")
+    require_peer("snmpd", "Debian package snmpd")
     port = _free_udp_port()
     overrides = "\n".join(f"override .1.3.6.1.4.1.99999.7.1.2.{i} integer {10 + i}" for i in range(1, 9))
     conf = tmp_path / "snmpd.conf"

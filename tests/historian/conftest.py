@@ -13,15 +13,15 @@ import pytest
 from historian.backend import Backend, Capability, Series
 from historian.influx import InfluxV1Backend, InfluxV2Backend
 from historian.sqlite_backend import SqliteBackend
-from tests.historian.servers import INFLUXD, VICTORIA, InfluxServer, VictoriaServer, VMExportReader
+from tests.historian.servers import InfluxServer, VictoriaServer, VMExportReader
+from tests.peers import require_peer
 
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
-    if not INFLUXD:
-        pytest.skip("influxd (Debian package influxdb) is not installed")
+    require_peer("influxd", "Debian package influxdb")
     srv = InfluxServer(tmp_path_factory.mktemp("influxd"))
     srv.start()
     try:
@@ -32,8 +32,7 @@ def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxSe
 
 @pytest.fixture(scope="session")
 def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaServer]:
-    if not VICTORIA:
-        pytest.skip("victoria-metrics (Debian package victoria-metrics) is not installed")
+    require_peer("victoria-metrics", "Debian package victoria-metrics")
     srv = VictoriaServer(tmp_path_factory.mktemp("victoria"))
     srv.start()
     try:

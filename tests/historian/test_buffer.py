@@ -18,7 +18,8 @@ from historian.backend import Backend, BackendUnavailable, BatchRejected, Points
 from historian.buffer import BufferAlarm, StoreAndForward
 from historian.influx import InfluxV1Backend
 from historian.sqlite_backend import SqliteBackend
-from tests.historian.servers import INFLUXD, InfluxServer
+from tests.historian.servers import InfluxServer
+from tests.peers import require_peer
 
 T0 = 1_763_800_000_000_000_000
 MS = 1_000_000
@@ -157,11 +158,9 @@ def test_buffer_survives_reopen(tmp_path: Path) -> None:
     assert be.raw("a/b", 0, 2**62).value.tolist() == [1.0]
 
 
-needs_influxd = pytest.mark.skipif(not INFLUXD, reason="influxd (Debian package influxdb) is not installed")
-
-
 @pytest.fixture
 def own_influx(tmp_path: Path):
+    require_peer("influxd", "Debian package influxdb")
     srv = InfluxServer(tmp_path / "influxd")
     srv.start()
     try:
@@ -170,7 +169,6 @@ def own_influx(tmp_path: Path):
         srv.stop()
 
 
-@needs_influxd
 def test_influxd_stopped_under_load_every_value_arrives_exactly_once(tmp_path: Path, own_influx: InfluxServer) -> None:
     backend = InfluxV1Backend(own_influx.url, "outage", timeout_s=2.0)
     saf = StoreAndForward(backend, tmp_path / "buf", retry_min_s=0.05, retry_max_s=0.3)
@@ -213,7 +211,6 @@ def test_influxd_stopped_under_load_every_value_arrives_exactly_once(tmp_path: P
     backend.close()
 
 
-@needs_influxd
 def test_kill_9_writer_loses_no_acknowledged_value(tmp_path: Path, own_influx: InfluxServer) -> None:
     buf = tmp_path / "buf"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

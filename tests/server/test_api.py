@@ -17,6 +17,7 @@ from scada.errors import ConfigError
 from scada.quality import Quality
 from server.app import ScadaServer
 from server.settings import load_settings
+from tests.peers import require_peer
 from tests.server.conftest import PASSWORDS, ROOT, login, running_server
 
 
@@ -358,10 +359,9 @@ async def test_audit_categories_cr_2_8(live: tuple[ScadaServer, httpx.AsyncClien
 
 async def test_history_on_influxdb_v1(tmp_path: Path) -> None:
     """historian.backend: influxdb — the same API queries against a real influxd 1.x."""
-    from tests.historian.servers import INFLUXD, InfluxServer
+    from tests.historian.servers import InfluxServer
 
-    if not INFLUXD:
-        pytest.skip("influxd (Debian package influxdb) is not installed")
+    require_peer("influxd", "Debian package influxdb")
     influx = InfluxServer(tmp_path / "influxd")
     await asyncio.to_thread(influx.start)
     try:

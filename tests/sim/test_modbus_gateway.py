@@ -18,6 +18,7 @@ from pymodbus.exceptions import ModbusIOException
 from sim.bollard import CMD_LOWER, CMD_RAISE, DOWN, UP, Bollard
 from sim.lighting import MODE_OVERRIDE, MODE_SCHEDULE, PARIS, LightingCabinet
 from sim.modbus_server import ModbusGateway
+from tests.peers import require_peer
 
 NIGHT = datetime(2026, 12, 21, 23, 0, tzinfo=PARIS).timestamp()
 MBPOLL = shutil.which("mbpoll") or "/usr/bin/mbpoll"
@@ -205,8 +206,8 @@ def _values(out: str) -> dict[int, int]:
     return {int(m[1]): int(m[2]) for m in re.finditer(r"^\[(\d+)\]:\s+(-?\d+)", out, re.MULTILINE)}
 
 
-@pytest.mark.skipif(not shutil.which("mbpoll"), reason="mbpoll not installed")
 async def test_mbpoll_reads_and_writes(rig: Rig) -> None:
+    require_peer("mbpoll", "Debian package mbpoll")
     base = ["-m", "tcp", "-p", str(rig.port), "-0", "-1"]
     rc, out = await _mbpoll(*base, "-a", "1", "-t", "3", "-r", "0", "-c", "8", rig.host)
     assert rc == 0, out

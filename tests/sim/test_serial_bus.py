@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from drivers.panel_framing import (
 from sim.panel import InfoPanel
 from sim.parking import ParkingCounter
 from sim.serial_server import SerialBus
+from tests.peers import require_peer
 
 T0 = 1_790_000_000.0
 
@@ -163,8 +163,8 @@ async def test_modbus_rtu_read_with_pymodbus(parking_bus: tuple[SerialBus, dict[
         assert rr.registers == [devices[2].occupied]
 
 
-@pytest.mark.skipif(not shutil.which("mbpoll"), reason="mbpoll not installed")
 async def test_mbpoll_reads_rtu_over_the_pty(parking_bus: tuple[SerialBus, dict[int, ParkingCounter]]) -> None:
+    require_peer("mbpoll", "Debian package mbpoll")
     bus, devices = parking_bus
     proc = await asyncio.create_subprocess_exec(
         "mbpoll", "-m", "rtu", "-b", "19200", "-P", "none", "-a", "2", "-0", "-t", "3", "-r", "0", "-c", "3", "-1",

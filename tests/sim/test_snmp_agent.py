@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from scada.config import EquipmentDef
 from sim.camera import Camera
 from sim.junction import JunctionController
 from sim.snmp_agent import SnmpAgent, device_oids
+from tests.peers import require_peer
 
 T0 = 1_780_000_000.0
 AUTH, PRIV = "test-auth-key-1", "test-priv-key-1"
@@ -403,8 +403,6 @@ async def test_construction_checks() -> None:
 
 # --------------------------------------------------------------------------- net-snmp (independent tool)
 
-NET_SNMP = shutil.which("snmpget") and shutil.which("snmpwalk") and shutil.which("snmpset")
-
 
 async def net_snmp(tool: str, *args: str, tmp: Path) -> tuple[int, str, str]:
     env = {**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(tmp)}
@@ -433,12 +431,11 @@ def parse(out: str) -> dict[str, str]:
     return values
 
 
-@pytest.mark.skipif(
-    not NET_SNMP, reason="Debian net-snmp tools (snmpget/snmpwalk/snmpset, package `snmp`) are not installed"
-)
 async def test_net_snmp_tools_read_and_write_the_agent(
     agent: SnmpAgent, models: dict[str, Any], tmp_path: Path
 ) -> None:
+    for tool in ("snmpget", "snmpwalk", "snmpset"):
+        require_peer(tool, "Debian package snmp")
     j1: JunctionController = models["J1"]
     rc, out, err = await net_snmp(
         "snmpget", "-v2c", "-c", "public-J1", agent.endpoint, *JUNCTION_TAGS.values(), tmp=tmp_path
