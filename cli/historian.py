@@ -68,8 +68,9 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser)
 
 
-#: file names of an embedded store in a folder: the server's (data_dir/historian/history.sqlite), then
-#: the one ``historian.service.Historian.build`` creates
+#: file names of an embedded store in a folder: ``historian.service.STORE_NAME`` (what the server and
+#: ``Historian.build`` write; not imported here, to keep the command light), then the name
+#: ``Historian.build`` used before the two agreed
 STORE_NAMES = ("history.sqlite", "historian.sqlite")
 
 

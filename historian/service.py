@@ -15,7 +15,7 @@
 Queries raise :class:`scada.errors.Refused` when the storage cannot answer: ``UNAVAILABLE`` (backend
 down) or ``UNSUPPORTED`` (a query this backend cannot run); the API maps the code to its status.
 
-Store specs for :func:`open_backend`: a path (``historian.sqlite``, or ``sqlite:PATH``) for the
+Store specs for :func:`open_backend`: a path (a folder holding ``history.sqlite``, a file, or ``sqlite:PATH``) for the
 embedded store; ``influxdb1://host:port/DB[?rp=RP]`` for InfluxDB 1.x; ``influxdb2://host:port?org=O&
 bucket=B`` for the 2.x write path (token from ``$SCADA_INFLUX_TOKEN``).
 """
@@ -41,6 +41,8 @@ from scada.tagdb import TagDatabase
 
 Json = dict[str, Any]
 NS = 1_000_000_000
+#: the embedded store's file name in its folder (the server's: data_dir/historian/history.sqlite)
+STORE_NAME = "history.sqlite"
 
 
 def open_backend(spec: str, *, retention: Mapping[str, RetentionPolicy] | None = None,
@@ -62,7 +64,7 @@ def open_backend(spec: str, *, retention: Mapping[str, RetentionPolicy] | None =
     path = spec.removeprefix("sqlite:")
     p = Path(path)
     if p.is_dir():
-        p = p / "historian.sqlite"
+        p = p / STORE_NAME
     return SqliteBackend(p, retention=retention)
 
 
@@ -114,13 +116,13 @@ class Historian:
               on_alarm: AlarmHook | None = None,
               on_fill: Callable[[float], None] | None = None, capacity_bytes: int = 512 * 2**20) -> Historian:
         """Backend → store-and-forward buffer (``directory/buffer``) → recorder on ``tagdb``. Nothing runs
-        until :meth:`start`. ``backend``: a Backend, "embedded" (``directory/historian.sqlite``) or a store spec."""
+        until :meth:`start`. ``backend``: a Backend, "embedded" (``directory/history.sqlite``) or a store spec."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if isinstance(backend, Backend):
             be = backend
         elif backend == "embedded":
-            be = SqliteBackend(directory / "historian.sqlite", retention=retention)
+            be = SqliteBackend(directory / STORE_NAME, retention=retention)
         else:
             be = open_backend(backend, retention=retention)
         buf = StoreAndForward(be, directory / "buffer", on_alarm=on_alarm, on_fill=on_fill,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from historian.backend import Backend
 from historian.buffer import BufferAlarm
 from historian.influx import InfluxV1Backend, InfluxV2Backend
-from historian.service import Historian
+from historian.service import STORE_NAME, Historian
 from historian.sqlite_backend import SqliteBackend
 from scada.config import CityConfig
 from scada.tagdb import TagDatabase
@@ -50,7 +50,7 @@ class HistorianComponent:
                                        username=cfg.username,
                                        password=os.environ.get(cfg.password_env) if cfg.username else None)
             return InfluxV2Backend(cfg.url, cfg.org, cfg.bucket, os.environ.get(cfg.token_env, ""))
-        return SqliteBackend(self.server.data_dir / "historian" / "history.sqlite")
+        return SqliteBackend(self.server.data_dir / "historian" / STORE_NAME)
 
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
         st = self.health()
