@@ -17,6 +17,7 @@ day-burner), so that every luminaire tag has a rule: ~340,000 tags read by ~420,
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.protocol import Metric, Section
 from scada.alarms import AlarmEngine
 from scada.alarms.rules import AlarmCatalog, compile_rules
 from scada.alarms.states import Context, Event, Refused, Status, transition
@@ -41,6 +43,9 @@ from scada.quality import Quality
 from scada.tagdb import TagDatabase
 
 ROOT = Path(__file__).resolve().parents[1]
+TITLE = "Alarms"
+DEPENDS = ["scada/alarms", "scada/journal.py", "scada/tagdb.py", "scada/quality.py", "scada/config",
+           "tags.yaml", "alarms.yaml", "commands.yaml", "inventory"]
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
 
@@ -255,12 +260,17 @@ def _run_loop(loop: LoopEngine, db: TagDatabase, batches: list[tuple[np.ndarray,
 
 # ---------------------------------------------------------------------- main
 def main(quick: bool = False) -> str:
+    return measure(quick).markdown
+
+
+def measure(quick: bool = False) -> Section:
     logging.getLogger("scada.alarms.engine").setLevel(logging.ERROR)  # floods are the point here, not news
     luminaires = 8_000 if quick else 83_300
     rows_10m = 300_000 if quick else 10_000_000
     tmp = Path(tempfile.mkdtemp(prefix="bench-alarms-"))
     lines: list[str] = []
     w = lines.append
+    metrics: dict[str, Metric] = {}
     try:
         t_build = time.perf_counter()
         config = build_city(tmp / "city", luminaires)
@@ -272,13 +282,8 @@ def main(quick: bool = False) -> str:
         ruled = catalog.input_tags
         normal = normal_values(db)
         storm = storm_values(db, normal)
-        w("## Alarms")
-        w("")
-        w(f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {_machine()}, SQLite "
-          f"{sqlite3.sqlite_version}; load average at start {os.getloadavg()[0]:.1f} "
-          f"(`python -m bench --only alarms{' --quick' if quick else ''}`).")
-        w("")
-        w(f"City: {len(config.equipment):,} equipment, {len(db):,} tags, **{ruled.size:,} tags with rules**, "
+        w(f"SQLite {sqlite3.sqlite_version}. City: {len(config.equipment):,} equipment, {len(db):,} tags, "
+          f"**{ruled.size:,} tags with rules**, "
           f"{catalog.n:,} alarms from {len(catalog.rules)} rules ({luminaires:,} luminaires; the shipped rules "
           f"plus lamp level/power/energy rules). Config load {build_s - compile_s:.1f} s, rule compilation "
           f"{compile_s:.2f} s.")
@@ -314,12 +319,20 @@ def main(quick: bool = False) -> str:
                          _pct(lat_v, 99), rate_l, _pct(lat_l, 99), rate_v / rate_l, n_vec, n_loop))
         w(f"### Evaluation ({ruled.size:,} tags with rules, no journal, one core)")
         w("")
+        w("Baseline (same run, same batches, same field state): a per-alarm Python loop with the engine's "
+          "semantics (a dict of alarm objects per tag, scalar conditions with deadband, the pure "
+          "`states.transition` per edge), the obvious design; fair because it evaluates only the alarms whose "
+          "tags changed, as the engine does, and makes the same transitions.")
+        w("")
         w("| changing | changed tags/batch | alarms evaluated/batch | transitions/batch | vectorised evaluations/s | "
           "p50 batch | p99 batch | per-alarm loop evaluations/s | loop p99 batch | ratio |")
         w("|---|---|---|---|---|---|---|---|---|---|")
         for share, tags_b, ev_b, tr_b, rv, p50, p99, rl, pl99, ratio, nv, nl in rows:
             w(f"| {share:.0%} | {tags_b:,} | {ev_b:,} | {tr_b:,} | {_n(rv)} | {_ms(p50)} | {_ms(p99)} "
               f"({nv} batches) | {_n(rl)} | {_ms(pl99)} ({nl} batches) | {ratio:.1f}x |")
+            metrics[f"vectorised evaluations/s, {share:.0%} changing"] = Metric(rv, "evaluations/s", "higher")
+            metrics[f"p99 batch, {share:.0%} changing"] = Metric(p99 * 1000, "ms", "lower")
+            metrics[f"loop baseline evaluations/s, {share:.0%} changing"] = Metric(rl, "evaluations/s", "higher")
         w("")
         # ---- 2. storm journalled
         jpath = tmp / "journal.sqlite"
@@ -345,12 +358,16 @@ def main(quick: bool = False) -> str:
                                journal.count() - before, took, cpu))
         w("### The 100 % storm batch, evaluated and journalled (one durable transaction)")
         w("")
+        w("No baseline: a target (< 1 s); wall and CPU time are both given because the machine is shared.")
+        w("")
         w("| batch | changed tags | transitions | journal rows | evaluate + journal (commit), wall | same, CPU time |")
         w("|---|---|---|---|---|---|")
         for name, tags_c, trs, jr, took, cpu in storm_rows:
             w(f"| {name} | {tags_c:,} | {trs:,} | {jr:,} | {_ms(took)} | {_ms(cpu)} |")
         worst = max(r[4] for r in storm_rows)
         worst_cpu = max(r[5] for r in storm_rows)
+        metrics["storm batch evaluated + journalled, worst wall"] = Metric(worst * 1000, "ms", "lower")
+        metrics["storm batch evaluated + journalled, worst CPU"] = Metric(worst_cpu * 1000, "ms", "lower")
         w("")
         w(f"Target: < 1 s per storm batch evaluated and journalled: wall {'met' if worst < 1 else 'NOT met'} "
           f"(worst {worst:.2f} s at load average {os.getloadavg()[0]:.1f} on 2 cores); CPU time "
@@ -364,18 +381,18 @@ def main(quick: bool = False) -> str:
         # ---- 3. sustained journal throughput
         w("### Journal: sustained durable writes (synchronous=FULL, WAL)")
         w("")
-        w(_sustained(tmp, catalog, quick))
+        w(_sustained(tmp, catalog, quick, metrics))
         w("")
         # ---- 4. 10M rows
         w(f"### One equipment's year of history at {rows_10m:,} journal rows")
         w("")
-        w(_history(tmp, catalog, rows_10m, quick))
+        w(_history(tmp, catalog, rows_10m, metrics))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return "\n".join(lines) + "\n"
+    return Section("\n".join(lines) + "\n", metrics)
 
 
-def _sustained(tmp: Path, catalog: AlarmCatalog, quick: bool) -> str:
+def _sustained(tmp: Path, catalog: AlarmCatalog, quick: bool, metrics: dict[str, Metric]) -> str:
     path = tmp / "sustained.sqlite"
     with Journal(path) as j:
         refs = j.register(catalog.infos(np.arange(min(catalog.n, 50_000), dtype=np.int64)))
@@ -425,7 +442,13 @@ def _sustained(tmp: Path, catalog: AlarmCatalog, quick: bool) -> str:
         n_base += 1000
     base_rate = n_base / (time.perf_counter() - start)
     conn.close()
+    metrics["journal durable transitions/s, batches of 1,000"] = Metric(batch_rate, "transitions/s", "higher")
+    metrics["executemany baseline, batches of 1,000"] = Metric(base_rate, "transitions/s", "higher")
     return "\n".join([
+        "Baselines (same run, same random alarms): one transaction per transition (the naive durable design), "
+        "and a plain `executemany` of the same 1,000 rows per transaction into the same schema, the bulk API "
+        "a competent engineer would use: the fair one.",
+        "",
         "| durable transitions/s | journal (`append_batch`) | baseline (same run) | ratio |",
         "|---|---|---|---|",
         f"| engine batches of 1,000 transitions, one transaction each | {_n(batch_rate)} | {_n(tx_rate)} "
@@ -438,7 +461,7 @@ def _sustained(tmp: Path, catalog: AlarmCatalog, quick: bool) -> str:
     ])
 
 
-def _history(tmp: Path, catalog: AlarmCatalog, n_rows: int, quick: bool) -> str:
+def _history(tmp: Path, catalog: AlarmCatalog, n_rows: int, metrics: dict[str, Metric]) -> str:
     path = tmp / "history.sqlite"
     year_start = 1_767_225_600_000  # 2026-01-01T00:00Z
     year_ms = 365 * 86_400_000
@@ -465,18 +488,18 @@ def _history(tmp: Path, catalog: AlarmCatalog, n_rows: int, quick: bool) -> str:
     cab = [i for i, e in enumerate(eq) if e.startswith("C")]
     busiest = eq[max(cab, key=lambda i: counts[i])]
     with Journal(path, readonly=True) as j:
-        q_year = dict(start_ms=year_start, end_ms=year_start + year_ms)
+        year = JournalQuery(equipment=[busiest], start_ms=year_start, end_ms=year_start + year_ms)
         first_lat, all_lat, first_cpu, all_cpu = [], [], [], []
         n_all = 0
         for _ in range(5):
             cpu = time.process_time()
             start = time.perf_counter()
-            page = j.query(JournalQuery(equipment=[busiest], limit=100, **q_year))  # type: ignore[arg-type]
+            page = j.query(dataclasses.replace(year, limit=100))
             first_lat.append(time.perf_counter() - start)
             first_cpu.append(time.process_time() - cpu)
             cpu = time.process_time()
             start = time.perf_counter()
-            n_all = sum(1 for _ in j.iter_rows(JournalQuery(equipment=[busiest], **q_year)))  # type: ignore[arg-type]
+            n_all = sum(1 for _ in j.iter_rows(year))
             all_lat.append(time.perf_counter() - start)
             all_cpu.append(time.process_time() - cpu)
         cpu = time.process_time()
@@ -488,15 +511,22 @@ def _history(tmp: Path, catalog: AlarmCatalog, n_rows: int, quick: bool) -> str:
         start = time.perf_counter()
         base = j.execute_sql(
             "SELECT j.* FROM journal j INDEXED BY journal_ts JOIN alarm_def d ON d.ref = j.ref WHERE d.equipment = ? "
-            "AND j.ts_ms >= ? AND j.ts_ms < ? ORDER BY j.ts_ms DESC LIMIT 100", [busiest, *q_year.values()])
+            "AND j.ts_ms >= ? AND j.ts_ms < ? ORDER BY j.ts_ms DESC LIMIT 100",
+            [busiest, year_start, year_start + year_ms])
         base_s = time.perf_counter() - start
     assert len(page.rows) == len(base) == min(100, n_all)
+    metrics["one equipment's year, first page, median"] = Metric(statistics.median(first_lat) * 1000, "ms", "lower")
+    metrics["one equipment's year, every row, median"] = Metric(statistics.median(all_lat) * 1000, "ms", "lower")
+    metrics["restart: current_states()"] = Metric(restore_s, "s", "lower")
     met = "met" if statistics.median(first_lat) < 0.1 and statistics.median(all_lat) < 0.1 else "NOT met"
     return "\n".join([
         f"{n_rows:,} rows over one year, uniformly over the {refs.size:,} alarm definitions, appended in time "
         f"order in 100,000-row transactions: {gen_s:.0f} s ({n_rows / gen_s:,.0f} rows/s), {size_mb:,.0f} MB "
         f"on disk (definitions registered in {reg_s:.1f} s). Equipment: cabinet {busiest} "
         f"({counts[eq.index(busiest)]:,} alarms, {n_all:,} rows in the year).",
+        "",
+        "Baseline (same run, same journal): the same first page answered with the time index only (walk the "
+        "year newest first, filter on the equipment), what the journal would do without its per-alarm index.",
         "",
         "| query | median wall (5 runs) | median CPU | first run | baseline: same page with the time index only "
         "| ratio |",
@@ -512,16 +542,6 @@ def _history(tmp: Path, catalog: AlarmCatalog, n_rows: int, quick: bool) -> str:
         f"Target: one equipment's year of history < 100 ms at {n_rows:,} rows: {met} (wall, first page and "
         f"every row); CPU: {'met' if statistics.median(all_cpu) < 0.1 else 'NOT met'}.",
     ])
-
-
-def _machine() -> str:
-    try:
-        from bench.__main__ import machine
-
-        return machine()
-    except ImportError:  # pragma: no cover
-        import platform
-        return platform.platform()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,6 +44,9 @@ import httpx
 import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
+TITLE = "Server"
+DEPENDS = ["server", "scada", "drivers", "historian", "failsafe", "sim", "cli", "tags.yaml", "alarms.yaml",
+           "commands.yaml", "inventory"]
 ADMIN = ("bench", "Storm-Night-Pass-42")
 NIGHT = "2026-01-15T22:00:00"
 
@@ -296,8 +299,6 @@ async def _run(quick: bool) -> str:
         p50, p99 = _pct(lat, 50), _pct(lat, 99)
         target = period + 0.25
         lines += [
-            "## Server",
-            "",
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `python -m bench --only server"
             f"{' --quick' if quick else ''}`: the {scale} city ({len(config.equipment):,} equipment, "
             f"{len(config.devices):,} devices, {len(config.tags):,} tags) served by `scada sim` and supervised by "

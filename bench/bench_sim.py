@@ -15,8 +15,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+TITLE = "Simulator"
+DEPENDS = ["sim", "scada/config", "tags.yaml", "alarms.yaml", "commands.yaml", "inventory"]
 
 CHILD = r"""
 import asyncio, json, logging, random, sys, time
@@ -93,16 +96,16 @@ else:
 """
 
 
-def _child(*args: str) -> dict[str, object]:
+def _child(*args: str) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"bench_sim child failed:\n{proc.stderr[-3000:]}")
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])  # the child's JSON, as printed
     return result
 
 
-def _run_scale(scale: str, window: float) -> dict[str, object]:
+def _run_scale(scale: str, window: float) -> dict[str, Any]:
     from scada.config.generate import generate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +119,7 @@ def main(quick: bool = False) -> str:
     full = demo if quick else _run_scale("dijon", window)
     bare = _child("bare")
     rows = [("demo", demo)] if quick else [("demo", demo), ("dijon", full)]
-    lines = ["## Simulator", ""]
+    lines: list[str] = []
     lines.append(f"Every server of the city on 127.0.0.1 port 0, one process; steady state measured over "
                  f"{window:.0f} s per speed with a 1 s tick.")
     lines.append("")
@@ -124,7 +127,7 @@ def main(quick: bool = False) -> str:
                  "| start total | RSS after start | RSS steady | CPU ×1 | CPU ×60 | storm step |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
-        t: dict[str, float] = r["timings"]  # type: ignore[assignment]
+        t: dict[str, float] = r["timings"]
         bms = t.get("server:opcua-bms", 0.0)
         fleet = t.get("server:opcua-fleet", 0.0)
         others = sum(v for k, v in t.items() if k.startswith("server:") and "opcua" not in k)
@@ -136,11 +139,11 @@ def main(quick: bool = False) -> str:
             f"{1000 * float(r['storm_s']):.0f} ms ({r['storm_cabinets']} cabinets, {r['storm_luminaires']:,} lamps) |")
     lines.append("")
     bare_s = float(bare["bare_opcua_s"])
-    ft: dict[str, float] = full["timings"]  # type: ignore[assignment]
-    dt_: dict[str, float] = demo["timings"]  # type: ignore[assignment]
+    ft: dict[str, float] = full["timings"]
+    dt_: dict[str, float] = demo["timings"]
     for name, r in rows:
         parts = []
-        for server, t in dict(r["opcua"]).items():  # type: ignore[call-overload]
+        for server, t in dict(r["opcua"]).items():
             if t:
                 parts.append(f"{server} init {t['init']:.2f} s + nodes {t['build']:.2f} s")
         if parts:
