@@ -1,13 +1,17 @@
 """``scada audit``: tools for the command audit log.
 
-    scada audit verify [--log PATH] [--key-env VAR]   check the hash chain and the head anchor;
-                                                      exit 0 intact, 1 broken (first bad line printed)
-    scada audit show [--log PATH] [-n N] [--target ID] [--format text|json]
-                                                      print the last entries, one line each
+    scada audit verify [--log DIR] [--key-env VAR] [--key-file PATH]
+                        check every segment's chain and the head anchor on a snapshot taken under the
+                        writer's lock (a live log is consistent), with the key ($SCADA_AUDIT_KEY, else
+                        --key-file, else <data>/keys/audit.key) whose fingerprint it prints;
+                        exit 0 intact, 1 broken (first bad line printed), 2 no log or no key
+    scada audit show [--log DIR] [-n N] [--target ID] [--format text|json]
+                        print the newest entries, one line each (read through the log's index: only the
+                        lines printed, never the whole history; the log itself is not written)
     scada audit vocabulary [--commands PATH] [--tags PATH]  check commands.yaml against the city and list
                                                       every write the system can issue (SNMP allow-list)
 
-The log is ``--log``, else ``$SCADA_AUDIT_LOG``, else ``failsafe/audit.log`` of the server's data folder,
+The log is ``--log``, else ``$SCADA_AUDIT_LOG``, else ``failsafe/audit/`` of the server's data folder,
 found as every command finds it (``--data-dir``, ``$SCADA_DATA_DIR``, ``scada-data``; ``--city``, or the
 only city folder there: :mod:`scada.datadir`).
 """
@@ -18,15 +22,23 @@ import argparse
 import json
 import os
 import sys
-from collections import deque
 from pathlib import Path
 
 from cli.options import add_data_dir, instance
-from failsafe.audit import KEY_ENV, AuditLog, verify_file
-from scada.datadir import DataDirError
+from failsafe.audit import (
+    KEY_ENV,
+    KEY_FILE,
+    LOG_DIR_NAME,
+    STATE_DIR,
+    AuditIndex,
+    AuditKeyError,
+    load_key,
+    verify_file,
+)
+from scada.datadir import DataDirError, keys_dir
 
 LOG_ENV = "SCADA_AUDIT_LOG"
-LOG_IN_DATA_DIR = Path("failsafe") / "audit.log"  # where the server's fail-safe component writes it
+LOG_IN_DATA_DIR = Path(STATE_DIR) / LOG_DIR_NAME  # failsafe/audit: where the server's fail-safe layer writes it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--log", default=None, help=log_help)
     add_data_dir(v)
     v.add_argument("--key-env", default=KEY_ENV, help=f"environment variable holding the HMAC key (default {KEY_ENV})")
+    v.add_argument("--key-file", type=Path, default=None,
+                   help=f"the key file when the variable is not set (default keys/{KEY_FILE} of the data folder)")
     s = sub.add_parser("show", help="print the last audit entries")
     s.add_argument("--log", default=None, help=log_help)
     add_data_dir(s)
@@ -63,26 +77,41 @@ def main(args: argparse.Namespace) -> int:
             print(f"scada audit {args.action}: {exc}", file=sys.stderr)
             return 2
     if args.action == "verify":
-        key_text = os.environ.get(args.key_env)
-        report = verify_file(Path(args.log), key_text.encode() if key_text else None)
-        print(report)
-        return 0 if report.ok else 1
+        return _verify(args)
     if args.action == "show":
         return _show(args)
     return _vocabulary(args)
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """Exit 0 intact, 1 broken, 2 when there is no log or no key to check it with."""
+    try:
+        key_file = args.key_file or keys_dir(instance(args)) / KEY_FILE
+    except DataDirError:  # --log given outside any data folder, and no --key-file: only the variable can help
+        key_file = None
+    try:
+        key = load_key(key_file, args.key_env)
+    except (AuditKeyError, OSError) as exc:
+        print(f"scada audit verify: {exc}", file=sys.stderr)
+        return 2
+    if key is None:
+        print(f"scada audit verify: no key: set ${args.key_env} or give --key-file (the log is always keyed; "
+              f"looked for {key_file or 'a data folder'})", file=sys.stderr)
+        return 2
+    report = verify_file(Path(args.log), key.key)
+    print(report)
+    print(f"key: {key.source} (fingerprint {key.fingerprint})")
+    if report.missing:
+        return 2
+    return 0 if report.ok else 1
+
+
 def _show(args: argparse.Namespace) -> int:
     path = Path(args.log)
-    if not path.exists():
+    if not path.is_dir():
         print(f"{path}: no audit log", file=sys.stderr)
         return 1
-    last: deque[dict[str, object]] = deque(maxlen=max(1, args.n))
-    for entry in AuditLog(path, fsync=False).entries():
-        target = entry.get("target")
-        if args.target and not (target == args.target or (isinstance(target, list) and args.target in target)):
-            continue
-        last.append(entry)
+    last = list(reversed(AuditIndex(path).latest(args.target, max(1, args.n))))
     for e in last:
         if args.format == "json":
             print(json.dumps(e, ensure_ascii=False))

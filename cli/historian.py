@@ -18,7 +18,6 @@ night's length) and gives no verdict on the target below 90 %. Times without a z
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import fnmatch
 import math
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.options import add_data_dir, instance
+from scada import csvsafe
 from scada.datadir import DataDirError
 
 NS = 1_000_000_000
@@ -145,7 +145,7 @@ def export(args: argparse.Namespace) -> int:
         out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
         rows = 0
         try:
-            w = csv.writer(out)
+            w = csvsafe.writer(out)  # a panel message is operator text: no formulas
             w.writerow(["tag", "time_utc", "ts_ns", "value", "quality"])
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                           TimeRemainingColumn(), transient=False, console=_stderr_console()) as progress:
@@ -212,7 +212,7 @@ def energy(args: argparse.Namespace) -> int:
               f"{worst.night_hours:.0f} h, {worst.commune} {worst.night.isoformat()})", file=sys.stderr)
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
+            w = csvsafe.writer(f)
             w.writerow(["night", "commune", "cabinets", "luminaires", "kwh", "baseline_kwh", "saving_percent",
                         "meets_target", "missing", "hours_of_data", "night_hours", "coverage"])
             for r in rows:

@@ -1,7 +1,9 @@
 """``scada reload``: ask a running server to reload its configuration.
 
 The server validates the files first and applies them only if they are valid; every problem is
-printed otherwise and nothing changes. Two ways to ask:
+printed otherwise and nothing changes. A change of the safety configuration (commands.yaml: verbs, interlocks,
+compatibility matrices and layouts, the monitor's settings) is not applied at once: the server answers that
+it is pending a second person's approval and prints what changes (the diff). Two ways to ask:
 
 * through the API (default when ``--user`` is given): ``POST /api/v1/config/reload`` as an engineer or
   administrator (password from ``--password-env VAR`` or asked); the answer lists what changed;
@@ -21,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,21 @@ def _state(data_dir: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def pending_text(body: dict[str, Any]) -> str:
+    """A 202 answer: the safety configuration changes, so nothing was applied until a second person approves."""
+    change = body.get("change") or {}
+    deadline = change.get("deadline")
+    until = time.strftime("%H:%M:%S UTC", time.gmtime(deadline)) if isinstance(deadline, (int, float)) else "?"
+    lines = [f"configuration NOT applied yet: it changes the safety configuration and waits for a second person's "
+             f"approval (change {change.get('id')}, expires at {until})", "safety changes:"]
+    lines += [f"  {d}" for d in change.get("diff", [])]
+    if change.get("summary"):
+        lines.append(f"other changes: {change['summary']}")
+    lines.append(f"another account with one of commands.yaml's approval.approver_roles approves it: "
+                 f"POST /api/v1/config/changes/{change.get('id')}/approve (or from the console's approvals)")
+    return "\n".join(lines)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -89,6 +107,9 @@ def main(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"scada reload: cannot reach {url}: {exc}", file=sys.stderr)
         return 1
+    if r.status_code == 202:
+        print(pending_text(body))
+        return 0
     if r.status_code == 200:
         changes = body.get("changes", {})
         print(f"configuration reloaded (generation {body.get('generation')}): "

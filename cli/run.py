@@ -145,7 +145,8 @@ def start_simulator(args: argparse.Namespace, tags: Path, alarms: Path, state: P
     cmd = [sys.executable, "-m", "cli", "sim", "--config", str(tags), "--alarms", str(alarms),
            "--ports", "test", "--state-dir", str(state), "--seed", str(args.seed), "--speed", str(args.speed)]
     with open(state.parent / "simulator.log", "wb") as log_file:
-        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        # our own interpreter and module with a fixed argument list: no shell, no untrusted program
+        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,  # noqa: S603
                                 pass_fds=(sim_lock.fd,), env={**os.environ, **sim_lock.child_env()})
 
 
@@ -188,7 +189,7 @@ def stop_child(proc: subprocess.Popen[Any] | None, name: str, sig: int = signal.
 def start_hmi(url: str, user: str, password: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SCADA_URL": url, "SCADA_USER": user, "SCADA_PASSWORD": password}
     # own session: Ctrl-C reaches `scada run`, which closes the console first (SIGTERM), then the server
-    return subprocess.Popen([sys.executable, "-m", "cli", "hmi", "--url", url, "--user", user], env=env,
+    return subprocess.Popen([sys.executable, "-m", "cli", "hmi", "--url", url, "--user", user], env=env,  # noqa: S603 - our interpreter
                             start_new_session=True)
 
 

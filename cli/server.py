@@ -6,7 +6,10 @@ Stops cleanly on SIGTERM / SIGINT (Ctrl-C); SIGHUP reloads the configuration (as
 Its data folder follows :mod:`scada.datadir`: ``--data-dir``, else ``$SCADA_DATA_DIR``, else the
 settings file's ``data_dir``, else ``scada-data``; ``--city NAME`` picks ``<that>/NAME`` (the folder
 ``scada run --scale NAME`` uses). The folder is locked (``.lock``: PID and command) before anything
-is written; a second server (or a ``scada run``) on it exits 2 naming the running one.
+is written; a second server (or a ``scada run``) on it exits 2 naming the running one. The command
+audit log's key (failsafe.audit) is created at the first start; a log whose key is missing or is
+another one exits 2 naming the fingerprint the log expects. A folder (or a
+store in it) that cannot be written exits 2 with one line: which path, and why (scada.datadir.check_writable).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.options import add_data_dir, lock
-from scada.datadir import DataDirError, resolve
+from scada.datadir import DataDirError, check_writable, resolve
 from scada.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -82,10 +85,16 @@ def main(args: argparse.Namespace) -> int:
     if held is None:
         return 2
     with held:
+        try:
+            check_writable(data)
+        except DataDirError as exc:
+            print(f"scada server: {exc}", file=sys.stderr)
+            return 2
         return _serve(settings.model_copy(update={"data_dir": data}))
 
 
 def _serve(settings: ServerSettings) -> int:
+    from failsafe.audit import AuditKeyError, provision_for
     from scada.users import UserError, UserStore, ensure_first_admin
     from server.app import ScadaServer
     from server.main import serve
@@ -96,6 +105,13 @@ def _serve(settings: ServerSettings) -> int:
             raise ConfigError(problems)
     except ConfigError as exc:
         return exc.report("the server does not start")
+    try:  # the command audit log is always keyed: its key is created at the first start, checked at every other
+        key = provision_for(settings.data_dir)
+    except AuditKeyError as exc:
+        print(f"scada server: {exc}", file=sys.stderr)
+        return 2
+    print(f"command audit log key: {key.source} (fingerprint {key.fingerprint}"
+          f"{', created now: back it up apart from the data' if key.created else ''})", file=sys.stderr)
     store = UserStore(settings.data_dir / "users.sqlite")
     try:
         try:

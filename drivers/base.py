@@ -11,9 +11,10 @@ SNMP agent context, or a whole serial bus with its units)::
                                           raises a DriverError and never returns None for a point
         await read_readings(points) -> Readings
                                           the same answer as numpy columns (scada.tagdb.Readings): what
-                                          the poll scheduler calls. The default wraps read(); the Modbus
-                                          and SNMP drivers decode straight into columns (no Sample per
-                                          point) and derive read() from it
+                                          the poll scheduler calls. The Modbus drivers (TCP and RTU)
+                                          decode straight into columns (no Sample per point) and derive
+                                          read() from it; SNMP, OPC UA and serial ASCII answer per sample
+                                          and take the default, which wraps read()
         await write(point, value) -> Sample
                                           write ONE value, read it back, return the read-back sample.
                                           Raises WriteNotAllowed (not declared rw, or out of range),
@@ -93,7 +94,7 @@ class DriverContext:
                 result = close(obj)
                 if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                     await result
-            except Exception:  # closing must go on for the others
+            except Exception:  # a resource's close may raise anything: closing must go on for the others (logged)
                 log.exception("%s: closing shared resource failed", key)
 
 

@@ -154,7 +154,7 @@ class _SessionClient(Client):
             await super().open_secure_channel(renew)
         except (ConnectionError, TimeoutError):
             raise  # no answer at all: a communication problem, not a refusal
-        except Exception as exc:
+        except Exception as exc:  # any other fault (asyncua has no common base): remembered as the refusal, re-raised
             if not renew:
                 self.channel_refused = exc
             raise
@@ -233,7 +233,7 @@ class OpcUaDriver(Driver):
         except asyncio.CancelledError:
             await self._quiet_disconnect(client)
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - asyncua raises undocumented exceptions: translated to DriverError at the boundary
             await self._quiet_disconnect(client)
             if client.channel_refused is not None and self.security in _SECURE:
                 raise self.fail(self._refused(client.channel_refused)) from None
@@ -250,7 +250,7 @@ class OpcUaDriver(Driver):
             except asyncio.CancelledError:
                 await self._drop()
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - asyncua's undocumented exceptions: translated to DriverError here
                 await self._drop()
                 raise self.fail(self._translate(exc, "re-subscribe")) from None
         log.debug("%s: connected to %s (%s, %s)", self.name, self.url, self.security, self.mode)
@@ -303,11 +303,11 @@ class OpcUaDriver(Driver):
     async def _quiet_disconnect(self, client: Client) -> None:
         try:
             await asyncio.wait_for(client.disconnect(), 2.0)
-        except Exception:  # closing a broken session must never raise
+        except Exception:  # noqa: BLE001 - closing a broken session must never raise (asyncua raises anything here)
             try:
                 client.disconnect_socket()
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - the socket may already be gone: nothing left to close
+                log.debug("%s: closing the socket: %s", self.name, describe(exc))
 
     async def _drop(self) -> None:
         client, self._client = self._client, None
@@ -395,7 +395,7 @@ class OpcUaDriver(Driver):
             except asyncio.CancelledError:
                 await self._drop()
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - asyncua's undocumented exceptions: a DriverError, the points read bad
                 self.fail(self._translate(exc, "subscribe"))
                 await self._drop()
                 return self.all_bad(points)
@@ -440,7 +440,7 @@ class OpcUaDriver(Driver):
         except asyncio.CancelledError:
             await self._drop()
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - asyncua's undocumented exceptions: a DriverError, the points read bad
             err = self.fail(self._translate(exc, "read"))
             if isinstance(err, CommError | AuthError):
                 await self._drop()
@@ -451,7 +451,8 @@ class OpcUaDriver(Driver):
     # ------------------------------------------------------------------ subscription
     async def _subscribe(self, points: Sequence[TagDef]) -> None:
         client = self._client
-        assert client is not None
+        if client is None:  # callers hold a live session; a lost one is a communication error, not a crash
+            raise CommError(f"{self.name}: no session to subscribe on ({self.url})")
         if self._sub is None:
             params = ua.CreateSubscriptionParameters()
             params.RequestedPublishingInterval = self.publishing_ms
@@ -542,7 +543,7 @@ class OpcUaDriver(Driver):
         except asyncio.CancelledError:
             await self._drop()
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - asyncua's undocumented exceptions: translated to DriverError at the boundary
             raise self.fail(self._translate(exc, "write")) from None
         if not status.is_good():
             raise self.fail(DeviceError(f"{point.name}: the server refused the write ({status.name})"))

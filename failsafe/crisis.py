@@ -156,7 +156,7 @@ class CrisisRunner:
 
     async def approve(self, run_id: str, approver: Principal) -> CrisisRun:
         """The second person approves the deferred steps; they run at once, in plan order."""
-        run = self.runs.get(run_id) or next((r for r in self.runs.values() if r.approval == run_id), None)
+        run = self.find(run_id)
         if run is None:
             raise CommandRejected(f"approval: no crisis run {run_id!r}", Refusal.NOT_FOUND)
         if run.state != "awaiting_approval" or run.approval is None:
@@ -174,8 +174,12 @@ class CrisisRunner:
                 await self._step(plan, run, step, log_, allow_defer=False)
         return self._finish(run)
 
+    def find(self, ident: str) -> CrisisRun | None:
+        """The run with this id, or whose group approval has this id (what the approvers' console shows)."""
+        return self.runs.get(ident) or next((r for r in self.runs.values() if r.approval == ident), None)
+
     def is_run(self, ident: str) -> bool:
-        return ident in self.runs or any(r.approval == ident for r in self.runs.values())
+        return self.find(ident) is not None
 
     async def _step(self, plan: CrisisPlanSpec, run: CrisisRun, step: CrisisStep, log_: StepLog,
                     allow_defer: bool) -> None:

@@ -30,7 +30,9 @@ Ticket states::
 
 Safety-increasing commands (junction flash, lighting 100 %) skip steps 6 and 7, are never blocked by
 another user's reservation (they pre-empt it) and still pass 1-5, are journalled and confirmed. If
-the audit log cannot be written, every command except safety-increasing ones is refused.
+the audit log cannot be written or is damaged (a chain break: ``AuditLog.damage``), every command
+except safety-increasing ones is refused. What the log keeps of a refusal is bounded by the log itself
+(failsafe.audit: fields cut, refusals beyond a per-user rate summarised); the refusal is unchanged.
 
 Time comes from an injected clock (epoch seconds) and waiting from an injected ``sleep``, so tests
 drive the whole pipeline with a fake clock.
@@ -130,6 +132,7 @@ class CommandGate:
         self._user_window: dict[str, deque[float]] = {}
         self._global_window: deque[float] = deque()
         self._not_commandable: dict[str, str] = {}  # equipment → why (maintenance lock-out, out of service)
+        self._increasing_allowed: set[str] = set()  # locked-out equipment that still takes safety-increasing verbs
         self._audit_ok = True
 
     # ================================================================== public API
@@ -214,8 +217,11 @@ class CommandGate:
                                  code=Refusal.COMMAND_REJECTED)
         if ticket.state not in (TicketState.SELECTED, TicketState.READY):
             why = f"ticket is {ticket.state.value}" + (f" ({ticket.reason})" if ticket.reason else "")
+            # a replay on a finished ticket writes nothing and must not read as a new success: ALREADY_DONE,
+            # with the original outcome in the result
+            code = Refusal.ALREADY_DONE if ticket.state is TicketState.FINISHED else Refusal.COMMAND_REJECTED
             return CommandResult(ticket.id, ticket.outcome or Outcome.REJECTED, f"select: {why}", ticket.results,
-                                 ticket.lease_end, ticket.state, Refusal.COMMAND_REJECTED)
+                                 ticket.lease_end, ticket.state, code)
         if user.name != ticket.request.user.name or (ticket.request.user.session and
                                                      user.session != ticket.request.user.session):
             why = f"ticket {ticket.id} was selected by {ticket.request.user.name}, not {user.name}"
@@ -235,7 +241,7 @@ class CommandGate:
         self._release_reservation(ticket)
         try:
             await self._execute(ticket, policy, verb, eqs, now)
-        except Exception as exc:  # never leave a ticket EXECUTING: an unexpected error is a failure
+        except Exception as exc:  # never leave a ticket EXECUTING: an unexpected error is a failure (logged)
             log.exception("command %s failed unexpectedly", ticket.id)
             ticket.state, ticket.outcome, ticket.reason = TicketState.FINISHED, Outcome.FAILED, f"write: {exc}"
             self._journal("outcome", ticket, True)
@@ -294,6 +300,66 @@ class CommandGate:
         self.sweep(self.clock())
         return {eq: self._tickets[tid].request.user.name for eq, tid in self._reserved.items()}
 
+    def approver_problem(self, requester: Principal, approver: Principal) -> str:
+        """Why ``approver`` may not be the second person for ``requester`` ('' when they may): authenticated,
+        a different user, one of the vocabulary's approver roles. Also the rule for configuration changes."""
+        return self._approver_problem(requester, approver)
+
+    def adopt(self, old: CommandGate, why: str = "configuration reload") -> list[Ticket]:
+        """Carry the open state of the gate this one replaces (a reload): pending tickets (approvals awaited,
+        select windows), reservations, group approvals, blast-radius and rate windows, lock-outs. A pending
+        ticket whose targets, verb or parameters this gate's configuration no longer has is cancelled, with
+        the reason in the audit log. Returns the cancelled tickets.
+
+        Ticket objects are shared, not copied: a command the old gate is still executing finishes on the
+        same record this gate lists."""
+        old.sweep(self.clock())
+        self._tickets.update(old._tickets)
+        self._finished.extend(old._finished)
+        self._groups.update(old._groups)
+        self._reserved.update(old._reserved)
+        for name, tdq in old._type_window.items():
+            self._type_window[name] = deque(tdq)
+        for user, udq in old._user_window.items():
+            self._user_window[user] = deque(udq)
+        self._global_window = deque(old._global_window)
+        self._not_commandable.update({e: w for e, w in old._not_commandable.items() if e in self.city.equipment})
+        self._increasing_allowed.update(e for e in old._increasing_allowed if e in self._not_commandable)
+        self._audit_ok = old._audit_ok
+        cancelled: list[Ticket] = []
+        for ticket in list(self._tickets.values()):
+            problem = self._no_longer_valid(ticket) if ticket.state.pending else ""
+            if not problem:
+                continue
+            ticket.state = TicketState.CANCELLED
+            ticket.reason = f"cancelled by {why}: {problem}"
+            self._release_reservation(ticket)
+            self._journal("cancel", ticket, True, cancelled_by=why)  # never refuses (increasing=True)
+            self._retire(ticket)
+            cancelled.append(ticket)
+        return cancelled
+
+    def _no_longer_valid(self, ticket: Ticket) -> str:
+        """Why a pending ticket cannot go on under this gate's configuration ('' if it can)."""
+        req = ticket.request
+        gone = [t for t in req.targets if t not in self.city.equipment]
+        if gone:
+            return f"equipment {', '.join(gone[:5])} no longer exists"
+        policy = self.vocab.types.get(ticket.type)
+        if policy is None or {self.city.equipment[t].template for t in req.targets} != {ticket.type}:
+            return f"type {ticket.type!r} is no longer commandable"
+        verb = policy.verbs.get(req.verb)
+        if verb is None:
+            return f"verb {ticket.type}.{req.verb} no longer exists"
+        for name in req.params:
+            if name not in verb.params:
+                return f"verb {ticket.type}.{req.verb} no longer has parameter {name!r}"
+        for spec in verb.params.values():
+            _, bad = spec.check(req.params.get(spec.name))
+            if bad:
+                return f"verb {ticket.type}.{req.verb}: {bad}"
+        return ""
+
     def request_group_approval(self, requester: Principal, subject: str) -> GroupApproval:
         """Open an approval that, once granted, covers the requester's commands carrying its id (crisis plans)."""
         now = self.clock()
@@ -307,14 +373,22 @@ class CommandGate:
         self.sweep(self.clock())
         return self._groups.get(group_id)
 
-    def set_commandable(self, equipment: str, commandable: bool, why: str = "", by: str = "") -> None:
-        """Lock an equipment out of commands (maintenance, out of service) or release it; journalled."""
+    def set_commandable(self, equipment: str, commandable: bool, why: str = "", by: str = "", *,
+                        allow_increasing: bool = False) -> None:
+        """Lock an equipment out of commands or release it; journalled.
+
+        A maintenance lock-out (someone works on the equipment) refuses every verb. A safety lock-out
+        (``allow_increasing``: e.g. a layout the controller refuses) still lets safety-increasing verbs
+        through — a junction that cannot be trusted must still go to flash."""
+        self._increasing_allowed.discard(equipment)
         if commandable:
             self._not_commandable.pop(equipment, None)
         else:
             self._not_commandable[equipment] = why or "locked out"
+            if allow_increasing:
+                self._increasing_allowed.add(equipment)
         self._safe_append("commandable", target=equipment, user=by or None, commandable=commandable,
-                          reason=why or None)
+                          reason=why or None, safety_increasing_allowed=allow_increasing or None)
 
     def classify(self, request: CommandRequest) -> dict[str, Any]:
         """Dry-run steps 1-5 without reserving or counting: what would happen (crisis dry runs, HMI hints)."""
@@ -376,7 +450,7 @@ class CommandGate:
                                        f"not send commands")
         # 2. target exists and is commandable, verb and parameters valid
         eqs = self._check_targets(req, policy, verb)
-        assert policy is not None and verb is not None
+        assert policy is not None and verb is not None  # noqa: S101 - _check_targets refused both cases
         # 3. inputs needed by interlocks have good quality; 4. interlocks
         self._check_interlocks(req, policy, verb, eqs, now)
         return policy, verb, eqs
@@ -410,7 +484,10 @@ class CommandGate:
             raise _Refusal("target", f"type {policy.name!r} has no verb {req.verb!r}; verbs: "
                                      f"{', '.join(policy.verbs)}")
         for eq in eqs:
-            if eq.id in self._not_commandable:
+            # a maintenance lock-out stops every command; a safety lock-out (a layout the field refuses)
+            # stops all but the safety-increasing ones: the monitor's own flash request must get through
+            if eq.id in self._not_commandable and not (verb.safety == "increasing"
+                                                       and eq.id in self._increasing_allowed):
                 raise _Refusal("target", f"{eq.id} is not commandable: {self._not_commandable[eq.id]}")
             for _, w in verb.all_writes:
                 if eq.tag_name(w.tag) not in self._tags:
@@ -751,7 +828,14 @@ class CommandGate:
 
     # ================================================================== journal & helpers
     def _require_audit(self, increasing: bool) -> None:
-        if not self._audit_ok and not increasing:
+        """Refuse a command that is not safety-increasing while the audit log cannot be written or is damaged
+        (AuditLog.damage: found at open, or by the full check the layer runs at start)."""
+        if increasing:
+            return
+        if self.audit.damage is not None:
+            raise _Refusal("audit", f"the audit log is damaged ({self.audit.damage}); only safety-increasing "
+                                    f"commands are accepted")
+        if not self._audit_ok:
             raise _Refusal("audit", "the audit log cannot be written; only safety-increasing commands are accepted")
 
     def _entry(self, ticket: Ticket) -> dict[str, Any]:
@@ -829,7 +913,7 @@ class CommandGate:
     def _alarm(self, alarm: FailsafeAlarm) -> None:
         try:
             self.alarms(alarm)
-        except Exception:  # the alarm path must never break a command
+        except Exception:  # the alarm path must never break a command (logged)
             log.exception("alarm sink failed for %s", alarm.key)
 
 

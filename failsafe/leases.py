@@ -18,6 +18,14 @@ Leases are persisted (JSON, rewritten atomically) with their end time. After a r
 end has passed is journalled as expired and only its release writes are sent: it is never refreshed,
 so a restart can never re-assert an expired command. Unexpired leases resume refreshing.
 
+A lease belongs to its equipment: it records the equipment's fingerprint (id, template, device address:
+failsafe.fingerprint). At load, a lease whose equipment is gone or is now another thing (another
+template, another device address, or no fingerprint at all) is dropped — journalled ``lease_dropped``
+with the reason, listed in :attr:`LeaseManager.dropped` (the server raises a P3 alarm), and neither
+refreshed nor released: its writes would land on a device it was never taken on. :func:`set_aside`
+drops a whole store that served another configuration (the server's city check). A store that cannot
+be written is said in :attr:`LeaseManager.store_error` (the server raises a P1 alarm).
+
 The supervisory heartbeat (a counter that changes every period) is written to equipment that holds a
 lease (``scope: leased``) or to every equipment of the type (``scope: all``); stopping the server stops
 it, which is exactly what the field side watches for.
@@ -36,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from failsafe.audit import AuditLog
+from failsafe.fingerprint import equipment_fingerprint
 from failsafe.types import Clock, Writer, system_clock
 from failsafe.vocabulary import LEASE_S_MAX, VerbSpec, Vocabulary, resolve_value
 from scada.config.model import CityConfig, TagDef
@@ -64,13 +73,14 @@ class Lease:
     safety: str = "neutral"
     user: str = ""
     approver: str | None = None
-    state: str = "active"  # active | superseding | releasing | expired | released | superseded
+    state: str = "active"  # active | superseding | releasing | expired | released | superseded | dropped
     last_refresh: float = 0.0
     refresh_failing: bool = False
     release_attempts: int = 0
     next_release: float = 0.0
     note: str = ""
     ended_at: float | None = None
+    fingerprint: str = ""  # of the equipment it was taken on (failsafe.fingerprint); "" before they existed
 
     def view(self) -> dict[str, Any]:
         return {"id": self.id, "ticket": self.ticket, "equipment": self.equipment, "type": self.type,
@@ -111,6 +121,8 @@ class LeaseManager:
         self._beats: dict[str, _Beat] = {t: _Beat() for t, p in vocabulary.types.items() if p.heartbeat}
         self._sem = asyncio.Semaphore(concurrency)
         self._closed = asyncio.Event()
+        self.dropped: list[Lease] = []  # persisted leases not re-applied at load (another equipment's)
+        self.store_error: str | None = None  # why the last save failed; None once a save succeeds
         self._load()
 
     # ------------------------------------------------------------------ queries
@@ -162,7 +174,8 @@ class LeaseManager:
                       {k: v for k, v in ctx.items() if k != "lease_s"},
                       [(w.tag, w.value, w.tolerance) for w in verb.refresh],
                       [(w.tag, w.value, w.tolerance) for w in verb.release],
-                      now, end, safety, user, approver, last_refresh=now)
+                      now, end, safety, user, approver, last_refresh=now,
+                      fingerprint=equipment_fingerprint(self.city, equipment))
         self._leases[lease.id] = lease
         self._by_eq[equipment] = lease.id
         self._save()
@@ -214,7 +227,7 @@ class LeaseManager:
         while not self._closed.is_set():
             try:
                 await self.tick()
-            except Exception:  # the loop must survive anything: it is what returns devices to local
+            except Exception:  # the loop must survive anything: it is what returns devices to local (logged)
                 log.exception("lease manager tick failed")
             try:
                 await asyncio.wait_for(self._closed.wait(), interval_s)
@@ -329,7 +342,13 @@ class LeaseManager:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.store)
         except OSError as exc:
-            log.error("lease store %s cannot be written: %s", self.store, exc)
+            if self.store_error is None:
+                log.error("lease store %s cannot be written: %s", self.store, exc)
+            self.store_error = f"{self.store}: {exc.strerror or exc}"
+            return
+        if self.store_error is not None:
+            log.info("lease store %s writable again", self.store)
+        self.store_error = None
 
     def _load(self) -> None:
         if self.store is None or not self.store.exists():
@@ -341,8 +360,12 @@ class LeaseManager:
             raise StorageError(f"lease store {self.store} is unreadable: {exc}") from exc
         now = self.clock()
         for lease in items:
-            if lease.equipment not in self.city.equipment:
-                log.warning("lease store: %s no longer exists; dropping lease %s", lease.equipment, lease.id)
+            why = self._foreign(lease)
+            if why:
+                if lease.state in ("active", "superseding", "releasing"):
+                    self.record_dropped([lease], why)
+                if lease.state == "dropped":  # kept as a record (pruned like the ended ones), never acted on
+                    self._leases[lease.id] = lease
                 continue
             self._leases[lease.id] = lease
             if lease.state == "superseding":  # the process died during a new command's writes
@@ -359,10 +382,52 @@ class LeaseManager:
                 self._by_eq[lease.equipment] = lease.id
                 self._journal("lease_resumed", lease)
 
+    def _foreign(self, lease: Lease) -> str:
+        """Why ``lease`` does not belong to this city's equipment ("" when it does)."""
+        if lease.equipment not in self.city.equipment:
+            return f"{lease.equipment} is not in this configuration"
+        if not lease.fingerprint:
+            return f"{lease.equipment}: the lease records no equipment fingerprint (older store); not re-applied"
+        now = equipment_fingerprint(self.city, lease.equipment)
+        if lease.fingerprint != now:
+            return (f"{lease.equipment} is another equipment now (template or device address changed: fingerprint "
+                    f"{lease.fingerprint} → {now})")
+        return ""
+
+    def record_dropped(self, leases: Iterable[Lease], reason: str) -> None:
+        """Journal each lease as ``lease_dropped`` (never re-applied, never released here) and keep it in
+        :attr:`dropped`."""
+        for lease in leases:
+            lease.state, lease.note, lease.ended_at = "dropped", reason, self.clock()
+            log.warning("%s: lease %s (%s) from another configuration dropped: %s", lease.equipment, lease.id,
+                        lease.verb, reason)
+            self._journal("lease_dropped", lease)
+            self.dropped.append(lease)
+
     def _prune(self) -> None:
-        ended = [lease for lease in self._leases.values() if lease.state in ("expired", "released", "superseded")]
+        ended = [lease for lease in self._leases.values()
+                 if lease.state in ("expired", "released", "superseded", "dropped")]
         if len(ended) > KEEP_ENDED:
             ended.sort(key=lambda lease: lease.ended_at or 0)
             for lease in ended[: len(ended) - KEEP_ENDED]:
                 del self._leases[lease.id]
             self._save()
+
+
+def set_aside(store: Path | str, suffix: str) -> list[Lease]:
+    """Move a lease store written for another configuration out of the way (``leases.json.<suffix>``, kept
+    for the record) before a lease manager loads it; returns its leases that were still in force or being
+    released (the caller journals them with :meth:`LeaseManager.record_dropped`). Nothing to move: []."""
+    path = Path(store)
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        items = [Lease.from_json(d) for d in data.get("leases", [])]
+    except (OSError, ValueError, TypeError) as exc:
+        raise StorageError(f"lease store {path} is unreadable: {exc}") from exc
+    try:
+        os.replace(path, path.with_name(f"{path.name}.{suffix}"))
+    except OSError as exc:
+        raise StorageError(f"lease store {path} cannot be set aside: {exc.strerror or exc}") from exc
+    return [lease for lease in items if lease.state in ("active", "superseding", "releasing")]

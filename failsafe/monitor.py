@@ -11,14 +11,26 @@ what the supervisory side observes and asks for the one safe thing it may ask fo
     per sample:
       any status tag not good, or no sample for 3 scan periods → state "unknown" (colours withheld)
       unit_flash_status fault_monitor / mmu   → state "fault_flash", latched P1 alarm
-      controller reports flash                → state "flash" (the safe state; no conflict check)
       two non-permissive phases green/yellow  → state "conflict", P1 alarm at once (same call as the
         (compatibility matrix from commands.yaml;  change event: well within 1 s of the sample), then
-         default: every pair conflicts)            count samples; still not flashing after
-                                                   ``samples_before_flash`` more → request flash through
-                                                   the gate (user field-safety-monitor) + P1 "monitor
-                                                   did not act" alarm
+         default: every pair conflicts; the        count samples; still not flashing (or still showing the
+         stricter of it and the controller's       conflict) after ``samples_before_flash`` more → request
+         phaseConcurrency once read)               flash through the gate (user field-safety-monitor) + P1
+                                                   "monitor did not act" alarm
+        greens are ALWAYS checked, whatever the controller says about flash; yellows only while it does
+        not report flash (flashing amber shows every yellow). Flash reported but greens conflicting →
+        the distinct P1 "conflicting_green_in_flash" (the status lies or the flash transfer failed)
+      frozen status (failsafe/frozen.py: sysUpTime standing still, phases still for longer than the
+        plan's cycle, or status contradicting the central request) → state "unknown", P2
+        "controller_frozen" (steady: it clears when the status moves again)
+      controller reports flash                → state "flash" (the safe state)
       otherwise                               → state "normal"
+
+    layouts (failsafe/concurrency.py), per junction, on every check:
+      unverified ── phase_concurrency_<p> all answered ──► verified (matrix = field ∩ layout)
+         │  still unread 2 scan periods after the first status sample → P2 "layout_unverified"
+         └─ a layout pair the controller treats as conflicting ──► refused: P1 "layout_refused", the
+            junction's commands refused (gate lock-out), the monitor checks with field ∩ layout
 
 Alarms go to a callback (the server connects the alarm engine); the conflict, fault-flash and
 did-not-act alarms are latched: :meth:`reset` (journalled) clears them. The monitor never tries to
@@ -36,6 +48,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from failsafe.audit import AuditLog
+from failsafe.concurrency import FieldConcurrency, concurrency_tags, read_tags, refused_pairs, stricter
+from failsafe.frozen import FrozenDetector, Request, StatusSample
 from failsafe.gate import CommandGate
 from failsafe.types import (
     MONITOR,
@@ -48,7 +62,7 @@ from failsafe.types import (
     no_alarms,
     system_clock,
 )
-from failsafe.vocabulary import CompatibilityMatrix, Vocabulary
+from failsafe.vocabulary import CompatibilityMatrix, Vocabulary, resolve_value
 from scada.config.model import CityConfig, EquipmentDef
 from scada.errors import StorageError
 from scada.quality import Quality
@@ -56,7 +70,9 @@ from scada.tagdb import ChangeEvent, TagDatabase
 
 log = logging.getLogger(__name__)
 
-STATUS_TAGS = ("phase_greens", "phase_yellows", "phase_reds", "unit_flash_status", "coord_pattern_status")
+STATUS_TAGS = ("phase_greens", "phase_yellows", "phase_reds", "unit_flash_status", "coord_pattern_status",
+               "uptime")  # uptime (sysUpTime): optional, the frozen-controller evidence
+PATTERN_CYCLE_TAG = "pattern_cycle_"  # + pattern number: NTCIP patternCycleTime (s) of the controller's plans
 FLASH_STATUSES = frozenset({3, 4, 5, 6, 7, 8})  # automatic, local_manual, fault_monitor, mmu, startup, preempt
 FAULT_FLASH = frozenset({5, 6})  # fault_monitor, mmu
 FLASH_PATTERN = 255
@@ -91,9 +107,19 @@ class _Junction:
     samples_after: int = 0
     flash_requested: bool = False
     conflict_latched: bool = False
+    flash_conflict_latched: bool = False
     fault_latched: bool = False
     not_atomic_logged: bool = False
     results: list[CommandResult] = field(default_factory=list)
+    layout: CompatibilityMatrix | None = None  # commands.yaml's (matrix above: field ∩ layout once verified)
+    conc_tags: dict[int, int] = field(default_factory=dict)
+    layout_state: str = "unverified"  # unverified | verified | refused | not_served
+    layout_field: FieldConcurrency | None = None
+    conc_rcv: int = 0  # newest receive time of the phase_concurrency tags at the last verification
+    first_sample: float | None = None
+    unverified_alarm: bool = False
+    frozen: FrozenDetector | None = None
+    frozen_alarm: bool = False
 
 
 class FieldSafetyMonitor:
@@ -119,6 +145,7 @@ class FieldSafetyMonitor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._state_subs: list[Callable[[JunctionView], None]] = []
+        self._layout_subs: list[Callable[[dict[str, list[str]]], None]] = []
         self._closed = False
         for eq in city.equipment.values():
             if eq.template != "junction":
@@ -134,7 +161,11 @@ class FieldSafetyMonitor:
                 continue
             period = city.devices[eq.device].period_s if eq.device in city.devices else 1.0
             j = _Junction(eq, vocabulary.matrix_for(eq.id), idx, period or 1.0,
-                          JunctionView(eq.id, "unknown", reason="no sample yet", since=clock()))
+                          JunctionView(eq.id, "unknown", reason="no sample yet", since=clock()),
+                          layout=vocabulary.matrix_for(eq.id), conc_tags=concurrency_tags(db, city, eq.id),
+                          frozen=FrozenDetector(period or 1.0))
+            if not j.conc_tags:
+                j.layout_state = "not_served"
             self._junctions[eq.id] = j
             for i in idx.values():
                 self._by_index[i] = eq.id
@@ -162,7 +193,7 @@ class FieldSafetyMonitor:
             try:
                 self.check()
                 await self.process_pending()
-            except Exception:
+            except Exception:  # the monitor must outlive any one failed check: it is the safety watch (logged)
                 log.exception("field-safety monitor check failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), interval_s)
@@ -191,10 +222,127 @@ class FieldSafetyMonitor:
             self._observe(self._junctions[jid])
 
     def check(self, now: float | None = None) -> None:
-        """Observe new samples whose values did not change (no event) and detect stale junctions."""
+        """Observe new samples whose values did not change (no event), detect stale junctions, verify layouts."""
         now = self.clock() if now is None else now
+        changed = False
         for j in self._junctions.values():
             self._observe(j, now)
+            changed |= self._verify_layout(j, now)
+        if changed:
+            summary = self.layouts()
+            for cb in list(self._layout_subs):
+                try:
+                    cb(summary)
+                except Exception:
+                    log.exception("layout subscriber failed")
+
+    # ------------------------------------------------------------------ layouts against the field
+    def layouts(self) -> dict[str, list[str]]:
+        """Junction ids by layout state: verified, unverified, refused, not_served (no phase_concurrency tags)."""
+        out: dict[str, list[str]] = {"verified": [], "unverified": [], "refused": [], "not_served": []}
+        for jid, j in sorted(self._junctions.items()):
+            out[j.layout_state].append(jid)
+        return out
+
+    def field_concurrency(self, junction: str) -> FieldConcurrency | None:
+        """The controller's phaseConcurrency as last read in full (kept across a comm blip: it is static), or
+        None before (a :data:`failsafe.concurrency.ReadConcurrency`, e.g. for checking a reload's layouts)."""
+        j = self._junctions.get(junction)
+        return None if j is None else j.layout_field
+
+    def on_layout(self, callback: Callable[[dict[str, list[str]]], None]) -> Callable[[], None]:
+        """Call ``callback(self.layouts())`` whenever a junction's layout state changes; returns the unsubscribe."""
+        self._layout_subs.append(callback)
+        return lambda: self._layout_subs.remove(callback) if callback in self._layout_subs else None
+
+    def _verify_layout(self, j: _Junction, now: float) -> bool:
+        """Check the junction's layout against its controller's phaseConcurrency; True if its state changed."""
+        if j.layout_state == "not_served" or j.layout is None:
+            return False
+        with self._lock:
+            rcv = max(int(self.db.receive_ns[i]) for i in j.conc_tags.values())
+            if rcv == j.conc_rcv and not (j.layout_state == "unverified" and not j.unverified_alarm):
+                return False  # nothing new read (113 junctions × 8 tags, five times a second otherwise)
+            j.conc_rcv = rcv
+            field_conc = read_tags(self.db, j.conc_tags)
+            if field_conc is None:
+                late = j.first_sample is not None and now - j.first_sample > 2 * j.period_s
+                if j.layout_state == "unverified" and late and not j.unverified_alarm:
+                    j.unverified_alarm = True
+                    self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/layout_unverified", j.eq.id, 2,
+                                              f"Junction {j.eq.id} ({j.eq.commune}): layout not verified against "
+                                              f"the field at {j.eq.id} (phaseConcurrency unreadable)", ts=now))
+                return False
+            if field_conc == j.layout_field:
+                return False
+            j.layout_field = field_conc
+            old = j.layout_state
+            pairs = refused_pairs(j.layout, field_conc)
+            j.matrix = stricter(j.layout, field_conc)
+            j.layout_state = "refused" if pairs else "verified"
+            if j.unverified_alarm:
+                j.unverified_alarm = False
+                self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/layout_unverified", j.eq.id, 2,
+                                          f"Junction {j.eq.id}: layout verified", active=False, ts=now))
+            listed = ", ".join(f"{a}+{b}" for a, b in pairs)
+            if pairs:
+                why = (f"layout refused: {self.vocab.source} declares phases {listed} compatible, the controller's "
+                       f"phaseConcurrency says they conflict")
+                log.error("%s: %s; commands refused, the monitor checks with the controller's matrix", j.eq.id, why)
+                self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/layout_refused", j.eq.id, 1,
+                                          f"Junction {j.eq.id} ({j.eq.commune}): {why}", ts=now))
+                self._journal("monitor", j, event="layout_refused", pairs=[list(p) for p in pairs])
+                if self.gate is not None:
+                    self.gate.set_commandable(j.eq.id, False, why, by=MONITOR.name, allow_increasing=True)
+            elif old == "refused":
+                self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/layout_refused", j.eq.id, 1,
+                                          f"Junction {j.eq.id}: layout agrees with the field", active=False, ts=now))
+                self._journal("monitor", j, event="layout_verified")
+                if self.gate is not None:
+                    self.gate.set_commandable(j.eq.id, True, by=MONITOR.name)
+            return old != j.layout_state
+
+    # ------------------------------------------------------------------ frozen-controller evidence
+    def _cycle_s(self, j: _Junction, pattern: int) -> float | None:
+        """The controller's own patternCycleTime of ``pattern`` (its tag, good quality), else None."""
+        i = self.db.index.get(j.eq.tag_name(f"{PATTERN_CYCLE_TAG}{pattern}"))
+        if i is None or not Quality(int(self.db.qualities[i])).is_good:
+            return None
+        v = self.db.value_of(i)
+        return float(v) if isinstance(v, (int, float)) and v > 0 else None
+
+    def _request(self, j: _Junction, now: float) -> Request | None:
+        """The pattern the central system holds the controller to (its active lease's systemPatternControl
+        refresh), if it is one the controller is known to run (flash, free, or a plan it serves a cycle for)."""
+        if self.gate is None:
+            return None
+        lease = self.gate.leases.active(j.eq.id, now)
+        if lease is None or lease.refresh_failing:
+            return None
+        for tag, value, _ in lease.refresh:
+            if tag != "system_pattern_control":
+                continue
+            try:
+                pattern = int(resolve_value(value, lease.ctx))  # type: ignore[arg-type]
+            except (KeyError, TypeError, ValueError):
+                return None
+            if pattern in (254, FLASH_PATTERN) or (1 <= pattern <= 253 and self._cycle_s(j, pattern)):
+                return Request(pattern, lease.start)
+        return None
+
+    def _frozen_alarm(self, j: _Junction, why: str | None, now: float) -> None:
+        if bool(why) == j.frozen_alarm:
+            return
+        j.frozen_alarm = bool(why)
+        if why:
+            log.error("%s: controller status frozen: %s", j.eq.id, why)
+            self._journal("monitor", j, event="controller_frozen", reason=why)
+        else:
+            log.info("%s: controller status moves again", j.eq.id)
+        self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/controller_frozen", j.eq.id, 2,
+                                  f"Junction {j.eq.id} ({j.eq.commune}): controller status frozen ({why})" if why
+                                  else f"Junction {j.eq.id}: controller status moves again",
+                                  active=bool(why), ts=now))
 
     def _observe(self, j: _Junction, now: float | None = None) -> None:
         with self._lock:
@@ -206,6 +354,8 @@ class FieldSafetyMonitor:
             age = now - newest / 1e9
             if age > STALE_PERIODS * j.period_s:
                 j.last_rcv = max(j.last_rcv, newest)
+                if j.frozen is not None:
+                    j.frozen.reset()  # a gap: the status may not "stand still" across it
                 if j.view.state != "unknown":
                     self._set(j, JunctionView(j.eq.id, "unknown", since=now,
                                               reason=f"no status sample for {age:.1f} s"))
@@ -223,8 +373,12 @@ class FieldSafetyMonitor:
             quals = {tag: Quality(int(self.db.qualities[i])) for tag, i in j.idx.items()}
             bad = [f"{t} {q.label}" for t, q in quals.items() if not q.is_good]
             if bad:
+                if j.frozen is not None:
+                    j.frozen.reset()
                 self._set(j, JunctionView(j.eq.id, "unknown", since=now, reason="communication: " + ", ".join(bad)))
                 return
+            if j.first_sample is None:
+                j.first_sample = newest / 1e9
             val = {tag: self.db.value_of(i) for tag, i in j.idx.items()}
             greens = int(val.get("phase_greens") or 0)
             yellows = int(val.get("phase_yellows") or 0)
@@ -234,27 +388,44 @@ class FieldSafetyMonitor:
             fs = int(flash_status) if isinstance(flash_status, (int, float)) else None
             pat = int(pattern) if isinstance(pattern, (int, float)) else None
             red = int(reds) if isinstance(reds, (int, float)) else None
+            up = val.get("uptime")
+            uptime = int(up) if isinstance(up, (int, float)) else None
             base = JunctionView(j.eq.id, "normal", greens, yellows, red, fs, pat, since=now)
             flashing = fs in FLASH_STATUSES or pat == FLASH_PATTERN
             if fs in FAULT_FLASH:
                 self._fault_flash(j, fs, now)
-            if flashing:
+            # greens always; yellows only while the controller does not report flash (flashing amber lights
+            # every yellow): a controller claiming flash is never a reason to skip the greens
+            active = greens | (yellows if "yellow" in self.colours and fs not in FLASH_STATUSES else 0)
+            conflicts = tuple(j.matrix.conflicts(active))
+            if j.pending_since_rcv is not None:
+                j.samples_after += 1
+            why_frozen = None
+            if j.frozen is not None:
+                why_frozen = j.frozen.observe(StatusSample(newest / 1e9, greens, yellows, red, fs, pat, uptime),
+                                              lambda p: self._cycle_s(j, p), self._request(j, now))
+            self._frozen_alarm(j, why_frozen, now)
+            if conflicts:
+                pairs = ", ".join(f"{a}+{b}" for a, b in conflicts)
+                self._set(j, replace(base, state="conflict", conflicts=conflicts,
+                                     reason=f"conflicting phases {pairs}" + (" while the controller reports flash"
+                                                                             if flashing else "")))
+                if j.pending_since_rcv is None:
+                    j.pending_since_rcv, j.samples_after = newest, 0
+                    self._conflict_alarm(j, conflicts, greens, yellows, now, in_flash=flashing)
+                elif flashing and not j.flash_conflict_latched:  # it went to flash, and the greens stayed
+                    self._conflict_alarm(j, conflicts, greens, yellows, now, in_flash=True)
+            elif flashing:
                 if j.pending_since_rcv is not None:
                     log.info("%s: controller reports flash after the conflicting green", j.eq.id)
                 j.pending_since_rcv, j.samples_after, j.flash_requested = None, 0, False
-                self._set(j, replace(base, state="fault_flash" if fs in FAULT_FLASH else "flash"))
+                if why_frozen:
+                    self._set(j, JunctionView(j.eq.id, "unknown", since=now, reason=f"status frozen: {why_frozen}"))
+                else:
+                    self._set(j, replace(base, state="fault_flash" if fs in FAULT_FLASH else "flash"))
                 return
-            active = greens | (yellows if "yellow" in self.colours else 0)
-            conflicts = tuple(j.matrix.conflicts(active)) if "green" in self.colours or "yellow" in self.colours \
-                else ()
-            if j.pending_since_rcv is not None:
-                j.samples_after += 1
-            if conflicts:
-                self._set(j, replace(base, state="conflict", conflicts=conflicts,
-                                     reason=f"conflicting phases {', '.join(f'{a}+{b}' for a, b in conflicts)}"))
-                if j.pending_since_rcv is None:
-                    j.pending_since_rcv, j.samples_after = newest, 0
-                    self._conflict_alarm(j, conflicts, greens, yellows, now)
+            elif why_frozen:
+                self._set(j, JunctionView(j.eq.id, "unknown", since=now, reason=f"status frozen: {why_frozen}"))
             else:
                 self._set(j, base)
             if j.pending_since_rcv is not None and j.samples_after >= self.samples_before_flash \
@@ -275,14 +446,14 @@ class FieldSafetyMonitor:
         for cb in list(self._state_subs):
             try:
                 cb(view)
-            except Exception:
+            except Exception:  # a subscriber's bug must not stop the monitor or the other subscribers (logged)
                 log.exception("junction state subscriber failed")
 
     # ------------------------------------------------------------------ reactions
     def _alarm(self, alarm: FailsafeAlarm) -> None:
         try:
             self.alarms(alarm)
-        except Exception:
+        except Exception:  # the alarm sink's failure must not stop the monitor's reaction (logged)
             log.exception("alarm sink failed for %s", alarm.key)
 
     def _journal(self, kind: str, j: _Junction, **fields: object) -> None:
@@ -294,15 +465,18 @@ class FieldSafetyMonitor:
             log.error("%s: cannot journal %s: %s", j.eq.id, kind, exc)
 
     def _conflict_alarm(self, j: _Junction, conflicts: tuple[tuple[int, int], ...], greens: int, yellows: int,
-                        now: float) -> None:
+                        now: float, *, in_flash: bool = False) -> None:
         pairs = ", ".join(f"{a}+{b}" for a, b in conflicts)
-        log.error("%s: conflicting green/yellow in one sample: phases %s (greens %#04x, yellows %#04x)", j.eq.id,
-                  pairs, greens, yellows)
+        code = "conflicting_green_in_flash" if in_flash else "conflicting_green"
+        log.error("%s: conflicting green/yellow in one sample%s: phases %s (greens %#04x, yellows %#04x)", j.eq.id,
+                  " while the controller reports flash" if in_flash else "", pairs, greens, yellows)
         j.conflict_latched = True
-        self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/conflicting_green", j.eq.id, 1,
-                                  f"Junction {j.eq.id} ({j.eq.commune}): conflicting green observed, phases {pairs}",
+        j.flash_conflict_latched |= in_flash
+        self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/{code}", j.eq.id, 1,
+                                  f"Junction {j.eq.id} ({j.eq.commune}): conflicting green observed, phases {pairs}"
+                                  + (", while the controller reports flash" if in_flash else ""),
                                   latched=True, ts=now))
-        self._journal("monitor", j, event="conflicting_green", conflicts=[list(c) for c in conflicts],
+        self._journal("monitor", j, event=code, conflicts=[list(c) for c in conflicts],
                       greens=greens, yellows=yellows)
 
     def _did_not_act(self, j: _Junction, now: float) -> None:
@@ -359,10 +533,11 @@ class FieldSafetyMonitor:
             raise KeyError(junction)
         with self._lock:
             now = self.clock()
-            for name in ("conflicting_green", "monitor_did_not_act", "fault_flash", "monitor_flash_failed"):
+            for name in ("conflicting_green", "conflicting_green_in_flash", "monitor_did_not_act", "fault_flash",
+                         "monitor_flash_failed"):
                 self._alarm(FailsafeAlarm(f"failsafe/{junction}/{name}", junction, 1, f"{junction}: reset by {user}",
                                           latched=True, active=False, ts=now))
-            j.conflict_latched = j.fault_latched = False
+            j.conflict_latched = j.fault_latched = j.flash_conflict_latched = False
             j.pending_since_rcv, j.samples_after, j.flash_requested = None, 0, False
             if self.audit is not None:
                 try:

@@ -2,8 +2,12 @@
 
     Failsafe.build(city, tagdb, writer, state_dir, alarms=sink)
       ├─ vocabulary   commands.yaml (checked against the city; ConfigError lists every problem)
-      ├─ audit        <state_dir>/audit.log (+ .head), hash-chained; key from SCADA_AUDIT_KEY if set
-      │               (or the one given: a reload keeps the same log object)
+      ├─ audit        <state_dir>/audit/ (segments, failsafe.audit), always keyed: SCADA_AUDIT_KEY, else
+      │               <key_dir>/audit.key, created at the first start (or the log given: a reload keeps the
+      │               same log object). A torn tail is cut aside at open (P2 "audit log tail repaired");
+      │               other damage, found at open or by the full check start() runs in a worker thread,
+      │               leaves the gate refusing every command except safety-increasing ones (P1); the
+      │               field-safety monitor runs in every case
       ├─ leases       <state_dir>/leases.json, refresh / expiry / heartbeat loop
       ├─ gate         the only path to a field write
       ├─ monitor      field-safety monitor subscribed to the tag database
@@ -21,7 +25,8 @@ the API needs no knowledge of the internals::
     approve(id, ...)      second person; an approved non-critical command then runs at once for its
                           requester (approve-then-run); a critical one waits for its requester's operate
     operate / cancel(id, user, role, workstation)    status(id) (+ the targets' leases)    pending()
-    history(eq, limit)    the audit log (commands, approvals, refusals, lease expiries), newest first
+    history(eq, limit, before)   the audit log (commands, approvals, refusals, lease expiries), newest first,
+                          read through its index (entries with seq < before: the next page)
     vocabulary()   stats()   plans()   run(name, user, role, workstation, dry_run)
 
 Every refusal is a :class:`scada.errors.Refused` carrying a :class:`scada.errors.Refusal` code
@@ -34,12 +39,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from failsafe.audit import AuditLog, key_from_env
+from failsafe.audit import LEGACY_LOG, LOG_DIR_NAME, AuditLog, provision_key
 from failsafe.crisis import CrisisRunner
 from failsafe.gate import CommandGate, Sleep
 from failsafe.leases import LeaseManager
@@ -49,6 +54,7 @@ from failsafe.types import (
     Clock,
     CommandRequest,
     CommandResult,
+    FailsafeAlarm,
     Outcome,
     Principal,
     StateReader,
@@ -82,6 +88,7 @@ class Failsafe:
         self.audit = audit
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._audit_check: asyncio.Task[None] | None = None  # the full audit-log check start() runs
 
     @classmethod
     def build(cls, city: CityConfig, tagdb: TagDatabase | StateReader, writer: Writer, state_dir: Path | str, *,
@@ -89,15 +96,20 @@ class Failsafe:
               alarms: AlarmSink = no_alarms, clock: Clock = system_clock, sleep: Sleep = asyncio.sleep,
               audit_key: bytes | None = None, authenticate: Callable[[Principal], bool] | None = None,
               fsync: bool = True, monitor: bool = True, monitor_clock: Clock | None = None,
-              audit: AuditLog | None = None) -> Failsafe:
+              audit: AuditLog | None = None, key_dir: Path | str | None = None) -> Failsafe:
         """Assemble the layer. ``monitor_clock`` must be the time base of the samples' receive times
         (the drivers stamp wall-clock time; default: ``clock``). ``audit``: an open audit log to go on
-        with (a reload rebuilds the layer on the new configuration, never a second writer of the log)."""
+        with (a reload rebuilds the layer on the new configuration, never a second writer of the log).
+        ``key_dir``: where the audit key is kept (default ``<state_dir>/keys``; the server gives the instance's
+        key folder); AuditKeyError when the log exists and its key is missing or another one."""
         vocab = vocabulary or load_vocabulary(commands, city)
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
         if audit is None:
-            audit = AuditLog(state / "audit.log", audit_key if audit_key is not None else key_from_env(),
+            log_dir = state / LOG_DIR_NAME
+            key = audit_key if audit_key is not None else provision_key(
+                Path(key_dir) if key_dir is not None else state / "keys", log_dir).key
+            audit = AuditLog(log_dir, key, legacy=state / LEGACY_LOG,
                              fsync=fsync, clock=clock)
         leases = LeaseManager(city, vocab, writer, audit, store=state / "leases.json", clock=clock)
         gate = CommandGate(city, vocab, writer, audit, leases, reader=tagdb, alarms=alarms, clock=clock, sleep=sleep,
@@ -112,7 +124,9 @@ class Failsafe:
     # ------------------------------------------------------------------ lifecycle
     async def start(self, lease_interval_s: float = 0.5, monitor_interval_s: float = 0.2) -> None:
         self._stop.clear()
-        self._safe_audit("audit_opened", note="fail-safe layer started")
+        self._safe_audit("audit_opened", note="fail-safe layer started", key_fingerprint=self.audit.fingerprint)
+        self._audit_findings()
+        self._audit_check = asyncio.create_task(self._verify_audit(), name="failsafe-audit-verify")
         self._tasks.append(asyncio.create_task(self.leases.run(lease_interval_s), name="failsafe-leases"))
         if self.monitor is not None:
             self.monitor.start()
@@ -127,7 +141,8 @@ class Failsafe:
         while not self._stop.is_set():
             try:
                 self.gate.sweep()
-            except Exception:  # a failing sweep must not end the sweeping
+                self.audit.flush()  # refusal summaries whose minute has passed
+            except Exception:  # a failing sweep must not end the sweeping (logged)
                 log.exception("fail-safe sweeper failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
@@ -136,6 +151,10 @@ class Failsafe:
         """Stop the monitor and the background tasks, then the leases (persisted with their end time: after a
         restart an expired one is only released, never re-asserted)."""
         self._stop.set()
+        if self._audit_check is not None:  # its worker thread finishes on its own; nothing waits for it
+            self._audit_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._audit_check
         if self.monitor is not None:
             self.monitor.stop()
         for task in self._tasks:
@@ -145,6 +164,15 @@ class Failsafe:
                 await task
         self._tasks.clear()
         await self.leases.aclose()
+
+    def adopt(self, old: Failsafe) -> list[Json]:
+        """Go on from the layer this one replaces (a reload): its pending tickets, select reservations,
+        group approvals, rate and blast-radius windows and lock-outs (CommandGate.adopt), and its crisis runs.
+        Returns the tickets cancelled because they name equipment, verbs or parameters that no longer exist."""
+        cancelled = self.gate.adopt(old.gate)
+        for run_id, run in old.crisis.runs.items():
+            self.crisis.runs.setdefault(run_id, run)
+        return [t.view() for t in cancelled]
 
     def reset_at_source(self, junctions: Iterable[str], user: str) -> None:
         """Reset the field-safety monitor's latch of these junctions (an operator's reset from the alarm list:
@@ -157,10 +185,41 @@ class Failsafe:
             except KeyError:
                 log.warning("%s: not watched by the field-safety monitor", j)
 
+    def _audit_findings(self) -> None:
+        """What opening the audit log found: each torn tail cut aside is audited and a P2 (once: a reload keeps
+        the log object); damage is a P1 and the gate refuses every command except safety-increasing ones."""
+        repairs, self.audit.repaired = self.audit.repaired, []
+        for what in repairs:
+            self._safe_audit("audit_repaired", reason=what)
+            self.gate._alarm(FailsafeAlarm("failsafe/audit/repaired", "", 2, f"audit log tail repaired: {what}",
+                                           active=True, ts=self.gate.clock()))
+        if self.audit.damage is not None:
+            self._audit_damaged(self.audit.damage)
+
+    def _audit_damaged(self, why: str) -> None:
+        log.error("audit log damaged: %s; commands refused except safety-increasing", why)
+        self._safe_audit("audit_damaged", reason=why)
+        self.gate._alarm(FailsafeAlarm("failsafe/audit/damaged", "", 1, f"audit log damaged: commands refused "
+                                       f"except safety-increasing ({why})", active=True, ts=self.gate.clock()))
+
+    async def _verify_audit(self) -> None:
+        """The whole chain, in a worker thread (opening checked only the last segment): damage found in an
+        older segment degrades the gate now."""
+        if self.audit.damage is not None:
+            return
+        try:
+            report = await asyncio.to_thread(self.audit.verify)
+            why = "" if report.ok else report.problems[0]
+        except Exception as exc:  # noqa: BLE001 - an unreadable log is damage too, reported the same way
+            why = f"cannot verify: {exc}"
+        if why and self.audit.damage is None:
+            self.audit.damage = why
+            self._audit_damaged(why)
+
     def _safe_audit(self, kind: str, **fields: Any) -> None:
         try:
             self.audit.append(kind, **fields)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the audit log's failure must not stop the start-up it records
             log.error("audit log: cannot append %s: %s", kind, exc)
 
     # ------------------------------------------------------------------ CommandService
@@ -230,7 +289,15 @@ class Failsafe:
         return out
 
     async def operate(self, command_id: str, user: str, role: str, workstation: str) -> Json:
+        """Run a selected ticket. A replay on a finished one is Refused(ALREADY_DONE) carrying the original
+        outcome and record (nothing is written twice, and the answer does not pretend it ran now)."""
         result = await self.gate.operate(command_id, self.principal(user, role, workstation))
+        if result.code is Refusal.ALREADY_DONE:
+            ticket = self.gate.status(command_id)
+            original = result.outcome.value if result.outcome is not None else None
+            raise Refused(f"operate command {command_id}", f"command {command_id} already ran: {original}",
+                          Refusal.ALREADY_DONE, detail={"outcome": original,
+                                                        "command": ticket.view() if ticket is not None else None})
         if result.outcome is Outcome.REJECTED:
             raise Refused(f"operate command {command_id}", result.reason, result.code or Refusal.COMMAND_REJECTED)
         return self._record(command_id, result)
@@ -256,10 +323,11 @@ class Failsafe:
             raise Refused(f"cancel command {command_id}", exc.reason, exc.code) from None
 
     def status(self, command_id: str) -> Json | None:
-        """A ticket's record with the active leases of its targets (or a crisis run's); None if unknown."""
+        """A ticket's record with the active leases of its targets, or a crisis run's (by its id or its group
+        approval's) with each step's outcome; None if unknown."""
         ticket = self.gate.status(command_id)
         if ticket is None:
-            run = self.crisis.runs.get(command_id)
+            run = self.crisis.find(command_id)
             return None if run is None else run.view()
         out: Json = ticket.view()
         for target in ticket.request.targets:
@@ -271,17 +339,12 @@ class Failsafe:
     def pending(self) -> list[Json]:
         return [t.view() for t in self.gate.pending()]
 
-    def history(self, equipment: str | None, limit: int) -> list[Json]:
+    def history(self, equipment: str | None, limit: int, before: int | None = None) -> list[Json]:
         """Latest audit-log entries (commands, approvals, refusals, lease expiries), newest first: what was
-        done, also before a restart (the in-memory tickets are not the record)."""
-        keep: deque[Json] = deque(maxlen=limit)
-        for entry in self.audit.entries():
-            if equipment is not None:
-                target = entry.get("target") or entry.get("targets") or entry.get("equipment") or []
-                if equipment not in (target if isinstance(target, list) else [target]):
-                    continue
-            keep.append(entry)
-        return list(reversed(keep))
+        done, also before a restart (the in-memory tickets are not the record). ``before``: only entries with
+        a smaller ``seq`` (the next page). Reads through the log's index, never the whole history: call it
+        from a worker thread (asyncio.to_thread)."""
+        return self.audit.latest(equipment, limit, before)
 
     def stats(self) -> Json:
         tickets = list(self.gate._tickets.values())

@@ -76,7 +76,7 @@ from scada.config.yamlsource import did_you_mean, line_of, load_yaml, one_of
 from scada.errors import ConfigError, ConfigProblem
 from scada.quality import Value
 
-#: NTCIP 1202 objects the system may SET, and nothing else (standards.md AC-TS-01, TEAM.md contract).
+#: NTCIP 1202 objects the system may SET, and nothing else (standards.md AC-TS-01, docs/contracts.md).
 SNMP_SET_ALLOW_LIST: dict[str, str] = {
     "1.3.6.1.4.1.1206.4.2.1.4.14.0": "systemPatternControl",
     "1.3.6.1.4.1.1206.4.2.1.3.3.0": "unitBackupTime",

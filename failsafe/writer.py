@@ -83,13 +83,16 @@ class DriverWriter:
                 await self._run(driver.connect())
             except DriverError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # a driver that did not translate: never let a library error reach the gate
                 raise CommError(f"{tag.device}: connect failed: {exc!r}") from exc
         return driver
 
     async def write(self, tag: TagDef, value: Value, *, tolerance: float | None = None) -> None:
         self.check(tag)
-        lock = self._locks.setdefault(tag.device, asyncio.Lock())
+        # one lock per device AND loop: an asyncio.Lock must not be awaited from two loops (the field-safety
+        # monitor writes to a junction from its own loop, operators from the main one); the driver serialises
+        # its own requests across them
+        lock = self._locks.setdefault(f"{tag.device}@{id(asyncio.get_running_loop())}", asyncio.Lock())
         async with lock:
             driver = await self._driver(tag)
             try:
@@ -107,6 +110,6 @@ class DriverWriter:
             samples = await self._run(driver.read([tag]))
         except DriverError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # a driver that did not translate: never let a library error reach the gate
             raise CommError(f"{tag.name}: read failed: {exc!r}") from exc
         return samples[0]

@@ -185,7 +185,7 @@ class StoreAndForward:
                         log.warning("historian buffer: backend rejected a batch (%s); buffering it for retries", exc)
                     except StorageError as exc:
                         self._set_down(str(exc))
-                    except Exception as exc:  # a backend bug must not lose data either
+                    except Exception as exc:  # a backend bug must not lose data either: buffered, logged, down
                         log.exception("historian buffer: backend write failed")
                         self._set_down(repr(exc))
         self._enqueue(points, analogue)
@@ -268,7 +268,7 @@ class StoreAndForward:
         while not self._stop.is_set():
             try:
                 done = self.forward_once()
-            except Exception:
+            except Exception:  # the forwarder thread must outlive any error: it backs off and retries (logged)
                 log.exception("historian buffer: forwarder error")
                 done = None
             if done is None:  # backend down or error: back off
@@ -308,7 +308,7 @@ class StoreAndForward:
             except StorageError as exc:
                 self._set_down(str(exc))
                 return None
-            except Exception as exc:
+            except Exception as exc:  # a backend bug must not lose data: the batch stays queued (logged, down)
                 log.exception("historian buffer: backend write failed")
                 self._set_down(repr(exc))
                 return None
@@ -378,7 +378,7 @@ class StoreAndForward:
             return
         try:
             self.on_alarm(BufferAlarm(code, priority, active, message))
-        except Exception:
+        except Exception:  # the owner's hook must not break buffering (logged)
             log.exception("historian buffer: alarm hook failed")
 
     def _set_down(self, reason: str) -> None:
@@ -398,7 +398,7 @@ class StoreAndForward:
         if self.on_fill is not None:
             try:
                 self.on_fill(pct)
-            except Exception:
+            except Exception:  # the owner's hook must not break buffering (logged)
                 log.exception("historian buffer: fill hook failed")
         if not self._high and pct >= self.high_percent:
             self._high = True

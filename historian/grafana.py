@@ -47,7 +47,8 @@ def dashboard(config: CityConfig, *, datasource_uid: str = "scada-influxdb", mea
             esc_tag = re.escape(tag).replace("/", "\\/")
             rx = f"/^($commune)\\/{re.escape(kind)}\\/[^\\/]+\\/{esc_tag}$/"
             fn, fill = ('mean("value")', "none") if analogue else ('last("value")', "previous")
-            query = (f'SELECT {fn} FROM "{measurement}" WHERE "tagname" =~ {rx} AND $timeFilter '
+            # the text of a Grafana panel (Grafana runs it); names are re.escape'd into the regex literal
+            query = (f'SELECT {fn} FROM "{measurement}" WHERE "tagname" =~ {rx} AND $timeFilter '  # noqa: S608
                      f'GROUP BY time($__interval), "tagname" fill({fill})')
             panels.append({
                 "id": pid, "type": "timeseries" if analogue else "state-timeline", "title": f"{kind}: {tag}",

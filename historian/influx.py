@@ -26,6 +26,7 @@ field type conflict, partial write) are :class:`BatchRejected` (the buffer quara
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -131,9 +132,14 @@ class InfluxV1Backend(Backend):
                 raise _status_error(f"{self.name} {self.url} write", r.status_code, r.text)
 
     # ------------------------------------------------------------------ InfluxQL
-    def influxql(self, q: str, post: bool = False) -> list[dict[str, Any]]:
-        """Run InfluxQL; returns the ``series`` list of the first statement (raises on errors)."""
+    def influxql(self, q: str, post: bool = False, bind: dict[str, str | int | float] | None = None,
+                 ) -> list[dict[str, Any]]:
+        """Run InfluxQL; returns the ``series`` list of the first statement (raises on errors).
+
+        Values go in ``bind`` (``$name`` in ``q``, InfluxDB's bound parameters), never into ``q``."""
         params = {"q": q, "db": self.database, "epoch": "ns"}
+        if bind:
+            params["params"] = json.dumps(bind)
         try:
             r = self.http.post("/query", params=params) if post else self.http.get("/query", params=params)
         except httpx.HTTPError as exc:
@@ -152,14 +158,10 @@ class InfluxV1Backend(Backend):
         m = measurement or self.measurement
         return f'"{self.database}"."{rp}"."{m}"' if rp else f'"{m}"'
 
-    @staticmethod
-    def _qtag(tag: str) -> str:
-        return "'" + tag.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
     def _series(self, tag: str, where: str, tail: str = "") -> Series:
-        q = (f'SELECT "value", "quality", "text" FROM {self._from()} WHERE "tagname" = {self._qtag(tag)} '
-             f"AND {where} {tail}")
-        series = self.influxql(q)
+        # identifiers from the settings, ``where`` and ``tail`` from this class with int times; the tag bound
+        q = f'SELECT "value", "quality", "text" FROM {self._from()} WHERE "tagname" = $tag AND {where} {tail}'  # noqa: S608
+        series = self.influxql(q, bind={"tag": tag})
         if not series:
             return Series.empty(tag)
         cols = series[0]["columns"]
@@ -200,9 +202,9 @@ class InfluxV1Backend(Backend):
             existing = {r[0] for s in self.influxql("SHOW CONTINUOUS QUERIES") if s.get("name") == db
                         for r in (s.get("values") or [])}
             cq = f"cq_{m}_rollup"
-            if cq not in existing:
+            if cq not in existing:  # identifiers from the settings, a duration from the policy: no value to bind
                 self.influxql(
-                    f'CREATE CONTINUOUS QUERY "{cq}" ON "{db}" BEGIN SELECT min("value") AS "vmin", '
+                    f'CREATE CONTINUOUS QUERY "{cq}" ON "{db}" BEGIN SELECT min("value") AS "vmin", '  # noqa: S608
                     f'max("value") AS "vmax", mean("value") AS "avg", last("value") AS "last", count("value") AS "n" '
                     f'INTO "{db}"."{rollup_rp}"."{m}_rollup" FROM "{db}"."{raw_rp}"."{m}" '
                     f"GROUP BY time({every}), * END", post=True)
@@ -254,7 +256,7 @@ class InfluxV2Backend(Backend):
             except ApiException as exc:
                 raise _status_error(f"{self.name} {self.url} write", int(exc.status or 0) or 503,
                                     str(exc.body or exc.reason)) from exc
-            except Exception as exc:  # urllib3 connection errors, timeouts
+            except Exception as exc:  # urllib3 connection errors, timeouts (no common base): BackendUnavailable
                 raise BackendUnavailable(f"{self.name} {self.url}: write failed: {exc!r}") from exc
 
     def close(self) -> None:

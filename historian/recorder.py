@@ -129,7 +129,7 @@ class Recorder:
             self._wake.clear()
             try:
                 self.flush()
-            except Exception:  # the sink logs and keeps data; never let the thread die
+            except Exception:  # the sink logs and keeps data; never let the thread die (logged)
                 self.stats["errors"] += 1
                 log.exception("historian recorder: flush failed")
 
@@ -223,7 +223,7 @@ class Recorder:
             batch = Points.concat(parts)
             try:
                 self.sink.submit(batch, self.analogue[batch.tag])
-            except Exception:
+            except Exception:  # whatever the sink raises, the points are put back first, then it is re-raised
                 with self._lock:  # keep them, in order, for the next attempt
                     self._pending[:0] = parts
                     self._pending_n += len(batch)

@@ -1,4 +1,4 @@
-"""How the server builds the historian, and the query adapter the API calls.
+"""The historian's façade: how the server builds it, and the queries the API calls on it directly.
 
 ::
 

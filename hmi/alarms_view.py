@@ -273,7 +273,7 @@ class ReasonDialog(QDialog):
     def _check(self) -> None:
         ok = all(self.value(k).strip() for k in self.required)
         btn = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        assert btn is not None
+        assert btn is not None  # noqa: S101 - the box was built with an Ok button (Qt's stub says Optional)
         btn.setEnabled(ok)
         btn.setToolTip("" if ok else "fill in the required fields (*)")
 
@@ -306,7 +306,7 @@ class AlarmList(QWidget):
         self.table.setAlternatingRowColors(False)
         hide_row_numbers(self.table)
         hh = self.table.horizontalHeader()
-        assert hh is not None
+        assert hh is not None  # noqa: S101 - a QTableView always has its header (Qt's stub says Optional)
         hh.setStretchLastSection(False)
         self.table.setColumnWidth(0, 120)
         self.table.setColumnWidth(1, 120)
@@ -314,7 +314,7 @@ class AlarmList(QWidget):
         self.table.setColumnWidth(7, 520)
         self.table.doubleClicked.connect(self._double)
         sel = self.table.selectionModel()
-        assert sel is not None
+        assert sel is not None  # noqa: S101 - setModel() above created it (Qt's stub says Optional)
         sel.selectionChanged.connect(lambda *_: self.update_actions())
         self.dialog_answers: dict[str, dict[str, str]] | None = None  # tests: skip the dialogs
         self._group_chosen = False
@@ -452,7 +452,7 @@ class AlarmList(QWidget):
         self.model.set_rows(rows)
         if keep:
             sel = self.table.selectionModel()
-            assert sel is not None
+            assert sel is not None  # noqa: S101 - the model is set in the constructor (Qt's stub says Optional)
             for r, item in enumerate(rows):
                 if isinstance(item, Alarm) and item.id in keep:
                     sel.select(self.model.index(r, 0), sel.SelectionFlag.Select | sel.SelectionFlag.Rows)
@@ -473,7 +473,7 @@ class AlarmList(QWidget):
 
     def select_ids(self, ids: list[str]) -> None:
         sel = self.table.selectionModel()
-        assert sel is not None
+        assert sel is not None  # noqa: S101 - the model is set in the constructor (Qt's stub says Optional)
         sel.clearSelection()
         for r, item in enumerate(self.model.rows):
             if isinstance(item, Alarm) and item.id in ids:

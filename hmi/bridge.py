@@ -115,6 +115,7 @@ class Bridge(QObject):
         self.state = "offline"
         self.token = ""
         self._credentials: tuple[str, str] | None = None  # kept in memory only, to log in again after a restart
+        self._login_info: dict[str, Any] = {}  # the last login's answer without its token
         self._channels: dict[str, _Channel] = {}
         self._wanted: set[str] = set()  # channel names asked for (GUI thread), under _lock
         self._lock = threading.Lock()
@@ -164,7 +165,7 @@ class Bridge(QObject):
             return
         self._stopping = True
         fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # closing: a failed or slow shutdown must not keep the console open
             fut.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -188,6 +189,13 @@ class Bridge(QObject):
         """Log in; on success the credentials are kept (in memory) to log in again after a server restart."""
         reply = Reply("POST", PREFIX + "/auth/login")
         self._submit(reply, self._do_login(user, password))
+        return reply
+
+    def change_password(self, old: str, new: str) -> Reply:
+        """The logged-in user's own password (``POST /auth/password``); on success the remembered credentials
+        follow, and ``loggedIn`` is emitted again without ``must_change_password``."""
+        reply = Reply("POST", PREFIX + "/auth/password")
+        self._submit(reply, self._do_change_password(old, new))
         return reply
 
     def logout(self) -> Reply:
@@ -263,7 +271,7 @@ class Bridge(QObject):
             t_start = time.perf_counter()
             try:
                 status, data, error, code = await coro
-            except Exception as exc:  # never lose a reply
+            except Exception as exc:  # never lose a reply: any failure is answered as an error (logged)
                 log.exception("bridge: %s %s failed", reply.method, reply.path)
                 status, data, error, code = 0, None, f"{type(exc).__name__}: {exc}", "internal"
             reply.timing = (t_start - t_submit, time.perf_counter() - t_start)  # queued, network + server
@@ -273,7 +281,8 @@ class Bridge(QObject):
 
     async def _http(self, method: str, path: str, params: Any = None, body: Any = None,
                     auth: bool = True) -> tuple[int, Any, str, str]:
-        assert self._client is not None
+        if self._client is None:  # made when the bridge's loop starts; a request before that is a bug
+            raise RuntimeError(f"bridge: {method} {path} before the bridge started")
         headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
         try:
             r = await self._client.request(method, path, params=params, json=body, headers=headers)
@@ -295,14 +304,24 @@ class Bridge(QObject):
         if status == 200 and isinstance(data, dict):
             self.token = str(data.get("token", ""))
             self._credentials = (user, password)
+            self._login_info = {k: v for k, v in data.items() if k != "token"}
             self._login.emit({k: v for k, v in data.items() if k != "token"})
             if not self._channels:
                 self._state.emit("connecting", f"logged in as {user}, subscribing")
         return status, data, error, code
 
+    async def _do_change_password(self, old: str, new: str) -> tuple[int, Any, str, str]:
+        res = await self._http("POST", PREFIX + "/auth/password", body={"old": old, "new": new})
+        if res[0] == 200 and self._credentials is not None:
+            self._credentials = (self._credentials[0], new)
+            self._login_info["must_change_password"] = False
+            self._login.emit(dict(self._login_info))
+        return res
+
     async def _relogin(self, failed_token: str) -> bool:
         """Log in again with the remembered credentials unless another task already did."""
-        assert self._login_lock is not None
+        if self._login_lock is None:  # made when the bridge's loop starts
+            raise RuntimeError("bridge: log-in before the bridge started")
         async with self._login_lock:
             if self.token and self.token != failed_token:
                 return True
@@ -348,7 +367,7 @@ class Bridge(QObject):
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, ch: _Channel, msg: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a broken socket is seen and reconnected by the channel's reader
             await ch.ws.send(json.dumps(msg))
 
     def _channel_state(self) -> None:
@@ -392,7 +411,7 @@ class Bridge(QObject):
             except asyncio.CancelledError:
                 ch.online = False
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - websockets/httpx/json raise many kinds: the channel goes offline, reconnects
                 was = ch.online
                 ch.online, ch.ws = False, None
                 if was:

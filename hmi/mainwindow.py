@@ -2,7 +2,7 @@
 
     ┌ Banner: P1..P4 unack/active · shelved · suppressed · OOS · newest P1 ▶ · ONLINE/STALE · user ┐
     ├ [Overview L1] [Traffic] [Lighting] [Buildings] [Cameras] [Parking] [Bollards] [Panels]       │
-    │ [Vehicles] [Alarms] [Journal] [Trends] [Approvals] [Crisis] [Diagnostics L4]   [Log out]     │
+    │ [Vehicles] [Alarms] [Journal] [Trends] [Approvals] [Crisis] [Diagnostics L4] [Change password] [Log out]
     ├──────────────────────────────────────────────────────────────────────────────────────────────┤
     │ QStackedWidget: one page per display; "equipment" = the current Level-3 display              │
     └ status bar: last message ─────────────────────────────────────────────────────────────────────┘
@@ -63,7 +63,7 @@ class LoginDialog(QDialog):
         form.addRow(self.error)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        assert ok is not None
+        assert ok is not None  # noqa: S101 - the box was built with an Ok button (Qt's stub says Optional)
         ok.setText("Log in")
         self.buttons.accepted.connect(self.submit)
         self.buttons.rejected.connect(self.reject)
@@ -83,8 +83,67 @@ class LoginDialog(QDialog):
 
     def _answer(self, r: Reply) -> None:
         self.buttons.setEnabled(True)
-        if r.ok:
+        if r.ok and isinstance(r.data, dict) and r.data.get("must_change_password"):
+            # the password was set under an older policy: nothing opens until it is changed
+            old = self.password.text()
             self.password.clear()
+            change = PasswordDialog(self.console, self, required=True)
+            change.current.setText(old)
+            if change.exec() == QDialog.DialogCode.Accepted:
+                self.accept()
+            else:
+                self.error.setText("the password must be changed before the console opens")
+        elif r.ok:
+            self.password.clear()
+            self.accept()
+        else:
+            self.error.setText(f"refused: {r.why()}")
+
+
+class PasswordDialog(QDialog):
+    """Change one's own password (``POST /api/v1/auth/password``): the server's policy refusals are shown as
+    they come (at least 15 characters, not a common password, not the user name); the user's other
+    sessions end, this console's goes on."""
+
+    def __init__(self, console: ConsoleModel, parent: QWidget | None = None, required: bool = False) -> None:
+        super().__init__(parent)
+        self.console = console
+        self.setWindowTitle("Change password")
+        self.current, self.new, self.again = QLineEdit(), QLineEdit(), QLineEdit()
+        for field in (self.current, self.new, self.again):
+            field.setEchoMode(QLineEdit.EchoMode.Password)
+        self.error = QLabel("Your password was set under an older policy: choose a new one." if required else "")
+        self.error.setWordWrap(True)
+        form = QFormLayout(self)
+        form.addRow(QLabel("A few unrelated words make a good password (at least 15 characters)."))
+        form.addRow("current password", self.current)
+        form.addRow("new password", self.new)
+        form.addRow("new password again", self.again)
+        form.addRow(self.error)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.submit)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)
+
+    def submit(self) -> Reply | None:
+        if self.new.text() != self.again.text():
+            self.error.setText("the two new passwords differ")
+            return None
+        if not self.current.text() or not self.new.text() or self.console.bridge is None:
+            self.error.setText("enter the current password and a new one")
+            return None
+        self.error.setText("changing…")
+        self.buttons.setEnabled(False)
+        r = self.console.bridge.change_password(self.current.text(), self.new.text())
+        r.finished.connect(self._answer)
+        return r
+
+    def _answer(self, r: Reply) -> None:
+        self.buttons.setEnabled(True)
+        if r.ok:
+            for field in (self.current, self.new, self.again):
+                field.clear()
+            self.console.message.emit("password changed; your other sessions were ended")
             self.accept()
         else:
             self.error.setText(f"refused: {r.why()}")
@@ -138,6 +197,9 @@ class MainWindow(QMainWindow):
             self.nav_buttons[key] = b
             nav.addWidget(b)
         nav.addStretch(1)
+        self.password_btn = QPushButton("Change password")
+        self.password_btn.clicked.connect(self.change_password)
+        nav.addWidget(self.password_btn)
         self.logout_btn = QPushButton("Log out")
         self.logout_btn.clicked.connect(self.logout)
         nav.addWidget(self.logout_btn)
@@ -161,7 +223,8 @@ class MainWindow(QMainWindow):
 
     def show_page(self, key: str) -> QWidget:
         w = self.pages[key] if key != "equipment" else self.equipment
-        assert w is not None
+        if w is None:  # the equipment page exists once an equipment was opened
+            raise ValueError(f"no {key!r} page to show yet")
         self.stack.setCurrentWidget(w)
         for k, b in self.nav_buttons.items():
             b.setChecked(k == key)
@@ -193,6 +256,11 @@ class MainWindow(QMainWindow):
         if self.status is not None:
             self.status.showMessage(f"{state}: {detail}" if detail else state, 10000)
 
+    def change_password(self) -> PasswordDialog:
+        dialog = PasswordDialog(self.console, self)
+        dialog.open()
+        return dialog
+
     def logout(self) -> None:
         self.console.logout()
         self.close()
@@ -201,4 +269,4 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
 
-__all__ = ["LoginDialog", "MainWindow", "Qt"]
+__all__ = ["LoginDialog", "MainWindow", "PasswordDialog", "Qt"]

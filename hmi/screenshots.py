@@ -35,7 +35,8 @@ def grab(widget: QWidget) -> QImage:
 def pixels(img: QImage) -> npt.NDArray[np.uint8]:
     """H×W×3 RGB array of an RGB32 image."""
     ptr = img.constBits()
-    assert ptr is not None
+    if ptr is None:  # a null image has no pixels
+        raise ValueError("pixels() of a null image")
     ptr.setsize(img.sizeInBytes())
     arr = np.frombuffer(ptr.asstring(img.sizeInBytes()), dtype=np.uint8)
     arr = arr.reshape(img.height(), img.bytesPerLine() // 4, 4)
@@ -70,7 +71,8 @@ def save_levels(window: object, directory: Path) -> list[Path]:
     """Show each level in turn and save it as PNG (returns the paths)."""
     from hmi.mainwindow import MainWindow
 
-    assert isinstance(window, MainWindow)
+    if not isinstance(window, MainWindow):
+        raise TypeError(f"save_levels() needs the console's MainWindow, got {type(window).__name__}")
     directory.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []
     c = window.console

@@ -14,7 +14,11 @@ So ``scada run`` writes ``scada-data/demo/`` and ``scada journal``, ``scada alar
 
     <instance>/
         .lock                 "PID command": fcntl.flock, held as long as the instance runs
+        city.json             which configuration the folder serves (a fingerprint of the city: the
+                              server drops leases written for another one, failsafe.fingerprint)
         journal.sqlite users.sqlite audit.sqlite historian/ failsafe/ server.json   (the server)
+        failsafe/audit/       the command audit log's segments (failsafe.audit)
+        keys/audit.key        its HMAC key (0600), apart from the log: created at the first start
         sim/.lock             the simulator's own lock (``scada sim`` alone, or held for it by ``scada run``)
         sim/endpoints.json sim/control.json                                        (the simulator)
 
@@ -26,17 +30,25 @@ kernel releases the lock when the holder exits, even on SIGKILL.
 A child the holder starts for the same folder (the simulator under ``scada run``) does not lock it
 again: the parent passes the locked file descriptor down (``pass_fds``) and names it in
 ``$SCADA_DATA_LOCK_FD``; :meth:`DataDirLock.acquire` adopts it when it is that folder's lock file.
+Before writing, ``scada server`` checks the folder can be written (:func:`check_writable`: a new file
+can be created in it, and every store already there opens for writing) and exits 2 with one line
+saying which path and why otherwise — not a traceback from whichever store happened to open first.
+
 This module imports nothing above the core.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from scada.errors import ScadaError
 
@@ -44,6 +56,12 @@ ENV_DATA_DIR = "SCADA_DATA_DIR"
 ENV_LOCK_FD = "SCADA_DATA_LOCK_FD"
 DEFAULT_ROOT = Path("scada-data")
 LOCK_NAME = ".lock"
+CITY_RECORD = "city.json"
+KEYS_DIR = "keys"
+#: the stores a server keeps in its folder (checked for writing at start when they exist)
+STORES = ("users.sqlite", "audit.sqlite", "journal.sqlite", "failsafe/audit.log", "failsafe/audit.log.head",
+          "failsafe/leases.json", CITY_RECORD)
+STORE_DIRS = ("failsafe", "failsafe/audit", "historian")
 
 
 class DataDirError(ScadaError):
@@ -95,6 +113,73 @@ def resolve(option: Path | str | None, city: str | None = None, configured: Path
     return instance_dir(resolve_root(option, configured), city)
 
 
+def keys_dir(instance: Path) -> Path:
+    """The instance's key folder (the command audit log's key; kept apart from the data it protects)."""
+    return Path(instance) / KEYS_DIR
+
+
+def probe_dir(path: Path) -> None:
+    """Raise OSError unless a new file can be created in ``path`` (an unnamed O_TMPFILE where the filesystem
+    has it: nothing is left behind; else a named probe, removed at once)."""
+    try:
+        fd = os.open(path, os.O_TMPFILE | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        probe = path / f".probe-{os.getpid()}"
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        os.unlink(probe)
+    os.close(fd)
+
+
+def probe_file(path: Path) -> None:
+    """Raise OSError unless ``path`` (if it exists) is a regular file that opens for appending (it is not
+    replaced by a directory, not immutable, not on a read-only mount). Nothing is written."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not path.is_file():
+        raise OSError(errno.EINVAL, "not a regular file (a dangling link, a device...)", str(path))
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+
+
+def check_writable(path: Path, stores: tuple[str, ...] = STORES) -> None:
+    """:class:`DataDirError` naming the path and why, unless ``path`` and the stores already in it can be
+    written. Run as root, permission bits do not stop anything: the probes really create/open."""
+    target = path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe_dir(path)
+        for sub in STORE_DIRS:
+            target = path / sub
+            if target.is_dir():
+                probe_dir(target)
+        for store in stores:
+            target = path / store
+            probe_file(target)
+    except OSError as exc:
+        raise DataDirError(f"data directory {path} is not writable: {target}: {exc.strerror or exc}") from None
+
+
+def read_city_record(path: Path) -> dict[str, Any] | None:
+    """``<path>/city.json`` (which configuration the folder serves), or None when absent or unreadable."""
+    try:
+        data = json.loads((path / CITY_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_city_record(path: Path, fingerprint: str, **about: Any) -> None:
+    """Record (atomically) that the folder serves the configuration with ``fingerprint``; OSError if it cannot."""
+    record = {"fingerprint": fingerprint, "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              **about}
+    tmp = path / (CITY_RECORD + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path / CITY_RECORD)
+
+
 def read_holder(path: Path) -> tuple[int | None, str]:
     """(PID, command) written in ``path/.lock`` by its last holder; (None, "") if unreadable."""
     try:
@@ -116,11 +201,16 @@ class DataDirLock:
     @classmethod
     def acquire(cls, path: Path, command: str) -> DataDirLock:
         """Lock ``path`` (created if missing) for this process; :class:`DataDirBusy` if another holds it."""
-        path.mkdir(parents=True, exist_ok=True)
-        inherited = cls._inherited(path)
-        if inherited is not None:
-            return inherited
-        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        target = path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            inherited = cls._inherited(path)
+            if inherited is not None:
+                return inherited
+            target = path / LOCK_NAME
+            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # one line saying which path and why, not a traceback
+            raise DataDirError(f"data directory {path} is not writable: {target}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -170,5 +260,24 @@ class DataDirLock:
         self.release()
 
 
-__all__ = ["DEFAULT_ROOT", "ENV_DATA_DIR", "ENV_LOCK_FD", "DataDirBusy", "DataDirError", "DataDirLock",
-           "city_folders", "instance_dir", "read_holder", "resolve", "resolve_root"]
+__all__ = [
+    "CITY_RECORD",
+    "DEFAULT_ROOT",
+    "ENV_DATA_DIR",
+    "ENV_LOCK_FD",
+    "STORES",
+    "DataDirBusy",
+    "DataDirError",
+    "DataDirLock",
+    "check_writable",
+    "city_folders",
+    "instance_dir",
+    "keys_dir",
+    "probe_dir",
+    "probe_file",
+    "read_city_record",
+    "read_holder",
+    "resolve",
+    "resolve_root",
+    "write_city_record",
+]

@@ -104,6 +104,7 @@ class Refusal(StrEnum):
     UNSUPPORTED = "unsupported"           # the backend cannot answer this kind of query
     UNAVAILABLE = "unavailable"           # the subsystem is not running (or its storage is down)
     CONFLICT = "conflict"                 # the request conflicts with the current state
+    ALREADY_DONE = "already_done"         # a replayed step on a finished command: the original outcome is given
 
 
 class CommandRejected(ScadaError):
@@ -118,13 +119,16 @@ class CommandRejected(ScadaError):
 class Refused(ScadaError):
     """A request that cannot be done: ``what`` was asked, ``why`` not, and the :class:`Refusal` code.
 
-    Raised before anything changes: a refused request has no effect."""
+    Raised before anything changes: a refused request has no effect. ``detail``: more fields for the answer
+    (the original outcome of a command replayed), sent next to what, why and code."""
 
-    def __init__(self, what: str, why: str, code: Refusal = Refusal.CONFLICT) -> None:
+    def __init__(self, what: str, why: str, code: Refusal = Refusal.CONFLICT,
+                 detail: dict[str, object] | None = None) -> None:
         super().__init__(f"{what}: {why}")
         self.what = what
         self.why = why
         self.code = code
+        self.detail = dict(detail or {})
 
 
 class StorageError(ScadaError):

@@ -31,11 +31,11 @@ state, event, user and text, newest first, with keyset paging (``JournalPage.nex
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import itertools
 import json
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,6 +46,7 @@ from typing import IO, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from scada import csvsafe
 from scada.alarms.messages import format_value, render_live
 from scada.alarms.rules import AlarmInfo, priority_label
 from scada.alarms.states import AlarmState, Event, Flag
@@ -379,7 +380,7 @@ class Journal:
     def _load_defs(self) -> None:
         if self._defs.loaded:
             return
-        cur = self._db.execute(f"SELECT ref, {', '.join(_DEF_COLS)} FROM alarm_def ORDER BY ref")
+        cur = self._db.execute(f"SELECT ref, {', '.join(_DEF_COLS)} FROM alarm_def ORDER BY ref")  # noqa: S608 - column names from _DEF_COLS
         for row in cur:
             self._defs.by_row[tuple(row[1:])] = row[0]
         self._defs.loaded = True
@@ -406,7 +407,7 @@ class Journal:
                     try:
                         first = int(self._db.execute("SELECT coalesce(max(ref), 0) + 1 FROM alarm_def").fetchone()[0])
                         created = now_ns // 1_000_000
-                        head = f"INSERT INTO alarm_def(ref, {', '.join(_DEF_COLS)}, created_ms) VALUES "
+                        head = f"INSERT INTO alarm_def(ref, {', '.join(_DEF_COLS)}, created_ms) VALUES "  # noqa: S608 - column names from a fixed tuple, values bound
                         one = f"({', '.join('?' * (len(_DEF_COLS) + 2))})"
                         rows = [(first + j, *row, created) for j, row in enumerate(unique)]
                         k = 500
@@ -416,7 +417,7 @@ class Journal:
                         if full < len(rows):
                             self._db.executemany(head + one, rows[full:])
                         self._db.execute("COMMIT")
-                    except BaseException:
+                    except BaseException:  # even a cancellation must not leave the transaction open: re-raised
                         self._db.execute("ROLLBACK")
                         raise
                     for j, row in enumerate(unique):
@@ -496,7 +497,7 @@ class Journal:
             vals[np.isnan(batch.value)] = None
             value: list[Any] = vals.tolist()
         else:
-            value = [None if isinstance(v, float) and v != v else v for v in batch.value]
+            value = [None if isinstance(v, float) and math.isnan(v) else v for v in batch.value]
         extra = (until, since)
         runs: list[tuple[str, Any, Any]] = []
         if plain:
@@ -548,7 +549,7 @@ class Journal:
         stmt = cls._fast_cache.get((names, size))
         if stmt is None:
             consts = [c for c in cls._FAST_CONSTS if c not in names]
-            head = f"INSERT INTO journal({', '.join([*consts, *names])}) VALUES "
+            head = f"INSERT INTO journal({', '.join([*consts, *names])}) VALUES "  # noqa: S608 - column names from a fixed tuple, values bound
             first = ",".join(f"?{i + 1}" for i in range(len(consts)))
             base = len(consts) + 1
             w = len(names)
@@ -563,7 +564,7 @@ class Journal:
         if self.readonly:
             raise StorageError(f"{self.path}: the journal is open read-only")
         width = len(_ROW_COLS)
-        head = f"INSERT INTO journal({', '.join(_ROW_COLS)}) VALUES "
+        head = f"INSERT INTO journal({', '.join(_ROW_COLS)}) VALUES "  # noqa: S608 - column names from a fixed tuple, values bound
         one = "(" + ",".join("?" * width) + ")"
         count = 0
         with self._lock:
@@ -593,7 +594,7 @@ class Journal:
                             size = min(self._FAST_CHUNK, m - s)
                             self._db.execute(self._fast_stmt(names, size), [*shared, *flat[w * s:w * (s + size)]])
                     self._db.execute("COMMIT")
-                except BaseException:
+                except BaseException:  # even a cancellation must not leave the transaction open: re-raised
                     self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
@@ -628,9 +629,9 @@ class Journal:
                 def_params.extend(values)
         broad = True
         if def_conds:
-            sub = f"SELECT ref FROM alarm_def WHERE {' AND '.join(def_conds)}"
+            sub = f"SELECT ref FROM alarm_def WHERE {' AND '.join(def_conds)}"  # noqa: S608 - column names from a fixed tuple; the subquery's values bound
             with self._lock:
-                n = int(self._db.execute(f"SELECT count(*) FROM ({sub})", def_params).fetchone()[0])
+                n = int(self._db.execute(f"SELECT count(*) FROM ({sub})", def_params).fetchone()[0])  # noqa: S608 - the subquery built above: fixed columns, values bound
             broad = n > BROAD_FILTER
             where.append(("+j.ref" if broad else "j.ref") + f" IN ({sub})")
             params.extend(def_params)
@@ -658,7 +659,7 @@ class Journal:
         where, params, _ = self._where(q)
         total: int | None = None
         if with_total:
-            sql = "SELECT count(*) FROM journal j" + (_JOIN if q.text else "")
+            sql = "SELECT count(*) FROM journal j" + (_JOIN if q.text else "")  # noqa: S608 - fixed clauses, values bound
             if where:
                 sql += " WHERE " + " AND ".join(where)
             with self._lock:
@@ -686,7 +687,7 @@ class Journal:
         missing = {r[14] for r in raw if r[14] is not None and r[14] not in cache}
         if missing:
             with self._lock:
-                got = self._db.execute(f"SELECT ref, {_DEF_READ} FROM alarm_def WHERE ref IN "
+                got = self._db.execute(f"SELECT ref, {_DEF_READ} FROM alarm_def WHERE ref IN "  # noqa: S608 - column names from _DEF_READ, values bound
                                        "(SELECT value FROM json_each(?))", (json.dumps(sorted(missing)),)).fetchall()
             if len(cache) > 1_000_000:
                 cache.clear()
@@ -706,7 +707,7 @@ class Journal:
 
     def export_csv(self, q: JournalQuery, out: IO[str]) -> int:
         """Write the rows of ``q`` (all of them, oldest first) as CSV; returns the number of rows."""
-        writer = csv.writer(out)
+        writer = csvsafe.writer(out)  # comments, reasons, work orders are user text: no formulas
         writer.writerow(CSV_COLUMNS)
         n = 0
         for row in self.iter_rows(JournalQuery(**{**_asdict(q), "ascending": True})):
@@ -753,7 +754,7 @@ class Journal:
                 for k in range(0, len(need_wo), 500):
                     chunk = need_wo[k:k + 500]
                     for ref, alarm in self._db.execute(
-                            f"SELECT ref, alarm FROM alarm_def WHERE alarm IN ({', '.join('?' * len(chunk))})", chunk):
+                            f"SELECT ref, alarm FROM alarm_def WHERE alarm IN ({', '.join('?' * len(chunk))})", chunk):  # noqa: S608 - only placeholders interpolated
                         refs_of.setdefault(alarm, []).append(ref)
                 orders = self._last_event(need_wo, (Event.REMOVE_FROM_SERVICE,), "j.detail", refs_of)
         except sqlite3.Error as exc:
@@ -772,7 +773,7 @@ class Journal:
             return out
         alarm_of = {ref: alarm for alarm in alarms for ref in refs_of.get(alarm, [])}
         ev = ", ".join(str(int(e)) for e in events)
-        sql = (f"SELECT r.value, (SELECT j.ts_ms || ' ' || coalesce({column}, '') FROM journal j "
+        sql = (f"SELECT r.value, (SELECT j.ts_ms || ' ' || coalesce({column}, '') FROM journal j "  # noqa: S608 - a column the caller names and Event ints; values bound
                f"WHERE j.ref = r.value AND j.event IN ({ev}) AND j.outcome = 0 "
                "ORDER BY j.ts_ms DESC, j.id DESC LIMIT 1) FROM json_each(?) r")
         best: dict[str, tuple[int, str]] = {}
@@ -820,7 +821,7 @@ class Journal:
                                GROUP BY d.alarm)
             SELECT per_alarm.alarm, coalesce({since}, j.ts_ms) FROM per_alarm JOIN journal j ON j.id = per_alarm.id
             WHERE j.state IN ({int(AlarmState.UNACK)}, {int(AlarmState.ACKED)})
-        """
+        """  # noqa: S608 - fixed columns and AlarmState ints; values bound
         try:
             with self._lock:
                 return {alarm: int(t) for alarm, t in self._db.execute(sql, params).fetchall()}

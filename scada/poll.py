@@ -382,7 +382,7 @@ class Poller:
     async def _close_driver(d: _Device) -> None:
         try:
             await d.driver.aclose()
-        except Exception:
+        except Exception:  # a driver's close may raise anything: the others must still close (logged)
             log.exception("%s: closing the driver failed", d.dev.name)
 
     # ------------------------------------------------------------------ add / remove / update (reload)
@@ -505,7 +505,8 @@ class Poller:
         period = d.dev.period_s
         next_t = self._t0 + d.offset
         if warmup:  # a device started while the others run: one warm-up cycle, then join the grid
-            assert self._gate is not None
+            if self._gate is None:  # set by start(); warm-ups only run after it
+                raise RuntimeError(f"{d.dev.name}: warm-up before the scheduler started")
             async with self._gate:
                 _ok, first_readings = await self._cycle(d, loop.time(), self._warmup_budget(d.dev))
             self._apply(d, first_readings)
@@ -572,7 +573,7 @@ class Poller:
                             await drv.connect()
                         except asyncio.CancelledError:
                             raise
-                        except Exception as exc:  # DriverError by contract; anything else is a driver bug
+                        except Exception as exc:  # noqa: BLE001 - DriverError by contract; anything else is a driver bug
                             error = exc
                             st.errors += 1
                             if _is_auth_error(exc):
@@ -610,7 +611,8 @@ class Poller:
     async def _read(self, d: _Device, points: Sequence[TagDef]) -> Readings:
         if d.reader is not None:
             got = await d.reader(points)
-            assert isinstance(got, Readings)
+            if not isinstance(got, Readings):  # a driver bug: reported by the cycle's crash log, not a wrong apply
+                raise TypeError(f"{d.dev.name}: read_readings returned {type(got).__name__}, not Readings")
             return got
         return Readings.from_samples(await d.driver.read(points))
 
@@ -666,7 +668,7 @@ class Poller:
             if pairs:
                 try:
                     self.db.apply_samples(pairs.items())
-                except Exception:
+                except Exception:  # runs in the driver's callback: a failure must not break its session (logged)
                     log.exception("%s: applying pushed samples failed", d.dev.name)
 
         return sink

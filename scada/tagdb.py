@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import re
 import threading
 import time
@@ -146,7 +147,7 @@ class Readings:
             value: Value
             if k in texts:
                 value = texts[k]
-            elif v != v:  # NaN: no value
+            elif math.isnan(v):  # NaN: no value
                 value = None
             elif p.dtype == "bool":
                 value = bool(v)

@@ -29,6 +29,11 @@ commands, crisis, users, ws); what they share is in ``server.routes.deps``, the 
 ``server.routes.models``. The server reaches the routes as ``app.state.server``: nothing here starts it,
 and the composition root (:mod:`server.app`) never imports this module.
 
+Every answer carries hardening headers and every request body has a size limit, both enforced before any
+route runs (:mod:`server.middleware`; 413 ``too_large``). ``/docs`` is Swagger UI from the assets shipped by
+the ``fastapi-offline`` package, served here under ``/docs-assets``: it works in a control room with no way
+out, and its Content-Security-Policy allows this host and the page's one inline script (by its hash).
+
 Every refused request answers ``{"what": ..., "why": ..., "code": ...}`` with a 4xx status (503 when a
 subsystem is not available) and changes nothing: checks run before any action. A typed refusal's status
 comes from one table, ``server.routes.errors.STATUS``. Permission refusals and login failures are written
@@ -37,13 +42,25 @@ to the audit trail; passwords and tokens never are.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import base64
+import hashlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import fastapi_offline
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from scada import __version__
+from server import middleware
 from server.routes import alarms, auth, commands, crisis, equipment, errors, history, journal, tags, users, ws
+from server.routes import config_changes as change_area
 from server.routes import server as server_area
+from server.settings import Http
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
@@ -61,12 +78,59 @@ DESCRIPTION = (
     "console gets a fresh `snapshot` with reason `resync` instead of a backlog.")
 
 
+#: Swagger UI's script and stylesheet as the ``fastapi-offline`` package ships them (no CDN).
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+DOCS_PREFIX = "/docs-assets"
+
+
+class _App(FastAPI):
+    """FastAPI with the body limit and the hardening headers OUTSIDE Starlette's error middleware: a 413
+    is refused before any parsing, and even a 500 carries the headers."""
+
+    def __init__(self, *, max_body: int, max_body_by_prefix: dict[str, int], hsts: bool, **kwargs: Any) -> None:
+        self.max_body, self.max_body_by_prefix, self.hsts = max_body, max_body_by_prefix, hsts
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return middleware.wrap(super().build_middleware_stack(), max_body=self.max_body,
+                               limits=self.max_body_by_prefix, cacheable_prefixes=(DOCS_PREFIX,), hsts=self.hsts)
+
+
+def docs_page(openapi_url: str, title: str) -> HTMLResponse:
+    """Swagger UI from the local assets, with a CSP that allows them and this page's inline start script."""
+    page = get_swagger_ui_html(openapi_url=openapi_url, title=title,
+                               swagger_js_url=f"{DOCS_PREFIX}/swagger-ui-bundle.js",
+                               swagger_css_url=f"{DOCS_PREFIX}/swagger-ui.css",
+                               swagger_favicon_url=f"{DOCS_PREFIX}/favicon.png")
+    body = bytes(page.body)
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m).digest()).decode()}'"
+                      for m in re.findall(rb"<script>(.*?)</script>", body, re.S))
+    csp = ("default-src 'none'; "
+           f"script-src 'self' {hashes}; "
+           "style-src 'self' 'unsafe-inline'; "  # Swagger UI (React) sets style attributes
+           "img-src 'self' data:; "  # its icons are data: URIs
+           "connect-src 'self'; "  # fetches /openapi.json, and the calls "Try it out" makes
+           "font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+    return HTMLResponse(body, headers={"Content-Security-Policy": csp})
+
+
 def create_app(server: ScadaServer) -> FastAPI:
     """The API of ``server`` (not started here: building the app starts nothing)."""
-    app = FastAPI(title="City SCADA API", version=__version__, docs_url="/docs", redoc_url=None,
-                  openapi_url="/openapi.json", description=DESCRIPTION, responses=errors.ERRORS)
+    settings = getattr(server, "settings", None)  # None: an app built only for its OpenAPI document
+    http = settings.http if settings is not None else Http()
+    app = _App(title="City SCADA API", version=__version__, docs_url=None, redoc_url=None,
+               openapi_url="/openapi.json", description=DESCRIPTION, responses=errors.ERRORS,
+               max_body=int(http.max_body), max_body_by_prefix={k: int(v) for k, v in http.max_body_by_prefix.items()},
+               hsts=settings is not None and settings.tls is not None)
     app.state.server = server
     errors.install(app)
     for area in (auth, server_area, tags, equipment, alarms, journal, history, commands, crisis, users, ws):
         app.include_router(area.router)
+    app.include_router(change_area.router)  # safety configuration changes awaiting a second person
+    app.mount(DOCS_PREFIX, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return docs_page("/openapi.json", f"{app.title} - Swagger UI")
+
     return app

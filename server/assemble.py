@@ -63,7 +63,7 @@ async def start(server: ScadaServer, config: CityConfig, skip: Collection[str] =
         try:
             await comp.start(server.config, server.tagdb)
             server.components[comp.name] = comp
-        except Exception as exc:  # a broken subsystem must not stop the others
+        except Exception as exc:  # a broken subsystem must not stop the others (logged, health down)
             log.exception("%s: cannot start", comp.name)
             st.set("down", f"cannot start: {exc!r}")
             with contextlib.suppress(Exception):  # stop whatever it had started; the reason above stands
@@ -77,7 +77,7 @@ async def _close(comp: Component, timeout_s: float = 15.0) -> bool:
     try:
         await asyncio.wait_for(comp.aclose(), timeout=timeout_s)
         return True
-    except Exception as exc:
+    except Exception as exc:  # one component's failing stop must not keep the others running (logged)
         log.exception("%s: stop failed", comp.name)
         comp.health().set("down", f"stop failed: {exc!r}")
         return False

@@ -265,7 +265,7 @@ class Hub:
             started = time.monotonic()
             try:
                 self.flush()
-            except Exception:  # keep serving the other clients
+            except Exception:  # one client's failure must not stop the flushes to the others (logged)
                 log.exception("websocket flush failed")
             await asyncio.sleep(max(0.0, self.batch_s - (time.monotonic() - started)))
 

@@ -34,7 +34,12 @@ class _Uvicorn:
         import uvicorn
 
         kwargs: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off",
-                                  "ws_max_size": 1 << 20, "timeout_graceful_shutdown": 3}
+                                  "ws_max_size": 1 << 20, "timeout_graceful_shutdown": 3,
+                                  # X-Forwarded-For/-Proto believed from the listed proxies only (uvicorn's
+                                  # own default trusts 127.0.0.1): else the client address is the TCP peer
+                                  "proxy_headers": bool(settings.http.trusted_proxies),
+                                  "forwarded_allow_ips": list(settings.http.trusted_proxies),
+                                  "server_header": False}
         if settings.tls is not None:
             import ssl
 
@@ -106,10 +111,10 @@ async def serve(settings: ServerSettings, endpoint_overrides: dict[str, str] | N
     finally:
         log.info("server: stopping")
         if on_stop is not None:  # e.g. `scada run` closes the HMI before the server goes away
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the caller's hook must not keep the server from stopping
                 on_stop()
         web.stop()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # the web task's own failure was logged by uvicorn; stop the rest anyway
             await asyncio.wait_for(web_task, timeout=10)
         await assemble.stop(server)
         clear_state(settings.data_dir)

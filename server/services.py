@@ -100,7 +100,8 @@ class CommandService(Protocol):
     def status(self, command_id: str) -> Json | None:
         ...
 
-    def history(self, equipment: str | None, limit: int) -> list[Json]:
+    def history(self, equipment: str | None, limit: int, before: int | None = None) -> list[Json]:
+        """Audit entries newest first (``before``: seq cursor of the next page); blocking: use a worker thread."""
         ...
 
     def pending(self) -> list[Json]:

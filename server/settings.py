@@ -10,12 +10,18 @@ line options. Every field has a safe default except what must be chosen on purpo
     alarms: alarms.yaml
     commands: null                  # command vocabulary (default: commands.yaml next to tags)
     endpoints_file: null            # the simulator's endpoints JSON (overrides tags.yaml `endpoints:`)
-    token_ttl: 8h
-    login: {max_failures: 5, window: 5min, lockout: 1min}
+    token_ttl: 8h                   # absolute: a shift
+    session: {idle_timeout: 30min, read_only_idle_timeout: 0}   # 0 = none (see server.auth)
+    login: {max_failures: 5, window: 5min, lockout: 1min, max_lockout: 15min, max_per_hour: 100,
+            address_max_failures: 20, burst_failures: 20}        # see scada.throttle
     historian: {backend: embedded}  # embedded | influxdb | none
     #   influxdb: {url: http://127.0.0.1:8086, org: city, bucket: scada, token_env: SCADA_INFLUX_TOKEN}
     websocket: {batch: 100ms, queue: 16}
     poll_thread: false              # true: poll scheduler + drivers in their own thread and event loop
+    http:
+      max_body: 1MiB                # request body limit, enforced before parsing (413 too_large)
+      max_body_by_prefix: {}        # e.g. {/api/v1/photos: 10MiB}: the longest matching path prefix wins
+      trusted_proxies: []           # reverse proxies (addresses or networks) whose X-Forwarded-For is believed
 
 Plain HTTP is refused on anything but a loopback address: a control-room API is never served in
 clear on a network (IEC 62443 FR4).
@@ -27,7 +33,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
 from scada.config.units import parse_duration
 from scada.errors import ConfigError, ConfigProblem
@@ -51,9 +57,23 @@ class Tls(_Strict):
 
 
 class Login(_Strict):
-    max_failures: Annotated[int, Field(ge=1)] = 5
+    """Login throttling (:mod:`scada.throttle`) and the burst alarm (``system.auth.login_burst``)."""
+
+    max_failures: Annotated[int, Field(ge=1)] = 5  # per account in ``window``, then a lock-out
     window: Duration = 300.0
-    lockout: Duration = 60.0
+    lockout: Duration = 60.0  # the first lock-out; doubled on each further one within an hour
+    max_lockout: Annotated[Duration, Field(gt=0, le=900.0)] = 900.0  # ASVS V2.2: never more than ~15 min
+    max_per_hour: Annotated[int, Field(ge=1, le=100)] = 100  # ASVS V2.2.1: failed attempts per account
+    address_max_failures: Annotated[int, Field(ge=1)] = 20  # per address in ``window`` (spraying)
+    burst_failures: Annotated[int, Field(ge=1)] = 20  # in 60 s, one account or one address: P3 system alarm
+
+
+class SessionLimits(_Strict):
+    """Idle-session timeout (each REST request refreshes it): for roles that can act (operator and above),
+    and for read-only roles (viewer). 0 = none; the absolute ``token_ttl`` always applies."""
+
+    idle_timeout: Annotated[Duration, Field(ge=0)] = 1800.0
+    read_only_idle_timeout: Annotated[Duration, Field(ge=0)] = 0.0
 
 
 class Influx(_Strict):
@@ -63,11 +83,11 @@ class Influx(_Strict):
     url: str
     org: str = ""
     bucket: str = "scada"
-    token_env: str = "SCADA_INFLUX_TOKEN"
+    token_env: str = "SCADA_INFLUX_TOKEN"  # noqa: S105 - the name of the variable holding it, not a secret
     version: Literal[1, 2] = 2
     retention_policy: str | None = None
     username: str | None = None
-    password_env: str = "SCADA_INFLUX_PASSWORD"
+    password_env: str = "SCADA_INFLUX_PASSWORD"  # noqa: S105 - a variable name, not a secret
 
 
 class Historian(_Strict):
@@ -80,6 +100,22 @@ class WebSocket(_Strict):
     queue: Annotated[int, Field(ge=1, le=1000)] = 16
 
 
+class Http(_Strict):
+    """HTTP hardening: body limits (server.middleware) and which peers may speak for a client (uvicorn's
+    proxy headers). With no trusted proxy, the audit source is the TCP peer, whatever headers say."""
+
+    max_body: Annotated[ByteSize, Field(ge=1024)] = ByteSize(1 << 20)
+    max_body_by_prefix: dict[str, Annotated[ByteSize, Field(ge=1024)]] = {}
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for v in value:
+            ipaddress.ip_network(v, strict=False)  # ValueError: "... does not appear to be an IPv4 or IPv6"
+        return value
+
+
 class ServerSettings(_Strict):
     listen: Listen = Listen()
     tls: Tls | None = None
@@ -89,9 +125,11 @@ class ServerSettings(_Strict):
     commands: Path | None = None  # the command vocabulary; default commands.yaml next to the tags file
     endpoints_file: Path | None = None
     token_ttl: Duration = 8 * 3600.0
+    session: SessionLimits = SessionLimits()
     login: Login = Login()
     historian: Historian = Historian()
     websocket: WebSocket = WebSocket()
+    http: Http = Http()
     # the poll scheduler and drivers in their own thread + event loop: keeps the API answering when protocol
     # parsing saturates, but measured slower for polling itself (GIL hand-offs), so off by default
     poll_thread: bool = False
@@ -131,12 +169,13 @@ def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) ->
     file = str(path) if path else "<command line>"
     if path is not None:
         from ruamel.yaml import YAML
+        from ruamel.yaml.error import YAMLError
 
         try:
             loaded = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError([ConfigProblem(file, 0, "", f"cannot read settings: {exc.strerror}")]) from None
-        except Exception as exc:
+        except (YAMLError, ValueError, TypeError, RecursionError) as exc:  # as scada.config.yamlsource reads YAML
             raise ConfigError([ConfigProblem(file, 0, "", f"not valid YAML: {exc}")]) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError([ConfigProblem(file, 1, "", "settings must be a mapping")])

@@ -40,6 +40,13 @@ Central requests (NTCIP semantics, see docs/contracts.md "Simulator contract"):
   pass without one, the controller enters backup mode (unitControlStatus backupMode(4)), reads
   systemPatternControl as 0 and runs its local (time-of-day) plan; 0 disables the timer.
 
+Configuration served as NTCIP 1202 objects (static: they change only with the controller's database):
+
+* ``pattern_cycle_time(n)``  patternCycleTime.n (s, 0..255): the plan's real cycle, greens plus the amber and
+                             all-red of every stage change that ends a green;
+* ``phase_concurrency(p)``   phaseConcurrency.p: the phase numbers that may be green with phase p (one byte each),
+                             i.e. the controller's own compatibility matrix (its MMU program card).
+
 Served values while flashing (start-up, automatic or fault): greens = reds = 0 and yellows = every
 phase (flashing amber); ``unit_flash_status`` tells which flash it is. A central conflict check
 must therefore look at greens, or skip yellows while ``unit_flash_status`` ≠ notFlash(2).
@@ -53,7 +60,17 @@ Faults (``inject(name, **params)`` / ``clear(name | None)``):
                        stays visible (the only way to show one; for testing the central check).
 ``power_cycle``        off_s=0.0: dark and mute for off_s, then start-up flash and the local plan
                        (central request and backup timer state are lost; a latched fault is not).
-``frozen``             the served status stops updating (sysUpTime keeps counting); SETs still act.
+``frozen``             uptime="counting" (default) | "stopped": the controller's application hangs while its
+                       SNMP agent keeps answering from the last status snapshot; SETs still reach the
+                       (hung) database and act on the internal state. "counting": the agent's own
+                       sysUpTime keeps counting (a separate comms processor / OS clock: the common case,
+                       and the one a central system finds hardest); "stopped": sysUpTime is part of the
+                       stale snapshot too. Static configuration (patternCycleTime, phaseConcurrency) is
+                       served unchanged either way.
+``flash_transfer_failed`` the flash transfer relays do not transfer: while the controller flashes (and says
+                       so), the load switches stay connected, so stuck greens (``conflicting_green``) are
+                       still driven next to the flashing amber (the status then "lies": flash reported,
+                       greens conflicting).
 ``local_reset``        front-panel reset: clears the latch and the stuck greens (a one-shot event).
 ``bus_priority``       phase=p, extend_s=10: the same as :meth:`request_bus_priority` (one-shot).
 """
@@ -87,7 +104,8 @@ FLASH = 255  # systemPatternControl / coordPatternStatus value for flash
 FREE = 254  # ... for free operation
 STANDBY = 0
 
-FAULTS = ("conflicting_green", "monitor_disabled", "power_cycle", "frozen", "local_reset", "bus_priority")
+FAULTS = ("conflicting_green", "monitor_disabled", "power_cycle", "frozen", "local_reset", "bus_priority",
+          "flash_transfer_failed")
 
 # unitControlStatus
 UCS_SYSTEM_CONTROL = 2
@@ -313,7 +331,9 @@ class JunctionController(MibSystem):
         self._stuck_monitor = UFS_MMU
         self._latched = 0  # 0 or the unitFlashStatus it latched with
         self._monitor_disabled = False
+        self._flash_transfer_failed = False
         self._frozen = False
+        self._frozen_uptime_cs: int | None = None  # frozen with uptime="stopped": the stale sysUpTime
         self._published = _Status(0, 0, 0, UCS_TIMEBASE, UFS_OTHER, 0, 0, LFS_NOT_FREE, 0, self._backup_time)
 
     # ------------------------------------------------------------------ construction helpers
@@ -394,6 +414,29 @@ class JunctionController(MibSystem):
             if self._conflict_mask[p] & mask:
                 return True
         return False
+
+    def phase_concurrency(self, phase: int) -> bytes:
+        """phaseConcurrency.<phase>: the phases that may be green with ``phase``, one byte per phase number."""
+        if not 1 <= phase <= self.phases:
+            raise ValueError(f"{self.id}: phase must be 1..{self.phases}, got {phase}")
+        return bytes(b for b in range(1, self.phases + 1) if b != phase and not self.conflicts(phase, b))
+
+    def pattern_cycle_time(self, plan: int) -> int:
+        """patternCycleTime.<plan> (s, 0..255): greens plus the clearance of every stage change that ends a green
+        (what one cycle really lasts without bus-priority extensions)."""
+        stages = self.plans[plan].stages
+        total = 0.0
+        for i, st in enumerate(stages):
+            nxt = stages[(i + 1) % len(stages)]
+            total += st.green_s + (self.amber_s + self.all_red_s if st.mask & ~nxt.mask else 0.0)
+        return min(255, round(total))
+
+    @property
+    def uptime_cs(self) -> int:
+        """sysUpTime; frozen with uptime="stopped", the value of the stale snapshot."""
+        if self._frozen_uptime_cs is not None:
+            return self._frozen_uptime_cs
+        return super().uptime_cs
 
     # ------------------------------------------------------------------ time
 
@@ -608,7 +651,8 @@ class JunctionController(MibSystem):
         if self._mode == OFF:
             return 0, 0, 0
         if self._latched or self._mode in (STARTUP_FLASH, AUTO_FLASH):
-            return 0, self.all_mask, 0
+            stuck = self._stuck & self.all_mask if self._flash_transfer_failed else 0
+            return 0, self.all_mask & ~stuck, stuck
         greens = (self._greens | self._stuck) & self.all_mask
         yellows = self._yellows & ~greens
         return self.all_mask & ~(greens | yellows), yellows, greens
@@ -733,6 +777,21 @@ class JunctionController(MibSystem):
             "unit_backup_time": s.unit_backup_time,
         }
 
+    def served(self, tag: str) -> int | str | None:
+        """The value served for a junction-template tag name (status, ``uptime``, ``pattern_cycle_<n>``,
+        ``phase_concurrency_<p>`` as the SNMP driver decodes it); None for an object this controller lacks."""
+        status = self.status()
+        if tag in status:
+            return status[tag]
+        if tag == "uptime":
+            return self.uptime_cs
+        name, _, num = tag.rpartition("_")
+        if num.isdigit() and name == "pattern_cycle":
+            return self.pattern_cycle_time(int(num)) if int(num) in self.plans else None
+        if num.isdigit() and name == "phase_concurrency":
+            return self.phase_concurrency(int(num)).decode("latin-1") if 1 <= int(num) <= self.phases else None
+        return None
+
     @property
     def powered(self) -> bool:
         """False while a power cycle keeps the controller dark (the SNMP agent does not answer)."""
@@ -841,12 +900,18 @@ class JunctionController(MibSystem):
             self._stuck_monitor = UFS_MMU if monitor == "mmu" else UFS_FAULT_MONITOR
         elif fault == "monitor_disabled":
             self._monitor_disabled = True
+        elif fault == "flash_transfer_failed":
+            self._flash_transfer_failed = True
         elif fault == "power_cycle":
             off_s = float(params.get("off_s", 0.0))
             self._power_off(t, off_s)
         elif fault == "frozen":
+            uptime = params.get("uptime", "counting")
+            if uptime not in ("counting", "stopped"):
+                raise ValueError(f"{self.id}: frozen uptime must be 'counting' or 'stopped', got {uptime!r}")
             self._publish()
             self._frozen = True
+            self._frozen_uptime_cs = super().uptime_cs if uptime == "stopped" else None
         elif fault == "local_reset":
             self._local_reset()
         elif fault == "bus_priority":
@@ -862,8 +927,11 @@ class JunctionController(MibSystem):
         self._started(f"clearing {fault!r}")
         if fault in (None, "frozen"):
             self._frozen = False
+            self._frozen_uptime_cs = None
         if fault in (None, "monitor_disabled"):
             self._monitor_disabled = False
+        if fault in (None, "flash_transfer_failed"):
+            self._flash_transfer_failed = False
         if fault in (None, "conflicting_green", "local_reset"):
             self._local_reset()
         if fault in (None, "power_cycle") and self._mode == OFF and self._t is not None:

@@ -154,7 +154,7 @@ async def answer(store: ModelStore, pdu: ModbusPDU) -> ModbusPDU:
     """Run one decoded request against the store; any failure becomes an exception response."""
     try:
         response: ModbusPDU = await pdu.datastore_update(store, pdu.dev_id)  # type: ignore[arg-type]
-    except Exception as exc:  # an unsupported function (diagnostics, file records...) on a model
+    except Exception as exc:  # noqa: BLE001 - an unsupported function (diagnostics...) raises anything: answer 01
         log.warning("unit %d: function %d not served (%s)", pdu.dev_id, pdu.function_code, exc)
         response = ExceptionResponse(pdu.function_code, ExcCodes.ILLEGAL_FUNCTION)
     response.transaction_id = pdu.transaction_id

@@ -386,7 +386,7 @@ class OpcUaModelServer:
         try:
             await self._publish_equipment(eq_id, self._source or dt.datetime.now(_UTC), dt.datetime.now(_UTC),
                                           time.monotonic())
-        except Exception:  # a publish problem must never surface as a write error
+        except Exception:  # a publish problem must never surface as a write error (logged)
             log.exception("%s: opcua-%s publish after a write failed", eq_id, self.kind)
 
     async def _server_write(self, nodeid: ua.NodeId, dv: ua.DataValue) -> None:
@@ -416,7 +416,7 @@ class OpcUaModelServer:
                 server.iserver.time_task = None
             try:
                 await server.stop()
-            except Exception:  # a stopped endpoint (disconnect fault) must not fail the shutdown
+            except Exception:  # a stopped endpoint (disconnect fault) must not fail the shutdown (logged)
                 log.debug("opcua-%s: error while stopping", self.kind, exc_info=True)
             log.info("opcua-%s: stopped (%s)", self.kind, self.url)
         if self._tmp is not None:

@@ -61,7 +61,7 @@ from scada.config.yamlsource import load_yaml
 
 log = logging.getLogger(__name__)
 
-#: template → model class ("module:Class"), per docs/TEAM.md
+#: template → model class ("module:Class"), per docs/contracts.md
 MODEL_CLASSES: dict[str, str] = {
     "junction": "sim.junction:JunctionController",
     "camera": "sim.camera:Camera",
@@ -313,7 +313,7 @@ class Simulator:
                 self._control = ControlApi(self, port=self.control_port)
                 await self._control.start()
                 self.control_url = self._control.url
-        except BaseException:
+        except BaseException:  # a failed or cancelled start closes what it opened, then re-raises
             await self.aclose()
             raise
         self._write_state()
@@ -401,7 +401,7 @@ class Simulator:
         for name, server in reversed(list(servers.items())):
             try:
                 await server.aclose()
-            except Exception:
+            except Exception:  # one server's failing close must not leave the others open (logged)
                 log.exception("%s: error while closing", name)
 
     async def __aenter__(self) -> Simulator:
@@ -416,7 +416,7 @@ class Simulator:
         for eq_id, model in self.models.items():
             try:
                 model.step(t)
-            except Exception:
+            except Exception:  # a model's bug must not stop the other equipment: counted, logged once
                 self.step_errors += 1
                 if eq_id not in self._failing:  # log once per equipment, not per tick
                     self._failing.add(eq_id)
@@ -429,7 +429,7 @@ class Simulator:
                 continue
             try:
                 await publish(self._now)
-            except Exception:
+            except Exception:  # one protocol server's failure must not stop the others' publishing (logged)
                 log.exception("%s: publish failed", name)
 
     async def _advance_to(self, t: float) -> None:
@@ -465,7 +465,7 @@ class Simulator:
             next_tick += self.tick_s
             try:
                 await self.step()
-            except Exception:  # the clock must keep ticking: log and go on
+            except Exception:  # the clock must keep ticking: logged, and on to the next tick
                 log.exception("simulator: step at %.1f failed", self._now)
             delay = next_tick - time.monotonic()
             if delay < 0:  # overrun: do not try to catch up with a burst of ticks
@@ -546,7 +546,7 @@ class Simulator:
                     await self.comm_fault(eq_id, None)
             except (KeyError, ValueError, TypeError) as exc:
                 log.warning("%s: scenario action at %s (%s) failed: %s", eq_id, action.source, action.do, exc)
-            except Exception:
+            except Exception:  # an unexpected failure of one action must not end the scenario (logged)
                 log.exception("%s: scenario action at %s (%s) failed", eq_id, action.source, action.do)
 
     # ------------------------------------------------------------------ introspection

@@ -46,6 +46,7 @@ import random
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pysnmp.carrier.asyncio.dgram import udp
@@ -95,6 +96,10 @@ def _int(fn: Callable[[], int]) -> Callable[[], Any]:
     return lambda: rfc1902.Integer32(fn())
 
 
+def _octets(fn: Callable[[], bytes]) -> Callable[[], Any]:
+    return lambda: rfc1902.OctetString(fn())
+
+
 def _system_objects(model: MibSystem) -> list[_Obj]:
     """MIB-II system group: sysDescr, sysUpTime, sysName."""
     return [
@@ -121,6 +126,10 @@ def _objects_for(model: Any) -> list[_Obj]:
             _Obj((*ASC, 4, 10, 0), _int(lambda: j.coord_pattern_status)),
             _Obj((*ASC, 4, 11, 0), _int(lambda: j.local_free_status)),
             _Obj(SYSTEM_PATTERN_CONTROL, _int(lambda: j.system_pattern_control), j.set_system_pattern_control, 0, 255),
+            # static configuration: phaseConcurrency.p (the controller's compatibility matrix, an OCTET STRING of
+            # phase numbers) and patternCycleTime.n of each plan it has (the frozen-status check's cycle)
+            *(_Obj((*ASC, 1, 2, 1, 23, p), _octets(partial(j.phase_concurrency, p))) for p in range(1, j.phases + 1)),
+            *(_Obj((*ASC, 4, 7, 1, 2, n), _int(partial(j.pattern_cycle_time, n))) for n in sorted(j.plans)),
         ]
     if isinstance(model, Camera):
         c = model
@@ -155,7 +164,7 @@ class _DeviceMib:
     def _value(self, obj: _Obj, idx: int) -> Any:
         try:
             return obj.read()
-        except Exception as exc:  # a model bug must not kill the agent: answer genErr
+        except Exception as exc:  # a model bug must not kill the agent: answer genErr (logged)
             logger.error("%s: reading %s failed: %r", self.id, ".".join(map(str, obj.oid)), exc)
             raise smi_error.GenError(name=obj.oid, idx=idx) from exc
 

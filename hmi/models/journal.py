@@ -7,13 +7,14 @@ the journal returns (dicts); :func:`columns` puts the useful ones first and keep
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from scada import csvsafe
 
 PARIS = ZoneInfo("Europe/Paris")
 PREFERRED = ("time", "time_utc", "ts_ms", "event", "priority", "state", "prev_state", "equipment", "commune", "area",
@@ -82,7 +83,7 @@ def cell(entry: dict[str, Any], column: str) -> str:
 def to_csv(entries: Iterable[dict[str, Any]], cols: Sequence[str]) -> str:
     """CSV (RFC 4180) of the entries with the given columns; times in Europe/Paris."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csvsafe.writer(buf, lineterminator="\n")  # user text (comments, reasons): no formulas
     w.writerow(cols)
     for e in entries:
         w.writerow([cell(e, c) for c in cols])

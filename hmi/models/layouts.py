@@ -166,8 +166,7 @@ def load_layouts(path: Path | str | None = None) -> tuple[Layouts, list[ConfigPr
                 problem([*aloc, "phases"], who, f"approach {k + 1}: 'phases' must be a list of phase numbers "
                                                 f"1..16, got {phases!r}")
                 ok = False
-            if ok:
-                assert isinstance(phases, list)
+            if ok and isinstance(phases, list):  # checked above; repeated for the type checker
                 approaches.append(Approach(str(a["name"]), str(side), tuple(int(p) for p in phases)))
         if approaches:
             out.junction_layouts[str(name)] = JunctionLayout(str(name), tuple(approaches))

@@ -31,6 +31,7 @@ equipment (a lighting cabinet and its luminaires), rule, area or service while a
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -829,7 +830,7 @@ class AlarmEngine:
                     raw: float | str | None = self.db.strings.get(anchor)
                 else:
                     v = float(self.value_at[i])
-                    raw = v if v == v else float(self.db.values[anchor])
+                    raw = v if not math.isnan(v) else float(self.db.values[anchor])
                 text = format_value(raw, info.dtype, info.enum)
                 q = Quality(int(self.db.qualities[anchor])).label
                 out.append(AlarmView(info.alarm, info.rule, info.equipment, info.commune, info.area, info.service,

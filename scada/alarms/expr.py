@@ -142,11 +142,9 @@ class Expression:
 
         def compare(cols: Columns) -> F64:
             vals = [c(cols) for c in compiled]
-            out: npt.NDArray[np.bool_] | None = None
-            for k, fn in enumerate(ops):
-                r = fn(vals[k], vals[k + 1])
-                out = r if out is None else out & r
-            assert out is not None
+            out = ops[0](vals[0], vals[1])  # Python's grammar: a comparison has at least one operator
+            for k in range(1, len(ops)):
+                out = out & ops[k](vals[k], vals[k + 1])
             return _as_f(out)
         return compare
 

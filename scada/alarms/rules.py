@@ -20,7 +20,7 @@ database's columns (no Python loop per alarm):
     deviation          on |v − setpoint| > limit, off |v − setpoint| < limit − deadband
     rate_of_change     on |Δv/Δt| > limit (per s), off below limit − deadband; decays to 0 when the tag
                        stops changing (tick, after twice its scan period)
-    discrete           on v ∈ values (enum labels and true/false accepted)
+    discrete           on v ∈ values (enum labels and true/false accepted; a string tag with value true: any text)
     expression         the safe vectorised evaluator of :mod:`scada.alarms.expr` over the equipment's tags
     bad_quality        on quality ∈ {bad_comm, bad_device, bad_config}
 
@@ -45,7 +45,7 @@ import numpy.typing as npt
 from scada.alarms.expr import Expression, ExpressionError
 from scada.alarms.messages import StaticTemplate, render_static
 from scada.alarms.states import DIAGNOSTIC, NS_PER_S
-from scada.alarms.system import system_rules
+from scada.alarms.system import all_rules
 from scada.config.model import CityConfig, TagDef
 from scada.config.schema import AlarmRuleSpec
 from scada.errors import ConfigError, ConfigProblem
@@ -184,14 +184,18 @@ class RateRule(CompiledRule):
 
 
 class DiscreteRule(CompiledRule):
-    def __init__(self, spec: AlarmRuleSpec, group: int, anchors: I64, codes: F64, strings: list[str] | None) -> None:
+    def __init__(self, spec: AlarmRuleSpec, group: int, anchors: I64, codes: F64, strings: list[str] | None,
+                 any_text: bool = False) -> None:
         super().__init__(spec, group, anchors)
         self.codes = codes
         self.strings = strings  # string tags: compared as text
+        self.any_text = any_text  # string tags, ``value: true``: on while the tag holds any text
 
     def condition(self, local: I64, db: TagDatabase, prev: B, now_ns: int) -> tuple[B, B]:
         idx = self.anchor[local]
-        if self.strings is not None:
+        if self.any_text:
+            new = np.fromiter((bool(db.strings.get(int(i))) for i in idx), dtype=bool, count=idx.size)
+        elif self.strings is not None:
             texts = self.strings
             new = np.fromiter((db.strings.get(int(i)) in texts for i in idx), dtype=bool, count=idx.size)
         else:
@@ -476,7 +480,7 @@ def compile_rules(config: CityConfig, db: TagDatabase) -> AlarmCatalog:
     rules: list[CompiledRule] = []
     # the city's rules, then the built-in system alarms (fail-safe, historian) over the server's own tags;
     # a built-in rule whose tags are not in this database (a plain tag DB, no server) matches nothing
-    for spec in [*config.alarm_rules, *system_rules(config)]:
+    for spec in all_rules(config):  # bad_quality rules suppressed behind the comm-loss alarm
         try:
             rule = _compile_one(spec, len(rules), config, db, by_template)
         except (ExpressionError, ValueError, KeyError) as exc:
@@ -531,8 +535,9 @@ def _compile_one(spec: AlarmRuleSpec, group: int, config: CityConfig, db: TagDat
     if kind == "discrete":
         wanted: list[Any] = list(spec.values) if spec.values else [spec.value]
         dtypes = {db.defs[a].dtype for a in anchors.tolist()}
-        if dtypes == {"string"}:
-            return DiscreteRule(spec, group, anchors, np.zeros(0), [str(v) for v in wanted])
+        if dtypes == {"string"}:  # ``value: true`` on text: any text (a system condition carrying its detail)
+            any_text = spec.value is True and not spec.values
+            return DiscreteRule(spec, group, anchors, np.zeros(0), [str(v) for v in wanted], any_text)
         enum = next((db.defs[a].enum for a in anchors.tolist() if db.defs[a].enum), None)
         codes: list[float] = []
         for v in wanted:

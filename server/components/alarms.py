@@ -23,7 +23,7 @@ import numpy as np
 
 from scada.alarms.engine import ActionResult, AlarmEngine, AlarmView, Transitions
 from scada.alarms.states import Event
-from scada.alarms.system import SystemAlarmSink, held_at_source, parse_rule
+from scada.alarms.system import SystemAlarmSink, held_at_source, parse_rule, remedies_of
 from scada.config import CityConfig
 from scada.errors import Refusal, Refused
 from scada.journal import Journal
@@ -33,6 +33,7 @@ from server.components.journal import JournalService
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
+    from server.reload import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,16 @@ def alarm_view_dict(v: AlarmView) -> Json:
     if v.state.active and "latched" not in flags and held_at_source(v.rule):
         # held by the field-safety monitor itself: only a reset clears it (the consoles offer Reset on "latched")
         flags.append("latched")
-    return {"id": v.alarm, "rule": v.rule, "equipment": v.equipment, "commune": v.commune, "area": v.area,
-            "service": v.service, "tag": v.tag, "priority": pr if pr < 5 else "diagnostic",
-            "state": v.state.label, "active": v.state.active, "acked": v.state.acked, "flags": flags,
-            "message": v.message, "value": v.value, "since_ms": v.since_ns // 1_000_000,
-            "changed_ms": v.changed_ns // 1_000_000, "shelved_until_ms": v.shelved_until_ns // 1_000_000,
-            "work_order": v.work_order}
+    out: Json = {"id": v.alarm, "rule": v.rule, "equipment": v.equipment, "commune": v.commune, "area": v.area,
+                 "service": v.service, "tag": v.tag, "priority": pr if pr < 5 else "diagnostic",
+                 "state": v.state.label, "active": v.state.active, "acked": v.state.acked, "flags": flags,
+                 "message": v.message, "value": v.value, "since_ms": v.since_ns // 1_000_000,
+                 "changed_ms": v.changed_ns // 1_000_000, "shelved_until_ms": v.shelved_until_ns // 1_000_000,
+                 "work_order": v.work_order}
+    remedies = remedies_of(v.rule)
+    if remedies:  # the commands that end the condition (commands.yaml verbs), offered by the consoles
+        out["remedies"] = remedies
+    return out
 
 
 class AlarmService:
@@ -172,6 +177,7 @@ class AlarmComponent:
         self.task: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Json], None]] = []
         self._failsafe_mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None  # per alarm: a fail-safe alarm
+        self._prepared: tuple[CityConfig, TagDatabase, AlarmEngine, SystemAlarmSink] | None = None  # by prepare()
         self.restored = 0
         self.transitions = 0
 
@@ -190,9 +196,16 @@ class AlarmComponent:
         st.stats = self.stats
 
     def _attach(self, config: CityConfig, tagdb: TagDatabase) -> AlarmEngine:
-        assert self.journal is not None
-        engine = self.engine = AlarmEngine(config, tagdb, self.journal, restore=False, now_ns=time.time_ns())
-        self.server.system_alarms = SystemAlarmSink(config, tagdb)
+        if self.journal is None:  # opened by start(); apply() only reaches a started component
+            raise RuntimeError("alarms: the journal is not open")
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[0] is config and prepared[1] is tagdb:
+            engine, sink = prepared[2], prepared[3]  # built by prepare() while the old engine ran
+        else:
+            engine, sink = AlarmEngine(config, tagdb, self.journal, restore=False, now_ns=time.time_ns()), \
+                SystemAlarmSink(config, tagdb)
+        self.engine = engine
+        self.server.system_alarms = sink
         groups = [k for k, r in enumerate(engine.catalog.rules)
                   if (sa := parse_rule(r.spec.name)) is not None and sa.source == "failsafe"]
         self._failsafe_mask = np.isin(engine.catalog.group, groups)
@@ -233,7 +246,7 @@ class AlarmComponent:
         for cb in list(self.listeners):
             try:
                 cb(view)
-            except Exception:
+            except Exception:  # a listener's bug must not stop the others or the engine (logged)
                 log.exception("alarm listener failed")
 
     def failsafe_active(self) -> int:
@@ -249,7 +262,7 @@ class AlarmComponent:
             try:
                 if self.engine is not None:
                     self.engine.tick(time.time_ns())
-            except Exception:
+            except Exception:  # one failed tick must not end the timers (delays, shelving) for good (logged)
                 log.exception("alarm engine tick failed")
 
     def stats(self) -> Json:
@@ -271,11 +284,25 @@ class AlarmComponent:
             self.unlisten()
         self.unsub = self.unlisten = None
 
+    async def prepare(self, candidate: Candidate, tagdb: TagDatabase) -> None:
+        """Compile the new rules into an engine aside (not attached): rules the engine cannot build refuse the
+        reload before anything switches."""
+        if self.journal is None:
+            raise RuntimeError("alarms: the journal is not open")
+        config = candidate.config
+        self._prepared = (config, tagdb, AlarmEngine(config, tagdb, self.journal, restore=False,
+                                                     now_ns=time.time_ns()), SystemAlarmSink(config, tagdb))
+
+    def discard(self) -> None:
+        self._prepared = None
+
     async def apply(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> Json:
-        """New rules or tags: a new engine, its states restored from the journal (nothing is lost)."""
+        """New rules or tags: the prepared engine (or a new one), its states restored from the journal."""
         self._detach()
         engine = self._attach(new, tagdb)
         self.server.alarms = AlarmService(self, engine)
+        self.health().set("ok", f"{engine.n} alarms from {len(new.alarm_rules)} rules; {self.restored} states "
+                                f"restored from the journal")
         return {"alarms": engine.n, "restored": self.restored}
 
     async def aclose(self) -> None:

@@ -6,6 +6,19 @@
     system/api/clients, resyncs        WebSocket consoles, slow-consumer resynchronisations
     system/alarms/unacked              visible unacknowledged alarms
     system/server/rss_mb               resident memory
+
+The overall status /health reports (:func:`overall_status`), worst first::
+
+    failed     the fail-safe layer or the journal cannot work: the fail-safe, poll (its eyes), alarms or
+               journal component is down, or the fail-safe stores (audit log, leases.json) cannot be written
+    starting   the first reads are under way (the poll warm-up), or a subsystem has not come up yet
+    degraded   a device is lost (count and names), or another subsystem is down or degraded
+               (``unavailable`` — left out by the settings, e.g. ``historian.backend: none`` — is not a fault)
+    ok         none of the above
+
+Fail loud: every 0.5 s the fail-safe and poll components' statuses become P1 system alarms
+(``system.server.failsafe_down``, ``system.server.poll_down``) — a component that failed to start or
+stopped is annunciated within a second, not only shown here.
 """
 
 from __future__ import annotations
@@ -14,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from scada.config import CityConfig
@@ -29,6 +43,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBSYSTEMS = ("tagdb", "journal", "alarms", "historian", "poll", "failsafe", "stale", "api")
+#: subsystems without which the fail-safe layer or the journal cannot work: down → /health "failed"
+FAILS_WHEN_DOWN = ("failsafe", "poll", "alarms", "journal")
+#: subsystem → the P1 system alarm (source "server") raised while it is down
+DOWN_ALARMS = {"failsafe": "failsafe_down", "poll": "poll_down"}
 STATUS_CODES = {"ok": 0, "degraded": 1, "down": 2, "unavailable": 3, "starting": 4, "stopped": 5}
 #: server health tags: name → (dtype, units, description)
 HEALTH_TAGS: dict[str, tuple[str, str, str]] = {
@@ -48,6 +66,29 @@ def health_tag_defs() -> list[TagDef]:
                    address=f"server:{name}", dtype=dtype, units=units, description=desc,
                    enum=dict(enum) if dtype == "enum" else None)
             for name, (dtype, units, desc) in HEALTH_TAGS.items()]
+
+
+def overall_status(server: ScadaServer) -> dict[str, Any]:
+    """The server's status as /health reports it (module docstring), with the reasons and the lost devices."""
+    failed: list[str] = []
+    degraded: list[str] = []
+    starting = False
+    for name, st in server.subsystems.items():
+        said = f"{name} {st.status}" + (f": {st.detail}" if st.detail else "")
+        if st.status == "down" and name in FAILS_WHEN_DOWN:
+            failed.append(said)
+        elif st.status == "starting":
+            starting = True
+        elif st.status in ("down", "degraded"):
+            degraded.append(said)  # "unavailable" is what the settings chose (historian: none): not a fault
+    failed.extend(getattr(server.components.get("failsafe"), "store_problems", None) or [])
+    lost_of = getattr(server.components.get("poll"), "lost_devices", None)
+    lost: list[str] = lost_of() if callable(lost_of) else []
+    if lost:
+        degraded.append(f"{len(lost)} device(s) lost: {', '.join(lost[:20])}" + (" ..." if len(lost) > 20 else ""))
+    status = "failed" if failed else "starting" if starting else "degraded" if degraded else "ok"
+    return {"status": status, "reasons": failed + degraded,
+            "devices_lost": {"count": len(lost), "names": lost[:200]}}
 
 
 def process_stats() -> dict[str, Any]:
@@ -76,10 +117,28 @@ class HealthComponent:
         self.every_s = every_s
         self.task: asyncio.Task[None] | None = None
         self.status = SubsystemStatus("health")  # not a subsystem of its own on /health
+        self._down: dict[str, bool] = {}  # component → its down alarm as last raised
 
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        if self.server.system_alarms is not None:
+            self.server.system_alarms.initialise("server")
+        self.fail_loud()  # a component that failed to start before this one: annunciated now
         self.task = asyncio.create_task(self._run(), name="health-tags")
         self.status.set("ok")
+
+    def fail_loud(self) -> None:
+        """Raise (or clear) the P1 alarm of every component the fail-safe layer needs that is down."""
+        sink = self.server.system_alarms
+        if sink is None:
+            return
+        for name, code in DOWN_ALARMS.items():
+            st = self.server.subsystems.get(name)
+            down = st is not None and st.status == "down"
+            if self._down.get(name, False) != down:
+                self._down[name] = down
+                log.log(logging.ERROR if down else logging.INFO, "%s: %s", name,
+                        f"down, P1 alarm raised ({st.detail if st else ''})" if down else "up again, alarm cleared")
+                sink.raise_("server", code, "", down)
 
     def publish(self) -> None:
         srv = self.server
@@ -100,12 +159,20 @@ class HealthComponent:
         db.apply_samples([(name, Sample.good(v)) for name, v in values.items() if name in db.index])
 
     async def _run(self) -> None:
+        last = 0.0
         while True:
             try:
-                self.publish()
-            except Exception:
-                log.exception("health tags failed")
-            await asyncio.sleep(self.every_s)
+                self.fail_loud()  # every 0.5 s: a component going down is annunciated within a second
+            except Exception:  # the watch must outlive one failed pass (logged)
+                log.exception("fail-loud check failed")
+            now = time.monotonic()
+            if now - last >= self.every_s:
+                last = now
+                try:
+                    self.publish()
+                except Exception:  # one failed publication must not stop the health tags for good (logged)
+                    log.exception("health tags failed")
+            await asyncio.sleep(min(0.5, self.every_s))
 
     async def apply(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
         return {}

@@ -87,7 +87,7 @@ class HistorianComponent:
             try:
                 if self.hist is not None:
                     await asyncio.to_thread(self.hist.maintain, time.time_ns())
-            except Exception:
+            except Exception:  # the store raises more than StorageError; retry next hour rather than never (logged)
                 log.exception("historian maintenance failed")
 
     def stats(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -17,7 +18,7 @@ from scada.journal import DONE, REFUSED, Journal, JournalEntry, JournalQuery, Jo
 
 def journal_row_dict(r: JournalRow) -> dict[str, Any]:
     value = r.value
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         value = None
     pr = r.priority
     return {"id": r.id, "ts_ms": r.ts_ms, "time_utc": r.time_utc, "event": r.event.label,

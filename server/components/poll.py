@@ -2,6 +2,9 @@
 
 A protocol whose driver is not in this build degrades only that protocol: its devices are not
 polled, the others are (status ``degraded`` says which and why).
+
+Every 0.5 s the device statuses become comm-loss system alarms (server.components.commwatch: one per
+lost equipment or shared device, after a start-up grace of two scan periods).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.registry import DriverFactory, driver_class
@@ -18,6 +21,8 @@ from scada.config import CityConfig
 from scada.poll import PollDriver, Poller
 from scada.tagdb import TagDatabase
 from server.components.base import SubsystemStatus
+from server.components.commwatch import CommWatch
+from server.components.safety import SafetyPoll, junction_devices
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
@@ -50,6 +55,11 @@ class PollComponent:
         self.starting: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
+        self.comm: CommWatch | None = None
+        self.comm_task: asyncio.Task[None] | None = None
+        self.comm_every_s = 0.5
+        # the junctions: polled in the field-safety monitor's own thread and loop, never by self.poller
+        self.safety = SafetyPoll(server)
 
     @staticmethod
     def _missing_protocols(config: CityConfig) -> dict[str, str]:
@@ -58,7 +68,7 @@ class PollComponent:
         for protocol in sorted({d.protocol for d in config.devices.values()}):
             try:
                 driver_class(protocol)  # the registry loads the protocol's driver module by its documented name
-            except Exception as exc:  # a driver not in this build: poll the other protocols
+            except Exception as exc:  # noqa: BLE001 - importing a protocol library may raise anything: poll the others
                 missing[protocol] = repr(exc)
         return missing
 
@@ -75,14 +85,15 @@ class PollComponent:
             try:
                 loop.run_forever()
             finally:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # the loop is going away: a generator's cleanup error is moot
                     loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 
         self.thread = threading.Thread(target=run, name="poll-loop", daemon=True)
         self.thread.start()
         ready.wait(10)
-        assert self.loop is not None
+        if self.loop is None:  # the thread did not come up (a loaded machine, a failing event-loop policy)
+            raise RuntimeError("poll: the poll loop did not start within 10 s")
         return self.loop
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -94,22 +105,27 @@ class PollComponent:
 
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
         missing = self._missing_protocols(config)
-        devices = [n for n, d in config.devices.items() if d.protocol not in missing]
+        junctions = [n for n in junction_devices(config) if config.devices[n].protocol not in missing]
+        devices = [n for n, d in config.devices.items() if d.protocol not in missing and n not in junctions]
+        await self.safety.build(config, tagdb, junctions, self._apply_loop())
 
         async def build() -> None:  # drivers and their shared resources are created on the poll loop
             self.factory = DriverFactory(config)
             self.poller = Poller(config, self.factory, tagdb, devices=devices)
 
         await self.call(build())
-        assert self.poller is not None
+        if self.poller is None:  # build() sets it or raises
+            raise RuntimeError("poll: the poller was not built")
         st = self.server.status("poll")
         st.stats = self.stats
         st.set("starting", f"warm-up read of {len(devices)} devices")
+        self._watch_comm(config, tagdb)
         # the warm-up cycle reads every device once (timeouts on dead ones): the API does not wait for it
         self.starting = asyncio.create_task(self._start(self.poller, missing, len(config.devices), len(devices)),
                                             name="poll-start")
 
     async def _start(self, poller: Poller, missing: dict[str, str], configured: int, polled: int) -> None:
+        await self.safety.start()  # the junctions are read first, in their own loop
         await self.call(poller.start())
         st = self.server.status("poll")
         if missing:
@@ -121,7 +137,7 @@ class PollComponent:
     def stats(self) -> dict[str, Any]:
         if self.poller is None:
             return {}
-        devices = dict(self.poller.stats)
+        devices = {**self.poller.stats, **self.safety.stats}
         by_status: dict[str, int] = {}
         for s in devices.values():
             by_status[s.status_label] = by_status.get(s.status_label, 0) + 1
@@ -141,6 +157,31 @@ class PollComponent:
     def health(self) -> SubsystemStatus:
         return self.server.status("poll")
 
+    def _watch_comm(self, config: CityConfig, tagdb: TagDatabase) -> None:
+        """Start (or rebind) the comm-loss watch on this configuration and tag database."""
+        if self.comm is not None:
+            self.comm.bind(config, tagdb)
+        else:
+            self.comm = CommWatch(config, tagdb)
+        if self.server.system_alarms is not None:
+            self.server.system_alarms.initialise("poll")  # "no comm loss" is known; the grace does the rest
+        if self.comm_task is None or self.comm_task.done():
+            self.comm_task = asyncio.create_task(self._comm_loop(), name="poll-comm-watch")
+
+    async def _comm_loop(self) -> None:
+        while True:
+            try:
+                sink, poller, comm = self.server.system_alarms, self.poller, self.comm
+                if sink is not None and poller is not None and comm is not None:
+                    comm.evaluate({**poller.stats, **self.safety.stats}, sink)
+            except Exception:  # the watch must survive a bad cycle: it is what says the field is blind (logged)
+                log.exception("poll: comm-loss watch failed")
+            await asyncio.sleep(self.comm_every_s)
+
+    def lost_devices(self) -> list[str]:
+        """Devices lost or refusing us (after their start-up grace), sorted."""
+        return list(self.comm.lost) if self.comm is not None else []
+
     def driver(self, device: str) -> PollDriver | None:
         """The running driver of ``device`` (None if not polled): the fail-safe writer writes through it."""
         return self.poller.drivers.get(device) if self.poller is not None else None
@@ -156,10 +197,14 @@ class PollComponent:
             await self.start(new, tagdb)
             return {"devices": len(new.devices), "restarted_all": True}
         missing = self._missing_protocols(new)
-        devices = [n for n, d in new.devices.items() if d.protocol not in missing]
+        junctions = [n for n in junction_devices(new) if new.devices[n].protocol not in missing]
+        devices = [n for n, d in new.devices.items() if d.protocol not in missing and n not in junctions]
+        safety = await self.safety.apply(new, tagdb, junctions)
+        self.safety.apply_loop = self._apply_loop()
         if self.factory is not None:
             self.factory.config = new  # the shared driver resources (SNMP engine, sockets) are kept
         result = await self.call(self.poller.update(new, tagdb, devices=devices))
+        self._watch_comm(new, tagdb)
         st = self.server.status("poll")
         if missing:
             st.set("degraded", f"{len(devices)} devices polled; {len(new.devices) - len(devices)} not polled, no "
@@ -168,13 +213,20 @@ class PollComponent:
             st.set("ok", f"{len(devices)} devices")
         changes = result.as_dict()
         return {"devices": len(new.devices), "kept": len(changes.pop("kept")),
-                **{k: v[:100] for k, v in changes.items()}}
+                **{k: v[:100] for k, v in changes.items()}, "safety": safety}
+
+    def _apply_loop(self) -> Callable[[], asyncio.AbstractEventLoop]:
+        """What returns the loop that applies the main Poller's batches: the junctions' readings are handed on
+        there, so that the main tag database keeps one writer loop."""
+        main = asyncio.get_running_loop()
+        return lambda: self.loop if self.server.settings.poll_thread and self.loop is not None else main
 
     async def _stop_poller(self) -> None:
         if self.starting is not None and not self.starting.done():
             self.starting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.starting
+        await self.safety.stop()
         poller, factory = self.poller, self.factory
         self.poller = self.factory = None
         try:
@@ -185,11 +237,17 @@ class PollComponent:
             log.error("poll: the scheduler did not stop within 8 s (a device task ignores its cancellation, or a "
                       "driver's close hangs)")
         if factory is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a shared resource's failing close must not block the stop
                 await asyncio.wait_for(self.call(factory.aclose()), timeout=5)
 
     async def aclose(self) -> None:
+        if self.comm_task is not None:
+            self.comm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.comm_task
+            self.comm_task = None
         await self._stop_poller()
+        await self.safety.aclose()
         loop, thread = self.loop, self.thread
         self.loop = self.thread = None
         if loop is not None:

@@ -51,7 +51,7 @@ class StaleComponent:
                     continue
                 ev = self.server.tagdb.mark_stale(time.time_ns(), self.limits)
                 self.marked += len(ev)
-            except Exception:
+            except Exception:  # one failed sweep must not stop stale marking for good (logged)
                 log.exception("stale sweeper failed")
 
     def health(self) -> SubsystemStatus:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from scada.alarms.states import DIAGNOSTIC, AlarmState
 from scada.errors import Refusal, Refused
 from server.auth import Session
-from server.routes.deps import MAX_ROWS, PREFIX, Reader, ServerDep, need, require, workstation_of
+from server.routes.deps import MAX_ROWS, PREFIX, Reader, ServerDep, need, origin, require, workstation_of
 from server.routes.models import (
     AckIn,
     ActionOut,
@@ -125,7 +125,7 @@ def alarm_action(server: "ScadaServer", action: str, ids: list[str], params: dic
         results = svc.action(action, ids, session.user, {**params, "workstation": workstation_of(request)})
     except Refused as exc:
         server.audit.record("control_system", f"alarm_{action}", "refused", user=session.user,
-                            source=workstation_of(request), ids=ids[:20], why=exc.why)
+                            **origin(request), ids=ids[:20], why=exc.why)
         raise
     return ActionOut(action=action, results=results)
 

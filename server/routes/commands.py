@@ -1,7 +1,8 @@
 """Commands through the fail-safe gate: the verbs, the audit history, the select / approve / operate steps.
 
     GET  /commands/vocabulary          the verbs each kind of equipment accepts                      read
-    GET  /commands                     audit history ?equipment=&limit=; ?pending=true: open tickets  read
+    GET  /commands                     audit history ?equipment=&limit=, newest first; the next page:  read
+                                       ?before=<the last seq seen>; ?pending=true: open tickets
     POST /commands                     select (select-before-operate) or run a command              command.operate
     GET  /commands/{id}                one command's record                                         read
     POST /commands/{id}/operate | /approve | /cancel                       command.operate | command.approve
@@ -37,12 +38,15 @@ async def command_list(session: Reader, server: ServerDep,
                        equipment: Annotated[str | None, Query(max_length=100)] = None,
                        pending: Annotated[bool, Query(description="only tickets awaiting approval or "
                                                                   "operate")] = False,
-                       limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> CommandList:
+                       limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+                       before: Annotated[int | None, Query(ge=1, description="only audit entries with a smaller "
+                                                                          "seq: the next page")] = None) -> CommandList:
     svc = require(server, server.commands, "failsafe", "list commands")
     if pending:
         items = [t for t in svc.pending() if equipment is None or equipment in t.get("targets", [])]
         return CommandList(commands=items[:limit])
-    return CommandList(commands=await asyncio.to_thread(svc.history, equipment, limit))
+    # the audit log is read through its index (bounded bytes), still off the event loop
+    return CommandList(commands=await asyncio.to_thread(svc.history, equipment, limit, before))
 
 
 @router.post("/commands", response_model=CommandOut)

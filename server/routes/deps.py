@@ -6,8 +6,14 @@ puts it in ``app.state.server`` and a route asks for it as a dependency::
     async def route(session: Reader, server: ServerDep, ...)
                               │                  └── get_server: request.app.state.server
                               └── need("read") ── session_dep ── bearer (Authorization: Bearer <token>)
-                                      │                 └── 401 unauthenticated / token_invalid
+                                      │                 ├── 401 unauthenticated / token_invalid / session_idle
+                                      │                 └── 403 password_change_required (must_change set)
                                       └── 403 forbidden (audited: request_error / permission_denied)
+
+``session_dep`` is resolved once per request (FastAPI caches a dependency within a request): one token
+look-up and one read of the account's state in the users database (:class:`server.auth.TokenManager`).
+Only ``POST /auth/password`` and ``POST /auth/logout`` take :data:`AnySessionDep`, which lets an account
+that must change its password in.
 
     svc = require(server, server.alarms, "alarms", "list alarms")   # the subsystem, or Refused UNAVAILABLE (503)
     await audited(server, session, request, "command", call)        # a refusal is written to the audit trail
@@ -18,6 +24,7 @@ routes do not import it back at run time.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -34,6 +41,8 @@ from server.routes.errors import ApiError
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_ROWS = 50_000
@@ -58,25 +67,46 @@ else:  # FastAPI reads the annotation at run time, where ScadaServer is not impo
 
 # ---------------------------------------------------------------------- who is asking
 def client_of(request: HTTPConnection) -> str:
+    """The verified origin: the TCP peer, or the client a trusted proxy names (settings ``http.trusted_proxies``,
+    applied by uvicorn before any route runs; with none listed, X-Forwarded-For changes nothing)."""
     return request.client.host if request.client else ""
 
 
 def workstation_of(request: Request) -> str:
-    """The console's workstation name (``X-Workstation``) for the journal and the audit, else its address."""
+    """The workstation name the console CLAIMS (``X-Workstation``: unverified, any client can send it), for the
+    journal and the command records, else its address. Never the audit trail's source: see :func:`origin`."""
     ws = request.headers.get("x-workstation", "")[:64]
     return ws or client_of(request)
 
 
-def session_dep(request: Request, cred: Bearer, server: ServerDep) -> Session:
-    """The caller's session from its bearer token; 401 without a valid one."""
+def origin(request: Request) -> dict[str, str]:
+    """The audit trail's ``source`` (:func:`client_of`) and, when sent, ``workstation_claimed``."""
+    claimed = request.headers.get("x-workstation", "")[:64]
+    return {"source": client_of(request), **({"workstation_claimed": claimed} if claimed else {})}
+
+
+def any_session_dep(request: Request, cred: Bearer, server: ServerDep) -> Session:
+    """The caller's session from its bearer token (even one that must change its password); 401 without."""
     if cred is None or cred.scheme.lower() != "bearer" or not cred.credentials:
         raise ApiError(401, f"{request.method} {request.url.path}",
                        "authentication required: log in with POST /api/v1/auth/login and send "
                        "'Authorization: Bearer <token>'", "unauthenticated", {"WWW-Authenticate": "Bearer"})
-    session = server.tokens.resolve(cred.credentials)
-    if session is None:
-        raise ApiError(401, f"{request.method} {request.url.path}", "token expired or unknown: log in again",
-                       "token_invalid", {"WWW-Authenticate": "Bearer"})
+    session = server.tokens.check(cred.credentials)
+    if not isinstance(session, Session):
+        raise ApiError(401, f"{request.method} {request.url.path}", session.why, session.code,
+                       {"WWW-Authenticate": "Bearer"})
+    return session
+
+
+AnySessionDep = Annotated[Session, Depends(any_session_dep)]
+
+
+def session_dep(request: Request, session: AnySessionDep) -> Session:
+    """The caller's session; 403 ``password_change_required`` while its password must be changed."""
+    if session.must_change:
+        raise ApiError(403, f"{request.method} {request.url.path}",
+                       "the password must be changed first (it was set under an older password policy): "
+                       "POST /api/v1/auth/password {old, new}", "password_change_required")
     return session
 
 
@@ -103,6 +133,18 @@ def need(permission: str) -> Callable[..., Session]:
 Reader = Annotated[Session, Depends(need("read"))]
 
 
+def journal_change(server: ScadaServer, user: str, source: str, detail: str) -> None:
+    """A user-management change in the alarm journal too (beside its audit record), as reloads are: what
+    maintenance reads. Never fails the change (the audit trail already has it)."""
+    journal = server.journal
+    if journal is None:
+        return
+    try:
+        journal.config_change(user, source, True, detail)
+    except Exception:  # the change is done and audited; a journal failure is logged, not answered
+        log.exception("cannot journal the user-management change %r", detail)
+
+
 # ---------------------------------------------------------------------- subsystems
 def require(server: ScadaServer, service: T | None, subsystem: str, what: str) -> T:
     """``service`` if this build runs it; else a 503 that says why (the subsystem's status detail)."""
@@ -120,8 +162,7 @@ async def audited(server: ScadaServer, session: Session, request: Request, what:
         return await call()
     except (Refused, CommandRejected) as exc:
         why = exc.why if isinstance(exc, Refused) else exc.reason
-        server.audit.record("control_system", what, "refused", user=session.user, source=workstation_of(request),
-                            why=why)
+        server.audit.record("control_system", what, "refused", user=session.user, **origin(request), why=why)
         raise
 
 

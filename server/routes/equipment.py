@@ -41,7 +41,7 @@ async def equipment_list(session: Reader, server: ServerDep,
         s = slug(area)
         items = [e for e in items if e.commune == area or slug(e.commune) == s]
     if kind is not None:
-        items = [e for e in items if e.kind == kind or e.template == kind]
+        items = [e for e in items if kind in (e.kind, e.template)]
     if domain is not None:
         items = [e for e in items if e.domain == domain]
     if q:

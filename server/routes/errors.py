@@ -11,6 +11,7 @@ the handlers installed by :func:`install`::
                                                  refusals: 401 unauthenticated / token_invalid / login_failed,
                                                  403 forbidden, 429 locked_out, 400 filter_required,
                                                  422 too_many_points, 503 backup_failed
+    server.middleware (before any route)         413 too_large: the body is over the route's limit
     RequestValidationError, HTTPException        FastAPI's and Starlette's own, in the same body
 
 A route that gets a subsystem's typed error with another shape (``scada.users.UserError``) re-raises it
@@ -23,6 +24,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -42,6 +44,7 @@ STATUS: dict[Refusal, int] = {
     Refusal.UNSUPPORTED: 409,
     Refusal.UNAVAILABLE: 503,
     Refusal.CONFLICT: 409,
+    Refusal.ALREADY_DONE: 409,
 }
 
 
@@ -53,8 +56,8 @@ class ErrorBody(BaseModel):
 
 ERR: dict[str, Any] = {"model": ErrorBody}
 #: Documented on every operation (the app's ``responses``).
-ERRORS: dict[int | str, dict[str, Any]] = {400: ERR, 401: ERR, 403: ERR, 404: ERR, 409: ERR, 422: ERR, 429: ERR,
-                                           503: ERR}
+ERRORS: dict[int | str, dict[str, Any]] = {400: ERR, 401: ERR, 403: ERR, 404: ERR, 409: ERR, 413: ERR, 422: ERR,
+                                           429: ERR, 503: ERR}
 
 
 class ApiError(Exception):
@@ -75,23 +78,32 @@ def _what(request: Request) -> str:
     return f"{request.method} {request.url.path}"
 
 
+# Starlette types every handler as taking Exception; each is registered for one class only, and
+# anything else is re-raised to Starlette untouched.
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+    if not isinstance(exc, ApiError):
+        raise exc
     return error_response(exc.status, exc.what, exc.why, exc.code, exc.headers)
 
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Refused)
+    if not isinstance(exc, Refused):
+        raise exc
+    if exc.detail:  # e.g. the original outcome of a replayed command; never overrides what, why, code
+        body = {**jsonable_encoder(exc.detail), "what": exc.what, "why": exc.why, "code": str(exc.code)}
+        return JSONResponse(body, status_code=STATUS[exc.code])
     return error_response(STATUS[exc.code], exc.what, exc.why, str(exc.code))
 
 
 async def _command_rejected(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, CommandRejected)
+    if not isinstance(exc, CommandRejected):
+        raise exc
     return error_response(STATUS[exc.code], _what(request), exc.reason, str(exc.code))
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        raise exc
     parts = []
     for e in exc.errors()[:10]:
         loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
@@ -100,7 +112,8 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
     why = str(exc.detail) if exc.detail else "not allowed"
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "refused")
     return error_response(exc.status_code, _what(request), why, code, dict(exc.headers) if exc.headers else None)

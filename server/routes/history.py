@@ -5,8 +5,10 @@
     GET /history/decimated   ?tag=&start=&end=&pixels=
 
 Every route shares one path (:func:`history`): historian up (else 503), tag configured (else 404), range
-checked (default: the last hour), the read run off the event loop. Where the raw data has expired, the
-answer says so (``source``, ``resolution_s``, ``raw_from_ms``): no values are invented.
+checked (default: the last hour; both ends within 1970..2100 UTC, else 422: the stores keep epoch
+nanoseconds in 64 bits, and a year-1 or year-9999 query must be refused, not overflow), the read run off
+the event loop. Where the raw data has expired, the answer says so (``source``, ``resolution_s``,
+``raw_from_ms``): no values are invented.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -31,16 +33,23 @@ if TYPE_CHECKING:
 router = APIRouter(prefix=PREFIX, tags=["history"])
 
 FUNCTIONS = ("min", "max", "avg", "last", "count", "twa", "first")
+#: The times a history query may name: [1970-01-01, 2100-01-01) UTC, well inside int64 nanoseconds.
+EARLIEST_NS, LATEST_NS = 0, int(datetime(2100, 1, 1, tzinfo=UTC).timestamp()) * 10**9
+ALLOWED = "1970-01-01T00:00:00Z .. 2100-01-01T00:00:00Z"
 
 
 def _range(server: ScadaServer, tag: str, start: datetime | None, end: datetime | None,
            what: str) -> tuple[int, int]:
-    if tag not in server.tagdb.index:
-        raise Refused(what, f"no tag {tag!r} in the configuration", Refusal.NOT_FOUND)
     end_ns = time_ns(end, time.time_ns(), what)
     start_ns = time_ns(start, end_ns - 3600 * 10**9, what)
+    for label, ns, given in (("start", start_ns, start), ("end", end_ns, end)):
+        if not EARLIEST_NS <= ns <= LATEST_NS:
+            raise Refused(what, f"{label} must be within {ALLOWED}, got {given.isoformat() if given else ns}",
+                          Refusal.INVALID)
     if start_ns >= end_ns:
         raise Refused(what, "start must be before end", Refusal.INVALID)
+    if tag not in server.tagdb.index:
+        raise Refused(what, f"no tag {tag!r} in the configuration", Refusal.NOT_FOUND)
     return start_ns, end_ns
 
 

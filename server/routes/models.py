@@ -25,10 +25,23 @@ class LoginIn(Strict):
 
 class LoginOut(BaseModel):
     token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     user: str
     role: str
     expires_ms: int
+    must_change_password: bool = Field(False, description="the password was set under an older policy: every "
+                                       "route but POST /auth/password and /auth/logout answers 403 "
+                                       "password_change_required until it is changed")
+
+
+class PasswordIn(Strict):
+    old: Annotated[str, Field(min_length=1, max_length=1024)]
+    new: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class PasswordOut(BaseModel):
+    user: str
+    sessions_revoked: int = Field(description="the account's other sessions, ended by the change")
 
 
 class Me(BaseModel):
@@ -181,6 +194,11 @@ class UserIn(Strict):
     name: Annotated[str, Field(min_length=1, max_length=64)]
     role: Literal["viewer", "operator", "supervisor", "maintenance", "engineer", "administrator"]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class UnlockOut(BaseModel):
+    name: str
+    was_locked: bool
 
 
 class UserPatch(Strict):

@@ -3,6 +3,7 @@
     GET  /health         per-subsystem status (no token: for monitoring); + statistics with a valid token
     GET  /config         what is loaded (site, generation, counts, areas, domains)              read
     POST /config/reload  validate the files, then apply all or nothing; 409 with every problem  config.reload
+                         (202 + the change's diff when the safety configuration changes: server.routes.config_changes)
     POST /backup         consistent copies of users, audit, journal, historian, leases          users.manage
     GET  /audit          the security audit trail (IEC 62443 CR 2.8 categories)                 audit.read
 """
@@ -16,7 +17,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from server.auth import Session
-from server.routes.deps import PREFIX, Bearer, Reader, ServerDep, ms, need, workstation_of
+from server.routes.config_changes import ReloadPendingOut
+from server.routes.deps import PREFIX, Bearer, Reader, ServerDep, client_of, ms, need
 from server.routes.errors import ERR, ApiError
 from server.routes.models import AuditPage, BackupOut, ConfigOut, ReloadOut
 
@@ -48,10 +50,18 @@ async def config_info(session: Reader, server: ServerDep) -> ConfigOut:
                      domains=sorted({e.domain for e in c.equipment.values()}))
 
 
-@router.post("/config/reload", response_model=ReloadOut, responses={409: ERR})
+@router.post("/config/reload", response_model=ReloadOut,
+             responses={409: ERR, 202: {"model": ReloadPendingOut,
+                                        "description": "the safety configuration changes: pending a second "
+                                                       "person's approval (POST /config/changes/{id}/approve)"}})
 async def reload(request: Request, session: Annotated[Session, Depends(need("config.reload"))],
                  server: ServerDep) -> Any:
-    result = await server.reload(session.user, workstation_of(request))
+    result = await server.reload(session.user, client_of(request))
+    if result.get("pending"):
+        return JSONResponse(ReloadPendingOut(**result).model_dump(), status_code=202)
+    if result.get("failed"):  # validated and prepared, then a component failed to switch: all rolled back
+        return JSONResponse({"what": "reload the configuration", "why": "; ".join(result["problems"]),
+                             "code": "reload_failed", "problems": result["problems"]}, status_code=409)
     if not result["applied"]:
         problems = result["problems"]
         # the error body plus every problem found (the engineer fixes them all in one go)
@@ -65,8 +75,8 @@ async def reload(request: Request, session: Annotated[Session, Depends(need("con
 async def backup(request: Request, session: Annotated[Session, Depends(need("users.manage"))],
                  server: ServerDep) -> BackupOut:
     try:
-        out = await asyncio.to_thread(server.backup, session.user, workstation_of(request))
-    except Exception as exc:  # any store failing makes the backup unusable: say which and why
+        out = await asyncio.to_thread(server.backup, session.user, client_of(request))
+    except Exception as exc:  # noqa: BLE001 - any store failing (sqlite, OS, influx) makes it unusable: say why
         raise ApiError(503, "back up the server's stores", f"backup failed: {exc}", "backup_failed") from None
     return BackupOut(**out)
 
@@ -78,5 +88,7 @@ async def audit(session: Annotated[Session, Depends(need("audit.read"))], server
                 user: Annotated[str | None, Query(max_length=64)] = None,
                 limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
                 offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> AuditPage:
-    recs = server.audit.query(category=category, type_=type, user=user, limit=limit, offset=offset)
+    # a SQLite query over a trail that only grows: in a worker thread, never on the server's event loop
+    recs = await asyncio.to_thread(server.audit.query, category=category, type_=type, user=user, limit=limit,
+                                   offset=offset)
     return AuditPage(records=[r.as_dict() for r in recs])

@@ -107,6 +107,6 @@ async def ws(websocket: WebSocket, server: ServerDep,
         pass
     finally:
         await server.hub.disconnect(c)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # the socket may already be closed or broken: nothing left to tell
             await websocket.close()
         log.info("websocket client %d: %s disconnected", c.id, session.user)

@@ -22,6 +22,7 @@ from scada.tagdb import TagDatabase
 from tests.failsafe.fakes import FakeClock, FakeField
 
 ROOT = Path(__file__).resolve().parents[2]
+AUDIT_KEY = b"tests-failsafe-audit-key-32bytes"  # the audit log is always keyed (failsafe.audit)
 
 ALICE = Principal("alice", frozenset({"operator"}), workstation="ws-1")
 BOB = Principal("bob", frozenset({"supervisor"}), workstation="ws-2")
@@ -72,7 +73,7 @@ class Stack:
 
     def restart(self) -> Stack:
         """A new server process on the same files (audit log, lease store) and the same field."""
-        audit = AuditLog(self.tmp / "audit.jsonl", fsync=False, clock=self.clock)
+        audit = AuditLog(self.tmp / "audit", AUDIT_KEY, fsync=False, clock=self.clock)
         leases = LeaseManager(self.city, self.vocab, self.field, audit, store=self.tmp / "leases.json",
                               clock=self.clock)
         alarms: list[FailsafeAlarm] = []
@@ -89,7 +90,7 @@ def make_stack(tmp: Path, vocab: Vocabulary | None = None, *, start: float | Non
     clock = FakeClock() if start is None else FakeClock(start)
     fld = FakeField.build(c, clock, v) if field_factory is None else field_factory(c, clock)
     db = TagDatabase(c.tags)
-    audit = AuditLog(tmp / "audit.jsonl", fsync=False, clock=clock)
+    audit = AuditLog(tmp / "audit", AUDIT_KEY, fsync=False, clock=clock)
     leases = LeaseManager(c, v, fld, audit, store=tmp / "leases.json", clock=clock)
     alarms: list[FailsafeAlarm] = []
     gate = CommandGate(c, v, fld, audit, leases, reader=db, alarms=alarms.append, clock=clock, sleep=clock.sleep)

@@ -75,6 +75,7 @@ class FakeJunction:
     conflict_since: float | None = None
     fault_latched: bool = False
     backups: int = 0
+    now: float = 0.0
 
     def set(self, tag: str, value: int, now: float) -> None:
         if tag == "system_pattern_control":
@@ -87,6 +88,7 @@ class FakeJunction:
             self.last_set = now
 
     def step(self, now: float) -> None:
+        self.now = now
         if self.spc and self.ubt and now - self.last_set >= self.ubt:
             self.spc = 0
             self.control_status = 4  # backup mode
@@ -117,16 +119,23 @@ class FakeJunction:
             g, y = self.sequence[int(now // 2) % len(self.sequence)]
             self.greens, self.yellows = g, y
             self.reds = ((1 << self.phases) - 1) & ~(g | y)
-        if self.conflict:
+        if self.conflict and self.spc != 255:  # in flash the flash transfer relays cut the load switches
             self.greens = (1 << self.phases) - 1
             self.yellows, self.reds = 0, 0
 
     def read(self, tag: str) -> Value:
+        static: dict[str, Value] = {"uptime": int(self.now * 100) % (1 << 32)}  # up since the epoch: it counts
+        for n in self.valid_plans:
+            static[f"pattern_cycle_{n}"] = 2 * len(self.sequence)  # 2 s slots
+        for p in range(1, 9):  # phaseConcurrency: the phases sharing a stage with p ("" beyond its phases)
+            stages = [g for g, _ in self.sequence if g >> (p - 1) & 1]
+            static[f"phase_concurrency_{p}"] = "".join(chr(q) for q in range(1, self.phases + 1)
+                                                       if q != p and any(g >> (q - 1) & 1 for g in stages))
         return {
             "phase_greens": self.greens, "phase_yellows": self.yellows, "phase_reds": self.reds,
             "unit_control_status": self.control_status, "unit_flash_status": self.flash_status,
             "short_alarm_status": 0, "coord_pattern_status": self.pattern, "local_free_status": self.local_free,
-            "system_pattern_control": self.spc, "unit_backup_time": self.ubt,
+            "system_pattern_control": self.spc, "unit_backup_time": self.ubt, **static,
         }[tag]
 
     @property

@@ -121,7 +121,7 @@ class SimField:
     def value(self, tag: TagDef) -> Value:
         m = self.models[tag.equipment]
         if isinstance(m, JunctionController):
-            return int(getattr(m, tag.tag))
+            return m.served(tag.tag)
         if isinstance(m, FakePanel):
             return m.read(tag.tag)
         table, addr = _split(tag.address)
@@ -147,5 +147,6 @@ class SimField:
                 if eq_id in self.comm_down:
                     batch.append((int(i), Sample(None, Quality.BAD_COMM, ns, ns)))
                 else:
-                    batch.append((int(i), Sample(self.value(d), Quality.GOOD, ns, ns)))
+                    v = self.value(d)  # None: an object the controller lacks (noSuchInstance over SNMP)
+                    batch.append((int(i), Sample(v, Quality.GOOD if v is not None else Quality.BAD_CONFIG, ns, ns)))
             db.apply_samples(batch)

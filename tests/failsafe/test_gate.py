@@ -282,6 +282,16 @@ async def test_locked_out_equipment_is_not_commandable(stack: Stack) -> None:
     assert (await stack.cmd("flash", J1)).outcome is Outcome.DONE
 
 
+async def test_a_safety_lock_out_still_takes_flash(stack: Stack) -> None:
+    """A junction locked out because its layout cannot be trusted refuses plans but still goes to flash."""
+    stack.gate.set_commandable(J1, False, "layout refused by the field", by="monitor", allow_increasing=True)
+    plan = await stack.cmd("select_plan", J1, plan=2)
+    assert plan.outcome is Outcome.REJECTED and "not commandable: layout refused" in plan.reason
+    assert (await stack.cmd("flash", J1)).outcome is Outcome.DONE
+    stack.gate.set_commandable(J1, False, "maintenance work order 43", by="maint")  # now a maintenance lock-out
+    assert (await stack.cmd("flash", J1)).outcome is Outcome.REJECTED
+
+
 async def test_operate_rechecks_interlocks(stack: Stack) -> None:
     ticket = stack.gate.select(CommandRequest("raise", ("BL03",), ALICE))
     stack.gate.approve(ticket.id, BOB)

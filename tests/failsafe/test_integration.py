@@ -408,10 +408,10 @@ async def test_kill_9_of_a_supervisory_process_and_restart(tmp_path: Path) -> No
         await proc2.wait()
         from failsafe.audit import verify_file
 
-        entries = [json.loads(x) for x in (state / "audit.log").read_text().splitlines()]
+        entries = [json.loads(x) for seg in sorted((state / "audit").glob("*.log")) for x in seg.read_text().splitlines()]
         expired = [e for e in entries if e["kind"] == "lease_expired"]
         assert len(expired) == 2 and all("not re-asserted" in e["reason"] for e in expired)
-        assert verify_file(state / "audit.log").ok
+        assert verify_file(state / "audit", (state / "keys" / "audit.key").read_bytes()).ok  # the key made at start
     finally:
         for child in children:
             if child.returncode is None:

@@ -19,10 +19,10 @@ PROBLEM = re.compile(r"^[^:]+:\d+: .+")
 def test_shipped_vocabulary_is_valid() -> None:
     vocab = vocabulary()
     assert set(vocab.types) == {"junction", "lighting_cabinet", "bollard", "panel", "building"}
-    assert set(vocab.types["junction"].verbs) == {"select_plan", "flash", "return_to_local"}
-    assert set(vocab.types["lighting_cabinet"].verbs) == {"set_level", "return_to_schedule"}
-    assert set(vocab.types["bollard"].verbs) == {"lower", "raise", "return_to_local"}
-    assert set(vocab.types["panel"].verbs) == {"show_message"}
+    assert set(vocab.types["junction"].verbs) == {"select_plan", "flash", "adopt", "return_to_local"}
+    assert set(vocab.types["lighting_cabinet"].verbs) == {"set_level", "adopt", "return_to_schedule"}
+    assert set(vocab.types["bollard"].verbs) == {"lower", "raise", "adopt", "return_to_local"}
+    assert set(vocab.types["panel"].verbs) == {"show_message", "adopt", "return_to_local"}
     assert vocab.types["junction"].blast.per_command == 1 and vocab.types["bollard"].blast.per_command == 1
     assert vocab.types["junction"].critical and vocab.types["bollard"].critical
     assert vocab.types["junction"].select_timeout_s == 15 and vocab.approval_window_s == 120
@@ -30,7 +30,7 @@ def test_shipped_vocabulary_is_valid() -> None:
     assert vocab.types["lighting_cabinet"].verbs["set_level"].safety_of({"level": 100}) == "increasing"
     assert vocab.types["lighting_cabinet"].verbs["set_level"].safety_of({"level": 60}) == "neutral"
     building = vocab.types["building"]
-    assert set(building.verbs) == {"arm_intrusion", "disarm_intrusion", "return_to_local"}
+    assert set(building.verbs) == {"arm_intrusion", "disarm_intrusion", "adopt", "return_to_local"}
     assert building.critical and building.blast.per_command == 1
     assert building.verbs["arm_intrusion"].safety == "neutral"
     assert building.verbs["disarm_intrusion"].safety == "reducing"  # second person
@@ -47,7 +47,8 @@ def test_building_verbs_write_only_the_two_opcua_arming_points() -> None:
     # the lease refresh never re-asserts the request (a building whose first one in disarmed stays local)
     assert {w.tag for w in writes if w.phase == "refresh"} == {"intrusion_arm_lease"}
     assert {(w.verb, w.tag) for w in writes if w.phase == "release"} == {
-        ("arm_intrusion", "intrusion_arm_request"), ("disarm_intrusion", "intrusion_arm_request")}
+        ("arm_intrusion", "intrusion_arm_request"), ("disarm_intrusion", "intrusion_arm_request"),
+        ("adopt", "intrusion_arm_request")}
 
 
 def test_every_snmp_set_the_system_can_issue_is_allow_listed() -> None:
@@ -207,7 +208,7 @@ def test_road_class_without_a_minimum_is_a_config_error(tmp_path: Path) -> None:
     text = (ROOT / "commands.yaml").read_text(encoding="utf-8").replace("M3: 50, ", "")
     problems = _problems(tmp_path, text)
     # one problem per missing key (not one per cabinet: a full-scale city has hundreds of each class)
-    assert problems == ["90: interlock 'lighting_cabinet.road_class_minimum': 'table' needs an entry for every "
+    assert problems == ["109: interlock 'lighting_cabinet.road_class_minimum': 'table' needs an entry for every "
                         "road_class of the equipment (or a 'default'), got equipment 'C0004' (inventory/demo.csv:29) "
                         "and 3 more with road_class 'M3'"], problems
 

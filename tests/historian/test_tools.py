@@ -14,7 +14,7 @@ from cli.main import main as scada_main
 from historian.backend import Points
 from historian.energy import Baseline, energy_report, night_window
 from historian.grafana import dashboard
-from historian.service import Historian
+from historian.service import STORE_NAME, Historian
 from historian.sqlite_backend import SqliteBackend
 from scada.config.loader import load_city
 from scada.errors import StorageError
@@ -171,7 +171,7 @@ def test_service_end_to_end(city, tmp_path: Path) -> None:
     for i in range(100):
         db.apply_samples([(tag, Sample(1000.0 + 30 * np.sin(i / 10), Quality.GOOD, t0 + i * NS, t0 + i * NS))])
     hist.close()
-    raw = Historian(SqliteBackend(tmp_path / "historian" / "historian.sqlite"), None, None)
+    raw = Historian(SqliteBackend(tmp_path / "historian" / STORE_NAME), None, None)
     pts = raw.raw(tag, t0, t0 + 200 * NS, 10_000)
     assert 2 < len(pts) < 100 and pts[0]["quality"] == "good"
     agg = raw.aggregate(tag, t0, t0 + 100 * NS, 50, ["min", "max", "count", "twa"])

@@ -18,7 +18,7 @@ from server.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"admin": "Root-Secret-991", "op": "Lamp-Watch-2024", "op2": "Night-Shift-777", "sup": "Chief-Room-5511",
-             "view": "Look-Only-3030", "maint": "Work-Order-8181", "eng": "Yaml-Builder-42"}
+             "view": "Look-Only-Screen-3030", "maint": "Work-Order-8181", "eng": "Yaml-Builder-42"}
 ROLES = {"admin": "administrator", "op": "operator", "op2": "operator", "sup": "supervisor", "view": "viewer",
          "maint": "maintenance", "eng": "engineer"}
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)

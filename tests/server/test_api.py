@@ -121,10 +121,10 @@ async def test_users_api(live: tuple[ScadaServer, httpx.AsyncClient]) -> None:
     r = await c.post("/api/v1/users", json={"name": "newbie", "role": "viewer", "password": "short"}, headers=ha)
     assert "too short" in assert_error(r, 409)["why"]
     assert server.users.get("newbie") is None
-    r = await c.post("/api/v1/users", json={"name": "newbie", "role": "viewer", "password": "long-enough-pw"},
+    r = await c.post("/api/v1/users", json={"name": "newbie", "role": "viewer", "password": "long-enough-passphrase"},
                      headers=ha)
     assert r.status_code == 201
-    hn = await login_pw(c, "newbie", "long-enough-pw")
+    hn = await login_pw(c, "newbie", "long-enough-passphrase")
     # a refused change changes nothing (weak password + role change in one request)
     r = await c.patch("/api/v1/users/newbie", json={"role": "operator", "password": "x"}, headers=ha)
     assert_error(r, 409)

@@ -81,6 +81,6 @@ async def test_user_refusals_are_typed(live: tuple[ScadaServer, httpx.AsyncClien
     assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
     r = await c.delete("/api/v1/users/admin", headers=ha)  # the last administrator
     assert r.status_code == 409 and r.json()["code"] == "user_refused" and "last administrator" in r.json()["why"]
-    r = await c.post("/api/v1/users", json={"name": "op", "role": "viewer", "password": "Another-Long-1"}, headers=ha)
+    r = await c.post("/api/v1/users", json={"name": "op", "role": "viewer", "password": "Another-Long-One-1"}, headers=ha)
     assert r.status_code == 409 and r.json()["code"] == "user_refused" and "exists" in r.json()["why"], r.text
     assert server.users.get("op") is not None and server.users.get("op").role == "operator"  # type: ignore[union-attr]

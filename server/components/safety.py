@@ -1,0 +1,472 @@
+"""The field-safety loop: the junctions are polled in the monitor's own thread and event loop.
+
+Viewers hammering the API, a historian write or a console burst stall the main event loop; the field-safety
+monitor must not notice. So the junctions are read by a second Poller, in a thread of its own::
+
+    main thread, main loop                          "field-safety" thread, safety loop
+    ──────────────────────                          ──────────────────────────────────
+    API, WebSocket, alarm engine, historian, hub     Poller over the junction devices only, with its own
+    main Poller: every device except the junctions   DriverFactory (own sockets, own SNMP engine)
+                                                       │ one read per junction per period
+                                                       ▼
+                                                     SafetyTagDatabase (the junction devices' tags only)
+                                                       1. FieldSafetyMonitor decides on the sample FIRST:
+                                                          its subscriber + on_change for unchanged samples
+                                                          (conflict → P1; flash request → gate → the junction's
+                                                          driver, on this loop: LoopDriver)
+                                                       2. hand-on, the same readings, no second poll:
+    main TagDatabase.apply_readings ◄── call_soon_threadsafe ─┘
+      on the loop that applies the main Poller's batches (the main loop, or the poll loop with poll_thread):
+      the main tag database keeps ONE writer loop; its subscribers see the junctions as before
+
+    SafetyWatch, every 0.2 s in the MAIN loop (so that a stalled safety loop is caught too):
+      safety-loop heartbeat older than 1 s, or a junction's last good sample older than two periods
+        (grace at start and for a junction added by a reload: two periods from when its polling began)
+        → P1 failsafe/monitor_blind at that junction ("field-safety monitor blind at J0xx")
+      no monitor running on the safety loop (fail-safe layer not started, no commands.yaml, failed reload)
+        → P1 failsafe/monitor_not_running (not while the fail-safe component is down: system.server.
+          failsafe_down already says the monitor stopped, one annunciation per condition)
+
+Thread-safety: the safety database is written only by the safety loop; the main one only by its own writer
+loop (the hand-on is queued there, never applied from the safety thread, so the safety thread never waits
+for the main database's lock while subscribers run). Monitor alarms hop to the main loop the same way
+(server.components.failsafe). The statistics read from the main thread are plain counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from drivers.registry import DriverFactory
+from failsafe.monitor import STATUS_TAGS, FieldSafetyMonitor
+from scada.config import CityConfig
+from scada.config.model import TagDef
+from scada.poll import DeviceStats, PollDriver, Poller, device_stat_tags
+from scada.quality import Quality, Sample, Value
+from scada.tagdb import ChangeEvent, Readings, TagDatabase
+
+if TYPE_CHECKING:
+    from server.app import ScadaServer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HEARTBEAT_S = 0.1  # the safety loop stamps its heartbeat this often
+STALLED_S = 1.0  # a heartbeat older than this: the safety loop is stalled (every junction blind)
+BLIND_PERIODS = 2.0  # a junction whose last good sample is older than this many periods: blind
+WATCH_EVERY_S = 0.2
+
+
+def junction_devices(config: CityConfig) -> list[str]:
+    """Devices serving at least one junction: polled by the safety loop, never by the main Poller."""
+    return [n for n, d in config.devices.items()
+            if any(e in config.equipment and config.equipment[e].template == "junction" for e in d.equipment)]
+
+
+class LoopDriver:
+    """A driver living on another event loop: each call runs there (the fail-safe writer's view of a junction)."""
+
+    def __init__(self, driver: PollDriver, loop: asyncio.AbstractEventLoop) -> None:
+        self.driver = driver
+        self.loop = loop
+
+    @property
+    def connected(self) -> bool:
+        return self.driver.connected
+
+    async def _on(self, coro: Coroutine[Any, Any, T]) -> T:
+        if asyncio.get_running_loop() is self.loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    async def connect(self) -> None:
+        await self._on(self.driver.connect())
+
+    async def read(self, points: Sequence[TagDef]) -> list[Sample]:
+        return await self._on(self.driver.read(points))
+
+    async def write(self, point: TagDef, value: Value, *, tolerance: float | None = None) -> Sample:
+        write = getattr(self.driver, "write", None)
+        if write is None:
+            raise TypeError(f"{point.device}: the driver cannot write")
+        return await self._on(write(point, value, tolerance=tolerance))
+
+
+class SafetyTagDatabase(TagDatabase):
+    """The junction devices' tags: the monitor decides on each batch first, then it is handed on unchanged."""
+
+    def __init__(self, config: CityConfig, devices: Sequence[str],
+                 hand_on: Callable[[SafetyTagDatabase, npt.NDArray[np.int64], Readings], None]) -> None:
+        defs = config.tag_by_name()
+        super().__init__([defs[t] for n in devices for t in config.devices[n].tags if t in defs]
+                         + device_stat_tags(config, devices))
+        self.hand_on = hand_on
+        self.monitor: FieldSafetyMonitor | None = None
+        # junction → indices of its status tags here; index of any status tag → its junction
+        self.status_idx: dict[str, npt.NDArray[np.int64]] = {}
+        self.period_s: dict[str, float] = {}
+        owner = np.full(len(self), -1, dtype=np.int64)
+        self.junctions: list[str] = []
+        wanted = set(devices)
+        for eq in config.equipment.values():
+            if eq.template != "junction" or eq.device not in wanted:
+                continue
+            idx = [self.index[eq.tag_name(t)] for t in STATUS_TAGS if eq.tag_name(t) in self.index]
+            if not idx:
+                continue
+            k = len(self.junctions)
+            self.junctions.append(eq.id)
+            self.status_idx[eq.id] = np.array(idx, dtype=np.int64)
+            self.period_s[eq.id] = config.devices[eq.device].period_s or 1.0
+            owner[idx] = k
+        self._owner = owner
+        self.last_good_ns: dict[str, int] = {}  # junction → receive time of its last good status sample
+        self.checked_ns: dict[str, int] = {}  # junction → when the monitor last decided on a good sample
+
+    def apply_readings(self, indices: npt.NDArray[np.int64], readings: Readings) -> ChangeEvent:
+        event = super().apply_readings(indices, readings)  # the monitor's subscriber decides on what changed
+        self._decided(np.asarray(indices, dtype=np.int64))
+        self.hand_on(self, np.asarray(indices, dtype=np.int64), readings)
+        return event
+
+    def apply_samples(self, samples: Iterable[tuple[int | str, Sample]]) -> ChangeEvent:
+        pairs = [(self.index[k] if isinstance(k, str) else int(k), s) for k, s in samples]
+        event = super().apply_samples(pairs)
+        idx = np.array([i for i, _ in pairs], dtype=np.int64)
+        self._decided(idx)
+        self.hand_on(self, idx, Readings.from_samples([s for _, s in pairs]))
+        return event
+
+    def _decided(self, indices: npt.NDArray[np.int64]) -> None:
+        """The monitor decides on the junctions' samples whose values did not change too (no change event),
+        then the junctions' last good sample times are noted (what the watch and the tests read)."""
+        if not indices.size or indices.max() >= len(self):
+            return
+        touched = np.unique(self._owner[indices])
+        touched = touched[touched >= 0]
+        if not touched.size:
+            return
+        monitor = self.monitor
+        if monitor is not None:
+            status = np.concatenate([self.status_idx[self.junctions[int(k)]] for k in touched])
+            z = np.zeros(status.size)
+            q = np.zeros(status.size, dtype=np.uint8)
+            n = np.zeros(status.size, dtype=np.int64)
+            try:
+                monitor.on_change(ChangeEvent(status, z, z, q, q, n, n))
+            except Exception:  # the monitor's bug must not stop the junctions' polling (logged; the watch sees it)
+                log.exception("field-safety monitor failed on a sample")
+                monitor = None
+        now = time.time_ns()
+        for k in touched.tolist():
+            jid = self.junctions[k]
+            idx = self.status_idx[jid]
+            if bool((self.qualities[idx] == int(Quality.GOOD)).all()):
+                self.last_good_ns[jid] = int(self.receive_ns[idx].max())
+                if monitor is not None:
+                    self.checked_ns[jid] = now
+
+
+class SafetyPoll:
+    """The safety thread and loop, the junctions' Poller, the hand-on and the watch (module docstring)."""
+
+    def __init__(self, server: ScadaServer) -> None:
+        self.server = server
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.poller: Poller | None = None
+        self.factory: DriverFactory | None = None
+        self.db: SafetyTagDatabase | None = None
+        self.main_db: TagDatabase | None = None
+        self.apply_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+        self.heartbeat_ns = 0
+        self.since_ns: dict[str, int] = {}  # junction → when its polling began (the start-up grace)
+        self.monitor: FieldSafetyMonitor | None = None
+        self._monitor_task: asyncio.Future[None] | None = None
+        self._beat: asyncio.Future[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._maps: tuple[int, int, npt.NDArray[np.int64]] | None = None  # (safety db id, main db id, mapping)
+        self.blind: dict[str, str] = {}  # junction → why, as raised
+        self.not_running = False
+        self._raised_on: int | None = None  # id of the main tag database the alarms were raised in
+
+    # ------------------------------------------------------------------ the thread and its loop
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is not None:
+            return self.loop
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self.loop = loop
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                with contextlib.suppress(Exception):  # the loop is going away: a generator's cleanup error is moot
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self.thread = threading.Thread(target=run, name="field-safety", daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        if self.loop is None:
+            raise RuntimeError("safety: the field-safety loop did not start within 10 s")
+        return self.loop
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the safety loop and await its result here."""
+        loop = self._ensure_loop()
+        if asyncio.get_running_loop() is loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.heartbeat_ns = time.time_ns()
+            await asyncio.sleep(HEARTBEAT_S)
+
+    # ------------------------------------------------------------------ lifecycle (called by PollComponent)
+    async def build(self, config: CityConfig, main_db: TagDatabase, devices: Sequence[str],
+                    apply_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+        """Build the junctions' Poller on the safety loop (not polling yet: :meth:`start`)."""
+        self.main_db, self.apply_loop = main_db, apply_loop
+
+        async def build() -> None:  # drivers and their shared resources belong to the safety loop
+            self.factory = DriverFactory(config)
+            self.db = SafetyTagDatabase(config, devices, self._hand_on)
+            self.poller = Poller(config, self.factory, self.db, devices=list(devices))
+            if self._beat is None:
+                self._beat = asyncio.ensure_future(self._heartbeat())
+
+        await self.call(build())
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.create_task(self._watch_loop(), name="field-safety-watch")
+
+    async def start(self) -> None:
+        """The junctions' warm-up read, then their fixed-rate polling (before the main Poller's warm-up)."""
+        poller, db = self.poller, self.db
+        if poller is None or db is None:
+            return
+        self.since_ns = {j: 2**62 for j in db.junctions}  # no verdict during the bounded warm-up read
+        await self.call(poller.start())
+        now = time.time_ns()  # then every junction has two periods to be seen (a dead one was tried already)
+        self.since_ns = {j: now for j in db.junctions}
+
+    async def apply(self, new: CityConfig, main_db: TagDatabase, devices: Sequence[str]) -> dict[str, Any]:
+        """Move the junctions' Poller to ``new``: unchanged junctions keep their connection (Poller.update)."""
+        self.main_db = main_db
+        if self.poller is None:
+            return {}
+        poller = self.poller
+
+        async def update() -> dict[str, list[str]]:
+            if self.factory is not None:
+                self.factory.config = new  # the shared driver resources (SNMP engine, sockets) are kept
+            db = SafetyTagDatabase(new, devices, self._hand_on)
+            old = self.db
+            if old is not None:  # the junctions carry on: their last good samples and the attached monitor
+                db.last_good_ns = {j: t for j, t in old.last_good_ns.items() if j in db.status_idx}
+                db.checked_ns = {j: t for j, t in old.checked_ns.items() if j in db.status_idx}
+            result = await poller.update(new, db, devices=list(devices))
+            self.db = db
+            return result.as_dict()
+
+        result = await self.call(update())
+        now = time.time_ns()
+        db = self.db
+        if db is not None:
+            self.since_ns = {j: self.since_ns.get(j, now) for j in db.junctions}
+            for j in result.get("restarted", []) + result.get("started", []):
+                for jid in db.junctions:
+                    if self.server.config.equipment.get(jid) is not None and \
+                            self.server.config.equipment[jid].device == j:
+                        self.since_ns[jid] = now  # a new driver: its grace starts again
+        return {"junction_devices": len(devices), **{k: v[:50] for k, v in result.items() if k != "kept"}}
+
+    async def stop(self) -> None:
+        """Stop polling the junctions and close their drivers (the loop keeps running for a restart)."""
+        poller, factory = self.poller, self.factory
+        self.poller = self.factory = None
+        if poller is not None:
+            try:
+                await asyncio.wait_for(self.call(poller.aclose()), timeout=8)
+            except TimeoutError:
+                log.error("safety: the junctions' poller did not stop within 8 s")
+        if factory is not None:
+            with contextlib.suppress(Exception):  # a shared resource's failing close must not block the stop
+                await asyncio.wait_for(self.call(factory.aclose()), timeout=5)
+
+    async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        await self.detach()
+        await self.stop()
+        loop, thread = self.loop, self.thread
+        self.loop = self.thread = None
+        if loop is not None:
+            if self._beat is not None:
+                loop.call_soon_threadsafe(self._beat.cancel)
+                self._beat = None
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 10)
+
+    # ------------------------------------------------------------------ the monitor (FailsafeComponent)
+    async def attach(self, monitor: FieldSafetyMonitor, interval_s: float = 0.2) -> None:
+        """Run ``monitor`` (built on :attr:`db`) on the safety loop: its subscription, its 0.2 s checks and its
+        flash requests (gate → LoopDriver: the junction's write goes out from this loop)."""
+        await self.detach()
+        db = self.db
+
+        async def run() -> None:
+            monitor.start()  # subscribes to the safety database, from this loop
+            if db is not None and monitor.db is db:
+                db.monitor = monitor
+            self._monitor_task = asyncio.ensure_future(monitor.run(interval_s))
+
+        await self.call(run())
+        self.monitor = monitor
+
+    async def detach(self) -> None:
+        monitor, task = self.monitor, self._monitor_task
+        self.monitor, self._monitor_task = None, None
+        if monitor is None:
+            return
+        db = self.db
+
+        async def stop() -> None:
+            if db is not None and db.monitor is monitor:
+                db.monitor = None
+            monitor.stop()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+        if self.loop is not None:
+            await self.call(stop())
+
+    def monitor_running(self) -> bool:
+        db = self.db
+        return (self.monitor is not None and self._monitor_task is not None and not self._monitor_task.done()
+                and db is not None and db.monitor is self.monitor)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def stats(self) -> dict[str, DeviceStats]:
+        return dict(self.poller.stats) if self.poller is not None else {}
+
+    def driver(self, device: str) -> LoopDriver | None:
+        """The junction device's driver, to be called from any loop (None: not a junction device)."""
+        poller, loop = self.poller, self.loop
+        if poller is None or loop is None:
+            return None
+        d = poller.drivers.get(device)
+        return LoopDriver(d, loop) if d is not None else None
+
+    def checking(self, now_ns: int | None = None) -> dict[str, bool]:
+        """Junction → True if the running monitor decided on a good sample of it within two periods."""
+        db = self.db
+        if db is None:
+            return {}
+        now = time.time_ns() if now_ns is None else now_ns
+        running = self.monitor_running()
+        return {j: running and now - db.checked_ns.get(j, 0) <= BLIND_PERIODS * db.period_s[j] * 1e9
+                for j in db.junctions}
+
+    # ------------------------------------------------------------------ hand-on to the main tag database
+    def _hand_on(self, db: SafetyTagDatabase, indices: npt.NDArray[np.int64], readings: Readings) -> None:
+        """From the safety thread: queue the batch on the main database's writer loop."""
+        get = self.apply_loop
+        if get is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+            get().call_soon_threadsafe(self._apply_main, db, indices, readings)
+
+    def _mapping(self, db: SafetyTagDatabase, main: TagDatabase) -> npt.NDArray[np.int64]:
+        cached = self._maps
+        if cached is not None and cached[0] == id(db) and cached[1] == id(main):
+            return cached[2]
+        m = np.array([main.index.get(n, -1) for n in db.names], dtype=np.int64)
+        self._maps = (id(db), id(main), m)
+        return m
+
+    def _apply_main(self, db: SafetyTagDatabase, indices: npt.NDArray[np.int64], readings: Readings) -> None:
+        main = self.main_db
+        if main is None or db is not self.db:
+            return  # a batch of a database a reload replaced: its tags may have moved
+        idx = self._mapping(db, main)[indices]
+        keep = idx >= 0
+        if not keep.all():
+            pos = np.flatnonzero(keep)
+            sub = Readings(int(pos.size))
+            sub.values, sub.qualities = readings.values[pos], readings.qualities[pos]
+            sub.source_ns, sub.receive_ns = readings.source_ns[pos], readings.receive_ns[pos]
+            sub.texts = {k: readings.texts[int(p)] for k, p in enumerate(pos.tolist()) if int(p) in readings.texts}
+            idx, readings = idx[pos], sub
+        if idx.size:
+            try:
+                main.apply_readings(idx, readings)
+            except Exception:  # one bad batch must not stop the hand-on of the next ones (logged)
+                log.exception("safety: handing the junctions' readings on failed")
+
+    # ------------------------------------------------------------------ the watch (main loop)
+    def evaluate(self, now_ns: int | None = None) -> None:
+        """Raise/clear the blind and not-running P1s (module docstring); called every 0.2 s by the watch."""
+        sink, db = self.server.system_alarms, self.db
+        if sink is None:
+            return
+        now = time.time_ns() if now_ns is None else now_ns
+        stalled = now - self.heartbeat_ns > STALLED_S * 1e9 if self.heartbeat_ns else False
+        blind: dict[str, str] = {}
+        if db is not None:
+            for j in db.junctions:
+                if stalled:
+                    blind[j] = f"field-safety loop stalled for {(now - self.heartbeat_ns) / 1e9:.1f} s"
+                    continue
+                ref = max(db.last_good_ns.get(j, 0), min(self.since_ns.get(j, now), now))
+                if now - ref > BLIND_PERIODS * db.period_s[j] * 1e9:
+                    blind[j] = f"no good status sample for {(now - ref) / 1e9:.1f} s"
+        fs = self.server.subsystems.get("failsafe")
+        covered = fs is not None and fs.status == "down" and "health" in self.server.components
+        starting = fs is None or fs.status == "starting"  # the fail-safe layer comes up after the poller
+        not_running = (bool(db is not None and db.junctions) and not self.monitor_running() and not covered
+                       and not starting)
+        fresh = self._raised_on != id(sink.db)  # a reload: a new tag database, assert the present state again
+        self._raised_on = id(sink.db)
+        for j in sorted(set(blind) | set(self.blind)):
+            now_blind = j in blind
+            if fresh or now_blind != (j in self.blind):
+                if now_blind != (j in self.blind):
+                    log.log(logging.ERROR if now_blind else logging.INFO, "%s: field-safety monitor %s", j,
+                            f"blind ({blind[j]}), P1 raised" if now_blind else "sees it again")
+                sink.raise_("failsafe", "monitor_blind", j, now_blind)
+        self.blind = blind
+        if fresh or not_running != self.not_running:
+            if not_running != self.not_running:
+                log.log(logging.ERROR if not_running else logging.INFO, "field-safety monitor %s",
+                        "not running, P1 raised" if not_running else "running again")
+            sink.raise_("failsafe", "monitor_not_running", "", not_running)
+        self.not_running = not_running
+
+    async def _watch_loop(self) -> None:
+        while True:
+            try:
+                self.evaluate()
+            except Exception:  # the watch is what says the monitor is blind: it must survive a bad cycle (logged)
+                log.exception("safety: field-safety watch failed")
+            await asyncio.sleep(WATCH_EVERY_S)
