@@ -18,6 +18,11 @@
    runs one stock asyncua server (no fast path) to show what a single such process delivers.
 
 ``BENCH_DRIVERS_PARTS=opcua python -m bench --only drivers`` runs only some parts (city, modbus, opcua).
+
+``measure`` declares the figures of the parts that ran for ``--baseline-rev``: the simulator is the
+tree under test's own (``harness.scada_command``, cwd = that tree), the drivers and the poller are
+imported from it. The plain-library loops involve no product code: they check the machine, and their
+figures should not move between the two sides.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.harness import scada_command
+from bench.protocol import Metric, Section
 
 ROOT = Path(__file__).resolve().parents[1]
 TITLE = "Drivers"
@@ -93,7 +101,7 @@ def _proc_cpu_s(pid: int) -> float:
 def _start_sim(tags: Path, state: Path, duration: float) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     state.mkdir(parents=True, exist_ok=True)
     log = (state / "sim.log").open("wb")  # a file, not a pipe nobody reads (a full pipe would block the sim)
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "sim", "--config", str(tags), "--ports", "test",
+    proc = subprocess.Popen([*scada_command(ROOT), "sim", "--config", str(tags), "--ports", "test",
                              "--state-dir", str(state), "--duration", str(duration)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     log.close()
@@ -444,6 +452,10 @@ def _parts() -> set[str]:
 
 
 def main(quick: bool = False) -> str:
+    return measure(quick).markdown
+
+
+def measure(quick: bool = False) -> Section:
     import logging
 
     logging.getLogger("scada.poll").setLevel(logging.ERROR)
@@ -471,7 +483,33 @@ def main(quick: bool = False) -> str:
                 _stop(sim)
         if "opcua" in parts:
             ua_tp = _opcua(quick, Path(tmp))
-    return _report(scale, city, mb, ua_tp)
+    return Section(_report(scale, city, mb, ua_tp), _metrics(city, mb, ua_tp))
+
+
+def _metrics(city: dict[str, Any] | None, mb: dict[str, float] | None,
+             ua_tp: dict[str, Any] | None) -> dict[str, Metric]:
+    out: dict[str, Metric] = {}
+    if city is not None:
+        out["city poll: polling process CPU"] = Metric(100 * float(city["cpu"]), "% of one core", "lower")
+        out["city poll: warm-up cycle"] = Metric(float(city["warmup_s"]), "s", "lower")
+        for cls, c in city["classes"].items():
+            out[f"city poll: jitter p99, class {cls}"] = Metric(1000 * float(c["late_p99"]), "ms", "lower")
+        out["city poll: Modbus requests per full cycle"] = Metric(float(city["planned"]), "requests", "lower")
+    if mb is not None:
+        out["Modbus: our driver, tag values/s"] = Metric(mb["ours_vals_s"], "values/s", "higher")
+        out["Modbus: our driver, CPU per tag value"] = Metric(mb["ours_cpu_per_val_us"], "µs", "lower")
+        out["Modbus: plain pymodbus loop, tag values/s (no product code)"] = Metric(mb["plain_vals_s"], "values/s",
+                                                                                    "higher")
+    if ua_tp is not None:
+        ours, plain = ua_tp["ours"], ua_tp["plain"]
+        out["OPC UA: our driver, notifications/s"] = Metric(float(ours["rate"]), "notif./s", "higher")
+        out["OPC UA: our driver, worst 5 s window"] = Metric(float(ours["worst5"]), "notif./s", "higher")
+        out["OPC UA: our driver, client CPU"] = Metric(100 * float(ours["cpu"]), "% of one core", "lower")
+        out["OPC UA: our driver, notifications per CPU-second"] = Metric(float(ours["per_cpu_s"]), "notif.",
+                                                                         "higher")
+        out["OPC UA: plain asyncua, notifications per CPU-second (no product code)"] = Metric(
+            float(plain["per_cpu_s"]), "notif.", "higher")
+    return out
 
 
 def _report(scale: str, city: dict[str, Any] | None, mb: dict[str, float] | None,

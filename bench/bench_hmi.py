@@ -13,6 +13,12 @@
    repaint. Baseline in the same run, on the same rows: the naive way — the same model update, then a
    new ScatterPlotItem with every luminaire (all brushes) replacing the old one, + repaint.
 3. Client RSS (this process holds only the console; the server is the child).
+
+``measure`` declares the comparable figures for ``--baseline-rev``. The server child runs with cwd =
+the tree under test and uses its server: ``server.main.serve(skip={"poll", "stale"})`` today; on a
+commit from before the ``server/`` package (``scada.server.app.serve``, no ``skip``) the same two
+components are replaced in ``scada.server.wiring`` by ones that do nothing. The tree's files decide
+which, not an import (the venv's editable install could resolve ``server`` to another tree).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.protocol import Metric, Section
+
 ROOT = Path(__file__).resolve().parents[1]
 USER, PASSWORD = "console", "Storm-Watch-2026"
 
@@ -38,8 +46,31 @@ logging.basicConfig(level=logging.ERROR)
 
 tags_file, alarms_file, data_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 
-from server.main import serve
-from server.settings import load_settings
+if (Path.cwd() / "server" / "main.py").is_file():
+    from server.main import serve
+    from server.settings import load_settings
+    SKIP = {"skip": {"poll", "stale"}}
+else:  # a commit before the server/ package: no `skip`, swap the poll and stale components out
+    import scada.server.wiring as wiring
+    from scada.server.app import serve
+    from scada.server.settings import load_settings
+
+    class Off:
+        def __init__(self, server):
+            self.server = server
+        async def start(self, config, tagdb):
+            self.server.status("poll" if isinstance(self, NoPoll) else "stale").set("unavailable", "bench feeder")
+        async def rebind(self, old, new, tagdb):
+            return {}
+        async def aclose(self):
+            return None
+
+    class NoPoll(Off):
+        pass
+
+    wiring.PollComponent = NoPoll
+    wiring.StaleComponent = Off
+    SKIP = {}
 
 NORMAL = {"mains_ok": 1, "contactor_closed": 1, "door_open": 0, "link": 1, "recording": 1, "fault": 0,
           "presence": 0, "intrusion_alarm": 0, "intrusion_armed": 1, "status": 0, "phase_reds": 12,
@@ -104,7 +135,7 @@ async def main():
             print(json.dumps({"n": int(n), "t": t}), flush=True)
 
     # the bench writes the values itself: no poll scheduler, no stale sweeper
-    await serve(settings, {}, ready=ready, install_signals=False, skip={"poll", "stale"})
+    await serve(settings, {}, ready=ready, install_signals=False, **SKIP)
 
 
 asyncio.run(main())
@@ -154,6 +185,10 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 def main(quick: bool = False) -> str:
+    return measure(quick).markdown
+
+
+def measure(quick: bool = False) -> Section:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt6.QtWidgets import QApplication
 
@@ -169,7 +204,21 @@ def main(quick: bool = False) -> str:
             result = _measure(app, child, rounds, rss_start)
         finally:
             child.stop()
-    return _report(result, quick)
+    return Section(_report(result, quick), _metrics(result))
+
+
+def _metrics(r: dict[str, Any]) -> dict[str, Metric]:
+    out = {
+        "first full paint (from the login request)": Metric(1000 * r["first_paint_s"], "ms", "lower"),
+        "first full paint (from the end of the login)": Metric(1000 * r["first_paint_after_login_s"], "ms", "lower"),
+        "client RSS, connected": Metric(r["rss_connected_mb"], "MB", "lower"),
+    }
+    for label, c in r["cases"].items():
+        out[f"frame wall median, {label} changing"] = Metric(1000 * statistics.median(c["frames"]), "ms", "lower")
+        out[f"frame GUI-thread CPU median, {label} changing"] = Metric(1000 * statistics.median(c["cpu"]), "ms",
+                                                                       "lower")
+        out[f"value → painted median, {label} changing"] = Metric(1000 * statistics.median(c["e2e"]), "ms", "lower")
+    return out
 
 
 def _settle(app: Any, seconds: float) -> None:

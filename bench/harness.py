@@ -35,6 +35,19 @@ from bench.protocol import ROOT, Metric, Section
 BASELINE_ENV = "BENCH_BASELINE_REV"  # set in the baseline child: its bench/ is the working tree's
 
 
+def scada_command(root: Path = ROOT) -> list[str]:
+    """``python -m <the scada command's module>`` of the tree under test, for benches that start processes.
+
+    The command moved from ``scada/cli.py`` to the top-level ``cli/`` package; a bench run against an
+    older commit (``--baseline-rev``) must start that commit's own command. The file in ``root`` decides,
+    not an import: the venv's editable install would otherwise hand an old tree the new command.
+    """
+    for module, path in (("cli", root / "cli" / "__main__.py"), ("scada.cli", root / "scada" / "cli.py")):
+        if path.is_file():
+            return [sys.executable, "-m", module]
+    raise RuntimeError(f"no scada command in {root} (neither cli/__main__.py nor scada/cli.py)")
+
+
 def git(*args: str, cwd: Path = ROOT) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
