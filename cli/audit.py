@@ -35,6 +35,7 @@ from failsafe.audit import (
     load_key,
     verify_file,
 )
+from scada.config.loader import check_city
 from scada.datadir import DataDirError, keys_dir
 
 LOG_ENV = "SCADA_AUDIT_LOG"
@@ -128,8 +129,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _vocabulary(args: argparse.Namespace) -> int:
+    # lazy: only `audit vocabulary` needs the vocabulary checker; `audit verify` stays light
     from failsafe.vocabulary import SNMP_SET_ALLOW_LIST, check_vocabulary, enumerate_writes
-    from scada.config.loader import check_city
 
     city, problems = check_city(args.tags, args.alarms)
     if city is None:

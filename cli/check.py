@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from failsafe.vocabulary import check_vocabulary
 from scada.config import check_city
 from scada.errors import ConfigProblem
 
@@ -36,8 +37,6 @@ def commands_file(args: argparse.Namespace) -> Path | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from failsafe.vocabulary import check_vocabulary
-
     start = time.perf_counter()
     config, problems = check_city(args.tags, args.alarms)
     commands = commands_file(args)

@@ -13,6 +13,9 @@ A SQLite store is opened read-only (``mode=ro``): a report never creates or chan
 missing store is refused (exit 2). ``energy`` reports each row's coverage (hours recorded over the
 night's length) and gives no verdict on the target below 90 %. Times without a zone are UTC;
 ``--start``/``--end`` and ``--out`` are the older spellings of ``--from``/``--to`` and ``--csv``.
+
+Lazy imports here: each action loads only its own stack when it runs (the historian backends and numpy,
+the city loader, rich's progress bar or table), so ``scada historian --help`` imports none of them.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 from cli.options import add_data_dir, instance
 from scada import csvsafe
 from scada.datadir import DataDirError
+from scada.errors import ScadaError
+from scada.quality import Quality
 
 NS = 1_000_000_000
 
@@ -110,8 +115,6 @@ def _load(tags: Path, alarms: Path) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    from scada.errors import ScadaError
-
     try:
         if args.action == "export":
             return export(args)
@@ -150,8 +153,6 @@ def export(args: argparse.Namespace) -> int:
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                           TimeRemainingColumn(), transient=False, console=_stderr_console()) as progress:
                 task = progress.add_task("export", total=len(names) * len(slices))
-                from scada.quality import Quality
-
                 for name in names:
                     progress.update(task, description=f"export {name}")
                     for a, b in slices:

@@ -10,6 +10,9 @@
 ``scada run`` starts it with ``--url`` and the demo operator's password in ``SCADA_PASSWORD``
 (``SCADA_URL`` / ``SCADA_USER`` are read too). The password stays in memory only, to log in again by
 itself when the server restarts. Without a display, use ``QT_QPA_PLATFORM=offscreen``.
+
+Lazy imports here: PyQt6 and the console load only when the console starts, and the layouts loader
+when it is used, so ``scada hmi --help`` and ``--check-layouts`` run without Qt (CI, a headless box).
 """
 
 from __future__ import annotations

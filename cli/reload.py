@@ -1,9 +1,11 @@
 """``scada reload``: ask a running server to reload its configuration.
 
-The server validates the files first and applies them only if they are valid; every problem is
-printed otherwise and nothing changes. A change of the safety configuration (commands.yaml: verbs, interlocks,
-compatibility matrices and layouts, the monitor's settings) is not applied at once: the server answers that
-it is pending a second person's approval and prints what changes (the diff). Two ways to ask:
+The server validates the files first, then has every component prepare its new state aside, and
+applies them only if all of that worked (server.reload: prepare, then apply; a component failing to
+switch rolls all of them back); every problem is printed otherwise and nothing changes. A change of
+the safety configuration (commands.yaml: verbs, interlocks, compatibility matrices and layouts, the
+monitor's settings) is not applied at once: the server answers that it is pending a second person's
+approval and prints what changes (the diff). Two ways to ask:
 
 * through the API (default when ``--user`` is given): ``POST /api/v1/config/reload`` as an engineer or
   administrator (password from ``--password-env VAR`` or asked); the answer lists what changed;
@@ -82,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
             return 1
         print(f"asked server pid {pid} to reload (outcome in its log and audit trail)")
         return 0
-    import httpx
+    import httpx  # lazy: only the API path needs an HTTP client (~0.1 s to import); SIGHUP does not
 
     url = args.url or state.get("url")
     if not url:

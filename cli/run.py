@@ -28,6 +28,9 @@ everything and exits 1 with the same hint. Demo accounts ``operator`` and ``supe
 random passwords at every start, printed once on this terminal (never logged, never stored in
 clear). Ctrl-C stops the HMI, the server (buffers flushed, journal closed) and the simulator, then
 releases the locks.
+
+Lazy imports here: the server stack (FastAPI, uvicorn, the drivers' protocol libraries), the user store
+and the city generator load when the demo starts, so ``scada run --help`` stays instant.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ is written; a second server (or a ``scada run``) on it exits 2 naming the runnin
 audit log's key (failsafe.audit) is created at the first start; a log whose key is missing or is
 another one exits 2 naming the fingerprint the log expects. A folder (or a
 store in it) that cannot be written exits 2 with one line: which path, and why (scada.datadir.check_writable).
+
+Lazy imports here: the server stack (its settings, FastAPI, uvicorn, the drivers' protocol libraries,
+the user store, the audit log) loads in :func:`main`, so ``scada server --help`` stays instant.
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ from scada.config import load_city
 from scada.config.generate import SCALES, generate
 from scada.datadir import DataDirError, resolve_root
 from scada.errors import ConfigError
+from sim.runner import Simulator
+from sim.scenarios import load_scenario, parse_start
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,6 @@ def _config_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from sim.runner import Simulator
-    from sim.scenarios import load_scenario, parse_start
-
     tags, alarms = _config_paths(args)
     t0 = time.perf_counter()
     config = load_city(tags, alarms)

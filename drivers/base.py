@@ -49,6 +49,7 @@ import asyncio
 import logging
 import math
 import numbers
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -56,7 +57,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scada.config.model import DeviceDef, TagDef
-from scada.errors import DeviceError, DriverError, WriteNotAllowed, WriteNotConfirmed
+from scada.errors import AuthError, CommError, DeviceError, DriverError, WriteNotAllowed, WriteNotConfirmed
 from scada.quality import Quality, Sample, Value
 from scada.tagdb import Readings
 
@@ -347,8 +348,6 @@ def same_value(point: TagDef, requested: Value, got: Value, tolerance: float | N
 def good(value: Value, quality: Quality = Quality.GOOD, source_ns: int | None = None,
          receive_ns: int | None = None) -> Sample:
     """A sample with explicit timestamps (drivers stamp one receive time per response)."""
-    import time
-
     now = time.time_ns() if receive_ns is None else receive_ns
     return Sample(value, quality, source_ns if source_ns is not None else now, now)
 
@@ -360,8 +359,6 @@ def describe(exc: BaseException) -> str:
 
 
 def bad_from(error: DriverError) -> Quality:
-    from scada.errors import AuthError, CommError
-
     if isinstance(error, (CommError, AuthError)):
         return Quality.BAD_COMM
     if isinstance(error, DeviceError):

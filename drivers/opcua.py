@@ -59,9 +59,11 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.subscription import Subscription
 from asyncua.crypto import security_policies
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from drivers.base import Driver, DriverContext, describe, engineering, raw_number
 from scada.config.model import DeviceDef, TagDef
@@ -267,9 +269,6 @@ class OpcUaDriver(Driver):
                                   mode=ua.MessageSecurityMode.SignAndEncrypt)
 
     async def _self_signed(self) -> tuple[Path, Path]:
-        from asyncua.crypto.cert_gen import setup_self_signed_certificate
-        from cryptography.x509.oid import ExtendedKeyUsageOID
-
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix=f"scada-opcua-{self.name}-")
         folder = Path(self._tmp.name)

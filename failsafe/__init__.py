@@ -8,10 +8,11 @@ here only asks, leases, double-checks and journals::
                         │                      │ 6 rate 7 approval 8 select ─ operate: 9 write 10 confirm
                         │                      ├─► LeaseManager (leases.py): refresh / expiry / heartbeat
                         │                      └─► AuditLog (audit.py): hash-chained, `scada audit verify`
-                        ├─ FieldSafetyMonitor (monitor.py) ◄── TagDatabase change events
+                        ├─ FieldSafetyMonitor (monitor.py) ◄── the junctions' samples (in the server: their own
+                        │                                      database, in the field-safety thread, first)
                         └─ CrisisRunner (crisis.py): named plans, step by step through the same gate
 
-    commands.yaml (vocabulary.py): verbs per equipment type, their writes, interlocks, limits, leases,
+    commands.yaml (schema.py, vocabulary.py): verbs per equipment type, their writes, interlocks, limits, leases,
     junction compatibility matrices and crisis plans. No verb sets a signal head, channel or phase.
 """
 

@@ -46,6 +46,14 @@ lines (``bytes_read`` counts every byte read). ``verify_file`` checks every segm
 snapshot and says which key (fingerprint) it used. Writes are fsynced; a write that fails raises
 :class:`scada.errors.StorageError` (the gate then refuses every command except safety-increasing ones).
 
+Threads: one log is appended to from the server's main loop (operator commands, leases, crisis plans, the
+watch) and from the field-safety thread (the monitor's entries and flash commands), and read from worker
+threads (``latest``, ``verify``). ``append`` / ``flush`` / ``close`` hold the log's ``threading.RLock`` (the
+chain head, the segment, the refusal bounds) and, inside it, the ``lock`` file's exclusive flock (another
+process); ``latest`` holds the index's own lock; ``verify`` takes the flock shared on a descriptor of its own,
+so it waits for an append in progress in this process too. Callers may hold their own lock (the gate's, the
+lease manager's) when they append: the log never calls back into them.
+
 Entry fields (AC-CMD-08): ``seq ts kind ticket user approver workstation target verb requested previous
 lease_end outcome reason`` plus kind-specific extras. Kinds: segment, select, approval, refusal,
 refusals_summarised, operate, outcome, cancel, select_timeout, approval_timeout, lease_start,

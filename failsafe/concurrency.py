@@ -16,9 +16,10 @@ that conflicting green, so it is refused::
     stricter(layout, field)      the matrix the monitor keeps checking with: a pair is permissive only if
                                  BOTH the layout and the controller say so (field ∩ layout)
 
-Where it runs: at a reload (server/components/failsafe.py ``check_commands`` with the running tag database:
-a refused layout refuses the reload) and at start in the field-safety monitor (failsafe/monitor.py), which
-can only verify a junction once it has been read: until then the layout is "unverified".
+Where it runs: at a reload (server/components/failsafe.py ``FailsafeComponent.prepare``, with what the
+running monitor last read in full, else the values carried into the new tag database: a refused layout
+refuses the reload) and continuously in the field-safety monitor (failsafe/monitor.py), which can only
+verify a junction once it has been read: until then the layout is "unverified".
 
 Reading the field's data: a phase the controller does not have (noSuchInstance → quality bad_config) is
 absent: it can never be green, so a layout pair naming it is no risk. A one-sided field answer (p lists q

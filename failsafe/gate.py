@@ -36,6 +36,24 @@ except safety-increasing ones is refused. What the log keeps of a refusal is bou
 
 Time comes from an injected clock (epoch seconds) and waiting from an injected ``sleep``, so tests
 drive the whole pipeline with a fake clock.
+
+Threads: one gate is used from two threads, each with its own event loop::
+
+    main thread, main loop                          "field-safety" thread, safety loop
+    operator commands (API), crisis plans,          FieldSafetyMonitor: flash requests (execute),
+    the sweeper (sweep every second), reload        safety lock-outs (set_commandable)
+    (adopt), status / pending / reservations
+                 └──────────────► one CommandGate ◄──────────────┘
+
+One ``threading.RLock`` (``_lock``) guards the gate's state: tickets, the finished list, group approvals,
+reservations, the blast-radius and rate windows, lock-outs and the audit-writable flag. Every synchronous
+method takes it for its whole body; ``operate`` takes it for each synchronous stretch (the checks and the
+EXECUTING transition, the write-ahead journal, the outcome) and NEVER across an ``await``: the writes and
+read-backs run unlocked (a junction's write awaits the safety loop; holding a thread lock there would stall
+the other loop, or deadlock). What runs unlocked touches only its own ticket (EXECUTING: no other path
+changes it) and the lease manager and audit log, which lock themselves. Lock order: gate → lease manager →
+audit log (neither calls back into the gate); the alarm sink is called under the lock and must not block
+(the server's hops to the main loop with ``call_soon_threadsafe``).
 """
 
 from __future__ import annotations
@@ -43,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -106,7 +125,7 @@ class GroupApproval:
 
 
 class CommandGate:
-    """See the module docstring. One instance per server; all methods are safe to call from one event loop."""
+    """See the module docstring. One instance per server; safe to call from the main loop and the safety loop."""
 
     def __init__(self, city: CityConfig, vocabulary: Vocabulary, writer: Writer, audit: AuditLog,
                  leases: LeaseManager, *, reader: StateReader | None = None, alarms: AlarmSink = no_alarms,
@@ -134,76 +153,99 @@ class CommandGate:
         self._not_commandable: dict[str, str] = {}  # equipment → why (maintenance lock-out, out of service)
         self._increasing_allowed: set[str] = set()  # locked-out equipment that still takes safety-increasing verbs
         self._audit_ok = True
+        self._lock = threading.RLock()  # the state above, shared by the main and the safety loop (module docstring)
 
     # ================================================================== public API
     def select(self, request: CommandRequest) -> Ticket:
         """Steps 1-8. Returns the ticket: SELECTED/READY (operate next), AWAITING_APPROVAL, or FINISHED rejected."""
-        now = self.clock()
-        self.sweep(now)
-        ticket = Ticket(uuid.uuid4().hex[:12], request, "", "neutral", False, TicketState.FINISHED, now)
-        try:
-            policy, verb, eqs = self._checks_1_to_4(request, now)
-            ticket.type = policy.name
-            ticket.safety = self._classify(verb, request, eqs)
-            increasing = ticket.safety == "increasing"
-            ticket.mass = self._blast_radius(policy, request, now, increasing)
-            if not increasing:  # safety-increasing commands are neither limited nor counted against others
-                self._rate_limit(request.user, now)
-                self._record_windows(policy, request, now)
-            self._require_audit(increasing)
-            needs_approval = not increasing and (ticket.safety == "reducing" or ticket.mass)
-            self._tickets[ticket.id] = ticket
-            if needs_approval and request.approval is not None:
-                self._check_group_approval(request, now)
-                group = self._groups[request.approval]
-                ticket.approver, ticket.approved_at = group.approver, group.approved_at
-                needs_approval = False
-            if needs_approval:
-                ticket.state = TicketState.AWAITING_APPROVAL
-                ticket.deadline = now + self.vocab.approval_window_s
-                self._journal("select", ticket, increasing, note="awaiting second-person approval")
-                return ticket
-            self._journal("select", ticket, increasing)
-            self._make_operable(ticket, policy, now)
-        except _Refusal as refusal:
-            self._refuse(ticket, refusal)
-        return ticket
+        with self._lock:
+            now = self.clock()
+            self.sweep(now)
+            ticket = Ticket(uuid.uuid4().hex[:12], request, "", "neutral", False, TicketState.FINISHED, now)
+            try:
+                policy, verb, eqs = self._checks_1_to_4(request, now)
+                ticket.type = policy.name
+                ticket.safety = self._classify(verb, request, eqs)
+                increasing = ticket.safety == "increasing"
+                ticket.mass = self._blast_radius(policy, request, now, increasing)
+                if not increasing:  # safety-increasing commands are neither limited nor counted against others
+                    self._rate_limit(request.user, now)
+                    self._record_windows(policy, request, now)
+                self._require_audit(increasing)
+                needs_approval = not increasing and (ticket.safety == "reducing" or ticket.mass)
+                self._tickets[ticket.id] = ticket
+                if needs_approval and request.approval is not None:
+                    self._check_group_approval(request, now)
+                    group = self._groups[request.approval]
+                    ticket.approver, ticket.approved_at = group.approver, group.approved_at
+                    needs_approval = False
+                if needs_approval:
+                    ticket.state = TicketState.AWAITING_APPROVAL
+                    ticket.deadline = now + self.vocab.approval_window_s
+                    self._journal("select", ticket, increasing, note="awaiting second-person approval")
+                    return ticket
+                self._journal("select", ticket, increasing)
+                self._make_operable(ticket, policy, now)
+            except _Refusal as refusal:
+                self._refuse(ticket, refusal)
+            return ticket
 
     def approve(self, ticket_id: str, approver: Principal) -> Ticket:
         """Second-person approval of a ticket (or of a group approval id). Raises CommandRejected with the reason."""
-        now = self.clock()
-        self.sweep(now)
-        if ticket_id in self._groups:
-            self._approve_group(self._groups[ticket_id], approver, now)
-            return self._group_as_ticket(self._groups[ticket_id])
-        ticket = self._tickets.get(ticket_id)
-        if ticket is None:
-            self._journal_refusal_only("approval", approver, f"unknown ticket {ticket_id!r}", ticket_id)
-            raise CommandRejected(f"approval: unknown ticket {ticket_id!r}", Refusal.NOT_FOUND)
-        if ticket.state is not TicketState.AWAITING_APPROVAL:
-            why = f"ticket {ticket_id} is {ticket.state.value}, not awaiting approval"
-            self._journal_refusal_only("approval", approver, why, ticket_id)
-            raise CommandRejected(f"approval: {why}")
-        why = self._approver_problem(ticket.request.user, approver)
-        if why:
-            self._journal("refusal", ticket, False, step="approval", reason=why, approver=approver.name,
-                          approver_workstation=approver.workstation)
-            raise CommandRejected(f"approval: {why}")
-        policy = self.vocab.types[ticket.type]
-        ticket.approver, ticket.approved_at = approver, now
-        try:
-            self._journal("approval", ticket, False)
-        except _Refusal as refusal:  # an approval that cannot be journalled does not count
-            ticket.approver = ticket.approved_at = None
-            raise CommandRejected(str(refusal)) from None
-        try:
-            self._make_operable(ticket, policy, now)
-        except _Refusal as refusal:
-            self._refuse(ticket, refusal)
-        return ticket
+        with self._lock:
+            now = self.clock()
+            self.sweep(now)
+            if ticket_id in self._groups:
+                self._approve_group(self._groups[ticket_id], approver, now)
+                return self._group_as_ticket(self._groups[ticket_id])
+            ticket = self._tickets.get(ticket_id)
+            if ticket is None:
+                self._journal_refusal_only("approval", approver, f"unknown ticket {ticket_id!r}", ticket_id)
+                raise CommandRejected(f"approval: unknown ticket {ticket_id!r}", Refusal.NOT_FOUND)
+            if ticket.state is not TicketState.AWAITING_APPROVAL:
+                why = f"ticket {ticket_id} is {ticket.state.value}, not awaiting approval"
+                self._journal_refusal_only("approval", approver, why, ticket_id)
+                raise CommandRejected(f"approval: {why}")
+            why = self._approver_problem(ticket.request.user, approver)
+            if why:
+                self._journal("refusal", ticket, False, step="approval", reason=why, approver=approver.name,
+                              approver_workstation=approver.workstation)
+                raise CommandRejected(f"approval: {why}")
+            policy = self.vocab.types[ticket.type]
+            ticket.approver, ticket.approved_at = approver, now
+            try:
+                self._journal("approval", ticket, False)
+            except _Refusal as refusal:  # an approval that cannot be journalled does not count
+                ticket.approver = ticket.approved_at = None
+                raise CommandRejected(str(refusal)) from None
+            try:
+                self._make_operable(ticket, policy, now)
+            except _Refusal as refusal:
+                self._refuse(ticket, refusal)
+            return ticket
 
     async def operate(self, ticket_id: str, user: Principal) -> CommandResult:
         """Re-check, write, lease, confirm. Only the user who selected may operate, before the deadline."""
+        with self._lock:  # check and take the ticket (→ EXECUTING) in one step: a sweep cannot expire it between
+            begun = self._begin_operate(ticket_id, user)
+        if isinstance(begun, CommandResult):
+            return begun
+        ticket, policy, verb, eqs, now = begun
+        try:
+            await self._execute(ticket, policy, verb, eqs, now)  # takes the lock only between its awaits
+        except Exception as exc:  # never leave a ticket EXECUTING: an unexpected error is a failure (logged)
+            log.exception("command %s failed unexpectedly", ticket.id)
+            with self._lock:
+                ticket.state, ticket.outcome, ticket.reason = TicketState.FINISHED, Outcome.FAILED, f"write: {exc}"
+                self._journal("outcome", ticket, True)
+        with self._lock:
+            self._retire(ticket)
+            return self._result(ticket)
+
+    def _begin_operate(self, ticket_id: str, user: Principal
+                       ) -> CommandResult | tuple[Ticket, TypePolicy, VerbSpec, list[EquipmentDef], float]:
+        """The synchronous half of :meth:`operate` (the lock is held): the ticket EXECUTING with what to execute,
+        or the result that ends it here."""
         now = self.clock()
         self.sweep(now)
         ticket = self._tickets.get(ticket_id)
@@ -239,14 +281,7 @@ class CommandGate:
             self._refuse(ticket, refusal)
             return self._result(ticket)
         self._release_reservation(ticket)
-        try:
-            await self._execute(ticket, policy, verb, eqs, now)
-        except Exception as exc:  # never leave a ticket EXECUTING: an unexpected error is a failure (logged)
-            log.exception("command %s failed unexpectedly", ticket.id)
-            ticket.state, ticket.outcome, ticket.reason = TicketState.FINISHED, Outcome.FAILED, f"write: {exc}"
-            self._journal("outcome", ticket, True)
-        self._retire(ticket)
-        return self._result(ticket)
+        return ticket, policy, verb, eqs, now
 
     async def execute(self, request: CommandRequest) -> CommandResult:
         """select + operate in one call (system paths: monitor flash, crisis steps; non-critical API commands).
@@ -256,49 +291,55 @@ class CommandGate:
         ticket = self.select(request)
         if ticket.state in (TicketState.SELECTED, TicketState.READY):
             return await self.operate(ticket.id, request.user)
-        return self._result(ticket)
+        with self._lock:
+            return self._result(ticket)
 
     def cancel(self, ticket_id: str, user: Principal) -> Ticket:
         """Cancel a pending ticket (its requester, or an approver). Raises CommandRejected otherwise."""
-        now = self.clock()
-        self.sweep(now)
-        if ticket_id in self._groups:
-            group = self._groups[ticket_id]
-            if user.name != group.requester.name and not (user.roles & self.vocab.approver_roles):
-                raise CommandRejected(f"cancel: {user.name} may not cancel {group.requester.name}'s approval request")
-            group.state = "cancelled"
-            self._safe_append("cancel", ticket=group.id, user=user.name, workstation=user.workstation,
-                              subject=group.subject)
-            return self._group_as_ticket(group)
-        ticket = self._tickets.get(ticket_id)
-        if ticket is None:
-            raise CommandRejected(f"cancel: unknown ticket {ticket_id!r}", Refusal.NOT_FOUND)
-        if not ticket.state.pending:
-            raise CommandRejected(f"cancel: ticket {ticket_id} is {ticket.state.value}")
-        if user.name != ticket.request.user.name and not (user.roles & self.vocab.approver_roles):
-            why = f"{user.name} may not cancel {ticket.request.user.name}'s command"
-            self._journal_refusal_only("cancel", user, why, ticket.id)
-            raise CommandRejected(f"cancel: {why}")
-        ticket.state = TicketState.CANCELLED
-        ticket.reason = f"cancelled by {user.name}"
-        self._release_reservation(ticket)
-        self._journal("cancel", ticket, False, cancelled_by=user.name)
-        self._retire(ticket)
-        return ticket
+        with self._lock:
+            now = self.clock()
+            self.sweep(now)
+            if ticket_id in self._groups:
+                group = self._groups[ticket_id]
+                if user.name != group.requester.name and not (user.roles & self.vocab.approver_roles):
+                    raise CommandRejected(f"cancel: {user.name} may not cancel {group.requester.name}'s approval "
+                                          f"request")
+                group.state = "cancelled"
+                self._safe_append("cancel", ticket=group.id, user=user.name, workstation=user.workstation,
+                                  subject=group.subject)
+                return self._group_as_ticket(group)
+            ticket = self._tickets.get(ticket_id)
+            if ticket is None:
+                raise CommandRejected(f"cancel: unknown ticket {ticket_id!r}", Refusal.NOT_FOUND)
+            if not ticket.state.pending:
+                raise CommandRejected(f"cancel: ticket {ticket_id} is {ticket.state.value}")
+            if user.name != ticket.request.user.name and not (user.roles & self.vocab.approver_roles):
+                why = f"{user.name} may not cancel {ticket.request.user.name}'s command"
+                self._journal_refusal_only("cancel", user, why, ticket.id)
+                raise CommandRejected(f"cancel: {why}")
+            ticket.state = TicketState.CANCELLED
+            ticket.reason = f"cancelled by {user.name}"
+            self._release_reservation(ticket)
+            self._journal("cancel", ticket, False, cancelled_by=user.name)
+            self._retire(ticket)
+            return ticket
 
     def status(self, ticket_id: str) -> Ticket | None:
-        self.sweep(self.clock())
-        return self._tickets.get(ticket_id)
+        with self._lock:
+            self.sweep(self.clock())
+            return self._tickets.get(ticket_id)
 
     def pending(self) -> list[Ticket]:
         """Tickets awaiting approval or operate (for the approvers' and operators' consoles)."""
-        self.sweep(self.clock())
-        return [t for t in self._tickets.values() if t.state.pending]
+        with self._lock:
+            self.sweep(self.clock())
+            return [t for t in self._tickets.values() if t.state.pending]
 
     def reservations(self) -> dict[str, str]:
         """equipment → user currently holding a select on it."""
-        self.sweep(self.clock())
-        return {eq: self._tickets[tid].request.user.name for eq, tid in self._reserved.items()}
+        with self._lock:
+            self.sweep(self.clock())
+            return {eq: self._tickets[tid].request.user.name for eq, tid in self._reserved.items()}
 
     def approver_problem(self, requester: Principal, approver: Principal) -> str:
         """Why ``approver`` may not be the second person for ``requester`` ('' when they may): authenticated,
@@ -312,32 +353,34 @@ class CommandGate:
         the reason in the audit log. Returns the cancelled tickets.
 
         Ticket objects are shared, not copied: a command the old gate is still executing finishes on the
-        same record this gate lists."""
-        old.sweep(self.clock())
-        self._tickets.update(old._tickets)
-        self._finished.extend(old._finished)
-        self._groups.update(old._groups)
-        self._reserved.update(old._reserved)
-        for name, tdq in old._type_window.items():
-            self._type_window[name] = deque(tdq)
-        for user, udq in old._user_window.items():
-            self._user_window[user] = deque(udq)
-        self._global_window = deque(old._global_window)
-        self._not_commandable.update({e: w for e, w in old._not_commandable.items() if e in self.city.equipment})
-        self._increasing_allowed.update(e for e in old._increasing_allowed if e in self._not_commandable)
-        self._audit_ok = old._audit_ok
-        cancelled: list[Ticket] = []
-        for ticket in list(self._tickets.values()):
-            problem = self._no_longer_valid(ticket) if ticket.state.pending else ""
-            if not problem:
-                continue
-            ticket.state = TicketState.CANCELLED
-            ticket.reason = f"cancelled by {why}: {problem}"
-            self._release_reservation(ticket)
-            self._journal("cancel", ticket, True, cancelled_by=why)  # never refuses (increasing=True)
-            self._retire(ticket)
-            cancelled.append(ticket)
-        return cancelled
+        same record this gate lists. Both gates' locks are held while the state is copied (the old gate may still
+        be in use on the safety loop)."""
+        with self._lock, old._lock:
+            old.sweep(self.clock())
+            self._tickets.update(old._tickets)
+            self._finished.extend(old._finished)
+            self._groups.update(old._groups)
+            self._reserved.update(old._reserved)
+            for name, tdq in old._type_window.items():
+                self._type_window[name] = deque(tdq)
+            for user, udq in old._user_window.items():
+                self._user_window[user] = deque(udq)
+            self._global_window = deque(old._global_window)
+            self._not_commandable.update({e: w for e, w in old._not_commandable.items() if e in self.city.equipment})
+            self._increasing_allowed.update(e for e in old._increasing_allowed if e in self._not_commandable)
+            self._audit_ok = old._audit_ok
+            cancelled: list[Ticket] = []
+            for ticket in list(self._tickets.values()):
+                problem = self._no_longer_valid(ticket) if ticket.state.pending else ""
+                if not problem:
+                    continue
+                ticket.state = TicketState.CANCELLED
+                ticket.reason = f"cancelled by {why}: {problem}"
+                self._release_reservation(ticket)
+                self._journal("cancel", ticket, True, cancelled_by=why)  # never refuses (increasing=True)
+                self._retire(ticket)
+                cancelled.append(ticket)
+            return cancelled
 
     def _no_longer_valid(self, ticket: Ticket) -> str:
         """Why a pending ticket cannot go on under this gate's configuration ('' if it can)."""
@@ -362,16 +405,18 @@ class CommandGate:
 
     def request_group_approval(self, requester: Principal, subject: str) -> GroupApproval:
         """Open an approval that, once granted, covers the requester's commands carrying its id (crisis plans)."""
-        now = self.clock()
-        group = GroupApproval(uuid.uuid4().hex[:12], requester, subject, now)
-        self._groups[group.id] = group
-        self._safe_append("approval_request", ticket=group.id, user=requester.name,
-                          workstation=requester.workstation, subject=subject)
-        return group
+        with self._lock:
+            now = self.clock()
+            group = GroupApproval(uuid.uuid4().hex[:12], requester, subject, now)
+            self._groups[group.id] = group
+            self._safe_append("approval_request", ticket=group.id, user=requester.name,
+                              workstation=requester.workstation, subject=subject)
+            return group
 
     def group(self, group_id: str) -> GroupApproval | None:
-        self.sweep(self.clock())
-        return self._groups.get(group_id)
+        with self._lock:
+            self.sweep(self.clock())
+            return self._groups.get(group_id)
 
     def set_commandable(self, equipment: str, commandable: bool, why: str = "", by: str = "", *,
                         allow_increasing: bool = False) -> None:
@@ -380,56 +425,59 @@ class CommandGate:
         A maintenance lock-out (someone works on the equipment) refuses every verb. A safety lock-out
         (``allow_increasing``: e.g. a layout the controller refuses) still lets safety-increasing verbs
         through — a junction that cannot be trusted must still go to flash."""
-        self._increasing_allowed.discard(equipment)
-        if commandable:
-            self._not_commandable.pop(equipment, None)
-        else:
-            self._not_commandable[equipment] = why or "locked out"
-            if allow_increasing:
-                self._increasing_allowed.add(equipment)
-        self._safe_append("commandable", target=equipment, user=by or None, commandable=commandable,
-                          reason=why or None, safety_increasing_allowed=allow_increasing or None)
+        with self._lock:
+            self._increasing_allowed.discard(equipment)
+            if commandable:
+                self._not_commandable.pop(equipment, None)
+            else:
+                self._not_commandable[equipment] = why or "locked out"
+                if allow_increasing:
+                    self._increasing_allowed.add(equipment)
+            self._safe_append("commandable", target=equipment, user=by or None, commandable=commandable,
+                              reason=why or None, safety_increasing_allowed=allow_increasing or None)
 
     def classify(self, request: CommandRequest) -> dict[str, Any]:
         """Dry-run steps 1-5 without reserving or counting: what would happen (crisis dry runs, HMI hints)."""
-        now = self.clock()
-        try:
-            policy, verb, eqs = self._checks_1_to_4(request, now)
-            safety = self._classify(verb, request, eqs)
-            mass = self._blast_radius(policy, request, now, safety == "increasing")
-        except _Refusal as refusal:
-            return {"ok": False, "step": refusal.step, "reason": str(refusal)}
-        needs = safety != "increasing" and (safety == "reducing" or mass)
-        return {"ok": True, "type": policy.name, "safety": safety, "mass": mass, "needs_approval": needs,
-                "critical": policy.critical,
-                "writes": {eq.id: self._resolved_writes(policy, verb, eq, request, self._lease_s(policy, request, now))
-                           for eq in eqs}}
+        with self._lock:
+            now = self.clock()
+            try:
+                policy, verb, eqs = self._checks_1_to_4(request, now)
+                safety = self._classify(verb, request, eqs)
+                mass = self._blast_radius(policy, request, now, safety == "increasing")
+            except _Refusal as refusal:
+                return {"ok": False, "step": refusal.step, "reason": str(refusal)}
+            needs = safety != "increasing" and (safety == "reducing" or mass)
+            return {"ok": True, "type": policy.name, "safety": safety, "mass": mass, "needs_approval": needs,
+                    "critical": policy.critical,
+                    "writes": {eq.id: self._resolved_writes(policy, verb, eq, request,
+                                                            self._lease_s(policy, request, now)) for eq in eqs}}
 
     def sweep(self, now: float | None = None) -> None:
         """Expire approval and select windows (journalled as approval_timeout / select_timeout)."""
-        now = self.clock() if now is None else now
-        for ticket in list(self._tickets.values()):
-            if ticket.state.pending and ticket.deadline is not None and now > ticket.deadline:
-                waiting = ticket.state is TicketState.AWAITING_APPROVAL
-                ticket.state = TicketState.EXPIRED
-                ticket.outcome = Outcome.REJECTED
-                if waiting:
-                    ticket.reason = (f"approval: no second-person approval within "
-                                     f"{self.vocab.approval_window_s:g} s")
-                else:
-                    ticket.reason = (f"select: expired, no operate within the select window "
-                                     f"(deadline {ticket.deadline:.3f})")
-                self._release_reservation(ticket)
-                self._journal("approval_timeout" if waiting else "select_timeout", ticket, False)
-                self._retire(ticket)
-        for group in self._groups.values():
-            if group.state == "awaiting_approval" and now > group.created + self.vocab.approval_window_s:
-                group.state = "expired"
-                self._safe_append("approval_timeout", ticket=group.id, user=group.requester.name,
-                                  subject=group.subject)
-            elif group.state == "approved" and group.approved_at is not None and \
-                    now > group.approved_at + self.vocab.approval_window_s:
-                group.state = "expired"
+        with self._lock:
+            now = self.clock() if now is None else now
+            for ticket in list(self._tickets.values()):
+                if ticket.state.pending and ticket.deadline is not None and now > ticket.deadline:
+                    waiting = ticket.state is TicketState.AWAITING_APPROVAL
+                    ticket.state = TicketState.EXPIRED
+                    ticket.outcome = Outcome.REJECTED
+                    if waiting:
+                        ticket.reason = (f"approval: no second-person approval within "
+                                         f"{self.vocab.approval_window_s:g} s")
+                    else:
+                        ticket.reason = (f"select: expired, no operate within the select window "
+                                         f"(deadline {ticket.deadline:.3f})")
+                    self._release_reservation(ticket)
+                    self._journal("approval_timeout" if waiting else "select_timeout", ticket, False)
+                    self._retire(ticket)
+            for group in self._groups.values():
+                if group.state == "awaiting_approval" and now > group.created + self.vocab.approval_window_s:
+                    group.state = "expired"
+                    self._safe_append("approval_timeout", ticket=group.id, user=group.requester.name,
+                                      subject=group.subject)
+                elif group.state == "approved" and group.approved_at is not None and \
+                        now > group.approved_at + self.vocab.approval_window_s:
+                    group.state = "expired"
 
     # ================================================================== steps 1-4
     def _checks_1_to_4(self, req: CommandRequest,
@@ -704,27 +752,28 @@ class CommandGate:
 
     async def _execute(self, ticket: Ticket, policy: TypePolicy, verb: VerbSpec, eqs: list[EquipmentDef],
                        now: float) -> None:
-        req = ticket.request
-        increasing = ticket.safety == "increasing"
-        params = {name: spec.check(req.params.get(name))[0] for name, spec in verb.params.items()}
-        lease_s = self._lease_s(policy, req, now)
-        lease_end = now + lease_s if verb.lease == "hold" else None
-        ticket.lease_end = lease_end
-        plans: list[tuple[EquipmentDef, dict[str, Value], list[tuple[TagDef, Value, float | None]],
-                          dict[str, Value]]] = []
-        for eq in eqs:
-            ctx = self._context(policy, eq, params, lease_s)
-            writes = [(self._tags[eq.tag_name(w.tag)], w.resolve(ctx), w.tolerance) for w in verb.writes]
-            previous = {w.tag: self._read(eq, w.tag)[0] for w in verb.writes}
-            plans.append((eq, ctx, writes, previous))
-        # write-ahead: the journal knows about the command before any device does
-        try:
-            self._journal("operate", ticket, increasing, lease_end=lease_end,
-                          requested={eq.id: {t.tag: v for t, v, _ in w} for eq, _, w, _ in plans},
-                          previous={eq.id: prev for eq, _, _, prev in plans})
-        except _Refusal as refusal:
-            self._refuse(ticket, refusal)
-            return
+        with self._lock:  # the plans and the write-ahead entry; released before the first write
+            req = ticket.request
+            increasing = ticket.safety == "increasing"
+            params = {name: spec.check(req.params.get(name))[0] for name, spec in verb.params.items()}
+            lease_s = self._lease_s(policy, req, now)
+            lease_end = now + lease_s if verb.lease == "hold" else None
+            ticket.lease_end = lease_end
+            plans: list[tuple[EquipmentDef, dict[str, Value], list[tuple[TagDef, Value, float | None]],
+                              dict[str, Value]]] = []
+            for eq in eqs:
+                ctx = self._context(policy, eq, params, lease_s)
+                writes = [(self._tags[eq.tag_name(w.tag)], w.resolve(ctx), w.tolerance) for w in verb.writes]
+                previous = {w.tag: self._read(eq, w.tag)[0] for w in verb.writes}
+                plans.append((eq, ctx, writes, previous))
+            # write-ahead: the journal knows about the command before any device does
+            try:
+                self._journal("operate", ticket, increasing, lease_end=lease_end,
+                              requested={eq.id: {t.tag: v for t, v, _ in w} for eq, _, w, _ in plans},
+                              previous={eq.id: prev for eq, _, _, prev in plans})
+            except _Refusal as refusal:
+                self._refuse(ticket, refusal)
+                return
 
         async def one(eq: EquipmentDef, ctx: dict[str, Value], writes: list[tuple[TagDef, Value, float | None]],
                       previous: dict[str, Value]) -> TargetResult:
@@ -762,30 +811,31 @@ class CommandGate:
             return TargetResult(eq.id, Outcome.DONE, "", previous, requested)
 
         results = await asyncio.gather(*(one(*p) for p in plans))
-        ticket.results = tuple(results)
-        outcomes = {r.outcome for r in results}
-        if Outcome.FAILED in outcomes:
-            ticket.outcome = Outcome.FAILED
-        elif Outcome.REJECTED in outcomes:
-            ticket.outcome = Outcome.REJECTED
-        elif Outcome.NOT_CONFIRMED in outcomes:
-            ticket.outcome = Outcome.NOT_CONFIRMED
-        else:
-            ticket.outcome = Outcome.DONE
-        bad = [r for r in results if r.outcome is not Outcome.DONE]
-        ticket.reason = "; ".join(f"{r.target}: {r.reason}" for r in bad)
-        ticket.state = TicketState.FINISHED
-        try:
-            self._journal("outcome", ticket, True)
-        except _Refusal:
-            pass
-        for r in bad:
-            if r.outcome is Outcome.REJECTED:  # refused by policy before any packet: journalled, nothing to alarm
-                continue
-            what = "not confirmed" if r.outcome is Outcome.NOT_CONFIRMED else "failed"
-            self._alarm(FailsafeAlarm(f"failsafe/{r.target}/command_{r.outcome.value}", r.target, 3,
-                                      f"{r.target}: command {req.verb} by {req.user.name} {what}: {r.reason}",
-                                      ts=self.clock()))
+        with self._lock:
+            ticket.results = tuple(results)
+            outcomes = {r.outcome for r in results}
+            if Outcome.FAILED in outcomes:
+                ticket.outcome = Outcome.FAILED
+            elif Outcome.REJECTED in outcomes:
+                ticket.outcome = Outcome.REJECTED
+            elif Outcome.NOT_CONFIRMED in outcomes:
+                ticket.outcome = Outcome.NOT_CONFIRMED
+            else:
+                ticket.outcome = Outcome.DONE
+            bad = [r for r in results if r.outcome is not Outcome.DONE]
+            ticket.reason = "; ".join(f"{r.target}: {r.reason}" for r in bad)
+            ticket.state = TicketState.FINISHED
+            try:
+                self._journal("outcome", ticket, True)
+            except _Refusal:
+                pass
+            for r in bad:
+                if r.outcome is Outcome.REJECTED:  # refused by policy before any packet: journalled, nothing to alarm
+                    continue
+                what = "not confirmed" if r.outcome is Outcome.NOT_CONFIRMED else "failed"
+                self._alarm(FailsafeAlarm(f"failsafe/{r.target}/command_{r.outcome.value}", r.target, 3,
+                                          f"{r.target}: command {req.verb} by {req.user.name} {what}: {r.reason}",
+                                          ts=self.clock()))
 
     def _hold_lease(self, ticket: Ticket, policy: TypePolicy, verb: VerbSpec, eq: EquipmentDef,
                     ctx: dict[str, Value], lease_end: float | None) -> None:

@@ -29,6 +29,15 @@ be written is said in :attr:`LeaseManager.store_error` (the server raises a P1 a
 The supervisory heartbeat (a counter that changes every period) is written to equipment that holds a
 lease (``scope: leased``) or to every equipment of the type (``scope: all``); stopping the server stops
 it, which is exactly what the field side watches for.
+
+Threads: the lease loop (:meth:`LeaseManager.run`, ticks, heartbeats) runs on the server's main loop; the
+gate calls :meth:`~LeaseManager.prepare` / ``restore`` / ``start`` / ``end`` from whichever loop runs the
+command — the main one for operators, the field-safety thread's for the monitor's flash — and the monitor
+and the uncommanded-change watch read :meth:`~LeaseManager.active` / ``leases``. One ``threading.RLock``
+guards the leases, the equipment → lease index and the store file (``_save`` rewrites ``leases.json.tmp``):
+every query and change takes it, and ``tick`` takes it to decide what is due and again after each lease's
+writes to record their result (a release whose lease a new command superseded meanwhile changes nothing),
+never across an ``await``. Lock order: the gate's lock, then this one, then the audit log's.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -103,7 +113,8 @@ class _Beat:
 
 
 class LeaseManager:
-    """Holds, refreshes, expires and persists leases; writes the supervisory heartbeat."""
+    """Holds, refreshes, expires and persists leases; writes the supervisory heartbeat. Thread-safe (module
+    docstring); ``tick`` / ``run`` belong to one event loop."""
 
     def __init__(self, city: CityConfig, vocabulary: Vocabulary, writer: Writer, audit: AuditLog, *,
                  store: Path | str | None = None, clock: Clock = system_clock, resume: bool = True,
@@ -123,21 +134,24 @@ class LeaseManager:
         self._closed = asyncio.Event()
         self.dropped: list[Lease] = []  # persisted leases not re-applied at load (another equipment's)
         self.store_error: str | None = None  # why the last save failed; None once a save succeeds
+        self._lock = threading.RLock()  # the leases, their index and the store file (module docstring: threads)
         self._load()
 
     # ------------------------------------------------------------------ queries
     def active(self, equipment: str, now: float | None = None) -> Lease | None:
         """The lease in force on ``equipment`` (None once its end time has passed, even before tick)."""
-        lid = self._by_eq.get(equipment)
-        lease = self._leases.get(lid) if lid else None
-        now = self.clock() if now is None else now
-        if lease is None or lease.state != "active" or now >= lease.end:
-            return None
-        return lease
+        with self._lock:
+            lid = self._by_eq.get(equipment)
+            lease = self._leases.get(lid) if lid else None
+            now = self.clock() if now is None else now
+            if lease is None or lease.state != "active" or now >= lease.end:
+                return None
+            return lease
 
     def leases(self, states: Iterable[str] = ("active", "releasing")) -> list[Lease]:
-        wanted = set(states)
-        return [lease for lease in self._leases.values() if lease.state in wanted]
+        with self._lock:
+            wanted = set(states)
+            return [lease for lease in self._leases.values() if lease.state in wanted]
 
     # ------------------------------------------------------------------ changes (called by the gate)
     def _supersede_releases(self, equipment: str, ticket_id: str) -> None:
@@ -151,49 +165,53 @@ class LeaseManager:
         """Called by the gate just before a new command's writes: from now on no refresh or release of an
         older lease may land after them (it would undo the new command). Returns the lease in force, to
         :meth:`restore` if nothing of the new command reached the device."""
-        self._supersede_releases(equipment, ticket_id)
-        old = self._active_any(equipment)
-        if old is not None:
-            old.state = "superseding"
-        return old
+        with self._lock:
+            self._supersede_releases(equipment, ticket_id)
+            old = self._active_any(equipment)
+            if old is not None:
+                old.state = "superseding"
+            return old
 
     def restore(self, lease: Lease | None) -> None:
         """The new command wrote nothing: the previous lease stays in force (refreshed, released at its end)."""
-        if lease is not None and lease.state == "superseding":
-            lease.state = "active"
+        with self._lock:
+            if lease is not None and lease.state == "superseding":
+                lease.state = "active"
 
     def start(self, *, ticket_id: str, equipment: str, type_name: str, verb: VerbSpec, ctx: Mapping[str, Value],
               end: float, safety: str, user: str, approver: str | None) -> Lease:
-        now = self.clock()
-        self._supersede_releases(equipment, ticket_id)
-        old = self._active_any(equipment)
-        if old is not None:
-            old.state, old.ended_at, old.note = "superseded", now, f"superseded by ticket {ticket_id}"
-            self._journal("lease_superseded", old)
-        lease = Lease(uuid.uuid4().hex[:12], ticket_id, equipment, type_name, verb.name,
-                      {k: v for k, v in ctx.items() if k != "lease_s"},
-                      [(w.tag, w.value, w.tolerance) for w in verb.refresh],
-                      [(w.tag, w.value, w.tolerance) for w in verb.release],
-                      now, end, safety, user, approver, last_refresh=now,
-                      fingerprint=equipment_fingerprint(self.city, equipment))
-        self._leases[lease.id] = lease
-        self._by_eq[equipment] = lease.id
-        self._save()
-        self._journal("lease_start", lease)
-        return lease
+        with self._lock:
+            now = self.clock()
+            self._supersede_releases(equipment, ticket_id)
+            old = self._active_any(equipment)
+            if old is not None:
+                old.state, old.ended_at, old.note = "superseded", now, f"superseded by ticket {ticket_id}"
+                self._journal("lease_superseded", old)
+            lease = Lease(uuid.uuid4().hex[:12], ticket_id, equipment, type_name, verb.name,
+                          {k: v for k, v in ctx.items() if k != "lease_s"},
+                          [(w.tag, w.value, w.tolerance) for w in verb.refresh],
+                          [(w.tag, w.value, w.tolerance) for w in verb.release],
+                          now, end, safety, user, approver, last_refresh=now,
+                          fingerprint=equipment_fingerprint(self.city, equipment))
+            self._leases[lease.id] = lease
+            self._by_eq[equipment] = lease.id
+            self._save()
+            self._journal("lease_start", lease)
+            return lease
 
     def end(self, equipment: str, *, reason: str, ticket_id: str = "") -> Lease | None:
         """The command itself returned the device to local control: stop holding (no release writes)."""
-        self._supersede_releases(equipment, ticket_id)
-        lease = self._active_any(equipment)
-        if lease is None:
-            return None
-        lease.state, lease.ended_at = "released", self.clock()
-        lease.note = reason + (f" (ticket {ticket_id})" if ticket_id else "")
-        self._by_eq.pop(equipment, None)
-        self._save()
-        self._journal("lease_released", lease)
-        return lease
+        with self._lock:
+            self._supersede_releases(equipment, ticket_id)
+            lease = self._active_any(equipment)
+            if lease is None:
+                return None
+            lease.state, lease.ended_at = "released", self.clock()
+            lease.note = reason + (f" (ticket {ticket_id})" if ticket_id else "")
+            self._by_eq.pop(equipment, None)
+            self._save()
+            self._journal("lease_released", lease)
+            return lease
 
     def _active_any(self, equipment: str) -> Lease | None:
         lid = self._by_eq.get(equipment)
@@ -204,23 +222,27 @@ class LeaseManager:
     async def tick(self, now: float | None = None) -> None:
         """Expire, release, refresh, heartbeat: everything due at ``now``."""
         now = self.clock() if now is None else now
-        due_expiry = [lease for lease in self._leases.values() if lease.state == "active" and now >= lease.end]
-        for lease in due_expiry:  # expiry first: an expired lease is never refreshed
-            lease.state = "releasing"
-            lease.ended_at = now
-            self._by_eq.pop(lease.equipment, None)
-            if not lease.note:
-                lease.note = "lease ended"
-            self._journal("lease_expired", lease)
-        if due_expiry:
-            self._save()
-        releasing = [lease for lease in self._leases.values() if lease.state == "releasing"]
-        refresh = [lease for lease in self._leases.values()
-                   if lease.state == "active" and self._refresh_due(lease, now)]
+        with self._lock:  # what is due, decided in one step; the writes below run unlocked
+            due_expiry = [lease for lease in self._leases.values() if lease.state == "active" and now >= lease.end]
+            for lease in due_expiry:  # expiry first: an expired lease is never refreshed
+                lease.state = "releasing"
+                lease.ended_at = now
+                self._by_eq.pop(lease.equipment, None)
+                if not lease.note:
+                    lease.note = "lease ended"
+                self._journal("lease_expired", lease)
+            if due_expiry:
+                self._save()
+            releasing = [lease for lease in self._leases.values() if lease.state == "releasing"]
+            refresh = [lease for lease in self._leases.values()
+                       if lease.state == "active" and self._refresh_due(lease, now)]
+            for lease in refresh:  # claimed now: a tick running meanwhile does not refresh it a second time
+                lease.last_refresh = now
         await asyncio.gather(*(self._release(lease, now) for lease in releasing),
                              *(self._refresh(lease, now) for lease in refresh))
         await self._heartbeats(now)
-        self._prune()
+        with self._lock:
+            self._prune()
 
     async def run(self, interval_s: float = 0.5) -> None:
         """Tick until :meth:`aclose`. The server runs this as a task."""
@@ -262,9 +284,12 @@ class LeaseManager:
         return ""
 
     async def _refresh(self, lease: Lease, now: float) -> None:
-        lease.last_refresh = now
         why = await self._write_all(self._resolve(lease, lease.refresh, lease.end - now),
                                     lambda: lease.state == "active")
+        with self._lock:
+            self._refreshed(lease, why)
+
+    def _refreshed(self, lease: Lease, why: str) -> None:
         if why and not lease.refresh_failing:
             lease.refresh_failing = True
             log.warning("%s: lease %s refresh failed: %s", lease.equipment, lease.id, why)
@@ -278,10 +303,15 @@ class LeaseManager:
         """Send the release writes. A release only ever returns a device to local control, so it is retried
         until it lands (devices without their own lease, like panels, depend on it), unless a newer command
         on the same equipment supersedes it."""
-        if now < lease.next_release:
-            return
-        lease.release_attempts += 1
+        with self._lock:
+            if now < lease.next_release or lease.state != "releasing":
+                return
+            lease.release_attempts += 1
         why = await self._write_all(self._resolve(lease, lease.release, 0), lambda: lease.state == "releasing")
+        with self._lock:  # the state check and the change in one step: a new command may supersede it meanwhile
+            self._released(lease, now, why)
+
+    def _released(self, lease: Lease, now: float, why: str) -> None:
         if lease.state != "releasing":  # superseded by a new command while the writes were in flight
             return
         if not why:
@@ -305,8 +335,9 @@ class LeaseManager:
             if hb.scope == "all":
                 targets = [e.id for e in self.city.equipment.values() if e.template == tname]
             else:
-                targets = sorted({lease.equipment for lease in self._leases.values()
-                                  if lease.type == tname and lease.state == "active" and now < lease.end})
+                with self._lock:
+                    targets = sorted({lease.equipment for lease in self._leases.values()
+                                      if lease.type == tname and lease.state == "active" and now < lease.end})
             tags = [(eq_id, self._tags.get(self.city.equipment[eq_id].tag_name(hb.tag))) for eq_id in targets]
             results = await asyncio.gather(*(self._write_all([(tag, counter, None)]) for _, tag in tags
                                              if tag is not None))
@@ -397,12 +428,13 @@ class LeaseManager:
     def record_dropped(self, leases: Iterable[Lease], reason: str) -> None:
         """Journal each lease as ``lease_dropped`` (never re-applied, never released here) and keep it in
         :attr:`dropped`."""
-        for lease in leases:
-            lease.state, lease.note, lease.ended_at = "dropped", reason, self.clock()
-            log.warning("%s: lease %s (%s) from another configuration dropped: %s", lease.equipment, lease.id,
-                        lease.verb, reason)
-            self._journal("lease_dropped", lease)
-            self.dropped.append(lease)
+        with self._lock:
+            for lease in leases:
+                lease.state, lease.note, lease.ended_at = "dropped", reason, self.clock()
+                log.warning("%s: lease %s (%s) from another configuration dropped: %s", lease.equipment, lease.id,
+                            lease.verb, reason)
+                self._journal("lease_dropped", lease)
+                self.dropped.append(lease)
 
     def _prune(self) -> None:
         ended = [lease for lease in self._leases.values()

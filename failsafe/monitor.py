@@ -8,6 +8,10 @@ what the supervisory side observes and asks for the one safe thing it may ask fo
     run() every 0.2 s ──► check() ───────────┘   (phase_greens/yellows, unit_flash_status, pattern
                                                   all received together; mixed PDUs are never combined)
 
+    In the server that database is the junctions' own, written in the field-safety thread
+    (server.components.safety): the monitor decides on each sample there, before the main tag database
+    gets it, and that thread also hands it the samples that changed nothing.
+
     per sample:
       any status tag not good, or no sample for 3 scan periods → state "unknown" (colours withheld)
       unit_flash_status fault_monitor / mmu   → state "fault_flash", latched P1 alarm

@@ -10,9 +10,11 @@
       │               field-safety monitor runs in every case
       ├─ leases       <state_dir>/leases.json, refresh / expiry / heartbeat loop
       ├─ gate         the only path to a field write
-      ├─ monitor      field-safety monitor subscribed to the tag database
+      ├─ monitor      field-safety monitor subscribed to ``tagdb`` (``monitor=False``: none built here; the
+      │               server builds its own on the junctions' database in its field-safety thread)
       └─ crisis       crisis plans through the gate
-    await fs.start()   background tasks: leases.run, monitor.run, gate sweep (select/approval timeouts)
+    await fs.start()   background tasks: leases.run, monitor.run (if built here), gate sweep (select/approval
+                       timeouts), and the audit log's full check in a worker thread
     await fs.aclose()  stops them; leases stay persisted (the field falls back by itself meanwhile)
 
 It is the server's ``CommandService`` and ``CrisisService`` (server/services.py), JSON in and out, so

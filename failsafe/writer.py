@@ -5,12 +5,14 @@
                                                      │   - tags not declared access rw
                                                      │   - SNMP SETs outside SNMP_SET_ALLOW_LIST
                                                      │  connects the driver if needed; one write at a
-                                                     └─ time per device (an asyncio.Lock per device)
+                                                     └─ time per device and event loop (an asyncio.Lock each)
 
-The server builds it from the poll scheduler's drivers::
+Built from the drivers that poll the devices::
 
-    writer = DriverWriter(config, lambda device: poller.drivers.get(device))
-    writer = DriverWriter(config, lookup, call=poll_component.call)   # drivers on another loop/thread
+    writer = DriverWriter(config, lambda device: poller.drivers.get(device))   # drivers on this loop
+    writer = DriverWriter(config, lookup, call=run_there)   # drivers on other loops/threads (the server:
+        # a junction's driver from the field-safety thread, a LoopDriver that runs each call on that loop;
+        # the others from the poll scheduler, ``call`` running them on the poll loop)
 
 so the gate writes through the same connection the poller reads with (the drivers serialise their
 own requests). Anything that is not a DriverError coming out of a driver is turned into one, so the

@@ -27,6 +27,7 @@ the capacity.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import logging
@@ -161,8 +162,6 @@ class StoreAndForward:
             self._lockfile.close()
 
     async def aclose(self) -> None:
-        import asyncio
-
         await asyncio.to_thread(self.close)
 
     # ------------------------------------------------------------------ submit

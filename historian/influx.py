@@ -22,6 +22,8 @@ InfluxV2Backend          InfluxDB 2.x/3.x write path via influxdb-client (SYNCHR
 Errors: connection failures, timeouts, 5xx, 401/403 (credentials), 404 (no database) and 429 are
 :class:`BackendUnavailable` (the buffer keeps the data and retries); other 4xx (bad line protocol,
 field type conflict, partial write) are :class:`BatchRejected` (the buffer quarantines after retries).
+
+Lazy imports here: influxdb-client (about 0.2 s to import) loads only when an InfluxV2Backend is built.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ returned for is durable in the store-and-forward buffer).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -148,8 +149,6 @@ class Recorder:
         self.flush(tick=False)
 
     async def aclose(self) -> None:
-        import asyncio
-
         await asyncio.to_thread(self.close)
 
     # ------------------------------------------------------------------ data path

@@ -40,7 +40,7 @@ from hmi.console import ConsoleModel
 from hmi.models import junction as jmodel
 from hmi.models.journal import PARIS
 from hmi.models.layouts import Corridor, ViewSpec
-from hmi.models.live import EquipmentInfo
+from hmi.models.live import EquipmentInfo, TagValue
 from hmi.qtstyle import hide_row_numbers
 from hmi.widgets import style_item, value_text
 
@@ -216,8 +216,6 @@ class EquipmentTable(Page):
             self._parking()
 
     def _fake_good(self) -> Any:
-        from hmi.models.live import TagValue
-
         return TagValue(0, "good", 0)
 
     def _parking(self) -> None:

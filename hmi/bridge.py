@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import websockets
-from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QCoreApplication, QEventLoop, QObject, pyqtSignal, pyqtSlot
 
 log = logging.getLogger(__name__)
 
@@ -474,8 +474,6 @@ class Bridge(QObject):
 
 def wait_reply(reply: Reply, timeout_s: float = 15.0) -> Reply:
     """Block until ``reply`` is done while processing Qt events (scripts, the CLI's --screenshots)."""
-    from PyQt6.QtCore import QCoreApplication, QEventLoop
-
     deadline = time.monotonic() + timeout_s
     app = QCoreApplication.instance()
     while not reply.done and time.monotonic() < deadline:

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from hmi.bridge import Bridge, Reply
@@ -219,8 +220,6 @@ class ConsoleModel(QObject):
         if alarm_snapshot is not None or events:
             ad = self.map.set_alarm_levels(self.alarms.equipment_levels(touched), touched)
             if ad.equipment.size:
-                import numpy as np
-
                 delta.equipment = np.union1d(delta.equipment, ad.equipment)
         if changed:
             self.tagsChanged.emit(changed)

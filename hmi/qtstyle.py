@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 
 from PyQt6.QtCore import QPointF, QRectF, Qt
-from PyQt6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PyQt6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF, QTransform
 from PyQt6.QtWidgets import QTableView
 
 from hmi import style
@@ -78,8 +78,6 @@ def priority_symbol(priority: int) -> QPainterPath:
     text.addText(0, 0, f, st.text)
     r = text.boundingRect()
     scale = 0.42 / max(r.height(), 1.0)
-    from PyQt6.QtGui import QTransform
-
     t = QTransform()
     t.scale(scale, scale)
     t.translate(-r.center().x(), -r.center().y() + (8 if st.shape == "triangle" else 0))

@@ -16,6 +16,7 @@ from PyQt6.QtGui import QImage
 from PyQt6.QtWidgets import QWidget
 
 from hmi import style
+from hmi.mainwindow import MainWindow
 
 
 def settle(seconds: float = 0.5) -> None:
@@ -69,8 +70,6 @@ def saturated_pixels(img: QImage, min_sat: float = 0.45, min_val: int = 90) -> i
 
 def save_levels(window: object, directory: Path) -> list[Path]:
     """Show each level in turn and save it as PNG (returns the paths)."""
-    from hmi.mainwindow import MainWindow
-
     if not isinstance(window, MainWindow):
         raise TypeError(f"save_levels() needs the console's MainWindow, got {type(window).__name__}")
     directory.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ LOCK_NAME = ".lock"
 CITY_RECORD = "city.json"
 KEYS_DIR = "keys"
 #: the stores a server keeps in its folder (checked for writing at start when they exist)
-STORES = ("users.sqlite", "audit.sqlite", "journal.sqlite", "failsafe/audit.log", "failsafe/audit.log.head",
+STORES = ("users.sqlite", "audit.sqlite", "journal.sqlite", "failsafe/audit/head",
           "failsafe/leases.json", CITY_RECORD)
 STORE_DIRS = ("failsafe", "failsafe/audit", "historian")
 

@@ -3,6 +3,10 @@
 Core code: no protocol import. Drivers come from a factory callable (``drivers.registry.
 DriverFactory`` in production) and only need the small interface of :class:`PollDriver`.
 
+A Poller polls the devices it is given (``devices=``, default all), into the tag database it is given:
+the server runs two, each device in exactly one (the junctions' in its field-safety thread, into their
+own database, server.components.safety; every other device in the main one).
+
 Timeline of one device (period P, staggered start offset o = P * k / n within its scan class)::
 
     t0+o        t0+o+P       t0+o+2P      t0+o+3P

@@ -21,7 +21,7 @@ to subscribers. ``subscribe(callback, tags=None)`` returns the unsubscribe funct
 Assistant's state machine). Subscribers run synchronously in the caller's thread, in subscription
 order; an exception in one is logged and does not stop the others.
 
-A subscriber may itself write (the field-safety monitor raises an alarm → a system-alarm tag): such
+A subscriber may itself write (a subscriber raises a system alarm → a system-alarm tag): such
 an apply is never run inside the hand-out. It is queued and applied right after the current dispatch
 ends, in the same thread and in the order issued, so every subscriber sees each batch whole and in
 order, and no subscriber is re-entered::

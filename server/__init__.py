@@ -1,2 +1,3 @@
-"""The supervisory server: one asyncio process wiring drivers → tag database → alarms → historian →
-fail-safe, serving the HTTP/WebSocket API (see :mod:`server.app` for the picture)."""
+"""The supervisory server: one process wiring drivers → tag database → alarms, historian, consoles, with
+the junctions read in a field-safety thread whose monitor decides on each sample first, and commands
+through the fail-safe gate; it serves the HTTP/WebSocket API (see :mod:`server.app` for the picture)."""

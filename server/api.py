@@ -20,7 +20,8 @@
     /api/v1/config/reload POST (config.reload) · /api/v1/config GET
     /api/v1/users       GET/POST · /api/v1/users/{name} PATCH/DELETE                 (users.manage)
     /api/v1/audit       GET  security audit trail (IEC 62443 CR 2.8 categories)         (audit.read)
-    /api/v1/backup      POST consistent copies of users, audit, journal, historian, leases (users.manage)
+    /api/v1/backup      POST copies of users, audit trail, journal, historian, leases, command audit log
+                        (users.manage)
     /api/v1/ws          WebSocket: subscribe by pattern/area/equipment/domain; snapshot then deltas
                         every 100 ms (see server.hub for the message format)
 

@@ -3,21 +3,26 @@
     settings (server.yaml + options)      tags.yaml + alarms.yaml (+ simulator endpoints JSON)
             │                                        │ load_city: every problem printed, refuse to start
             ▼                                        ▼
-    ┌──────────────────────────── ScadaServer ────────────────────────────────────────────────┐
-    │ users.sqlite ─ TokenManager ─ LoginLimiter ─ AuditTrail (audit.sqlite)                   │
-    │                                                                                          │
-    │ poll scheduler + drivers ──samples──► TagDatabase ──changes──┬──► alarm engine ─► journal │
-    │   (scada.poll; drivers from drivers.registry)                ├──► historian (embedded)   │
-    │                                                              ├──► fail-safe monitor      │
-    │ API ─► fail-safe gate ─► driver write ─► read-back           └──► Hub ─► WebSocket       │
-    │ uvicorn (FastAPI app from server.api), TLS when configured                         │
-    └──────────────────────────────────────────────────────────────────────────────────────────┘
+    ┌─────────────────────────────────────────── ScadaServer ────────────────────────────────────────────┐
+    │ users.sqlite ─ TokenManager ─ LoginLimiter ─ AuditTrail (audit.sqlite)                             │
+    │                                                                                                    │
+    │ field-safety thread (server.components.safety), junction devices only:                             │
+    │   own poller ──samples──► fail-safe monitor decides first ──the same readings──┐                   │
+    │ poll scheduler + drivers, every other device ──samples──► TagDatabase ◄────────┘                   │
+    │   (scada.poll; drivers from drivers.registry)               │ changes                              │
+    │                                                             ├──► alarm engine ─► journal           │
+    │                                                             ├──► historian (embedded)              │
+    │                                                             └──► Hub ─► WebSocket                  │
+    │ API ─► fail-safe gate ─► driver write (a junction's: on the field-safety thread) ─► read-back      │
+    │ uvicorn (FastAPI app from server.api), TLS when configured                                         │
+    └────────────────────────────────────────────────────────────────────────────────────────────────────┘
 
 This module is the server's state only: stores, configuration, tag database, the services the API
 calls (set by the components), status per subsystem, reload and backup. Which components run, and in
 which order, is :mod:`server.assemble`'s (``open`` here first: audit → users → config → tag database →
-hub; then the components: journal + alarm engine → historian → poll → fail-safe → stale sweeper →
-health → hub flusher; stop in reverse, then ``aclose`` here closes the stores).
+hub; then the components: journal + alarm engine → historian → poll (the junctions' field-safety thread
+first) → fail-safe (its monitor attached to that thread) → stale sweeper → health → hub flusher; stop in
+reverse, then ``aclose`` here closes the stores).
 
 A component that fails to start is reported on ``/health`` (status ``down`` with the reason, or
 ``unavailable``) while the rest keeps serving. Configuration problems are different: the server
@@ -41,6 +46,8 @@ import contextlib
 import json
 import logging
 import os
+import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -377,9 +384,6 @@ class ScadaServer:
         readable by others, not even for a moment) and the folders are 0700, whatever the umask.
         Restore is offline: stop the server, copy the files back into the data directory, start it.
         """
-        import secrets
-        import sqlite3
-
         root = self.data_dir / "backups"
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = root / f"{stamp}-{secrets.token_hex(4)}"

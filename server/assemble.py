@@ -4,8 +4,10 @@
       server.open(config)          stores, tag database, hub (server.app)
       alarms     journal + alarm engine          ─┐ reset_at_source ◄── failsafe (the monitor's latch)
       historian  recorder → buffer → backend      │
-      poll       scheduler + drivers              │ call / driver ──► failsafe's DriverWriter
-      failsafe   gate, leases, monitor, crisis   ─┘ (stops before the drivers it writes through)
+      poll       field-safety thread (junctions)  │ call / driver ──► failsafe's DriverWriter
+                 + scheduler + drivers (the rest) │
+      failsafe   gate, leases, crisis; monitor   ─┘ (stops before the drivers it writes through)
+                 attached to the field-safety thread's database
       stale      stale sweeper
       health     health tags                     ◄── historian (buffer level)
       hub        WebSocket flusher

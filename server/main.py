@@ -1,8 +1,9 @@
 """Run the server process: uvicorn on the configured address, signals, state file.
 
-    serve(settings)  build ScadaServer (server.app) → start its components (server.assemble) →
-                     uvicorn with the FastAPI app (server.api) → wait for SIGTERM/SIGINT (SIGHUP: reload)
-                     → stop HTTP → stop components in reverse → remove server.json
+    serve(settings)  build ScadaServer (server.app), check the city (ConfigError: every problem) → start
+                     its components (server.assemble) → uvicorn with the FastAPI app (server.api) → write
+                     server.json (pid, URL) → wait for SIGTERM/SIGINT (SIGHUP: reload) → stop HTTP → stop
+                     components in reverse → remove server.json
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import json
 import logging
 import os
 import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
+
+import uvicorn
 
 from scada.errors import ConfigError
 from server import assemble
@@ -31,8 +35,6 @@ class _Uvicorn:
     """uvicorn.Server without its own signal handling: this process handles SIGTERM/SIGINT itself."""
 
     def __init__(self, app: Any, settings: ServerSettings, sock: Any = None) -> None:
-        import uvicorn
-
         kwargs: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off",
                                   "ws_max_size": 1 << 20, "timeout_graceful_shutdown": 3,
                                   # X-Forwarded-For/-Proto believed from the listed proxies only (uvicorn's
@@ -41,8 +43,6 @@ class _Uvicorn:
                                   "forwarded_allow_ips": list(settings.http.trusted_proxies),
                                   "server_header": False}
         if settings.tls is not None:
-            import ssl
-
             kwargs["ssl_certfile"] = str(settings.tls.cert)
             kwargs["ssl_keyfile"] = str(settings.tls.key)
             if settings.tls.client_ca is not None:

@@ -5,7 +5,8 @@ line options. Every field has a safe default except what must be chosen on purpo
 
     listen: {host: 127.0.0.1, port: 8480}
     tls: {cert: /etc/scada/server.crt, key: /etc/scada/server.key}   # required unless host is loopback
-    data_dir: scada-data            # users.sqlite, journal.sqlite, audit.sqlite, historian/, server.json
+    data_dir: scada-data            # users.sqlite, journal.sqlite, audit.sqlite, historian/, failsafe/, keys/,
+                                    # server.json (scada.datadir)
     tags: tags.yaml
     alarms: alarms.yaml
     commands: null                  # command vocabulary (default: commands.yaml next to tags)
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from scada.config.units import parse_duration
 from scada.errors import ConfigError, ConfigProblem
@@ -168,9 +171,6 @@ def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) ->
     data: dict[str, Any] = {}
     file = str(path) if path else "<command line>"
     if path is not None:
-        from ruamel.yaml import YAML
-        from ruamel.yaml.error import YAMLError
-
         try:
             loaded = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
         except OSError as exc:

@@ -58,6 +58,7 @@ from typing import Any
 
 from scada.config import CityConfig, EquipmentDef
 from scada.config.yamlsource import load_yaml
+from sim.control_api import ControlApi
 
 log = logging.getLogger(__name__)
 
@@ -308,8 +309,6 @@ class Simulator:
                 if plan.name in self.servers:
                     self.timings[f"server:{plan.name}"] = time.perf_counter() - t1
             if self.control_port is not None:
-                from sim.control_api import ControlApi
-
                 self._control = ControlApi(self, port=self.control_port)
                 await self._control.start()
                 self.control_url = self._control.url

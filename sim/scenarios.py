@@ -42,6 +42,8 @@ from scada.config import CityConfig, EquipmentDef
 from scada.config.units import parse_duration, slug
 from scada.config.yamlsource import did_you_mean, line_of, load_yaml
 from scada.errors import ConfigError, ConfigProblem
+from sim.fleet import distance_km
+from sim.runner import model_class
 
 TZ = ZoneInfo("Europe/Paris")
 DO = ("inject", "clear", "comm_fault", "clear_comm")
@@ -159,8 +161,6 @@ def _targets(spec: ActionSpec, config: CityConfig, seed: int, salt: str) -> list
         return []
     ids = sorted(e.id for e in config.equipment.values() if _matches(e, sel))
     if sel.near is not None and sel.near in config.equipment:
-        from sim.fleet import distance_km
-
         ref = config.equipment[sel.near]
         ids.sort(key=lambda i: (distance_km(ref.lat, ref.lon, config.equipment[i].lat, config.equipment[i].lon), i))
         return sorted(ids[: sel.count or 1])
@@ -200,8 +200,6 @@ def _message(err: Any) -> str:
 
 def _fault_names(config: CityConfig, eq_ids: list[str]) -> dict[str, tuple[str, ...]]:
     """template → FAULTS of its model class (for the templates whose class declares them)."""
-    from sim.runner import model_class
-
     out: dict[str, tuple[str, ...]] = {}
     for template in {config.equipment[e].template for e in eq_ids if e in config.equipment}:
         cls = model_class(template)

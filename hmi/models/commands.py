@@ -17,6 +17,7 @@ The gate decides everything; this module only words it. A supervisor's approval 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,8 +184,6 @@ def describe(ticket: dict[str, Any]) -> TicketText:
             head += f": {reason}"
         lease = ticket.get("lease_end")
         if outcome == "done" and isinstance(lease, (int, float)):
-            import datetime as dt
-
             head += f" (lease until {dt.datetime.fromtimestamp(lease).strftime('%H:%M:%S')})"
         return TicketText(state, head, True, None, str(outcome))
     if state == "awaiting_approval":

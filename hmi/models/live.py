@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scada.config.units import slug as _slug  # the server's own rule: one implementation
+
 Row = Sequence[Any]  # [name, value, quality, source_ms]
 
 
@@ -136,8 +138,6 @@ class Registry:
 @functools.cache
 def slug(text: str) -> str:
     """The server's commune slug (scada.config.units.slug): lower case ASCII, '-' between words."""
-    from scada.config.units import slug as _slug  # allowed: scada.config is part of the shared contract
-
     return _slug(text)
 
 

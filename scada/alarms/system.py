@@ -1,15 +1,17 @@
-"""System alarms: conditions the supervisory system raises itself (fail-safe layer, historian).
+"""System alarms: conditions the supervisory system raises itself (fail-safe layer, comm loss, historian...).
 
 They are first-class ISA-18.2 alarms, exactly like the ones of ``alarms.yaml``: annunciated,
 acknowledged, reset, journalled, restored after a restart, counted in the KPIs (priority-1 ones
 cannot be shelved or suppressed). The trick is that each condition is a *tag* the server owns, and
 each kind of condition is a built-in *rule* over those tags::
 
-    fail-safe monitor / gate ──FailsafeAlarm(key, equipment, active)──┐
-    historian buffer ─────────BufferAlarm(code, active)───────────────┤ SystemAlarmSink.raise_()
-    server reload ────────────reload_failed_<component> (rolled back)─┤
-                                                                      ▼
-            <equipment prefix>/failsafe/<code>   or   system/<source>/<code>      bool tag, 1 = present
+    fail-safe monitor / gate / watch / stores ──FailsafeAlarm(key, equipment, active)──┐
+    comm-loss watch (server.components.commwatch) ──comm_lost, device_comm_lost──────────┤
+    historian buffer ─────────BufferAlarm(code, active)──────────────────────────────────┤ SystemAlarmSink
+    server: health (failsafe_down, poll_down), reload_failed_<component>, login_burst ───┤   .raise_()
+                                                                                         ▼
+            <equipment prefix>/<source>/<code>, system/devices/<device>/<code> or system/<source>/<code>
+            bool tag, 1 = present (a text tag for the conditions that say what was seen, below)
                                                                       │ TagDatabase.apply (a change event)
                                                                       ▼
             AlarmEngine (built-in rules ``system.<...>``, compiled with the city's own rules)

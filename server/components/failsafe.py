@@ -2,15 +2,19 @@
 
     API ─► Failsafe (CommandService, CrisisService) ─► CommandGate ─► DriverWriter ─► poll loop ─► driver
                                                                       │ per-device lock, allow-list,
-                                                                      └ runs on the drivers' loop (call=)
-    FailsafeAlarm (monitor, gate) ─► system-alarm tags (scada.alarms.system) ─► alarm engine
+                                                                      │ runs on the drivers' loop (call=);
+                                                                      └ a junction: on the field-safety loop
+    FieldSafetyMonitor: built on the junctions' own database and run in the field-safety thread
+      (server.components.safety; without it, poll left out: on the main tag database)
+    FailsafeAlarm (monitor, gate) ─► hop to the main loop ─► system-alarm tags (scada.alarms.system) ─► alarm engine
     UncommandedWatch (failsafe.watch): the field against what we commanded (the gate and the leases write
     through its RecordingWriter) ─► P2 uncommanded change / backup time 0, P3 local control
 
 No commands.yaml: every command is refused (status ``unavailable``). A reload first builds the new layer
-aside (``prepare``: a vocabulary or city it cannot use refuses the reload), then rebuilds it on the new
-configuration and vocabulary, on the same audit log; leases persist across it, and pending approvals,
-select windows and rate windows are carried into the new gate (Failsafe.adopt).
+aside (``prepare``: a vocabulary or city it cannot use, or a layout the controllers' phaseConcurrency
+refutes, refuses the reload), then rebuilds it on the new configuration and vocabulary, on the same audit
+log; leases persist across it, and pending approvals, select windows and rate windows are carried into the
+new gate (Failsafe.adopt).
 """
 
 from __future__ import annotations

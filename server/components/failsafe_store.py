@@ -1,8 +1,9 @@
 """The fail-safe layer's stores, watched: writable or a P1 alarm, and leases only for this city's equipment.
 
     every 0.5 s  StoreWatch.check()
-      audit log      <data>/failsafe/audit.log opens for appending (or can be created), and the gate has
-                     not reported an append failure since  ─────────► system.failsafe.audit_unwritable (P1)
+      audit log      <data>/failsafe/audit/ (segments, failsafe.audit) accepts a new segment, its newest
+                     segment and its ``head`` anchor open for appending, and the gate has not reported an
+                     append failure since  ────────────────────────► system.failsafe.audit_unwritable (P1)
       lease store    <data>/failsafe/ accepts a new file, leases.json is a regular file that opens for
                      writing, and the last save worked (LeaseManager.store_error)
                                                             ─────────► system.failsafe.lease_store_unwritable (P1)
@@ -17,7 +18,7 @@
 
 Why probes: the audit log and the lease store are written only when something happens (a command, a
 lease change), and a broken store must be annunciated when it breaks, not at the next command. The
-probes write nothing: an unnamed O_TMPFILE in the folder, an open for appending of each file. Tests run
+probes write nothing: an unnamed O_TMPFILE in each folder, an open for appending of each file. Tests run
 as root, where permission bits stop nothing; a file replaced by a directory, or ``chattr +i``, does.
 """
 

@@ -1,5 +1,9 @@
 """The poll scheduler (scada.poll.Poller) with drivers from the registry (drivers.registry).
 
+Two pollers, one poll per device: the junctions' devices are read by the field-safety thread
+(server.components.safety: its own Poller, the monitor decides first, then the same readings go on to
+the main tag database); every other device by the main Poller here. The junctions start first.
+
 A protocol whose driver is not in this build degrades only that protocol: its devices are not
 polled, the others are (status ``degraded`` says which and why).
 
@@ -36,9 +40,12 @@ class PollComponent:
 
     By default in the server's event loop. With ``poll_thread: true`` in its own thread and event loop::
 
-        main thread, main loop ── API, WebSocket, alarm tick, leases, monitor, health
+        main thread, main loop ── API, WebSocket, alarm tick, leases, health
         poll thread, poll loop ── Poller tasks, drivers (sockets, serial ports), tag database apply
-                                  (subscribers run there: alarm engine, historian, hub, monitor — all locked)
+                                  (subscribers run there: alarm engine, historian, hub, uncommanded watch — all locked)
+
+    (the junctions and the field-safety monitor have a thread of their own either way:
+    server.components.safety)
 
     The thread keeps the API, the WebSocket handshakes and the 100 ms console batches answering when
     protocol parsing saturates a loop; at full scale on 2 cores it measured slower for polling itself
