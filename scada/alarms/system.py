@@ -37,6 +37,13 @@ text. Its rule is ``discrete`` with ``value: true``, which on a string tag means
 Conditions the operator can end with a command name them (:func:`remedies_of`: the verbs of
 commands.yaml the alarm offers, e.g. ``return_to_local`` and ``adopt`` for an uncommanded change).
 
+One annunciation per condition: when two conditions describe one cause, one is suppressed by design
+behind the other on the same equipment (``suppressed_by``: still evaluated and journalled, annunciated
+again as soon as the other clears). A junction whose device is lost is P1 ``poll/comm_lost``, and its
+``failsafe/monitor_blind`` waits behind it; a blind monitor with the junction's communication intact (the
+safety loop stalled) is annunciated. The same holds for an equipment behind a lost shared device
+(``comm_lost`` behind ``via_device_lost``) and a monitor fault flash behind the city's own rule.
+
 Built-in rule names start with ``system.`` (the configuration loader refuses that prefix in
 ``alarms.yaml``). A city without the fail-safe layer or the historian simply never sets the tags.
 """
@@ -86,7 +93,8 @@ class SystemAlarm:
     same_as: tuple[str, frozenset[int]] | None = None
     #: per-template priorities overriding ``priority`` (comm loss: a junction is P1, a camera P3)
     priorities: tuple[tuple[str, int], ...] = ()
-    #: per-equipment scopes: suppressed by design behind this sibling code's rule on the same template
+    #: per-equipment scopes: suppressed by design behind this other code's rule on the same template (any
+    #: source: codes are unique), while that condition is present on the same equipment
     suppressed_by_code: str | None = None
     #: a text tag: present while it holds a text, which is the alarm's ``{value}`` (the detail seen)
     text: bool = False
@@ -141,10 +149,13 @@ SYSTEM_ALARMS: tuple[SystemAlarm, ...] = (
                 "commands refused",
                 "field-safety monitor: the layout declares compatible a pair the controller treats as conflicting"),
     # field-safety loop (server.components.safety): what blinds or stops the monitor, within a second
+    # comm loss blinds the monitor too: the junction's comm_lost (P1) says it once, this one is then suppressed
+    # by design behind it (still evaluated and journalled) and annunciates alone when the cause is another one
+    # (the safety loop stalled, a junction silent on a device that answers)
     SystemAlarm("failsafe", "monitor_blind", "junction", 1, "steady",
                 "Junction {id} ({commune}): field-safety monitor blind at {id} (no fresh status sample)",
                 "field-safety loop: the junction's last good sample is older than two scan periods (comm loss, "
-                "or the safety loop stalled)"),
+                "or the safety loop stalled)", suppressed_by_code="comm_lost"),
     SystemAlarm("failsafe", "monitor_not_running", "system", 1, "steady",
                 "Field-safety monitor not running: junctions are not checked for conflicting greens (see /health)",
                 "field-safety loop: no monitor runs on the junctions' samples (fail-safe layer not started, no "
@@ -240,6 +251,7 @@ SYSTEM_ALARMS: tuple[SystemAlarm, ...] = (
       for name in ("alarms", "historian", "poll", "failsafe", "stale", "health", "hub")),
 )
 BY_KEY: dict[tuple[str, str], SystemAlarm] = {(a.source, a.code): a for a in SYSTEM_ALARMS}
+BY_CODE: dict[str, SystemAlarm] = {a.code: a for a in SYSTEM_ALARMS}  # codes are unique across sources
 #: monitor codes whose reset from the alarm list must reset the field-safety monitor first
 MONITOR_CODES = frozenset(a.code for a in SYSTEM_ALARMS if a.source == "failsafe" and a.shape == "latched")
 
@@ -331,7 +343,7 @@ def system_rules(config: CityConfig) -> list[AlarmRuleSpec]:
             continue
         for tmpl in dict.fromkeys(config.equipment[e].template for e in scopes[a.scope]):
             svc = services.get(tmpl)
-            covering = (rule_name(BY_KEY[(a.source, a.suppressed_by_code)], tmpl) if a.suppressed_by_code
+            covering = (rule_name(BY_CODE[a.suppressed_by_code], tmpl) if a.suppressed_by_code
                         else _covering_rule(config, a, tmpl))
             out.append(AlarmRuleSpec(name=rule_name(a, tmpl), template=tmpl, tag=a.local_tag, kind="discrete",
                                      value=True, priority=_priority(a.priority_for(tmpl)),
