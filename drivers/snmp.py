@@ -16,9 +16,11 @@ OID against the MIBs on every call: a third of the CPU of a full-city poll)::
                └─ everything else → GET PDUs of ≤ max_oids varbinds. The cells of one table row
                   (same entry, same index: a junction's phaseStatusGroupReds/Yellows/Greens.1) are
                   never split across PDUs, so they come from one consistent snapshot. With the
-                  shipped templates a whole junction (10 OIDs) is ONE GET.
+                  shipped templates a whole junction is one GET (status objects, sysUpTime, the plans'
+                  cycle times: 14 OIDs) and one GETBULK (its phaseConcurrency column).
 
-    answers: value → scaled, typed sample; noSuchObject/noSuchInstance/endOfMibView → bad_config;
+    answers: value → scaled, typed sample; noSuchObject/noSuchInstance/endOfMibView → bad_config (also
+             for a column instance a GETBULK walked past: the device has no such row);
              wrong type (text for a number) → bad_device; error-status (genError ...) → bad_device
              for the PDU; no answer (timeout, garbled datagram) → bad_comm; v3 credentials refused
              → bad_comm, ``last_error`` an AuthError saying so (the poller logs it once).
@@ -394,18 +396,31 @@ class SnmpDriver(Driver):
                 raise err
             self.last_error = err
         got: dict[tuple[int, ...], Any] = {}
+        # GETBULK walks in OID order, so an instance the walk stepped over (it lies before the last OID
+        # answered, or the walk reached endOfMibView) does not exist: noSuchInstance without a second
+        # request (a 4-phase controller's phaseConcurrency.5..8). Only what lies beyond a short answer
+        # is unknown.
+        walked: tuple[int, ...] = ()
+        ended = False
         if not ind and not status:
             for name, value in vbs:
-                got[tuple(name)] = value
+                if isinstance(value, rfc1905.EndOfMibView):
+                    ended = True
+                else:
+                    got[tuple(name)] = value
+                    walked = max(walked, tuple(name))
         now = time.time_ns()
         missing: list[int] = []
         for i in bulk.indices:
-            value = got.get(_oid(points[i].address))
+            oid = _oid(points[i].address)
+            value = got.get(oid)
+            if value is None and (ended or oid < walked):
+                value = rfc1905.noSuchInstance
             if value is None:
                 missing.append(i)
             else:
                 out[i] = self._sample(points[i], value, now)
-        if missing:  # a hole in the column (or an error): GET those exactly
+        if missing:  # beyond a short answer (or an error): GET those exactly
             for start in range(0, len(missing), self.max_oids):
                 await self._get(points, missing[start:start + self.max_oids], out)
 

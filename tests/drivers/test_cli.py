@@ -36,10 +36,17 @@ async def test_scada_poll_summary(tmp_path: Path, capsys: pytest.CaptureFixture[
         await agent.aclose()
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "polling 3 device(s), 30 tags" in out
+    # 22 tags a junction: 10 status objects, sysUpTime, 3 patternCycleTime, 8 phaseConcurrency
+    assert "polling 3 device(s), 66 tags" in out
     for name in ("J001", "J002", "J003", "phase_greens", "ok"):
         assert name in out
     assert "J004" not in out
+    # phaseConcurrency of a phase the controller lacks is bad_config (noSuchInstance), of the others good
+    rows = {line.split("phase_concurrency_")[1].split()[0]: line for line in out.splitlines()
+            if "J001/phase_concurrency_" in line}
+    assert sorted(rows) == [str(p) for p in range(1, 9)], out
+    for p, line in rows.items():
+        assert ("bad_config" in line) == (int(p) > models["J001"].phases), line
 
 
 def test_scada_poll_config_errors(tmp_path: Path) -> None:

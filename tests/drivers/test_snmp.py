@@ -18,7 +18,7 @@ from drivers.snmp import SnmpDriver, plan_snmp
 from scada.config.model import DeviceDef, TagDef
 from scada.errors import AuthError, DeviceError, WriteNotAllowed
 from scada.poll import Poller, device_stat_tags, stat_tag_name
-from scada.quality import Quality
+from scada.quality import Quality, Sample
 from scada.tagdb import TagDatabase
 from sim.camera import Camera
 from sim.junction import JunctionController
@@ -45,11 +45,28 @@ def tag(name: str, oid: str, dtype: str = "int", access: str = "r", device: str 
     return TagDef(name, "E", name, name, device, oid, dtype, access=access)
 
 
+def assert_junction_samples(got: dict[str, Sample], j: JunctionController) -> None:
+    """Every tag good and as the controller serves it, except phaseConcurrency of the phases this controller
+    does not have: bad_config (noSuchInstance; the fail-safe reads that as "no such phase")."""
+    for name, s in got.items():
+        served = j.served(name)
+        if served is None:
+            assert name.startswith("phase_concurrency_") and int(name.rsplit("_", 1)[1]) > j.phases, name
+            assert s.quality is Quality.BAD_CONFIG and s.value is None, (name, s)
+        else:
+            assert s.quality is Quality.GOOD and s.value == served, (name, s, served)
+
+
 def test_plan_one_pdu_per_junction_and_bulk_columns() -> None:
     cfg = demo_city()
     points = device_points(cfg, "J001")
     plan = plan_snmp(points)
-    assert plan.pdus == 1 and not plan.bulks and len(plan.gets[0].indices) == 10
+    # a junction: one GET (10 status objects, sysUpTime, 3 patternCycleTime) + one GETBULK over its
+    # phaseConcurrency column (8 instances from .0)
+    by_index = {i: p.tag for i, p in enumerate(points)}
+    assert plan.pdus == 2 and len(plan.gets) == 1 and len(plan.gets[0].indices) == 14
+    assert [(b.start[-2:], b.count) for b in plan.bulks] == [((23, 0), 8)]
+    assert sorted(by_index[i] for i in plan.bulks[0].indices) == [f"phase_concurrency_{p}" for p in range(1, 9)]
     # a table column of 6 instances → one GETBULK; scalars and the lone cell → one GET
     col = [tag(f"c{i}", f"1.3.6.1.4.1.9.7.1.2.{i}") for i in range(1, 7)]
     others = [tag("s", "1.3.6.1.2.1.1.3.0"), tag("x", "1.3.6.1.4.1.9.7.1.3.1")]
@@ -72,10 +89,12 @@ async def test_v2c_read_one_pdu_values_and_write(agent: tuple[SnmpAgent, dict[st
     await drv.connect()
     points = device_points(cfg, "J001")
     samples = await drv.read(points)
-    assert drv.requests == 1
+    # one GET (status objects) + one GETBULK (phaseConcurrency column): the phases a 4-phase controller
+    # lacks are known absent from the walk, not asked again
+    assert drv.requests == 2
     got = {p.tag: s for p, s in zip(points, samples, strict=True)}
     j = models["J001"]
-    assert all(s.quality is Quality.GOOD for s in samples)
+    assert_junction_samples(got, j)
     assert got["phase_greens"].value == j.phase_greens
     assert got["unit_control_status"].value == j.unit_control_status
     assert got["unit_backup_time"].value == j.unit_backup_time
@@ -114,7 +133,8 @@ async def test_v3_auth_priv_and_wrong_credentials(agent: tuple[SnmpAgent, dict[s
     drv = SnmpDriver(dev, ctx)
     await drv.connect()
     samples = await drv.read(points)
-    assert all(s.quality is Quality.GOOD for s in samples), drv.last_error
+    assert_junction_samples({p.tag: s for p, s in zip(points, samples, strict=True)}, models["J003"])
+    assert drv.requests == 2, drv.last_error
     assert samples[2].value == models["J003"].phase_greens
     # wrong auth key: a clear AuthError, bad_comm samples, no exception, no secret in the text
     monkeypatch.setenv("T_SNMP_AUTH", "wrong-auth-key-9")

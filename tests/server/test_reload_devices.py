@@ -2,7 +2,8 @@
 
 The server polls the simulated city; the inventory gains a lighting cabinet and loses a camera; the
 reload (validated first) starts the new cabinet's device and stops the camera's, while every other
-device keeps its driver and connection and goes on writing into the new tag database.
+device keeps its driver and connection and goes on writing into the new tag database: a lighting
+cabinet in the main Poller, a junction in the field-safety thread's own Poller (server.components.safety).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from server.components.poll import PollComponent
+from server.components.safety import junction_devices
 from tests.server.conftest import ROOT, login, running_server
 from tests.server.test_e2e import field, until
 
@@ -31,9 +34,18 @@ async def test_reload_restarts_only_what_changed(field: tuple[Any, Path], tmp_pa
             httpx.AsyncClient(base_url=url, timeout=60) as c:
         he = await login(c, "eng")
         await until("the first poll of every device", lambda: server.subsystems["poll"].status == "ok", timeout=60)
+        # a kept device of each Poller: a lighting cabinet (main) and a junction (field-safety thread)
+        kept = next(e for e in server.config.equipment.values() if e.template == "lighting_cabinet")
+        driver_before = server.poller.drivers[kept.device]
+        requests_before = server.poller.stats[kept.device].requests
+        poll_component = server.components["poll"]
+        assert isinstance(poll_component, PollComponent)
+        safety = poll_component.safety
+        assert safety.poller is not None
         junction = next(e for e in server.config.equipment.values() if e.template == "junction")
-        driver_before = server.poller.drivers[junction.device]
-        requests_before = server.poller.stats[junction.device].requests
+        assert junction.device not in server.poller.drivers  # polled by the field-safety thread only
+        junction_driver_before = safety.poller.drivers[junction.device]
+        junction_requests_before = safety.stats[junction.device].requests
 
         inv = (city / "inventory" / "demo.csv").read_text().splitlines()
         header = inv[0].split(",")
@@ -50,12 +62,18 @@ async def test_reload_restarts_only_what_changed(field: tuple[Any, Path], tmp_pa
         poll = r.json()["subsystems"]["poll"]
         new_device = server.config.equipment["C9999"].device
         assert poll["started"] == [new_device] and poll["stopped"] == [cam_device], poll
-        assert poll["restarted"] == [] and poll["kept"] == len(server.config.devices) - 1
+        # the main Poller kept every other non-junction device; the junctions' Poller changed nothing
+        junctions = junction_devices(server.config)
+        assert poll["restarted"] == [] and poll["kept"] == len(server.config.devices) - len(junctions) - 1
+        assert poll["safety"]["junction_devices"] == len(junctions), poll
+        assert not any(poll["safety"].get(k) for k in ("started", "stopped", "restarted")), poll
         assert new_device in server.poller.devices and cam_device not in server.poller.devices
 
-        # the junction kept its driver (and connection) and writes into the new tag database
-        assert server.poller.drivers[junction.device] is driver_before
-        assert server.poller.stats[junction.device].requests >= requests_before  # counters carried on
+        # the kept devices kept their drivers (and connections) and counters, and write into the new tag database
+        assert server.poller.drivers[kept.device] is driver_before
+        assert server.poller.stats[kept.device].requests >= requests_before  # counters carried on
+        assert safety.poller.drivers[junction.device] is junction_driver_before
+        assert safety.stats[junction.device].requests >= junction_requests_before
         t0 = time.time_ns()
         greens = junction.tag_name("phase_greens")
         await until("a fresh junction sample in the new tag database",
