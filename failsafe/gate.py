@@ -31,8 +31,11 @@ Ticket states::
 Safety-increasing commands (junction flash, lighting 100 %) skip steps 6 and 7, are never blocked by
 another user's reservation (they pre-empt it) and still pass 1-5, are journalled and confirmed. If
 the audit log cannot be written or is damaged (a chain break: ``AuditLog.damage``), every command
-except safety-increasing ones is refused. What the log keeps of a refusal is bounded by the log itself
-(failsafe.audit: fields cut, refusals beyond a per-user rate summarised); the refusal is unchanged.
+except safety-increasing ones is refused. "Cannot be written" is a failed append of the gate; it ends with
+the next append that works — any of the gate's, or the ``audit_writable_again`` entry that
+:meth:`CommandGate.recheck_audit` appends when the server's store probe finds the log writable again.
+What the log keeps of a refusal is bounded by the log itself (failsafe.audit: fields cut, refusals beyond
+a per-user rate summarised); the refusal is unchanged.
 
 Time comes from an injected clock (epoch seconds) and waiting from an injected ``sleep``, so tests
 drive the whole pipeline with a fake clock.
@@ -41,8 +44,10 @@ Threads: one gate is used from two threads, each with its own event loop::
 
     main thread, main loop                          "field-safety" thread, safety loop
     operator commands (API), crisis plans,          FieldSafetyMonitor: flash requests (execute),
-    the sweeper (sweep every second), reload        safety lock-outs (set_commandable)
-    (adopt), status / pending / reservations
+    the sweeper (sweep at each deadline, woken      safety lock-outs (set_commandable)
+    by on_deadline), reload (adopt), status /
+    pending / reservations, the store watch
+    (recheck_audit)
                  └──────────────► one CommandGate ◄──────────────┘
 
 One ``threading.RLock`` (``_lock``) guards the gate's state: tickets, the finished list, group approvals,
@@ -59,6 +64,7 @@ audit log (neither calls back into the gate); the alarm sink is called under the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -153,6 +159,9 @@ class CommandGate:
         self._not_commandable: dict[str, str] = {}  # equipment → why (maintenance lock-out, out of service)
         self._increasing_allowed: set[str] = set()  # locked-out equipment that still takes safety-increasing verbs
         self._audit_ok = True
+        # called (under the lock, from either thread; must not block) when a ticket gets a deadline: the
+        # sweeper's wake-up (failsafe.service), so that an expiry is stamped at its deadline, not at a tick
+        self.on_deadline: Callable[[float], None] | None = None
         self._lock = threading.RLock()  # the state above, shared by the main and the safety loop (module docstring)
 
     # ================================================================== public API
@@ -182,6 +191,7 @@ class CommandGate:
                 if needs_approval:
                     ticket.state = TicketState.AWAITING_APPROVAL
                     ticket.deadline = now + self.vocab.approval_window_s
+                    self._deadline_set(ticket.deadline)
                     self._journal("select", ticket, increasing, note="awaiting second-person approval")
                     return ticket
                 self._journal("select", ticket, increasing)
@@ -409,6 +419,7 @@ class CommandGate:
             now = self.clock()
             group = GroupApproval(uuid.uuid4().hex[:12], requester, subject, now)
             self._groups[group.id] = group
+            self._deadline_set(now + self.vocab.approval_window_s)
             self._safe_append("approval_request", ticket=group.id, user=requester.name,
                               workstation=requester.workstation, subject=subject)
             return group
@@ -478,6 +489,26 @@ class CommandGate:
                 elif group.state == "approved" and group.approved_at is not None and \
                         now > group.approved_at + self.vocab.approval_window_s:
                     group.state = "expired"
+
+    def next_deadline(self) -> float | None:
+        """The earliest time (clock) at which :meth:`sweep` has something to expire, None if nothing is pending."""
+        with self._lock:
+            due = [t.deadline for t in self._tickets.values() if t.state.pending and t.deadline is not None]
+            for group in self._groups.values():
+                if group.state == "awaiting_approval":
+                    due.append(group.created + self.vocab.approval_window_s)
+                elif group.state == "approved" and group.approved_at is not None:
+                    due.append(group.approved_at + self.vocab.approval_window_s)
+            return min(due, default=None)
+
+    def _deadline_set(self, deadline: float) -> None:
+        wake = self.on_deadline
+        if wake is None:
+            return
+        try:
+            wake(deadline)
+        except Exception:  # a sweeper that cannot be woken still ticks every second (logged)
+            log.exception("the sweeper's wake-up failed")
 
     # ================================================================== steps 1-4
     def _checks_1_to_4(self, req: CommandRequest,
@@ -667,6 +698,7 @@ class CommandGate:
                               subject=group.subject)
             raise CommandRejected(f"approval: {why}")
         group.approver, group.approved_at, group.state = approver, now, "approved"
+        self._deadline_set(now + self.vocab.approval_window_s)
         self._safe_append("approval", ticket=group.id, user=group.requester.name, approver=approver.name,
                           approver_workstation=approver.workstation, subject=group.subject)
 
@@ -694,6 +726,7 @@ class CommandGate:
         if not policy.critical:
             ticket.state = TicketState.READY
             ticket.deadline = now + self.vocab.approval_window_s
+            self._deadline_set(ticket.deadline)
             return
         user = ticket.request.user
         for target in ticket.request.targets:
@@ -716,6 +749,7 @@ class CommandGate:
             self._reserved[target] = ticket.id
         ticket.state = TicketState.SELECTED
         ticket.deadline = now + policy.select_timeout_s
+        self._deadline_set(ticket.deadline)
 
     def _release_reservation(self, ticket: Ticket) -> None:
         for target in ticket.request.targets:
@@ -906,28 +940,53 @@ class CommandGate:
         fields = self._entry(ticket)
         fields.update({k: v for k, v in extra.items() if v is not None})
         try:
-            self.audit.append(kind, **fields)
-            if not self._audit_ok:
-                self._audit_ok = True
-                log.warning("audit log %s writable again", self.audit.path)
-                self._alarm(FailsafeAlarm("failsafe/audit/unwritable", "", 2, "audit log writable again",
-                                          active=False, ts=self.clock()))
+            self._append(kind, **fields)
         except StorageError as exc:
-            if self._audit_ok:
-                log.error("audit log %s cannot be written: %s", self.audit.path, exc)
-                self._alarm(FailsafeAlarm("failsafe/audit/unwritable", "", 2,
-                                          f"command audit log cannot be written ({exc}); only safety-increasing "
-                                          f"commands are accepted", ts=self.clock()))
-            self._audit_ok = False
             if not increasing and kind in ("select", "operate", "approval"):
                 raise _Refusal("audit", f"the audit log cannot be written ({exc})") from exc
 
     def _safe_append(self, kind: str, **fields: Any) -> None:
+        with contextlib.suppress(StorageError):  # noted by _append: the gate refuses, the alarm is raised
+            self._append(kind, **fields)
+
+    def _append(self, kind: str, **fields: Any) -> None:
+        """Every append of the gate: a failure marks the audit log unwritable (commands refused except
+        safety-increasing ones, alarm raised once) and re-raises; a success after one marks it writable again
+        (alarm cleared). The flag is set before the alarm goes out: the sink may look at it at once."""
         try:
             self.audit.append(kind, **fields)
         except StorageError as exc:
-            log.error("audit log %s cannot be written: %s", self.audit.path, exc)
-            self._audit_ok = False
+            was_ok, self._audit_ok = self._audit_ok, False
+            if was_ok:
+                log.error("audit log %s cannot be written: %s", self.audit.path, exc)
+                self._alarm(FailsafeAlarm("failsafe/audit/unwritable", "", 2,
+                                          f"command audit log cannot be written ({exc}); only safety-increasing "
+                                          f"commands are accepted", ts=self.clock()))
+            raise
+        if not self._audit_ok:
+            self._audit_ok = True
+            log.warning("audit log %s writable again", self.audit.path)
+            self._alarm(FailsafeAlarm("failsafe/audit/unwritable", "", 2, "audit log writable again",
+                                      active=False, ts=self.clock()))
+
+    @property
+    def audit_writable(self) -> bool:
+        """False from a failed append of this gate until one works again (commands refused meanwhile, except
+        safety-increasing ones)."""
+        with self._lock:
+            return self._audit_ok
+
+    def recheck_audit(self) -> bool:
+        """The audit log looks writable again (the store probe): while this gate still holds it unwritable, try
+        one real append (``audit_writable_again``, itself worth keeping: when commands were accepted again), which
+        re-arms the gate and clears its alarm. Nothing else would: the gate appends for few things while it
+        refuses. Returns whether the gate now takes commands."""
+        with self._lock:
+            if self._audit_ok:
+                return True
+            with contextlib.suppress(StorageError):
+                self._append("audit_writable_again", note="audit log writable again: commands accepted")
+            return self._audit_ok
 
     def _journal_refusal_only(self, step: str, user: Principal, why: str, ticket_id: str) -> None:
         self._safe_append("refusal", ticket=ticket_id, step=step, user=user.name, workstation=user.workstation,

@@ -14,7 +14,7 @@
       │               server builds its own on the junctions' database in its field-safety thread)
       └─ crisis       crisis plans through the gate
     await fs.start()   background tasks: leases.run, monitor.run (if built here), gate sweep (select/approval
-                       timeouts), and the audit log's full check in a worker thread
+                       timeouts, at each deadline), and the audit log's full check in a worker thread
     await fs.aclose()  stops them; leases stay persisted (the field falls back by itself meanwhile)
 
 It is the server's ``CommandService`` and ``CrisisService`` (server/services.py), JSON in and out, so
@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 GROUP_PREFIX = "group:"  # group:<commune slug>/<template>  e.g. group:dijon/lighting_cabinet
+SWEEP_MAX_S = 1.0  # the sweeper's longest sleep (no deadline sooner)
+SWEEP_MIN_S = 0.02  # and its shortest
 
 
 class Failsafe:
@@ -139,15 +141,40 @@ class Failsafe:
 
     async def _sweeper(self) -> None:
         """Expire unanswered approvals and select windows on time. Every gate call also sweeps first, but with
-        nobody using the gate the audit log's approval_timeout / select_timeout would be stamped late."""
-        while not self._stop.is_set():
-            try:
-                self.gate.sweep()
-                self.audit.flush()  # refusal summaries whose minute has passed
-            except Exception:  # a failing sweep must not end the sweeping (logged)
-                log.exception("fail-safe sweeper failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 1.0)
+        nobody using the gate the audit log's approval_timeout / select_timeout would be stamped late. So the
+        sweeper sleeps until the gate's next deadline (a new one wakes it: CommandGate.on_deadline, from either
+        thread), at most ``SWEEP_MAX_S`` (refusal summaries whose minute has passed are flushed then)."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def woken(_deadline: float) -> None:  # under the gate's lock, maybe in the field-safety thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the layer is stopping
+                loop.call_soon_threadsafe(wake.set)
+
+        self.gate.on_deadline = woken
+        try:
+            while not self._stop.is_set():
+                wake.clear()
+                try:
+                    self.gate.sweep()
+                    self.audit.flush()  # refusal summaries whose minute has passed
+                    due = self.gate.next_deadline()
+                except Exception:  # a failing sweep must not end the sweeping (logged)
+                    log.exception("fail-safe sweeper failed")
+                    due = None
+                # just past the deadline: a window expires once the clock is beyond it (CommandGate.sweep); never
+                # a busy loop (an injected clock may stand still at a deadline)
+                sleep = SWEEP_MAX_S if due is None else min(SWEEP_MAX_S, max(SWEEP_MIN_S,
+                                                                             due - self.gate.clock() + 0.005))
+                stop, woke = asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait((stop, woke), timeout=sleep, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop.cancel()
+                    woke.cancel()
+        finally:
+            if self.gate.on_deadline is woken:
+                self.gate.on_deadline = None
 
     async def aclose(self) -> None:
         """Stop the monitor and the background tasks, then the leases (persisted with their end time: after a

@@ -2,8 +2,10 @@
 
     every 0.5 s  StoreWatch.check()
       audit log      <data>/failsafe/audit/ (segments, failsafe.audit) accepts a new segment, its newest
-                     segment and its ``head`` anchor open for appending, and the gate has not reported an
-                     append failure since  ────────────────────────► system.failsafe.audit_unwritable (P1)
+                     segment and its ``head`` anchor open for appending, and the gate takes commands: after
+                     an append of its own failed, the first probe that passes re-arms it with a real append
+                     (CommandGate.recheck_audit: ``audit_writable_again``; failing, retried every 5 s)
+                                            ────────────────────────► system.failsafe.audit_unwritable (P1)
       lease store    <data>/failsafe/ accepts a new file, leases.json is a regular file that opens for
                      writing, and the last save worked (LeaseManager.store_error)
                                                             ─────────► system.failsafe.lease_store_unwritable (P1)
@@ -19,7 +21,8 @@
 Why probes: the audit log and the lease store are written only when something happens (a command, a
 lease change), and a broken store must be annunciated when it breaks, not at the next command. The
 probes write nothing: an unnamed O_TMPFILE in each folder, an open for appending of each file. Tests run
-as root, where permission bits stop nothing; a file replaced by a directory, or ``chattr +i``, does.
+as root, where permission bits stop nothing; a file replaced by a directory, or ``chattr +i``, does. (The one
+write: the gate's re-arm, only once its own append has failed and the probe passes again.)
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 AUDIT_KEY = "failsafe/audit/unwritable"  # the gate's own alarm key for a failed append
 EVERY_S = 0.5
+REARM_RETRY_S = 5.0  # while the probe passes but the gate's appends still fail: one retry this often
 
 
 class StoreWatch:
@@ -54,7 +58,8 @@ class StoreWatch:
         self.every_s = every_s
         self.fs: Failsafe | None = None
         self.problems: list[str] = []  # what /health reports as "failed"
-        self.gate_audit_failed = False  # the gate's append failed and no append has worked since
+        self._checking = False
+        self._rearm_at = 0.0  # monotonic time of the next re-arm attempt of the gate (_gate_audit)
         self._raised: dict[str, bool] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -94,23 +99,48 @@ class StoreWatch:
 
     # ------------------------------------------------------------------ writability
     def gate_audit(self, failed: bool) -> None:
-        """The gate's own report (an append failed / worked again)."""
-        self.gate_audit_failed = failed
-        self.check()
+        """The gate's own report (an append failed / worked again): look again now, not at the next probe. Just
+        after a failure, a re-arm would only fail again: the next one waits ``REARM_RETRY_S`` (unless the probe
+        sees the failure too, and then its end)."""
+        if failed:
+            self._rearm_at = time.monotonic() + REARM_RETRY_S
+        if not self._checking:  # a report from the gate's re-arm inside check() itself: that check goes on
+            self.check()
 
     def check(self) -> list[str]:
         fs = self.fs
         if fs is None:
             return self.problems
         audit = self._probe_audit(fs.audit.path)
-        if self.gate_audit_failed and not audit:
-            audit = f"audit log {fs.audit.path}: the last append failed"
+        if audit:
+            self._rearm_at = 0.0  # once the probe passes again, the gate is re-armed at once
+        else:
+            self._checking = True
+            try:
+                audit = self._gate_audit(fs)
+            finally:
+                self._checking = False
         leases = self._probe_leases(fs.leases.store) or (f"lease store {fs.leases.store_error}"
                                                         if fs.leases.store_error else "")
         self._alarm("audit_unwritable", bool(audit))
         self._alarm("lease_store_unwritable", bool(leases))
         self.problems = [p for p in (audit, leases) if p]
         return self.problems
+
+    def _gate_audit(self, fs: Failsafe) -> str:
+        """The probe found the log writable: so must the gate, which holds it unwritable from a failed append of
+        its own until one works. It appends little while it refuses, so it is re-armed from here with a real
+        append (CommandGate.recheck_audit); a log the probe cannot see failing (a full disk) is retried every
+        ``REARM_RETRY_S``, and at once after the probe itself saw it fail and recover."""
+        gate = fs.gate
+        if gate.audit_writable:
+            return ""
+        now = time.monotonic()
+        if now >= self._rearm_at and gate.recheck_audit():
+            self._rearm_at = 0.0
+            return ""
+        self._rearm_at = max(self._rearm_at, now + REARM_RETRY_S)
+        return f"audit log {fs.audit.path}: the last append failed"
 
     @staticmethod
     def _probe_audit(path: Path) -> str:

@@ -7,7 +7,8 @@ Real servers (uvicorn on port 0), the real API, real files:
 - ``failed`` when the fail-safe component cannot start (its folder is a file), with the P1
   ``system.server.failsafe_down`` alarm on /alarms;
 - ``failed`` + P1 within 1 s when the lease store or the audit log stops being writable at run time, and
-  back when it is writable again. Tests run as root, where permission bits stop nothing: the store is
+  back within 1 s when it is writable again, also after a command's append failed meanwhile (the gate is
+  re-armed by the store probe with a real ``audit_writable_again`` entry). Tests run as root, where permission bits stop nothing: the store is
   replaced by a directory, which really fails for root too (open for writing: EISDIR; rename over it:
   EISDIR).
 """
@@ -132,13 +133,23 @@ async def test_stores_that_stop_being_writable_are_p1_within_a_second_and_failed
             measured["audit log"] = await within("audit log P1", lambda: aid in active_ids(server), 1.0)
             h = (await c.get("/api/v1/health")).json()
             assert h["status"] == "failed" and any("audit log" in r for r in h["reasons"]), h
-            listed = {a["id"]: a for a in (await c.get("/api/v1/alarms", headers=await login(c, "op"))).json()["alarms"]}
+            ho = await login(c, "op")
+            listed = {a["id"]: a for a in (await c.get("/api/v1/alarms", headers=ho)).json()["alarms"]}
             assert listed[aid]["priority"] == 1
+            # a command meanwhile: the gate's own append fails (refused, or its refusal not journalled), and the
+            # gate holds the log unwritable until an append works again; the alarm must not outlive the fault
+            j = next(e for e in server.config.equipment.values() if e.template == "junction")
+            r = await c.post("/api/v1/commands", json={"target": j.id, "verb": "select_plan", "params": {"plan": 2}},
+                             headers=ho)
+            assert r.status_code >= 400, r.text  # nothing is accepted that cannot be journalled
+            assert not fs.gate.audit_writable
         finally:
             shutil.rmtree(target)
             os.replace(aside, target)
         await within("audit alarm cleared", lambda: aid not in active_ids(server), 1.0)
         assert (await c.get("/api/v1/health")).json()["status"] != "failed"
+        assert fs.gate.audit_writable  # re-armed by a real append, which the log keeps
+        assert any(e["kind"] == "audit_writable_again" for e in fs.audit.latest(limit=20))
         print("store failure → P1 alarm:", {k: f"{v * 1000:.0f} ms" for k, v in measured.items()})
 
 

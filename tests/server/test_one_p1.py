@@ -69,8 +69,16 @@ async def _scenario(sim: ThreadSim, tags: Any, tmp_path: Any) -> None:
         await asyncio.sleep(1.0)
         jid = "J003"
         comm_id, blind_id = alarm_id(server, COMM, jid), alarm_id(server, BLIND, jid)
-        alarms = await listed(c, h)  # the alarms not in their normal state
-        assert comm_id not in alarms and blind_id not in alarms and not p1_shown_at(alarms, jid), alarms
+
+        async def quiet() -> bool:
+            """J003 read and checked, nothing active for it. On a loaded machine a start-up stall can have made
+            the monitor blind there for a moment: that alarm may still be listed (cleared, unacknowledged)."""
+            if not safety.checking().get(jid):
+                return False
+            got = await listed(c, h)  # the alarms not in their normal state
+            return not (active(got, comm_id) or active(got, blind_id) or p1_shown_at(got, jid))
+
+        await until(f"nothing active at {jid} before the fault", quiet, timeout=30, every=0.3)
 
         # ---- SNMP disconnect: both conditions present, one P1 annunciated (comm_lost), the other suppressed
         await sim.comm_fault(jid, "disconnect")
