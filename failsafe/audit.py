@@ -58,7 +58,8 @@ Entry fields (AC-CMD-08): ``seq ts kind ticket user approver workstation target 
 lease_end outcome reason`` plus kind-specific extras. Kinds: segment, select, approval, refusal,
 refusals_summarised, operate, outcome, cancel, select_timeout, approval_timeout, lease_start,
 lease_expired, lease_released, lease_superseded, lease_refresh_failed, lease_resumed, crisis_step,
-crisis_run, monitor, audit_opened, audit_repaired, audit_damaged.
+crisis_run, monitor, commandable, lease_dropped, uncommanded, audit_opened, audit_repaired, audit_damaged,
+audit_writable_again.
 """
 
 from __future__ import annotations
