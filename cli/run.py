@@ -276,6 +276,14 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
     except (ConfigError, FileNotFoundError) as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 1
+    from failsafe.audit import AuditKeyError, provision_for
+
+    try:  # as `scada server`: the command audit log is always keyed; a log whose key is missing or wrong refuses
+        key = provision_for(data)
+    except AuditKeyError as exc:
+        print(f"scada run: {exc}", file=sys.stderr)
+        return 2
+    print(f"command audit log key: {key.source} (fingerprint {key.fingerprint})", flush=True)
     sim: subprocess.Popen[bytes] | None = None
     hmi: subprocess.Popen[bytes] | None = None
     hmi_failed: int | None = None

@@ -124,3 +124,24 @@ def test_headless_demo_prints_every_url_and_is_the_only_instance(tmp_path: Path)
     for folder in (data, data / "sim"):
         with DataDirLock.acquire(folder, "next"):  # released
             pass
+
+
+def test_a_log_whose_key_is_missing_refuses_to_run(tmp_path: Path) -> None:
+    """As `scada server`: an existing command audit log and no key (or another one) → exit 2, nothing started."""
+    from failsafe.audit import AuditLog, keys_dir, log_dir, provision_for
+
+    data = tmp_path / "data"
+    instance = data / "demo"
+    key = provision_for(instance)  # the key of a previous run, and a log written with it
+    log = AuditLog(log_dir(instance), key)
+    log.append("audit_opened", note="a previous run")
+    log.close()
+    for f in keys_dir(instance).iterdir():
+        f.unlink()  # the key is lost (or the log was copied without it)
+    env = {k: v for k, v in os.environ.items() if k != "SCADA_AUDIT_KEY"}
+    out = subprocess.run([sys.executable, "-m", "cli", "run", "--headless", "--port", "0", "--data-dir", str(data)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert key.fingerprint in out.stderr  # it says which key the log expects
+    assert "starting the simulator" not in out.stdout
+    assert processes_mentioning(str(data)) == []
