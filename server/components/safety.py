@@ -20,8 +20,11 @@ monitor must not notice. So the junctions are read by a second Poller, in a thre
       the main tag database keeps ONE writer loop; its subscribers see the junctions as before
 
     SafetyWatch, every 0.2 s in the MAIN loop (so that a stalled safety loop is caught too):
-      safety-loop heartbeat older than 1 s, or a junction's last good sample older than two periods
-        (grace at start and for a junction added by a reload: two periods from when its polling began)
+      safety-loop heartbeat older than 1 s, or a junction's last good sample the running monitor DECIDED on
+        older than two periods (received is not enough: a sample the monitor failed on is not a check; a
+        monitor attached by a reload decides on the samples that came in meanwhile first), the same limit as
+        ``checking()``; grace at start and for a junction added by a reload: two periods from when its polling
+        began; with no monitor running, the last good sample received
         → P1 failsafe/monitor_blind at that junction ("field-safety monitor blind at J0xx")
       no monitor running on the safety loop (fail-safe layer not started, no commands.yaml, failed reload)
         → P1 failsafe/monitor_not_running (not while the fail-safe component is down: system.server.
@@ -130,7 +133,9 @@ class SafetyTagDatabase(TagDatabase):
             owner[idx] = k
         self._owner = owner
         self.last_good_ns: dict[str, int] = {}  # junction → receive time of its last good status sample
-        self.checked_ns: dict[str, int] = {}  # junction → when the monitor last decided on a good sample
+        #: junction → receive time of the last good status sample the monitor decided on (a sample that came
+        #: while no monitor was attached, or on which the monitor failed, is good but not decided)
+        self.checked_ns: dict[str, int] = {}
 
     def apply_readings(self, indices: npt.NDArray[np.int64], readings: Readings) -> ChangeEvent:
         event = super().apply_readings(indices, readings)  # the monitor's subscriber decides on what changed
@@ -166,14 +171,20 @@ class SafetyTagDatabase(TagDatabase):
             except Exception:  # the monitor's bug must not stop the junctions' polling (logged; the watch sees it)
                 log.exception("field-safety monitor failed on a sample")
                 monitor = None
-        now = time.time_ns()
         for k in touched.tolist():
             jid = self.junctions[k]
             idx = self.status_idx[jid]
             if bool((self.qualities[idx] == int(Quality.GOOD)).all()):
                 self.last_good_ns[jid] = int(self.receive_ns[idx].max())
                 if monitor is not None:
-                    self.checked_ns[jid] = now
+                    self.checked_ns[jid] = self.last_good_ns[jid]
+
+    def decide_present(self) -> None:
+        """A monitor just attached decides on every junction's present sample: those that came in while none
+        was (a reload switched the database or restarted the fail-safe layer) are then decided on, not only
+        received; otherwise the watch would count them as seen while the monitor never looked at them."""
+        if self.junctions:
+            self._decided(np.concatenate([self.status_idx[j] for j in self.junctions]))
 
 
 class SafetyPoll:
@@ -336,6 +347,7 @@ class SafetyPoll:
             monitor.start()  # subscribes to the safety database, from this loop
             if db is not None and monitor.db is db:
                 db.monitor = monitor
+                db.decide_present()  # what came in while no monitor was attached (before it counts as running)
             self._monitor_task = asyncio.ensure_future(monitor.run(interval_s))
 
         await self.call(run())
@@ -379,7 +391,8 @@ class SafetyPoll:
         return LoopDriver(d, loop) if d is not None else None
 
     def checking(self, now_ns: int | None = None) -> dict[str, bool]:
-        """Junction → True if the running monitor decided on a good sample of it within two periods."""
+        """Junction → True if the running monitor decided on a good sample of it received within two periods
+        (what :meth:`evaluate` holds against the same limit: not checking = blind, or not running)."""
         db = self.db
         if db is None:
             return {}
@@ -432,20 +445,23 @@ class SafetyPoll:
             return
         now = time.time_ns() if now_ns is None else now_ns
         stalled = now - self.heartbeat_ns > STALLED_S * 1e9 if self.heartbeat_ns else False
+        running = self.monitor_running()
+        # a running monitor is blind where it has not DECIDED on a good sample (received but not decided on: it
+        # failed on it); without one, monitor_not_running says so once and blind only follows the samples
+        seen = (db.checked_ns if running else db.last_good_ns) if db is not None else {}
         blind: dict[str, str] = {}
         if db is not None:
             for j in db.junctions:
                 if stalled:
                     blind[j] = f"field-safety loop stalled for {(now - self.heartbeat_ns) / 1e9:.1f} s"
                     continue
-                ref = max(db.last_good_ns.get(j, 0), min(self.since_ns.get(j, now), now))
+                ref = max(seen.get(j, 0), min(self.since_ns.get(j, now), now))
                 if now - ref > BLIND_PERIODS * db.period_s[j] * 1e9:
-                    blind[j] = f"no good status sample for {(now - ref) / 1e9:.1f} s"
+                    blind[j] = f"no good status sample {'decided on ' if running else ''}for {(now - ref) / 1e9:.1f} s"
         fs = self.server.subsystems.get("failsafe")
         covered = fs is not None and fs.status == "down" and "health" in self.server.components
         starting = fs is None or fs.status == "starting"  # the fail-safe layer comes up after the poller
-        not_running = (bool(db is not None and db.junctions) and not self.monitor_running() and not covered
-                       and not starting)
+        not_running = bool(db is not None and db.junctions) and not running and not covered and not starting
         fresh = self._raised_on != id(sink.db)  # a reload: a new tag database, assert the present state again
         self._raised_on = id(sink.db)
         for j in sorted(set(blind) | set(self.blind)):
