@@ -26,6 +26,7 @@ from scada.poll import PollDriver, Poller
 from scada.tagdb import TagDatabase
 from server.components.base import SubsystemStatus
 from server.components.commwatch import CommWatch
+from server.components.loopthread import start_loop_thread, stop_loop_thread
 from server.components.safety import SafetyPoll, junction_devices
 
 if TYPE_CHECKING:
@@ -80,27 +81,8 @@ class PollComponent:
         return missing
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        if self.loop is not None:
-            return self.loop
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self.loop = loop
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                with contextlib.suppress(Exception):  # the loop is going away: a generator's cleanup error is moot
-                    loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        self.thread = threading.Thread(target=run, name="poll-loop", daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        if self.loop is None:  # the thread did not come up (a loaded machine, a failing event-loop policy)
-            raise RuntimeError("poll: the poll loop did not start within 10 s")
+        if self.loop is None:
+            self.loop, self.thread = start_loop_thread("poll-loop")
         return self.loop
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -257,7 +239,4 @@ class PollComponent:
         await self.safety.aclose()
         loop, thread = self.loop, self.thread
         self.loop = self.thread = None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            await asyncio.to_thread(thread.join, 10)
+        await stop_loop_thread(loop, thread)

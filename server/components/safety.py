@@ -56,6 +56,7 @@ from scada.config.model import TagDef
 from scada.poll import DeviceStats, PollDriver, Poller, device_stat_tags
 from scada.quality import Quality, Sample, Value
 from scada.tagdb import ChangeEvent, Readings, TagDatabase
+from server.components.loopthread import start_loop_thread, stop_loop_thread
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
@@ -212,27 +213,8 @@ class SafetyPoll:
 
     # ------------------------------------------------------------------ the thread and its loop
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        if self.loop is not None:
-            return self.loop
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self.loop = loop
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                with contextlib.suppress(Exception):  # the loop is going away: a generator's cleanup error is moot
-                    loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        self.thread = threading.Thread(target=run, name="field-safety", daemon=True)
-        self.thread.start()
-        ready.wait(10)
         if self.loop is None:
-            raise RuntimeError("safety: the field-safety loop did not start within 10 s")
+            self.loop, self.thread = start_loop_thread("field-safety")
         return self.loop
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -328,13 +310,10 @@ class SafetyPoll:
         await self.stop()
         loop, thread = self.loop, self.thread
         self.loop = self.thread = None
-        if loop is not None:
-            if self._beat is not None:
-                loop.call_soon_threadsafe(self._beat.cancel)
-                self._beat = None
-            loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            await asyncio.to_thread(thread.join, 10)
+        if loop is not None and self._beat is not None:
+            loop.call_soon_threadsafe(self._beat.cancel)
+            self._beat = None
+        await stop_loop_thread(loop, thread)
 
     # ------------------------------------------------------------------ the monitor (FailsafeComponent)
     async def attach(self, monitor: FieldSafetyMonitor, interval_s: float = 0.2) -> None:
