@@ -103,6 +103,8 @@ async def test_historian_export_escapes_a_panel_message(field: tuple[Any, Path],
             httpx.AsyncClient(base_url=url, timeout=60) as c:
         panel = next(e for e in server.config.equipment.values() if e.template == "panel")
         tag = panel.tag_name("message")
+        # command the panel once its bus has been read (right after start its serial port may not be open yet)
+        await until("the panel read once", lambda: server.tagdb.read(tag).quality.label == "good", timeout=40)
         h = await login(c, "op")
         r = await c.post("/api/v1/commands", json={"target": panel.id, "verb": "show_message",
                                                    "params": {"text": LINK}, "comment": "-1+1"}, headers=h)

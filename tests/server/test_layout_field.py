@@ -42,7 +42,9 @@ async def test_all_pairs_layout_refused_at_start(field: tuple[Any, Path], tmp_pa
         await until("J004's layout checked against its controller", lambda: J in fs.monitor.layouts()["refused"],
                     timeout=40)
         junction = server.config.equipment[J]
-        assert server.tagdb.read(junction.tag_name("failsafe/layout_refused")).value == 1
+        # the monitor decides in the field-safety thread; its alarm tag reaches the main database on the main loop
+        await until("the layout_refused condition in the tag database",
+                    lambda: server.tagdb.read(junction.tag_name("failsafe/layout_refused")).value == 1)
         h = await login(c, "op")
         aid = f"system.junction.layout_refused:{junction.tag_name('failsafe/layout_refused')}"
         alarms = await until("the P1 in the alarm list", lambda: [a for a in server.alarms.active()[1]  # type: ignore[union-attr]
