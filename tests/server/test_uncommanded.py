@@ -53,7 +53,9 @@ async def snmpset(sim: Any, junction: str, *varbinds: str) -> None:
 async def mbpoll(sim: Any, unit: int, *values: str) -> None:
     exe = require_peer("mbpoll", "Debian package mbpoll")
     host, port = sim.endpoints["modbus-1"].rsplit(":", 1)
-    out = await run(exe, "-m", "tcp", "-p", port, "-0", "-1", "-a", str(unit), "-t", "4", "-r", "0", host, *values)
+    # -o 5: a 5 s answer timeout (mbpoll's default 1 s is short for a gateway sharing 2 loaded cores)
+    out = await run(exe, "-m", "tcp", "-p", port, "-o", "5", "-0", "-1", "-a", str(unit), "-t", "4", "-r", "0", host,
+                    *values)
     assert re.search(r"Written \d+ reference", out), out
 
 
