@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.harness import percentile as _pct
+from bench.harness import proc_cpu_s as _proc_cpu_s
 from bench.harness import scada_command
 from bench.protocol import Metric, Section
 
@@ -82,20 +84,6 @@ def _progress(text: str) -> None:
     print(f"[bench_drivers {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
-def _proc_cpu_s(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return math.nan
 
 
 def _start_sim(tags: Path, state: Path, duration: float) -> tuple[subprocess.Popen[bytes], dict[str, str]]:

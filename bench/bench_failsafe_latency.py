@@ -68,6 +68,8 @@ from typing import Any
 import httpx
 import websockets
 
+from bench.harness import percentile as _pct
+from bench.harness import proc_cpu_s as _proc_cpu_s
 from bench.harness import scada_command
 from bench.protocol import Metric, Section
 
@@ -87,19 +89,6 @@ LOAD_CONSOLES = 3
 SEED = 16
 
 
-def _pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (with 30 values p99 is the maximum)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[k]
-
-
-def _proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _machine_ticks() -> tuple[int, int]:
