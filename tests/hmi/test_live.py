@@ -251,8 +251,9 @@ def test_comm_loss_turns_the_junction_unknown(ui: UI) -> None:
         assert "communication lost" in v.why_unknown and {a.state for a in v.aspects} == {"?"}
         img = grab(syn)
         assert alarm_pixels(img) == {col: 0 for col in style.ALARM_PALETTE}
-        # Level 1 shows it too: unknown (hatched), or the comm-loss alarm's colour once its on-delay passed
-        assert c.map.eq_code[c.map.index["J007"]] in (style.UNKNOWN, style.ALARM_P2)
+        # Level 1 shows it too: unknown (hatched), the comm-loss alarm's colour once its on-delay passed,
+        # or P1 once the field-safety monitor has been blind on it for 2 s (issue 14: never silently off)
+        assert c.map.eq_code[c.map.index["J007"]] in (style.UNKNOWN, style.ALARM_P2, style.ALARM_P1)
     finally:
         ui.stack.comm_fault("J007", None)
     ui.wait(lambda: syn.current().known, 30)
