@@ -20,11 +20,12 @@ monitor must not notice. So the junctions are read by a second Poller, in a thre
       the main tag database keeps ONE writer loop; its subscribers see the junctions as before
 
     SafetyWatch, every 0.2 s in the MAIN loop (so that a stalled safety loop is caught too):
-      safety-loop heartbeat older than 1 s, or a junction's last good sample the running monitor DECIDED on
-        older than two periods (received is not enough: a sample the monitor failed on is not a check; a
-        monitor attached by a reload decides on the samples that came in meanwhile first), the same limit as
-        ``checking()``; grace at start and for a junction added by a reload: two periods from when its polling
-        began; with no monitor running, the last good sample received
+      a junction's last good sample the running monitor DECIDED on older than two periods (received is not
+        enough: a sample the monitor failed on is not a check; a monitor attached by a reload decides on the
+        samples that came in meanwhile first), the same limit as ``checking()``; grace at start and for a
+        junction added by a reload: two periods from when its polling began; with no monitor running, the last
+        good sample received. A stalled safety loop stops the decisions, so it is caught by the same limit; a
+        heartbeat older than 1 s only names that cause in the alarm's reason
         → P1 failsafe/monitor_blind at that junction ("field-safety monitor blind at J0xx")
       no monitor running on the safety loop (fail-safe layer not started, no commands.yaml, failed reload)
         → P1 failsafe/monitor_not_running (not while the fail-safe component is down: system.server.
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HEARTBEAT_S = 0.1  # the safety loop stamps its heartbeat this often
-STALLED_S = 1.0  # a heartbeat older than this: the safety loop is stalled (every junction blind)
+STALLED_S = 1.0  # a heartbeat older than this: the safety loop is stalled (the reason given for a blind junction)
 BLIND_PERIODS = 2.0  # a junction whose last good sample is older than this many periods: blind
 WATCH_EVERY_S = 0.2
 
@@ -431,12 +432,14 @@ class SafetyPoll:
         blind: dict[str, str] = {}
         if db is not None:
             for j in db.junctions:
-                if stalled:
-                    blind[j] = f"field-safety loop stalled for {(now - self.heartbeat_ns) / 1e9:.1f} s"
-                    continue
+                # one limit for every cause: a stall shorter than the junction's two periods (a loaded machine, a
+                # warm-up) leaves the monitor deciding in time, and a longer one stops its decisions, so the
+                # heartbeat only names the cause; the start-up grace covers a stall during the warm-up too
                 ref = max(seen.get(j, 0), min(self.since_ns.get(j, now), now))
                 if now - ref > BLIND_PERIODS * db.period_s[j] * 1e9:
-                    blind[j] = f"no good status sample {'decided on ' if running else ''}for {(now - ref) / 1e9:.1f} s"
+                    blind[j] = (f"field-safety loop stalled for {(now - self.heartbeat_ns) / 1e9:.1f} s" if stalled
+                                else f"no good status sample {'decided on ' if running else ''}"
+                                     f"for {(now - ref) / 1e9:.1f} s")
         fs = self.server.subsystems.get("failsafe")
         covered = fs is not None and fs.status == "down" and "health" in self.server.components
         starting = fs is None or fs.status == "starting"  # the fail-safe layer comes up after the poller
