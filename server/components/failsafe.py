@@ -274,8 +274,12 @@ class FailsafeComponent:
         vocab = self._vocabulary_for(new)
         self._prepared = None
         previous = self.fs or self._closed
-        await self._stop()
         st = self.health()
+        # the switch itself, not a stop: the new monitor decides first on every sample that came in meanwhile
+        # and the blind check (two periods) still runs, so the safety watch does not annunciate "not running"
+        # for these few hundred milliseconds; a switch that fails ends down or unavailable (then it does)
+        st.set("starting", "reload: the new fail-safe layer takes over")
+        await self._stop()
         if vocab is None:
             st.set("unavailable", "no command vocabulary: every command is refused")
             return {}

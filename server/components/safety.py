@@ -27,7 +27,8 @@ monitor must not notice. So the junctions are read by a second Poller, in a thre
         good sample received. A stalled safety loop stops the decisions, so it is caught by the same limit; a
         heartbeat older than 1 s only names that cause in the alarm's reason
         → P1 failsafe/monitor_blind at that junction ("field-safety monitor blind at J0xx")
-      no monitor running on the safety loop (fail-safe layer not started, no commands.yaml, failed reload)
+      no monitor running on the safety loop (fail-safe layer not started, no commands.yaml, failed reload;
+        a valid reload's switch of the monitor is not a stop, for at most two periods)
         → P1 failsafe/monitor_not_running (not while the fail-safe component is down: system.server.
           failsafe_down already says the monitor stopped, one annunciation per condition)
 
@@ -210,6 +211,9 @@ class SafetyPoll:
         self._maps: tuple[int, int, npt.NDArray[np.int64]] | None = None  # (safety db id, main db id, mapping)
         self.blind: dict[str, str] = {}  # junction → why, as raised
         self.not_running = False
+        #: a reload moved the junctions to a new database: until the new monitor is attached (or two periods,
+        #: whichever comes first) "not running" is a switch, not a stop (the new monitor decides on what came in)
+        self.switch_until_ns = 0
         self._raised_on: int | None = None  # id of the main tag database the alarms were raised in
 
     # ------------------------------------------------------------------ the thread and its loop
@@ -276,9 +280,14 @@ class SafetyPoll:
             self.db = db
             return result.as_dict()
 
+        # the new database replaces the old one on the safety loop while this loop awaits: the switch window
+        # opens first (the fail-safe component attaches the new monitor next, in the reload's order)
+        self.switch_until_ns = time.time_ns() + int(BLIND_PERIODS * 1e9)
         result = await self.call(update())
         now = time.time_ns()
         db = self.db
+        if db is not None and db.junctions:
+            self.switch_until_ns = now + int(BLIND_PERIODS * min(db.period_s.values()) * 1e9)
         if db is not None:
             self.since_ns = {j: self.since_ns.get(j, now) for j in db.junctions}
             for j in result.get("restarted", []) + result.get("started", []):
@@ -332,6 +341,7 @@ class SafetyPoll:
 
         await self.call(run())
         self.monitor = monitor
+        self.switch_until_ns = 0
 
     async def detach(self) -> None:
         monitor, task = self.monitor, self._monitor_task
@@ -442,7 +452,8 @@ class SafetyPoll:
                                      f"for {(now - ref) / 1e9:.1f} s")
         fs = self.server.subsystems.get("failsafe")
         covered = fs is not None and fs.status == "down" and "health" in self.server.components
-        starting = fs is None or fs.status == "starting"  # the fail-safe layer comes up after the poller
+        # the fail-safe layer comes up after the poller, and a reload switches it after the junctions' database
+        starting = fs is None or fs.status == "starting" or now < self.switch_until_ns
         not_running = bool(db is not None and db.junctions) and not running and not covered and not starting
         fresh = self._raised_on != id(sink.db)  # a reload: a new tag database, assert the present state again
         self._raised_on = id(sink.db)
@@ -457,7 +468,9 @@ class SafetyPoll:
         if fresh or not_running != self.not_running:
             if not_running != self.not_running:
                 log.log(logging.ERROR if not_running else logging.INFO, "field-safety monitor %s",
-                        "not running, P1 raised" if not_running else "running again")
+                        f"not running (monitor {'attached' if self.monitor is not None else 'none'}, fail-safe "
+                        f"layer {fs.status if fs is not None else 'absent'}), P1 raised" if not_running
+                        else "running again")
             sink.raise_("failsafe", "monitor_not_running", "", not_running)
         self.not_running = not_running
 

@@ -146,7 +146,22 @@ class Rig:
         if action == "reload_valid":
             slow = rng.choice(["5s", "6s", "7s"])
             self.tags.write_text(self.good_tags.replace("slow: 5s", f"slow: {slow}"))
-            await self.reload()
+            safety = safety_of(self.server)
+            was_running, flagged = not safety.not_running, []
+
+            async def watch_not_running() -> None:
+                while True:
+                    if safety.not_running:
+                        flagged.append(time.monotonic())
+                    await asyncio.sleep(0.02)
+
+            watcher = asyncio.create_task(watch_not_running())
+            try:
+                status = await self.reload()
+            finally:
+                watcher.cancel()
+            # a valid reload switches the monitor, it does not stop it: no "not running" P1 for the switch
+            assert not (was_running and status == 200 and flagged), "monitor_not_running raised by a valid reload"
         elif action in ("reload_bad_tags", "reload_bad_commands", "reload_no_commands"):
             if action == "reload_bad_tags":
                 self.tags.write_text(self.good_tags.replace("normal: 1s", "normal: quick"))
