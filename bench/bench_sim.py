@@ -2,7 +2,9 @@
 
 Each scale runs in its own child process (so RSS is the simulator's alone): generate the city, load
 it, start ``sim.runner.Simulator`` with every server on port 0, tick at speed 1 (then 60) for a
-window and measure the process CPU share, then inject the storm (mains lost in 80 % of the lighting
+window and measure the process CPU share, again while ``scada poll`` (a child process: the server's drivers and
+scan classes) reads every device (with the poller's own CPU share over the same window: the simulator should
+need no more than the server's polling), then inject the storm (mains lost in 80 % of the lighting
 cabinets) and time the step that applies it. Baselines measured in the same run: the demo-scale
 simulator (ratio full/demo) and a bare asyncua ``Server`` init + start with no variables (the floor
 every OPC UA server pays: ratio BMS server / bare server).
@@ -42,6 +44,13 @@ def rss_mb():
     return 0.0
 
 
+def proc_cpu_s(pid):
+    import os
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def cpu_share(seconds):
     c0, w0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(seconds)
@@ -66,6 +75,22 @@ async def main(tags, alarms, state, window):
     out["rss_started_mb"] = rss_mb()
     await asyncio.sleep(1.0)
     out["cpu_speed1"] = await cpu_share(window)
+    # polled: `scada poll` in a child process reads every device of the city at its scan class (the server's
+    # drivers and scheduler, no API) while the simulator's CPU share is measured again; the poller's own CPU
+    # share over the same window is the "server side" baseline of the same run
+    import os, subprocess
+    warm = 25.0 if out["equipment"] > 1000 else 4.0
+    poll = subprocess.Popen([sys.executable, "-m", "cli", "poll", "--config", tags, "--endpoints",
+                             str(Path(state) / "endpoints.json"), "--duration", str(warm + window + 1),
+                             "--refresh", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "COLUMNS": "200"})
+    await asyncio.sleep(warm)
+    p0, w0 = proc_cpu_s(poll.pid), time.perf_counter()
+    out["cpu_polled"] = await cpu_share(window)
+    out["poller_cpu"] = (proc_cpu_s(poll.pid) - p0) / (time.perf_counter() - w0)  # the same window
+    while poll.poll() is None:
+        await asyncio.sleep(0.2)
+    out["poller_rc"] = poll.returncode
     sim.speed = 60.0
     out["cpu_speed60"] = await cpu_share(window)
     out["steps"] = sim.steps
@@ -134,8 +159,9 @@ def measure(quick: bool = False) -> Section:
                  f"{window:.0f} s per speed with a 1 s tick.")
     lines.append("")
     lines.append("| scale | equipment | servers | config load | models | OPC UA bms | OPC UA fleet | other servers "
-                 "| start total | RSS after start | RSS steady | CPU ×1 | CPU ×60 | storm step |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| start total | RSS after start | RSS steady | CPU ×1 | CPU ×1 polled | poller CPU | CPU ×60 "
+                 "| storm step |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
         t: dict[str, float] = r["timings"]
         bms = t.get("server:opcua-bms", 0.0)
@@ -145,7 +171,8 @@ def measure(quick: bool = False) -> Section:
             f"| {name} | {r['equipment']:,} | {r['servers']} | {r['config_s']:.2f} s | "
             f"{t['models'] + t['first_step']:.2f} s | {bms:.2f} s | {fleet:.2f} s | {others:.2f} s | "
             f"{t['total']:.2f} s | {r['rss_started_mb']:.0f} MB | {r['rss_steady_mb']:.0f} MB | "
-            f"{100 * float(r['cpu_speed1']):.1f} % | {100 * float(r['cpu_speed60']):.1f} % | "
+            f"{100 * float(r['cpu_speed1']):.1f} % | {100 * float(r['cpu_polled']):.1f} % | "
+            f"{100 * float(r['poller_cpu']):.1f} % | {100 * float(r['cpu_speed60']):.1f} % | "
             f"{1000 * float(r['storm_s']):.0f} ms ({r['storm_cabinets']} cabinets, {r['storm_luminaires']:,} lamps) |")
     lines.append("")
     bare_s = float(bare["bare_opcua_s"])
@@ -165,6 +192,13 @@ def measure(quick: bool = False) -> Section:
                  f"({ft.get('server:opcua-bms', 0.0) / bare_s:.1f}x the bare server). "
                  f"Full-scale start / demo start: {ft['total'] / dt_['total']:.1f}x "
                  f"for {int(full['equipment']) / int(demo['equipment']):.0f}x the equipment.")
+    rc = int(full["poller_rc"])
+    lines.append(f"Polled: `scada poll` (the server's drivers and scan classes, in a child process) reads every "
+                 f"device while the simulator's CPU is measured again; at {'demo' if quick else 'dijon'} scale the "
+                 f"simulator polled uses {100 * float(full['cpu_polled']):.1f} % of one core, "
+                 f"{float(full['cpu_polled']) / max(float(full['poller_cpu']), 1e-9):.2f}x what the poller uses "
+                 f"(target: the simulator needs no more than the server's polling, ≤ 1x)"
+                 + ("." if rc == 0 else f"; the poller ended with exit code {rc} (a device lost or refused)."))
     lines.append("")
     scale = "demo" if quick else "dijon"
     metrics = {
@@ -174,6 +208,9 @@ def measure(quick: bool = False) -> Section:
         f"{scale}: RSS steady": Metric(float(full["rss_steady_mb"]), "MB", "lower"),
         f"{scale}: CPU at speed 1": Metric(100 * float(full["cpu_speed1"]), "% of one core", "lower"),
         f"{scale}: CPU at speed 60": Metric(100 * float(full["cpu_speed60"]), "% of one core", "lower"),
+        f"{scale}: CPU at speed 1, polled": Metric(100 * float(full["cpu_polled"]), "% of one core", "lower"),
+        f"{scale}: simulator / poller CPU, polled": Metric(float(full["cpu_polled"]) / max(float(full["poller_cpu"]),
+                                                                                         1e-9), "x", "lower"),
         f"{scale}: storm step": Metric(1000 * float(full["storm_s"]), "ms", "lower"),
         "bare asyncua server start (no product code)": Metric(bare_s, "s", "lower"),
     }
