@@ -11,6 +11,13 @@
 (``SCADA_URL`` / ``SCADA_USER`` are read too). The password stays in memory only, to log in again by
 itself when the server restarts. Without a display, use ``QT_QPA_PLATFORM=offscreen``.
 
+Sessions and closing (what a control room expects): "Log out", or the server ending the session
+(expiry, idle timeout, password or role changed), brings the login dialog back over the window — the
+next operator logs in, the console never disappears by itself. Closing the window is deliberate: it
+asks first, then says so on this terminal (``the operator console was closed …``) and exits 0; the
+server is a separate process and keeps supervising and journalling (``scada run`` reports the closed
+console too and keeps the server and simulator running until Ctrl-C).
+
 Lazy imports here: PyQt6 and the console load only when the console starts, and the layouts loader
 when it is used, so ``scada hmi --help`` and ``--check-layouts`` run without Qt (CI, a headless box).
 """
@@ -96,11 +103,18 @@ def main(args: argparse.Namespace) -> int:
                 return 1
         if args.page in window.pages:
             window.show_page(args.page)
+        window.confirm_close = args.screenshots is None
         window.show()
         # Ctrl-C / SIGTERM (scada run stops its children so) close the console cleanly; the timer lets the
         # Python interpreter run its signal handlers while Qt's loop waits in C
+        signalled: list[int] = []
+
+        def stop(num: int, _frame: object) -> None:
+            signalled.append(num)
+            app.quit()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: app.quit())
+            signal.signal(sig, stop)
         tick = QTimer()
         tick.timeout.connect(lambda: None)
         tick.start(250)
@@ -114,6 +128,11 @@ def main(args: argparse.Namespace) -> int:
             for path in save_levels(window, args.screenshots):
                 print(path)
             return 0
-        return int(app.exec())
+        code = int(app.exec())
+        if not signalled:  # the operator closed it (a signal is scada run stopping everything: it says so)
+            who = console.session.user or console.last_user or "nobody logged in"
+            print(f"scada hmi: the operator console was closed ({who}); the server at {args.server} keeps "
+                  f"supervising and journalling", file=sys.stderr, flush=True)
+        return code
     finally:
         console.close()

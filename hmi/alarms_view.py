@@ -7,16 +7,24 @@
                table (priority = colour + shape + number + word) · actions, each disabled with the
                reason in its tooltip (role, priority 1 cannot be shelved, nothing selected...)
                double click / "Open equipment" → the Level-3 display (≤ 2 clicks from any alarm)
+
+Keyboard (the list has the focus when the page is shown): Enter opens the selected alarm's equipment,
+Space (or A) acknowledges, S shelves (the reason dialog follows), T trends its tag; arrows move.
+Each key does exactly what its button does, refused the same way (the button's tooltip says why).
+The Age column is live: it is redrawn every second while the list is visible.
+The banner never widens the window: the newest priority-1 text is elided to the room it has.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QBrush, QColor, QFont
+from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QBrush, QColor, QFont, QKeyEvent, QResizeEvent
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -30,6 +38,7 @@ from PyQt6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -52,7 +61,8 @@ class PriorityCell(QFrame):
         self.priority = priority
         st = style.PRIORITIES[priority]
         self.icon = QLabel()
-        self.text = QLabel()
+        self.text = QLabel()  # never elided (the counts are what the banner is for): on two lines when narrow
+        self.text.setWordWrap(True)
         f = QFont()
         f.setBold(True)
         self.text.setFont(f)
@@ -67,6 +77,10 @@ class PriorityCell(QFrame):
     def set(self, unacked: int, active: int) -> None:
         st = style.PRIORITIES[self.priority]
         self.text.setText(f"P{self.priority} {st.label}: {unacked} unack / {active} active")
+        # wrapped, it takes two lines at most: never narrower than its longer half
+        fm = self.text.fontMetrics()
+        self.text.setMinimumWidth(max(fm.horizontalAdvance(f"P{self.priority} {st.label}:"),
+                                      fm.horizontalAdvance(f"{unacked} unack / {active} active")) + 4)
         self.icon.setPixmap(qtstyle.priority_pixmap(self.priority, 20, active=bool(unacked or active)))
         # the cell is filled with the priority colour only while that priority has unacknowledged alarms
         if unacked:
@@ -75,6 +89,99 @@ class PriorityCell(QFrame):
         else:
             self.setStyleSheet(f"PriorityCell {{ background: {style.PANEL}; border: 1px solid #777; }} "
                                f"QLabel {{ background: transparent; color: {style.TEXT_MUTED}; }}")
+
+
+def elide_later(widget: QWidget, elide: Callable[[], None]) -> QTimer:
+    """A single-shot timer (the widget's child: it dies with it) that elides after the pending relayout."""
+    t = QTimer(widget)
+    t.setSingleShot(True)
+    t.setInterval(0)
+    t.timeout.connect(elide)
+    return t
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that asks for its full text's width but accepts less: its text is then elided
+    (``…``) with the full text in the tooltip. ``text()`` is what is shown; ``full_text`` what was set."""
+
+    def __init__(self, text: str = "", min_width: int = 60) -> None:
+        super().__init__()
+        self.full_text = ""
+        self.min_width = min_width
+        self.base_tooltip = ""  # shown under the full text
+        self._later = elide_later(self, self._elide)
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        """Show ``text`` now; it is elided once the layout has given the label its new width."""
+        self.full_text = text
+        self.setToolTip(f"{text}\n{self.base_tooltip}" if self.base_tooltip else text)
+        self.setText(text)
+        self.updateGeometry()
+        self._later.start()
+
+    def sizeHint(self) -> QSize:
+        return QSize(self.fontMetrics().horizontalAdvance(self.full_text) + 2 * self.margin() + 8,
+                     super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(min(self.min_width, self.sizeHint().width()), super().minimumSizeHint().height())
+
+    def resizeEvent(self, ev: QResizeEvent | None) -> None:
+        super().resizeEvent(ev)
+        if not self._later.isActive():  # else a new text waits for its relayout: the timer elides it then
+            self._elide()
+
+    def _elide(self) -> None:
+        if not self.isVisible():  # not laid out yet: its width means nothing; resizeEvent elides when shown
+            return
+        room = max(0, self.width() - 2 * self.margin() - 4)
+        self.setText(self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideRight, room))
+
+
+class ElidedButton(QPushButton):
+    """A flat button whose text is elided to its width: a 300-character alarm message never widens the
+    window (it asks for at most ``max_width``, accepts 140 px, and takes what is left over); the full text
+    is in ``full_text`` and the tooltip."""
+
+    def __init__(self, text: str = "", tooltip: str = "", max_width: int = 640) -> None:
+        super().__init__()
+        self.full_text = ""
+        self.base_tooltip = tooltip
+        self.max_width = max_width
+        self.setFlat(True)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self._later = elide_later(self, self._elide)
+        self.set_full_text(text)
+
+    def _chrome(self) -> int:
+        return (self.iconSize().width() + 8 if not self.icon().isNull() else 0) + 24
+
+    def sizeHint(self) -> QSize:
+        want = self.fontMetrics().horizontalAdvance(self.full_text) + self._chrome()
+        return QSize(min(self.max_width, want), super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(min(140, self.sizeHint().width()), super().minimumSizeHint().height())
+
+    def set_full_text(self, text: str) -> None:
+        self.full_text = text
+        self.setToolTip(f"{text}\n{self.base_tooltip}" if self.base_tooltip else text)
+        self.setAccessibleDescription(text)
+        self.setText(text)
+        self.updateGeometry()
+        self._later.start()
+
+    def resizeEvent(self, ev: QResizeEvent | None) -> None:
+        super().resizeEvent(ev)
+        if not self._later.isActive():  # else a new text waits for its relayout: the timer elides it then
+            self._elide()
+
+    def _elide(self) -> None:
+        if not self.isVisible():  # not laid out yet: its width means nothing; resizeEvent elides when shown
+            return
+        room = max(0, self.width() - self._chrome())
+        self.setText(self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideRight, room))
 
 
 class Banner(QFrame):
@@ -86,26 +193,27 @@ class Banner(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setFixedHeight(46)
         self.cells = {p: PriorityCell(p) for p in (1, 2, 3, 4)}
-        self.hidden = QLabel()
+        self.hidden = QLabel()  # two short lines: never elided, never wide
         self.hidden.setToolTip("alarms kept off the operator's list: shelved (operator), suppressed (by design or by "
                                "a supervisor), out of service (maintenance work order)")
-        self.newest = QPushButton("no priority-1 alarm")
-        self.newest.setFlat(True)
-        self.newest.setToolTip("the newest priority-1 alarm: click to open its equipment")
+        self.newest = ElidedButton("no priority-1 alarm", "the newest priority-1 alarm: click to open its equipment")
+        self.newest.setAccessibleName("newest priority-1 alarm")
         self.newest.clicked.connect(self._open_newest)
         self.link = QLabel()
+        self.link.setAccessibleName("link to the server")
         f = QFont()
         f.setBold(True)
         self.link.setFont(f)
         self.engine = QLabel()
-        self.user = QLabel()
+        self.user = QLabel()  # who is logged in: never elided
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 2, 4, 2)
         for c in self.cells.values():
             lay.addWidget(c)
         lay.addWidget(self.hidden)
-        lay.addWidget(self.newest, 1)
+        lay.addWidget(self.newest)  # no stretch factor: with one, Qt shrinks it first when room is short
         lay.addWidget(self.engine)
+        self.link.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)  # never squeezed out
         lay.addWidget(self.link)
         lay.addWidget(self.user)
         self._newest_eq = ""
@@ -123,18 +231,18 @@ class Banner(QFrame):
         self._annunciate()
         for p, cell in self.cells.items():
             cell.set(b.unacked[p], b.active[p])
-        self.hidden.setText(f"Shelved {b.shelved} · Suppressed {b.suppressed} · Out of service {b.out_of_service}"
-                            f" · Diagnostic {b.diagnostic}")
+        self.hidden.setText(f"Shelved {b.shelved} · Suppressed {b.suppressed}\n"
+                            f"Out of service {b.out_of_service} · Diagnostic {b.diagnostic}")
         if b.newest_p1 is not None:
             a = b.newest_p1
             self._newest_eq = a.equipment
-            self.newest.setText(f"{style.PRIORITIES[1].symbol}1 newest: {a.equipment} — {a.message}  ▶")
             self.newest.setIcon(qtstyle.priority_icon(1))
+            self.newest.set_full_text(f"{style.PRIORITIES[1].symbol}1 {a.equipment} — {a.message}  ▶")
             self.newest.setEnabled(bool(a.equipment))
         else:
             self._newest_eq = ""
-            self.newest.setText("no priority-1 alarm")
             self.newest.setIcon(qtstyle.priority_icon(5))
+            self.newest.set_full_text("no priority-1 alarm")
             self.newest.setEnabled(False)
 
     def _annunciate(self) -> None:
@@ -190,6 +298,14 @@ class AlarmTableModel(QAbstractTableModel):
         self.rows = rows
         self.now_ms = time.time_ns() // 1_000_000
         self.endResetModel()
+
+    def tick(self) -> None:
+        """Move the Age column to now (only that column is redrawn)."""
+        self.now_ms = time.time_ns() // 1_000_000
+        if self.rows:
+            col = COLUMNS.index("Age")
+            self.dataChanged.emit(self.index(0, col), self.index(len(self.rows) - 1, col),
+                                  [Qt.ItemDataRole.DisplayRole])
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
@@ -287,6 +403,26 @@ SHELVE_CHOICES = {"15 min": 900.0, "1 h": 3600.0, "4 h": 14400.0, "8 h (end of s
 
 
 # ---------------------------------------------------------------------- the list
+class AlarmTable(QTableView):
+    """The alarm table; its keys (see the module docstring) go to the list's actions."""
+
+    KEYS: ClassVar[dict[int, str]] = {
+        Qt.Key.Key_Return.value: "open", Qt.Key.Key_Enter.value: "open", Qt.Key.Key_Space.value: "ack",
+        Qt.Key.Key_A.value: "ack", Qt.Key.Key_S.value: "shelve", Qt.Key.Key_T.value: "trend"}
+
+    keyAction = pyqtSignal(str)
+
+    def keyPressEvent(self, e: QKeyEvent | None) -> None:
+        # the keypad's Enter carries KeypadModifier: it counts as no modifier
+        plain = e is not None and not (e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)
+        action = self.KEYS.get(e.key()) if e is not None and plain else None
+        if e is None or action is None:
+            super().keyPressEvent(e)
+            return
+        e.accept()
+        self.keyAction.emit(action)
+
+
 class AlarmList(QWidget):
     """The alarm list page. ``dialog_factory`` lets tests answer the reason dialogs."""
 
@@ -299,8 +435,11 @@ class AlarmList(QWidget):
         self.sort = "priority"
         self.group = "none"
         self.model = AlarmTableModel()
-        self.table = QTableView()
+        self.table = AlarmTable()
         self.table.setModel(self.model)
+        self.table.setAccessibleName("alarms")
+        self.table.setAccessibleDescription("Enter: open equipment · Space or A: acknowledge · S: shelve · T: trend")
+        self.table.keyAction.connect(self.do)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(False)
@@ -349,6 +488,10 @@ class AlarmList(QWidget):
         self.group_box = QComboBox()
         self.group_box.addItems(list(GROUPS))
         self.group_box.currentTextChanged.connect(self._sort_changed)
+        for w in (self.show_box, self.state_box, self.area_box, self.service_box, self.sort_box, self.group_box):
+            # as wide as their current choice, not their longest: the list never widens the window
+            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            w.setMinimumContentsLength(8)
         for w in (self.show_box, self.state_box, self.area_box, self.service_box):
             bar.addWidget(w)
         bar.addWidget(self.text_box, 1)
@@ -359,18 +502,21 @@ class AlarmList(QWidget):
 
         # actions
         self.buttons: dict[str, QPushButton] = {}
-        acts = QHBoxLayout()
+        acts = QHBoxLayout()  # the operator's actions; below, the supervisor's and maintenance's (two rows:
+        acts2 = QHBoxLayout()  # the list fits a 1280-pixel window)
         for key, text in (("open", "Open equipment ▶"), ("ack", "Acknowledge"), ("ack_visible", "Ack all shown"),
                           ("shelve", "Shelve…"), ("unshelve", "Unshelve"), ("suppress", "Suppress…"),
                           ("unsuppress", "Unsuppress"), ("oos", "Out of service…"), ("rts", "Return to service"),
                           ("reset", "Reset (latched)"), ("trend", "Trend")):
             b = QPushButton(text)
+            b.setAccessibleName(text.rstrip(" ▶…").lower())
             b.clicked.connect(lambda _=False, k=key: self.do(k))
             self.buttons[key] = b
-            acts.addWidget(b)
+            (acts if key in ("open", "ack", "ack_visible", "shelve", "unshelve", "trend") else acts2).addWidget(b)
         acts.addStretch(1)
-        self.count = QLabel()
-        self.flood_label = QLabel()
+        acts2.addStretch(1)
+        self.count = ElidedLabel(min_width=80)
+        self.flood_label = ElidedLabel(min_width=80)
         acts.addWidget(self.flood_label)
         acts.addWidget(self.count)
         self.result = QLabel()
@@ -380,7 +526,19 @@ class AlarmList(QWidget):
         lay.addLayout(bar)
         lay.addWidget(self.table, 1)
         lay.addLayout(acts)
+        lay.addLayout(acts2)
         lay.addWidget(self.result)
+        # focus order: the table first (where the keys act), then the actions, then the filters
+        order: list[QWidget] = [self.table, *self.buttons.values(), *self.prio.values(), self.show_box,
+                                self.state_box, self.area_box, self.service_box, self.text_box, self.sort_box,
+                                self.group_box]
+        for first, then in itertools.pairwise(order):
+            QWidget.setTabOrder(first, then)
+        self.text_box.setAccessibleName("filter alarms by text")
+
+        self._age = QTimer(self)
+        self._age.setInterval(1000)
+        self._age.timeout.connect(self.model.tick)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -391,6 +549,15 @@ class AlarmList(QWidget):
         console.equipmentLoaded.connect(self._fill_combos)
         console.healthChanged.connect(self._flood)
         self.refresh()
+
+    def showEvent(self, ev: Any) -> None:
+        super().showEvent(ev)
+        self.model.tick()
+        self._age.start()
+
+    def hideEvent(self, ev: Any) -> None:
+        super().hideEvent(ev)
+        self._age.stop()
 
     # ------------------------------------------------------------------ filters
     def _fill_combos(self) -> None:
@@ -430,7 +597,7 @@ class AlarmList(QWidget):
         priority-1 groups on top, unless the operator chose a grouping."""
         alarms = (health.get("subsystems") or {}).get("alarms") or {}
         areas = list((alarms.get("stats") or {}).get("flood_areas") or [])
-        self.flood_label.setText(f"ALARM FLOOD in {', '.join(map(str, areas[:6]))}: grouped by equipment, "
+        self.flood_label.set_full_text(f"ALARM FLOOD in {', '.join(map(str, areas[:6]))}: grouped by equipment, "
                                  f"priority 1 on top" if areas else "")
         self.flood_label.setStyleSheet("background: #000; color: #fff; padding: 2px 6px;" if areas else "")
         want = "equipment" if areas else "none"
@@ -456,7 +623,7 @@ class AlarmList(QWidget):
             for r, item in enumerate(rows):
                 if isinstance(item, Alarm) and item.id in keep:
                     sel.select(self.model.index(r, 0), sel.SelectionFlag.Select | sel.SelectionFlag.Rows)
-        self.count.setText(f"{len(alarms)} shown / {len(self.console.alarms)} in the store")
+        self.count.set_full_text(f"{len(alarms)} shown / {len(self.console.alarms)} in the store")
         self.update_actions()
 
     # ------------------------------------------------------------------ selection and actions
@@ -528,11 +695,14 @@ class AlarmList(QWidget):
             return "only latched alarms need a reset"
         return ""
 
+    KEY_HINT: ClassVar[dict[str, str]] = {"open": "Enter", "ack": "Space or A", "shelve": "S", "trend": "T"}
+
     def update_actions(self) -> None:
         for key, b in self.buttons.items():
             why = self.why_disabled(key)
             b.setEnabled(not why)
-            b.setToolTip(why)
+            hint = self.KEY_HINT.get(key)
+            b.setToolTip(why or (f"key: {hint} in the list" if hint else ""))
 
     def _double(self, index: QModelIndex) -> None:
         a = self.model.alarm(index.row())
@@ -549,7 +719,10 @@ class AlarmList(QWidget):
         return {k: d.value(k) for k, _, _ in fields}
 
     def do(self, key: str) -> Reply | None:
-        if self.why_disabled(key):
+        why = self.why_disabled(key)
+        if why:
+            if self.sender() is self.table:  # a key: say why nothing happened (a button is disabled instead)
+                self.result.setText(f"{dt.datetime.now():%H:%M:%S} {key}: {why}")
             return None
         sel = self.selected()
         c = self.console

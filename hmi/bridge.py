@@ -15,6 +15,22 @@ at once (every view shows its data as stale), the worker retries with back-off (
 in again with the remembered credentials when the server forgot the token (a restart), resubscribes
 and gets a fresh snapshot; the state returns to ``online`` when every channel is back.
 
+Sessions end, they are never stretched silently: the remembered credentials are used again only to
+renew a session that has not expired, as the same role (a server restart forgets every token; an
+account changed by an administrator refuses the old password or answers with another role).
+Everything else ends the session —
+state ``logged_out`` with the reason, every channel closed, token and credentials forgotten — and
+the console asks for a password (:class:`hmi.mainwindow.MainWindow` shows the login dialog):
+
+    401 token_invalid / unauthenticated ──► expiry passed?          ─yes─► logged_out "session expired"
+                                            log in again with the
+                                            remembered credentials ─refused─► logged_out "…: log in again"
+                                            another role than before ──────► logged_out "role changed"
+                                                  │ same role
+                                                  ▼ carry on (a server restart)
+    401 session_idle (REST) ─────────────────────────────────────────────► logged_out "session idle…"
+    logout() (the operator)  ────────────────────────────────────────────► logged_out "logged out"
+
 Nothing else in ``hmi`` imports httpx or websockets; widgets and models never see a socket, and
 everything the bridge emits is delivered in the GUI thread.
 """
@@ -199,13 +215,38 @@ class Bridge(QObject):
         return reply
 
     def logout(self) -> Reply:
-        reply = self.request("POST", "/auth/logout")
-        self._credentials = None
+        """Revoke the token on the server and close every channel; the state becomes ``logged_out`` at once.
+        The bridge stays started: the next :meth:`login` (another user) opens the channels again."""
+        reply = Reply("POST", PREFIX + "/auth/logout")
+        # the token goes with the request: it is forgotten here before the worker sends it
+        self._submit(reply, self._http("POST", PREFIX + "/auth/logout", token=self.token))
+        self._forget_session()
         if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        self.token = ""
+            self._loop.call_soon_threadsafe(self._drop_channels)
         self._on_state("logged_out", "logged out")
         return reply
+
+    def _forget_session(self) -> None:
+        """Token, credentials and the wanted channels (any thread: plain assignments under the lock)."""
+        with self._lock:
+            self._wanted.clear()
+            self.token = ""
+            self._credentials = None
+            self._login_info = {}
+
+    def _drop_channels(self) -> None:
+        """Cancel every channel (worker thread, synchronous: a channel asked for afterwards is a new one)."""
+        for ch in list(self._channels.values()):
+            if ch.task is not None:
+                ch.task.cancel()
+        self._channels.clear()
+
+    def _end_session(self, why: str) -> None:
+        """The server ended the session and the console may not renew it by itself (worker thread)."""
+        log.warning("bridge: session ended: %s", why)
+        self._forget_session()
+        self._drop_channels()
+        self._state.emit("logged_out", why)
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json_body: Any = None) -> Reply:
@@ -280,10 +321,11 @@ class Bridge(QObject):
         asyncio.run_coroutine_threadsafe(run(), self._loop)
 
     async def _http(self, method: str, path: str, params: Any = None, body: Any = None,
-                    auth: bool = True) -> tuple[int, Any, str, str]:
+                    auth: bool = True, token: str | None = None) -> tuple[int, Any, str, str]:
         if self._client is None:  # made when the bridge's loop starts; a request before that is a bug
             raise RuntimeError(f"bridge: {method} {path} before the bridge started")
-        headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
+        bearer = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {bearer}"} if auth and bearer else {}
         try:
             r = await self._client.request(method, path, params=params, json=body, headers=headers)
         except (httpx.HTTPError, OSError) as exc:
@@ -298,9 +340,14 @@ class Bridge(QObject):
         code = data.get("code") if isinstance(data, dict) else None
         return r.status_code, data, str(why or f"HTTP {r.status_code}"), str(code or "")
 
-    async def _do_login(self, user: str, password: str) -> tuple[int, Any, str, str]:
+    async def _do_login(self, user: str, password: str, role: str | None = None) -> tuple[int, Any, str, str]:
+        """Log in; with ``role`` (a silent log-in again) a different role is refused: a person must decide."""
         status, data, error, code = await self._http("POST", PREFIX + "/auth/login",
                                                      body={"user": user, "password": password}, auth=False)
+        if status == 200 and isinstance(data, dict) and role is not None and data.get("role") != role:
+            await self._http("POST", PREFIX + "/auth/logout", token=str(data.get("token", "")))
+            return 403, data, f"the role of {user} changed from {role} to {data.get('role')}: log in again", \
+                "role_changed"
         if status == 200 and isinstance(data, dict):
             self.token = str(data.get("token", ""))
             self._credentials = (user, password)
@@ -319,23 +366,29 @@ class Bridge(QObject):
         return res
 
     async def _relogin(self, failed_token: str) -> bool:
-        """Log in again with the remembered credentials unless another task already did."""
+        """Log in again with the remembered credentials unless another task already did — only while the
+        session has not expired and as the same role (see the module docstring); else end the session."""
         if self._login_lock is None:  # made when the bridge's loop starts
             raise RuntimeError("bridge: log-in before the bridge started")
         async with self._login_lock:
             if self.token and self.token != failed_token:
                 return True
-            if self._credentials is None:
+            credentials = self._credentials  # one read: the GUI thread may forget them (logout) meanwhile
+            if credentials is None:
                 return False
-            status, _, error, _ = await self._do_login(*self._credentials)
+            expires_ms = int(self._login_info.get("expires_ms") or 0)
+            if expires_ms and time.time() * 1000 >= expires_ms:
+                self._end_session("session expired (end of its validity): log in again")
+                return False
+            role = self._login_info.get("role")
+            status, _, error, _ = await self._do_login(*credentials, role=str(role) if role else None)
             if status == 200:
                 self.stats["relogins"] += 1
-                log.info("bridge: logged in again as %s", self._credentials[0])
+                log.info("bridge: logged in again as %s", credentials[0])
                 return True
             log.warning("bridge: cannot log in again: %s", error)
             if status in (401, 403):
-                self._credentials = None
-                self._state.emit("logged_out", f"session ended: {error}")
+                self._end_session(f"session ended: {error}")
             return False
 
     async def _do_request(self, method: str, path: str, params: Any, body: Any) -> tuple[int, Any, str, str]:
@@ -343,6 +396,8 @@ class Bridge(QObject):
         res = await self._http(method, path, params, body)
         if res[0] == 401 and res[3] in ("token_invalid", "unauthenticated") and await self._relogin(token):
             res = await self._http(method, path, params, body)
+        elif res[0] == 401 and res[3] == "session_idle" and token and token == self.token:
+            self._end_session(res[2])
         return res
 
     # ------------------------------------------------------------------ channels (worker thread)

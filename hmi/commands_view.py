@@ -234,10 +234,15 @@ class CommandPanel(QWidget):
         self.lay = QHBoxLayout(self)
         self.buttons: dict[str, QPushButton] = {}
         self.modal = True
+        # bound methods only: PyQt drops a bound method's connection with its QObject; a lambda would keep this
+        # panel alive after its display closed and call it on deleted buttons ("QPushButton has been deleted")
         console.vocabularyChanged.connect(self.build)
         console.sessionChanged.connect(self.build)
-        console.healthChanged.connect(lambda _h: self.refresh())
+        console.healthChanged.connect(self._health)
         self.build()
+
+    def _health(self, _health: dict[str, Any]) -> None:
+        self.refresh()
 
     def build(self) -> None:
         while self.lay.count():

@@ -15,6 +15,11 @@ through the console's methods (``ack``, ``shelve``, ``command``...), which retur
 widget tests: feed it rows and alarms with :meth:`feed` and check the widgets; actions then answer
 "not connected".
 
+Sessions: ``sessionEnded(why)`` when the session is over — the operator logged out, or the server
+ended it (expiry, idle timeout, password or role changed: see :mod:`hmi.bridge`). The data stay on
+screen marked stale, the channels are closed, and the window asks for a login (switch user); the next
+login starts everything again (:meth:`start`).
+
 Subscriptions: channel ``alarms`` (every alarm) from the login on; once the equipment list is known,
 ``city`` (the luminaires' status, one glob) and ``health1..n`` (the map's health and position tags by
 exact name); ``focus`` (the union of what the open displays declare
@@ -46,6 +51,7 @@ HEALTH_PERIOD_MS = 5000
 
 class ConsoleModel(QObject):
     sessionChanged = pyqtSignal()
+    sessionEnded = pyqtSignal(str)  # why: "logged out", "session expired…", "role changed…" (ask for a login)
     connectionChanged = pyqtSignal(str, str)
     staleChanged = pyqtSignal(bool)
     equipmentLoaded = pyqtSignal()
@@ -78,6 +84,7 @@ class ConsoleModel(QObject):
         self.health_requested = False
         self.audible = False  # beep on each new unacknowledged priority-1/2 alarm (scada hmi --audible)
         self._t_login = 0.0
+        self.last_user = ""  # who was logged in before the session ended (the login dialog offers it)
         if bridge is not None:
             bridge.dataReady.connect(self.pull)
             bridge.connectionChanged.connect(self._on_connection)
@@ -104,10 +111,11 @@ class ConsoleModel(QObject):
             self.bridge.stop()
 
     def logout(self) -> None:
+        """End this session (the bridge revokes the token and closes the channels); ``sessionEnded`` follows."""
         if self.bridge is not None:
-            self.bridge.logout()
-        self.session = Session()
-        self.sessionChanged.emit()
+            self.bridge.logout()  # → connectionChanged("logged_out") → _on_connection
+        else:
+            self._session_over("logged out")
 
     def _on_logged_in(self, info: dict[str, Any]) -> None:
         if info.get("must_change_password"):
@@ -243,8 +251,16 @@ class ConsoleModel(QObject):
             self.staleChanged.emit(stale)
         self.connectionChanged.emit(state, detail)
         if state == "logged_out":
-            self.session = Session()
-            self.sessionChanged.emit()
+            self._session_over(detail)
+
+    def _session_over(self, why: str) -> None:
+        self._health_timer.stop()
+        self.health_requested = False  # the next login opens the channels again: "connecting" until then
+        was = self.session.user
+        self.session = Session()
+        self.last_user = was or self.last_user
+        self.sessionChanged.emit()
+        self.sessionEnded.emit(why or "logged out")
 
     def set_stale(self, stale: bool) -> None:
         """For widget tests without a bridge."""

@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -427,6 +428,9 @@ class EquipmentDisplay(Page):
         self.eq = eq
         head = QLabel(f"<b>Level 3 — {eq.id}</b>  {eq.template.replace('_', ' ')} · {eq.commune} · "
                       f"{eq.lat:.5f}, {eq.lon:.5f}")
+        head.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # a long name never widens
+        head.setMinimumWidth(200)
+        head.setToolTip(head.text())
         self.trend_btn = QPushButton("Trend…")
         self.trend_btn.setToolTip("trend the selected tags (Tags tab) or the main tag")
         self.trend_btn.clicked.connect(self._trend)
@@ -437,6 +441,8 @@ class EquipmentDisplay(Page):
         top.addWidget(self.trend_btn)
         top.addWidget(diag)
         self.alarms = AlarmStrip(console, eq.id)
+        # a long alarm message is cut at the display's edge (full text in the alarm list), never widens the window
+        self.alarms.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.synoptic = SYNOPTICS.get(eq.template, GenericSynoptic)(console, eq)
         self.tags_table = TagsTable(console, eq)
         self.sheet = IdentitySheet(console, eq)

@@ -9,6 +9,13 @@
 
 Navigation: any alarm → its equipment in ≤ 2 clicks (select + "Open equipment", or double click;
 the banner's newest P1 in one click); a map marker → double click.
+
+No dead ends: "Log out" (or the server ending the session: expiry, idle, password or role changed)
+brings the login dialog over the window (switch user); its "Close console" is the only way out
+besides closing the window, which asks first when ``confirm_close`` (``scada hmi`` sets it: the
+server goes on supervising and journalling, a closed console is a deliberate act). The window never
+grows past its size: long texts are elided (banner) and the display buttons scroll sideways, so the
+link indicator (banner) and "Log out" stay visible.
 """
 
 from __future__ import annotations
@@ -20,11 +27,15 @@ from PyQt6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMessageBox,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -188,21 +199,47 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(w)
         self.equipment: EquipmentDisplay | None = None
         self.nav_buttons: dict[str, QPushButton] = {}
-        nav = QHBoxLayout()
-        nav.setSpacing(2)
+        # the display buttons scroll sideways when the window is narrow: they never widen it, and the session
+        # buttons on the right stay visible
+        strip = QWidget()
+        strip_lay = QHBoxLayout(strip)
+        strip_lay.setContentsMargins(0, 0, 0, 0)
+        strip_lay.setSpacing(2)
         for key, text in NAV:
             b = QPushButton(text)
             b.setCheckable(True)
+            b.setAccessibleName(f"show the {text} display")
             b.clicked.connect(lambda _=False, k=key: self.show_page(k))
             self.nav_buttons[key] = b
-            nav.addWidget(b)
-        nav.addStretch(1)
+            strip_lay.addWidget(b)
+        strip_lay.addStretch(1)
+        self.nav_scroll = QScrollArea()
+        self.nav_scroll.setWidget(strip)
+        self.nav_scroll.setWidgetResizable(True)
+        self.nav_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.nav_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.nav_scroll.setFixedHeight(strip.sizeHint().height() + 14)  # room for the sideways scroll bar
+        self.nav_scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.nav_scroll.setAccessibleName("displays")
+        nav = QHBoxLayout()
+        nav.setSpacing(2)
+        nav.addWidget(self.nav_scroll, 1)
         self.password_btn = QPushButton("Change password")
+        self.password_btn.setAccessibleName("change my password")
         self.password_btn.clicked.connect(self.change_password)
         nav.addWidget(self.password_btn)
         self.logout_btn = QPushButton("Log out")
+        self.logout_btn.setAccessibleName("log out (switch user)")
         self.logout_btn.clicked.connect(self.logout)
         nav.addWidget(self.logout_btn)
+        self.confirm_close = False  # scada hmi: closing the window asks first
+        self.login_dialog: LoginDialog | None = None
+        self.banner.setAccessibleName("alarm banner")
+        self.stack.setAccessibleName("current display")
+        self.overview.setAccessibleName("city map (level 1)")
+        self.alarm_list.setAccessibleName("alarm list")
+        self.trends.setAccessibleName("trends")
+        self.journal.setAccessibleName("alarm journal")
         central = QWidget()
         v = QVBoxLayout(central)
         v.setContentsMargins(4, 4, 4, 4)
@@ -215,6 +252,7 @@ class MainWindow(QMainWindow):
         console.openEquipment.connect(self.open_equipment)
         console.openTrend.connect(self.open_trend)
         console.connectionChanged.connect(self._connection)
+        console.sessionEnded.connect(self.ask_login)
         if lay.file and console.layout_problems:
             console.message.emit(f"layouts: {len(console.layout_problems)} problem(s): "
                                  + "; ".join(str(p) for p in console.layout_problems[:3]))
@@ -229,6 +267,8 @@ class MainWindow(QMainWindow):
         for k, b in self.nav_buttons.items():
             b.setChecked(k == key)
         self.current = key
+        if key == "alarms":  # the keyboard acts on the list at once (Space ack, S shelve, Enter open)
+            self.alarm_list.table.setFocus()
         return w
 
     def open_equipment(self, eq_id: str) -> EquipmentDisplay:
@@ -262,10 +302,42 @@ class MainWindow(QMainWindow):
         return dialog
 
     def logout(self) -> None:
+        """End the session; the login dialog follows (``sessionEnded`` → :meth:`ask_login`)."""
         self.console.logout()
-        self.close()
+
+    def ask_login(self, why: str = "") -> LoginDialog:
+        """The login dialog over the (stale) window: the same user again or another one; "Close console"
+        closes the window. One dialog at a time: a second reason only updates its text."""
+        if self.login_dialog is not None:
+            self.login_dialog.error.setText(why)
+            return self.login_dialog
+        user = "" if why == "logged out" else self.console.last_user
+        d = LoginDialog(self.console, user, self)
+        d.setWindowTitle("Log in (switch user) — city supervisory console")
+        d.error.setText(why if why != "logged out" else "logged out: log in as the next operator")
+        cancel = d.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        if cancel is not None:
+            cancel.setText("Close console")
+        d.finished.connect(lambda result, dialog=d: self._login_done(dialog, result))
+        self.login_dialog = d
+        d.open()
+        return d
+
+    def _login_done(self, dialog: LoginDialog, result: int) -> None:
+        if self.login_dialog is dialog:
+            self.login_dialog = None
+        dialog.deleteLater()
+        if result != QDialog.DialogCode.Accepted:
+            self.confirm_close = False  # "Close console" was the decision
+            self.close()
 
     def closeEvent(self, ev: Any) -> None:
+        if self.confirm_close and QMessageBox.question(
+                self, "Close the console",
+                "Close this operator console? The server keeps supervising the city and journalling alarms, "
+                "but nobody sees them on this screen.") != QMessageBox.StandardButton.Yes:
+            ev.ignore()
+            return
         super().closeEvent(ev)
 
 

@@ -7,6 +7,11 @@
     │ vertical cursor: read-out of every curve at that time (value + quality)             │
     └─────────────────────────────────────────────────────────────────────────────────────┘
     pan/zoom → after 300 ms of rest, GET /history/decimated?tag&start&end&pixels=<plot width>
+    add a tag → GET /tags/{name}: its type; anything but float is discrete and drawn as steps
+
+The curve is :func:`hmi.models.trends.drawn` of history + live, the last value held to now while the
+live value is trusted (redrawn every second while shown); the cursor reads
+:func:`hmi.models.trends.read_out` of the same series: the value drawn under it.
 """
 
 from __future__ import annotations
@@ -83,6 +88,13 @@ class TrendView(QWidget):
         self.plot.getViewBox().sigXRangeChanged.connect(lambda *_: self._requery.start())
         console.tagsChanged.connect(self._live)
         self.queries = 0
+        self.step: dict[str, bool] = {}  # tag → discrete (from its type)
+        self._now = QTimer(self)  # the held value follows the clock to now
+        self._now.setInterval(1000)
+        self._now.timeout.connect(self.draw)
+        self.plot.setAccessibleName("trend chart")
+        self.readout.setAccessibleName("trend cursor read-out")
+        self.tag_box.setAccessibleName("tag to add to the trend")
 
     # ------------------------------------------------------------------ tags
     def add(self, tag: str) -> None:
@@ -90,15 +102,29 @@ class TrendView(QWidget):
             return
         pen = pg.mkPen(PENS[len(self.curves) % len(PENS)], width=1.5)
         self.curves[tag] = self.plot.plot([], [], pen=pen, name=tag, connect="finite")
-        self.hist[tag] = tm.Series(tag)
-        self.livebuf[tag] = tm.Series(tag)
+        step = self.step.get(tag, False)
+        self.hist[tag] = tm.Series(tag, step=step)
+        self.livebuf[tag] = tm.Series(tag, step=step)
         tv = self.console.tags.get(tag)
         if tv is not None:
-            tm.append_live(self.livebuf[tag], time.time(), tv.value, tv.quality)
+            tm.append_live(self.livebuf[tag], tv.ts_ms / 1000.0 if tv.ts_ms else time.time(), tv.value, tv.quality)
+        if tag not in self.step:
+            self.console.call("GET", f"/tags/{tag}").finished.connect(lambda r, t=tag: self._typed(t, r))
         self.console.set_interest("trends", list(self.curves))
         if len(self.curves) == 1:
             self.plot.addLegend()
         self.show_last()
+
+    def _typed(self, tag: str, r: Reply) -> None:
+        """The tag's type is known: anything but a float is discrete (steps)."""
+        if not r.ok or not isinstance(r.data, dict):
+            return
+        step = str(r.data.get("type", "float")) != "float"
+        self.step[tag] = step
+        for store in (self.hist, self.livebuf):
+            if tag in store:
+                store[tag].step = step
+        self.draw()
 
     def set_tags(self, tags: list[str]) -> None:
         self.clear()
@@ -144,7 +170,8 @@ class TrendView(QWidget):
             self.note.setText(f"history of {tag} unavailable ({r.why()}); showing live values only")
         else:
             self.note.setText("")
-            self.hist[tag] = tm.from_points(tag, (r.data or {}).get("points", []), time.time())
+            self.hist[tag] = tm.from_points(tag, (r.data or {}).get("points", []), time.time(),
+                                            step=self.step.get(tag, False))
         self.draw()
 
     def _live(self, names: set[str]) -> None:
@@ -163,13 +190,19 @@ class TrendView(QWidget):
 
     # ------------------------------------------------------------------ drawing
     def series(self, tag: str) -> tm.Series:
-        return tm.merge(self.hist.get(tag, tm.Series(tag)), self.livebuf.get(tag, tm.Series(tag)))
+        """History + live; the last value held to now while the live value is trusted (good, connected)."""
+        step = self.step.get(tag, False)
+        s = tm.merge(self.hist.get(tag, tm.Series(tag, step=step)), self.livebuf.get(tag, tm.Series(tag, step=step)))
+        if self.live.isChecked() and self.console.tags.trusted(tag):
+            s = tm.hold_to(s, time.time())
+        return s
 
     def draw(self) -> None:
         gaps: list[tuple[float, float]] = []
         for tag, curve in self.curves.items():
             s = self.series(tag)
-            curve.setData(s.t, s.v, connect="finite")
+            x, y = tm.drawn(s)
+            curve.setData(x, y, connect="finite")
             gaps.extend(s.gaps)
         self._draw_gaps(gaps)
         self.read_out()
@@ -211,9 +244,11 @@ class TrendView(QWidget):
             self.time_cursor.setValue(time.time())
         if self.curves:
             self.console.set_interest("trends", list(self.curves))
+        self._now.start()
 
     def hideEvent(self, ev: Any) -> None:
         super().hideEvent(ev)
+        self._now.stop()
         self.console.set_interest("trends")
 
     def set_cursor(self, t: float) -> None:

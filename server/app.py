@@ -199,7 +199,9 @@ class ScadaServer:
                           tags=len(self.config.tags), subsystems={k: v.status for k, v in self.subsystems.items()})
 
     def _alarm_snapshot(self) -> list[dict[str, Any]]:
-        return self.alarms.active()[1] if self.alarms is not None else []
+        # diagnostic alarms too: the deltas carry them, so a console that connected later must get them in its
+        # snapshot, or two consoles disagree on the diagnostic count
+        return self.alarms.active(diagnostic=True)[1] if self.alarms is not None else []
 
     async def aclose(self) -> None:
         """Close the stores (after the components have stopped); safe to call twice."""

@@ -391,7 +391,7 @@ def test_trend_gaps_and_cursor(qtbot: QtBot, console: ConsoleModel) -> None:
     tv.set_cursor(t0 / 1000 + 200)
     assert "? bad_comm" in tv.readout.text()
     _x, y = tv.curves[tag].getData()
-    assert np.isnan(y[2]) and y[3] == 30.0
+    assert y[2] == 20.0 and np.isnan(y[3]) and y[4] == 30.0  # 20 held up to the bad sample, then the gap
 
 
 def test_journal_csv_export(qtbot: QtBot, console: ConsoleModel, tmp_path: Path) -> None:
