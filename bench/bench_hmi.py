@@ -1,4 +1,4 @@
-"""Operator console at full scale: first paint after connect, frame time per delta, client RSS.
+"""Operator console at full scale: first paint after connect, pan/zoom, frame time per delta, client RSS.
 
     child process: scada server on the generated full-scale city (1,948 equipment, 154k tags,
                    ~34,000 luminaires), polling and the stale sweeper replaced by a feeder that writes
@@ -12,7 +12,10 @@
    ``ConsoleModel.feed`` (models, alarm events) + the overview's per-spot recolour + one synchronous
    repaint. Baseline in the same run, on the same rows: the naive way — the same model update, then a
    new ScatterPlotItem with every luminaire (all brushes) replacing the old one, + repaint.
-3. Client RSS (this process holds only the console; the server is the child).
+3. Pan/zoom zoomed out (the whole métropole in view, commune outlines drawn): frames of a small pan
+   or a ±10 % zoom, each with one synchronous repaint, with the level of detail (luminaires as one mark
+   per cabinet, equipment clusters) and, same run, with every luminaire and equipment marker drawn.
+4. Client RSS (this process holds only the console; the server is the child).
 
 ``measure`` declares the comparable figures for ``--baseline-rev``. The server child runs with cwd =
 the tree under test and uses its server: ``server.main.serve(skip={"poll", "stale"})`` today; on a
@@ -210,6 +213,10 @@ def measure(quick: bool = False) -> Section:
 def _metrics(r: dict[str, Any]) -> dict[str, Metric]:
     out = {
         "first full paint (from the login request)": Metric(1000 * r["first_paint_s"], "ms", "lower"),
+        "pan/zoom frame wall median, zoomed out, level of detail":
+            Metric(1000 * statistics.median(r["panzoom"]["level of detail"]["wall"]), "ms", "lower"),
+        "pan/zoom frame wall median, zoomed out, every marker":
+            Metric(1000 * statistics.median(r["panzoom"]["every marker"]["wall"]), "ms", "lower"),
         "first full paint (from the end of the login)": Metric(1000 * r["first_paint_after_login_s"], "ms", "lower"),
         "client RSS, connected": Metric(r["rss_connected_mb"], "MB", "lower"),
     }
@@ -281,8 +288,12 @@ def _measure(app: Any, child: Child, rounds: int, rss_start: float) -> dict[str,
     out["markers"] = {"luminaires": int(ov.lum_item.data.size), "equipment": int(ov.eq_item.data.size),
                       "vehicles": int(ov.veh_item.data.size)}
     out["counts"] = console.map.counts()
+    out["outline_points"] = int(ov.outline_item.getData()[0].size)
     _settle(app, 1.0)
     out["rss_connected_mb"] = rss_mb()
+
+    # ------------------------------------------------------------------ 3. pan/zoom, zoomed out
+    out["panzoom"] = _pan_zoom(app, ov, vp, 30 if rounds < 20 else 90)
 
     # ------------------------------------------------------------------ 2. frames
     bridge.dataReady.disconnect(console.pull)  # the bench pulls and times each frame itself
@@ -366,6 +377,38 @@ def _measure(app: Any, child: Child, rounds: int, rss_start: float) -> dict[str,
     return out
 
 
+def _pan_zoom(app: Any, ov: Any, vp: Any, frames: int) -> dict[str, Any]:
+    """Pan and zoom frames over the whole city, with the level of detail, then drawing every marker."""
+    from hmi.overview import LOD_MIN_MARKERS
+
+    out: dict[str, Any] = {}
+    for label, min_markers in (("level of detail", LOD_MIN_MARKERS), ("every marker", float("inf"))):
+        ov.lod_min_markers = min_markers
+        ov.fit()
+        ov._update_lod(force=True)
+        _settle(app, 0.3)
+        walls, cpus = [], []
+        for k in range(frames):
+            t, c0 = time.perf_counter(), time.thread_time()
+            if k % 4 in (0, 1):
+                px = ov.vb.viewPixelSize()[0]
+                ov.vb.translateBy(x=(25 if k % 4 == 0 else -25) * px)
+            else:
+                f = 1.1 if k % 4 == 2 else 1 / 1.1
+                ov.vb.scaleBy(x=f, y=f)
+            vp.repaint()
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.thread_time() - c0)
+        painted = (int(ov.lum_item.data.size) if ov.lum_item.isVisible() else 0) \
+            + (int(ov.cab_item.data.size) if ov.cab_item.isVisible() else 0) \
+            + int(ov.eq_item.data["visible"].sum()) + int(ov.cluster_item.data.size) + int(ov.veh_item.data.size)
+        out[label] = {"wall": walls, "cpu": cpus, "lod": bool(ov.lod), "painted": painted,
+                      "m_per_px": float(ov.vb.viewPixelSize()[0])}
+    ov.lod_min_markers = LOD_MIN_MARKERS
+    ov._update_lod(force=True)
+    return out
+
+
 def _report(r: dict[str, Any], quick: bool) -> str:
     s = r["server"]
     t = r["timings"]
@@ -399,6 +442,25 @@ def _report(r: dict[str, Any], quick: bool) -> str:
     lines.append("")
     lines.append(f"Markers drawn: {m['luminaires']:,} luminaires, {m['equipment']:,} equipment, "
                  f"{m['vehicles']} vehicles (states: {r['counts']}).")
+    lines.append(f"Commune outlines drawn in the same paint ({r['outline_points']:,} outline points, 23 communes).")
+    lines.append("")
+    lines.append("### Pan/zoom, zoomed out on the whole métropole (one pan or ±10 % zoom + one synchronous repaint)")
+    lines.append("")
+    lines.append("| drawing | marks painted | m/px | frames | wall median / p95 | GUI-thread CPU median "
+                 "| fps (wall / CPU) | target |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    pz = r["panzoom"]
+    for label, c in pz.items():
+        med, p95, cmed = statistics.median(c["wall"]), _pct(c["wall"], 95), statistics.median(c["cpu"])
+        target = (f"≥ 30 fps: {'met' if 1 / med >= 30 else ('met on CPU' if 1 / cmed >= 30 else 'NOT met')}"
+                  if c["lod"] else "baseline")
+        lines.append(f"| {label} | {c['painted']:,} | {c['m_per_px']:.0f} | {len(c['wall'])} | {med * 1000:.1f} / "
+                     f"{p95 * 1000:.1f} ms | {cmed * 1000:.1f} ms | {1 / med:.0f} / {1 / cmed:.0f} | {target} |")
+    lod, every = pz["level of detail"], pz["every marker"]
+    lines.append("")
+    lines.append(f"Ratio (every marker / level of detail, same run): "
+                 f"{statistics.median(every['wall']) / statistics.median(lod['wall']):.1f}x wall, "
+                 f"{statistics.median(every['cpu']) / statistics.median(lod['cpu']):.1f}x CPU.")
     lines.append("")
     lines.append("### Frame time per delta (models + alarm events + per-spot recolour + one synchronous repaint)")
     lines.append("")

@@ -1,13 +1,22 @@
 """Level 1 — the city overview: every equipment and luminaire on a map drawn from their coordinates.
 
     ┌ pg.GraphicsView ─ ViewBox (aspect locked, wheel zoom, drag pan) ─────────────┬ side panel ────────┐
-    │  luminaires     one ScatterPlotItem, 'o' 4 px       ← recoloured per spot     │ legend (shapes)    │
-    │  equipment      one ScatterPlotItem, shape = type   ← recoloured per spot     │ alarms per domain  │
-    │  vehicles       small item, moved when they move                              │ selected equipment │
-    │  alarm marks    priority shape + number next to the equipment                 │  [Open display]    │
-    │  commune names  with their alarm counts "■1 2 ▲2 5"                           │ [Fit]              │
-    │  stale overlay  hatched + "DATA STALE" while the console is disconnected      │                    │
+    │  outlines       the 23 communes (scada.geo), one curve, thin grey, no fill    │ legend (shapes)    │
+    │  luminaires     one ScatterPlotItem, 'o' 4 px       ← recoloured per spot     │ layers ☑ per domain│
+    │  cabinets (LOD) one mark per cabinet, worst luminaire state                   │  ☑ luminaires      │
+    │  equipment      one ScatterPlotItem, shape = type   ← recoloured per spot     │  ☑ vehicles        │
+    │  clusters (LOD) a count + the worst alarm priority per grid cell              │  ☐ alarms only     │
+    │  vehicles       small item, moved when they move                              │ alarms per domain  │
+    │  alarm marks    priority shape + number next to the equipment                 │ selected equipment │
+    │  commune names  inside each outline, with alarm counts "■1 2 ▲2 5"            │  [Open display]    │
+    │  stale overlay  hatched + "DATA STALE" while the console is disconnected      │ [Fit] · credit     │
     └──────────────────────────────────────────────────────────────────────────────┴────────────────────┘
+
+Level of detail: on a big city (≥ LOD_MIN_MARKERS markers) zoomed out beyond LOD_M_PER_PX metres per
+pixel, the luminaires give way to one mark per cabinet (its worst luminaire state) and equipment
+sharing a grid cell of ~CLUSTER_PX pixels become one cluster mark with its count and worst alarm
+priority. The grid is in map metres with a power-of-two cell, so panning regroups nothing and a zoom
+regroups only when the cell size changes: a pan frame paints ~3,000 marks instead of 36,000.
 
 Colour appears only when abnormal: normal markers are grey; a marker takes its worst alarm's
 priority colour (with the priority mark beside it), white when abnormal without an alarm, hatched
@@ -22,6 +31,7 @@ one repaint. See bench/bench_hmi.py for the numbers and the naive baseline.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -30,6 +40,8 @@ import pyqtgraph as pg
 from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QPainter, QPaintEvent
 from PyQt6.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -41,13 +53,22 @@ from PyQt6.QtWidgets import (
 
 from hmi import qtstyle, style
 from hmi.console import ConsoleModel
-from hmi.models.mapmodel import KIND_CODE, KINDS, MapDelta
+from hmi.models.mapmodel import KIND_CODE, KINDS, Clusters, MapDelta
 from hmi.qtstyle import hide_row_numbers
+from scada.geo import ATTRIBUTION
 
 I64 = npt.NDArray[np.int64]
 KIND_STYLES: tuple[tuple[str, float], ...] = tuple((style.KIND_SYMBOLS[k][0], float(style.KIND_SYMBOLS[k][1]))
                                                   for k in KINDS)
 LUM_SIZE = 4.0
+CABINET_SIZE = 7.0  # a cabinet's aggregated luminaires (zoomed out)
+CLUSTER_SIZE = 26.0
+#: Level of detail: only a city this big aggregates (the demo's few hundred marks never need it) ...
+LOD_MIN_MARKERS = 5_000
+#: ... and only zoomed out beyond this (luminaires 22 m apart would be < 6 px apart)
+LOD_M_PER_PX = 4.0
+CLUSTER_PX = 48.0  # equipment closer than about this many pixels share a cluster (cells of 34 to 68 px)
+OUTLINE_WIDTH = 1.0
 
 
 class StaleOverlay(QWidget):
@@ -140,6 +161,54 @@ def set_points(item: pg.ScatterPlotItem, x: npt.NDArray[np.float64], y: npt.NDAr
     item.sigPlotChanged.emit(item)
 
 
+class PixelLabels(pg.GraphicsObject):  # type: ignore[misc]
+    """Short texts centred on map points, drawn at a fixed pixel size by one item.
+
+    One TextItem per cluster would cost a transform update per item on every pan frame (pyqtgraph
+    re-anchors each one in Python: ~9 ms for 150 labels); this item maps its points once per paint.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x = np.zeros(0)
+        self.y = np.zeros(0)
+        self.texts: list[str] = []
+        self.font = QFont()
+        self.font.setPointSize(8)
+        self.font.setBold(True)
+        self._bounds = QRectF()
+
+    def set_labels(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], texts: list[str]) -> None:
+        self.prepareGeometryChange()
+        self.x, self.y, self.texts = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), texts
+        self._bounds = QRectF() if not texts else QRectF(
+            float(self.x.min()), float(self.y.min()), float(np.ptp(self.x)), float(np.ptp(self.y)))
+        self.update()
+
+    def viewTransformChanged(self) -> None:
+        self.prepareGeometryChange()  # the margin around the points (in pixels) changes with the zoom
+
+    def boundingRect(self) -> QRectF:
+        if not self.texts:
+            return QRectF()
+        px, py = self.pixelVectors()
+        mx = 40 * (px.length() if px is not None else 0.0)
+        my = 20 * (py.length() if py is not None else 0.0)
+        return self._bounds.adjusted(-mx, -my, mx, my)
+
+    def paint(self, p: QPainter, *_: Any) -> None:
+        if not self.texts:
+            return
+        tr = p.transform()
+        p.resetTransform()
+        p.setFont(self.font)
+        p.setPen(QColor(style.TEXT))
+        centre = Qt.AlignmentFlag.AlignCenter
+        for x, y, text in zip(self.x.tolist(), self.y.tolist(), self.texts, strict=True):
+            d = tr.map(QPointF(x, y))
+            p.drawText(QRectF(d.x() - 40, d.y() - 10, 80, 20), centre, text)
+
+
 class MapView(pg.GraphicsView):  # type: ignore[misc]
     """The map canvas (its own class so clicks map to scene coordinates)."""
 
@@ -176,22 +245,34 @@ class Overview(QWidget):
         self.selection: str | None = None
         self.view = MapView()
         self.vb = self.view.vb
+        self.outline_item = pg.PlotCurveItem(pen=pg.mkPen(style.COMMUNE_LINE, width=OUTLINE_WIDTH, cosmetic=True),
+                                             connect="finite", antialias=False)
         self.lum_item = pg.ScatterPlotItem(pxMode=True, size=LUM_SIZE, symbol="o")
+        self.cab_item = pg.ScatterPlotItem(pxMode=True)
         self.eq_item = pg.ScatterPlotItem(pxMode=True)
+        self.cluster_item = pg.ScatterPlotItem(pxMode=True)
         self.veh_item = pg.ScatterPlotItem(pxMode=True)
         self.mark_item = pg.ScatterPlotItem(pxMode=True)
         self.sel_item = pg.ScatterPlotItem(pxMode=True, size=26, symbol="o", brush=None,
                                            pen=pg.mkPen("#000000", width=2))
-        for it in (self.lum_item, self.eq_item, self.veh_item, self.mark_item, self.sel_item):
+        for z, it in enumerate((self.outline_item, self.lum_item, self.cab_item, self.eq_item, self.cluster_item,
+                                self.veh_item, self.mark_item, self.sel_item)):
             self.vb.addItem(it)
-        self.lum_item.setZValue(1)
-        self.eq_item.setZValue(2)
-        self.veh_item.setZValue(3)
-        self.mark_item.setZValue(4)
-        self.sel_item.setZValue(5)
+            it.setZValue(z)
         self._labels: dict[str, pg.TextItem] = {}
+        self.cluster_labels = PixelLabels()  # the clusters' counts
+        self.cluster_labels.setZValue(9)
+        self.vb.addItem(self.cluster_labels)
+        self.clusters: Clusters | None = None  # the equipment clusters drawn (level of detail), None when off
+        self.lod = False
+        self.lod_min_markers: float = LOD_MIN_MARKERS  # the benchmark sets inf to draw every luminaire
+        self._lod_cell = 0.0
+        self._cab_idx = np.zeros(0, dtype=np.int64)  # cabinets drawn as aggregated marks (level of detail)
+        self._cab_codes = np.zeros(0, dtype=np.uint8)
+        self._shown = np.zeros(0, dtype=bool)  # per equipment: its layer is on (and, alarms only, it has one)
         self._lum_brushes = brush_table(style.LUMINAIRE)
         self._eq_brushes = brush_table(style.EQUIPMENT)
+        self._cluster_brushes = brush_table(style.PANEL)  # light: its count is written on it
         self._pens = pen_table()
         self._veh_idx = np.zeros(0, dtype=np.int64)
         self._eq_idx = np.zeros(0, dtype=np.int64)  # equipment index → spot index in eq_item (-1: vehicle)
@@ -207,6 +288,12 @@ class Overview(QWidget):
         hide_row_numbers(self.domains)
         self.domains.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.domains.setMaximumHeight(230)
+        # layers: one box per equipment domain, then luminaires, vehicles and "alarms only"
+        self.layer_box: dict[str, QCheckBox] = {}
+        self._layer_grid = QGridLayout()
+        self._layer_grid.setContentsMargins(0, 0, 0, 0)
+        layers = QWidget()
+        layers.setLayout(self._layer_grid)
         self.info = QLabel("Click a marker to select it.")
         self.info.setWordWrap(True)
         self.open_btn = QPushButton("Open display")
@@ -218,6 +305,8 @@ class Overview(QWidget):
         side = QVBoxLayout()
         side.addWidget(QLabel("<b>Level 1 — city overview</b>"))
         side.addWidget(self.legend)
+        side.addWidget(QLabel("<b>Layers</b>"))
+        side.addWidget(layers)
         side.addWidget(QLabel("<b>Annunciated alarms per domain</b>"))
         side.addWidget(self.domains)
         side.addWidget(QLabel("<b>Selection</b>"))
@@ -225,6 +314,12 @@ class Overview(QWidget):
         side.addWidget(self.open_btn)
         side.addStretch(1)
         side.addWidget(fit)
+        credit = QLabel(ATTRIBUTION)  # the outlines' licence asks for it wherever they are shown
+        credit.setWordWrap(True)
+        f = credit.font()
+        f.setPointSizeF(max(6.0, f.pointSizeF() * 0.8))
+        credit.setFont(f)
+        side.addWidget(credit)
         panel = QWidget()
         panel.setLayout(side)
         panel.setFixedWidth(270)
@@ -239,7 +334,7 @@ class Overview(QWidget):
         console.alarmsChanged.connect(self.on_alarms)
         console.staleChanged.connect(self.on_stale)
         self.view.clicked.connect(self.on_click)
-        self.vb.sigRangeChanged.connect(lambda *_: self._offset_marks())
+        self.vb.sigRangeChanged.connect(self._on_range)
         self.on_stale(console.stale)
         if len(console.registry):
             self.rebuild()
@@ -262,13 +357,117 @@ class Overview(QWidget):
         self._eq_spot = np.full(len(m.equipment), -1, dtype=np.int64)
         self._eq_spot[self._eq_idx] = np.arange(self._eq_idx.size)
         self._spot_kind = kinds[self._eq_idx]
+        self._build_layers()
+        self._shown = self._shown_mask()
         set_points(self.eq_item, m.eq_x[self._eq_idx], m.eq_y[self._eq_idx], m.eq_code[self._eq_idx],
                    self._eq_brushes, self._pens, self._spot_kind, KIND_STYLES)
-        self._draw_vehicles()
+        self.outline_item.setData(*m.outlines())
         self._draw_luminaires()
         self._draw_labels()
-        self.on_alarms()
+        self._draw_counts()
         self.fit()
+        self._update_lod(force=True)
+
+    # ------------------------------------------------------------------ layers and level of detail
+    def _build_layers(self) -> None:
+        """One check box per domain of the city's (non-vehicle) equipment, then the fixed layers."""
+        domains = sorted({e.domain or "(other)" for e in self.console.map.equipment if e.template != "vehicle"})
+        keys = [f"domain:{d}" for d in domains] + ["luminaires", "vehicles", "alarms_only"]
+        if list(self.layer_box) == keys:
+            return
+        was = {k: b.isChecked() for k, b in self.layer_box.items()}
+        for box in self.layer_box.values():
+            self._layer_grid.removeWidget(box)
+            box.deleteLater()
+        self.layer_box = {}
+        for n, key in enumerate(keys):
+            box = QCheckBox(key.removeprefix("domain:").replace("_", " "))
+            box.setChecked(was.get(key, key != "alarms_only"))
+            box.setAccessibleName(f"map layer {box.text()}")
+            box.toggled.connect(self._apply_layers)
+            self._layer_grid.addWidget(box, n // 2, n % 2)
+            self.layer_box[key] = box
+
+    def layer_on(self, key: str) -> bool:
+        box = self.layer_box.get(key)
+        return key != "alarms_only" if box is None else box.isChecked()
+
+    def _shown_mask(self) -> npt.NDArray[np.bool_]:
+        """Per equipment: its layer is on and, with "alarms only", it has an annunciated alarm."""
+        m = self.console.map
+        shown = np.array([self.layer_on("vehicles" if e.template == "vehicle" else f"domain:{e.domain or '(other)'}")
+                          for e in m.equipment], dtype=bool)
+        if self.layer_on("alarms_only"):
+            shown &= m.eq_alarm > 0
+        return shown
+
+    def _apply_layers(self) -> None:
+        self._shown = self._shown_mask()
+        self._update_lod(force=True)
+
+    def _on_range(self, *_: Any) -> None:
+        self._offset_marks()
+        self._update_lod()
+
+    def _update_lod(self, force: bool = False) -> None:
+        """Switch the level of detail when the zoom crosses a threshold or the cluster cell changes size.
+
+        The cell is a power of two of metres near CLUSTER_PX pixels: a pan keeps it (nothing to redo), a
+        zoom redoes the clusters only when it doubles or halves.
+        """
+        m = self.console.map
+        px = float(self.vb.viewPixelSize()[0])
+        lod = m.lum_x.size + len(m.equipment) >= self.lod_min_markers and px > LOD_M_PER_PX
+        cell = 2.0 ** round(math.log2(px * CLUSTER_PX)) if lod else 0.0
+        if not force and lod == self.lod and cell == self._lod_cell:
+            return
+        self.lod, self._lod_cell = lod, cell
+        self._draw_clusters()
+        self._draw_equipment_visibility()
+        self._draw_luminaire_layer()
+        self._draw_vehicles()
+        self._draw_marks()
+
+    def _draw_clusters(self) -> None:
+        m = self.console.map
+        if not self.lod or self._shown.size != len(m.equipment):
+            self.clusters = None
+            self.cluster_item.setData([])
+            self.cluster_labels.set_labels(np.zeros(0), np.zeros(0), [])
+            return
+        groupable = self._shown.copy()
+        groupable[self._veh_idx] = False  # vehicles move: always drawn on their own
+        c = m.clusters(self._lod_cell, groupable)
+        self.clusters = c
+        set_points(self.cluster_item, c.x, c.y, c.code, self._cluster_brushes, self._pens,
+                   kind_styles=(("o", CLUSTER_SIZE),))
+        texts = [f"{n}" + (f" {style.PRIORITIES[p].symbol}{p}" if p else "")
+                 for n, p in zip(c.count.tolist(), c.priority.tolist(), strict=True)]
+        self.cluster_labels.set_labels(c.x, c.y, texts)
+
+    def _clustered(self) -> npt.NDArray[np.bool_]:
+        n = len(self.console.map.equipment)
+        return self.clusters.members >= 0 if self.clusters is not None else np.zeros(n, dtype=bool)
+
+    def _draw_equipment_visibility(self) -> None:
+        if self._shown.size != len(self.console.map.equipment) or self.eq_item.data.size != self._eq_idx.size:
+            return
+        self.eq_item.data["visible"] = (self._shown & ~self._clustered())[self._eq_idx]
+        self.eq_item.invalidate()
+        self.eq_item.update()
+
+    def _draw_luminaire_layer(self) -> None:
+        """Every luminaire, or zoomed out on a big city one mark per cabinet (its worst luminaire)."""
+        m = self.console.map
+        on = self.layer_on("luminaires") and not self.layer_on("alarms_only")  # a luminaire carries no alarm
+        self.lum_item.setVisible(on and not self.lod)
+        if on and self.lod:
+            self._cab_idx, codes = m.cabinet_codes()
+            self._cab_codes = codes
+            set_points(self.cab_item, m.eq_x[self._cab_idx], m.eq_y[self._cab_idx], codes, self._lum_brushes,
+                       self._pens, kind_styles=(("o", CABINET_SIZE),))
+            self._offset_marks()
+        self.cab_item.setVisible(on and self.lod)
 
     def _restyle_equipment(self, spots: I64) -> None:
         m = self.console.map
@@ -283,7 +482,7 @@ class Overview(QWidget):
 
     def _draw_vehicles(self) -> None:
         m = self.console.map
-        v = self._veh_idx
+        v = self._veh_idx[self._shown[self._veh_idx]] if self._shown.size == len(m.equipment) else self._veh_idx
         sym, size, _ = style.KIND_SYMBOLS["vehicle"]
         self.veh_item.setData(x=m.eq_x[v], y=m.eq_y[v], symbol=sym, size=size,
                               brush=list(self._eq_brushes[m.eq_code[v]]), pen=list(self._pens[m.eq_code[v]]))
@@ -293,7 +492,8 @@ class Overview(QWidget):
             self.vb.removeItem(item)
         self._labels = {}
         for name, x, y in self.console.map.commune_anchors():
-            t = pg.TextItem(name, color=style.COMMUNE_TEXT, anchor=(0.5, 1.0))
+            # centred on the commune's label point, which lies well inside its outline
+            t = pg.TextItem(name, color=style.COMMUNE_TEXT, anchor=(0.5, 0.5))
             f = QFont()
             f.setPointSize(8)
             t.setFont(f)
@@ -312,27 +512,54 @@ class Overview(QWidget):
         m = self.console.map
         if d.rebuilt:
             self._draw_luminaires()
+            if self.lod:
+                self._draw_luminaire_layer()
+            else:  # the luminaires came after the equipment list: the city may now be big enough to aggregate
+                self._update_lod()
         elif d.luminaires.size:
             recolour(self.lum_item, d.luminaires, m.lum_code[d.luminaires], self._lum_brushes, self._pens)
+            if self.lod and self.cab_item.isVisible():
+                idx, codes = m.cabinet_codes()
+                changed = np.flatnonzero(codes != self._cab_codes) if idx.size == self._cab_idx.size else None
+                if changed is None:
+                    self._draw_luminaire_layer()
+                else:
+                    self._cab_codes = codes
+                    recolour(self.cab_item, changed, codes[changed], self._lum_brushes, self._pens,
+                             kind_styles=(("o", CABINET_SIZE),))
         if d.equipment.size and self._eq_spot.size:
             spots = self._eq_spot[d.equipment]
             self._restyle_equipment(spots[spots >= 0])
             if (spots < 0).any():
                 self._draw_vehicles()
+            if self.clusters is not None and (self.clusters.members[d.equipment] >= 0).any():
+                self._draw_clusters()  # a member's state changed: the cluster's worst state may have
         if d.moved:
             self._draw_vehicles()
             self._draw_marks()
             self._draw_selection()
 
     def on_alarms(self) -> None:
+        if self.layer_on("alarms_only") or self.lod:
+            # which equipment is shown (alarms only) and the clusters' worst priority follow the alarms
+            self._shown = self._shown_mask()
+            self._draw_clusters()
+            self._draw_equipment_visibility()
+            self._draw_vehicles()
         self._draw_marks()
         self._draw_counts()
 
     def _draw_marks(self) -> None:
-        """Alarm indicators: the worst priority's shape with its number, beside each alarmed equipment."""
+        """Alarm indicators: the worst priority's shape with its number, beside each alarmed equipment.
+
+        Hidden layers and clustered equipment have none (a cluster shows its members' worst priority).
+        """
         m = self.console.map
         levels = m.eq_alarm
-        idx = np.flatnonzero(levels)
+        drawn = levels > 0
+        if self._shown.size == levels.size:
+            drawn &= self._shown & ~self._clustered()
+        idx = np.flatnonzero(drawn)
         if idx.size == 0:
             self.mark_item.setData([])
             return
@@ -345,9 +572,11 @@ class Overview(QWidget):
         self._offset_marks()
 
     def _offset_marks(self) -> None:
-        # the marks sit up-right of their equipment, a fixed number of pixels away whatever the zoom
+        # the marks sit up-right of their equipment, a fixed number of pixels away whatever the zoom;
+        # a cabinet's aggregated luminaires down-left of the cabinet's own marker
         px = self.vb.viewPixelSize()
         self.mark_item.setPos(px[0] * 11, px[1] * 11)
+        self.cab_item.setPos(-px[0] * 8, -px[1] * 8)
 
     def _draw_counts(self) -> None:
         counts = self.console.alarms.counts_by("commune")
@@ -383,7 +612,16 @@ class Overview(QWidget):
     # ------------------------------------------------------------------ selection
     def on_click(self, x: float, y: float, double: bool) -> None:
         px = self.vb.viewPixelSize()
-        eq = self.console.map.pick(x, y, max(px) * 9)
+        c = self.clusters
+        if c is not None and c.count.size:
+            d = np.hypot(c.x - x, c.y - y)
+            i = int(np.argmin(d))
+            if d[i] <= max(px) * CLUSTER_SIZE / 2:  # a cluster: zoom in on it (4 times closer)
+                w, h = self.vb.viewRect().width() / 4, self.vb.viewRect().height() / 4
+                self.vb.setRange(QRectF(float(c.x[i]) - w / 2, float(c.y[i]) - h / 2, w, h), padding=0)
+                return
+        shown = self._shown & ~self._clustered() if self._shown.size == len(self.console.map.equipment) else None
+        eq = self.console.map.pick(x, y, max(px) * 9, shown, luminaires=self.lum_item.isVisible())
         self.select(eq)
         if eq and double:
             self.console.openEquipment.emit(eq)

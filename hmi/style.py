@@ -39,6 +39,7 @@ ASPECT_LIT = "#f0f0f0"  # a lit signal lamp (with its letter)
 ASPECT_DARK = "#3a3a3a"  # an unlit signal lamp
 ASPECT_HOUSING = "#1e1e1e"
 COMMUNE_TEXT = "#2a2a2a"
+COMMUNE_LINE = "#8f8f8f"  # commune outlines: thin, a shade darker than the background, never filled
 GRID = "#9a9a9a"
 
 # ---------------------------------------------------------------------- alarm palette (alarms only)

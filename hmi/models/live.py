@@ -87,6 +87,7 @@ class EquipmentInfo:
     lat: float
     lon: float
     device: str = ""
+    lamps: tuple[tuple[float, float], ...] = ()  # a cabinet's luminaires (lat, lon), lamp_01 first
 
     @property
     def prefix_glob(self) -> str:
@@ -97,7 +98,8 @@ class EquipmentInfo:
     def from_json(cls, d: dict[str, Any]) -> EquipmentInfo:
         return cls(str(d["id"]), str(d.get("template", "")), str(d.get("kind", d.get("template", ""))),
                    str(d.get("domain", "")), str(d.get("commune", "")), float(d.get("lat") or 0.0),
-                   float(d.get("lon") or 0.0), str(d.get("device", "")))
+                   float(d.get("lon") or 0.0), str(d.get("device", "")),
+                   tuple((float(p[0]), float(p[1])) for p in d.get("lamps") or ()))
 
 
 class Registry:

@@ -6,13 +6,26 @@ pointing at ``DIR/inventory.csv``), ``DIR/alarms.yaml`` and the inventory (34,00
 sites, parking counters). Deterministic for a given seed. The shipped ``inventory/demo.csv`` is
 ``--scale demo --seed 42``.
 
-Placement: each equipment is put near its commune's centre (real names, approximate real
-coordinates), with more equipment in Dijon itself, as in the real city.
+Three random streams, so that a new column never reshuffles the others:
+
+    seed      commune (weighted: most equipment in Dijon, as in the real city), the first position
+              proposal around the commune's centre, manufacturer, dates, sizes ...
+    seed + 1  junction layouts
+    seed + 2  geography: a proposal outside the commune's real outline (scada.geo) is drawn again
+              around the centre, then uniformly inside the outline; each cabinet's street bearing
+    seed + 3  names and addresses (real Dijon streets in Dijon, common French street names elsewhere)
+
+Every equipment lies inside its commune's outline. A cabinet's luminaires stand along its street
+(every 22 m, alternating sides 7 m off the axis, both ways from the cabinet; the bearing is chosen so
+they stay in the commune), written as the ``lamp_positions`` column (``lat lon;lat lon;...``, one pair
+per luminaire in lamp order, see scada.config.inventory): the console draws them where the inventory
+says, it does not invent them.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import random
 import re
 import shutil
@@ -20,9 +33,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import shapely
+
+from scada import geo
+from scada.config.inventory import LAMP_POSITIONS, format_lamp_positions
 from scada.config.units import slug
 
-#: The 23 communes of Dijon métropole: name, latitude, longitude, weight (share of equipment).
+#: The 23 communes of Dijon métropole: name, latitude, longitude of its town centre (inside its outline,
+#: where equipment concentrates), weight (share of equipment).
 COMMUNES: list[tuple[str, float, float, float]] = [
     ("Dijon", 47.3220, 5.0415, 10.0), ("Chenôve", 47.2930, 5.0060, 1.4), ("Talant", 47.3370, 5.0040, 1.0),
     ("Fontaine-lès-Dijon", 47.3430, 5.0210, 0.9), ("Quetigny", 47.3150, 5.1060, 1.0),
@@ -32,13 +51,45 @@ COMMUNES: list[tuple[str, float, float, float]] = [
     ("Daix", 47.3520, 5.0030, 0.1), ("Hauteville-lès-Dijon", 47.3650, 4.9960, 0.1),
     ("Bretenière", 47.2400, 5.1110, 0.1), ("Corcelles-les-Monts", 47.3000, 4.9410, 0.1),
     ("Flavignerot", 47.2840, 4.9150, 0.05), ("Fénay", 47.2370, 5.0600, 0.1),
-    ("Magny-sur-Tille", 47.2830, 5.1830, 0.1), ("Neuilly-Crimolois", 47.2720, 5.1180, 0.2),
+    ("Magny-sur-Tille", 47.2850, 5.1720, 0.1), ("Neuilly-Crimolois", 47.2720, 5.1180, 0.2),
     ("Ouges", 47.2610, 5.0790, 0.1), ("Perrigny-lès-Dijon", 47.2670, 5.0050, 0.1),
     ("Sennecey-lès-Dijon", 47.2900, 5.1030, 0.2), ("Bressey-sur-Tille", 47.3110, 5.1850, 0.05),
 ]
 
+# name, address and lamp_positions come last: scripts and tests that edit rows by column position keep working
 COLUMNS = ["id", "type", "commune", "latitude", "longitude", "manufacturer", "model", "install_date",
-           "road_class", "endpoint", "unit", "snmp_version", "layout", "luminaires", "fire_zones", "doors"]
+           "road_class", "endpoint", "unit", "snmp_version", "layout", "luminaires", "fire_zones", "doors",
+           "name", "address", LAMP_POSITIONS]
+
+#: Real streets and places of Dijon (its equipment's addresses).
+DIJON_STREETS = (
+    "rue de la Liberté", "rue Chabot-Charny", "boulevard de Sévigné", "avenue du Drapeau", "boulevard Carnot",
+    "rue Monge", "avenue Jean-Jaurès", "rue d'Auxonne", "avenue Victor-Hugo", "boulevard de la Trémouille",
+    "rue de la Préfecture", "place Darcy", "place de la République", "place Wilson", "rue des Godrans",
+    "avenue de Langres", "boulevard Clemenceau", "avenue Aristide-Briand", "rue de Mirande", "boulevard Mansart",
+    "avenue du Lac", "rue Devosge", "boulevard de Strasbourg", "avenue Maréchal-Foch", "rue Berbisey",
+    "boulevard Voltaire", "avenue de Stalingrad", "rue d'Estienne-d'Orves", "rue de Jouvence", "rue Jeannin",
+    "boulevard de Champagne", "avenue Garibaldi", "rue du Transvaal", "boulevard des Allobroges",
+    "rue de Longvic", "avenue Raymond-Poincaré", "place du Théâtre", "rue Charrue", "rue Vauban", "rue Turgot",
+)
+#: Common French street names: plausible in any commune of the métropole.
+COMMON_STREETS = (
+    "Grande Rue", "rue de la Mairie", "rue de l'Église", "avenue de la République", "rue Jean-Moulin",
+    "rue Pasteur", "rue Victor-Hugo", "rue du Stade", "rue des Écoles", "allée des Tilleuls", "rue de la Gare",
+    "place de la Mairie", "avenue Charles-de-Gaulle", "rue des Vignes", "rue du Moulin", "rue de Dijon",
+    "rue des Champs", "rue Jules-Ferry", "avenue du 8-Mai-1945", "rue du Général-Leclerc", "chemin des Vergers",
+    "rue de la Fontaine", "rue des Lilas", "impasse des Acacias", "rue Gustave-Eiffel", "rue de Bourgogne",
+)
+BUILDING_KINDS = ("Groupe scolaire", "Gymnase", "Médiathèque", "Centre social", "Piscine", "Salle des fêtes",
+                  "Crèche", "Maison de quartier", "Centre technique", "Conservatoire")
+BUILDING_PATRONS = ("Jules-Ferry", "Jean-Moulin", "Victor-Hugo", "Pasteur", "Champollion", "Colette",
+                    "Marie-Curie", "Louis-Aragon", "Gustave-Eiffel", "Simone-Veil", "Jean-Zay", "Lamartine")
+
+#: Luminaires along their cabinet's street: spacing along the axis and offset to either side (metres).
+LAMP_SPACING_M = 22.0
+LAMP_SIDE_M = 7.0
+LAMP_BEARING_TRIES = 12
+CABINET_SITE_TRIES = 20
 
 #: Junction layouts (the simulator builds the controller from it; the fail-safe monitor takes the
 #: compatibility matrix of the same name from commands.yaml), with their share of the city.
@@ -73,12 +124,116 @@ MODBUS_UNITS_PER_ENDPOINT = 200  # unit ids 1..200 per gateway endpoint (Modbus 
 MODBUS_ENDPOINTS = 6
 
 
-def _commune(rng: random.Random, dijon_share: float | None = None) -> tuple[str, float, float]:
-    names = [c for c in COMMUNES]
-    weights = [c[3] for c in COMMUNES]
-    name, lat, lon, _ = rng.choices(names, weights=weights)[0]
-    spread = 0.012 if name == "Dijon" else 0.006
-    return name, round(lat + rng.gauss(0, spread), 6), round(lon + rng.gauss(0, spread * 1.4), 6)
+def _centre(name: str) -> tuple[float, float, float]:
+    """(lat, lon, spread in degrees) of a commune's town centre: equipment gathers around it."""
+    lat0, lon0 = next((c[1], c[2]) for c in COMMUNES if c[0] == name)
+    return lat0, lon0, 0.012 if name == "Dijon" else 0.006
+
+
+def _commune(rng: random.Random, geo_rng: random.Random) -> tuple[str, float, float]:
+    name = rng.choices(COMMUNES, weights=[c[3] for c in COMMUNES])[0][0]
+    lat0, lon0, spread = _centre(name)
+    # the first proposal comes from the main stream, as it always did: the other columns keep their values
+    lat, lon = lat0 + rng.gauss(0, spread), lon0 + rng.gauss(0, spread * 1.4)
+    lat, lon = _inside(name, lat, lon, geo_rng)
+    return name, round(lat, 6), round(lon, 6)
+
+
+def _inside(name: str, lat: float, lon: float, geo_rng: random.Random) -> tuple[float, float]:
+    """(lat, lon) if inside ``name``'s outline, else another draw around the centre, else uniform inside."""
+    commune = geo.communes()[name]
+    lat0, lon0, spread = _centre(name)
+    for _ in range(50):
+        if commune.contains(round(lat, 6), round(lon, 6)):
+            return lat, lon
+        lat, lon = lat0 + geo_rng.gauss(0, spread), lon0 + geo_rng.gauss(0, spread * 1.4)
+    x0, y0, x1, y1 = commune.outline.bounds
+    while True:  # a commune fills a good share of its bounding box: this ends within a few draws
+        lat, lon = geo_rng.uniform(y0, y1), geo_rng.uniform(x0, x1)
+        if commune.contains(round(lat, 6), round(lon, 6)):
+            return lat, lon
+
+
+def lamp_offsets(count: int, bearing: float) -> tuple[geo.F64, geo.F64]:
+    """(east, north) metres of luminaires 1..count from their cabinet along a street of ``bearing`` radians.
+
+    Lamps go 1 ahead, 2 behind, 3 two ahead ... every LAMP_SPACING_M, two on one side, two on the other.
+    """
+    k = np.arange(1, count + 1)
+    step = (k + 1) // 2 * np.where(k % 2 == 1, 1, -1)
+    side = np.where((k // 2) % 2 == 0, 1.0, -1.0) * LAMP_SIDE_M
+    east = math.cos(bearing) * step * LAMP_SPACING_M - math.sin(bearing) * side
+    north = math.sin(bearing) * step * LAMP_SPACING_M + math.cos(bearing) * side
+    return east, north
+
+
+def _lamps(commune: str, lat: float, lon: float, count: int,
+           geo_rng: random.Random) -> tuple[int, list[tuple[float, float]]]:
+    """(how many inside, positions) of luminaires along the cabinet's street, for the bearing (of a few
+    tried) that keeps the most of them in the commune."""
+    outline = geo.communes()[commune].outline
+    best: tuple[int, geo.F64, geo.F64] | None = None
+    kx = geo.M_PER_DEG_LON_EQ * math.cos(math.radians(lat))
+    for _ in range(LAMP_BEARING_TRIES):
+        east, north = lamp_offsets(count, geo_rng.uniform(0.0, math.pi))
+        # rounded as written (format_lamp_positions), so what is checked is what the inventory says
+        lats = np.round(lat + north / geo.M_PER_DEG_LAT, 5)
+        lons = np.round(lon + east / kx, 5)
+        inside = int(np.count_nonzero(shapely.contains_xy(outline, lons, lats)))
+        if best is None or inside > best[0]:
+            best = (inside, lats, lons)
+        if inside == count:
+            break
+    if best is None:
+        return 0, []
+    return best[0], list(zip(best[1].tolist(), best[2].tolist(), strict=True))
+
+
+def _cabinet_site(commune: str, lat: float, lon: float, count: int,
+                  geo_rng: random.Random) -> tuple[float, float, list[tuple[float, float]]]:
+    """A cabinet's position and its luminaires, all inside the commune.
+
+    A cabinet so close to the border that no street bearing keeps its lamps inside moves to another
+    site of its commune (the best site found is kept if none fits, which the outlines never require).
+    """
+    inside, lamps = _lamps(commune, lat, lon, count, geo_rng)
+    best = (inside, lat, lon, lamps)
+    lat0, lon0, spread = _centre(commune)
+    for _ in range(CABINET_SITE_TRIES):
+        if best[0] == count:
+            break
+        lat, lon = _inside(commune, lat0 + geo_rng.gauss(0, spread), lon0 + geo_rng.gauss(0, spread * 1.4), geo_rng)
+        lat, lon = round(lat, 6), round(lon, 6)
+        inside, lamps = _lamps(commune, lat, lon, count, geo_rng)
+        if inside > best[0]:
+            best = (inside, lat, lon, lamps)
+    return best[1], best[2], best[3]
+
+
+class _Namer:
+    """Plausible names and addresses, from their own random stream."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def street(self, commune: str) -> str:
+        return self.rng.choice(DIJON_STREETS if commune == "Dijon" else COMMON_STREETS)
+
+    def address(self, commune: str) -> tuple[str, str]:
+        street = self.street(commune)
+        return street, f"{self.rng.randint(1, 120)} {street}"
+
+    def junction(self, commune: str) -> tuple[str, str]:
+        a = self.street(commune)
+        b = self.street(commune)
+        while b == a:
+            b = self.street(commune)
+        return f"Carrefour {a} / {b}", f"angle {a} et {b}"
+
+    def building(self, commune: str) -> tuple[str, str]:
+        kind = self.rng.choice(BUILDING_KINDS)
+        _, address = self.address(commune)
+        return f"{kind} {self.rng.choice(BUILDING_PATRONS)}", address
 
 
 def _install_date(rng: random.Random) -> str:
@@ -86,9 +241,11 @@ def _install_date(rng: random.Random) -> str:
 
 
 def rows(scale: Scale, seed: int) -> Iterator[dict[str, object]]:
-    """Inventory rows, deterministic for ``seed``."""
+    """Inventory rows, deterministic for ``seed`` (see the module docstring for the streams)."""
     rng = random.Random(seed)
     layout_rng = random.Random(seed + 1)  # its own stream: the other columns stay as they were
+    geo_rng = random.Random(seed + 2)
+    namer = _Namer(seed + 3)
     modbus_slot = 0
 
     def modbus_addr() -> tuple[str, int]:
@@ -101,52 +258,67 @@ def rows(scale: Scale, seed: int) -> Iterator[dict[str, object]]:
         return f"modbus-{endpoint}", unit
 
     for n in range(1, scale.junctions + 1):
-        commune, lat, lon = _commune(rng)
+        commune, lat, lon = _commune(rng, geo_rng)
+        name, address = namer.junction(commune)
         row: dict[str, object] = {
             "id": f"J{n:03d}", "type": "junction", "commune": commune, "latitude": lat, "longitude": lon,
             "manufacturer": rng.choice(["Aximum", "Fareco", "Lacroix City"]), "model": "ATC-1202",
-            "install_date": _install_date(rng), "endpoint": "snmp-traffic", "snmp_version": "v2c"}
+            "install_date": _install_date(rng), "endpoint": "snmp-traffic", "snmp_version": "v2c",
+            "name": name, "address": address}
         if scale.junction_layouts:
             row["layout"] = layout_rng.choices([name for name, _ in LAYOUTS], [w for _, w in LAYOUTS])[0]
         yield row
     remaining = scale.luminaires
     for n in range(1, scale.cabinets + 1):
-        commune, lat, lon = _commune(rng)
+        commune, lat, lon = _commune(rng, geo_rng)
         count = remaining // (scale.cabinets - n + 1)
         remaining -= count
         endpoint, unit = modbus_addr()
+        street, address = namer.address(commune)
+        lat, lon, lamps = _cabinet_site(commune, lat, lon, count, geo_rng)
         yield {"id": f"C{n:04d}", "type": "lighting_cabinet", "commune": commune, "latitude": lat,
                "longitude": lon, "manufacturer": "Citelum", "model": "LCU-30", "install_date": _install_date(rng),
                "road_class": rng.choice(["M3", "M4", "M5", "P2", "P3"]), "endpoint": endpoint, "unit": unit,
-               "luminaires": count}
+               "luminaires": count, "name": f"Armoire EP {street}", "address": address,
+               LAMP_POSITIONS: format_lamp_positions(lamps)}
     for n in range(1, scale.bollards + 1):
-        commune, lat, lon = _commune(rng)
+        commune, lat, lon = _commune(rng, geo_rng)
         endpoint, unit = modbus_addr()
+        street, address = namer.address(commune)
         yield {"id": f"BL{n:02d}", "type": "bollard", "commune": commune, "latitude": lat, "longitude": lon,
                "manufacturer": "Urbaco", "model": "AUTOMATIC 275", "install_date": _install_date(rng),
-               "endpoint": endpoint, "unit": unit}
+               "endpoint": endpoint, "unit": unit, "name": f"Bornes {street}", "address": address}
     for n in range(1, scale.buildings + 1):
-        commune, lat, lon = _commune(rng)
+        commune, lat, lon = _commune(rng, geo_rng)
+        name, address = namer.building(commune)
         yield {"id": f"B{n:03d}", "type": "building", "commune": commune, "latitude": lat, "longitude": lon,
                "manufacturer": "Siemens", "model": "Cerberus", "install_date": _install_date(rng),
-               "fire_zones": rng.randint(2, 6), "doors": rng.randint(1, 4)}
+               "fire_zones": rng.randint(2, 6), "doors": rng.randint(1, 4), "name": name, "address": address}
     for n in range(1, scale.cameras + 1):
-        commune, lat, lon = _commune(rng)
+        commune, lat, lon = _commune(rng, geo_rng)
+        street, address = namer.address(commune)
         yield {"id": f"CAM{n:03d}", "type": "camera", "commune": commune, "latitude": lat, "longitude": lon,
                "manufacturer": "Axis", "model": "Q6135-LE", "install_date": _install_date(rng),
-               "endpoint": "snmp-cctv", "snmp_version": "v2c"}
+               "endpoint": "snmp-cctv", "snmp_version": "v2c", "name": f"Caméra {street}", "address": address}
     for n in range(1, scale.panels + 1):
-        commune, lat, lon = _commune(rng)
+        commune, lat, lon = _commune(rng, geo_rng)
+        street, address = namer.address(commune)
         yield {"id": f"P{n:02d}", "type": "panel", "commune": commune, "latitude": lat, "longitude": lon,
-               "manufacturer": "Lumiplan", "model": "VMS-3L", "install_date": _install_date(rng), "unit": n}
+               "manufacturer": "Lumiplan", "model": "VMS-3L", "install_date": _install_date(rng), "unit": n,
+               "name": f"Panneau {street}", "address": address}
     for n in range(1, scale.parking + 1):
-        commune, lat, lon = _commune(rng)
+        commune, lat, lon = _commune(rng, geo_rng)
+        street, address = namer.address(commune)
         yield {"id": f"PK{n:02d}", "type": "parking", "commune": commune, "latitude": lat, "longitude": lon,
-               "manufacturer": "Nedap", "model": "SENSIT", "install_date": _install_date(rng), "unit": n}
+               "manufacturer": "Nedap", "model": "SENSIT", "install_date": _install_date(rng), "unit": n,
+               "name": f"Stationnement {street}", "address": address}
     for n in range(1, scale.vehicles + 1):
-        commune, lat, lon = _commune(rng)
+        commune, lat, lon = _commune(rng, geo_rng)
+        _, address = namer.address(commune)
+        # a vehicle moves: its address is its base (where the inventory's position puts it)
         yield {"id": f"V{n:03d}", "type": "vehicle", "commune": commune, "latitude": lat, "longitude": lon,
-               "manufacturer": "Renault", "model": "Kangoo E-Tech", "install_date": _install_date(rng)}
+               "manufacturer": "Renault", "model": "Kangoo E-Tech", "install_date": _install_date(rng),
+               "name": f"Véhicule de service {n:03d}", "address": f"base : {address}"}
 
 
 def count_rows(scale: Scale) -> int:

@@ -1,9 +1,13 @@
 """Equipment inventory files (CSV or GeoJSON) → instance records with their source row.
 
-CSV columns: ``id, type, commune, latitude, longitude`` are required; ``manufacturer, model,
-install_date, address, serial`` (and any column named ``identity.<field>``) go to the identity
-sheet; every other column is a template parameter (``host``, ``port``, ``unit``, ``luminaires``...).
+CSV columns: ``id, type, commune, latitude, longitude`` are required; ``name, manufacturer, model,
+install_date, address, serial, road_class`` (and any column named ``identity.<field>``) go to the
+identity sheet; every other column is a template parameter (``host``, ``port``, ``unit``, ``luminaires``...).
 Integer-looking parameter values become ints.
+
+``lamp_positions`` (lighting cabinets): where each luminaire stands, ``lat lon;lat lon;...`` in lamp
+order (lamp_01 first), one pair per luminaire — the console draws the lamps there. Checked here: pairs
+of numbers, as many as ``luminaires`` when both are given; the row's parameter holds the parsed pairs.
 
 GeoJSON: a FeatureCollection of Point features; ``geometry.coordinates`` = [lon, lat];
 ``properties`` holds the same fields as the CSV columns.
@@ -19,8 +23,36 @@ from typing import Any
 
 from scada.errors import ConfigProblem
 
-IDENTITY_FIELDS = ("manufacturer", "model", "install_date", "address", "serial", "road_class")
+IDENTITY_FIELDS = ("name", "manufacturer", "model", "install_date", "address", "serial", "road_class")
 REQUIRED = ("id", "type", "commune", "latitude", "longitude")
+LAMP_POSITIONS = "lamp_positions"
+
+
+def format_lamp_positions(points: list[tuple[float, float]]) -> str:
+    """``lat lon;lat lon;...`` (5 decimals: ~1 m, finer than a lamp's spacing)."""
+    return ";".join(f"{lat:.5f} {lon:.5f}" for lat, lon in points)
+
+
+def parse_lamp_positions(value: Any) -> list[tuple[float, float]]:
+    """The (lat, lon) pairs of a ``lamp_positions`` value (its text, or the pairs an inventory file's row
+    already holds after loading); ValueError names the first bad pair."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, (list, tuple)):
+        return [(float(lat), float(lon)) for lat, lon in value]
+    out: list[tuple[float, float]] = []
+    for n, pair in enumerate(str(value).split(";"), start=1):
+        parts = pair.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            lat, lon = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError(f"pair {n} must be 'latitude longitude', got {pair.strip()!r}") from None
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            raise ValueError(f"pair {n} is not a latitude and longitude, got {pair.strip()!r}")
+        out.append((lat, lon))
+    return out
 
 
 @dataclass(slots=True)
@@ -55,6 +87,18 @@ def _shape(raw: dict[str, Any], file: str, line: int, problems: list[ConfigProbl
             identity[key[len("identity."):]] = value
         else:
             params[key] = _param(value) if isinstance(value, str) else value
+    if LAMP_POSITIONS in params:
+        try:
+            lamps = parse_lamp_positions(params[LAMP_POSITIONS])
+        except ValueError as exc:
+            problems.append(ConfigProblem(file, line, who, f"'{LAMP_POSITIONS}': {exc}"))
+            return None
+        count = params.get("luminaires")
+        if isinstance(count, int) and count != len(lamps):
+            problems.append(ConfigProblem(file, line, who, f"'{LAMP_POSITIONS}' must give one position per "
+                                                           f"luminaire ({count}), got {len(lamps)}"))
+            return None
+        params[LAMP_POSITIONS] = tuple(lamps)  # parsed once here, not on every GET /equipment
     return {
         "id": str(raw["id"]).strip(),
         "template": str(raw["type"]).strip(),

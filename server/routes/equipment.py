@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from scada.config.inventory import LAMP_POSITIONS, parse_lamp_positions
 from scada.config.units import slug
 from scada.errors import Refusal, Refused
 from server.routes.alarms import active
@@ -24,8 +25,12 @@ router = APIRouter(prefix=PREFIX, tags=["equipment"])
 
 
 def eq_row(e: Any) -> EquipmentRow:
+    try:
+        lamps = parse_lamp_positions(e.params.get(LAMP_POSITIONS))
+    except ValueError:  # an inventory file's value is checked by the loader; a YAML instance's may not be
+        lamps = []
     return EquipmentRow(id=e.id, template=e.template, kind=e.kind, domain=e.domain, commune=e.commune, lat=e.lat,
-                        lon=e.lon, device=e.device)
+                        lon=e.lon, device=e.device, lamps=lamps)
 
 
 @router.get("/equipment", response_model=EquipmentPage)

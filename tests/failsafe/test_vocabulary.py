@@ -184,8 +184,8 @@ crisis_plans:
         "10: verb 'junction.flash': 'tag' must be writable (access rw in tags.yaml), got 'phase_greens' with access 'r'",
         "11: verb 'junction.flash': 'tag' must be a tag of template 'junction', got 'system_pattern_contrl' (did you "
         "mean 'system_pattern_control'?)",
-        "11: verb 'junction.flash': a placeholder must name one of endpoint, install_date, lease_s, manufacturer, "
-        "model, snmp_version, got '{plann}'",
+        "11: verb 'junction.flash': a placeholder must name one of address, endpoint, install_date, lease_s, "
+        "manufacturer, model, name, snmp_version, got '{plann}'",
         "12: verb 'junction.flash': unknown field 'equalz' (did you mean 'equals'?)",
         "14: type 'lighting_cabinet' lease: 'default' must not exceed 'max' (43200 s), got 46800 s",
         "16: type 'lighting_cabinet' blast radius: 'per_command' must be at least 1, got 0",

@@ -17,7 +17,7 @@ from scada.errors import ConfigError
 from tests.failsafe.conftest import ROOT, city
 
 SHIPPED = (ROOT / "commands.yaml").read_text(encoding="utf-8")
-ROLES = "viewer, operator, supervisor, maintenance, engineer, administrator, monitor"
+ROLES = "viewer, operator, supervisor, maintenance, engineer, administrator, crew, monitor"
 RELEASE = "a verb that holds a lease needs 'release' writes (what returns the device to local control at lease end)"
 
 
@@ -96,8 +96,9 @@ CASES = [
           "with road_class 'M3'"]),
     Case("unknown_placeholder", [("          - {tag: system_pattern_control, value: \"{plan}\"}\n        refresh:",
                                   "          - {tag: system_pattern_control, value: \"{plna}\"}\n        refresh:")],
-         ["commands.yaml:47: verb 'junction.select_plan': a placeholder must name one of backup_time, endpoint, "
-          "install_date, lease_s, manufacturer, model, plan, snmp_version, got '{plna}' (did you mean 'plan'?)"]),
+         ["commands.yaml:47: verb 'junction.select_plan': a placeholder must name one of address, backup_time, "
+          "endpoint, install_date, lease_s, manufacturer, model, name, plan, snmp_version, got '{plna}' (did you mean "
+          "'plan'?)"]),
     Case("unknown_key_in_a_write", [("          - {tag: override_remaining, value: \"{lease_s}\", tolerance: 5}\n"
                                      "        refresh:\n          - {tag: override_level",
                                      "          - {tag: override_remaining, value: \"{lease_s}\", tolerence: 5}\n"

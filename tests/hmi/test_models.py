@@ -17,6 +17,9 @@ from hmi.models.layouts import check_against, load_layouts
 from hmi.models.live import EquipmentInfo, LiveTags, Registry, Session
 from hmi.models.mapmodel import MapModel
 from hmi.style import ABNORMAL, ALARM_P1, ALARM_P3, NORMAL, UNKNOWN
+from scada import geo
+from scada.config.generate import lamp_offsets
+from scada.geo import M_PER_DEG_LAT, M_PER_DEG_LON_EQ
 
 
 def test_models_do_not_import_qt() -> None:
@@ -92,8 +95,16 @@ def test_list_filter_sort_group() -> None:
 
 
 # ---------------------------------------------------------------------- map
+def lamps_along_a_street(lat: float, lon: float, count: int) -> tuple[tuple[float, float], ...]:
+    """What the generator writes in the inventory's lamp_positions column for a cabinet at (lat, lon)."""
+    east, north = lamp_offsets(count, 0.6)
+    kx = M_PER_DEG_LON_EQ * np.cos(np.radians(lat))
+    return tuple(zip((lat + north / M_PER_DEG_LAT).tolist(), (lon + east / kx).tolist(), strict=True))
+
+
 def city() -> list[EquipmentInfo]:
-    return [EquipmentInfo("C0001", "lighting_cabinet", "lighting", "lighting", "Dijon", 47.32, 5.04),
+    return [EquipmentInfo("C0001", "lighting_cabinet", "lighting", "lighting", "Dijon", 47.32, 5.04,
+                          lamps=lamps_along_a_street(47.32, 5.04, 30)),
             EquipmentInfo("J001", "junction", "junction", "traffic", "Talant", 47.34, 5.00),
             EquipmentInfo("V001", "vehicle", "vehicle", "fleet", "Dijon", 47.30, 5.05),
             EquipmentInfo("CAM1", "camera", "camera", "cctv", "Dijon", 47.31, 5.03)]
@@ -109,7 +120,12 @@ def test_map_patterns_and_luminaires_and_deltas() -> None:
     d = m.apply_rows(rows)
     assert d.rebuilt and m.lum_x.size == 30 and (m.lum_code == NORMAL).all()
     assert m.eq_code[m.index["C0001"]] == NORMAL and m.eq_code[m.index["V001"]] == UNKNOWN  # no value yet
-    # luminaires are laid out near their cabinet (within ~400 m), all distinct
+    # luminaires stand where the inventory puts them (lamp_NN at the NN-th position): near their cabinet, distinct
+    lamps = city()[0].lamps
+    for name, (lat, lon) in ((f"dijon/lighting/C0001/lamp_{k:02d}/status", lamps[k - 1]) for k in (1, 17, 30)):
+        x, y = m.project(lat, lon)
+        j = m._lum_index[name]
+        assert (m.lum_x[j], m.lum_y[j]) == pytest.approx((float(x), float(y)))
     dist = np.hypot(m.lum_x - m.eq_x[0], m.lum_y - m.eq_y[0])
     assert dist.max() < 400 and len({(round(x), round(y)) for x, y in zip(m.lum_x, m.lum_y, strict=False)}) == 30
     # a 1-lamp delta touches exactly one luminaire marker; an unchanged row touches nothing
@@ -138,7 +154,15 @@ def test_map_pick_and_anchors() -> None:
     assert m.pick(float(m.eq_x[i]) + 5, float(m.eq_y[i]), 50) == "J001"
     assert m.pick(float(m.lum_x[2]), float(m.lum_y[2]), 5) == "C0001"  # a luminaire selects its cabinet
     assert m.pick(1e6, 1e6, 50) is None
-    assert {a[0] for a in m.commune_anchors()} == {"Dijon", "Talant"}
+    # every commune of the métropole is labelled, at a point inside its own outline
+    anchors = {name: (x, y) for name, x, y in m.commune_anchors()}
+    assert set(anchors) == set(geo.communes()) and len(anchors) == 23
+    for name, (x, y) in anchors.items():
+        lat, lon = m.lat0 + y / M_PER_DEG_LAT, m.lon0 + x / m._kx
+        assert geo.contains(name, lat, lon) and geo.commune_at(lat, lon) == name, name
+    # a city beyond the shipped outlines keeps labels above its equipment
+    elsewhere = MapModel([EquipmentInfo("P1", "panel", "panel", "panels", "Springfield", 39.8, -89.6)])
+    assert [a[0] for a in elsewhere.commune_anchors()] == ["Springfield"] and elsewhere.outlines()[0].size == 0
 
 
 def test_map_full_scale_delta_is_fast() -> None:
@@ -311,3 +335,34 @@ def test_live_tags_trust(quality: str) -> None:
     assert t.apply_rows([["a", 1, quality, 5]]) == {"a"}
     assert t.apply_rows([["a", 1, quality, 6]]) == set()
     assert t.trusted("a") is (quality == "good")
+
+
+def test_map_level_of_detail_cabinets_and_clusters() -> None:
+    # the grid is anchored at the map origin (the median equipment, C2 here): the three close ones sit
+    # ~930 m south and ~1,270 m west of it, well inside one 500 m cell
+    eqs = [EquipmentInfo("C1", "lighting_cabinet", "lighting", "lighting", "Dijon", 47.3215, 5.0430),
+           EquipmentInfo("C2", "lighting_cabinet", "lighting", "lighting", "Dijon", 47.3300, 5.0600),
+           EquipmentInfo("J1", "junction", "junction", "traffic", "Dijon", 47.3216, 5.0431),
+           EquipmentInfo("J2", "junction", "junction", "traffic", "Dijon", 47.3217, 5.0432),
+           EquipmentInfo("CAM", "camera", "camera", "cctv", "Dijon", 47.3500, 5.1000),
+           EquipmentInfo("CAM2", "camera", "camera", "cctv", "Dijon", 47.3600, 5.1100),
+           EquipmentInfo("CAM3", "camera", "camera", "cctv", "Dijon", 47.3700, 5.1200)]
+    m = MapModel(eqs)
+    m.apply_rows([[f"dijon/lighting/{c}/lamp_{k:02d}/status", 0, "good", 1] for c in ("C1", "C2") for k in (1, 2, 3)])
+    m.apply_rows([["dijon/lighting/C2/lamp_02/status", 1, "good", 2], ["dijon/lighting/C1/lamp_03/status", 0, "bad_comm", 2]])
+    owners, codes = m.cabinet_codes()
+    # worst of each cabinet's luminaires: C1 has an unknown one (comm loss), C2 a failed one
+    assert [m.equipment[o].id for o in owners.tolist()] == ["C1", "C2"] and codes.tolist() == [UNKNOWN, ABNORMAL]
+    # C1, J1, J2 share a 500 m cell; C2 and the cameras are alone in theirs
+    m.set_alarm_levels({"J1": 3, "J2": 1})
+    c = m.clusters(500.0, np.ones(len(eqs), dtype=bool))
+    assert c.count.tolist() == [3] and c.priority.tolist() == [1] and c.code.tolist() == [ALARM_P1]
+    assert [m.equipment[i].id for i in np.flatnonzero(c.members == 0).tolist()] == ["C1", "J1", "J2"]
+    assert (c.members[[m.index["C2"], m.index["CAM"]]] == -1).all()
+    # hidden equipment is not grouped; a single visible member is no cluster
+    shown = np.array([True, True, False, False, True, True, True])
+    assert m.clusters(500.0, shown).count.size == 0
+    # pick skips what is hidden
+    j1 = m.index["J1"]
+    assert m.pick(float(m.eq_x[j1]), float(m.eq_y[j1]), 5) == "J1"
+    assert m.pick(float(m.eq_x[j1]), float(m.eq_y[j1]), 5, shown, luminaires=False) != "J1"
