@@ -5,8 +5,12 @@ with its UTC timestamp in milliseconds. The static description of an alarm (rule
 area, service, tag, priority, message template) is stored once per alarm *definition* and referenced
 by the rows, so a storm of 10^5 transitions writes small rows and never formats a message::
 
+    message_text (append-only): the templates of each message key, one row per language
+        key ("<rule>#<digest>") │ lang │ template          a reworded rule is a new key: history keeps its words
+                  ▲
     alarm_def (append-only): one row per alarm definition version
-        ref │ alarm (rule:tag) │ rule │ kind │ equipment │ commune │ area │ service │ tag │ priority │ message …
+        ref │ alarm (rule:tag) │ rule │ kind │ equipment │ commune │ area │ service │ tag │ priority │ message │
+        … │ message_key │ params (JSON: the static fields of the message, scada.alarms.messages)
          ▲  a changed rule or inventory adds a new version; older rows keep pointing at the old one
          │
     journal (append-only): one row per transition or operator action
@@ -18,6 +22,16 @@ by the rows, so a storm of 10^5 transitions writes small rows and never formats 
       detail: work-order reference, shelving reason, refusal reason, flood area; until_ms: end of the timed
       shelving in force after the row; since_ms: when the alarm became active (while active). A row thus
       carries the alarm's whole state: its last row is what a restart needs.
+
+Messages in either language: ``message`` is the static text in the site's language when the definition
+was registered (what the text search reads); a reader asking another language (:meth:`Journal.query`
+``lang=``) gets pass 1 of :mod:`scada.alarms.messages` redone with that language's template of the
+definition's key and its params (once per definition and language, cached), then the live value as
+always. Definitions written before schema version 2 have no key and read as they were written.
+
+Schema versions (``PRAGMA user_version``): 1 → 2 adds ``alarm_def.message_key``, ``alarm_def.params``
+and ``message_text`` in place (ALTER TABLE ADD COLUMN, no row rewritten or lost) when a writer opens
+the file; a reader of an older file sees its rows with the columns it lacks as NULL.
 
 Durability: each append is one transaction, committed with ``synchronous=FULL`` before the call
 returns; a row whose id was returned survives kill -9 (and power loss, FULL). UPDATE and DELETE are
@@ -31,7 +45,6 @@ state, event, user and text, newest first, with keyset paging (``JournalPage.nex
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 import logging
@@ -47,16 +60,18 @@ import numpy as np
 import numpy.typing as npt
 
 from scada import csvsafe
-from scada.alarms.messages import format_value, render_live
+from scada.alarms.messages import StaticTemplate, format_value, render_live
 from scada.alarms.rules import AlarmInfo, priority_label
 from scada.alarms.states import AlarmState, Event, Flag
 from scada.errors import StorageError
+from scada.format import utc_iso
+from scada.format import value as value_for_people
 from scada.quality import Quality
 
 log = logging.getLogger(__name__)
 
 I64 = npt.NDArray[np.int64]
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DONE, REFUSED = 0, 1
 
 _SCHEMA = """
@@ -77,7 +92,9 @@ CREATE TABLE IF NOT EXISTS alarm_def (
     units TEXT NOT NULL,
     enum TEXT,
     limit_value REAL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    message_key TEXT,
+    params TEXT
 );
 CREATE INDEX IF NOT EXISTS alarm_def_alarm ON alarm_def(alarm);
 CREATE INDEX IF NOT EXISTS alarm_def_equipment ON alarm_def(equipment);
@@ -117,15 +134,28 @@ CREATE TABLE IF NOT EXISTS catalog (
 CREATE TRIGGER IF NOT EXISTS catalog_no_update BEFORE UPDATE ON catalog
     BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
 """
+_MESSAGE_TEXT = """
+CREATE TABLE IF NOT EXISTS message_text (
+    key TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    template TEXT NOT NULL,
+    PRIMARY KEY (key, lang)
+);
+CREATE TRIGGER IF NOT EXISTS message_text_no_update BEFORE UPDATE ON message_text
+    BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS message_text_no_delete BEFORE DELETE ON message_text
+    BEGIN SELECT RAISE(ABORT, 'the alarm journal is append-only'); END;
+"""
 
 _DEF_COLS = ("alarm", "rule", "kind", "equipment", "commune", "area", "service", "tag", "priority", "latched",
-             "message", "dtype", "units", "enum", "limit_value")
+             "message", "dtype", "units", "enum", "limit_value", "message_key", "params")
 _ROW_COLS = ("ts_ms", "ref", "event", "outcome", "state", "prev_state", "flags", "value", "quality", "user",
              "comment", "detail", "until_ms", "since_ms")
 _SELECT = ("SELECT j.id, j.ts_ms, j.event, j.outcome, j.state, j.prev_state, j.flags, j.value, j.quality, j.user, "
            "j.comment, j.detail, j.until_ms, j.since_ms, j.ref FROM journal j")
 _JOIN = " LEFT JOIN alarm_def d ON d.ref = j.ref"  # only when a condition reads the definition (text search)
-_DEF_READ = "alarm, rule, kind, equipment, commune, area, service, tag, priority, message, dtype, units, enum"
+_DEF_READ = ("alarm, rule, kind, equipment, commune, area, service, tag, priority, message, dtype, units, enum, "
+             "message_key, params")
 BROAD_FILTER = 2000  # more matching definitions than this: walk the time index instead of the per-alarm one
 
 CSV_COLUMNS = ("id", "time_utc", "event", "outcome", "alarm", "rule", "equipment", "commune", "area", "service",
@@ -133,10 +163,7 @@ CSV_COLUMNS = ("id", "time_utc", "event", "outcome", "alarm", "rule", "equipment
                "message")
 
 
-def ms_to_iso(ms: int) -> str:
-    """UTC ISO 8601 with milliseconds: ``2026-11-22T21:56:11.123Z``."""
-    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+ms_to_iso = utc_iso  # UTC ISO 8601 with milliseconds (exports): ``2026-11-22T21:56:11.123Z``
 
 
 _ENUM_JSON: dict[int, tuple[dict[int, str], str]] = {}  # id(enum map) → (map, JSON): tags of a template share one
@@ -158,7 +185,8 @@ def _enum_json(enum: dict[int, str] | None) -> str | None:
 def _info_row(info: AlarmInfo) -> tuple[Any, ...]:
     enum = _enum_json(info.enum)
     return (info.alarm, info.rule, info.kind, info.equipment, info.commune, info.area, info.service, info.tag,
-            info.priority, int(info.latched), info.message, info.dtype, info.units, enum, info.limit)
+            info.priority, int(info.latched), info.message, info.dtype, info.units, enum, info.limit,
+            info.message_key or None, info.params or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +263,7 @@ class JournalRow:
     units: str | None
     enum: dict[int, str] | None
     since_ms: int | None = None
+    lang: str | None = None  # read in this language: its message, with {value} for people (scada.format)
 
     @property
     def time_utc(self) -> str:
@@ -256,6 +285,9 @@ class JournalRow:
         if self.message_template is None:
             return self.detail or ""
         q = self.quality.label if self.quality is not None else ""
+        if self.lang is not None and self.alarm is not None:
+            shown = value_for_people(self.value, self.dtype or "float", "", self.enum, self.lang)
+            return render_live(self.message_template, self.value, shown, q)
         return render_live(self.message_template, self.value, self.value_text, q)
 
     @property
@@ -330,7 +362,11 @@ class Journal:
         self._lock = threading.RLock()
         self._defs = _DefCache()
         self._def_rows: dict[int, tuple[Any, ...]] = {}  # ref → definition columns, for reading rows
+        self._texts: dict[tuple[str, str], StaticTemplate | None] = {}  # (message key, lang) → template
+        self._localised: dict[tuple[int, str], str | None] = {}  # (ref, lang) → static message (pass 1)
+        self._keys_written: set[str] = set()  # message keys whose templates this process has stored
         self._select = _SELECT
+        self._def_read = _DEF_READ
         try:
             if readonly:
                 if not self.path.exists():
@@ -348,14 +384,10 @@ class Journal:
                 self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
                 self._db.execute("PRAGMA cache_size=-131072")
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, SCHEMA_VERSION):
+                if version not in range(SCHEMA_VERSION + 1):
                     raise StorageError(f"{self.path}: journal schema version {version}, this build reads "
-                                       f"{SCHEMA_VERSION}")
-                self._db.executescript(_SCHEMA)
-                columns = {row[1] for row in self._db.execute("PRAGMA table_info(journal)")}
-                if "since_ms" not in columns:  # a journal written before since_ms existed
-                    self._db.execute("ALTER TABLE journal ADD COLUMN since_ms INTEGER")
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                                       f"{SCHEMA_VERSION} and older")
+                self._migrate()
             # reads through a memory map: one equipment's year is ~10,000 rows scattered over the file
             self._db.execute(f"PRAGMA mmap_size={int(mmap_bytes)}")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(journal)")}
@@ -363,8 +395,33 @@ class Journal:
                 raise StorageError(f"{self.path}: not an alarm journal (no journal table)")
             if "since_ms" not in columns:  # an older journal opened read-only
                 self._select = _SELECT.replace("j.since_ms", "NULL")
+            def_columns = {row[1] for row in self._db.execute("PRAGMA table_info(alarm_def)")}
+            if "message_key" not in def_columns:  # written before schema version 2, opened read-only
+                self._def_read = _DEF_READ.replace("message_key, params", "NULL, NULL")
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the alarm journal: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Bring an older file to :data:`SCHEMA_VERSION` in place: columns added, no row rewritten or lost.
+
+        One transaction: a crash half-way leaves the file as it was (SQLite DDL is transactional).
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _statements(_SCHEMA + _MESSAGE_TEXT):
+                self._db.execute(stmt)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(journal)")}
+            if "since_ms" not in columns:  # a journal written before since_ms existed
+                self._db.execute("ALTER TABLE journal ADD COLUMN since_ms INTEGER")
+            def_columns = {row[1] for row in self._db.execute("PRAGMA table_info(alarm_def)")}
+            for col in ("message_key", "params"):  # version 1 → 2: messages readable in either language
+                if col not in def_columns:
+                    self._db.execute(f"ALTER TABLE alarm_def ADD COLUMN {col} TEXT")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:  # even a cancellation must not leave the transaction open: re-raised
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -416,7 +473,16 @@ class Journal:
                             self._db.execute(head + ",".join([one] * k), [x for r in rows[lo:lo + k] for x in r])
                         if full < len(rows):
                             self._db.executemany(head + one, rows[full:])
+                        # the templates of the message keys met for the first time (a few per rule)
+                        keyed: dict[str, dict[str, str]] = {}
+                        for k, _ in new:
+                            info = infos[k]
+                            if info.message_key and info.templates and info.message_key not in self._keys_written:
+                                keyed.setdefault(info.message_key, info.templates)
+                        self._db.executemany("INSERT OR IGNORE INTO message_text(key, lang, template) VALUES (?, ?, ?)",
+                                             [(key, lang, t) for key, tm in keyed.items() for lang, t in tm.items()])
                         self._db.execute("COMMIT")
+                        self._keys_written.update(keyed)
                     except BaseException:  # even a cancellation must not leave the transaction open: re-raised
                         self._db.execute("ROLLBACK")
                         raise
@@ -654,8 +720,9 @@ class Journal:
             params.extend([like] * 5)
         return where, params, broad
 
-    def query(self, q: JournalQuery, *, with_total: bool = False) -> JournalPage:
-        """One page of rows matching ``q``, newest first (``ascending`` for oldest first)."""
+    def query(self, q: JournalQuery, *, with_total: bool = False, lang: str | None = None) -> JournalPage:
+        """One page of rows matching ``q``, newest first (``ascending`` for oldest first); messages in ``lang``
+        (default: as registered, the site's language)."""
         where, params, _ = self._where(q)
         total: int | None = None
         if with_total:
@@ -677,46 +744,84 @@ class Journal:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: journal query failed: {exc}") from exc
         more = len(raw) > q.limit
-        rows = self._rows_of(raw[:q.limit])
+        rows = self._rows_of(raw[:q.limit], lang)
         cursor = (rows[-1].ts_ms, rows[-1].id) if more and rows else None
         return JournalPage(rows, cursor, total)
 
-    def _rows_of(self, raw: list[tuple[Any, ...]]) -> list[JournalRow]:
-        """Journal tuples → rows, with their definitions from a cache (definitions never change)."""
+    def _rows_of(self, raw: list[tuple[Any, ...]], lang: str | None = None) -> list[JournalRow]:
+        """Journal tuples → rows, with their definitions from a cache (definitions never change); messages in
+        ``lang`` when asked."""
         cache = self._def_rows
         missing = {r[14] for r in raw if r[14] is not None and r[14] not in cache}
         if missing:
             with self._lock:
-                got = self._db.execute(f"SELECT ref, {_DEF_READ} FROM alarm_def WHERE ref IN "  # noqa: S608 - column names from _DEF_READ, values bound
+                got = self._db.execute(f"SELECT ref, {self._def_read} FROM alarm_def WHERE ref IN "  # noqa: S608 - column names from _DEF_READ, values bound
                                        "(SELECT value FROM json_each(?))", (json.dumps(sorted(missing)),)).fetchall()
             if len(cache) > 1_000_000:
                 cache.clear()
             for d in got:
                 cache[d[0]] = d[1:]
-        return [_row(r, cache.get(r[14]) if r[14] is not None else None) for r in raw]
+        rows = [_row(r, cache.get(r[14]) if r[14] is not None else None) for r in raw]
+        if lang is not None:
+            for r, row in zip(raw, rows, strict=True):
+                row.lang = lang
+                if r[14] is not None:
+                    text = self._message_in(int(r[14]), lang)
+                    if text is not None:
+                        row.message_template = text
+        return rows
 
-    def iter_rows(self, q: JournalQuery, page_size: int = 20_000) -> Iterator[JournalRow]:
+    def _message_in(self, ref: int, lang: str) -> str | None:
+        """Pass 1 of definition ``ref``'s message in ``lang`` (None: no key, or no template in that language)."""
+        hit = self._localised.get((ref, lang), ...)
+        if hit is not ...:
+            return hit
+        d = self._def_rows.get(ref)
+        text: str | None = None
+        if d is not None and d[13]:
+            tmpl = self._template(str(d[13]), lang)
+            if tmpl is not None:
+                params = json.loads(d[14]) if d[14] else {}
+                text = tmpl.render(params if isinstance(params, dict) else {})
+        if len(self._localised) > 1_000_000:
+            self._localised.clear()
+        self._localised[(ref, lang)] = text
+        return text
+
+    def _template(self, key: str, lang: str) -> StaticTemplate | None:
+        if (key, lang) not in self._texts:
+            try:
+                with self._lock:
+                    got = self._db.execute("SELECT template FROM message_text WHERE key = ? AND lang = ?",
+                                           (key, lang)).fetchone()
+            except sqlite3.Error:  # an older file opened read-only has no message_text: rows read as written
+                got = None
+            self._texts[(key, lang)] = None if got is None else StaticTemplate(str(got[0]))
+        return self._texts[(key, lang)]
+
+    def iter_rows(self, q: JournalQuery, page_size: int = 20_000, lang: str | None = None) -> Iterator[JournalRow]:
         """Every row matching ``q`` (ignoring its limit), page by page."""
         query = JournalQuery(**{**_asdict(q), "limit": page_size, "cursor": q.cursor, "offset": 0})
         while True:
-            page = self.query(query)
+            page = self.query(query, lang=lang)
             yield from page.rows
             if page.next_cursor is None:
                 return
             query = JournalQuery(**{**_asdict(query), "cursor": page.next_cursor})
 
-    def export_csv(self, q: JournalQuery, out: IO[str]) -> int:
-        """Write the rows of ``q`` (all of them, oldest first) as CSV; returns the number of rows."""
+    def export_csv(self, q: JournalQuery, out: IO[str], lang: str | None = None) -> int:
+        """Write the rows of ``q`` (all of them, oldest first) as CSV, messages in ``lang``; returns the number
+        of rows. Times are UTC, in a column that says so (``time_utc``)."""
         writer = csvsafe.writer(out)  # comments, reasons, work orders are user text: no formulas
         writer.writerow(CSV_COLUMNS)
         n = 0
-        for row in self.iter_rows(JournalQuery(**{**_asdict(q), "ascending": True})):
+        for row in self.iter_rows(JournalQuery(**{**_asdict(q), "ascending": True}), lang=lang):
             writer.writerow(row.csv_row())
             n += 1
         return n
 
-    def follow(self, q: JournalQuery, after_id: int, upto_id: int | None = None, limit: int | None = 1000
-               ) -> list[JournalRow]:
+    def follow(self, q: JournalQuery, after_id: int, upto_id: int | None = None, limit: int | None = 1000,
+               lang: str | None = None) -> list[JournalRow]:
         """Rows with ``after_id < id ≤ upto_id`` that match ``q``, in id order (for ``tail -f``)."""
         where, params, _ = self._where(q)
         where.append("j.id > ?")
@@ -727,7 +832,7 @@ class Journal:
         sql = self._select + (_JOIN if q.text else "") + " WHERE " + " AND ".join(where) + " ORDER BY j.id LIMIT ?"
         params.append(-1 if limit is None else limit)
         with self._lock:
-            return self._rows_of(self._db.execute(sql, params).fetchall())
+            return self._rows_of(self._db.execute(sql, params).fetchall(), lang)
 
     # ------------------------------------------------------------------ restart
     def current_states(self) -> dict[str, RestoredState]:
@@ -842,6 +947,16 @@ class Journal:
             raise StorageError(f"{self.path}: {exc}") from exc
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script`` one by one (``executescript`` would commit the transaction it runs in)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+
+
 def _asdict(q: JournalQuery) -> dict[str, Any]:
     return {f: getattr(q, f) for f in JournalQuery.__dataclass_fields__}
 
@@ -852,7 +967,7 @@ _STATES = list(AlarmState)
 _QUALITIES = list(Quality)
 
 
-_NO_DEF: tuple[Any, ...] = (None,) * 13
+_NO_DEF: tuple[Any, ...] = (None,) * 15
 
 
 def _row(r: tuple[Any, ...], d: tuple[Any, ...] | None) -> JournalRow:

@@ -1,24 +1,35 @@
-"""Alarm message templates in two passes.
+"""Alarm message templates: per language, in two passes, stored as a key and its parameters.
 
 ``alarms.yaml`` messages use ``{placeholders}``: the equipment's identity (``{id}``, ``{commune}``,
 any inventory identity field such as ``{address}`` or ``{model}``), the rule's attributes
-(``{tag}``, ``{units}``, ``{limit}``, ``{area}``, ``{service}``, ``{rule}``) and the live ``{value}``::
+(``{tag}``, ``{units}``, ``{limit}``, ``{area}``, ``{service}``, ``{rule}``) and the live ``{value}``.
+A message is one template in the site's language or one per language (:func:`by_language`)::
 
-    "Cabinet {id} ({commune}): {value} luminaires failed"
-        │  pass 1, once per alarm (static fields)        → "Cabinet C0001 (Dijon): {value} luminaires failed"
-        │  pass 2, when shown (value, formatted/labelled) → "Cabinet C0001 (Dijon): 7 luminaires failed"
+    message: {fr: "Armoire {id} ({commune}) : {value} luminaires en panne",
+              en: "Cabinet {id} ({commune}): {value} luminaires failed"}
+        │  pass 1, once per alarm and language (static fields)  → "Armoire C0001 (Dijon) : {value} luminaires en panne"
+        │  pass 2, when shown (value, formatted/labelled)        → "Armoire C0001 (Dijon) : 7 luminaires en panne"
 
-The static text is what the journal stores once per alarm definition, so a storm of transitions never
-formats a message. An unknown placeholder is kept verbatim rather than raising: a message must never
-stop an alarm.
+The journal stores, once per alarm *definition*, the static text in the site's language (for its text
+search and for readers of older files) plus a *message key* (:func:`message_key`: the rule and a digest
+of its templates, so a reworded rule never rewrites history) and the static *parameters* of pass 1
+(:func:`static_fields`, :func:`pick`, JSON); the templates of each key are stored once per language. Reading
+a row in another language is pass 1 with that language's template (cached per definition) and pass 2:
+a storm of transitions still writes small rows and never formats a message.
+
+An unknown placeholder is kept verbatim rather than raising: a message must never stop an alarm.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from scada.i18n import LANGUAGES, Lang
 
 _FORMATTER = string.Formatter()
 LIVE_FIELDS = frozenset({"value", "quality"})
@@ -113,6 +124,54 @@ class StaticTemplate:
             except (ValueError, TypeError):
                 out.append(_escape(str(v)))
         return "".join(out)
+
+
+def by_language(message: str | Mapping[Lang, str], site_lang: str) -> dict[str, str]:
+    """``{lang: template}`` for every catalogue language.
+
+    A plain string is the site language's template; a language the rule does not give reads the site
+    language's template (or, failing that, the first one given): a message is never missing.
+    """
+    given: dict[str, str] = ({site_lang: message} if isinstance(message, str)
+                             else {str(k): v for k, v in message.items()})
+    fallback = given.get(site_lang) or next(iter(given.values()))
+    return {lang: given.get(lang, fallback) for lang in LANGUAGES}
+
+
+def message_key(rule: str, templates: Mapping[str, str]) -> str:
+    """``"<rule>#<digest of its templates>"``: the same wording, the same key; a reworded rule, a new one."""
+    digest = hashlib.sha256(json.dumps(dict(sorted(templates.items())), ensure_ascii=False).encode()).hexdigest()
+    return f"{rule}#{digest[:12]}"
+
+
+def static_fields(templates: Iterable[str]) -> tuple[str, ...]:
+    """The static fields (pass 1) any of ``templates`` reads, sorted: what the journal keeps per alarm."""
+    roots: set[str] = set()
+    for t in templates:
+        roots |= StaticTemplate(t).roots
+    return tuple(sorted(roots - LIVE_FIELDS))
+
+
+def pick(fields: Iterable[str], *sources: Mapping[str, Any]) -> dict[str, Any]:
+    """The value of each of ``fields`` from the first of ``sources`` that has it (absent ones left out)."""
+    out: dict[str, Any] = {}
+    for f in fields:
+        for src in sources:
+            if f in src:
+                out[f] = src[f]
+                break
+    return out
+
+
+#: one encoder, built once (``json.dumps`` with options builds a new one per call: a full city calls it 10^5 times)
+_PARAMS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+#: the fields a rule's own alarm gives (tag, units, area): other fields are the same for the alarms of one equipment
+ALARM_FIELDS = frozenset({"tag", "tag_name", "units", "area"})
+
+
+def params_json(params: Mapping[str, Any]) -> str:
+    """The static parameters of one alarm as the journal stores them (compact, keys sorted: equal ⇒ same text)."""
+    return _PARAMS(params)
 
 
 def render_live(static: str, value: Any, value_text: str, quality: str = "") -> str:
