@@ -1,0 +1,487 @@
+"""Work orders in the console: the live feed, the list with its detail pane, and the map's layer of open orders.
+
+    WorkOrderFeed (one per window) ── GET /workorders every POLL_MS while the session may read them
+        │ changed()                    (the server offers no WebSocket channel for orders: polled; an
+        │                               action refreshes at once)
+        ├──► WorkOrderList  ┌ status · service · commune · crew · text · sort ────────────────────────┐
+        │                   │ table: overdue first (bold, "OVERDUE 12 min"), then the chosen sort      │
+        │                   │ detail: the order, its notes, its change history (who, when, what)       │
+        │                   │ [Dispatch…] [Cancel…] [Close…] [Open equipment ▶] — each disabled with   │
+        │                   │ the reason in its tooltip (role, or a state the server would refuse)    │
+        │                   └──────────────────────────────────────────────────────────────────────────┘
+        └──► OrderLayer     the overview's "open work orders" layer: a hollow square down-right of each
+                            equipment with an open order, grey; in its alarm's priority colour only while
+                            the equipment is alarmed (ISA-101: colour means abnormal)
+
+Actions go through the console (:meth:`~hmi.console.ConsoleModel.order_action`); "Dispatch…" opens
+:class:`hmi.dispatch.DispatchDialog`. The pure logic (filter, order, permissions, history rows) is
+:mod:`hmi.models.workorders`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QFont
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hmi import qtstyle, style
+from hmi.alarms_view import ElidedLabel, ReasonDialog
+from hmi.bridge import Reply
+from hmi.console import ConsoleModel
+from hmi.dispatch import DispatchDialog
+from hmi.models.workorders import (
+    SORTS,
+    STATUS_CHOICES,
+    Order,
+    OrderFilter,
+    due_text,
+    history_rows,
+    local_text,
+    open_by_equipment,
+    select,
+    why_not,
+)
+from hmi.overview import Overview
+from hmi.qtstyle import hide_row_numbers
+
+Index = QModelIndex | QPersistentModelIndex
+POLL_MS = 4000
+LIMIT = 5000  # orders fetched per poll (the server answers overdue first, then the newest)
+
+
+# ---------------------------------------------------------------------- the feed
+class WorkOrderFeed(QObject):
+    """The work orders as the server last answered, polled while the session may read them."""
+
+    changed = pyqtSignal()
+
+    def __init__(self, console: ConsoleModel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.console = console
+        self.orders: dict[str, Order] = {}
+        self.total = 0
+        self.error = ""
+        self.loaded = False
+        self._inflight = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self.refresh)
+        console.sessionChanged.connect(self._session)
+        self._session()
+
+    def _session(self) -> None:
+        if self.console.session.can("workorder.read"):
+            self.timer.start()
+            self.refresh()
+        else:
+            self.timer.stop()
+
+    def refresh(self) -> Reply | None:
+        if self._inflight or not self.console.session.can("workorder.read"):
+            return None
+        self._inflight = True
+        r = self.console.call("GET", "/workorders", limit=LIMIT)
+        r.finished.connect(self._on_list)
+        return r
+
+    def _on_list(self, r: Reply) -> None:
+        self._inflight = False
+        if r.ok and isinstance(r.data, dict):
+            self.orders = {o.id: o for o in map(Order.from_json, r.data.get("orders", []))}
+            self.total, self.error, self.loaded = int(r.data.get("total", len(self.orders))), "", True
+        else:
+            self.error = r.why()
+        self.changed.emit()
+
+    def put(self, order_json: dict[str, Any]) -> Order:
+        """An order the server just answered (an action): shown at once, before the next poll."""
+        o = Order.from_json(order_json)
+        self.orders[o.id] = o
+        self.changed.emit()
+        return o
+
+
+# ---------------------------------------------------------------------- the list
+COLUMNS = ("Order", "P", "Status", "Due", "Equipment", "Commune", "Service", "Crew", "What")
+
+
+class OrderTableModel(QAbstractTableModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[Order] = []
+        self.now_ms = 0
+
+    def set_rows(self, rows: list[Order]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.now_ms = time.time_ns() // 1_000_000
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = 0) -> Any:
+        if not index.isValid():
+            return None
+        o = self.rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return (o.id, str(o.priority), o.status_text, due_text(o, self.now_ms), o.equipment, o.commune,
+                    o.service, o.crew or "", o.what)[index.column()]
+        if role == Qt.ItemDataRole.FontRole and o.overdue:
+            f = QFont()
+            f.setBold(True)  # an SLA breach stands out by weight, not by colour (it is not an alarm itself)
+            return f
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{o.id}: {o.what}\ndue {local_text(o.due_ms)}" + ("  (OVERDUE)" if o.overdue else "")
+        return None
+
+
+class WorkOrderList(QWidget):
+    """The work-order page. ``dialog_answers`` lets tests answer the reason dialogs (as the alarm list's)."""
+
+    actionDone = pyqtSignal(str, object)  # action, Reply
+
+    def __init__(self, console: ConsoleModel, feed: WorkOrderFeed, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.console = console
+        self.feed = feed
+        self.filter = OrderFilter()
+        self.sort = "due"
+        self.dialog_answers: dict[str, dict[str, str]] | None = None
+        self.dispatch_dialog: DispatchDialog | None = None
+        self.pending_select = ""  # an order to select once the feed has it (MainWindow.open_work_order)
+        self._history_of: tuple[str, int] = ("", 0)  # (order, updated_ms) whose history is shown
+
+        self.status_box = QComboBox()
+        self.status_box.addItems([s.replace("_", " ") for s in STATUS_CHOICES])
+        self.service_box = QComboBox()
+        self.commune_box = QComboBox()
+        self.crew_box = QComboBox()
+        self.text_box = QLineEdit()
+        self.text_box.setPlaceholderText("filter: order, equipment, text…")
+        self.text_box.setAccessibleName("filter work orders by text")
+        self.sort_box = QComboBox()
+        self.sort_box.addItems(list(SORTS))
+        self._fill_combos()
+        bar = QHBoxLayout()
+        for label, w in (("status", self.status_box), ("service", self.service_box), ("commune", self.commune_box),
+                         ("crew", self.crew_box)):
+            bar.addWidget(QLabel(label))
+            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            w.setMinimumContentsLength(8)
+            w.currentIndexChanged.connect(self._filters_changed)
+            bar.addWidget(w)
+        bar.addWidget(self.text_box, 1)
+        bar.addWidget(QLabel("sort"))
+        bar.addWidget(self.sort_box)
+        self.text_box.textChanged.connect(self._filters_changed)
+        self.sort_box.currentTextChanged.connect(self._filters_changed)
+
+        self.model = OrderTableModel()
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setAccessibleName("work orders")
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        hide_row_numbers(self.table)
+        self.table.setColumnWidth(3, 130)
+        self.table.setColumnWidth(8, 360)
+        self.table.doubleClicked.connect(lambda *_: self.do("dispatch"))
+        sel = self.table.selectionModel()
+        assert sel is not None  # noqa: S101 - setModel() above created it (Qt's stub says Optional)
+        sel.selectionChanged.connect(lambda *_: self._selection())
+
+        self.detail = QLabel("Select a work order.")
+        self.detail.setWordWrap(True)
+        self.detail.setTextFormat(Qt.TextFormat.RichText)
+        self.detail.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # long ids never widen
+        self.detail.setMinimumWidth(200)
+        self.history = QTableWidget(0, 5)
+        self.history.setHorizontalHeaderLabels(["when", "who", "what", "detail", "status"])
+        self.history.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.history.setAccessibleName("change history of the selected work order")
+        hide_row_numbers(self.history)
+        hh = self.history.horizontalHeader()
+        if hh is not None:
+            hh.setStretchLastSection(True)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.detail)
+        rl.addWidget(QLabel("<b>History</b>"))
+        rl.addWidget(self.history, 1)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.table)
+        split.addWidget(right)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+
+        self.buttons: dict[str, QPushButton] = {}
+        acts = QHBoxLayout()
+        for key, text in (("dispatch", "Dispatch…"), ("cancel", "Cancel order…"), ("close", "Close…"),
+                          ("open", "Open equipment ▶"), ("refresh", "Refresh")):
+            b = QPushButton(text)
+            b.setAccessibleName(text.rstrip(" ▶…").lower())
+            b.clicked.connect(lambda _=False, k=key: self.do(k))
+            self.buttons[key] = b
+            acts.addWidget(b)
+        acts.addStretch(1)
+        self.count = ElidedLabel(min_width=80)  # a changing text never changes the window's minimum size
+        acts.addWidget(self.count)
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(split, 1)
+        lay.addLayout(acts)
+        lay.addWidget(self.result)
+
+        feed.changed.connect(self.refresh)
+        console.sessionChanged.connect(self.update_actions)
+        console.equipmentLoaded.connect(self._fill_combos)
+        self.refresh()
+
+    # ------------------------------------------------------------------ filters
+    def _fill_combos(self) -> None:
+        orders = self.feed.orders.values()
+        services = sorted(set(self.console.config_info.get("services", [])) | {o.service for o in orders})
+        communes = sorted(set(self.console.registry.communes()) | {o.commune for o in orders})
+        crews = sorted({o.crew for o in self.feed.orders.values() if o.crew})
+        for box, first, items in ((self.service_box, ["all services"], services),
+                                  (self.commune_box, ["all communes"], communes),
+                                  (self.crew_box, ["any crew", "(none)"], crews)):
+            keep = box.currentText()
+            box.blockSignals(True)
+            box.clear()
+            box.addItems(first + [i for i in items if i])
+            box.setCurrentIndex(max(0, box.findText(keep)))
+            box.blockSignals(False)
+
+    def _filters_changed(self) -> None:
+        def pick(box: QComboBox, skip: int) -> str:
+            return "" if box.currentIndex() < skip else box.currentText()
+
+        self.filter = OrderFilter(status=STATUS_CHOICES[max(0, self.status_box.currentIndex())],
+                                  service=pick(self.service_box, 1), commune=pick(self.commune_box, 1),
+                                  crew=pick(self.crew_box, 1), text=self.text_box.text().strip())
+        self.sort = self.sort_box.currentText() or "due"
+        self.refresh()
+
+    # ------------------------------------------------------------------ rows, selection, detail
+    def refresh(self) -> None:
+        keep = self.selected()
+        # a service, commune or crew the combos do not offer yet (a new crew at work, the config arrived)
+        for box, values in ((self.service_box, {o.service for o in self.feed.orders.values()}),
+                            (self.commune_box, {o.commune for o in self.feed.orders.values()}),
+                            (self.crew_box, {o.crew for o in self.feed.orders.values()})):
+            if {v for v in values if v} - {box.itemText(i) for i in range(box.count())}:
+                self._fill_combos()
+                break
+        rows = select(self.feed.orders.values(), self.filter, self.sort)
+        self.model.set_rows(rows)
+        if self.pending_select and self.select_order(self.pending_select):
+            self.pending_select = ""
+        elif keep is not None:
+            self.select_order(keep.id)
+        overdue = sum(1 for o in rows if o.overdue)
+        err = f" — NOT UPDATED: {self.feed.error}" if self.feed.error else ""
+        self.count.set_full_text(f"{len(rows)} shown ({overdue} overdue) / {len(self.feed.orders)} loaded{err}")
+        self._selection()
+
+    def selected(self) -> Order | None:
+        sel = self.table.selectionModel()
+        rows = sel.selectedRows() if sel is not None else []
+        return self.model.rows[rows[0].row()] if rows and rows[0].row() < len(self.model.rows) else None
+
+    def select_order(self, order_id: str) -> bool:
+        for r, o in enumerate(self.model.rows):
+            if o.id == order_id:
+                self.table.selectRow(r)
+                return True
+        return False
+
+    def _selection(self) -> None:
+        o = self.selected()
+        self.update_actions()
+        if o is None:
+            self.detail.setText("Select a work order.")
+            self.history.setRowCount(0)
+            self._history_of = ("", 0)
+            return
+        notes = "".join(f"<br>· {local_text(ts)} {user}: {text}" for ts, user, text in o.notes)
+        extra = "".join(f"<br>{k}: {v}" for k, v in (("reason", o.reason), ("cause", o.cause),
+                                                      ("action", o.action)) if v)
+        self.detail.setText(
+            f"<b>{o.id}</b> — P{o.priority} · <b>{o.status_text}</b>"
+            + (" · <b>OVERDUE</b>" if o.overdue else "")
+            + f"<br>{o.equipment} · {o.commune} · {o.service}<br>{o.what}"
+            + f"<br>created {local_text(o.created_ms)} ({o.source}) · due {local_text(o.due_ms)}"
+            + (f"<br>crew {o.crew}" + (f" · vehicle {o.vehicle}" if o.vehicle else "") if o.crew else "")
+            + (f"<br>alarms: {', '.join(o.alarms)}" if o.alarms else "") + extra + notes)
+        if self._history_of != (o.id, o.updated_ms):
+            self._history_of = (o.id, o.updated_ms)
+            r = self.console.call("GET", f"/workorders/{quote(o.id, safe='')}/history")
+            r.finished.connect(lambda r, oid=o.id: self._on_history(oid, r))
+
+    def _on_history(self, order_id: str, r: Reply) -> None:
+        if self._history_of[0] != order_id:
+            return  # another order was selected meanwhile
+        rows = history_rows(r.data) if r.ok and isinstance(r.data, list) else \
+            [("", "", "cannot load the history", r.why(), "")]
+        self.history.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, text in enumerate(row):
+                self.history.setItem(i, j, QTableWidgetItem(text))
+
+    # ------------------------------------------------------------------ actions
+    def why_disabled(self, key: str) -> str:
+        o = self.selected()
+        perms = self.console.session.permissions
+        if key == "refresh":
+            return "" if self.console.session.can("workorder.read") else "log in to read work orders"
+        if key == "open":
+            return "" if o is not None else "select a work order first"
+        return why_not({"dispatch": "assign"}.get(key, key), o, perms)
+
+    def update_actions(self) -> None:
+        for key, b in self.buttons.items():
+            why = self.why_disabled(key)
+            b.setEnabled(not why)
+            b.setToolTip(why)
+
+    def _ask(self, key: str, title: str, fields: list[tuple[str, str, bool]]) -> dict[str, str] | None:
+        if self.dialog_answers is not None:
+            return self.dialog_answers.get(key)
+        d = ReasonDialog(title, fields, None, self)
+        if d.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return {k: d.value(k) for k, _, _ in fields}
+
+    def do(self, key: str) -> Reply | DispatchDialog | None:
+        why = self.why_disabled(key)
+        o = self.selected()
+        if why or (o is None and key != "refresh"):
+            return None
+        if key == "refresh":
+            return self.feed.refresh()
+        assert o is not None  # noqa: S101 - checked above
+        if key == "open":
+            self.console.openEquipment.emit(o.equipment)
+            return None
+        if key == "dispatch":
+            d = DispatchDialog(self.console, o, self)
+            d.assigned.connect(lambda data: self._acted("dispatch", data))
+            self.dispatch_dialog = d
+            d.open()
+            return d
+        if key == "cancel":
+            ans = self._ask(key, f"Cancel {o.id}", [("reason", "Reason", True)])
+            body = {"reason": ans["reason"]} if ans else None
+        else:  # close (supervisors)
+            ans = self._ask(key, f"Close {o.id}", [("cause", "Cause", True), ("action", "Action taken", True),
+                                                   ("note", "Note", False)])
+            body = {"cause": ans["cause"], "action": ans["action"]} if ans else None
+            if ans and ans.get("note"):
+                body = {**(body or {}), "note": ans["note"]}
+        if body is None:
+            return None
+        r = self.console.order_action(o.id, key, body)
+        r.finished.connect(lambda r, k=key: self._done(k, r))
+        return r
+
+    def _acted(self, key: str, data: dict[str, Any]) -> None:
+        o = self.feed.put(data)
+        self.result.setText(f"{dt.datetime.now():%H:%M:%S} {key}: {o.id} {o.status_text}"
+                            + (f" — {o.crew}" if o.crew else ""))
+
+    def _done(self, key: str, r: Reply) -> None:
+        if r.ok and isinstance(r.data, dict):
+            self._acted(key, r.data)
+        else:
+            self.result.setText(f"{dt.datetime.now():%H:%M:%S} {key}: REFUSED — {r.why()}")
+        self.actionDone.emit(key, r)
+
+
+# ---------------------------------------------------------------------- the map layer
+class OrderLayer(QObject):
+    """The overview's layer of open work orders (see the module docstring)."""
+
+    def __init__(self, overview: Overview, feed: WorkOrderFeed) -> None:
+        super().__init__(overview)
+        self.overview = overview
+        self.feed = feed
+        self.item = pg.ScatterPlotItem(pxMode=True)
+        self.item.setZValue(6.5)  # above the equipment, under the alarm marks
+        overview.vb.addItem(self.item)
+        self.box = QCheckBox("open work orders")
+        self.box.setChecked(True)
+        self.box.setAccessibleName("map layer open work orders")
+        self.box.setToolTip("a square beside each equipment with an open work order; coloured only while the "
+                            "equipment is alarmed")
+        overview.extra_layers.addWidget(self.box)
+        self.marked: list[str] = []  # the equipment drawn, in spot order (tests read it)
+        self.alarmed: list[str] = []
+        self.box.toggled.connect(self.draw)
+        feed.changed.connect(self.draw)
+        overview.console.alarmsChanged.connect(self.draw)
+        overview.console.equipmentLoaded.connect(self.draw)
+        overview.vb.sigRangeChanged.connect(self._offset)
+        self.draw()
+
+    def draw(self) -> None:
+        m = self.overview.console.map
+        eqs = [e for e in sorted(open_by_equipment(self.feed.orders.values())) if e in m.index] \
+            if self.box.isChecked() else []
+        self.marked = eqs
+        if not eqs:
+            self.alarmed = []
+            self.item.setData([])
+            return
+        idx = np.array([m.index[e] for e in eqs], dtype=np.int64)
+        levels = m.eq_alarm[idx].astype(int).tolist()
+        self.alarmed = [e for e, lv in zip(eqs, levels, strict=True) if lv > 0]
+        # ISA-101: grey and hollow while normal; the alarm's priority colour only while it is alarmed
+        brushes = [qtstyle.brush(style.ALARM_COLOURS[lv]) if lv in style.ALARM_COLOURS else None for lv in levels]
+        self.item.setData(x=m.eq_x[idx], y=m.eq_y[idx], size=9, symbol="s", brush=brushes,
+                          pen=[qtstyle.pen(style.TEXT, 1.5)] * idx.size, data=eqs)
+        self._offset()
+
+    def _offset(self, *_: Any) -> None:
+        # down-right of its equipment, a fixed number of pixels whatever the zoom (alarm marks sit up-right)
+        px = self.overview.vb.viewPixelSize()
+        self.item.setPos(px[0] * 10, -px[1] * 10)
+
+
+__all__ = ["OrderLayer", "WorkOrderFeed", "WorkOrderList"]
