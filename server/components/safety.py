@@ -28,7 +28,7 @@ monitor must not notice. So the junctions are read by a second Poller, in a thre
         heartbeat older than 1 s only names that cause in the alarm's reason
         → P1 failsafe/monitor_blind at that junction ("field-safety monitor blind at J0xx")
       no monitor running on the safety loop (fail-safe layer not started, no commands.yaml, failed reload;
-        a valid reload's switch of the monitor is not a stop, for at most two periods)
+        a valid reload's switch of the monitor is not a stop while the reload runs, at most 10 s)
         → P1 failsafe/monitor_not_running (not while the fail-safe component is down: system.server.
           failsafe_down already says the monitor stopped, one annunciation per condition)
 
@@ -69,6 +69,7 @@ T = TypeVar("T")
 HEARTBEAT_S = 0.1  # the safety loop stamps its heartbeat this often
 STALLED_S = 1.0  # a heartbeat older than this: the safety loop is stalled (the reason given for a blind junction)
 BLIND_PERIODS = 2.0  # a junction whose last good sample is older than this many periods: blind
+SWITCH_MAX_S = 10.0  # a reload's switch of the monitor is not a stop for at most this long (while it runs)
 WATCH_EVERY_S = 0.2
 
 
@@ -211,8 +212,9 @@ class SafetyPoll:
         self._maps: tuple[int, int, npt.NDArray[np.int64]] | None = None  # (safety db id, main db id, mapping)
         self.blind: dict[str, str] = {}  # junction → why, as raised
         self.not_running = False
-        #: a reload moved the junctions to a new database: until the new monitor is attached (or two periods,
-        #: whichever comes first) "not running" is a switch, not a stop (the new monitor decides on what came in)
+        #: a reload moved the junctions to a new database: until the new monitor is attached, while the reload
+        #: runs and at most SWITCH_MAX_S, "not running" is a switch, not a stop (the new monitor decides first on
+        #: what came in meanwhile; the blind check goes on)
         self.switch_until_ns = 0
         self._raised_on: int | None = None  # id of the main tag database the alarms were raised in
 
@@ -282,12 +284,10 @@ class SafetyPoll:
 
         # the new database replaces the old one on the safety loop while this loop awaits: the switch window
         # opens first (the fail-safe component attaches the new monitor next, in the reload's order)
-        self.switch_until_ns = time.time_ns() + int(BLIND_PERIODS * 1e9)
+        self.switch_until_ns = time.time_ns() + int(SWITCH_MAX_S * 1e9)
         result = await self.call(update())
         now = time.time_ns()
         db = self.db
-        if db is not None and db.junctions:
-            self.switch_until_ns = now + int(BLIND_PERIODS * min(db.period_s.values()) * 1e9)
         if db is not None:
             self.since_ns = {j: self.since_ns.get(j, now) for j in db.junctions}
             for j in result.get("restarted", []) + result.get("started", []):
@@ -453,7 +453,10 @@ class SafetyPoll:
         fs = self.server.subsystems.get("failsafe")
         covered = fs is not None and fs.status == "down" and "health" in self.server.components
         # the fail-safe layer comes up after the poller, and a reload switches it after the junctions' database
-        starting = fs is None or fs.status == "starting" or now < self.switch_until_ns
+        # (the other components apply in between: on a loaded machine that takes seconds, so the window lasts
+        # while the reload runs, bounded; a failed switch ends "down" or "unavailable" and says so)
+        switching = now < self.switch_until_ns and self.server.reloading
+        starting = fs is None or fs.status == "starting" or switching
         not_running = bool(db is not None and db.junctions) and not running and not covered and not starting
         fresh = self._raised_on != id(sink.db)  # a reload: a new tag database, assert the present state again
         self._raised_on = id(sink.db)

@@ -269,10 +269,12 @@ async def test_a_sample_the_monitor_fails_on_is_not_a_check(tmp_path: Path, monk
         monkeypatch.setattr(monitor, "on_change", failing)
         received = db.last_good_ns[jid]
         # (not "field-safety loop stalled": a loaded machine may stall the safety loop, every junction blind)
-        await until("blind where the monitor fails", lambda: "decided on" in safety.blind.get(jid, ""), timeout=10,
+        # (both at once: on a loaded machine the watch's verdict read first may be one from before the patch)
+        await until("blind where the monitor fails",
+                    lambda: "decided on" in safety.blind.get(jid, "") and not safety.checking()[jid], timeout=10,
                     every=0.05)
-        assert not safety.checking()[jid]
-        assert db.last_good_ns[jid] > received  # its samples still come in, good: they are just not decided on
+        # its samples still come in, good: they are just not decided on
+        assert db.last_good_ns[jid] > max(received, db.checked_ns.get(jid, 0))
         assert jid in await rig.excused()  # the P1 is in /alarms
         assert await rig.violations() == []
         monkeypatch.setattr(monitor, "on_change", decide)
