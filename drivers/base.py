@@ -68,7 +68,7 @@ T = TypeVar("T")
 
 
 class DriverContext:
-    """Resources shared by the drivers of one process: one SnmpEngine, one client per serial bus.
+    """Resources shared by the drivers of one process: one SNMP request pool, one client per serial bus.
 
     ``shared(key, create, close)`` returns the object stored under ``key``, creating it on first use;
     ``aclose()`` closes them all (in reverse creation order).

@@ -5,16 +5,16 @@
     modbus_tcp      drivers.modbus:ModbusTcpDriver          device (one TCP connection each)
     modbus_rtu      drivers.modbus:ModbusRtuDriver          serial bus (units share the port)
     opcua           drivers.opcua:OpcUaDriver               server (one session, one subscription)
-    snmp            drivers.snmp:SnmpDriver                 agent context (one shared SnmpEngine)
+    snmp            drivers.snmp:SnmpDriver                 agent context (one shared net-snmp pool)
     serial_ascii    drivers.serial_ascii:PanelBusDriver     serial bus (panel ASCII protocol)
 
 Classes are imported on first use, so building a factory for a Modbus-only city never imports
-asyncua or pysnmp. ``register(protocol, "module:Class")`` adds or replaces an entry (tests, plug-ins).
+asyncua or ezsnmp. ``register(protocol, "module:Class")`` adds or replaces an entry (tests, plug-ins).
 
 Building the drivers for a city and running the scheduler::
 
     config = load_city("tags.yaml", "alarms.yaml", endpoint_overrides=endpoints)
-    factory = DriverFactory(config)             # holds shared resources (SNMP engine, serial buses)
+    factory = DriverFactory(config)             # holds shared resources (SNMP pool, serial buses)
     db = TagDatabase(config.tags + device_stat_tags(config))
     poller = Poller(config, factory, db)        # scada.poll: no protocol imports
     await poller.start(); ...; await poller.aclose(); await factory.aclose()
