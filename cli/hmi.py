@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workstation", default=None, help="workstation name sent with every request")
     parser.add_argument("--screenshots", type=Path, default=None,
                         help="log in, save a screenshot of each display level into DIR, then exit")
-    parser.add_argument("--audible", action="store_true", help="beep on each new unacknowledged P1/P2 alarm")
+    parser.add_argument("--audible", action=argparse.BooleanOptionalAction, default=True,
+                        help="sound unacknowledged alarms per priority until silenced (default on)")
     parser.add_argument("--page", default="overview", help="first display shown (overview, alarms, traffic...)")
 
 

@@ -1,18 +1,27 @@
 """The always-visible alarm banner and the alarm list (ISA-18.2 actions with reasons).
 
     Banner ┌────────────────────────────────────────────────────────────────────────────────────────┐
-           │ ■1 crit 2 unack/3 │ ▲2 high 0/1 │ ◆3 … │ ●4 … │ SHV 1 │ SUP 0 │ OOS 2 │ newest ■1: msg ▶ │ ONLINE │ op │
+           │ ■1 crit 2 unack/3 │ ▲2 high 0/1 │ ◆3 … │ ●4 … │ SHV 1 · SUP 0 · OOS 2 │ [Silence] │ newest ■1 ▶ │ ONLINE │
            └────────────────────────────────────────────────────────────────────────────────────────┘
+           [Silence] (or F12): the horn (hmi.annunciator) sounds per priority until silenced
     AlarmList: filters (priority, state, area, service, text, hidden lists) · sort · group
                table (priority = colour + shape + number + word) · actions, each disabled with the
                reason in its tooltip (role, priority 1 cannot be shelved, nothing selected...)
                double click / "Open equipment" → the Level-3 display (≤ 2 clicks from any alarm)
+
+Work orders: "Work order" (one click) makes a work order from the alarm, or links the alarm to its equipment's
+open one (``POST /workorders/from-alarm``). "Out of service…" needs a work order: it offers the
+equipment's open orders and "create one from this alarm", then puts the alarm out of service linked to it:
+
+    GET /workorders?equipment=&open=true ──► choose (an open order | create one) + reason
+        ──► [create: POST /workorders/from-alarm] ──► POST /alarms/{id}/out-of-service {work_order}
 
 Keyboard (the list has the focus when the page is shown): Enter opens the selected alarm's equipment,
 Space (or A) acknowledges, S shelves (the reason dialog follows), T trends its tag; arrows move.
 Each key does exactly what its button does, refused the same way (the button's tooltip says why).
 The Age column is live: it is redrawn every second while the list is visible.
 The banner never widens the window: the newest priority-1 text is elided to the room it has.
+Export CSV / Export PDF / Print take the alarms shown (filters, sort, the console's area): hmi.alarm_export.
 """
 
 from __future__ import annotations
@@ -21,17 +30,19 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QBrush, QColor, QFont, QKeyEvent, QResizeEvent
+from PyQt6.QtGui import QBrush, QColor, QFont, QKeyEvent, QKeySequence, QResizeEvent, QShortcut
+from PyQt6.QtPrintSupport import QPrintDialog, QPrinter
 from PyQt6.QtWidgets import (
     QAbstractItemView,
-    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -44,11 +55,13 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from hmi import qtstyle, style
+from hmi import alarm_export, qtstyle, style
+from hmi.annunciator import Annunciator
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models.alarms import GROUPS, SORTS, STATE_TEXT, Alarm, AlarmFilter, Group, age_text, grouped, select
 from hmi.models.journal import local_time
+from hmi.models.workorders import CREATE_FROM_ALARM, Order, order_id_of
 from hmi.qtstyle import hide_row_numbers
 
 Index = QModelIndex | QPersistentModelIndex
@@ -217,8 +230,16 @@ class Banner(QFrame):
         lay.addWidget(self.link)
         lay.addWidget(self.user)
         self._newest_eq = ""
-        self._heard: set[str] = set()
-        self.beeps = 0
+        # audible annunciation per priority, repeating until silenced (F12 or the button; hmi.annunciator)
+        self.annunciator = Annunciator(console, parent=self)
+        self.silence = QPushButton("Silence")  # short: the banner never widens the window (F12 in the tooltip)
+        self.silence.setAccessibleName("silence the alarm horn")
+        self.silence.clicked.connect(self.annunciator.silence)
+        self._silence_key = QShortcut(QKeySequence("F12"), self, context=Qt.ShortcutContext.WindowShortcut)
+        self._silence_key.activated.connect(self.annunciator.silence)
+        self.annunciator.changed.connect(self._horn)
+        lay.insertWidget(lay.indexOf(self.hidden) + 1, self.silence)
+        self._horn()
         console.alarmsChanged.connect(self.refresh)
         console.connectionChanged.connect(lambda *_: self.refresh_link())
         console.sessionChanged.connect(self.refresh_link)
@@ -228,7 +249,6 @@ class Banner(QFrame):
 
     def refresh(self) -> None:
         b = self.console.alarms.banner()
-        self._annunciate()
         for p, cell in self.cells.items():
             cell.set(b.unacked[p], b.active[p])
         self.hidden.setText(f"Shelved {b.shelved} · Suppressed {b.suppressed}\n"
@@ -245,15 +265,13 @@ class Banner(QFrame):
             self.newest.set_full_text("no priority-1 alarm")
             self.newest.setEnabled(False)
 
-    def _annunciate(self) -> None:
-        """Optional audible annunciation: one beep per new unacknowledged priority-1 or -2 alarm."""
-        now = {a.id for a in self.console.alarms.alarms.values()
-               if a.priority <= 2 and a.unacked and a.annunciated}
-        new = now - self._heard
-        self._heard = now
-        if new and self.console.audible:
-            self.beeps += 1
-            QApplication.beep()
+    def _horn(self) -> None:
+        a = self.annunciator
+        self.silence.setEnabled(a.state == a.SOUNDING)
+        self.silence.setToolTip({a.SOUNDING: f"priority {a.priority} sounding: silence it (F12)",
+                                 a.SILENCED: f"silenced; a new alarm above priority {a.priority} sounds again",
+                                 a.IDLE: "nothing unacknowledged"}[a.state]
+                                + ("" if a.enabled else " (sound off: scada hmi --no-audible)"))
 
     def refresh_link(self) -> None:
         st = self.console.state
@@ -456,6 +474,7 @@ class AlarmList(QWidget):
         assert sel is not None  # noqa: S101 - setModel() above created it (Qt's stub says Optional)
         sel.selectionChanged.connect(lambda *_: self.update_actions())
         self.dialog_answers: dict[str, dict[str, str]] | None = None  # tests: skip the dialogs
+        self.oos_choices: list[str] = []  # the work orders "Out of service…" offered last
         self._group_chosen = False
         self._auto = False
 
@@ -502,17 +521,26 @@ class AlarmList(QWidget):
 
         # actions
         self.buttons: dict[str, QPushButton] = {}
+        self.export_buttons: dict[str, QPushButton] = {}
         acts = QHBoxLayout()  # the operator's actions; below, the supervisor's and maintenance's (two rows:
         acts2 = QHBoxLayout()  # the list fits a 1280-pixel window)
         for key, text in (("open", "Open equipment ▶"), ("ack", "Acknowledge"), ("ack_visible", "Ack all shown"),
                           ("shelve", "Shelve…"), ("unshelve", "Unshelve"), ("suppress", "Suppress…"),
                           ("unsuppress", "Unsuppress"), ("oos", "Out of service…"), ("rts", "Return to service"),
-                          ("reset", "Reset (latched)"), ("trend", "Trend")):
+                          ("reset", "Reset (latched)"), ("trend", "Trend"), ("workorder", "Work order")):
             b = QPushButton(text)
             b.setAccessibleName(text.rstrip(" ▶…").lower())
             b.clicked.connect(lambda _=False, k=key: self.do(k))
             self.buttons[key] = b
             (acts if key in ("open", "ack", "ack_visible", "shelve", "unshelve", "trend") else acts2).addWidget(b)
+        # print / export what is shown (hmi.alarm_export): CSV safe for spreadsheets, PDF, a printer
+        for key, text, slot in (("csv", "Export CSV…", self.export_csv), ("pdf", "Export PDF…", self.export_pdf),
+                                ("print", "Print…", self.print_list)):
+            b = QPushButton(text)
+            b.setAccessibleName(text.rstrip("…").lower())
+            b.clicked.connect(lambda _=False, f=slot: f())
+            self.export_buttons[key] = b
+            acts2.addWidget(b)
         acts.addStretch(1)
         acts2.addStretch(1)
         self.count = ElidedLabel(min_width=80)
@@ -626,6 +654,51 @@ class AlarmList(QWidget):
         self.count.set_full_text(f"{len(alarms)} shown / {len(self.console.alarms)} in the store")
         self.update_actions()
 
+    # ------------------------------------------------------------------ print / export
+    def shown(self) -> list[Alarm]:
+        """The alarms the list shows (filters, sort, area), group headers left out; a refresh still waiting
+        for its timer is done first (an export is of the alarms now)."""
+        if self._timer.isActive():
+            self._timer.stop()
+            self.refresh()
+        return [r for r in self.model.rows if isinstance(r, Alarm)]
+
+    def heading(self) -> str:
+        f = self.filter
+        parts = [f"area: {self.console.alarms.area.text}",
+                 "priorities " + ",".join(str(p) for p in sorted(f.priorities)),
+                 self.state_box.currentText(), self.show_box.currentText()]
+        parts += [x for x in (f.area, f.service, f'"{f.text}"' if f.text else "") if x]
+        return "Alarm list — " + " · ".join(parts)
+
+    def _save_path(self, what: str, suffix: str, path: Path | None) -> Path | None:
+        if path is not None:
+            return path
+        name, _ = QFileDialog.getSaveFileName(self, f"Export the alarm list ({what})",
+                                              f"alarms-{dt.datetime.now():%Y%m%d-%H%M}{suffix}", f"{what} (*{suffix})")
+        return Path(name) if name else None
+
+    def export_csv(self, path: Path | None = None) -> Path | None:
+        target = self._save_path("CSV", ".csv", path)
+        if target is None:
+            return None
+        alarm_export.write_csv(target, self.shown())
+        self.result.setText(f"{dt.datetime.now():%H:%M:%S} exported {len(self.shown())} alarm(s) to {target}")
+        return target
+
+    def export_pdf(self, path: Path | None = None) -> Path | None:
+        target = self._save_path("PDF", ".pdf", path)
+        if target is None:
+            return None
+        alarm_export.write_pdf(target, self.shown(), self.heading())
+        self.result.setText(f"{dt.datetime.now():%H:%M:%S} exported {len(self.shown())} alarm(s) to {target}")
+        return target
+
+    def print_list(self) -> None:
+        printer = QPrinter()
+        if QPrintDialog(printer, self).exec() == QDialog.DialogCode.Accepted:
+            alarm_export.print_list(printer, self.shown(), self.heading())
+
     # ------------------------------------------------------------------ selection and actions
     def selected(self) -> list[Alarm]:
         sel = self.table.selectionModel()
@@ -651,13 +724,14 @@ class AlarmList(QWidget):
         sel = self.selected()
         perm = {"ack": "alarm.ack", "ack_visible": "alarm.ack", "shelve": "alarm.shelve", "unshelve": "alarm.shelve",
                 "suppress": "alarm.suppress", "unsuppress": "alarm.suppress", "oos": "alarm.out_of_service",
-                "rts": "alarm.out_of_service", "reset": "alarm.reset"}.get(key)
+                "rts": "alarm.out_of_service", "reset": "alarm.reset", "workorder": "workorder.create"}.get(key)
         if perm:
             why = s.why_not(perm, {"ack": "acknowledge alarms", "ack_visible": "acknowledge alarms",
                                    "shelve": "shelve alarms", "unshelve": "unshelve alarms",
                                    "suppress": "suppress alarms", "unsuppress": "unsuppress alarms",
                                    "oos": "take alarms out of service", "rts": "return alarms to service",
-                                   "reset": "reset latched alarms"}[key])
+                                   "reset": "reset latched alarms",
+                                   "workorder": "create work orders"}[key])
             if why:
                 return why
         if key == "ack_visible":
@@ -667,8 +741,10 @@ class AlarmList(QWidget):
             return "select an alarm first"
         one = len(sel) == 1
         a = sel[0]
-        if key in ("open", "trend") and not one:
+        if key in ("open", "trend", "workorder") and not one:
             return "select one alarm"
+        if key == "workorder":
+            return "" if a.equipment else "this alarm has no equipment to repair"
         if key == "open":
             return "" if a.equipment else "this alarm has no equipment"
         if key == "trend":
@@ -689,6 +765,8 @@ class AlarmList(QWidget):
             return "this alarm is not suppressed"
         if key == "oos" and a.out_of_service:
             return "already out of service"
+        if key == "oos" and not a.equipment:
+            return "out of service needs a work order of the alarm's equipment: this alarm has none"
         if key == "rts" and not a.out_of_service:
             return "this alarm is in service"
         if key == "reset" and not a.latched:
@@ -749,13 +827,14 @@ class AlarmList(QWidget):
             if ans is None:
                 return None
             reply = c.alarm_action(sel[0].id, "suppress", {"reason": ans["reason"]})
+        elif key == "workorder":
+            reply = c.order_from_alarm(sel[0].id)
         elif key == "oos":
-            ans = self._ask(key, f"Out of service: {sel[0].id}", [("work_order", "Work order", True),
-                                                                  ("reason", "Reason", False)])
-            if ans is None:
-                return None
-            reply = c.alarm_action(sel[0].id, "out-of-service", {"work_order": ans["work_order"],
-                                                                 "reason": ans.get("reason", "")})
+            # the equipment's open orders first: the operator picks one or has one created from the alarm
+            a = sel[0]
+            reply = c.open_orders_of(a.equipment)
+            reply.finished.connect(lambda r, alarm=a: self._oos_choose(alarm, r))
+            return reply
         else:
             action = {"unshelve": "unshelve", "unsuppress": "unsuppress", "rts": "return-to-service",
                       "reset": "reset"}[key]
@@ -767,11 +846,41 @@ class AlarmList(QWidget):
             reply.finished.connect(lambda r, k=key: self._done(k, r))
         return reply
 
-    def _done(self, key: str, r: Reply) -> None:
-        if r.ok:
+    def _oos_choose(self, a: Alarm, r: Reply) -> None:
+        """Out of service, step 2: which work order (an open one of the equipment, or a new one)."""
+        if not r.ok:
+            self._done("oos", r)
+            return
+        orders = [Order.from_json(d) for d in (r.data or {}).get("orders", [])] if isinstance(r.data, dict) else []
+        choices = [o.label() for o in orders if o.open] + [CREATE_FROM_ALARM]
+        self.oos_choices = choices
+        ans = self._ask("oos", f"Out of service: {a.id}", [("work_order", "Work order", True),
+                                                            ("reason", "Reason", False)], {"work_order": choices})
+        if ans is None:
+            return
+        reason = ans.get("reason", "")
+        if ans["work_order"] == CREATE_FROM_ALARM:
+            made = self.console.order_from_alarm(a.id)
+            made.finished.connect(lambda m: self._oos_put(a, m, reason) if m.ok and isinstance(m.data, dict)
+                                  else self._done("oos", m))
+        else:
+            self._oos_put(a, None, reason, order_id_of(ans["work_order"]))
+
+    def _oos_put(self, a: Alarm, made: Reply | None, reason: str, order_id: str = "") -> None:
+        """Out of service, step 3: the alarm out of service, linked to the order (the server links it)."""
+        if made is not None:
+            order_id = str(made.data["id"])
+        reply = self.console.alarm_action(a.id, "out-of-service", {"work_order": order_id, "reason": reason})
+        reply.finished.connect(lambda r: self._done("oos", r, f" with work order {order_id}"))
+
+    def _done(self, key: str, r: Reply, note: str = "") -> None:
+        if r.ok and key == "workorder" and isinstance(r.data, dict):
+            text = (f"work order {r.data.get('id')} ({str(r.data.get('status', '')).replace('_', ' ')}) for "
+                    f"{r.data.get('equipment')}: the alarm is linked to it")
+        elif r.ok:
             results = (r.data or {}).get("results", []) if isinstance(r.data, dict) else []
             refused = [x for x in results if isinstance(x, dict) and x.get("outcome") not in (None, "done", "ok")]
-            text = f"{key}: done" + (f" ({len(results)} alarm(s))" if results else "")
+            text = f"{key}: done" + (f" ({len(results)} alarm(s))" if results else "") + note
             if refused:
                 text += "; refused: " + "; ".join(f"{x.get('alarm') or x.get('id', '')}: {x.get('reason', '')}"
                                                   for x in refused[:5])

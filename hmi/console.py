@@ -20,6 +20,9 @@ ended it (expiry, idle timeout, password or role changed: see :mod:`hmi.bridge`)
 screen marked stale, the channels are closed, and the window asks for a login (switch user); the next
 login starts everything again (:meth:`start`).
 
+Area of responsibility: :meth:`set_area` bounds the alarm store (:mod:`hmi.models.area`), then the map
+levels are recomputed and ``areaChanged`` + ``alarmsChanged`` tell the banner, list, map and annunciator.
+
 Subscriptions: channel ``alarms`` (every alarm) from the login on; once the equipment list is known,
 ``city`` (the luminaires' status, one glob) and ``health1..n`` (the map's health and position tags by
 exact name); ``focus`` (the union of what the open displays declare
@@ -40,6 +43,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from hmi.bridge import Bridge, Reply
 from hmi.models.alarms import AlarmStore
+from hmi.models.area import Area
 from hmi.models.layouts import Layouts, check_against, load_layouts
 from hmi.models.live import EquipmentInfo, LiveTags, Registry, Session
 from hmi.models.mapmodel import LAMP_GLOB, MapDelta, MapModel
@@ -63,6 +67,8 @@ class ConsoleModel(QObject):
     message = pyqtSignal(str)  # something the operator should read (status bar)
     openEquipment = pyqtSignal(str)  # navigation request: show the Level-3 display of this equipment
     openTrend = pyqtSignal(list)  # navigation request: trend these tags
+    openWorkOrder = pyqtSignal(str)  # navigation request: the work-order list with this order selected
+    areaChanged = pyqtSignal()  # the area of responsibility changed (status bar)
 
     def __init__(self, bridge: Bridge | None, layouts: Layouts | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -82,7 +88,7 @@ class ConsoleModel(QObject):
         self._interests: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self.timings: dict[str, float] = {}
         self.health_requested = False
-        self.audible = False  # beep on each new unacknowledged priority-1/2 alarm (scada hmi --audible)
+        self.audible = True  # audible annunciation (hmi.annunciator); scada hmi --no-audible turns it off
         self._t_login = 0.0
         self.last_user = ""  # who was logged in before the session ended (the login dialog offers it)
         if bridge is not None:
@@ -334,6 +340,33 @@ class ConsoleModel(QObject):
     def alarm_action(self, alarm_id: str, action: str, body: dict[str, Any]) -> Reply:
         """unshelve | suppress | unsuppress | out-of-service | return-to-service | reset."""
         return self.call("POST", f"/alarms/{quote(alarm_id, safe='')}/{action}", body)
+
+    def set_area(self, area: Area) -> None:
+        """Watch only this area: the banner, list, map alarms and annunciation follow at once."""
+        if area == self.alarms.area:
+            return
+        self.alarms.area = area
+        self.alarms.version += 1
+        delta = self.map.set_alarm_levels(self.alarms.equipment_levels(), None)
+        self.areaChanged.emit()
+        if delta:
+            self.mapChanged.emit(delta)
+        self.alarmsChanged.emit()
+
+    # work orders (hmi.workorders_view, hmi.dispatch; the server's routes in server/routes/workorders.py)
+    def order_from_alarm(self, alarm_id: str) -> Reply:
+        """One click from an alarm: its equipment's open order with the alarm linked, else a new one."""
+        return self.call("POST", "/workorders/from-alarm", {"alarm_id": alarm_id})
+
+    def create_order(self, equipment: str, what: str, priority: int = 3) -> Reply:
+        return self.call("POST", "/workorders", {"equipment": equipment, "what": what, "priority": priority})
+
+    def open_orders_of(self, equipment: str) -> Reply:
+        return self.call("GET", "/workorders", equipment=equipment, open="true")
+
+    def order_action(self, order_id: str, action: str, body: dict[str, Any]) -> Reply:
+        """assign | cancel | close | note | … (``POST /workorders/{id}/{action}``)."""
+        return self.call("POST", f"/workorders/{quote(order_id, safe='')}/{action}", body)
 
     def domain_of(self) -> dict[str, str]:
         return {e.id: e.domain for e in self.registry.items.values()}

@@ -23,6 +23,7 @@ from PyQt6.QtCore import QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPen
 from PyQt6.QtWidgets import (
     QAbstractItemView,
+    QDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -36,6 +37,7 @@ from PyQt6.QtWidgets import (
 )
 
 from hmi import qtstyle, style
+from hmi.alarms_view import ReasonDialog
 from hmi.area_views import Page, draw_head
 from hmi.bridge import Reply
 from hmi.commands_view import CommandPanel
@@ -440,6 +442,15 @@ class EquipmentDisplay(Page):
         top.addWidget(head, 1)
         top.addWidget(self.trend_btn)
         top.addWidget(diag)
+        # a work order by hand (the alarm list makes one from an alarm in one click)
+        self.order_btn = QPushButton("Create work order…")
+        self.order_btn.setAccessibleName("create a work order for this equipment")
+        why = console.session.why_not("workorder.create", "create work orders")
+        self.order_btn.setEnabled(not why)
+        self.order_btn.setToolTip(why or "a work order for this equipment: what is wrong, its priority")
+        self.order_btn.clicked.connect(self.create_order)
+        self.order_answers: dict[str, str] | None = None  # tests: skip the dialog
+        top.addWidget(self.order_btn)
         self.alarms = AlarmStrip(console, eq.id)
         # a long alarm message is cut at the display's edge (full text in the alarm list), never widens the window
         self.alarms.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -480,6 +491,29 @@ class EquipmentDisplay(Page):
         if mine is None or mine:
             self.synoptic.update()
             self.tags_table.refresh(mine)
+
+    def create_order(self) -> Reply | None:
+        """Ask what is wrong and its priority, then ``POST /workorders``; the answer goes to the status bar and
+        the work-order list opens with the new order selected (to dispatch it)."""
+        ans = self.order_answers
+        if ans is None:
+            d = ReasonDialog(f"Work order for {self.eq.id}", [("what", "What is wrong", True),
+                                                              ("priority", "Priority", True)],
+                             {"priority": ["3", "4", "2", "1"]}, self)
+            if d.exec() != QDialog.DialogCode.Accepted:
+                return None
+            ans = {"what": d.value("what"), "priority": d.value("priority")}
+        r = self.console.create_order(self.eq.id, ans["what"], int(ans.get("priority") or 3))
+
+        def done(r: Reply) -> None:
+            if r.ok and isinstance(r.data, dict):
+                self.console.message.emit(f"work order {r.data.get('id')} created for {self.eq.id}")
+                self.console.openWorkOrder.emit(str(r.data.get("id")))  # to the list, to dispatch it
+            else:
+                self.console.message.emit(f"work order for {self.eq.id}: REFUSED — {r.why()}")
+
+        r.finished.connect(done)
+        return r
 
     def _trend(self) -> None:
         tags = self.tags_table.selected_tags()

@@ -1,6 +1,7 @@
 """Level 1 — the city overview: every equipment and luminaire on a map drawn from their coordinates.
 
     ┌ pg.GraphicsView ─ ViewBox (aspect locked, wheel zoom, drag pan) ─────────────┬ side panel ────────┐
+    │  street tiles   optional base map, grey and faint, under all (hmi.tiles)      │                    │
     │  outlines       the 23 communes (scada.geo), one curve, thin grey, no fill    │ legend (shapes)    │
     │  luminaires     one ScatterPlotItem, 'o' 4 px       ← recoloured per spot     │ layers ☑ per domain│
     │  cabinets (LOD) one mark per cabinet, worst luminaire state                   │  ☑ luminaires      │
@@ -55,6 +56,7 @@ from hmi import qtstyle, style
 from hmi.console import ConsoleModel
 from hmi.models.mapmodel import KIND_CODE, KINDS, Clusters, MapDelta
 from hmi.qtstyle import hide_row_numbers
+from hmi.tiles import BaseMap
 from scada.geo import ATTRIBUTION
 
 I64 = npt.NDArray[np.int64]
@@ -294,6 +296,8 @@ class Overview(QWidget):
         self._layer_grid.setContentsMargins(0, 0, 0, 0)
         layers = QWidget()
         layers.setLayout(self._layer_grid)
+        self.extra_layers = QVBoxLayout()  # layers other modules add (hmi.workorders_view.OrderLayer)
+        self.extra_layers.setContentsMargins(0, 0, 0, 0)
         self.info = QLabel("Click a marker to select it.")
         self.info.setWordWrap(True)
         self.open_btn = QPushButton("Open display")
@@ -307,6 +311,7 @@ class Overview(QWidget):
         side.addWidget(self.legend)
         side.addWidget(QLabel("<b>Layers</b>"))
         side.addWidget(layers)
+        side.addLayout(self.extra_layers)
         side.addWidget(QLabel("<b>Annunciated alarms per domain</b>"))
         side.addWidget(self.domains)
         side.addWidget(QLabel("<b>Selection</b>"))
@@ -328,6 +333,9 @@ class Overview(QWidget):
         lay.addWidget(self.view, 1)
         lay.addWidget(panel)
         self.overlay = StaleOverlay(self.view)
+        # the city's street base map, when its layouts file configures one (drawn under the outlines)
+        spec = console.layouts.basemap
+        self.basemap = BaseMap(console, self.vb, self.view, spec, self) if spec is not None else None
 
         console.equipmentLoaded.connect(self.rebuild)
         console.mapChanged.connect(self.on_delta)

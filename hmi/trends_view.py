@@ -1,6 +1,7 @@
 """Trends (pyqtgraph): any tags, historical (decimated queries) + live, pan/zoom in time, cursor read-out.
 
-    [tag ______] [Add] [range: 15 min | 1 h | 8 h | 24 h | 7 d] [Live ✓]
+    [tag ______] [Add] [Browse tags…] [range: 15 min | 1 h | 8 h | 24 h | 7 d] [Live ✓]
+    Browse tags… → hmi.tag_browser.TagBrowser (the server's tags by text or glob, paged) → add
     ┌ PlotWidget, DateAxisItem (local time) ────────────────────────────────────────────┐
     │ one curve per tag; NaN where quality is not good → the curve breaks; bad-quality    │
     │ spans hatched grey (a gap is never drawn as a flat line)                            │
@@ -31,6 +32,7 @@ from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models import trends as tm
 from hmi.models.journal import PARIS
+from hmi.tag_browser import TagBrowser
 
 # trend pens: greys and dark tones only (no alarm hue)
 PENS = ["#111111", "#3b3b8f", "#2f6f4f", "#6b4a2b", "#555555", "#4b2f6f"]
@@ -46,6 +48,10 @@ class TrendView(QWidget):
         self.tag_box.returnPressed.connect(lambda: self.add(self.tag_box.text().strip()))
         add = QPushButton("Add")
         add.clicked.connect(lambda: self.add(self.tag_box.text().strip()))
+        browse = QPushButton("Browse tags…")
+        browse.setAccessibleName("browse the server's tags to add to the trend")
+        browse.clicked.connect(self.browse)
+        self.browser: TagBrowser | None = None
         clear = QPushButton("Clear")
         clear.clicked.connect(self.clear)
         self.range_box = QComboBox()
@@ -57,7 +63,7 @@ class TrendView(QWidget):
         top = QHBoxLayout()
         top.addWidget(QLabel("<b>Trends</b>"))
         top.addWidget(self.tag_box, 1)
-        for w in (add, clear, self.range_box, self.live):
+        for w in (add, browse, clear, self.range_box, self.live):
             top.addWidget(w)
         self.plot = pg.PlotWidget(background=style.PANEL, axisItems={"bottom": pg.DateAxisItem(utcOffset=None)})
         self.plot.showGrid(x=True, y=True, alpha=0.25)
@@ -114,6 +120,17 @@ class TrendView(QWidget):
         if len(self.curves) == 1:
             self.plot.addLegend()
         self.show_last()
+
+    def browse(self) -> TagBrowser:
+        """The tag browser (one per trend view, kept between uses); each chosen tag is added."""
+        if self.browser is None:
+            self.browser = TagBrowser(self.console, self)
+            self.browser.tagChosen.connect(self.add)
+        self.browser.show()
+        self.browser.raise_()
+        if not self.browser.table.rowCount():
+            self.browser.search()
+        return self.browser
 
     def _typed(self, tag: str, r: Reply) -> None:
         """The tag's type is known: anything but a float is discrete (steps)."""

@@ -8,4 +8,5 @@
     journal.py   journal filters → API query, CSV export
     commands.py  vocabulary → command forms; ticket → steps and outcome text; approval inbox
     layouts.py   synoptic layouts (YAML, validated with file:line problems)
+    workorders.py  work orders: filter, overdue first, actions by role and state, history rows, crews ranked
 """

@@ -6,6 +6,10 @@
                  banner() ◄──────┼──────► rows(AlarmFilter, sort, group)  (the alarm list)
                                  └──────► equipment_levels()              (marker colours on the map)
 
+The store's :attr:`AlarmStore.area` (the console's area of responsibility, :mod:`hmi.models.area`)
+bounds what the banner, the list, the map levels and the commune counts see: alarms outside it are
+kept (the equipment displays show every alarm of their equipment) but not counted or listed.
+
 ISA-18.2 states as the server names them: ``unack`` (active, unacknowledged), ``acked`` (active,
 acknowledged), ``rtn_unack`` (returned to normal, unacknowledged), ``normal``. Orthogonal flags:
 shelved, suppressed (by design or by an operator), out of service, latched. Shelved, suppressed and
@@ -22,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hmi.models.area import WHOLE_CITY, Area
 from hmi.style import DIAGNOSTIC
 
 STATES = ("unack", "acked", "rtn_unack", "normal")
@@ -200,6 +205,13 @@ class AlarmStore:
     def __init__(self) -> None:
         self.alarms: dict[str, Alarm] = {}
         self.version = 0
+        self.area: Area = WHOLE_CITY  # the console's area of responsibility (set by the console)
+
+    def in_area(self) -> list[Alarm]:
+        """The alarms of the console's area of responsibility (every alarm for the whole city)."""
+        if self.area.everything:
+            return list(self.alarms.values())
+        return [a for a in self.alarms.values() if self.area.accepts(a)]
 
     def __len__(self) -> int:
         return len(self.alarms)
@@ -248,7 +260,7 @@ class AlarmStore:
         active = {p: 0 for p in (1, 2, 3, 4)}
         shelved = suppressed = oos = diag = 0
         newest: Alarm | None = None
-        for a in self.alarms.values():
+        for a in self.in_area():
             if a.shelved:
                 shelved += 1
             if a.suppressed:
@@ -273,7 +285,7 @@ class AlarmStore:
         """Equipment → worst priority (1 = worst) of its annunciated *active* alarms (absent when none)."""
         wanted = None if equipment is None else set(equipment)
         out: dict[str, int] = {}
-        for a in self.alarms.values():
+        for a in self.in_area():
             if not a.annunciated or not a.active or not a.equipment:
                 continue
             if wanted is not None and a.equipment not in wanted:
@@ -289,7 +301,7 @@ class AlarmStore:
     def counts_by(self, key: str, domain_of: dict[str, str] | None = None) -> dict[str, dict[int, int]]:
         """Annunciated alarms counted per commune (``key='commune'``), service, or domain (via ``domain_of``)."""
         out: dict[str, dict[int, int]] = {}
-        for a in self.alarms.values():
+        for a in self.in_area():
             if not a.annunciated:
                 continue
             if key == "domain":
@@ -369,7 +381,7 @@ class Group:
 
 
 def select(store: AlarmStore, flt: AlarmFilter, sort: str = "priority", descending: bool = False) -> list[Alarm]:
-    items = [a for a in store.alarms.values() if flt.accepts(a)]
+    items = [a for a in store.in_area() if flt.accepts(a)]
     items.sort(key=sort_key(sort), reverse=descending)
     return items
 

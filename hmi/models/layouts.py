@@ -16,6 +16,9 @@
         group_by: commune
         columns:
           - {title: Link, tag: link, labels: {1: up, 2: down}, abnormal: [2, 7]}
+    basemap:                     # optional street map under the Level-1 map (hmi.models.tiles)
+      xyz: https://tiles.example.net/{z}/{x}/{y}.png      # or mbtiles: FILE
+      attribution: "© the tile source's credit"
 
 Problems are reported like the rest of the configuration — ``city.yaml:12: corridor 'Centre':
 'junctions' must be a list of equipment ids, got 'J003'`` — all of them in one pass (the file is
@@ -30,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hmi.models.tiles import BaseMapSpec, parse_basemap
 from scada.config.yamlsource import did_you_mean, line_of, load_yaml
 from scada.errors import ConfigProblem
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "layouts" / "city.yaml"
 SIDES = ("n", "e", "s", "w")
-TOP_KEYS = ("junction_layouts", "junctions", "corridors", "views")
+TOP_KEYS = ("junction_layouts", "junctions", "corridors", "views", "basemap")
 COLUMN_KEYS = ("title", "tag", "units", "labels", "abnormal", "width")
 VIEW_KEYS = ("name", "title", "template", "group_by", "columns")
 
@@ -105,6 +109,7 @@ class Layouts:
     corridors: list[Corridor] = field(default_factory=list)
     views: list[ViewSpec] = field(default_factory=list)
     lines: dict[tuple[str, str], int] = field(default_factory=dict)  # (section, key) → line, for later checks
+    basemap: BaseMapSpec | None = None  # the optional street map (section ``basemap``)
 
     def layout_of(self, junction: str) -> JunctionLayout | None:
         name = self.junctions.get(junction)
@@ -267,6 +272,10 @@ def load_layouts(path: Path | str | None = None) -> tuple[Layouts, list[ConfigPr
         if not bad:
             out.views.append(ViewSpec(vname, str(v.get("title") or vname), str(template), str(group_by),
                                       tuple(cols), line_of(tree, loc)))
+
+    # the street base map (optional)
+    if tree.get("basemap") is not None:
+        out.basemap = parse_basemap(tree["basemap"], path.parent, problem)
     return out, problems
 
 

@@ -223,6 +223,8 @@ def alarms_fixture() -> list[dict[str, Any]]:
 
 
 def test_banner_counts(qtbot: QtBot, console: ConsoleModel) -> None:
+    from PyQt6.QtCore import Qt
+
     from hmi.alarms_view import Banner
 
     b = Banner(console)
@@ -234,11 +236,10 @@ def test_banner_counts(qtbot: QtBot, console: ConsoleModel) -> None:
     assert "Shelved 1" in b.hidden.text() and "Out of service 0" in b.hidden.text()
     console.set_stale(True)
     assert "STALE" in b.link.text()
-    # optional audible annunciation: one beep per new unacknowledged P1/P2
-    console.audible = True
-    console.feed([], alarm_events=[{**p1("J004", "j4"), "since_ms": 9}])
-    console.feed([], alarm_events=[{**p1("J004", "j4"), "state": "acked"}])
-    assert b.beeps == 1
+    # audible annunciation (hmi.annunciator, tests/hmi/test_annunciator.py): the P1 sounds; Silence quiets it
+    assert b.annunciator.state == "sounding" and b.annunciator.priority == 1 and b.silence.isEnabled()
+    qtbot.mouseClick(b.silence, Qt.MouseButton.LeftButton)
+    assert b.annunciator.state == "silenced" and not b.silence.isEnabled()
 
 
 def test_alarm_list_actions_disabled_with_reasons_and_two_clicks(qtbot: QtBot, console: ConsoleModel) -> None:
