@@ -5,6 +5,7 @@
     scada sim                                   # the demo city on the fixed demo ports of tags.yaml
     scada sim --scale dijon                     # generate the full métropole into the state dir, serve it all
     scada sim --scenario storm --speed 20       # replay sim/scenarios/storm.yaml 20× faster than real time
+    scada sim --reports http://127.0.0.1:8080 --report-token T   # + citizens' reports to the server's intake
     scada sim --ports test --duration 30        # OS-assigned ports, stop by itself after 30 s (scripts, CI)
 
 The state directory is ``--state-dir``, else ``<data>/<scale>/sim`` (``<data>``: ``--data-dir``, else
@@ -23,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import os
+import random
 import signal
 import sys
 import time
@@ -36,6 +40,7 @@ from scada.config import load_city
 from scada.config.generate import SCALES, generate
 from scada.datadir import DataDirError, resolve_root
 from scada.errors import ConfigError
+from sim.crews import ReportGenerator, post_reports
 from sim.runner import Simulator
 from sim.scenarios import load_scenario, parse_start
 
@@ -64,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, help="stop after this many real seconds")
     parser.add_argument("--start", default=None,
                         help="simulation start (ISO 8601, Europe/Paris if no offset; default now or the scenario's)")
+    parser.add_argument("--reports", default=None, metavar="URL",
+                        help="post simulated citizen reports to this server's intake (sim.crews.ReportGenerator)")
+    parser.add_argument("--report-token", default=os.environ.get("SCADA_REPORT_TOKEN"),
+                        help="the intake channel's token (default: $SCADA_REPORT_TOKEN)")
+    parser.add_argument("--reports-per-day", type=float, default=None,
+                        help="citizen reports a day (default: ~630 at Dijon's scale, scaled to the city)")
 
 
 def _config_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -92,6 +103,7 @@ async def run(args: argparse.Namespace) -> int:
     sim = Simulator(config, args.seed, speed=speed, ports=args.ports, state_dir=args.state_dir,
                     start_time=start, control_port=control_port, echo=True)
     stop = asyncio.Event()
+    reports: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -104,12 +116,24 @@ async def run(args: argparse.Namespace) -> int:
             n = sim.play(scenario)
             print(f"scenario {scenario.name}: {n} actions over {scenario.duration_s:.0f} s of simulated time "
                   f"({scenario.duration_s / speed:.0f} s real at ×{speed:g})", flush=True)
+        if args.reports:
+            if not args.report_token:
+                print("scada sim: --reports needs --report-token (or $SCADA_REPORT_TOKEN)", file=sys.stderr)
+                return 2
+            rng = random.Random(f"{args.seed}:reports")  # noqa: S311 - simulated citizens, reproducible by seed
+            gen = ReportGenerator(sim.models, config.equipment, rng, args.reports_per_day, sim.clock())
+            reports = asyncio.create_task(post_reports(args.reports, args.report_token, gen, sim.clock, stop=stop))
+            print(f"citizen reports: {gen.per_day:.0f}/day to {args.reports}", flush=True)
         print("running; Ctrl-C stops", flush=True)
         try:
             await asyncio.wait_for(stop.wait(), args.duration)
         except TimeoutError:
             pass
     finally:
+        if reports is not None:
+            reports.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reports
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.remove_signal_handler(sig)

@@ -28,6 +28,11 @@ Faults / commands (:meth:`Vehicle.inject` / :meth:`Vehicle.clear`):
 ``breakdown``  the vehicle stops where it is and reports off_duty until cleared
 ``frozen``     the reported values stop changing (tracker hung); cleared → they jump
 =============  ===============================================================================
+
+Missions from the control room (the writable OPC UA node ``V001/mission``, a String written through the
+command gate's ``mission`` verb): ``"<order id>;<lat>;<lon>"`` starts a dispatch to that point (what
+:mod:`sim.crews` drives and repairs); the node reads back the mission in force ("" when none, and again
+"" once the work on site is over). A malformed mission is refused (BadOutOfRange for that node).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from sim.faults import check_fault, unknown_fault
 TZ = ZoneInfo("Europe/Paris")
 AVAILABLE, BUSY, OFF_DUTY = 0, 1, 2
 FAULTS = ("dispatch", "breakdown", "frozen")
+MISSION = "mission"
+WRITABLE: dict[str, str] = {MISSION: "String"}
 
 #: service → weight in the fleet (the services of alarms.yaml that send people on site)
 SERVICES: list[tuple[str, float]] = [
@@ -103,6 +110,7 @@ class Vehicle:
     """One service vehicle (see the module docstring)."""
 
     FAULTS = FAULTS
+    WRITABLE = WRITABLE
 
     def __init__(self, equipment_id: str, depot: tuple[float, float], rng: random.Random,
                  team: str | None = None, shift: str | None = None) -> None:
@@ -136,6 +144,8 @@ class Vehicle:
         self._broken = False
         self._frozen: dict[str, Any] | None = None
         self._t: float | None = None
+        self.mission = ""  # the control room's mission in force ("<order>;<lat>;<lon>"), "" when none
+        self.mission_work_s: float | None = None  # sim.crews: the crew works until it repairs (None: random)
 
     @classmethod
     def from_equipment(cls, eq: EquipmentDef, rng: random.Random) -> Vehicle:
@@ -218,6 +228,7 @@ class Vehicle:
                 self._phase_end = t + self._work_s
             elif self._phase == "working":
                 self._phase = "parked"
+                self.mission = ""
                 self.status = AVAILABLE
                 if not self.on_shift:
                     self._go_home()
@@ -347,14 +358,61 @@ class Vehicle:
         if fault in (None, "frozen"):
             self._frozen = None
 
+    def write(self, key: str, value: Any) -> None:
+        """A client write of a writable node (the OPC UA server calls it): a mission starts a dispatch."""
+        if key != MISSION:
+            raise ValueError(f"{self.id}: {key} is not writable")
+        text = str(value).strip()
+        if not text:
+            self.mission = ""
+            return
+        lat, lon = parse_mission(self.id, text)
+        if self._t is None:
+            raise ValueError(f"{self.id}: cannot take a mission before the first step")
+        self._update_position()
+        self._start_job(lat, lon, self.mission_work_s if self.mission_work_s is not None
+                        else self.rng.uniform(*WORK_MIN) * 60.0)
+        self._update_position()
+        self.mission = text
+
+    def at_work(self) -> bool:
+        """On site for the current job (driving finished, work not yet)."""
+        return self._phase == "working"
+
+    def finish_work(self) -> None:
+        """End the work on site now (sim.crews: the repair is done): the mission is over, back to the depot."""
+        if self._phase != "working" or self._t is None:
+            return
+        self._phase = "parked"
+        self._phase_end = float("inf")
+        self.mission = ""
+        self.status = AVAILABLE if self.on_shift and not self._broken else OFF_DUTY
+        self._drive(self.depot, "to_depot")
+        if self.status == AVAILABLE:
+            self._schedule_job()
+
     # ------------------------------------------------------------------ reporting
     def _live_values(self) -> dict[str, Any]:
         return {"lat": round(self.lat, 6), "lon": round(self.lon, 6), "speed": round(self.speed, 1),
-                "status": self.status, "team": self.team}
+                "status": self.status, "team": self.team, MISSION: self.mission}
 
     def values(self) -> dict[str, Any]:
         """Reported values keyed by node name below the vehicle (``lat`` → OPC UA ``V001/lat``)."""
         return dict(self._frozen) if self._frozen is not None else self._live_values()
 
 
-__all__ = ["AVAILABLE", "BUSY", "FAULTS", "OFF_DUTY", "Vehicle", "distance_km"]
+def parse_mission(vehicle: str, text: str) -> tuple[float, float]:
+    """``"<order>;<lat>;<lon>"`` → (lat, lon); ValueError (the node's BadOutOfRange) when malformed."""
+    parts = text.split(";")
+    try:
+        if len(parts) != 3 or not parts[0]:
+            raise ValueError
+        lat, lon = float(parts[1]), float(parts[2])
+    except ValueError:
+        raise ValueError(f"{vehicle}: a mission is '<order>;<lat>;<lon>', got {text[:80]!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"{vehicle}: mission position out of range, got {lat}, {lon}")
+    return lat, lon
+
+
+__all__ = ["AVAILABLE", "BUSY", "FAULTS", "MISSION", "OFF_DUTY", "Vehicle", "distance_km", "parse_mission"]

@@ -35,6 +35,10 @@ Faults: :meth:`Simulator.inject` / :meth:`Simulator.clear` go to the model (devi
 model documents its names), :meth:`Simulator.comm_fault` to the server that serves the equipment
 (drop / delay / corrupt / disconnect / None).
 
+Crews: :class:`sim.crews.FieldCrews` runs after every step of the models: a vehicle on site for a
+mission (its OPC UA ``mission`` node, written by the control room) repairs the equipment there and
+drives back to its depot.
+
 Servers whose module has not landed yet are skipped with one warning (their endpoints are then
 missing from endpoints.json), and so are equipment whose model class is missing.
 """
@@ -59,6 +63,7 @@ from typing import Any
 from scada.config import CityConfig, EquipmentDef
 from scada.config.yamlsource import load_yaml
 from sim.control_api import ControlApi
+from sim.crews import FieldCrews
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +229,7 @@ class Simulator:
         self._scenario_done: asyncio.Event | None = None
         self._failing: set[str] = set()
         self._started = False
+        self.crews: FieldCrews | None = None  # the vehicles' crews: missions repaired on site (sim.crews)
 
     # ------------------------------------------------------------------ clock
     @property
@@ -252,6 +258,7 @@ class Simulator:
             reason = f"model {MODEL_CLASSES.get(template, '?')} not available"
             self.skipped[f"template:{template}"] = reason
             log.warning("%s: %d equipment not simulated (%s)", template, n, reason)
+        self.crews = FieldCrews(self.models, self.config.equipment, self.clear)
 
     def _server_args(self, plan: EndpointPlan) -> tuple[str, dict[str, Any]] | None:
         """(server class spec, constructor kwargs) for an endpoint, or None if it has no model."""
@@ -420,6 +427,8 @@ class Simulator:
                 if eq_id not in self._failing:  # log once per equipment, not per tick
                     self._failing.add(eq_id)
                     log.exception("%s: model step failed", eq_id)
+        if self.crews is not None:  # after the vehicles moved: who is on site, what is repaired
+            self.crews.step(t)
 
     async def _publish(self) -> None:
         for name, server in list(self.servers.items()):

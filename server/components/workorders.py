@@ -9,6 +9,12 @@
                                  (event ``work_order``: the order and the alarms; the journal's own rows)
     every 5 s: tick ─► resolved orders closed after crews.yaml's auto_close_after without recurrence;
                open orders past their due time ─► system alarm ``system.workorders.sla_breach`` (text: which)
+    every 1 s: geofence ─► an order en route whose vehicle (its lat/lon tags) is within 50 m of the equipment
+               goes "on site" (scada.workorders.dispatch.arrived; user ``system``)
+    dispatch (the API): candidates ranked by scada.workorders.dispatch.rank over the same vehicle positions;
+               the mission goes to the vehicle through the command gate (server.routes.workorders)
+    intake.yaml (beside tags.yaml; absent: no citizen intake) ─► scada.workorders.intake.Intake over the same
+               façade (intake.sqlite + contacts.sqlite); every hour: contacts past their retention purged
     reload: crews.yaml checked in prepare (a bad one refuses the whole reload), then the new city and crews
 
 The API reaches the façade as ``component.orders`` (:func:`server.routes.workorders.orders_of`); the out-of-
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections import deque
@@ -29,9 +36,27 @@ from typing import TYPE_CHECKING, Any
 from scada.alarms.states import Event
 from scada.config import CityConfig
 from scada.errors import ConfigError, Refusal, Refused
+from scada.format import site_zone
 from scada.journal import JournalEntry
+from scada.quality import Quality
 from scada.tagdb import TagDatabase
-from scada.workorders import FILE_NAME, AlarmRef, CrewsConfig, WorkOrder, WorkOrders, WorkOrderStore, check_crews
+from scada.workorders import (
+    FILE_NAME,
+    Action,
+    AlarmRef,
+    Change,
+    CrewsConfig,
+    OrderQuery,
+    Status,
+    WorkOrder,
+    WorkOrders,
+    WorkOrderStore,
+    check_crews,
+)
+from scada.workorders.dispatch import Candidate as CrewCandidate
+from scada.workorders.dispatch import Fix, arrived, busy_crews, rank
+from scada.workorders.intake import CONFIG_FILE as INTAKE_FILE
+from scada.workorders.intake import PURGE_EVERY_S, Intake, IntakeConfig, load_intake
 from server.components.alarms import alarm_view_dict
 from server.components.base import SubsystemStatus
 
@@ -45,12 +70,22 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 DRAIN_S = 0.25
 TICK_S = 5.0
+GEOFENCE_S = 1.0
 MAX_DETAIL = 2000
 
 
 def crews_path(server: ScadaServer) -> Path:
     """crews.yaml beside the tags file (as commands.yaml is)."""
     return Path(server.settings.tags).parent / "crews.yaml"
+
+
+def intake_path(server: ScadaServer) -> Path:
+    return Path(server.settings.tags).parent / INTAKE_FILE
+
+
+def load_intake_for(path: Path) -> IntakeConfig | None:
+    """intake.yaml checked; None when there is none (the intake is off)."""
+    return load_intake(path) if path.is_file() else None
 
 
 def load_crews_for(path: Path, config: CityConfig) -> CrewsConfig:
@@ -81,6 +116,8 @@ class WorkOrderComponent:
         self._sla_text = ""
         self.processed = 0
         self.auto_closed = 0
+        self.arrivals = 0
+        self.intake: Intake | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
@@ -89,6 +126,10 @@ class WorkOrderComponent:
         store = self.store = await asyncio.to_thread(WorkOrderStore, path)
         self.orders = WorkOrders(store, config, crews, alarms_active=self._alarms_active, on_link=self._journal_link)
         self.auto_rules = _auto_rules(config)
+        intake = load_intake_for(intake_path(self.server))
+        if intake is not None:
+            self.intake = await asyncio.to_thread(Intake, self.server.data_dir, self.orders, intake)
+            await asyncio.to_thread(self.intake.purge, time.time_ns() // 1_000_000)
         listeners = self.alarm_comp.listeners  # kept by the alarm component across its reloads
         listeners.append(self._on_alarm)
         self.unlisten = lambda: listeners.remove(self._on_alarm) if self._on_alarm in listeners else None
@@ -103,8 +144,10 @@ class WorkOrderComponent:
                f"{len(self.auto_rules)} rule(s) with work_order: auto"
 
     async def prepare(self, candidate: Candidate, tagdb: TagDatabase) -> None:
-        """Check crews.yaml against the new city before anything switches (a problem refuses the reload)."""
+        """Check crews.yaml (against the new city) and intake.yaml before anything switches (a problem refuses
+        the reload)."""
         self._prepared = (candidate.config, load_crews_for(crews_path(self.server), candidate.config))
+        load_intake_for(intake_path(self.server))  # a bad intake.yaml refuses the reload too
 
     def discard(self) -> None:
         self._prepared = None
@@ -116,6 +159,9 @@ class WorkOrderComponent:
         if self.orders is not None:
             self.orders.city, self.orders.crews = new, crews
         self.auto_rules = _auto_rules(new)
+        intake = load_intake_for(intake_path(self.server))
+        if self.intake is not None and intake is not None:
+            self.intake.reconfigure(intake)
         self.health().set("ok", self._describe(crews))
         return {"crews": len(crews.crews), "auto_rules": len(self.auto_rules)}
 
@@ -131,6 +177,9 @@ class WorkOrderComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        if self.intake is not None:
+            await asyncio.to_thread(self.intake.close)
+            self.intake = None
         self.orders = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
@@ -141,7 +190,54 @@ class WorkOrderComponent:
             return {}
         orders, changes = self.store.count()
         return {"orders": orders, "changes": changes, "alarm_events": self.processed, "auto_closed": self.auto_closed,
-                "queued": len(self.queue)}
+                "arrivals": self.arrivals, "queued": len(self.queue),
+                **({"reports": self.intake.stats()} if self.intake is not None else {})}
+
+    # ------------------------------------------------------------------ dispatch
+    def position(self, vehicle: str) -> Fix | None:
+        """A vehicle's live position from the tag database (lat/lon of good quality), else None."""
+        tagdb = self.server.tagdb
+        eq = self.orders.city.equipment.get(vehicle) if self.orders is not None else None
+        if eq is None:
+            return None
+        try:
+            lat, lon = tagdb.read(eq.tag_name("lat")), tagdb.read(eq.tag_name("lon"))
+        except KeyError:
+            return None
+        if lat.quality is not Quality.GOOD or lon.quality is not Quality.GOOD:
+            return None
+        status: str | None = None
+        with contextlib.suppress(KeyError):
+            st = tagdb.read(eq.tag_name("status"))
+            status = str(st.value) if st.quality is Quality.GOOD else None
+        return Fix(float(lat.value), float(lon.value), status)  # type: ignore[arg-type]
+
+    def candidates(self, order_id: str, now_s: float, any_service: bool = False) -> list[CrewCandidate]:
+        """The crews for one order, best first (blocking: the store is read; use a worker thread)."""
+        orders = self.orders
+        if orders is None:
+            raise Refused(f"candidates for work order {order_id}", "work orders not available", Refusal.UNAVAILABLE)
+        order = orders.get(order_id)
+        _, in_field = orders.store.query(OrderQuery(status=[str(s) for s in Status if s.in_field], limit=100_000))
+        local = dt.datetime.fromtimestamp(now_s, site_zone())
+        return rank(order, orders.crews, busy_crews(in_field, but=order.id), self.position, local,
+                    any_service=any_service)
+
+    def geofence(self, now_ms: int) -> list[WorkOrder]:
+        """Orders en route whose vehicle has arrived → on site (blocking: use a worker thread)."""
+        orders = self.orders
+        if orders is None:
+            return []
+        _, en_route = orders.store.query(OrderQuery(status=[str(Status.EN_ROUTE)], limit=100_000))
+        done: list[WorkOrder] = []
+        for o in arrived(en_route, self.position):
+            try:
+                done.append(orders.store.commit([_on_site(o, now_ms)])[-1])
+            except Refused:  # the crew acted meanwhile (pressed "on site" itself): nothing to do
+                continue
+            log.info("%s: vehicle %s within the geofence of %s: on site", o.id, o.vehicle, o.equipment)
+        self.arrivals += len(done)
+        return done
 
     # ------------------------------------------------------------------ alarm engine side
     def alarm_ref(self, alarm_id: str) -> AlarmRef:
@@ -185,11 +281,18 @@ class WorkOrderComponent:
 
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
-        next_tick = 0.0
+        next_tick = next_fence = 0.0
+        next_purge = time.monotonic() + PURGE_EVERY_S
         while True:
             await asyncio.sleep(DRAIN_S)
             try:
                 await self.drain()
+                if time.monotonic() >= next_fence:
+                    next_fence = time.monotonic() + GEOFENCE_S
+                    await asyncio.to_thread(self.geofence, time.time_ns() // 1_000_000)
+                if self.intake is not None and time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + PURGE_EVERY_S
+                    await asyncio.to_thread(self.intake.purge, time.time_ns() // 1_000_000)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK_S
                     await self.tick()
@@ -227,6 +330,11 @@ class WorkOrderComponent:
             self._sla_text = text
         if self.health().status == "degraded":
             self.health().set("ok", self._describe(orders.crews))
+
+
+def _on_site(order: WorkOrder, now_ms: int) -> Change:
+    return Change(order.id, now_ms, "system", Action.ON_SITE,
+                  {"text": f"vehicle {order.vehicle} within the geofence of {order.equipment}"})
 
 
 def _auto_rules(config: CityConfig) -> frozenset[str]:

@@ -18,7 +18,7 @@ PROBLEM = re.compile(r"^[^:]+:\d+: .+")
 
 def test_shipped_vocabulary_is_valid() -> None:
     vocab = vocabulary()
-    assert set(vocab.types) == {"junction", "lighting_cabinet", "bollard", "panel", "building"}
+    assert set(vocab.types) == {"junction", "lighting_cabinet", "bollard", "panel", "building", "vehicle"}
     assert set(vocab.types["junction"].verbs) == {"select_plan", "flash", "adopt", "return_to_local"}
     assert set(vocab.types["lighting_cabinet"].verbs) == {"set_level", "adopt", "return_to_schedule"}
     assert set(vocab.types["bollard"].verbs) == {"lower", "raise", "adopt", "return_to_local"}

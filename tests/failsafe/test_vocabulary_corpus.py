@@ -120,31 +120,31 @@ CASES = [
           "channel, phase or colour (the field controller keeps that authority), got verb name 'force_phase_green'"]),
     Case("compatibility_matrix_naming_an_unknown_phase", [("cross4: {phases: 4, permissive: [[1, 2], [3, 4]]}",
                                                            "cross4: {phases: 4, permissive: [[1, 2], [3, 5]]}")],
-         ["commands.yaml:306: layout 'cross4': a permissive pair is two different phases in 1..4, got [3, 5]"]),
+         ["commands.yaml:325: layout 'cross4': a permissive pair is two different phases in 1..4, got [3, 5]"]),
     Case("compatibility_matrix_too_many_phases", [("nema8: {phases: 8,", "nema8: {phases: 80,")],
-         ["commands.yaml:308: layout 'nema8': 'phases' must be at most 64, got 80"]),
+         ["commands.yaml:327: layout 'nema8': 'phases' must be at most 64, got 80"]),
     Case("junction_with_an_unknown_layout", [("  J001: tee\n", "  J001: tea\n")],
-         ["commands.yaml:312: junction 'J001': a layout must be one of junctions.layouts (cross4, nema8, tee), "
+         ["commands.yaml:331: junction 'J001': a layout must be one of junctions.layouts (cross4, nema8, tee), "
           "got 'tea' (did you mean 'tee'?)"]),
     Case("junction_not_in_the_city", [("  J024: cross4\n", "  J025: cross4\n")],
-         ["commands.yaml:335: junction 'J025': a key of 'junctions' must be a junction of the city or one of "
+         ["commands.yaml:354: junction 'J025': a key of 'junctions' must be a junction of the city or one of "
           "samples_before_flash, conflict_colours, layouts, default, layout_param, got 'J025' (did you mean "
           "'J024'?)"]),
     Case("conflict_colours_without_green", [("  conflict_colours: [green, yellow]", "  conflict_colours: [yellow]")],
-         ["commands.yaml:304: junctions: 'conflict_colours' must include green, got ['yellow']"]),
+         ["commands.yaml:323: junctions: 'conflict_colours' must include green, got ['yellow']"]),
     Case("crisis_step_with_an_unknown_verb", [("      - {target: J005, verb: flash}", "      - {target: J005, verb: flsh}")],
-         ["commands.yaml:344: crisis plan 'emergency_corridor_centre': 'verb' must be a verb of type 'junction' "
+         ["commands.yaml:363: crisis plan 'emergency_corridor_centre': 'verb' must be a verb of type 'junction' "
           "(adopt, flash, return_to_local, select_plan), got 'flsh' (did you mean 'flash'?)"]),
     Case("crisis_step_on_unknown_equipment", [("      - {target: BL01, verb: lower}", "      - {target: BL1, verb: lower}")],
-         ["commands.yaml:346: crisis plan 'emergency_corridor_centre': 'target' must be equipment of the city, "
+         ["commands.yaml:365: crisis plan 'emergency_corridor_centre': 'target' must be equipment of the city, "
           "got 'BL1' (did you mean 'BL01'?)"]),
     Case("crisis_step_with_a_bad_param", [("      - {target: J009, verb: flash}",
                                            "      - {target: J009, verb: select_plan, params: {plan: 300, pace: 2}}")],
-         ["commands.yaml:345: crisis plan 'emergency_corridor_centre': parameter 'plan' must be ≤ 253, got 300",
-          "commands.yaml:345: crisis plan 'emergency_corridor_centre': verb 'select_plan' has no parameter 'pace'"]),
+         ["commands.yaml:364: crisis plan 'emergency_corridor_centre': parameter 'plan' must be ≤ 253, got 300",
+          "commands.yaml:364: crisis plan 'emergency_corridor_centre': verb 'select_plan' has no parameter 'pace'"]),
     Case("crisis_step_on_equipment_with_no_verbs", [("      - {target: BL01, verb: lower}",
                                                      "      - {target: CAM001, verb: lower}")],
-         ["commands.yaml:346: crisis plan 'emergency_corridor_centre': 'target' must be commandable equipment, "
+         ["commands.yaml:365: crisis plan 'emergency_corridor_centre': 'target' must be commandable equipment, "
           "got 'CAM001', of type 'camera' which commands.yaml does not list"]),
     Case("verb_nobody_may_use", [("    roles: [operator, supervisor, administrator]\n    lease: {default: 1h, max: 12h}",
                                   "    lease: {default: 1h, max: 12h}")],
@@ -164,8 +164,8 @@ CASES = [
         "(did you mean 'fault'?)",
         "commands.yaml:219: verb 'panel.show_message' parameter 'text': 'type' must be one of int, float, str, "
         "bool, got 'string' (did you mean 'str'?)",
-        "commands.yaml:307: layout 'tee': a permissive pair is two different phases in 1..4, got [2, 2]",
-        "commands.yaml:343: crisis plan 'emergency_corridor_centre': 'verb' must be a verb of type 'junction' "
+        "commands.yaml:326: layout 'tee': a permissive pair is two different phases in 1..4, got [2, 2]",
+        "commands.yaml:362: crisis plan 'emergency_corridor_centre': 'verb' must be a verb of type 'junction' "
         "(adopt, flash, return_to_local, select_plan), got 'blink'",
     ]),
 ]
