@@ -5,7 +5,9 @@
                                                      │   - tags not declared access rw
                                                      │   - SNMP SETs outside SNMP_SET_ALLOW_LIST
                                                      │  connects the driver if needed; one write at a
-                                                     └─ time per device and event loop (an asyncio.Lock each)
+                                                     │  time per device and event loop (an asyncio.Lock each)
+                                                     └─ may_write() just before the send (failover fence:
+                                                        NotLeaseholder, injected by the server; None = always)
 
 Built from the drivers that poll the devices::
 
@@ -28,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 from failsafe.vocabulary import SNMP_SET_ALLOW_LIST
 from scada.config.model import CityConfig, TagDef
-from scada.errors import CommError, DriverError, WriteNotAllowed
+from scada.errors import CommError, DriverError, NotLeaseholder, WriteNotAllowed
 from scada.quality import Sample, Value
 
 log = logging.getLogger(__name__)
@@ -53,14 +55,18 @@ class DriverWriter:
 
     def __init__(self, city: CityConfig,
                  drivers: Mapping[str, DriverLike] | Callable[[str], DriverLike | None], *,
-                 call: Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]] | None = None) -> None:
+                 call: Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]] | None = None,
+                 may_write: Callable[[], bool] | None = None) -> None:
         """``call`` runs a driver coroutine where the drivers live (e.g. the poll loop's thread) and awaits
-        its result here; default: await it in this loop."""
+        its result here; default: await it in this loop. ``may_write``: the failover pair's fence, asked
+        immediately before every send (False: NotLeaseholder, nothing sent); None: a single server."""
         self.city = city
         self._lookup: Callable[[str], DriverLike | None] = drivers.get if isinstance(drivers, Mapping) else drivers
         self._call = call
         self._locks: dict[str, asyncio.Lock] = {}
+        self._may_write = may_write
         self.writes = 0
+        self.fenced = 0  # writes refused because this server did not hold the pair's lease
 
     def check(self, tag: TagDef) -> None:
         """Raise WriteNotAllowed for anything the fail-safe policy never writes."""
@@ -97,6 +103,12 @@ class DriverWriter:
         lock = self._locks.setdefault(f"{tag.device}@{id(asyncio.get_running_loop())}", asyncio.Lock())
         async with lock:
             driver = await self._driver(tag)
+            # the failover fence, after every wait (lock, connect) and as close to the send as this layer
+            # gets: the residual window (this check → the driver's packet) is bounded in docs/ha.md
+            if self._may_write is not None and not self._may_write():
+                self.fenced += 1
+                raise NotLeaseholder(f"write {tag.name}", "this server does not hold the failover pair's "
+                                                          "field-write lease (it is standby, or etcd is unreachable)")
             try:
                 await self._run(driver.write(tag, value, tolerance=tolerance))
             except DriverError:

@@ -19,6 +19,9 @@ line options. Every field has a safe default except what must be chosen on purpo
     #   influxdb: {url: http://127.0.0.1:8086, org: city, bucket: scada, token_env: SCADA_INFLUX_TOKEN}
     websocket: {batch: 100ms, queue: 16}
     poll_thread: false              # true: poll scheduler + drivers in their own thread and event loop
+    lang: null                      # fr | en: the API's texts and pushes (default: tags.yaml's site lang)
+    ha: null                        # the failover pair: {role: primary|standby, name, etcd: [urls],
+                                    #   lease_ttl_s: 3, margin: 0.5s, key: /scada/active, peer_url} (docs/ha.md)
     http:
       max_body: 1MiB                # request body limit, enforced before parsing (413 too_large)
       max_body_by_prefix: {}        # e.g. {/api/v1/photos: 10MiB}: the longest matching path prefix wins
@@ -40,6 +43,7 @@ from ruamel.yaml.error import YAMLError
 
 from scada.config.units import parse_duration
 from scada.errors import ConfigError, ConfigProblem
+from scada.i18n import Lang
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -119,6 +123,19 @@ class Http(_Strict):
         return value
 
 
+class Ha(_Strict):
+    """The failover pair (server.components.ha, docs/ha.md): who is active is a lease in etcd. Absent: a single
+    server, which always writes (nothing changes)."""
+
+    role: Literal["primary", "standby"] = "primary"  # at a joint start the primary takes the lease first
+    name: Annotated[str, Field(min_length=1, max_length=64)]  # this server in the pair: "main room"...
+    etcd: Annotated[tuple[str, ...], Field(min_length=1)]  # the etcd members' client URLs
+    lease_ttl_s: Annotated[int, Field(ge=2, le=60)] = 3
+    margin: Annotated[Duration, Field(ge=0.1, le=5.0)] = 0.5  # off every lease deadline, onto the takeover wait
+    key: str = "/scada/active"
+    peer_url: str | None = None  # the other server's API URL, named in the standby's refusals
+
+
 class ServerSettings(_Strict):
     listen: Listen = Listen()
     tls: Tls | None = None
@@ -136,6 +153,9 @@ class ServerSettings(_Strict):
     # the poll scheduler and drivers in their own thread + event loop: keeps the API answering when protocol
     # parsing saturates, but measured slower for polling itself (GIL hand-offs), so off by default
     poll_thread: bool = False
+    # the language of the API's texts and pushes when a request names none (``?lang=``); None: the site's
+    lang: Lang | None = None
+    ha: Ha | None = None  # the failover pair; None: a single server
 
     def problems(self) -> list[str]:
         """What makes these settings unusable (checked before anything starts)."""

@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +53,19 @@ __all__ = ["COMM_KINDS", "CommFault", "ModbusGateway", "ModelStore", "answer", "
 log = logging.getLogger(__name__)
 
 COMM_KINDS = ("drop", "delay", "corrupt", "disconnect")
+WRITE_FUNCTIONS = frozenset({5, 6, 15, 16, 22, 23})  # the Modbus function codes that change a device
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    """One write request that reached the simulated devices: the simulator's own record of field writes, so a
+    test can say who wrote what and when (the failover pair: never the server without the lease)."""
+
+    ts_ns: int   # time.time_ns() when the request was answered
+    peer: tuple[str, int]  # the client connection's (host, port)
+    unit: int
+    function: int
+    address: int
 _FC_TABLE: dict[int, Table] = {
     1: "co",
     5: "co",
@@ -197,6 +212,10 @@ class _FaultyHandler(ServerRequestHandler):
                 return
             if fault.kind == "delay":
                 await asyncio.sleep(fault.delay_s)
+        if pdu.function_code in WRITE_FUNCTIONS:
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            gateway.write_log.append(WriteRecord(time.time_ns(), tuple(peer[:2]) if peer else ("", 0), pdu.dev_id,
+                                                 pdu.function_code, int(getattr(pdu, "address", -1))))
         response = await answer(gateway.store, pdu)
         if fault is not None and fault.kind == "corrupt":
             packet = self.framer.buildFrame(response)
@@ -235,6 +254,7 @@ class ModbusGateway:
         self.rng = random.Random(0)
         self._faults: dict[int, CommFault] = {}
         self._server: _GatewayServer | None = None
+        self.write_log: deque[WriteRecord] = deque(maxlen=10_000)  # every write request served, oldest first
 
     @property
     def endpoint(self) -> str:

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +70,10 @@ def check_commands(settings: ServerSettings, config: CityConfig) -> list[ConfigP
 class FailsafeComponent:
     name = "failsafe"
 
-    def __init__(self, server: ScadaServer, poll: PollComponent | None) -> None:
+    def __init__(self, server: ScadaServer, poll: PollComponent | None,
+                 may_write: Callable[[], bool] | None = None) -> None:
         self.server = server
+        self.may_write = may_write  # the failover pair's fence (server.components.ha); None: a single server
         self.poll = poll  # the drivers to write through (None: every write fails, nothing to write with)
         self.fs: Failsafe | None = None
         self.writer: DriverWriter | None = None
@@ -159,7 +161,7 @@ class FailsafeComponent:
 
     def _make(self, config: CityConfig, tagdb: TagDatabase, vocab: Vocabulary) -> tuple[DriverWriter, Failsafe]:
         call = self._writer_call if self.poll is not None else None
-        writer = DriverWriter(config, self._driver, call=call)
+        writer = DriverWriter(config, self._driver, call=call, may_write=self.may_write)
         # with the field-safety loop, the monitor is built on its database and run there (_attach_monitor)
         safety = self.poll is not None and self.poll.safety.db is not None
         # every write of ours is noted: a value we just wrote is never an "uncommanded change" (failsafe.watch)
