@@ -3,11 +3,14 @@ load and print every problem (exit 1 if any).
 
     tags.yaml + inventory ─┐
     alarms.yaml ───────────┴─ scada.config.check_city ──► CityConfig ─┐
-    commands.yaml ─────────── failsafe.vocabulary.check_vocabulary ◄──┘  (against the city when it is valid)
+    commands.yaml ─────────── failsafe.vocabulary.check_vocabulary ◄──┤  (against the city when it is valid)
+    crews.yaml ────────────── scada.workorders.crews.check_crews ◄────┘  (--crews; default: beside tags.yaml)
 
 The same two loaders the server uses, so what passes here starts there. ``commands.yaml`` defaults to
 the one beside the tags file, when there is one. Problems of all three files are printed together,
-in file and line order, as ``file:line: who: what, got what``.
+in file and line order, as ``file:line: who: what, got what``. Warnings (equipment whose coordinates fall
+outside its commune's real outline, scada.geo) are printed the same way, ``what`` starting with "warning:",
+and do not change the exit code.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 from failsafe.vocabulary import check_vocabulary
 from scada.config import check_city
 from scada.errors import ConfigProblem
+from scada.geo import outside_commune
+from scada.workorders.crews import check_crews
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,12 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("alarms", nargs="?", default="alarms.yaml", help="alarms file (default alarms.yaml)")
     parser.add_argument("commands", nargs="?", default=None,
                         help="command vocabulary (default commands.yaml beside the tags file, if present)")
+    parser.add_argument("--crews", default=None,
+                        help="maintenance crews and SLAs (default crews.yaml beside the tags file, if present)")
 
 
 def commands_file(args: argparse.Namespace) -> Path | None:
     if args.commands is not None:
         return Path(args.commands)
     beside = Path(args.tags).parent / "commands.yaml"
+    return beside if beside.is_file() else None
+
+
+def crews_file(args: argparse.Namespace) -> Path | None:
+    if getattr(args, "crews", None) is not None:
+        return Path(args.crews)
+    beside = Path(args.tags).parent / "crews.yaml"
     return beside if beside.is_file() else None
 
 
@@ -45,6 +59,13 @@ def main(args: argparse.Namespace) -> int:
         # an invalid city still gets its vocabulary checked on its own (roles, durations, structure)
         vocab, vproblems = check_vocabulary(commands, config)
         problems = [*problems, *vproblems]
+    crews = crews_file(args)
+    if crews is not None:  # like the vocabulary: checked on its own when the city is invalid
+        problems = [*problems, *check_crews(crews, config)[1]]
+    # warnings do not stop the city (exit 0 when there are only warnings): equipment placed outside its
+    # commune's real outline (scada.geo) — a typo in a coordinate or the wrong commune
+    for w in outside_commune(config.equipment.values()) if config is not None else []:
+        print(w, file=sys.stderr)
     if problems or config is None or (commands is not None and vocab is None):
         for p in sorted(problems, key=_order):
             print(p, file=sys.stderr)

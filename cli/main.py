@@ -14,6 +14,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from cli.options import add_lang, use_lang
+
 #: name → (one-line help, implementing module)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("the demo: simulator + server + HMI on the shipped city (--scale dijon for full scale)", "cli.run"),
@@ -29,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alarms": ("alarm tools: `alarms kpi` prints the ISA-18.2 / EEMUA 191 report", "cli.alarms"),
     "historian": ("historian tools: export, energy report, grafana-dashboard", "cli.historian"),
     "audit": ("command audit log tools: `audit verify` checks the hash chain", "cli.audit"),
+    "workorders": ("work orders: list, show, export --csv, kpi (maintenance)", "cli.workorders"),
+    "ha": ("failover pair: status, switchover, force-active (break-glass)", "cli.ha"),
     "hmi": ("start the operator console (PyQt6) against a running server", "cli.hmi"),
 }
 
@@ -43,6 +47,7 @@ def _top_parser() -> argparse.ArgumentParser:
                + "\n\n`scada <command> --help` shows a command's options.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    add_lang(parser)
     parser.add_argument("command", nargs="?", choices=list(COMMANDS), metavar="command", help="see below")
     return parser
 
@@ -57,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.print_help()
         return 0 if not argv or "-h" in argv or "--help" in argv else 2
     gns = top.parse_args(argv[: idx + 1])
+    use_lang(gns.lang)
     name = argv[idx]
     text, module_name = COMMANDS[name]
     level = logging.WARNING if gns.verbose == 0 else logging.INFO if gns.verbose == 1 else logging.DEBUG

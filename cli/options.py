@@ -2,17 +2,41 @@
 
 ``--data-dir`` and ``--city`` follow :mod:`scada.datadir` (``--data-dir`` > ``$SCADA_DATA_DIR`` >
 ``scada-data``; the city folder under it); time ranges are ``--from``/``--to``; ``--csv`` writes CSV;
-``--format`` chooses the printed form. Older spellings stay as aliases where a test or a document
-uses them (``--since``/``--until``, ``--start``/``--end``, ``--json``).
+``--format`` chooses the printed form; ``--lang`` (before the command: ``scada --lang en run``, or
+``$SCADA_LANG``) the language of messages and numbers, else the site's (tags.yaml ``lang:``). Older
+spellings stay as aliases where a test or a document uses them (``--since``/``--until``,
+``--start``/``--end``, ``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from scada.datadir import ENV_DATA_DIR, DataDirBusy, DataDirError, DataDirLock, resolve
+from scada.i18n import LANGUAGES, Lang, parse_lang, set_language
+
+ENV_LANG = "SCADA_LANG"  # how ``--lang`` reaches the processes ``scada run`` starts (server, console)
+
+
+def add_lang(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", choices=LANGUAGES, default=None,
+                        help=f"language of messages, numbers and the console (default ${ENV_LANG}, else the "
+                             "site's: tags.yaml lang:)")
+
+
+def chosen_lang(args: argparse.Namespace | None = None) -> Lang | None:
+    """``--lang``, else ``$SCADA_LANG``, else None (the site's language applies)."""
+    asked = getattr(args, "lang", None) or os.environ.get(ENV_LANG)
+    return parse_lang(asked) if asked else None
+
+
+def use_lang(lang: str | None) -> None:
+    """``--lang`` for this process and the ones it starts (the environment carries it to them)."""
+    if lang:
+        os.environ[ENV_LANG] = set_language(lang)
 
 
 def add_data_dir(parser: argparse.ArgumentParser, city: bool = True) -> None:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.options import add_data_dir, lock
+from cli.options import add_data_dir, chosen_lang, lock
 from scada.datadir import DataDirError, DataDirLock, resolve_root
 from scada.errors import ConfigError
 
@@ -272,7 +272,8 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
             commands = shipped_city().parent / "commands.yaml"
         settings = load_settings(None, {"data_dir": data, "tags": tags, "alarms": alarms, "listen.port": args.port,
                                         "listen.host": "127.0.0.1", "historian.backend": "embedded",
-                                        "endpoints_file": state / "endpoints.json", "commands": commands})
+                                        "endpoints_file": state / "endpoints.json", "commands": commands,
+                                        "lang": chosen_lang(args)})  # scada --lang / $SCADA_LANG, else the site's
     except (ConfigError, FileNotFoundError) as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.options import add_data_dir, lock
+from cli.options import add_data_dir, chosen_lang, lock
 from scada.datadir import DataDirError, check_writable, resolve
 from scada.errors import ConfigError
 
@@ -56,6 +56,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "tags": args.tags, "alarms": args.alarms, "commands": args.commands, "endpoints_file": args.endpoints,
         "listen.host": args.host,
         "listen.port": args.port, "historian.backend": args.historian,
+        "lang": chosen_lang(args),  # scada --lang / $SCADA_LANG; None: the site's
     }
     if args.poll_thread:
         out["poll_thread"] = True
@@ -129,7 +130,7 @@ def _serve(settings: ServerSettings) -> int:
     finally:
         store.close()
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, config=config))  # checked above: not loaded a second time
     except ConfigError as exc:
         return exc.report("the server does not start")
     except OSError as exc:

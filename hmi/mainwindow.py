@@ -2,10 +2,14 @@
 
     ┌ Banner: P1..P4 unack/active · shelved · suppressed · OOS · newest P1 ▶ · ONLINE/STALE · user ┐
     ├ [Overview L1] [Traffic] [Lighting] [Buildings] [Cameras] [Parking] [Bollards] [Panels]       │
-    │ [Vehicles] [Alarms] [Journal] [Trends] [Approvals] [Crisis] [Diagnostics L4] [Change password] [Log out]
+    │ [Vehicles] [Alarms] [Work orders] [Journal] [Trends] [Approvals] [Crisis] [Diagnostics L4]
+    │                                                          [Detach ⧉] [Change password] [Log out]
     ├──────────────────────────────────────────────────────────────────────────────────────────────┤
     │ QStackedWidget: one page per display; "equipment" = the current Level-3 display              │
-    └ status bar: last message ─────────────────────────────────────────────────────────────────────┘
+    └ status bar: last message ──────────────────────────────────── [Area: Dijon, Talant · lighting] ┘
+
+"Detach" moves the current display into its own window (a second screen: :mod:`hmi.detach`), back when
+that window closes; the area of responsibility (:mod:`hmi.area`) is always shown in the status bar.
 
 Navigation: any alarm → its equipment in ≤ 2 clicks (select + "Open equipment", or double click;
 the banner's newest P1 in one click); a map marker → double click.
@@ -43,15 +47,19 @@ from PyQt6.QtWidgets import (
 
 from hmi import style
 from hmi.alarms_view import AlarmList, Banner
+from hmi.area import AreaIndicator, AreaSettings
 from hmi.area_views import CorridorView, EquipmentTable, VehiclesView
 from hmi.bridge import Reply
 from hmi.commands_view import ApprovalInbox, CrisisPanel
 from hmi.console import ConsoleModel
+from hmi.detach import Detacher
 from hmi.diagnostics import Diagnostics
 from hmi.equipment_views import EquipmentDisplay
 from hmi.journal_view import JournalView
 from hmi.overview import Overview
+from hmi.startup_banner import StartupBanner
 from hmi.trends_view import TrendView
+from hmi.workorders_view import OrderLayer, WorkOrderFeed, WorkOrderList
 
 
 class LoginDialog(QDialog):
@@ -162,12 +170,13 @@ class PasswordDialog(QDialog):
 
 NAV = (("overview", "Overview (L1)"), ("traffic", "Traffic"), ("lighting", "Lighting"), ("buildings", "Buildings"),
        ("cameras", "Cameras"), ("parking", "Parking"), ("bollards", "Bollards"), ("panels", "Panels"),
-       ("vehicles", "Vehicles"), ("alarms", "Alarms"), ("journal", "Journal"), ("trends", "Trends"),
-       ("approvals", "Approvals"), ("crisis", "Crisis plans"), ("diagnostics", "Diagnostics (L4)"))
+       ("vehicles", "Vehicles"), ("alarms", "Alarms"), ("workorders", "Work orders"), ("journal", "Journal"),
+       ("trends", "Trends"), ("approvals", "Approvals"), ("crisis", "Crisis plans"),
+       ("diagnostics", "Diagnostics (L4)"))
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, console: ConsoleModel) -> None:
+    def __init__(self, console: ConsoleModel, area_settings: AreaSettings | None = None) -> None:
         super().__init__()
         self.console = console
         self.setWindowTitle("City supervisory console")
@@ -177,6 +186,9 @@ class MainWindow(QMainWindow):
         self.pages: dict[str, QWidget] = {}
         self.overview = Overview(console)
         self.alarm_list = AlarmList(console)
+        self.workorder_feed = WorkOrderFeed(console, self)  # polled: the list and the map's layer share it
+        self.workorders = WorkOrderList(console, self.workorder_feed)
+        self.order_layer = OrderLayer(self.overview, self.workorder_feed)
         self.journal = JournalView(console)
         self.trends = TrendView(console)
         self.approvals = ApprovalInbox(console)
@@ -184,6 +196,7 @@ class MainWindow(QMainWindow):
         self.diagnostics = Diagnostics(console)
         self.corridors = CorridorView(console)
         self.pages.update(overview=self.overview, traffic=self.corridors, alarms=self.alarm_list,
+                          workorders=self.workorders,
                           journal=self.journal, trends=self.trends, approvals=self.approvals, crisis=self.crisis,
                           diagnostics=self.diagnostics)
         lay = console.layouts
@@ -224,6 +237,13 @@ class MainWindow(QMainWindow):
         nav = QHBoxLayout()
         nav.setSpacing(2)
         nav.addWidget(self.nav_scroll, 1)
+        self.detacher = Detacher(self.stack, style.stylesheet())
+        self.detach_btn = QPushButton("Detach ⧉")
+        self.detach_btn.setAccessibleName("detach the current display into its own window")
+        self.detach_btn.setToolTip("show the current display in its own window (a second screen); closing that "
+                                   "window brings it back")
+        self.detach_btn.clicked.connect(self.detach_current)
+        nav.addWidget(self.detach_btn)
         self.password_btn = QPushButton("Change password")
         self.password_btn.setAccessibleName("change my password")
         self.password_btn.clicked.connect(self.change_password)
@@ -244,13 +264,18 @@ class MainWindow(QMainWindow):
         v = QVBoxLayout(central)
         v.setContentsMargins(4, 4, 4, 4)
         v.addWidget(self.banner)
+        v.addWidget(StartupBanner(console))  # "starting: n/N devices read" while the city's first reads go on
         v.addLayout(nav)
         v.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.status = self.statusBar()
+        self.area = AreaIndicator(console, area_settings)
+        if self.status is not None:
+            self.status.addPermanentWidget(self.area)
         console.message.connect(lambda t: self.status.showMessage(t, 15000) if self.status else None)
         console.openEquipment.connect(self.open_equipment)
         console.openTrend.connect(self.open_trend)
+        console.openWorkOrder.connect(self.open_work_order)
         console.connectionChanged.connect(self._connection)
         console.sessionEnded.connect(self.ask_login)
         if lay.file and console.layout_problems:
@@ -263,7 +288,8 @@ class MainWindow(QMainWindow):
         w = self.pages[key] if key != "equipment" else self.equipment
         if w is None:  # the equipment page exists once an equipment was opened
             raise ValueError(f"no {key!r} page to show yet")
-        self.stack.setCurrentWidget(w)
+        self.stack.setCurrentWidget(self.detacher.slot_of(w))
+        self.detacher.raise_window(w)  # a detached display: its window comes to the front
         for k, b in self.nav_buttons.items():
             b.setChecked(k == key)
         self.current = key
@@ -282,6 +308,31 @@ class MainWindow(QMainWindow):
         self.show_page("equipment")
         self.overview.select(eq_id) if eq_id in self.console.map.index else None
         return self.equipment
+
+    def detach_current(self) -> QWidget | None:
+        """The current display into its own window; the equipment display is handed over for good (the next
+        one opens here), every other display comes back to its place when its window closes."""
+        key = getattr(self, "current", "")
+        w = self.pages.get(key) if key != "equipment" else self.equipment
+        if w is None or self.detacher.is_detached(w):
+            return None
+        title = dict(NAV).get(key, key)
+        if key == "equipment" and self.equipment is not None:
+            title = f"Equipment {self.equipment.eq.id}"
+            self.equipment = None
+            self.detacher.detach(w, title, keep_slot=False)
+            self.show_page("overview")
+        else:
+            self.detacher.detach(w, title)
+        return w
+
+    def open_work_order(self, order_id: str) -> WorkOrderList:
+        """The work-order list with ``order_id`` selected (at the next answer of the feed if not there yet)."""
+        self.show_page("workorders")
+        if not self.workorders.select_order(order_id):
+            self.workorders.pending_select = order_id
+            self.workorder_feed.refresh()
+        return self.workorders
 
     def open_trend(self, tags: list[str]) -> None:
         self.trends.set_tags(tags)
@@ -338,6 +389,7 @@ class MainWindow(QMainWindow):
                 "but nobody sees them on this screen.") != QMessageBox.StandardButton.Yes:
             ev.ignore()
             return
+        self.detacher.close_all()
         super().closeEvent(ev)
 
 

@@ -16,7 +16,7 @@ So ``scada run`` writes ``scada-data/demo/`` and ``scada journal``, ``scada alar
         .lock                 "PID command": fcntl.flock, held as long as the instance runs
         city.json             which configuration the folder serves (a fingerprint of the city: the
                               server drops leases written for another one, failsafe.fingerprint)
-        journal.sqlite users.sqlite audit.sqlite historian/ failsafe/ server.json   (the server)
+        journal.sqlite users.sqlite audit.sqlite workorders.sqlite historian/ failsafe/ server.json   (the server)
         failsafe/audit/       the command audit log's segments (failsafe.audit)
         keys/audit.key        its HMAC key (0600), apart from the log: created at the first start
         sim/.lock             the simulator's own lock (``scada sim`` alone, or held for it by ``scada run``)
@@ -59,7 +59,7 @@ LOCK_NAME = ".lock"
 CITY_RECORD = "city.json"
 KEYS_DIR = "keys"
 #: the stores a server keeps in its folder (checked for writing at start when they exist)
-STORES = ("users.sqlite", "audit.sqlite", "journal.sqlite", "failsafe/audit/head",
+STORES = ("users.sqlite", "audit.sqlite", "journal.sqlite", "workorders.sqlite", "failsafe/audit/head",
           "failsafe/leases.json", CITY_RECORD)
 STORE_DIRS = ("failsafe", "failsafe/audit", "historian")
 

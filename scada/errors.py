@@ -11,6 +11,7 @@ into these at the package boundary, so callers catch one family::
     │   │   └── WriteNotConfirmed  the write was accepted but the read-back shows another value
     │   ├── AuthError          the device refused our credentials (SNMPv3, OPC UA certificates)
     │   └── WriteNotAllowed    the write is outside the device's declared allow-list
+    │       └── NotLeaseholder the server does not hold the failover pair's lease (also a Refused)
     ├── CommandRejected        the fail-safe gate refused a command (reason and Refusal code given)
     ├── Refused                a request a subsystem will not do: what, why and a Refusal code
     └── StorageError           journal / historian storage failure
@@ -105,6 +106,8 @@ class Refusal(StrEnum):
     UNAVAILABLE = "unavailable"           # the subsystem is not running (or its storage is down)
     CONFLICT = "conflict"                 # the request conflicts with the current state
     ALREADY_DONE = "already_done"         # a replayed step on a finished command: the original outcome is given
+    WORK_ORDER_REFUSED = "work_order_refused"  # the work order's state machine refuses the action
+    NOT_LEASEHOLDER = "not_leaseholder"   # failover pair: this server does not hold the field-write lease
 
 
 class CommandRejected(ScadaError):
@@ -129,6 +132,15 @@ class Refused(ScadaError):
         self.why = why
         self.code = code
         self.detail = dict(detail or {})
+
+
+class NotLeaseholder(WriteNotAllowed, Refused):
+    """A field write refused before any packet because this server does not hold the failover pair's lease
+    (server.components.ha). A WriteNotAllowed, so the gate answers "rejected" and a lease refresh "failed"
+    as for any write the policy forbids; a Refused with code NOT_LEASEHOLDER, so the API answers 503."""
+
+    def __init__(self, what: str, why: str) -> None:
+        Refused.__init__(self, what, why, Refusal.NOT_LEASEHOLDER)
 
 
 class StorageError(ScadaError):

@@ -30,10 +30,25 @@ tag database. A driver with only ``read(points) -> list[Sample]`` works too (con
 Device state machine (the comm-status tag ``system/devices/<dev>/status``)::
 
     starting ──ok──► ok ◄────────── recovery (logged once, INFO)
-        │            │
-        └──fail──────┴──► lost ── log once (WARNING), tags bad_comm in that same cycle;
+     │  ▲  │         │
+     │  └──┘ fail within the start-up grace: still starting, its tags stay uncertain "not read yet"
+     │                                      (scada.quality.NOT_READ_YET), nothing logged as lost
+     └──fail after the grace ──┴──► lost ── log once (WARNING), tags bad_comm in that same cycle;
                            │      next attempts back off: P, 2P, 4P ... capped at max_backoff_s
-                           └── refused (AuthError: the device rejected our credentials)
+                           └── refused (AuthError: the device rejected our credentials; at once, no grace)
+
+Start-up grace: ``grace_periods`` (2) scan periods of the device from when its polling began (the
+poller's start, or its launch by a reload), at most ``warmup_s`` (15 s: a 60 s camera is not left
+unknown for two minutes). A device not read yet is ``starting``, never ``lost``, for that long: a
+city's first reads are a burst (1,500 devices, one loaded machine) and an answer late by a second is
+not a communication loss. A failed attempt in the grace is retried by the grace's end at the latest
+(not after a back-off, not on the next tick of a slow grid): that attempt reads it or declares it lost.
+A first cycle that ends after the grace (a warm-up cycle longer than two periods) decides at once.
+
+Start order (``start``): every device's warm-up cycle, at most ``warmup_concurrency`` at once, in
+configuration order (the field-safety monitor's junctions have a Poller of their own, started before
+this one: server.components.safety). ``read_count()`` says how many
+devices have had their first answer (/health "starting (n/N devices read)").
 
 A cycle "fails" when the device could not be reached at all (connect failed, or every point came
 back bad_comm after the retries). Partial answers (a Modbus exception on one block → bad_device)
@@ -158,6 +173,8 @@ class DeviceStats:
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     last_error: str = ""
+    first_read_ns: int = 0  # when the device first answered (0: not read yet)
+    grace_until: float = math.inf  # loop time until which a failure leaves it ``starting`` (set when polling begins)
 
     @property
     def status_label(self) -> str:
@@ -231,12 +248,16 @@ class Poller:
     ``devices`` restricts to some device names (default: all). ``max_backoff_s`` caps the retry
     delay of a lost device (never below its period). ``stagger`` spreads the first cycles of the
     devices of one scan class over the period so that 1,100 cabinets do not fire together.
+    ``grace_periods``: how many of its scan periods a device not read yet stays ``starting`` when it
+    does not answer (module docstring).
     """
 
     def __init__(self, config: CityConfig, factory: DriverFactory, db: TagDatabase, *,
                  devices: Sequence[str] | None = None, max_backoff_s: float = 60.0, stagger: bool = True,
-                 warmup_s: float = 15.0, warmup_concurrency: int = 128, freeze_gc: bool = True) -> None:
+                 warmup_s: float = 15.0, warmup_concurrency: int = 128, freeze_gc: bool = True,
+                 grace_periods: float = 2.0) -> None:
         self.config = config
+        self.grace_periods = grace_periods
         self.warmup_s = warmup_s
         self.warmup_concurrency = warmup_concurrency
         self.freeze_gc = freeze_gc
@@ -286,6 +307,10 @@ class Poller:
         """Names of the devices polled (or to be polled once started)."""
         return list(self._devices)
 
+    def read_count(self) -> tuple[int, int]:
+        """(devices that have answered at least once, devices polled)."""
+        return sum(1 for d in self._devices.values() if d.stats.first_read_ns), len(self._devices)
+
     async def start(self, warmup: bool = True) -> None:
         """Start one task per device.
 
@@ -304,8 +329,10 @@ class Poller:
         self._started = True
         loop = asyncio.get_running_loop()
         self._gate = asyncio.Semaphore(self.warmup_concurrency)
+        began = loop.time()
         for d in self._devices.values():
             d.driver.set_sink(self._push_sink(d))
+            d.stats.grace_until = began + self._grace_s(d.dev)
         self._publish_all_stats()
         if warmup and self._devices:
             gate = self._gate
@@ -316,6 +343,8 @@ class Poller:
                     _ok, first_readings = await self._cycle(d, start, self._warmup_budget(d.dev))
                     self._apply(d, first_readings)
 
+            # configuration order (the semaphore is FIFO): the protocols' gateways and agents share the burst;
+            # fastest scan class first measured slower at full Dijon (269 cameras last on one SNMP agent)
             await asyncio.gather(*(first(d) for d in list(self._devices.values())))
         if self.freeze_gc:
             self._refreeze_gc()
@@ -333,6 +362,10 @@ class Poller:
         # and make full collections rarer: hundreds of reads in flight keep ~10^5 young objects alive
         t0, t1, t2 = gc.get_threshold()
         gc.set_threshold(t0, t1, max(t2, 100))
+
+    def _grace_s(self, dev: DeviceDef) -> float:
+        """How long a device not read yet stays ``starting`` when it does not answer (module docstring)."""
+        return min(self.grace_periods * dev.period_s, self.warmup_s)
 
     def _warmup_budget(self, dev: DeviceDef) -> float:
         """Deadline of the warm-up cycle: twice a normal cycle with all its retries, capped."""
@@ -511,12 +544,15 @@ class Poller:
         if warmup:  # a device started while the others run: one warm-up cycle, then join the grid
             if self._gate is None:  # set by start(); warm-ups only run after it
                 raise RuntimeError(f"{d.dev.name}: warm-up before the scheduler started")
+            d.stats.grace_until = loop.time() + self._grace_s(d.dev)
             async with self._gate:
                 _ok, first_readings = await self._cycle(d, loop.time(), self._warmup_budget(d.dev))
             self._apply(d, first_readings)
         now = loop.time()
         if next_t < now:  # the first tick of its grid still to come (not counted as overruns)
             next_t += math.ceil((now - next_t) / period) * period
+        if d.stats.status == STARTING and d.stats.failures_in_row:  # a warm-up failed in its grace: retry by its end
+            next_t = min(next_t, max(now, d.stats.grace_until))
         last_start: float | None = None
         me = asyncio.current_task()
         while True:
@@ -548,6 +584,8 @@ class Poller:
             else:
                 st.backoff_s = min(max(self.max_backoff_s, period), period * 2 ** max(0, st.failures_in_row - 1))
                 next_t = next_t + st.backoff_s
+                if st.status == STARTING:  # still in its grace: the next attempt by the grace's end at the latest
+                    next_t = min(next_t, st.grace_until)
             if now > next_t:
                 missed = math.ceil((now - next_t) / period)
                 if ok:
@@ -555,8 +593,11 @@ class Poller:
                 next_t += missed * period
             self._apply(d, readings)  # values and statistics (status, backoff, overruns) in one batch
 
-    async def _cycle(self, d: _Device, start: float, budget_s: float | None = None) -> tuple[bool, Readings]:
-        """One read cycle with retries; returns (False on communication loss, the readings of every point)."""
+    async def _cycle(self, d: _Device, start: float, budget_s: float | None = None) -> tuple[bool, Readings | None]:
+        """One read cycle with retries; returns (False on communication loss, the readings of every point).
+
+        The readings are None for a device still ``starting`` after a failed cycle (in its grace): its tags
+        stay uncertain "not read yet" rather than bad_comm."""
         dev = d.dev
         st = d.stats
         drv = d.driver
@@ -610,7 +651,7 @@ class Poller:
         results.stamp_unset(time.time_ns())  # points never read: bad_comm now
         reached = bool((results.qualities != _BAD_COMM).any()) if n else error is None
         ok = self._update_status(d, reached, error)
-        return ok, results
+        return ok, (None if st.status == STARTING else results)
 
     async def _read(self, d: _Device, points: Sequence[TagDef]) -> Readings:
         if d.reader is not None:
@@ -624,6 +665,8 @@ class Poller:
         dev = d.dev
         st = d.stats
         if reached:
+            if not st.first_read_ns:
+                st.first_read_ns = time.time_ns()
             if st.status != OK:
                 if st.status in (LOST, REFUSED):
                     log.warning("%s: communication recovered after %d failed attempt(s)", dev.name,
@@ -638,6 +681,10 @@ class Poller:
             return True
         new_status = REFUSED if _is_auth_error(error) else LOST
         text = _describe(error)
+        if st.status == STARTING and new_status == LOST and asyncio.get_running_loop().time() < st.grace_until:
+            st.failures_in_row += 1  # not read yet, in its start-up grace: not a loss (module docstring)
+            st.last_error = text
+            return False
         if st.status != new_status:
             log.warning("%s: communication %s: %s", dev.name,
                         "refused" if new_status == REFUSED else "lost", text)

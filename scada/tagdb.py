@@ -5,7 +5,7 @@ One row per tag, one numpy column per attribute::
     index │ value (float64) │ quality (uint8) │ source_ns (int64) │ receive_ns (int64) │ deadband (float64)
     ──────┼─────────────────┼─────────────────┼───────────────────┼────────────────────┼──────────────────
       0   │ 12.0            │ 0 good          │ 1763...           │ 1763...            │ 0.0
-      1   │ nan (never set) │ 4 bad_config    │ 0                 │ 0                  │ 5.0
+      1   │ nan (never set) │ 1 uncertain     │ 0                 │ 0                  │ 5.0   ("not read yet")
 
 Numeric, bool and enum values live in ``value`` (bool as 0/1, integers exactly up to 2**53); string
 tags keep their text in a side dict and ``value`` holds a change counter. Names map to indices
@@ -56,7 +56,7 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 
-NEVER = Quality.BAD_CONFIG  # quality of a tag that never received a sample ("no value yet")
+NEVER = Quality.UNCERTAIN  # quality of a tag that never received a sample: "not read yet" (scada.quality.reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from scada.i18n import N_
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -109,10 +111,10 @@ class LoginThrottle:
             db.execute("DELETE FROM login_attempts WHERE ts_ns < ?", (now - HOUR_NS,))
             until, since = self._lock(db, f"account:{account}")
             if until > now:
-                return Refused((until - now) / 1e9, "account", "too many failed logins for this account")
+                return Refused((until - now) / 1e9, "account", N_("too many failed logins for this account"))
             n = self._count(db, "account", account, max(now - window, since))
             if n >= p.max_failures:  # the budget is taken by attempts still being checked
-                return Refused(1.0, "account", "too many login attempts for this account at once")
+                return Refused(1.0, "account", N_("too many login attempts for this account at once"))
             hour = db.execute("SELECT count(*), min(ts_ns) FROM login_attempts WHERE account=? AND ts_ns>=?",
                               (account, now - HOUR_NS)).fetchone()
             if int(hour[0]) >= p.max_per_hour:
@@ -121,9 +123,9 @@ class LoginThrottle:
             if address and not self._known(db, account, address, now):
                 until, since = self._lock(db, f"address:{address}")
                 if until > now:
-                    return Refused((until - now) / 1e9, "address", "too many failed logins from this address")
+                    return Refused((until - now) / 1e9, "address", N_("too many failed logins from this address"))
                 if self._count(db, "address", address, max(now - window, since)) >= p.address_max_failures:
-                    return Refused(1.0, "address", "too many login attempts from this address at once")
+                    return Refused(1.0, "address", N_("too many login attempts from this address at once"))
             cur = db.execute("INSERT INTO login_attempts (account, address, ts_ns, failed) VALUES (?, ?, ?, 0)",
                              (account, address, now))
             return Reservation(int(cur.lastrowid or 0), account, address)

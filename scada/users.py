@@ -24,6 +24,8 @@ Roles (IEC 62443 FR2 "use control": least privilege, one role per account)::
     maintenance   read + acknowledge, out-of-service (work order), reset latched alarms
     engineer      read + configuration reload
     administrator everything, including user management
+    crew          a field crew's account: only its own work orders (no tags, alarms or journal); reports
+                  en route, on site, done, cannot repair (crews.yaml names the accounts of each crew)
 
 There is no default account and no default password: ``scada users add`` creates accounts; the first
 administrator comes from ``SCADA_ADMIN_PASSWORD`` (user ``SCADA_ADMIN_USER``, default ``admin``) or
@@ -51,11 +53,13 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from scada.errors import Refusal, ScadaError
 from scada.passwords import MIN_LENGTH, WeakPassword, check_password
 
-ROLES: tuple[str, ...] = ("viewer", "operator", "supervisor", "maintenance", "engineer", "administrator")
+ROLES: tuple[str, ...] = ("viewer", "operator", "supervisor", "maintenance", "engineer", "administrator", "crew")
+#: roles that read the control room's data (a crew reads only its own missions)
+READERS = frozenset(ROLES) - {"crew"}
 
 #: permission → roles holding it. The API checks permissions, never role names.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "read": frozenset(ROLES),
+    "read": READERS,
     "alarm.ack": frozenset({"operator", "supervisor", "maintenance", "administrator"}),
     "alarm.shelve": frozenset({"operator", "supervisor", "administrator"}),
     "alarm.suppress": frozenset({"supervisor", "administrator"}),
@@ -67,7 +71,16 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "config.reload": frozenset({"engineer", "administrator"}),
     "users.manage": frozenset({"administrator"}),
     "audit.read": frozenset({"supervisor", "administrator"}),
+    # work orders (scada.workorders): a crew sees and reports on its own missions only (the routes filter)
+    "workorder.read": frozenset(ROLES),
+    "workorder.create": frozenset({"operator", "supervisor", "maintenance", "administrator"}),
+    "workorder.assign": frozenset({"operator", "supervisor", "maintenance", "administrator"}),
+    "workorder.field": frozenset({"crew", "maintenance", "supervisor", "administrator"}),
+    "workorder.close": frozenset({"supervisor", "administrator"}),
+    "workorder.note": frozenset({"operator", "supervisor", "maintenance", "administrator", "crew"}),
 }
+#: permissions that only read: a role holding nothing else (viewer) gets the long, read-only idle timeout
+READ_ONLY = frozenset({"read", "workorder.read"})
 
 MIN_PASSWORD_LENGTH = MIN_LENGTH
 SCHEMA_VERSION = 1  # 1: generation + must_change (accounts from version 0 must change their password)

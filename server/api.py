@@ -22,6 +22,12 @@
     /api/v1/audit       GET  security audit trail (IEC 62443 CR 2.8 categories)         (audit.read)
     /api/v1/backup      POST copies of users, audit trail, journal, historian, leases, command audit log
                         (users.manage)
+    /api/v1/workorders  GET/POST · /{id} GET · /{id}/{assign|en-route|on-site|done|cannot-repair|close|cancel|
+                        note|link} POST · /from-alarm POST · /kpi GET    (workorder.*; a crew: its own missions)
+                        · /{id}/candidates GET (crews ranked by ETA) · /{id}/dispatch POST (mission via the gate)
+    /crew/              the crew's tablet page (server.routes.crew_page): missions, on my way / on site / done
+    /api/v1/reports     POST citizen report (X-Intake-Token of a channel) · /{ref} GET its status (no login)
+                        · GET the reports, never the reporters' contact data                   (workorder.read)
     /api/v1/ws          WebSocket: subscribe by pattern/area/equipment/domain; snapshot then deltas
                         every 100 ms (see server.hub for the message format)
 
@@ -58,7 +64,23 @@ from starlette.types import ASGIApp
 
 from scada import __version__
 from server import middleware
-from server.routes import alarms, auth, commands, crisis, equipment, errors, history, journal, tags, users, ws
+from server.ha import routes as ha_area
+from server.routes import (
+    alarms,
+    auth,
+    commands,
+    crew_page,
+    crisis,
+    equipment,
+    errors,
+    history,
+    intake,
+    journal,
+    tags,
+    users,
+    workorders,
+    ws,
+)
 from server.routes import config_changes as change_area
 from server.routes import server as server_area
 from server.settings import Http
@@ -125,9 +147,12 @@ def create_app(server: ScadaServer) -> FastAPI:
                hsts=settings is not None and settings.tls is not None)
     app.state.server = server
     errors.install(app)
-    for area in (auth, server_area, tags, equipment, alarms, journal, history, commands, crisis, users, ws):
+    for area in (auth, server_area, tags, equipment, alarms, journal, history, commands, crisis, users, workorders,
+                 intake, ws):
         app.include_router(area.router)
     app.include_router(change_area.router)  # safety configuration changes awaiting a second person
+    app.include_router(crew_page.router)  # the crew's tablet page (static, not in the OpenAPI document)
+    app.include_router(ha_area.router)  # the failover pair (server.ha.routes)
     app.mount(DOCS_PREFIX, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)

@@ -60,6 +60,8 @@ from scada.alarms.system import SystemAlarmSink, system_tags
 from scada.config import CityConfig
 from scada.config.model import TagDef
 from scada.errors import CommandRejected, ConfigError, ConfigProblem, Refusal, Refused
+from scada.format import set_timezone
+from scada.i18n import get_language, set_language
 from scada.poll import device_stat_tags
 from scada.tagdb import TagDatabase
 from scada.users import UserStore
@@ -127,6 +129,7 @@ class ScadaServer:
         self.components: dict[str, Component] = {}  # the started ones, in start order
         self.subsystems: dict[str, SubsystemStatus] = {}
         self.started_ns = 0
+        self.opened = False  # open() done, aclose() not yet: /health says "starting" until started()
         self.config_loaded_ns = 0
         self.config_generation = 0
         self._reload_lock = asyncio.Lock()
@@ -175,12 +178,16 @@ class ScadaServer:
     def open(self, config: CityConfig) -> None:
         """Open the stores and build the tag database and the hub on ``config`` (no component runs yet)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.opened = True
         self.audit = AuditTrail(self.data_dir / "audit.sqlite")
         self.audit.record("audit_log", "opened", "ok", source=self.workstation, path=str(self.data_dir))
         self.users = UserStore(self.data_dir / "users.sqlite")
         self.tokens.accounts = self.users  # every request checks the account's generation (server.auth)
         self.limiter = LoginLimiter(self.users, self.settings.login)
         self.config = config
+        # one language and one clock for the process: what _() and scada.format use when a request names none
+        set_language(self.settings.lang or config.lang)
+        set_timezone(config.timezone)
         self.config_loaded_ns = time.time_ns()
         self.config_generation = 1
         self.tagdb = build_tagdb(config)
@@ -198,6 +205,11 @@ class ScadaServer:
                           equipment=len(self.config.equipment), devices=len(self.config.devices),
                           tags=len(self.config.tags), subsystems={k: v.status for k, v in self.subsystems.items()})
 
+    @property
+    def reloading(self) -> bool:
+        """A configuration reload (or its rollback) is under way."""
+        return self._reload_lock.locked()
+
     def _alarm_snapshot(self) -> list[dict[str, Any]]:
         # diagnostic alarms too: the deltas carry them, so a console that connected later must get them in its
         # snapshot, or two consoles disagree on the diagnostic count
@@ -205,9 +217,10 @@ class ScadaServer:
 
     async def aclose(self) -> None:
         """Close the stores (after the components have stopped); safe to call twice."""
-        if not self.started_ns:
+        if not self.opened:
             return
         self.started_ns = 0
+        self.opened = False
         self.audit.record("control_system", "server_stopped", "ok", source=self.workstation)
         self.audit.record("audit_log", "closed", "ok", source=self.workstation)
         self.audit.close()
@@ -224,6 +237,8 @@ class ScadaServer:
         second person (``pending: True`` with the change and its diff). If a component fails to switch after
         preparation, every component is rolled back and a P1 system alarm says which (``failed``)."""
         async with self._reload_lock:
+            if not self.started_ns:  # the API answers while the components start (server.main): not half-started
+                return self._refuse_reload(user, source, ["the server is still starting its components: try again"])
             candidate, problems = await asyncio.to_thread(self.check_candidate, self._commands_required())
             if problems or candidate is None:
                 return self._refuse_reload(user, source, [str(p) for p in problems])
@@ -399,7 +414,10 @@ class ScadaServer:
             os.chmod(root, 0o700)  # an older folder made under the umask
             target.mkdir(mode=0o700)
             os.chmod(target, 0o700)
-            for name in ("users.sqlite", "audit.sqlite", "journal.sqlite", "historian/history.sqlite"):
+            # contacts.sqlite (citizen reporters' personal data) is never backed up: it is purged on its own
+            # schedule, and a backup must not keep what the purge removed
+            for name in ("users.sqlite", "audit.sqlite", "journal.sqlite", "workorders.sqlite", "intake.sqlite",
+                         "historian/history.sqlite"):
                 src = self.data_dir / name
                 if not src.is_file():
                     continue
@@ -431,13 +449,14 @@ class ScadaServer:
         subs = {name: s.as_dict() for name, s in self.subsystems.items()}
         overall = overall_status(self)
         return {
-            "status": overall["status"] if self.started_ns else "stopped",
+            "status": overall["status"] if self.started_ns else "starting" if self.opened else "stopped",
             "reasons": overall["reasons"],
             "devices_lost": overall["devices_lost"],
             "started_ms": self.started_ns // 1_000_000,
             "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 1) if self.started_ns else 0,
             "config": {"generation": self.config_generation, "loaded_ms": self.config_loaded_ns // 1_000_000,
                        "site": self.config.site, "equipment": len(self.config.equipment),
+                       "lang": get_language(), "timezone": self.config.timezone,  # what consoles show, and in
                        "devices": len(self.config.devices), "tags": len(self.config.tags)},
             "subsystems": subs,
             "sessions": len(self.tokens),

@@ -3,6 +3,7 @@
     start(server, config, skip=())
       server.open(config)          stores, tag database, hub (server.app)
       alarms     journal + alarm engine          ─┐ reset_at_source ◄── failsafe (the monitor's latch)
+      ha         failover election (only with settings ``ha``) ─ may_write ──► failsafe's DriverWriter
       historian  recorder → buffer → backend      │
       poll       field-safety thread (junctions)  │ call / driver ──► failsafe's DriverWriter
                  + scheduler + drivers (the rest) │
@@ -10,6 +11,7 @@
                  attached to the field-safety thread's database
       stale      stale sweeper
       health     health tags                     ◄── historian (buffer level)
+      workorders work-order store, crews.yaml    ◄── alarms (events, active alarms, journal)
       hub        WebSocket flusher
       server.started()
     stop(server)   every started component in reverse order (bounded), then server.aclose()
@@ -31,32 +33,39 @@ from server.app import ScadaServer
 from server.components.alarms import AlarmComponent
 from server.components.base import Component
 from server.components.failsafe import FailsafeComponent
+from server.components.ha import HaComponent
 from server.components.health import HealthComponent
 from server.components.historian import HistorianComponent
 from server.components.hub import HubComponent
 from server.components.poll import PollComponent
 from server.components.stale import StaleComponent
+from server.components.workorders import WorkOrderComponent
 
 log = logging.getLogger(__name__)
 
-NAMES = ("alarms", "historian", "poll", "failsafe", "stale", "health", "hub")
+NAMES = ("alarms", "ha", "historian", "poll", "failsafe", "stale", "health", "workorders", "hub")
 
 
 def components(server: ScadaServer) -> list[Component]:
     """Every component, wired, in start order."""
     poll = PollComponent(server)
-    failsafe = FailsafeComponent(server, poll=poll)
+    ha = HaComponent(server, server.settings.ha) if server.settings.ha is not None else None  # a pair only
+    failsafe = FailsafeComponent(server, poll=poll, may_write=ha.may_write if ha is not None else None)
     historian = HistorianComponent(server)
-    return [AlarmComponent(server, reset_at_source=failsafe.reset_at_source), historian, poll, failsafe,
-            StaleComponent(server), HealthComponent(server, historian=historian), HubComponent(server)]
+    alarms = AlarmComponent(server, reset_at_source=failsafe.reset_at_source)
+    return [alarms, *([ha] if ha is not None else []), historian, poll, failsafe, StaleComponent(server),
+            HealthComponent(server, historian=historian),
+            WorkOrderComponent(server, alarms=alarms), HubComponent(server)]
 
 
-async def start(server: ScadaServer, config: CityConfig, skip: Collection[str] = ()) -> None:
-    """Open the server on ``config`` and start its components in order (see the module docstring)."""
+async def start(server: ScadaServer, config: CityConfig, skip: Collection[str] = (), *, opened: bool = False) -> None:
+    """Open the server on ``config`` (unless ``opened``: the caller did, to serve the API meanwhile) and start
+    its components in order (see the module docstring)."""
     unknown = set(skip) - set(NAMES)
     if unknown:
         raise ValueError(f"no such component: {', '.join(sorted(unknown))}; components: {', '.join(NAMES)}")
-    server.open(config)
+    if not opened:
+        server.open(config)
     for comp in components(server):
         st = comp.health()
         if comp.name in skip:

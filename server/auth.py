@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from scada.throttle import LoginThrottle, Refused, Reservation, ThrottlePolicy
-from scada.users import PERMISSIONS, AccountState, User, UserStore
+from scada.users import PERMISSIONS, READ_ONLY, AccountState, User, UserStore
 
 if TYPE_CHECKING:
     from server.settings import Login
@@ -82,8 +82,9 @@ class Accounts(Protocol):
 
 
 def acts(role: str) -> bool:
-    """True for a role holding any permission beyond ``read`` (operator and above): the short idle timeout."""
-    return any(role in roles for perm, roles in PERMISSIONS.items() if perm != "read")
+    """True for a role holding any permission beyond reading (operator and above, a crew): the short idle
+    timeout."""
+    return any(role in roles for perm, roles in PERMISSIONS.items() if perm not in READ_ONLY)
 
 
 class TokenManager:

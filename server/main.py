@@ -1,9 +1,9 @@
 """Run the server process: uvicorn on the configured address, signals, state file.
 
-    serve(settings)  build ScadaServer (server.app), check the city (ConfigError: every problem) → start
-                     its components (server.assemble) → uvicorn with the FastAPI app (server.api) → write
-                     server.json (pid, URL) → wait for SIGTERM/SIGINT (SIGHUP: reload) → stop HTTP → stop
-                     components in reverse → remove server.json
+    serve(settings)  build ScadaServer (server.app), check the city (ConfigError: every problem) → open it →
+                     uvicorn with the FastAPI app (server.api: logins from here) → start its components
+                     (server.assemble) → write server.json (pid, URL) → wait for SIGTERM/SIGINT (SIGHUP:
+                     reload) → stop HTTP → stop components in reverse → remove server.json
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -27,6 +27,9 @@ from server import assemble
 from server.api import create_app
 from server.app import ScadaServer
 from server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from scada.config import CityConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,21 +78,22 @@ class _Uvicorn:
 async def serve(settings: ServerSettings, endpoint_overrides: dict[str, str] | None = None,
                 ready: Callable[[ScadaServer, str], Awaitable[None] | None] | None = None,
                 install_signals: bool = True, on_stop: Callable[[], None] | None = None,
-                skip: Collection[str] = ()) -> int:
+                skip: Collection[str] = (), config: CityConfig | None = None) -> int:
     """Run the server until SIGTERM/SIGINT (or ``server.stop_event``). ConfigError if the city is invalid.
-    ``skip``: components left out (server.assemble), e.g. a benchmark that feeds the tag database itself."""
+    ``skip``: components left out (server.assemble), e.g. a benchmark that feeds the tag database itself.
+    ``config``: the city already checked by the caller (not loaded a second time).
+
+    The API listens as soon as the stores and the tag database are open, before the components start: a login
+    and /health ("starting") answer meanwhile, a subsystem not up yet answers 503 (server.routes.deps); the
+    server state file, the signal handlers and ``ready`` come once every component has started."""
     server = ScadaServer(settings, endpoint_overrides)
-    config, problems = server.check_config()
-    if problems or config is None:
-        raise ConfigError(problems)
-    await assemble.start(server, config, skip=skip)
+    if config is None:
+        config, problems = server.check_config()
+        if problems or config is None:
+            raise ConfigError(problems)
+    server.open(config)
     web = _Uvicorn(create_app(server), settings)
     loop = asyncio.get_running_loop()
-    if install_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, server.stop_event.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(
-            server.reload("local", "SIGHUP")))
     web_task = asyncio.create_task(web.serve(), name="http")
     try:
         while not web.server.started:
@@ -99,8 +103,15 @@ async def serve(settings: ServerSettings, endpoint_overrides: dict[str, str] | N
             await asyncio.sleep(0.02)
         url = f"{settings.scheme}://{settings.listen.host}:{web.port}"
         server.status("api").set("ok", url)
+        log.info("server: API on %s (OpenAPI at %s/docs), data in %s; starting the components", url, url,
+                 settings.data_dir)
+        await assemble.start(server, config, skip=skip, opened=True)
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, server.stop_event.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(
+                server.reload("local", "SIGHUP")))
         write_state(settings.data_dir, url)
-        log.info("server: API on %s (OpenAPI at %s/docs), data in %s", url, url, settings.data_dir)
         if ready is not None:
             res = ready(server, url)
             if asyncio.iscoroutine(res):

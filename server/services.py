@@ -24,12 +24,13 @@ Json = dict[str, Any]
 class AlarmService(Protocol):
     def active(self, diagnostic: bool = False, limit: int = 20_000, *, area: str | None = None,
                priorities: Sequence[int] | None = None, service: str | None = None, equipment: str | None = None,
-               states: Sequence[str] | None = None) -> tuple[int, list[Json]]:
+               states: Sequence[str] | None = None, lang: str | None = None) -> tuple[int, list[Json]]:
         """Alarms not in normal state (active, unacknowledged, shelved, suppressed, out of service) that match
         the filters, as ``(total matching, the first `limit` of them)``: annunciated ones first (priority 1 on
         top, then newest), then the hidden ones. Filtered in the engine's arrays, not on built dicts.
         ``priorities`` 1..4, 5 = diagnostic (never annunciated; only with ``diagnostic`` or asked for);
-        ``area`` compares commune slugs; ``states`` are state labels (e.g. ``unack``)."""
+        ``area`` compares commune slugs; ``states`` are state labels (e.g. ``unack``). Messages in ``lang``
+        (default: the server's language)."""
         ...
 
     def action(self, action: str, alarm_ids: list[str], user: str, params: Json) -> list[Json]:
@@ -44,8 +45,9 @@ class AlarmService(Protocol):
         ...
 
     def console(self, area: str | None, service: str | None, group_by: str, grouped: bool | None,
-                limit: int) -> Json:
-        """The console list: priority 1 individually on top; the rest grouped while a flood lasts."""
+                limit: int, lang: str | None = None) -> Json:
+        """The console list: priority 1 individually on top; the rest grouped while a flood lasts; messages
+        in ``lang`` (default: the server's language)."""
         ...
 
     def stats(self) -> Json:
@@ -53,7 +55,8 @@ class AlarmService(Protocol):
 
 
 class JournalService(Protocol):
-    def query(self, filters: Json, limit: int, offset: int) -> list[Json]:
+    def query(self, filters: Json, limit: int, offset: int, lang: str | None = None) -> list[Json]:
+        """Journal rows, newest first; messages in ``lang`` (default: the server's language)."""
         ...
 
     def config_change(self, user: str, source: str, applied: bool, detail: str) -> None:

@@ -65,6 +65,7 @@ from scada.config.model import CityConfig
 from scada.config.units import slug
 from scada.errors import Refusal as Code
 from scada.errors import ScadaError
+from scada.format import value as for_people
 from scada.quality import Quality
 from scada.tagdb import ChangeEvent, TagDatabase
 
@@ -817,11 +818,12 @@ class AlarmEngine:
                 raise KeyError(f"unknown alarm {alarm!r}")
             return self.views(np.array([i], dtype=np.int64))[0]
 
-    def views(self, indices: I64 | list[int]) -> list[AlarmView]:
-        """Many alarms at once (one description pass): what a console list or a push needs."""
+    def views(self, indices: I64 | list[int], lang: str | None = None) -> list[AlarmView]:
+        """Many alarms at once (one description pass): what a console list or a push needs; messages in
+        ``lang`` (default: the site's)."""
         with self._lock:
             idx = np.asarray(indices, dtype=np.int64)
-            infos = self.catalog.infos(idx)
+            infos = self.catalog.infos(idx, lang)
             flags = self._flags(idx).tolist()
             out: list[AlarmView] = []
             for k, (i, info) in enumerate(zip(idx.tolist(), infos, strict=True)):
@@ -835,7 +837,10 @@ class AlarmEngine:
                 q = Quality(int(self.db.qualities[anchor])).label
                 out.append(AlarmView(info.alarm, info.rule, info.equipment, info.commune, info.area, info.service,
                                      info.tag, info.priority, AlarmState(int(self.state[i])), Flag.labels(flags[k]),
-                                     render_live(info.message, raw, text, q), text, int(self.active_since[i]),
+                                     # in a language asked for, {value} reads for people (1 234,5; oui)
+                                     render_live(info.message, raw, text if lang is None else
+                                                 for_people(raw, info.dtype, "", info.enum, lang), q),
+                                     text, int(self.active_since[i]),
                                      int(self.changed_ns[i]), int(self.shelved_until[i]), self.work_orders.get(i)))
             return out
 
@@ -870,8 +875,9 @@ class AlarmEngine:
     def not_normal(self, *, diagnostic: bool = False, area: str | None = None,
                    priorities: Sequence[int] | None = None, service: str | None = None,
                    equipment: str | None = None, states: Sequence[str] | None = None,
-                   limit: int = 20_000) -> tuple[int, list[AlarmView]]:
-        """Every alarm not in normal state matching the filters, as (total, the first ``limit`` views).
+                   limit: int = 20_000, lang: str | None = None) -> tuple[int, list[AlarmView]]:
+        """Every alarm not in normal state matching the filters, as (total, the first ``limit`` views in
+        ``lang``).
 
         Filtered on the columns before any view is built. Order: the annunciated ones (priority 1 on top,
         then newest), then the hidden ones (shelved, suppressed, out of service) and — with ``diagnostic``
@@ -911,7 +917,7 @@ class AlarmEngine:
             rest = np.flatnonzero(listed & keep & ~shown)
             total = int(first.size + rest.size)
             page = np.concatenate([first, rest])[:max(0, limit)]
-            return total, self.views(page)
+            return total, self.views(page, lang)
 
     def grouped(self, by: str = "equipment", *, area: str | None = None, service: str | None = None,
                 include_hidden: bool = False, min_priority: int = 1, limit: int = 200) -> list[AlarmGroup]:
@@ -942,21 +948,21 @@ class AlarmEngine:
             return groups[:limit]
 
     def console(self, *, area: str | None = None, service: str | None = None, group_by: str = "equipment",
-                grouped: bool | None = None, limit: int = 200) -> ConsoleView:
+                grouped: bool | None = None, limit: int = 200, lang: str | None = None) -> ConsoleView:
         """The console's list: priority 1 individually on top; the rest grouped during a flood
-        (``grouped=None``) or as asked."""
+        (``grouped=None``) or as asked; messages in ``lang``."""
         with self._lock:
             floods = self.flood_areas()
             flood = bool(floods) if area is None else area in floods
             do_group = flood if grouped is None else grouped
             idx = self._select(area, service, None, False)
             crit = idx[self.catalog.priority[idx] == 1]
-            critical = self.views(crit[:limit])
+            critical = self.views(crit[:limit], lang)
             if do_group:
                 groups = self.grouped(group_by, area=area, service=service, min_priority=2, limit=limit)
                 return ConsoleView(flood, floods, critical, [], groups, int(idx.size))
             rest = idx[self.catalog.priority[idx] != 1]
-            return ConsoleView(flood, floods, critical, self.views(rest[:limit]), [], int(idx.size))
+            return ConsoleView(flood, floods, critical, self.views(rest[:limit], lang), [], int(idx.size))
 
     def summary(self, area: str | None = None) -> Summary:
         """Counts for the alarm banner (shelved, suppressed and out-of-service always shown)."""

@@ -43,7 +43,16 @@ import numpy as np
 import numpy.typing as npt
 
 from scada.alarms.expr import Expression, ExpressionError
-from scada.alarms.messages import StaticTemplate, render_static
+from scada.alarms.messages import (
+    ALARM_FIELDS,
+    StaticTemplate,
+    by_language,
+    message_key,
+    params_json,
+    pick,
+    render_static,
+    static_fields,
+)
 from scada.alarms.states import DIAGNOSTIC, NS_PER_S
 from scada.alarms.system import all_rules
 from scada.config.model import CityConfig, TagDef
@@ -58,7 +67,7 @@ I32 = npt.NDArray[np.int32]
 U8 = npt.NDArray[np.uint8]
 B = npt.NDArray[np.bool_]
 
-DESCRIPTION_VERSION = 1  # bump when the way infos() describes an alarm changes (invalidates fingerprints)
+DESCRIPTION_VERSION = 2  # bump when the way infos() describes an alarm changes (invalidates fingerprints)
 LIMIT_ON_ABOVE = ("high", "high_high")
 LIMIT_ON_BELOW = ("low", "low_low")
 
@@ -86,16 +95,20 @@ class AlarmInfo:
     tag: str  # full tag name of the anchor tag
     priority: int  # 1..4, 5 = diagnostic
     latched: bool
-    message: str  # static part of the message ({value} still to fill in)
+    message: str  # static part of the message ({value} still to fill in), in the language asked for
     dtype: str
     units: str
     enum: dict[int, str] | None
     limit: float | None
+    message_key: str = ""  # the rule's templates (scada.alarms.messages.message_key): the journal reads any language
+    params: str = ""  # JSON of the static fields the templates read (pass 1), for the journal
+    templates: dict[str, str] | None = None  # the rule's template per language (shared by its alarms)
 
     def key(self) -> tuple[Any, ...]:
         return (self.alarm, self.rule, self.kind, self.equipment, self.commune, self.area, self.service, self.tag,
                 self.priority, self.latched, self.message, self.dtype, self.units,
-                None if self.enum is None else tuple(sorted(self.enum.items())), self.limit)
+                None if self.enum is None else tuple(sorted(self.enum.items())), self.limit, self.message_key,
+                self.params)
 
 
 class CompiledRule:
@@ -234,8 +247,11 @@ class AlarmCatalog:
         self.rules = rules
         self.rule_by_name = {r.spec.name: r for r in rules}
         self._eq_cache: dict[int, dict[str, Any]] = {}
-        self._templates: list[StaticTemplate] | None = None
+        self._templates: dict[str, list[StaticTemplate]] = {}  # language → one parsed template per rule
         self._rule_fields: list[dict[str, str]] = []
+        self._messages: list[dict[str, str]] = []  # per rule: its template in every language
+        self._keys: list[str] = []
+        self._fields: list[tuple[str, ...]] = []
         start = 0
         for r in rules:
             r.start = start
@@ -347,7 +363,7 @@ class AlarmCatalog:
         Equal fingerprints ⇒ equal :meth:`infos`, so a journal can hand back the definition refs of an
         unchanged city without describing 400,000 alarms again.
         """
-        h = hashlib.sha256(f"alarm-catalog v{DESCRIPTION_VERSION}\n".encode())
+        h = hashlib.sha256(f"alarm-catalog v{DESCRIPTION_VERSION} {self.config.lang}\n".encode())
         h.update(json.dumps([r.spec.model_dump(mode="json") for r in self.rules], sort_keys=True).encode())
         enums: dict[int, int] = {}
         enum_texts: list[str] = []
@@ -402,16 +418,26 @@ class AlarmCatalog:
     def info(self, i: int) -> AlarmInfo:
         return self.infos(np.array([i], dtype=np.int64))[0]
 
-    def infos(self, indices: I64 | None = None) -> list[AlarmInfo]:
-        """Static descriptions of alarms ``indices`` (all by default), with per-equipment caches."""
+    def infos(self, indices: I64 | None = None, lang: str | None = None) -> list[AlarmInfo]:
+        """Static descriptions of alarms ``indices`` (all by default), messages in ``lang`` (default: the
+        site's), with per-equipment caches."""
         idx = np.arange(self.n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
         eq_cache = self._eq_cache
-        if self._templates is None:
-            self._templates = [StaticTemplate(r.spec.message) for r in self.rules]
+        if not self._messages:
+            self._messages = [by_language(r.spec.message, self.config.lang) for r in self.rules]
+            self._keys = [message_key(r.spec.name, m) for r, m in zip(self.rules, self._messages, strict=True)]
+            self._fields = [static_fields(m.values()) for m in self._messages]  # what the journal keeps per alarm
             self._rule_fields = [{"limit": "" if r.spec.limit is None else _num(r.spec.limit),
                                   "service": r.spec.service, "rule": r.spec.name,
                                   "priority": priority_label(priority_code(r.spec.priority))} for r in self.rules]
-        templates, rule_fields = self._templates, self._rule_fields
+        code = self.config.lang if lang is None else lang
+        templates = self._templates.get(code)
+        if templates is None:
+            templates = self._templates[code] = [StaticTemplate(m[code]) for m in self._messages]
+        rule_fields, messages, keys, fields = self._rule_fields, self._messages, self._keys, self._fields
+        # the journal's parameters of a rule reading no per-alarm field are the same for all alarms of an equipment
+        per_equipment = [not ALARM_FIELDS.intersection(f) for f in fields]
+        params_cache: dict[tuple[int, int], str] = {}
         out: list[AlarmInfo] = []
         names = self.db.names
         defs = self.db.defs
@@ -427,10 +453,16 @@ class AlarmCatalog:
             area = areas[ar]
             tmpl = templates[g]
             own = {"tag": tdef.tag or tdef.name, "tag_name": tdef.name, "units": tdef.units, "area": area}
+            params = params_cache.get((g, e)) if per_equipment[g] else None
+            if params is None:
+                params = params_json(pick(fields[g], own, rule_fields[g], base))
+                if per_equipment[g]:
+                    params_cache[(g, e)] = params
             out.append(AlarmInfo(
                 f"{spec.name}:{names[a]}", spec.name, spec.kind, eq_ids[e], base.get("commune", ""), area,
                 spec.service, tdef.name, priority_code(spec.priority), spec.latched,
                 tmpl.render(own, rule_fields[g], base), tdef.dtype, tdef.units, tdef.enum or None, spec.limit,
+                keys[g], params, messages[g],
             ))
         return out
 

@@ -46,6 +46,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from scada.i18n import N_
+
 NS_PER_S = 1_000_000_000
 DEFAULT_MAX_SHELVE_S = 8 * 3600.0  # AC-AL-04 (proposed): shelving ≤ 8 h unless the caller's policy says otherwise
 DIAGNOSTIC = 5  # priority code of non-annunciated diagnostic events (1 critical .. 4 low)
@@ -129,6 +131,7 @@ class Event(enum.IntEnum):
     FLOOD_BEGIN = 20  # per area, not per alarm (journal only)
     FLOOD_END = 21
     CONFIG_CHANGE = 22  # a configuration reload, applied or refused (journal only, no alarm)
+    WORK_ORDER = 23  # alarms linked to a work order (journal only: detail names the order and the alarms)
 
     @property
     def label(self) -> str:
@@ -204,7 +207,10 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """An event that is not allowed in this status, and why (shown to the operator, journalled)."""
+    """An event that is not allowed in this status, and why (shown to the operator, journalled).
+
+    The reason is an English msgid of the catalogue (marked ``N_``): journalled as it is, it is translated
+    where it is shown (:func:`scada.i18n.localise`)."""
 
     reason: str
 
@@ -226,10 +232,10 @@ def transition(status: Status, event: Event, ctx: Context = Context(), *, now_ns
             return replace(s, state=AlarmState.UNACK)
         if s.held:
             return replace(s, held=False)
-        return Refused("the alarm is already active")
+        return Refused(N_("the alarm is already active"))
     if event is Event.CONDITION_OFF:
         if not st.active or s.held:
-            return Refused("the alarm is not active")
+            return Refused(N_("the alarm is not active"))
         if ctx.latched:
             return replace(s, held=True)
         new = AlarmState.RTN_UNACK if st is AlarmState.UNACK else AlarmState.NORMAL
@@ -240,72 +246,75 @@ def transition(status: Status, event: Event, ctx: Context = Context(), *, now_ns
         if st is AlarmState.RTN_UNACK:
             return replace(s, state=AlarmState.NORMAL)
         if st is AlarmState.ACKED:
-            return Refused("already acknowledged")
-        return Refused("nothing to acknowledge: the alarm is normal")
+            return Refused(N_("already acknowledged"))
+        return Refused(N_("nothing to acknowledge: the alarm is normal"))
     if event is Event.RESET:
         if not ctx.latched:
-            return Refused("reset only applies to latched alarms")
+            return Refused(N_("reset only applies to latched alarms"))
         if not st.active:
-            return Refused("the alarm is not active: nothing to reset")
+            return Refused(N_("the alarm is not active: nothing to reset"))
         if not s.held:
-            return Refused("the condition is still present: reset is possible once it has returned to normal")
+            return Refused(N_("the condition is still present: reset is possible once it has returned to normal"))
         new = AlarmState.RTN_UNACK if st is AlarmState.UNACK else AlarmState.NORMAL
         return _inactive(replace(s, state=new, held=False))
     if event in (Event.SHELVE, Event.SHELVE_ONE_SHOT):
         if ctx.priority == 1:
-            return Refused("priority-1 (critical) alarms cannot be shelved")
+            return Refused(N_("priority-1 (critical) alarms cannot be shelved"))
         if s.shelved:
-            return Refused("already shelved" + (" (one-shot)" if s.shelving is Shelving.ONE_SHOT else "")
-                           + ": unshelve it first")
+            return Refused(N_("already shelved (one-shot): unshelve it first") if s.shelving is Shelving.ONE_SHOT
+                           else N_("already shelved: unshelve it first"))
         if not text.strip():
-            return Refused("shelving needs a reason")
+            return Refused(N_("shelving needs a reason"))
         if event is Event.SHELVE_ONE_SHOT:
             if not st.active:
-                return Refused("one-shot shelving applies to an active alarm")
+                return Refused(N_("one-shot shelving applies to an active alarm"))
             return replace(s, shelving=Shelving.ONE_SHOT, shelved_until_ns=0)
         duration_s = (until_ns - now_ns) / NS_PER_S
         if duration_s <= 0:
-            return Refused("the shelving duration must be positive")
+            return Refused(N_("the shelving duration must be positive"))
         if duration_s > ctx.max_shelve_s + 1e-9:
             return Refused(f"the shelving duration {_hms(duration_s)} exceeds the maximum {_hms(ctx.max_shelve_s)}")
         return replace(s, shelving=Shelving.TIMED, shelved_until_ns=until_ns)
     if event is Event.UNSHELVE:
         if not s.shelved:
-            return Refused("the alarm is not shelved")
+            return Refused(N_("the alarm is not shelved"))
         return replace(s, shelving=Shelving.NONE, shelved_until_ns=0)
     if event is Event.SHELVE_EXPIRED:
         if s.shelving is not Shelving.TIMED:
-            return Refused("the alarm is not under timed shelving")
+            return Refused(N_("the alarm is not under timed shelving"))
         if now_ns < s.shelved_until_ns:
-            return Refused("the shelving has not expired yet")
+            return Refused(N_("the shelving has not expired yet"))
         new = AlarmState.UNACK if st is AlarmState.ACKED else st  # re-annunciate if still active
         return replace(s, state=new, shelving=Shelving.NONE, shelved_until_ns=0)
     if event is Event.SUPPRESS:
         if ctx.priority == 1:
-            return Refused("priority-1 (critical) alarms cannot be suppressed by an operator")
+            return Refused(N_("priority-1 (critical) alarms cannot be suppressed by an operator"))
         if s.suppressed_operator:
-            return Refused("already suppressed by an operator")
+            return Refused(N_("already suppressed by an operator"))
         if not text.strip():
-            return Refused("suppression needs a reason")
+            return Refused(N_("suppression needs a reason"))
         return replace(s, suppressed_operator=True)
     if event is Event.UNSUPPRESS:
         if not s.suppressed_operator:
             if s.suppressed_design:
-                return Refused("suppressed by design: the suppression ends by itself when the suppressing alarm clears")
-            return Refused("the alarm is not suppressed")
+                return Refused(N_("suppressed by design: the suppression ends by itself when the suppressing alarm "
+                                  "clears"))
+            return Refused(N_("the alarm is not suppressed"))
         return replace(s, suppressed_operator=False)
     if event is Event.DESIGN_SUPPRESS:
-        return Refused("already suppressed by design") if s.suppressed_design else replace(s, suppressed_design=True)
+        if s.suppressed_design:
+            return Refused(N_("already suppressed by design"))
+        return replace(s, suppressed_design=True)
     if event is Event.DESIGN_RELEASE:
-        return replace(s, suppressed_design=False) if s.suppressed_design else Refused("not suppressed by design")
+        return replace(s, suppressed_design=False) if s.suppressed_design else Refused(N_("not suppressed by design"))
     if event is Event.REMOVE_FROM_SERVICE:
         if s.out_of_service:
-            return Refused("already out of service")
+            return Refused(N_("already out of service"))
         if not text.strip():
-            return Refused("removing an alarm from service needs a work-order reference")
+            return Refused(N_("removing an alarm from service needs a work-order reference"))
         return replace(s, out_of_service=True)
     if event is Event.RETURN_TO_SERVICE:
-        return replace(s, out_of_service=False) if s.out_of_service else Refused("the alarm is not out of service")
+        return replace(s, out_of_service=False) if s.out_of_service else Refused(N_("the alarm is not out of service"))
     return Refused(f"{event.label} is not an alarm event")
 
 

@@ -9,6 +9,7 @@ each kind of condition is a built-in *rule* over those tags::
     comm-loss watch (server.components.commwatch) ──comm_lost, device_comm_lost──────────┤
     historian buffer ─────────BufferAlarm(code, active)──────────────────────────────────┤ SystemAlarmSink
     server: health (failsafe_down, poll_down), reload_failed_<component>, login_burst ───┤   .raise_()
+    work orders: sla_breach (open orders past their due time) ───────────────────────────┤
                                                                                          ▼
             <equipment prefix>/<source>/<code>, system/devices/<device>/<code> or system/<source>/<code>
             bool tag, 1 = present (a text tag for the conditions that say what was seen, below)
@@ -58,6 +59,7 @@ from typing import Literal
 
 from scada.config.model import CityConfig, TagDef
 from scada.config.schema import AlarmRuleSpec
+from scada.i18n import N_, Lang, gettext_in, in_every_language
 from scada.quality import Sample
 from scada.tagdb import TagDatabase
 
@@ -100,6 +102,19 @@ class SystemAlarm:
     text: bool = False
     #: the commands.yaml verbs that end the condition, per template ("" = any other template)
     remedies: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: fields of ``message`` known when the rule is built (which component a reload failed in)
+    fill: tuple[tuple[str, str], ...] = ()
+
+    def messages(self, **fields: str) -> dict[Lang, str]:
+        """The message in every catalogue language, ``fill`` and ``fields`` put in (the rule's per-language
+        template: the rest, ``{id}``, ``{commune}``, ``{value}``, is filled per alarm and when shown)."""
+        out: dict[Lang, str] = {}
+        for lang, template in in_every_language(self.message).items():
+            text = template
+            for name, v in (*self.fill, *fields.items()):
+                text = text.replace("{" + name + "}", v)
+            out[lang] = text
+        return out
 
     def remedies_for(self, template: str | None) -> tuple[str, ...]:
         table = dict(self.remedies)
@@ -125,130 +140,145 @@ class SystemAlarm:
 SYSTEM_ALARMS: tuple[SystemAlarm, ...] = (
     # field-safety monitor (failsafe.monitor): latched at the monitor until an operator resets it
     SystemAlarm("failsafe", "conflicting_green", "junction", 1, "latched",
-                "Junction {id} ({commune}): conflicting green/yellow observed by the field-safety monitor",
+                N_("Junction {id} ({commune}): conflicting green/yellow observed by the field-safety monitor"),
                 "field-safety monitor: conflicting green or yellow seen in one sample"),
     SystemAlarm("failsafe", "monitor_did_not_act", "junction", 1, "latched",
-                "Junction {id} ({commune}): the cabinet conflict monitor did not act; flash requested",
+                N_("Junction {id} ({commune}): the cabinet conflict monitor did not act; flash requested"),
                 "field-safety monitor: the controller did not go to flash after a conflicting green"),
     SystemAlarm("failsafe", "fault_flash", "junction", 1, "latched",
-                "Junction {id} ({commune}): controller in fault flash, local reset needed",
+                N_("Junction {id} ({commune}): controller in fault flash, local reset needed"),
                 "field-safety monitor: the controller reports fault flash",
                 same_as=("unit_flash_status", frozenset({5, 6}))),  # faultMonitor(5), mmu(6)
     SystemAlarm("failsafe", "monitor_flash_failed", "junction", 1, "latched",
-                "Junction {id} ({commune}): flash requested by the field-safety monitor did not succeed",
+                N_("Junction {id} ({commune}): flash requested by the field-safety monitor did not succeed"),
                 "field-safety monitor: its flash request was refused or not confirmed"),
     SystemAlarm("failsafe", "conflicting_green_in_flash", "junction", 1, "latched",
-                "Junction {id} ({commune}): controller reports flash but its greens conflict",
+                N_("Junction {id} ({commune}): controller reports flash but its greens conflict"),
                 "field-safety monitor: conflicting greens in a sample whose status says flash"),
     # field-safety monitor, steady: they clear when the evidence goes away
     SystemAlarm("failsafe", "controller_frozen", "junction", 2, "steady",
-                "Junction {id} ({commune}): controller status frozen, signal state unknown",
+                N_("Junction {id} ({commune}): controller status frozen, signal state unknown"),
                 "field-safety monitor: the controller answers but its status stopped moving"),
     SystemAlarm("failsafe", "layout_refused", "junction", 1, "steady",
-                "Junction {id} ({commune}): commands.yaml layout contradicts the controller's phase concurrency; "
-                "commands refused",
+                N_("Junction {id} ({commune}): commands.yaml layout contradicts the controller's phase concurrency; "
+                "commands refused"),
                 "field-safety monitor: the layout declares compatible a pair the controller treats as conflicting"),
     # field-safety loop (server.components.safety): what blinds or stops the monitor, within a second
     # comm loss blinds the monitor too: the junction's comm_lost (P1) says it once, this one is then suppressed
     # by design behind it (still evaluated and journalled) and annunciates alone when the cause is another one
     # (the safety loop stalled, a junction silent on a device that answers)
     SystemAlarm("failsafe", "monitor_blind", "junction", 1, "steady",
-                "Junction {id} ({commune}): field-safety monitor blind at {id} (no fresh status sample)",
+                N_("Junction {id} ({commune}): field-safety monitor blind at {id} (no fresh status sample)"),
                 "field-safety loop: the junction's last good sample is older than two scan periods (comm loss, "
                 "or the safety loop stalled)", suppressed_by_code="comm_lost"),
     SystemAlarm("failsafe", "monitor_not_running", "system", 1, "steady",
-                "Field-safety monitor not running: junctions are not checked for conflicting greens (see /health)",
+                N_("Field-safety monitor not running: junctions are not checked for conflicting greens (see /health)"),
                 "field-safety loop: no monitor runs on the junctions' samples (fail-safe layer not started, no "
                 "command vocabulary, or a failed reload)"),
     SystemAlarm("failsafe", "layout_unverified", "junction", 2, "steady",
-                "Junction {id} ({commune}): layout not verified against the field at {id}",
+                N_("Junction {id} ({commune}): layout not verified against the field at {id}"),
                 "field-safety monitor: the controller's phase concurrency cannot be read"),
     # what the field does that this system did not command (failsafe.watch): steady, they clear when the field
     # is back to local control or to what this system holds (the alarm offers both commands)
     SystemAlarm("failsafe", "uncommanded_change", "commandable", 2, "steady",
-                "Uncommanded change at {id} ({commune}): {value}",
+                N_("Uncommanded change at {id} ({commune}): {value}"),
                 "uncommanded change: the field shows a request this system did not command (a write from outside)",
                 text=True, remedies=UNCOMMANDED_REMEDIES),
     SystemAlarm("failsafe", "backup_time_zero", "junction", 2, "steady",
-                "unitBackupTime 0 at {id} ({commune}): the controller would never fall back to local",
+                N_("unitBackupTime 0 at {id} ({commune}): the controller would never fall back to local"),
                 "uncommanded change: unitBackupTime set to 0 (the controller's own fallback is disabled)",
                 remedies=(("", ("return_to_local", "adopt")),)),
     SystemAlarm("failsafe", "local_control", "commandable", 3, "steady",
-                "{id} ({commune}): local control at the equipment (a technician); commands from this system "
-                "do not apply",
+                N_("{id} ({commune}): local control at the equipment (a technician); commands from this system "
+                "do not apply"),
                 "local control: the equipment reports local manual control (not an uncommanded change)"),
     # command gate (failsafe.gate): one-off events
     SystemAlarm("failsafe", "command_failed", "commandable", 3, "pulse",
-                "{id} ({commune}): command failed (see the command history)",
+                N_("{id} ({commune}): command failed (see the command history)"),
                 "command gate: a command could not be written"),
     SystemAlarm("failsafe", "command_not_confirmed", "commandable", 3, "pulse",
-                "{id} ({commune}): command not confirmed by read-back (see the command history)",
+                N_("{id} ({commune}): command not confirmed by read-back (see the command history)"),
                 "command gate: the read-back did not show the commanded value"),
     SystemAlarm("failsafe", "command_rejected", "commandable", 3, "pulse",
-                "{id} ({commune}): command rejected for this equipment (see the command history)",
+                N_("{id} ({commune}): command rejected for this equipment (see the command history)"),
                 "command gate: a command was rejected for this target"),
     # fail loud: what stops, degrades or blinds the fail-safe layer is P1 (raised within a second: the
     # fail-safe component probes its stores every 0.5 s, the health component watches the components)
     SystemAlarm("failsafe", "audit_unwritable", "system", 1, "steady",
-                "Command audit log cannot be written: only safety-increasing commands are accepted",
+                N_("Command audit log cannot be written: only safety-increasing commands are accepted"),
                 "command gate: the audit log cannot be written"),
     # command audit log found damaged at start (failsafe.audit): a torn tail is cut aside (P2, one-off); any
     # other damage (a chain break, a bad MAC) leaves only safety-increasing commands accepted (P1, held)
     SystemAlarm("failsafe", "audit_damaged", "system", 1, "steady",
-                "Command audit log damaged: commands refused except safety-increasing (run `scada audit verify`)",
+                N_("Command audit log damaged: commands refused except safety-increasing (run `scada audit verify`)"),
                 "fail-safe layer: the command audit log's chain does not verify"),
     SystemAlarm("failsafe", "audit_repaired", "system", 2, "pulse",
-                "Command audit log tail repaired: an interrupted write was cut aside at start (quarantine file)",
+                N_("Command audit log tail repaired: an interrupted write was cut aside at start (quarantine file)"),
                 "fail-safe layer: a torn last entry of the audit log was set aside at start"),
     SystemAlarm("failsafe", "lease_store_unwritable", "system", 1, "steady",
-                "Command lease store cannot be written: a restart would lose the leases in force",
+                N_("Command lease store cannot be written: a restart would lose the leases in force"),
                 "fail-safe layer: leases.json cannot be written"),
     SystemAlarm("failsafe", "lease_foreign_dropped", "system", 3, "pulse",
-                "Lease from another configuration dropped, not re-applied (see the command audit log)",
+                N_("Lease from another configuration dropped, not re-applied (see the command audit log)"),
                 "fail-safe layer: a persisted lease did not belong to this city's equipment"),
     SystemAlarm("server", "failsafe_down", "system", 1, "steady",
-                "Fail-safe layer not running: commands refused, field-safety monitor stopped (see /health)",
+                N_("Fail-safe layer not running: commands refused, field-safety monitor stopped (see /health)"),
                 "server: the fail-safe component failed to start or stopped"),
     SystemAlarm("server", "poll_down", "system", 1, "steady",
-                "Poll scheduler not running: no field equipment is read, the field-safety monitor is blind",
+                N_("Poll scheduler not running: no field equipment is read, the field-safety monitor is blind"),
                 "server: the poll component failed to start or stopped"),
     # communication loss (server.components.commwatch, from the poller's device status): one alarm per
     # equipment, or one per shared device (a bus, a BMS or fleet server) when the whole device is lost
     SystemAlarm("poll", "comm_lost", "polled", 3, "steady",
-                "{id} ({commune}): communication lost, its state is unknown",
+                N_("{id} ({commune}): communication lost, its state is unknown"),
                 "poller: the equipment cannot be read (its device is lost or refuses us, or it alone is silent)",
                 priorities=COMM_LOSS_PRIORITIES, suppressed_by_code="via_device_lost"),
     SystemAlarm("poll", "via_device_lost", "polled", 5, "steady",
-                "{id} ({commune}): unreadable, its shared device is lost (annunciated once for the device)",
+                N_("{id} ({commune}): unreadable, its shared device is lost (annunciated once for the device)"),
                 "poller: the shared device serving this equipment is lost"),
     SystemAlarm("poll", "device_comm_lost", "shared_device", 3, "steady",
-                "Device {device}: communication lost, {count} equipment unknown ({templates})",
+                N_("Device {device}: communication lost, {count} equipment unknown ({templates})"),
                 "poller: a device serving several equipment (bus, server) is lost or refuses us",
                 priorities=COMM_LOSS_PRIORITIES),
     # historian store-and-forward buffer (historian.buffer)
     SystemAlarm("historian", "backend_down", "system", 3, "steady",
-                "Historian database unavailable: values are buffered to disk and replayed later",
+                N_("Historian database unavailable: values are buffered to disk and replayed later"),
                 "historian: the database does not answer"),
     SystemAlarm("historian", "buffer_high", "system", 2, "steady",
-                "Historian buffer above 80 %: the database has been unavailable for a long time",
+                N_("Historian buffer above 80 %: the database has been unavailable for a long time"),
                 "historian: store-and-forward buffer above its high level"),
     SystemAlarm("historian", "buffer_full", "system", 2, "pulse",
-                "Historian buffer full: the oldest analogue values are being dropped",
+                N_("Historian buffer full: the oldest analogue values are being dropped"),
                 "historian: store-and-forward buffer full"),
     SystemAlarm("historian", "quarantine", "system", 3, "pulse",
-                "Historian: points rejected by the database were quarantined (administrator action needed)",
+                N_("Historian: points rejected by the database were quarantined (administrator action needed)"),
                 "historian: a batch rejected three times was set aside"),
+    # work orders (server.components.workorders): open orders past their SLA due time (crews.yaml), present while
+    # any is overdue; the text says how many and which come first
+    SystemAlarm("workorders", "sla_breach", "system", 3, "steady",
+                "Work orders past their SLA due time: {value}",
+                "work orders: open orders not done by the due time of their service's SLA (crews.yaml)", text=True),
+    # failover pair (server.components.ha): etcd unreachable, so no server holds the field-write lease and the
+    # field runs on its own; or a supervisor forced one server active without a lease (break-glass)
+    SystemAlarm("ha", "no_coordination", "system", 1, "steady",
+                "Failover pair: etcd unreachable, no server writes to the field (it runs on its own); "
+                "supervision goes on read-only",
+                "failover: the coordination service (etcd) does not answer this server"),
+    SystemAlarm("ha", "forced_active", "system", 1, "steady",
+                "Failover pair: this server was forced active without a lease (break-glass): {value}",
+                "failover: a supervisor forced this server to write to the field without the etcd lease", text=True),
     # login throttling (server.auth): a burst of failed logins, raised by the server, cleared after a quiet minute
     SystemAlarm("auth", "login_burst", "system", 3, "steady",
-                "Burst of failed logins (20 or more in 60 s for one account or one address): see the audit trail",
+                N_("Burst of failed logins (20 or more in 60 s for one account or one address): see the audit trail"),
                 "login: many failed or refused logins in a short time (password guessing?)"),
     # configuration reload (server.app): validated and prepared, then a component failed to switch; every
     # component was rolled back to the running configuration (one code per component, so the alarm says which)
     *(SystemAlarm("server", f"reload_failed_{name}", "system", 1, "pulse",
-                  f"Configuration reload failed in {name}: rolled back to the running configuration "
-                  f"(the reason is in the journal and the audit trail)",
-                  f"server: a validated configuration reload failed in {name} and was rolled back")
-      for name in ("alarms", "historian", "poll", "failsafe", "stale", "health", "hub")),
+                  N_("Configuration reload failed in {component}: rolled back to the running configuration "
+                     "(the reason is in the journal and the audit trail)"),
+                  f"server: a validated configuration reload failed in {name} and was rolled back",
+                  fill=(("component", name),))
+      for name in ("alarms", "historian", "poll", "failsafe", "stale", "health", "workorders", "hub")),
 )
 BY_KEY: dict[tuple[str, str], SystemAlarm] = {(a.source, a.code): a for a in SYSTEM_ALARMS}
 BY_CODE: dict[str, SystemAlarm] = {a.code: a for a in SYSTEM_ALARMS}  # codes are unique across sources
@@ -335,7 +365,7 @@ def system_rules(config: CityConfig) -> list[AlarmRuleSpec]:
     for a in SYSTEM_ALARMS:
         if a.scope == "system":
             out.append(AlarmRuleSpec(name=rule_name(a), tag=a.tag(), kind="discrete", value=True,
-                                     priority=_priority(a.priority), latched=a.shape == "latched", message=a.message,
+                                     priority=_priority(a.priority), latched=a.shape == "latched", message=a.messages(),
                                      service="system", area="system", description=a.description))
             continue
         if a.scope == "shared_device":
@@ -348,7 +378,7 @@ def system_rules(config: CityConfig) -> list[AlarmRuleSpec]:
             out.append(AlarmRuleSpec(name=rule_name(a, tmpl), template=tmpl, tag=a.local_tag, kind="discrete",
                                      value=True, priority=_priority(a.priority_for(tmpl)),
                                      latched=a.shape == "latched",
-                                     message=a.message, service=svc.most_common(1)[0][0] if svc else "system",
+                                     message=a.messages(), service=svc.most_common(1)[0][0] if svc else "system",
                                      description=a.description, suppressed_by=covering))
     return out
 
@@ -360,8 +390,9 @@ def _device_rule(config: CityConfig, a: SystemAlarm, device: str,
     templates = Counter(e.template for e in served)
     main = templates.most_common(1)[0][0] if templates else None
     svc = services.get(main or "")
-    message = a.message.format(device=device, count=len(served),
-                               templates=", ".join(f"{n} {t}" for t, n in templates.most_common()) or "none")
+    kinds = ", ".join(f"{n} {t}" for t, n in templates.most_common())
+    message = {lang: text.replace("{templates}", kinds or gettext_in(lang, N_("none")))
+               for lang, text in a.messages(device=device, count=str(len(served))).items()}
     return AlarmRuleSpec(name=rule_name(a, device), tag=a.tag(device), kind="discrete", value=True,
                          priority=_priority(min([a.priority_for(t) for t in templates] or [a.priority])),
                          message=message, service=svc.most_common(1)[0][0] if svc else "system", area="system",

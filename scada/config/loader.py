@@ -679,7 +679,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
     if out.items:
         return None, out.items
     config = CityConfig(top.site, top.timezone, scan, {n: t.spec for n, t in templates.items()}, devices,
-                        equipment, tags, rules, services, files)
+                        equipment, tags, rules, services, files, lang=top.lang)
     return config, []
 
 

@@ -89,6 +89,7 @@ class CityConfig:
     alarm_rules: list[AlarmRuleSpec]
     services: list[str]
     files: list[Path]
+    lang: str = "fr"  # the site's language (tags.yaml ``lang:``): messages, numbers and consoles
 
     def tag_by_name(self) -> dict[str, TagDef]:
         return {t.name: t for t in self.tags}

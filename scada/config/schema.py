@@ -3,7 +3,8 @@
 ``tags.yaml``::
 
     site: dijon-metropole
-    timezone: Europe/Paris
+    lang: fr                      # fr | en: the language of the consoles, messages and numbers
+    timezone: Europe/Paris        # an IANA zone: every time shown to a person is in it
     scan_classes: {fast: 1s, normal: 10s, slow: 60s}
     devices:                      # shared devices (a serial bus, a gateway); optional
       - {name: panels-bus-1, protocol: serial_ascii, connection: {port: /dev/ttyS0}, scan: normal}
@@ -32,6 +33,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from scada.config.units import parse_duration
+from scada.format import parse_timezone
+from scada.i18n import LANGUAGES, Lang
 
 PROTOCOLS = ("modbus_tcp", "modbus_rtu", "opcua", "snmp", "serial_ascii")
 DATA_TYPES = ("bool", "int", "float", "string", "enum")
@@ -57,6 +60,27 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Finite = Annotated[float, AfterValidator(_finite)]
 NonNegative = Annotated[float, Field(ge=0), AfterValidator(_finite)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+TimeZone = Annotated[str, AfterValidator(lambda v: parse_timezone(v).key)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+def _message(v: object) -> object:
+    """One readable problem for a bad alarm message (pydantic would report each branch of the union)."""
+    if isinstance(v, dict):
+        if not v:
+            raise ValueError(f"must give at least one language ({', '.join(LANGUAGES)})")
+        for lang, text in v.items():
+            if lang not in LANGUAGES:
+                raise ValueError(f"must name languages among {', '.join(LANGUAGES)} (not {lang!r})")
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"the {lang} message must be a non-empty text")
+    elif not isinstance(v, str) or not v:
+        raise ValueError(f"must be a non-empty text, or one per language {{{': ..., '.join(LANGUAGES)}: ...}}")
+    return v
+
+
+#: an alarm message: one template in the site's language, or one per language ({fr: ..., en: ...})
+Message = Annotated[Text | dict[Lang, Text], BeforeValidator(_message)]
 
 
 class Strict(BaseModel):
@@ -131,7 +155,8 @@ class InventorySpec(Strict):
 
 class TagsFile(Strict):
     site: Name
-    timezone: str = "Europe/Paris"
+    lang: Lang = "fr"
+    timezone: TimeZone = "Europe/Paris"
     scan_classes: dict[str, Duration]
     endpoints: dict[str, str] = Field(default_factory=dict)  # logical name → host:port or a device path
     devices: list[Any] = Field(default_factory=list)
@@ -157,12 +182,14 @@ class AlarmRuleSpec(Strict):
     deadband: NonNegative = 0.0
     on_delay: Duration = 0.0
     off_delay: Duration = 0.0
-    message: Annotated[str, Field(min_length=1)]
+    message: Message
     area: str = "{commune}"
     service: str
     latched: bool = False
     suppressed_by: str | None = None
     description: str = ""
+    # auto: the alarm opens a work order (or joins its equipment's open one) once active, after its on-delay
+    work_order: Literal["auto", "manual"] = "manual"
 
 
 class AlarmsFile(Strict):

@@ -26,6 +26,7 @@ from scada.alarms.states import Event
 from scada.alarms.system import SystemAlarmSink, held_at_source, parse_rule, remedies_of
 from scada.config import CityConfig
 from scada.errors import Refusal, Refused
+from scada.i18n import N_, get_language
 from scada.journal import Journal
 from scada.tagdb import TagDatabase
 from server.components.base import SubsystemStatus
@@ -71,9 +72,10 @@ class AlarmService:
 
     def active(self, diagnostic: bool = False, limit: int = 20_000, *, area: str | None = None,
                priorities: Sequence[int] | None = None, service: str | None = None, equipment: str | None = None,
-               states: Sequence[str] | None = None) -> tuple[int, list[Json]]:
+               states: Sequence[str] | None = None, lang: str | None = None) -> tuple[int, list[Json]]:
         total, views = self.engine.not_normal(diagnostic=diagnostic, area=area, priorities=priorities,
-                                              service=service, equipment=equipment, states=states, limit=limit)
+                                              service=service, equipment=equipment, states=states, limit=limit,
+                                              lang=lang or get_language())
         return total, [alarm_view_dict(v) for v in views]
 
     def action(self, action: str, alarm_ids: list[str], user: str, params: Json) -> list[Json]:
@@ -110,7 +112,7 @@ class AlarmService:
         if not result.done:
             reasons = "; ".join(f"{r.alarm}: {r.reason}" if r.alarm else r.reason for r in result.refused[:20])
             unknown = bool(result.refused) and all(r.code is Refusal.NOT_FOUND for r in result.refused)
-            raise Refused(what, reasons or "nothing to do",
+            raise Refused(what, reasons or N_("nothing to do"),
                           Refusal.NOT_FOUND if unknown else Refusal.ALARM_ACTION_REFUSED)
         return [{"alarm": a, "outcome": "done"} for a in result.done] + \
                [{"alarm": r.alarm, "outcome": "refused", "reason": r.reason} for r in result.refused]
@@ -142,9 +144,10 @@ class AlarmService:
                 "failsafe": self.comp.failsafe_active()}
 
     def console(self, area: str | None, service: str | None, group_by: str, grouped: bool | None,
-                limit: int) -> Json:
+                limit: int, lang: str | None = None) -> Json:
         try:
-            v = self.engine.console(area=area, service=service, group_by=group_by, grouped=grouped, limit=limit)
+            v = self.engine.console(area=area, service=service, group_by=group_by, grouped=grouped, limit=limit,
+                                    lang=lang or get_language())
         except ValueError as exc:
             raise Refused("alarm console", str(exc), Refusal.INVALID) from None
         groups = [{"by": g.by, "key": g.key, "count": g.count, "unacked": g.unacked, "top_priority": g.top_priority,
@@ -187,7 +190,9 @@ class AlarmComponent:
         self.server.status("journal").set("ok", str(path))
         self.server.status("journal").stats = lambda: {"rows": journal.count()}
         self.server.journal = JournalService(journal)
-        engine = self._attach(config, tagdb)
+        # compiled and registered in a worker thread (seconds at city scale): the API, listening already, answers
+        # logins meanwhile (nothing writes the tag database before the poll component starts)
+        engine = await asyncio.to_thread(self._attach, config, tagdb)
         self.task = asyncio.create_task(self._tick(), name="alarm-tick")
         self.server.alarms = AlarmService(self, engine)
         st = self.health()
@@ -233,7 +238,8 @@ class AlarmComponent:
         labels = {e: Event(e).label for e in np.unique(tr.event[rows]).tolist()}
         events = tr.event[rows].tolist()
         ts = tr.ts_ns[rows].tolist()
-        for k, v in enumerate(self.engine.views(tr.alarm[rows])):  # one bulk lookup, not one per alarm
+        # one bulk lookup, not one per alarm; in the server's language (one push serves every console)
+        for k, v in enumerate(self.engine.views(tr.alarm[rows], get_language())):
             view = alarm_view_dict(v)
             view["event"] = labels[events[k]]
             view["event_ms"] = ts[k] // 1_000_000

@@ -11,7 +11,8 @@ The overall status /health reports (:func:`overall_status`), worst first::
 
     failed     the fail-safe layer or the journal cannot work: the fail-safe, poll (its eyes), alarms or
                journal component is down, or the fail-safe stores (audit log, leases.json) cannot be written
-    starting   the first reads are under way (the poll warm-up), or a subsystem has not come up yet
+    starting   the first reads are under way: "starting (n/N devices read)" until no device is starting
+               any more (server.components.poll), or a subsystem has not come up yet
     degraded   a device is lost (count and names), or another subsystem is down or degraded
                (``unavailable`` — left out by the settings, e.g. ``historian.backend: none`` — is not a fault)
     ok         none of the above
@@ -72,13 +73,16 @@ def overall_status(server: ScadaServer) -> dict[str, Any]:
     """The server's status as /health reports it (module docstring), with the reasons and the lost devices."""
     failed: list[str] = []
     degraded: list[str] = []
-    starting = False
+    starting: list[str] = []
     for name, st in server.subsystems.items():
         said = f"{name} {st.status}" + (f": {st.detail}" if st.detail else "")
         if st.status == "down" and name in FAILS_WHEN_DOWN:
             failed.append(said)
         elif st.status == "starting":
-            starting = True
+            if name == "poll" and st.detail:  # the start-up's progress, "starting (n/N devices read)": said first
+                starting.insert(0, f"starting ({st.detail})")
+            else:
+                starting.append(f"{name} starting")
         elif st.status in ("down", "degraded"):
             degraded.append(said)  # "unavailable" is what the settings chose (historian: none): not a fault
     failed.extend(getattr(server.components.get("failsafe"), "store_problems", None) or [])
@@ -87,7 +91,7 @@ def overall_status(server: ScadaServer) -> dict[str, Any]:
     if lost:
         degraded.append(f"{len(lost)} device(s) lost: {', '.join(lost[:20])}" + (" ..." if len(lost) > 20 else ""))
     status = "failed" if failed else "starting" if starting else "degraded" if degraded else "ok"
-    return {"status": status, "reasons": failed + degraded,
+    return {"status": status, "reasons": failed + starting + degraded,
             "devices_lost": {"count": len(lost), "names": lost[:200]}}
 
 

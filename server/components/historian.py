@@ -58,11 +58,12 @@ class HistorianComponent:
             st.set("unavailable", "historian disabled in the settings (historian.backend: none)")
             return
         backend = await asyncio.to_thread(self._backend)
-        self.hist = Historian.build(config, tagdb, self.server.data_dir / "historian", backend=backend,
-                                    on_alarm=self._on_alarm)
+        # built in a worker thread (seconds at city scale): the API, listening already, answers logins meanwhile
+        self.hist = await asyncio.to_thread(Historian.build, config, tagdb, self.server.data_dir / "historian",
+                                            backend=backend, on_alarm=self._on_alarm)
         if self.server.system_alarms is not None:  # "no condition" is known (the buffer may raise at once)
             self.server.system_alarms.initialise("historian")
-        self.hist.start()
+        await asyncio.to_thread(self.hist.start)
         self.server.historian = self.hist
         if not any(a.active for a in self.alarms.values()):  # else "degraded" (backend down...) stands
             st.set("ok", f"{backend.name} backend")

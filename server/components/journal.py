@@ -13,10 +13,12 @@ from typing import Any
 
 from scada.alarms.states import AlarmState, Event
 from scada.errors import Refusal, Refused
+from scada.i18n import get_language, localise
 from scada.journal import DONE, REFUSED, Journal, JournalEntry, JournalQuery, JournalRow
 
 
-def journal_row_dict(r: JournalRow) -> dict[str, Any]:
+def journal_row_dict(r: JournalRow, lang: str | None = None) -> dict[str, Any]:
+    """One row as the API sends it; a refusal reason (``detail``) in ``lang`` (scada.i18n.localise)."""
     value = r.value
     if isinstance(value, float) and math.isnan(value):
         value = None
@@ -27,7 +29,7 @@ def journal_row_dict(r: JournalRow) -> dict[str, Any]:
             "priority": None if pr is None else (pr if pr < 5 else "diagnostic"), "state": r.state.label,
             "prev_state": r.prev_state.label, "flags": r.flag_labels, "value": value, "value_text": r.value_text,
             "quality": r.quality.label if r.quality is not None else None, "user": r.user, "comment": r.comment,
-            "detail": r.detail, "until_ms": r.until_ms, "message": r.message}
+            "detail": localise(r.detail, lang) if r.detail else r.detail, "until_ms": r.until_ms, "message": r.message}
 
 
 class JournalService:
@@ -36,7 +38,8 @@ class JournalService:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
 
-    def query(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
+    def query(self, filters: dict[str, Any], limit: int, offset: int, lang: str | None = None
+              ) -> list[dict[str, Any]]:
         q: dict[str, Any] = {"limit": limit, "offset": offset}
         if "since_ns" in filters:
             q["start_ms"] = filters["since_ns"] // 1_000_000
@@ -57,8 +60,8 @@ class JournalService:
             q["text"] = str(filters["text"])
         if "user" in filters:
             q["user"] = str(filters["user"])
-        page = self.journal.query(JournalQuery(**q))
-        return [journal_row_dict(r) for r in page.rows]
+        page = self.journal.query(JournalQuery(**q), lang=lang or get_language())
+        return [journal_row_dict(r, lang) for r in page.rows]
 
     def config_change(self, user: str, source: str, applied: bool, detail: str) -> None:
         self.journal.append([JournalEntry(time.time_ns(), Event.CONFIG_CHANGE, user=user, comment=source,

@@ -9,6 +9,16 @@ polled, the others are (status ``degraded`` says which and why).
 
 Every 0.5 s the device statuses become comm-loss system alarms (server.components.commwatch: one per
 lost equipment or shared device, after a start-up grace of two scan periods).
+
+Start-up, as /health shows it (the API answers from the start; the first reads go on behind it)::
+
+    poll "starting (0/N devices read)"    junctions' warm-up read (field-safety thread), then every other
+      │                                   device's, fastest scan class first; a device not read yet is
+      │                                   ``starting`` and its tags uncertain "not read yet" (scada.poll)
+    poll "starting (n/N devices read)"    updated every 0.5 s with the comm-loss watch
+      ▼
+    poll "ok" / "degraded"                once no device is ``starting`` any more (each read, or lost after
+                                          its grace of two scan periods)
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.registry import DriverFactory, driver_class
 from scada.config import CityConfig
-from scada.poll import PollDriver, Poller
+from scada.poll import STARTING, DeviceStats, PollDriver, Poller
 from scada.tagdb import TagDatabase
 from server.components.base import SubsystemStatus
 from server.components.commwatch import CommWatch
@@ -66,6 +76,7 @@ class PollComponent:
         self.comm: CommWatch | None = None
         self.comm_task: asyncio.Task[None] | None = None
         self.comm_every_s = 0.5
+        self._settled: tuple[str, str] | None = None  # the status once no device is starting (set by the warm-up)
         # the junctions: polled in the field-safety monitor's own thread and loop, never by self.poller
         self.safety = SafetyPoll(server)
 
@@ -107,7 +118,8 @@ class PollComponent:
             raise RuntimeError("poll: the poller was not built")
         st = self.server.status("poll")
         st.stats = self.stats
-        st.set("starting", f"warm-up read of {len(devices)} devices")
+        self._settled = None
+        st.set("starting", self.starting_text())
         self._watch_comm(config, tagdb)
         # the warm-up cycle reads every device once (timeouts on dead ones): the API does not wait for it
         self.starting = asyncio.create_task(self._start(self.poller, missing, len(config.devices), len(devices)),
@@ -116,17 +128,42 @@ class PollComponent:
     async def _start(self, poller: Poller, missing: dict[str, str], configured: int, polled: int) -> None:
         await self.safety.start()  # the junctions are read first, in their own loop
         await self.call(poller.start())
-        st = self.server.status("poll")
+        self._settle(missing, configured, polled)
+
+    def _settle(self, missing: dict[str, str], configured: int, polled: int) -> None:
+        """What the poll status becomes once no device is starting (:meth:`progress` switches to it)."""
         if missing:
-            st.set("degraded", f"{polled} devices polled; {configured - polled} not polled, no driver for "
-                               + ", ".join(f"{p} ({why})" for p, why in missing.items()))
+            self._settled = ("degraded", f"{polled} devices polled; {configured - polled} not polled, no driver "
+                                         "for " + ", ".join(f"{p} ({why})" for p, why in missing.items()))
         else:
-            st.set("ok", f"{polled} devices")
+            self._settled = ("ok", f"{polled} devices")
+        self.progress()
+
+    def read_count(self) -> tuple[int, int]:
+        """(devices that have answered at least once, devices polled), junctions included."""
+        devices = self._all_stats()
+        return sum(1 for s in devices.values() if s.first_read_ns), len(devices)
+
+    def starting_text(self) -> str:
+        """The poll status detail while starting: "n/N devices read" (/health: "starting (n/N devices read)")."""
+        read, total = self.read_count()
+        return f"{read}/{total} devices read"
+
+    def progress(self) -> None:
+        """The poll status: "starting (n/N devices read)" while a device is starting, then the settled status."""
+        st = self.server.status("poll")
+        if self._settled is not None and not any(s.status == STARTING for s in self._all_stats().values()):
+            st.set(*self._settled)
+        elif st.status == "starting":
+            st.detail = self.starting_text()  # progress, not a state change: not logged (set() logs changes)
+
+    def _all_stats(self) -> dict[str, DeviceStats]:
+        return {**(self.poller.stats if self.poller is not None else {}), **self.safety.stats}
 
     def stats(self) -> dict[str, Any]:
         if self.poller is None:
             return {}
-        devices = {**self.poller.stats, **self.safety.stats}
+        devices = self._all_stats()
         by_status: dict[str, int] = {}
         for s in devices.values():
             by_status[s.status_label] = by_status.get(s.status_label, 0) + 1
@@ -162,7 +199,8 @@ class PollComponent:
             try:
                 sink, poller, comm = self.server.system_alarms, self.poller, self.comm
                 if sink is not None and poller is not None and comm is not None:
-                    comm.evaluate({**poller.stats, **self.safety.stats}, sink)
+                    comm.evaluate(self._all_stats(), sink)
+                self.progress()
             except Exception:  # the watch must survive a bad cycle: it is what says the field is blind (logged)
                 log.exception("poll: comm-loss watch failed")
             await asyncio.sleep(self.comm_every_s)
@@ -194,12 +232,7 @@ class PollComponent:
             self.factory.config = new  # the shared driver resources (SNMP engine, sockets) are kept
         result = await self.call(self.poller.update(new, tagdb, devices=devices))
         self._watch_comm(new, tagdb)
-        st = self.server.status("poll")
-        if missing:
-            st.set("degraded", f"{len(devices)} devices polled; {len(new.devices) - len(devices)} not polled, no "
-                               f"driver for " + ", ".join(f"{p} ({why})" for p, why in missing.items()))
-        else:
-            st.set("ok", f"{len(devices)} devices")
+        self._settle(missing, len(new.devices), len(devices))
         changes = result.as_dict()
         return {"devices": len(new.devices), "kept": len(changes.pop("kept")),
                 **{k: v[:100] for k, v in changes.items()}, "safety": safety}

@@ -6,6 +6,8 @@
     POST /alarms/ack        {ids | area, service, comment}                                           alarm.ack
     POST /alarms/{id}/{shelve|unshelve|suppress|unsuppress|out-of-service|return-to-service|reset}
                             one alarm, the body's fields as the action's parameters                  alarm.<...>
+                            out-of-service: {work_order} names an open work order of the alarm's equipment,
+                            which the alarm is linked to (server.routes.workorders)
 
 A refused action (state, role, unknown alarm) is a :class:`scada.errors.Refused` from the engine's
 adapter: written to the audit trail, answered with its code's status.
@@ -20,6 +22,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from scada.alarms.states import DIAGNOSTIC, AlarmState
 from scada.errors import Refusal, Refused
+from scada.i18n import Lang
 from server.auth import Session
 from server.routes.deps import MAX_ROWS, PREFIX, Reader, ServerDep, need, origin, require, workstation_of
 from server.routes.models import (
@@ -32,6 +35,7 @@ from server.routes.models import (
     ShelveIn,
     Strict,
 )
+from server.routes.workorders import link_out_of_service, require_open_order
 from server.services import AlarmService, Json
 
 if TYPE_CHECKING:
@@ -72,10 +76,10 @@ def parse_states(text: str | None, what: str) -> list[str] | None:
 
 def active(svc: AlarmService, diagnostic: bool = False, limit: int = MAX_ROWS, *, area: str | None = None,
            priorities: list[int] | None = None, service: str | None = None, equipment: str | None = None,
-           states: list[str] | None = None) -> tuple[int, list[Json]]:
-    """The engine's filtered active list: ``(total matching, the first `limit`)``."""
+           states: list[str] | None = None, lang: str | None = None) -> tuple[int, list[Json]]:
+    """The engine's filtered active list: ``(total matching, the first `limit`)``, messages in ``lang``."""
     total, items = svc.active(diagnostic, limit, area=area, priorities=priorities, service=service,
-                              equipment=equipment, states=states)
+                              equipment=equipment, states=states, lang=lang)
     return int(total), list(items)
 
 
@@ -89,11 +93,13 @@ async def alarms(session: Reader, server: ServerDep,
                  state: Annotated[str | None, Query(max_length=100)] = None,
                  diagnostic: Annotated[bool, Query(description="include diagnostic (never annunciated) "
                                                                "events")] = False,
-                 limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 5000) -> AlarmList:
+                 limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 5000,
+                 lang: Annotated[Lang | None, Query(description="language of the messages (default: the "
+                                                                "server's, the site's lang)")] = None) -> AlarmList:
     what = "list alarms"
     svc = require(server, server.alarms, "alarms", what)
     total, items = active(svc, diagnostic, limit, area=area, priorities=parse_priorities(priority, what),
-                          service=service, equipment=equipment, states=parse_states(state, what))
+                          service=service, equipment=equipment, states=parse_states(state, what), lang=lang)
     return AlarmList(total=total, alarms=items)
 
 
@@ -112,9 +118,11 @@ async def alarm_console(session: Reader, server: ServerDep,
                         group_by: Annotated[Literal["equipment", "cabinet", "rule", "area", "service"],
                                             Query()] = "equipment",
                         grouped: Annotated[bool | None, Query()] = None,
-                        limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:
+                        limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+                        lang: Annotated[Lang | None, Query(description="language of the messages (default: the "
+                                                                       "server's)")] = None) -> dict[str, Any]:
     svc = require(server, server.alarms, "alarms", "alarm console")
-    return dict(svc.console(area, service, group_by, grouped, limit))
+    return dict(svc.console(area, service, group_by, grouped, limit, lang))
 
 
 def alarm_action(server: "ScadaServer", action: str, ids: list[str], params: dict[str, Any], session: Session,
@@ -143,10 +151,14 @@ AlarmId = Annotated[str, Path(min_length=1, max_length=300)]
 
 
 def one_alarm_route(action: str, permission: str, body_model: type[Strict],
-                    check: Callable[[str, Any], None] | None = None) -> None:
+                    check: Callable[[str, Any], None] | None = None,
+                    guard: Callable[["ScadaServer", str, Any], None] | None = None,
+                    after: Callable[["ScadaServer", str, Any, Session], None] | None = None) -> None:
     """POST /alarms/{alarm_id}/<action, dashed>: ``action`` on one alarm, the body's fields as its params.
 
-    The route is named after the action (OpenAPI operationId and summary, as a ``def <action>`` would be).
+    ``check`` (the body alone) and ``guard`` (against the server's state) run before the action, ``after``
+    once it is done. The route is named after the action (OpenAPI operationId and summary, as a
+    ``def <action>`` would be).
     """
 
     # no docstring on the endpoint: FastAPI would publish it as the operation's description
@@ -154,7 +166,12 @@ def one_alarm_route(action: str, permission: str, body_model: type[Strict],
                        session: Annotated[Session, Depends(need(permission))], server: ServerDep) -> ActionOut:
         if check is not None:
             check(alarm_id, body)
-        return alarm_action(server, action, [alarm_id], body.model_dump(), session, request)
+        if guard is not None:
+            guard(server, alarm_id, body)
+        done = alarm_action(server, action, [alarm_id], body.model_dump(), session, request)
+        if after is not None:
+            after(server, alarm_id, body, session)
+        return done
 
     # FastAPI validates and documents the body by the annotation it reads from the signature: the route's model
     endpoint.__annotations__["body"] = body_model
@@ -171,6 +188,10 @@ one_alarm_route("shelve", "alarm.shelve", ShelveIn, shelve_needs_an_end)
 one_alarm_route("unshelve", "alarm.shelve", CommentIn)
 one_alarm_route("suppress", "alarm.suppress", ReasonIn)
 one_alarm_route("unsuppress", "alarm.suppress", CommentIn)
-one_alarm_route("out_of_service", "alarm.out_of_service", OutOfServiceIn)
+# out of service requires an open work order of the alarm's equipment, and links the alarm to it
+one_alarm_route("out_of_service", "alarm.out_of_service", OutOfServiceIn,
+                guard=lambda server, alarm_id, body: require_open_order(server, alarm_id, body.work_order),
+                after=lambda server, alarm_id, body, session: link_out_of_service(server, alarm_id, body.work_order,
+                                                                                  session.user))
 one_alarm_route("return_to_service", "alarm.out_of_service", CommentIn)
 one_alarm_route("reset", "alarm.reset", CommentIn)

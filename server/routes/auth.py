@@ -23,6 +23,7 @@ import math
 from fastapi import APIRouter, Request
 
 from scada.errors import Refusal, Refused
+from scada.i18n import N_, _, localise
 from scada.throttle import Refused as Throttled
 from scada.throttle import Reservation
 from scada.users import PERMISSIONS, UserError, check_password_strength
@@ -67,7 +68,8 @@ async def _reserve(server: ServerDep, user: str, client: str, what: str) -> Rese
         server.audit.record("access_control", "login", "locked_out", user=user, source=client,
                             scope=res.scope, retry_after_s=round(res.wait_s, 1))
         server.limiter.count_failure(user, client, _burst_alarm(server))
-        raise ApiError(429, what, f"{res.why}: try again in {wait} s", "locked_out", {"Retry-After": str(wait)})
+        raise ApiError(429, what, _("{why}: try again in {seconds} s").format(why=localise(res.why), seconds=wait),
+                       "locked_out", {"Retry-After": str(wait)})
     return res
 
 
@@ -82,7 +84,7 @@ async def login(body: LoginIn, request: Request, server: ServerDep) -> LoginOut:
         lock = await asyncio.to_thread(server.limiter.failed, res)
         server.audit.record("access_control", "login", "failure", user=body.user, source=client, lockout_s=lock)
         server.limiter.count_failure(body.user, client, _burst_alarm(server))
-        raise ApiError(401, what, "unknown user, wrong password or disabled account", "login_failed")
+        raise ApiError(401, what, N_("unknown user, wrong password or disabled account"), "login_failed")
     await asyncio.to_thread(server.limiter.succeeded, res)
     token, session = server.tokens.issue(user, client)
     server.audit.record("access_control", "login", "success", user=user.name, source=client, role=user.role,
@@ -110,7 +112,7 @@ async def change_password(body: PasswordIn, request: Request, session: AnySessio
         server.audit.record("configuration_change", "password_changed", "refused", user=session.user,
                             **audit_origin, target=session.user, why="current password not right")
         server.limiter.count_failure(session.user, client, _burst_alarm(server))
-        raise Refused(what, "the current password is not right", Refusal.USER_REFUSED)
+        raise Refused(what, N_("the current password is not right"), Refusal.USER_REFUSED)
     await asyncio.to_thread(server.limiter.succeeded, res)
     token = cred.credentials if cred is not None else ""
     state = server.users.session_state(session.user)
@@ -126,7 +128,7 @@ async def change_password(body: PasswordIn, request: Request, session: AnySessio
         raise
     user = server.users.get(session.user)
     if user is None:
-        raise Refused(what, "the account was removed meanwhile", Refusal.NOT_FOUND)
+        raise Refused(what, N_("the account was removed meanwhile"), Refusal.NOT_FOUND)
     # the change moved the account's generation: this session follows it, every other one has ended
     if token:
         server.tokens.rebind(token, user)

@@ -35,8 +35,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from scada.errors import CommandRejected, Refusal, Refused
+from scada.i18n import N_
 from scada.users import PERMISSIONS
 from server.auth import Session
+from server.components.ha import HaComponent
 from server.routes.errors import ApiError
 
 if TYPE_CHECKING:
@@ -89,8 +91,8 @@ def any_session_dep(request: Request, cred: Bearer, server: ServerDep) -> Sessio
     """The caller's session from its bearer token (even one that must change its password); 401 without."""
     if cred is None or cred.scheme.lower() != "bearer" or not cred.credentials:
         raise ApiError(401, f"{request.method} {request.url.path}",
-                       "authentication required: log in with POST /api/v1/auth/login and send "
-                       "'Authorization: Bearer <token>'", "unauthenticated", {"WWW-Authenticate": "Bearer"})
+                       N_("authentication required: log in with POST /api/v1/auth/login and send "
+                          "'Authorization: Bearer <token>'"), "unauthenticated", {"WWW-Authenticate": "Bearer"})
     session = server.tokens.check(cred.credentials)
     if not isinstance(session, Session):
         raise ApiError(401, f"{request.method} {request.url.path}", session.why, session.code,
@@ -105,16 +107,18 @@ def session_dep(request: Request, session: AnySessionDep) -> Session:
     """The caller's session; 403 ``password_change_required`` while its password must be changed."""
     if session.must_change:
         raise ApiError(403, f"{request.method} {request.url.path}",
-                       "the password must be changed first (it was set under an older password policy): "
-                       "POST /api/v1/auth/password {old, new}", "password_change_required")
+                       N_("the password must be changed first (it was set under an older password policy): "
+                          "POST /api/v1/auth/password with old and new"), "password_change_required")
     return session
 
 
 SessionDep = Annotated[Session, Depends(session_dep)]
 
 
-def need(permission: str) -> Callable[..., Session]:
-    """A dependency: the caller's session if its role holds ``permission``; else 403, written to the audit."""
+def need(permission: str, *, on_standby: bool = False) -> Callable[..., Session]:
+    """A dependency: the caller's session if its role holds ``permission``; else 403, written to the audit.
+    On the standby server of a failover pair, anything but reading answers 503 ``not_leaseholder`` naming the
+    active server (server.components.ha), unless ``on_standby`` (the pair's own break-glass and switchover)."""
     roles = sorted(PERMISSIONS[permission])
 
     def dep(request: Request, session: SessionDep, server: ServerDep) -> Session:
@@ -125,6 +129,9 @@ def need(permission: str) -> Callable[..., Session]:
             raise ApiError(403, f"{request.method} {request.url.path}",
                            f"role '{session.role}' lacks permission '{permission}' "
                            f"(held by {', '.join(roles)})", "forbidden")
+        ha = server.components.get("ha")
+        if isinstance(ha, HaComponent) and not on_standby and request.method not in ("GET", "HEAD", "OPTIONS"):
+            ha.refuse_writes(f"{request.method} {request.url.path}")
         return session
 
     return dep

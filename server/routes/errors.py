@@ -14,6 +14,10 @@ the handlers installed by :func:`install`::
     server.middleware (before any route)         413 too_large: the body is over the route's limit
     RequestValidationError, HTTPException        FastAPI's and Starlette's own, in the same body
 
+The ``why`` is translated on its way out (:func:`scada.i18n.localise`, into the request's ``?lang=`` or
+the server's language): reasons are written as English msgids of the catalogue where they are decided
+and stored or logged as such; the code never changes with the language.
+
 A route that gets a subsystem's typed error with another shape (``scada.users.UserError``) re-raises it
 as :class:`scada.errors.Refused` with its code: the code travels, never a message to be matched.
 """
@@ -31,6 +35,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scada.errors import CommandRejected, Refusal, Refused
+from scada.i18n import localise, parse_lang
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,8 @@ STATUS: dict[Refusal, int] = {
     Refusal.UNAVAILABLE: 503,
     Refusal.CONFLICT: 409,
     Refusal.ALREADY_DONE: 409,
+    Refusal.WORK_ORDER_REFUSED: 409,
+    Refusal.NOT_LEASEHOLDER: 503,  # the other server of the pair is (or may be) active: ask it
 }
 
 
@@ -74,6 +81,18 @@ def error_response(status: int, what: str, why: str, code: str,
     return JSONResponse({"what": what, "why": why, "code": code}, status_code=status, headers=headers)
 
 
+def _say(request: Request, why: str) -> str:
+    """``why`` in the request's language (``?lang=``), else the server's."""
+    lang: str | None = None
+    asked = request.query_params.get("lang")
+    if asked:
+        try:
+            lang = parse_lang(asked)
+        except ValueError:
+            lang = None  # an unknown language is the route's own refusal (422), said in the server's language
+    return localise(why, lang)
+
+
 def _what(request: Request) -> str:
     return f"{request.method} {request.url.path}"
 
@@ -83,22 +102,23 @@ def _what(request: Request) -> str:
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, ApiError):
         raise exc
-    return error_response(exc.status, exc.what, exc.why, exc.code, exc.headers)
+    return error_response(exc.status, exc.what, _say(request, exc.why), exc.code, exc.headers)
 
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, Refused):
         raise exc
     if exc.detail:  # e.g. the original outcome of a replayed command; never overrides what, why, code
-        body = {**jsonable_encoder(exc.detail), "what": exc.what, "why": exc.why, "code": str(exc.code)}
+        body = {**jsonable_encoder(exc.detail), "what": exc.what, "why": _say(request, exc.why),
+                "code": str(exc.code)}
         return JSONResponse(body, status_code=STATUS[exc.code])
-    return error_response(STATUS[exc.code], exc.what, exc.why, str(exc.code))
+    return error_response(STATUS[exc.code], exc.what, _say(request, exc.why), str(exc.code))
 
 
 async def _command_rejected(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, CommandRejected):
         raise exc
-    return error_response(STATUS[exc.code], _what(request), exc.reason, str(exc.code))
+    return error_response(STATUS[exc.code], _what(request), _say(request, exc.reason), str(exc.code))
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:

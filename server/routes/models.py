@@ -59,6 +59,7 @@ class TagRow(BaseModel):
     receive_ms: int
     units: str = ""
     equipment: str = ""
+    reason: str = ""  # what the quality alone does not say: "not read yet" (scada.quality.reason)
 
 
 class TagPage(BaseModel):
@@ -86,6 +87,8 @@ class EquipmentRow(BaseModel):
     lat: float
     lon: float
     device: str
+    # where each luminaire of a lighting cabinet stands (inventory column lamp_positions), lamp_01 first
+    lamps: list[tuple[float, float]] = []
 
 
 class EquipmentPage(BaseModel):

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Query
 
 from scada.config.units import slug
 from scada.errors import Refusal, Refused
+from scada.quality import reason
 from server.routes.deps import MAX_ROWS, PREFIX, Reader, ServerDep, finite, ms
 from server.routes.errors import ApiError
 from server.routes.models import TagDetail, TagPage, TagRow
@@ -34,7 +35,8 @@ def tag_rows(server: ScadaServer, idx: Iterable[int]) -> list[TagRow]:
         t = db.defs[i]
         s = db.read(t.name)
         out.append(TagRow(name=t.name, value=finite(s.value), quality=s.quality.label, source_ms=ms(s.source_ns),
-                          receive_ms=ms(s.receive_ns), units=t.units, equipment=t.equipment))
+                          receive_ms=ms(s.receive_ns), units=t.units, equipment=t.equipment,
+                          reason=reason(s.quality, s.receive_ns)))
     return out
 
 

@@ -58,6 +58,10 @@ async def ws(websocket: WebSocket, server: ServerDep,
                              "or a first message {\"type\": \"auth\", \"token\": ...}", "unauthenticated")
             await websocket.close(code=4401)
             return
+        if not session.can("read"):  # a crew account sees its own work orders only, never the live city
+            await send_error("open a subscription", f"role '{session.role}' lacks permission 'read'", "forbidden")
+            await websocket.close(code=4403)
+            return
         await websocket.send_text(json.dumps({
             "type": "hello", "user": session.user, "role": session.role, "batch_ms": round(
                 server.hub.batch_s * 1000), "server_time_ms": time.time_ns() // 1_000_000,

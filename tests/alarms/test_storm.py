@@ -60,7 +60,9 @@ def test_34000_luminaires_fail_at_once(dijon: CityConfig, tmp_path: Path) -> Non
         assert engine.alarm_list()[0] == 0 and engine.flood_areas() == []
         one = journal.query(JournalQuery(equipment=["C0001"], event=[Event.CONDITION_ON], limit=100)).rows
         assert len(one) == dijon.equipment["C0001"].params["luminaires"]
-        assert one[0].message.startswith("Luminaire lamp_") and "of cabinet C0001" in one[0].message
+        assert one[0].message.startswith("Luminaire lamp_") and "de l'armoire C0001" in one[0].message  # site: fr
+        en = journal.query(JournalQuery(equipment=["C0001"], event=[Event.CONDITION_ON], limit=1), lang="en").rows
+        assert en[0].message.startswith("Luminaire lamp_") and "of cabinet C0001" in en[0].message
 
 
 def test_mains_storm_suppresses_lamps_and_floods(dijon: CityConfig, tmp_path: Path) -> None:

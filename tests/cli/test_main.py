@@ -28,7 +28,7 @@ def test_help_lists_every_subcommand() -> None:
 def test_check_shipped_city_is_valid() -> None:
     out = _scada("check", "tags.yaml", "alarms.yaml")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("ok: 91 equipment") and "5 commandable types" in out.stdout
+    assert out.stdout.startswith("ok: 91 equipment") and "6 commandable types" in out.stdout
     bare = _scada("check")  # the defaults: the three files of the working directory
     assert bare.returncode == 0 and bare.stdout.startswith("ok: 91 equipment"), bare.stderr
 
@@ -77,7 +77,7 @@ def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     out = _scada("check", str(tmp_path / "tags.yaml"), str(ROOT / "alarms.yaml"))
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
-    assert any(":65: template 'junction': 'scan' must be one of fast, normal, slow, got 'quick'" in ln for ln in lines)
+    assert any(":66: template 'junction': 'scan' must be one of fast, normal, slow, got 'quick'" in ln for ln in lines)
     assert any("tag 'phase_reds': 'type' must be one of bool, int, float, string, enum, got 'integer'" in ln
                for ln in lines)
     assert lines[-1] == f"{len(lines) - 1} problem(s); the configuration cannot be used"

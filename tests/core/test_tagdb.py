@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scada.config.model import TagDef
-from scada.quality import Quality, Sample
+from scada.quality import NOT_READ_YET, Quality, Sample, reason
 from scada.tagdb import ChangeEvent, TagDatabase
 
 G = int(Quality.GOOD)
@@ -141,7 +141,8 @@ def test_typed_reads_strings_and_lookups(db: TagDatabase) -> None:
     assert [n for n, _ in db.snapshot_pattern("dijon/lighting/*")] == ["dijon/lighting/C1/power",
                                                                        "dijon/lighting/C1/mains_ok"]
     assert [n for n, _ in db.snapshot_equipment("J1")] == ["dijon/junction/J1/phase_greens"]
-    assert db.read("dijon/lighting/C1/power").quality is Quality.BAD_CONFIG  # never received a value
+    never = db.read("dijon/lighting/C1/power")  # never received a value: uncertain, "not read yet"
+    assert never.quality is Quality.UNCERTAIN and never.value is None and reason(never.quality, never.receive_ns) == NOT_READ_YET
     with pytest.raises(KeyError, match="unknown tag"):
         db.indices(["nope"])
 

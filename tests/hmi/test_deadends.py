@@ -246,8 +246,11 @@ def test_equipment_displays_do_not_leak(qtbot: QtBot, stack: LiveStack, qtlog: A
         w.show_page("overview")
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
         objects, rss = _qobjects(app), _rss_mb()
+        # the offscreen platform plugin warns whenever a top-level window's size hints change (a banner
+        # showing or hiding): a limit of the test platform, not of the console
         new = [r for r in qtlog.records[warnings_before:]
-               if r.type in (QtMsgType.QtWarningMsg, QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg)]
+               if r.type in (QtMsgType.QtWarningMsg, QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg)
+               and "does not support propagateSizeHints" not in r.message]
         print(f"200 displays in {time.monotonic() - t0:.1f} s: QObjects {base_objects} → {objects}, "
               f"RSS {base_rss:.1f} → {rss:.1f} MB")
         assert not new, [r.message for r in new[:5]]

@@ -37,7 +37,10 @@ def nowhere_endpoints(tags: Path = ROOT / "tags.yaml") -> dict[str, str]:
 async def running_server(data_dir: Path, endpoints: dict[str, str] | None = None, users: bool = True,
                          **overrides: Any) -> AsyncIterator[tuple[ScadaServer, str]]:
     opts: dict[str, Any] = {"data_dir": data_dir, "listen.port": 0, "tags": ROOT / "tags.yaml",
-                            "alarms": ROOT / "alarms.yaml", "historian.backend": "none"}
+                            "alarms": ROOT / "alarms.yaml", "historian.backend": "none",
+                            # the assertions read the English texts; the shipped city's French (its site lang)
+                            # is what tests/server/test_i18n_api.py checks, with ?lang= on the same server
+                            "lang": "en"}
     opts.update(overrides)
     settings = load_settings(None, opts)
     got: asyncio.Future[tuple[ScadaServer, str]] = asyncio.get_running_loop().create_future()

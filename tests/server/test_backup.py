@@ -41,7 +41,7 @@ async def test_two_backups_in_the_same_second_are_private_and_distinct(tmp_path:
         assert mode(path) == 0o700, oct(mode(path))
         files = sorted(p.name for p in path.iterdir())
         assert files == sorted(r.json()["files"]) and "users.sqlite" in files and "audit.sqlite" in files, files
-        assert "historian-history.sqlite" in files
+        assert "historian-history.sqlite" in files and "workorders.sqlite" in files
         for f in path.iterdir():
             assert mode(f) == 0o600, (f, oct(mode(f)))
         with sqlite3.connect(f"file:{path / 'users.sqlite'}?mode=ro", uri=True) as db:  # a usable copy

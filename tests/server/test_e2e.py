@@ -161,8 +161,13 @@ async def test_lamp_failure_alarm_ack_journal_and_lighting_override(field: tuple
         await act("suppress", {"reason": "known"}, h, 403)  # operators do not suppress
         await act("suppress", {"reason": "known fault, crew on site"}, hs)
         await act("unsuppress", {}, hs)
-        await act("out-of-service", {"work_order": "WO-4711"}, hm)
-        assert (await bollard_alarm())["work_order"] == "WO-4711"  # type: ignore[index]
+        # out of service names an open work order of the bollard (one click from the alarm makes it)
+        await act("out-of-service", {"work_order": "WO-4711"}, hm, 404)
+        r = await c.post("/api/v1/workorders/from-alarm", json={"alarm_id": bid}, headers=hm)
+        assert r.status_code == 200, r.text
+        wo = r.json()["id"]
+        await act("out-of-service", {"work_order": wo}, hm)
+        assert (await bollard_alarm())["work_order"] == wo  # type: ignore[index]
         await act("return-to-service", {}, hm)
         await act("reset", {}, hm, 409)  # not a latched alarm: refused with the reason, nothing changes
         rows = (await c.get("/api/v1/journal", params={"equipment": bollard.id, "limit": 50},
