@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,9 +29,10 @@ import httpx
 import pytest
 
 from scada.config import load_city
+from tests.peers import require_peer
 from tests.server.test_e2e import NIGHT, fast_city
 
-ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+ETCD_INSTALL = "Debian etcd-server: apt-get install etcd-server etcd-client"
 
 
 def free_port() -> int:
@@ -56,10 +56,11 @@ class EtcdCluster:
         return [f"http://127.0.0.1:{p}" for p in self.client_ports]
 
     def start(self, timeout_s: float = 20.0) -> EtcdCluster:
+        etcd = require_peer("etcd", ETCD_INSTALL)  # missing: skipped on a developer's machine, failed under CI
         initial = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip(self.names, self.peer_ports, strict=True))
         for name, cport, pport in zip(self.names, self.client_ports, self.peer_ports, strict=True):
             log = (self.root / f"etcd-{name}.log").open("wb")
-            cmd = [ETCD, "--name", name, "--data-dir", str(self.root / f"etcd-{name}"),
+            cmd = [etcd, "--name", name, "--data-dir", str(self.root / f"etcd-{name}"),
                    "--listen-client-urls", f"http://127.0.0.1:{cport}",
                    "--advertise-client-urls", f"http://127.0.0.1:{cport}",
                    "--listen-peer-urls", f"http://127.0.0.1:{pport}",
