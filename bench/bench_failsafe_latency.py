@@ -70,7 +70,7 @@ import websockets
 
 from bench.harness import percentile as _pct
 from bench.harness import proc_cpu_s as _proc_cpu_s
-from bench.harness import scada_command
+from bench.harness import scada_command, wait_json
 from bench.protocol import Metric, Section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,19 +105,6 @@ async def _machine_busy(seconds: float) -> float:
     await asyncio.sleep(seconds)
     b1, t1 = _machine_ticks()
     return 100 * (b1 - b0) / max(1, t1 - t0)
-
-
-async def _wait_json(path: Path, pid: int, timeout: float, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text())
-            if data.get("pid") == pid:
-                return dict(data)
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{path} not written within {timeout} s")
 
 
 def _build_audit(data: Path, megabytes: int, equipment: list[str]) -> tuple[int, float]:
@@ -451,7 +438,7 @@ async def _run(quick: bool) -> Section:
                                 "--state-dir", str(state)],
                                stdout=open(work / "sim.log", "wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         procs.append(sim)
-        control = await _wait_json(state / "control.json", sim.pid, 300, sim)
+        control = await wait_json(state / "control.json", sim.pid, 300, sim)
         server = subprocess.Popen([*scada, "server", "--tags", str(tags), "--alarms", str(alarms), "--commands",
                                    str(ROOT / "commands.yaml"), "--endpoints", str(state / "endpoints.json"),
                                    "--data-dir", str(data), "--port", "0", "--historian", "embedded",
@@ -459,7 +446,7 @@ async def _run(quick: bool) -> Section:
                                   stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT, env=env,
                                   stdin=subprocess.DEVNULL, cwd=ROOT)
         procs.append(server)
-        url = (await _wait_json(data / "server.json", server.pid, 300, server))["url"]
+        url = (await wait_json(data / "server.json", server.pid, 300, server))["url"]
         async with httpx.AsyncClient(base_url=url, timeout=120) as api, \
                 httpx.AsyncClient(base_url=control["url"], timeout=60) as ctl:
             while (await api.get("/api/v1/health")).json()["subsystems"]["poll"]["status"] == "starting":

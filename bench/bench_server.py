@@ -54,7 +54,7 @@ import websockets
 
 from bench.harness import percentile as _pct
 from bench.harness import proc_cpu_s as _proc_cpu_s
-from bench.harness import scada_command
+from bench.harness import proc_rss_mb, scada_command, wait_json
 from bench.protocol import Metric, Section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,27 +65,6 @@ ADMIN = ("bench", "Storm-Night-Pass-42")
 NIGHT = "2026-01-15T22:00:00"
 
 
-
-
-def _proc_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def _wait_json(path: Path, pid: int, timeout: float, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text())
-            if data.get("pid") == pid:
-                return dict(data)
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{path} not written within {timeout} s")
 
 
 class Console:
@@ -204,7 +183,7 @@ async def _run(quick: bool) -> Section:
                                stdout=open(work / "sim.log", "wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         procs.append(sim)
         t0 = time.perf_counter()
-        control = await _wait_json(state / "control.json", sim.pid, 900, sim)
+        control = await wait_json(state / "control.json", sim.pid, 900, sim)
         sim_start_s = time.perf_counter() - t0
         data = work / "data"
         data.mkdir()
@@ -216,7 +195,7 @@ async def _run(quick: bool) -> Section:
                                   stdin=subprocess.DEVNULL, cwd=ROOT)
         procs.append(server)
         t0 = time.perf_counter()
-        url = (await _wait_json(data / "server.json", server.pid, 600, server))["url"]
+        url = (await wait_json(data / "server.json", server.pid, 600, server))["url"]
         async with httpx.AsyncClient(base_url=url, timeout=120) as api, \
                 httpx.AsyncClient(base_url=control["url"], timeout=60) as ctl:
             while (await api.get("/api/v1/health")).json()["subsystems"]["poll"]["status"] == "starting":
@@ -234,7 +213,7 @@ async def _run(quick: bool) -> Section:
             dt = time.perf_counter() - t0
             server_cpu = 100 * (_proc_cpu_s(server.pid) - c0) / dt
             sim_cpu = 100 * (_proc_cpu_s(sim.pid) - s0) / dt
-            server_rss, sim_rss = _proc_rss_mb(server.pid), _proc_rss_mb(sim.pid)
+            server_rss, sim_rss = proc_rss_mb(server.pid), proc_rss_mb(sim.pid)
             auth = {"Authorization": f"Bearer {token}"}
             health = (await api.get("/api/v1/health", headers=auth)).json()
             poll = health["subsystems"]["poll"].get("stats", {})

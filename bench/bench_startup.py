@@ -37,11 +37,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from bench.harness import proc_cpu_s, scada_command
+from bench.harness import proc_cpu_s, proc_rss_mb, scada_command, wait_json
 from bench.protocol import Metric, Section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,27 +51,6 @@ ADMIN = ("admin", "Startup-Night-Pass-42")
 NIGHT = "2026-01-15T22:00:00"
 #: targets of issue 21 at full Dijon
 LOGIN_TARGET_S, READ_TARGET_S = 5.0, 15.0
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def _wait_json(path: Path, pid: int, timeout: float, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text())
-            if data.get("pid") == pid:
-                return dict(data)
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"{path} not written within {timeout} s")
 
 
 @dataclass
@@ -138,7 +116,7 @@ async def time_start(tags: Path, endpoints: Path, data: Path, *, prefix: list[st
                 if devices and read >= devices:
                     if prefix:  # under py-spy the server is its child: CPU and RSS are the python process's
                         pid = int(json.loads((data / "server.json").read_text())["pid"])
-                    return StartTimes(login_s, now, devices, proc_cpu_s(pid), _rss_mb(pid), reads)
+                    return StartTimes(login_s, now, devices, proc_cpu_s(pid), proc_rss_mb(pid), reads)
                 if now > timeout_s:
                     raise TimeoutError(f"{read}/{devices} devices read after {now:.0f} s")
                 await asyncio.sleep(0.25)
@@ -177,7 +155,7 @@ async def _run(quick: bool, profile: Path | None = None) -> Section:
                                 str(tags.parent / "alarms.yaml"), "--ports", "test", "--state-dir", str(state),
                                 "--start", NIGHT], stdout=open(work / "sim.log", "wb"), stderr=subprocess.STDOUT,
                                cwd=ROOT)
-        await _wait_json(state / "control.json", sim.pid, 900, sim)
+        await wait_json(state / "control.json", sim.pid, 900, sim)
         await asyncio.sleep(2.0)  # the simulator's own start-up burst over
         spy = str(Path(sys.executable).parent / "py-spy")  # installed in the venv (pip install py-spy)
         prefix = ([spy, "record", "--format", "speedscope", "--rate", "50", "--output", str(profile), "--"]

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -27,8 +29,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import document, protocol
 from bench.protocol import ROOT, Metric, Section
@@ -277,3 +281,28 @@ def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (from /proc; NaN when it has none)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def wait_json(path: Path, pid: int, timeout: float, proc: subprocess.Popen[bytes],
+                    every: float = 0.2) -> dict[str, Any]:
+    """The JSON file a child process (``scada sim`` / ``scada server``) writes once it is up, checked to be
+    that child's (its ``pid``); the child exiting first, or ``timeout`` passing, raises."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text())
+            if data.get("pid") == pid:
+                return dict(data)
+        await asyncio.sleep(every)
+    raise TimeoutError(f"{path} not written within {timeout} s")
