@@ -1,19 +1,26 @@
-"""SNMP driver: v2c (net-snmp) and v3 authPriv (pysnmp), many OIDs per PDU, GETBULK for table columns.
+"""SNMP driver: v2c and v3 authPriv, many OIDs per PDU, GETBULK for table columns.
 
     connection: {host, port, version: v2c | v3, community,          (v2c: the community selects the device)
                  user, context, auth_key_env, priv_key_env,         (v3: USM user + contextName)
                  auth_protocol: sha | sha256 | md5, priv_protocol: aes | aes256 | des,
-                 max_oids: 24, bulk_min: 4}
+                 max_oids: 24, bulk_min: 4, transport: pysnmp | netsnmp}
 
 This module plans the requests and turns answers into samples; a session object sends them, the same
 three calls (get / bulk / set → typed varbinds, or CommError / AuthError / ErrorStatus) on two
-libraries, each where it is cheaper (measured: BENCHMARKS.md "SNMP", ``drivers.snmp_pysnmp``)::
+libraries (measured: BENCHMARKS.md "SNMP", ``drivers.snmp_pysnmp``)::
 
-    v2c  drivers.snmp_netsnmp.NetSnmpSession   net-snmp's C library (ezsnmp 2.5.0) in a bounded worker
-                                                pool shared by the context's SNMP drivers ("snmp:netsnmp")
-    v3   drivers.snmp_pysnmp.PySnmpSession      pysnmp 7.1.30, one SnmpEngine per context ("snmp:engine"):
-                                                it keeps the v3 keys and engine time that net-snmp
-                                                would rebuild on every request
+    default   drivers.snmp_pysnmp.PySnmpSession    pysnmp 7.1.30, one SnmpEngine per context
+                                                    ("snmp:engine"), in the driver's event loop
+    v2c, opt-in (``transport: netsnmp``)
+              drivers.snmp_netsnmp.NetSnmpSession  net-snmp's C library (ezsnmp 2.5.0) in a bounded worker
+                                                    pool ("snmp:netsnmp"): about half the client CPU
+
+Why net-snmp is not the default: in a full test run ezsnmp's bulk_get aborted the whole process
+("Fatal Python error: Aborted" inside ezsnmp, in a pool thread); net-snmp's library is not safe in a
+threaded process and ezsnmp has open reports of the same (concurrent sessions crash). A supervisory
+server must never die of a device's answer, so the C path stays opt-in until it runs isolated (a
+subprocess per pool) and is proven under the full suite; v3 always uses pysnmp (net-snmp rebuilds the
+v3 keys and engine time on every request).
 
 Each driver only holds its session (target, credentials) and read plans. pysnmp is also the
 simulator's agent (``sim.snmp_agent``)::
@@ -173,13 +180,19 @@ class SnmpDriver(Driver):
         self.max_oids = int(conn.get("max_oids", 24))
         self.bulk_min = int(conn.get("bulk_min", 4))
         self._session: NetSnmpSession | PySnmpSession | None = None
+        transport = str(conn.get("transport", "pysnmp")).lower()
+        if transport not in ("pysnmp", "netsnmp"):
+            raise ValueError(f"{device.name}: SNMP transport must be pysnmp or netsnmp, got {transport!r}")
+        if transport == "netsnmp" and self.version != "v2c":
+            raise ValueError(f"{device.name}: SNMP transport netsnmp is for v2c only, got version {self.version}")
+        self._netsnmp = transport == "netsnmp"
         self._plans: dict[tuple[str, ...], SnmpPlan] = {}
 
     @property
     def engine(self) -> NetSnmpEngine | Any:
-        """What sends this driver's requests, shared by the SNMP drivers of its DriverContext: the
-        net-snmp worker pool (v2c), or pysnmp's SnmpEngine (v3; see drivers.snmp_pysnmp for why)."""
-        return shared_engine(self.context) if self.version == "v2c" else shared_pysnmp_engine(self.context)
+        """What sends this driver's requests, shared by the SNMP drivers of its DriverContext: pysnmp's
+        SnmpEngine, or the net-snmp worker pool (v2c with ``transport: netsnmp``; module docstring)."""
+        return shared_engine(self.context) if self._netsnmp else shared_pysnmp_engine(self.context)
 
     # ------------------------------------------------------------------ connection
     def _target(self) -> Target:
@@ -211,7 +224,7 @@ class SnmpDriver(Driver):
             target = self._target()
         except AuthError as exc:
             raise self.fail(exc) from None
-        if target.version == "v2c":
+        if self._netsnmp:
             self._session = NetSnmpSession(self.name, target, shared_engine(self.context))
         else:
             session = PySnmpSession(self.name, target, shared_pysnmp_engine(self.context))

@@ -1,13 +1,14 @@
-"""SNMPv3 requests with pysnmp 7.1.30 (the SNMP driver's v3 path), same answers as drivers.snmp_netsnmp.
+"""SNMP requests with pysnmp 7.1.30 (the SNMP driver's default path, v2c and v3), same answers as
+drivers.snmp_netsnmp (the opt-in v2c path: see drivers.snmp for why it is not the default).
 
 Why two request paths: net-snmp via ezsnmp opens a new net-snmp session per request, so for v3 it
 discovers the agent's engine and turns both passphrases into keys (1 MB of hashing each) on every
 request: ≈ 4.5 ms of CPU and two round trips per GET, against ≈ 2.4 ms and one round trip for pysnmp,
 which keeps the engine's boots/time and the localised keys in one process-wide ``SnmpEngine``. For
 v2c net-snmp costs ≈ 0.1 ms per GET against pysnmp's ≈ 1.2 ms. So v2c goes through net-snmp and v3
-through pysnmp (measured against snmpd; BENCHMARKS.md "SNMP")::
+through pysnmp (measured against snmpd; BENCHMARKS.md "SNMP"), where net-snmp is chosen at all::
 
-    SnmpDriver (v3) ──► PySnmpSession.get / bulk / set ──► pysnmp command generators, pre-built
+    SnmpDriver ──► PySnmpSession.get / bulk / set ──► pysnmp command generators, pre-built
                          (async, in the driver's loop)       numeric varbinds (hlapi's get_cmd would
                                                              resolve every OID against the MIBs)
                      ◄── [Varbind] or CommError / AuthError / ErrorStatus (as drivers.snmp_netsnmp)
@@ -24,6 +25,7 @@ from typing import Any, Literal
 from pyasn1.type import univ
 from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
     ContextData,
     SnmpEngine,
     UdpTransportTarget,
@@ -84,7 +86,8 @@ def _varbind(name: Any, value: Any) -> Varbind:
 
 
 class PySnmpSession:
-    """GET / GETBULK / SET to one v3 Target (user, keys, contextName) through the shared SnmpEngine."""
+    """GET / GETBULK / SET to one Target (v2c community, or v3 user, keys, contextName) through the shared
+    SnmpEngine."""
 
     def __init__(self, name: str, target: Target, engine: SnmpEngine) -> None:
         self.name = name
@@ -100,9 +103,13 @@ class PySnmpSession:
             udp = await UdpTransportTarget.create((t.host, t.port), timeout=t.timeout_s, retries=0)
         except Exception as exc:  # noqa: BLE001 - pysnmp raises undocumented exceptions: translated here
             raise CommError(f"{self.name}: {t.host}:{t.port}: {describe(exc)}") from None
-        user = UsmUserData(t.user, t.auth_key, t.priv_key, authProtocol=AUTH_PROTOCOLS[t.auth_protocol],
-                           privProtocol=PRIV_PROTOCOLS[t.priv_protocol])
-        self._addr, _params = LCD.configure(self.engine, user, udp, self._ctx.contextName)
+        who: Any
+        if t.version == "v2c":  # the city's v2c controllers: the configuration chooses v2c per device
+            who = CommunityData(t.community, mpModel=1)  # noqa: S508
+        else:
+            who = UsmUserData(t.user, t.auth_key, t.priv_key, authProtocol=AUTH_PROTOCOLS[t.auth_protocol],
+                              privProtocol=PRIV_PROTOCOLS[t.priv_protocol])
+        self._addr, _params = LCD.configure(self.engine, who, udp, self._ctx.contextName)
 
     async def get(self, oids: Sequence[str]) -> list[Varbind]:
         return await self._request("GET", [self._null(o) for o in oids])
