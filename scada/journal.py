@@ -59,7 +59,7 @@ from typing import IO, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from scada import csvsafe
+from scada import csvsafe, sqlitestore
 from scada.alarms.messages import StaticTemplate, format_value, render_live
 from scada.alarms.rules import AlarmInfo, priority_label
 from scada.alarms.states import AlarmState, Event, Flag
@@ -368,20 +368,8 @@ class Journal:
         self._select = _SELECT
         self._def_read = _DEF_READ
         try:
-            if readonly:
-                if not self.path.exists():
-                    raise StorageError(f"{self.path}: no alarm journal here")
-                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
-                                           check_same_thread=False, timeout=10.0)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StorageError(f"{self.path}: cannot switch the journal to WAL mode (got {mode})")
-                if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-                    raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
-                self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db = sqlitestore.connect(self.path, "alarm journal", readonly=readonly, synchronous=synchronous)
+            if not readonly:
                 self._db.execute("PRAGMA cache_size=-131072")
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 if version not in range(SCHEMA_VERSION + 1):

@@ -64,6 +64,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from scada import sqlitestore
 from scada.config.loader import Problems, validate_item
 from scada.config.model import CityConfig, EquipmentDef
 from scada.config.schema import Duration
@@ -282,10 +283,8 @@ CREATE INDEX IF NOT EXISTS contacts_ts ON contacts(ts_ms);
 """
 
 
-def _open(path: Path, schema: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")  # an acknowledged reference survives a crash
+def _open(path: Path, schema: str, what: str) -> sqlite3.Connection:
+    db = sqlitestore.connect(path, what)  # synchronous FULL: an acknowledged reference survives a crash
     db.executescript(schema)
     path.chmod(0o600)
     return db
@@ -340,8 +339,8 @@ class Intake:
         self.config = config
         self.locator = Locator(orders.city)
         self._city = orders.city
-        self.db = _open(data_dir / FILE_NAME, REPORTS_SCHEMA)
-        self.contacts = _open(data_dir / CONTACTS_FILE, CONTACTS_SCHEMA)
+        self.db = _open(data_dir / FILE_NAME, REPORTS_SCHEMA, "citizen-report store")
+        self.contacts = _open(data_dir / CONTACTS_FILE, CONTACTS_SCHEMA, "reporter contact store")
         self.buckets = {c.name: TokenBucket(c.per_minute, c.burst) for c in config.channels.values()}
         self.lock = threading.Lock()  # locate-then-create is one step: two reports never open two orders
         self.received = self.absorbed = self.not_located = self.limited = 0

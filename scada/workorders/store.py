@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scada import sqlitestore
 from scada.errors import Refused, StorageError
 from scada.workorders.model import Action, Change, Status, WorkOrder, apply, replay
 
@@ -107,18 +108,9 @@ class WorkOrderStore:
         self.readonly = readonly
         self._lock = threading.RLock()
         try:
-            if readonly:
-                if not self.path.exists():
-                    raise StorageError(f"{self.path}: no work-order store here")
-                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
-                                           check_same_thread=False, timeout=10.0)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StorageError(f"{self.path}: cannot switch the work-order store to WAL mode (got {mode})")
-                self._db.execute("PRAGMA synchronous=FULL")  # a returned change survives kill -9 and power loss
+            # synchronous FULL: a returned change survives kill -9 and power loss
+            self._db = sqlitestore.connect(self.path, "work-order store", readonly=readonly)
+            if not readonly:
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 if version not in (0, SCHEMA_VERSION):
                     raise StorageError(f"{self.path}: work-order schema version {version}, this build reads "
