@@ -98,17 +98,22 @@ def _significant(value: float, lang: Lang) -> str:
                           locale=CLDR_LOCALE[lang])
 
 
+def _prefixed(v: float, units: tuple[str, ...], code: Lang) -> str:
+    """``v`` with the decimal (SI) prefix that keeps it under 1,000: ``units`` from no prefix up."""
+    m, k = abs(float(v)), 0
+    while m >= 999.5 and k < len(units) - 1:
+        m, k = m / 1000, k + 1
+    text = number(m, code, 0) if k == 0 else _significant(m, code)
+    return ("-" if v < 0 else "") + f"{text}\u00a0{units[k]}"
+
+
 def size(n_bytes: float | None, lang: str | None = None) -> str:
     """Bytes with a decimal (SI) prefix: fr ``"1,23 Mo"``, en ``"1.23 MB"``; ``"512 o"`` / ``"512 B"``."""
     if _bad(n_bytes):
         return UNKNOWN
     assert n_bytes is not None  # noqa: S101 - narrowed by _bad for mypy
     code = _lang(lang)
-    v, k = abs(float(n_bytes)), 0
-    while v >= 999.5 and k < len(_SIZE_UNITS) - 1:
-        v, k = v / 1000, k + 1
-    text = number(v, code, 0) if k == 0 else _significant(v, code)
-    return ("-" if n_bytes < 0 else "") + f"{text}\u00a0{_t(code, _SIZE_UNITS[k])}"
+    return _prefixed(n_bytes, tuple(_t(code, u) for u in _SIZE_UNITS), code)
 
 
 def rate(bits_per_s: float | None, lang: str | None = None) -> str:
@@ -116,12 +121,7 @@ def rate(bits_per_s: float | None, lang: str | None = None) -> str:
     if _bad(bits_per_s):
         return UNKNOWN
     assert bits_per_s is not None  # noqa: S101 - narrowed by _bad for mypy
-    code = _lang(lang)
-    v, k = abs(float(bits_per_s)), 0
-    while v >= 999.5 and k < len(_RATE_UNITS) - 1:
-        v, k = v / 1000, k + 1
-    text = number(v, code, 0) if k == 0 else _significant(v, code)
-    return ("-" if bits_per_s < 0 else "") + f"{text}\u00a0{_RATE_UNITS[k]}"
+    return _prefixed(bits_per_s, _RATE_UNITS, _lang(lang))
 
 
 def duration(seconds: float | None, lang: str | None = None) -> str:
