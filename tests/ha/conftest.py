@@ -28,9 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from scada.config import load_city
 from tests.peers import require_peer
-from tests.server.test_e2e import NIGHT, fast_city
+from tests.server.test_e2e import demo_field
 
 ETCD_INSTALL = "Debian etcd-server: apt-get install etcd-server etcd-client"
 
@@ -128,14 +127,5 @@ def etcd1(tmp_path: Path) -> Iterator[EtcdCluster]:
 
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[tuple[Any, Path]]:
-    from sim.runner import Simulator  # tests may import sim; the product never does
-
-    tags = fast_city(tmp_path)
-    config = load_city(tags, tags.parent / "alarms.yaml")
-    simulator = Simulator(config, seed=42, speed=1.0, ports="test", state_dir=tmp_path / "sim", start_time=NIGHT,
-                          control_port=None)
-    await simulator.start()
-    try:
-        yield simulator, tags
-    finally:
-        await simulator.aclose()
+    async with demo_field(tmp_path) as got:
+        yield got

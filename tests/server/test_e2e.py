@@ -9,6 +9,7 @@ Scan classes are shortened (1 s) so that the test takes seconds, not minutes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
@@ -26,11 +27,12 @@ from tests.server.conftest import ROOT, login, running_server
 NIGHT = 1768510800.0  # 2026-01-15 22:00 Europe/Paris: the schedule lights the streets
 
 
-def fast_city(tmp: Path) -> Path:
+def fast_city(tmp: Path, normal: str = "1s") -> Path:
+    """The shipped demo city in ``tmp/city`` with short scans (``normal``, slow 5 s)."""
     city = tmp / "city"
     city.mkdir()
     text = (ROOT / "tags.yaml").read_text()
-    text = text.replace("normal: 10s", "normal: 1s").replace("slow: 60s", "slow: 5s")
+    text = text.replace("normal: 10s", f"normal: {normal}").replace("slow: 60s", "slow: 5s")
     text = text.replace("file: inventory/demo.csv", f"file: {ROOT / 'inventory' / 'demo.csv'}")
     (city / "tags.yaml").write_text(text)
     shutil.copy(ROOT / "alarms.yaml", city / "alarms.yaml")
@@ -38,11 +40,12 @@ def fast_city(tmp: Path) -> Path:
     return city / "tags.yaml"
 
 
-@pytest.fixture
-async def field(tmp_path: Path) -> AsyncIterator[tuple[Any, Path]]:
+@contextlib.asynccontextmanager
+async def demo_field(tmp_path: Path, normal: str = "1s") -> AsyncIterator[tuple[Any, Path]]:
+    """The simulator serving :func:`fast_city` on port 0 at a winter night: (simulator, tags.yaml)."""
     from sim.runner import Simulator  # tests may import sim; the core never does
 
-    tags = fast_city(tmp_path)
+    tags = fast_city(tmp_path, normal)
     config = load_city(tags, tags.parent / "alarms.yaml")
     # seed 42: commands.yaml lists the junction layouts the simulator draws for the demo city with that seed
     sim = Simulator(config, seed=42, speed=1.0, ports="test", state_dir=tmp_path / "sim", start_time=NIGHT,
@@ -52,6 +55,12 @@ async def field(tmp_path: Path) -> AsyncIterator[tuple[Any, Path]]:
         yield sim, tags
     finally:
         await sim.aclose()
+
+
+@pytest.fixture
+async def field(tmp_path: Path) -> AsyncIterator[tuple[Any, Path]]:
+    async with demo_field(tmp_path) as got:
+        yield got
 
 
 async def until(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,38 +29,17 @@ from scada.alarms.system import BY_KEY, rule_name
 from scada.config import load_city
 from scada.poll import DeviceStats
 from server.app import ScadaServer
-from tests.server.conftest import ROOT, login, running_server
-from tests.server.test_e2e import NIGHT, until
+from tests.server.conftest import login, running_server
+from tests.server.test_e2e import demo_field, until
 
 READ = re.compile(r"^starting \((\d+)/(\d+) devices read\)$")
 
 
-def city(tmp: Path) -> Path:
-    """The demo city with shorter scans (normal 3 s, slow 5 s): a grace of seconds, not a minute."""
-    out = tmp / "city"
-    out.mkdir()
-    text = (ROOT / "tags.yaml").read_text()
-    text = text.replace("normal: 10s", "normal: 3s").replace("slow: 60s", "slow: 5s")
-    text = text.replace("file: inventory/demo.csv", f"file: {ROOT / 'inventory' / 'demo.csv'}")
-    (out / "tags.yaml").write_text(text)
-    shutil.copy(ROOT / "alarms.yaml", out / "alarms.yaml")
-    shutil.copy(ROOT / "commands.yaml", out / "commands.yaml")
-    return out / "tags.yaml"
-
-
 @pytest.fixture
 async def field(tmp_path: Path) -> AsyncIterator[tuple[Any, Path]]:
-    from sim.runner import Simulator  # tests may import sim; the core never does
-
-    tags = city(tmp_path)
-    config = load_city(tags, tags.parent / "alarms.yaml")
-    sim = Simulator(config, seed=42, speed=1.0, ports="test", state_dir=tmp_path / "sim", start_time=NIGHT,
-                    control_port=None)
-    await sim.start()
-    try:
-        yield sim, tags
-    finally:
-        await sim.aclose()
+    """The demo city with shorter scans (normal 3 s, slow 5 s): a grace of seconds, not a minute."""
+    async with demo_field(tmp_path, normal="3s") as got:
+        yield got
 
 
 def device_stats(server: ScadaServer) -> dict[str, DeviceStats]:

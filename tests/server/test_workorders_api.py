@@ -19,30 +19,21 @@ import httpx
 import pytest
 import websockets
 
-from scada.config import load_city
 from tests.server.conftest import ROOT, login, running_server
-from tests.server.test_e2e import NIGHT, fast_city, until
+from tests.server.test_e2e import demo_field, until
 
 CREW_USER, CREW_PASSWORD = "crew.lighting-day", "Ladder-Truck-5150"
 
 
 @pytest.fixture
 async def field(tmp_path: Path) -> AsyncIterator[tuple[Any, Path]]:
-    from sim.runner import Simulator  # tests may import sim; the core never does
-
-    tags = fast_city(tmp_path)
-    # the shipped crews, with a one-second SLA for the buildings' priority 1: a breach within the test
-    text = (ROOT / "crews.yaml").read_text(encoding="utf-8")
-    (tags.parent / "crews.yaml").write_text(text.replace("sla: {1: 2h, 2: 8h, 3: 2d, 4: 5d}",
-                                                         "sla: {1: 1s, 2: 8h, 3: 2d, 4: 5d}"), encoding="utf-8")
-    config = load_city(tags, tags.parent / "alarms.yaml")
-    sim = Simulator(config, seed=42, speed=1.0, ports="test", state_dir=tmp_path / "sim", start_time=NIGHT,
-                    control_port=None)
-    await sim.start()
-    try:
+    async with demo_field(tmp_path) as (sim, tags):
+        # the shipped crews (read by the server, started by each test), with a one-second SLA for the
+        # buildings' priority 1: a breach within the test
+        text = (ROOT / "crews.yaml").read_text(encoding="utf-8")
+        (tags.parent / "crews.yaml").write_text(text.replace("sla: {1: 2h, 2: 8h, 3: 2d, 4: 5d}",
+                                                             "sla: {1: 1s, 2: 8h, 3: 2d, 4: 5d}"), encoding="utf-8")
         yield sim, tags
-    finally:
-        await sim.aclose()
 
 
 async def _not(x: Any) -> bool:
