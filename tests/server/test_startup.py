@@ -108,7 +108,12 @@ async def test_not_read_yet_is_starting_uncertain_never_lost_in_the_grace_and_ju
         assert {r["quality"] for r in rows if r["name"] in polled} == {"bad_comm"}
         await until("the bollard's comm-loss alarm", lambda: its_alarm in comm_lost_active(server),
                     timeout=2 * period + 3)
-        assert comm_lost_active(server) == {its_alarm}
+        others = comm_lost_active(server) - {its_alarm}
+        # another device's comm loss after the grace is allowed only where its reads really failed (a 1 s
+        # junction cycle can time out on a loaded 2-core machine: the alarm is then right, not a start-up leak)
+        stats = device_stats(server)
+        by_tag = {e.tag_name("poll/comm_lost"): e.device for e in config.equipment.values()}
+        assert all(stats[by_tag[a.split(":", 1)[1]]].errors > 0 for a in others), others
         h = (await c.get("/api/v1/health")).json()
         assert h["status"] == "degraded" and h["devices_lost"]["names"] == [bollard.device], h
         assert server.status("poll").status == "ok"  # nothing starting any more: settled
