@@ -3,24 +3,21 @@
     connection: {host, port, version: v2c | v3, community,          (v2c: the community selects the device)
                  user, context, auth_key_env, priv_key_env,         (v3: USM user + contextName)
                  auth_protocol: sha | sha256 | md5, priv_protocol: aes | aes256 | des,
-                 max_oids: 24, bulk_min: 4, transport: pysnmp | netsnmp}
+                 max_oids: 24, bulk_min: 4}
 
 This module plans the requests and turns answers into samples; a session object sends them, the same
-three calls (get / bulk / set → typed varbinds, or CommError / AuthError / ErrorStatus) on two
-libraries (measured: BENCHMARKS.md "SNMP", ``drivers.snmp_pysnmp``)::
+three calls (get / bulk / set → ``drivers.snmp_types.Varbind``, or CommError / AuthError / ErrorStatus)
+on one library per SNMP version (measured: BENCHMARKS.md "SNMP")::
 
-    default   drivers.snmp_pysnmp.PySnmpSession    pysnmp 7.1.30, one SnmpEngine per context
-                                                    ("snmp:engine"), in the driver's event loop
-    v2c, opt-in (``transport: netsnmp``)
-              drivers.snmp_netsnmp.NetSnmpSession  net-snmp's C library (ezsnmp 2.5.0) in a bounded worker
-                                                    pool ("snmp:netsnmp"): about half the client CPU
+    v2c   drivers.snmp_puresnmp.PureSnmpSession   puresnmp's codec (x690), one connected UDP socket per
+                                                   device, in the driver's event loop: about half
+                                                   pysnmp's CPU per request
+    v3    drivers.snmp_pysnmp.PySnmpSession       pysnmp 7.1.30, one SnmpEngine per context
+                                                   ("snmp:engine": engine boots/time and localised keys)
 
-Why net-snmp is not the default: in a full test run ezsnmp's bulk_get aborted the whole process
-("Fatal Python error: Aborted" inside ezsnmp, in a pool thread); net-snmp's library is not safe in a
-threaded process and ezsnmp has open reports of the same (concurrent sessions crash). A supervisory
-server must never die of a device's answer, so the C path stays opt-in until it runs isolated (a
-subprocess per pool) and is proven under the full suite; v3 always uses pysnmp (net-snmp rebuilds the
-v3 keys and engine time on every request).
+Why not net-snmp's C library (ezsnmp), tried before: in a full test run ezsnmp's bulk_get aborted the
+whole process (net-snmp is not safe in a threaded process); isolated in a worker process it cost more
+CPU than puresnmp in the same process (its per-varbind printing and the pipe), so it was dropped.
 
 Each driver only holds its session (target, credentials) and read plans. pysnmp is also the
 simulator's agent (``sim.snmp_agent``)::
@@ -37,8 +34,7 @@ simulator's agent (``sim.snmp_agent``)::
     answers: value → scaled, typed sample; noSuchObject/noSuchInstance/endOfMibView → bad_config (also
              for a column instance a GETBULK walked past: the device has no such row);
              wrong type (text for a number) → bad_device; error-status (genError ...) → bad_device
-             (v2c: net-snmp leaves out the varbind the agent named and asks again for the others:
-             that one is bad_device); no answer (timeout, garbled datagram) → bad_comm; v3
+             (every varbind of that PDU); no answer (timeout, garbled datagram) → bad_comm; v3
              credentials refused → bad_comm, ``last_error`` an AuthError saying so (the poller logs
              it once).
 
@@ -59,19 +55,12 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from drivers.base import Driver, DriverContext, engineering, raw_number
-from drivers.snmp_netsnmp import (
-    ErrorStatus,
-    NetSnmpEngine,
-    NetSnmpSession,
-    Target,
-    Varbind,
-    parse_oid,
-    shared_engine,
-)
+from drivers.snmp_puresnmp import PureSnmpSession
 from drivers.snmp_pysnmp import AUTH_PROTOCOLS, PRIV_PROTOCOLS, PySnmpSession, shared_pysnmp_engine
+from drivers.snmp_types import ErrorStatus, Target, Varbind, parse_oid
 from scada.config.model import DeviceDef, TagDef
 from scada.errors import AuthError, CommError, DeviceError, DriverError, WriteNotAllowed
 from scada.quality import Quality, Sample, Value
@@ -179,20 +168,8 @@ class SnmpDriver(Driver):
         self.version = "v3" if self.version in ("v3", "3") else "v2c"
         self.max_oids = int(conn.get("max_oids", 24))
         self.bulk_min = int(conn.get("bulk_min", 4))
-        self._session: NetSnmpSession | PySnmpSession | None = None
-        transport = str(conn.get("transport", "pysnmp")).lower()
-        if transport not in ("pysnmp", "netsnmp"):
-            raise ValueError(f"{device.name}: SNMP transport must be pysnmp or netsnmp, got {transport!r}")
-        if transport == "netsnmp" and self.version != "v2c":
-            raise ValueError(f"{device.name}: SNMP transport netsnmp is for v2c only, got version {self.version}")
-        self._netsnmp = transport == "netsnmp"
+        self._session: PureSnmpSession | PySnmpSession | None = None
         self._plans: dict[tuple[str, ...], SnmpPlan] = {}
-
-    @property
-    def engine(self) -> NetSnmpEngine | Any:
-        """What sends this driver's requests, shared by the SNMP drivers of its DriverContext: pysnmp's
-        SnmpEngine, or the net-snmp worker pool (v2c with ``transport: netsnmp``; module docstring)."""
-        return shared_engine(self.context) if self._netsnmp else shared_pysnmp_engine(self.context)
 
     # ------------------------------------------------------------------ connection
     def _target(self) -> Target:
@@ -224,20 +201,23 @@ class SnmpDriver(Driver):
             target = self._target()
         except AuthError as exc:
             raise self.fail(exc) from None
-        if self._netsnmp:
-            self._session = NetSnmpSession(self.name, target, shared_engine(self.context))
+        session: PureSnmpSession | PySnmpSession
+        if target.version == "v2c":
+            session = PureSnmpSession(self.name, target)
         else:
             session = PySnmpSession(self.name, target, shared_pysnmp_engine(self.context))
-            try:
-                await session.open()
-            except CommError as exc:
-                raise self.fail(exc) from None
-            self._session = session
+        try:
+            await session.open()
+        except CommError as exc:
+            raise self.fail(exc) from None
+        self._session = session
         self._connected = True
 
     async def aclose(self) -> None:
         self._connected = False
-        self._session = None
+        session, self._session = self._session, None
+        if isinstance(session, PureSnmpSession):
+            await session.aclose()
         if self.owns_context:
             await self.context.aclose()
 
@@ -292,7 +272,7 @@ class SnmpDriver(Driver):
         bad = Sample.bad(Quality.BAD_COMM)
         return [s if s is not None else bad for s in out]
 
-    async def _get(self, session: NetSnmpSession | PySnmpSession, points: Sequence[TagDef], indices: list[int],
+    async def _get(self, session: PureSnmpSession | PySnmpSession, points: Sequence[TagDef], indices: list[int],
                    out: list[Sample | None]) -> None:
         self.requests += 1
         try:
@@ -314,7 +294,7 @@ class SnmpDriver(Driver):
             else:
                 out[i] = self._sample(points[i], vb, now)
 
-    async def _bulk(self, session: NetSnmpSession | PySnmpSession, points: Sequence[TagDef], bulk: _Bulk,
+    async def _bulk(self, session: PureSnmpSession | PySnmpSession, points: Sequence[TagDef], bulk: _Bulk,
                     out: list[Sample | None]) -> None:
         self.requests += 1
         vbs: list[Varbind] = []
@@ -396,4 +376,4 @@ class SnmpDriver(Driver):
         return self.confirm(point, value, out[0], tolerance)
 
 
-__all__ = ["SET_ALLOW_LIST", "SnmpDriver", "SnmpPlan", "plan_snmp", "shared_engine"]
+__all__ = ["SET_ALLOW_LIST", "SnmpDriver", "SnmpPlan", "plan_snmp"]

@@ -1,17 +1,14 @@
-"""SNMP requests with pysnmp 7.1.30 (the SNMP driver's default path, v2c and v3), same answers as
-drivers.snmp_netsnmp (the opt-in v2c path: see drivers.snmp for why it is not the default).
-
-Why two request paths: net-snmp via ezsnmp opens a new net-snmp session per request, so for v3 it
-discovers the agent's engine and turns both passphrases into keys (1 MB of hashing each) on every
-request: ≈ 4.5 ms of CPU and two round trips per GET, against ≈ 2.4 ms and one round trip for pysnmp,
-which keeps the engine's boots/time and the localised keys in one process-wide ``SnmpEngine``. For
-v2c net-snmp costs ≈ 0.1 ms per GET against pysnmp's ≈ 1.2 ms. So v2c goes through net-snmp and v3
-through pysnmp (measured against snmpd; BENCHMARKS.md "SNMP"), where net-snmp is chosen at all::
+"""SNMPv3 requests with pysnmp 7.1.30 (the SNMP driver's v3 path), same answers and errors as
+``drivers.snmp_puresnmp`` (its v2c path; drivers.snmp says why two libraries)::
 
     SnmpDriver ──► PySnmpSession.get / bulk / set ──► pysnmp command generators, pre-built
                          (async, in the driver's loop)       numeric varbinds (hlapi's get_cmd would
                                                              resolve every OID against the MIBs)
-                     ◄── [Varbind] or CommError / AuthError / ErrorStatus (as drivers.snmp_netsnmp)
+                     ◄── [Varbind] or CommError / AuthError / ErrorStatus (drivers.snmp_types)
+
+Why pysnmp for v3: it keeps the agent's engine boots/time and the localised keys in one process-wide
+``SnmpEngine``, so a v3 GET is one round trip and no key hashing. The session also speaks v2c (tests
+compare both paths on the same agent).
 
 One ``SnmpEngine`` per DriverContext (``"snmp:engine"``), created only when a v3 device connects.
 """
@@ -41,7 +38,7 @@ from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
 from pysnmp.proto import errind, rfc1902, rfc1905
 
 from drivers.base import DriverContext, describe
-from drivers.snmp_netsnmp import ErrorStatus, Target, Varbind
+from drivers.snmp_types import ErrorStatus, Target, Varbind
 from scada.errors import AuthError, CommError, DeviceError, DriverError
 
 #: the connection's auth_protocol / priv_protocol names → pysnmp's protocols

@@ -15,6 +15,7 @@ import pytest
 from drivers.base import DriverContext
 from drivers.registry import DriverFactory
 from drivers.snmp import SnmpDriver, plan_snmp
+from drivers.snmp_puresnmp import PureSnmpSession
 from scada.config.model import DeviceDef, TagDef
 from scada.errors import AuthError, DeviceError, WriteNotAllowed
 from scada.poll import Poller, device_stat_tags, stat_tag_name
@@ -110,11 +111,15 @@ async def test_v2c_read_one_pdu_values_and_write(agent: tuple[SnmpAgent, dict[st
     # declared rw but the agent refuses the value (0..255): a DeviceError, not a success
     with pytest.raises(DeviceError, match="refused"):
         await drv.write(spc, 300)
-    # shared engine: two drivers from one factory use the same SnmpEngine
+    # v2c: each device its own connected socket, closed with the driver
     other = factory(cfg.devices["J002"])
     await other.connect()
-    assert isinstance(drv, SnmpDriver) and isinstance(other, SnmpDriver) and other.engine is drv.engine
+    assert isinstance(drv, SnmpDriver) and isinstance(other, SnmpDriver)
+    mine, theirs = drv._session, other._session
+    assert isinstance(mine, PureSnmpSession) and isinstance(theirs, PureSnmpSession)
+    assert mine._socket is not None and theirs._socket is not None and mine._socket is not theirs._socket
     await drv.aclose()
+    assert mine._socket is None
     await other.aclose()
     await factory.aclose()
 

@@ -1,19 +1,15 @@
-"""The SNMP driver's request paths: net-snmp pool isolation and answers, v3 with a context against snmpd.
-
-The net-snmp path (``transport: netsnmp``) is opt-in (drivers.snmp: ezsnmp aborted the whole test process
-once); its tests run when ``SCADA_TEST_NETSNMP=1``, never in the default suite, so that an abort cannot
-take a worker down with it. The others run on the default (pysnmp) path.
+"""The SNMP driver's two request paths: v2c on puresnmp (answers, errors, a dead device holding up
+nobody, the same answers as pysnmp) and v3 with a context against snmpd (pysnmp).
 
 Against the simulator's agent (sim.snmp_agent) and Debian's net-snmp snmpd, on 127.0.0.1 port 0::
 
-    SnmpDriver ×N (v2c) ──► NetSnmpEngine (one bounded pool per DriverContext) ──UDP──► SnmpAgent (pysnmp)
+    SnmpDriver ×N (v2c) ──► PureSnmpSession (a connected UDP socket each) ──UDP──► SnmpAgent (pysnmp)
     SnmpDriver (v3, contextName J005) ──► PySnmpSession ──UDP──► snmpd ──proxy -Cn J005 (v2c)──► SnmpAgent
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import time
@@ -25,7 +21,9 @@ import pytest
 from drivers.base import DriverContext
 from drivers.registry import DriverFactory
 from drivers.snmp import SnmpDriver
-from drivers.snmp_netsnmp import WORKERS, ErrorStatus, NetSnmpSession, Target, shared_engine
+from drivers.snmp_puresnmp import PureSnmpSession
+from drivers.snmp_pysnmp import PySnmpSession, shared_pysnmp_engine
+from drivers.snmp_types import ErrorStatus, Target
 from scada.config.model import DeviceDef
 from scada.errors import CommError
 from scada.quality import Quality
@@ -36,11 +34,6 @@ from tests.drivers.test_snmp import assert_junction_samples
 from tests.peers import require_peer
 
 AUTH, PRIV = "sim-auth-key-1", "sim-priv-key-1"
-
-#: the opt-in C path's own tests (module docstring)
-netsnmp_only = pytest.mark.skipif(os.environ.get("SCADA_TEST_NETSNMP") != "1",
-                                  reason="net-snmp transport is opt-in: set SCADA_TEST_NETSNMP=1 (drivers.snmp)")
-
 
 @pytest.fixture
 async def agent() -> AsyncIterator[tuple[SnmpAgent, dict[str, JunctionController]]]:
@@ -62,14 +55,11 @@ def silent_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
-@netsnmp_only
 async def test_a_dead_device_does_not_hold_up_the_others(
         agent: tuple[SnmpAgent, dict[str, JunctionController]], silent_port: int) -> None:
     a, models = agent
     cfg = demo_city(snmp_traffic=a.endpoint)
     names = sorted(models)[:12]
-    for n in names:  # the opt-in C path
-        cfg.devices[n].connection = {**cfg.devices[n].connection, "transport": "netsnmp"}
     dead = cfg.devices[names[0]]
     dead.connection = {**dead.connection, "port": silent_port}
     dead.timeout_s = 1.0
@@ -77,12 +67,10 @@ async def test_a_dead_device_does_not_hold_up_the_others(
     drivers = {n: factory(cfg.devices[n]) for n in names}
     for d in drivers.values():
         await d.connect()
-    first = next(iter(drivers.values()))
-    assert isinstance(first, SnmpDriver) and first.engine.workers == WORKERS
     for name in names[1:]:  # warm up: the agent (in this loop) builds its answers' machinery on first use
         await drivers[name].read(device_points(cfg, name))
-    # the loop keeps ticking while net-snmp waits in a worker: the worker does not hold the GIL (if it
-    # did, one gap would last the dead device's whole 1 s timeout)
+    # the loop keeps ticking while the dead device's request waits (a blocking wait would make one gap
+    # last its whole 1 s timeout)
     loop = asyncio.get_running_loop()
     gaps: list[float] = []
     stop = asyncio.Event()
@@ -103,7 +91,7 @@ async def test_a_dead_device_does_not_hold_up_the_others(
         finished[name] = loop.time() - t0
         return [s.quality for s in samples]
 
-    # the dead device first, so it holds a worker while the others are read
+    # the dead device first: its request is in flight while the others are read
     results = dict(zip(names, await asyncio.gather(*(read(n) for n in names)), strict=True))
     stop.set()
     await tick
@@ -136,13 +124,11 @@ async def test_getbulk_past_a_four_phase_controllers_rows_is_bad_config(
     await drv.aclose()
 
 
-@netsnmp_only
-async def test_net_snmp_session_answers_and_errors(agent: tuple[SnmpAgent, dict[str, JunctionController]],
-                                                   silent_port: int) -> None:
+async def test_v2c_session_answers_and_errors(agent: tuple[SnmpAgent, dict[str, JunctionController]],
+                                             silent_port: int) -> None:
     a, _models = agent
-    ctx = DriverContext()
-    engine = shared_engine(ctx)
-    v2c = NetSnmpSession("J001", Target("127.0.0.1", a.port, 1.0, "v2c", community="public-J001"), engine)
+    v2c = PureSnmpSession("J001", Target("127.0.0.1", a.port, 1.0, "v2c", community="public-J001"))
+    await v2c.open()
     vbs = await v2c.get(["1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.3.0", "1.3.6.1.4.1.1206.4.2.1.1.2.1.23.9",
                          "1.3.6.1.4.1.99999.77.0"])
     assert [(vb.kind, vb.value) for vb in vbs[:1]] == [("bytes", b"J001")]
@@ -151,25 +137,53 @@ async def test_net_snmp_session_answers_and_errors(agent: tuple[SnmpAgent, dict[
     # a walk off the end of the device's MIB
     tail = await v2c.bulk("1.3.6.1.4.1.1206.4.2.1.4.14", 3)
     assert tail[-1].kind == "end"
-    # SET refused by the agent: an ErrorStatus naming the status
+    # SET refused by the agent: an ErrorStatus naming the status, and the session goes on
     with pytest.raises(ErrorStatus) as refused:
         await v2c.set("1.3.6.1.4.1.1206.4.2.1.4.14.0", "i", "300")
     assert refused.value.status == "wrongValue"
-    # no answer: a CommError after the timeout
-    silent = NetSnmpSession("X", Target("127.0.0.1", silent_port, 0.2, "v2c", community="public"), engine)
+    await v2c.set("1.3.6.1.4.1.1206.4.2.1.4.14.0", "i", "2")
+    assert (await v2c.get(["1.3.6.1.4.1.1206.4.2.1.4.14.0"]))[0].value == 2
+    # no answer: a CommError after the timeout; the same session answers again once the agent does
+    silent = PureSnmpSession("X", Target("127.0.0.1", silent_port, 0.2, "v2c", community="public"))
     t0 = time.monotonic()
-    with pytest.raises(CommError):
+    with pytest.raises(CommError, match="timeout"):
         await silent.get(["1.3.6.1.2.1.1.5.0"])
     assert 0.15 < time.monotonic() - t0 < 1.5
     # v3 is pysnmp's (drivers.snmp_pysnmp); its keys never show in a Target's repr
     v3 = Target("127.0.0.1", a.port, 1.0, "v3", user="scada", context="J002", auth_key=AUTH, priv_key=PRIV)
     with pytest.raises(ValueError, match="v3"):
-        NetSnmpSession("J002", v3, engine)
+        PureSnmpSession("J002", v3)
     assert AUTH not in repr(v3) and PRIV not in repr(v3)
+    # closed, then used again: a new socket, the same answers
+    await v2c.aclose()
+    assert (await v2c.get(["1.3.6.1.2.1.1.5.0"]))[0].value == b"J001"
+    await v2c.aclose()
+    await silent.aclose()
+
+
+async def test_v2c_paths_agree_with_pysnmp(agent: tuple[SnmpAgent, dict[str, JunctionController]]) -> None:
+    """puresnmp (the driver's v2c path) and pysnmp answer the same requests identically, GET and GETBULK."""
+    a, _models = agent
+    cfg = demo_city(snmp_traffic=a.endpoint)
+    name = sorted(_models)[0]
+    oids = [p.address for p in device_points(cfg, name)]
+    target = Target("127.0.0.1", a.port, 1.0, "v2c", community=f"public-{name}")
+    ctx = DriverContext()
+    ours = PureSnmpSession(name, target)
+    theirs = PySnmpSession(name, target, shared_pysnmp_engine(ctx))
+    await ours.open()
+    await theirs.open()
+    for _ in range(2):
+        # the controller's status may change between the two requests: compare what cannot (kinds, oids,
+        # the static objects), and the values of the static objects
+        mine, other = await ours.get(oids[:20]), await theirs.get(oids[:20])
+        assert [(v.oid, v.kind) for v in mine] == [(v.oid, v.kind) for v in other]
+        assert [v.value for v in mine if v.kind == "bytes"] == [v.value for v in other if v.kind == "bytes"]
+        walk, walk2 = await ours.bulk("1.3.6.1.4.1.1206.4.2.1.1.2.1.23", 10), \
+            await theirs.bulk("1.3.6.1.4.1.1206.4.2.1.1.2.1.23", 10)
+        assert walk == walk2 and len(walk) == 10
+    await ours.aclose()
     await ctx.aclose()
-    # a closed pool: the driver's requests fail as a lost link, never with a library exception
-    with pytest.raises(CommError):
-        await v2c.get(["1.3.6.1.2.1.1.5.0"])
 
 
 # ---------------------------------------------------------------------- snmpd with a v3 context
