@@ -8,6 +8,9 @@
                                          │ queue full = slow consumer: drop the queued deltas, clear
                                          ▼ the dirty bits, queue one fresh snapshot (reason "resync")
 
+    work-order store ─on_workorders(orders)─► per client subscribed with "workorders": the last state of each
+                                         changed order (by id: coalesced like the tags), in the same delta
+
 A storm of 34,000 changes costs one dirty-bit assignment per client per batch and one message per
 client per 100 ms, whatever the rate: coalescing keeps the last value, and memory per client is one
 byte per tag plus at most `queue` messages. Nothing grows with the change rate.
@@ -16,13 +19,18 @@ Protocol (JSON text frames)::
 
     client → server  {"type": "auth", "token": "..."}           (if no Authorization header was sent)
                      {"type": "subscribe", "tags": ["dijon/lighting/*"], "equipment": ["C0001"],
-                      "areas": ["Dijon"], "domains": ["lighting"], "alarms": true}
+                      "areas": ["Dijon"], "domains": ["lighting"], "alarms": true, "workorders": true}
                      {"type": "ping"}
     server → client  {"type": "hello", "user": ..., "role": ..., "batch_ms": 100, "server_time_ms": ...}
                      {"type": "snapshot", "seq": 1, "reason": "subscribe"|"resync"|"reload",
                       "tags": [[name, value, quality, source_ms], ...], "alarms": [alarm, ...]}
                      {"type": "delta", "seq": 2, "tags": [[name, value, quality, source_ms], ...],
-                      "alarms": [alarm event, ...]}
+                      "alarms": [alarm event, ...],
+                      "workorders": [{"event": "created"|"changed", id, status, ... as GET /workorders/{id}}]}
+                      (the "workorders" key only when the client asked for them and some changed, in a snapshot
+                      too: a console subscribes first, then reads GET /workorders, then applies the events by
+                      id; after a snapshot of reason "resync" it reads GET /workorders again, since a slow
+                      consumer's dropped deltas may have held order events)
                      {"type": "pong"} | {"type": "error", "what": ..., "why": ...}
 
 ``seq`` grows by one per message to a client: a gap means the client missed something and should
@@ -67,6 +75,7 @@ class Subscription:
     areas: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
     alarms: bool = True
+    workorders: bool = False
 
     @classmethod
     def parse(cls, msg: dict[str, Any]) -> Subscription:
@@ -80,10 +89,10 @@ class Subscription:
                 raise ValueError(f"'{key}' may list at most 1000 entries")
             return list(v)
 
-        alarms = msg.get("alarms", True)
-        if not isinstance(alarms, bool):
-            raise ValueError("'alarms' must be true or false")
-        return cls(strings("tags"), strings("equipment"), strings("areas"), strings("domains"), alarms)
+        alarms, workorders = msg.get("alarms", True), msg.get("workorders", False)
+        if not isinstance(alarms, bool) or not isinstance(workorders, bool):
+            raise ValueError("'alarms' and 'workorders' must be true or false")
+        return cls(strings("tags"), strings("equipment"), strings("areas"), strings("domains"), alarms, workorders)
 
 
 class Client:
@@ -100,6 +109,7 @@ class Client:
         self.alarm_equipment: set[str] = set()
         self.alarm_events: deque[dict[str, Any]] = deque()
         self.alarm_overflow = False
+        self.workorders: dict[str, dict[str, Any]] = {}  # order id → its last state since the last flush
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self.seq = 0
         self.resyncs = 0
@@ -122,7 +132,8 @@ class Hub:
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
         self._unsub: Callable[[], None] | None = None
-        self.stats = {"deltas": 0, "snapshots": 0, "resyncs": 0, "tag_rows": 0, "alarm_events": 0}
+        self.stats = {"deltas": 0, "snapshots": 0, "resyncs": 0, "tag_rows": 0, "alarm_events": 0,
+                      "workorder_events": 0}
         self.bind(config, tagdb)
 
     # ------------------------------------------------------------------ wiring
@@ -215,6 +226,14 @@ class Hub:
                     elif not c.alarm_overflow:
                         c.alarm_events.append(alarm)
 
+    def on_workorders(self, orders: list[dict[str, Any]]) -> None:
+        """Changed work orders (dicts with ``id``), for the clients that subscribed to them; any thread."""
+        with self._lock:
+            for c in self.clients.values():
+                if c.sub is not None and c.sub.workorders:
+                    for o in orders:
+                        c.workorders[str(o["id"])] = o
+
     # ------------------------------------------------------------------ clients
     async def connect(self, user: str, send: Send) -> Client:
         with self._lock:
@@ -284,31 +303,37 @@ class Hub:
                 c.alarm_events.clear()
                 overflow = c.alarm_overflow
                 c.alarm_overflow = False
+                orders = list(c.workorders.values())
+                c.workorders.clear()
             if reason is not None:
                 if alarms_cache is None:
                     alarms_cache = self.alarm_snapshot()
-                self._snapshot(c, reason, alarms_cache)
+                self._snapshot(c, reason, alarms_cache, orders)
                 continue
             if overflow:  # too many alarm events to replay: send the current list instead
                 if alarms_cache is None:
                     alarms_cache = self.alarm_snapshot()
-                self._snapshot(c, "resync", alarms_cache)
+                self._snapshot(c, "resync", alarms_cache, orders)
                 continue
-            if idx.size == 0 and not events:
+            if idx.size == 0 and not events and not orders:
                 continue
             rows = self.rows(idx)
             self.stats["deltas"] += 1
             self.stats["tag_rows"] += len(rows)
             self.stats["alarm_events"] += len(events)
-            self._enqueue(c, {"type": "delta", "tags": rows, "alarms": events})
+            self.stats["workorder_events"] += len(orders)
+            self._enqueue(c, {"type": "delta", "tags": rows, "alarms": events,
+                              **({"workorders": orders} if orders else {})})
 
-    def _snapshot(self, c: Client, reason: str, alarms: list[dict[str, Any]]) -> None:
+    def _snapshot(self, c: Client, reason: str, alarms: list[dict[str, Any]], orders: list[dict[str, Any]]) -> None:
         if c.sub is None:
             return
         idx = np.flatnonzero(c.mask)
         wanted = [a for a in alarms if self.alarm_wanted(c, a)]
         self.stats["snapshots"] += 1
-        self._enqueue(c, {"type": "snapshot", "reason": reason, "tags": self.rows(idx), "alarms": wanted})
+        # the orders changed since the last flush ride along (a snapshot holds no order list: GET /workorders)
+        self._enqueue(c, {"type": "snapshot", "reason": reason, "tags": self.rows(idx), "alarms": wanted,
+                          **({"workorders": orders} if orders else {})})
 
     def _enqueue(self, c: Client, message: dict[str, Any]) -> None:
         if message["type"] in ("delta", "snapshot"):

@@ -20,6 +20,12 @@ Every equipment lies inside its commune's outline. A cabinet's luminaires stand 
 they stay in the commune), written as the ``lamp_positions`` column (``lat lon;lat lon;...``, one pair
 per luminaire in lamp order, see scada.config.inventory): the console draws them where the inventory
 says, it does not invent them.
+
+The maintenance crews (``crews.yaml``, scada.workorders.crews): the demo scale keeps the shipped, hand-written
+one (its vehicles are V001..V012 whatever the seed); a full-scale city gets its own from :func:`crews_yaml`:
+the shipped file's services and SLAs, and crews of two or three vehicles, each crew from the vehicles based in
+one commune (its vehicles' inventory commune), the vehicles shared out among the services by their share of the
+maintenance work (:data:`CREW_SHARES`), with the services' usual shifts (:data:`SHIFTS`).
 """
 
 from __future__ import annotations
@@ -342,7 +348,8 @@ def write_inventory(path: Path, scale: Scale, seed: int, progress: Callable[[int
 
 def generate(out: Path, scale_name: str, seed: int, root: Path,
              progress: Callable[[int], None] | None = None) -> Path:
-    """Write ``out/tags.yaml``, ``alarms.yaml``, ``commands.yaml`` and ``inventory.csv``; return the tags path."""
+    """Write ``out/tags.yaml``, ``alarms.yaml``, ``commands.yaml``, ``crews.yaml`` and ``inventory.csv``; return the
+    tags path."""
     scale = SCALES[scale_name]
     out.mkdir(parents=True, exist_ok=True)
     write_inventory(out / "inventory.csv", scale, seed, progress)
@@ -354,7 +361,75 @@ def generate(out: Path, scale_name: str, seed: int, root: Path,
     if scale.junction_layouts:  # layouts come from the inventory's column, not the demo's per-junction list
         commands = [line for line in commands if not _EXPLICIT_JUNCTION.match(line)]
     (out / "commands.yaml").write_text("".join(commands), encoding="utf-8")
+    if scale_name == "demo":  # the demo keeps its own crews (vehicle ids V001..V012 exist at any seed)
+        shutil.copyfile(root / "crews.yaml", out / "crews.yaml")
+    else:
+        with (out / "inventory.csv").open(newline="", encoding="utf-8") as fh:
+            vehicles = [(r["id"], r["commune"]) for r in csv.DictReader(fh) if r["type"] == "vehicle"]
+        text = crews_yaml((root / "crews.yaml").read_text(encoding="utf-8"), vehicles, seed)
+        (out / "crews.yaml").write_text(text, encoding="utf-8")
     return out / "tags.yaml"
 
 
-__all__ = ["COMMUNES", "SCALES", "count_rows", "generate", "rows", "slug", "write_inventory"]
+#: the vehicles' share per service (its part of the maintenance work: lighting's 1,100 cabinets lead)
+CREW_SHARES = {"lighting": 0.40, "traffic": 0.18, "buildings": 0.15, "cctv": 0.10, "bollards": 0.06, "panels": 0.05,
+               "parking": 0.06}
+WEEK = "[mon, tue, wed, thu, fri]"
+ALL_WEEK = "[mon, tue, wed, thu, fri, sat, sun]"
+#: service → the shifts its crews take in turn (crew k gets entry k mod n); [] is on call around the clock
+SHIFTS: dict[str, list[list[str]]] = {
+    "lighting": [[f'{{days: {WEEK}, start: "07:00", end: "15:00"}}'],
+                 [f'{{days: {ALL_WEEK}, start: "18:00", end: "02:00"}}'], []],
+    "traffic": [[f'{{days: {WEEK}, start: "06:00", end: "14:00"}}', f'{{days: {WEEK}, start: "14:00", end: "22:00"}}'],
+                [f'{{days: {ALL_WEEK}, start: "22:00", end: "06:00"}}'], []],
+    "buildings": [[f'{{days: {WEEK}, start: "08:00", end: "17:00"}}'], []],
+    "cctv": [[f'{{days: {WEEK}, start: "08:00", end: "17:00"}}'], []],
+    "bollards": [[]],
+    "panels": [[f'{{days: {WEEK}, start: "08:00", end: "17:00"}}']],
+    "parking": [[f'{{days: {WEEK}, start: "08:00", end: "17:00"}}']],
+}
+
+
+def crews_yaml(shipped: str, vehicles: list[tuple[str, str]], seed: int) -> str:
+    """``crews.yaml`` for a generated city: ``shipped``'s settings and services (the SLAs, kept as written), then
+    crews of 2-3 vehicles of one commune each; ``vehicles`` are (id, commune) from the inventory."""
+    lines = shipped.splitlines()
+    start = next(i for i, line in enumerate(lines) if line and not line.startswith("#"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("crews:"))
+    rng = random.Random(seed + 4)  # its own stream: the inventory's are untouched
+    shuffled = vehicles[:]
+    rng.shuffle(shuffled)
+    # largest remainder: every service gets its share of the vehicles, at least two (one crew)
+    services = list(CREW_SHARES)
+    counts = {s: max(2, int(len(shuffled) * CREW_SHARES[s])) for s in services}
+    left = max(0, len(shuffled) - sum(counts.values()))
+    for s in sorted(services, key=lambda s: (len(shuffled) * CREW_SHARES[s]) % 1, reverse=True)[:left]:
+        counts[s] += 1
+    out = ["# Maintenance crews of the generated city (scada.config.generate.crews_yaml): each crew drives vehicles",
+           "# based in its commune; services and SLAs as the shipped crews.yaml. Validated by `scada check`.", "",
+           *lines[start:end], "crews:"]
+    taken = 0
+    for service in services:
+        mine = sorted(shuffled[taken:taken + counts[service]], key=lambda v: (v[1], v[0]))
+        taken += counts[service]
+        by_commune: dict[str, list[str]] = {}
+        for vid, commune in mine:
+            by_commune.setdefault(commune, []).append(vid)
+        k = 0
+        for commune, ids in by_commune.items():
+            # crews of 3, the last of 2 or 3 (a commune's lone vehicle is a crew of one)
+            groups = [ids[i:i + 3] for i in range(0, len(ids), 3)]
+            if len(groups) > 1 and len(groups[-1]) == 1:
+                groups[-2:] = [groups[-2][:2], groups[-2][2:] + groups[-1]]
+            for n, group in enumerate(groups, 1):
+                crew = f"{service}-{slug(commune)}-{n}"
+                shifts = SHIFTS[service][k % len(SHIFTS[service])]
+                k += 1
+                out += [f"  - id: {crew}", f"    service: {service}", f"    vehicles: [{', '.join(group)}]",
+                        f"    accounts: [crew.{crew}]", f'    description: "based in {commune}"']
+                if shifts:
+                    out.append(f"    shifts: [{', '.join(shifts)}]")
+    return "\n".join(out) + "\n"
+
+
+__all__ = ["COMMUNES", "SCALES", "count_rows", "crews_yaml", "generate", "rows", "slug", "write_inventory"]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from scada.i18n import _
 from scada.workorders.crews import Crew, CrewsConfig
 from scada.workorders.model import Status, WorkOrder
 
@@ -128,8 +129,10 @@ def _candidate(order: WorkOrder, crew: Crew, busy: Mapping[str, str], positions:
             best = (eta, v, fix)
     on_shift = crew.on_shift(local_now)
     mission = busy.get(crew.id)
-    why = [w for w, bad in (("off shift", not on_shift), (f"busy with {mission}", mission is not None),
-                            ("no vehicle position", best is None)) if bad]
+    # in the server's language: the dispatch dialog shows it as it comes
+    why = [w for w, bad in ((_("off shift"), not on_shift), (_("busy with {order}").format(order=mission),
+                                                             mission is not None),
+                            (_("no vehicle position"), best is None)) if bad]
     if best is None:
         return Candidate(crew.id, crew.service, crew.vehicles[0] if crew.vehicles else None, None, None, None, None,
                          False, on_shift, mission, ", ".join(why))

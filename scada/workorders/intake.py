@@ -62,7 +62,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scada import sqlitestore
 from scada.config.loader import Problems, validate_item
@@ -71,6 +71,7 @@ from scada.config.schema import Duration
 from scada.config.yamlsource import line_of, load_yaml
 from scada.errors import ConfigError, ConfigProblem, Refusal, Refused
 from scada.geo import M_PER_DEG_LAT, M_PER_DEG_LON_EQ
+from scada.i18n import N_, _
 from scada.workorders.model import Action, Change, Status, WorkOrder
 from scada.workorders.service import SYSTEM_USER, WorkOrders
 
@@ -100,10 +101,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _sha256_hex(value: str) -> str:
+    if len(value) != 64 or value.strip("0123456789abcdef"):
+        raise ValueError("must be the SHA-256 of the channel's token, 64 lower-case hex digits (hash_token)")
+    return value
+
+
 class ChannelEntry(_Strict):
-    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    token_sha256: str
     per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 600
     burst: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # default: per_minute
+
+    _check = field_validator("token_sha256")(_sha256_hex)
 
 
 class IntakeFile(_Strict):
@@ -371,12 +380,12 @@ class Intake:
         what = "file a citizen report"
         spec = CATEGORIES.get(report.category)
         if spec is None:
-            raise Refused(what, f"category must be one of {', '.join(CATEGORIES)}, got {report.category!r}",
-                          Refusal.INVALID)
+            raise Refused(what, _("category must be one of {categories}, got {category}").format(
+                categories=", ".join(CATEGORIES), category=repr(report.category)), Refusal.INVALID)
         if (report.lat is None) != (report.lon is None):
-            raise Refused(what, "give both lat and lon, or neither", Refusal.INVALID)
+            raise Refused(what, N_("give both lat and lon, or neither"), Refusal.INVALID)
         if report.lat is None and not (report.address or "").strip():
-            raise Refused(what, "give a position (lat, lon) or an address", Refusal.INVALID)
+            raise Refused(what, N_("give a position (lat, lon) or an address"), Refusal.INVALID)
         if self.orders.city is not self._city:  # a reload changed the city: locate in the new one
             self.locator, self._city = Locator(self.orders.city), self.orders.city
         with self.lock:
@@ -443,7 +452,7 @@ class Intake:
         """What the reporter may see of its report: status and times, nothing else (no text, no contact)."""
         row = self.db.execute("SELECT category, created_ms, order_id FROM reports WHERE ref = ?", (ref,)).fetchone()
         if row is None:
-            raise Refused("follow a citizen report", "no such reference", Refusal.NOT_FOUND)
+            raise Refused("follow a citizen report", N_("no such reference"), Refusal.NOT_FOUND)
         order = self.orders.store.get(str(row[2])) if row[2] else None
         return {"reference": ref, "category": str(row[0]), "received_ms": int(row[1]),
                 "status": FOLLOW[order.status] if order else "not_located",

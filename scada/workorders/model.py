@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scada.errors import Refusal, Refused
+from scada.i18n import N_, _
 
 
 class Status(enum.StrEnum):
@@ -212,19 +213,19 @@ def apply(order: WorkOrder | None, change: Change) -> WorkOrder:
     """The order after ``change``; :class:`Refused` (nothing changes) when the diagram does not allow it."""
     if change.action is Action.CREATE:
         if order is not None:
-            raise refused(order, change.action, "the order already exists")
+            raise refused(order, change.action, N_("the order already exists"))
         return create(change)
     if order is None:
-        raise Refused(f"{change.action} work order {change.order_id}", "no such work order", Refusal.NOT_FOUND)
+        raise Refused(f"{change.action} work order {change.order_id}", N_("no such work order"), Refusal.NOT_FOUND)
     allowed, target = TRANSITIONS[change.action]
     if order.status not in allowed:
         starts = ", ".join(sorted(str(s) for s in allowed))
-        raise refused(order, change.action, f"the order is {order.status}; {change.action} is possible from "
-                                            f"{starts} only")
+        raise refused(order, change.action, _("the order is {status}; {action} is possible from {starts} only")
+                      .format(status=order.status, action=change.action, starts=starts))
     d = change.data
     missing = [k for k in REQUIRED.get(change.action, ()) if not d.get(k)]
     if missing:
-        raise refused(order, change.action, f"give {' and '.join(missing)}")
+        raise refused(order, change.action, _("give {fields}").format(fields=" and ".join(missing)))
     new = target if target is not None else order.status
     kw: dict[str, Any] = {"status": new, "updated_ms": change.ts_ms}
     stage = STAGE_FIELDS.get(new)

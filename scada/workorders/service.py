@@ -33,6 +33,7 @@ from typing import Any
 
 from scada.config.model import CityConfig
 from scada.errors import Refusal, Refused
+from scada.i18n import N_, _
 from scada.workorders.crews import CrewsConfig
 from scada.workorders.model import SYSTEM_ACTIONS, Action, Change, Status, WorkOrder
 from scada.workorders.store import OrderQuery, WorkOrderStore
@@ -86,7 +87,8 @@ class WorkOrders:
     def _equipment(self, equipment: str, what: str) -> Any:
         eq = self.city.equipment.get(equipment)
         if eq is None:
-            raise Refused(what, f"no equipment {equipment!r} in the city", Refusal.NOT_FOUND)
+            raise Refused(what, _("no equipment {equipment} in the city").format(equipment=repr(equipment)),
+                          Refusal.NOT_FOUND)
         return eq
 
     def service_of(self, equipment: str) -> str:
@@ -99,9 +101,9 @@ class WorkOrders:
         act = f"create a work order for {equipment!r}"
         eq = self._equipment(equipment, act)
         if not 1 <= priority <= 4:
-            raise Refused(act, f"priority must be 1..4, got {priority}", Refusal.INVALID)
+            raise Refused(act, _("priority must be 1..4, got {priority}").format(priority=priority), Refusal.INVALID)
         if not what.strip():
-            raise Refused(act, "say what is wrong", Refusal.INVALID)
+            raise Refused(act, N_("say what is wrong"), Refusal.INVALID)
         svc = service or self.crews.service_of(eq.template) or eq.domain
         due = now_ms + int(self.crews.sla_s(svc, priority) * 1000)
         data = {"equipment": eq.id, "template": eq.template, "commune": eq.commune, "lat": eq.lat, "lon": eq.lon,
@@ -149,7 +151,7 @@ class WorkOrders:
                    idem: str | None = None) -> tuple[WorkOrder, bool]:
         """One click from an alarm: its equipment's open order with the alarm linked, else a new order."""
         if not alarm.equipment:
-            raise Refused(f"create a work order from alarm {alarm.id!r}", "the alarm belongs to no equipment",
+            raise Refused(f"create a work order from alarm {alarm.id!r}", N_("the alarm belongs to no equipment"),
                           Refusal.INVALID)
         return self.create(user, alarm.equipment, alarm.message, alarm.priority, now_ms,
                            service=alarm.service or None, alarms=[alarm.id], source=source, idem=idem)
@@ -159,8 +161,9 @@ class WorkOrders:
         """Link alarms to an open order (the out-of-service path: the alarm must be of the order's equipment)."""
         order = self.get(order_id)
         if equipment is not None and order.equipment != equipment:
-            raise Refused(f"link alarms to work order {order_id}", f"the order is for {order.equipment}, the alarm "
-                                                                   f"for {equipment}", Refusal.INVALID)
+            raise Refused(f"link alarms to work order {order_id}",
+                          _("the order is for {order_equipment}, the alarm for {alarm_equipment}").format(
+                              order_equipment=order.equipment, alarm_equipment=equipment), Refusal.INVALID)
         after = self.store.commit([_link_change(order, alarm_ids, user, now_ms, None)])[-1]
         self._linked(order, after, user, now_ms)
         return after
@@ -169,7 +172,7 @@ class WorkOrders:
     def get(self, order_id: str) -> WorkOrder:
         order = self.store.get(order_id)
         if order is None:
-            raise Refused(f"read work order {order_id!r}", "no such work order", Refusal.NOT_FOUND)
+            raise Refused(f"read work order {order_id!r}", N_("no such work order"), Refusal.NOT_FOUND)
         return order
 
     def act(self, order_id: str, action: Action | str, user: str, now_ms: int, data: Mapping[str, Any] | None = None,
@@ -182,16 +185,16 @@ class WorkOrders:
         try:
             a = Action(action)
         except ValueError:
-            raise Refused(f"{action} work order {order_id}", f"unknown action; actions: "
-                          f"{', '.join(str(x) for x in Action if x not in SYSTEM_ACTIONS and x is not Action.CREATE)}",
-                          Refusal.INVALID) from None
+            actions = ", ".join(str(x) for x in Action if x not in SYSTEM_ACTIONS and x is not Action.CREATE)
+            raise Refused(f"{action} work order {order_id}", _("unknown action; actions: {actions}").format(
+                actions=actions), Refusal.INVALID) from None
         what = f"{a} work order {order_id}"
         if a in SYSTEM_ACTIONS or a is Action.CREATE:
-            raise Refused(what, "only the system takes this action", Refusal.INVALID)
+            raise Refused(what, N_("only the system takes this action"), Refusal.INVALID)
         order = self.get(order_id)
         if crew is not None and order.crew != crew:
             # a crew sees only its own missions: another's is as good as absent
-            raise Refused(what, "no such work order among this crew's missions", Refusal.NOT_FOUND)
+            raise Refused(what, N_("no such work order among this crew's missions"), Refusal.NOT_FOUND)
         payload = {k: (str(v)[:MAX_TEXT] if isinstance(v, str) else v) for k, v in (data or {}).items()
                    if v is not None}
         if a is Action.ASSIGN:
@@ -207,13 +210,14 @@ class WorkOrders:
         crew = self.crews.crews.get(crew_id)
         if crew is None:
             known = ", ".join(sorted(self.crews.crews)) or "none in crews.yaml"
-            raise Refused(what, f"no crew {crew_id!r} (crews: {known})", Refusal.INVALID)
+            raise Refused(what, _("no crew {crew} (crews: {known})").format(crew=repr(crew_id), known=known),
+                          Refusal.INVALID)
         vehicle = data.get("vehicle")
         if vehicle is None and crew.vehicles:
             data["vehicle"] = crew.vehicles[0]
         elif vehicle is not None and vehicle not in crew.vehicles:
-            raise Refused(what, f"vehicle {vehicle!r} is not one of crew {crew_id}'s ({', '.join(crew.vehicles)})",
-                          Refusal.INVALID)
+            raise Refused(what, _("vehicle {vehicle} is not one of crew {crew}'s ({vehicles})").format(
+                vehicle=repr(vehicle), crew=crew_id, vehicles=", ".join(crew.vehicles)), Refusal.INVALID)
 
     def try_resolve(self, order_id: str, now_ms: int) -> WorkOrder | None:
         """Resolve a done order whose equipment has no active alarm left; None when it stays as it is."""

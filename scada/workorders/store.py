@@ -14,6 +14,11 @@ transaction committed with ``synchronous=FULL`` before it returns, so a change w
 survives kill -9 (and power loss). ``orders`` is only ever what ``replay(changes)`` gives:
 :meth:`WorkOrderStore.verify` checks it.
 
+Listeners: after each commit, every function in :attr:`WorkOrderStore.listeners` gets the orders the commit
+changed, each with ``True`` when the commit created it (a retried change changes nothing: not told). They run
+in the committing thread, after the transaction, outside the store's lock; what one raises is logged and does not
+undo the commit (the server's WebSocket hub is one: server.components.workorders).
+
 Idempotency: a change carrying a key (``idem``) that the journal already holds is not applied again; the
 call returns the order as it is, so a crew tablet's retried "done" is recorded once.
 """
@@ -21,6 +26,7 @@ call returns the order as it is, so a crew tablet's retried "done" is recorded o
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +37,8 @@ from typing import Any
 from scada import sqlitestore
 from scada.errors import Refused, StorageError
 from scada.workorders.model import Action, Change, Status, WorkOrder, apply, replay
+
+log = logging.getLogger(__name__)
 
 FILE_NAME = "workorders.sqlite"
 SCHEMA_VERSION = 1
@@ -100,6 +108,10 @@ class ChangeRow:
                 "data": dict(c.data), "status": str(self.status)}
 
 
+#: told after each commit: (order after the commit, created by it), one per order the commit changed
+Listener = Callable[[Sequence[tuple[WorkOrder, bool]]], None]
+
+
 class WorkOrderStore:
     """Work orders and their append-only change journal in one SQLite file (WAL)."""
 
@@ -107,6 +119,7 @@ class WorkOrderStore:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
+        self.listeners: list[Listener] = []
         try:
             # synchronous FULL: a returned change survives kill -9 and power loss
             self._db = sqlitestore.connect(self.path, "work-order store", readonly=readonly)
@@ -157,6 +170,7 @@ class WorkOrderStore:
                     batch = changes(self) if callable(changes) else changes
                     out: list[WorkOrder] = []
                     cache: dict[str, WorkOrder | None] = {}
+                    changed: dict[str, tuple[WorkOrder, bool]] = {}  # the last state of each, and whether new
                     for c in batch:
                         seen = None if c.idem is None else \
                             self._db.execute("SELECT order_id FROM changes WHERE idem = ?", (c.idem,)).fetchone()
@@ -168,6 +182,7 @@ class WorkOrderStore:
                             continue
                         order = cache[c.order_id] if c.order_id in cache else self._get(c.order_id)
                         new = apply(order, c)
+                        created = order is None or changed.get(c.order_id, (new, False))[1]
                         self._db.execute(
                             "INSERT INTO changes(order_id, ts_ms, user, action, data, status, idem) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -179,6 +194,7 @@ class WorkOrderStore:
                             (new.id, new.equipment, new.service, new.commune, str(new.status), new.crew, new.priority,
                              new.created_ms, new.due_ms, json.dumps(new.as_dict(), sort_keys=True)))
                         cache[c.order_id] = new
+                        changed[c.order_id] = (new, created)
                         out.append(new)
                     self._db.execute("COMMIT")
                 except BaseException:  # a refusal or a cancellation must not leave the transaction open
@@ -188,6 +204,13 @@ class WorkOrderStore:
                 raise
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: cannot write to the work-order store: {exc}") from exc
+        if changed:
+            told = list(changed.values())
+            for listener in list(self.listeners):
+                try:
+                    listener(told)
+                except Exception:  # a listener's failure must not turn a committed change into an error (logged)
+                    log.exception("%s: a work-order listener failed", self.path.name)
         return out
 
     # ------------------------------------------------------------------ read

@@ -15,6 +15,9 @@
                the mission goes to the vehicle through the command gate (server.routes.workorders)
     intake.yaml (beside tags.yaml; absent: no citizen intake) ─► scada.workorders.intake.Intake over the same
                façade (intake.sqlite + contacts.sqlite); every hour: contacts past their retention purged
+    every commit of the store (whoever wrote: API, alarm events, geofence, intake) ─► the WebSocket hub
+               (server.hub.Hub.on_workorders): consoles subscribed with ``"workorders": true`` get each changed
+               order, ``{"event": "created"|"changed", ...}`` with the fields of GET /workorders/{id}
     reload: crews.yaml checked in prepare (a bad one refuses the whole reload), then the new city and crews
 
 The API reaches the façade as ``component.orders`` (:func:`server.routes.workorders.orders_of`); the out-of-
@@ -124,6 +127,7 @@ class WorkOrderComponent:
         crews = load_crews_for(crews_path(self.server), config)
         path = self.server.data_dir / FILE_NAME
         store = self.store = await asyncio.to_thread(WorkOrderStore, path)
+        store.listeners.append(self._to_consoles)
         self.orders = WorkOrders(store, config, crews, alarms_active=self._alarms_active, on_link=self._journal_link)
         self.auto_rules = _auto_rules(config)
         intake = load_intake_for(intake_path(self.server))
@@ -251,6 +255,12 @@ class WorkOrderComponent:
         except KeyError:
             raise Refused(what, "no such alarm", Refusal.NOT_FOUND) from None
         return AlarmRef.of_view(alarm_view_dict(view))
+
+    def _to_consoles(self, changed: Sequence[tuple[WorkOrder, bool]]) -> None:
+        """Store listener (the committing thread): the changed orders to the WebSocket hub's subscribers."""
+        now = time.time_ns() // 1_000_000
+        self.server.hub.on_workorders([{"event": "created" if created else "changed", **o.as_dict(),
+                                        "overdue": o.open and o.overdue(now)} for o, created in changed])
 
     def _on_alarm(self, view: Json) -> None:
         """Alarm listener, called under the engine's lock: queue and return (the work runs in _run)."""

@@ -9,12 +9,23 @@ from pathlib import Path
 import pytest
 
 from scada.config import CityConfig, load_city
+from scada.i18n import get_language, set_language
 from scada.workorders import CrewsConfig, WorkOrders, WorkOrderStore, load_crews
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, epoch ms
 MIN = 60_000
 HOUR = 60 * MIN
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    """The refusal reasons and dispatch texts are built in the process's language (scada.i18n): the assertions
+    read the English msgids (test_i18n_texts checks the French)."""
+    before = get_language()
+    set_language("en")
+    yield
+    set_language(before)
 
 
 @pytest.fixture(scope="session")

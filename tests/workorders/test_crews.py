@@ -90,3 +90,34 @@ def test_scada_check_reports_crews_problems(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "cli", "check", str(ROOT / "tags.yaml"), str(ROOT / "alarms.yaml")],
                         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_generated_dijon_ships_crews_in_real_communes(tmp_path: Path) -> None:
+    """``config generate --scale dijon`` writes a crews.yaml that ``scada check`` passes: every vehicle of the
+    inventory in exactly one crew, each crew's vehicles based in the commune it is named after, every service
+    crewed; the demo scale keeps the shipped crews.yaml."""
+    from scada.config import load_city
+    from scada.config.generate import COMMUNES, generate, slug
+
+    tags = generate(tmp_path / "dijon", "dijon", 42, ROOT)
+    city = load_city(tags, tags.parent / "alarms.yaml")
+    crews, problems = check_crews(tags.parent / "crews.yaml", city)
+    assert crews is not None, problems
+    vehicles = {e.id: e for e in city.equipment.values() if e.template == "vehicle"}
+    used = [v for c in crews.crews.values() for v in c.vehicles]
+    assert sorted(used) == sorted(vehicles) and len(vehicles) == 205
+    communes = {slug(c[0]): c[0] for c in COMMUNES}
+    for crew in crews.crews.values():
+        commune = communes[crew.id.split("-", 1)[1].rsplit("-", 1)[0]]
+        assert {vehicles[v].commune for v in crew.vehicles} == {commune}, crew
+        assert 1 <= len(crew.vehicles) <= 3 and crew.accounts == (f"crew.{crew.id}",)
+    assert {c.service for c in crews.crews.values()} == set(crews.services)
+    assert len({vehicles[v].commune for v in used}) > 10  # spread over the métropole, not one depot
+    r = subprocess.run([sys.executable, "-m", "cli", "check", str(tags), str(tags.parent / "alarms.yaml")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    demo = generate(tmp_path / "demo", "demo", 7, ROOT)
+    assert (demo.parent / "crews.yaml").read_text(encoding="utf-8") == (ROOT / "crews.yaml").read_text(encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "cli", "check", str(demo), str(demo.parent / "alarms.yaml")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr

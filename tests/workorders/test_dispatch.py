@@ -91,3 +91,18 @@ def test_busy_crews_and_geofence(book: Book, city: CityConfig) -> None:
     on_site = book.orders.act(a.id, Action.ON_SITE, "system", T0 + 3 * MIN)
     assert on_site.status is Status.ON_SITE
     assert arrived([on_site], {"V006": north_of(eq.lat, eq.lon, 0)}.get) == []  # only orders en route
+
+
+def test_why_texts_in_the_sites_language(book: Book, city: CityConfig, crews: CrewsConfig) -> None:
+    """The dispatch's "why not" and the refusals are built through scada.i18n: French for a French site."""
+    from scada.errors import Refused
+    from scada.i18n import set_language
+
+    order, _ = book.orders.create("op", "C0001", "lamp out", 3, T0)
+    set_language("fr")  # the fixture puts English back
+    ranked = rank(order, crews, {"lighting-day": "WO-000099"}, lambda v: None, MONDAY_20H)
+    assert {c.why for c in ranked} == {"hors horaire, occupée par WO-000099, position du véhicule inconnue",
+                                       "position du véhicule inconnue"}, [c.why for c in ranked]
+    with pytest.raises(Refused) as exc:
+        book.orders.create("op", "C0001", "lamp out", 7, T0)
+    assert exc.value.why == "la priorité doit être de 1 à 4, reçu 7"

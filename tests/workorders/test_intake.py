@@ -9,7 +9,10 @@ import asyncio
 import io
 import logging
 import re
+import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,39 @@ def test_config_is_checked(tmp_path: Path) -> None:
     cfg = load_intake(good)
     assert cfg.channel_of(TOKEN) is not None and cfg.channel_of(TOKEN).name == "call_centre"  # type: ignore[union-attr]
     assert cfg.channel_of("call-centre-token") is None and TOKEN not in good.read_text()  # only its hash is stored
+
+
+def test_scada_check_validates_intake_yaml(tmp_path: Path) -> None:
+    """``scada check`` reads intake.yaml beside tags.yaml (or --intake): every problem at once, with its line, what
+    was got and a did-you-mean; a valid one passes."""
+    for name in ("tags.yaml", "alarms.yaml", "commands.yaml", "crews.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "inventory", tmp_path / "inventory")
+    (tmp_path / "intake.yaml").write_text(
+        "radius_m: 150\n"
+        "contact_retentoin: 30d\n"
+        "channels:\n"
+        f"  call_centre: {{token_sha256: {hash_token(TOKEN)}, per_minut: 600}}\n"
+        "  app: {token_sha256: nothex, burst: lots}\n", encoding="utf-8")
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cli", "check", str(tmp_path / "tags.yaml"),
+                               str(tmp_path / "alarms.yaml"), *extra], capture_output=True, text=True, cwd=ROOT,
+                              timeout=120)
+
+    r = check()
+    f = tmp_path / "intake.yaml"
+    assert r.returncode == 1
+    for line in (f"{f}:2: unknown field 'contact_retentoin' (did you mean 'contact_retention'?)",
+                 f"{f}:4: channel 'call_centre': unknown field 'per_minut' (did you mean 'per_minute'?)",
+                 f"{f}:5: channel 'app': 'token_sha256' must be the SHA-256 of the channel's token",
+                 f"{f}:5: channel 'app': 'burst' must be a whole number, got 'lots'"):
+        assert line in r.stderr, r.stderr
+    assert "4 problem(s)" in r.stderr, r.stderr
+    good = tmp_path / "good-intake.yaml"
+    good.write_text(INTAKE_YAML, encoding="utf-8")
+    ok = check("--intake", str(good))
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_locator_nearest_of_the_category_and_by_address(city: CityConfig) -> None:

@@ -9,10 +9,15 @@
 //          on the browser's "online" event and at every page load.
 //   The idempotency key is made once, when the button is pressed: however often the action is sent (a reply
 //   lost on the way back, a reload, two tabs) the server applies it once (scada.workorders.store).
+//   "done" with a photo: the photo is drawn on a canvas at most PHOTO_PX on its longer side (EXIF orientation
+//   applied by createImageBitmap; the canvas's JPEG carries no metadata, so no GPS position leaves the tablet)
+//   and queued as its own item before the "done" (POST /api/v1/workorders/{id}/photos, the JPEG as the body);
+//   the same photo sent twice is kept once by the server (named by its content), which cleans it again anyway.
 "use strict";
 
 const QUEUE = "scada.crew.queue.v1";
 const TOKEN = "scada.crew.token";
+const PHOTO_PX = 1600;  // a few hundred kB as JPEG: under the server's 1 MiB body limit and localStorage's quota
 const STEP_ORDER = { on_site: 0, en_route: 1, assigned: 2, new: 3, done: 4 };
 let retryDelay = 2000;
 let retryTimer = null;
@@ -23,7 +28,16 @@ const $ = (sel) => document.querySelector(sel);
 function queue() {
   try { return JSON.parse(localStorage.getItem(QUEUE) || "[]"); } catch (e) { return []; }
 }
-function saveQueue(items) { localStorage.setItem(QUEUE, JSON.stringify(items)); showSync(); }
+function saveQueue(items) {
+  try {
+    localStorage.setItem(QUEUE, JSON.stringify(items));
+  } catch (e) {  // quota: the new item is not kept (the caller says so); the queue as it was stays
+    showSync();
+    return false;
+  }
+  showSync();
+  return true;
+}
 function token() { return sessionStorage.getItem(TOKEN); }
 
 function newKey() {
@@ -39,11 +53,31 @@ function showSync(text) {
   $("#sync").dataset.pending = String(n);
 }
 
-async function api(method, path, body) {
-  const headers = { "Content-Type": "application/json" };
+async function api(method, path, body, type) {
+  const headers = { "Content-Type": type || "application/json" };
   if (token()) headers.Authorization = `Bearer ${token()}`;
-  return fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-                       cache: "no-store" });
+  const payload = body === undefined || type ? body : JSON.stringify(body);
+  return fetch(path, { method, headers, body: payload, cache: "no-store" });
+}
+
+// a photo file → a JPEG data URL, at most PHOTO_PX on its longer side, upright, without metadata
+async function reducedPhoto(file) {
+  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  const scale = Math.min(1, PHOTO_PX / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  return canvas.toDataURL("image/jpeg", 0.85);
+}
+
+// a data URL → its bytes (fetch() of a data: URL is not allowed by the page's connect-src 'self')
+function dataBytes(url) {
+  const bin = atob(url.slice(url.indexOf(",") + 1));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i += 1) out[i] = bin.charCodeAt(i);
+  return out;
 }
 
 // ------------------------------------------------------------------ login
@@ -130,18 +164,34 @@ async function load() {
 }
 
 // ------------------------------------------------------------------ actions, queued
-function press(order, step, li) {
+async function press(order, step, li) {
   const body = { idempotency_key: newKey() };
+  const items = [];
   if (step === "done") {
     const note = li.querySelector(".note").value.trim();
     if (note) body.note = note;
+    const file = li.querySelector(".photo").files[0];
+    if (file) {
+      let photo;
+      try {
+        photo = await reducedPhoto(file);
+      } catch (e) {
+        $("#message").textContent = "This photo cannot be read: choose another, or none.";
+        return;
+      }
+      items.push({ order, step: "photos", photo, body: { idempotency_key: newKey() }, at: Date.now() });
+    }
   }
   if (step === "cannot-repair") {
     const reason = li.querySelector(".reason").value.trim();
     if (!reason) { $("#message").textContent = "Say why it cannot be repaired."; return; }
     body.reason = reason;
   }
-  saveQueue([...queue(), { order, step, body, at: Date.now() }]);
+  items.push({ order, step, body, at: Date.now() });
+  if (!saveQueue([...queue(), ...items])) {
+    $("#message").textContent = "No room left on this tablet for the photo: send it when connected, or none.";
+    return;
+  }
   li.querySelector(".status").textContent = `${step.replace("-", " ")} (sending)`;
   flush();
 }
@@ -161,7 +211,9 @@ async function flush() {
       const item = queue()[0];
       let r;
       try {
-        r = await api("POST", `/api/v1/workorders/${encodeURIComponent(item.order)}/${item.step}`, item.body);
+        const path = `/api/v1/workorders/${encodeURIComponent(item.order)}/${item.step}`;
+        r = item.photo ? await api("POST", path, dataBytes(item.photo), "image/jpeg")
+          : await api("POST", path, item.body);
       } catch (e) {
         showSync(`offline: ${queue().length} action(s) waiting`);
         retryLater();
