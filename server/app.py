@@ -75,7 +75,10 @@ from server.reload import (
     ReloadFailed,
     ReloadRefused,
     apply_all,
+    carry_over,
     check_candidate,
+    describe_diff,
+    diff_configs,
     discard_all,
     prepare_all,
 )
@@ -478,53 +481,3 @@ def read_endpoints(path: Path) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ConfigError([ConfigProblem(str(path), 1, "endpoints file", "must map endpoint names to strings")])
     return {str(k): str(v) for k, v in data.items()}
-
-
-def diff_configs(old: CityConfig, new: CityConfig) -> dict[str, Any]:
-    """Devices and equipment added / removed / changed, and tag counts, between two configurations."""
-    def dev_key(d: Any) -> tuple[Any, ...]:
-        return (d.protocol, json.dumps(d.connection, sort_keys=True, default=str), d.scan, d.period_s,
-                d.timeout_s, d.retries, tuple(d.tags))
-
-    old_d, new_d = old.devices, new.devices
-    return {
-        "devices_added": sorted(set(new_d) - set(old_d)),
-        "devices_removed": sorted(set(old_d) - set(new_d)),
-        "devices_changed": sorted(n for n in set(old_d) & set(new_d) if dev_key(old_d[n]) != dev_key(new_d[n])),
-        "equipment_added": sorted(set(new.equipment) - set(old.equipment))[:500],
-        "equipment_removed": sorted(set(old.equipment) - set(new.equipment))[:500],
-        "tags_before": len(old.tags), "tags_after": len(new.tags),
-        "alarm_rules_before": len(old.alarm_rules), "alarm_rules_after": len(new.alarm_rules),
-    }
-
-
-def describe_diff(generation: int, diff: dict[str, Any]) -> str:
-    """One line for the journal: ``generation 2: devices +C9999 -CAM01; equipment +1 -1; tags 2101 → 2110``."""
-    def names(key: str, sign: str) -> str:
-        items = diff.get(key) or []
-        shown = " ".join(sign + str(n) for n in items[:10])
-        return shown + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
-
-    devices = " ".join(p for p in (names("devices_added", "+"), names("devices_removed", "-"),
-                                   names("devices_changed", "~")) if p) or "unchanged"
-    return (f"generation {generation}: devices {devices}; equipment +{len(diff.get('equipment_added') or [])} "
-            f"-{len(diff.get('equipment_removed') or [])}; tags {diff.get('tags_before')} → {diff.get('tags_after')}; "
-            f"alarm rules {diff.get('alarm_rules_before')} → {diff.get('alarm_rules_after')}")
-
-
-def carry_over(old: TagDatabase, new: TagDatabase) -> int:
-    """Copy live values of tags present in both databases (same name and type); returns how many."""
-    pairs = [(i, old.index[n]) for i, n in enumerate(new.names)
-             if n in old.index and old.defs[old.index[n]].dtype == new.defs[i].dtype]
-    if not pairs:
-        return 0
-    ni = np.array([p[0] for p in pairs], dtype=np.int64)
-    oi = np.array([p[1] for p in pairs], dtype=np.int64)
-    new.values[ni] = old.values[oi]
-    new.qualities[ni] = old.qualities[oi]
-    new.source_ns[ni] = old.source_ns[oi]
-    new.receive_ns[ni] = old.receive_ns[oi]
-    for a, b in pairs:
-        if b in old.strings:
-            new.strings[a] = old.strings[b]
-    return len(pairs)
