@@ -5,8 +5,9 @@ The command gate is the only path for *our* writes, but nothing stops a laptop o
 field does that this system did not command is an alarm::
 
     TagDatabase ──change event──► on_change ──┐  (the request tags of each watched equipment)
-    run(): every interval, and after each     ├──► evaluate(equipment) ──► FailsafeAlarm (steady)
-      write of ours (RecordingWriter) ────────┘      │
+    run(): every interval the equipment whose ├──► evaluate(equipment) ──► FailsafeAlarm (steady)
+      verdict can change with time alone, and │      │
+      after each write of ours ───────────────┘      │
                                                      ├─ field request   read from the equipment (good quality only)
                                                      ├─ commanded       the value of our lease in force (its verb's
                                                      │                  write of that tag, resolved with its context)
@@ -38,6 +39,12 @@ Each finding is journalled in the command audit log (``uncommanded``, with the v
 once per change; the alarm clears by itself when the field is back to local or to what we hold (the
 operator's ``return_to_local`` or ``adopt`` through the gate). Bad or missing samples decide nothing:
 the alarm keeps its state until the equipment is read again.
+
+What time alone can change: a lease of ours (in force, ending, ended within the grace) and a write of
+ours still within its grace. Every other verdict depends only on values and qualities, which reach the
+watch as change events: so each interval re-evaluates only the equipment with a lease or a recent write
+(at full city scale a handful of the ~1,500 watched), and everything every ``FULL_SWEEP_S`` as a
+safety net (a missed event costs at most that long).
 
 Threads: the tag database may hand a change out on the poll thread. The leases and the gate belong to
 the event loop, so a change seen on another thread only marks its equipment and wakes :meth:`run`.
@@ -119,6 +126,9 @@ WATCHED: dict[str, Watched] = {
                         labels={1: "arm", 2: "disarm"}),
 }
 BACKUP_TIME_TAG = ("junction", "unit_backup_time")  # 0 disables the controller's own fallback
+#: the lease states the comparison reads (in force, or ended: in grace)
+_LEASE_STATES = ("active", "superseding", "releasing", "expired", "released", "superseded")
+FULL_SWEEP_S = 60.0  # every watched equipment re-evaluated at least this often (module docstring)
 
 
 class RecordingWriter:
@@ -180,6 +190,7 @@ class UncommandedWatch:
         self._eqs: dict[str, _Eq] = {}
         self._by_index: dict[int, str] = {}
         self._dirty: set[str] = set()
+        self._written_at: dict[str, float] = {}  # equipment → when we last wrote to it (its grace runs from there)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
@@ -226,16 +237,19 @@ class UncommandedWatch:
     async def run(self, interval_s: float = 1.0) -> None:
         """Compare the marked equipment at once, every equipment every ``interval_s`` (a grace running out, a
         lease ending). Runs until :meth:`stop`."""
-        last_all = 0.0
+        last_all = last_timed = -FULL_SWEEP_S
         while not self._closed:
             try:
                 now = self.clock()
-                if now - last_all >= interval_s:
-                    last_all = now
+                with self._lock:
+                    dirty, self._dirty = self._dirty, set()
+                if now - last_all >= FULL_SWEEP_S:
+                    last_all = last_timed = now
                     self.check(now=now)
+                elif now - last_timed >= interval_s:
+                    last_timed = now
+                    self.check(dirty | self._timed(now, interval_s), now)
                 else:
-                    with self._lock:
-                        dirty, self._dirty = self._dirty, set()
                     self.check(dirty, now)
             except Exception:  # the watch must outlive one failed comparison (logged)
                 log.exception("uncommanded-change watch failed")
@@ -245,6 +259,25 @@ class UncommandedWatch:
                 pass
             self._wake.clear()
 
+    def _timed(self, now: float, interval_s: float) -> set[str]:
+        """The equipment whose verdict can change with time alone (module docstring): a lease of ours in any
+        state the comparison reads, or a write of ours still in its grace (one interval of margin)."""
+        timed: set[str] = set()
+        for lease in self.leases.leases(_LEASE_STATES):
+            w = self._eqs.get(lease.equipment)
+            if w is None:
+                continue
+            ended = lease.ended_at if lease.ended_at is not None else lease.end
+            if lease.state in ("active", "superseding") or now - ended <= w.grace_s + interval_s:
+                timed.add(lease.equipment)  # in force (it will end), or ended and still in its grace
+        with self._lock:
+            for eid, t in list(self._written_at.items()):
+                if now - t <= self._eqs[eid].grace_s + interval_s:
+                    timed.add(eid)
+                else:
+                    del self._written_at[eid]
+        return timed
+
     # ------------------------------------------------------------------ triggers
     def on_change(self, event: ChangeEvent) -> None:
         """Tag database subscriber: compare the touched equipment now (event loop) or soon (another thread)."""
@@ -253,6 +286,8 @@ class UncommandedWatch:
     def _on_write(self, tag: TagDef) -> None:
         """After each write of ours (a command, a refresh, a release): what we just wrote is ours."""
         if tag.equipment in self._eqs:
+            with self._lock:
+                self._written_at[tag.equipment] = self.clock()
             self._touch({tag.equipment})
 
     def _touch(self, equipment: set[str]) -> None:
@@ -278,8 +313,7 @@ class UncommandedWatch:
             return
         wanted = set(ids)
         ours: dict[str, list[Lease]] = {}
-        for lease in self.leases.leases(("active", "superseding", "releasing", "expired", "released",
-                                          "superseded")):
+        for lease in self.leases.leases(_LEASE_STATES):
             if lease.equipment in wanted:
                 ours.setdefault(lease.equipment, []).append(lease)
         out: list[FailsafeAlarm] = []

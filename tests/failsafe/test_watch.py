@@ -207,3 +207,30 @@ async def test_an_unreadable_request_decides_nothing(rig: Rig) -> None:
     rig.db.apply_samples([(tag, Sample(None, Quality.BAD_COMM, 1, 1))])  # type: ignore[attr-defined]
     rig.watch.check(["J008"])
     assert rig.active("uncommanded_change", "J008") is not None  # unknown: kept, not cleared
+
+
+async def test_each_interval_re_evaluates_only_what_time_alone_can_change(rig: Rig) -> None:
+    """run()'s interval set (``_timed``): equipment with a lease of ours or a write of ours still in its
+    grace; nothing else (its verdict changes only with a value, which arrives as a change event), so at
+    city scale an interval evaluates a handful of equipment, not every watched one."""
+    assert rig.watch._timed(rig.clock.now, 1.0) == set()  # nothing commanded: nothing time-dependent
+    # a write of ours without a lease: timed while its grace (junction confirm timeout 20 s) runs, then not
+    tag = rig.gate._tags[city().equipment["J007"].tag_name("system_pattern_control")]
+    await rig.writer.write(tag, 3)
+    assert rig.watch._timed(rig.clock.now, 1.0) == {"J007"}
+    rig.clock.advance(20.5)
+    assert rig.watch._timed(rig.clock.now, 1.0) == {"J007"}  # the grace just ran out: this interval decides
+    rig.poll("J007")
+    rig.watch.check(rig.watch._timed(rig.clock.now, 1.0), rig.clock.now)
+    assert rig.active("uncommanded_change", "J007") is not None  # decided by the interval, no change event
+    rig.clock.advance(5)
+    assert "J007" not in rig.watch._timed(rig.clock.now, 1.0)
+    # a command: its lease keeps the equipment timed while in force and for its grace after it ended
+    res = await rig.gate.execute(CommandRequest("select_plan", ("J004",), ALICE, {"plan": 3}, lease_s=5))
+    assert res.outcome is Outcome.DONE, res.reason
+    assert "J004" in rig.watch._timed(rig.clock.now, 1.0)
+    await rig.run_for(10, "J004")  # the lease ran out (the device back to local)
+    assert rig.leases.active("J004") is None and "J004" in rig.watch._timed(rig.clock.now, 1.0)
+    await rig.run_for(30, "J004")
+    assert "J004" not in rig.watch._timed(rig.clock.now, 1.0)
+    assert len(rig.watch._eqs) > 10  # the others were never in the interval set
