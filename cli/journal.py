@@ -12,8 +12,9 @@ The journal is ``journal.sqlite`` in the server's data folder, found as every co
 or the only city folder there, so the journal of ``scada run`` is found with no option), or
 ``--db PATH``. It is opened read-only: the server keeps writing while you read. ``--since``/``--until``
 are the older spellings of ``--from``/``--to``. Times without an
-offset are in the city's time zone (Europe/Paris); ``7d``, ``12h``, ``30min`` mean that long ago.
-Times are printed in Europe/Paris; the CSV carries UTC ISO 8601 with milliseconds.
+offset are in the site's time zone (one clock: :func:`scada.format.site_zone`, Europe/Paris for Dijon);
+``7d``, ``12h``, ``30min`` mean that long ago. Times are printed in that zone; the CSV carries UTC ISO 8601
+with milliseconds.
 """
 
 from __future__ import annotations
@@ -24,21 +25,22 @@ import re
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from cli.options import add_data_dir, instance
 from scada.alarms.states import AlarmState, Event
 from scada.config.units import parse_duration
 from scada.datadir import DataDirError
 from scada.errors import StorageError
+from scada.format import site_zone
 from scada.journal import Journal, JournalQuery, JournalRow
 
-CITY_TZ = ZoneInfo("Europe/Paris")
 _RELATIVE = re.compile(r"^\s*\d+(\.\d+)?\s*(ms|s|sec|min|m|h|d)\s*$")
 
 
-def parse_time(text: str, now: dt.datetime | None = None, tz: dt.tzinfo = CITY_TZ) -> int:
-    """UTC epoch ms from ``2026-11-22``, ``2026-11-22T08:30``, ``...Z``/``+01:00``, ``7d`` (ago), ``now``."""
+def parse_time(text: str, now: dt.datetime | None = None, tz: dt.tzinfo | None = None) -> int:
+    """UTC epoch ms from ``2026-11-22``, ``2026-11-22T08:30``, ``...Z``/``+01:00``, ``7d`` (ago), ``now``; a
+    time without an offset is in ``tz`` (default: the site's zone)."""
+    tz = tz or site_zone()
     now = now or dt.datetime.now(dt.UTC)
     t = text.strip()
     if t == "now":
@@ -128,8 +130,9 @@ def build_query(args: argparse.Namespace) -> JournalQuery:
     )
 
 
-def format_row(r: JournalRow, tz: dt.tzinfo = CITY_TZ) -> str:
-    local = dt.datetime.fromtimestamp(r.ts_ms / 1000, tz=dt.UTC).astimezone(tz)
+def format_row(r: JournalRow, tz: dt.tzinfo | None = None) -> str:
+    """One journal row on one line, its time in ``tz`` (default: the site's zone)."""
+    local = dt.datetime.fromtimestamp(r.ts_ms / 1000, tz=dt.UTC).astimezone(tz or site_zone())
     when = local.strftime("%Y-%m-%d %H:%M:%S.") + f"{r.ts_ms % 1000:03d}"
     prio = "" if r.priority is None else ("D" if r.priority >= 5 else f"P{r.priority}")
     what = r.event.label + (" REFUSED" if r.refused else "")

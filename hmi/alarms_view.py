@@ -63,6 +63,8 @@ from hmi.models.alarms import GROUPS, SORTS, STATE_TEXT, Alarm, AlarmFilter, Gro
 from hmi.models.journal import local_time
 from hmi.models.workorders import CREATE_FROM_ALARM, Order, order_id_of
 from hmi.qtstyle import hide_row_numbers
+from scada.format import timestamp
+from scada.i18n import N_, _, localise
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -84,16 +86,18 @@ class PriorityCell(QFrame):
         lay.addWidget(self.icon)
         lay.addWidget(self.text)
         self.setFrameShape(QFrame.Shape.Box)
-        self.setToolTip(f"priority {priority} ({st.label}): unacknowledged / active alarms")
+        self.setToolTip(_("priority {priority} ({label}): unacknowledged / active alarms").format(
+            priority=priority, label=_(st.label)))
         self.set(0, 0)
 
     def set(self, unacked: int, active: int) -> None:
         st = style.PRIORITIES[self.priority]
-        self.text.setText(f"P{self.priority} {st.label}: {unacked} unack / {active} active")
+        head = f"P{self.priority} {_(st.label)}:"
+        counts = _("{unacked} unack / {active} active").format(unacked=unacked, active=active)
+        self.text.setText(f"{head} {counts}")
         # wrapped, it takes two lines at most: never narrower than its longer half
         fm = self.text.fontMetrics()
-        self.text.setMinimumWidth(max(fm.horizontalAdvance(f"P{self.priority} {st.label}:"),
-                                      fm.horizontalAdvance(f"{unacked} unack / {active} active")) + 4)
+        self.text.setMinimumWidth(max(fm.horizontalAdvance(head), fm.horizontalAdvance(counts)) + 4)
         self.icon.setPixmap(qtstyle.priority_pixmap(self.priority, 20, active=bool(unacked or active)))
         # the cell is filled with the priority colour only while that priority has unacknowledged alarms
         if unacked:
@@ -207,13 +211,14 @@ class Banner(QFrame):
         self.setFixedHeight(46)
         self.cells = {p: PriorityCell(p) for p in (1, 2, 3, 4)}
         self.hidden = QLabel()  # two short lines: never elided, never wide
-        self.hidden.setToolTip("alarms kept off the operator's list: shelved (operator), suppressed (by design or by "
-                               "a supervisor), out of service (maintenance work order)")
-        self.newest = ElidedButton("no priority-1 alarm", "the newest priority-1 alarm: click to open its equipment")
-        self.newest.setAccessibleName("newest priority-1 alarm")
+        self.hidden.setToolTip(_("alarms kept off the operator's list: shelved (operator), suppressed (by design "
+                                 "or by a supervisor), out of service (maintenance work order)"))
+        self.newest = ElidedButton(_("no priority-1 alarm"),
+                                   _("the newest priority-1 alarm: click to open its equipment"))
+        self.newest.setAccessibleName(_("newest priority-1 alarm"))
         self.newest.clicked.connect(self._open_newest)
         self.link = QLabel()
-        self.link.setAccessibleName("link to the server")
+        self.link.setAccessibleName(_("link to the server"))
         f = QFont()
         f.setBold(True)
         self.link.setFont(f)
@@ -232,8 +237,8 @@ class Banner(QFrame):
         self._newest_eq = ""
         # audible annunciation per priority, repeating until silenced (F12 or the button; hmi.annunciator)
         self.annunciator = Annunciator(console, parent=self)
-        self.silence = QPushButton("Silence")  # short: the banner never widens the window (F12 in the tooltip)
-        self.silence.setAccessibleName("silence the alarm horn")
+        self.silence = QPushButton(_("Silence"))  # short: the banner never widens the window (F12 in the tooltip)
+        self.silence.setAccessibleName(_("silence the alarm horn"))
         self.silence.clicked.connect(self.annunciator.silence)
         self._silence_key = QShortcut(QKeySequence("F12"), self, context=Qt.ShortcutContext.WindowShortcut)
         self._silence_key.activated.connect(self.annunciator.silence)
@@ -251,33 +256,36 @@ class Banner(QFrame):
         b = self.console.alarms.banner()
         for p, cell in self.cells.items():
             cell.set(b.unacked[p], b.active[p])
-        self.hidden.setText(f"Shelved {b.shelved} · Suppressed {b.suppressed}\n"
-                            f"Out of service {b.out_of_service} · Diagnostic {b.diagnostic}")
+        self.hidden.setText(_("Shelved {shelved} · Suppressed {suppressed}").format(
+            shelved=b.shelved, suppressed=b.suppressed) + "\n" + _(
+            "Out of service {out_of_service} · Diagnostic {diagnostic}").format(
+            out_of_service=b.out_of_service, diagnostic=b.diagnostic))
         if b.newest_p1 is not None:
             a = b.newest_p1
             self._newest_eq = a.equipment
             self.newest.setIcon(qtstyle.priority_icon(1))
-            self.newest.set_full_text(f"{style.PRIORITIES[1].symbol}1 {a.equipment} — {a.message}  ▶")
+            self.newest.set_full_text(f"{style.PRIORITIES[1].symbol}1 {self.console.registry_named(a.equipment)} — "
+                                      f"{a.message}  ▶")
             self.newest.setEnabled(bool(a.equipment))
         else:
             self._newest_eq = ""
             self.newest.setIcon(qtstyle.priority_icon(5))
-            self.newest.set_full_text("no priority-1 alarm")
+            self.newest.set_full_text(_("no priority-1 alarm"))
             self.newest.setEnabled(False)
 
     def _horn(self) -> None:
         a = self.annunciator
         self.silence.setEnabled(a.state == a.SOUNDING)
-        self.silence.setToolTip({a.SOUNDING: f"priority {a.priority} sounding: silence it (F12)",
-                                 a.SILENCED: f"silenced; a new alarm above priority {a.priority} sounds again",
-                                 a.IDLE: "nothing unacknowledged"}[a.state]
-                                + ("" if a.enabled else " (sound off: scada hmi --no-audible)"))
+        self.silence.setToolTip({a.SOUNDING: _("priority {priority} sounding: silence it (F12)"),
+                                 a.SILENCED: _("silenced; a new alarm above priority {priority} sounds again"),
+                                 a.IDLE: _("nothing unacknowledged")}[a.state].format(priority=a.priority)
+                                + ("" if a.enabled else " " + _("(sound off: scada hmi --no-audible)")))
 
     def refresh_link(self) -> None:
         st = self.console.state
-        text = {"online": "ONLINE", "reconnecting": "DATA STALE — reconnecting", "offline": "OFFLINE",
-                "connecting": "CONNECTING — loading the city",
-                "logged_out": "LOGGED OUT"}.get(st, st.upper())
+        text = {"online": _("ONLINE"), "reconnecting": _("DATA STALE — reconnecting"), "offline": _("OFFLINE"),
+                "connecting": _("CONNECTING — loading the city"),
+                "logged_out": _("LOGGED OUT")}.get(st, st.upper())
         self.link.setText(text)
         self.link.setToolTip(self.console.state_detail or text)
         # stale/offline: inverted (white on black) — a state, not an alarm colour
@@ -287,12 +295,12 @@ class Banner(QFrame):
             self.engine.setText("")
             self.engine.setStyleSheet("")
         else:
-            self.engine.setText(f"ALARM ENGINE {status.upper()}")
-            self.engine.setToolTip(detail or "the alarm engine is not running: an empty list does not mean "
-                                             "all is normal")
+            self.engine.setText(_("ALARM ENGINE {status}").format(status=status.upper()))
+            self.engine.setToolTip(detail or _("the alarm engine is not running: an empty list does not mean "
+                                               "all is normal"))
             self.engine.setStyleSheet("background: #000; color: #fff; padding: 2px 6px;")
         s = self.console.session
-        self.user.setText(f"{s.user} ({s.role})" if s.logged_in else "not logged in")
+        self.user.setText(f"{s.user} ({s.role})" if s.logged_in else _("not logged in"))
 
     def _open_newest(self) -> None:
         if self._newest_eq:
@@ -300,16 +308,19 @@ class Banner(QFrame):
 
 
 # ---------------------------------------------------------------------- the list's model
-COLUMNS = ("Priority", "State", "Since", "Age", "Equipment", "Commune", "Service", "Message", "Flags")
+COLUMNS = (N_("Priority"), N_("State"), N_("Since"), N_("Age"), N_("Equipment"), N_("Commune"), N_("Service"),
+           N_("Message"), N_("Flags"))  # English keys (COLUMNS.index("Age")); the header shows _(them)
 
 
 class AlarmTableModel(QAbstractTableModel):
     """Rows are alarms, or group headers when grouped (lazy: only visible cells are formatted)."""
 
-    def __init__(self) -> None:
+    def __init__(self, named: Callable[..., str] | None = None) -> None:
         super().__init__()
         self.rows: list[Alarm | Group] = []
         self.now_ms = 0
+        # "J001 — Carrefour rue des Écoles / rue des Vignes": the console's registry names the equipment
+        self.named: Callable[..., str] = named or (lambda eq_id, address=False: eq_id)
 
     def set_rows(self, rows: list[Alarm | Group]) -> None:
         self.beginResetModel()
@@ -333,7 +344,7 @@ class AlarmTableModel(QAbstractTableModel):
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
+            return _(COLUMNS[section])
         return None
 
     def alarm(self, row: int) -> Alarm | None:
@@ -349,7 +360,8 @@ class AlarmTableModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DisplayRole and col == 0:
                 return f"{style.priority_text(r.worst)}"
             if role == Qt.ItemDataRole.DisplayRole and col == 4:
-                return f"{r.key} — {len(r.alarms)} alarm(s), {r.unacked} unacked"
+                return _("{group} — {n} alarm(s), {unacked} unacked").format(
+                    group=r.key, n=len(r.alarms), unacked=r.unacked)
             if role == Qt.ItemDataRole.FontRole:
                 f = QFont()
                 f.setBold(True)
@@ -362,9 +374,9 @@ class AlarmTableModel(QAbstractTableModel):
         a = r
         if role == Qt.ItemDataRole.DisplayRole:
             t = a.since_ms or a.ts_ms
-            return (style.priority_text(a.priority), STATE_TEXT.get(a.state, a.state),
-                    local_time(t) if t else "", age_text(t, self.now_ms), a.equipment, a.commune, a.service,
-                    a.message, a.flag_text)[col]
+            return (style.priority_text(a.priority), _(STATE_TEXT[a.state]) if a.state in STATE_TEXT else a.state,
+                    local_time(t) if t else "", age_text(t, self.now_ms), self.named(a.equipment), a.commune,
+                    style.domain_text(a.service) if a.service else "", a.message, a.flag_text)[col]
         if role == Qt.ItemDataRole.DecorationRole and col == 0:
             return qtstyle.priority_icon(a.priority)
         if role == Qt.ItemDataRole.FontRole and a.unacked:
@@ -372,7 +384,8 @@ class AlarmTableModel(QAbstractTableModel):
             f.setBold(True)
             return f
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{a.id}\n{a.message}\nvalue: {a.value}"
+            return f"{a.id}\n{self.named(a.equipment, address=True)}\n{a.message}\n" + _("value: {value}").format(
+                value=a.value)
         return None
 
 
@@ -394,7 +407,7 @@ class ReasonDialog(QDialog):
                 w.addItems(choices[key])
             else:
                 w = QLineEdit()
-                w.setPlaceholderText("required" if req else "optional")
+                w.setPlaceholderText(_("required") if req else _("optional"))
                 w.textChanged.connect(self._check)
             self.inputs[key] = w
             form.addRow(label + (" *" if req else ""), w)
@@ -409,15 +422,35 @@ class ReasonDialog(QDialog):
         btn = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         assert btn is not None  # noqa: S101 - the box was built with an Ok button (Qt's stub says Optional)
         btn.setEnabled(ok)
-        btn.setToolTip("" if ok else "fill in the required fields (*)")
+        btn.setToolTip("" if ok else _("fill in the required fields (*)"))
 
     def value(self, key: str) -> str:
         w = self.inputs[key]
         return w.currentText() if isinstance(w, QComboBox) else w.text()
 
 
-SHELVE_CHOICES = {"15 min": 900.0, "1 h": 3600.0, "4 h": 14400.0, "8 h (end of shift)": 28800.0,
-                  "until it returns to normal (one-shot)": 0.0}
+SHELVE_CHOICES = {N_("15 min"): 900.0, N_("1 h"): 3600.0, N_("4 h"): 14400.0, N_("8 h (end of shift)"): 28800.0,
+                  N_("until it returns to normal (one-shot)"): 0.0}  # English keys; the dialog shows _(them)
+
+
+def shelve_seconds(choice: str) -> float:
+    """The shelving time of a duration choice, as shown (in the console's language) or as its English key."""
+    for key, seconds in SHELVE_CHOICES.items():
+        if choice in (key, _(key)):
+            return seconds
+    return 3600.0
+
+
+#: what a role must be allowed to do for each action (a tooltip says it when it may not)
+PERMITS = {"ack": N_("acknowledge alarms"), "ack_visible": N_("acknowledge alarms"), "shelve": N_("shelve alarms"),
+           "unshelve": N_("unshelve alarms"), "suppress": N_("suppress alarms"), "unsuppress": N_("unsuppress alarms"),
+           "oos": N_("take alarms out of service"), "rts": N_("return alarms to service"),
+           "reset": N_("reset latched alarms"), "workorder": N_("create work orders")}
+#: what a result line calls each action (its key is the button's)
+ACTION_NAMES = {"open": N_("open equipment"), "trend": N_("trend"), "ack": N_("acknowledge"),
+                "ack_visible": N_("acknowledge all shown"), "shelve": N_("shelve"), "unshelve": N_("unshelve"),
+                "suppress": N_("suppress"), "unsuppress": N_("unsuppress"), "oos": N_("out of service"),
+                "rts": N_("return to service"), "reset": N_("reset"), "workorder": N_("work order")}
 
 
 # ---------------------------------------------------------------------- the list
@@ -452,11 +485,12 @@ class AlarmList(QWidget):
         self.filter = AlarmFilter()
         self.sort = "priority"
         self.group = "none"
-        self.model = AlarmTableModel()
+        self.model = AlarmTableModel(console.registry_named)
         self.table = AlarmTable()
         self.table.setModel(self.model)
-        self.table.setAccessibleName("alarms")
-        self.table.setAccessibleDescription("Enter: open equipment · Space or A: acknowledge · S: shelve · T: trend")
+        self.table.setAccessibleName(_("alarms"))
+        self.table.setAccessibleDescription(_("Enter: open equipment · Space or A: acknowledge · S: shelve · "
+                                              "T: trend"))
         self.table.keyAction.connect(self.do)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -487,26 +521,29 @@ class AlarmList(QWidget):
             cb.toggled.connect(self._filters_changed)
             bar.addWidget(cb)
         self.show_box = QComboBox()
-        self.show_box.addItems(["annunciated", "annunciated + hidden", "shelved / suppressed / out of service only"])
+        self.show_box.addItems([_("annunciated"), _("annunciated + hidden"),
+                                _("shelved / suppressed / out of service only")])
         self.show_box.currentIndexChanged.connect(self._filters_changed)
         self.state_box = QComboBox()
-        self.state_box.addItems(["all states", "unacknowledged", "active", "returned, unacked"])
+        self.state_box.addItems([_("all states"), _("unacknowledged"), _("active"), _("returned, unacked")])
         self.state_box.currentIndexChanged.connect(self._filters_changed)
         self.area_box = QComboBox()
-        self.area_box.addItem("all communes")
+        self.area_box.addItem(_("all communes"))
         self.area_box.currentIndexChanged.connect(self._filters_changed)
         self.service_box = QComboBox()
-        self.service_box.addItem("all services")
+        self.service_box.addItem(_("all services"))
         self.service_box.currentIndexChanged.connect(self._filters_changed)
         self.text_box = QLineEdit()
-        self.text_box.setPlaceholderText("filter: equipment, text…")
+        self.text_box.setPlaceholderText(_("filter: equipment, text…"))
         self.text_box.textChanged.connect(self._filters_changed)
-        self.sort_box = QComboBox()
-        self.sort_box.addItems(list(SORTS))
-        self.sort_box.currentTextChanged.connect(self._sort_changed)
+        self.sort_box = QComboBox()  # the shown text translated, the key in the item's data
+        for key in SORTS:
+            self.sort_box.addItem(_(key), key)
+        self.sort_box.currentIndexChanged.connect(self._sort_changed)
         self.group_box = QComboBox()
-        self.group_box.addItems(list(GROUPS))
-        self.group_box.currentTextChanged.connect(self._sort_changed)
+        for key in GROUPS:
+            self.group_box.addItem(_(key), key)
+        self.group_box.currentIndexChanged.connect(self._sort_changed)
         for w in (self.show_box, self.state_box, self.area_box, self.service_box, self.sort_box, self.group_box):
             # as wide as their current choice, not their longest: the list never widens the window
             w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -514,9 +551,9 @@ class AlarmList(QWidget):
         for w in (self.show_box, self.state_box, self.area_box, self.service_box):
             bar.addWidget(w)
         bar.addWidget(self.text_box, 1)
-        bar.addWidget(QLabel("sort"))
+        bar.addWidget(QLabel(_("sort")))
         bar.addWidget(self.sort_box)
-        bar.addWidget(QLabel("group"))
+        bar.addWidget(QLabel(_("group")))
         bar.addWidget(self.group_box)
 
         # actions
@@ -524,18 +561,19 @@ class AlarmList(QWidget):
         self.export_buttons: dict[str, QPushButton] = {}
         acts = QHBoxLayout()  # the operator's actions; below, the supervisor's and maintenance's (two rows:
         acts2 = QHBoxLayout()  # the list fits a 1280-pixel window)
-        for key, text in (("open", "Open equipment ▶"), ("ack", "Acknowledge"), ("ack_visible", "Ack all shown"),
-                          ("shelve", "Shelve…"), ("unshelve", "Unshelve"), ("suppress", "Suppress…"),
-                          ("unsuppress", "Unsuppress"), ("oos", "Out of service…"), ("rts", "Return to service"),
-                          ("reset", "Reset (latched)"), ("trend", "Trend"), ("workorder", "Work order")):
+        for key, text in (("open", _("Open equipment ▶")), ("ack", _("Acknowledge")),
+                          ("ack_visible", _("Ack all shown")), ("shelve", _("Shelve…")), ("unshelve", _("Unshelve")),
+                          ("suppress", _("Suppress…")), ("unsuppress", _("Unsuppress")),
+                          ("oos", _("Out of service…")), ("rts", _("Return to service")),
+                          ("reset", _("Reset (latched)")), ("trend", _("Trend")), ("workorder", _("Work order"))):
             b = QPushButton(text)
             b.setAccessibleName(text.rstrip(" ▶…").lower())
             b.clicked.connect(lambda _=False, k=key: self.do(k))
             self.buttons[key] = b
             (acts if key in ("open", "ack", "ack_visible", "shelve", "unshelve", "trend") else acts2).addWidget(b)
         # print / export what is shown (hmi.alarm_export): CSV safe for spreadsheets, PDF, a printer
-        for key, text, slot in (("csv", "Export CSV…", self.export_csv), ("pdf", "Export PDF…", self.export_pdf),
-                                ("print", "Print…", self.print_list)):
+        for key, text, slot in (("csv", _("Export CSV…"), self.export_csv), ("pdf", _("Export PDF…"), self.export_pdf),
+                                ("print", _("Print…"), self.print_list)):
             b = QPushButton(text)
             b.setAccessibleName(text.rstrip("…").lower())
             b.clicked.connect(lambda _=False, f=slot: f())
@@ -562,7 +600,7 @@ class AlarmList(QWidget):
                                 self.group_box]
         for first, then in itertools.pairwise(order):
             QWidget.setTabOrder(first, then)
-        self.text_box.setAccessibleName("filter alarms by text")
+        self.text_box.setAccessibleName(_("filter alarms by text"))
 
         self._age = QTimer(self)
         self._age.setInterval(1000)
@@ -591,15 +629,16 @@ class AlarmList(QWidget):
     def _fill_combos(self) -> None:
         self.area_box.blockSignals(True)
         self.area_box.clear()
-        self.area_box.addItem("all communes")
+        self.area_box.addItem(_("all communes"))
         self.area_box.addItems(self.console.registry.communes())
         self.area_box.blockSignals(False)
         services = sorted({a.service for a in self.console.alarms.alarms.values() if a.service} |
                           set(self.console.config_info.get("services", [])))
         self.service_box.blockSignals(True)
         self.service_box.clear()
-        self.service_box.addItem("all services")
-        self.service_box.addItems(services)
+        self.service_box.addItem(_("all services"))
+        for service in services:  # shown in words, filtered by its code
+            self.service_box.addItem(style.domain_text(service), service)
         self.service_box.blockSignals(False)
 
     def _filters_changed(self) -> None:
@@ -609,15 +648,15 @@ class AlarmList(QWidget):
         self.filter = AlarmFilter(
             priorities=frozenset(p for p, cb in self.prio.items() if cb.isChecked()), states=states,
             area="" if self.area_box.currentIndex() <= 0 else self.area_box.currentText(),
-            service="" if self.service_box.currentIndex() <= 0 else self.service_box.currentText(),
+            service="" if self.service_box.currentIndex() <= 0 else str(self.service_box.currentData()),
             text=self.text_box.text().strip(), show_hidden=show >= 1, only_hidden=show == 2)
         self.refresh()
 
     def _sort_changed(self) -> None:
-        self.sort = self.sort_box.currentText()
-        if self.group != self.group_box.currentText() and not self._auto:
+        self.sort = str(self.sort_box.currentData())
+        if self.group != self.group_box.currentData() and not self._auto:
             self._group_chosen = True  # the operator chose: a flood no longer regroups the list
-        self.group = self.group_box.currentText()
+        self.group = str(self.group_box.currentData())
         self.refresh()
 
     def _flood(self, health: dict[str, Any]) -> None:
@@ -625,13 +664,13 @@ class AlarmList(QWidget):
         priority-1 groups on top, unless the operator chose a grouping."""
         alarms = (health.get("subsystems") or {}).get("alarms") or {}
         areas = list((alarms.get("stats") or {}).get("flood_areas") or [])
-        self.flood_label.set_full_text(f"ALARM FLOOD in {', '.join(map(str, areas[:6]))}: grouped by equipment, "
-                                 f"priority 1 on top" if areas else "")
+        self.flood_label.set_full_text(_("ALARM FLOOD in {areas}: grouped by equipment, priority 1 on top").format(
+            areas=", ".join(map(str, areas[:6]))) if areas else "")
         self.flood_label.setStyleSheet("background: #000; color: #fff; padding: 2px 6px;" if areas else "")
         want = "equipment" if areas else "none"
         if not self._group_chosen and self.group != want:
             self._auto = True
-            self.group_box.setCurrentText(want)
+            self.group_box.setCurrentIndex(self.group_box.findData(want))
             self._auto = False
 
     def refresh(self) -> None:
@@ -651,7 +690,8 @@ class AlarmList(QWidget):
             for r, item in enumerate(rows):
                 if isinstance(item, Alarm) and item.id in keep:
                     sel.select(self.model.index(r, 0), sel.SelectionFlag.Select | sel.SelectionFlag.Rows)
-        self.count.set_full_text(f"{len(alarms)} shown / {len(self.console.alarms)} in the store")
+        self.count.set_full_text(_("{shown} shown / {stored} in the store").format(
+            shown=len(alarms), stored=len(self.console.alarms)))
         self.update_actions()
 
     # ------------------------------------------------------------------ print / export
@@ -665,17 +705,18 @@ class AlarmList(QWidget):
 
     def heading(self) -> str:
         f = self.filter
-        parts = [f"area: {self.console.alarms.area.text}",
-                 "priorities " + ",".join(str(p) for p in sorted(f.priorities)),
+        parts = [_("area: {area}").format(area=self.console.alarms.area.text),
+                 _("priorities {list}").format(list=",".join(str(p) for p in sorted(f.priorities))),
                  self.state_box.currentText(), self.show_box.currentText()]
         parts += [x for x in (f.area, f.service, f'"{f.text}"' if f.text else "") if x]
-        return "Alarm list — " + " · ".join(parts)
+        return _("Alarm list — {filters}").format(filters=" · ".join(parts))
 
     def _save_path(self, what: str, suffix: str, path: Path | None) -> Path | None:
         if path is not None:
             return path
-        name, _ = QFileDialog.getSaveFileName(self, f"Export the alarm list ({what})",
-                                              f"alarms-{dt.datetime.now():%Y%m%d-%H%M}{suffix}", f"{what} (*{suffix})")
+        name, _filter = QFileDialog.getSaveFileName(self, _("Export the alarm list ({format})").format(format=what),
+                                                    f"alarms-{dt.datetime.now():%Y%m%d-%H%M}{suffix}",
+                                                    f"{what} (*{suffix})")
         return Path(name) if name else None
 
     def export_csv(self, path: Path | None = None) -> Path | None:
@@ -683,7 +724,7 @@ class AlarmList(QWidget):
         if target is None:
             return None
         alarm_export.write_csv(target, self.shown())
-        self.result.setText(f"{dt.datetime.now():%H:%M:%S} exported {len(self.shown())} alarm(s) to {target}")
+        self.result.setText(self._said(_("exported {n} alarm(s) to {file}").format(n=len(self.shown()), file=target)))
         return target
 
     def export_pdf(self, path: Path | None = None) -> Path | None:
@@ -691,7 +732,7 @@ class AlarmList(QWidget):
         if target is None:
             return None
         alarm_export.write_pdf(target, self.shown(), self.heading())
-        self.result.setText(f"{dt.datetime.now():%H:%M:%S} exported {len(self.shown())} alarm(s) to {target}")
+        self.result.setText(self._said(_("exported {n} alarm(s) to {file}").format(n=len(self.shown()), file=target)))
         return target
 
     def print_list(self) -> None:
@@ -726,61 +767,56 @@ class AlarmList(QWidget):
                 "suppress": "alarm.suppress", "unsuppress": "alarm.suppress", "oos": "alarm.out_of_service",
                 "rts": "alarm.out_of_service", "reset": "alarm.reset", "workorder": "workorder.create"}.get(key)
         if perm:
-            why = s.why_not(perm, {"ack": "acknowledge alarms", "ack_visible": "acknowledge alarms",
-                                   "shelve": "shelve alarms", "unshelve": "unshelve alarms",
-                                   "suppress": "suppress alarms", "unsuppress": "unsuppress alarms",
-                                   "oos": "take alarms out of service", "rts": "return alarms to service",
-                                   "reset": "reset latched alarms",
-                                   "workorder": "create work orders"}[key])
+            why = s.why_not(perm, _(PERMITS[key]))
             if why:
                 return why
         if key == "ack_visible":
             return "" if any(isinstance(r, Alarm) and r.unacked for r in self.model.rows) else \
-                "no unacknowledged alarm shown"
+                _("no unacknowledged alarm shown")
         if not sel:
-            return "select an alarm first"
+            return _("select an alarm first")
         one = len(sel) == 1
         a = sel[0]
         if key in ("open", "trend", "workorder") and not one:
             return "select one alarm"
         if key == "workorder":
-            return "" if a.equipment else "this alarm has no equipment to repair"
+            return "" if a.equipment else _("this alarm has no equipment to repair")
         if key == "open":
-            return "" if a.equipment else "this alarm has no equipment"
+            return "" if a.equipment else _("this alarm has no equipment")
         if key == "trend":
-            return "" if a.tag else "this alarm has no tag to trend"
+            return "" if a.tag else _("this alarm has no tag to trend")
         if key == "ack":
-            return "" if any(x.unacked for x in sel) else "the selected alarms are already acknowledged"
+            return "" if any(x.unacked for x in sel) else _("the selected alarms are already acknowledged")
         if key in ("shelve", "suppress", "oos", "unshelve", "unsuppress", "rts", "reset") and not one:
             return "select one alarm"
         if key in ("shelve", "suppress") and a.priority == 1:
-            return "priority-1 alarms cannot be shelved or suppressed"
+            return _("priority-1 alarms cannot be shelved or suppressed")
         if key == "shelve" and a.shelved:
-            return "already shelved"
+            return _("already shelved")
         if key == "unshelve" and not a.shelved:
-            return "this alarm is not shelved"
+            return _("this alarm is not shelved")
         if key == "suppress" and a.suppressed:
-            return "already suppressed"
+            return _("already suppressed")
         if key == "unsuppress" and not a.suppressed:
-            return "this alarm is not suppressed"
+            return _("this alarm is not suppressed")
         if key == "oos" and a.out_of_service:
-            return "already out of service"
+            return _("already out of service")
         if key == "oos" and not a.equipment:
-            return "out of service needs a work order of the alarm's equipment: this alarm has none"
+            return _("out of service needs a work order of the alarm's equipment: this alarm has none")
         if key == "rts" and not a.out_of_service:
-            return "this alarm is in service"
+            return _("this alarm is in service")
         if key == "reset" and not a.latched:
-            return "only latched alarms need a reset"
+            return _("only latched alarms need a reset")
         return ""
 
-    KEY_HINT: ClassVar[dict[str, str]] = {"open": "Enter", "ack": "Space or A", "shelve": "S", "trend": "T"}
+    KEY_HINT: ClassVar[dict[str, str]] = {"open": N_("Enter"), "ack": N_("Space or A"), "shelve": "S", "trend": "T"}
 
     def update_actions(self) -> None:
         for key, b in self.buttons.items():
             why = self.why_disabled(key)
             b.setEnabled(not why)
             hint = self.KEY_HINT.get(key)
-            b.setToolTip(why or (f"key: {hint} in the list" if hint else ""))
+            b.setToolTip(why or (_("key: {key} in the list").format(key=_(hint)) if hint else ""))
 
     def _double(self, index: QModelIndex) -> None:
         a = self.model.alarm(index.row())
@@ -800,7 +836,7 @@ class AlarmList(QWidget):
         why = self.why_disabled(key)
         if why:
             if self.sender() is self.table:  # a key: say why nothing happened (a button is disabled instead)
-                self.result.setText(f"{dt.datetime.now():%H:%M:%S} {key}: {why}")
+                self.result.setText(self._said(f"{_(ACTION_NAMES[key])}: {why}"))
             return None
         sel = self.selected()
         c = self.console
@@ -811,19 +847,20 @@ class AlarmList(QWidget):
             c.openTrend.emit([sel[0].tag])
         elif key in ("ack", "ack_visible"):
             targets = sel if key == "ack" else [r for r in self.model.rows if isinstance(r, Alarm)]
-            ans = self._ask(key, "Acknowledge", [("comment", "Comment", False)])
+            ans = self._ask(key, _("Acknowledge"), [("comment", _("Comment"), False)])
             if ans is None:
                 return None
             reply = c.ack([a.id for a in targets if a.unacked], ans.get("comment", ""))
         elif key == "shelve":
-            ans = self._ask(key, f"Shelve {sel[0].id}", [("reason", "Reason", True), ("duration", "For", False)],
-                            {"duration": list(SHELVE_CHOICES)})
+            ans = self._ask(key, _("Shelve {alarm}").format(alarm=sel[0].id),
+                            [("reason", _("Reason"), True), ("duration", _("For"), False)],
+                            {"duration": [_(k) for k in SHELVE_CHOICES]})
             if ans is None:
                 return None
-            dur = SHELVE_CHOICES.get(ans.get("duration", "1 h"), 3600.0)
+            dur = shelve_seconds(ans.get("duration", "1 h"))
             reply = c.shelve(sel[0].id, ans["reason"], dur or None, one_shot=not dur)
         elif key == "suppress":
-            ans = self._ask(key, f"Suppress {sel[0].id}", [("reason", "Reason", True)])
+            ans = self._ask(key, _("Suppress {alarm}").format(alarm=sel[0].id), [("reason", _("Reason"), True)])
             if ans is None:
                 return None
             reply = c.alarm_action(sel[0].id, "suppress", {"reason": ans["reason"]})
@@ -838,7 +875,7 @@ class AlarmList(QWidget):
         else:
             action = {"unshelve": "unshelve", "unsuppress": "unsuppress", "rts": "return-to-service",
                       "reset": "reset"}[key]
-            ans = self._ask(key, action.replace("-", " ").capitalize(), [("comment", "Comment", False)])
+            ans = self._ask(key, _(ACTION_NAMES[key]).capitalize(), [("comment", _("Comment"), False)])
             if ans is None:
                 return None
             reply = c.alarm_action(sel[0].id, action, {"comment": ans.get("comment", "")})
@@ -852,14 +889,15 @@ class AlarmList(QWidget):
             self._done("oos", r)
             return
         orders = [Order.from_json(d) for d in (r.data or {}).get("orders", [])] if isinstance(r.data, dict) else []
-        choices = [o.label() for o in orders if o.open] + [CREATE_FROM_ALARM]
+        choices = [o.label() for o in orders if o.open] + [_(CREATE_FROM_ALARM)]
         self.oos_choices = choices
-        ans = self._ask("oos", f"Out of service: {a.id}", [("work_order", "Work order", True),
-                                                            ("reason", "Reason", False)], {"work_order": choices})
+        ans = self._ask("oos", _("Out of service: {alarm}").format(alarm=a.id),
+                        [("work_order", _("Work order"), True), ("reason", _("Reason"), False)],
+                        {"work_order": choices})
         if ans is None:
             return
         reason = ans.get("reason", "")
-        if ans["work_order"] == CREATE_FROM_ALARM:
+        if ans["work_order"] in (CREATE_FROM_ALARM, _(CREATE_FROM_ALARM)):
             made = self.console.order_from_alarm(a.id)
             made.finished.connect(lambda m: self._oos_put(a, m, reason) if m.ok and isinstance(m.data, dict)
                                   else self._done("oos", m))
@@ -871,25 +909,33 @@ class AlarmList(QWidget):
         if made is not None:
             order_id = str(made.data["id"])
         reply = self.console.alarm_action(a.id, "out-of-service", {"work_order": order_id, "reason": reason})
-        reply.finished.connect(lambda r: self._done("oos", r, f" with work order {order_id}"))
+        note = " " + _("with work order {order}").format(order=order_id)
+        reply.finished.connect(lambda r: self._done("oos", r, note))
 
     def _done(self, key: str, r: Reply, note: str = "") -> None:
         if r.ok and key == "workorder" and isinstance(r.data, dict):
-            text = (f"work order {r.data.get('id')} ({str(r.data.get('status', '')).replace('_', ' ')}) for "
-                    f"{r.data.get('equipment')}: the alarm is linked to it")
+            text = _("work order {order} ({status}) for {equipment}: the alarm is linked to it").format(
+                order=r.data.get("id"), status=_(str(r.data.get("status", "")).replace("_", " ")),
+                equipment=self.console.registry_named(str(r.data.get("equipment", ""))))
         elif r.ok:
             results = (r.data or {}).get("results", []) if isinstance(r.data, dict) else []
             refused = [x for x in results if isinstance(x, dict) and x.get("outcome") not in (None, "done", "ok")]
-            text = f"{key}: done" + (f" ({len(results)} alarm(s))" if results else "") + note
+            text = _("{action}: done").format(action=_(ACTION_NAMES[key])) + (
+                " " + _("({n} alarm(s))").format(n=len(results)) if results else "") + note
             if refused:
-                text += "; refused: " + "; ".join(f"{x.get('alarm') or x.get('id', '')}: {x.get('reason', '')}"
-                                                  for x in refused[:5])
+                text += "; " + _("refused: {reasons}").format(reasons="; ".join(
+                    f"{x.get('alarm') or x.get('id', '')}: {localise(str(x.get('reason', '')))}" for x in refused[:5]))
         elif r.status == 404 and r.code == "not_found" and r.error == "Not Found" and "%2F" in r.path:
             # the route did not match: this server cannot take an alarm id containing '/' in a URL path
-            text = (f"{key}: NOT POSSIBLE — this server cannot address alarm ids containing '/' in "
-                    f"{r.path.rsplit('/', 1)[-1]} requests (server API limitation); use acknowledge, or the "
-                    f"server's CLI")
+            text = _("{action}: NOT POSSIBLE — this server cannot address alarm ids containing '/' in {request} "
+                     "requests (server API limitation); use acknowledge, or the server's CLI").format(
+                action=_(ACTION_NAMES[key]), request=r.path.rsplit("/", 1)[-1])
         else:
-            text = f"{key}: REFUSED — {r.why()}"
-        self.result.setText(f"{dt.datetime.now():%H:%M:%S} {text}")
+            text = _("{action}: REFUSED — {why}").format(action=_(ACTION_NAMES[key]), why=r.why())
+        self.result.setText(self._said(text))
         self.actionDone.emit(key, r)
+
+    @staticmethod
+    def _said(text: str) -> str:
+        """A result line: the time (site zone, like every time on screen) and what happened."""
+        return f"{timestamp(time.time_ns(), date=False)} {text}"

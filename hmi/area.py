@@ -17,6 +17,7 @@ filter itself is the alarm store's (:mod:`hmi.models.area`); this module only as
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import (
@@ -30,8 +31,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from hmi import style
 from hmi.console import ConsoleModel
 from hmi.models.area import WHOLE_CITY, Area, from_json, to_json
+from scada.i18n import _
 
 ORGANISATION = "city-scada"
 APPLICATION = "console"
@@ -66,20 +69,20 @@ class AreaDialog(QDialog):
 
     def __init__(self, console: ConsoleModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Area of responsibility of this console")
+        self.setWindowTitle(_("Area of responsibility of this console"))
         area = console.alarms.area
         self.communes = self._boxes(console.registry.communes(), area.communes)
-        self.services = self._boxes(services_of(console), area.services)
+        self.services = self._boxes(services_of(console), area.services, style.domain_text)
         lay = QVBoxLayout(self)
-        for title, boxes in (("Communes (none ticked: all)", self.communes),
-                             ("Services (none ticked: all)", self.services)):
+        for title, boxes in ((_("Communes (none ticked: all)"), self.communes),
+                             (_("Services (none ticked: all)"), self.services)):
             group = QGroupBox(title)
             grid = QGridLayout(group)
             for n, box in enumerate(boxes.values()):
                 grid.addWidget(box, n // 3, n % 3)
             lay.addWidget(group)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        whole = self.buttons.addButton("Whole city", QDialogButtonBox.ButtonRole.ResetRole)
+        whole = self.buttons.addButton(_("Whole city"), QDialogButtonBox.ButtonRole.ResetRole)
         if whole is not None:
             whole.clicked.connect(self.clear)
         self.buttons.accepted.connect(self.accept)
@@ -87,10 +90,10 @@ class AreaDialog(QDialog):
         lay.addWidget(self.buttons)
 
     @staticmethod
-    def _boxes(names: list[str], ticked: frozenset[str]) -> dict[str, QCheckBox]:
+    def _boxes(names: list[str], ticked: frozenset[str], label: Callable[[str], str] = str) -> dict[str, QCheckBox]:
         out = {}
         for name in names:
-            box = QCheckBox(name)
+            box = QCheckBox(label(name))  # a service in words; the key stays its code
             box.setChecked(name in ticked)
             out[name] = box
         return out
@@ -113,9 +116,9 @@ class AreaIndicator(QPushButton):
         self.console = console
         self.settings = settings if settings is not None else AreaSettings()
         self.setFlat(True)
-        self.setAccessibleName("area of responsibility")
-        self.setToolTip("the communes and services this console watches: banner, alarm list, map and sound "
-                        "follow it; click to change")
+        self.setAccessibleName(_("area of responsibility"))
+        self.setToolTip(_("the communes and services this console watches: banner, alarm list, map and sound "
+                          "follow it; click to change"))
         self.clicked.connect(self.ask)
         self._user = ""
         console.areaChanged.connect(self.refresh)
@@ -123,7 +126,7 @@ class AreaIndicator(QPushButton):
         self.refresh()
 
     def refresh(self) -> None:
-        self.setText(f"Area: {self.console.alarms.area.text}")
+        self.setText(_("Area: {area}").format(area=self.console.alarms.area.text))
 
     def _session(self) -> None:
         """A user logged in: their area on this workstation (a logout keeps the area until the next login)."""

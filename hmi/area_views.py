@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QPointF, QRectF, Qt, QTimer
+from PyQt6.QtCore import QRectF, Qt, QTimer
 from PyQt6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen
 from PyQt6.QtWidgets import (
     QAbstractItemView,
@@ -38,11 +38,12 @@ from hmi import qtstyle, style
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models import junction as jmodel
-from hmi.models.journal import PARIS
 from hmi.models.layouts import Corridor, ViewSpec
 from hmi.models.live import EquipmentInfo, TagValue
 from hmi.qtstyle import hide_row_numbers
 from hmi.widgets import style_item, value_text
+from scada.format import quantity, site_zone
+from scada.i18n import N_, _
 
 
 class Page(QWidget):
@@ -79,11 +80,12 @@ class EquipmentTable(Page):
         self.extra = self._extra_columns()
         self.energy: dict[str, float | None] = {}
         self.energy_note = ""
-        title = QLabel(f"<b>Level 2 — {spec.title}</b>  (double-click a row for its Level-3 display)")
+        title = QLabel("<b>" + _("Level 2 — {view}").format(view=_(spec.title)) + "</b>  "
+                       + _("(double-click a row for its Level-3 display)"))
         top = QHBoxLayout()
         top.addWidget(title, 1)
         if spec.group_by == "commune":
-            top.addWidget(QLabel("commune"))
+            top.addWidget(QLabel(_("commune")))
             top.addWidget(self.commune)
         self.note = QLabel()
         lay = QVBoxLayout(self)
@@ -105,9 +107,9 @@ class EquipmentTable(Page):
 
     def _extra_columns(self) -> list[str]:
         if self.spec.template == "lighting_cabinet":
-            return ["Luminaires state", "Energy today"]
+            return [_("Luminaires state"), _("Energy today")]
         if self.spec.template == "parking":
-            return ["Occupancy"]
+            return [_("Occupancy")]
         return []
 
     def kind(self) -> str:
@@ -123,7 +125,7 @@ class EquipmentTable(Page):
         communes = sorted({e.commune for e in eqs})
         self.commune.blockSignals(True)
         self.commune.clear()
-        self.commune.addItem("all communes")
+        self.commune.addItem(_("all communes"))
         self.commune.addItems(communes)
         if "Dijon" in communes and len(eqs) > 200:
             self.commune.setCurrentText("Dijon")  # full scale: start with one district, not 1,100 rows
@@ -137,13 +139,15 @@ class EquipmentTable(Page):
         c = None if self.commune.currentIndex() <= 0 else self.commune.currentText()
         rows = sorted(self.console.registry.of_template(self.spec.template, c), key=lambda e: (e.commune, e.id))
         self._rows = rows
-        headers = ["Alarm", "Equipment", "Commune", *[col.title for col in self.spec.columns], *self.extra]
+        headers = [_("Alarm"), _("Equipment"), _("Commune"), *[_(col.title) for col in self.spec.columns], *self.extra]
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(rows))
         self._cells = {}
         for r, e in enumerate(rows):
-            self.table.setItem(r, 1, QTableWidgetItem(e.id))
+            named = QTableWidgetItem(self.console.registry_named(e.id))  # id — name; the address in the tooltip
+            named.setToolTip(self.console.registry_named(e.id, address=True))
+            self.table.setItem(r, 1, named)
             self.table.setItem(r, 2, QTableWidgetItem(e.commune))
             for j, col in enumerate(self.spec.columns):
                 name = self.console.registry.tag(e.id, col.tag)
@@ -205,13 +209,14 @@ class EquipmentTable(Page):
                 ok = int(np.count_nonzero(codes == style.NORMAL))
                 bad = int(np.count_nonzero(codes == style.ABNORMAL))
                 unk = int(np.count_nonzero(codes == style.UNKNOWN))
-                item = QTableWidgetItem(f"{ok} ok · {bad} failed" + (f" · {unk} ?" if unk else ""))
+                item = QTableWidgetItem(_("{ok} ok · {failed} failed").format(ok=ok, failed=bad)
+                                        + (f" · {unk} ?" if unk else ""))
                 style_item(item, None if unk and not ok and not bad else self._fake_good(), self.console.stale,
                            bad > 0)
                 self.table.setItem(r, base, item)
                 en = self.energy.get(e.id)
                 self.table.setItem(r, base + 1, QTableWidgetItem("…" if e.id not in self.energy else
-                                                                 (f"{en:.1f} kWh" if en is not None else "n/a")))
+                                                                 (quantity(en, "kWh") if en is not None else "—")))
         elif self.spec.template == "parking":
             self._parking()
 
@@ -226,14 +231,14 @@ class EquipmentTable(Page):
             if isinstance(cap, int) and isinstance(occ, int) and cap > 0:
                 frac = max(0.0, min(1.0, occ / cap))
                 n = round(frac * 20)
-                text = "█" * n + "░" * (20 - n) + f" {frac * 100:.0f} %"
+                text = "█" * n + "░" * (20 - n) + " " + quantity(round(frac * 100), "%")
             else:
                 text = "?"
             self.table.setItem(r, base, QTableWidgetItem(text))
 
     def load_energy(self) -> None:
         """Energy today per cabinet: max − min of the energy counter since local midnight (historian)."""
-        midnight = dt.datetime.now(PARIS).replace(hour=0, minute=0, second=0, microsecond=0)
+        midnight = dt.datetime.now(site_zone()).replace(hour=0, minute=0, second=0, microsecond=0)  # the site's day
         for e in self._rows[:200]:
             tag = self.console.registry.tag(e.id, "energy")
             r = self.console.call("GET", "/history/aggregate", tag=tag, start=midnight.isoformat(),
@@ -247,7 +252,7 @@ class EquipmentTable(Page):
             if pts:
                 val = float(pts[-1]["max"]) - float(pts[0]["min"])
         else:
-            self.energy_note = f"energy today unavailable: {r.why()}"
+            self.energy_note = _("energy today unavailable: {why}").format(why=r.why())
             self.note.setText(self.energy_note)
         self.energy[eq] = val
         self._lamps()
@@ -315,7 +320,8 @@ class JunctionMini(QWidget):
         self.eq_id = eq_id
         self.setFixedSize(190, 170)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.setToolTip(f"{eq_id}: click for the Level-3 display")
+        self.setToolTip(_("{equipment}: click for the Level-3 display").format(
+            equipment=console.registry_named(eq_id, address=True)))
 
     def names(self) -> dict[str, str]:
         return {t: self.console.registry.tag(self.eq_id, t) for t in jmodel.STATUS_TAGS}
@@ -344,7 +350,7 @@ class JunctionMini(QWidget):
         f.setPixelSize(11)
         p.setFont(f)
         p.setPen(QColor(style.TEXT))
-        text = (f"{v.pattern} · {v.mode}" if v.known else f"STATE UNKNOWN\n{v.why_unknown}")
+        text = (f"{v.pattern} · {v.mode}" if v.known else _("STATE UNKNOWN") + f"\n{v.why_unknown}")
         p.drawText(QRectF(6, 26 + w * 2.6 + 16, self.width() - 12, 40), Qt.TextFlag.TextWordWrap, text)
         p.end()
 
@@ -366,7 +372,8 @@ class CorridorView(Page):
         scroll.setWidget(self.inner)
         scroll.setWidgetResizable(True)
         top = QHBoxLayout()
-        top.addWidget(QLabel("<b>Level 2 — traffic corridor</b> (junctions in driving order; click one)"), 1)
+        top.addWidget(QLabel("<b>" + _("Level 2 — traffic corridor") + "</b> "
+                             + _("(junctions in driving order; click one)")), 1)
         top.addWidget(self.box)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
@@ -382,14 +389,14 @@ class CorridorView(Page):
         out = list(self.console.layouts.corridors)
         known = [c for c in out if all(self.console.registry.get(j) for j in c.junctions)]
         junctions = sorted(e.id for e in self.console.registry.of_template("junction"))
-        known.append(Corridor("all junctions", tuple(junctions[:60])))
+        known.append(Corridor(N_("all junctions"), tuple(junctions[:60])))
         return known
 
     def fill(self) -> None:
         self.box.blockSignals(True)
         self.box.clear()
         self._corridors = self.corridors()
-        self.box.addItems([c.name for c in self._corridors])
+        self.box.addItems([_(c.name) for c in self._corridors])  # msgids: the layouts' texts are extracted
         self.box.blockSignals(False)
         self.rebuild()
 
@@ -467,7 +474,8 @@ class VehiclesView(Page):
             brushes.append(qtstyle.code_brush(int(m.eq_code[i]), style.EQUIPMENT))
             team = self.console.tags.value(self.console.registry.tag(e.id, "team")) or ""
             status = self.console.tags.value(self.console.registry.tag(e.id, "status"))
-            text = f"{e.id} {team} {({0: 'available', 1: 'busy', 2: 'off'}).get(status, '?')}"
+            state = {0: _("available"), 1: _("busy"), 2: _("off duty")}.get(status, "?")
+            text = f"{self.console.registry_named(e.id)} {team} {state}"
             t = self.labels_by_eq.get(e.id)
             if t is None:
                 t = self.labels_by_eq[e.id] = pg.TextItem(text, color=style.TEXT, anchor=(0, 1))
@@ -487,4 +495,3 @@ class VehiclesView(Page):
 
 
 __all__ = ["CorridorView", "EquipmentTable", "JunctionMini", "Page", "VehiclesView", "draw_head"]
-_ = QPointF

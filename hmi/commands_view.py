@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import html
 import time
 from typing import Any
 
@@ -37,10 +37,14 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from hmi import style
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models import commands as cm
+from hmi.models.journal import word
 from hmi.qtstyle import hide_row_numbers
+from scada.format import duration, timestamp
+from scada.i18n import _, localise
 
 POLL_MS = 500
 
@@ -58,7 +62,10 @@ class CommandDialog(QDialog):
         self.targets = targets
         self.ticket: dict[str, Any] = {}
         self.outcome: cm.TicketText | None = None
-        self.setWindowTitle(f"Command: {form.title} on {', '.join(targets)}")
+        # the targets as every view names them: id, name, address (the operator checks what will move)
+        self.named = [console.registry_named(t, address=True) for t in targets]
+        self.setWindowTitle(_("Command: {verb} on {targets}").format(
+            verb=form.title, targets=", ".join(console.registry_named(t) for t in targets)))
         self.setMinimumWidth(560)
         self.inputs: dict[str, QSpinBox | QDoubleSpinBox | QLineEdit] = {}
         lay = QVBoxLayout(self)
@@ -78,27 +85,27 @@ class CommandDialog(QDialog):
                 w = QLineEdit()
                 w.textChanged.connect(self.refresh_summary)
             self.inputs[p.name] = w
-            box.addRow(p.name, w)
+            box.addRow(cm.param_title(p.name), w)
         self.lease = QSpinBox()
-        self.lease.setSuffix(" min")
+        self.lease.setSuffix(" min")  # the minute's symbol: the same in French
         if form.has_lease:
             self.lease.setRange(1, max(1, int((form.lease_max_s or 3600) // 60)))
             self.lease.setValue(max(1, int((form.lease_default_s or 900) // 60)))
             self.lease.valueChanged.connect(self.refresh_summary)
-            box.addRow("lease", self.lease)
+            box.addRow(_("lease"), self.lease)
         self.comment = QLineEdit()
-        self.comment.setPlaceholderText("optional note for the audit log")
-        box.addRow("comment", self.comment)
+        self.comment.setPlaceholderText(_("optional note for the audit log"))
+        box.addRow(_("comment"), self.comment)
         lay.addLayout(box)
-        lay.addWidget(QLabel("<b>What will be sent</b>"))
+        lay.addWidget(QLabel("<b>" + _("What will be sent") + "</b>"))
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         lay.addWidget(self.summary)
-        lay.addWidget(QLabel("<b>Steps</b>"))
+        lay.addWidget(QLabel("<b>" + _("Steps") + "</b>"))
         self.steps = QLabel("\n".join(cm.steps(form)))
         lay.addWidget(self.steps)
-        lay.addWidget(QLabel("<b>Progress</b>"))
-        self.status = QLabel("not sent")
+        lay.addWidget(QLabel("<b>" + _("Progress") + "</b>"))
+        self.status = QLabel(_("not sent"))
         self.status.setWordWrap(True)
         f = self.status.font()
         f.setBold(True)
@@ -109,10 +116,10 @@ class CommandDialog(QDialog):
         self.log.setMaximumHeight(120)
         lay.addWidget(self.log)
         btns = QHBoxLayout()
-        self.send_btn = QPushButton("Send request")
-        self.operate_btn = QPushButton("Operate")
-        self.cancel_btn = QPushButton("Cancel command")
-        self.close_btn = QPushButton("Close")
+        self.send_btn = QPushButton(_("Send request"))
+        self.operate_btn = QPushButton(_("Operate"))
+        self.cancel_btn = QPushButton(_("Cancel command"))
+        self.close_btn = QPushButton(_("Close"))
         for b in (self.send_btn, self.operate_btn, self.cancel_btn, self.close_btn):
             btns.addWidget(b)
         lay.addLayout(btns)
@@ -136,7 +143,7 @@ class CommandDialog(QDialog):
         return float(self.lease.value() * 60) if self.form.has_lease else None
 
     def refresh_summary(self) -> None:
-        lines = cm.summary(self.form, self.targets, self.values(), self.lease_s())
+        lines = cm.summary(self.form, self.named, self.values(), self.lease_s())
         problems = cm.check_params(self.form, self.values())
         self.summary.setText("\n".join(lines) + ("\n" + "; ".join(problems) if problems else ""))
         self._set_buttons()
@@ -147,39 +154,39 @@ class CommandDialog(QDialog):
                               if self.console.health else "ok")
         problems = cm.check_params(self.form, self.values())
         self.send_btn.setEnabled(not sent and not why and not problems)
-        self.send_btn.setToolTip(why or "; ".join(problems) or ("already sent" if sent else ""))
+        self.send_btn.setToolTip(why or "; ".join(problems) or (_("already sent") if sent else ""))
         nxt = cm.describe(self.ticket).next_action if sent else None
         self.operate_btn.setEnabled(nxt == "operate")
         self.operate_btn.setToolTip("" if nxt == "operate" else
-                                    "available once the equipment is selected (select-before-operate) or approved")
+                                    _("available once the equipment is selected (select-before-operate) or approved"))
         final = self.outcome is not None and self.outcome.final
         self.cancel_btn.setEnabled(sent and not final and nxt in ("operate", "wait_approval"))
-        self.cancel_btn.setToolTip("" if self.cancel_btn.isEnabled() else "nothing pending to cancel")
+        self.cancel_btn.setToolTip("" if self.cancel_btn.isEnabled() else _("nothing pending to cancel"))
 
     def _note(self, text: str) -> None:
-        self.log.append(f"{dt.datetime.now():%H:%M:%S} {text}")
+        self.log.append(f"{timestamp(time.time_ns(), date=False)} {text}")  # the site's clock
 
     def send(self) -> Reply:
         body = cm.request_body(self.form, self.targets, self.values(), self.lease_s(), self.comment.text())
-        self._note(f"request: {body}")
+        self._note(_("request: {body}").format(body=body))
         r = self.console.call("POST", "/commands", body)
         r.finished.connect(self._answer)
         self.send_btn.setEnabled(False)
-        self.status.setText("sent, waiting for the gate…")
+        self.status.setText(_("sent, waiting for the gate…"))
         return r
 
     def operate(self) -> Reply:
         r = self.console.call("POST", f"/commands/{self.ticket['id']}/operate", {})
         r.finished.connect(self._answer)
         self.operate_btn.setEnabled(False)
-        self.status.setText("operating: writing and waiting for the read-back…")
-        self._note("operate")
+        self.status.setText(_("operating: writing and waiting for the read-back…"))
+        self._note(_("operate"))
         return r
 
     def cancel(self) -> Reply:
         r = self.console.call("POST", f"/commands/{self.ticket['id']}/cancel", {})
         r.finished.connect(self._answer)
-        self._note("cancel")
+        self._note(_("cancel"))
         return r
 
     def _answer(self, r: Reply) -> None:
@@ -187,7 +194,7 @@ class CommandDialog(QDialog):
             if not self.ticket or r.code in ("command_rejected",):
                 self.ticket = {**self.ticket, "state": "finished", "outcome": "rejected", "reason": r.why()}
             else:
-                self._note(f"refused: {r.why()}")
+                self._note(_("refused: {why}").format(why=r.why()))
         elif isinstance(r.data, dict):
             self.ticket = r.data
         self.show_ticket()
@@ -209,16 +216,23 @@ class CommandDialog(QDialog):
         deadline = self.ticket.get("deadline")
         extra = ""
         if t.next_action == "operate" and isinstance(deadline, (int, float)):
-            extra = f" (before {dt.datetime.fromtimestamp(deadline):%H:%M:%S}, {max(0, deadline - time.time()):.0f} s)"
+            extra = " " + _("(before {time}, {left})").format(
+                time=timestamp(int(deadline * 1e9), date=False), left=duration(max(0, deadline - time.time())))
         self.status.setText(t.headline + extra)
-        self._note(f"ticket {self.ticket.get('id', '?')}: {t.state} {t.outcome or ''} "
-                   f"{self.ticket.get('reason') or ''}")
+        self._note(_("ticket {ticket}: {state} {outcome} {reason}").format(
+            ticket=self.ticket.get("id", "?"), state=word(t.state), outcome=word(t.outcome or ""),
+            reason=localise(str(self.ticket.get("reason") or ""))))
         if t.final:
             self.timer.stop()
             self.finishedOutcome.emit(dict(self.ticket))
         elif not self.timer.isActive():
             self.timer.start()
         self._set_buttons()
+
+
+def _verb(verb: str) -> str:
+    """A verb of commands.yaml in words, in the console's language."""
+    return _(cm.VERB_TITLES[verb]) if verb in cm.VERB_TITLES else verb.replace("_", " ")
 
 
 class CommandPanel(QWidget):
@@ -252,13 +266,15 @@ class CommandPanel(QWidget):
                 w.deleteLater()
         self.buttons = {}
         self.forms = {f.verb: f for f in cm.verbs_for(self.console.vocabulary, self.template)}
-        self.lay.addWidget(QLabel("<b>Commands</b>"))
+        self.lay.addWidget(QLabel("<b>" + _("Commands") + "</b>"))
         if not self.forms:
-            why = (f"no commands for {self.template.replace('_', ' ')}s" if not self.console.vocabulary_error
-                   else f"commands unavailable: {self.console.vocabulary_error}")
+            kind = style.KIND_SYMBOLS.get(self.template, style.KIND_SYMBOLS["other"])[2]
+            why = (_("no commands for this kind of equipment ({kind})").format(kind=_(kind))
+                   if not self.console.vocabulary_error
+                   else _("commands unavailable: {why}").format(why=self.console.vocabulary_error))
             self.lay.addWidget(QLabel(why))
         for verb, form in self.forms.items():
-            b = QPushButton(form.title + ("  ▲ safety" if form.safety == "increasing" else "") + "…")
+            b = QPushButton(form.title + ("  ▲ " + _("safety") if form.safety == "increasing" else "") + "…")
             b.clicked.connect(lambda _=False, v=verb: self.open(v))
             self.buttons[verb] = b
             self.lay.addWidget(b)
@@ -289,19 +305,20 @@ class ApprovalInbox(QWidget):
         super().__init__(parent)
         self.console = console
         self.table = QTableWidget(0, 7)
-        self.table.setHorizontalHeaderLabels(["ticket", "requested", "by", "verb", "targets", "params", "safety"])
+        self.table.setHorizontalHeaderLabels([_("ticket"), _("requested"), _("by"), _("verb"), _("targets"),
+                                              _("params"), _("safety")])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         hide_row_numbers(self.table)
-        self.approve_btn = QPushButton("Approve")
-        self.refuse_btn = QPushButton("Refuse (cancel)")
-        self.reload_btn = QPushButton("Refresh")
+        self.approve_btn = QPushButton(_("Approve"))
+        self.refuse_btn = QPushButton(_("Refuse (cancel)"))
+        self.reload_btn = QPushButton(_("Refresh"))
         self.result = QLabel()
         self.approve_btn.clicked.connect(lambda: self.act("approve"))
         self.refuse_btn.clicked.connect(lambda: self.act("cancel"))
         self.reload_btn.clicked.connect(self.load)
         top = QHBoxLayout()
-        top.addWidget(QLabel("<b>Approval inbox</b> — commands waiting for a second person"), 1)
+        top.addWidget(QLabel("<b>" + _("Approval inbox") + "</b> — " + _("commands waiting for a second person")), 1)
         top.addWidget(self.reload_btn)
         btns = QHBoxLayout()
         btns.addWidget(self.approve_btn)
@@ -336,17 +353,19 @@ class ApprovalInbox(QWidget):
 
     def _loaded(self, r: Reply) -> None:
         if not r.ok:
-            self.result.setText(f"cannot read the command history: {r.why()}")
+            self.result.setText(_("cannot read the command history: {why}").format(why=r.why()))
             return
         window = float(self.console.vocabulary.get("approval_window_s") or 120.0)
         self.items = cm.approvals_from(list((r.data or {}).get("commands", [])), time.time(), window)
         self.table.setRowCount(len(self.items))
         for row, e in enumerate(self.items):
             ts = e.get("ts")
-            vals = [e["ticket"], dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S") if isinstance(ts, float) else "",
-                    str(e.get("user", "")), str(e.get("verb", e.get("crisis", ""))),
-                    ", ".join(e.get("target") or []) if isinstance(e.get("target"), list) else str(e.get("target", "")),
-                    str(e.get("params") or ""), str(e.get("safety", ""))]
+            targets = e.get("target") or []
+            vals = [e["ticket"], timestamp(int(ts * 1e9), date=False) if isinstance(ts, float) else "",
+                    str(e.get("user", "")), _verb(str(e.get("verb") or e.get("crisis") or "")),
+                    ", ".join(self.console.registry_named(str(t)) for t in targets) if isinstance(targets, list)
+                    else self.console.registry_named(str(targets)),
+                    str(e.get("params") or ""), word(str(e.get("safety", "")))]
             for c, v in enumerate(vals):
                 self.table.setItem(row, c, QTableWidgetItem(v))
         self.update_buttons()
@@ -358,14 +377,15 @@ class ApprovalInbox(QWidget):
     def update_buttons(self) -> None:
         s = self.console.session
         sel = self.selected()
-        why = s.why_not("command.approve", "approve commands")
+        why = s.why_not("command.approve", _("approve commands"))
         if not why and sel is None:
-            why = "select a request first"
+            why = _("select a request first")
         if not why and sel is not None and sel.get("user") == s.user:
-            why = "you requested it: a second person must approve"
+            why = _("you requested it: a second person must approve")
         self.approve_btn.setEnabled(not why)
         self.approve_btn.setToolTip(why)
-        why2 = s.why_not("command.approve", "refuse requests") or ("select a request first" if sel is None else "")
+        why2 = s.why_not("command.approve", _("refuse requests")) or (
+            _("select a request first") if sel is None else "")
         self.refuse_btn.setEnabled(not why2)
         self.refuse_btn.setToolTip(why2)
 
@@ -377,8 +397,10 @@ class ApprovalInbox(QWidget):
 
         def done(rep: Reply) -> None:
             state = (rep.data or {}).get("state") if isinstance(rep.data, dict) else None
-            self.result.setText(f"{step} {sel['ticket']}: " + (f"done — state {state}" if rep.ok
-                                                               else f"REFUSED — {rep.why()}"))
+            what = _("approve") if step == "approve" else _("refuse")
+            self.result.setText(f"{what} {sel['ticket']}: " + (
+                _("done — state {state}").format(state=word(str(state))) if rep.ok
+                else _("REFUSED — {why}").format(why=rep.why())))
             self.load()
 
         r.finished.connect(done)
@@ -398,17 +420,17 @@ class CrisisPanel(QWidget):
         self.detail.setWordWrap(True)
         self.detail.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.result = QTableWidget(0, 5)
-        self.result.setHorizontalHeaderLabels(["step", "target", "verb", "outcome", "reason / writes"])
+        self.result.setHorizontalHeaderLabels([_("step"), _("target"), _("verb"), _("outcome"), _("reason / writes")])
         self.result.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         hide_row_numbers(self.result)
         self.state = QLabel()
-        self.dry_btn = QPushButton("Dry run (nothing is sent)")
-        self.go_btn = QPushButton("Activate…")
+        self.dry_btn = QPushButton(_("Dry run (nothing is sent)"))
+        self.go_btn = QPushButton(_("Activate…"))
         self.dry_btn.clicked.connect(lambda: self.run(True))
         self.go_btn.clicked.connect(lambda: self.run(False))
         self.confirm = True
         left = QVBoxLayout()
-        left.addWidget(QLabel("<b>Crisis plans</b>"))
+        left.addWidget(QLabel("<b>" + _("Crisis plans") + "</b>"))
         left.addWidget(self.list)
         right = QVBoxLayout()
         right.addWidget(self.detail)
@@ -436,7 +458,7 @@ class CrisisPanel(QWidget):
 
     def _loaded(self, r: Reply) -> None:
         if not r.ok:
-            self.detail.setText(f"crisis plans unavailable: {r.why()}")
+            self.detail.setText(_("crisis plans unavailable: {why}").format(why=r.why()))
             self.plans = []
         else:
             self.plans = list((r.data or {}).get("plans", []))
@@ -454,16 +476,18 @@ class CrisisPanel(QWidget):
         p = self.current()
         if p is None:
             return
-        steps = "<br>".join(f"{k + 1}. {s['verb']} on {s['target']} {s.get('params') or ''}"
-                            for k, s in enumerate(p.get("steps", [])))
-        self.detail.setText(f"<b>{p['name']}</b><br>{p.get('description', '')}<br>lease: "
-                            f"{cm.fmt_duration(p.get('lease_s'))}<br>{steps}")
+        steps = "<br>".join(f"{k + 1}. " + html.escape(_("{verb} on {target} {params}").format(
+            verb=_verb(str(s["verb"])), target=self.console.registry_named(str(s["target"])),
+            params=s.get("params") or "")) for k, s in enumerate(p.get("steps", [])))
+        self.detail.setText(f"<b>{html.escape(p['name'])}</b><br>{html.escape(str(p.get('description', '')))}<br>"
+                            + html.escape(_("lease: {lease}").format(lease=cm.fmt_duration(p.get("lease_s"))))
+                            + f"<br>{steps}")
         self.update_buttons()
 
     def update_buttons(self) -> None:
-        why = self.console.session.why_not("crisis", "run crisis plans")
+        why = self.console.session.why_not("crisis", _("run crisis plans"))
         if not why and self.current() is None:
-            why = "no plan selected"
+            why = _("no plan selected")
         for b in (self.dry_btn, self.go_btn):
             b.setEnabled(not why)
             b.setToolTip(why)
@@ -473,8 +497,9 @@ class CrisisPanel(QWidget):
         if p is None:
             return None
         if not dry and self.confirm:
-            ok = QMessageBox.question(self, "Activate crisis plan",
-                                      f"Activate '{p['name']}' now? Every step goes through the fail-safe gate.")
+            ok = QMessageBox.question(self, _("Activate crisis plan"),
+                                      _("Activate '{plan}' now? Every step goes through the fail-safe gate.").format(
+                                          plan=p["name"]))
             if ok != QMessageBox.StandardButton.Yes:
                 return None
         r = self.console.call("POST", f"/crisis/plans/{p['name']}/{'dry-run' if dry else 'activate'}", {})
@@ -483,18 +508,19 @@ class CrisisPanel(QWidget):
 
     def _ran(self, r: Reply) -> None:
         if not r.ok:
-            self.state.setText(f"REFUSED — {r.why()}")
+            self.state.setText(_("REFUSED — {why}").format(why=r.why()))
             return
         run = r.data or {}
-        self.state.setText(f"run {run.get('id', '')}: {str(run.get('state', '')).upper()}"
-                           + (" (dry run: nothing was sent)" if run.get("dry_run") else "")
-                           + (f" — {run['reason']}" if run.get("reason") else ""))
+        self.state.setText(_("run {run}: {state}").format(run=run.get("id", ""),
+                                                          state=word(str(run.get("state", ""))).upper())
+                           + (" " + _("(dry run: nothing was sent)") if run.get("dry_run") else "")
+                           + (f" — {localise(str(run['reason']))}" if run.get("reason") else ""))
         steps = run.get("steps", [])
         self.result.setRowCount(len(steps))
         for k, s in enumerate(steps):
-            vals = [str(s.get("index", k) + 1 if isinstance(s.get("index"), int) else k + 1), str(s.get("target")),
-                    str(s.get("verb")), str(s.get("outcome")).replace("_", " ").upper(),
-                    str(s.get("reason") or s.get("writes") or "")]
+            vals = [str(s.get("index", k) + 1 if isinstance(s.get("index"), int) else k + 1),
+                    self.console.registry_named(str(s.get("target"))), _verb(str(s.get("verb"))),
+                    word(str(s.get("outcome"))).upper(), localise(str(s.get("reason") or s.get("writes") or ""))]
             for c, v in enumerate(vals):
                 self.result.setItem(k, c, QTableWidgetItem(v))
         self.result.resizeColumnsToContents()

@@ -23,6 +23,10 @@ login starts everything again (:meth:`start`).
 Area of responsibility: :meth:`set_area` bounds the alarm store (:mod:`hmi.models.area`), then the map
 levels are recomputed and ``areaChanged`` + ``alarmsChanged`` tell the banner, list, map and annunciator.
 
+One clock: ``GET /config`` names the site's time zone; :meth:`_on_config` makes it the process's
+(:func:`scada.format.set_timezone`), so every time a widget shows is in it, and ``siteChanged`` lets
+the status bar name it once. The language is the process's too (``scada --lang``, else French).
+
 Subscriptions: channel ``alarms`` (every alarm) from the login on; once the equipment list is known,
 ``city`` (the luminaires' status, one glob) and ``health1..n`` (the map's health and position tags by
 exact name); ``focus`` (the union of what the open displays declare
@@ -47,6 +51,8 @@ from hmi.models.area import Area
 from hmi.models.layouts import Layouts, check_against, load_layouts
 from hmi.models.live import EquipmentInfo, LiveTags, Registry, Session
 from hmi.models.mapmodel import LAMP_GLOB, MapDelta, MapModel
+from scada.format import set_timezone
+from scada.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,7 @@ class ConsoleModel(QObject):
     openTrend = pyqtSignal(list)  # navigation request: trend these tags
     openWorkOrder = pyqtSignal(str)  # navigation request: the work-order list with this order selected
     areaChanged = pyqtSignal()  # the area of responsibility changed (status bar)
+    siteChanged = pyqtSignal()  # GET /config answered: the site's time zone is known (status bar)
 
     def __init__(self, bridge: Bridge | None, layouts: Layouts | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -81,7 +88,7 @@ class ConsoleModel(QObject):
         self.health: dict[str, Any] = {}
         self.config_info: dict[str, Any] = {}
         self.vocabulary: dict[str, Any] = {}
-        self.vocabulary_error = "not loaded"
+        self.vocabulary_error = _("not loaded")
         self.state = "offline"
         self.state_detail = ""
         self.layouts, self.layout_problems = (layouts, []) if layouts is not None else load_layouts()
@@ -121,7 +128,7 @@ class ConsoleModel(QObject):
         if self.bridge is not None:
             self.bridge.logout()  # → connectionChanged("logged_out") → _on_connection
         else:
-            self._session_over("logged out")
+            self._session_over(_("logged out"))
 
     def _on_logged_in(self, info: dict[str, Any]) -> None:
         if info.get("must_change_password"):
@@ -155,6 +162,13 @@ class ConsoleModel(QObject):
     def _on_config(self, r: Reply) -> None:
         if r.ok and isinstance(r.data, dict):
             self.config_info = r.data
+            zone = r.data.get("timezone")
+            if isinstance(zone, str) and zone:
+                try:
+                    set_timezone(zone)  # one clock: every time on screen in the site's zone
+                except ValueError as exc:  # a zone this machine's database lacks: say so, keep the current one
+                    self.message.emit(str(exc))
+            self.siteChanged.emit()
 
     def load_vocabulary(self) -> None:
         if self.bridge is None:
@@ -171,7 +185,7 @@ class ConsoleModel(QObject):
 
     def _on_equipment(self, r: Reply) -> None:
         if not r.ok:
-            self.message.emit(f"cannot load the equipment list: {r.why()}")
+            self.message.emit(_("cannot load the equipment list: {why}").format(why=r.why()))
             return
         self.set_equipment([EquipmentInfo.from_json(d) for d in r.data.get("equipment", [])])
         self.timings["equipment_s"] = time.perf_counter() - self._t_login
@@ -211,7 +225,7 @@ class ConsoleModel(QObject):
         up = self.bridge.take()
         self.feed(list(up.rows.values()), up.alarm_snapshot, up.alarm_events)
         for m in up.messages:
-            self.message.emit(f"server: {m.get('what')}: {m.get('why')}")
+            self.message.emit(_("server: {what}: {why}").format(what=m.get("what"), why=m.get("why")))
         if up.snapshots and "first_snapshot_s" not in self.timings and self._t_login:
             self.timings["first_snapshot_s"] = time.perf_counter() - self._t_login
 
@@ -249,7 +263,7 @@ class ConsoleModel(QObject):
 
     def _on_connection(self, state: str, detail: str) -> None:
         if state == "online" and not self.health_requested and self.bridge is not None:
-            state, detail = "connecting", "waiting for the equipment list"  # the map's channels are not open yet
+            state, detail = "connecting", _("waiting for the equipment list")  # the map's channels are not open yet
         self.state, self.state_detail = state, detail
         stale = state != "online"
         if stale != self.tags.stale:
@@ -266,7 +280,7 @@ class ConsoleModel(QObject):
         self.session = Session()
         self.last_user = was or self.last_user
         self.sessionChanged.emit()
-        self.sessionEnded.emit(why or "logged out")
+        self.sessionEnded.emit(why or _("logged out"))
 
     def set_stale(self, stale: bool) -> None:
         """For widget tests without a bridge."""
@@ -316,7 +330,7 @@ class ConsoleModel(QObject):
     # ------------------------------------------------------------------ actions (return Replies)
     def _offline(self, method: str, path: str) -> Reply:
         r = Reply(method, path)
-        r.error, r.code, r.done = "not connected to a server", "offline", True
+        r.error, r.code, r.done = _("not connected to a server"), "offline", True
         QTimer.singleShot(0, lambda: r.finished.emit(r))
         return r
 
@@ -367,6 +381,10 @@ class ConsoleModel(QObject):
     def order_action(self, order_id: str, action: str, body: dict[str, Any]) -> Reply:
         """assign | cancel | close | note | … (``POST /workorders/{id}/{action}``)."""
         return self.call("POST", f"/workorders/{quote(order_id, safe='')}/{action}", body)
+
+    def registry_named(self, eq_id: str, address: bool = False) -> str:
+        """``"J001 — Carrefour …"``: the id with its name (the registry of now: it is replaced at each login)."""
+        return self.registry.named(eq_id, address)
 
     def domain_of(self) -> dict[str, str]:
         return {e.id: e.domain for e in self.registry.items.values()}

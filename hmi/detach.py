@@ -18,7 +18,9 @@ from PyQt6.QtCore import QObject, Qt, pyqtSignal
 from PyQt6.QtGui import QCloseEvent, QGuiApplication
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
-TITLE = "city supervisory console"
+from scada.i18n import N_, _
+
+TITLE = N_("city supervisory console")  # shown through _()
 
 
 class DetachedWindow(QWidget):
@@ -29,7 +31,7 @@ class DetachedWindow(QWidget):
     def __init__(self, display: QWidget, title: str, style_sheet: str = "") -> None:
         super().__init__(None, Qt.WindowType.Window)
         self.display = display
-        self.setWindowTitle(f"{title} — {TITLE}")
+        self.setWindowTitle(f"{title} — {_(TITLE)}")
         self.setStyleSheet(style_sheet)  # a top-level window does not inherit the main window's sheet
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         lay = QVBoxLayout(self)
@@ -47,9 +49,9 @@ class Placeholder(QWidget):
 
     def __init__(self, title: str) -> None:
         super().__init__()
-        self.label = QLabel(f"“{title}” is shown in its own window.")
-        self.show_btn = QPushButton("Show its window")
-        self.back_btn = QPushButton("Bring it back here")
+        self.label = QLabel(_("“{display}” is shown in its own window.").format(display=title))
+        self.show_btn = QPushButton(_("Show its window"))
+        self.back_btn = QPushButton(_("Bring it back here"))
         row = QHBoxLayout()
         row.addWidget(self.show_btn)
         row.addWidget(self.back_btn)

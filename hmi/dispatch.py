@@ -21,6 +21,7 @@ as it comes.
 
 from __future__ import annotations
 
+import html
 from typing import Any
 from urllib.parse import quote
 
@@ -39,12 +40,15 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from hmi import style
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
-from hmi.models.workorders import Candidate, Order, candidates_from_api
+from hmi.models.workorders import Candidate, Order, candidates_from_api, word
 from hmi.qtstyle import hide_row_numbers
+from scada.format import quantity
+from scada.i18n import N_, _
 
-COLUMNS = ("#", "crew", "service", "vehicle", "ETA", "distance", "available")
+COLUMNS = ("#", N_("crew"), N_("service"), N_("vehicle"), N_("ETA"), N_("distance"), N_("available"))  # _(them)
 
 
 class DispatchDialog(QDialog):
@@ -58,36 +62,37 @@ class DispatchDialog(QDialog):
         self.order = order
         self.candidates: list[Candidate] = []
         self.mission_error = ""
-        self.setWindowTitle(f"Dispatch {order.id}")
-        self.head = QLabel(f"<b>{order.id}</b> — {order.equipment} · {order.commune} · {order.service} · "
-                           f"P{order.priority}<br>{order.what}")
+        self.setWindowTitle(_("Dispatch {order}").format(order=order.id))
+        self.head = QLabel(f"<b>{order.id}</b> — " + html.escape(" · ".join(x for x in (
+            console.registry_named(order.equipment, address=True), order.commune, style.domain_text(order.service))
+            if x)) + f" · P{order.priority}<br>{html.escape(order.what)}")
         self.head.setWordWrap(True)
-        self.source = QLabel("ranking the crews…")
+        self.source = QLabel(_("ranking the crews…"))
         self.source.setWordWrap(True)
-        self.any_service = QCheckBox("every service")
-        self.any_service.setToolTip("also the crews of other services (ranked after the order's own)")
+        self.any_service = QCheckBox(_("every service"))
+        self.any_service.setToolTip(_("also the crews of other services (ranked after the order's own)"))
         self.any_service.toggled.connect(lambda _on: self.load())
         top = QHBoxLayout()
         top.addWidget(self.source, 1)
         top.addWidget(self.any_service)
         self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setHorizontalHeaderLabels([_(c) if c != "#" else c for c in COLUMNS])
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAccessibleName("crews ranked for this order")
+        self.table.setAccessibleName(_("crews ranked for this order"))
         hide_row_numbers(self.table)
         self.table.itemSelectionChanged.connect(self._check)
         self.table.doubleClicked.connect(lambda *_: self.send())
         self.note = QLineEdit()
-        self.note.setPlaceholderText("note for the crew (optional)")
+        self.note.setPlaceholderText(_("note for the crew (optional)"))
         self.outcome = QLabel()
         self.outcome.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         assert ok is not None  # noqa: S101 - the box was built with an Ok button (Qt's stub says Optional)
         self.ok = ok
-        self.ok.setText("Send the crew")
+        self.ok.setText(_("Send the crew"))
         self.buttons.accepted.connect(self.send)
         self.buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
@@ -104,7 +109,7 @@ class DispatchDialog(QDialog):
         return f"/workorders/{quote(self.order.id, safe='')}/{tail}"
 
     def load(self) -> Reply:
-        self.source.setText("ranking the crews…")
+        self.source.setText(_("ranking the crews…"))
         r = self.console.call("GET", self._path("candidates"), any_service="true" if self.any_service.isChecked()
                               else None)
         r.finished.connect(self._on_candidates)
@@ -112,20 +117,21 @@ class DispatchDialog(QDialog):
 
     def _on_candidates(self, r: Reply) -> None:
         if not r.ok:
-            self.source.setText(f"cannot rank the crews: {r.why()}")
+            self.source.setText(_("cannot rank the crews: {why}").format(why=r.why()))
             self.show_candidates([])
             return
         cands = candidates_from_api(r.data)
-        self.source.setText("ranked by the server: available first, then by estimated travel time"
-                            if cands else "no crew of this service in crews.yaml: try every service")
+        self.source.setText(_("ranked by the server: available first, then by estimated travel time")
+                            if cands else _("no crew of this service in crews.yaml: try every service"))
         self.show_candidates(cands)
 
     def show_candidates(self, cands: list[Candidate]) -> None:
         self.candidates = cands
         self.table.setRowCount(len(cands))
         for row, c in enumerate(cands):
-            dist = f"{c.distance_m / 1000:.1f} km" if c.distance_m is not None else ""
-            for col, text in enumerate((str(row + 1), c.crew, c.service, c.vehicle or "", c.eta_text, dist,
+            dist = quantity(round(c.distance_m / 1000, 1), "km") if c.distance_m is not None else ""
+            for col, text in enumerate((str(row + 1), c.crew, style.domain_text(c.service), c.vehicle or "",
+                                        c.eta_text, dist,
                                         c.availability_text)):
                 item = QTableWidgetItem(text)
                 item.setToolTip(c.why)
@@ -150,7 +156,7 @@ class DispatchDialog(QDialog):
     def _check(self) -> None:
         c = self.chosen()
         self.ok.setEnabled(c is not None)
-        self.ok.setToolTip("" if c is not None else "choose a crew")
+        self.ok.setToolTip("" if c is not None else _("choose a crew"))
 
     def send(self) -> Reply | None:
         c = self.chosen()
@@ -160,7 +166,7 @@ class DispatchDialog(QDialog):
         if self.note.text().strip():
             body["note"] = self.note.text().strip()
         self.ok.setEnabled(False)
-        self.outcome.setText(f"sending {c.crew}…")
+        self.outcome.setText(_("sending {crew}…").format(crew=c.crew))
         r = self.console.order_action(self.order.id, "dispatch", body)
         r.finished.connect(self._on_done)
         return r
@@ -169,18 +175,18 @@ class DispatchDialog(QDialog):
         data = r.data if r.ok and isinstance(r.data, dict) else None
         order = data.get("order") if data is not None else None
         if not isinstance(order, dict):
-            self.outcome.setText(f"REFUSED — {r.why()}")
+            self.outcome.setText(_("REFUSED — {why}").format(why=r.why()))
             self._check()
             return
         self.mission_error = str(data.get("mission_error") or "") if data is not None else ""
         self.assigned.emit(order)
         if self.mission_error:  # assigned, but the vehicle did not get its mission: say so, stay open
-            self.outcome.setText(f"{self.order.id} assigned to {order.get('crew')}, but the mission did not reach "
-                                 f"the vehicle: {self.mission_error} — send again to retry")
+            self.outcome.setText(_("{order} assigned to {crew}, but the mission did not reach the vehicle: {why} — "
+                                   "send again to retry").format(order=self.order.id, crew=order.get("crew"),
+                                                                 why=self.mission_error))
             self._check()
         else:
-            self.outcome.setText(f"{self.order.id}: {str(order.get('status', '')).replace('_', ' ')} — "
-                                 f"{order.get('crew')}")
+            self.outcome.setText(f"{self.order.id}: {word(str(order.get('status', '')))} — {order.get('crew')}")
             self.accept()
 
 

@@ -16,6 +16,7 @@ The focus channel subscribes to this equipment while the display is shown.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -42,11 +43,14 @@ from hmi.area_views import Page, draw_head
 from hmi.bridge import Reply
 from hmi.commands_view import CommandPanel
 from hmi.console import ConsoleModel
+from hmi.models import journal as jm
 from hmi.models import junction as jmodel
-from hmi.models.journal import local_time
+from hmi.models.journal import local_time, word
 from hmi.models.live import EquipmentInfo, TagValue
 from hmi.qtstyle import hide_row_numbers
 from hmi.widgets import AlarmStrip, fmt_value, style_item, value_text
+from scada.format import number
+from scada.i18n import _
 
 
 # ---------------------------------------------------------------------- synoptics
@@ -126,7 +130,7 @@ class JunctionSynoptic(Synoptic):
         if lay is not None:
             groups = [(a.name, a.side, list(a.phases)) for a in lay.approaches]
         else:  # no layout: the phases in a row, labelled
-            groups = [("phases", "n", [a.phase for a in v.aspects])]
+            groups = [(_("phases"), "n", [a.phase for a in v.aspects])]
         for name, side, phases in groups:
             cx, cy = self.SIDE_POS[side]
             n = len(phases)
@@ -149,11 +153,11 @@ class JunctionSynoptic(Synoptic):
         if not v.known:
             qtstyle.hatch_rect(p, rect)
             p.setPen(QColor("#000000"))
-            p.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"STATE UNKNOWN — {v.why_unknown}")
+            p.drawText(rect, Qt.AlignmentFlag.AlignCenter, _("STATE UNKNOWN — {why}").format(why=v.why_unknown))
         else:
             p.setPen(QColor(style.TEXT))
             p.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                       f"{v.pattern} · {v.mode} · {v.free}" + ("  · FLASHING AMBER" if v.flashing else ""))
+                       f"{v.pattern} · {v.mode} · {v.free}" + ("  · " + _("FLASHING AMBER") if v.flashing else ""))
         p.end()
 
 
@@ -163,21 +167,24 @@ class CabinetSynoptic(Synoptic):
     def paintEvent(self, ev: QPaintEvent | None) -> None:
         p = self.begin()
         W = float(self.width())
-        Box = tuple[str, str, dict[Any, str] | None, Callable[[Any], bool]]
-        boxes: list[Box] = [("Mains", "mains_ok", {True: "ok", False: "LOST"}, lambda v: v is False),
-                 ("Contactor", "contactor_closed", {True: "closed", False: "open"}, lambda v: False),
-                 ("Door", "door_open", {True: "OPEN", False: "closed"}, lambda v: v is True),
-                 ("Mode", "mode", {0: "schedule", 1: "override", 2: "LOCAL MANUAL", 3: "off (day)"},
-                  lambda v: v == 2),
-                 ("Schedule level", "schedule_level", None, lambda v: False),
-                 ("Override level", "override_level", None, lambda v: False),
-                 ("Lease left", "override_remaining", None, lambda v: False),
-                 ("Power", "power", None, lambda v: False), ("Energy", "energy", None, lambda v: False)]
+        # (title, tag, labels or the unit, abnormal?): values for people, units as in tags.yaml
+        Box = tuple[str, str, dict[Any, str] | str, Callable[[Any], bool]]
+        boxes: list[Box] = [
+            (_("Mains"), "mains_ok", {True: _("ok"), False: _("LOST")}, lambda v: v is False),
+            (_("Contactor"), "contactor_closed", {True: _("closed"), False: _("open")}, lambda v: False),
+            (_("Door"), "door_open", {True: _("OPEN"), False: _("closed")}, lambda v: v is True),
+            (_("Mode"), "mode", {0: _("schedule"), 1: _("override"), 2: _("LOCAL MANUAL"), 3: _("off (day)")},
+             lambda v: v == 2),
+            (_("Schedule level"), "schedule_level", "%", lambda v: False),
+            (_("Override level"), "override_level", "%", lambda v: False),
+            (_("Lease left"), "override_remaining", "s", lambda v: False),
+            (_("Power"), "power", "W", lambda v: False), (_("Energy"), "energy", "kWh", lambda v: False)]
         bw = (W - 16) / 3
         for k, (title, tag, labels, abn) in enumerate(boxes):
             r = QRectF(8 + (k % 3) * bw, 8 + (k // 3) * 46, bw - 6, 40)
             val = self.v(tag)
-            text = labels.get(val, fmt_value(val)) if labels is not None and val is not None else None
+            text = None if val is None else (labels.get(val, fmt_value(val)) if isinstance(labels, dict)
+                                             else fmt_value(val, labels))
             self.box(p, r, title, tag, text, abn(val))
         # luminaire grid
         n = self.v("luminaire_count")
@@ -188,7 +195,7 @@ class CabinetSynoptic(Synoptic):
         p.setFont(f)
         p.setPen(QColor(style.TEXT))
         p.drawText(QRectF(8, top, W, 14), Qt.AlignmentFlag.AlignLeft,
-                   f"Luminaires ({n}): level %, F = failed, D = day burner, ? = unknown")
+                   _("Luminaires ({n}): level %, F = failed, D = day burner, ? = unknown").format(n=n))
         cols = 10
         cw = (W - 16) / cols
         for i in range(1, n + 1):
@@ -204,7 +211,8 @@ class CabinetSynoptic(Synoptic):
                 p.setPen(QPen(QColor("#000000"), 1.5))
                 p.setBrush(QColor(style.ABNORMAL_FILL))
                 p.drawRect(r)
-                label = f"{i} {'F' if st.value == 1 else 'D'}"
+                mark = _("F") if st.value == 1 else _("D")  # F = failed, D = day burner (the grid's legend)
+                label = f"{i} {mark}"
             else:
                 p.setPen(QPen(QColor("#555555"), 1))
                 p.setBrush(QColor("#d0d0d0"))
@@ -225,28 +233,31 @@ class BuildingSynoptic(Synoptic):
         doors = [n for n in names if n.startswith("door_")]
         y = 8.0
         p.setPen(QColor(style.TEXT))
-        p.drawText(QRectF(8, y, W, 16), Qt.AlignmentFlag.AlignLeft, "Fire zones")
+        p.drawText(QRectF(8, y, W, 16), Qt.AlignmentFlag.AlignLeft, _("Fire zones"))
         y += 18
         for k, z in enumerate(zones):
             v = self.v(z)
             self.box(p, QRectF(8 + (k % 4) * ((W - 16) / 4), y + (k // 4) * 46, (W - 16) / 4 - 6, 40),
-                     z.replace("_", " "), z, {0: "normal", 1: "FIRE", 2: "FAULT"}.get(v), v in (1, 2))
+                     _("zone {n}").format(n=z.removeprefix("fire_zone_")), z,
+                     {0: _("normal"), 1: _("FIRE"), 2: _("FAULT")}.get(v), v in (1, 2))
         y += 46 * max(1, (len(zones) + 3) // 4) + 10
         p.setPen(QColor(style.TEXT))
-        p.drawText(QRectF(8, y, W, 16), Qt.AlignmentFlag.AlignLeft, "Intrusion")
+        p.drawText(QRectF(8, y, W, 16), Qt.AlignmentFlag.AlignLeft, _("Intrusion"))
         y += 18
-        self.box(p, QRectF(8, y, (W - 16) / 2 - 6, 40), "armed", "intrusion_armed",
-                 {True: "armed", False: "disarmed"}.get(self.v("intrusion_armed")))
-        self.box(p, QRectF(8 + (W - 16) / 2, y, (W - 16) / 2 - 6, 40), "alarm", "intrusion_alarm",
-                 {True: "ALARM", False: "none"}.get(self.v("intrusion_alarm")), self.v("intrusion_alarm") is True)
+        self.box(p, QRectF(8, y, (W - 16) / 2 - 6, 40), _("armed"), "intrusion_armed",
+                 {True: _("armed"), False: _("disarmed")}.get(self.v("intrusion_armed")))
+        self.box(p, QRectF(8 + (W - 16) / 2, y, (W - 16) / 2 - 6, 40), _("alarm"), "intrusion_alarm",
+                 {True: _("ALARM"), False: _("none")}.get(self.v("intrusion_alarm")),
+                 self.v("intrusion_alarm") is True)
         y += 56
         p.setPen(QColor(style.TEXT))
-        p.drawText(QRectF(8, y, W, 16), Qt.AlignmentFlag.AlignLeft, "Doors")
+        p.drawText(QRectF(8, y, W, 16), Qt.AlignmentFlag.AlignLeft, _("Doors"))
         y += 18
         for k, d in enumerate(doors):
             v = self.v(d)
             self.box(p, QRectF(8 + (k % 4) * ((W - 16) / 4), y + (k // 4) * 46, (W - 16) / 4 - 6, 40),
-                     d.replace("_", " "), d, {True: "OPEN", False: "closed"}.get(v), v is True)
+                     _("door {n}").format(n=d.removeprefix("door_")), d,
+                     {True: _("OPEN"), False: _("closed")}.get(v), v is True)
         p.end()
 
 
@@ -268,15 +279,17 @@ class BollardSynoptic(Synoptic):
             p.setPen(QPen(QColor("#000000"), 1.5))
             p.setBrush(QColor("#d8d8d8"))
             p.drawRect(body.intersected(QRectF(0, 0, W, 210)))
-        labels = {0: "DOWN (passage open)", 1: "UP (passage closed)", 2: "MOVING", 3: "UNKNOWN"}
-        self.box(p, QRectF(260, 20, W - 270, 40), "Position", "position", labels.get(pos), pos == 3)
-        self.box(p, QRectF(260, 66, W - 270, 40), "Presence loop", "presence",
-                 {True: "VEHICLE on the loop", False: "clear"}.get(self.v("presence")))
-        self.box(p, QRectF(260, 112, W - 270, 40), "Fault", "fault", {True: "FAULT", False: "ok"}.get(self.v("fault")),
-                 self.v("fault") is True)
-        self.box(p, QRectF(260, 158, W - 270, 40), "Command", "command",
-                 {0: "local", 1: "lower", 2: "raise"}.get(self.v("command")))
-        self.box(p, QRectF(260, 204, W - 270, 40), "Lease left", "lease_remaining")
+        labels = {0: _("DOWN (passage open)"), 1: _("UP (passage closed)"), 2: _("MOVING"), 3: _("UNKNOWN")}
+        self.box(p, QRectF(260, 20, W - 270, 40), _("Position"), "position", labels.get(pos), pos == 3)
+        self.box(p, QRectF(260, 66, W - 270, 40), _("Presence loop"), "presence",
+                 {True: _("VEHICLE on the loop"), False: _("clear")}.get(self.v("presence")))
+        self.box(p, QRectF(260, 112, W - 270, 40), _("Fault"), "fault",
+                 {True: _("FAULT"), False: _("ok")}.get(self.v("fault")), self.v("fault") is True)
+        self.box(p, QRectF(260, 158, W - 270, 40), _("Command"), "command",
+                 {0: _("local"), 1: _("lower"), 2: _("raise")}.get(self.v("command")))
+        lease = self.v("lease_remaining")
+        self.box(p, QRectF(260, 204, W - 270, 40), _("Lease left"), "lease_remaining",
+                 None if lease is None else fmt_value(lease, "s"))
         p.end()
 
 
@@ -288,10 +301,10 @@ class PanelSynoptic(Synoptic):
         msg = self.v("message")
         if not self.ok("message"):
             qtstyle.hatch_rect(p, r)
-            text = "? message unknown"
+            text = "? " + _("message unknown")
         else:
             p.fillRect(r, QColor("#202020"))
-            text = str(msg or "(blank)")
+            text = str(msg or _("(blank)"))
         f = QFont("DejaVu Sans Mono")
         f.setPixelSize(22)
         f.setBold(True)
@@ -299,9 +312,11 @@ class PanelSynoptic(Synoptic):
         p.setPen(QColor("#e8e8e8") if self.ok("message") else QColor("#000000"))
         p.drawText(r, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
         st = self.v("status")
-        self.box(p, QRectF(20, 170, (W - 40) / 2 - 6, 40), "Status", "status",
-                 {0: "ok", 1: "LED FAULT", 2: "POWER FAULT", 3: "COMM FAULT"}.get(st), st in (1, 2, 3))
-        self.box(p, QRectF(20 + (W - 40) / 2, 170, (W - 40) / 2, 40), "Brightness", "brightness")
+        self.box(p, QRectF(20, 170, (W - 40) / 2 - 6, 40), _("Status"), "status",
+                 {0: _("ok"), 1: _("LED FAULT"), 2: _("POWER FAULT"), 3: _("COMM FAULT")}.get(st), st in (1, 2, 3))
+        bright = self.v("brightness")
+        self.box(p, QRectF(20 + (W - 40) / 2, 170, (W - 40) / 2, 40), _("Brightness"), "brightness",
+                 None if bright is None else fmt_value(bright, "%"))
         p.end()
 
 
@@ -317,7 +332,7 @@ class GenericSynoptic(Synoptic):
         for k, t in enumerate(tags[:24]):
             self.box(p, QRectF(8 + (k % 2) * bw, 8 + (k // 2) * 46, bw - 6, 40), t.replace("_", " "), t)
         if not tags:
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no value received yet")
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, _("no value received yet"))
         p.end()
 
 
@@ -334,7 +349,8 @@ class TagsTable(QTableWidget):
         super().__init__(0, 4)
         self.console = console
         self.eq = eq
-        self.setHorizontalHeaderLabels(["tag", "value", "quality", "source time"])
+        self.setHorizontalHeaderLabels([_("tag"), _("value"), _("quality"), _("source time")])
+        self.units: dict[str, str] = {}  # tag → units (GET /tags?equipment=): values with their unit
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         hide_row_numbers(self)
@@ -350,7 +366,8 @@ class TagsTable(QTableWidget):
         for n in mine if names is None else [n for n in names if n in self.rows]:
             r = self.rows[n]
             tv = self.console.tags.get(n)
-            vals = [n[len(prefix):], fmt_value(tv.value) if tv else "—", tv.quality if tv else "",
+            vals = [n[len(prefix):], fmt_value(tv.value, self.units.get(n, "")) if tv else "—",
+                    word(tv.quality) if tv else "",
                     local_time(tv.ts_ms) if tv and tv.ts_ms else ""]
             for c, v in enumerate(vals):
                 item = self.item(r, c)
@@ -362,6 +379,19 @@ class TagsTable(QTableWidget):
                     style_item(item, tv, self.console.stale)
         if names is None:
             self.resizeColumnsToContents()
+
+    def load_units(self) -> Reply:
+        """The equipment's tag units, once (a value then reads "1 200 W", a lease "12 min")."""
+        r = self.console.call("GET", "/tags", equipment=self.eq.id, limit=2000)
+        # a bound method, not a closure: PyQt drops the connection when this table is deleted (a display closed
+        # before the answer), where a closure would keep it alive and call it on a deleted widget
+        r.finished.connect(self._units)
+        return r
+
+    def _units(self, rep: Reply) -> None:
+        if rep.ok and isinstance(rep.data, dict):
+            self.units = {str(t["name"]): str(t.get("units") or "") for t in rep.data.get("tags", [])}
+            self.refresh()
 
     def selected_tags(self) -> list[str]:
         prefix = self.console.registry.tag(self.eq.id, "")
@@ -387,32 +417,39 @@ class IdentitySheet(QTextEdit):
 
     def _loaded(self, r: Reply) -> None:
         if not r.ok:
-            self.setHtml(f"<p>identity sheet unavailable: {r.why()}</p>")
+            self.setHtml("<p>" + html.escape(_("identity sheet unavailable: {why}").format(why=r.why())) + "</p>")
             return
         d = self.data = dict(r.data or {})
-        ident = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in (d.get("identity") or {}).items())
-        params = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in (d.get("params") or {}).items())
-        hist = "".join(
-            f"<tr><td>{local_time(h['ts_ms']) if h.get('ts_ms') else ''}</td><td>{h.get('event', '')}</td>"
-            f"<td>{h.get('priority', '')}</td><td>{h.get('state', '')}</td><td>{h.get('user') or ''}</td>"
-            f"<td>{h.get('message', '')}</td><td>{h.get('comment') or h.get('detail') or ''}</td></tr>"
-            for h in d.get("alarm_history", []))
-        cmds = "".join(
-            f"<tr><td>{c.get('kind', '')}</td><td>{c.get('verb', '')}</td><td>{c.get('user', '')}</td>"
-            f"<td>{c.get('state', '')}</td><td>{c.get('outcome') or ''}</td><td>{c.get('reason') or ''}</td></tr>"
-            for c in d.get("commands", []))
-        notes = "".join(f"<li>{n}</li>" for n in d.get("notes", []))
+        def row(cells: list[Any], tag: str = "td") -> str:
+            return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+
+        ident = "".join(row([jm.title(k), v]) for k, v in (d.get("identity") or {}).items())
+        params = "".join(row([jm.title(k), v]) for k, v in (d.get("params") or {}).items())
+        hist = "".join(row([local_time(h["ts_ms"]) if h.get("ts_ms") else "", jm.word(str(h.get("event", ""))),
+                            h.get("priority", ""), jm.word(str(h.get("state", ""))), h.get("user") or "",
+                            h.get("message", ""), h.get("comment") or h.get("detail") or ""])
+                       for h in d.get("alarm_history", []))
+        cmds = "".join(row([c.get("kind", ""), c.get("verb", ""), c.get("user", ""), jm.word(str(c.get("state", ""))),
+                            jm.word(str(c.get("outcome") or "")), c.get("reason") or ""])
+                       for c in d.get("commands", []))
+        notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in d.get("notes", []))
+        none = html.escape(_("none"))
+        inventory, history, commands = (_("Inventory"), _("Alarm history (journal, newest first)"),
+                                        _("Commands and interventions (audit log, newest first)"))
+        where = _("{commune} · lat {lat} lon {lon} · device {device} ({protocol}) · defined at {source}").format(
+            commune=d.get("commune"), lat=d.get("lat"), lon=d.get("lon"), device=d.get("device"),
+            protocol=d.get("device_protocol"), source=d.get("source"))
         self.setHtml(
-            f"<h3>{d.get('id')} — {d.get('template', '').replace('_', ' ')}</h3>"
-            f"<p>{d.get('commune')} · lat {d.get('lat')} lon {d.get('lon')} · device {d.get('device')} "
-            f"({d.get('device_protocol')}) · defined at {d.get('source')}</p>"
-            f"<h4>Inventory</h4><table border=1 cellpadding=3>{ident}{params}</table>"
-            f"<h4>Alarm history (journal, newest first)</h4><table border=1 cellpadding=3>"
-            f"<tr><th>time</th><th>event</th><th>P</th><th>state</th><th>user</th><th>message</th><th>note</th></tr>"
-            f"{hist or '<tr><td colspan=7>none</td></tr>'}</table>"
-            f"<h4>Commands and interventions (audit log, newest first)</h4><table border=1 cellpadding=3>"
-            f"<tr><th>kind</th><th>verb</th><th>user</th><th>state</th><th>outcome</th><th>reason</th></tr>"
-            f"{cmds or '<tr><td colspan=6>none</td></tr>'}</table>"
+            f"<h3>{html.escape(self.console.registry_named(str(d.get('id', ''))))}</h3>"
+            f"<p>{html.escape(str((d.get('identity') or {}).get('address') or ''))}</p>"
+            f"<p>{html.escape(where)}</p>"
+            f"<h4>{inventory}</h4><table border=1 cellpadding=3>{ident}{params}</table>"
+            f"<h4>{history}</h4><table border=1 cellpadding=3>"
+            + row([_("time"), _("event"), "P", _("state"), _("user"), _("message"), _("note")], "th")
+            + f"{hist or f'<tr><td colspan=7>{none}</td></tr>'}</table>"
+            f"<h4>{commands}</h4><table border=1 cellpadding=3>"
+            + row([_("kind"), _("verb"), _("user"), _("state"), _("outcome"), _("reason")], "th")
+            + f"{cmds or f'<tr><td colspan=6>{none}</td></tr>'}</table>"
             + (f"<ul>{notes}</ul>" if notes else ""))
 
 
@@ -428,26 +465,28 @@ class EquipmentDisplay(Page):
         self.interest_owner = "equipment"
         eq = console.registry.get(eq_id) or EquipmentInfo(eq_id, "", "", "", "", 0.0, 0.0)
         self.eq = eq
-        head = QLabel(f"<b>Level 3 — {eq.id}</b>  {eq.template.replace('_', ' ')} · {eq.commune} · "
-                      f"{eq.lat:.5f}, {eq.lon:.5f}")
+        kind = style.KIND_SYMBOLS.get(eq.template, style.KIND_SYMBOLS["other"])[2]
+        head = QLabel("<b>" + html.escape(_("Level 3 — {equipment}").format(equipment=console.registry_named(eq.id)))
+                      + "</b>  " + html.escape(" · ".join(x for x in (_(kind), eq.address, eq.commune) if x))
+                      + f" · {number(eq.lat, decimals=5)}, {number(eq.lon, decimals=5)}")
         head.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # a long name never widens
         head.setMinimumWidth(200)
         head.setToolTip(head.text())
-        self.trend_btn = QPushButton("Trend…")
-        self.trend_btn.setToolTip("trend the selected tags (Tags tab) or the main tag")
+        self.trend_btn = QPushButton(_("Trend…"))
+        self.trend_btn.setToolTip(_("trend the selected tags (Tags tab) or the main tag"))
         self.trend_btn.clicked.connect(self._trend)
-        diag = QPushButton("Diagnostics (L4)")
+        diag = QPushButton(_("Diagnostics (L4)"))
         diag.clicked.connect(lambda: self.diagnostics.emit(self.eq.id))
         top = QHBoxLayout()
         top.addWidget(head, 1)
         top.addWidget(self.trend_btn)
         top.addWidget(diag)
         # a work order by hand (the alarm list makes one from an alarm in one click)
-        self.order_btn = QPushButton("Create work order…")
-        self.order_btn.setAccessibleName("create a work order for this equipment")
-        why = console.session.why_not("workorder.create", "create work orders")
+        self.order_btn = QPushButton(_("Create work order…"))
+        self.order_btn.setAccessibleName(_("create a work order for this equipment"))
+        why = console.session.why_not("workorder.create", _("create work orders"))
         self.order_btn.setEnabled(not why)
-        self.order_btn.setToolTip(why or "a work order for this equipment: what is wrong, its priority")
+        self.order_btn.setToolTip(why or _("a work order for this equipment: what is wrong, its priority"))
         self.order_btn.clicked.connect(self.create_order)
         self.order_answers: dict[str, str] | None = None  # tests: skip the dialog
         top.addWidget(self.order_btn)
@@ -458,8 +497,8 @@ class EquipmentDisplay(Page):
         self.tags_table = TagsTable(console, eq)
         self.sheet = IdentitySheet(console, eq)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.tags_table, "Live tags")
-        self.tabs.addTab(self.sheet, "Identity sheet && history")
+        self.tabs.addTab(self.tags_table, _("Live tags"))
+        self.tabs.addTab(self.sheet, _("Identity sheet && history"))
         mid = QHBoxLayout()
         mid.addWidget(self.synoptic, 3)
         mid.addWidget(self.tabs, 4)
@@ -473,6 +512,7 @@ class EquipmentDisplay(Page):
         console.staleChanged.connect(self._stale)
         console.alarmsChanged.connect(self.synoptic.update)
         self.tags_table.refresh()
+        self.tags_table.load_units()
 
     def interest(self) -> tuple[list[str], list[str]]:
         return [], [self.eq.id]
@@ -497,8 +537,8 @@ class EquipmentDisplay(Page):
         the work-order list opens with the new order selected (to dispatch it)."""
         ans = self.order_answers
         if ans is None:
-            d = ReasonDialog(f"Work order for {self.eq.id}", [("what", "What is wrong", True),
-                                                              ("priority", "Priority", True)],
+            d = ReasonDialog(_("Work order for {equipment}").format(equipment=self.console.registry_named(self.eq.id)),
+                             [("what", _("What is wrong"), True), ("priority", _("Priority"), True)],
                              {"priority": ["3", "4", "2", "1"]}, self)
             if d.exec() != QDialog.DialogCode.Accepted:
                 return None
@@ -507,10 +547,12 @@ class EquipmentDisplay(Page):
 
         def done(r: Reply) -> None:
             if r.ok and isinstance(r.data, dict):
-                self.console.message.emit(f"work order {r.data.get('id')} created for {self.eq.id}")
+                self.console.message.emit(_("work order {order} created for {equipment}").format(
+                    order=r.data.get("id"), equipment=self.eq.id))
                 self.console.openWorkOrder.emit(str(r.data.get("id")))  # to the list, to dispatch it
             else:
-                self.console.message.emit(f"work order for {self.eq.id}: REFUSED — {r.why()}")
+                self.console.message.emit(_("work order for {equipment}: REFUSED — {why}").format(
+                    equipment=self.eq.id, why=r.why()))
 
         r.finished.connect(done)
         return r

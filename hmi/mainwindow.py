@@ -56,10 +56,13 @@ from hmi.detach import Detacher
 from hmi.diagnostics import Diagnostics
 from hmi.equipment_views import EquipmentDisplay
 from hmi.journal_view import JournalView
+from hmi.language import use_qt_translations
 from hmi.overview import Overview
 from hmi.startup_banner import StartupBanner
 from hmi.trends_view import TrendView
 from hmi.workorders_view import OrderLayer, WorkOrderFeed, WorkOrderList
+from scada.format import zone_label
+from scada.i18n import N_, _
 
 
 class LoginDialog(QDialog):
@@ -68,22 +71,22 @@ class LoginDialog(QDialog):
     def __init__(self, console: ConsoleModel, user: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.console = console
-        self.setWindowTitle("Log in — city supervisory console")
+        self.setWindowTitle(_("Log in — city supervisory console"))
         self.user = QLineEdit(user)
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.error = QLabel()
         self.error.setWordWrap(True)
-        server = QLabel(console.bridge.url if console.bridge else "(no server)")
+        server = QLabel(console.bridge.url if console.bridge else _("(no server)"))
         form = QFormLayout(self)
-        form.addRow("server", server)
-        form.addRow("user", self.user)
-        form.addRow("password", self.password)
+        form.addRow(_("server"), server)
+        form.addRow(_("user"), self.user)
+        form.addRow(_("password"), self.password)
         form.addRow(self.error)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         assert ok is not None  # noqa: S101 - the box was built with an Ok button (Qt's stub says Optional)
-        ok.setText("Log in")
+        ok.setText(_("Log in"))
         self.buttons.accepted.connect(self.submit)
         self.buttons.rejected.connect(self.reject)
         form.addRow(self.buttons)
@@ -92,9 +95,9 @@ class LoginDialog(QDialog):
 
     def submit(self) -> Reply | None:
         if not self.user.text().strip() or not self.password.text():
-            self.error.setText("enter a user name and a password")
+            self.error.setText(_("enter a user name and a password"))
             return None
-        self.error.setText("logging in…")
+        self.error.setText(_("logging in…"))
         self.buttons.setEnabled(False)
         r = self.console.login(self.user.text().strip(), self.password.text())
         r.finished.connect(self._answer)
@@ -111,12 +114,12 @@ class LoginDialog(QDialog):
             if change.exec() == QDialog.DialogCode.Accepted:
                 self.accept()
             else:
-                self.error.setText("the password must be changed before the console opens")
+                self.error.setText(_("the password must be changed before the console opens"))
         elif r.ok:
             self.password.clear()
             self.accept()
         else:
-            self.error.setText(f"refused: {r.why()}")
+            self.error.setText(_("refused: {why}").format(why=r.why()))
 
 
 class PasswordDialog(QDialog):
@@ -127,17 +130,17 @@ class PasswordDialog(QDialog):
     def __init__(self, console: ConsoleModel, parent: QWidget | None = None, required: bool = False) -> None:
         super().__init__(parent)
         self.console = console
-        self.setWindowTitle("Change password")
+        self.setWindowTitle(_("Change password"))
         self.current, self.new, self.again = QLineEdit(), QLineEdit(), QLineEdit()
         for field in (self.current, self.new, self.again):
             field.setEchoMode(QLineEdit.EchoMode.Password)
-        self.error = QLabel("Your password was set under an older policy: choose a new one." if required else "")
+        self.error = QLabel(_("Your password was set under an older policy: choose a new one.") if required else "")
         self.error.setWordWrap(True)
         form = QFormLayout(self)
-        form.addRow(QLabel("A few unrelated words make a good password (at least 15 characters)."))
-        form.addRow("current password", self.current)
-        form.addRow("new password", self.new)
-        form.addRow("new password again", self.again)
+        form.addRow(QLabel(_("A few unrelated words make a good password (at least 15 characters).")))
+        form.addRow(_("current password"), self.current)
+        form.addRow(_("new password"), self.new)
+        form.addRow(_("new password again"), self.again)
         form.addRow(self.error)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.submit)
@@ -146,12 +149,12 @@ class PasswordDialog(QDialog):
 
     def submit(self) -> Reply | None:
         if self.new.text() != self.again.text():
-            self.error.setText("the two new passwords differ")
+            self.error.setText(_("the two new passwords differ"))
             return None
         if not self.current.text() or not self.new.text() or self.console.bridge is None:
-            self.error.setText("enter the current password and a new one")
+            self.error.setText(_("enter the current password and a new one"))
             return None
-        self.error.setText("changing…")
+        self.error.setText(_("changing…"))
         self.buttons.setEnabled(False)
         r = self.console.bridge.change_password(self.current.text(), self.new.text())
         r.finished.connect(self._answer)
@@ -162,24 +165,28 @@ class PasswordDialog(QDialog):
         if r.ok:
             for field in (self.current, self.new, self.again):
                 field.clear()
-            self.console.message.emit("password changed; your other sessions were ended")
+            self.console.message.emit(_("password changed; your other sessions were ended"))
             self.accept()
         else:
-            self.error.setText(f"refused: {r.why()}")
+            self.error.setText(_("refused: {why}").format(why=r.why()))
 
 
-NAV = (("overview", "Overview (L1)"), ("traffic", "Traffic"), ("lighting", "Lighting"), ("buildings", "Buildings"),
-       ("cameras", "Cameras"), ("parking", "Parking"), ("bollards", "Bollards"), ("panels", "Panels"),
-       ("vehicles", "Vehicles"), ("alarms", "Alarms"), ("workorders", "Work orders"), ("journal", "Journal"),
-       ("trends", "Trends"), ("approvals", "Approvals"), ("crisis", "Crisis plans"),
-       ("diagnostics", "Diagnostics (L4)"))
+NAV = (("overview", N_("Overview (L1)")), ("traffic", N_("Traffic")), ("lighting", N_("Lighting")),
+       ("buildings", N_("Buildings")), ("cameras", N_("Cameras")), ("parking", N_("Parking")),
+       ("bollards", N_("Bollards")), ("panels", N_("Panels")), ("vehicles", N_("Vehicles")), ("alarms", N_("Alarms")),
+       ("workorders", N_("Work orders")), ("journal", N_("Journal")), ("trends", N_("Trends")),
+       ("approvals", N_("Approvals")), ("crisis", N_("Crisis plans")), ("diagnostics", N_("Diagnostics (L4)")))
+#: the link states the status bar names (the banner shows its own, shorter)
+STATES = {"online": N_("online"), "offline": N_("offline"), "connecting": N_("connecting"),
+          "reconnecting": N_("reconnecting"), "logged_out": N_("logged out")}
 
 
 class MainWindow(QMainWindow):
     def __init__(self, console: ConsoleModel, area_settings: AreaSettings | None = None) -> None:
         super().__init__()
+        use_qt_translations()  # Qt's own buttons and dialogs (OK, Cancel, Yes, file dialogs) in our language
         self.console = console
-        self.setWindowTitle("City supervisory console")
+        self.setWindowTitle(_("City supervisory console"))
         self.setStyleSheet(style.stylesheet())
         self.banner = Banner(console)
         self.stack = QStackedWidget()
@@ -203,7 +210,7 @@ class MainWindow(QMainWindow):
         for key in ("lighting", "buildings", "cameras", "parking", "bollards", "panels", "vehicles"):
             spec = lay.view(key)
             if spec is None:
-                self.pages[key] = QLabel(f"no '{key}' view in {lay.file}")
+                self.pages[key] = QLabel(_("no '{view}' view in {file}").format(view=key, file=lay.file))
             elif key == "vehicles":
                 self.pages[key] = VehiclesView(console, spec)
             else:
@@ -219,9 +226,9 @@ class MainWindow(QMainWindow):
         strip_lay.setContentsMargins(0, 0, 0, 0)
         strip_lay.setSpacing(2)
         for key, text in NAV:
-            b = QPushButton(text)
+            b = QPushButton(_(text))
             b.setCheckable(True)
-            b.setAccessibleName(f"show the {text} display")
+            b.setAccessibleName(_("show the {display} display").format(display=_(text)))
             b.clicked.connect(lambda _=False, k=key: self.show_page(k))
             self.nav_buttons[key] = b
             strip_lay.addWidget(b)
@@ -233,33 +240,33 @@ class MainWindow(QMainWindow):
         self.nav_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.nav_scroll.setFixedHeight(strip.sizeHint().height() + 14)  # room for the sideways scroll bar
         self.nav_scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.nav_scroll.setAccessibleName("displays")
+        self.nav_scroll.setAccessibleName(_("displays"))
         nav = QHBoxLayout()
         nav.setSpacing(2)
         nav.addWidget(self.nav_scroll, 1)
         self.detacher = Detacher(self.stack, style.stylesheet())
-        self.detach_btn = QPushButton("Detach ⧉")
-        self.detach_btn.setAccessibleName("detach the current display into its own window")
-        self.detach_btn.setToolTip("show the current display in its own window (a second screen); closing that "
-                                   "window brings it back")
+        self.detach_btn = QPushButton(_("Detach ⧉"))
+        self.detach_btn.setAccessibleName(_("detach the current display into its own window"))
+        self.detach_btn.setToolTip(_("show the current display in its own window (a second screen); closing that "
+                                     "window brings it back"))
         self.detach_btn.clicked.connect(self.detach_current)
         nav.addWidget(self.detach_btn)
-        self.password_btn = QPushButton("Change password")
-        self.password_btn.setAccessibleName("change my password")
+        self.password_btn = QPushButton(_("Change password"))
+        self.password_btn.setAccessibleName(_("change my password"))
         self.password_btn.clicked.connect(self.change_password)
         nav.addWidget(self.password_btn)
-        self.logout_btn = QPushButton("Log out")
-        self.logout_btn.setAccessibleName("log out (switch user)")
+        self.logout_btn = QPushButton(_("Log out"))
+        self.logout_btn.setAccessibleName(_("log out (switch user)"))
         self.logout_btn.clicked.connect(self.logout)
         nav.addWidget(self.logout_btn)
         self.confirm_close = False  # scada hmi: closing the window asks first
         self.login_dialog: LoginDialog | None = None
-        self.banner.setAccessibleName("alarm banner")
-        self.stack.setAccessibleName("current display")
-        self.overview.setAccessibleName("city map (level 1)")
-        self.alarm_list.setAccessibleName("alarm list")
-        self.trends.setAccessibleName("trends")
-        self.journal.setAccessibleName("alarm journal")
+        self.banner.setAccessibleName(_("alarm banner"))
+        self.stack.setAccessibleName(_("current display"))
+        self.overview.setAccessibleName(_("city map (level 1)"))
+        self.alarm_list.setAccessibleName(_("alarm list"))
+        self.trends.setAccessibleName(_("trends"))
+        self.journal.setAccessibleName(_("alarm journal"))
         central = QWidget()
         v = QVBoxLayout(central)
         v.setContentsMargins(4, 4, 4, 4)
@@ -270,7 +277,14 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.status = self.statusBar()
         self.area = AreaIndicator(console, area_settings)
+        # one clock, named once: every time on screen is in the site's zone (scada.format; GET /config sets it)
+        self.clock = QLabel()
+        self.clock.setObjectName("clock")
+        self.clock.setAccessibleName(_("time zone of the times shown"))
+        self._show_zone()
+        console.siteChanged.connect(self._show_zone)
         if self.status is not None:
+            self.status.addPermanentWidget(self.clock)
             self.status.addPermanentWidget(self.area)
         console.message.connect(lambda t: self.status.showMessage(t, 15000) if self.status else None)
         console.openEquipment.connect(self.open_equipment)
@@ -279,10 +293,13 @@ class MainWindow(QMainWindow):
         console.connectionChanged.connect(self._connection)
         console.sessionEnded.connect(self.ask_login)
         if lay.file and console.layout_problems:
-            console.message.emit(f"layouts: {len(console.layout_problems)} problem(s): "
-                                 + "; ".join(str(p) for p in console.layout_problems[:3]))
+            console.message.emit(_("layouts: {n} problem(s): {problems}").format(
+                n=len(console.layout_problems), problems="; ".join(str(p) for p in console.layout_problems[:3])))
         self.show_page("overview")
         self.resize(1600, 960)
+
+    def _show_zone(self) -> None:
+        self.clock.setText(zone_label())
 
     def show_page(self, key: str) -> QWidget:
         w = self.pages[key] if key != "equipment" else self.equipment
@@ -316,9 +333,9 @@ class MainWindow(QMainWindow):
         w = self.pages.get(key) if key != "equipment" else self.equipment
         if w is None or self.detacher.is_detached(w):
             return None
-        title = dict(NAV).get(key, key)
+        title = _(dict(NAV)[key]) if key in dict(NAV) else key
         if key == "equipment" and self.equipment is not None:
-            title = f"Equipment {self.equipment.eq.id}"
+            title = _("Equipment {id}").format(id=self.equipment.eq.id)
             self.equipment = None
             self.detacher.detach(w, title, keep_slot=False)
             self.show_page("overview")
@@ -345,7 +362,8 @@ class MainWindow(QMainWindow):
 
     def _connection(self, state: str, detail: str) -> None:
         if self.status is not None:
-            self.status.showMessage(f"{state}: {detail}" if detail else state, 10000)
+            said = _(STATES[state]) if state in STATES else state
+            self.status.showMessage(f"{said}: {detail}" if detail else said, 10000)
 
     def change_password(self) -> PasswordDialog:
         dialog = PasswordDialog(self.console, self)
@@ -362,13 +380,14 @@ class MainWindow(QMainWindow):
         if self.login_dialog is not None:
             self.login_dialog.error.setText(why)
             return self.login_dialog
-        user = "" if why == "logged out" else self.console.last_user
+        logged_out = why == _("logged out")  # the operator's own log out (hmi.bridge says it so)
+        user = "" if logged_out else self.console.last_user
         d = LoginDialog(self.console, user, self)
-        d.setWindowTitle("Log in (switch user) — city supervisory console")
-        d.error.setText(why if why != "logged out" else "logged out: log in as the next operator")
+        d.setWindowTitle(_("Log in (switch user) — city supervisory console"))
+        d.error.setText(_("logged out: log in as the next operator") if logged_out else why)
         cancel = d.buttons.button(QDialogButtonBox.StandardButton.Cancel)
         if cancel is not None:
-            cancel.setText("Close console")
+            cancel.setText(_("Close console"))
         d.finished.connect(lambda result, dialog=d: self._login_done(dialog, result))
         self.login_dialog = d
         d.open()
@@ -384,9 +403,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, ev: Any) -> None:
         if self.confirm_close and QMessageBox.question(
-                self, "Close the console",
-                "Close this operator console? The server keeps supervising the city and journalling alarms, "
-                "but nobody sees them on this screen.") != QMessageBox.StandardButton.Yes:
+                self, _("Close the console"),
+                _("Close this operator console? The server keeps supervising the city and journalling alarms, "
+                  "but nobody sees them on this screen.")) != QMessageBox.StandardButton.Yes:
             ev.ignore()
             return
         self.detacher.close_all()

@@ -32,6 +32,7 @@ one repaint. See bench/bench_hmi.py for the numbers and the naive baseline.
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -58,6 +59,7 @@ from hmi.models.mapmodel import KIND_CODE, KINDS, Clusters, MapDelta
 from hmi.qtstyle import hide_row_numbers
 from hmi.tiles import BaseMap
 from scada.geo import ATTRIBUTION
+from scada.i18n import N_, _
 
 I64 = npt.NDArray[np.int64]
 KIND_STYLES: tuple[tuple[str, float], ...] = tuple((style.KIND_SYMBOLS[k][0], float(style.KIND_SYMBOLS[k][1]))
@@ -73,12 +75,16 @@ CLUSTER_PX = 48.0  # equipment closer than about this many pixels share a cluste
 OUTLINE_WIDTH = 1.0
 
 
+#: the map's layers besides the domains (English msgids)
+LAYER_NAMES = {"luminaires": N_("luminaires"), "vehicles": N_("vehicles"), "alarms_only": N_("alarms only")}
+
+
 class StaleOverlay(QWidget):
     """A see-through hatch with a clear message, laid over a display while its data is stale."""
 
-    def __init__(self, parent: QWidget, text: str = "DATA STALE — reconnecting to the server") -> None:
+    def __init__(self, parent: QWidget, text: str = "") -> None:
         super().__init__(parent)
-        self.text = text
+        self.text = text or _("DATA STALE — reconnecting to the server")
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.hide()
 
@@ -286,7 +292,8 @@ class Overview(QWidget):
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setText(self._legend_html())
         self.domains = QTableWidget(0, 5)
-        self.domains.setHorizontalHeaderLabels(["domain", *[style.PRIORITIES[p].symbol + str(p) for p in (1, 2, 3, 4)]])
+        self.domains.setHorizontalHeaderLabels([_("domain"),
+                                                *[style.PRIORITIES[p].symbol + str(p) for p in (1, 2, 3, 4)]])
         hide_row_numbers(self.domains)
         self.domains.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.domains.setMaximumHeight(230)
@@ -298,23 +305,23 @@ class Overview(QWidget):
         layers.setLayout(self._layer_grid)
         self.extra_layers = QVBoxLayout()  # layers other modules add (hmi.workorders_view.OrderLayer)
         self.extra_layers.setContentsMargins(0, 0, 0, 0)
-        self.info = QLabel("Click a marker to select it.")
+        self.info = QLabel(_("Click a marker to select it."))
         self.info.setWordWrap(True)
-        self.open_btn = QPushButton("Open display")
+        self.open_btn = QPushButton(_("Open display"))
         self.open_btn.setEnabled(False)
-        self.open_btn.setToolTip("select an equipment first")
+        self.open_btn.setToolTip(_("select an equipment first"))
         self.open_btn.clicked.connect(self._open_selection)
-        fit = QPushButton("Fit city")
+        fit = QPushButton(_("Fit city"))
         fit.clicked.connect(self.fit)
         side = QVBoxLayout()
-        side.addWidget(QLabel("<b>Level 1 — city overview</b>"))
+        side.addWidget(QLabel("<b>" + _("Level 1 — city overview") + "</b>"))
         side.addWidget(self.legend)
-        side.addWidget(QLabel("<b>Layers</b>"))
+        side.addWidget(QLabel("<b>" + _("Layers") + "</b>"))
         side.addWidget(layers)
         side.addLayout(self.extra_layers)
-        side.addWidget(QLabel("<b>Annunciated alarms per domain</b>"))
+        side.addWidget(QLabel("<b>" + _("Annunciated alarms per domain") + "</b>"))
         side.addWidget(self.domains)
-        side.addWidget(QLabel("<b>Selection</b>"))
+        side.addWidget(QLabel("<b>" + _("Selection") + "</b>"))
         side.addWidget(self.info)
         side.addWidget(self.open_btn)
         side.addStretch(1)
@@ -350,9 +357,10 @@ class Overview(QWidget):
     # ------------------------------------------------------------------ drawing
     def _legend_html(self) -> str:
         glyph = {"o": "●", "s": "■", "+": "✚", "t1": "▲", "d": "◆", "h": "⬢", "t": "▼", "p": "⬟", "star": "★"}
-        rows = [f"{glyph.get(sym, '•')} {text}" for k, (sym, _, text) in style.KIND_SYMBOLS.items() if k != "other"]
-        rows.append("grey = normal · white = abnormal · hatched = unknown")
-        rows.append("colour + shape + number = alarm priority")
+        rows = [f"{glyph.get(sym, '•')} {_(text)}" for k, (sym, _size, text) in style.KIND_SYMBOLS.items()
+                if k != "other"]
+        rows.append(_("grey = normal · white = abnormal · hatched = unknown"))
+        rows.append(_("colour + shape + number = alarm priority"))
         return "<br>".join(rows)
 
     def rebuild(self) -> None:
@@ -389,9 +397,10 @@ class Overview(QWidget):
             box.deleteLater()
         self.layer_box = {}
         for n, key in enumerate(keys):
-            box = QCheckBox(key.removeprefix("domain:").replace("_", " "))
+            box = QCheckBox(style.domain_text(key.removeprefix("domain:")) if key.startswith("domain:")
+                            else _(LAYER_NAMES.get(key, key)))
             box.setChecked(was.get(key, key != "alarms_only"))
-            box.setAccessibleName(f"map layer {box.text()}")
+            box.setAccessibleName(_("map layer {layer}").format(layer=box.text()))
             box.toggled.connect(self._apply_layers)
             self._layer_grid.addWidget(box, n // 2, n % 2)
             self.layer_box[key] = box
@@ -596,7 +605,7 @@ class Overview(QWidget):
         domains = sorted({e.domain for e in self.console.registry.items.values()} | set(by_domain))
         self.domains.setRowCount(len(domains))
         for r, d in enumerate(domains):
-            self.domains.setItem(r, 0, QTableWidgetItem(d or "(other)"))
+            self.domains.setItem(r, 0, QTableWidgetItem(style.domain_text(d)))
             c = by_domain.get(d, {})
             for p in (1, 2, 3, 4):
                 n = c.get(p, 0)
@@ -608,8 +617,8 @@ class Overview(QWidget):
         self.domains.resizeColumnsToContents()
 
     def on_stale(self, stale: bool) -> None:
-        self.overlay.text = ("LOADING — waiting for the server's data" if self.console.state == "connecting"
-                             else "DATA STALE — reconnecting to the server")
+        self.overlay.text = (_("LOADING — waiting for the server's data") if self.console.state == "connecting"
+                             else _("DATA STALE — reconnecting to the server"))
         self.overlay.setVisible(stale and len(self.console.registry) > 0)
         self.overlay.resize(self.view.size())
 
@@ -638,16 +647,18 @@ class Overview(QWidget):
         self.selection = eq
         self._draw_selection()
         if eq is None:
-            self.info.setText("Click a marker to select it.")
+            self.info.setText(_("Click a marker to select it."))
             self.open_btn.setEnabled(False)
             return
         e = self.console.registry.get(eq)
         alarms = self.console.alarms.of_equipment(eq)
-        lines = [f"<b>{eq}</b> — {e.template.replace('_', ' ') if e else ''}", f"{e.commune if e else ''}"]
+        kind = _(style.KIND_SYMBOLS.get(e.template, style.KIND_SYMBOLS["other"])[2]) if e else ""
+        lines = [f"<b>{html.escape(self.console.registry_named(eq))}</b>", html.escape(kind),
+                 html.escape(", ".join(x for x in ((e.address, e.commune) if e else ()) if x))]
         for a in alarms[:4]:
-            lines.append(f"{style.priority_text(a.priority)}: {a.message}")
+            lines.append(html.escape(f"{style.priority_text(a.priority)}: {a.message}"))
         if not alarms:
-            lines.append("no alarm")
+            lines.append(_("no alarm"))
         self.info.setText("<br>".join(lines))
         self.open_btn.setEnabled(True)
         self.open_btn.setToolTip("")

@@ -16,6 +16,7 @@ from typing import Any
 from PyQt6.QtWidgets import QLabel
 
 from hmi.console import ConsoleModel
+from scada.i18n import _
 
 
 def startup_text(health: dict[str, Any]) -> str:
@@ -23,8 +24,8 @@ def startup_text(health: dict[str, Any]) -> str:
     poll = (health.get("subsystems") or {}).get("poll")
     if not isinstance(poll, dict) or poll.get("status") != "starting":
         return ""
-    detail = str(poll.get("detail") or "first reads under way")
-    return f"starting: {detail} — values not read yet are shown uncertain (~)"
+    detail = str(poll.get("detail") or _("first reads under way"))
+    return _("starting: {detail} — values not read yet are shown uncertain (~)").format(detail=detail)
 
 
 class StartupBanner(QLabel):
@@ -33,7 +34,7 @@ class StartupBanner(QLabel):
     def __init__(self, console: ConsoleModel) -> None:
         super().__init__()
         self.console = console
-        self.setAccessibleName("start-up progress")
+        self.setAccessibleName(_("start-up progress"))
         self.setStyleSheet("background: #fff4ce; color: #3b2f00; padding: 3px 6px;")
         console.healthChanged.connect(self.show_health)
         self.show_health(console.health)

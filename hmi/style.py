@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scada.i18n import N_, _
+
 # ---------------------------------------------------------------------- greys (no hue)
 BACKGROUND = "#b4b4b4"  # display background, ~70 % grey
 PANEL = "#c8c8c8"  # panels, tables
@@ -58,25 +60,26 @@ class PriorityStyle:
     colour: str
     shape: str  # square | triangle | diamond | circle
     text: str  # the number shown inside / next to the shape
-    label: str  # the word in lists and tooltips
+    label: str  # the word in lists and tooltips (an English msgid: shown through _())
     symbol: str  # a unicode glyph with the same shape, for text cells
 
 
 PRIORITIES: dict[int, PriorityStyle] = {
-    1: PriorityStyle(1, P1, "square", "1", "critical", "■"),
-    2: PriorityStyle(2, P2, "triangle", "2", "high", "▲"),
-    3: PriorityStyle(3, P3, "diamond", "3", "medium", "◆"),
-    4: PriorityStyle(4, P4, "circle", "4", "low", "●"),
+    1: PriorityStyle(1, P1, "square", "1", N_("critical"), "■"),
+    2: PriorityStyle(2, P2, "triangle", "2", N_("high"), "▲"),
+    3: PriorityStyle(3, P3, "diamond", "3", N_("medium"), "◆"),
+    4: PriorityStyle(4, P4, "circle", "4", N_("low"), "●"),
 }
 DIAGNOSTIC = 5
 
 
 def priority_text(priority: int) -> str:
-    """``"■1 critical"``: shape glyph + number + word (redundant coding for lists and banners)."""
+    """``"■1 critical"`` (fr ``"■1 critique"``): shape glyph + number + word (redundant coding for lists and
+    banners)."""
     st = PRIORITIES.get(priority)
     if st is None:
-        return "D diagnostic"
-    return f"{st.symbol}{st.text} {st.label}"
+        return _("D diagnostic")
+    return f"{st.symbol}{st.text} {_(st.label)}"
 
 
 # ---------------------------------------------------------------------- map marker display codes
@@ -99,19 +102,33 @@ CODE_FILL: dict[int, str | None] = {NORMAL: None, ABNORMAL: ABNORMAL_FILL, UNKNO
                                     ALARM_P4: P4, ALARM_P3: P3, ALARM_P2: P2, ALARM_P1: P1}
 
 # ---------------------------------------------------------------------- equipment type shapes (pyqtgraph symbols)
-#: template → (pyqtgraph symbol, size px, legend text)
+#: template → (pyqtgraph symbol, size px, legend text: an English msgid, shown through _())
 KIND_SYMBOLS: dict[str, tuple[str, int, str]] = {
-    "luminaire": ("o", 4, "luminaire"),
-    "lighting_cabinet": ("s", 9, "lighting cabinet"),
-    "junction": ("+", 12, "junction"),
-    "camera": ("t", 9, "camera"),
-    "bollard": ("d", 9, "bollard"),
-    "building": ("h", 11, "building"),
-    "parking": ("t1", 10, "parking"),
-    "panel": ("p", 10, "information panel"),
-    "vehicle": ("star", 11, "service vehicle"),
-    "other": ("o", 8, "other"),
+    "luminaire": ("o", 4, N_("luminaire")),
+    "lighting_cabinet": ("s", 9, N_("lighting cabinet")),
+    "junction": ("+", 12, N_("junction")),
+    "camera": ("t", 9, N_("camera")),
+    "bollard": ("d", 9, N_("bollard")),
+    "building": ("h", 11, N_("building")),
+    "parking": ("t1", 10, N_("parking")),
+    "panel": ("p", 10, N_("information panel")),
+    "vehicle": ("star", 11, N_("service vehicle")),
+    "other": ("o", 8, N_("other")),
 }
+
+#: the equipment domains and alarm services of the configuration (tags.yaml, alarms.yaml) in words (msgids)
+DOMAIN_NAMES: dict[str, str] = {
+    "traffic": N_("traffic"), "lighting": N_("lighting"), "buildings": N_("buildings"), "cctv": N_("cameras"),
+    "fleet": N_("fleet"), "panels": N_("information panels"), "parking": N_("parking"), "bollards": N_("bollards"),
+    "police": N_("police"), "fire": N_("fire brigade"), "workorders": N_("work orders")}
+
+
+def domain_text(domain: str) -> str:
+    """A domain or service in words, in the console's language (one not listed reads as its name)."""
+    if not domain:
+        return _("(other)")
+    return _(DOMAIN_NAMES[domain]) if domain in DOMAIN_NAMES else domain.replace("_", " ")
+
 
 QUALITY_MARK = {"good": "", "uncertain": "~", "bad_comm": "?", "bad_device": "!", "bad_config": "#"}
 

@@ -34,7 +34,10 @@ from PyQt6.QtWidgets import (
 
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
+from hmi.models.journal import word
 from hmi.qtstyle import hide_row_numbers
+from hmi.widgets import fmt_value
+from scada.i18n import _
 
 PAGE = 50
 
@@ -57,29 +60,30 @@ class TagBrowser(QDialog):
         self.offset = 0
         self.total = 0
         self.pattern = "*"
-        self.setWindowTitle("Add tags to the trend")
+        self.setWindowTitle(_("Add tags to the trend"))
         self.filter = QLineEdit()
-        self.filter.setPlaceholderText("text or glob: power · dijon/lighting/*/power · */lamp_0?/status")
-        self.filter.setAccessibleName("tag filter")
+        self.filter.setPlaceholderText(_("text or glob: {examples}").format(
+            examples="C0001 · */C0001/* · */lamp_01/status"))
+        self.filter.setAccessibleName(_("tag filter"))
         self.filter.returnPressed.connect(self.search)
-        find = QPushButton("Search")
+        find = QPushButton(_("Search"))
         find.clicked.connect(self.search)
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["tag", "value", "units", "quality"])
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels([_("tag"), _("value"), _("quality"), _("equipment"), _("address")])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAccessibleName("tags found")
+        self.table.setAccessibleName(_("tags found"))
         self.table.setColumnWidth(0, 380)
         hide_row_numbers(self.table)
         self.table.doubleClicked.connect(lambda *_: self.add_selected())
-        self.prev_btn = QPushButton("◀ Previous")
+        self.prev_btn = QPushButton(_("◀ Previous"))
         self.prev_btn.clicked.connect(lambda: self.load(self.offset - self.page))
-        self.next_btn = QPushButton("Next ▶")
+        self.next_btn = QPushButton(_("Next ▶"))
         self.next_btn.clicked.connect(lambda: self.load(self.offset + self.page))
         self.where = QLabel("")
-        self.add_btn = QPushButton("Add to trend")
+        self.add_btn = QPushButton(_("Add to trend"))
         self.add_btn.clicked.connect(self.add_selected)
-        close = QPushButton("Close")
+        close = QPushButton(_("Close"))
         close.clicked.connect(self.close)
         top = QHBoxLayout()
         top.addWidget(self.filter, 1)
@@ -105,14 +109,14 @@ class TagBrowser(QDialog):
 
     def load(self, offset: int) -> Reply:
         self.offset = max(0, offset)
-        self.where.setText("searching…")
+        self.where.setText(_("searching…"))
         r = self.console.call("GET", "/tags", pattern=self.pattern, limit=self.page, offset=self.offset)
         r.finished.connect(self._page)
         return r
 
     def _page(self, r: Reply) -> None:
         if not r.ok or not isinstance(r.data, dict):
-            self.where.setText(f"search refused: {r.why()}")
+            self.where.setText(_("search refused: {why}").format(why=r.why()))
             self.table.setRowCount(0)
             self.total = 0
             self._pages()
@@ -121,12 +125,18 @@ class TagBrowser(QDialog):
         self.total = int(r.data.get("total", 0))
         self.table.setRowCount(len(rows))
         for i, t in enumerate(rows):
-            for j, key in enumerate(("name", "value", "units", "quality")):
-                v = t.get(key)
-                self.table.setItem(i, j, QTableWidgetItem("" if v is None else str(v)))
+            # the value with its unit, the quality in words, the equipment with its name and address
+            eq = str(t.get("equipment") or "")
+            info = self.console.registry.get(eq)
+            cells = (str(t.get("name", "")), fmt_value(t.get("value"), str(t.get("units") or "")),
+                     word(str(t.get("quality") or "")), self.console.registry_named(eq) if eq else "",
+                     info.address if info is not None else "")
+            for j, text in enumerate(cells):
+                self.table.setItem(i, j, QTableWidgetItem(text))
         first = self.offset + 1 if rows else 0
-        self.where.setText(f"{first}–{self.offset + len(rows)} of {self.total}" if self.total else
-                           f"no tag matches {self.pattern}")
+        self.where.setText(_("{first}–{last} of {total}").format(first=first, last=self.offset + len(rows),
+                                                                total=self.total) if self.total else
+                           _("no tag matches {pattern}").format(pattern=self.pattern))
         self._pages()
 
     def _pages(self) -> None:
@@ -150,6 +160,7 @@ class TagBrowser(QDialog):
         for name in chosen:
             self.tagChosen.emit(name)
         if chosen:
-            self.where.setText(f"added {', '.join(chosen[:3])}{' …' if len(chosen) > 3 else ''} · "
-                               f"{self.offset + 1}–{self.offset + len(names)} of {self.total}")
+            self.where.setText(_("added {tags}").format(tags=", ".join(chosen[:3]) + (" …" if len(chosen) > 3 else ""))
+                               + " · " + _("{first}–{last} of {total}").format(
+                                   first=self.offset + 1, last=self.offset + len(names), total=self.total))
         return chosen

@@ -34,6 +34,7 @@ from PyQt6.QtWidgets import QLabel, QWidget
 from hmi.console import ConsoleModel
 from hmi.models.tiles import BaseMapSpec, MBTilesSource, XyzCache, tile_bounds, tiles_for, zoom_for
 from scada.geo import M_PER_DEG_LAT
+from scada.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class BaseMap(QObject):
             self.net = QNetworkAccessManager(self)
         self.credit = QLabel(spec.attribution, view)
         self.credit.setStyleSheet("background: rgba(255, 255, 255, 200); color: #000; padding: 1px 4px;")
-        self.credit.setAccessibleName("base map attribution")
+        self.credit.setAccessibleName(_("base map attribution"))
         self.credit.show()
         view.installEventFilter(self)
         self._place_credit()

@@ -2,13 +2,16 @@
 
     [tag ______] [Add] [Browse tags…] [range: 15 min | 1 h | 8 h | 24 h | 7 d] [Live ✓]
     Browse tags… → hmi.tag_browser.TagBrowser (the server's tags by text or glob, paged) → add
-    ┌ PlotWidget, DateAxisItem (local time) ────────────────────────────────────────────┐
+    ┌ PlotWidget, DateAxisItem (the site's time zone) ──────────────────────────────────┐
     │ one curve per tag; NaN where quality is not good → the curve breaks; bad-quality    │
     │ spans hatched grey (a gap is never drawn as a flat line)                            │
     │ vertical cursor: read-out of every curve at that time (value + quality)             │
     └─────────────────────────────────────────────────────────────────────────────────────┘
     pan/zoom → after 300 ms of rest, GET /history/decimated?tag&start&end&pixels=<plot width>
     add a tag → GET /tags/{name}: its type; anything but float is discrete and drawn as steps
+
+One clock: the time axis, the queries and the cursor are in the site's zone (:mod:`scada.format`), not
+this machine's; the cursor reads values for people (enum labels, units: :func:`scada.format.value`).
 
 The curve is :func:`hmi.models.trends.drawn` of history + live, the last value held to now while the
 live value is trusted (redrawn every second while shown); the cursor reads
@@ -30,13 +33,21 @@ from PyQt6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit
 from hmi import style
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
+from hmi.models import journal as jm
 from hmi.models import trends as tm
-from hmi.models.journal import PARIS
 from hmi.tag_browser import TagBrowser
+from scada.format import duration, site_zone, timestamp, value
+from scada.i18n import _
 
 # trend pens: greys and dark tones only (no alarm hue)
 PENS = ["#111111", "#3b3b8f", "#2f6f4f", "#6b4a2b", "#555555", "#4b2f6f"]
-RANGES = {"15 min": 900, "1 h": 3600, "8 h": 8 * 3600, "24 h": 86400, "7 d": 7 * 86400}
+RANGES = {"15 min": 900, "1 h": 3600, "8 h": 8 * 3600, "24 h": 86400, "7 d": 7 * 86400}  # shown through duration()
+
+
+def _west_of_utc() -> int:
+    """The site zone's offset now, as pyqtgraph's DateAxisItem takes it (seconds west of UTC, like time.timezone)."""
+    off = dt.datetime.now(site_zone()).utcoffset() or dt.timedelta(0)
+    return -int(off.total_seconds())
 
 
 class TrendView(QWidget):
@@ -44,35 +55,38 @@ class TrendView(QWidget):
         super().__init__(parent)
         self.console = console
         self.tag_box = QLineEdit()
-        self.tag_box.setPlaceholderText("full tag name, e.g. dijon/lighting/C0001/power")
+        self.tag_box.setPlaceholderText(_("full tag name, e.g. {example}").format(
+            example="dijon/lighting/C0001/power"))
         self.tag_box.returnPressed.connect(lambda: self.add(self.tag_box.text().strip()))
-        add = QPushButton("Add")
+        add = QPushButton(_("Add"))
         add.clicked.connect(lambda: self.add(self.tag_box.text().strip()))
-        browse = QPushButton("Browse tags…")
-        browse.setAccessibleName("browse the server's tags to add to the trend")
+        browse = QPushButton(_("Browse tags…"))
+        browse.setAccessibleName(_("browse the server's tags to add to the trend"))
         browse.clicked.connect(self.browse)
         self.browser: TagBrowser | None = None
-        clear = QPushButton("Clear")
+        clear = QPushButton(_("Clear"))
         clear.clicked.connect(self.clear)
         self.range_box = QComboBox()
-        self.range_box.addItems(list(RANGES))
-        self.range_box.setCurrentText("1 h")
-        self.range_box.currentTextChanged.connect(lambda _t: self.show_last())
-        self.live = QCheckBox("live")
+        for seconds in RANGES.values():  # "1 h", fr "7 j": the key in the item's data
+            self.range_box.addItem(duration(seconds), seconds)
+        self.range_box.setCurrentIndex(self.range_box.findData(3600))
+        self.range_box.currentIndexChanged.connect(lambda _i: self.show_last())
+        self.live = QCheckBox(_("live"))
         self.live.setChecked(True)
         top = QHBoxLayout()
-        top.addWidget(QLabel("<b>Trends</b>"))
+        top.addWidget(QLabel("<b>" + _("Trends") + "</b>"))
         top.addWidget(self.tag_box, 1)
         for w in (add, browse, clear, self.range_box, self.live):
             top.addWidget(w)
-        self.plot = pg.PlotWidget(background=style.PANEL, axisItems={"bottom": pg.DateAxisItem(utcOffset=None)})
+        self.axis = pg.DateAxisItem(utcOffset=_west_of_utc())  # the site's clock, not this machine's
+        self.plot = pg.PlotWidget(background=style.PANEL, axisItems={"bottom": self.axis})
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.getAxis("left").setPen(pg.mkPen(style.TEXT))
         self.plot.getAxis("bottom").setPen(pg.mkPen(style.TEXT))
         self.time_cursor = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#000000", width=1))
         self.plot.addItem(self.time_cursor, ignoreBounds=True)
         self.time_cursor.sigPositionChanged.connect(self.read_out)
-        self.readout = QLabel("cursor: —")
+        self.readout = QLabel(_("cursor: —"))
         self.note = QLabel()
         lay = QVBoxLayout(self)
         lay.addLayout(top)
@@ -98,9 +112,11 @@ class TrendView(QWidget):
         self._now = QTimer(self)  # the held value follows the clock to now
         self._now.setInterval(1000)
         self._now.timeout.connect(self.draw)
-        self.plot.setAccessibleName("trend chart")
-        self.readout.setAccessibleName("trend cursor read-out")
-        self.tag_box.setAccessibleName("tag to add to the trend")
+        self.plot.setAccessibleName(_("trend chart"))
+        self.readout.setAccessibleName(_("trend cursor read-out"))
+        self.tag_box.setAccessibleName(_("tag to add to the trend"))
+        self.meta: dict[str, tuple[str, str, dict[int, str] | None]] = {}  # tag → (type, units, enum labels)
+        console.siteChanged.connect(self._site_clock)
 
     # ------------------------------------------------------------------ tags
     def add(self, tag: str) -> None:
@@ -137,6 +153,9 @@ class TrendView(QWidget):
         if not r.ok or not isinstance(r.data, dict):
             return
         step = str(r.data.get("type", "float")) != "float"
+        enum = r.data.get("enum")
+        self.meta[tag] = (str(r.data.get("type", "float")), str(r.data.get("units") or ""),
+                          {int(k): str(v) for k, v in enum.items()} if isinstance(enum, dict) else None)
         self.step[tag] = step
         for store in (self.hist, self.livebuf):
             if tag in store:
@@ -157,7 +176,7 @@ class TrendView(QWidget):
 
     # ------------------------------------------------------------------ time range and queries
     def show_last(self) -> None:
-        span = RANGES.get(self.range_box.currentText(), 3600)
+        span = int(self.range_box.currentData() or 3600)
         now = time.time()
         self.plot.setXRange(now - span, now + span * 0.02, padding=0)
         self.query_all()
@@ -173,8 +192,8 @@ class TrendView(QWidget):
             self.query(tag, x0, x1, px)
 
     def query(self, tag: str, x0: float, x1: float, pixels: int) -> Reply:
-        start = dt.datetime.fromtimestamp(x0, tz=PARIS).isoformat()
-        end = dt.datetime.fromtimestamp(min(x1, time.time()), tz=PARIS).isoformat()
+        start = dt.datetime.fromtimestamp(x0, tz=dt.UTC).isoformat()  # an instant: the zone does not matter
+        end = dt.datetime.fromtimestamp(min(x1, time.time()), tz=dt.UTC).isoformat()
         self.queries += 1
         r = self.console.call("GET", "/history/decimated", tag=tag, start=start, end=end, pixels=pixels)
         r.finished.connect(lambda rep, t=tag: self._history(t, rep))
@@ -184,7 +203,8 @@ class TrendView(QWidget):
         if tag not in self.curves:
             return
         if not r.ok:
-            self.note.setText(f"history of {tag} unavailable ({r.why()}); showing live values only")
+            self.note.setText(_("history of {tag} unavailable ({why}); showing live values only").format(
+                tag=tag, why=r.why()))
         else:
             self.note.setText("")
             self.hist[tag] = tm.from_points(tag, (r.data or {}).get("points", []), time.time(),
@@ -236,26 +256,34 @@ class TrendView(QWidget):
             self.plot.addItem(item, ignoreBounds=True)
             self.gap_items.append(item)
 
-    def read_out(self, *_: Any) -> str:
+    def read_out(self, *_args: Any) -> str:
         t = float(self.time_cursor.value())
         if not self.curves:
-            self.readout.setText("cursor: —")
+            self.readout.setText(_("cursor: —"))
             return ""
-        parts = [dt.datetime.fromtimestamp(t, tz=PARIS).strftime("%Y-%m-%d %H:%M:%S")]
+        parts = [timestamp(dt.datetime.fromtimestamp(t, tz=dt.UTC))]
         for tag in self.curves:
             v, q = tm.read_out(self.series(tag), t)
             short = tag.rsplit("/", 2)
             name = "/".join(short[-2:])
             if v is None:
-                parts.append(f"{name}: {'? ' + q if q else '—'}")
+                parts.append(f"{name}: {'? ' + jm.word(q) if q else '—'}")
             else:
-                parts.append(f"{name}: {v:.6g}" + (f" ({q})" if q != "good" else ""))
-        text = "cursor " + " · ".join(parts)
+                dtype, units, enum = self.meta.get(tag, ("float", "", None))
+                parts.append(f"{name}: {value(v, dtype, units, enum)}" + (f" ({jm.word(q)})" if q != "good" else ""))
+        text = _("cursor {readings}").format(readings=" · ".join(parts))
         self.readout.setText(text)
         return text
 
+    def _site_clock(self) -> None:
+        """GET /config named the site's zone: the axis follows it (and at each showing: summer time)."""
+        self.axis.utcOffset = _west_of_utc()
+        self.axis.picture = None  # pyqtgraph's cached drawing of the axis
+        self.axis.update()
+
     def showEvent(self, ev: Any) -> None:
         super().showEvent(ev)
+        self._site_clock()
         _x0, x1 = self.x_range()
         if not self.curves or x1 < 1e9:
             self.time_cursor.setValue(time.time())

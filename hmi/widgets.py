@@ -15,30 +15,32 @@ from PyQt6.QtWidgets import QHBoxLayout, QLabel, QTableWidgetItem, QWidget
 
 from hmi import qtstyle, style
 from hmi.console import ConsoleModel
+from hmi.models.journal import word
 from hmi.models.live import TagValue
+from scada.format import boolean, quantity
+from scada.i18n import _
 
 
 def fmt_value(v: Any, units: str = "") -> str:
+    """A raw value for people (:mod:`scada.format`: French numbers in French, units understood, yes/no)."""
     if v is None:
         return "—"
     if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        text = f"{v:.6g}" if abs(v) < 1e6 else f"{v:.0f}"
-    else:
-        text = str(v)
-    return f"{text} {units}".strip() if units else text
+        return boolean(v)
+    if isinstance(v, (int, float)):
+        return quantity(v, units)
+    return f"{v} {units}".strip() if units else str(v)
 
 
 def value_text(tv: TagValue | None, stale: bool, text: str | None = None) -> str:
-    """``"230.4 W"`` / ``"? 230.4 W (bad_comm)"`` / ``"— (no value)"``."""
+    """``"230.4 W"`` / ``"? 230.4 W (communication lost)"`` / ``"— (no value)"`` (in the console's language)."""
     if tv is None:
-        return "— (no value)"
+        return "— " + _("(no value)")
     body = text if text is not None else fmt_value(tv.value)
     if tv.quality != "good":
-        return f"{style.quality_mark(tv.quality)} {body} ({tv.quality})"
+        return f"{style.quality_mark(tv.quality)} {body} ({word(tv.quality)})"
     if stale:
-        return f"~ {body} (stale)"
+        return f"~ {body} " + _("(stale)")
     return body
 
 
@@ -80,13 +82,13 @@ class AlarmStrip(QWidget):
                 w.deleteLater()
         alarms = [a for a in self.console.alarms.of_equipment(self.eq_id) if not a.diagnostic]
         if not alarms:
-            self.lay.addWidget(QLabel("no alarm"))
+            self.lay.addWidget(QLabel(_("no alarm")))
         for a in alarms[: self.limit]:
             icon = QLabel()
             icon.setPixmap(qtstyle.priority_pixmap(a.priority, 18))
             self.lay.addWidget(icon)
             t = QLabel(f"{a.message}" + (f" [{a.flag_text}]" if a.flag_text else "") +
-                       ("  (unack)" if a.unacked else ""))
+                       ("  " + _("(unack)") if a.unacked else ""))
             t.setToolTip(a.id)
             self.lay.addWidget(t)
         self.lay.addStretch(1)

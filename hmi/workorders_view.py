@@ -20,8 +20,9 @@ Actions go through the console (:meth:`~hmi.console.ConsoleModel.order_action`);
 
 from __future__ import annotations
 
-import datetime as dt
+import html
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -63,9 +64,12 @@ from hmi.models.workorders import (
     open_by_equipment,
     select,
     why_not,
+    word,
 )
 from hmi.overview import Overview
 from hmi.qtstyle import hide_row_numbers
+from scada.format import timestamp
+from scada.i18n import N_, _
 
 Index = QModelIndex | QPersistentModelIndex
 POLL_MS = 4000
@@ -125,14 +129,17 @@ class WorkOrderFeed(QObject):
 
 
 # ---------------------------------------------------------------------- the list
-COLUMNS = ("Order", "P", "Status", "Due", "Equipment", "Commune", "Service", "Crew", "What")
+COLUMNS = (N_("Order"), "P", N_("Status"), N_("Due"), N_("Equipment"), N_("Commune"), N_("Service"), N_("Crew"),
+           N_("What"))  # shown through _()
 
 
 class OrderTableModel(QAbstractTableModel):
-    def __init__(self) -> None:
+    def __init__(self, named: Callable[..., str] | None = None) -> None:
         super().__init__()
         self.rows: list[Order] = []
         self.now_ms = 0
+        # "C0001 — Armoire EP rue …": the console's registry names the equipment
+        self.named: Callable[..., str] = named or (lambda eq_id, address=False: eq_id)
 
     def set_rows(self, rows: list[Order]) -> None:
         self.beginResetModel()
@@ -148,7 +155,7 @@ class OrderTableModel(QAbstractTableModel):
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
+            return _(COLUMNS[section]) if COLUMNS[section] != "P" else "P"
         return None
 
     def data(self, index: Index, role: int = 0) -> Any:
@@ -156,15 +163,20 @@ class OrderTableModel(QAbstractTableModel):
             return None
         o = self.rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return (o.id, str(o.priority), o.status_text, due_text(o, self.now_ms), o.equipment, o.commune,
-                    o.service, o.crew or "", o.what)[index.column()]
+            return (o.id, str(o.priority), o.status_text, due_text(o, self.now_ms), self.named(o.equipment),
+                    o.commune, style.domain_text(o.service) if o.service else "", o.crew or "",
+                    o.what)[index.column()]
         if role == Qt.ItemDataRole.FontRole and o.overdue:
             f = QFont()
             f.setBold(True)  # an SLA breach stands out by weight, not by colour (it is not an alarm itself)
             return f
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{o.id}: {o.what}\ndue {local_text(o.due_ms)}" + ("  (OVERDUE)" if o.overdue else "")
+            return (f"{o.id}: {o.what}\n{self.named(o.equipment, address=True)}\n"
+                    + _("due {time}").format(time=local_text(o.due_ms)) + ("  " + _("(OVERDUE)") if o.overdue else ""))
         return None
+
+
+ACTION_NAMES = {"dispatch": N_("dispatch"), "cancel": N_("cancel"), "close": N_("close")}  # result lines
 
 
 class WorkOrderList(QWidget):
@@ -184,34 +196,35 @@ class WorkOrderList(QWidget):
         self._history_of: tuple[str, int] = ("", 0)  # (order, updated_ms) whose history is shown
 
         self.status_box = QComboBox()
-        self.status_box.addItems([s.replace("_", " ") for s in STATUS_CHOICES])
+        self.status_box.addItems([word(s) for s in STATUS_CHOICES])
         self.service_box = QComboBox()
         self.commune_box = QComboBox()
         self.crew_box = QComboBox()
         self.text_box = QLineEdit()
-        self.text_box.setPlaceholderText("filter: order, equipment, text…")
-        self.text_box.setAccessibleName("filter work orders by text")
+        self.text_box.setPlaceholderText(_("filter: order, equipment, text…"))
+        self.text_box.setAccessibleName(_("filter work orders by text"))
         self.sort_box = QComboBox()
-        self.sort_box.addItems(list(SORTS))
+        for key in SORTS:  # shown in words, the key in the item's data
+            self.sort_box.addItem(word(key), key)
         self._fill_combos()
         bar = QHBoxLayout()
-        for label, w in (("status", self.status_box), ("service", self.service_box), ("commune", self.commune_box),
-                         ("crew", self.crew_box)):
+        for label, w in ((_("status"), self.status_box), (_("service"), self.service_box),
+                         (_("commune"), self.commune_box), (_("crew"), self.crew_box)):
             bar.addWidget(QLabel(label))
             w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             w.setMinimumContentsLength(8)
             w.currentIndexChanged.connect(self._filters_changed)
             bar.addWidget(w)
         bar.addWidget(self.text_box, 1)
-        bar.addWidget(QLabel("sort"))
+        bar.addWidget(QLabel(_("sort")))
         bar.addWidget(self.sort_box)
         self.text_box.textChanged.connect(self._filters_changed)
         self.sort_box.currentTextChanged.connect(self._filters_changed)
 
-        self.model = OrderTableModel()
+        self.model = OrderTableModel(console.registry_named)
         self.table = QTableView()
         self.table.setModel(self.model)
-        self.table.setAccessibleName("work orders")
+        self.table.setAccessibleName(_("work orders"))
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         hide_row_numbers(self.table)
@@ -222,16 +235,16 @@ class WorkOrderList(QWidget):
         assert sel is not None  # noqa: S101 - setModel() above created it (Qt's stub says Optional)
         sel.selectionChanged.connect(lambda *_: self._selection())
 
-        self.detail = QLabel("Select a work order.")
+        self.detail = QLabel(_("Select a work order."))
         self.detail.setWordWrap(True)
         self.detail.setTextFormat(Qt.TextFormat.RichText)
         self.detail.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # long ids never widen
         self.detail.setMinimumWidth(200)
         self.history = QTableWidget(0, 5)
-        self.history.setHorizontalHeaderLabels(["when", "who", "what", "detail", "status"])
+        self.history.setHorizontalHeaderLabels([_("when"), _("who"), _("what"), _("detail"), _("status")])
         self.history.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.history.setAccessibleName("change history of the selected work order")
+        self.history.setAccessibleName(_("change history of the selected work order"))
         hide_row_numbers(self.history)
         hh = self.history.horizontalHeader()
         if hh is not None:
@@ -240,7 +253,7 @@ class WorkOrderList(QWidget):
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.detail)
-        rl.addWidget(QLabel("<b>History</b>"))
+        rl.addWidget(QLabel("<b>" + _("History") + "</b>"))
         rl.addWidget(self.history, 1)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
@@ -250,8 +263,8 @@ class WorkOrderList(QWidget):
 
         self.buttons: dict[str, QPushButton] = {}
         acts = QHBoxLayout()
-        for key, text in (("dispatch", "Dispatch…"), ("cancel", "Cancel order…"), ("close", "Close…"),
-                          ("open", "Open equipment ▶"), ("refresh", "Refresh")):
+        for key, text in (("dispatch", _("Dispatch…")), ("cancel", _("Cancel order…")), ("close", _("Close…")),
+                          ("open", _("Open equipment ▶")), ("refresh", _("Refresh"))):
             b = QPushButton(text)
             b.setAccessibleName(text.rstrip(" ▶…").lower())
             b.clicked.connect(lambda _=False, k=key: self.do(k))
@@ -279,24 +292,29 @@ class WorkOrderList(QWidget):
         services = sorted(set(self.console.config_info.get("services", [])) | {o.service for o in orders})
         communes = sorted(set(self.console.registry.communes()) | {o.commune for o in orders})
         crews = sorted({o.crew for o in self.feed.orders.values() if o.crew})
-        for box, first, items in ((self.service_box, ["all services"], services),
-                                  (self.commune_box, ["all communes"], communes),
-                                  (self.crew_box, ["any crew", "(none)"], crews)):
-            keep = box.currentText()
+        # each item: shown text, and the value the filter takes in its data (a service reads in words)
+        for box, first, items, text in ((self.service_box, [_("all services")], services, style.domain_text),
+                                        (self.commune_box, [_("all communes")], communes, str),
+                                        (self.crew_box, [_("any crew"), _("(none)")], crews, str)):
+            keep = box.currentData()
             box.blockSignals(True)
             box.clear()
-            box.addItems(first + [i for i in items if i])
-            box.setCurrentIndex(max(0, box.findText(keep)))
+            for k, label in enumerate(first):
+                box.addItem(label, "(none)" if k else "")
+            for i in items:
+                if i:
+                    box.addItem(text(i), i)
+            box.setCurrentIndex(max(0, box.findData(keep)))
             box.blockSignals(False)
 
     def _filters_changed(self) -> None:
         def pick(box: QComboBox, skip: int) -> str:
-            return "" if box.currentIndex() < skip else box.currentText()
+            return "" if box.currentIndex() < skip else str(box.currentData() or "")
 
         self.filter = OrderFilter(status=STATUS_CHOICES[max(0, self.status_box.currentIndex())],
                                   service=pick(self.service_box, 1), commune=pick(self.commune_box, 1),
                                   crew=pick(self.crew_box, 1), text=self.text_box.text().strip())
-        self.sort = self.sort_box.currentText() or "due"
+        self.sort = str(self.sort_box.currentData() or "due")
         self.refresh()
 
     # ------------------------------------------------------------------ rows, selection, detail
@@ -306,7 +324,7 @@ class WorkOrderList(QWidget):
         for box, values in ((self.service_box, {o.service for o in self.feed.orders.values()}),
                             (self.commune_box, {o.commune for o in self.feed.orders.values()}),
                             (self.crew_box, {o.crew for o in self.feed.orders.values()})):
-            if {v for v in values if v} - {box.itemText(i) for i in range(box.count())}:
+            if {v for v in values if v} - {box.itemData(i) for i in range(box.count())}:
                 self._fill_combos()
                 break
         rows = select(self.feed.orders.values(), self.filter, self.sort)
@@ -316,8 +334,9 @@ class WorkOrderList(QWidget):
         elif keep is not None:
             self.select_order(keep.id)
         overdue = sum(1 for o in rows if o.overdue)
-        err = f" — NOT UPDATED: {self.feed.error}" if self.feed.error else ""
-        self.count.set_full_text(f"{len(rows)} shown ({overdue} overdue) / {len(self.feed.orders)} loaded{err}")
+        err = " — " + _("NOT UPDATED: {why}").format(why=self.feed.error) if self.feed.error else ""
+        self.count.set_full_text(_("{shown} shown ({overdue} overdue) / {loaded} loaded").format(
+            shown=len(rows), overdue=overdue, loaded=len(self.feed.orders)) + err)
         self._selection()
 
     def selected(self) -> Order | None:
@@ -336,20 +355,24 @@ class WorkOrderList(QWidget):
         o = self.selected()
         self.update_actions()
         if o is None:
-            self.detail.setText("Select a work order.")
+            self.detail.setText(_("Select a work order."))
             self.history.setRowCount(0)
             self._history_of = ("", 0)
             return
         notes = "".join(f"<br>· {local_text(ts)} {user}: {text}" for ts, user, text in o.notes)
-        extra = "".join(f"<br>{k}: {v}" for k, v in (("reason", o.reason), ("cause", o.cause),
-                                                      ("action", o.action)) if v)
+        extra = "".join(f"<br>{k}: {html.escape(str(v))}" for k, v in (
+            (_("reason"), o.reason), (_("cause"), o.cause), (_("action"), o.action)) if v)
         self.detail.setText(
             f"<b>{o.id}</b> — P{o.priority} · <b>{o.status_text}</b>"
-            + (" · <b>OVERDUE</b>" if o.overdue else "")
-            + f"<br>{o.equipment} · {o.commune} · {o.service}<br>{o.what}"
-            + f"<br>created {local_text(o.created_ms)} ({o.source}) · due {local_text(o.due_ms)}"
-            + (f"<br>crew {o.crew}" + (f" · vehicle {o.vehicle}" if o.vehicle else "") if o.crew else "")
-            + (f"<br>alarms: {', '.join(o.alarms)}" if o.alarms else "") + extra + notes)
+            + (" · <b>" + _("OVERDUE") + "</b>" if o.overdue else "")
+            + "<br>" + html.escape(" · ".join(x for x in (self.console.registry_named(o.equipment, address=True),
+                                                           o.commune, style.domain_text(o.service)) if x))
+            + f"<br>{html.escape(o.what)}"
+            + "<br>" + _("created {time} ({source}) · due {due}").format(
+                time=local_text(o.created_ms), source=word(o.source), due=local_text(o.due_ms))
+            + ("<br>" + _("crew {crew}").format(crew=o.crew)
+               + (" · " + _("vehicle {vehicle}").format(vehicle=o.vehicle) if o.vehicle else "") if o.crew else "")
+            + ("<br>" + _("alarms: {alarms}").format(alarms=", ".join(o.alarms)) if o.alarms else "") + extra + notes)
         if self._history_of != (o.id, o.updated_ms):
             self._history_of = (o.id, o.updated_ms)
             r = self.console.call("GET", f"/workorders/{quote(o.id, safe='')}/history")
@@ -359,7 +382,7 @@ class WorkOrderList(QWidget):
         if self._history_of[0] != order_id:
             return  # another order was selected meanwhile
         rows = history_rows(r.data) if r.ok and isinstance(r.data, list) else \
-            [("", "", "cannot load the history", r.why(), "")]
+            [("", "", _("cannot load the history"), r.why(), "")]
         self.history.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, text in enumerate(row):
@@ -370,9 +393,9 @@ class WorkOrderList(QWidget):
         o = self.selected()
         perms = self.console.session.permissions
         if key == "refresh":
-            return "" if self.console.session.can("workorder.read") else "log in to read work orders"
+            return "" if self.console.session.can("workorder.read") else _("log in to read work orders")
         if key == "open":
-            return "" if o is not None else "select a work order first"
+            return "" if o is not None else _("select a work order first")
         return why_not({"dispatch": "assign"}.get(key, key), o, perms)
 
     def update_actions(self) -> None:
@@ -407,11 +430,11 @@ class WorkOrderList(QWidget):
             d.open()
             return d
         if key == "cancel":
-            ans = self._ask(key, f"Cancel {o.id}", [("reason", "Reason", True)])
+            ans = self._ask(key, _("Cancel {order}").format(order=o.id), [("reason", _("Reason"), True)])
             body = {"reason": ans["reason"]} if ans else None
         else:  # close (supervisors)
-            ans = self._ask(key, f"Close {o.id}", [("cause", "Cause", True), ("action", "Action taken", True),
-                                                   ("note", "Note", False)])
+            ans = self._ask(key, _("Close {order}").format(order=o.id), [
+                ("cause", _("Cause"), True), ("action", _("Action taken"), True), ("note", _("Note"), False)])
             body = {"cause": ans["cause"], "action": ans["action"]} if ans else None
             if ans and ans.get("note"):
                 body = {**(body or {}), "note": ans["note"]}
@@ -423,14 +446,15 @@ class WorkOrderList(QWidget):
 
     def _acted(self, key: str, data: dict[str, Any]) -> None:
         o = self.feed.put(data)
-        self.result.setText(f"{dt.datetime.now():%H:%M:%S} {key}: {o.id} {o.status_text}"
+        self.result.setText(f"{timestamp(time.time_ns(), date=False)} {_(ACTION_NAMES[key])}: {o.id} {o.status_text}"
                             + (f" — {o.crew}" if o.crew else ""))
 
     def _done(self, key: str, r: Reply) -> None:
         if r.ok and isinstance(r.data, dict):
             self._acted(key, r.data)
         else:
-            self.result.setText(f"{dt.datetime.now():%H:%M:%S} {key}: REFUSED — {r.why()}")
+            self.result.setText(f"{timestamp(time.time_ns(), date=False)} " + _("{action}: REFUSED — {why}").format(
+                action=_(ACTION_NAMES[key]), why=r.why()))
         self.actionDone.emit(key, r)
 
 
@@ -445,11 +469,11 @@ class OrderLayer(QObject):
         self.item = pg.ScatterPlotItem(pxMode=True)
         self.item.setZValue(6.5)  # above the equipment, under the alarm marks
         overview.vb.addItem(self.item)
-        self.box = QCheckBox("open work orders")
+        self.box = QCheckBox(_("open work orders"))
         self.box.setChecked(True)
-        self.box.setAccessibleName("map layer open work orders")
-        self.box.setToolTip("a square beside each equipment with an open work order; coloured only while the "
-                            "equipment is alarmed")
+        self.box.setAccessibleName(_("map layer open work orders"))
+        self.box.setToolTip(_("a square beside each equipment with an open work order; coloured only while the "
+                              "equipment is alarmed"))
         overview.extra_layers.addWidget(self.box)
         self.marked: list[str] = []  # the equipment drawn, in spot order (tests read it)
         self.alarmed: list[str] = []

@@ -35,7 +35,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import format_decimal
 
-from scada.i18n import CLDR_LOCALE, N_, Lang, get_language, gettext_in, parse_lang
+from scada.i18n import CLDR_LOCALE, N_, Lang, get_language, gettext_in, parse_lang, translations
+from scada.locale.yaml_texts import ENUM_CONTEXT, enum_msgid
 
 DEFAULT_TIMEZONE: Final = "Europe/Paris"
 UNKNOWN: Final = "?"  # a value the system does not have (None, NaN): never shown as 0
@@ -155,10 +156,14 @@ def boolean(value: object, lang: str | None = None) -> str:
     return _t(_lang(lang), N_("yes") if value else N_("no"))
 
 
-def enum_label(code: float, enum: Mapping[int, str] | None) -> str:
-    """The label ``tags.yaml`` gives a code (``"fault_monitor"`` → ``"fault monitor"``); the code if it has none."""
+def enum_label(code: float, enum: Mapping[int, str] | None, lang: str | None = None) -> str:
+    """The label ``tags.yaml`` gives a code, in ``lang``: ``"fault_monitor"`` → en ``"fault monitor"``, fr
+    ``"moniteur de défauts"`` (the catalogue's context ``enum``, extracted from tags.yaml:
+    :mod:`scada.locale.yaml_texts`; a label it does not know reads as written); the code if it has none."""
     label = (enum or {}).get(int(code))
-    return str(int(code)) if label is None else label.replace("_", " ")
+    if label is None:
+        return str(int(code))
+    return translations(_lang(lang)).pgettext(ENUM_CONTEXT, enum_msgid(label))
 
 
 def quantity(value: float | None, units: str = "", lang: str | None = None) -> str:
@@ -193,7 +198,7 @@ def value(v: float | str | None, dtype: str, units: str = "", enum: Mapping[int,
         return UNKNOWN
     assert v is not None  # noqa: S101 - narrowed by _bad for mypy
     if enum and dtype in ("enum", "bool", "int"):
-        return enum_label(v, enum)
+        return enum_label(v, enum, lang)
     if dtype == "bool":
         return boolean(bool(v), lang)
     return quantity(v, units, lang)

@@ -28,6 +28,8 @@ from typing import Any
 
 from hmi.models.area import WHOLE_CITY, Area
 from hmi.style import DIAGNOSTIC
+from scada.format import duration
+from scada.i18n import N_, _
 
 STATES = ("unack", "acked", "rtn_unack", "normal")
 _STATE_ALIASES = {
@@ -37,7 +39,9 @@ _STATE_ALIASES = {
     "normal": "normal", "clear_acked": "normal", "inactive": "normal", "cleared": "normal",
 }
 _STATE_CODES = {0: "normal", 1: "unack", 2: "acked", 3: "rtn_unack"}
-STATE_TEXT = {"unack": "ACTIVE, UNACK", "acked": "ACTIVE, ACKED", "rtn_unack": "RETURNED, UNACK", "normal": "NORMAL"}
+#: how the list names each state (English msgids: the views show them through _())
+STATE_TEXT = {"unack": N_("ACTIVE, UNACK"), "acked": N_("ACTIVE, ACKED"), "rtn_unack": N_("RETURNED, UNACK"),
+              "normal": N_("NORMAL")}
 
 
 @dataclass(slots=True)
@@ -88,15 +92,16 @@ class Alarm:
 
     @property
     def flag_text(self) -> str:
+        """The flags in words, in the console's language: ``"SHELVED, LATCHED"``."""
         out = []
         if self.shelved:
-            out.append("SHELVED")
+            out.append(_("SHELVED"))
         if self.suppressed:
-            out.append("SUPPRESSED")
+            out.append(_("SUPPRESSED"))
         if self.out_of_service:
-            out.append("OUT OF SERVICE")
+            out.append(_("OUT OF SERVICE"))
         if self.latched:
-            out.append("LATCHED")
+            out.append(_("LATCHED"))
         return ", ".join(out)
 
 
@@ -350,8 +355,8 @@ class AlarmFilter:
         return True
 
 
-SORTS = ("priority", "time", "equipment", "area", "service", "state")
-GROUPS = ("none", "equipment", "area", "service", "priority")
+SORTS = (N_("priority"), N_("time"), N_("equipment"), N_("area"), N_("service"), N_("state"))  # keys; shown _(key)
+GROUPS = (N_("none"), N_("equipment"), N_("area"), N_("service"), N_("priority"))
 _STATE_ORDER = {"unack": 0, "rtn_unack": 1, "acked": 2, "normal": 3}
 
 
@@ -392,7 +397,7 @@ def grouped(alarms: list[Alarm], by: str) -> list[Group]:
         return [Group("", alarms)]
     groups: dict[str, list[Alarm]] = {}
     for a in alarms:
-        k = f"P{a.priority}" if by == "priority" else str(getattr(a, by, "")) or "(none)"
+        k = f"P{a.priority}" if by == "priority" else str(getattr(a, by, "")) or _("(none)")
         groups.setdefault(k, []).append(a)
     out = [Group(k, v) for k, v in groups.items()]
     out.sort(key=lambda g: (g.worst, -len(g.alarms), g.key))
@@ -400,13 +405,7 @@ def grouped(alarms: list[Alarm], by: str) -> list[Group]:
 
 
 def age_text(ms: int, now_ms: int) -> str:
+    """How long ago ``ms`` was, the way the room says it (:func:`scada.format.duration`: "12 min", "2 h 05")."""
     if not ms:
         return ""
-    s = max(0, (now_ms - ms) // 1000)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60:02d}"
-    return f"{s // 86400} d"
+    return duration(max(0, (now_ms - ms) // 1000))

@@ -18,6 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hmi.style import domain_text
+from scada.i18n import _
+
 
 class HasPlace(Protocol):
     commune: str
@@ -45,9 +48,9 @@ class Area:
     def text(self) -> str:
         """The status bar's words: "Dijon, Talant · lighting", "whole city", "all communes · fire"."""
         if self.everything:
-            return "whole city"
-        communes = ", ".join(sorted(self.communes)) if self.communes else "all communes"
-        return communes + (" · " + ", ".join(sorted(self.services)) if self.services else "")
+            return _("whole city")
+        communes = ", ".join(sorted(self.communes)) if self.communes else _("all communes")
+        return communes + (" · " + ", ".join(sorted(domain_text(s) for s in self.services)) if self.services else "")
 
 
 WHOLE_CITY = Area()

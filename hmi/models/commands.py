@@ -17,12 +17,14 @@ The gate decides everything; this module only words it. A supervisor's approval 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hmi.models.journal import word
 from hmi.models.live import Session
+from scada.format import duration, number, timestamp
+from scada.i18n import N_, _, localise
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,8 @@ class VerbForm:
 
     @property
     def title(self) -> str:
-        return self.verb.replace("_", " ")
+        """The verb in words, in the console's language (``select_plan`` → fr "choisir le plan")."""
+        return _(VERB_TITLES[self.verb]) if self.verb in VERB_TITLES else self.verb.replace("_", " ")
 
     @property
     def has_lease(self) -> bool:
@@ -79,16 +82,32 @@ def verbs_for(vocab: dict[str, Any], template: str) -> list[VerbForm]:
     return out
 
 
+#: the verbs of commands.yaml in words (English msgids); a verb not listed reads as its name
+VERB_TITLES = {"select_plan": N_("select plan"), "flash": N_("flash"), "adopt": N_("adopt"),
+               "return_to_local": N_("return to local"), "set_level": N_("set level"),
+               "return_to_schedule": N_("return to schedule"), "lower": N_("lower"), "raise": N_("raise"),
+               "show_message": N_("show message"), "arm_intrusion": N_("arm intrusion"),
+               "disarm_intrusion": N_("disarm intrusion"), "mission": N_("mission")}
+#: their parameters
+PARAM_TITLES = {"plan": N_("plan"), "pattern": N_("pattern"), "level": N_("level"), "command": N_("command"),
+                "text": N_("text"), "request": N_("request"), "mission": N_("mission")}
+
+
+def param_title(name: str) -> str:
+    return _(PARAM_TITLES[name]) if name in PARAM_TITLES else name.replace("_", " ")
+
+
 def why_disabled(form: VerbForm, session: Session, gate_status: str = "ok") -> str:
     """Empty when the user may try this command, else why not (the gate still checks everything)."""
     if gate_status not in ("ok", "degraded"):
-        return f"commands unavailable: fail-safe gate {gate_status}"
+        return _("commands unavailable: fail-safe gate {status}").format(status=word(gate_status))
     if not session.logged_in:
-        return "log in to send commands"
+        return _("log in to send commands")
     if not session.can("command.operate"):
-        return session.why_not("command.operate", "send commands")
+        return session.why_not("command.operate", _("send commands"))
     if form.roles and session.role not in form.roles:
-        return f"your role '{session.role}' may not {form.title} (needs {', '.join(sorted(form.roles))})"
+        return _("your role '{role}' may not {verb} (needs {roles})").format(
+            role=session.role, verb=form.title, roles=", ".join(sorted(form.roles)))
     return ""
 
 
@@ -97,57 +116,58 @@ def check_params(form: VerbForm, values: dict[str, Any]) -> list[str]:
     for p in form.params:
         v = values.get(p.name)
         if v is None or v == "":
-            problems.append(f"{p.name}: required")
+            problems.append(_("{param}: required").format(param=param_title(p.name)))
             continue
         if p.type in ("int", "float") and isinstance(v, (int, float)):
             if p.min is not None and v < p.min:
-                problems.append(f"{p.name}: at least {p.min:g}, got {v}")
+                problems.append(_("{param}: at least {min}, got {value}").format(
+                    param=param_title(p.name), min=number(p.min), value=number(v)))
             if p.max is not None and v > p.max:
-                problems.append(f"{p.name}: at most {p.max:g}, got {v}")
+                problems.append(_("{param}: at most {max}, got {value}").format(
+                    param=param_title(p.name), max=number(p.max), value=number(v)))
         if p.choices and v not in p.choices:
-            problems.append(f"{p.name}: one of {', '.join(map(str, p.choices))}, got {v!r}")
+            problems.append(_("{param}: one of {choices}, got {value}").format(
+                param=param_title(p.name), choices=", ".join(map(str, p.choices)), value=repr(v)))
     return problems
 
 
 def fmt_duration(s: float | None) -> str:
-    if s is None:
-        return "—"
-    s = float(s)
-    if s >= 3600 and s % 3600 == 0:
-        return f"{s / 3600:g} h"
-    if s >= 60 and s % 60 == 0:
-        return f"{s / 60:g} min"
-    return f"{s:g} s"
+    """A lease or a window for people (:func:`scada.format.duration`: "15 min", "12 h 00"); "—" when none."""
+    return "—" if s is None else duration(float(s))
 
 
 def summary(form: VerbForm, targets: list[str], values: dict[str, Any], lease_s: float | None) -> list[str]:
-    """What will be sent, in words (shown before anything is sent)."""
-    lines = [f"Command: {form.title} on {', '.join(targets)}"]
+    """What will be sent, in words (shown before anything is sent); ``targets`` as the console names them
+    (``"J001 — Carrefour …"``)."""
+    lines = [_("Command: {verb} on {targets}").format(verb=form.title, targets=", ".join(targets))]
     if values:
-        lines.append("Parameters: " + ", ".join(f"{k} = {v}" for k, v in values.items()))
+        lines.append(_("Parameters: {values}").format(values=", ".join(
+            f"{param_title(k)} = {number(v) if isinstance(v, (int, float)) else v}" for k, v in values.items())))
     if form.lease == "end":
-        lines.append("Lease: ends the current lease; the equipment returns to local control")
+        lines.append(_("Lease: ends the current lease; the equipment returns to local control"))
     elif form.has_lease:
-        lines.append(f"Lease: {fmt_duration(lease_s or form.lease_default_s)} (max {fmt_duration(form.lease_max_s)}); "
-                     "when it expires or the centre is lost the equipment returns to local operation")
-    lines.append({"increasing": "Safety: increasing (never blocked by approval)",
-                  "reducing": "Safety: reducing — a supervisor must approve",
-                  }.get(form.safety, "Safety: neutral"))
+        lines.append(_("Lease: {lease} (max {max}); when it expires or the centre is lost the equipment returns to "
+                       "local operation").format(lease=fmt_duration(lease_s or form.lease_default_s),
+                                                 max=fmt_duration(form.lease_max_s)))
+    lines.append({"increasing": _("Safety: increasing (never blocked by approval)"),
+                  "reducing": _("Safety: reducing — a supervisor must approve"),
+                  }.get(form.safety, _("Safety: neutral")))
     return lines
 
 
 def steps(form: VerbForm) -> list[str]:
-    out = ["1. Request sent to the fail-safe gate (roles, interlocks, rate limits checked)"]
+    out = ["1. " + _("Request sent to the fail-safe gate (roles, interlocks, rate limits checked)")]
     n = 2
     if form.needs_approval:
-        out.append(f"{n}. Second person: a supervisor approves within {fmt_duration(form.approval_window_s)}")
+        out.append(f"{n}. " + _("Second person: a supervisor approves within {window}").format(
+            window=fmt_duration(form.approval_window_s)))
         n += 1
     if form.critical:
-        out.append(f"{n}. Select-before-operate: the equipment is reserved; press Operate within "
-                   f"{fmt_duration(form.select_timeout_s)}")
+        out.append(f"{n}. " + _("Select-before-operate: the equipment is reserved; press Operate within "
+                                "{window}").format(window=fmt_duration(form.select_timeout_s)))
         n += 1
-    out.append(f"{n}. Write to the field, then read-back confirmation")
-    out.append(f"{n + 1}. Outcome: done / rejected (why) / failed / not confirmed")
+    out.append(f"{n}. " + _("Write to the field, then read-back confirmation"))
+    out.append(f"{n + 1}. " + _("Outcome: done / rejected (why) / failed / not confirmed"))
     return out
 
 
@@ -170,8 +190,8 @@ class TicketText:
     outcome: str | None
 
 
-OUTCOME_TEXT = {"done": "DONE — confirmed by read-back", "rejected": "REJECTED", "failed": "FAILED",
-                "not_confirmed": "NOT CONFIRMED — the read-back did not match"}
+OUTCOME_TEXT = {"done": N_("DONE — confirmed by read-back"), "rejected": N_("REJECTED"), "failed": N_("FAILED"),
+                "not_confirmed": N_("NOT CONFIRMED — the read-back did not match")}  # shown through _()
 
 
 def describe(ticket: dict[str, Any]) -> TicketText:
@@ -179,25 +199,26 @@ def describe(ticket: dict[str, Any]) -> TicketText:
     outcome = ticket.get("outcome")
     reason = str(ticket.get("reason") or "")
     if outcome:
-        head = OUTCOME_TEXT.get(str(outcome), str(outcome).upper())
+        head = _(OUTCOME_TEXT[str(outcome)]) if str(outcome) in OUTCOME_TEXT else str(outcome).upper()
         if reason and outcome != "done":
-            head += f": {reason}"
+            head += f": {localise(reason)}"
         lease = ticket.get("lease_end")
-        if outcome == "done" and isinstance(lease, (int, float)):
-            head += f" (lease until {dt.datetime.fromtimestamp(lease).strftime('%H:%M:%S')})"
+        if outcome == "done" and isinstance(lease, (int, float)):  # epoch seconds: shown on the site's clock
+            head += " " + _("(lease until {time})").format(time=timestamp(int(lease * 1e9), date=False))
         return TicketText(state, head, True, None, str(outcome))
     if state == "awaiting_approval":
-        return TicketText(state, "Waiting for a supervisor's approval", False, "wait_approval", None)
+        return TicketText(state, _("Waiting for a supervisor's approval"), False, "wait_approval", None)
     if state in ("selected", "ready"):
-        what = "Selected: the equipment is reserved for you" if state == "selected" else "Approved: ready"
-        return TicketText(state, f"{what} — press Operate to send", False, "operate", None)
+        what = _("Selected: the equipment is reserved for you") if state == "selected" else _("Approved: ready")
+        return TicketText(state, _("{what} — press Operate to send").format(what=what), False, "operate", None)
     if state == "executing":
-        return TicketText(state, "Executing: writing and waiting for the read-back", False, "wait", None)
+        return TicketText(state, _("Executing: writing and waiting for the read-back"), False, "wait", None)
     if state == "expired":
-        return TicketText(state, "EXPIRED: the approval or select window passed; nothing was sent", True, None, None)
+        return TicketText(state, _("EXPIRED: the approval or select window passed; nothing was sent"), True, None,
+                          None)
     if state == "cancelled":
-        return TicketText(state, "CANCELLED: nothing was sent", True, None, None)
-    return TicketText(state, state or "unknown", state == "finished", None, None)
+        return TicketText(state, _("CANCELLED: nothing was sent"), True, None, None)
+    return TicketText(state, state or _("unknown"), state == "finished", None, None)
 
 
 def approvals_from(items: list[dict[str, Any]], now_s: float, window_s: float = 120.0) -> list[dict[str, Any]]:

@@ -17,24 +17,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hmi.models.journal import word
 from hmi.models.live import LiveTags
+from scada.i18n import N_, _
 
 PHASE_TAGS = ("phase_reds", "phase_yellows", "phase_greens")
 STATUS_TAGS = (*PHASE_TAGS, "unit_flash_status", "unit_control_status", "coord_pattern_status", "local_free_status",
                "short_alarm_status", "system_pattern_control", "unit_backup_time")
 
 RED, AMBER, GREEN, DARK, FLASH, UNKNOWN = "R", "A", "G", "-", "A~", "?"
-ASPECT_TEXT = {RED: "red", AMBER: "amber", GREEN: "green", DARK: "dark", FLASH: "flashing amber",
-               UNKNOWN: "state unknown"}
+ASPECT_TEXT = {RED: N_("red"), AMBER: N_("amber"), GREEN: N_("green"), DARK: N_("dark"), FLASH: N_("flashing amber"),
+               UNKNOWN: N_("state unknown")}  # English msgids: shown through _()
 
 # NTCIP 1202 enumerations (tags.yaml carries them too; the display only needs the words)
-FLASH_STATUS = {1: "other", 2: "not flashing", 3: "automatic flash", 4: "local manual flash",
-                5: "fault monitor flash", 6: "MMU flash", 7: "start-up flash", 8: "preempt flash"}
-CONTROL_STATUS = {1: "other", 2: "system control", 3: "system standby", 4: "backup mode", 5: "manual",
-                  6: "timebase (local plan)", 7: "interconnect", 8: "interconnect backup"}
+FLASH_STATUS = {1: N_("other"), 2: N_("not flashing"), 3: N_("automatic flash"), 4: N_("local manual flash"),
+                5: N_("fault monitor flash"), 6: N_("MMU flash"), 7: N_("start-up flash"), 8: N_("preempt flash")}
+CONTROL_STATUS = {1: N_("other"), 2: N_("system control"), 3: N_("system standby"), 4: N_("backup mode"),
+                  5: N_("manual"), 6: N_("timebase (local plan)"), 7: N_("interconnect"), 8: N_("interconnect backup")}
 FLASHING = frozenset({3, 4, 5, 6, 7, 8})
-FREE_STATUS = {1: "other", 2: "coordinated", 3: "command free", 4: "transition", 5: "input free", 6: "coord free",
-               7: "bad plan", 8: "bad cycle time", 9: "split overrun", 10: "invalid offset", 11: "failed"}
+FREE_STATUS = {1: N_("other"), 2: N_("coordinated"), 3: N_("command free"), 4: N_("transition"), 5: N_("input free"),
+               6: N_("coord free"), 7: N_("bad plan"), 8: N_("bad cycle time"), 9: N_("split overrun"),
+               10: N_("invalid offset"), 11: N_("failed")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class Aspect:
 
     @property
     def text(self) -> str:
-        return ASPECT_TEXT[self.state]
+        return _(ASPECT_TEXT[self.state])
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,24 +102,24 @@ def view(tags: LiveTags, names: dict[str, str], phases: Sequence[int] | None = N
     reds, yellows, greens, flash = v("phase_reds"), v("phase_yellows"), v("phase_greens"), v("unit_flash_status")
     why = ""
     if tags.stale:
-        why = "console disconnected: data stale"
+        why = _("console disconnected: data stale")
     else:
         for t in (*PHASE_TAGS, "unit_flash_status"):
             tv = tags.get(names.get(t, ""))
             if tv is None:
-                why = "no value received yet"
+                why = _("no value received yet")
                 break
             if tv.quality != "good":
-                why = f"communication lost ({tv.quality})" if tv.quality.startswith("bad") else \
-                    f"value not current ({tv.quality})"
+                why = (_("communication lost ({quality})") if tv.quality.startswith("bad") else
+                       _("value not current ({quality})")).format(quality=word(tv.quality))
                 break
     known = not why
     ph = list(phases) if phases else phases_in_use(reds, yellows, greens)
     asp = aspects(reds, yellows, greens, flash, ph, known)
     pattern = v("coord_pattern_status")
-    pattern_text = {254: "free", 255: "flash", 0: "none"}.get(pattern, f"plan {pattern}") \
+    pattern_text = {254: _("free"), 255: _("flash"), 0: _("none")}.get(pattern, _("plan {n}").format(n=pattern)) \
         if isinstance(pattern, int) else "?"
     return JunctionView(asp, known, why, known and flash in FLASHING,
-                        CONTROL_STATUS.get(v("unit_control_status"), "?") if known else "?",
+                        _(CONTROL_STATUS.get(v("unit_control_status"), "?")) if known else "?",
                         pattern_text if known else "?",
-                        FREE_STATUS.get(v("local_free_status"), "?") if known else "?")
+                        _(FREE_STATUS.get(v("local_free_status"), "?")) if known else "?")

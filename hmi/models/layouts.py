@@ -36,6 +36,8 @@ from typing import Any
 from hmi.models.tiles import BaseMapSpec, parse_basemap
 from scada.config.yamlsource import did_you_mean, line_of, load_yaml
 from scada.errors import ConfigProblem
+from scada.format import boolean, quantity
+from scada.i18n import _
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "layouts" / "city.yaml"
 SIDES = ("n", "e", "s", "w")
@@ -70,14 +72,17 @@ class Column:
     abnormal: tuple[Any, ...] = ()
 
     def text(self, value: Any) -> str:
+        """The value for people, in the console's language: its label (a msgid of the catalogue: the layouts'
+        texts are extracted with the sources, babel.cfg), yes/no, or the number with its unit understood
+        (:func:`scada.format.quantity`: an uptime in centiseconds reads "3 j 04 h", bytes "1,23 Mo")."""
         if value is None:
             return ""
         if value in self.labels:
-            return self.labels[value]
+            return _(self.labels[value])
         if isinstance(value, bool):
-            return self.labels.get(value, "yes" if value else "no")
-        if isinstance(value, float):
-            return f"{value:.1f}{(' ' + self.units) if self.units else ''}"
+            return boolean(value)
+        if isinstance(value, (int, float)):
+            return quantity(value, self.units)
         return f"{value}{(' ' + self.units) if self.units else ''}"
 
     def is_abnormal(self, value: Any) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scada.config.units import slug as _slug  # the server's own rule: one implementation
+from scada.i18n import N_, _
 
 Row = Sequence[Any]  # [name, value, quality, source_ms]
 
@@ -88,6 +89,8 @@ class EquipmentInfo:
     lon: float
     device: str = ""
     lamps: tuple[tuple[float, float], ...] = ()  # a cabinet's luminaires (lat, lon), lamp_01 first
+    name: str = ""  # the inventory's name and address (identity): "Carrefour rue des Écoles / rue des Vignes"
+    address: str = ""
 
     @property
     def prefix_glob(self) -> str:
@@ -99,7 +102,8 @@ class EquipmentInfo:
         return cls(str(d["id"]), str(d.get("template", "")), str(d.get("kind", d.get("template", ""))),
                    str(d.get("domain", "")), str(d.get("commune", "")), float(d.get("lat") or 0.0),
                    float(d.get("lon") or 0.0), str(d.get("device", "")),
-                   tuple((float(p[0]), float(p[1])) for p in d.get("lamps") or ()))
+                   tuple((float(p[0]), float(p[1])) for p in d.get("lamps") or ()), str(d.get("name") or ""),
+                   str(d.get("address") or ""))
 
 
 class Registry:
@@ -114,6 +118,15 @@ class Registry:
 
     def get(self, eq_id: str) -> EquipmentInfo | None:
         return self.items.get(eq_id)
+
+    def named(self, eq_id: str, address: bool = False) -> str:
+        """The id with the equipment's name beside it (and its address with ``address``), as every view shows
+        an equipment: ``"J001 — Carrefour rue des Écoles / rue des Vignes"``; the id alone when it has none."""
+        e = self.items.get(eq_id)
+        if e is None or not (e.name or (address and e.address)):
+            return eq_id
+        parts = [p for p in (e.name, e.address if address else "") if p]
+        return f"{eq_id} — {', '.join(parts)}"
 
     def of_template(self, template: str, commune: str | None = None) -> list[EquipmentInfo]:
         return [e for e in self.items.values()
@@ -162,23 +175,23 @@ class Session:
     def why_not(self, permission: str, what: str = "") -> str:
         """Empty when allowed, else the tooltip that explains why the action is disabled."""
         if not self.logged_in:
-            return f"log in to {what or permission}"
+            return _("log in to {what}").format(what=what or permission)
         if permission in self.permissions:
             return ""
         holders = PERMISSION_HOLDERS.get(permission, "")
-        return (f"your role '{self.role}' may not {what or permission}"
-                + (f" (needs {holders})" if holders else ""))
+        return (_("your role '{role}' may not {what}").format(role=self.role, what=what or permission)
+                + (" " + _("(needs {roles})").format(roles=_(holders)) if holders else ""))
 
 
-#: for tooltips only; the server decides (scada.users.PERMISSIONS)
+#: for tooltips only; the server decides (scada.users.PERMISSIONS); English msgids shown through _()
 PERMISSION_HOLDERS = {
-    "alarm.ack": "operator, supervisor, maintenance or administrator",
-    "alarm.shelve": "operator, supervisor or administrator",
-    "alarm.suppress": "supervisor or administrator",
-    "alarm.out_of_service": "maintenance, supervisor or administrator",
-    "alarm.reset": "maintenance, supervisor or administrator",
-    "command.operate": "operator, supervisor or administrator",
-    "command.approve": "supervisor or administrator",
-    "crisis": "supervisor or administrator",
-    "audit.read": "supervisor or administrator",
+    "alarm.ack": N_("operator, supervisor, maintenance or administrator"),
+    "alarm.shelve": N_("operator, supervisor or administrator"),
+    "alarm.suppress": N_("supervisor or administrator"),
+    "alarm.out_of_service": N_("maintenance, supervisor or administrator"),
+    "alarm.reset": N_("maintenance, supervisor or administrator"),
+    "command.operate": N_("operator, supervisor or administrator"),
+    "command.approve": N_("supervisor or administrator"),
+    "crisis": N_("supervisor or administrator"),
+    "audit.read": N_("supervisor or administrator"),
 }

@@ -13,15 +13,14 @@ read here rather than copied: the console greys out what the server would refuse
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from hmi.style import domain_text
+from scada.format import boolean, duration, timestamp
+from scada.i18n import N_, _
 from scada.workorders.model import TRANSITIONS, Action, Status
-
-PARIS = ZoneInfo("Europe/Paris")  # display time (times are UTC internally)
 
 #: the status filter's choices: "open" (not closed nor cancelled), every status, or all of them
 STATUS_CHOICES = ("open", "all", *(s.value for s in Status))
@@ -32,7 +31,21 @@ ACTIONS: dict[str, tuple[Action, str]] = {
     "cancel": (Action.CANCEL, "workorder.assign"),
     "close": (Action.CLOSE, "workorder.close"),
 }
-CREATE_FROM_ALARM = "create one from this alarm"
+CREATE_FROM_ALARM = N_("create one from this alarm")  # a msgid: the choice shows _(it)
+#: an order's statuses and its history's actions in words (English msgids; scada.workorders.model)
+WORDS = {"open": N_("open"), "all": N_("all"), "new": N_("new"), "assigned": N_("assigned"),
+         "en_route": N_("en route"), "on_site": N_("on site"), "done": N_("done"), "resolved": N_("resolved"),
+         "closed": N_("closed"), "cancelled": N_("cancelled"), "create": N_("created"), "assign": N_("assigned"),
+         "cannot_repair": N_("cannot repair"), "resolve": N_("resolved"), "recur": N_("failed again"),
+         "close": N_("closed"), "auto_close": N_("closed automatically"), "cancel": N_("cancelled"),
+         "note": N_("note"), "link": N_("alarms linked"), "due": N_("due"), "priority": N_("priority"),
+         "created": N_("created"), "updated": N_("updated"), "equipment": N_("equipment"), "status": N_("status"),
+         "alarm": N_("alarm"), "manual": N_("by hand"), "auto": N_("automatic"), "intake": N_("citizen report")}
+
+
+def word(code: str) -> str:
+    """A status, action, sort or source code in words, in the console's language."""
+    return _(WORDS[code]) if code in WORDS else code.replace("_", " ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +91,7 @@ class Order:
 
     @property
     def status_text(self) -> str:
-        return self.status.replace("_", " ")
+        return word(self.status)
 
     def label(self) -> str:
         """How a choice names it: ``WO-000012 — lamp failed (assigned)``."""
@@ -137,19 +150,26 @@ def why_not(action: str, order: Order | None, permissions: frozenset[str]) -> st
     """Empty when ``action`` (assign | cancel | close) may be asked of ``order``, else why not (a tooltip)."""
     act, perm = ACTIONS[action]
     if perm not in permissions:
-        return f"your role may not {action} work orders"
+        return _(WHY_ROLE[action])
     if order is None:
-        return "select a work order first"
-    allowed_from, _ = TRANSITIONS[act]
+        return _("select a work order first")
+    allowed_from, _targets = TRANSITIONS[act]
     if order.status not in {s.value for s in allowed_from}:
-        return f"{order.id} is {order.status_text}: cannot {action} it"
+        return _(WHY_STATUS[action]).format(order=order.id, status=order.status_text)
     return ""
+
+
+WHY_ROLE = {"assign": N_("your role may not assign work orders"), "cancel": N_("your role may not cancel work orders"),
+            "close": N_("your role may not close work orders")}
+WHY_STATUS = {"assign": N_("{order} is {status}: cannot assign it"),
+              "cancel": N_("{order} is {status}: cannot cancel it"),
+              "close": N_("{order} is {status}: cannot close it")}
 
 
 def local_text(ts_ms: int | None) -> str:
     if not ts_ms:
         return ""
-    return dt.datetime.fromtimestamp(ts_ms / 1000, PARIS).strftime("%d/%m %H:%M:%S")
+    return timestamp(ts_ms * 1_000_000)  # the site's clock, as every time on screen
 
 
 def due_text(o: Order, now_ms: int) -> str:
@@ -158,8 +178,28 @@ def due_text(o: Order, now_ms: int) -> str:
         return "—"
     left = (o.due_ms - now_ms) // 1000
     span = abs(left)
-    txt = f"{span // 3600} h {span % 3600 // 60:02d}" if span >= 3600 else f"{span // 60} min"
-    return f"OVERDUE {txt}" if o.overdue or left < 0 else f"due in {txt}"
+    txt = duration(span)
+    return (_("OVERDUE {late}") if o.overdue or left < 0 else _("due in {left}")).format(late=txt, left=txt)
+
+
+#: a change's fields as the history shows them (English msgids), and the ones it leaves out (machine data)
+FIELDS = {"commune": N_("commune"), "due_ms": N_("due"), "equipment": N_("equipment"), "priority": N_("priority"),
+          "service": N_("service"), "source": N_("source"), "what": N_("what"), "reason": N_("reason"),
+          "cause": N_("cause"), "action": N_("action"), "note": N_("note"), "crew": N_("crew"),
+          "vehicle": N_("vehicle"), "alarms": N_("alarms"), "alarm": N_("alarm")}
+UNSHOWN = frozenset({"idempotency_key", "lat", "lon", "template"})
+
+
+def _field(key: str, v: Any) -> str:
+    if key.endswith("_ms") and isinstance(v, (int, float)):
+        return local_text(int(v))
+    if key == "service":
+        return domain_text(str(v))
+    if key in ("source", "status"):
+        return word(str(v))
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    return str(v)
 
 
 def history_rows(changes: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str, str, str]]:
@@ -167,10 +207,10 @@ def history_rows(changes: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, s
     rows = []
     for c in changes:
         data = c.get("data") or {}
-        detail = ", ".join(f"{k}: {v}" for k, v in sorted(data.items())
-                           if v not in (None, "", [], {}) and k != "idempotency_key")
+        detail = ", ".join(f"{_(FIELDS[k]) if k in FIELDS else k}: {_field(k, v)}" for k, v in sorted(data.items())
+                           if v not in (None, "", [], {}) and k not in UNSHOWN)
         rows.append((local_text(int(c.get("ts_ms", 0))), str(c.get("user", "")),
-                     str(c.get("action", "")).replace("_", " "), detail, str(c.get("status", "")).replace("_", " ")))
+                     word(str(c.get("action", ""))), detail, word(str(c.get("status", "")))))
     return rows
 
 
@@ -191,11 +231,13 @@ class Candidate:
 
     @property
     def eta_text(self) -> str:
-        return "ETA: —" if self.eta_s is None else f"ETA: {max(1, round(self.eta_s / 60)):d} min"
+        if self.eta_s is None:
+            return _("ETA: {eta}").format(eta="—")
+        return _("ETA: {eta}").format(eta=duration(max(60, round(self.eta_s / 60) * 60)))  # whole minutes
 
     @property
     def availability_text(self) -> str:
-        return "yes" if self.available else "no" + (f": {self.why}" if self.why else "")
+        return boolean(True) if self.available else boolean(False) + (f": {self.why}" if self.why else "")
 
 
 def candidates_from_api(rows: Any) -> list[Candidate]:

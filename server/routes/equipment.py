@@ -30,7 +30,8 @@ def eq_row(e: Any) -> EquipmentRow:
     except ValueError:  # an inventory file's value is checked by the loader; a YAML instance's may not be
         lamps = []
     return EquipmentRow(id=e.id, template=e.template, kind=e.kind, domain=e.domain, commune=e.commune, lat=e.lat,
-                        lon=e.lon, device=e.device, lamps=lamps)
+                        lon=e.lon, device=e.device, lamps=lamps, name=str(e.identity.get("name") or ""),
+                        address=str(e.identity.get("address") or ""))
 
 
 @router.get("/equipment", response_model=EquipmentPage)

@@ -89,6 +89,8 @@ class EquipmentRow(BaseModel):
     device: str
     # where each luminaire of a lighting cabinet stands (inventory column lamp_positions), lamp_01 first
     lamps: list[tuple[float, float]] = []
+    name: str = ""  # the inventory's name and address (identity): shown beside the id in every console view
+    address: str = ""
 
 
 class EquipmentPage(BaseModel):

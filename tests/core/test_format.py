@@ -73,7 +73,10 @@ def test_rates_booleans_and_units() -> None:
 
 def test_tag_values_use_enum_labels_and_words() -> None:
     enum = {0: "not_flash", 5: "fault_monitor"}
-    assert fmt.value(5, "enum", "", enum, "fr") == "fault monitor"
+    # the label catalogue (msgctxt "enum", extracted from tags.yaml): translated, and as written in English
+    assert fmt.value(5, "enum", "", enum, "fr") == "moniteur de défauts"
+    assert fmt.value(5, "enum", "", enum, "en") == "fault monitor"
+    assert fmt.value(0, "enum", "", {0: "no_such_label_anywhere"}, "fr") == "no such label anywhere"
     assert fmt.value(7, "enum", "", enum, "fr") == "7"  # a code without label reads as the code, never blank
     assert fmt.value(1, "bool", "", None, "fr") == "oui"
     assert fmt.value(0, "bool", "", None, "en") == "no"

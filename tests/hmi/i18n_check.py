@@ -33,6 +33,7 @@ from PyQt6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListView,
     QMainWindow,
     QStatusBar,
     QTabBar,
@@ -109,8 +110,10 @@ def _texts(w: QWidget) -> Iterator[str]:
     if isinstance(w, QAbstractItemView) and not isinstance(w, QHeaderView) and w.model() is not None:
         model = w.model()
         assert model is not None  # for mypy: checked just above
-        for c in range(model.columnCount()):
-            yield str(model.headerData(c, Qt.Orientation.Horizontal, Qt.ItemDataRole.DisplayRole) or "")
+        is_list = isinstance(w, QListView)  # a list model's columnCount() is private in PyQt6: one column
+        for c in range(1 if is_list else model.columnCount()):
+            if not is_list:
+                yield str(model.headerData(c, Qt.Orientation.Horizontal, Qt.ItemDataRole.DisplayRole) or "")
             for r in range(min(model.rowCount(), MAX_ROWS)):
                 yield str(model.data(model.index(r, c), Qt.ItemDataRole.DisplayRole) or "")
     for action in w.actions():  # menus, tool bars, context actions

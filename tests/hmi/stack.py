@@ -75,9 +75,9 @@ class LiveStack:
         self.sim = await self._sim_cm.__aenter__()
 
     async def _start_server(self, port: int) -> None:
+        settings: dict[str, Any] = {"historian.backend": self.historian, "listen.port": port}  # dotted keys
         self._cm = running_server(self.tmp / "data", dict(self.sim.endpoints), tags=self.tags_file,
-                                  alarms=self.alarms_file, **{"historian.backend": self.historian,
-                                                              "listen.port": port})
+                                  alarms=self.alarms_file, **settings)
         self.server, self.url = await self._cm.__aenter__()
         self.port = int(self.url.rsplit(":", 1)[1])
 

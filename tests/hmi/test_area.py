@@ -175,7 +175,7 @@ def test_area_kept_per_user_on_this_workstation(qtbot: QtBot, stack: LiveStack, 
 def test_area_model() -> None:
     area = Area(frozenset({"Dijon", "Talant"}), frozenset({"lighting"}))
     assert area.text == "Dijon, Talant · lighting"
-    assert Area().text == "whole city" and Area(services=frozenset({"fire"})).text == "all communes · fire"
+    assert Area().text == "whole city" and Area(services=frozenset({"fire"})).text == "all communes · fire brigade"  # services in words
     assert from_json(to_json(area)) == area
     assert from_json({"communes": "Dijon"}) == Area() and from_json(None) == Area()  # damaged: everything shown
     x = parse_alarm({"id": "a", "priority": 2, "state": "unack", "commune": "dijon", "service": "lighting"})

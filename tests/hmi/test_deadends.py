@@ -33,6 +33,7 @@ from hmi.console import ConsoleModel
 from hmi.mainwindow import MainWindow
 from hmi.models import trends as tm
 from hmi.models.layouts import load_layouts
+from scada import format as fmt
 from scada.users import UserStore
 from tests.hmi.stack import PASSWORDS, LiveStack
 from tests.hmi.test_live import UI
@@ -356,7 +357,7 @@ def test_a_step_is_drawn_as_a_step_up_to_now(qtbot: QtBot, stack: LiveStack) -> 
         # the cursor reads the value drawn under it: the new value, after the step
         tv.set_cursor((edge + now) / 2)
         text = tv.readout.text()
-        assert f"C0009/power: {low:.6g}" in text, text
+        assert f"C0009/power: {fmt.quantity(low, 'W')}" in text, text  # the value for people, with its unit
     finally:
         stack.clear("C0009", "local_manual")
         close_ui(ui)

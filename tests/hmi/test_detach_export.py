@@ -125,7 +125,7 @@ def test_export_csv_is_what_the_list_shows_and_spreadsheet_safe(qtbot: QtBot, wi
     utc = body[0][head.index("time_utc")]
     assert dt.datetime.fromisoformat(utc) == dt.datetime.fromtimestamp((T0 + 1000) / 1000, tz=dt.UTC)
     assert body[0][head.index("since (Europe/Paris)")] == dt.datetime.fromtimestamp(
-        (T0 + 1000) / 1000, tz=dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=2))).strftime("%Y-%m-%d %H:%M:%S")
+        (T0 + 1000) / 1000, tz=dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=2))).strftime("%d/%m/%Y %H:%M:%S")
     # the console's area bounds the export too
     c.set_area(Area(frozenset({"Talant"})))
     al.refresh()

@@ -228,7 +228,7 @@ def test_junction_select_before_operate(ui: UI) -> None:
         wait_reply(crisis.load(), 10)
         assert crisis.dry_btn.isEnabled(), crisis.dry_btn.toolTip()
         wait_reply(crisis.run(True), 15)
-        ui.wait(lambda: "DRY_RUN" in crisis.state.text() and crisis.result.rowCount() == 4, 10)
+        ui.wait(lambda: "DRY RUN" in crisis.state.text() and crisis.result.rowCount() == 4, 10)
         outcomes = {crisis.result.item(k, 3).text() for k in range(4)}
         assert outcomes <= {"WOULD RUN", "WOULD REFUSE"}
         # and the operator may not run crisis plans: disabled, with the reason

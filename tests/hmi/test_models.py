@@ -233,8 +233,13 @@ def test_journal_params_and_csv() -> None:
     cols = journal.columns(entries)
     assert cols[:3] == ["ts_ms", "event", "message"] and cols[-1] == "extra"
     text = journal.to_csv(entries, cols)
-    assert text.splitlines()[0] == "ts_ms,event,message,id,extra"
-    assert '"a ""quoted"", text"' in text and "2026-01-20 09:00:00" in text and "1|2" in text
+    assert text.splitlines()[0] == "time,event,message,id,extra"  # titled as on screen, in the console's language
+    # the site's clock (Europe/Paris by default), the journal's codes in words
+    assert '"a ""quoted"", text"' in text and "20/01/2026 09:00:00" in text and "1|2" in text
+    assert journal.cell({"event": "acknowledge"}, "event") == "acknowledged"
+    assert journal.cell({"equipment": "J001"}, "equipment", lambda e: f"{e} — Carrefour") == "J001 — Carrefour"
+    assert journal.shown_columns(["ts_ms", "time_utc", "event", "value", "value_text"]) == ["ts_ms", "event",
+                                                                                             "value_text"]
 
 
 # ---------------------------------------------------------------------- commands

@@ -390,7 +390,7 @@ def test_trend_gaps_and_cursor(qtbot: QtBot, console: ConsoleModel) -> None:
     tv.set_cursor(t0 / 1000 + 90)
     assert "C0001/power: 20" in tv.readout.text()
     tv.set_cursor(t0 / 1000 + 200)
-    assert "? bad_comm" in tv.readout.text()
+    assert "? communication lost" in tv.readout.text()  # the quality in words
     _x, y = tv.curves[tag].getData()
     assert y[2] == 20.0 and np.isnan(y[3]) and y[4] == 30.0  # 20 held up to the bad sample, then the gap
 
@@ -411,7 +411,8 @@ def test_journal_csv_export(qtbot: QtBot, console: ConsoleModel, tmp_path: Path)
     out = tmp_path / "j.csv"
     assert jv.export_csv(out) == 1
     text = out.read_text()
-    assert text.startswith("ts_ms,event,equipment,message,user,comment,id") and "seen, crew sent" in text
+    assert text.startswith("time,event,equipment,message,user,comment,id") and "seen, crew sent" in text
+    assert ",acknowledged," in text  # the journal's code in words, as on screen
 
 
 def test_check_layouts_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -81,7 +81,7 @@ def test_candidates_and_history_rows() -> None:
     assert [(c.crew, c.eta_text, c.availability_text) for c in got] == [
         ("lighting-day", "ETA: 7 min", "yes"), ("lighting-night", "ETA: —", "no: off shift")]
     assert history_rows([{"ts_ms": 0, "user": "op", "action": "cancel", "data": {"reason": "dup"},
-                          "status": "cancelled"}])[0][1:] == ("op", "cancel", "reason: dup", "cancelled")
+                          "status": "cancelled"}])[0][1:] == ("op", "cancelled", "reason: dup", "cancelled")
 
 
 # ---------------------------------------------------------------------- against the real server
@@ -163,7 +163,7 @@ def test_list_overdue_first_filters_detail_and_history(ui: UI, made: dict[str, s
     assert wl.select_order(made["loop"])
     assert "detector loop cut" in wl.detail.text() and "J002" in wl.detail.text()
     ui.wait(lambda: wl.history.rowCount() >= 1 and wl.history.item(0, 2) is not None, 10)
-    assert wl.history.item(0, 2).text() == "create" and wl.history.item(0, 1).text() == "op"
+    assert wl.history.item(0, 2).text() == "created" and wl.history.item(0, 1).text() == "op"
     # an operator cancels (a reason), never closes (a supervisor's action)
     assert not wl.buttons["close"].isEnabled() and "may not close" in wl.buttons["close"].toolTip()
     assert wl.buttons["cancel"].isEnabled()
@@ -179,7 +179,7 @@ def test_list_overdue_first_filters_detail_and_history(ui: UI, made: dict[str, s
         return [tuple(wl.history.item(r, c).text() for c in (1, 2, 3, 4)) for r in range(wl.history.rowCount())]
 
     # the history follows the change (a failure of J002 meanwhile may have been linked too: the server's rule)
-    ui.wait(lambda: ("op", "cancel", "reason: made twice", "cancelled") in history(), 10)
+    ui.wait(lambda: ("op", "cancelled", "reason: made twice", "cancelled") in history(), 10)
     assert "REFUSED" not in wl.result.text() and "cancelled" in wl.result.text()
     # the map's layer: a mark per equipment with an open order (the cancelled one has none), colour-free
     layer = w.order_layer

@@ -1,0 +1,238 @@
+"""The console in French for real: every view and dialog opened against the real server + simulator, with
+the visible-English checker (tests/hmi/i18n_check.py) run over each; then the same console in English.
+
+    LiveStack (demo city, real protocol servers) ◄── Bridge ── ConsoleModel ── MainWindow (offscreen)
+        every page of the navigation · one Level-3 display per kind of equipment · the dialogs: log in,
+        change password, shelve (reason), command, tag browser, area of responsibility, dispatch, a detached
+        display's placeholder   ──►  visible_english(widget) == []
+
+What may stay as it is, being data and not English text: equipment ids and units (the checker never
+reads them as words), the allow-list below (each entry with why), and two kinds of identifiers and server
+texts taken whole (:func:`_data_texts`): the tags' own names from tags.yaml (``power``, ``status``: ids, like
+``J001``) and the server's own words in the Level-4 diagnostics (a subsystem's detail, a driver's last
+error: the server writes them in English; translating them is the server's part, not the console's). The language is one per process
+(:func:`scada.i18n.set_language`): the server in the same process answers in it too, as a French site's
+server would.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PyQt6.QtCore import QPoint
+from PyQt6.QtWidgets import QApplication, QDialog, QWidget
+from pytestqt.qtbot import QtBot
+
+from hmi.alarms_view import ReasonDialog
+from hmi.area import AreaDialog
+from hmi.bridge import Bridge, wait_reply
+from hmi.commands_view import CommandDialog
+from hmi.console import ConsoleModel
+from hmi.equipment_views import EquipmentDisplay
+from hmi.mainwindow import NAV, LoginDialog, MainWindow, PasswordDialog
+from scada.format import site_zone, zone_label
+from scada.i18n import set_language
+from tests.hmi.i18n_check import Finding, english_words, visible_english
+from tests.hmi.stack import PASSWORDS, LiveStack
+
+ROOT = Path(__file__).resolve().parents[2]
+#: data that reads as English to the word list and is not the console's text
+ALLOW = (
+    # commands.yaml's crisis plan: its name and description are configuration data (a French site writes its own)
+    "emergency_corridor_centre",
+    "Emergency corridor through the centre: junctions to flashing amber, bollards lowered",
+)
+TEMPLATES = ("junction", "lighting_cabinet", "building", "bollard", "panel", "camera", "parking", "vehicle")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    s = LiveStack(tmp_path_factory.mktemp("hmi-french")).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _wait(qtbot: QtBot, cond: Callable[[], Any], timeout_s: float = 20.0) -> None:
+    qtbot.waitUntil(lambda: bool(cond()), timeout=int(timeout_s * 1000))
+
+
+def _console(qtbot: QtBot, stack: LiveStack) -> tuple[ConsoleModel, MainWindow]:
+    bridge = Bridge(stack.url, "hmi-french")
+    bridge.start()
+    console = ConsoleModel(bridge)
+    window = MainWindow(console)
+    qtbot.addWidget(window)
+    window.show()
+    r = wait_reply(console.login("op", PASSWORDS["op"]), 30)
+    assert r.ok, r.why()
+    _wait(qtbot, lambda: console.state == "online" and len(console.tags.values) > 400, 30)
+    _wait(qtbot, lambda: bool(console.config_info) and bool(console.vocabulary))
+    return console, window
+
+
+def _shown(qtbot: QtBot, w: QWidget) -> QWidget:
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def _data_texts(c: ConsoleModel) -> frozenset[str]:
+    """Texts shown whole that are identifiers or the server's own words (see the module docstring)."""
+    tags = {name.rsplit("/", 1)[-1] for name in c.tags.values}
+    subs = (c.health.get("subsystems") or {}).values()
+    details = {str(s.get("detail") or "") for s in subs if isinstance(s, dict)}
+    per_device = ((c.health.get("subsystems") or {}).get("poll") or {}).get("stats", {}).get("per_device") or {}
+    errors = {str(d.get("last_error") or "") for d in per_device.values() if isinstance(d, dict)}
+    return frozenset(tags | details | errors)
+
+
+def walk(qtbot: QtBot, stack: LiveStack) -> dict[str, list[Finding]]:
+    """Every view and dialog of the console, each with what the checker found on it (in the process's language)."""
+    c, w = _console(qtbot, stack)
+    found: dict[str, list[Finding]] = {}
+
+    def check(name: str, widget: QWidget) -> None:
+        qtbot.wait(50)  # the pending relayouts and elisions
+        data = _data_texts(c)
+        found[name] = [f for f in visible_english(widget, allow=ALLOW) if f.text not in data]
+
+    try:
+        # the pages of the navigation, each once its data is there
+        w.journal.fields["equipment"].setText("C0001")
+        assert wait_reply(w.journal.load(), 15).ok
+        w.trends.add(c.registry.tag("C0001", "power"))
+        w.diagnostics.show_equipment("J001")
+        c.refresh_health()
+        _wait(qtbot, lambda: w.diagnostics.tags.rowCount() > 0 and w.diagnostics.subsystems.rowCount() > 0)
+        for key, _title in NAV:
+            w.show_page(key)
+            if key == "crisis":
+                _wait(qtbot, lambda: w.crisis.list.count() > 0)
+            check(f"page {key}", w)
+        # one Level-3 display per kind of equipment
+        for template in TEMPLATES:
+            eq = c.registry.of_template(template)[0].id
+            shown = w.open_equipment(eq)
+
+            def loaded(d: EquipmentDisplay = shown) -> bool:
+                return bool(d.sheet.data) and d.tags_table.rowCount() > 0
+
+            _wait(qtbot, loaded)
+            check(f"equipment {template} {eq}", w)
+        # the dialogs
+        login = LoginDialog(c, "op", w)
+        check("log-in dialog", _shown(qtbot, login))
+        check("password dialog", _shown(qtbot, PasswordDialog(c, w, required=True)))
+        w.show_page("alarms")
+        check("shelve dialog", _shown(qtbot, ReasonDialog("Mise en attente", [("reason", "Motif", True)], None, w)))
+        d = w.open_equipment("C0001")
+        _wait(qtbot, lambda: "set_level" in d.commands.buttons)
+        check("command dialog", _shown(qtbot, CommandDialog(c, d.commands.forms["set_level"], ["C0001"], w)))
+        browser = w.trends.browse()
+        qtbot.addWidget(browser)
+        _wait(qtbot, lambda: browser.table.rowCount() > 0)
+        check("tag browser", browser)
+        check("area dialog", _shown(qtbot, AreaDialog(c, w)))
+        made = wait_reply(c.create_order("C0001", "contrôle des luminaires", 3), 15)
+        assert made.ok, made.why()
+        w.open_work_order(str(made.data["id"]))
+        _wait(qtbot, lambda: w.workorders.selected() is not None)
+        check("page workorders, an order selected", w)
+        dispatch = w.workorders.do("dispatch")
+        assert isinstance(dispatch, QDialog)
+        qtbot.addWidget(dispatch)
+        _wait(qtbot, lambda: dispatch.table.rowCount() > 0 or "crews.yaml" in dispatch.source.text())
+        check("dispatch dialog", dispatch)
+        w.show_page("alarms")
+        detached = w.detach_current()
+        assert detached is not None
+        check("detached display's window", w.detacher.windows[detached])
+        check("placeholder of a detached display", w)
+        w.detacher.close_all()
+        for widget in (login, dispatch, browser):
+            widget.close()
+    finally:
+        c.close()
+        w.close()
+    return found
+
+
+def test_every_view_and_dialog_in_french(qtbot: QtBot, stack: LiveStack) -> None:
+    set_language("fr")  # the site's language (tags.yaml site lang: fr); conftest puts English back after
+    found = walk(qtbot, stack)
+    assert len(found) >= len(NAV) + len(TEMPLATES) + 9, sorted(found)  # every view and dialog was looked at
+    english = {name: [(f.where, f.text, f.words) for f in fs] for name, fs in found.items() if fs}
+    assert english == {}, "\n".join(f"{name}: {f}" for name, fs in english.items() for f in fs)
+
+
+def test_the_same_console_in_english(qtbot: QtBot, stack: LiveStack) -> None:
+    """The switch works: the same walk in English finds the console's own texts as English on every page."""
+    found = walk(qtbot, stack)
+    pages = [name for name in found if name.startswith("page ")]
+    assert all(found[name] for name in pages), [name for name in pages if not found[name]]
+    texts = {f.text for fs in found.values() for f in fs}
+    assert {"Log out", "Acknowledge", "Change password"} <= texts
+
+
+def test_one_clock_named_once_in_the_status_bar(qtbot: QtBot, stack: LiveStack) -> None:
+    """The site's zone comes from GET /config and is named in the status bar; the alarm list's times are in it."""
+    set_language("fr")
+    c, w = _console(qtbot, stack)
+    try:
+        assert c.config_info["timezone"] == site_zone().key == "Europe/Paris"
+        assert w.clock.text() == zone_label() and w.clock.text().startswith("fuseau horaire Europe/Paris (UTC+0")
+        stack.inject("C0003", "lamp_failure", count=8)  # cabinet_many_failures: an annunciated P3
+        _wait(qtbot, lambda: any(a.equipment == "C0003" and a.priority == 3 for a in c.alarms.alarms.values()), 30)
+        w.show_page("alarms")
+        w.alarm_list.refresh()
+        model = w.alarm_list.model
+        row = next(r for r in range(model.rowCount()) if (a := model.alarm(r)) is not None
+                   and a.equipment == "C0003" and a.priority == 3)
+        alarm = model.alarm(row)
+        assert alarm is not None
+        assert not english_words(alarm.message), alarm.message  # the alarm's message in the server's French
+        since = model.data(model.index(row, 2), 0)
+        assert re.fullmatch(r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d", since), since
+        # the equipment with its name beside the id, its address in the tooltip
+        named = model.data(model.index(row, 4), 0)
+        info = c.registry.get("C0003")
+        assert info is not None and info.name and named == f"C0003 — {info.name}"
+    finally:
+        stack.clear("C0003")
+        c.close()
+        w.close()
+
+
+def test_the_french_window_stays_inside_1280_pixels(qtbot: QtBot) -> None:
+    """French texts are longer than English ones: every page still fits a 1280-pixel window, "Se déconnecter"
+    and the link indicator on screen (the console's promise of tests/hmi/test_deadends.py, in French)."""
+    set_language("fr")
+    console = ConsoleModel(None)
+    w = MainWindow(console)
+    qtbot.addWidget(w)
+    w.resize(1280, 900)
+    w.show()
+    console.set_stale(False)
+    now = int(time.time() * 1000)
+    console.feed([], [{"id": "J003.conflict", "priority": 1, "state": "unack", "equipment": "J003",
+                       "commune": "Dijon", "service": "traffic", "message": "vert conflictuel " + "x" * 300,
+                       "since_ms": now, "ts_ms": now}])
+    try:
+        assert w.logout_btn.text() == "Se déconnecter" and w.banner.link.text() == "EN LIGNE"
+        for key, _title in NAV:
+            w.show_page(key)
+            QApplication.processEvents()
+            assert w.width() <= 1280 and w.minimumSizeHint().width() <= 1280, (key, w.minimumSizeHint())
+            for widget in (w.banner.link, w.logout_btn):
+                right = widget.mapTo(w, QPoint(widget.width(), widget.height())).x()
+                assert widget.isVisible() and 0 < right <= w.width(), (key, widget, right)
+    finally:
+        w.close()
