@@ -35,6 +35,9 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", "--url", dest="server", default=os.environ.get("SCADA_URL", "http://127.0.0.1:8480"),
                         help="server URL (default $SCADA_URL or http://127.0.0.1:8480)")
+    parser.add_argument("--pair-url", default=os.environ.get("SCADA_PAIR_URL"),
+                        help="the failover pair's other server: the console follows whichever is active "
+                             "(default $SCADA_PAIR_URL; docs/ha.md)")
     parser.add_argument("--user", default=os.environ.get("SCADA_USER", ""), help="user name (default $SCADA_USER)")
     parser.add_argument("--layouts", type=Path, default=None, help="synoptic layouts YAML (default: shipped)")
     parser.add_argument("--check-layouts", action="store_true", help="validate the layouts file and exit")
@@ -86,6 +89,15 @@ def main(args: argparse.Namespace) -> int:
     console = ConsoleModel(bridge, layouts)
     console.audible = bool(args.audible)
     window = MainWindow(console)
+    failover = None
+    if args.pair_url:  # a failover pair: follow its active server, its state in the status bar
+        from hmi.failover import Failover
+
+        failover = Failover(bridge, [args.server, args.pair_url], window)
+        bar = window.statusBar()
+        if bar is not None:
+            bar.addPermanentWidget(failover.label())
+        failover.start()
     try:
         password = os.environ.get("SCADA_PASSWORD", "")
         if args.user and password:
@@ -136,4 +148,6 @@ def main(args: argparse.Namespace) -> int:
                   f"supervising and journalling", file=sys.stderr, flush=True)
         return code
     finally:
+        if failover is not None:
+            failover.stop()
         console.close()

@@ -6,6 +6,7 @@
     scada run --headless         # no HMI: use the API / WebSocket (URLs printed)
     scada run --scale dijon      # the full-scale métropole (34,000 luminaires...), generated once
     scada run --speed 10         # simulation clock 10× faster
+    scada run --ha               # as a failover pair: 3 etcd members + main room + failover room (docs/ha.md)
 
     ┌ scada run ────────────────────────────────────────────────────────────────────────────────┐
     │  locks <data>/<city>/.lock and <data>/<city>/sim/.lock (a second instance exits 2)        │
@@ -28,6 +29,12 @@ everything and exits 1 with the same hint. Demo accounts ``operator`` and ``supe
 random passwords at every start, printed once on this terminal (never logged, never stored in
 clear). Ctrl-C stops the HMI, the server (buffers flushed, journal closed) and the simulator, then
 releases the locks.
+
+With ``--ha`` (docs/ha.md): three etcd members on loopback (clients 127.0.0.1:23790-23792, peers
+23800-23802, data in ``<data>/etcd``), a pair secret (``<data>/ha.secret``, 0600), this process as the
+``main room`` (primary, ``--port``) and a child ``scada server --ha standby`` as the ``failover room``
+(``--port`` + 1, data in ``<data>/failover``, the same audit key and demo passwords); the console is given
+both servers. Kill either server (``kill -9``) to see the other take over.
 
 Lazy imports here: the server stack (FastAPI, uvicorn, the drivers' protocol libraries), the user store
 and the city generator load when the demo starts, so ``scada run --help`` stays instant.
@@ -74,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="tags.yaml of the demo city (default: shipped)")
     parser.add_argument("--log-json", action="store_true", help="structured server logs")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--ha", action="store_true",
+                        help="as a failover pair: 3 etcd members + a standby server on --port + 1 (docs/ha.md)")
 
 
 def shipped_city() -> Path:
@@ -118,15 +127,16 @@ def hmi_problem() -> str | None:
     return display_problem()
 
 
-def demo_accounts(data_dir: Path) -> dict[str, str]:
-    """Create or reset the demo accounts with fresh random passwords; returns name → password."""
+def demo_accounts(data_dir: Path, passwords: dict[str, str] | None = None) -> dict[str, str]:
+    """Create or reset the demo accounts with fresh random passwords (or ``passwords``: the pair's other
+    server gets the same); returns name → password."""
     from scada.users import UserStore
 
     store = UserStore(data_dir / "users.sqlite")
     out: dict[str, str] = {}
     try:
         for name, role in DEMO_ACCOUNTS:
-            password = secrets.token_urlsafe(12)
+            password = (passwords or {}).get(name) or secrets.token_urlsafe(12)
             if store.get(name) is None:
                 store.add(name, role, password)
             else:
@@ -189,11 +199,108 @@ def stop_child(proc: subprocess.Popen[Any] | None, name: str, sig: int = signal.
         proc.wait()
 
 
-def start_hmi(url: str, user: str, password: str) -> subprocess.Popen[bytes]:
+def start_hmi(url: str, user: str, password: str, pair_url: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SCADA_URL": url, "SCADA_USER": user, "SCADA_PASSWORD": password}
+    pair = ["--pair-url", pair_url] if pair_url else []
     # own session: Ctrl-C reaches `scada run`, which closes the console first (SIGTERM), then the server
-    return subprocess.Popen([sys.executable, "-m", "cli", "hmi", "--url", url, "--user", user], env=env,  # noqa: S603 - our interpreter
+    return subprocess.Popen([sys.executable, "-m", "cli", "hmi", "--url", url, "--user", user, *pair], env=env,  # noqa: S603 - our interpreter
                             start_new_session=True)
+
+
+# ---------------------------------------------------------------------- --ha: the failover pair
+ETCD_CLIENT_PORTS = (23790, 23791, 23792)
+ETCD_PEER_PORTS = (23800, 23801, 23802)
+ETCD_HINT = "Debian etcd-server: apt-get install etcd-server"
+
+
+@dataclass
+class Pair:
+    """What ``--ha`` starts besides the main room's server (stopped in reverse order)."""
+
+    etcd: list[subprocess.Popen[bytes]]
+    secret: Path
+    standby_dir: Path
+    standby: subprocess.Popen[bytes] | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in ETCD_CLIENT_PORTS]
+
+    def stop(self) -> None:
+        stop_child(self.standby, "failover room server")
+        for proc in self.etcd:
+            stop_child(proc, "etcd", signal.SIGTERM)
+
+
+def start_etcd(root: Path, timeout_s: float = 30.0, client_ports: tuple[int, ...] = ETCD_CLIENT_PORTS,
+               peer_ports: tuple[int, ...] = ETCD_PEER_PORTS) -> list[subprocess.Popen[bytes]]:
+    """Three etcd members on loopback (their data in ``root``), healthy; RuntimeError otherwise (the demo's
+    ports by default; bench/bench_ha.py gives free ones)."""
+    import shutil
+
+    import httpx
+
+    etcd = shutil.which("etcd")
+    if etcd is None:
+        raise RuntimeError(f"--ha needs etcd ({ETCD_HINT})")
+    root.mkdir(parents=True, exist_ok=True)
+    names = tuple(f"m{k}" for k in range(len(client_ports)))
+    initial = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip(names, peer_ports, strict=True))
+    procs: list[subprocess.Popen[bytes]] = []
+    for name, cport, pport in zip(names, client_ports, peer_ports, strict=True):
+        with open(root / f"{name}.log", "wb") as log_file:
+            procs.append(subprocess.Popen(  # noqa: S603 - the etcd found on PATH, fixed arguments
+                [etcd, "--name", name, "--data-dir", str(root / name),
+                 "--listen-client-urls", f"http://127.0.0.1:{cport}", "--advertise-client-urls",
+                 f"http://127.0.0.1:{cport}", "--listen-peer-urls", f"http://127.0.0.1:{pport}",
+                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}", "--initial-cluster", initial,
+                 "--initial-cluster-state", "new", "--initial-cluster-token", f"scada-{client_ports[0]}",
+                 "--heartbeat-interval", "100", "--election-timeout", "1000", "--log-level", "warn"],
+                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+    deadline = time.monotonic() + timeout_s
+    pending = {f"http://127.0.0.1:{p}" for p in client_ports}
+    while pending and time.monotonic() < deadline:
+        for url in list(pending):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if httpx.get(f"{url}/health", timeout=1).json().get("health") == "true":
+                    pending.discard(url)
+        time.sleep(0.2)
+    if pending:
+        for proc in procs:
+            stop_child(proc, "etcd", signal.SIGTERM)
+        raise RuntimeError(f"etcd did not become healthy on {sorted(pending)}: see {root}/*.log")
+    return procs
+
+
+def pair_secret(path: Path) -> Path:
+    """The pair's shared secret: created once (0600 from its creation), the same file for both servers."""
+    if not path.is_file():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+def start_standby(pair: Pair, settings: dict[str, Any], port: int, main_url: str) -> subprocess.Popen[bytes]:
+    """``scada server`` as the failover room: its own data folder, the main room's audit key (one key for the
+    pair), the pair's settings; started once the main room holds the lease."""
+    import shutil
+
+    folder = pair.standby_dir
+    (folder / "keys").mkdir(parents=True, exist_ok=True)
+    key = Path(settings["data_dir"]) / "keys" / "audit.key"
+    if key.is_file() and not (folder / "keys" / "audit.key").is_file():
+        shutil.copy2(key, folder / "keys" / "audit.key")
+        os.chmod(folder / "keys" / "audit.key", 0o600)
+    mine = {**{k: str(v) for k, v in settings.items() if k in ("tags", "alarms", "commands", "endpoints_file")},
+            "data_dir": str(folder), "listen": {"host": "127.0.0.1", "port": port},
+            "historian": {"backend": "embedded"},
+            "ha": {"role": "standby", "name": "failover room", "etcd": pair.urls, "peer_url": main_url,
+                   "secret_file": str(pair.secret)}}
+    (folder / "settings.yaml").write_text(json.dumps(mine, indent=1))  # JSON is YAML
+    with open(folder / "server.log", "wb") as log_file:
+        return subprocess.Popen([sys.executable, "-m", "cli", "server", "--settings", str(folder / "settings.yaml")],  # noqa: S603 - our interpreter
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 async def watch_hmi(proc: subprocess.Popen[Any], stop: asyncio.Event, grace_s: float = HMI_START_GRACE_S,
@@ -270,13 +377,30 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
         commands = tags.parent / "commands.yaml"
         if not commands.is_file():  # a generated city has no vocabulary of its own: the shipped one
             commands = shipped_city().parent / "commands.yaml"
-        settings = load_settings(None, {"data_dir": data, "tags": tags, "alarms": alarms, "listen.port": args.port,
-                                        "listen.host": "127.0.0.1", "historian.backend": "embedded",
-                                        "endpoints_file": state / "endpoints.json", "commands": commands,
-                                        "lang": chosen_lang(args)})  # scada --lang / $SCADA_LANG, else the site's
+        chosen: dict[str, Any] = {"data_dir": data, "tags": tags, "alarms": alarms, "listen.port": args.port,
+                                  "listen.host": "127.0.0.1", "historian.backend": "embedded",
+                                  "endpoints_file": state / "endpoints.json", "commands": commands,
+                                  "lang": chosen_lang(args)}  # scada --lang / $SCADA_LANG, else the site's
+        settings = load_settings(None, chosen)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 1
+    pair: Pair | None = None
+    if args.ha:
+        if args.port == 0:
+            print("scada run: --ha needs a fixed --port (the failover room uses --port + 1)", file=sys.stderr)
+            return 2
+        try:
+            print("starting etcd (3 members on 127.0.0.1:23790-23792) ...", flush=True)
+            pair = Pair(start_etcd(data / "etcd"), pair_secret(data / "ha.secret"), data / "failover")
+            settings = load_settings(None, {**chosen, "ha.role": "primary", "ha.name": "main room",
+                                            "ha.etcd": pair.urls, "ha.secret_file": pair.secret,
+                                            "ha.peer_url": f"http://127.0.0.1:{args.port + 1}"})
+        except (RuntimeError, OSError, ConfigError) as exc:
+            if pair is not None:
+                pair.stop()
+            print(f"scada run: {exc}", file=sys.stderr)
+            return 1
     from failsafe.audit import AuditKeyError, provision_for
 
     try:  # as `scada server`: the command audit log is always keyed; a log whose key is missing or wrong refuses
@@ -298,8 +422,16 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
         def ready(server: Any, url: str) -> None:
             nonlocal hmi, watcher
             print(banner(data, sim_state, url, accounts), flush=True)
+            pair_url = None
+            if pair is not None:
+                demo_accounts(pair.standby_dir, accounts)  # the same passwords on both (users are not replicated)
+                pair_url = f"http://127.0.0.1:{args.port + 1}"
+                pair.standby = start_standby(pair, dict(chosen), args.port + 1, url)
+                print(f"failover    {pair_url} (standby, fed by this server; log {pair.standby_dir / 'server.log'})"
+                      f"\n            etcd {', '.join(pair.urls)}; `scada ha status --url {url} --url {pair_url}`",
+                      flush=True)
             if not args.headless:
-                hmi = start_hmi(url, "operator", accounts["operator"])
+                hmi = start_hmi(url, "operator", accounts["operator"], pair_url)
                 watcher = asyncio.get_running_loop().create_task(watch_hmi(hmi, server.stop_event))
 
         def close_hmi() -> None:
@@ -321,5 +453,7 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
         return 130
     finally:
         stop_child(hmi, "HMI", signal.SIGTERM)
+        if pair is not None:
+            pair.stop()
         stop_child(sim, "simulator")
         print("stopped.", flush=True)

@@ -49,6 +49,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the poll scheduler and drivers in their own thread and event loop")
     parser.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ha = parser.add_argument_group("failover pair (docs/ha.md; each overrides the settings' ha section)")
+    ha.add_argument("--ha", choices=["primary", "standby"], help="run as one server of a failover pair")
+    ha.add_argument("--ha-name", help="this server's name in the pair (default: main room / failover room)")
+    ha.add_argument("--ha-etcd", action="append", metavar="URL", help="an etcd member's client URL (repeat)")
+    ha.add_argument("--ha-peer", metavar="URL", help="the other server's API URL (the standby's stream comes from it)")
+    ha.add_argument("--ha-secret", type=Path, metavar="FILE", help="the pair's shared secret (file, 0600)")
+
+
+def ha_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``ha.*`` settings given on the command line (``scada server --ha primary|standby ...``)."""
+    if not getattr(args, "ha", None):
+        return {}
+    default = ("main room" if args.ha == "primary" else "failover room") if args.settings is None else None
+    return {"ha.role": args.ha, "ha.name": args.ha_name or default, "ha.etcd": args.ha_etcd,
+            "ha.peer_url": args.ha_peer, "ha.secret_file": args.ha_secret}
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -60,6 +75,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.poll_thread:
         out["poll_thread"] = True
+    out.update(ha_overrides(args))
     if args.tls_cert or args.tls_key:
         out["tls.cert"] = args.tls_cert
         out["tls.key"] = args.tls_key

@@ -52,6 +52,8 @@ import httpx
 import websockets
 from PyQt6.QtCore import QCoreApplication, QEventLoop, QObject, pyqtSignal, pyqtSlot
 
+from scada.i18n import _
+
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
@@ -81,7 +83,7 @@ class Reply(QObject):
     def why(self) -> str:
         if self.ok:
             return ""
-        return self.error or f"HTTP {self.status}"
+        return self.error or _("HTTP {status}").format(status=self.status)
 
 
 @dataclass(slots=True)
@@ -200,6 +202,27 @@ class Bridge(QObject):
     def running(self) -> bool:
         return self._loop is not None and not self._stopping
 
+    def retarget(self, url: str) -> None:
+        """Talk to another server from now on (the failover pair's new active: hmi.failover): every channel
+        reconnects there at once and logs in again with the remembered credentials (a token is one server's)."""
+        url = url.rstrip("/")
+        loop = self._loop
+        if url == self.url or loop is None:
+            return
+        self.url = url
+        self.ws_url = ("wss:" if url.startswith("https") else "ws:") + url.split(":", 1)[1] + PREFIX + "/ws"
+
+        def switch() -> None:
+            if self._client is not None:
+                self._client.base_url = httpx.URL(url)
+            self.token = ""
+            for ch in self._channels.values():
+                if ch.task is not None:
+                    ch.task.cancel()
+                ch.task = asyncio.ensure_future(self._run_channel(ch))
+
+        loop.call_soon_threadsafe(switch)
+
     # ------------------------------------------------------------------ public API (GUI thread)
     def login(self, user: str, password: str) -> Reply:
         """Log in; on success the credentials are kept (in memory) to log in again after a server restart."""
@@ -223,7 +246,7 @@ class Bridge(QObject):
         self._forget_session()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._drop_channels)
-        self._on_state("logged_out", "logged out")
+        self._on_state("logged_out", _("logged out"))
         return reply
 
     def _forget_session(self) -> None:
@@ -329,7 +352,9 @@ class Bridge(QObject):
         try:
             r = await self._client.request(method, path, params=params, json=body, headers=headers)
         except (httpx.HTTPError, OSError) as exc:
-            return 0, None, f"server unreachable ({type(exc).__name__}: {exc or 'no answer'})", "unreachable"
+            said = str(exc) or _("no answer")  # (a literal inside an f-string is not extracted for the catalogue)
+            return 0, None, _("server unreachable ({error})").format(
+                error=f"{type(exc).__name__}: {said}"), "unreachable"
         try:
             data = r.json() if r.content else None
         except ValueError:
@@ -338,7 +363,7 @@ class Bridge(QObject):
             return r.status_code, data, "", ""
         why = data.get("why") if isinstance(data, dict) else None
         code = data.get("code") if isinstance(data, dict) else None
-        return r.status_code, data, str(why or f"HTTP {r.status_code}"), str(code or "")
+        return r.status_code, data, str(why or _("HTTP {status}").format(status=r.status_code)), str(code or "")
 
     async def _do_login(self, user: str, password: str, role: str | None = None) -> tuple[int, Any, str, str]:
         """Log in; with ``role`` (a silent log-in again) a different role is refused: a person must decide."""
@@ -346,15 +371,15 @@ class Bridge(QObject):
                                                      body={"user": user, "password": password}, auth=False)
         if status == 200 and isinstance(data, dict) and role is not None and data.get("role") != role:
             await self._http("POST", PREFIX + "/auth/logout", token=str(data.get("token", "")))
-            return 403, data, f"the role of {user} changed from {role} to {data.get('role')}: log in again", \
-                "role_changed"
+            return 403, data, _("the role of {user} changed from {old} to {new}: log in again").format(
+                user=user, old=role, new=data.get("role")), "role_changed"
         if status == 200 and isinstance(data, dict):
             self.token = str(data.get("token", ""))
             self._credentials = (user, password)
             self._login_info = {k: v for k, v in data.items() if k != "token"}
             self._login.emit({k: v for k, v in data.items() if k != "token"})
             if not self._channels:
-                self._state.emit("connecting", f"logged in as {user}, subscribing")
+                self._state.emit("connecting", _("logged in as {user}, subscribing").format(user=user))
         return status, data, error, code
 
     async def _do_change_password(self, old: str, new: str) -> tuple[int, Any, str, str]:
@@ -378,17 +403,17 @@ class Bridge(QObject):
                 return False
             expires_ms = int(self._login_info.get("expires_ms") or 0)
             if expires_ms and time.time() * 1000 >= expires_ms:
-                self._end_session("session expired (end of its validity): log in again")
+                self._end_session(_("session expired (end of its validity): log in again"))
                 return False
             role = self._login_info.get("role")
-            status, _, error, _ = await self._do_login(*credentials, role=str(role) if role else None)
+            status, _data, error, _code = await self._do_login(*credentials, role=str(role) if role else None)
             if status == 200:
                 self.stats["relogins"] += 1
                 log.info("bridge: logged in again as %s", credentials[0])
                 return True
             log.warning("bridge: cannot log in again: %s", error)
             if status in (401, 403):
-                self._end_session(f"session ended: {error}")
+                self._end_session(_("session ended: {why}").format(why=error))
             return False
 
     async def _do_request(self, method: str, path: str, params: Any, body: Any) -> tuple[int, Any, str, str]:
@@ -437,9 +462,10 @@ class Bridge(QObject):
             self._state.emit("online", "")
         elif any(c.ever_online and not c.online for c in ess):
             down = [c.name for c in ess if not c.online]
-            self._state.emit("reconnecting", "data stale: reconnecting " + ", ".join(down))
+            self._state.emit("reconnecting", _("data stale: reconnecting {channels}").format(channels=", ".join(down)))
         elif ess:
-            self._state.emit("connecting", "waiting for " + ", ".join(c.name for c in ess if not c.online))
+            self._state.emit("connecting", _("waiting for {channels}").format(
+                channels=", ".join(c.name for c in ess if not c.online)))
 
     async def _run_channel(self, ch: _Channel) -> None:
         backoff = 0.5

@@ -25,9 +25,15 @@ from PyQt6.QtWidgets import (
 
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
-from hmi.models.journal import local_time
+from hmi.models.journal import local_time, title, word
 from hmi.qtstyle import hide_row_numbers
 from hmi.widgets import fmt_value
+from scada.i18n import N_, _
+
+#: the server's subsystems (GET /health) in words (English msgids); one not listed reads as its name
+SUBSYSTEMS = {"alarms": N_("alarms"), "api": N_("API"), "edge": N_("edge pollers"), "failsafe": N_("fail-safe gate"),
+              "ha": N_("failover"), "historian": N_("historian"), "journal": N_("journal"), "poll": N_("polling"),
+              "stale": N_("stale data watch"), "tagdb": N_("tag database"), "workorders": N_("work orders")}
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -44,22 +50,23 @@ class Diagnostics(QWidget):
         super().__init__(parent)
         self.console = console
         self.query = QLineEdit()
-        self.query.setPlaceholderText("equipment id (J003) or a tag glob (*/junction/J003/*)")
+        self.query.setPlaceholderText(_("equipment id ({id}) or a tag glob ({glob})").format(
+            id="J003", glob="*/junction/J003/*"))
         self.query.returnPressed.connect(self.load_tags)
-        go = QPushButton("Query")
+        go = QPushButton(_("Query"))
         go.clicked.connect(self.load_tags)
-        self.tags = _table(["tag", "value", "quality", "source time", "receive time", "units"])
+        self.tags = _table([_("tag"), _("value"), _("quality"), _("source time"), _("receive time"), _("units")])
         self.tags.itemSelectionChanged.connect(self.describe)
-        self.detail = QLabel("select a tag for its definition")
+        self.detail = QLabel(_("select a tag for its definition"))
         self.detail.setWordWrap(True)
-        self.subsystems = _table(["subsystem", "status", "detail"])
-        self.drivers = _table(["device", "status", "requests", "errors", "overruns", "latency ms", "period ms",
-                               "last success", "last error"])
-        refresh = QPushButton("Refresh")
+        self.subsystems = _table([_("subsystem"), _("status"), _("detail")])
+        self.drivers = _table([_("device"), _("status"), _("requests"), _("errors"), _("overruns"), _("latency ms"),
+                               _("period ms"), _("last success"), _("last error")])
+        refresh = QPushButton(_("Refresh"))
         refresh.clicked.connect(self.load_health)
         left = QVBoxLayout()
         q = QHBoxLayout()
-        q.addWidget(QLabel("<b>Level 4 — raw tags</b>"))
+        q.addWidget(QLabel("<b>" + _("Level 4 — raw tags") + "</b>"))
         q.addWidget(self.query, 1)
         q.addWidget(go)
         left.addLayout(q)
@@ -67,11 +74,11 @@ class Diagnostics(QWidget):
         left.addWidget(self.detail)
         right = QVBoxLayout()
         h = QHBoxLayout()
-        h.addWidget(QLabel("<b>Server subsystems</b>"), 1)
+        h.addWidget(QLabel("<b>" + _("Server subsystems") + "</b>"), 1)
         h.addWidget(refresh)
         right.addLayout(h)
         right.addWidget(self.subsystems)
-        right.addWidget(QLabel("<b>Driver statistics (per device)</b>"))
+        right.addWidget(QLabel("<b>" + _("Driver statistics (per device)") + "</b>"))
         right.addWidget(self.drivers, 1)
         lay = QHBoxLayout(self)
         lay.addLayout(left, 3)
@@ -96,16 +103,16 @@ class Diagnostics(QWidget):
 
     def _tags(self, r: Reply) -> None:
         if not r.ok:
-            self.detail.setText(f"query refused: {r.why()}")
+            self.detail.setText(_("query refused: {why}").format(why=r.why()))
             self.rows = []
         else:
             self.rows = list((r.data or {}).get("tags", []))
-            self.detail.setText(f"{(r.data or {}).get('total', len(self.rows))} tag(s)")
+            self.detail.setText(_("{n} tag(s)").format(n=(r.data or {}).get("total", len(self.rows))))
         self.tags.setRowCount(len(self.rows))
         for i, t in enumerate(self.rows):
-            vals = [t["name"], fmt_value(t.get("value")), t.get("quality", ""),
-                    local_time(t["source_ms"]) if t.get("source_ms") else "never",
-                    local_time(t["receive_ms"]) if t.get("receive_ms") else "never", t.get("units", "")]
+            vals = [t["name"], fmt_value(t.get("value")), word(str(t.get("quality", ""))),
+                    local_time(t["source_ms"]) if t.get("source_ms") else _("never"),
+                    local_time(t["receive_ms"]) if t.get("receive_ms") else _("never"), t.get("units", "")]
             for c, v in enumerate(vals):
                 self.tags.setItem(i, c, QTableWidgetItem(str(v)))
         self.tags.resizeColumnsToContents()
@@ -117,7 +124,7 @@ class Diagnostics(QWidget):
         name = self.rows[rows[0]]["name"]
         r = self.console.call("GET", f"/tags/{name}")
         r.finished.connect(lambda rep: self.detail.setText(
-            "<br>".join(f"<b>{k}</b>: {v}" for k, v in (rep.data or {}).items()) if rep.ok else rep.why()))
+            "<br>".join(f"<b>{title(k)}</b>: {v}" for k, v in (rep.data or {}).items()) if rep.ok else rep.why()))
 
     def load_health(self) -> None:
         self.console.refresh_health()
@@ -126,14 +133,16 @@ class Diagnostics(QWidget):
         subs = health.get("subsystems") or {}
         self.subsystems.setRowCount(len(subs))
         for i, (name, s) in enumerate(sorted(subs.items())):
-            for c, v in enumerate([name, str(s.get("status", "")).upper(), s.get("detail", "")]):
+            for c, v in enumerate([_(SUBSYSTEMS[name]) if name in SUBSYSTEMS else name,
+                                   word(str(s.get("status", ""))).upper(), s.get("detail", "")]):
                 self.subsystems.setItem(i, c, QTableWidgetItem(str(v)))
         per = ((subs.get("poll") or {}).get("stats") or {}).get("per_device") or {}
         self.drivers.setRowCount(len(per))
         for i, (dev, s) in enumerate(sorted(per.items())):
-            vals = [dev, s.get("status", ""), s.get("requests", ""), s.get("errors", ""), s.get("overruns", ""),
-                    s.get("latency_ms", ""), s.get("period_ms", ""),
-                    local_time(s["last_success_ms"]) if s.get("last_success_ms") else "never", s.get("last_error", "")]
+            vals = [dev, word(str(s.get("status", ""))), s.get("requests", ""), s.get("errors", ""),
+                    s.get("overruns", ""), s.get("latency_ms", ""), s.get("period_ms", ""),
+                    local_time(s["last_success_ms"]) if s.get("last_success_ms") else _("never"),
+                    s.get("last_error", "")]
             for c, v in enumerate(vals):
                 self.drivers.setItem(i, c, QTableWidgetItem(str(v if v is not None else "")))
         self.subsystems.resizeColumnsToContents()

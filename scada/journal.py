@@ -359,6 +359,9 @@ class Journal:
                  mmap_bytes: int = 1 << 30) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        #: a failover standby's copy of the active's journal (server.ha.replication): only the copied rows are
+        #: written (insert_copied); a row of its own would take an id of the active's sequence
+        self.copy_only = False
         self._lock = threading.RLock()
         self._defs = _DefCache()
         self._def_rows: dict[int, tuple[Any, ...]] = {}  # ref → definition columns, for reading rows
@@ -434,6 +437,7 @@ class Journal:
         """The definition ref of each alarm; adds a new definition version where anything changed."""
         if self.readonly:
             raise StorageError(f"{self.path}: the journal is open read-only")
+        self._not_a_copy()
         with self._lock:
             try:
                 self._load_defs()
@@ -614,9 +618,15 @@ class Journal:
             cls._fast_cache[(names, size)] = stmt
         return stmt
 
+    def _not_a_copy(self) -> None:
+        if self.copy_only:
+            raise StorageError(f"{self.path}: this journal is the failover standby's copy of the active's: "
+                               "rows are written by the active server")
+
     def _insert(self, runs: list[tuple[str, Any, Any]]) -> tuple[int, int]:
         if self.readonly:
             raise StorageError(f"{self.path}: the journal is open read-only")
+        self._not_a_copy()
         width = len(_ROW_COLS)
         head = f"INSERT INTO journal({', '.join(_ROW_COLS)}) VALUES "  # noqa: S608 - column names from a fixed tuple, values bound
         one = "(" + ",".join("?" * width) + ")"
@@ -920,6 +930,65 @@ class Journal:
                 return {alarm: int(t) for alarm, t in self._db.execute(sql, params).fetchall()}
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot read the alarms active at {ts_ms}: {exc}") from exc
+
+    # ------------------------------------------------------------------ replication (server.ha.replication)
+    # The failover pair's standby keeps a copy of the active's journal: the same rows under the same ids
+    # (the active's sequence), so that after a takeover the journal goes on without a gap or a duplicate.
+    _RAW_ROW = "id, " + ", ".join(_ROW_COLS)
+
+    def raw_rows_after(self, after_id: int, limit: int = 5000) -> list[tuple[Any, ...]]:
+        """Rows with an id above ``after_id`` as stored (``id`` first, then :data:`_ROW_COLS`), in id order."""
+        with self._lock:
+            return self._db.execute(f"SELECT {self._RAW_ROW} FROM journal WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608 - column names from a fixed tuple
+                                    (after_id, limit)).fetchall()
+
+    def raw_defs_after(self, after_ref: int) -> list[tuple[Any, ...]]:
+        """Alarm definitions with a ref above ``after_ref`` as stored (ref, :data:`_DEF_COLS`, created_ms)."""
+        with self._lock:
+            return self._db.execute(f"SELECT ref, {', '.join(_DEF_COLS)}, created_ms FROM alarm_def WHERE ref > ? "  # noqa: S608 - column names from a fixed tuple
+                                    "ORDER BY ref", (after_ref,)).fetchall()
+
+    def tip(self) -> tuple[int, int, str]:
+        """(last row id, last definition ref, that definition's alarm): what a copy says it holds."""
+        with self._lock:
+            row = self._db.execute("SELECT coalesce(max(id), 0) FROM journal").fetchone()
+            ref = self._db.execute("SELECT ref, alarm FROM alarm_def ORDER BY ref DESC LIMIT 1").fetchone()
+        return int(row[0]), int(ref[0]) if ref else 0, str(ref[1]) if ref else ""
+
+    def holds(self, row_id: int, ref: int, alarm: str) -> bool:
+        """True if this journal has row ``row_id`` (0: none asked) and definition ``ref`` of ``alarm`` (0: none):
+        a copy that says it holds them is a prefix of this journal, not a diverged one."""
+        with self._lock:
+            if row_id and self._db.execute("SELECT 1 FROM journal WHERE id = ?", (row_id,)).fetchone() is None:
+                return False
+            if ref:
+                got = self._db.execute("SELECT alarm FROM alarm_def WHERE ref = ?", (ref,)).fetchone()
+                return got is not None and got[0] == alarm
+            return True
+
+    def insert_copied(self, defs: Sequence[Sequence[Any]], rows: Sequence[Sequence[Any]]) -> None:
+        """Store the active's definitions and rows under their own refs and ids (one transaction, durable on
+        return). A ref or id already here raises StorageError: a copy never holds a row twice."""
+        if self.readonly:
+            raise StorageError(f"{self.path}: the journal is open read-only")
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    if defs:
+                        self._db.executemany(f"INSERT INTO alarm_def(ref, {', '.join(_DEF_COLS)}, created_ms) "  # noqa: S608 - column names from a fixed tuple
+                                             f"VALUES ({', '.join('?' * (len(_DEF_COLS) + 2))})", defs)
+                    if rows:
+                        self._db.executemany(f"INSERT INTO journal({self._RAW_ROW}) "  # noqa: S608 - column names from a fixed tuple
+                                             f"VALUES ({', '.join('?' * (len(_ROW_COLS) + 1))})", rows)
+                    self._db.execute("COMMIT")
+                except BaseException:  # even a cancellation must not leave the transaction open: re-raised
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: cannot store the copied journal rows: {exc}") from exc
+            if defs:  # definitions came from elsewhere: the lookup cache is rebuilt on the next register()
+                self._defs = _DefCache()
 
     def time_span(self) -> tuple[int, int] | None:
         with self._lock:

@@ -134,6 +134,10 @@ class Ha(_Strict):
     margin: Annotated[Duration, Field(ge=0.1, le=5.0)] = 0.5  # off every lease deadline, onto the takeover wait
     key: str = "/scada/active"
     peer_url: str | None = None  # the other server's API URL, named in the standby's refusals
+    #: the pair's shared secret (a file, 0600, the same on both): the standby's replication stream from the
+    #: active (server.ha.replication) authenticates with it. Absent: no replication, the standby polls itself
+    secret_file: Path | None = None
+    sync_timeout: Annotated[Duration, Field(ge=0.05, le=10.0)] = 1.0  # an operator action waits for the standby
 
 
 class ServerSettings(_Strict):

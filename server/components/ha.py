@@ -1,7 +1,8 @@
 """The failover pair as a server component: the etcd election (server.ha.election), its P1s, its journal
 rows, /health, and the write fence handed to the fail-safe layer.
 
-    settings ``ha: {role, name, etcd: [urls], lease_ttl_s, margin, key, peer_url}``   (server.settings.Ha)
+    settings ``ha: {role, name, etcd: [urls], lease_ttl_s, margin, key, peer_url, secret_file, sync_timeout}``
+                                                                                      (server.settings.Ha)
         │  none: a single server — this component is not assembled, every write goes (nothing changes)
         ▼
     HaComponent.start ── Election.start in a thread of its own (its own event loop: a main loop stalled
@@ -15,46 +16,57 @@ rows, /health, and the write fence handed to the fail-safe layer.
         ├── refuse_writes ──────► server.routes.deps.need: a standby's API answers 503 not_leaseholder to
         │                          anything but reading, naming the active server
         ├── events ─────────────► system alarms ``ha/no_coordination`` (P1 while etcd is unreachable),
-        │                          ``ha/forced_active`` (P1 while forced); journal rows (config_change
+        │                          ``ha/forced_active`` (P1 while forced), ``ha/not_in_sync`` (P2: an
+        │                          action answered without the standby's copy); journal rows (config_change
         │                          event, source ``ha``) for every role change, switchover and forcing
         └── health ─────────────► /health subsystems.ha: ok (active, or standby with etcd), degraded
                                    (no coordination, forced); stats = the pair's state
 
-What is NOT here yet (issue 19, part 2): the standby polls the field itself (read-only) instead of
-receiving a replication stream; tag values, alarm states, the journal, leases and sessions are not
-replicated. :class:`Replication` is the interface that part plugs in.
+    replication (with ``ha.secret_file``: server.ha.replication) ──────────────────────────────────────────
+        ACTIVE   Feed: serves the standby's WebSocket (tag rows, journal rows); ``sync()`` makes an operator
+                 action wait for the standby's copy (bounded by ``ha.sync_timeout``; then P2 ``ha/not_in_sync``)
+        STANDBY  Follower: connects to ``peer_url``; the poll component holds its first poll (the field is not
+                 polled twice), the alarm engine is detached from the tag database and from the journal (its
+                 states come from the copied rows), nothing is journalled here (the journal is a copy)
+        STANDBY → ACTIVE: the follower stops, the engine is attached to the journal and the tag database and
+                 re-derives from the values it holds (an acknowledged alarm stays acknowledged: no second
+                 annunciation), the poll starts, then the role change is journalled after the copied rows
+
+An active that becomes standby (resumed after a SIGSTOP, switchover) keeps polling read-only (a started poll
+is not stopped); its journal may have rows the new active never received, which the new active refuses as a
+diverged copy (P2, docs/ha.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
+from scada.alarms.engine import AlarmEngine
 from scada.config import CityConfig
 from scada.errors import NotLeaseholder
-from scada.tagdb import TagDatabase
+from scada.journal import Journal
+from scada.tagdb import Readings, TagDatabase
 from server.components.base import SubsystemStatus
 from server.components.loopthread import start_loop_thread, stop_loop_thread
 from server.ha.election import Election, HaOptions, Role
+from server.ha.replication import Feed, Follower, FollowerState, layout_fingerprint, read_secret, subset
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
+    from server.components.poll import PollComponent
     from server.settings import Ha
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class Replication(Protocol):
-    """What part 2 plugs in: the active streams its state to the standby, and an operator action is answered
-    only once the standby has it. Called by this component on role changes."""
-
-    async def became_active(self) -> None: ...
-
-    async def became_standby(self, active: str) -> None: ...
 
 
 def options_of(ha: Ha) -> HaOptions:
@@ -67,12 +79,23 @@ class HaComponent:
 
     name = "ha"
 
-    def __init__(self, server: ScadaServer, settings: Ha) -> None:
+    def __init__(self, server: ScadaServer, settings: Ha, poll: PollComponent | None = None) -> None:
         self.server = server
         self.settings = settings
+        self.poll = poll
         self.election = Election(options_of(settings))
         self.election.listeners.append(self._from_election_thread)
-        self.replication: Replication | None = None  # part 2
+        self.secret: bytes | None = None  # the pair's secret: replication on (read at start)
+        self.feed: Feed | None = None  # the active's side of the stream
+        self.follower: Follower | None = None  # the standby's side, while standby
+        self.attached = True  # the alarm engine evaluates and journals here (False on a replicating standby)
+        self._hold = asyncio.Event()  # set: the poll component may poll the field
+        self._roles = asyncio.Lock()  # role transitions run one at a time, in order
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fingerprint: tuple[int, str] | None = None
+        self._junction_map: tuple[tuple[int, int], npt.NDArray[np.int64]] | None = None
+        self._not_in_sync = ""
+        self._closing = False  # aclose() began: a last role change starts nothing
         self._main: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the election's own loop and thread
         self._thread: threading.Thread | None = None
@@ -102,7 +125,183 @@ class HaComponent:
                                    f"read-only{where}")
 
     def state(self) -> dict[str, Any]:
-        return {**self.election.state(), "configured_role": self.settings.role, "peer_url": self.settings.peer_url}
+        out = {**self.election.state(), "configured_role": self.settings.role, "peer_url": self.settings.peer_url}
+        if self.secret is not None:
+            out["replication"] = self.replication_state()
+        return out
+
+    def replication_state(self) -> dict[str, Any]:
+        if self.follower is not None:
+            f = self.follower.state
+            return {"side": "standby", "from": self.follower.url, "connected": f.connected,
+                    "fresh": self.follower.fresh,
+                    "journal_applied": f.applied_id, "samples": f.samples, "rows": f.rows,
+                    "refused": f.refused or None, "error": f.error or None}
+        return {"side": "active", **(self.feed.stats() if self.feed is not None else {}),
+                "not_in_sync": self._not_in_sync or None}
+
+    def feeds(self) -> bool:
+        """This server feeds the standby (it is the one operators act on)."""
+        return self.election.role in (Role.ACTIVE, Role.FORCED)
+
+    # ------------------------------------------------------------------ replication (server.ha.replication)
+    def fingerprint(self) -> str:
+        engine = self.engine()
+        db = self.server.tagdb
+        if self._fingerprint is None or self._fingerprint[0] != id(db):
+            catalog = engine.catalog.fingerprint() if engine is not None else ""
+            self._fingerprint = (id(db), layout_fingerprint(db, catalog))
+        return self._fingerprint[1]
+
+    def tagdb(self) -> TagDatabase:
+        return self.server.tagdb
+
+    def journal(self) -> Journal | None:
+        comp = self.server.components.get("alarms")
+        journal = getattr(comp, "journal", None)
+        return journal if isinstance(journal, Journal) else None
+
+    def engine(self) -> AlarmEngine | None:
+        engine = getattr(self.server.components.get("alarms"), "engine", None)
+        return engine if isinstance(engine, AlarmEngine) else None
+
+    def city_tags(self) -> int:
+        return len(self.server.config.tags)  # the city's tags come first in the tag database (server.app)
+
+    async def apply_junctions(self, indices: npt.NDArray[np.int64], readings: Readings) -> npt.NDArray[np.bool_]:
+        """The junctions' samples into the field-safety thread's database (its monitor decides, then it hands
+        them on to the main database, as with its own poll); returns which positions it took."""
+        safety = self.poll.safety if self.poll is not None else None
+        db = safety.db if safety is not None else None
+        taken = np.zeros(indices.size, dtype=bool)
+        if safety is None or db is None:
+            return taken
+        self._standby_grace()
+        main = self.server.tagdb
+        if self._junction_map is None or self._junction_map[0] != (id(main), id(db)):
+            m = np.full(len(main), -1, dtype=np.int64)  # main index → the safety database's (-1: not a junction's)
+            for k, name in enumerate(db.names):
+                i = main.index.get(name)
+                if i is not None:
+                    m[i] = k
+            self._junction_map = ((id(main), id(db)), m)
+        sidx = self._junction_map[1][indices]
+        taken = sidx >= 0
+        if not taken.any():
+            return taken
+        pos = np.flatnonzero(taken).astype(np.int64)
+        sub, at = subset(readings, pos), sidx[pos]
+
+        async def there() -> None:
+            db.apply_readings(at, sub)
+
+        await safety.call(there())
+        return taken
+
+    def _standby_grace(self) -> None:
+        """The field-safety watch's start-up grace begins when the standby first looks (its own poll, which sets
+        it, is held): from then on a junction without a fresh replicated sample is blind (P1)."""
+        safety = self.poll.safety if self.poll is not None else None
+        if safety is not None and safety.db is not None and not safety.since_ns:
+            now = time.time_ns()
+            safety.since_ns = dict.fromkeys(safety.db.junctions, now)
+
+    def on_state(self, state: FollowerState) -> None:
+        """The standby's stream changed (connected, stale, refused): health, and the P2 when refused."""
+        self._standby_grace()
+        self._set_not_in_sync(f"the active refused the replication: {state.refused}" if state.refused else "")
+        self._update_health()
+
+    def _set_not_in_sync(self, why: str) -> None:
+        if why == self._not_in_sync:
+            return
+        if why:
+            log.error("%s: standby not in sync: %s", self.settings.name, why)
+        elif self._not_in_sync:
+            log.info("%s: the standby is in sync again", self.settings.name)
+        self._not_in_sync = why
+        self._alarm("not_in_sync", bool(why), why[:300])
+
+    async def sync(self, what: str) -> None:
+        """An operator action was answered by this (active) server: wait until the standby holds it, at most
+        ``ha.sync_timeout``; then answer anyway, with the P2 ``ha/not_in_sync``."""
+        feed = self.feed
+        if feed is None or not self.feeds():
+            return
+        if await feed.sync(float(self.settings.sync_timeout)):
+            return
+        why = "no standby connected" if not feed.connected else \
+            f"no copy within {float(self.settings.sync_timeout):.1f} s"
+        self._set_not_in_sync(f"{what} answered without the standby's copy ({why})")
+
+    async def _sync_watch(self) -> None:
+        """Clear the P2 once the standby holds everything again (or there is nothing to hold: standby here)."""
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                feed, journal = self.feed, self.journal()
+                if self.follower is not None or feed is None or journal is None or not self.feeds():
+                    continue
+                if feed.refused:  # a standby was refused (another configuration, a diverged journal)
+                    self._set_not_in_sync(feed.refused)
+                elif self._not_in_sync and feed.connected and \
+                        feed.acked_id >= await asyncio.to_thread(journal.last_id):
+                    self._set_not_in_sync("")
+            except Exception:  # the watch must go on (logged)
+                log.exception("%s: replication watch failed", self.settings.name)
+
+    async def _became_standby(self) -> None:
+        if self.feed is not None:
+            self.feed.drop()  # a standby feeds nobody
+        if self.secret is None or not self.settings.peer_url or self._closing:
+            return  # no replication: the standby polls the field itself, read-only (part 1)
+        alarms = self.server.components.get("alarms")
+        unsub = getattr(alarms, "unsub", None)
+        if unsub is not None and alarms is not None:
+            unsub()  # the engine no longer evaluates here: its states come from the copied journal rows
+            alarms.unsub = None  # type: ignore[attr-defined]
+        engine = self.engine()
+        if engine is not None:
+            engine.journal = None  # the journal is a copy of the active's: nothing is written here
+        journal = self.journal()
+        if journal is not None:
+            journal.copy_only = True  # any other writer (a reload's row) is refused, not given an active's id
+        self.attached = False
+        if self.follower is None:
+            self.follower = Follower(self.settings.peer_url, self.secret, self)
+            self.follower.start()
+        self._update_health()
+
+    async def _became_active(self) -> None:
+        follower, self.follower = self.follower, None
+        if follower is not None:
+            await follower.aclose()
+        if not self.attached:
+            alarms, engine, journal = self.server.components.get("alarms"), self.engine(), self.journal()
+            if journal is not None:
+                journal.copy_only = False
+            if alarms is not None and engine is not None and journal is not None:
+                # re-derive from what the tag database holds: an alarm the copied rows say acknowledged, still
+                # active, makes no transition (no second annunciation); one that ended returns to normal
+                engine.journal = journal
+                alarms.unsub = engine.attach()  # type: ignore[attr-defined]
+                known = np.flatnonzero(self.server.tagdb.receive_ns > 0).astype(np.int64)
+                if known.size:
+                    engine.process(known, time.time_ns())
+            self.attached = True
+        self._hold.set()  # the poll component starts polling the field
+        self._update_health()
+
+    async def _role_changed(self, d: dict[str, Any]) -> None:
+        async with self._roles:
+            try:
+                if d["role"] in (Role.ACTIVE.value, Role.FORCED.value):
+                    await self._became_active()
+                elif d["role"] == Role.STANDBY.value:
+                    await self._became_standby()
+            except Exception:  # the role stands (the fence follows the election): say it, do not stop here
+                log.exception("%s: taking the role %s failed", self.settings.name, d["role"])
+            self._journal(f"{d['before']} → {d['role']} ({d['why']})")
 
     # ------------------------------------------------------------------ events → alarms, journal, health
     def _alarm(self, code: str, active: bool, detail: str = "") -> None:
@@ -112,6 +311,9 @@ class HaComponent:
 
     def _journal(self, detail: str, user: str = "") -> None:
         journal = self.server.journal
+        if not self.attached:  # a replicating standby's journal is the active's copy: its own rows would collide
+            log.warning("%s: %s%s", self.settings.name, detail, f" (by {user})" if user else "")
+            return
         if journal is None:
             return
         try:
@@ -121,7 +323,9 @@ class HaComponent:
 
     def _on_event(self, event: str, d: dict[str, Any]) -> None:
         if event == "role":
-            self._journal(f"{d['before']} → {d['role']} ({d['why']})")
+            task = asyncio.create_task(self._role_changed(d), name="ha-role")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             if d["role"] == Role.FORCED.value:
                 self._alarm("forced_active", True, f"{self.settings.name}, by {self.election.forced_by}")
         elif event == "forced_end":
@@ -142,7 +346,13 @@ class HaComponent:
             st.set("degraded", f"{self.settings.name}: {e.role.value}, etcd unreachable: nobody writes")
         else:
             other = f", active: {e.leader}" if e.role is not Role.ACTIVE and e.leader else ""
-            st.set("ok", f"{self.settings.name}: {e.role.value}{other}")
+            f = self.follower
+            if f is not None and not f.fresh:
+                why = f.state.refused or f.state.error or "no frame"
+                st.set("degraded", f"{self.settings.name}: {e.role.value}{other}; replication stale ({why[:200]})")
+            else:
+                st.set("ok", f"{self.settings.name}: {e.role.value}{other}"
+                             + ("; replicating" if f is not None else ""))
 
     # ------------------------------------------------------------------ operator actions (server.ha.routes)
     async def switchover(self, user: str) -> bool:
@@ -167,6 +377,12 @@ class HaComponent:
             self.server.system_alarms.initialise("ha")
         if self.settings.role == "standby":  # a joint start: the primary takes the key first
             self.election.hold_off_until = self.election.clock() + self.settings.lease_ttl_s
+        if self.settings.secret_file is not None:
+            self.secret = await asyncio.to_thread(read_secret, self.settings.secret_file)
+            self.feed = Feed(self.tagdb, self.journal, self.fingerprint, self.city_tags)
+            if self.poll is not None:
+                self.poll.hold = self._hold  # polls once this server is active (not while a standby)
+            self._tasks.add(asyncio.create_task(self._sync_watch(), name="ha-sync-watch"))
         self._main = asyncio.get_running_loop()
         self._loop, self._thread = start_loop_thread("ha-election")
 
@@ -184,6 +400,14 @@ class HaComponent:
         return self.server.status("ha")
 
     async def aclose(self) -> None:
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.follower is not None:
+            await self.follower.aclose()
+            self.follower = None
         if self._loop is None:
             return
         try:

@@ -1,13 +1,16 @@
-"""The failover pair (issue 19, part 1): who is ACTIVE is decided by a lease in etcd, and only the
+"""The failover pair (issue 19): who is ACTIVE is decided by a lease in etcd, and only the
 leaseholder writes to the field.
 
     server.ha.etcd       EtcdClient: etcd's v3 JSON gateway over httpx (lease grant / keepalive / revoke,
                          txn create-if-absent, range, watch), trying each member URL in turn
     server.ha.election   Election: the lease + key state machine and the write fence ``may_write()``
-    server.ha.routes     GET /ha, POST /ha/switchover, POST /ha/force-active (the ``scada ha`` commands)
+    server.ha.replication  Feed (the active) → Follower (the standby): tag rows, journal rows, acknowledgements
+                         over one WebSocket authenticated by the pair's secret
+    server.ha.routes     GET /ha, POST /ha/switchover, POST /ha/force-active (the ``scada ha`` commands), the
+                         replication WebSocket, and the middleware that makes operator actions synchronous
     server.components.ha HaComponent: the server component that runs the election, raises the P1s,
                          journals, and hands ``may_write`` to the fail-safe layer's DriverWriter
 
-docs/ha.md has the design, the residual window between the check and the send with its bound, and
-what is left (replication of state to the standby).
+docs/ha.md has the design, the residual window between the check and the send with its bound, the
+replication stream and what is left.
 """

@@ -4,6 +4,12 @@
     POST /ha/switchover      the active resigns its lease (the standby takes it); journalled     crisis
     POST /ha/force-active    break-glass, body {"confirm_other_is_down": true}: write without    crisis
                              a lease (etcd lost, the other server confirmed down); P1 while forced
+    WS   /ha/replication     the standby's replication stream from the active (server.ha.replication),   pair
+                             ``Authorization: Pair <the pair's secret>``; not in the OpenAPI document
+
+An operator action (any successful POST, PUT, PATCH or DELETE but logins and the pair's own actions) is
+answered only once the standby holds its journal rows, or after ``ha.sync_timeout`` (then with the P2
+``ha/not_in_sync``): :class:`SyncOperatorActions`, installed as a middleware by server.api.
 
 The two actions are allowed on a standby (``need(..., on_standby=True)``): that is where they are needed.
 A server without an ``ha`` section answers 503 (a single server has no pair).
@@ -13,12 +19,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scada.errors import Refusal, Refused
 from server.auth import Session
 from server.components.ha import HaComponent
+from server.ha.replication import secret_ok
 from server.routes.deps import PREFIX, Reader, ServerDep, need, origin
 
 router = APIRouter(prefix=PREFIX, tags=["ha"])
@@ -65,3 +73,56 @@ async def ha_force_active(body: ForceActive, request: Request, session: Supervis
     await ha.force_active(session.user)
     server.audit.record("control_system", "ha_force_active", "ok", user=session.user, **origin(request))
     return ha.state()
+
+
+@router.websocket("/ha/replication")
+async def ha_replication(websocket: WebSocket, server: ServerDep) -> None:
+    ha = server.components.get("ha")
+    if not isinstance(ha, HaComponent) or ha.feed is None or ha.secret is None or \
+            not secret_ok(websocket.headers.get("authorization"), ha.secret):
+        server.audit.record("request_error", "ha_replication", "refused", source=origin_of(websocket),
+                            why="not a pair member (no replication here, or a wrong secret)")
+        await websocket.close(code=4401)
+        return
+    if not ha.feeds():
+        await websocket.close(code=4503, reason=f"{ha.settings.name} is not the active server")
+        return
+    await websocket.accept()
+    try:
+        await ha.feed.serve(websocket)
+        await websocket.close()
+    except (WebSocketDisconnect, RuntimeError):  # the standby went away (or closed first): it reconnects
+        return
+
+
+def origin_of(websocket: WebSocket) -> str:
+    return f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
+
+
+UNSYNCED = ("/api/v1/auth/", "/api/v1/ha/")  # logins and the pair's own actions: nothing for the standby
+
+
+class SyncOperatorActions:
+    """ASGI middleware: a successful operator action (POST, PUT, PATCH, DELETE) is answered only once the
+    standby holds it (bounded: HaComponent.sync). The route has done its work when it starts its answer:
+    the wait sits between the two, so a server without a pair pays one dictionary lookup per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE") or \
+                str(scope["path"]).startswith(UNSYNCED):
+            await self.app(scope, receive, send)
+            return
+        ha = scope["app"].state.server.components.get("ha") if "app" in scope else None
+        if not isinstance(ha, HaComponent):
+            await self.app(scope, receive, send)
+            return
+
+        async def sync_then_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and int(message["status"]) < 400:
+                await ha.sync(f"{scope['method']} {scope['path']}")
+            await send(message)
+
+        await self.app(scope, receive, sync_then_send)

@@ -12,6 +12,7 @@ processes' own sockets (/proc/<pid>/fd → /proc/net/tcp inodes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -55,13 +56,15 @@ def local_ports(pid: int) -> set[int]:
 class Server:
     """One ``scada server`` child process with its data directory and settings."""
 
-    def __init__(self, root: Path, name: str, role: str, etcd: EtcdCluster, tags: Path, endpoints: Path) -> None:
+    def __init__(self, root: Path, name: str, role: str, etcd: EtcdCluster, tags: Path, endpoints: Path,
+                 **ha: Any) -> None:
         self.dir = root / name.replace(" ", "-")
         self.dir.mkdir(parents=True)
         settings = {"data_dir": str(self.dir / "data"), "listen": {"port": 0}, "tags": str(tags),
                     "alarms": str(tags.parent / "alarms.yaml"), "historian": {"backend": "none"}, "lang": "en",
                     "endpoints_file": str(endpoints),
-                    "ha": {"name": name, "role": role, "etcd": etcd.urls, "lease_ttl_s": TTL, "margin": MARGIN}}
+                    "ha": {"name": name, "role": role, "etcd": etcd.urls, "lease_ttl_s": TTL, "margin": MARGIN,
+                           **ha}}
         (self.dir / "settings.yaml").write_text(json.dumps(settings))  # JSON is YAML
         env = {**os.environ, "SCADA_TEST_PW": PASSWORDS["op"]}
         subprocess.run([sys.executable, "-m", "cli", "users", "--data-dir", str(self.dir / "data"), "add", "op",
@@ -73,14 +76,20 @@ class Server:
         self.url = ""
         self.ports: set[int] = set()
 
-    async def ready(self, timeout_s: float = 60.0) -> None:
+    def started(self) -> bool:
+        """Its API listens (server.json written: its URL noted); fails the test if the process ended."""
         state = self.dir / "data" / "server.json"
+        assert self.proc.poll() is None, (self.dir / "server.log").read_text()[-3000:]
+        if not state.is_file():
+            return False
+        self.url = json.loads(state.read_text())["url"]
+        return True
+
+    async def ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while not state.is_file():
-            assert self.proc.poll() is None, (self.dir / "server.log").read_text()[-3000:]
+        while not self.started():
             assert time.monotonic() < deadline, "the server did not start"
             await asyncio.sleep(0.2)
-        self.url = json.loads(state.read_text())["url"]
 
     def note_ports(self) -> None:
         if self.proc.poll() is None:
@@ -104,12 +113,14 @@ async def state_of(c: httpx.AsyncClient, h: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-async def servers(tmp_path: Path, etcd3: EtcdCluster, sim: tuple[Any, Path]) -> AsyncIterator[tuple[Any, Server, Server]]:
+@contextlib.asynccontextmanager
+async def server_pair(tmp_path: Path, etcd: EtcdCluster, sim: tuple[Any, Path]) -> AsyncIterator[tuple[Any, Server, Server]]:
+    """Two ``scada server`` processes (main room primary, failover room standby) on the simulator, stopped at
+    the end: (simulator, main, failover)."""
     simulator, tags = sim
     endpoints = tmp_path / "sim" / "endpoints.json"
-    a = Server(tmp_path, "main room", "primary", etcd3, tags, endpoints)
-    b = Server(tmp_path, "failover room", "standby", etcd3, tags, endpoints)
+    a = Server(tmp_path, "main room", "primary", etcd, tags, endpoints)
+    b = Server(tmp_path, "failover room", "standby", etcd, tags, endpoints)
     try:
         await a.ready()
         await b.ready()
@@ -117,6 +128,12 @@ async def servers(tmp_path: Path, etcd3: EtcdCluster, sim: tuple[Any, Path]) -> 
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.fixture
+async def servers(tmp_path: Path, etcd3: EtcdCluster, sim: tuple[Any, Path]) -> AsyncIterator[tuple[Any, Server, Server]]:
+    async with server_pair(tmp_path, etcd3, sim) as got:
+        yield got
 
 
 async def login(c: httpx.AsyncClient) -> dict[str, str]:

@@ -1,0 +1,476 @@
+"""The replication stream of the failover pair: the ACTIVE feeds its STANDBY, which does not poll the field.
+
+One WebSocket from the standby to the active's API (``/api/v1/ha/replication``), authenticated by the pair's
+shared secret (settings ``ha.secret_file``, compared in constant time). Binary frames go active → standby,
+small JSON acknowledgements come back on the same socket::
+
+    STANDBY (Follower)                                         ACTIVE (Feed)
+      hello {fingerprint, journal: [last id, last ref, alarm]} ─►  same configuration?  journal a prefix of mine?
+                                                               ◄─ refused {why}  (P2 ha/not_in_sync on both)
+                                                               ◄─ tags (every tag whose receive time moved
+      city tags ──► TagDatabase.apply_readings                     since the last frame: columnar, at most
+      junction tags ──► the field-safety thread's database         every 0.1 s; the first frame is all of them)
+         (the monitor decides first, then the main database)
+                                                               ◄─ journal {defs, rows}: the active's rows
+      Journal.insert_copied (same ids and refs) ──► alarm          under their own ids (its sequence), and the
+         engine states (acks, shelving, suppression, out of        alarm definitions they reference
+         service) from the rows' carried state
+      ack {journal: last id applied} ─────────────────────────►  sync(): an operator action waits for this
+                                                               ◄─ beat (every 0.5 s when nothing else moves)
+
+Why this transport: tag values at city scale (10^5 samples per scan period, a storm of 10^5 changes) must not
+go through etcd (its requests are limited to 1.5 MB and every write is a raft round to three members); the
+API server already terminates TLS and the standby already knows the active's URL. A WebSocket carries the
+bulk one way and the acknowledgements of the synchronous operator actions the other way on one connection
+(an HTTP stream would need a second request per acknowledgement).
+
+What the stream does not carry (yet): users and sessions, pending approvals, the historian, the fail-safe
+audit log and field leases, work orders, a configuration reload (docs/ha.md, "What is left").
+
+Frame layout (binary)::
+
+    ┌──────────────┬─────────────────────────────┬───────────────────────────────────────────┐
+    │ u32 BE: len  │ JSON header (len bytes)     │ arrays, back to back, as the header lists │
+    │              │ {"k": "tags", "arrays":     │ indices i8 · values f8 · qualities u1 ·   │
+    │              │  [["<i8", n], ...], ...}    │ source_ns i8 · receive_ns i8              │
+    └──────────────┴─────────────────────────────┴───────────────────────────────────────────┘
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from scada.alarms.states import AlarmState, Event, Flag
+from scada.journal import Journal, RestoredState
+from scada.tagdb import Readings, TagDatabase
+
+if TYPE_CHECKING:
+    from scada.alarms.engine import AlarmEngine
+
+log = logging.getLogger(__name__)
+
+PATH = "/api/v1/ha/replication"
+TAGS_EVERY_S = 0.1  # the active's frame period (tag rows, journal rows)
+BEAT_EVERY_S = 0.5  # a frame at least this often, so that a silent stream means a broken one
+STALE_AFTER_S = 2.0  # the standby's stream is stale after this long without a frame
+JOURNAL_ROWS = 5000  # journal rows per frame (catching up a long journal)
+_STATES = {int(s): s for s in AlarmState}
+
+
+def read_secret(path: Any) -> bytes:
+    """The pair's shared secret (whitespace around it ignored); ValueError if empty."""
+    with open(path, "rb") as f:
+        secret = f.read().strip()
+    if not secret:
+        raise ValueError(f"{path}: the failover pair's secret is empty")
+    return secret
+
+
+def secret_ok(given: str | None, secret: bytes) -> bool:
+    """``Authorization: Pair <secret>``, compared in constant time."""
+    if not given or not given.startswith("Pair "):
+        return False
+    return hmac.compare_digest(given[5:].strip().encode(), secret)
+
+
+def layout_fingerprint(tagdb: TagDatabase, alarm_catalog: str) -> str:
+    """What must be the same on both servers for the stream to mean anything: the tags (names, types, in order:
+    the frames carry indices) and the alarm catalog (the journal's definitions)."""
+    h = hashlib.sha256()
+    for d in tagdb.defs:
+        h.update(f"{d.name}\0{d.dtype}\n".encode())
+    h.update(alarm_catalog.encode())
+    return h.hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------- frames
+def encode(header: dict[str, Any], arrays: Sequence[npt.NDArray[Any]] = ()) -> bytes:
+    head = dict(header)
+    head["arrays"] = [[a.dtype.str, int(a.size)] for a in arrays]
+    raw = json.dumps(head, separators=(",", ":")).encode()
+    return b"".join([struct.pack(">I", len(raw)), raw, *(np.ascontiguousarray(a).tobytes() for a in arrays)])
+
+
+def decode(frame: bytes) -> tuple[dict[str, Any], list[npt.NDArray[Any]]]:
+    (n,) = struct.unpack_from(">I", frame)
+    header: dict[str, Any] = json.loads(frame[4:4 + n])
+    arrays: list[npt.NDArray[Any]] = []
+    pos = 4 + n
+    for dtype, count in header.get("arrays", []):
+        dt = np.dtype(dtype)
+        arrays.append(np.frombuffer(frame, dtype=dt, count=count, offset=pos))
+        pos += dt.itemsize * count
+    return header, arrays
+
+
+class Channel(Protocol):
+    """The WebSocket as the feed uses it (Starlette's on the active's side)."""
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def receive_text(self) -> str: ...
+
+
+# ---------------------------------------------------------------------- the active's side
+class Feed:
+    """The active's side: serves one standby at a time (a new connection replaces the old one)."""
+
+    def __init__(self, tagdb: Callable[[], TagDatabase], journal: Callable[[], Journal | None],
+                 fingerprint: Callable[[], str], city_tags: Callable[[], int]) -> None:
+        self.tagdb, self.journal, self.fingerprint, self.city_tags = tagdb, journal, fingerprint, city_tags
+        self.acked_id = 0  # the standby's last applied journal row
+        self.sent_id = 0
+        self.connected = False
+        self.frames = self.rows_sent = self.samples_sent = 0
+        self._acked = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._generation = 0
+        self.refused = ""  # why the last standby was refused (a configuration or journal mismatch)
+
+    async def serve(self, ws: Channel) -> None:
+        """One standby's connection, until it closes (or another one replaces it)."""
+        self._generation += 1
+        me = self._generation
+        hello = json.loads(await asyncio.wait_for(ws.receive_text(), timeout=10))
+        journal = self.journal()
+        if journal is None:
+            raise RuntimeError("ha replication: no journal on the active server")
+        why, last_id, last_ref = await self._check(hello, journal)
+        if why:
+            self.refused = why
+            await ws.send_bytes(encode({"k": "refused", "why": why}))
+            return
+        self.refused = ""
+        self.sent_id = self.acked_id = last_id
+        sent_ref = last_ref
+        self.connected = True
+        reader = asyncio.create_task(self._read_acks(ws, me))
+        try:
+            db = self.tagdb()
+            last_rcv = np.full(self.city_tags(), -1, dtype=np.int64)  # the first frame carries every tag
+            last_beat = 0.0
+            while me == self._generation and not reader.done():
+                self._wake.clear()
+                sent = False
+                # journal first: an operator action's row waits for it (sync)
+                defs = await asyncio.to_thread(journal.raw_defs_after, sent_ref)
+                rows = await asyncio.to_thread(journal.raw_rows_after, self.sent_id, JOURNAL_ROWS)
+                if defs or rows:
+                    await ws.send_bytes(encode({"k": "journal", "defs": defs, "rows": rows}))
+                    if defs:
+                        sent_ref = int(defs[-1][0])
+                    if rows:
+                        self.sent_id = int(rows[-1][0])
+                    self.rows_sent += len(rows)
+                    sent = True
+                if db is not self.tagdb():  # a reload built a new tag database: everything again
+                    db = self.tagdb()
+                    last_rcv = np.full(self.city_tags(), -1, dtype=np.int64)
+                frame, last_rcv = tags_frame(db, last_rcv)
+                if frame is not None:
+                    await ws.send_bytes(frame[0])
+                    self.samples_sent += frame[1]
+                    sent = True
+                now = time.monotonic()
+                if sent:
+                    self.frames += 1
+                    last_beat = now
+                elif now - last_beat >= BEAT_EVERY_S:
+                    await ws.send_bytes(encode({"k": "beat"}))
+                    last_beat = now
+                if len(rows) >= JOURNAL_ROWS:
+                    continue  # catching up: no wait
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=TAGS_EVERY_S)
+        finally:
+            if me == self._generation:
+                self.connected = False
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            async with self._acked:
+                self._acked.notify_all()
+
+    async def _check(self, hello: dict[str, Any], journal: Journal) -> tuple[str, int, int]:
+        """Why this standby cannot be fed ("" if it can), and the journal tip it holds (last row, last ref)."""
+        try:
+            last_id, last_ref, alarm = int(hello["journal"][0]), int(hello["journal"][1]), str(hello["journal"][2])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return f"not a replication hello: {str(hello)[:200]}", 0, 0
+        mine = self.fingerprint()
+        if hello.get("fingerprint") != mine:
+            return (f"the configurations differ (active {mine}, standby {hello.get('fingerprint')}): the pair does "
+                    "not replicate", last_id, last_ref)
+        if not await asyncio.to_thread(journal.holds, last_id, last_ref, alarm):
+            return (f"the standby's journal is not a copy of the active's (its row {last_id} or definition "
+                    f"{last_ref} is not the same here): it diverged (an active that lost its lease before its last "
+                    "rows were copied); give the standby a copy of this journal", last_id, last_ref)
+        return "", last_id, last_ref
+
+    def drop(self) -> None:
+        """End the connection being served (the standby reconnects): a resignation, or a test's network cut."""
+        self._generation += 1
+        self.connected = False
+        self._wake.set()
+
+    async def _read_acks(self, ws: Channel, me: int) -> None:
+        while me == self._generation:
+            msg = json.loads(await ws.receive_text())
+            if msg.get("k") == "ack":
+                async with self._acked:
+                    self.acked_id = max(self.acked_id, int(msg["journal"]))
+                    self._acked.notify_all()
+
+    async def sync(self, timeout_s: float) -> bool:
+        """Wait until the standby holds every journal row written so far (an operator action was just
+        journalled); False after ``timeout_s`` or when no standby is connected."""
+        journal = self.journal()
+        if journal is None or not self.connected:
+            return False
+        target = await asyncio.to_thread(journal.last_id)
+        self._wake.set()  # send it now, not at the next period
+        try:
+            async with asyncio.timeout(timeout_s), self._acked:
+                await self._acked.wait_for(lambda: self.acked_id >= target or not self.connected)
+        except TimeoutError:
+            return False
+        return self.acked_id >= target
+
+    def stats(self) -> dict[str, Any]:
+        return {"standby_connected": self.connected, "journal_sent": self.sent_id, "journal_acked": self.acked_id,
+                "frames": self.frames, "samples_sent": self.samples_sent, "refused": self.refused or None}
+
+
+def tags_frame(db: TagDatabase, last_rcv: npt.NDArray[np.int64]) -> tuple[tuple[bytes, int] | None,
+                                                                          npt.NDArray[np.int64]]:
+    """The rows of the city's tags (the first ``last_rcv.size``) whose receive time moved since ``last_rcv``:
+    every sample the active applied (unchanged values too: the standby's stale checks and its field-safety
+    monitor need the receive times), as one frame; and the receive times now."""
+    n = last_rcv.size
+    rcv = db.receive_ns[:n].copy()  # read first: a row written after this goes in the next frame
+    idx = np.flatnonzero(rcv != last_rcv).astype(np.int64)
+    if not idx.size:
+        return None, rcv
+    values = db.values[idx].copy()
+    texts: dict[str, str] = {}
+    strings = idx[db.is_string[idx]]
+    if strings.size:
+        values[db.is_string[idx]] = np.nan  # a change counter here: the text goes aside
+        for k in np.flatnonzero(db.is_string[idx]).tolist():
+            text = db.strings.get(int(idx[k]))
+            if text is not None:
+                texts[str(k)] = text
+    frame = encode({"k": "tags", "texts": texts},
+                   [idx, values, db.qualities[idx].copy(), db.source_ns[idx].copy(), rcv[idx]])
+    return (frame, int(idx.size)), rcv
+
+
+# ---------------------------------------------------------------------- the standby's side
+@dataclass
+class FollowerState:
+    connected: bool = False
+    last_frame: float = 0.0  # monotonic
+    applied_id: int = 0
+    samples: int = 0
+    rows: int = 0
+    refused: str = ""
+    error: str = ""
+    stale: bool = True
+    history: list[str] = field(default_factory=list)
+
+
+class Sink(Protocol):
+    """Where the standby puts what it receives (server.components.ha wires the server's parts)."""
+
+    def tagdb(self) -> TagDatabase: ...
+
+    def journal(self) -> Journal | None: ...
+
+    def engine(self) -> AlarmEngine | None: ...
+
+    def fingerprint(self) -> str: ...
+
+    async def apply_junctions(self, indices: npt.NDArray[np.int64], readings: Readings) -> npt.NDArray[np.bool_]:
+        """Hand the junctions' samples among ``indices`` (main database) to the field-safety thread; returns
+        which positions it took."""
+        ...
+
+    def on_state(self, state: FollowerState) -> None: ...
+
+
+class Follower:
+    """The standby's side: connect to the active, apply what comes, acknowledge the journal rows; reconnect."""
+
+    def __init__(self, url: str, secret: bytes, sink: Sink, *, stale_after_s: float = STALE_AFTER_S) -> None:
+        base = url.rstrip("/")
+        self.url = ("wss://" + base[8:] if base.startswith("https://") else
+                    "ws://" + base[7:] if base.startswith("http://") else base) + PATH
+        self.secret = secret
+        self.sink = sink
+        self.stale_after_s = stale_after_s
+        self.state = FollowerState()
+        self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._alarms: dict[int, str] = {}  # definition ref → alarm id (rule:tag)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ha-follower")
+        self._watch = asyncio.create_task(self._stale_watch(), name="ha-follower-stale")
+
+    async def aclose(self) -> None:
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._watch = None
+        self.state.connected = False
+
+    @property
+    def fresh(self) -> bool:
+        return self.state.connected and time.monotonic() - self.state.last_frame < self.stale_after_s
+
+    async def _stale_watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            stale = not self.fresh
+            if stale != self.state.stale:
+                self.state.stale = stale
+                since = f"for {time.monotonic() - self.state.last_frame:.1f} s" if self.state.last_frame else "yet"
+                log.log(logging.ERROR if stale else logging.INFO, "ha replication from %s: %s", self.url,
+                        f"stale (no frame {since})" if stale else "fresh again")
+                self.sink.on_state(self.state)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
+                why = f"{exc.response.status_code} from the active server" if isinstance(exc, InvalidStatus) \
+                    else repr(exc)
+                if why != self.state.error:
+                    log.warning("ha replication from %s: %s", self.url, why)
+                self.state.error = why
+            except Exception:  # a bug in applying a frame must not end replication for good (logged, retried)
+                log.exception("ha replication from %s failed", self.url)
+                self.state.error = "internal error (see the log)"
+            self.state.connected = False
+            self.sink.on_state(self.state)
+            await asyncio.sleep(0.5 if not self.state.refused else 5.0)
+
+    async def _session(self) -> None:
+        journal = self.sink.journal()
+        if journal is None:
+            raise RuntimeError("no journal")
+        tip = await asyncio.to_thread(journal.tip)
+        self._alarms = {int(r[0]): str(r[1]) for r in await asyncio.to_thread(journal.raw_defs_after, 0)}
+        async with connect(self.url, additional_headers={"Authorization": "Pair " + self.secret.decode()},
+                           open_timeout=3, max_size=None, ping_interval=None) as ws:
+            await ws.send(json.dumps({"fingerprint": self.sink.fingerprint(), "journal": list(tip)}))
+            self.state.applied_id = tip[0]
+            async for frame in ws:
+                if not isinstance(frame, bytes):
+                    continue
+                header, arrays = decode(frame)
+                kind = header.get("k")
+                if kind == "refused":
+                    self.state.refused = str(header.get("why"))
+                    self.state.connected = False
+                    log.error("ha replication from %s refused: %s", self.url, self.state.refused)
+                    self.sink.on_state(self.state)
+                    return
+                if not self.state.connected or self.state.refused or self.state.error:
+                    self.state.refused = self.state.error = ""
+                    self.state.connected = True
+                    log.info("ha replication from %s: connected", self.url)
+                self.state.last_frame = time.monotonic()
+                if self.state.stale:  # fresh again: said at once (the watch says when it goes stale)
+                    self.state.stale = False
+                    log.info("ha replication from %s: fresh", self.url)
+                    self.sink.on_state(self.state)
+                if kind == "tags":
+                    await self._tags(header, arrays)
+                elif kind == "journal":
+                    await self._journal(journal, header)
+                    await ws.send(json.dumps({"k": "ack", "journal": self.state.applied_id}))
+
+    async def _tags(self, header: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> None:
+        idx, values, qualities, source_ns, receive_ns = arrays
+        db = self.sink.tagdb()
+        texts = {int(k): v for k, v in header.get("texts", {}).items()}
+        readings = Readings(int(idx.size))
+        readings.values, readings.qualities = values.copy(), qualities.copy()
+        readings.source_ns, readings.receive_ns = source_ns.copy(), receive_ns.copy()
+        readings.texts = texts
+        ok = np.flatnonzero(idx < len(db)).astype(np.int64)  # a frame from a larger database: nothing else
+        idx, readings = idx[ok].astype(np.int64), subset(readings, ok)
+        # the junctions' tags go through the field-safety thread's database (its monitor decides first, then
+        # they reach the main database); the rest straight into the main one
+        taken = await self.sink.apply_junctions(idx, readings)
+        rest = np.flatnonzero(~taken).astype(np.int64)
+        if rest.size:
+            db.apply_readings(idx[rest], subset(readings, rest))
+        self.state.samples += int(idx.size)
+
+    async def _journal(self, journal: Journal, header: dict[str, Any]) -> None:
+        defs: list[list[Any]] = header.get("defs") or []
+        rows: list[list[Any]] = [r for r in header.get("rows") or [] if int(r[0]) > self.state.applied_id]
+        await asyncio.to_thread(journal.insert_copied, defs, rows)
+        for d in defs:
+            self._alarms[int(d[0])] = str(d[1])
+        if rows:
+            self.state.applied_id = int(rows[-1][0])
+            self.state.rows += len(rows)
+            self._states(rows)
+
+    def _states(self, rows: list[list[Any]]) -> None:
+        """The alarm engine's states from the copied rows: every row carries its alarm's whole state after it
+        (scada.journal), so the last row of each alarm is its state, acknowledgements, shelving, suppression
+        and out-of-service included."""
+        engine = self.sink.engine()
+        if engine is None:
+            return
+        # row: id, ts_ms, ref, event, outcome, state, prev_state, flags, value, quality, user, comment, detail,
+        #      until_ms, since_ms
+        last: dict[str, RestoredState] = {}
+        timed, oos = int(Flag.SHELVED_TIMED), int(Flag.OUT_OF_SERVICE)
+        for r in rows:
+            ref = r[2]
+            alarm = self._alarms.get(int(ref)) if ref is not None else None
+            if alarm is None:
+                continue
+            flags = int(r[7])
+            work_order = r[12] if (flags & oos and int(r[3]) == int(Event.REMOVE_FROM_SERVICE)) else None
+            if flags & oos and work_order is None and alarm in last:
+                work_order = last[alarm].work_order
+            last[alarm] = RestoredState(alarm, _STATES[int(r[5])], flags, int(r[1]), r[14],
+                                        r[13] if flags & timed else None, work_order)
+        if last:
+            engine.restore(last)
+
+
+def subset(r: Readings, pos: npt.NDArray[np.int64]) -> Readings:
+    """The readings at positions ``pos`` (texts renumbered)."""
+    out = Readings(int(pos.size))
+    out.values, out.qualities = r.values[pos], r.qualities[pos]
+    out.source_ns, out.receive_ns = r.source_ns[pos], r.receive_ns[pos]
+    where = {int(p): k for k, p in enumerate(pos.tolist())}
+    out.texts = {where[k]: t for k, t in r.texts.items() if k in where}
+    return out
