@@ -269,10 +269,7 @@ def test_active_p1_colour_and_screenshots(ui: UI) -> None:
         settle(0.5)
         assert alarm_pixels(grab(w.overview))[style.P1] > 30
         assert "B003" in w.banner.newest.text()
-        directory = Path(os.environ.get("SCADA_SCREENSHOTS_DIR") or (ROOT / "docs" / "screenshots"
-                                                                     if os.environ.get("SCADA_SAVE_SCREENSHOTS")
-                                                                     else ui.stack.tmp / "shots"))
-        paths = save_levels(w, directory)
+        paths = save_levels(w, ui.stack.tmp / "shots")  # the README's set: docs/screenshots/capture.py
         assert {p.stem for p in paths} >= {"L1-overview", "L2-traffic-corridor", "L2-lighting-district",
                                           "L3-junction", "L3-lighting-cabinet", "L4-diagnostics"}
         assert all(p.stat().st_size > 10_000 for p in paths)
