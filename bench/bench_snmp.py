@@ -6,7 +6,7 @@ The workload is the poller's shape: every junction of the city read once per its
 template, each period), reads staggered over the period as the poll scheduler staggers them;
 ``--full`` adds the cameras (one GET each, at their period)::
 
-    child process(es): sim.snmp_agent.SnmpAgent (pysnmp), junctions │ cameras     ◄─UDP─┐
+    child process(es): sim.snmp_agent.SnmpAgent (v2c: x690), junctions │ cameras   ◄─UDP─┐
     this process, one client at a time, interleaved rounds:                              │
       driver    DriverFactory → SnmpDriver.read_readings(points)  (the tree under test)  ─┤
                 (v2c: drivers.snmp_puresnmp, puresnmp's codec on one socket per device)   │
@@ -36,8 +36,8 @@ decrypts (a 1 MB hash, ``puresnmp.util.localise_key``). The section prints both 
 Sizes: default the demo city (24 junctions) for 3 interleaved rounds of 8 s per client (< 2 min);
 ``--quick`` 1 round of 3 s; ``--full`` (``python -m bench.bench_snmp --full``, or
 ``BENCH_SNMP_FULL=1 python -m bench --only snmp``) the generated Dijon city: 113 junctions + 269
-cameras, 2 rounds of 20 s. The agents are pysnmp, ≈ 3 ms of their CPU per PDU: at full size they,
-not the clients, set the latency floor (one agent process for the junctions, one for the cameras).
+cameras, 2 rounds of 20 s. The agents (one process for the junctions, one for the cameras) answer v2c
+on puresnmp's codec (sim/snmp_v2c.py); their CPU is shown apart, it is not the client's.
 """
 
 from __future__ import annotations
@@ -516,7 +516,7 @@ def _report(size: str, workload: str, rounds: int, window: float, figs: dict[str
     d, p, u = figs["driver"], figs["pysnmp"], figs["puresnmp"]
     kinds = sorted(d.latency)
     lines = [
-        f"`python -m bench --only snmp`: {size} served by `sim.snmp_agent.SnmpAgent` (pysnmp) in child "
+        f"`python -m bench --only snmp`: {size} served by `sim.snmp_agent.SnmpAgent` (v2c on puresnmp's codec) in child "
         f"processes; this process reads every device once per period, the driver's plan of the whole template "
         f"({workload}), with each client in turn, {rounds} interleaved round(s) of {window:.0f} s per client "
         "(after 2 s of warm-up). CPU = `time.process_time` of this process over the window. The driver reads "

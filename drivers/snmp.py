@@ -19,8 +19,8 @@ Why not net-snmp's C library (ezsnmp), tried before: in a full test run ezsnmp's
 whole process (net-snmp is not safe in a threaded process); isolated in a worker process it cost more
 CPU than puresnmp in the same process (its per-varbind printing and the pipe), so it was dropped.
 
-Each driver only holds its session (target, credentials) and read plans. pysnmp is also the
-simulator's agent (``sim.snmp_agent``)::
+Each driver only holds its session (target, credentials) and read plans. The simulator's agent
+(``sim.snmp_agent``) answers v2c on the same codec and v3 on pysnmp::
 
     points ─► plan (cached)
                ├─ columns: ≥ bulk_min instances prefix.k, prefix.k+1 ... of one table column

@@ -1,31 +1,39 @@
-"""One SNMP agent (pysnmp 7.1.30 command responder) serving many simulated devices from one UDP port.
+"""One SNMP agent serving many simulated devices from one UDP port: v2c on puresnmp's codec, v1 and v3 on pysnmp.
 
 ::
 
-    manager ──UDP──▶ _Transport ──▶ SnmpEngine ── v2c: community "public-<id>" → contextName <id>
-       ▲                 │                      └─ v3:  user "scada" authPriv (SHA / AES-128), contextName <id>
-       │                 │                                         │
-       │   garble bytes  │                                         ▼
-       └─────────────────┘          _Responder.process_pdu: the device's comm fault decides
-                                    drop │ delay (call_later) │ corrupt │ disconnect │ answer
-                                                                        ▼
-                                    GET / GETNEXT / GETBULK / SET ──▶ _DeviceMib(<id>) ──▶ model properties
-                                                                        (read at request time)
+    manager ──UDP──▶ _Transport.datagram_received: the message's version field decides
+       ▲               ├─ v2c (1) ─▶ sim.snmp_v2c.decode_request (x690) ─ community "public-<id>" → device
+       │               │             (unknown community: no answer)             │
+       │               └─ v1 (0), v3 (3) ─▶ pysnmp SnmpEngine ─ v1: community "public-<id>" → contextName <id>
+       │                                     v3: user "scada" authPriv (SHA / AES-128), contextName <id>
+       │                                     ─▶ _Responder.process_pdu (unknown context: report)
+       │                                                                         │
+       │                                     SnmpAgent._serve: the device's comm fault decides
+       │                                     drop │ delay (call_later) │ corrupt │ disconnect │ answer
+       │                                                                         ▼
+       │    garble bytes      GET / GETNEXT / GETBULK / SET ──▶ sim.snmp_mib.DeviceMib(<id>) ──▶ model properties
+       └──────────────────── encode: x690 (v2c) or pysnmp (v1, v3)   codec-neutral values   (read at request time)
 
-pysnmp's own MIB instrumentation is bypassed: each device is a small sorted table of OIDs with
-getter callables (``_DeviceMib``), registered as the context's "MIB instrumentation" (pysnmp only
-calls ``read_variables`` / ``read_next_variables`` / ``write_variables`` on it). Access control is
-ours, not VACM: everything is readable, and only systemPatternControl and unitBackupTime are
-writable (anything else → notWritable, a non-INTEGER → wrongType, out of range → wrongValue).
-Likewise the v1/v2c community → context step is a dict lookup (``_CommunityMapV1``) rather than
-one snmpCommunityTable row per device, so start-up does not grow with the number of devices.
+Why two codecs on one port: v2c is the city's polling traffic (113 junctions x 2 PDUs every second plus the
+cameras at full scale), and pysnmp's command responder made the simulator need as much CPU as the server; on
+puresnmp's x690 codec the agent spends about a fifth of the CPU per PDU (README_snmp.md, "Two codecs, one
+port": the figures). v3 needs what pysnmp's engine holds (engine boots/time, localised keys, USM reports) and
+is rare. The datagram is sorted before pysnmp sees it, so a v2c request never enters pysnmp's dispatcher.
+
+Both paths answer from the same device tables (``sim.snmp_mib``: the SMI semantics, access control and
+GETBULK's end-of-view rule live there once), through a thin value adapter each (``sim.snmp_v2c.to_x690``,
+``_to_pysnmp`` here). pysnmp's own MIB instrumentation and VACM are bypassed: the responders below take the
+device from the context name and call the table. Likewise the v1 community → context step is a dict lookup
+(``_CommunityMapV1``) rather than one snmpCommunityTable row per device, so start-up does not grow with the
+number of devices.
 
 The agent runs in the caller's asyncio loop: opening the UDP endpoint registers it with the loop,
 so no ``open_dispatcher()`` (which would block to run the loop itself) is needed. A v3 request for
 an unknown context is answered with a snmpUnknownContexts report (pysnmp's responder cannot build
 that report itself: it passes the response PDU, which is not a confirmed class, and drops it).
 
-Comm faults (``set_comm_fault(id, kind, **params)``, ``kind=None`` clears):
+Comm faults (``set_comm_fault(id, kind, **params)``, ``kind=None`` clears), the same for every version:
 
 ``drop``        probability=1.0: requests are not answered (with probability p, seeded RNG)
 ``delay``       delay_s=1.0: requests are answered delay_s later (values read when answering)
@@ -40,12 +48,10 @@ A device whose model reports ``powered`` False (power cycle) does not answer eit
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import random
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -55,12 +61,11 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 from pysnmp.proto import errind, rfc1902
 from pysnmp.proto import error as proto_error
 from pysnmp.proto.api import v2c
-from pysnmp.proto.secmod.rfc2576 import SnmpV1SecurityModel, SnmpV2cSecurityModel
-from pysnmp.smi import error as smi_error
+from pysnmp.proto.secmod.rfc2576 import SnmpV1SecurityModel
+from x690.types import ObjectIdentifier, OctetString
 
-from sim.camera import Camera
-from sim.junction import JunctionController
-from sim.mib2 import MibSystem
+from sim import snmp_v2c
+from sim.snmp_mib import ASC, DeviceMib, Oid, ReadFailed, SetRefused, Value, device_oids
 
 __all__ = ["ASC", "COMM_FAULTS", "SnmpAgent", "device_oids"]
 
@@ -68,154 +73,40 @@ logger = logging.getLogger(__name__)
 
 COMM_FAULTS = ("drop", "delay", "corrupt", "disconnect")
 
-Oid = tuple[int, ...]
-
-ASC = (1, 3, 6, 1, 4, 1, 1206, 4, 2, 1)  # NTCIP 1202 asc node
-SYS_DESCR = (1, 3, 6, 1, 2, 1, 1, 1, 0)
-SYS_UPTIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
-SYS_NAME = (1, 3, 6, 1, 2, 1, 1, 5, 0)
-IF_NUMBER = (1, 3, 6, 1, 2, 1, 2, 1, 0)
-IF_ENTRY = (1, 3, 6, 1, 2, 1, 2, 2, 1)
-RECORDING = (1, 3, 6, 1, 4, 1, 99999, 2, 1, 0)
-SYSTEM_PATTERN_CONTROL = (*ASC, 4, 14, 0)
-UNIT_BACKUP_TIME = (*ASC, 3, 3, 0)
-
 _GARBAGE = b"\xde\xad\xbe\xef"
 
-
-@dataclass(frozen=True, slots=True)
-class _Obj:
-    oid: Oid
-    read: Callable[[], Any]  # returns a pyasn1 value
-    write: Callable[[int], object] | None = None
-    lo: int = 0
-    hi: int = 0
-
-
-def _int(fn: Callable[[], int]) -> Callable[[], Any]:
-    return lambda: rfc1902.Integer32(fn())
+_PYSNMP: dict[str, Callable[[Any], Any]] = {
+    "Integer32": rfc1902.Integer32,
+    "OctetString": rfc1902.OctetString,
+    "TimeTicks": rfc1902.TimeTicks,
+    "Counter32": rfc1902.Counter32,
+    "noSuchObject": lambda _: v2c.NoSuchObject(),
+    "noSuchInstance": lambda _: v2c.NoSuchInstance(),
+    "endOfMibView": lambda _: v2c.EndOfMibView(),
+}
 
 
-def _octets(fn: Callable[[], bytes]) -> Callable[[], Any]:
-    return lambda: rfc1902.OctetString(fn())
+def _to_pysnmp(value: Value) -> Any:
+    """A neutral value (sim.snmp_mib) as its pysnmp (pyasn1) type."""
+    syntax, v = value
+    return _PYSNMP[syntax](v)
 
 
-def _system_objects(model: MibSystem) -> list[_Obj]:
-    """MIB-II system group: sysDescr, sysUpTime, sysName."""
-    return [
-        _Obj(SYS_DESCR, lambda: rfc1902.OctetString(model.sys_descr)),
-        _Obj(SYS_UPTIME, lambda: rfc1902.TimeTicks(model.uptime_cs)),
-        _Obj(SYS_NAME, lambda: rfc1902.OctetString(model.sys_name)),
-    ]
-
-
-def _objects_for(model: Any) -> list[_Obj]:
-    if isinstance(model, JunctionController):
-        j = model
-        return [
-            *_system_objects(model),
-            _Obj((*ASC, 1, 1, 0), _int(lambda: j.phases)),  # maxPhases
-            _Obj((*ASC, 1, 3, 0), _int(lambda: 1)),  # maxPhaseGroups
-            _Obj((*ASC, 1, 4, 1, 2, 1), _int(lambda: j.phase_reds)),
-            _Obj((*ASC, 1, 4, 1, 3, 1), _int(lambda: j.phase_yellows)),
-            _Obj((*ASC, 1, 4, 1, 4, 1), _int(lambda: j.phase_greens)),
-            _Obj(UNIT_BACKUP_TIME, _int(lambda: j.unit_backup_time), j.set_unit_backup_time, 0, 65535),
-            _Obj((*ASC, 3, 5, 0), _int(lambda: j.unit_control_status)),
-            _Obj((*ASC, 3, 6, 0), _int(lambda: j.unit_flash_status)),
-            _Obj((*ASC, 3, 9, 0), _int(lambda: j.short_alarm_status)),
-            _Obj((*ASC, 4, 10, 0), _int(lambda: j.coord_pattern_status)),
-            _Obj((*ASC, 4, 11, 0), _int(lambda: j.local_free_status)),
-            _Obj(SYSTEM_PATTERN_CONTROL, _int(lambda: j.system_pattern_control), j.set_system_pattern_control, 0, 255),
-            # static configuration: phaseConcurrency.p (the controller's compatibility matrix, an OCTET STRING of
-            # phase numbers) and patternCycleTime.n of each plan it has (the frozen-status check's cycle)
-            *(_Obj((*ASC, 1, 2, 1, 23, p), _octets(partial(j.phase_concurrency, p))) for p in range(1, j.phases + 1)),
-            *(_Obj((*ASC, 4, 7, 1, 2, n), _int(partial(j.pattern_cycle_time, n))) for n in sorted(j.plans)),
-        ]
-    if isinstance(model, Camera):
-        c = model
-        return [
-            *_system_objects(model),
-            _Obj(IF_NUMBER, _int(lambda: 1)),
-            _Obj((*IF_ENTRY, 1, 1), _int(lambda: 1)),  # ifIndex.1
-            _Obj((*IF_ENTRY, 2, 1), lambda: rfc1902.OctetString("eth0")),  # ifDescr.1
-            _Obj((*IF_ENTRY, 8, 1), _int(lambda: c.if_oper_status)),  # ifOperStatus.1
-            _Obj((*IF_ENTRY, 10, 1), lambda: rfc1902.Counter32(c.in_octets)),  # ifInOctets.1
-            _Obj(RECORDING, _int(lambda: int(c.recording))),
-        ]
-    raise TypeError(f"SnmpAgent serves JunctionController and Camera models, got {type(model).__name__}")
-
-
-def device_oids(model: Any) -> list[str]:
-    """The dotted OIDs served for a model (sorted), e.g. to document or to check a tag map."""
-    return [".".join(map(str, o.oid)) for o in sorted(_objects_for(model), key=lambda o: o.oid)]
-
-
-class _DeviceMib:
-    """Duck-typed MIB instrumentation for one device (the three calls pysnmp's responders make)."""
-
-    def __init__(self, device_id: str, model: Any) -> None:
-        self.id = device_id
-        self.model = model
-        objs = _objects_for(model)
-        self._objs = {o.oid: o for o in objs}
-        self._oids = sorted(self._objs)
-        self._parents = {oid[:-1] for oid in self._oids}
-
-    def _value(self, obj: _Obj, idx: int) -> Any:
-        try:
-            return obj.read()
-        except Exception as exc:  # a model bug must not kill the agent: answer genErr (logged)
-            logger.error("%s: reading %s failed: %r", self.id, ".".join(map(str, obj.oid)), exc)
-            raise smi_error.GenError(name=obj.oid, idx=idx) from exc
-
-    def read_variables(self, *var_binds: Any, **_ctx: Any) -> list[tuple[Any, Any]]:
-        out: list[tuple[Any, Any]] = []
-        for idx, (name, _) in enumerate(var_binds):
-            oid = tuple(name)
-            obj = self._objs.get(oid)
-            if obj is None:
-                out.append((name, v2c.NoSuchInstance() if oid[:-1] in self._parents else v2c.NoSuchObject()))
-            else:
-                out.append((name, self._value(obj, idx)))
-        return out
-
-    def read_next_variables(self, *var_binds: Any, **_ctx: Any) -> list[tuple[Any, Any]]:
-        out: list[tuple[Any, Any]] = []
-        for idx, (name, _) in enumerate(var_binds):
-            i = bisect.bisect_right(self._oids, tuple(name))
-            if i >= len(self._oids):
-                out.append((name, v2c.EndOfMibView()))
-            else:
-                obj = self._objs[self._oids[i]]
-                out.append((rfc1902.ObjectName(obj.oid), self._value(obj, idx)))
-        return out
-
-    def write_variables(self, *var_binds: Any, **_ctx: Any) -> list[tuple[Any, Any]]:
-        # validate every var-bind first: a SET is all or nothing
-        checked: list[tuple[_Obj, int]] = []
-        for idx, (name, val) in enumerate(var_binds):
-            obj = self._objs.get(tuple(name))
-            if obj is None or obj.write is None:
-                raise smi_error.NotWritableError(name=name, idx=idx)
-            if val.tagSet != rfc1902.Integer32.tagSet:
-                raise smi_error.WrongTypeError(name=name, idx=idx)
-            value = int(val)
-            if not obj.lo <= value <= obj.hi:
-                raise smi_error.WrongValueError(name=name, idx=idx)
-            checked.append((obj, value))
-        for (obj, value), (name, _) in zip(checked, var_binds, strict=True):
-            assert obj.write is not None
-            obj.write(value)
-            logger.info("%s: SET %s = %d", self.id, ".".join(map(str, name)), value)
-        return [(name, val) for name, val in var_binds]
+def _dotted(oid: Oid) -> str:
+    return ".".join(map(str, oid))
 
 
 class _Transport(udp.UdpAsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
-    """UDP endpoint that can garble the datagram being sent (corrupt mode="garble")."""
+    """The agent's UDP endpoint: v2c datagrams are answered here, the others go to pysnmp's engine; and a
+    response can be garbled on its way out (corrupt mode="garble")."""
 
     def __init__(self, agent: SnmpAgent) -> None:
         super().__init__()
         self._agent = agent
+
+    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
+        if not self._agent._v2c_received(datagram, transportAddress):
+            super().datagram_received(datagram, transportAddress)
 
     def send_message(self, outgoingMessage: bytes, transportAddress: Any) -> None:
         if self._agent._corrupting == "garble":
@@ -224,11 +115,12 @@ class _Transport(udp.UdpAsyncioTransport):  # type: ignore[misc]  # pysnmp is un
 
 
 class _CommunityMapV1(SnmpV1SecurityModel):  # type: ignore[misc]  # pysnmp is untyped
-    """Community ``public-<id>`` → contextName ``<id>`` by a dict lookup.
+    """SNMPv1 community ``public-<id>`` → contextName ``<id>`` by a dict lookup.
 
     pysnmp's own mapping goes through one snmpCommunityTable row per device (``config.add_v1_system``
     costs ~5 ms per device through the MIB write machinery: ~2 s for the 269 cameras); this is the
     same RFC 2576 step (community → securityName, contextEngineId, contextName) without the table.
+    (v2c never reaches pysnmp: ``_Transport`` answers it.)
     """
 
     def __init__(self, agent: SnmpAgent) -> None:
@@ -244,12 +136,9 @@ class _CommunityMapV1(SnmpV1SecurityModel):  # type: ignore[misc]  # pysnmp is u
         return rfc1902.OctetString(name), engine_id.syntax, rfc1902.OctetString(device)
 
 
-class _CommunityMapV2c(_CommunityMapV1):
-    SECURITY_MODEL_ID = SnmpV2cSecurityModel.SECURITY_MODEL_ID
-
-
 class _Responder:
-    """Mixin over pysnmp's command responders: comm faults and unknown contexts are decided here."""
+    """Mixin over pysnmp's command responders (v1, v3): comm faults and unknown contexts are decided by the
+    agent, the operation is the device table's (``_rows``), pysnmp only encodes."""
 
     agent: SnmpAgent
 
@@ -260,7 +149,23 @@ class _Responder:
     def process_pdu(self, *args: Any) -> None:
         # args: snmpEngine, messageProcessingModel, securityModel, securityName, securityLevel,
         #       contextEngineId, contextName, pduVersion, PDU, maxSizeResponseScopedPDU, stateReference
-        self.agent._dispatch(super().process_pdu, args)  # type: ignore[misc]
+        self.agent._pysnmp_pdu(super().process_pdu, args)  # type: ignore[misc]
+
+    def _rows(self, dev: DeviceMib, pdu: Any, var_binds: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        raise NotImplementedError
+
+    def handle_management_operation(self, snmpEngine: Any, stateReference: Any, contextName: Any, PDU: Any) -> None:
+        dev = self.agent._devices[bytes(contextName).decode("utf-8", "replace")]  # known: _pysnmp_pdu checked
+        var_binds = list(v2c.apiPDU.get_varbinds(PDU))
+        status: str | int = 0
+        index = 0
+        try:
+            rows = self._rows(dev, PDU, var_binds)
+        except (ReadFailed, SetRefused) as exc:  # the request's var-binds come back with the status, as in v2c
+            status = exc.status if isinstance(exc, SetRefused) else "genErr"
+            index, rows = exc.index + 1, var_binds
+        self.send_varbinds(snmpEngine, stateReference, status, index, rows)
+        self.release_state_information(stateReference)  # type: ignore[attr-defined]
 
     def send_varbinds(
         self, snmpEngine: Any, stateReference: Any, errorStatus: Any, errorIndex: Any, varBinds: Any
@@ -271,43 +176,37 @@ class _Responder:
 
 
 class _Get(_Responder, cmdrsp.GetCommandResponder):  # type: ignore[misc]
-    pass
+    def _rows(self, dev: DeviceMib, pdu: Any, var_binds: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        got = dev.get([tuple(name) for name, _ in var_binds])
+        return [(name, _to_pysnmp(value)) for (name, _), (_, value) in zip(var_binds, got, strict=True)]
 
 
 class _Next(_Responder, cmdrsp.NextCommandResponder):  # type: ignore[misc]
-    pass
-
-
-class _Set(_Responder, cmdrsp.SetCommandResponder):  # type: ignore[misc]
-    pass
+    def _rows(self, dev: DeviceMib, pdu: Any, var_binds: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        got = dev.next([tuple(name) for name, _ in var_binds])
+        return [(rfc1902.ObjectName(oid), _to_pysnmp(value)) for oid, value in got]
 
 
 class _Bulk(_Responder, cmdrsp.BulkCommandResponder):  # type: ignore[misc]
-    """GETBULK that stops repeating once every repeater has reached the end of the device's MIB
-    (pysnmp's own keeps appending endOfMibView rows, and snmpbulkwalk prints each of them)."""
+    def _rows(self, dev: DeviceMib, pdu: Any, var_binds: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        non_repeaters = int(v2c.apiBulkPDU.get_non_repeaters(pdu))
+        max_repetitions = int(v2c.apiBulkPDU.get_max_repetitions(pdu))
+        got = dev.bulk([tuple(name) for name, _ in var_binds], non_repeaters, max_repetitions)
+        return [(rfc1902.ObjectName(oid), _to_pysnmp(value)) for oid, value in got]
 
-    def handle_management_operation(self, snmpEngine: Any, stateReference: Any, contextName: Any, PDU: Any) -> None:
-        non_repeaters = max(int(v2c.apiBulkPDU.get_non_repeaters(PDU)), 0)
-        max_repetitions = max(int(v2c.apiBulkPDU.get_max_repetitions(PDU)), 0)
-        req = list(v2c.apiPDU.get_varbinds(PDU))
-        n = min(non_repeaters, len(req))
-        r = len(req) - n
-        m = min(max_repetitions, self.max_varbinds // r) if r else 0
-        mib = self.snmpContext.get_mib_instrum(contextName)
-        rsp = list(mib.read_next_variables(*req[:n])) if n else []
-        row = req[n:]
-        while m > 0 and r:
-            row = mib.read_next_variables(*row)
-            rsp.extend(row)
-            if all(isinstance(val, v2c.EndOfMibView) for _, val in row):
-                break
-            m -= 1
-        self.send_varbinds(snmpEngine, stateReference, 0, 0, rsp)
-        self.release_state_information(stateReference)
+
+class _Set(_Responder, cmdrsp.SetCommandResponder):  # type: ignore[misc]
+    _INTEGER = rfc1902.Integer32.tagSet
+
+    def _rows(self, dev: DeviceMib, pdu: Any, var_binds: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        self.agent._write(
+            dev, [(tuple(name), int(val) if val.tagSet == self._INTEGER else None) for name, val in var_binds]
+        )
+        return var_binds
 
 
 class SnmpAgent:
-    """Serve ``models`` (device id → JunctionController | Camera) over SNMP v2c and v3 on one UDP port.
+    """Serve ``models`` (device id → JunctionController | Camera) over SNMP v2c, v3 (and v1) on one UDP port.
 
     Create and start it inside the running asyncio loop::
 
@@ -336,13 +235,15 @@ class SnmpAgent:
         self.host = host
         self._want_port = port
         self._v3 = (v3_user, v3_auth_key, v3_priv_key)
-        self._devices: dict[str, _DeviceMib] = {dev_id: _DeviceMib(dev_id, m) for dev_id, m in models.items()}
+        self._devices: dict[str, DeviceMib] = {dev_id: DeviceMib(dev_id, m) for dev_id, m in models.items()}
+        self._by_community = {f"public-{dev_id}".encode(): dev for dev_id, dev in self._devices.items()}
         self._faults: dict[str, tuple[str, dict[str, Any]]] = {}
         self._rng = random.Random(seed)
         self._engine: Any = None
+        self._udp: _Transport | None = None
         self._port: int | None = None
         self._pending: set[asyncio.TimerHandle] = set()
-        self._corrupting: str | None = None  # corrupt mode of the response being built right now
+        self._corrupting: str | None = None  # corrupt mode of the pysnmp response being built right now
         self._unknown_logged: set[str] = set()
         self.stats = {"requests": 0, "answered": 0, "dropped": 0, "delayed": 0, "corrupted": 0, "unknown_context": 0}
 
@@ -362,16 +263,13 @@ class SnmpAgent:
         eng = engine.SnmpEngine()
         transport = _Transport(self).open_server_mode(sock=sock)
         config.add_transport(eng, udp.DOMAIN_NAME, transport)
-        for model in (_CommunityMapV1, _CommunityMapV2c):
-            eng.security_models[model.SECURITY_MODEL_ID] = model(self)
+        eng.security_models[_CommunityMapV1.SECURITY_MODEL_ID] = _CommunityMapV1(self)
         user, auth, priv = self._v3
         config.add_v3_user(eng, user, config.USM_AUTH_HMAC96_SHA, auth, config.USM_PRIV_CFB128_AES, priv)
-        ctx = context.SnmpContext(eng)
-        for dev_id, dev in self._devices.items():
-            ctx.context_names[dev_id.encode()] = dev  # duck-typed MIB instrumentation
+        ctx = context.SnmpContext(eng)  # no context names registered: the responders ask the agent
         for cls in (_Get, _Next, _Bulk, _Set):
             cls(eng, ctx, self)
-        self._engine = eng
+        self._engine, self._udp = eng, transport
         # the endpoint is created by a task pysnmp scheduled on this loop: wait until it is up
         for _ in range(1000):
             if transport.transport is not None:
@@ -389,7 +287,7 @@ class SnmpAgent:
         self._pending.clear()
         if self._engine is not None:
             self._engine.close_dispatcher()
-            self._engine = None
+            self._engine = self._udp = None
             await asyncio.sleep(0)  # let the transport's close callbacks run
             logger.info("snmp agent on udp %s:%s closed", self.host, self._port)
 
@@ -461,17 +359,38 @@ class SnmpAgent:
 
     # ------------------------------------------------------------------ request path
 
-    def _dispatch(self, run: Callable[..., None], args: tuple[Any, ...]) -> None:
-        self.stats["requests"] += 1
+    def _v2c_received(self, data: bytes, addr: Any) -> bool:
+        """Answer a v2c datagram (True); False when it is not SNMPv2c (pysnmp's engine takes it)."""
+        try:
+            request = snmp_v2c.decode_request(data)
+            if request is None:
+                return False
+            dev = self._by_community.get(request.community_bytes)
+            if dev is not None:  # an unknown community is not answered, as a real agent
+                self._serve(dev, partial(self._answer_v2c, request, dev, addr))
+        except snmp_v2c.V2cError as exc:  # pysnmp would have dropped it too (snmpInASNParseErrs)
+            logger.debug("snmp agent %s: v2c datagram from %s dropped: %s", self.endpoint, addr, exc)
+        except Exception:  # an agent bug must not take the endpoint down: logged, that request unanswered
+            logger.exception("snmp agent %s: v2c request from %s failed", self.endpoint, addr)
+        return True
+
+    def _pysnmp_pdu(self, run: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """A v1 / v3 request that pysnmp's engine has authenticated and decoded: the context names the device."""
         context_name = bytes(args[6]).decode("utf-8", "replace")
         dev = self._devices.get(context_name)
         if dev is None:
+            self.stats["requests"] += 1
             self._unknown_context(context_name, args)
             return
+        self._serve(dev, partial(self._answer_pysnmp, run, args))
+
+    def _serve(self, dev: DeviceMib, answer: Callable[[str | None], None]) -> None:
+        """The device's power and comm fault decide whether, when and how ``answer(corrupt_mode)`` runs."""
+        self.stats["requests"] += 1
         if not getattr(dev.model, "powered", True):
             self.stats["dropped"] += 1
             return
-        kind, params = self._faults.get(context_name, (None, {}))
+        kind, params = self._faults.get(dev.id, (None, {}))
         if kind == "disconnect" or (kind == "drop" and self._rng.random() < float(params["probability"])):
             self.stats["dropped"] += 1
             return
@@ -483,22 +402,62 @@ class SnmpAgent:
             def later() -> None:
                 self._pending.discard(holder[0])
                 if self._engine is not None:
-                    self._answer(run, args, None)
+                    self._answer(answer, None)
 
             holder.append(loop.call_later(float(params["delay_s"]), later))
             self._pending.add(holder[0])
             return
-        self._answer(run, args, params.get("mode") if kind == "corrupt" else None)
+        self._answer(answer, params.get("mode") if kind == "corrupt" else None)
 
-    def _answer(self, run: Callable[..., None], args: tuple[Any, ...], corrupt: str | None) -> None:
+    def _answer(self, answer: Callable[[str | None], None], corrupt: str | None) -> None:
         if corrupt is not None:
             self.stats["corrupted"] += 1
-        self._corrupting = corrupt
+        answer(corrupt)
+        self.stats["answered"] += 1
+
+    def _answer_pysnmp(self, run: Callable[..., None], args: tuple[Any, ...], corrupt: str | None) -> None:
+        self._corrupting = corrupt  # read by _Responder.send_varbinds and _Transport.send_message
         try:
             run(*args)
-            self.stats["answered"] += 1
         finally:
             self._corrupting = None
+
+    def _answer_v2c(self, request: snmp_v2c.V2cRequest, dev: DeviceMib, addr: Any, corrupt: str | None) -> None:
+        oids = [snmp_v2c.oid_nodes(oid) for oid, _ in request.varbinds]
+        status = index = 0
+        varbinds: Sequence[tuple[ObjectIdentifier, Any]]
+        try:
+            if request.kind == "GET":  # the request's OIDs are echoed as decoded (no re-encoding)
+                got = dev.get(oids)
+                varbinds = [(oid, snmp_v2c.to_x690(v)) for (oid, _), (_, v) in zip(request.varbinds, got, strict=True)]
+            elif request.kind == "SET":
+                values = [snmp_v2c.integer_of(v) for _, v in request.varbinds]
+                self._write(dev, list(zip(oids, values, strict=True)))
+                varbinds = request.varbinds
+            else:
+                rows = (
+                    dev.next(oids)
+                    if request.kind == "GETNEXT"
+                    else dev.bulk(oids, request.non_repeaters, request.max_repetitions)
+                )
+                varbinds = [(snmp_v2c.x690_oid(oid), snmp_v2c.to_x690(v)) for oid, v in rows]
+        except (ReadFailed, SetRefused) as exc:  # RFC 3416: the request's var-binds, the status, 1-based index
+            status = snmp_v2c.STATUS[exc.status if isinstance(exc, SetRefused) else "genErr"]
+            index, varbinds = exc.index + 1, request.varbinds
+        if corrupt == "values":
+            varbinds = [(oid, OctetString(_GARBAGE)) for oid, _ in varbinds]
+        data = snmp_v2c.encode_response(request, varbinds, status, index)
+        if corrupt == "garble":
+            data = self._garble(data)
+        if self._udp is not None and self._udp.transport is not None:
+            self._udp.transport.sendto(data, addr)
+
+    def _write(self, dev: DeviceMib, items: list[tuple[Oid, int | None]]) -> None:
+        """A SET, all or nothing: every var-bind is checked (SetRefused) before the first is written."""
+        for obj, value in dev.check_set(items):
+            assert obj.write is not None  # check_set keeps writable objects only
+            obj.write(value)
+            logger.info("%s: SET %s = %d", dev.id, _dotted(obj.oid), value)
 
     def _garble(self, data: bytes) -> bytes:
         half = len(data) // 2
@@ -512,7 +471,7 @@ class SnmpAgent:
             logger.warning("snmp agent %s: request for unknown context %r", self.endpoint, name)
         snmp_engine, mp_model = args[0], int(args[1])
         if mp_model != 3:
-            return  # v1/v2c: the community table only maps to known devices
+            return  # v1: the community map only maps to known devices (v2c never gets here)
         (unknown,) = snmp_engine.get_mib_builder().import_symbols("__SNMP-TARGET-MIB", "snmpUnknownContexts")
         unknown.syntax += 1
         try:

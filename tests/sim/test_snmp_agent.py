@@ -1,16 +1,25 @@
-"""The simulator's SNMP agent against real managers: pysnmp (v2c, v3 authPriv) and Debian's net-snmp tools."""
+"""The simulator's SNMP agent against real managers: pysnmp (v1, v2c, v3 authPriv) and Debian's net-snmp tools.
+
+The agent answers v2c on puresnmp's codec and hands v1 / v3 to pysnmp's engine, on one port: every behaviour
+below is checked from the manager's side, in both paths where the two could differ (SET refusals, genErr).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import random
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from puresnmp import V2C
+from puresnmp.pdu import GetRequest, PDUContent
+from puresnmp.plugins import mpm
+from puresnmp.varbind import VarBind
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -27,6 +36,9 @@ from pysnmp.hlapi.v3arch.asyncio import (
     walk_cmd,
 )
 from pysnmp.proto.rfc1902 import Gauge32, Integer32, OctetString
+from x690.types import Integer, Null, ObjectIdentifier
+from x690.types import OctetString as X690OctetString
+from x690.types import Sequence as X690Sequence
 
 from scada.config import EquipmentDef
 from sim.camera import Camera
@@ -205,7 +217,7 @@ async def test_missing_objects(agent: SnmpAgent, mgr: SnmpEngine) -> None:
 
 async def test_walk_getnext_and_getbulk(agent: SnmpAgent, mgr: SnmpEngine, models: dict[str, Any]) -> None:
     tgt = await target(agent)
-    walked = []
+    walked: list[str] = []
     async for err, status, _, vbs in walk_cmd(
         mgr, v2("J1"), tgt, ContextData(), ObjectType(ObjectIdentity("1.3.6.1")), lexicographicMode=False
     ):
@@ -276,6 +288,50 @@ async def test_set_is_all_or_nothing(agent: SnmpAgent, mgr: SnmpEngine, models: 
     )
     assert err is None and status.prettyPrint() == "notWritable"
     assert j.system_pattern_control == 0 and j.unit_control_status == 6
+
+
+@pytest.mark.parametrize("version", ["v2c", "v3"])
+async def test_a_refused_set_names_its_varbind(
+    agent: SnmpAgent, mgr: SnmpEngine, models: dict[str, Any], version: str
+) -> None:
+    j: JunctionController = models["J1"]
+    auth = v2("J1") if version == "v2c" else v3()
+    ctx = ContextData(contextName=b"" if version == "v2c" else b"J1")
+    tgt = await target(agent)
+    cases = [  # (var-binds, status, 1-based error-index): the first refused var-bind in PDU order
+        ([(UBT, Integer32(120)), (SPC, Integer32(300)), (JUNCTION_TAGS["phase_greens"], Integer32(1))], "wrongValue", 2),
+        ([(UBT, Integer32(120)), (SPC, Integer32(3)), (JUNCTION_TAGS["phase_greens"], Integer32(1))], "notWritable", 3),
+        ([(SPC, Integer32(3)), (UBT, OctetString("120"))], "wrongType", 2),
+    ]
+    for varbinds, expected, index in cases:
+        before = j.status()
+        err, status, err_index, vbs = await set_cmd(
+            mgr, auth, tgt, ctx, *(ObjectType(ObjectIdentity(o), v) for o, v in varbinds)
+        )
+        assert err is None
+        assert (status.prettyPrint(), int(err_index)) == (expected, index)
+        assert [str(vb[0]) for vb in vbs] == [o for o, _ in varbinds]  # the request's var-binds come back
+        assert j.status() == before  # all or nothing
+
+
+@pytest.mark.parametrize("version", ["v2c", "v3"])
+async def test_a_model_that_fails_to_read_gives_generr_at_its_varbind(
+    agent: SnmpAgent, mgr: SnmpEngine, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    def broken(_self: JunctionController) -> int:
+        raise RuntimeError("simulated model bug")
+
+    monkeypatch.setattr(JunctionController, "phase_greens", property(broken))
+    err, status, err_index, _ = await get_cmd(
+        mgr,
+        v2("J1") if version == "v2c" else v3(),
+        await target(agent),
+        ContextData(contextName=b"" if version == "v2c" else b"J1"),
+        *(ObjectType(ObjectIdentity(o)) for o in (SPC, UBT, JUNCTION_TAGS["phase_greens"])),
+    )
+    assert err is None and (status.prettyPrint(), int(err_index)) == ("genErr", 3)
+    err, status, _ = await get(mgr, v2("J2"), agent, SPC)  # the agent keeps answering
+    assert err is None and status == 0
 
 
 async def test_lease_expires_over_snmp(agent: SnmpAgent, mgr: SnmpEngine, models: dict[str, Any]) -> None:
@@ -401,6 +457,75 @@ async def test_construction_checks() -> None:
         _ = a.endpoint
 
 
+# --------------------------------------------------------------------------- one port, two codecs
+
+
+def pysnmp_messages(agent: SnmpAgent) -> int:
+    """snmpInPkts of the agent's pysnmp engine: the messages that reached pysnmp's dispatcher."""
+    (counter,) = agent._engine.get_mib_builder().import_symbols("__SNMPv2-MIB", "snmpInPkts")
+    return int(counter.syntax)
+
+
+async def test_v1_v2c_and_v3_share_the_port(agent: SnmpAgent, mgr: SnmpEngine, models: dict[str, Any]) -> None:
+    j1, j2 = models["J1"].status(), models["J2"].status()
+    before = pysnmp_messages(agent)
+    results = await asyncio.gather(*(
+        get(mgr, v2("J1") if k % 2 else v2("J2"), agent, *JUNCTION_TAGS.values()) for k in range(10)
+    ))
+    for k, (err, status, values) in enumerate(results):
+        assert err is None and status == 0
+        assert {t: int(values[o]) for t, o in JUNCTION_TAGS.items()} == (j1 if k % 2 else j2)
+    assert pysnmp_messages(agent) == before  # v2c is answered before pysnmp's engine sees it
+    mixed = await asyncio.gather(
+        get(mgr, v3(), agent, "1.3.6.1.2.1.1.5.0", context="J2"),
+        get(mgr, v2("CAM1"), agent, "1.3.6.1.2.1.1.5.0"),
+        get(mgr, CommunityData("public-J1", mpModel=0), agent, "1.3.6.1.2.1.1.5.0"),  # SNMPv1: pysnmp too
+        get(mgr, v3(), agent, "1.3.6.1.2.1.1.5.0", context="J1"),
+    )
+    assert [(r[0], str(r[2]["1.3.6.1.2.1.1.5.0"])) for r in mixed] == [
+        (None, "J2"), (None, "CAM1"), (None, "J1"), (None, "J1")
+    ]
+    assert pysnmp_messages(agent) > before  # v1 and v3 went through pysnmp
+    assert agent.stats["requests"] == agent.stats["answered"] == 14
+
+
+async def test_an_undecodable_v2c_datagram_is_dropped(
+    agent: SnmpAgent, mgr: SnmpEngine, models: dict[str, Any]
+) -> None:
+    """A v2c message cut short (a framing edge case: built with x690, then truncated) is not answered, and
+    the agent goes on answering."""
+    request = X690Sequence([
+        Integer(1),
+        X690OctetString(b"public-J1"),
+        GetRequest(PDUContent(42, [VarBind(ObjectIdentifier(SPC), Null())])),
+    ])
+    whole = bytes(request)
+    v2c_model = mpm.create(1, _no_transport, {})
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)  # the agent answers in this test's loop
+        sock.connect(("127.0.0.1", agent.port))
+        await loop.sock_sendall(sock, whole)  # whole, the message is answered (it is well formed)
+        answer = v2c_model.decode(await asyncio.wait_for(loop.sock_recv(sock, 2048), 2.0), V2C("public-J1")).value
+        assert answer.request_id == 42
+        assert [(vb.oid.value, vb.value.value) for vb in answer.varbinds] == [
+            (SPC, models["J1"].system_pattern_control)
+        ]
+        for cut in (whole[:-3], whole[:12], whole[:-len(bytes(ObjectIdentifier(SPC))) - 2]):
+            await loop.sock_sendall(sock, cut)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(loop.sock_recv(sock, 2048), 0.3)
+    finally:
+        sock.close()
+    err, status, values = await get(mgr, v2("J1"), agent, SPC)
+    assert err is None and status == 0 and SPC in values
+
+
+async def _no_transport(_data: bytes) -> bytes:  # pragma: no cover - v2c decoding sends nothing
+    raise AssertionError("v2c sends no discovery")
+
+
 # --------------------------------------------------------------------------- net-snmp (independent tool)
 
 
@@ -475,6 +600,38 @@ async def test_net_snmp_tools_read_and_write_the_agent(
         "snmpget", *v3args[:8], "wrong-auth-key", *v3args[9:], "-n", "J1", agent.endpoint, SPC, tmp=tmp_path
     )
     assert rc != 0 and "Authentication failure" in out + err
+
+
+async def test_net_snmp_bulk_tools_agree_with_the_v2c_path(
+    agent: SnmpAgent, models: dict[str, Any], tmp_path: Path
+) -> None:
+    for tool in ("snmpbulkwalk", "snmpbulkget"):
+        require_peer(tool, "Debian package snmp")
+    j1: JunctionController = models["J1"]
+    rc, out, err = await net_snmp(
+        "snmpbulkwalk", "-v2c", "-c", "public-J1", "-Cr7", agent.endpoint, ".1.3.6.1", tmp=tmp_path
+    )
+    assert rc == 0, err
+    lines = out.splitlines()
+    walked = parse(out)
+    assert list(walked) == device_oids(j1)  # every object once
+    assert len(lines) == len(walked) + 1 and "No more variables" in lines[-1]  # then one end-of-view line
+    assert {t: walked[o] for t, o in JUNCTION_TAGS.items()} == {t: f"INTEGER: {v}" for t, v in j1.status().items()}
+    assert walked["1.3.6.1.2.1.1.5.0"] == 'STRING: "J1"'
+    # one non-repeater (sysContact.0 → sysName.0) and repeaters from coordPatternStatus: the last objects of
+    # the junction, then one endOfMibView row
+    rc, out, err = await net_snmp(
+        "snmpbulkget", "-v2c", "-c", "public-J1", "-Cn1", "-Cr5", agent.endpoint,
+        "1.3.6.1.2.1.1.4.0", JUNCTION_TAGS["coord_pattern_status"], tmp=tmp_path,
+    )
+    assert rc == 0, err
+    rows = [line.partition(" = ") for line in out.splitlines()]
+    assert [(oid.lstrip("."), value) for oid, _, value in rows] == [
+        ("1.3.6.1.2.1.1.5.0", 'STRING: "J1"'),
+        (JUNCTION_TAGS["local_free_status"], f"INTEGER: {j1.local_free_status}"),
+        (SPC, f"INTEGER: {j1.system_pattern_control}"),
+        (SPC, "No more variables left in this MIB View (It is past the end of the MIB tree)"),
+    ]
 
 
 async def test_two_agents_share_one_loop(models: dict[str, Any], mgr: SnmpEngine) -> None:
