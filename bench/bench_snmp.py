@@ -516,8 +516,8 @@ def _report(size: str, workload: str, rounds: int, window: float, figs: dict[str
     d, p, u = figs["driver"], figs["pysnmp"], figs["puresnmp"]
     kinds = sorted(d.latency)
     lines = [
-        f"`python -m bench --only snmp`: {size} served by `sim.snmp_agent.SnmpAgent` (v2c on puresnmp's codec) in child "
-        f"processes; this process reads every device once per period, the driver's plan of the whole template "
+        f"`python -m bench --only snmp`: {size} served by `sim.snmp_agent.SnmpAgent` (v2c on puresnmp's codec) "
+        f"in child processes; this process reads every device once per period, the driver's plan of the whole template "
         f"({workload}), with each client in turn, {rounds} interleaved round(s) of {window:.0f} s per client "
         "(after 2 s of warm-up). CPU = `time.process_time` of this process over the window. The driver reads "
         "v2c through `drivers.snmp_puresnmp` (puresnmp's codec, one connected UDP socket per device).",

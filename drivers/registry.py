@@ -5,7 +5,7 @@
     modbus_tcp      drivers.modbus:ModbusTcpDriver          device (one TCP connection each)
     modbus_rtu      drivers.modbus:ModbusRtuDriver          serial bus (units share the port)
     opcua           drivers.opcua:OpcUaDriver               server (one session, one subscription)
-    snmp            drivers.snmp:SnmpDriver                 agent context (v2c: a socket per device; v3: one shared SnmpEngine)
+    snmp            drivers.snmp:SnmpDriver                 agent (v2c: a socket per device; v3: one SnmpEngine)
     serial_ascii    drivers.serial_ascii:PanelBusDriver     serial bus (panel ASCII protocol)
 
 Classes are imported on first use, so building a factory for a Modbus-only city never imports

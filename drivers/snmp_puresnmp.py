@@ -13,9 +13,10 @@ same answers and errors as ``drivers.snmp_pysnmp`` (which serves v3)::
 Why puresnmp for v2c: its codec is about half pysnmp's CPU per request (BENCHMARKS.md "SNMP", same
 run: a junction's 14-OID GET), and SNMP encoding is the largest cost of a city server (113 junctions
 read every second). pysnmp keeps v3 (it holds the agent's engine boots/time and the localised keys in
-one engine); the simulator's agent answers v2c on the same codec (sim/snmp_v2c.py). puresnmp's own UDP sender is not used: it opens a socket per
-request and, with ``retries=0``, fails with UnboundLocalError on a timeout (2.0.1); here a device
-keeps one connected socket, and a timeout closes it so a late answer can never be taken for the next.
+one engine); the simulator's agent answers v2c on the same codec (sim/snmp_v2c.py). puresnmp's own UDP
+sender is not used: it opens a socket per request and, with ``retries=0``, fails with UnboundLocalError
+on a timeout (2.0.1); here a device keeps one connected socket, and a timeout closes it so a late answer
+can never be taken for the next.
 
 One request in flight per device (a lock): the driver reads a device's PDUs one after the other
 anyway, and a write waits at most one timeout for a read in progress. A request that ends without
