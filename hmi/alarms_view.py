@@ -60,7 +60,7 @@ from hmi.annunciator import Annunciator
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models.alarms import GROUPS, SORTS, STATE_TEXT, Alarm, AlarmFilter, Group, age_text, grouped, select
-from hmi.models.journal import local_time
+from hmi.models.journal import local_time, word
 from hmi.models.workorders import CREATE_FROM_ALARM, Order, order_id_of
 from hmi.qtstyle import hide_row_numbers
 from scada.format import timestamp
@@ -300,7 +300,7 @@ class Banner(QFrame):
                                                "all is normal"))
             self.engine.setStyleSheet("background: #000; color: #fff; padding: 2px 6px;")
         s = self.console.session
-        self.user.setText(f"{s.user} ({s.role})" if s.logged_in else _("not logged in"))
+        self.user.setText(f"{s.user} ({word(s.role)})" if s.logged_in else _("not logged in"))
 
     def _open_newest(self) -> None:
         if self._newest_eq:

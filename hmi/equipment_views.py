@@ -117,6 +117,14 @@ class JunctionSynoptic(Synoptic):
         lay = self.console.layouts.layout_of(self.eq.id)
         return jmodel.view(self.console.tags, self.names(), lay.phases if lay else None)
 
+    def approaches(self, v: jmodel.JunctionView) -> list[tuple[str, str, list[int]]]:
+        """(label, side, phases) of each approach as drawn: the layout's names in the console's language
+        (hmi/layouts/city.yaml's approach names are extracted into the catalogue by scada.locale.yaml_texts)."""
+        lay = self.console.layouts.layout_of(self.eq.id)
+        if lay is None:  # no layout: the phases in a row, labelled
+            return [(_("phases"), "n", [a.phase for a in v.aspects])]
+        return [(_(a.name), a.side, list(a.phases)) for a in lay.approaches]
+
     def paintEvent(self, ev: QPaintEvent | None) -> None:
         p = self.begin()
         w, h = float(self.width()), float(self.height()) * 0.84
@@ -125,13 +133,8 @@ class JunctionSynoptic(Synoptic):
         road = QColor("#8e8e8e")
         p.fillRect(QRectF(w * 0.40, 0, w * 0.20, h), road)
         p.fillRect(QRectF(0, h * 0.38, w, h * 0.20), road)
-        lay = self.console.layouts.layout_of(self.eq.id)
         aspects = {a.phase: a for a in v.aspects}
-        if lay is not None:
-            groups = [(a.name, a.side, list(a.phases)) for a in lay.approaches]
-        else:  # no layout: the phases in a row, labelled
-            groups = [(_("phases"), "n", [a.phase for a in v.aspects])]
-        for name, side, phases in groups:
+        for name, side, phases in self.approaches(v):
             cx, cy = self.SIDE_POS[side]
             n = len(phases)
             hw = 24.0

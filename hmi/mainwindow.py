@@ -1,9 +1,8 @@
 """The operator console window: banner always on top, navigation, the displays.
 
     ┌ Banner: P1..P4 unack/active · shelved · suppressed · OOS · newest P1 ▶ · ONLINE/STALE · user ┐
-    ├ [Overview L1] [Traffic] [Lighting] [Buildings] [Cameras] [Parking] [Bollards] [Panels]       │
-    │ [Vehicles] [Alarms] [Work orders] [Journal] [Trends] [Approvals] [Crisis] [Diagnostics L4]
-    │                                                          [Detach ⧉] [Change password] [Log out]
+    ├ [Overview L1] [Traffic] [Lighting] [Buildings] [Cameras] [Parking] [Bollards] [Panels] [Vehicles]  [⧉ Detach] ┤
+    │ [Alarms] [Work orders] [Journal] [Trends] [Approvals] [Crisis] [Diagnostics L4]  [Change password] [Log out] │
     ├──────────────────────────────────────────────────────────────────────────────────────────────┤
     │ QStackedWidget: one page per display; "equipment" = the current Level-3 display              │
     └ status bar: last message ──────────────────────────────────── [Area: Dijon, Talant · lighting] ┘
@@ -18,8 +17,9 @@ No dead ends: "Log out" (or the server ending the session: expiry, idle, passwor
 brings the login dialog over the window (switch user); its "Close console" is the only way out
 besides closing the window, which asks first when ``confirm_close`` (``scada hmi`` sets it: the
 server goes on supervising and journalling, a closed console is a deliberate act). The window never
-grows past its size: long texts are elided (banner) and the display buttons scroll sideways, so the
-link indicator (banner) and "Log out" stay visible.
+grows past its size: long texts are elided (banner); the display buttons, in two rows, all fit a
+1280-pixel screen in French and scroll sideways when narrower, so the link indicator (banner) and
+"Log out" stay visible.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from PyQt6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QStackedWidget,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -176,6 +177,8 @@ NAV = (("overview", N_("Overview (L1)")), ("traffic", N_("Traffic")), ("lighting
        ("bollards", N_("Bollards")), ("panels", N_("Panels")), ("vehicles", N_("Vehicles")), ("alarms", N_("Alarms")),
        ("workorders", N_("Work orders")), ("journal", N_("Journal")), ("trends", N_("Trends")),
        ("approvals", N_("Approvals")), ("crisis", N_("Crisis plans")), ("diagnostics", N_("Diagnostics (L4)")))
+#: the first row of display buttons: the map and the domains (the second: the lists and tools)
+NAV_FIRST_ROW = 9
 #: the link states the status bar names (the banner shows its own, shorter)
 STATES = {"online": N_("online"), "offline": N_("offline"), "connecting": N_("connecting"),
           "reconnecting": N_("reconnecting"), "logged_out": N_("logged out")}
@@ -219,20 +222,25 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(w)
         self.equipment: EquipmentDisplay | None = None
         self.nav_buttons: dict[str, QPushButton] = {}
-        # the display buttons scroll sideways when the window is narrow: they never widen it, and the session
-        # buttons on the right stay visible
+        # the display buttons in two rows (the map and the domains; then the lists and tools), so that all of
+        # them fit a 1280-pixel screen in French; narrower still, they scroll sideways: they never widen the
+        # window, and the session buttons on the right stay visible
         strip = QWidget()
-        strip_lay = QHBoxLayout(strip)
+        strip_lay = QVBoxLayout(strip)
         strip_lay.setContentsMargins(0, 0, 0, 0)
         strip_lay.setSpacing(2)
-        for key, text in NAV:
+        rows = (QHBoxLayout(), QHBoxLayout())
+        for n, (key, text) in enumerate(NAV):
             b = QPushButton(_(text))
             b.setCheckable(True)
             b.setAccessibleName(_("show the {display} display").format(display=_(text)))
             b.clicked.connect(lambda _=False, k=key: self.show_page(k))
             self.nav_buttons[key] = b
-            strip_lay.addWidget(b)
-        strip_lay.addStretch(1)
+            rows[n >= NAV_FIRST_ROW].addWidget(b)
+        for row in rows:
+            row.setSpacing(2)
+            row.addStretch(1)
+            strip_lay.addLayout(row)
         self.nav_scroll = QScrollArea()
         self.nav_scroll.setWidget(strip)
         self.nav_scroll.setWidgetResizable(True)
@@ -244,21 +252,34 @@ class MainWindow(QMainWindow):
         nav = QHBoxLayout()
         nav.setSpacing(2)
         nav.addWidget(self.nav_scroll, 1)
+        session = QVBoxLayout()  # beside the two rows: [Detach] above [Change password] [Log out]
+        session.setSpacing(2)
+        session_rows = (QHBoxLayout(), QHBoxLayout())
+        for row in session_rows:
+            row.setSpacing(2)
+            row.addStretch(1)
+            session.addLayout(row)
+        nav.addLayout(session)
         self.detacher = Detacher(self.stack, style.stylesheet())
-        self.detach_btn = QPushButton(_("Detach ⧉"))
+        # Qt's own "restore window" icon rather than a symbol in the text: the ⧉ it had is in no font the
+        # console ships with (DejaVu), so it drew an empty box
+        self.detach_btn = QPushButton(_("Detach"))
+        qstyle = self.style()
+        if qstyle is not None:  # a widget always has a style (the stubs say Optional)
+            self.detach_btn.setIcon(qstyle.standardIcon(QStyle.StandardPixmap.SP_TitleBarNormalButton))
         self.detach_btn.setAccessibleName(_("detach the current display into its own window"))
         self.detach_btn.setToolTip(_("show the current display in its own window (a second screen); closing that "
                                      "window brings it back"))
         self.detach_btn.clicked.connect(self.detach_current)
-        nav.addWidget(self.detach_btn)
+        session_rows[0].addWidget(self.detach_btn)
         self.password_btn = QPushButton(_("Change password"))
         self.password_btn.setAccessibleName(_("change my password"))
         self.password_btn.clicked.connect(self.change_password)
-        nav.addWidget(self.password_btn)
+        session_rows[1].addWidget(self.password_btn)
         self.logout_btn = QPushButton(_("Log out"))
         self.logout_btn.setAccessibleName(_("log out (switch user)"))
         self.logout_btn.clicked.connect(self.logout)
-        nav.addWidget(self.logout_btn)
+        session_rows[1].addWidget(self.logout_btn)
         self.confirm_close = False  # scada hmi: closing the window asks first
         self.login_dialog: LoginDialog | None = None
         self.banner.setAccessibleName(_("alarm banner"))

@@ -9,7 +9,7 @@
     │  clusters (LOD) a count + the worst alarm priority per grid cell              │  ☐ alarms only     │
     │  vehicles       small item, moved when they move                              │ alarms per domain  │
     │  alarm marks    priority shape + number next to the equipment                 │ selected equipment │
-    │  commune names  inside each outline, with alarm counts "■1 2 ▲2 5"            │  [Open display]    │
+    │  commune names  inside each outline where no marker is, counts under the name │  [Open display]    │
     │  stale overlay  hatched + "DATA STALE" while the console is disconnected      │ [Fit] · credit     │
     └──────────────────────────────────────────────────────────────────────────────┴────────────────────┘
 
@@ -18,6 +18,11 @@ pixel, the luminaires give way to one mark per cabinet (its worst luminaire stat
 sharing a grid cell of ~CLUSTER_PX pixels become one cluster mark with its count and worst alarm
 priority. The grid is in map metres with a power-of-two cell, so panning regroups nothing and a zoom
 regroups only when the cell size changes: a pan frame paints ~3,000 marks instead of 36,000.
+
+Commune labels (the name, and under it the alarm counts "■1×2 ▲2×1") are placed for the zoom that shows
+the whole city, each where its box fits inside its commune with no marker under it, nearest the commune's
+label point, and clear of the labels placed before it (:meth:`MapModel.place_label`); a label whose counts
+appear or go is placed again, and all of them after a resize.
 
 Colour appears only when abnormal: normal markers are grey; a marker takes its worst alarm's
 priority colour (with the priority mark beside it), white when abnormal without an alarm, hatched
@@ -39,12 +44,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyqtgraph as pg
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QFont, QPainter, QPaintEvent
+from PyQt6.QtCore import QPointF, QRectF, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPaintEvent
 from PyQt6.QtWidgets import (
     QCheckBox,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -58,6 +64,7 @@ from hmi.console import ConsoleModel
 from hmi.models.mapmodel import KIND_CODE, KINDS, Clusters, MapDelta
 from hmi.qtstyle import hide_row_numbers
 from hmi.tiles import BaseMap
+from scada import geo
 from scada.geo import ATTRIBUTION
 from scada.i18n import N_, _
 
@@ -76,6 +83,8 @@ OUTLINE_WIDTH = 1.0
 
 
 #: the map's layers besides the domains (English msgids)
+#: how far (pixels) a label keeps from a marker's centre: half a marker (12 px) and a little air
+LABEL_CLEAR_PX = 8
 LAYER_NAMES = {"luminaires": N_("luminaires"), "vehicles": N_("vehicles"), "alarms_only": N_("alarms only")}
 
 
@@ -268,6 +277,13 @@ class Overview(QWidget):
             self.vb.addItem(it)
             it.setZValue(z)
         self._labels: dict[str, pg.TextItem] = {}
+        self._label_sizes: dict[str, tuple[float, float]] = {}  # the box each label was placed for (map metres)
+        self._label_markers = np.zeros((0, 2))  # the markers a label keeps clear of (mapmodel.label_markers)
+        self._label_clear = 0.0  # and by how much (map metres)
+        self._relabel = QTimer(self)  # a resize re-places the commune labels once it has settled
+        self._relabel.setSingleShot(True)
+        self._relabel.setInterval(150)
+        self._relabel.timeout.connect(self._place_labels)
         self.cluster_labels = PixelLabels()  # the clusters' counts
         self.cluster_labels.setZValue(9)
         self.vb.addItem(self.cluster_labels)
@@ -297,6 +313,12 @@ class Overview(QWidget):
         hide_row_numbers(self.domains)
         self.domains.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.domains.setMaximumHeight(230)
+        # the panel's width, never wider: the domain column takes what the four counts leave (elided)
+        header, rows = self.domains.horizontalHeader(), self.domains.verticalHeader()
+        if header is not None and rows is not None:  # a QTableWidget always has them (the stubs say Optional)
+            header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+            rows.setDefaultSectionSize(self.fontMetrics().height() + 6)  # compact rows: more domains in view
+        self.domains.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         # layers: one box per equipment domain, then luminaires, vehicles and "alarms only"
         self.layer_box: dict[str, QCheckBox] = {}
         self._layer_grid = QGridLayout()
@@ -314,7 +336,11 @@ class Overview(QWidget):
         fit = QPushButton(_("Fit city"))
         fit.clicked.connect(self.fit)
         side = QVBoxLayout()
-        side.addWidget(QLabel("<b>" + _("Level 1 — city overview") + "</b>"))
+        self.title = QLabel("<b>" + _("Level 1 — city overview") + "</b>")
+        # the panel has a fixed width: its texts wrap rather than being cut at the edge
+        for label in (self.title, self.legend):
+            label.setWordWrap(True)
+        side.addWidget(self.title)
         side.addWidget(self.legend)
         side.addWidget(QLabel("<b>" + _("Layers") + "</b>"))
         side.addWidget(layers)
@@ -334,7 +360,7 @@ class Overview(QWidget):
         side.addWidget(credit)
         panel = QWidget()
         panel.setLayout(side)
-        panel.setFixedWidth(270)
+        panel.setFixedWidth(300)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.view, 1)
@@ -357,11 +383,15 @@ class Overview(QWidget):
     # ------------------------------------------------------------------ drawing
     def _legend_html(self) -> str:
         glyph = {"o": "●", "s": "■", "+": "✚", "t1": "▲", "d": "◆", "h": "⬢", "t": "▼", "p": "⬟", "star": "★"}
-        rows = [f"{glyph.get(sym, '•')} {_(text)}" for k, (sym, _size, text) in style.KIND_SYMBOLS.items()
-                if k != "other"]
-        rows.append(_("grey = normal · white = abnormal · hatched = unknown"))
-        rows.append(_("colour + shape + number = alarm priority"))
-        return "<br>".join(rows)
+        kinds = [f"{glyph.get(sym, '•')} {html.escape(_(text))}"
+                 for k, (sym, _size, text) in style.KIND_SYMBOLS.items() if k != "other"]
+        # two columns: the panel is narrow and the map's height is what the rest of the panel needs
+        cells = "".join("<tr>" + "".join(f"<td width='50%'>{c}</td>" for c in kinds[i:i + 2]) + "</tr>"
+                        for i in range(0, len(kinds), 2))
+        notes = (_("grey = normal · white = abnormal · hatched = unknown"),
+                 _("colour + shape + number = alarm priority"))
+        return (f"<table width='100%' cellspacing='0' cellpadding='0'>{cells}</table>"
+                + "<br>".join(html.escape(n) for n in notes))
 
     def rebuild(self) -> None:
         """Full redraw (after the equipment list or new luminaires): the only non-incremental path."""
@@ -379,8 +409,7 @@ class Overview(QWidget):
                    self._eq_brushes, self._pens, self._spot_kind, KIND_STYLES)
         self.outline_item.setData(*m.outlines())
         self._draw_luminaires()
-        self._draw_labels()
-        self._draw_counts()
+        self._place_labels()
         self.fit()
         self._update_lod(force=True)
 
@@ -397,7 +426,7 @@ class Overview(QWidget):
             box.deleteLater()
         self.layer_box = {}
         for n, key in enumerate(keys):
-            box = QCheckBox(style.domain_text(key.removeprefix("domain:")) if key.startswith("domain:")
+            box = QCheckBox(style.domain_text(key.removeprefix("domain:"), short=True) if key.startswith("domain:")
                             else _(LAYER_NAMES.get(key, key)))
             box.setChecked(was.get(key, key != "alarms_only"))
             box.setAccessibleName(_("map layer {layer}").format(layer=box.text()))
@@ -504,25 +533,56 @@ class Overview(QWidget):
         self.veh_item.setData(x=m.eq_x[v], y=m.eq_y[v], symbol=sym, size=size,
                               brush=list(self._eq_brushes[m.eq_code[v]]), pen=list(self._pens[m.eq_code[v]]))
 
+    def _label_box(self, text: str) -> tuple[float, float]:
+        """A commune label's (width, height) in map metres at the zoom that shows the whole city (labels are
+        drawn at a fixed pixel size: zoomed in, they have more room still)."""
+        fm = QFontMetrics(self._label_font())
+        lines = text.split("\n")
+        px = self._fit_pixel()
+        return ((max(fm.horizontalAdvance(line) for line in lines) + 8) * px,  # TextItem's margins
+                (len(lines) * fm.height() + 6) * px)
+
+    @staticmethod
+    def _label_font() -> QFont:
+        f = QFont()
+        f.setPointSize(8)
+        return f
+
     def _draw_labels(self) -> None:
+        """The communes' names, each where it fits inside its commune with no marker under it (mapmodel)."""
         for item in self._labels.values():
             self.vb.removeItem(item)
         self._labels = {}
-        for name, x, y in self.console.map.commune_anchors():
-            # centred on the commune's label point, which lies well inside its outline
+        m = self.console.map
+        boxes = {c.name: [self._label_box(c.name)] for c in m.outline_communes()}
+        self._label_sizes = {name: b[0] for name, b in boxes.items()}
+        snap = min((h for (_w, h), in boxes.values()), default=0.0) / 4
+        self._label_markers = m.label_markers(snap)  # kept: a label whose counts change is placed again
+        self._label_clear = LABEL_CLEAR_PX * self._fit_pixel() + snap / 2
+        for name, x, y in m.commune_anchors(boxes, self._label_clear, self._label_markers):
             t = pg.TextItem(name, color=style.COMMUNE_TEXT, anchor=(0.5, 0.5))
-            f = QFont()
-            f.setPointSize(8)
-            t.setFont(f)
+            t.setFont(self._label_font())
             t.setPos(x, y)
             t.setZValue(6)
             self.vb.addItem(t)
             self._labels[name] = t
 
-    def fit(self) -> None:
+    def _fit_rect(self) -> QRectF:
         x0, y0, x1, y1 = self.console.map.bounds()
         pad = max(x1 - x0, y1 - y0) * 0.04 + 100
-        self.vb.setRange(QRectF(x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad), padding=0)
+        return QRectF(x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad)
+
+    def _fit_pixel(self) -> float:
+        """Metres per pixel when the whole city is in view (:meth:`fit`; the view keeps its aspect)."""
+        r = self._fit_rect()
+        return float(max(r.width() / max(1, self.view.width()), r.height() / max(1, self.view.height())))
+
+    def fit(self) -> None:
+        self.vb.setRange(self._fit_rect(), padding=0)
+
+    def _place_labels(self) -> None:
+        self._draw_labels()
+        self._draw_counts()
 
     # ------------------------------------------------------------------ deltas
     def on_delta(self, d: MapDelta) -> None:
@@ -600,12 +660,17 @@ class Overview(QWidget):
         for name, item in self._labels.items():
             c = counts.get(name)
             parts = [f"{style.PRIORITIES[p].symbol}{p}×{n}" for p, n in sorted((c or {}).items()) if n]
-            item.setText(name + ("  " + " ".join(parts) if parts else ""))
+            text = name + ("\n" + " ".join(parts) if parts else "")  # the counts under the name
+            if text != item.toPlainText():
+                item.setText(text)
+                self._replace_label(name, text)
         by_domain = self.console.alarms.counts_by("domain", self.console.domain_of())
         domains = sorted({e.domain for e in self.console.registry.items.values()} | set(by_domain))
         self.domains.setRowCount(len(domains))
         for r, d in enumerate(domains):
-            self.domains.setItem(r, 0, QTableWidgetItem(style.domain_text(d)))
+            item = QTableWidgetItem(style.domain_text(d, short=True))
+            item.setToolTip(style.domain_text(d))
+            self.domains.setItem(r, 0, item)
             c = by_domain.get(d, {})
             for p in (1, 2, 3, 4):
                 n = c.get(p, 0)
@@ -614,7 +679,19 @@ class Overview(QWidget):
                 if n:
                     it.setIcon(qtstyle.priority_icon(p))
                 self.domains.setItem(r, p, it)
-        self.domains.resizeColumnsToContents()
+        for col in (1, 2, 3, 4):
+            self.domains.resizeColumnToContents(col)
+
+    def _replace_label(self, name: str, text: str) -> None:
+        """Place a commune's label again when its text grew (a line of counts) or shrank back: a few ms."""
+        box = self._label_box(text)
+        commune = geo.communes().get(name)
+        if commune is None or self._label_sizes.get(name) == box or name not in self._labels:
+            return
+        self._label_sizes[name] = box
+        at = self.console.map.place_label(commune, [box], self._label_markers, self._label_clear)
+        if at is not None:
+            self._labels[name].setPos(*at)
 
     def on_stale(self, stale: bool) -> None:
         self.overlay.text = (_("LOADING — waiting for the server's data") if self.console.state == "connecting"
@@ -625,6 +702,8 @@ class Overview(QWidget):
     def resizeEvent(self, ev: Any) -> None:
         super().resizeEvent(ev)
         self.overlay.resize(self.view.size())
+        if self._labels:  # the zoom that shows the whole city changed: place the labels again, once settled
+            self._relabel.start()
 
     # ------------------------------------------------------------------ selection
     def on_click(self, x: float, y: float, double: bool) -> None:

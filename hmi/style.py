@@ -123,10 +123,17 @@ DOMAIN_NAMES: dict[str, str] = {
     "police": N_("police"), "fire": N_("fire brigade"), "workorders": N_("work orders")}
 
 
-def domain_text(domain: str) -> str:
-    """A domain or service in words, in the console's language (one not listed reads as its name)."""
+#: shorter names where the full one is too wide for a narrow place (the map's side panel, 270 px)
+DOMAIN_SHORT: dict[str, str] = {"panels": N_("panels")}
+
+
+def domain_text(domain: str, short: bool = False) -> str:
+    """A domain or service in words, in the console's language (one not listed reads as its name);
+    ``short``: its short name where it has one (:data:`DOMAIN_SHORT`)."""
     if not domain:
         return _("(other)")
+    if short and domain in DOMAIN_SHORT:
+        return _(DOMAIN_SHORT[domain])
     return _(DOMAIN_NAMES[domain]) if domain in DOMAIN_NAMES else domain.replace("_", " ")
 
 

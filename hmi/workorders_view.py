@@ -372,16 +372,23 @@ class WorkOrderList(QWidget):
                 time=local_text(o.created_ms), source=word(o.source), due=local_text(o.due_ms))
             + ("<br>" + _("crew {crew}").format(crew=o.crew)
                + (" · " + _("vehicle {vehicle}").format(vehicle=o.vehicle) if o.vehicle else "") if o.crew else "")
-            + ("<br>" + _("alarms: {alarms}").format(alarms=", ".join(o.alarms)) if o.alarms else "") + extra + notes)
+            + ("<br>" + _("alarms: {alarms}").format(
+                alarms=html.escape(" · ".join(self._alarm_text(a) for a in o.alarms))) if o.alarms else "")
+            + extra + notes)
+        self.detail.setToolTip("\n".join(o.alarms))  # the alarms' ids, for whoever needs them
         if self._history_of != (o.id, o.updated_ms):
             self._history_of = (o.id, o.updated_ms)
             r = self.console.call("GET", f"/workorders/{quote(o.id, safe='')}/history")
             r.finished.connect(lambda r, oid=o.id: self._on_history(oid, r))
 
+    def _alarm_text(self, alarm_id: str) -> str:
+        """An order's alarm by its message and priority (hmi.models.alarms), not its id."""
+        return self.console.alarms.describe(alarm_id, self.console.registry_named)
+
     def _on_history(self, order_id: str, r: Reply) -> None:
         if self._history_of[0] != order_id:
             return  # another order was selected meanwhile
-        rows = history_rows(r.data) if r.ok and isinstance(r.data, list) else \
+        rows = history_rows(r.data, self._alarm_text) if r.ok and isinstance(r.data, list) else \
             [("", "", _("cannot load the history"), r.why(), "")]
         self.history.setRowCount(len(rows))
         for i, row in enumerate(rows):

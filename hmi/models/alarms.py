@@ -22,12 +22,12 @@ and times), so the list keeps working while the engine's format settles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hmi.models.area import WHOLE_CITY, Area
-from hmi.style import DIAGNOSTIC
+from hmi.style import DIAGNOSTIC, priority_text
 from scada.format import duration
 from scada.i18n import N_, _
 
@@ -258,6 +258,18 @@ class AlarmStore:
 
     def get(self, alarm_id: str) -> Alarm | None:
         return self.alarms.get(alarm_id)
+
+    def describe(self, alarm_id: str, named: Callable[[str], str] = str) -> str:
+        """An alarm named by its id (``fire_alarm:dijon/building/B003/fire_zone_2``: a work order's alarms) as
+        an operator reads it: ``■1 critique — FEU dans B003 (Dijon), …`` while the console holds it; once it is
+        gone from the list, the equipment it was on (``named``: the console's "B003 — Centre technique …").
+        The id itself is for tooltips."""
+        a = self.alarms.get(alarm_id)
+        if a is not None:
+            return f"{priority_text(a.priority)} — {a.message or named(a.equipment)}"
+        parts = alarm_id.partition(":")[2].split("/")  # rule:commune/kind/equipment/tag
+        equipment = parts[2] if len(parts) > 3 else ""
+        return _("an alarm of {equipment}").format(equipment=named(equipment)) if equipment else _("an alarm")
 
     # ------------------------------------------------------------------ banner / map
     def banner(self) -> Banner:

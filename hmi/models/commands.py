@@ -107,7 +107,7 @@ def why_disabled(form: VerbForm, session: Session, gate_status: str = "ok") -> s
         return session.why_not("command.operate", _("send commands"))
     if form.roles and session.role not in form.roles:
         return _("your role '{role}' may not {verb} (needs {roles})").format(
-            role=session.role, verb=form.title, roles=", ".join(sorted(form.roles)))
+            role=word(session.role), verb=form.title, roles=", ".join(sorted(word(r) for r in form.roles)))
     return ""
 
 

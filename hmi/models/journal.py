@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hmi.style import domain_text
 from scada import csvsafe
 from scada.format import boolean, number, site_zone, timestamp
 from scada.i18n import N_, _
@@ -67,8 +68,14 @@ WORDS = {
     "not_confirmed": N_("not confirmed"), "increasing": N_("increasing"), "reducing": N_("reducing"),
     "neutral": N_("neutral"), "running": N_("running"), "partial": N_("partial"), "skipped": N_("skipped"),
     "would_send": N_("would send"), "would_run": N_("would run"), "would_refuse": N_("would refuse"),
-    "dry_run": N_("dry run"), "approved": N_("approved")}
+    "dry_run": N_("dry run"), "approved": N_("approved"),
+    # a user's role (scada.users.ROLES: the status bar, the "your role may not" tooltips)
+    "viewer": N_("viewer"), "operator": N_("operator"), "supervisor": N_("supervisor"),
+    "maintenance": N_("maintenance"), "engineer": N_("engineer"), "administrator": N_("administrator"),
+    "crew": N_("field crew")}
 CODED = frozenset({"event", "outcome", "state", "prev_state", "flags", "quality", "priority"})
+#: columns holding a service (alarm rules' ``service:``): in words, as the alarm list shows them (hmi.style)
+SERVICES = frozenset({"service"})
 
 
 @dataclass(slots=True)
@@ -140,6 +147,8 @@ def cell(entry: dict[str, Any], column: str, named: Callable[[str], str] | None 
         return local_time(v)
     if column == "equipment" and named is not None and v:
         return named(str(v))
+    if column in SERVICES and isinstance(v, str):
+        return domain_text(v)
     if column in CODED and isinstance(v, str):
         return word(v)
     if column in CODED and isinstance(v, (list, tuple)):

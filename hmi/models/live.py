@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hmi.models.journal import word as role_word  # a role in words: the one table of the server's codes
 from scada.config.units import slug as _slug  # the server's own rule: one implementation
 from scada.i18n import N_, _
 
@@ -179,7 +180,7 @@ class Session:
         if permission in self.permissions:
             return ""
         holders = PERMISSION_HOLDERS.get(permission, "")
-        return (_("your role '{role}' may not {what}").format(role=self.role, what=what or permission)
+        return (_("your role '{role}' may not {what}").format(role=role_word(self.role), what=what or permission)
                 + (" " + _("(needs {roles})").format(roles=_(holders)) if holders else ""))
 
 

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import shapely
 
 from hmi.models.live import EquipmentInfo
 from hmi.style import ABNORMAL, KIND_SYMBOLS, NORMAL, UNKNOWN, alarm_code
@@ -102,6 +103,15 @@ class Clusters:
     code: U8  # worst display code of the members
     priority: U8  # worst annunciated alarm priority 1..4 among the members, 0 = none
     members: I64  # equipment index → cluster number, -1 when alone in its cell
+
+
+def _box_points(centre: tuple[float, float], size: tuple[float, float]) -> F64:
+    """A placed label's box as points (a grid of a quarter of its height) for :meth:`MapModel.clear_point`,
+    which keeps clear of points: the next labels then keep clear of it."""
+    (cx, cy), (w, h) = centre, size
+    step = h / 4
+    gx, gy = np.meshgrid(np.arange(cx - w / 2, cx + w / 2 + step, step), np.arange(cy - h / 2, cy + h / 2 + step, step))
+    return np.column_stack([gx.ravel(), gy.ravel()])
 
 
 class MapModel:
@@ -174,22 +184,94 @@ class MapModel:
             return np.zeros(0), np.zeros(0)
         return np.concatenate(xs), np.concatenate(ys)
 
-    def commune_anchors(self) -> list[tuple[str, float, float]]:
+    def commune_anchors(self, boxes: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+                        marker_m: float = 0.0, markers: F64 | None = None) -> list[tuple[str, float, float]]:
         """(commune, x, y): where to write each commune's name.
 
-        A commune with an outline: its label point (inside the outline, see scada.geo). One without
-        (a city beyond the shipped data): above its equipment.
+        A commune with an outline: its label point (inside the outline, see scada.geo) or, given ``boxes``
+        (per commune, the label's sizes to try, (width, height) in map metres, largest first), where
+        :meth:`place_label` finds room clear of ``markers`` (default: every equipment and luminaire), so
+        nothing is drawn over the name. One without (a city beyond the shipped data): above its equipment.
         """
         out = []
         outlined = {c.name: c for c in self.outline_communes()}
+        if boxes and markers is None:
+            markers = self.label_markers(0.0)
         for c in outlined.values():
             x, y = self.project(c.label_lat, c.label_lon)
-            out.append((c.name, float(x), float(y)))
+            sizes = (boxes or {}).get(c.name, ())
+            at = self.place_label(c, sizes, markers, marker_m) if sizes and markers is not None else None
+            if at is not None and markers is not None:  # the next labels keep clear of this one too
+                markers = np.vstack([markers, _box_points(at, sizes[-1])])
+            out.append((c.name, *(at or (float(x), float(y)))))
         for ci, name in enumerate(self.communes):
             m = self.eq_commune == ci
             if name not in outlined and m.any():
                 out.append((name, float(self.eq_x[m].mean()), float(self.eq_y[m].max()) + 120.0))
         return out
+
+    def place_label(self, commune: geo.Commune, sizes: Sequence[tuple[float, float]], markers: F64,
+                    marker_m: float) -> tuple[float, float] | None:
+        """The centre for a label of one of ``sizes`` (largest first, map metres) in ``commune``: each size with
+        its whole box inside the outline; then the smallest with only its centre inside (a small commune
+        crowded with markers: clear of the markers matters more than of the outline), last keeping half the
+        distance from the markers rather than lying over them. None when nothing fits."""
+        tries = [(w, h, True, marker_m) for w, h in sizes] + [(w, h, False, m) for w, h in list(sizes)[-1:]
+                                                               for m in (marker_m, marker_m / 2)]
+        for w, h, inside, clear_m in tries:
+            at = self.clear_point(commune, w, h, markers, clear_m, inside)
+            if at is not None:
+                return at
+        return None
+
+    def label_markers(self, snap_m: float) -> F64:
+        """Every marker's (x, y), snapped to a grid of ``snap_m`` and deduplicated (34,000 luminaires are a
+        few hundred cells at the zoom a label is placed for; a clearance then adds ``snap_m / 2``)."""
+        xy = np.column_stack([np.concatenate([self.eq_x, self.lum_x]), np.concatenate([self.eq_y, self.lum_y])])
+        if snap_m <= 0 or xy.size == 0:
+            return xy
+        cells = np.round(xy / snap_m).astype(np.int64)
+        keys = np.unique((cells[:, 0] << 32) + (cells[:, 1] & 0xFFFFFFFF))  # one int per cell: a fast 1-D unique
+        return np.column_stack([keys >> 32, (keys & 0xFFFFFFFF).astype(np.int32)]).astype(np.float64) * snap_m
+
+    def clear_point(self, commune: geo.Commune, w: float, h: float, markers: F64,
+                    marker_m: float, inside: bool = True) -> tuple[float, float] | None:
+        """The centre of a w × h box (map metres) inside ``commune``'s outline (``inside=False``: only its
+        centre) and clear of ``markers`` (each grown by ``marker_m``), the nearest to the commune's label
+        point; None when no such box fits.
+
+        Candidate centres on a grid of a quarter of the box's height over the outline's extent; a box is
+        inside when its corners and edge midpoints are (shapely, vectorised), clear when no marker falls in
+        it (numpy, candidates × nearby markers): milliseconds per commune even among 34,000 luminaires.
+        """
+        def to_map(xy: F64) -> F64:
+            return np.column_stack(self.project(xy[:, 1], xy[:, 0]))
+
+        shape = shapely.transform(commune.outline, to_map)
+        shapely.prepare(shape)
+        x0, y0, x1, y1 = shape.bounds
+        step = h / 4
+        gx, gy = (a.ravel() for a in np.meshgrid(np.arange(x0, x1, step), np.arange(y0, y1, step)))
+        probes = ((0.0, 0.0), (-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5),
+                  (0.0, -0.5), (0.0, 0.5), (-0.5, 0.0), (0.5, 0.0)) if inside else ((0.0, 0.0),)
+        ok = np.ones(gx.size, dtype=bool)
+        for fx, fy in probes:
+            ok &= shapely.contains_xy(shape, gx + fx * w, gy + fy * h)
+        gx, gy = gx[ok], gy[ok]
+        if gx.size == 0:
+            return None
+        hw, hh = w / 2 + marker_m, h / 2 + marker_m
+        near = markers[(markers[:, 0] > x0 - hw) & (markers[:, 0] < x1 + hw)
+                       & (markers[:, 1] > y0 - hh) & (markers[:, 1] < y1 + hh)]
+        if near.size:
+            hit = ((np.abs(gx[:, None] - near[None, :, 0]) < hw) & (np.abs(gy[:, None] - near[None, :, 1]) < hh))
+            clear = ~hit.any(axis=1)
+            gx, gy = gx[clear], gy[clear]
+        if gx.size == 0:
+            return None
+        lx, ly = self.project(commune.label_lat, commune.label_lon)
+        best = int(np.argmin((gx - lx) ** 2 + (gy - ly) ** 2))
+        return float(gx[best]), float(gy[best])
 
     # ------------------------------------------------------------------ subscription
     def patterns(self) -> list[str]:

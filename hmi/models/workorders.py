@@ -13,7 +13,7 @@ read here rather than copied: the console greys out what the server would refuse
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,7 +190,9 @@ FIELDS = {"commune": N_("commune"), "due_ms": N_("due"), "equipment": N_("equipm
 UNSHOWN = frozenset({"idempotency_key", "lat", "lon", "template"})
 
 
-def _field(key: str, v: Any) -> str:
+def _field(key: str, v: Any, alarm_text: Callable[[str], str] | None = None) -> str:
+    if key in ("alarms", "alarm") and alarm_text is not None:
+        return " · ".join(alarm_text(str(a)) for a in (v if isinstance(v, (list, tuple)) else [v]))
     if key.endswith("_ms") and isinstance(v, (int, float)):
         return local_text(int(v))
     if key == "service":
@@ -202,13 +204,15 @@ def _field(key: str, v: Any) -> str:
     return str(v)
 
 
-def history_rows(changes: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str, str, str]]:
-    """(time, user, action, detail, status after) per change of ``GET /workorders/{id}/history``."""
+def history_rows(changes: Iterable[Mapping[str, Any]],
+                 alarm_text: Callable[[str], str] | None = None) -> list[tuple[str, str, str, str, str]]:
+    """(time, user, action, detail, status after) per change of ``GET /workorders/{id}/history``; an alarm id
+    in a change is shown through ``alarm_text`` when given (the console's :meth:`AlarmStore.describe`)."""
     rows = []
     for c in changes:
         data = c.get("data") or {}
-        detail = ", ".join(f"{_(FIELDS[k]) if k in FIELDS else k}: {_field(k, v)}" for k, v in sorted(data.items())
-                           if v not in (None, "", [], {}) and k not in UNSHOWN)
+        detail = ", ".join(f"{_(FIELDS[k]) if k in FIELDS else k}: {_field(k, v, alarm_text)}"
+                           for k, v in sorted(data.items()) if v not in (None, "", [], {}) and k not in UNSHOWN)
         rows.append((local_text(int(c.get("ts_ms", 0))), str(c.get("user", "")),
                      word(str(c.get("action", ""))), detail, word(str(c.get("status", "")))))
     return rows

@@ -2,7 +2,8 @@
 
 ``alarms.yaml`` messages use ``{placeholders}``: the equipment's identity (``{id}``, ``{commune}``,
 any inventory identity field such as ``{address}`` or ``{model}``), the rule's attributes
-(``{tag}``, ``{units}``, ``{limit}``, ``{area}``, ``{service}``, ``{rule}``) and the live ``{value}``.
+(``{tag}``, ``{index}`` — the number of a repeated tag: 2 for ``fire_zone_2``, 3 for ``lamp_03/status`` —,
+``{units}``, ``{limit}``, ``{area}``, ``{service}``, ``{rule}``) and the live ``{value}``.
 A message is one template in the site's language or one per language (:func:`by_language`)::
 
     message: {fr: "Armoire {id} ({commune}) : {value} luminaires en panne",
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -166,7 +168,18 @@ def pick(fields: Iterable[str], *sources: Mapping[str, Any]) -> dict[str, Any]:
 #: one encoder, built once (``json.dumps`` with options builds a new one per call: a full city calls it 10^5 times)
 _PARAMS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
 #: the fields a rule's own alarm gives (tag, units, area): other fields are the same for the alarms of one equipment
-ALARM_FIELDS = frozenset({"tag", "tag_name", "units", "area"})
+ALARM_FIELDS = frozenset({"tag", "tag_name", "index", "units", "area"})
+_REPEAT = re.compile(r"\{i(?::[^}]*)?\}")  # a template tag's repetition variable: {i}, {i:02d}
+
+
+def repeat_index(template_tag: str, tag: str) -> str:
+    """The number a repeated tag carries (``lamp_{i:02d}/status``, ``lamp_03/status`` → ``"3"``); "" when the
+    tag is not repeated. What a message names for a person instead of the tag's identifier."""
+    parts = _REPEAT.split(template_tag)
+    if len(parts) != 2:
+        return ""
+    m = re.fullmatch(re.escape(parts[0]) + r"(\d+)" + re.escape(parts[1]), tag)
+    return str(int(m.group(1))) if m else ""
 
 
 def params_json(params: Mapping[str, Any]) -> str:

@@ -51,11 +51,12 @@ from scada.alarms.messages import (
     params_json,
     pick,
     render_static,
+    repeat_index,
     static_fields,
 )
 from scada.alarms.states import DIAGNOSTIC, NS_PER_S
 from scada.alarms.system import all_rules
-from scada.config.model import CityConfig, TagDef
+from scada.config.model import CityConfig, TagDef, period_of
 from scada.config.schema import AlarmRuleSpec
 from scada.errors import ConfigError, ConfigProblem
 from scada.quality import Quality
@@ -452,7 +453,8 @@ class AlarmCatalog:
                 base = eq_cache[e] = self._eq_fields(eq_ids[e])
             area = areas[ar]
             tmpl = templates[g]
-            own = {"tag": tdef.tag or tdef.name, "tag_name": tdef.name, "units": tdef.units, "area": area}
+            own = {"tag": tdef.tag or tdef.name, "tag_name": tdef.name, "units": tdef.units, "area": area,
+                   "index": repeat_index(tdef.template_tag, tdef.tag)}
             params = params_cache.get((g, e)) if per_equipment[g] else None
             if params is None:
                 params = params_json(pick(fields[g], own, rule_fields[g], base))
@@ -558,8 +560,8 @@ def _compile_one(spec: AlarmRuleSpec, group: int, config: CityConfig, db: TagDat
     if kind == "deviation":
         return DeviationRule(spec, group, anchors, sibling(spec.setpoint or ""))
     if kind == "rate_of_change":
-        periods = np.array([config.devices[db.defs[a].device].period_s if db.defs[a].device in config.devices
-                            else 1.0 for a in anchors.tolist()])
+        periods = np.array([period_of(db.defs[a], config.devices[db.defs[a].device])
+                            if db.defs[a].device in config.devices else 1.0 for a in anchors.tolist()])
         hold = np.maximum(2 * periods, 1.0)
         return RateRule(spec, group, anchors, (hold * NS_PER_S).astype(np.int64))
     if kind == "bad_quality":

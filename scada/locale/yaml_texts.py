@@ -4,6 +4,7 @@
     hmi/layouts/*.yaml       title: Lighting district          → msgid "Lighting district"
                              labels: {true: ok, false: LOST}   → msgid "ok", "LOST"
                              corridors: [{name: "North ring"}] → msgid "North ring"
+                             approaches: [{name: "West (main)"}] → msgid "West (main)"
 
 babel.cfg maps these files to this extractor (``[extractors] yaml_texts = scada.locale.yaml_texts:extract``),
 so ``pybabel extract`` puts them in ``messages.pot`` with the sources' strings and ``tests/core/test_i18n.py``
@@ -26,6 +27,8 @@ ENUM_CONTEXT = "enum"  # the msgctxt of tags.yaml's enum labels
 #: a layout's keys whose text is shown: a title, or the labels of a column's values
 _TEXT_KEYS = frozenset({"title"})
 _LABEL_KEYS = frozenset({"labels"})
+#: lists whose items' ``name`` is shown: a corridor's title, a junction approach's label on the synoptic
+_NAMED = frozenset({"corridors", "approaches"})
 
 
 def enum_msgid(label: str) -> str:
@@ -41,7 +44,7 @@ def _texts(node: Any, parent: str = "") -> Iterator[tuple[str | None, str]]:
                 yield from ((ENUM_CONTEXT, enum_msgid(v)) for v in value.values() if isinstance(v, str) and v)
             elif key in _LABEL_KEYS and isinstance(value, Mapping):
                 yield from ((None, v) for v in value.values() if isinstance(v, str) and v)
-            elif (key in _TEXT_KEYS or (key == "name" and parent == "corridors")) and isinstance(value, str):
+            elif (key in _TEXT_KEYS or (key == "name" and parent in _NAMED)) and isinstance(value, str):
                 yield None, value
             else:
                 yield from _texts(value, str(key))

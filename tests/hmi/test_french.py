@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 from PyQt6.QtCore import QPoint
-from PyQt6.QtWidgets import QApplication, QDialog, QWidget
+from PyQt6.QtGui import QFontMetrics
+from PyQt6.QtWidgets import QAbstractButton, QApplication, QCheckBox, QDialog, QLabel, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from hmi.alarms_view import ReasonDialog
@@ -234,5 +235,92 @@ def test_the_french_window_stays_inside_1280_pixels(qtbot: QtBot) -> None:
             for widget in (w.banner.link, w.logout_btn):
                 right = widget.mapTo(w, QPoint(widget.width(), widget.height())).x()
                 assert widget.isVisible() and 0 < right <= w.width(), (key, widget, right)
+    finally:
+        w.close()
+
+
+def test_console_polish_seen_on_the_french_screenshots(qtbot: QtBot) -> None:
+    """What the README's French screenshots showed, each fixed where a person sees it (no server needed: the
+    demo inventory fed as the server would, logged in as an operator):
+
+    - the status bar names the role in French ("op (opérateur)", not "op (operator)");
+    - the journal's service column reads in words ("éclairage", not "lighting");
+    - the junction synoptic labels its approaches Nord / Sud / Est / Ouest;
+    - an alarm named by its id (a work order's alarms, their history) reads as its priority and message, or
+      its equipment once gone: never "fire_alarm:dijon/building/B003/fire_zone_2";
+    - no visible text has a character the console's font lacks (the "Détacher ⧉" box): the detach button
+      has Qt's own icon instead;
+    - at 1280 pixels every display button is whole (no sideways scrolling: "Alarmes" was cut), and the map's
+      side panel clips nothing (its title and legend wrap; each layer box has its full width).
+    """
+    from hmi.equipment_views import JunctionSynoptic
+    from hmi.models import journal as jm
+    from hmi.models.alarms import parse_alarm
+    from hmi.models.workorders import history_rows
+    from scada.config import load_city
+    from tests.hmi.test_map_geography import make_console
+
+    set_language("fr")
+    c = make_console(load_city(ROOT / "tags.yaml", ROOT / "alarms.yaml"))
+    w = MainWindow(c)
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    qtbot.waitExposed(w)
+    fire = "fire_alarm:dijon/building/B003/fire_zone_2"
+    try:
+        # the role, as the banner names the user
+        w.banner.refresh_link()
+        assert w.banner.user.text() == "op (opérateur)"
+        # the journal's service column, through the journal model's one cell()
+        assert jm.cell({"service": "lighting"}, "service") == "éclairage"
+        assert jm.cell({"service": "fire"}, "service") == "pompiers"
+        # the junction's approaches (J003: cross4; J001: tee)
+        for eq, expected in (("J003", ["Nord", "Sud", "Est", "Ouest"]),
+                             ("J001", ["Ouest (axe principal)", "Est (axe principal)", "Sud (voie secondaire)"])):
+            info = c.registry.get(eq)
+            assert info is not None
+            syn = JunctionSynoptic(c, info)
+            assert [name for name, _side, _phases in syn.approaches(syn.current())] == expected
+            syn.deleteLater()
+        # an alarm by its id: its priority and message while the console holds it, its equipment after
+        assert c.alarms.describe(fire, c.registry_named) == "une alarme de " + c.registry_named("B003")
+        c.alarms.replace([{"id": fire, "priority": 1, "state": "unack", "equipment": "B003", "commune": "Dijon",
+                           "service": "fire", "message": "FEU dans B003 (Dijon), zone 2"}])
+        assert c.alarms.describe(fire, c.registry_named) == "■1 critique — FEU dans B003 (Dijon), zone 2"
+        rows = history_rows([{"ts_ms": 0, "user": "op", "action": "create", "status": "new",
+                              "data": {"alarms": [fire]}}], w.workorders._alarm_text)
+        assert rows[0][3].endswith("■1 critique — FEU dans B003 (Dijon), zone 2") and fire not in rows[0][3], rows
+        assert parse_alarm({"id": fire}).id == fire  # (the id stays the key; only the text changed)
+        # the detach button: a glyph-free text with Qt's icon; no visible character missing from the font
+        assert w.detach_btn.text() == "Détacher" and not w.detach_btn.icon().isNull()
+        w.show_page("overview")
+        QApplication.processEvents()
+        missing = [(type(x).__name__, x.text()) for x in w.findChildren((QLabel, QAbstractButton)) if x.isVisibleTo(w)
+                   if any(not QFontMetrics(x.font()).inFontUcs4(ord(ch)) for ch in x.text() if not ch.isspace())]
+        assert missing == []
+        # 1280 pixels: every display button whole, no sideways scrolling
+        assert w.width() == 1280
+        assert w.nav_scroll.horizontalScrollBar().maximum() == 0
+        viewport = w.nav_scroll.viewport()
+        for key, b in w.nav_buttons.items():
+            left = b.mapTo(viewport, QPoint(0, 0)).x()
+            assert left >= 0 and left + b.width() <= viewport.width(), (key, left, b.width(), viewport.width())
+            assert b.width() >= b.sizeHint().width(), (key, b.text())
+        # the map's side panel: texts wrap or have their full width; the domain table needs no scroll bar
+        panel = w.overview.legend.parentWidget()
+        assert panel is not None
+        for x in panel.findChildren(QWidget):
+            if not x.isVisibleTo(w):
+                continue
+            if isinstance(x, QLabel):  # whole: on one line, or wrapped with the height its lines need
+                assert (x.heightForWidth(x.width()) <= x.height() if x.wordWrap()
+                        else x.width() >= x.sizeHint().width()), x.text()
+            elif isinstance(x, (QCheckBox, QPushButton)):
+                assert x.width() >= x.sizeHint().width(), x.text()
+        assert w.overview.title.text().startswith("<b>Niveau 1 — vue d'ensemble de la ville")
+        domains = w.overview.domains
+        assert domains.horizontalScrollBar().maximum() == 0
+        assert domains.horizontalHeader().length() <= domains.viewport().width()
     finally:
         w.close()
