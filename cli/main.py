@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("configuration tools: `config generate --scale dijon` writes a full-scale city", "cli.config"),
     "sim": ("run the hardware simulator (real Modbus/SNMP/OPC UA/serial servers)", "cli.sim"),
     "poll": ("poll the configured devices into the tag database and show a live summary", "cli.poll"),
+    "edge": ("an edge poller: one partition's devices published as a Sparkplug B edge node over MQTT", "cli.edge"),
     "server": ("run the supervisory server (drivers, alarms, historian, fail-safe, API)", "cli.server"),
     "reload": ("ask a running server to reload its configuration", "cli.reload"),
     "users": ("manage user accounts and roles", "cli.users"),

@@ -153,6 +153,7 @@ def create_app(server: ScadaServer) -> FastAPI:
     app.include_router(change_area.router)  # safety configuration changes awaiting a second person
     app.include_router(crew_page.router)  # the crew's tablet page (static, not in the OpenAPI document)
     app.include_router(ha_area.router)  # the failover pair (server.ha.routes)
+    app.add_middleware(ha_area.SyncOperatorActions)  # an operator action waits for the standby's copy
     app.mount(DOCS_PREFIX, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)

@@ -7,6 +7,8 @@
       historian  recorder → buffer → backend      │
       poll       field-safety thread (junctions)  │ call / driver ──► failsafe's DriverWriter
                  + scheduler + drivers (the rest) │
+      edge       Sparkplug host: partitions with  │ (their devices are not polled here)
+                 source: mqtt://… from their edges│
       failsafe   gate, leases, crisis; monitor   ─┘ (stops before the drivers it writes through)
                  attached to the field-safety thread's database
       stale      stale sweeper
@@ -32,6 +34,7 @@ from scada.config import CityConfig
 from server.app import ScadaServer
 from server.components.alarms import AlarmComponent
 from server.components.base import Component
+from server.components.edge import EdgeComponent
 from server.components.failsafe import FailsafeComponent
 from server.components.ha import HaComponent
 from server.components.health import HealthComponent
@@ -43,17 +46,18 @@ from server.components.workorders import WorkOrderComponent
 
 log = logging.getLogger(__name__)
 
-NAMES = ("alarms", "ha", "historian", "poll", "failsafe", "stale", "health", "workorders", "hub")
+NAMES = ("alarms", "ha", "historian", "poll", "edge", "failsafe", "stale", "health", "workorders", "hub")
 
 
 def components(server: ScadaServer) -> list[Component]:
     """Every component, wired, in start order."""
     poll = PollComponent(server)
-    ha = HaComponent(server, server.settings.ha) if server.settings.ha is not None else None  # a pair only
+    ha = HaComponent(server, server.settings.ha, poll) if server.settings.ha is not None else None  # a pair only
     failsafe = FailsafeComponent(server, poll=poll, may_write=ha.may_write if ha is not None else None)
     historian = HistorianComponent(server)
     alarms = AlarmComponent(server, reset_at_source=failsafe.reset_at_source)
-    return [alarms, *([ha] if ha is not None else []), historian, poll, failsafe, StaleComponent(server),
+    return [alarms, *([ha] if ha is not None else []), historian, poll, EdgeComponent(server), failsafe,
+            StaleComponent(server),
             HealthComponent(server, historian=historian),
             WorkOrderComponent(server, alarms=alarms), HubComponent(server)]
 

@@ -1,12 +1,14 @@
 """Independent peers for the test suite: programs that are not ours, talking our protocols.
 
-Debian's net-snmp tools and snmpd, mbpoll, influxd and victoria-metrics, and node-opcua (a server and
-a client script in this folder, installed by ``npm ci`` here from the committed package-lock.json)::
+Debian's net-snmp tools and snmpd, mbpoll, influxd, victoria-metrics and mosquitto, node-opcua (a server and
+a client script in this folder) and Eclipse Tahu's sparkplug-payload (sparkplug_host.js), installed by
+``npm ci`` here from the committed package-lock.json::
 
     require_peer("mbpoll", "Debian package mbpoll")  → the program's path
         missing: pytest.skip on a developer's machine, pytest.fail under CI (CI=true): a peer
         test must never pass unnoticed because the CI machine lacked the peer
     require_node_opcua()                             → the node path (node + this folder's node_modules)
+    require_node(TAHU)                               → the same for Eclipse Tahu's sparkplug-payload + mqtt
     async with NodeScript("opcua_server.js", "--lifetime", "60") as peer:
         peer.ready                                   the script's first JSON line (its URL, port...)
         await peer.command("morph")                  one line to its stdin, its JSON answer back
@@ -53,20 +55,31 @@ def require_peer(program: str, install: str) -> str:
     return path
 
 
-def require_node_opcua() -> str:
-    """The node executable, with node-opcua installed in tests/peers (else skip/fail)."""
+NODE_OPCUA = ("node-opcua-server", "node-opcua-client")
+#: Eclipse Tahu's Sparkplug B codec and an MQTT client (sparkplug_host.js)
+TAHU = ("sparkplug-payload", "mqtt")
+
+
+def require_node(packages: tuple[str, ...]) -> str:
+    """The node executable, with ``packages`` installed in tests/peers (else skip/fail)."""
     node = require_peer("node", "Node.js 20+")
-    for package in ("node-opcua-server", "node-opcua-client"):
+    for package in packages:
         if not (NODE_MODULES / package / "package.json").exists():
             peer_missing(f"{package} is not installed (run `npm ci` in {PEERS_DIR})")
     return node
 
 
+def require_node_opcua() -> str:
+    """The node executable, with node-opcua installed in tests/peers (else skip/fail)."""
+    return require_node(NODE_OPCUA)
+
+
 class NodeScript:
     """A script of this folder run by node: JSON lines on its stdout, one command per stdin line."""
 
-    def __init__(self, script: str, *args: str, start_timeout_s: float = 30.0) -> None:
-        self.argv = [require_node_opcua(), str(PEERS_DIR / script), *args]
+    def __init__(self, script: str, *args: str, start_timeout_s: float = 30.0,
+                 packages: tuple[str, ...] = NODE_OPCUA) -> None:
+        self.argv = [require_node(packages), str(PEERS_DIR / script), *args]
         self.start_timeout_s = start_timeout_s
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: dict[str, Any] = {}
@@ -125,8 +138,8 @@ class NodeScript:
             await proc.wait()
         if self._stderr is not None:
             with contextlib.suppress(Exception):
-                await self._stderr
+                await asyncio.wait_for(self._stderr, 5.0)
 
 
-__all__ = ["NODE_MODULES", "PEERS_DIR", "NodeScript", "peer_missing", "require_node_opcua", "require_peer",
-           "under_ci"]
+__all__ = ["NODE_MODULES", "NODE_OPCUA", "PEERS_DIR", "TAHU", "NodeScript", "peer_missing", "require_node",
+           "require_node_opcua", "require_peer", "under_ci"]
