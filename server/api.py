@@ -25,6 +25,7 @@
     /api/v1/workorders  GET/POST · /{id} GET · /{id}/{assign|en-route|on-site|done|cannot-repair|close|cancel|
                         note|link} POST · /from-alarm POST · /kpi GET    (workorder.*; a crew: its own missions)
                         · /{id}/candidates GET (crews ranked by ETA) · /{id}/dispatch POST (mission via the gate)
+                        · /{id}/photos POST/GET · /{id}/photos/{name} GET (server.routes.photos)
     /crew/              the crew's tablet page (server.routes.crew_page): missions, on my way / on site / done
     /api/v1/reports     POST citizen report (X-Intake-Token of a channel) · /{ref} GET its status (no login)
                         · GET the reports, never the reporters' contact data                   (workorder.read)
@@ -76,6 +77,7 @@ from server.routes import (
     history,
     intake,
     journal,
+    photos,
     tags,
     users,
     workorders,
@@ -148,7 +150,7 @@ def create_app(server: ScadaServer) -> FastAPI:
     app.state.server = server
     errors.install(app)
     for area in (auth, server_area, tags, equipment, alarms, journal, history, commands, crisis, users, workorders,
-                 intake, ws):
+                 photos, intake, ws):
         app.include_router(area.router)
     app.include_router(change_area.router)  # safety configuration changes awaiting a second person
     app.include_router(crew_page.router)  # the crew's tablet page (static, not in the OpenAPI document)
