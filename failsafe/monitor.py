@@ -36,6 +36,18 @@ what the supervisory side observes and asks for the one safe thing it may ask fo
          └─ a layout pair the controller treats as conflicting ──► refused: P1 "layout_refused", the
             junction's commands refused (gate lock-out), the monitor checks with field ∩ layout
 
+    scan classes (tags.yaml): the status sample (STATUS_TAGS, one GET) is read at the junction's own class
+    (safety, 0.5 s): that period is the junction's period here (staleness, atomicity) and in the safety watch. The
+    static objects are read at a slow class (60 s) and are never part of a sample: the monitor uses their
+    last good values, each at most ``stale_after`` of its own periods old (3 min at 60 s; a controller that
+    stops answering turns them bad_comm at once). Older than that:
+      pattern_cycle_<p>      unknown → the frozen check in plan p assumes the NTCIP maximum cycle (255 s),
+                             and a central request for plan p is not a contradiction to time (fewer P2s,
+                             never a false one)
+      phase_concurrency_<p>  the matrix stays field ∩ layout as last read in full (the stricter one), and
+                             the P2 "layout_unverified" says since when the field has not confirmed it;
+                             it clears at the next full read
+
 Alarms go to a callback (the server connects the alarm engine); the conflict, fault-flash and
 did-not-act alarms are latched: :meth:`reset` (journalled) clears them. The monitor never tries to
 correct a junction any other way than requesting flash.
@@ -45,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -67,7 +80,7 @@ from failsafe.types import (
     system_clock,
 )
 from failsafe.vocabulary import CompatibilityMatrix, Vocabulary, resolve_value
-from scada.config.model import CityConfig, EquipmentDef
+from scada.config.model import CityConfig, EquipmentDef, period_of
 from scada.errors import StorageError
 from scada.quality import Quality
 from scada.tagdb import ChangeEvent, TagDatabase
@@ -81,6 +94,16 @@ FLASH_STATUSES = frozenset({3, 4, 5, 6, 7, 8})  # automatic, local_manual, fault
 FAULT_FLASH = frozenset({5, 6})  # fault_monitor, mmu
 FLASH_PATTERN = 255
 STALE_PERIODS = 3.0
+
+
+def status_period_s(city: CityConfig, db: TagDatabase, eq: EquipmentDef) -> float:
+    """How often a junction's status sample is read: its status tags' period (the slowest of them, should a
+    template split them across classes: only then is a sample complete); 1 s when unknown."""
+    dev = city.devices.get(eq.device)
+    if dev is None:
+        return 1.0
+    periods = [period_of(db.defs[i], dev) for t in STATUS_TAGS if (i := db.index.get(eq.tag_name(t))) is not None]
+    return max(periods, default=dev.period_s) or 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +143,8 @@ class _Junction:
     layout_state: str = "unverified"  # unverified | verified | refused | not_served
     layout_field: FieldConcurrency | None = None
     conc_rcv: int = 0  # newest receive time of the phase_concurrency tags at the last verification
+    conc_read_s: float = 0.0  # receive time (epoch s) of the last full good read of them
+    conc_max_age_s: float = math.inf  # how old that read may be before the layout is unverified again
     first_sample: float | None = None
     unverified_alarm: bool = False
     frozen: FrozenDetector | None = None
@@ -163,16 +188,28 @@ class FieldSafetyMonitor:
                 log.warning("%s: no phase_greens/unit_flash_status tags; the field-safety monitor cannot watch it",
                             eq.id)
                 continue
-            period = city.devices[eq.device].period_s if eq.device in city.devices else 1.0
-            j = _Junction(eq, vocabulary.matrix_for(eq.id), idx, period or 1.0,
+            period = status_period_s(city, db, eq)
+            dev = city.devices.get(eq.device)
+            if dev is not None and len({period_of(db.defs[i], dev) for i in idx.values()}) > 1:
+                log.error("%s: status tags read at different scan classes: no sample is ever complete, the "
+                          "field-safety monitor will be blind there (read them in one class)", eq.id)
+            j = _Junction(eq, vocabulary.matrix_for(eq.id), idx, period,
                           JunctionView(eq.id, "unknown", reason="no sample yet", since=clock()),
                           layout=vocabulary.matrix_for(eq.id), conc_tags=concurrency_tags(db, city, eq.id),
-                          frozen=FrozenDetector(period or 1.0))
+                          frozen=FrozenDetector(period))
             if not j.conc_tags:
                 j.layout_state = "not_served"
+            else:
+                j.conc_max_age_s = max(self._max_age_s(i, period) for i in j.conc_tags.values())
             self._junctions[eq.id] = j
             for i in idx.values():
                 self._by_index[i] = eq.id
+
+    def _max_age_s(self, i: int, default_period_s: float) -> float:
+        """How old the last good value of tag ``i`` (a static object) may be: ``stale_after`` of its periods."""
+        t = self.db.defs[i]
+        dev = self.city.devices.get(t.device)
+        return t.stale_after * (period_of(t, dev) if dev is not None else default_period_s)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FieldSafetyMonitor:
@@ -264,6 +301,13 @@ class FieldSafetyMonitor:
         if j.layout_state == "not_served" or j.layout is None:
             return False
         with self._lock:
+            if j.layout_state != "unverified" and not j.unverified_alarm and j.conc_read_s \
+                    and now - j.conc_read_s > j.conc_max_age_s:  # the field has not confirmed it for too long
+                j.unverified_alarm = True
+                self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/layout_unverified", j.eq.id, 2,
+                                          f"Junction {j.eq.id} ({j.eq.commune}): layout not verified against the "
+                                          f"field at {j.eq.id} for {now - j.conc_read_s:.0f} s (phaseConcurrency "
+                                          f"unreadable; checking with its last reading)", ts=now))
             rcv = max(int(self.db.receive_ns[i]) for i in j.conc_tags.values())
             if rcv == j.conc_rcv and not (j.layout_state == "unverified" and not j.unverified_alarm):
                 return False  # nothing new read (113 junctions × 8 tags, five times a second otherwise)
@@ -277,7 +321,12 @@ class FieldSafetyMonitor:
                                               f"Junction {j.eq.id} ({j.eq.commune}): layout not verified against "
                                               f"the field at {j.eq.id} (phaseConcurrency unreadable)", ts=now))
                 return False
+            j.conc_read_s = rcv / 1e9
             if field_conc == j.layout_field:
+                if j.unverified_alarm:  # read again in full after a stale spell: confirmed
+                    j.unverified_alarm = False
+                    self._alarm(FailsafeAlarm(f"failsafe/{j.eq.id}/layout_unverified", j.eq.id, 2,
+                                              f"Junction {j.eq.id}: layout verified", active=False, ts=now))
                 return False
             j.layout_field = field_conc
             old = j.layout_state
@@ -308,9 +357,12 @@ class FieldSafetyMonitor:
 
     # ------------------------------------------------------------------ frozen-controller evidence
     def _cycle_s(self, j: _Junction, pattern: int) -> float | None:
-        """The controller's own patternCycleTime of ``pattern`` (its tag, good quality), else None."""
+        """The controller's own patternCycleTime of ``pattern`` (its tag: good quality, and read within
+        ``stale_after`` of its periods: a static object, module docstring), else None."""
         i = self.db.index.get(j.eq.tag_name(f"{PATTERN_CYCLE_TAG}{pattern}"))
         if i is None or not Quality(int(self.db.qualities[i])).is_good:
+            return None
+        if self.clock() - int(self.db.receive_ns[i]) / 1e9 > self._max_age_s(i, j.period_s):
             return None
         v = self.db.value_of(i)
         return float(v) if isinstance(v, (int, float)) and v > 0 else None

@@ -7,13 +7,31 @@ A Poller polls the devices it is given (``devices=``, default all), into the tag
 the server runs two, each device in exactly one (the junctions' in its field-safety thread, into their
 own database, server.components.safety; every other device in the main one).
 
-Timeline of one device (period P, staggered start offset o = P * k / n within its scan class)::
+Timeline of one device (period P, staggered start offset o = P * k / n within its scan class; P is the
+period of its fastest read group, below)::
 
     t0+o        t0+o+P       t0+o+2P      t0+o+3P
      │ cycle ──┐ │ cycle ─────────────────┐│           a cycle longer than P: the missed tick(s) are
      │         │ │                        ││           counted as overruns, never queued; the next
      │         │ │                        │└ skipped   cycle starts on the next tick of the grid
      ▼         ▼ ▼                        ▼
+
+Read groups: a tag may name its own scan class (scada.config.model), so one device may be read at
+several periods, one read group per period, on one grid (the same start offset; the device's task
+wakes at the earliest group due and reads every group due then in ONE cycle: a junction's 0.5 s
+status, 1 s control objects and 60 s static objects, ticks merged where they coincide)::
+
+    t0+o      +0.5      +1.0      +1.5      +2.0  ...  +60.0
+    status    status    status    status    status      status
+              ·         control   ·         control     control + static    (one read each tick)
+
+The comm watch counts in the fastest group's period (a device answers or not as a whole: a cycle of
+any group that reaches nothing is a failure; back-off and the start-up grace are in fastest periods).
+A failed cycle marks every point of the device bad_comm (not only the groups it was reading), and the
+attempts while ``starting`` or ``lost`` read every group, so a recovered device is read in full at
+once. Overruns count the missed ticks of the groups the cycle was reading; a slower group whose tick
+passed during another group's cycle is read late (at once), never skipped. Statistics stay per device
+(``period_ms``: the achieved interval of the fastest group).
 
 One cycle::
 
@@ -66,7 +84,7 @@ Devices can be added, removed or replaced while the poller runs (configuration r
         started    in the new set only   → new driver, task started (its first cycle is a warm-up cycle)
         restarted  read-relevant change  → stopped, then started on the new definition (fresh stats)
                    (protocol, connection, scan, period, timeout, retries, tag list, or a tag's address,
-                    dtype, coding, scale, offset, enum, access or unit)
+                    dtype, coding, scale, offset, enum, access, unit, or its own scan class or period)
         kept       unchanged             → task and connection untouched; tag indices re-resolved
                                            against ``new_db`` (values keep flowing, no reconnect)
 
@@ -89,7 +107,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from scada.config.model import CityConfig, DeviceDef, TagDef
+from scada.config.model import CityConfig, DeviceDef, TagDef, period_of
 from scada.quality import Quality, Sample
 from scada.tagdb import Readings, TagDatabase
 
@@ -193,26 +211,60 @@ _NO_INDEX = np.zeros(0, dtype=np.int64)
 
 #: TagDef fields a driver reads with: a change to one of them restarts the device on a reload
 _READ_FIELDS = ("name", "device", "address", "dtype", "encoding", "word_order", "byte_order", "scale", "offset",
-                "enum", "access", "unit")
+                "enum", "access", "unit", "scan", "period_s")
 #: DeviceDef fields that matter for polling
 _DEVICE_FIELDS = ("protocol", "connection", "scan", "period_s", "timeout_s", "retries", "tags")
+#: at most one full garbage collection after reloads per this many seconds (Poller.update)
+REFREEZE_EVERY_S = 10.0
+#: a group whose tick is this close is read in the cycle that wakes for an earlier one (the timer may fire a
+#: little early, and ticks of periods that are multiples of each other coincide up to float rounding)
+_DUE_TOLERANCE_S = 0.005
+
+
+class _Group:
+    """The points of a device read at one period (positions into its points) and the group's next tick."""
+
+    __slots__ = ("next_t", "period", "pos")
+
+    def __init__(self, period: float, pos: npt.NDArray[np.int64]) -> None:
+        self.period = period
+        self.pos = pos
+        self.next_t = 0.0
+
+
+def _groups(dev: DeviceDef, points: Sequence[TagDef]) -> list[_Group]:
+    """One read group per period among the points (fastest first); no points: one empty group at the device's."""
+    by_period: dict[float, list[int]] = {}
+    for k, t in enumerate(points):
+        by_period.setdefault(period_of(t, dev), []).append(k)
+    if not by_period:
+        return [_Group(dev.period_s, _NO_INDEX)]
+    return [_Group(p, np.array(pos, dtype=np.int64)) for p, pos in sorted(by_period.items())]
 
 
 class _Device:
-    __slots__ = ("dev", "driver", "offset", "points", "reader", "stat_idx", "stat_pos", "stats", "tag_idx", "task")
+    __slots__ = ("dev", "driver", "groups", "offset", "points", "reader", "selections", "stat_idx", "stat_pos",
+                 "stats", "tag_idx", "task")
 
     def __init__(self, dev: DeviceDef, points: list[TagDef], driver: PollDriver, offset: float) -> None:
         self.dev = dev
         self.points = points
+        self.groups = _groups(dev, points)
+        self.selections: dict[tuple[int, ...], npt.NDArray[np.int64]] = {}  # due groups → their points' positions
         self.driver = driver
         self.offset = offset
-        self.stats = DeviceStats(dev.name, dev.period_s)
+        self.stats = DeviceStats(dev.name, self.fastest)
         self.task: asyncio.Task[None] | None = None
         reader = getattr(driver, "read_readings", None)
         self.reader: Callable[[Sequence[TagDef]], Any] | None = reader if callable(reader) else None
         self.tag_idx: npt.NDArray[np.int64] = _NO_INDEX
         self.stat_idx: npt.NDArray[np.int64] = _NO_INDEX
         self.stat_pos: npt.NDArray[np.int64] = _NO_INDEX  # which of STATS each stat_idx entry is
+
+    @property
+    def fastest(self) -> float:
+        """The period of its fastest read group (the grid, the comm watch and the start-up grace count in it)."""
+        return self.groups[0].period
 
     def bind(self, db: TagDatabase) -> None:
         """Resolve the device's tags and statistics tags to indices of ``db`` (KeyError: a tag is missing)."""
@@ -266,30 +318,33 @@ class Poller:
         self.max_backoff_s = max_backoff_s
         self.stagger = stagger
         names = list(devices) if devices is not None else list(config.devices)
-        offsets = self._offsets(config, names)
         tag_defs = config.tag_by_name()
-        self._devices: dict[str, _Device] = {}
-        for n in names:
-            self._devices[n] = self._make(config.devices[n], tag_defs, offsets[n])
+        self._devices: dict[str, _Device] = {n: self._make(config.devices[n], tag_defs) for n in names}
+        offsets = self._offsets({n: d.fastest for n, d in self._devices.items()})
+        for n, d in self._devices.items():
+            d.offset = offsets[n]
         self._started = False
         self._t0 = 0.0
         self._gate: asyncio.Semaphore | None = None
         self._update_lock: asyncio.Lock | None = None
+        self._refrozen_at = -math.inf  # time.monotonic() of the last full collection (_refreeze_gc)
+        self._refreeze_later: asyncio.TimerHandle | None = None
 
-    def _offsets(self, config: CityConfig, names: Sequence[str]) -> dict[str, float]:
-        """Stagger per scan class: device k of the n of its class starts at P * k / n."""
-        by_class: dict[str, list[str]] = {}
-        for n in names:
-            by_class.setdefault(config.devices[n].scan, []).append(n)
+    def _offsets(self, fastest: dict[str, float]) -> dict[str, float]:
+        """Stagger per grid (the fastest read period, device name → it, in configuration order): device k of
+        the n on a grid of period P starts at P * k / n."""
+        by_period: dict[float, list[str]] = {}
+        for n, period in fastest.items():
+            by_period.setdefault(period, []).append(n)
         offsets: dict[str, float] = {}
-        for members in by_class.values():
+        for period, members in by_period.items():
             for k, n in enumerate(members):
-                offsets[n] = config.devices[n].period_s * k / len(members) if self.stagger else 0.0
+                offsets[n] = period * k / len(members) if self.stagger else 0.0
         return offsets
 
-    def _make(self, dev: DeviceDef, tag_defs: dict[str, TagDef], offset: float) -> _Device:
+    def _make(self, dev: DeviceDef, tag_defs: dict[str, TagDef]) -> _Device:
         points = [tag_defs[t] for t in dev.tags]
-        d = _Device(dev, points, self.factory(dev), offset)
+        d = _Device(dev, points, self.factory(dev), 0.0)
         d.bind(self.db)
         return d
 
@@ -332,7 +387,7 @@ class Poller:
         began = loop.time()
         for d in self._devices.values():
             d.driver.set_sink(self._push_sink(d))
-            d.stats.grace_until = began + self._grace_s(d.dev)
+            d.stats.grace_until = began + self._grace_s(d)
         self._publish_all_stats()
         if warmup and self._devices:
             gate = self._gate
@@ -340,8 +395,8 @@ class Poller:
             async def first(d: _Device) -> None:
                 async with gate:  # 1,500 devices at once would swamp the gateways and agents
                     start = loop.time()
-                    _ok, first_readings = await self._cycle(d, start, self._warmup_budget(d.dev))
-                    self._apply(d, first_readings)
+                    _ok, first_readings, at = await self._cycle(d, start, self._warmup_budget(d))
+                    self._apply(d, first_readings, at)
 
             # configuration order (the semaphore is FIFO): the protocols' gateways and agents share the burst;
             # fastest scan class first measured slower at full Dijon (269 cameras last on one SNMP agent)
@@ -356,20 +411,33 @@ class Poller:
     def _refreeze_gc(self) -> None:
         # config, tag database, drivers and plans live as long as the process: keep them out of the
         # cyclic GC, whose full collections otherwise stall the loop ~1 s at city scale
+        if self._refreeze_later is not None:
+            self._refreeze_later.cancel()
+            self._refreeze_later = None
         gc.unfreeze()  # a restarted poller (configuration reload): let the old city be collected
         gc.collect()
         gc.freeze()
+        self._refrozen_at = time.monotonic()
         # and make full collections rarer: hundreds of reads in flight keep ~10^5 young objects alive
         t0, t1, t2 = gc.get_threshold()
         gc.set_threshold(t0, t1, max(t2, 100))
 
-    def _grace_s(self, dev: DeviceDef) -> float:
-        """How long a device not read yet stays ``starting`` when it does not answer (module docstring)."""
-        return min(self.grace_periods * dev.period_s, self.warmup_s)
+    def _refreeze_after_reload(self) -> None:
+        """One full collection after a reload, at most one per ``REFREEZE_EVERY_S``: a burst of reloads is
+        collected once, when the interval has passed (its old configurations stay in memory until then)."""
+        wait = self._refrozen_at + REFREEZE_EVERY_S - time.monotonic()
+        if wait <= 0:
+            self._refreeze_gc()
+        elif self._refreeze_later is None:
+            self._refreeze_later = asyncio.get_running_loop().call_later(wait, self._refreeze_gc)
 
-    def _warmup_budget(self, dev: DeviceDef) -> float:
+    def _grace_s(self, d: _Device) -> float:
+        """How long a device not read yet stays ``starting`` when it does not answer (module docstring)."""
+        return min(self.grace_periods * d.fastest, self.warmup_s)
+
+    def _warmup_budget(self, d: _Device) -> float:
         """Deadline of the warm-up cycle: twice a normal cycle with all its retries, capped."""
-        return min(self.warmup_s, 2 * max(dev.period_s, dev.timeout_s) * (dev.retries + 1))
+        return min(self.warmup_s, 2 * max(d.fastest, d.dev.timeout_s) * (d.dev.retries + 1))
 
     async def run_for(self, duration_s: float) -> None:
         """Start (with warm-up) and poll for ``duration_s`` seconds of fixed-rate scheduling."""
@@ -382,6 +450,9 @@ class Poller:
         A driver that does not finish closing in time is logged and left behind: shutting the
         poller down never hangs on one device.
         """
+        if self._refreeze_later is not None:
+            self._refreeze_later.cancel()
+            self._refreeze_later = None
         await self._stop(list(self._devices.values()), timeout_s)
         self._started = False
 
@@ -476,7 +547,8 @@ class Poller:
         :meth:`add_devices`). ``factory`` (optional) makes the drivers of the started devices from now on.
         Stopping is bounded by ``timeout_s``. With ``freeze_gc`` a running poller ends with one full
         garbage collection (the old configuration and database were frozen by :meth:`start`: a
-        collection of up to a second at city scale, once per reload). Returns the names per outcome.
+        collection of up to a second at city scale), at most one per ``REFREEZE_EVERY_S`` (10 s: reloads
+        in a burst are collected once, at the end of the interval). Returns the names per outcome.
         """
         async with self._lock():
             new_names = list(devices) if devices is not None else list(config.devices)
@@ -509,7 +581,7 @@ class Poller:
             for lst in (result.started, result.stopped, result.restarted, result.kept):
                 lst.sort()
             if self.freeze_gc and self._started:
-                self._refreeze_gc()  # the old configuration and database were frozen: let them be collected
+                self._refreeze_after_reload()  # the old configuration and database were frozen: let them be collected
             return result
 
     def _adopt(self, config: CityConfig) -> None:
@@ -526,10 +598,11 @@ class Poller:
         if not names:
             return
         tag_defs = config.tag_by_name()
-        new = set(names)
-        offsets = self._offsets(config, [n for n in config.devices if n in new or n in self._devices])
-        made = [self._make(config.devices[n], tag_defs, offsets[n]) for n in names]  # KeyError before any change
-        for d in made:
+        made = {n: self._make(config.devices[n], tag_defs) for n in names}  # KeyError before any change
+        offsets = self._offsets({n: (made[n] if n in made else self._devices[n]).fastest for n in config.devices
+                                 if n in made or n in self._devices})
+        for d in made.values():
+            d.offset = offsets[d.dev.name]
             self._devices[d.dev.name] = d
             if self._started:
                 d.driver.set_sink(self._push_sink(d))
@@ -539,40 +612,48 @@ class Poller:
     # ------------------------------------------------------------------ scheduling
     async def _run(self, d: _Device, warmup: bool = False) -> None:
         loop = asyncio.get_running_loop()
-        period = d.dev.period_s
+        period = d.fastest
         next_t = self._t0 + d.offset
         if warmup:  # a device started while the others run: one warm-up cycle, then join the grid
             if self._gate is None:  # set by start(); warm-ups only run after it
                 raise RuntimeError(f"{d.dev.name}: warm-up before the scheduler started")
-            d.stats.grace_until = loop.time() + self._grace_s(d.dev)
+            d.stats.grace_until = loop.time() + self._grace_s(d)
             async with self._gate:
-                _ok, first_readings = await self._cycle(d, loop.time(), self._warmup_budget(d.dev))
-            self._apply(d, first_readings)
+                _ok, first_readings, first_at = await self._cycle(d, loop.time(), self._warmup_budget(d))
+            self._apply(d, first_readings, first_at)
         now = loop.time()
         if next_t < now:  # the first tick of its grid still to come (not counted as overruns)
             next_t += math.ceil((now - next_t) / period) * period
         if d.stats.status == STARTING and d.stats.failures_in_row:  # a warm-up failed in its grace: retry by its end
             next_t = min(next_t, max(now, d.stats.grace_until))
+        groups = d.groups
+        for g in groups:  # every group on one grid: first read together, then each at its own period
+            g.next_t = next_t
+        fastest = groups[0]
         last_start: float | None = None
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
                 # a library swallowed our CancelledError somewhere in the cycle: honour the request anyway
                 raise asyncio.CancelledError
-            delay = next_t - loop.time()
+            tick = min(g.next_t for g in groups)
+            delay = tick - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             start = loop.time()
+            due = [g for g in groups if g.next_t <= start + _DUE_TOLERANCE_S]
             st = d.stats
-            st.lateness.append(max(0.0, start - next_t))
-            if last_start is not None:
-                st.last_period_s = start - last_start
-                if st.failures_in_row == 0:
-                    st.intervals.append(st.last_period_s)
-            last_start = start
+            st.lateness.append(max(0.0, start - tick))
+            if fastest in due:
+                if last_start is not None:
+                    st.last_period_s = start - last_start
+                    if st.failures_in_row == 0:
+                        st.intervals.append(st.last_period_s)
+                last_start = start
             readings: Readings | None = None
+            at: npt.NDArray[np.int64] | None = None
             try:
-                ok, readings = await self._cycle(d, start)
+                ok, readings, at = await self._cycle(d, start, sel=self._selection(d, due))
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug in a driver must not kill the device's task
@@ -580,33 +661,55 @@ class Poller:
                 ok = False
             now = loop.time()
             if ok:
-                next_t += period
-            else:
+                for g in due:
+                    g.next_t += g.period
+                    if now > g.next_t:
+                        missed = math.ceil((now - g.next_t) / g.period)
+                        st.overruns += missed
+                        g.next_t += missed * g.period
+            else:  # the next attempt reads every group, after the back-off (in fastest periods)
                 st.backoff_s = min(max(self.max_backoff_s, period), period * 2 ** max(0, st.failures_in_row - 1))
-                next_t = next_t + st.backoff_s
+                retry = tick + st.backoff_s
                 if st.status == STARTING:  # still in its grace: the next attempt by the grace's end at the latest
-                    next_t = min(next_t, st.grace_until)
-            if now > next_t:
-                missed = math.ceil((now - next_t) / period)
-                if ok:
-                    st.overruns += missed
-                next_t += missed * period
-            self._apply(d, readings)  # values and statistics (status, backoff, overruns) in one batch
+                    retry = min(retry, st.grace_until)
+                if now > retry:
+                    retry += math.ceil((now - retry) / period) * period
+                for g in groups:
+                    g.next_t = retry
+            self._apply(d, readings, at)  # values and statistics (status, backoff, overruns) in one batch
 
-    async def _cycle(self, d: _Device, start: float, budget_s: float | None = None) -> tuple[bool, Readings | None]:
-        """One read cycle with retries; returns (False on communication loss, the readings of every point).
+    @staticmethod
+    def _selection(d: _Device, due: Sequence[_Group]) -> npt.NDArray[np.int64] | None:
+        """Positions of the points of the ``due`` groups (None: every point)."""
+        if len(due) == len(d.groups):
+            return None
+        if len(due) == 1:
+            return due[0].pos
+        key = tuple(id(g) for g in due)
+        sel = d.selections.get(key)
+        if sel is None:  # a handful of combinations per device (status, status + control ...): built once each
+            sel = d.selections[key] = np.sort(np.concatenate([g.pos for g in due]))
+        return sel
+
+    async def _cycle(self, d: _Device, start: float, budget_s: float | None = None,
+                     sel: npt.NDArray[np.int64] | None = None
+                     ) -> tuple[bool, Readings | None, npt.NDArray[np.int64] | None]:
+        """One read cycle with retries of the points at positions ``sel`` (None: every point); returns (False on
+        communication loss, their readings, the positions the readings are for: None for every point).
 
         The readings are None for a device still ``starting`` after a failed cycle (in its grace): its tags
-        stay uncertain "not read yet" rather than bad_comm."""
+        stay uncertain "not read yet" rather than bad_comm. A failed cycle past the grace gives bad_comm for
+        every point of the device, whichever groups it was reading (module docstring)."""
         dev = d.dev
         st = d.stats
         drv = d.driver
         loop = asyncio.get_running_loop()
-        n = len(d.points)
+        mine = d.points if sel is None else [d.points[i] for i in sel.tolist()]
+        n = len(mine)
         results = Readings(n)  # bad_comm until read
         requests_before = drv.requests
         error: BaseException | None = None
-        deadline = start + (budget_s if budget_s is not None else max(dev.period_s, dev.timeout_s))
+        deadline = start + (budget_s if budget_s is not None else max(d.fastest, dev.timeout_s))
         pending: npt.NDArray[np.int64] | None = None  # None: every point
         try:
             async with asyncio.timeout_at(deadline):
@@ -624,7 +727,7 @@ class Poller:
                             if _is_auth_error(exc):
                                 break
                             continue
-                    points = d.points if pending is None else [d.points[i] for i in pending.tolist()]
+                    points = mine if pending is None else [mine[i] for i in pending.tolist()]
                     got = await self._read(d, points)
                     if len(got) != len(points):
                         raise RuntimeError(f"driver returned {len(got)} samples for {len(points)} points")
@@ -651,7 +754,13 @@ class Poller:
         results.stamp_unset(time.time_ns())  # points never read: bad_comm now
         reached = bool((results.qualities != _BAD_COMM).any()) if n else error is None
         ok = self._update_status(d, reached, error)
-        return ok, (None if st.status == STARTING else results)
+        if st.status == STARTING:
+            return ok, None, None
+        if not ok and sel is not None:  # the device is lost: every point of it, not only the groups read
+            results = Readings(len(d.points))
+            results.stamp_unset(time.time_ns())
+            return ok, results, None
+        return ok, results, sel
 
     async def _read(self, d: _Device, points: Sequence[TagDef]) -> Readings:
         if d.reader is not None:
@@ -694,17 +803,19 @@ class Poller:
         return False
 
     # ------------------------------------------------------------------ tag database
-    def _apply(self, d: _Device, readings: Readings | None) -> None:
-        """One batch: the device's readings (if any) and its statistics tags."""
+    def _apply(self, d: _Device, readings: Readings | None, at: npt.NDArray[np.int64] | None = None) -> None:
+        """One batch: the device's readings (if any: of its points at positions ``at``, None: every point) and
+        its statistics tags."""
         if self._devices.get(d.dev.name) is not d:
             return  # removed or replaced while its cycle was in flight: its indices may be another database's
         stat_idx, stats = self._stat_readings(d)
+        tag_idx = d.tag_idx if at is None else d.tag_idx[at]
         if readings is None:
             idx, batch = stat_idx, stats
         elif not stat_idx.size:
-            idx, batch = d.tag_idx, readings
+            idx, batch = tag_idx, readings
         else:
-            idx, batch = np.concatenate([d.tag_idx, stat_idx]), Readings.concat([readings, stats])
+            idx, batch = np.concatenate([tag_idx, stat_idx]), Readings.concat([readings, stats])
         if idx.size:
             self.db.apply_readings(idx, batch)
 

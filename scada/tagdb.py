@@ -518,9 +518,11 @@ class TagDatabase:
         return float(0 if np.isnan(self.values[i]) else self.values[i] + 1)
 
     def stale_limits_ns(self, periods_s: dict[str, float]) -> I64:
-        """Per-tag age after which a good value is stale: ``stale_after`` scan periods of its device."""
-        return np.array([int(t.stale_after * periods_s.get(t.device, 0.0) * 1e9) or np.iinfo(np.int64).max
-                         for t in self.defs], dtype=np.int64)
+        """Per-tag age after which a good value is stale: ``stale_after`` scan periods of the tag (its own scan
+        class, else its device's period in ``periods_s``); a device not in ``periods_s`` is exempt."""
+        never = np.iinfo(np.int64).max
+        return np.array([(int(t.stale_after * (t.period_s or periods_s[t.device]) * 1e9) or never)
+                         if t.device in periods_s else never for t in self.defs], dtype=np.int64)
 
     def mark_stale(self, now_ns: int, max_age_ns: I64 | int) -> ChangeEvent:
         """Good tags with no update for longer than ``max_age_ns`` (per tag or global) become uncertain."""

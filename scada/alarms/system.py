@@ -267,6 +267,11 @@ SYSTEM_ALARMS: tuple[SystemAlarm, ...] = (
     SystemAlarm("ha", "forced_active", "system", 1, "steady",
                 "Failover pair: this server was forced active without a lease (break-glass): {value}",
                 "failover: a supervisor forced this server to write to the field without the etcd lease", text=True),
+    # an operator action answered after the bounded wait without the standby's copy (server.ha.replication), or
+    # the pair cannot replicate (another configuration, a diverged journal): a takeover now would lose it
+    SystemAlarm("ha", "not_in_sync", "system", 2, "steady",
+                "Failover pair: standby not in sync: {value}",
+                "failover: the standby does not hold every operator action the active server answered", text=True),
     # login throttling (server.auth): a burst of failed logins, raised by the server, cleared after a quiet minute
     SystemAlarm("auth", "login_burst", "system", 3, "steady",
                 N_("Burst of failed logins (20 or more in 60 s for one account or one address): see the audit trail"),

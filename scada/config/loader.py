@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from scada.config.inventory import read_inventory
 from scada.config.model import CityConfig, DeviceDef, EquipmentDef, TagDef
+from scada.config.partitions import PartitionDef, PartitionSpec, resolve_partitions
 from scada.config.schema import (
     LIMIT_KINDS,
     PROTOCOLS,
@@ -258,7 +259,16 @@ def _check_template(name: str, raw: Any, file: str, tree: Any, scan: dict[str, f
             out.add(file, tline, twho, f"duplicate tag name (first defined on line {seen[tag.name]})")
             continue
         seen[tag.name] = tline
-        if _check_tag(tag, spec.protocol, file, tree, tloc, twho, out):
+        ok = _check_tag(tag, spec.protocol, file, tree, tloc, twho, out)
+        if tag.scan is not None and tag.scan not in scan:  # slower or faster than the device's: both fine
+            ok = False
+            out.add(file, line_of(tree, (*tloc, "scan")), twho,
+                    f"'scan' must be one of {one_of(scan)}, got {tag.scan!r}{did_you_mean(tag.scan, scan)}")
+        elif tag.scan is not None and spec.protocol == "opcua":
+            ok = False
+            out.add(file, line_of(tree, (*tloc, "scan")), twho,
+                    f"'scan' per tag does not apply to OPC UA (its subscription reports changes), got {tag.scan!r}")
+        if ok:
             tags.append((tag, tline))
     tm = _Template(name, spec, tags, line)
     tm.raw_tag_names = {_name_of(t, "name") for t in spec.tags}
@@ -385,7 +395,8 @@ def _expand_equipment(eq_spec: InstanceSpec, tmpl: _Template, source: str, file:
             full = f"{prefix}/{name}"
             tags.append(TagDef(full, eq.id, name, tag.name, dev_name, address, tag.type, tag.encoding,
                                tag.word_order, tag.byte_order, tag.scale, tag.offset, tag.units, tag.deadband,
-                               tag.access, tag.enum, tag.description, tag.stale_after, tag.history, unit_id))
+                               tag.access, tag.enum, tag.description, tag.stale_after, tag.history, unit_id,
+                               scan=tag.scan or "", period_s=scan.get(tag.scan, 0.0) if tag.scan else 0.0))
             device.tags.append(full)
     return eq
 
@@ -569,6 +580,24 @@ def _check_discrete_labels(rule: AlarmRuleSpec, matched: list[TagDef], templates
                 f"{did_you_mean(v, labels)}")
 
 
+def _check_partitions(raw: list[Any], file: str, tree: Any, devices: dict[str, DeviceDef],
+                      equipment: dict[str, EquipmentDef], templates: set[str],
+                      out: Problems) -> dict[str, PartitionDef]:
+    """The ``partitions:`` section (scada.config.partitions): each item's schema here, the rules there."""
+    specs: list[tuple[PartitionSpec, int]] = []
+    for i, item in enumerate(raw):
+        who = f"partition '{_name_of(item, 'name')}'"
+        spec = validate_item(PartitionSpec, item, file, tree, ("partitions", i), who, out)
+        if spec is not None:
+            specs.append((spec, line_of(tree, ("partitions", i))))
+    if len(specs) < len(raw):  # a broken item: its devices' placement cannot be judged
+        return {}
+    partitions, problems = resolve_partitions(specs, devices, equipment, templates, line_of(tree, ("partitions",)))
+    for line, who, what in problems:
+        out.add(file, line, who, what)
+    return partitions
+
+
 def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
                endpoint_overrides: dict[str, str] | None = None) -> tuple[CityConfig | None, list[ConfigProblem]]:
     """Validate everything; return (config or None, every problem found).
@@ -670,6 +699,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
         if eq is not None:
             equipment[eq.id] = eq
     _check_modbus_overlaps(tags, devices, templates, equipment, file, out)
+    partitions = _check_partitions(top.partitions, file, tree, devices, equipment, set(top.templates), out)
     rules: list[AlarmRuleSpec] = []
     services: list[str] = []
     files = [tags_path]
@@ -679,7 +709,7 @@ def check_city(tags_path: Path | str, alarms_path: Path | str | None = None,
     if out.items:
         return None, out.items
     config = CityConfig(top.site, top.timezone, scan, {n: t.spec for n, t in templates.items()}, devices,
-                        equipment, tags, rules, services, files, lang=top.lang)
+                        equipment, tags, rules, services, files, lang=top.lang, partitions=partitions)
     return config, []
 
 

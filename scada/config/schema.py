@@ -13,9 +13,10 @@
         domain: traffic           # the responsible service
         protocol: snmp
         connection: {host: "{host}", port: "{port}"}   # formatted with the instance's params
-        scan: fast
+        scan: fast                # the device's class; a tag may name its own (scan: slow)
         tags:
           - {name: phase_greens, type: int, address: 1.3.6.1.4.1.1206.4.2.1.1.4.1.4.1}
+          - {name: pattern_cycle_1, type: int, address: 1.3.6.1.4.1.1206.4.2.1.4.7.1.2.1, scan: slow}
     instances:                    # listed equipment ...
       - {id: J001, template: junction, commune: Dijon, lat: 47.32, lon: 5.04, params: {...}}
     inventory:                    # ... and/or equipment generated from CSV / GeoJSON files
@@ -114,6 +115,7 @@ class TagSpec(Strict):
     stride: int = 1
     stale_after: Annotated[int, Field(ge=1)] = 3  # scan periods without update before 'uncertain'
     history: HistorySpec | None = None
+    scan: str | None = None  # the tag's own scan class (faster or slower than its device's); default: the device's
 
 
 class DeviceSpec(Strict):
@@ -163,6 +165,7 @@ class TagsFile(Strict):
     templates: dict[str, Any]
     instances: list[Any] = Field(default_factory=list)
     inventory: list[InventorySpec] = Field(default_factory=list)
+    partitions: list[Any] = Field(default_factory=list)  # where devices are polled (scada.config.partitions)
 
 
 class AlarmRuleSpec(Strict):

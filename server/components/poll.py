@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.registry import DriverFactory, driver_class
 from scada.config import CityConfig
+from scada.config.partitions import edge_devices
 from scada.poll import STARTING, DeviceStats, PollDriver, Poller
 from scada.tagdb import TagDatabase
 from server.components.base import SubsystemStatus
@@ -77,6 +78,9 @@ class PollComponent:
         self.comm_task: asyncio.Task[None] | None = None
         self.comm_every_s = 0.5
         self._settled: tuple[str, str] | None = None  # the status once no device is starting (set by the warm-up)
+        #: the failover pair's standby holds its first poll until it becomes active (server.components.ha: the
+        #: active's replication stream feeds it meanwhile; it does not poll the field twice); None: at once
+        self.hold: asyncio.Event | None = None
         # the junctions: polled in the field-safety monitor's own thread and loop, never by self.poller
         self.safety = SafetyPoll(server)
 
@@ -106,7 +110,9 @@ class PollComponent:
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
         missing = self._missing_protocols(config)
         junctions = [n for n in junction_devices(config) if config.devices[n].protocol not in missing]
-        devices = [n for n, d in config.devices.items() if d.protocol not in missing and n not in junctions]
+        edge = edge_devices(config)  # polled by their edge, consumed over MQTT (server.components.edge)
+        devices = [n for n, d in config.devices.items()
+                   if d.protocol not in missing and n not in junctions and n not in edge]
         await self.safety.build(config, tagdb, junctions, self._apply_loop())
 
         async def build() -> None:  # drivers and their shared resources are created on the poll loop
@@ -126,6 +132,10 @@ class PollComponent:
                                             name="poll-start")
 
     async def _start(self, poller: Poller, missing: dict[str, str], configured: int, polled: int) -> None:
+        if self.hold is not None and not self.hold.is_set():
+            self.server.status("poll").set("ok", "standby: not polling, fed by the active server's replication")
+            await self.hold.wait()
+            self.server.status("poll").set("starting", self.starting_text())
         await self.safety.start()  # the junctions are read first, in their own loop
         await self.call(poller.start())
         self._settle(missing, configured, polled)
@@ -225,7 +235,9 @@ class PollComponent:
             return {"devices": len(new.devices), "restarted_all": True}
         missing = self._missing_protocols(new)
         junctions = [n for n in junction_devices(new) if new.devices[n].protocol not in missing]
-        devices = [n for n, d in new.devices.items() if d.protocol not in missing and n not in junctions]
+        edge = edge_devices(new)
+        devices = [n for n, d in new.devices.items()
+                   if d.protocol not in missing and n not in junctions and n not in edge]
         safety = await self.safety.apply(new, tagdb, junctions)
         self.safety.apply_loop = self._apply_loop()
         if self.factory is not None:

@@ -20,13 +20,16 @@ monitor must not notice. So the junctions are read by a second Poller, in a thre
       the main tag database keeps ONE writer loop; its subscribers see the junctions as before
 
     SafetyWatch, every 0.2 s in the MAIN loop (so that a stalled safety loop is caught too):
-      a junction's last good sample the running monitor DECIDED on older than two periods (received is not
+      a junction's last good sample the running monitor DECIDED on older than the blind limit (received is not
         enough: a sample the monitor failed on is not a check; a monitor attached by a reload decides on the
         samples that came in meanwhile first), the same limit as ``checking()``; grace at start and for a
-        junction added by a reload: two periods from when its polling began; with no monitor running, the last
+        junction added by a reload: that limit from when its polling began; with no monitor running, the last
         good sample received. A stalled safety loop stops the decisions, so it is caught by the same limit; a
         heartbeat older than 1 s only names that cause in the alarm's reason
         → P1 failsafe/monitor_blind at that junction ("field-safety monitor blind at J0xx")
+      blind limit: two periods of its status sample (failsafe.monitor.status_period_s: 0.5 s with the shipped
+        template, so stale after 1 s), at least 1.5 s: the P1 comes at most 1 s after the sample turned stale
+        (1.5 s + the watch's 0.2 s), and an answer late by half a second on a loaded machine is not a false P1
       no monitor running on the safety loop (fail-safe layer not started, no commands.yaml, failed reload;
         a valid reload's switch of the monitor is not a stop while the reload runs, at most 10 s)
         → P1 failsafe/monitor_not_running (not while the fail-safe component is down: system.server.
@@ -52,7 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.registry import DriverFactory
-from failsafe.monitor import STATUS_TAGS, FieldSafetyMonitor
+from failsafe.monitor import STATUS_TAGS, FieldSafetyMonitor, status_period_s
 from scada.config import CityConfig
 from scada.config.model import TagDef
 from scada.poll import DeviceStats, PollDriver, Poller, device_stat_tags
@@ -68,9 +71,15 @@ T = TypeVar("T")
 
 HEARTBEAT_S = 0.1  # the safety loop stamps its heartbeat this often
 STALLED_S = 1.0  # a heartbeat older than this: the safety loop is stalled (the reason given for a blind junction)
-BLIND_PERIODS = 2.0  # a junction whose last good sample is older than this many periods: blind
+BLIND_PERIODS = 2.0  # a junction whose last good sample is older than this many periods: stale ...
+BLIND_MIN_S = 1.5  # ... and blind once it is older than this too (module docstring: the blind limit)
 SWITCH_MAX_S = 10.0  # a reload's switch of the monitor is not a stop for at most this long (while it runs)
 WATCH_EVERY_S = 0.2
+
+
+def blind_limit_s(period_s: float) -> float:
+    """How old a junction's last decided sample may be before the monitor is blind there (module docstring)."""
+    return max(BLIND_PERIODS * period_s, BLIND_MIN_S)
 
 
 def junction_devices(config: CityConfig) -> list[str]:
@@ -133,7 +142,7 @@ class SafetyTagDatabase(TagDatabase):
             k = len(self.junctions)
             self.junctions.append(eq.id)
             self.status_idx[eq.id] = np.array(idx, dtype=np.int64)
-            self.period_s[eq.id] = config.devices[eq.device].period_s or 1.0
+            self.period_s[eq.id] = status_period_s(config, self, eq)  # the status sample's, not the statics'
             owner[idx] = k
         self._owner = owner
         self.last_good_ns: dict[str, int] = {}  # junction → receive time of its last good status sample
@@ -245,7 +254,10 @@ class SafetyPoll:
         async def build() -> None:  # drivers and their shared resources belong to the safety loop
             self.factory = DriverFactory(config)
             self.db = SafetyTagDatabase(config, devices, self._hand_on)
-            self.poller = Poller(config, self.factory, self.db, devices=list(devices))
+            # freeze_gc off: the garbage collector is process-wide, and the main Poller already freezes it at start
+            # and collects after reloads; a second full collection here, in this thread, would stall the safety
+            # loop (and every thread: it holds the GIL) for nothing (measured: half of a reload's time)
+            self.poller = Poller(config, self.factory, self.db, devices=list(devices), freeze_gc=False)
             if self._beat is None:
                 self._beat = asyncio.ensure_future(self._heartbeat())
 
@@ -260,7 +272,7 @@ class SafetyPoll:
             return
         self.since_ns = {j: 2**62 for j in db.junctions}  # no verdict during the bounded warm-up read
         await self.call(poller.start())
-        now = time.time_ns()  # then every junction has two periods to be seen (a dead one was tried already)
+        now = time.time_ns()  # then every junction has the blind limit to be seen (a dead one was tried already)
         self.since_ns = {j: now for j in db.junctions}
 
     async def apply(self, new: CityConfig, main_db: TagDatabase, devices: Sequence[str]) -> dict[str, Any]:
@@ -290,11 +302,14 @@ class SafetyPoll:
         db = self.db
         if db is not None:
             self.since_ns = {j: self.since_ns.get(j, now) for j in db.junctions}
-            for j in result.get("restarted", []) + result.get("started", []):
-                for jid in db.junctions:
-                    if self.server.config.equipment.get(jid) is not None and \
-                            self.server.config.equipment[jid].device == j:
-                        self.since_ns[jid] = now  # a new driver: its grace starts again
+            # a junction added by the reload has its start-up grace; a restarted one (its read definition changed:
+            # a new driver, read at once) has none: the blind limit counts from its last decided sample, so a
+            # junction the monitor was already blind at stays alarmed across the restart
+            started = set(result.get("started", []))
+            for jid in db.junctions:
+                eq = new.equipment.get(jid)
+                if eq is not None and eq.device in started:
+                    self.since_ns[jid] = now
         return {"junction_devices": len(devices), **{k: v[:50] for k, v in result.items() if k != "kept"}}
 
     async def stop(self) -> None:
@@ -381,14 +396,14 @@ class SafetyPoll:
         return LoopDriver(d, loop) if d is not None else None
 
     def checking(self, now_ns: int | None = None) -> dict[str, bool]:
-        """Junction → True if the running monitor decided on a good sample of it received within two periods
+        """Junction → True if the running monitor decided on a good sample of it received within the blind limit
         (what :meth:`evaluate` holds against the same limit: not checking = blind, or not running)."""
         db = self.db
         if db is None:
             return {}
         now = time.time_ns() if now_ns is None else now_ns
         running = self.monitor_running()
-        return {j: running and now - db.checked_ns.get(j, 0) <= BLIND_PERIODS * db.period_s[j] * 1e9
+        return {j: running and now - db.checked_ns.get(j, 0) <= blind_limit_s(db.period_s[j]) * 1e9
                 for j in db.junctions}
 
     # ------------------------------------------------------------------ hand-on to the main tag database
@@ -442,11 +457,11 @@ class SafetyPoll:
         blind: dict[str, str] = {}
         if db is not None:
             for j in db.junctions:
-                # one limit for every cause: a stall shorter than the junction's two periods (a loaded machine, a
+                # one limit for every cause: a stall shorter than the junction's blind limit (a loaded machine, a
                 # warm-up) leaves the monitor deciding in time, and a longer one stops its decisions, so the
                 # heartbeat only names the cause; the start-up grace covers a stall during the warm-up too
                 ref = max(seen.get(j, 0), min(self.since_ns.get(j, now), now))
-                if now - ref > BLIND_PERIODS * db.period_s[j] * 1e9:
+                if now - ref > blind_limit_s(db.period_s[j]) * 1e9:
                     blind[j] = (f"field-safety loop stalled for {(now - self.heartbeat_ns) / 1e9:.1f} s" if stalled
                                 else f"no good status sample {'decided on ' if running else ''}"
                                      f"for {(now - ref) / 1e9:.1f} s")

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from scada.config import CityConfig
+from scada.config.partitions import edge_devices
 from scada.tagdb import I64, TagDatabase
 from server.components.base import SubsystemStatus
 
@@ -34,7 +35,9 @@ class StaleComponent:
         self.marked = 0
 
     def _limits(self, config: CityConfig, tagdb: TagDatabase) -> I64:
-        periods = {n: d.period_s for n, d in config.devices.items() if d.protocol != "opcua"}
+        # edge devices report by exception too (Sparkplug DDATA): their deaths mark them bad_comm instead
+        edge = edge_devices(config)
+        periods = {n: d.period_s for n, d in config.devices.items() if d.protocol != "opcua" and n not in edge}
         return tagdb.stale_limits_ns(periods)
 
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:

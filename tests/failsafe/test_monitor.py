@@ -65,10 +65,10 @@ async def test_all_approaches_green_and_the_cabinet_monitor_does_not_act(stack: 
     assert len(p1(stack, "conflicting_green")) == 1
     mon.check()
     assert await mon.process_pending() == []
-    await stack.run_for(0.5)  # one more sample: not yet
+    await stack.run_for(1.5)  # three more samples (commands.yaml: samples_before_flash 4): not yet
     mon.check()
     assert not p1(stack, "monitor_did_not_act")
-    await stack.run_for(0.5)  # two more samples, still not flashing → flash through the gate
+    await stack.run_for(0.5)  # four more samples, still not flashing → flash through the gate
     mon.check()
     assert len(p1(stack, "monitor_did_not_act")) == 1
     results = await mon.process_pending()
@@ -86,7 +86,7 @@ async def test_conflict_counted_on_unchanged_samples(stack: Stack) -> None:
     mon = monitor_for(stack)
     dev = stack.field.devices[J]
     dev.conflict, dev.mmu_works = True, False
-    for _ in range(3):
+    for _ in range(5):  # the conflict, then samples_before_flash (4) more
         stack.clock.advance(0.5)
         stack.poll()
         mon.check()

@@ -144,7 +144,7 @@ async def test_flash_reported_with_conflicting_greens_is_a_p1(field: SnmpJunctio
     assert len(p1) == 1 and p1[0].priority == 1 and p1[0].latched and "reports flash" in p1[0].message
     view = mon.view(J)
     assert view is not None and view.state == "conflict" and view.conflicts == ((1, 3),)
-    await f.run(3)  # still conflicting: the monitor says the cabinet did not act (and asks for flash again)
+    await f.run(4)  # still conflicting 4 samples on (samples_before_flash): the cabinet did not act (flash again)
     assert f.raised("monitor_did_not_act") and len(f.raised("conflicting_green_in_flash")) == 1
 
 

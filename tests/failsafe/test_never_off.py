@@ -18,10 +18,17 @@ junction neither checked nor alarmed looks again 1.2 s later before failing.
 
 One simulator (in its own thread) and one server serve every sequence; reloads vary the configuration. A
 failure names its steps "<seed>.<step>:<action>" and what the safety loop and /alarms said of the junction;
-SCADA_NEVER_OFF_SEED=<seed> starts from that sequence. Measured on the shared 2-core machine: 8.6 s a sequence
-(30 in 258 s) with a few other test runs beside it, 17 s under heavy load (10 in 177 s). Default: 12 sequences
-x 15 steps (~2 min, to keep the default suite within its 15 minutes); the ``slow`` variant runs 80 (~12 min at
-8.6 s; the 500 the fail-safe issue asks for would take over an hour on this machine).
+SCADA_NEVER_OFF_SEED=<seed> starts from that sequence.
+
+Cost of a step (the shared 2-core machine; reloads dominate): it was 1.12 s on average (seeds 1000-1002, load
+average ~7), two full garbage collections per reload (one in each poller, the one in the field-safety thread
+stalling every thread) taking most of it. The safety poller no longer collects (the collector is process-wide:
+the main poller does it), and the main poller collects at most once per 10 s of reloads (scada.poll.
+REFREEZE_EVERY_S): 0.65 s with the first change at the same load, 0.19-0.32 s with both (load average 3-5).
+What is left of a reload is mostly parsing the YAML files again (server.reload.check_candidate).
+Default: 12 sequences x 15 steps (56 s measured at load average 2.6: the default suite's share stays under a
+minute); the ``slow`` variant runs 250 (~17 min at 0.27 s a step, under the slow step's 25 min share even at
+0.35 s; the 500 the fail-safe issue asks for would be ~34 min).
 """
 
 from __future__ import annotations
@@ -236,13 +243,13 @@ async def run_property(tmp_path: Path, sequences: int, steps: int, first_seed: i
 
 
 async def test_the_monitor_is_checking_or_a_p1_says_why_not(tmp_path: Path) -> None:
-    await run_property(tmp_path, sequences=12, steps=15)  # ~2 min on the shared 2-core machine (module docstring)
+    await run_property(tmp_path, sequences=12, steps=15)  # under a minute on the shared 2-core machine (docstring)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # 1,200 steps (reloads dominate): ~10 min on a quiet 2-core machine, beyond the 300 s per test
-async def test_the_monitor_is_never_off_80_sequences(tmp_path: Path) -> None:
-    await run_property(tmp_path, sequences=80, steps=15)  # 9 min 45 s measured quiet
+@pytest.mark.timeout(1800)  # 3,750 steps (reloads dominate): ~17 min on the 2-core machine, beyond the 300 s per test
+async def test_the_monitor_is_never_off_250_sequences(tmp_path: Path) -> None:
+    await run_property(tmp_path, sequences=250, steps=15)
 
 
 async def test_a_sample_the_monitor_fails_on_is_not_a_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -126,14 +126,15 @@ async def _scenario(sim: ThreadSim, tags: Any, tmp_path: Any) -> None:
         assert p1_shown_at(alarms, jid) == [blind_id]
         await until("stall over", lambda: not safety.blind, timeout=20)
 
-        # ---- a stall shorter than two periods, just after the monitor decided on J003: it still decides in time,
-        # so nothing is raised for J003 (the 1 s heartbeat only names the cause of a blindness, it is not one)
+        # ---- a stall shorter than the blind limit (1.5 s: server.components.safety), just after the monitor decided
+        # on J003: it still decides in time, so nothing is raised for J003 (the 1 s heartbeat only names the cause
+        # of a blindness, it is not one)
         db = safety.db
         assert db is not None
         await until("J003 checked", lambda: safety.checking().get(jid), timeout=20)
         last = db.checked_ns.get(jid, 0)
         await until("a fresh decision on J003", lambda: db.checked_ns.get(jid, 0) != last, timeout=10, every=0.005)
-        safety.loop.call_soon_threadsafe(time.sleep, 1.2)
+        safety.loop.call_soon_threadsafe(time.sleep, 1.05)
         seen_blind: list[str] = []
         end = time.monotonic() + 2.5
         while time.monotonic() < end:

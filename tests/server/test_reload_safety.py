@@ -68,20 +68,20 @@ async def test_weakening_the_monitor_needs_a_second_person(field: tuple[Any, Pat
 
         # weakening the monitor's settings (yellow no longer watched, later flash): 202, nothing applied
         commands.write_text(original.replace("conflict_colours: [green, yellow]", "conflict_colours: [green]", 1)
-                            .replace("samples_before_flash: 2", "samples_before_flash: 6", 1))
+                            .replace("samples_before_flash: 4", "samples_before_flash: 6", 1))
         r = await c.post("/api/v1/config/reload", headers=he)
         assert r.status_code == 202, r.text
         change = r.json()["change"]
         assert r.json()["applied"] is False and r.json()["pending"] is True
         assert change["state"] == "awaiting_approval" and change["requester"] == "eng"
-        assert change["diff"] == ["monitor: samples before flash 2 → 6",
+        assert change["diff"] == ["monitor: samples before flash 4 → 6",
                                   "monitor: conflict colours [green, yellow] → [green]"], change["diff"]
         assert server.config_generation == 1 and server.failsafe() is fs
         listed = (await c.get("/api/v1/config/changes", params={"pending": "true"}, headers=ho)).json()["changes"]
         assert [(x["id"], x["diff"]) for x in listed] == [(change["id"], change["diff"])]
 
         # the monitor still runs the old settings: a real 1+3 conflicting green on J004 raises the P1
-        assert monitor.samples_before_flash == 2 and "yellow" in monitor.colours
+        assert monitor.samples_before_flash == 4 and "yellow" in monitor.colours
         model = sim.models["J004"]
         model.inject("monitor_disabled")
         model.inject("conflicting_green", phases=(1, 3))
@@ -121,7 +121,7 @@ async def test_weakening_the_monitor_needs_a_second_person(field: tuple[Any, Pat
         rows = (await c.get("/api/v1/journal", params={"user": "eng", "limit": 500}, headers=he)).json()["entries"]
         journal = _journal_changes(rows)
         assert any(o == "done" and u == "eng" and d.startswith(f"pending approval (change {change['id']})")
-                   and "samples before flash 2 → 6" in d for o, u, d in journal), journal
+                   and "samples before flash 4 → 6" in d for o, u, d in journal), journal
         assert any(o == "done" and f"change {change['id']} approved by sup" in d for o, u, d in journal), journal
 
 
