@@ -28,8 +28,9 @@ Each driver only holds its session (target, credentials) and read plans. The sim
                └─ everything else → GET PDUs of ≤ max_oids varbinds. The cells of one table row
                   (same entry, same index: a junction's phaseStatusGroupReds/Yellows/Greens.1) are
                   never split across PDUs, so they come from one consistent snapshot. With the
-                  shipped templates a whole junction is one GET (status objects, sysUpTime, the plans'
-                  cycle times: 14 OIDs) and one GETBULK (its phaseConcurrency column).
+                  shipped templates the poller reads a junction's status objects in one GET every 0.5 s,
+                  its control objects every 1 s, and its phaseConcurrency column (one GETBULK) and the
+                  plans' cycle times every 60 s (per-tag scan classes: scada.poll plans each group).
 
     answers: value → scaled, typed sample; noSuchObject/noSuchInstance/endOfMibView → bad_config (also
              for a column instance a GETBULK walked past: the device has no such row);

@@ -71,13 +71,15 @@ def test_check_catches_an_unknown_role_in_commands_yaml(tmp_path: Path) -> None:
 
 def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     text = (ROOT / "tags.yaml").read_text(encoding="utf-8")
-    text = text.replace("    scan: fast\n    timeout: 800ms", "    scan: quick\n    timeout: 800ms")
+    text = text.replace("    scan: safety\n", "    scan: quick\n", 1)  # the junction template's class
     text = text.replace("type: int, address: 1.3.6.1.4.1.1206.4.2.1.1.4.1.2.1", "type: integer, address: 1.3.6.1")
     (tmp_path / "tags.yaml").write_text(text.replace("file: inventory/demo.csv", f"file: {ROOT}/inventory/demo.csv"))
     out = _scada("check", str(tmp_path / "tags.yaml"), str(ROOT / "alarms.yaml"))
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
-    assert any(":66: template 'junction': 'scan' must be one of fast, normal, slow, got 'quick'" in ln for ln in lines)
+    line = 1 + text.splitlines().index("    scan: quick")
+    assert any(f":{line}: template 'junction': 'scan' must be one of safety, fast, normal, slow, got 'quick'" in ln
+               for ln in lines), lines
     assert any("tag 'phase_reds': 'type' must be one of bool, int, float, string, enum, got 'integer'" in ln
                for ln in lines)
     assert lines[-1] == f"{len(lines) - 1} problem(s); the configuration cannot be used"
