@@ -59,10 +59,11 @@ import asyncio
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import numpy.typing as npt
 
 from failsafe.audit import AuditLog
 from failsafe.concurrency import FieldConcurrency, concurrency_tags, read_tags, refused_pairs, stricter
@@ -149,6 +150,11 @@ class _Junction:
     unverified_alarm: bool = False
     frozen: FrozenDetector | None = None
     frozen_alarm: bool = False
+    idx_arr: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # idx's values
+
+    def __post_init__(self) -> None:
+        # the status tags' indices as one array: each sample's receive times are read with one gather
+        self.idx_arr = np.fromiter(self.idx.values(), dtype=np.int64, count=len(self.idx))
 
 
 class FieldSafetyMonitor:
@@ -258,9 +264,15 @@ class FieldSafetyMonitor:
     # ------------------------------------------------------------------ observation
     def on_change(self, event: ChangeEvent) -> None:
         """Tag database subscriber: observe every junction touched by this batch at once."""
-        touched = {self._by_index[int(i)] for i in event.indices if int(i) in self._by_index}
-        for jid in sorted(touched):
-            self._observe(self._junctions[jid])
+        self.observe({self._by_index[int(i)] for i in event.indices if int(i) in self._by_index})
+
+    def observe(self, junctions: Iterable[str]) -> None:
+        """Decide on the present sample of each of ``junctions`` (a batch touched them, changed or not); one
+        already decided on is skipped at once (its newest receive time is not newer)."""
+        for jid in sorted(junctions):
+            j = self._junctions.get(jid)
+            if j is not None:
+                self._observe(j)
 
     def check(self, now: float | None = None) -> None:
         """Observe new samples whose values did not change (no event), detect stale junctions, verify layouts."""
@@ -403,8 +415,8 @@ class FieldSafetyMonitor:
     def _observe(self, j: _Junction, now: float | None = None) -> None:
         with self._lock:
             now = self.clock() if now is None else now
-            rcv = {tag: int(self.db.receive_ns[i]) for tag, i in j.idx.items()}
-            newest = max(rcv.values())
+            rcv = self.db.receive_ns[j.idx_arr]  # every decision below starts from these (one gather)
+            newest = int(rcv.max()) if rcv.size else 0
             if newest == 0:
                 return
             age = now - newest / 1e9
@@ -419,11 +431,12 @@ class FieldSafetyMonitor:
             if newest <= j.last_rcv:
                 return
             tol = int(0.25 * j.period_s * 1e9)
-            if newest - min(rcv.values()) > tol:
+            oldest = int(rcv.min())
+            if newest - oldest > tol:
                 if not j.not_atomic_logged:
                     j.not_atomic_logged = True
                     log.warning("%s: status tags not received in one sample (spread %.3f s); waiting for an atomic "
-                                "sample", j.eq.id, (newest - min(rcv.values())) / 1e9)
+                                "sample", j.eq.id, (newest - oldest) / 1e9)
                 return
             j.last_rcv = newest
             quals = {tag: Quality(int(self.db.qualities[i])) for tag, i in j.idx.items()}

@@ -175,12 +175,8 @@ class SafetyTagDatabase(TagDatabase):
             return
         monitor = self.monitor
         if monitor is not None:
-            status = np.concatenate([self.status_idx[self.junctions[int(k)]] for k in touched])
-            z = np.zeros(status.size)
-            q = np.zeros(status.size, dtype=np.uint8)
-            n = np.zeros(status.size, dtype=np.int64)
             try:
-                monitor.on_change(ChangeEvent(status, z, z, q, q, n, n))
+                monitor.observe(self.junctions[k] for k in touched.tolist())
             except Exception:  # the monitor's bug must not stop the junctions' polling (logged; the watch sees it)
                 log.exception("field-safety monitor failed on a sample")
                 monitor = None

@@ -38,13 +38,13 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from scada.alarms.system import BY_KEY, rule_name
-from scada.tagdb import ChangeEvent
 from server.app import ScadaServer
 from server.components.poll import PollComponent
 from server.components.safety import SafetyPoll
@@ -266,15 +266,15 @@ async def test_a_sample_the_monitor_fails_on_is_not_a_check(tmp_path: Path, monk
         monitor, db = safety.monitor, safety.db
         assert monitor is not None and db is not None
         jid = "J004"
-        mine = set(db.status_idx[jid].tolist())
-        decide = monitor.on_change
+        decide = monitor.observe  # what every sample reaches (the subscriber's changes and the safety database's)
 
-        def failing(event: ChangeEvent) -> None:  # the monitor's bug, on this junction's samples only
-            if mine & set(event.indices.tolist()):
+        def failing(junctions: Iterable[str]) -> None:  # the monitor's bug, on this junction's samples only
+            wanted = set(junctions)
+            if jid in wanted:
                 raise RuntimeError("monitor bug (test)")
-            decide(event)
+            decide(wanted)
 
-        monkeypatch.setattr(monitor, "on_change", failing)
+        monkeypatch.setattr(monitor, "observe", failing)
         received = db.last_good_ns[jid]
         # (not "field-safety loop stalled": a loaded machine may stall the safety loop, every junction blind)
         # (both at once: on a loaded machine the watch's verdict read first may be one from before the patch)
@@ -285,5 +285,5 @@ async def test_a_sample_the_monitor_fails_on_is_not_a_check(tmp_path: Path, monk
         assert db.last_good_ns[jid] > max(received, db.checked_ns.get(jid, 0))
         assert jid in await rig.excused()  # the P1 is in /alarms
         assert await rig.violations() == []
-        monkeypatch.setattr(monitor, "on_change", decide)
+        monkeypatch.setattr(monitor, "observe", decide)
         await until("seen again", lambda: jid not in safety.blind and safety.checking()[jid], timeout=10)
