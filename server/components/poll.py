@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.registry import DriverFactory, driver_class
 from scada.config import CityConfig
-from scada.config.partitions import edge_devices
+from scada.config.partitions import edge_devices, junction_devices
 from scada.poll import STARTING, DeviceStats, PollDriver, Poller
 from scada.tagdb import TagDatabase
 from server.components.base import SubsystemStatus
 from server.components.commwatch import CommWatch
 from server.components.loopthread import start_loop_thread, stop_loop_thread
-from server.components.safety import SafetyPoll, junction_devices
+from server.components.safety import SafetyPoll
 
 if TYPE_CHECKING:
     from server.app import ScadaServer

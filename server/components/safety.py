@@ -82,12 +82,6 @@ def blind_limit_s(period_s: float) -> float:
     return max(BLIND_PERIODS * period_s, BLIND_MIN_S)
 
 
-def junction_devices(config: CityConfig) -> list[str]:
-    """Devices serving at least one junction: polled by the safety loop, never by the main Poller."""
-    return [n for n, d in config.devices.items()
-            if any(e in config.equipment and config.equipment[e].template == "junction" for e in d.equipment)]
-
-
 class LoopDriver:
     """A driver living on another event loop: each call runs there (the fail-safe writer's view of a junction)."""
 

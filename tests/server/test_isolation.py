@@ -24,9 +24,10 @@ import pytest
 from failsafe.monitor import FieldSafetyMonitor
 from scada.alarms.system import BY_KEY, rule_name
 from scada.config import load_city
+from scada.config.partitions import junction_devices
 from server.app import ScadaServer
 from server.components.poll import PollComponent
-from server.components.safety import SafetyPoll, junction_devices
+from server.components.safety import SafetyPoll
 from tests.server.conftest import login, running_server
 from tests.server.test_e2e import NIGHT, fast_city, until
 

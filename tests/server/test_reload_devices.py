@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
+from scada.config.partitions import junction_devices
 from server.components.poll import PollComponent
-from server.components.safety import junction_devices
 from tests.server.conftest import ROOT, login, running_server
 from tests.server.test_e2e import field, until
 
