@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import subprocess
@@ -240,19 +241,19 @@ override -rw .1.3.6.1.4.1.1206.4.2.1.4.14.0 integer 5
 """
 
 
-def _free_udp_port() -> int:
+def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def snmpd(tmp_path: Path) -> Iterator[int]:
+@contextlib.contextmanager
+def snmpd_running(tmp_path: Path, conf_text: str, port: int) -> Iterator[None]:
+    """Debian's snmpd on 127.0.0.1:``port`` with ``conf_text`` (its own persistent dir, no MIBs), until the block
+    ends; returns once the UDP port is taken (at most 5 s)."""
     require_peer("snmpd", "Debian package snmpd")
-    port = _free_udp_port()
-    overrides = "\n".join(f"override .1.3.6.1.4.1.99999.7.1.2.{i} integer {10 + i}" for i in range(1, 9))
     conf = tmp_path / "snmpd.conf"
-    conf.write_text(SNMPD_CONF.format(port=port, overrides=overrides))
+    conf.write_text(conf_text)
     (tmp_path / "persist").mkdir()
     proc = subprocess.Popen(
         ["snmpd", "-f", "-Lf", str(tmp_path / "snmpd.log"), "-C", "-c", str(conf), "-p", str(tmp_path / "pid")],
@@ -267,7 +268,7 @@ def snmpd(tmp_path: Path) -> Iterator[int]:
                 except OSError:
                     break
             time.sleep(0.05)
-        yield port
+        yield
     finally:
         proc.terminate()
         try:
@@ -275,6 +276,14 @@ def snmpd(tmp_path: Path) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def snmpd(tmp_path: Path) -> Iterator[int]:
+    port = free_udp_port()
+    overrides = "\n".join(f"override .1.3.6.1.4.1.99999.7.1.2.{i} integer {10 + i}" for i in range(1, 9))
+    with snmpd_running(tmp_path, SNMPD_CONF.format(port=port, overrides=overrides), port):
+        yield port
 
 
 def _snmpd_device(port: int, **conn: object) -> DeviceDef:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,8 +29,7 @@ from scada.quality import Quality
 from sim.junction import JunctionController
 from sim.snmp_agent import SnmpAgent
 from tests.drivers.conftest import demo_city, device_points, models_for
-from tests.drivers.test_snmp import assert_junction_samples
-from tests.peers import require_peer
+from tests.drivers.test_snmp import assert_junction_samples, free_udp_port, snmpd_running
 
 AUTH, PRIV = "sim-auth-key-1", "sim-priv-key-1"
 
@@ -201,35 +199,10 @@ proxy -Cn {context} -v 2c -c public-{context} 127.0.0.1:{sim_port} .1.3.6.1.4.1.
 async def snmpd_context(tmp_path: Path, agent: tuple[SnmpAgent, dict[str, JunctionController]]
                         ) -> AsyncIterator[tuple[int, str]]:
     """snmpd whose context J005 (SNMPv3 user scadaUser, authPriv only) proxies to the simulator's J005."""
-    require_peer("snmpd", "Debian package snmpd")
     a, _models = agent
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    conf = tmp_path / "snmpd.conf"
-    conf.write_text(SNMPD_CONTEXT_CONF.format(port=port, context="J005", sim_port=a.port))
-    (tmp_path / "persist").mkdir()
-    proc = subprocess.Popen(
-        ["snmpd", "-f", "-Lf", str(tmp_path / "snmpd.log"), "-C", "-c", str(conf), "-p", str(tmp_path / "pid")],
-        env={"SNMP_PERSISTENT_DIR": str(tmp_path / "persist"), "PATH": "/usr/sbin:/usr/bin:/bin", "MIBS": ""},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # wait until the UDP port is taken
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    break
-            await asyncio.sleep(0.05)
+    port = free_udp_port()
+    with snmpd_running(tmp_path, SNMPD_CONTEXT_CONF.format(port=port, context="J005", sim_port=a.port), port):
         yield port, "J005"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def test_v3_auth_priv_with_a_context_against_snmpd(
