@@ -1,18 +1,24 @@
-"""Shared helpers for the driver tests: the demo city re-pointed at servers started by the test."""
+"""Shared helpers for the driver tests: the demo city re-pointed at servers started by the test, and the
+simulator's SNMP agent serving the demo junctions (fixture ``agent``; v3 keys AUTH / PRIV)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from scada.config import CityConfig, load_city
 from scada.config.model import TagDef
+from sim.junction import JunctionController
+from sim.snmp_agent import SnmpAgent
 
 ROOT = Path(__file__).resolve().parents[2]
+AUTH, PRIV = "sim-auth-key-1", "sim-priv-key-1"  # the agent fixture's SNMPv3 keys
 
 
 def demo_city(**endpoints: str) -> CityConfig:
@@ -44,3 +50,15 @@ async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: flo
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(step)
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[tuple[SnmpAgent, dict[str, JunctionController]]]:
+    models = models_for(demo_city(), "junction", JunctionController.from_equipment)
+    now = time.time()
+    for m in models.values():
+        m.step(now)
+    a = SnmpAgent(models, v3_auth_key=AUTH, v3_priv_key=PRIV)
+    await a.start()
+    yield a, models
+    await a.aclose()

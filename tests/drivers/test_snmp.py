@@ -8,7 +8,7 @@ import logging
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,22 +25,8 @@ from scada.tagdb import TagDatabase
 from sim.camera import Camera
 from sim.junction import JunctionController
 from sim.snmp_agent import SnmpAgent
-from tests.drivers.conftest import demo_city, device_points, models_for, wait_for
+from tests.drivers.conftest import AUTH, PRIV, demo_city, device_points, models_for, wait_for
 from tests.peers import require_peer
-
-AUTH, PRIV = "sim-auth-key-1", "sim-priv-key-1"
-
-
-@pytest.fixture
-async def agent() -> AsyncIterator[tuple[SnmpAgent, dict[str, JunctionController]]]:
-    models = models_for(demo_city(), "junction", JunctionController.from_equipment)
-    now = time.time()
-    for m in models.values():
-        m.step(now)
-    a = SnmpAgent(models, v3_auth_key=AUTH, v3_priv_key=PRIV)
-    await a.start()
-    yield a, models
-    await a.aclose()
 
 
 def tag(name: str, oid: str, dtype: str = "int", access: str = "r", device: str = "D") -> TagDef:

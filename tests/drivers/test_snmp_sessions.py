@@ -28,21 +28,8 @@ from scada.errors import CommError
 from scada.quality import Quality
 from sim.junction import JunctionController
 from sim.snmp_agent import SnmpAgent
-from tests.drivers.conftest import demo_city, device_points, models_for
+from tests.drivers.conftest import AUTH, PRIV, demo_city, device_points
 from tests.drivers.test_snmp import assert_junction_samples, free_udp_port, snmpd_running
-
-AUTH, PRIV = "sim-auth-key-1", "sim-priv-key-1"
-
-@pytest.fixture
-async def agent() -> AsyncIterator[tuple[SnmpAgent, dict[str, JunctionController]]]:
-    models = models_for(demo_city(), "junction", JunctionController.from_equipment)
-    now = time.time()
-    for m in models.values():
-        m.step(now)
-    a = SnmpAgent(models, v3_auth_key=AUTH, v3_priv_key=PRIV)
-    await a.start()
-    yield a, models
-    await a.aclose()
 
 
 @pytest.fixture
