@@ -71,8 +71,8 @@ import httpx
 import websockets
 
 from bench.harness import percentile as _pct
+from bench.harness import print_log_tails, scada_command, stop_children, wait_json
 from bench.harness import proc_cpu_s as _proc_cpu_s
-from bench.harness import scada_command, wait_json
 from bench.protocol import Metric, Section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -516,10 +516,7 @@ async def _run(quick: bool) -> Section:
         server.send_signal(signal.SIGTERM)
         server_exit = server.wait(60)
     except BaseException:
-        for log_name in ("sim.log", "server.log"):
-            with contextlib.suppress(OSError):
-                tail = (work / log_name).read_text(errors="replace").splitlines()[-15:]
-                print(f"--- {log_name} (last lines)\n" + "\n".join(tail), file=sys.stderr)
+        print_log_tails(work)
         raise
     finally:
         stop.set()
@@ -527,14 +524,7 @@ async def _run(quick: bool) -> Section:
             load.join(10)
             if load.is_alive():
                 load.kill()
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop_children(procs)
         shutil.rmtree(work, ignore_errors=True)
     return _report(quick, idle, loaded, load_stats, {
         "load_avg": load_avg, "busy_start": busy_start, "entries": entries, "build_s": build_s,

@@ -53,8 +53,8 @@ import httpx
 import websockets
 
 from bench.harness import percentile as _pct
+from bench.harness import print_log_tails, proc_rss_mb, scada_command, stop_children, wait_json
 from bench.harness import proc_cpu_s as _proc_cpu_s
-from bench.harness import proc_rss_mb, scada_command, wait_json
 from bench.protocol import Metric, Section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,20 +348,10 @@ async def _run(quick: bool) -> Section:
         }
         return Section("\n".join(lines) + "\n", metrics)
     except BaseException:
-        for log_name in ("sim.log", "server.log"):
-            with contextlib.suppress(OSError):
-                tail = (work / log_name).read_text(errors="replace").splitlines()[-15:]
-                print(f"--- {log_name} (last lines)\n" + "\n".join(tail), file=sys.stderr)
+        print_log_tails(work)
         raise
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop_children(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -29,7 +29,6 @@ generates the Dijon city (``scada config generate --scale dijon``) and takes abo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import secrets
@@ -48,7 +47,7 @@ from typing import Any
 import httpx
 
 from bench.bench_server import ADMIN, NIGHT, Console
-from bench.harness import percentile, proc_cpu_s, scada_command, wait_json
+from bench.harness import percentile, print_log_tails, proc_cpu_s, scada_command, stop_children, wait_json
 from bench.protocol import Metric, Section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,20 +211,10 @@ async def _run(quick: bool) -> Section:
         server_exit = server.wait(60)
         return _section(scale, config, window, phases, wo, server_exit, quick)
     except BaseException:
-        for log_name in ("sim.log", "server.log"):
-            with contextlib.suppress(OSError):
-                tail = (work / log_name).read_text(errors="replace").splitlines()[-15:]
-                print(f"--- {log_name} (last lines)\n" + "\n".join(tail), file=sys.stderr)
+        print_log_tails(work)
         raise
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop_children(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

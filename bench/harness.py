@@ -25,11 +25,13 @@ import math
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -290,6 +292,26 @@ def proc_rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def print_log_tails(work: Path, names: Sequence[str] = ("sim.log", "server.log"), lines: int = 15) -> None:
+    """The last ``lines`` of each child's log in ``work`` on stderr (a bench that failed says why)."""
+    for name in names:
+        with contextlib.suppress(OSError):
+            tail = (work / name).read_text(errors="replace").splitlines()[-lines:]
+            print(f"--- {name} (last lines)\n" + "\n".join(tail), file=sys.stderr)
+
+
+def stop_children(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 30.0) -> None:
+    """Stop the bench's child processes, the last started first: SIGINT, then a kill after ``timeout_s``."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 async def wait_json(path: Path, pid: int, timeout: float, proc: subprocess.Popen[bytes],
