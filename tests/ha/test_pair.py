@@ -21,7 +21,10 @@ from server.app import ScadaServer
 from tests.ha.conftest import EtcdCluster
 from tests.server.conftest import PASSWORDS, login, running_server
 
-TTL = 3
+# Both servers and the simulator share this test's one event loop, so one server's start-up or a
+# loaded CI machine stalls the other's lease refresh: a 3 s lease (the product default, for a server
+# with its own process) expired once on CI before the first check. 6 s keeps the test about roles.
+TTL = 6
 
 
 def field_writes(sim: Any) -> list[Any]:
