@@ -4,7 +4,8 @@ The SNMP driver (``drivers.snmp``) plans the PDUs and turns answers into samples
 GET / GETBULK / SET to a v2c agent and hands back typed varbinds, or raises the project's errors, the
 same answers and errors as ``drivers.snmp_pysnmp`` (which serves v3)::
 
-    SnmpDriver.read ──► await session.get(oids) ──► puresnmp PDU + v2c message model (encode, x690)
+    SnmpDriver.read ──► await session.get(oids) ──► puresnmp PDU + v2c message model (encode, x690;
+                                                    a GET encoded once per OID list, request-id patched)
         (asyncio loop)                                  │ sendto on this device's connected UDP socket
                                                         ▼
                         [Varbind(oid, kind, value)] ◄── datagram_received → decode (x690) → the waiter
@@ -67,6 +68,11 @@ from scada.errors import CommError
 _V2C_MPM = 1  # IANA message-processing model id of SNMPv2c
 _NULL = Null()
 _ids = itertools.count(1)  # request-ids, process-wide (each answer is checked against its own)
+# Request-ids are kept in [RID_BASE, RID_BASE + RID_SPAN): every one BER-encodes in 4 bytes (02 04 xx xx xx
+# xx, top bit clear), so a GET message encoded once per OID list is re-used with only those 4 bytes changed
+RID_BASE = 0x01000000
+RID_SPAN = 0x7F000000
+GET_CACHE = 32  # encoded GET messages kept per session (a device's plan has a few PDUs)
 
 
 #: RFC 3416 error-status names by code (the names pysnmp and the SNMP texts use)
@@ -137,6 +143,7 @@ class PureSnmpSession:
         self._lock = asyncio.Lock()
         self._lock_loop: asyncio.AbstractEventLoop | None = None  # the loop self._lock serves
         self._oids: dict[str, ObjectIdentifier] = {}  # address → ObjectIdentifier, built once
+        self._gets: dict[tuple[str, ...], tuple[bytes, int]] = {}  # OID list → (encoded GET, rid offset)
 
     @staticmethod
     async def _no_discovery(_data: bytes) -> bytes:  # pragma: no cover - v2c never sends on its own
@@ -163,23 +170,45 @@ class PureSnmpSession:
 
     async def get(self, oids: Sequence[str]) -> list[Varbind]:
         rid = self._next_id()
-        return await self._request("GET", GetRequest(PDUContent(rid, [VarBind(self._oid(o), _NULL) for o in oids])),
-                                   rid)
+        return await self._request("GET", await self._get_message(tuple(oids), rid), rid)
+
+    async def _get_message(self, oids: tuple[str, ...], rid: int) -> bytes:
+        """The encoded GET for ``oids`` with request-id ``rid``: encoded by puresnmp once per OID list, then
+        only the request-id's 4 bytes are replaced (the module's RID_BASE note; a poll re-reads the same
+        lists, and the encode was ~10 % of a junction read's CPU)."""
+        cached = self._gets.get(oids)
+        if cached is None:
+            pdu = GetRequest(PDUContent(rid, [VarBind(self._oid(o), _NULL) for o in oids]))
+            raw = await self._encode(pdu, rid)
+            at = raw.find(b"\x02\x04" + rid.to_bytes(4, "big")) + 2
+            if at < 2:  # cannot happen with an RID_BASE id; then simply not cached
+                return raw
+            if len(self._gets) >= GET_CACHE:
+                self._gets.clear()
+            cached = self._gets[oids] = (raw, at)
+        raw, at = cached
+        return raw[:at] + rid.to_bytes(4, "big") + raw[at + 4:]
 
     async def bulk(self, start: str, repetitions: int) -> list[Varbind]:
         """GETBULK (non-repeaters 0) from ``start``: up to ``repetitions`` successors of it."""
         rid = self._next_id()
-        return await self._request("GETBULK", BulkGetRequest(rid, 0, repetitions, self._oid(start)), rid)
+        return await self._request("GETBULK", await self._encode(BulkGetRequest(rid, 0, repetitions,
+                                                                               self._oid(start)), rid), rid)
 
     async def set(self, oid: str, kind: Literal["i", "s"], value: str) -> None:
         """SET one varbind (``i`` INTEGER, ``s`` OCTET STRING); ErrorStatus when the agent refuses it."""
         encoded: Any = Integer(int(value)) if kind == "i" else OctetString(value.encode("utf-8"))
         rid = self._next_id()
-        await self._request("SET", SetRequest(PDUContent(rid, [VarBind(self._oid(oid), encoded)])), rid)
+        await self._request("SET", await self._encode(SetRequest(PDUContent(rid, [VarBind(self._oid(oid),
+                                                                                          encoded)])), rid), rid)
 
     @staticmethod
     def _next_id() -> int:
-        return next(_ids) % 0x7FFFFFFF or 1  # request-id is an Integer32; 0 is avoided
+        return RID_BASE + next(_ids) % RID_SPAN  # an Integer32, never 0, always 4 bytes encoded (RID_BASE)
+
+    async def _encode(self, pdu: PDU, rid: int) -> bytes:
+        packet = await self._mpm.encode(rid, self._credentials, b"", b"", pdu)
+        return bytes(packet.data)
 
     def _oid(self, address: str) -> ObjectIdentifier:
         oid = self._oids.get(address)
@@ -205,7 +234,7 @@ class PureSnmpSession:
             self._socket = sock
         return sock
 
-    async def _request(self, what: str, pdu: PDU, rid: int) -> list[Varbind]:
+    async def _request(self, what: str, message: bytes, rid: int) -> list[Varbind]:
         t = self.target
         where = f"{self.name}: {what} {t.host}:{t.port}"
         loop = asyncio.get_running_loop()
@@ -213,13 +242,12 @@ class PureSnmpSession:
             self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
             sock = await self._connect()
-            packet = await self._mpm.encode(rid, self._credentials, b"", b"", pdu)
             waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             sock.waiter = waiter
             try:
                 if sock.transport is None:
                     raise CommError(f"{where}: socket closed")
-                sock.transport.sendto(bytes(packet.data))
+                sock.transport.sendto(message)
                 raw = await asyncio.wait_for(waiter, t.timeout_s)
             except TimeoutError:
                 await self.aclose()  # a late answer must not be read as the next request's

@@ -14,8 +14,10 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import x690
 
 from drivers.base import DriverContext
 from drivers.registry import DriverFactory
@@ -223,3 +225,51 @@ async def test_v3_auth_priv_with_a_context_against_snmpd(
     assert {s.quality for s in samples} == {Quality.BAD_DEVICE}
     assert isinstance(other.last_error, ErrorStatus) and other.last_error.status == "authorizationError"
     await ctx.aclose()
+
+
+class _Relay(asyncio.DatagramProtocol):
+    """A UDP relay on 127.0.0.1 that records each request it forwards to the agent and relays the answer."""
+
+    def __init__(self, agent_port: int) -> None:
+        self.agent_port = agent_port
+        self.requests: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self.client: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        assert self.transport is not None
+        if addr[1] == self.agent_port:
+            self.transport.sendto(data, self.client)
+        else:
+            self.client = addr
+            self.requests.append(data)
+            self.transport.sendto(data, ("127.0.0.1", self.agent_port))
+
+
+async def test_a_get_re_sent_from_its_cached_encoding_carries_a_new_request_id(
+        agent: tuple[SnmpAgent, dict[str, JunctionController]]) -> None:
+    """The session encodes a GET once per OID list and patches only the request-id: each message on the wire
+    decodes (puresnmp's own decoder) to the same GET with its own request-id, and each is answered."""
+    a, _models = agent
+    loop = asyncio.get_running_loop()
+    transport, relay = await loop.create_datagram_endpoint(lambda: _Relay(a.port), local_addr=("127.0.0.1", 0))
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        s = PureSnmpSession("J001", Target("127.0.0.1", port, 1.0, "v2c", community="public-J001"))
+        oids = ["1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.3.0"]
+        answers = [await s.get(oids) for _ in range(3)]
+        await s.get(oids[:1])  # another list: its own encoding
+        assert all(vbs[0].value == b"J001" for vbs in answers)
+        decoded = [x690.decode(m)[0] for m in relay.requests]
+        pdus = [d[2] for d in decoded]
+        rids = [p.value.request_id for p in pdus]
+        assert len(set(rids)) == 4, rids
+        assert all(d[1].value == b"public-J001" for d in decoded)
+        assert [[str(vb.oid) for vb in p.value.varbinds] for p in pdus] == [oids, oids, oids, oids[:1]]
+        assert len(relay.requests[0]) == len(relay.requests[1]) == len(relay.requests[2])
+        await s.aclose()
+    finally:
+        transport.close()
