@@ -18,6 +18,9 @@ asks first, then says so on this terminal (``the operator console was closed …
 server is a separate process and keeps supervising and journalling (``scada run`` reports the closed
 console too and keeps the server and simulator running until Ctrl-C).
 
+Language: ``scada --lang`` / ``$SCADA_LANG`` if given, else the server's (``GET /config`` ``lang``: its setting,
+else the site's): the window is built after the login, once that is known (:func:`hmi.language.follow_site`).
+
 Lazy imports here: PyQt6 and the console load only when the console starts, and the layouts loader
 when it is used, so ``scada hmi --help`` and ``--check-layouts`` run without Qt (CI, a headless box).
 """
@@ -30,6 +33,8 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+from cli.options import chosen_lang
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +86,7 @@ def main(args: argparse.Namespace) -> int:
 
     from hmi.bridge import Bridge, wait_reply
     from hmi.console import ConsoleModel
+    from hmi.language import follow_site
     from hmi.mainwindow import LoginDialog, MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -88,15 +94,11 @@ def main(args: argparse.Namespace) -> int:
     bridge.start()
     console = ConsoleModel(bridge, layouts)
     console.audible = bool(args.audible)
-    window = MainWindow(console)
     failover = None
-    if args.pair_url:  # a failover pair: follow its active server, its state in the status bar
+    if args.pair_url:  # a failover pair: follow its active server (from the login on), its state in the status bar
         from hmi.failover import Failover
 
-        failover = Failover(bridge, [args.server, args.pair_url], window)
-        bar = window.statusBar()
-        if bar is not None:
-            bar.addPermanentWidget(failover.label())
+        failover = Failover(bridge, [args.server, args.pair_url])
         failover.start()
     try:
         password = os.environ.get("SCADA_PASSWORD", "")
@@ -114,6 +116,16 @@ def main(args: argparse.Namespace) -> int:
                 return 2
             if LoginDialog(console, args.user).exec() != QDialog.DialogCode.Accepted:
                 return 1
+        # the window is built in the language it will keep: the server's (GET /config, asked at the login) unless
+        # scada --lang / $SCADA_LANG chose one
+        if chosen_lang(args) is None:
+            follow_site(console)
+        window = MainWindow(console)
+        if failover is not None:
+            failover.setParent(window)
+            bar = window.statusBar()
+            if bar is not None:
+                bar.addPermanentWidget(failover.label())
         if args.page in window.pages:
             window.show_page(args.page)
         window.confirm_close = args.screenshots is None

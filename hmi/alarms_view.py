@@ -496,13 +496,17 @@ class AlarmList(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(False)
         hide_row_numbers(self.table)
-        hh = self.table.horizontalHeader()
-        assert hh is not None  # noqa: S101 - a QTableView always has its header (Qt's stub says Optional)
-        hh.setStretchLastSection(False)
-        self.table.setColumnWidth(0, 120)
-        self.table.setColumnWidth(1, 120)
-        self.table.setColumnWidth(2, 150)
-        self.table.setColumnWidth(7, 520)
+        # every column but the message as wide as its usual content, the message the rest of the width (elided,
+        # whole in its tooltip): no sideways scrolling at 1280 px
+        px = qtstyle.text_px
+        t = self.table
+        qtstyle.fit_columns(t, {
+            0: px(t, [_(COLUMNS[0]), style.priority_text(1), style.priority_text(4)], pad=40),  # + the icon
+            1: px(t, [_(COLUMNS[1]), *(_(s) for s in STATE_TEXT.values())]),
+            2: px(t, [_(COLUMNS[2]), "00/00/0000 00:00:00"]), 3: px(t, [_(COLUMNS[3]), "59 min 59 s"]),
+            4: px(t, [_(COLUMNS[4]), "C0000 — Armoire EP"]), 5: px(t, [_(COLUMNS[5]), "Saint-Apollinaire"]),
+            6: px(t, [_(COLUMNS[6]), style.domain_text("lighting")]), 8: px(t, [_(COLUMNS[8]), _("SHELVED")]),
+        }, stretch=7)
         self.table.doubleClicked.connect(self._double)
         sel = self.table.selectionModel()
         assert sel is not None  # noqa: S101 - setModel() above created it (Qt's stub says Optional)
@@ -545,16 +549,16 @@ class AlarmList(QWidget):
             self.group_box.addItem(_(key), key)
         self.group_box.currentIndexChanged.connect(self._sort_changed)
         for w in (self.show_box, self.state_box, self.area_box, self.service_box, self.sort_box, self.group_box):
-            # as wide as their current choice, not their longest: the list never widens the window
-            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            w.setMinimumContentsLength(8)
+            qtstyle.fit_choices(w, 360 if w is self.show_box else qtstyle.CHOICE_MAX_PX)  # each choice whole
         for w in (self.show_box, self.state_box, self.area_box, self.service_box):
             bar.addWidget(w)
-        bar.addWidget(self.text_box, 1)
-        bar.addWidget(QLabel(_("sort")))
-        bar.addWidget(self.sort_box)
-        bar.addWidget(QLabel(_("group")))
-        bar.addWidget(self.group_box)
+        bar.addStretch(1)
+        bar2 = QHBoxLayout()  # whole filter boxes take two rows to fit a 1280-pixel window in French
+        bar2.addWidget(self.text_box, 1)
+        bar2.addWidget(QLabel(_("sort")))
+        bar2.addWidget(self.sort_box)
+        bar2.addWidget(QLabel(_("group")))
+        bar2.addWidget(self.group_box)
 
         # actions
         self.buttons: dict[str, QPushButton] = {}
@@ -590,6 +594,7 @@ class AlarmList(QWidget):
 
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
+        lay.addLayout(bar2)
         lay.addWidget(self.table, 1)
         lay.addLayout(acts)
         lay.addLayout(acts2)

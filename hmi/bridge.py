@@ -6,8 +6,9 @@
           reply.finished(reply) ◄── queued signal ◄─┘   401 token_invalid → log in again once, retry
     bridge.set_channel("city", sub) ─────────────► WebSocket per channel: hello → subscribe → snapshot
                                                    then deltas every 100 ms ("seq" gap → resubscribe)
-          dataReady ◄── queued signal, at most ◄── rows coalesced by tag name, alarm events in order
-          bridge.take() → Updates                  one pending wake-up: the GUI never queues behind
+          dataReady ◄── queued signal, at most ◄── rows coalesced by tag name, alarm events in order,
+          bridge.take() → Updates                  work-order events by id (+ "read the list again" after
+                                                   a snapshot); one pending wake-up: the GUI never queues behind
     connectionChanged(state, detail) ◄──────────── online / reconnecting (data stale) / offline
 
 Reconnection: when a channel drops (server restart, network), the state becomes ``reconnecting``
@@ -95,10 +96,14 @@ class Updates:
     alarm_snapshot: list[dict[str, Any]] | None = None
     alarm_events: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)  # server errors worth showing
+    workorders: dict[str, dict[str, Any]] = field(default_factory=dict)  # order events, the last state per id
+    # a channel subscribed to work orders sent a snapshot (subscribed, resubscribed after a reconnection, a
+    # slow consumer's resync): events may have been missed before it, so the list is read again (GET /workorders)
+    workorders_resync: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.rows or self.snapshots or self.alarm_snapshot is not None or self.alarm_events
-                    or self.messages)
+                    or self.messages or self.workorders or self.workorders_resync)
 
 
 @dataclass(slots=True)
@@ -533,6 +538,10 @@ class Bridge(QObject):
                     if len(p.alarm_events) > MAX_ALARM_EVENTS:
                         p.alarm_events = []
                         self._spawn(self._send(ch, {"type": "subscribe", **ch.sub}))
+                for o in msg.get("workorders") or ():  # coalesced by id: the last state wins
+                    p.workorders[str(o.get("id"))] = o
+                if kind == "snapshot" and ch.sub.get("workorders"):
+                    p.workorders_resync = True
                 wake = not self._woken
                 self._woken = True
             if kind == "snapshot" and not ch.online:

@@ -25,9 +25,12 @@ levels are recomputed and ``areaChanged`` + ``alarmsChanged`` tell the banner, l
 
 One clock: ``GET /config`` names the site's time zone; :meth:`_on_config` makes it the process's
 (:func:`scada.format.set_timezone`), so every time a widget shows is in it, and ``siteChanged`` lets
-the status bar name it once. The language is the process's too (``scada --lang``, else French).
+the status bar name it once. The language is the process's too: ``GET /config`` names the one the server
+speaks (:meth:`site_language`), which ``scada hmi`` makes the console's after the login and before it builds
+the window (:func:`hmi.language.follow_site`), unless ``scada --lang`` / ``$SCADA_LANG`` chose one.
 
-Subscriptions: channel ``alarms`` (every alarm) from the login on; once the equipment list is known,
+Subscriptions: channel ``alarms`` (every alarm, and the work orders' events: ``workordersChanged`` with the
+orders by id, ``workordersResync`` after each snapshot of it) from the login on; once the equipment list is known,
 ``city`` (the luminaires' status, one glob) and ``health1..n`` (the map's health and position tags by
 exact name); ``focus`` (the union of what the open displays declare
 with :meth:`set_interest`).
@@ -52,7 +55,7 @@ from hmi.models.layouts import Layouts, check_against, load_layouts
 from hmi.models.live import EquipmentInfo, LiveTags, Registry, Session
 from hmi.models.mapmodel import LAMP_GLOB, MapDelta, MapModel
 from scada.format import set_timezone
-from scada.i18n import _
+from scada.i18n import Lang, _, parse_lang
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class ConsoleModel(QObject):
     openWorkOrder = pyqtSignal(str)  # navigation request: the work-order list with this order selected
     areaChanged = pyqtSignal()  # the area of responsibility changed (status bar)
     siteChanged = pyqtSignal()  # GET /config answered: the site's time zone is known (status bar)
+    workordersChanged = pyqtSignal(list)  # work orders the server pushed (dicts as GET /workorders/{id}), by id
+    workordersResync = pyqtSignal()  # events may have been missed (a snapshot): read GET /workorders again
 
     def __init__(self, bridge: Bridge | None, layouts: Layouts | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -98,6 +103,7 @@ class ConsoleModel(QObject):
         self.audible = True  # audible annunciation (hmi.annunciator); scada hmi --no-audible turns it off
         self._t_login = 0.0
         self.last_user = ""  # who was logged in before the session ended (the login dialog offers it)
+        self.workorder_syncs = 0  # snapshots of the work-order subscription this session (0: not subscribed yet)
         if bridge is not None:
             bridge.dataReady.connect(self.pull)
             bridge.connectionChanged.connect(self._on_connection)
@@ -150,8 +156,9 @@ class ConsoleModel(QObject):
         self.load_vocabulary()
         self.refresh_health()
         self._health_timer.start()
-        # every alarm at once (with tag filters the server would send only the alarms of those tags)
-        self.bridge.set_channel("alarms", {"alarms": True})
+        # every alarm at once (with tag filters the server would send only the alarms of those tags), and the
+        # work orders' events on the same socket (hmi.workorders_view reads the list once this is subscribed)
+        self.bridge.set_channel("alarms", {"alarms": True, "workorders": True})
 
     def _on_me(self, r: Reply) -> None:
         if r.ok and isinstance(r.data, dict):
@@ -169,6 +176,33 @@ class ConsoleModel(QObject):
                 except ValueError as exc:  # a zone this machine's database lacks: say so, keep the current one
                     self.message.emit(str(exc))
             self.siteChanged.emit()
+
+    def replay(self) -> None:
+        """Tell widgets built now what this console already knows, as if it had just arrived: a window built after
+        the login (``scada hmi`` builds it once the server's language is known) connects to signals that may
+        have fired already (the equipment list, the configuration, the vocabulary, health, the first values)."""
+        self.sessionChanged.emit()
+        if self.config_info:
+            self.siteChanged.emit()
+        if self.vocabulary:
+            self.vocabularyChanged.emit()
+        if len(self.registry):
+            self.equipmentLoaded.emit()
+        if self.health:
+            self.healthChanged.emit(self.health)
+        if self.tags.values:
+            self.tagsChanged.emit(set(self.tags.values))
+        self.alarmsChanged.emit()
+        self.staleChanged.emit(self.stale)
+        self.connectionChanged.emit(self.state, self.state_detail)
+
+    def site_language(self) -> Lang | None:
+        """The language the server speaks (``GET /config`` ``lang``: its setting, else the site's); None before
+        it answered, or when it names one the console has no catalogue for."""
+        try:
+            return parse_lang(str(self.config_info.get("lang") or ""))
+        except ValueError:
+            return None
 
     def load_vocabulary(self) -> None:
         if self.bridge is None:
@@ -226,6 +260,11 @@ class ConsoleModel(QObject):
         self.feed(list(up.rows.values()), up.alarm_snapshot, up.alarm_events)
         for m in up.messages:
             self.message.emit(_("server: {what}: {why}").format(what=m.get("what"), why=m.get("why")))
+        if up.workorders:  # the events first: a list read after the snapshot then has the last word
+            self.workordersChanged.emit(list(up.workorders.values()))
+        if up.workorders_resync:
+            self.workorder_syncs += 1
+            self.workordersResync.emit()
         if up.snapshots and "first_snapshot_s" not in self.timings and self._t_login:
             self.timings["first_snapshot_s"] = time.perf_counter() - self._t_login
 
@@ -276,6 +315,7 @@ class ConsoleModel(QObject):
     def _session_over(self, why: str) -> None:
         self._health_timer.stop()
         self.health_requested = False  # the next login opens the channels again: "connecting" until then
+        self.workorder_syncs = 0  # and subscribes to the work orders again
         was = self.session.user
         self.session = Session()
         self.last_user = was or self.last_user

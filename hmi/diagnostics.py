@@ -5,6 +5,9 @@
     │ (select a row → its definition: device, address,     │ ├ drivers: device · status · requests ·     │
     │  type, access, enum, deadband)                       │ │ errors · latency · last error             │
     └──────────────────────────────────────────────────────┘ └───────────────────────────────────────────┘
+
+The server's details and errors are its own English: those with a known shape are shown in the console's
+language, the others marked "server message: …" (:mod:`hmi.models.server_text`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from PyQt6.QtWidgets import (
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models.journal import local_time, title, word
+from hmi.models.server_text import server_text
 from hmi.qtstyle import hide_row_numbers
 from hmi.widgets import fmt_value
 from scada.i18n import N_, _
@@ -134,7 +138,7 @@ class Diagnostics(QWidget):
         self.subsystems.setRowCount(len(subs))
         for i, (name, s) in enumerate(sorted(subs.items())):
             for c, v in enumerate([_(SUBSYSTEMS[name]) if name in SUBSYSTEMS else name,
-                                   word(str(s.get("status", ""))).upper(), s.get("detail", "")]):
+                                   word(str(s.get("status", ""))).upper(), server_text(str(s.get("detail") or ""))]):
                 self.subsystems.setItem(i, c, QTableWidgetItem(str(v)))
         per = ((subs.get("poll") or {}).get("stats") or {}).get("per_device") or {}
         self.drivers.setRowCount(len(per))
@@ -142,7 +146,7 @@ class Diagnostics(QWidget):
             vals = [dev, word(str(s.get("status", ""))), s.get("requests", ""), s.get("errors", ""),
                     s.get("overruns", ""), s.get("latency_ms", ""), s.get("period_ms", ""),
                     local_time(s["last_success_ms"]) if s.get("last_success_ms") else _("never"),
-                    s.get("last_error", "")]
+                    server_text(str(s.get("last_error") or ""))]
             for c, v in enumerate(vals):
                 self.drivers.setItem(i, c, QTableWidgetItem(str(v if v is not None else "")))
         self.subsystems.resizeColumnsToContents()

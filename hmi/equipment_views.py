@@ -48,7 +48,7 @@ from hmi.models import junction as jmodel
 from hmi.models.journal import local_time, word
 from hmi.models.live import EquipmentInfo, TagValue
 from hmi.qtstyle import hide_row_numbers
-from hmi.widgets import AlarmStrip, fmt_value, style_item, value_text
+from hmi.widgets import AlarmStrip, enum_of, fmt_value, style_item, value_text
 from scada.format import number
 from scada.i18n import _
 
@@ -346,7 +346,7 @@ SYNOPTICS: dict[str, type[Synoptic]] = {"junction": JunctionSynoptic, "lighting_
 
 # ---------------------------------------------------------------------- tabs
 class TagsTable(QTableWidget):
-    """Every live tag of the equipment: value, quality, source time."""
+    """Every live tag of the equipment: value (with its unit, or its enum label), quality, source time."""
 
     def __init__(self, console: ConsoleModel, eq: EquipmentInfo) -> None:
         super().__init__(0, 4)
@@ -354,6 +354,7 @@ class TagsTable(QTableWidget):
         self.eq = eq
         self.setHorizontalHeaderLabels([_("tag"), _("value"), _("quality"), _("source time")])
         self.units: dict[str, str] = {}  # tag → units (GET /tags?equipment=): values with their unit
+        self.enums: dict[str, dict[int, str]] = {}  # tag → its enum labels (the same answer): a mode reads as a word
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         hide_row_numbers(self)
@@ -369,7 +370,7 @@ class TagsTable(QTableWidget):
         for n in mine if names is None else [n for n in names if n in self.rows]:
             r = self.rows[n]
             tv = self.console.tags.get(n)
-            vals = [n[len(prefix):], fmt_value(tv.value, self.units.get(n, "")) if tv else "—",
+            vals = [n[len(prefix):], fmt_value(tv.value, self.units.get(n, ""), self.enums.get(n)) if tv else "—",
                     word(tv.quality) if tv else "",
                     local_time(tv.ts_ms) if tv and tv.ts_ms else ""]
             for c, v in enumerate(vals):
@@ -384,7 +385,8 @@ class TagsTable(QTableWidget):
             self.resizeColumnsToContents()
 
     def load_units(self) -> Reply:
-        """The equipment's tag units, once (a value then reads "1 200 W", a lease "12 min")."""
+        """The equipment's tag units and enum labels, once (a value then reads "1 200 W", a lease "12 min", a
+        junction's mode "clignotant")."""
         r = self.console.call("GET", "/tags", equipment=self.eq.id, limit=2000)
         # a bound method, not a closure: PyQt drops the connection when this table is deleted (a display closed
         # before the answer), where a closure would keep it alive and call it on a deleted widget
@@ -393,7 +395,9 @@ class TagsTable(QTableWidget):
 
     def _units(self, rep: Reply) -> None:
         if rep.ok and isinstance(rep.data, dict):
-            self.units = {str(t["name"]): str(t.get("units") or "") for t in rep.data.get("tags", [])}
+            rows = rep.data.get("tags", [])
+            self.units = {str(t["name"]): str(t.get("units") or "") for t in rows}
+            self.enums = {str(t["name"]): labels for t in rows if (labels := enum_of(t))}
             self.refresh()
 
     def selected_tags(self) -> list[str]:

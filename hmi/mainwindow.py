@@ -196,7 +196,7 @@ class MainWindow(QMainWindow):
         self.pages: dict[str, QWidget] = {}
         self.overview = Overview(console)
         self.alarm_list = AlarmList(console)
-        self.workorder_feed = WorkOrderFeed(console, self)  # polled: the list and the map's layer share it
+        self.workorder_feed = WorkOrderFeed(console, self)  # pushed (WebSocket): the list and the map's layer share it
         self.workorders = WorkOrderList(console, self.workorder_feed)
         self.order_layer = OrderLayer(self.overview, self.workorder_feed)
         self.journal = JournalView(console)
@@ -318,6 +318,8 @@ class MainWindow(QMainWindow):
                 n=len(console.layout_problems), problems="; ".join(str(p) for p in console.layout_problems[:3])))
         self.show_page("overview")
         self.resize(1600, 960)
+        if console.session.logged_in:  # built after the login (scada hmi: in the server's language): catch up
+            console.replay()
 
     def _show_zone(self) -> None:
         self.clock.setText(zone_label())

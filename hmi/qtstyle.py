@@ -1,7 +1,13 @@
-"""Qt objects built from the style guide (hmi.style): brushes, pens, priority icons and map symbols.
+"""Qt objects built from the style guide (hmi.style): brushes, pens, priority icons and map symbols; and how
+lists fit their page (filter boxes whole, tables without a sideways scroll bar).
 
 Brushes are created once and reused: pyqtgraph's symbol atlas caches by brush identity, so a
 marker that changes state only swaps which of these few objects it points at.
+
+    a list page at 1280 px:  [status ▾][all communes ▾][crew ▾][text…………][sort ▾]   fit_choices: each box as wide
+                             ┌ P │ state │ since │ equipment │ message ……………… ┐    as its longest choice (capped)
+                             │ fixed columns, text elided (whole in the tooltip) │    fit_columns: one column
+                             └───────────────────────────────────────────────────┘    takes the rest of the width
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from functools import cache
 
 from PyQt6.QtCore import QPointF, QRectF, Qt
 from PyQt6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF, QTransform
-from PyQt6.QtWidgets import QTableView
+from PyQt6.QtWidgets import QComboBox, QHeaderView, QTableView
 
 from hmi import style
 
@@ -138,3 +144,35 @@ def hatch_rect(p: QPainter, rect: QRectF) -> None:
     p.setBrush(QBrush(QColor(style.UNKNOWN_LINE), Qt.BrushStyle.BDiagPattern))
     p.drawRect(rect)
     p.restore()
+
+
+#: a filter box never grows past this: a longer choice (a crew's or commune's name from the configuration) is
+#: elided in the box, whole in its drop-down list and its tooltip
+CHOICE_MAX_PX = 240
+
+
+def fit_choices(box: QComboBox, max_px: int = CHOICE_MAX_PX) -> None:
+    """``box`` as wide as its longest choice (so the chosen one is never cut), up to ``max_px``."""
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+    box.setMaximumWidth(max_px)
+    box.currentTextChanged.connect(box.setToolTip)
+
+
+def text_px(table: QTableView, texts: list[str], pad: int = 18) -> int:
+    """The width a column needs for the widest of ``texts`` (and its header's padding) in the table's font."""
+    fm = table.fontMetrics()
+    return max(fm.horizontalAdvance(t) for t in texts) + pad
+
+
+def fit_columns(table: QTableView, widths: dict[int, int], stretch: int) -> None:
+    """Columns of the given widths (the operator may still resize them) and column ``stretch`` taking the rest
+    of the table's width, its text elided: no sideways scroll bar while the fixed columns fit."""
+    hh = table.horizontalHeader()
+    if hh is None:  # a QTableView always has its header (Qt's stub says Optional)
+        return
+    hh.setStretchLastSection(False)
+    hh.setMinimumSectionSize(24)
+    for col, px in widths.items():
+        table.setColumnWidth(col, px)
+    hh.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    table.setTextElideMode(Qt.TextElideMode.ElideRight)

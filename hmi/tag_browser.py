@@ -36,7 +36,7 @@ from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models.journal import word
 from hmi.qtstyle import hide_row_numbers
-from hmi.widgets import fmt_value
+from hmi.widgets import enum_of, fmt_value
 from scada.i18n import _
 
 PAGE = 50
@@ -128,7 +128,7 @@ class TagBrowser(QDialog):
             # the value with its unit, the quality in words, the equipment with its name and address
             eq = str(t.get("equipment") or "")
             info = self.console.registry.get(eq)
-            cells = (str(t.get("name", "")), fmt_value(t.get("value"), str(t.get("units") or "")),
+            cells = (str(t.get("name", "")), fmt_value(t.get("value"), str(t.get("units") or ""), enum_of(t)),
                      word(str(t.get("quality") or "")), self.console.registry_named(eq) if eq else "",
                      info.address if info is not None else "")
             for j, text in enumerate(cells):

@@ -7,6 +7,8 @@ hatched grey, and a stale console marks every value ``~``.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from PyQt6.QtCore import Qt
@@ -17,14 +19,17 @@ from hmi import qtstyle, style
 from hmi.console import ConsoleModel
 from hmi.models.journal import word
 from hmi.models.live import TagValue
-from scada.format import boolean, quantity
+from scada.format import boolean, enum_label, quantity
 from scada.i18n import _
 
 
-def fmt_value(v: Any, units: str = "") -> str:
-    """A raw value for people (:mod:`scada.format`: French numbers in French, units understood, yes/no)."""
+def fmt_value(v: Any, units: str = "", enum: Mapping[int, str] | None = None) -> str:
+    """A raw value for people (:mod:`scada.format`: French numbers in French, units understood, yes/no; an
+    enumerated tag's code as its tags.yaml label, translated: ``2`` → ``clignotant``)."""
     if v is None:
         return "—"
+    if enum and isinstance(v, (bool, int, float)) and math.isfinite(v):
+        return enum_label(v, enum)
     if isinstance(v, bool):
         return boolean(v)
     if isinstance(v, (int, float)):
@@ -92,3 +97,9 @@ class AlarmStrip(QWidget):
             t.setToolTip(a.id)
             self.lay.addWidget(t)
         self.lay.addStretch(1)
+
+
+def enum_of(row: Mapping[str, Any]) -> dict[int, str] | None:
+    """The labels a ``GET /tags`` row carries for an enumerated tag (JSON keys are strings), by code."""
+    labels = row.get("enum")
+    return {int(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) and labels else None

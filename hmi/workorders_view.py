@@ -1,8 +1,12 @@
 """Work orders in the console: the live feed, the list with its detail pane, and the map's layer of open orders.
 
-    WorkOrderFeed (one per window) ── GET /workorders every POLL_MS while the session may read them
-        │ changed()                    (the server offers no WebSocket channel for orders: polled; an
-        │                               action refreshes at once)
+    WorkOrderFeed (one per window) ── pushed, never polled: the console subscribes its alarms channel with
+        │ changed()                     "workorders": true; once that subscription's snapshot is there (the
+        │                               server sends events from then on) GET /workorders reads the list, and
+        │                               each event (created / changed, the whole order) replaces its order by id;
+        │                               after any later snapshot (a reconnection, a slow consumer's resync) the
+        │                               list is read again; an action's answer is shown at once. Time alone
+        │                               makes an order overdue: re-evaluated locally (no request) at its due time
         ├──► WorkOrderList  ┌ status · service · commune · crew · text · sort ────────────────────────┐
         │                   │ table: overdue first (bold, "OVERDUE 12 min"), then the chosen sort      │
         │                   │ detail: the order, its notes, its change history (who, when, what)       │
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -70,15 +75,16 @@ from hmi.overview import Overview
 from hmi.qtstyle import hide_row_numbers
 from scada.format import timestamp
 from scada.i18n import N_, _
+from scada.workorders.model import WorkOrder
 
 Index = QModelIndex | QPersistentModelIndex
-POLL_MS = 4000
-LIMIT = 5000  # orders fetched per poll (the server answers overdue first, then the newest)
+LIMIT = 5000  # orders read at a time (the server answers overdue first, then the newest); the others arrive as events
+AGES_MS = 15_000  # the list's "due in 12 min" texts are redrawn this often (a repaint, no request)
 
 
 # ---------------------------------------------------------------------- the feed
 class WorkOrderFeed(QObject):
-    """The work orders as the server last answered, polled while the session may read them."""
+    """The work orders as the server last told them: the list read once subscribed, then its events by id."""
 
     changed = pyqtSignal()
 
@@ -86,27 +92,37 @@ class WorkOrderFeed(QObject):
         super().__init__(parent)
         self.console = console
         self.orders: dict[str, Order] = {}
+        self.raw: dict[str, Mapping[str, Any]] = {}  # each order as the server sent it (the overdue rule reads it)
         self.total = 0
         self.error = ""
         self.loaded = False
+        self.reads = 0  # GET /workorders sent (a test checks that events, not reads, bring the new orders)
         self._inflight = False
-        self.timer = QTimer(self)
-        self.timer.setInterval(POLL_MS)
-        self.timer.timeout.connect(self.refresh)
+        self._again = False  # a snapshot came while a read was under way: read once more after it
+        self._during: dict[str, Mapping[str, Any]] = {}  # events that arrived while a read was under way
+        # no polling: a single-shot timer at the next due time of an open order, to mark it overdue then
+        self.due_timer = QTimer(self)
+        self.due_timer.setSingleShot(True)
+        self.due_timer.timeout.connect(self._due)
+        console.workordersChanged.connect(self.apply)
+        console.workordersResync.connect(self.refresh)
         console.sessionChanged.connect(self._session)
         self._session()
 
     def _session(self) -> None:
-        if self.console.session.can("workorder.read"):
-            self.timer.start()
+        # built after the subscription's snapshot (a window made after the login): read now, no snapshot will come
+        if self.console.session.can("workorder.read") and self.console.workorder_syncs and not self.loaded:
             self.refresh()
-        else:
-            self.timer.stop()
 
     def refresh(self) -> Reply | None:
-        if self._inflight or not self.console.session.can("workorder.read"):
+        if not self.console.session.can("workorder.read"):
+            return None
+        if self._inflight:
+            self._again = True
             return None
         self._inflight = True
+        self._during = {}
+        self.reads += 1
         r = self.console.call("GET", "/workorders", limit=LIMIT)
         r.finished.connect(self._on_list)
         return r
@@ -114,18 +130,55 @@ class WorkOrderFeed(QObject):
     def _on_list(self, r: Reply) -> None:
         self._inflight = False
         if r.ok and isinstance(r.data, dict):
-            self.orders = {o.id: o for o in map(Order.from_json, r.data.get("orders", []))}
+            raw = {str(d["id"]): d for d in r.data.get("orders", [])}
+            for oid, d in self._during.items():  # an event newer than the list's answer keeps its word
+                if int(d.get("updated_ms", 0)) >= int(raw.get(oid, {}).get("updated_ms", -1)):
+                    raw[oid] = d
+            self.raw = raw
+            self.orders = {oid: Order.from_json(d) for oid, d in raw.items()}
             self.total, self.error, self.loaded = int(r.data.get("total", len(self.orders))), "", True
         else:
             self.error = r.why()
-        self.changed.emit()
+        self._during = {}
+        self._due()
+        if self._again:
+            self._again = False
+            self.refresh()
+
+    def apply(self, events: list[dict[str, Any]]) -> None:
+        """Orders the server pushed (created or changed: the whole order each), by id."""
+        for d in events:
+            oid = str(d.get("id", ""))
+            if not oid:
+                continue
+            old = self.raw.get(oid)
+            if old is not None and int(old.get("updated_ms", 0)) > int(d.get("updated_ms", 0)):
+                continue  # an older state than the one shown (an action's answer came first)
+            self.raw[oid] = d
+            self.orders[oid] = Order.from_json(d)
+            if self._inflight:
+                self._during[oid] = d
+        self._due()
 
     def put(self, order_json: dict[str, Any]) -> Order:
-        """An order the server just answered (an action): shown at once, before the next poll."""
-        o = Order.from_json(order_json)
-        self.orders[o.id] = o
+        """An order the server just answered (an action): shown at once, before its event."""
+        self.apply([order_json])
+        return self.orders[str(order_json["id"])]
+
+    def _due(self) -> None:
+        """Mark the orders whose due time passed as overdue (the server's own rule on the order it sent), tell
+        the views, and set the timer for the next one."""
+        now = time.time_ns() // 1_000_000
+        for oid, o in list(self.orders.items()):
+            if o.open and not o.overdue and o.due_ms <= now and oid in self.raw \
+                    and WorkOrder.from_dict(self.raw[oid]).overdue(now):
+                self.orders[oid] = replace(o, overdue=True)
+        upcoming = [o.due_ms for o in self.orders.values() if o.open and not o.overdue and o.due_ms > now]
+        if upcoming:
+            self.due_timer.start(int(min(max(min(upcoming) - now + 1, 1), 3_600_000)))
+        else:
+            self.due_timer.stop()
         self.changed.emit()
-        return o
 
 
 # ---------------------------------------------------------------------- the list
@@ -146,6 +199,12 @@ class OrderTableModel(QAbstractTableModel):
         self.rows = rows
         self.now_ms = time.time_ns() // 1_000_000
         self.endResetModel()
+
+    def tick(self) -> None:
+        """Time passed: redraw the due column ("due in 12 min", "OVERDUE 3 min") as of now."""
+        self.now_ms = time.time_ns() // 1_000_000
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 3), self.index(len(self.rows) - 1, 3))
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
@@ -211,12 +270,13 @@ class WorkOrderList(QWidget):
         for label, w in ((_("status"), self.status_box), (_("service"), self.service_box),
                          (_("commune"), self.commune_box), (_("crew"), self.crew_box)):
             bar.addWidget(QLabel(label))
-            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            w.setMinimumContentsLength(8)
+            qtstyle.fit_choices(w)  # whole ("toutes les communes" was cut at 1280 px); the text box gives way
             w.currentIndexChanged.connect(self._filters_changed)
             bar.addWidget(w)
+        self.text_box.setMinimumWidth(120)
         bar.addWidget(self.text_box, 1)
         bar.addWidget(QLabel(_("sort")))
+        qtstyle.fit_choices(self.sort_box)
         bar.addWidget(self.sort_box)
         self.text_box.textChanged.connect(self._filters_changed)
         self.sort_box.currentTextChanged.connect(self._filters_changed)
@@ -228,8 +288,18 @@ class WorkOrderList(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         hide_row_numbers(self.table)
-        self.table.setColumnWidth(3, 130)
-        self.table.setColumnWidth(8, 360)
+        # every column but "What" as wide as its usual content, "What" the rest: no sideways scrolling at 1280 px
+        # (an equipment's long name is elided: whole in the row's tooltip and the detail pane)
+        px = qtstyle.text_px
+        t = self.table
+        qtstyle.fit_columns(t, {
+            0: px(t, ["WO-000000", _(COLUMNS[0])]), 1: px(t, ["P", "4"]),
+            2: px(t, [_(COLUMNS[2]), *(word(s) for s in STATUS_CHOICES[2:])]),
+            3: px(t, [_(COLUMNS[3]), _("OVERDUE {late}").format(late="59 min"),
+                      _("due in {left}").format(left="23 h")]),
+            4: px(t, [_(COLUMNS[4]), "C0000 — Armoire EP"]), 5: px(t, [_(COLUMNS[5]), "Saint-Apollinaire"]),
+            6: px(t, [_(COLUMNS[6]), style.domain_text("lighting")]), 7: px(t, [_(COLUMNS[7]), "lighting-day"]),
+        }, stretch=8)
         self.table.doubleClicked.connect(lambda *_: self.do("dispatch"))
         sel = self.table.selectionModel()
         assert sel is not None  # noqa: S101 - setModel() above created it (Qt's stub says Optional)
@@ -258,7 +328,7 @@ class WorkOrderList(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
         split.addWidget(right)
-        split.setStretchFactor(0, 3)
+        split.setStretchFactor(0, 5)  # the table's columns fit beside a detail pane of a third of the page
         split.setStretchFactor(1, 2)
 
         self.buttons: dict[str, QPushButton] = {}
@@ -282,6 +352,10 @@ class WorkOrderList(QWidget):
         lay.addWidget(self.result)
 
         feed.changed.connect(self.refresh)
+        self.ages = QTimer(self)
+        self.ages.setInterval(AGES_MS)
+        self.ages.timeout.connect(self.model.tick)
+        self.ages.start()
         console.sessionChanged.connect(self.update_actions)
         console.equipmentLoaded.connect(self._fill_combos)
         self.refresh()

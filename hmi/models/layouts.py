@@ -23,7 +23,9 @@
 Problems are reported like the rest of the configuration — ``city.yaml:12: corridor 'Centre':
 'junctions' must be a list of equipment ids, got 'J003'`` — all of them in one pass (the file is
 parsed with :mod:`scada.config.yamlsource`, which keeps line marks). Ids are checked against the
-server's equipment list once it is known (:func:`check_against`).
+server's equipment list once it is known (:func:`check_against`). The problems are written in the
+console's language (``_()``: ``city.yaml:12: couloir 'Centre' : …`` in French); a file that is not YAML at
+all is reported by :mod:`scada.config.yamlsource` in its own words.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hmi.models.problems import suggest
 from hmi.models.tiles import BaseMapSpec, parse_basemap
-from scada.config.yamlsource import did_you_mean, line_of, load_yaml
+from scada.config.yamlsource import line_of, load_yaml
 from scada.errors import ConfigProblem
 from scada.format import boolean, quantity
 from scada.i18n import _
@@ -137,44 +140,49 @@ def load_layouts(path: Path | str | None = None) -> tuple[Layouts, list[ConfigPr
         problems.append(ConfigProblem(f, line_of(tree, loc), who, what))
 
     if not isinstance(tree, dict):
-        problem([], "", f"expected a mapping with {', '.join(TOP_KEYS)}, got {type(tree).__name__}")
+        problem([], "", _("expected a mapping with {keys}, got {got}").format(keys=", ".join(TOP_KEYS),
+                                                                            got=type(tree).__name__))
         return out, problems
     for key in tree:
         if key not in TOP_KEYS:
-            problem([key], "", f"unknown section {key!r}{did_you_mean(key, TOP_KEYS)}; sections: "
-                               f"{', '.join(TOP_KEYS)}")
+            problem([key], "", _("unknown section {key!r}{hint}; sections: {keys}").format(
+                key=key, hint=suggest(key, TOP_KEYS), keys=", ".join(TOP_KEYS)))
 
     # junction layouts
     jl = tree.get("junction_layouts") or {}
     if not isinstance(jl, dict):
-        problem(["junction_layouts"], "junction_layouts", f"must be a mapping of layout names, got {jl!r}")
+        problem(["junction_layouts"], "junction_layouts", _("must be a mapping of layout names, got {got!r}").format(
+            got=jl))
         jl = {}
     for name, spec in jl.items():
-        who = f"junction layout {name!r}"
+        who = _("junction layout {name!r}").format(name=name)
         loc: list[str | int] = ["junction_layouts", name]
         apps = spec.get("approaches") if isinstance(spec, dict) else None
         if not isinstance(apps, list) or not apps:
-            problem(loc, who, f"'approaches' must be a non-empty list, got {apps!r}")
+            problem(loc, who, _("'approaches' must be a non-empty list, got {got!r}").format(got=apps))
             continue
         approaches = []
         for k, a in enumerate(apps):
             aloc = [*loc, "approaches", k]
             if not isinstance(a, dict):
-                problem(aloc, who, f"approach {k + 1} must be a mapping with name, side, phases, got {a!r}")
+                problem(aloc, who, _("approach {n} must be a mapping with name, side, phases, got {got!r}").format(
+                    n=k + 1, got=a))
                 continue
             side = a.get("side")
             phases = a.get("phases")
             ok = True
             if not isinstance(a.get("name"), str) or not a.get("name"):
-                problem(aloc, who, f"approach {k + 1}: 'name' must be a text, got {a.get('name')!r}")
+                problem(aloc, who, _("approach {n}: 'name' must be a text, got {got!r}").format(
+                    n=k + 1, got=a.get("name")))
                 ok = False
             if side not in SIDES:
-                problem([*aloc, "side"], who, f"approach {k + 1}: 'side' must be one of n, e, s, w, got {side!r}")
+                problem([*aloc, "side"], who, _("approach {n}: 'side' must be one of n, e, s, w, got {got!r}").format(
+                    n=k + 1, got=side))
                 ok = False
             if not isinstance(phases, list) or not phases or not all(
                     isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 16 for p in phases):
-                problem([*aloc, "phases"], who, f"approach {k + 1}: 'phases' must be a list of phase numbers "
-                                                f"1..16, got {phases!r}")
+                problem([*aloc, "phases"], who, _("approach {n}: 'phases' must be a list of phase numbers 1..16, "
+                                                  "got {got!r}").format(n=k + 1, got=phases))
                 ok = False
             if ok and isinstance(phases, list):  # checked above; repeated for the type checker
                 approaches.append(Approach(str(a["name"]), str(side), tuple(int(p) for p in phases)))
@@ -184,13 +192,14 @@ def load_layouts(path: Path | str | None = None) -> tuple[Layouts, list[ConfigPr
     # junction → layout
     js = tree.get("junctions") or {}
     if not isinstance(js, dict):
-        problem(["junctions"], "junctions", f"must map junction ids to layout names, got {js!r}")
+        problem(["junctions"], "junctions", _("must map junction ids to layout names, got {got!r}").format(got=js))
         js = {}
     for jid, lname in js.items():
         if lname not in out.junction_layouts:
-            problem(["junctions", jid], f"junction {jid!r}",
-                    f"unknown layout {lname!r}{did_you_mean(str(lname), out.junction_layouts)}; layouts: "
-                    f"{', '.join(out.junction_layouts) or '(none)'}")
+            problem(["junctions", jid], _("junction {id!r}").format(id=jid),
+                    _("unknown layout {name!r}{hint}; layouts: {names}").format(
+                        name=lname, hint=suggest(str(lname), out.junction_layouts),
+                        names=", ".join(out.junction_layouts) or _("(none)")))
             continue
         out.junctions[str(jid)] = str(lname)
         out.lines[("junctions", str(jid))] = line_of(tree, ["junctions", jid])
@@ -198,78 +207,82 @@ def load_layouts(path: Path | str | None = None) -> tuple[Layouts, list[ConfigPr
     # corridors
     cs = tree.get("corridors") or []
     if not isinstance(cs, list):
-        problem(["corridors"], "corridors", f"must be a list, got {cs!r}")
+        problem(["corridors"], "corridors", _("must be a list, got {got!r}").format(got=cs))
         cs = []
     for k, c in enumerate(cs):
         loc = ["corridors", k]
         name = c.get("name") if isinstance(c, dict) else None
-        who = f"corridor {name!r}" if name else f"corridor {k + 1}"
+        who = _("corridor {name!r}").format(name=name) if name else _("corridor {n}").format(n=k + 1)
         if not isinstance(c, dict) or not isinstance(name, str) or not name:
-            problem(loc, who, f"must be a mapping with a 'name' text and 'junctions', got {c!r}")
+            problem(loc, who, _("must be a mapping with a 'name' text and 'junctions', got {got!r}").format(got=c))
             continue
         ids = c.get("junctions")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-            problem([*loc, "junctions"], who, f"'junctions' must be a list of equipment ids, got {ids!r}")
+            problem([*loc, "junctions"], who, _("'junctions' must be a list of equipment ids, got {got!r}").format(
+                got=ids))
             continue
         out.corridors.append(Corridor(name, tuple(ids), line_of(tree, loc)))
 
     # views
     vs = tree.get("views") or []
     if not isinstance(vs, list):
-        problem(["views"], "views", f"must be a list, got {vs!r}")
+        problem(["views"], "views", _("must be a list, got {got!r}").format(got=vs))
         vs = []
     names: set[str] = set()
     for k, v in enumerate(vs):
         loc = ["views", k]
         if not isinstance(v, dict):
-            problem(loc, f"view {k + 1}", f"must be a mapping with {', '.join(VIEW_KEYS)}, got {v!r}")
+            problem(loc, _("view {n}").format(n=k + 1), _("must be a mapping with {keys}, got {got!r}").format(
+                keys=", ".join(VIEW_KEYS), got=v))
             continue
         vname = v.get("name")
-        who = f"view {vname!r}" if vname else f"view {k + 1}"
+        who = _("view {name!r}").format(name=vname) if vname else _("view {n}").format(n=k + 1)
         bad = False
         for key in v:
             if key not in VIEW_KEYS:
-                problem([*loc, key], who, f"unknown key {key!r}{did_you_mean(key, VIEW_KEYS)}")
+                problem([*loc, key], who, _("unknown key {key!r}{hint}").format(key=key, hint=suggest(key, VIEW_KEYS)))
                 bad = True
         if not isinstance(vname, str) or not vname:
-            problem(loc, who, f"'name' must be a text, got {vname!r}")
+            problem(loc, who, _("'name' must be a text, got {got!r}").format(got=vname))
             continue
         if vname in names:
-            problem(loc, who, "duplicate view name")
+            problem(loc, who, _("duplicate view name"))
             continue
         names.add(vname)
         template = v.get("template")
         if not isinstance(template, str) or not template:
-            problem(loc, who, f"'template' must be an equipment template name, got {template!r}")
+            problem(loc, who, _("'template' must be an equipment template name, got {got!r}").format(got=template))
             bad = True
         group_by = v.get("group_by", "commune")
         if group_by not in ("commune", "none"):
-            problem([*loc, "group_by"], who, f"'group_by' must be commune or none, got {group_by!r}")
+            problem([*loc, "group_by"], who, _("'group_by' must be commune or none, got {got!r}").format(got=group_by))
             bad = True
         cols = []
         raw_cols = v.get("columns")
         if not isinstance(raw_cols, list) or not raw_cols:
-            problem(loc, who, f"'columns' must be a non-empty list, got {raw_cols!r}")
+            problem(loc, who, _("'columns' must be a non-empty list, got {got!r}").format(got=raw_cols))
             continue
         for j, col in enumerate(raw_cols):
             cloc = [*loc, "columns", j]
             if not isinstance(col, dict) or not isinstance(col.get("tag"), str) or not col.get("tag"):
-                problem(cloc, who, f"column {j + 1} must be a mapping with a 'tag', got {col!r}")
+                problem(cloc, who, _("column {n} must be a mapping with a 'tag', got {got!r}").format(n=j + 1, got=col))
                 bad = True
                 continue
             for key in col:
                 if key not in COLUMN_KEYS:
-                    problem([*cloc, key], who, f"column {j + 1}: unknown key {key!r}{did_you_mean(key, COLUMN_KEYS)}")
+                    problem([*cloc, key], who, _("column {n}: unknown key {key!r}{hint}").format(
+                        n=j + 1, key=key, hint=suggest(key, COLUMN_KEYS)))
                     bad = True
             labels = col.get("labels") or {}
             if not isinstance(labels, dict):
-                problem([*cloc, "labels"], who, f"column {j + 1}: 'labels' must map values to texts, got {labels!r}")
+                problem([*cloc, "labels"], who, _("column {n}: 'labels' must map values to texts, got {got!r}").format(
+                    n=j + 1, got=labels))
                 bad = True
                 labels = {}
             abnormal = col.get("abnormal") or []
             if not isinstance(abnormal, list):
-                problem([*cloc, "abnormal"], who, f"column {j + 1}: 'abnormal' must be a list of values, "
-                                                  f"got {abnormal!r}")
+                problem([*cloc, "abnormal"], who, _("column {n}: 'abnormal' must be a list of values, "
+                                                    "got {got!r}").format(n=j + 1, got=abnormal))
                 bad = True
                 abnormal = []
             cols.append(Column(str(col.get("title") or col["tag"]), str(col["tag"]), str(col.get("units") or ""),
@@ -292,16 +305,17 @@ def check_against(layouts: Layouts, equipment: Iterable[tuple[str, str]]) -> lis
     out = []
     for jid in layouts.junctions:
         if templates.get(jid) != "junction":
-            out.append(ConfigProblem(f, layouts.lines.get(("junctions", jid), 0), f"junction {jid!r}",
-                                     "not a junction of this city" + did_you_mean(jid, [
+            out.append(ConfigProblem(f, layouts.lines.get(("junctions", jid), 0), _("junction {id!r}").format(id=jid),
+                                     _("not a junction of this city") + suggest(jid, [
                                          k for k, t in templates.items() if t == "junction"])))
     for c in layouts.corridors:
         for jid in c.junctions:
             if templates.get(jid) != "junction":
-                out.append(ConfigProblem(f, c.line, f"corridor {c.name!r}", f"{jid!r} is not a junction of this city"))
+                out.append(ConfigProblem(f, c.line, _("corridor {name!r}").format(name=c.name),
+                                         _("{id!r} is not a junction of this city").format(id=jid)))
     for v in layouts.views:
         if v.template not in known_templates:
-            out.append(ConfigProblem(f, v.line, f"view {v.name!r}",
-                                     f"no equipment of template {v.template!r} in this city"
-                                     + did_you_mean(v.template, known_templates)))
+            out.append(ConfigProblem(f, v.line, _("view {name!r}").format(name=v.name),
+                                     _("no equipment of template {name!r} in this city").format(name=v.template)
+                                     + suggest(v.template, known_templates)))
     return out

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from scada.config.yamlsource import did_you_mean
+from hmi.models.problems import suggest
+from scada.i18n import _
 
 #: Web Mercator: metres per pixel of a 256-pixel tile at zoom 0, on the equator
 M_PER_PX_Z0 = 2 * math.pi * 6_378_137 / 256
@@ -58,18 +59,19 @@ def parse_basemap(raw: Any, base: Path, problem: Callable[[list[str | int], str,
     """The ``basemap`` section → a spec, or None with every problem reported (``problem(loc, who, what)``)."""
     who = "basemap"
     if not isinstance(raw, dict):
-        problem(["basemap"], who, f"must be a mapping with xyz or mbtiles and attribution, got {raw!r}")
+        problem(["basemap"], who, _("must be a mapping with xyz or mbtiles and attribution, got {got!r}").format(
+            got=raw))
         return None
     ok = True
     for key in raw:
         if key not in KEYS:
-            problem(["basemap", key], who,
-                    f"unknown key {key!r}{did_you_mean(str(key), KEYS)}; keys: {', '.join(KEYS)}")
+            problem(["basemap", key], who, _("unknown key {key!r}{hint}; keys: {keys}").format(
+                key=key, hint=suggest(str(key), KEYS), keys=", ".join(KEYS)))
             ok = False
     has = [k for k in ("xyz", "mbtiles") if k in raw]
     if len(has) != 1:
-        problem(["basemap"], who, f"give exactly one tile source, xyz (a URL template) or mbtiles (a file), "
-                                  f"got {' and '.join(has) or 'neither'}")
+        problem(["basemap"], who, _("give exactly one tile source, xyz (a URL template) or mbtiles (a file), "
+                                    "got {got}").format(got=" + ".join(has) or _("neither")))
         return None
     kind = has[0]
     source = raw[kind]
@@ -78,8 +80,8 @@ def parse_basemap(raw: Any, base: Path, problem: Callable[[list[str | int], str,
     if kind == "xyz":
         if not isinstance(source, str) or not source.startswith(("http://", "https://")) or not all(
                 p in source for p in ("{z}", "{x}", "{y}")):
-            problem(["basemap", "xyz"], who, f"'xyz' must be an http(s) URL template with {{z}}, {{x}} and {{y}}, "
-                                             f"got {source!r}")
+            problem(["basemap", "xyz"], who, _("'xyz' must be an http(s) URL template with {z}, {x} and {y}, "
+                                               "got {got!r}").format(z="{z}", x="{x}", y="{y}", got=source))
             ok = False
     else:
         path = Path(str(source)).expanduser()
@@ -88,14 +90,14 @@ def parse_basemap(raw: Any, base: Path, problem: Callable[[list[str | int], str,
             meta = MBTilesSource(path).metadata
             source = str(path)
         except (OSError, sqlite3.Error, ValueError) as e:
-            problem(["basemap", "mbtiles"], who, f"'mbtiles' must be a readable MBTiles file, got {str(source)!r} "
-                                                 f"({e})")
+            problem(["basemap", "mbtiles"], who, _("'mbtiles' must be a readable MBTiles file, got {got!r} "
+                                                   "({error})").format(got=str(source), error=e))
             ok = False
     if attribution is None:
         attribution = meta.get("attribution")
     if not isinstance(attribution, str) or not attribution.strip():
-        problem(["basemap"], who, "'attribution' must be the tile source's credit (shown on the map: its licence "
-                                  f"asks for it), got {attribution!r}")
+        problem(["basemap"], who, _("'attribution' must be the tile source's credit (shown on the map: its licence "
+                                    "asks for it), got {got!r}").format(got=attribution))
         ok = False
     zooms = {}
     for key, default in (("min_zoom", meta.get("minzoom", 0)), ("max_zoom", meta.get("maxzoom", 19))):
@@ -105,19 +107,21 @@ def parse_basemap(raw: Any, base: Path, problem: Callable[[list[str | int], str,
         except (TypeError, ValueError):
             v = -1
         if not 0 <= v <= 22 or isinstance(raw.get(key), bool | float):
-            problem(["basemap", key], who, f"'{key}' must be a zoom level 0..22, got {raw.get(key)!r}")
+            problem(["basemap", key], who, _("'{key}' must be a zoom level 0..22, got {got!r}").format(
+                key=key, got=raw.get(key)))
             ok = False
         zooms[key] = v
     if ok and zooms["min_zoom"] > zooms["max_zoom"]:
-        problem(["basemap"], who, f"'min_zoom' ({zooms['min_zoom']}) is above 'max_zoom' ({zooms['max_zoom']})")
+        problem(["basemap"], who, _("'min_zoom' ({min}) is above 'max_zoom' ({max})").format(
+            min=zooms["min_zoom"], max=zooms["max_zoom"]))
         ok = False
     opacity = raw.get("opacity", 0.45)
     if isinstance(opacity, bool) or not isinstance(opacity, int | float) or not 0 < opacity <= 1:
-        problem(["basemap", "opacity"], who, f"'opacity' must be a number in (0, 1], got {opacity!r}")
+        problem(["basemap", "opacity"], who, _("'opacity' must be a number in (0, 1], got {got!r}").format(got=opacity))
         ok = False
     cache = raw.get("cache", "")
     if not isinstance(cache, str) or (cache and kind != "xyz"):
-        problem(["basemap", "cache"], who, f"'cache' is a folder for xyz tiles, got {cache!r}")
+        problem(["basemap", "cache"], who, _("'cache' is a folder for xyz tiles, got {got!r}").format(got=cache))
         ok = False
     if not ok:
         return None

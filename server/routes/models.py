@@ -60,6 +60,7 @@ class TagRow(BaseModel):
     units: str = ""
     equipment: str = ""
     reason: str = ""  # what the quality alone does not say: "not read yet" (scada.quality.reason)
+    enum: dict[str, str] | None = None  # an enumerated tag's labels by code (tags.yaml), so a value reads as a word
 
 
 class TagPage(BaseModel):
@@ -74,7 +75,6 @@ class TagDetail(TagRow):
     type: str
     access: str
     description: str
-    enum: dict[str, str] | None = None
     deadband: float
 
 
@@ -222,6 +222,9 @@ class ReloadOut(BaseModel):
 
 class ConfigOut(BaseModel):
     site: str
+    # the language of the server's texts and pushes (settings lang, else the site's): consoles follow it (a default
+    # keeps the field optional in the published schema: the API only grows)
+    lang: str = ""
     timezone: str
     generation: int
     loaded_ms: int

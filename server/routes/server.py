@@ -1,7 +1,7 @@
 """The server itself: health, configuration, reload, backup, security audit trail.
 
     GET  /health         per-subsystem status (no token: for monitoring); + statistics with a valid token
-    GET  /config         what is loaded (site, generation, counts, areas, domains)              read
+    GET  /config         what is loaded (site, lang, zone, generation, counts, areas...)        read
     POST /config/reload  validate the files, then apply all or nothing; 409 with every problem  config.reload
                          (202 + the change's diff when the safety configuration changes: server.routes.config_changes)
     POST /backup         consistent copies of users, audit, journal, historian, leases          users.manage
@@ -42,7 +42,10 @@ async def health(cred: Bearer, server: ServerDep) -> dict[str, Any]:
 @router.get("/config", response_model=ConfigOut)
 async def config_info(session: Reader, server: ServerDep) -> ConfigOut:
     c = server.config
-    return ConfigOut(site=c.site, timezone=c.timezone, generation=server.config_generation,
+    # the language the server speaks (its own setting, else the site's tags.yaml lang): a console follows it unless
+    # its operator chose one (scada --lang, $SCADA_LANG), so its texts and the pushed alarm messages agree
+    return ConfigOut(site=c.site, lang=server.settings.lang or c.lang, timezone=c.timezone,
+                     generation=server.config_generation,
                      loaded_ms=ms(server.config_loaded_ns), files=[str(f) for f in c.files],
                      equipment=len(c.equipment), devices=len(c.devices), tags=len(c.tags),
                      alarm_rules=len(c.alarm_rules), services=list(c.services),

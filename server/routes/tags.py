@@ -1,6 +1,7 @@
 """Tags: live values of the tag database, found by name glob, equipment, area or domain.
 
-    GET /tags          ?pattern=&equipment=&area=&domain=&limit=&offset=   at least one filter (400 without)
+    GET /tags          ?pattern=&equipment=&area=&domain=&limit=&offset=   at least one filter (400 without);
+                       each row with its value, quality, times, units and an enumerated tag's labels
     GET /tags/{name}   one tag with its definition (device, address, type, enum...)   404 if not configured
 
 Filters are intersected as boolean masks over the tag database's arrays; rows are built only for the page.
@@ -36,7 +37,8 @@ def tag_rows(server: ScadaServer, idx: Iterable[int]) -> list[TagRow]:
         s = db.read(t.name)
         out.append(TagRow(name=t.name, value=finite(s.value), quality=s.quality.label, source_ms=ms(s.source_ns),
                           receive_ms=ms(s.receive_ns), units=t.units, equipment=t.equipment,
-                          reason=reason(s.quality, s.receive_ns)))
+                          reason=reason(s.quality, s.receive_ns),
+                          enum={str(k): v for k, v in t.enum.items()} if t.enum else None))
     return out
 
 
@@ -87,5 +89,4 @@ async def tag(session: Reader, server: ServerDep, name: Annotated[str, Path(max_
     row = tag_rows(server, [i])[0]
     t = server.tagdb.defs[i]
     return TagDetail(**row.model_dump(), device=t.device, address=t.address, type=t.dtype, access=t.access,
-                     description=t.description, deadband=t.deadband,
-                     enum={str(k): v for k, v in t.enum.items()} if t.enum else None)
+                     description=t.description, deadband=t.deadband)

@@ -7,10 +7,10 @@ the visible-English checker (tests/hmi/i18n_check.py) run over each; then the sa
         display's placeholder   ──►  visible_english(widget) == []
 
 What may stay as it is, being data and not English text: equipment ids and units (the checker never
-reads them as words), the allow-list below (each entry with why), and two kinds of identifiers and server
-texts taken whole (:func:`_data_texts`): the tags' own names from tags.yaml (``power``, ``status``: ids, like
-``J001``) and the server's own words in the Level-4 diagnostics (a subsystem's detail, a driver's last
-error: the server writes them in English; translating them is the server's part, not the console's). The language is one per process
+reads them as words), the allow-list below (each entry with why), the tags' own names from tags.yaml
+(``power``, ``status``: ids, like ``J001``: :func:`_data_texts`), and in the Level-4 diagnostics the parts of a
+server detail or driver error the console's catalogue does not know, shown marked "message du serveur : …"
+(:mod:`hmi.models.server_text`; every detail of the demo server is known: checked). The language is one per process
 (:func:`scada.i18n.set_language`): the server in the same process answers in it too, as a French site's
 server would.
 """
@@ -26,7 +26,18 @@ from typing import Any
 import pytest
 from PyQt6.QtCore import QPoint
 from PyQt6.QtGui import QFontMetrics
-from PyQt6.QtWidgets import QAbstractButton, QApplication, QCheckBox, QDialog, QLabel, QPushButton, QWidget
+from PyQt6.QtWidgets import (
+    QAbstractButton,
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QLabel,
+    QPushButton,
+    QStyle,
+    QStyleOptionComboBox,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from hmi.alarms_view import ReasonDialog
@@ -36,7 +47,8 @@ from hmi.commands_view import CommandDialog
 from hmi.console import ConsoleModel
 from hmi.equipment_views import EquipmentDisplay
 from hmi.mainwindow import NAV, LoginDialog, MainWindow, PasswordDialog
-from scada.format import site_zone, zone_label
+from hmi.models.server_text import SEPARATORS, untranslated
+from scada.format import enum_label, site_zone, zone_label
 from scada.i18n import set_language
 from tests.hmi.i18n_check import Finding, english_words, visible_english
 from tests.hmi.stack import PASSWORDS, LiveStack
@@ -86,13 +98,15 @@ def _shown(qtbot: QtBot, w: QWidget) -> QWidget:
 
 
 def _data_texts(c: ConsoleModel) -> frozenset[str]:
-    """Texts shown whole that are identifiers or the server's own words (see the module docstring)."""
-    tags = {name.rsplit("/", 1)[-1] for name in c.tags.values}
-    subs = (c.health.get("subsystems") or {}).values()
-    details = {str(s.get("detail") or "") for s in subs if isinstance(s, dict)}
-    per_device = ((c.health.get("subsystems") or {}).get("poll") or {}).get("stats", {}).get("per_device") or {}
-    errors = {str(d.get("last_error") or "") for d in per_device.values() if isinstance(d, dict)}
-    return frozenset(tags | details | errors)
+    """Texts shown whole that are identifiers: the tags' own names (see the module docstring)."""
+    return frozenset(name.rsplit("/", 1)[-1] for name in c.tags.values)
+
+
+def _quoted(text: str) -> bool:
+    """Whether every English word of ``text`` is in a part marked as the server's own message (Level 4: a detail
+    or error whose shape the console's catalogue does not know, hmi.models.server_text)."""
+    parts = SEPARATORS.split(text)[::2]
+    return all(untranslated(p) or not english_words(p) for p in parts)
 
 
 def walk(qtbot: QtBot, stack: LiveStack) -> dict[str, list[Finding]]:
@@ -103,7 +117,7 @@ def walk(qtbot: QtBot, stack: LiveStack) -> dict[str, list[Finding]]:
     def check(name: str, widget: QWidget) -> None:
         qtbot.wait(50)  # the pending relayouts and elisions
         data = _data_texts(c)
-        found[name] = [f for f in visible_english(widget, allow=ALLOW) if f.text not in data]
+        found[name] = [f for f in visible_english(widget, allow=ALLOW) if f.text not in data and not _quoted(f.text)]
 
     try:
         # the pages of the navigation, each once its data is there
@@ -113,6 +127,10 @@ def walk(qtbot: QtBot, stack: LiveStack) -> dict[str, list[Finding]]:
         w.diagnostics.show_equipment("J001")
         c.refresh_health()
         _wait(qtbot, lambda: w.diagnostics.tags.rowCount() > 0 and w.diagnostics.subsystems.rowCount() > 0)
+        # the server's details of the demo all have a known shape: none is left as the server's English
+        subs = w.diagnostics.subsystems
+        details = {subs.item(r, 0).text(): subs.item(r, 2).text() for r in range(subs.rowCount())}
+        assert len(details) >= 8 and not [t for t in details.values() if untranslated(t)], details
         for key, _title in NAV:
             w.show_page(key)
             if key == "crisis":
@@ -127,6 +145,22 @@ def walk(qtbot: QtBot, stack: LiveStack) -> dict[str, list[Finding]]:
                 return bool(d.sheet.data) and d.tags_table.rowCount() > 0
 
             _wait(qtbot, loaded)
+            if template in ("junction", "lighting_cabinet"):
+                # an enumerated tag's code reads as its tags.yaml label in the console's language (Level-3 tags)
+                table = shown.tags_table
+                name = "unit_flash_status" if template == "junction" else "mode"
+
+                def row_of(t: Any = table, n: str = name) -> int | None:
+                    return next((r for r in range(t.rowCount()) if t.item(r, 0) and t.item(r, 0).text() == n), None)
+
+                _wait(qtbot, lambda t=table: bool(t.enums) and row_of() is not None)  # its live value, its labels
+                row = row_of()
+                assert row is not None
+                full = c.registry.tag(eq, name)
+                tv = c.tags.get(full)
+                assert tv is not None and tv.value is not None
+                assert table.item(row, 1).text() == enum_label(tv.value, table.enums[full]), table.item(row, 1).text()
+                assert not table.item(row, 1).text().isdigit()
             check(f"equipment {template} {eq}", w)
         # the dialogs
         login = LoginDialog(c, "op", w)
@@ -212,20 +246,39 @@ def test_one_clock_named_once_in_the_status_bar(qtbot: QtBot, stack: LiveStack) 
         w.close()
 
 
+def _elided(box: QComboBox) -> bool:
+    """Whether the box's current text is wider than the field Qt draws it in (it is then cut)."""
+    opt = QStyleOptionComboBox()
+    box.initStyleOption(opt)
+    qstyle = box.style()
+    assert qstyle is not None
+    field = qstyle.subControlRect(QStyle.ComplexControl.CC_ComboBox, opt, QStyle.SubControl.SC_ComboBoxEditField, box)
+    return box.fontMetrics().horizontalAdvance(box.currentText()) > field.width() - 2  # drawn 1 px in on each side
+
+
 def test_the_french_window_stays_inside_1280_pixels(qtbot: QtBot) -> None:
     """French texts are longer than English ones: every page still fits a 1280-pixel window, "Se déconnecter"
-    and the link indicator on screen (the console's promise of tests/hmi/test_deadends.py, in French)."""
+    and the link indicator on screen (the console's promise of tests/hmi/test_deadends.py, in French); the
+    work-order and alarm lists show every choice of their filter boxes whole and need no sideways scroll bar."""
+    from scada.config import load_city
+    from tests.hmi.test_map_geography import make_console
+
     set_language("fr")
-    console = ConsoleModel(None)
+    city = load_city(ROOT / "tags.yaml", ROOT / "alarms.yaml")
+    console = make_console(city)  # every commune of the demo, its services as GET /config names them
+    console.config_info = {"services": list(city.services), "timezone": city.timezone}
     w = MainWindow(console)
     qtbot.addWidget(w)
     w.resize(1280, 900)
     w.show()
-    console.set_stale(False)
     now = int(time.time() * 1000)
     console.feed([], [{"id": "J003.conflict", "priority": 1, "state": "unack", "equipment": "J003",
                        "commune": "Dijon", "service": "traffic", "message": "vert conflictuel " + "x" * 300,
                        "since_ms": now, "ts_ms": now}])
+    w.workorder_feed.apply([{"id": "WO-000001", "equipment": "C0001", "commune": "Saint-Apollinaire",
+                             "service": "lighting", "what": "contrôle des luminaires " + "x" * 200, "priority": 3,
+                             "status": "en_route", "crew": "lighting-day-north", "created_ms": now,
+                             "due_ms": now - 600_000, "updated_ms": now, "overdue": True}])
     try:
         assert w.logout_btn.text() == "Se déconnecter" and w.banner.link.text() == "EN LIGNE"
         for key, _title in NAV:
@@ -235,6 +288,28 @@ def test_the_french_window_stays_inside_1280_pixels(qtbot: QtBot) -> None:
             for widget in (w.banner.link, w.logout_btn):
                 right = widget.mapTo(w, QPoint(widget.width(), widget.height())).x()
                 assert widget.isVisible() and 0 < right <= w.width(), (key, widget, right)
+        wl, al = w.workorders, w.alarm_list
+        for key, boxes, table in (
+                ("workorders", (wl.status_box, wl.service_box, wl.commune_box, wl.crew_box, wl.sort_box), wl.table),
+                ("alarms", (al.show_box, al.state_box, al.area_box, al.service_box, al.sort_box, al.group_box),
+                 al.table)):
+            w.show_page(key)
+            QApplication.processEvents()
+            assert table.model().rowCount() >= 1, key  # a row in the table: its columns are laid out for real
+            for box in boxes:
+                assert box.count() >= 2, (key, box.currentText())
+                for i in range(box.count()):  # every choice, as the operator would pick it
+                    box.setCurrentIndex(i)
+                    QApplication.processEvents()
+                    assert box.isVisible() and not _elided(box), (key, box.currentText(), box.width())
+                box.setCurrentIndex(0)
+            QApplication.processEvents()
+            assert w.width() <= 1280
+            bar = table.horizontalScrollBar()
+            header = table.horizontalHeader()
+            assert bar is not None and header is not None
+            assert bar.maximum() == 0 and not bar.isVisible(), (key, header.length(), table.viewport().width())
+            assert header.length() <= table.viewport().width(), key
     finally:
         w.close()
 
@@ -324,3 +399,87 @@ def test_console_polish_seen_on_the_french_screenshots(qtbot: QtBot) -> None:
         assert domains.horizontalHeader().length() <= domains.viewport().width()
     finally:
         w.close()
+
+
+def test_the_servers_words_and_the_layout_problems_in_french(tmp_path: Path) -> None:
+    """Level 4: the server's details and driver errors of a known shape read in French, part by part; any other
+    part is marked as the server's message, untranslated. A layouts file's problems read in French too."""
+    from hmi.models.layouts import COLUMN_KEYS, TOP_KEYS, VIEW_KEYS, check_against, load_layouts
+    from hmi.models.server_text import server_text
+    from hmi.models.tiles import KEYS as BASEMAP_KEYS
+
+    set_language("fr")
+    assert server_text("1836 alarms from 21 rules; 0 states restored from the journal") == \
+        "1\u202f836 alarmes issues de 21 règles; 0 états repris du journal"
+    assert server_text("6 commandable types, 1 crisis plans | layouts: 24 verified against the field") == \
+        "6 types commandables, 1 plans de crise | schémas : 24 vérifiés sur le terrain"
+    assert server_text("TimeoutError: cycle did not finish within 0.8 s") == \
+        "pas de réponse : le cycle de lecture n'a pas fini en 0.8 s"
+    assert server_text("http://127.0.0.1:8480") == "http://127.0.0.1:8480"  # data, as it is
+    odd = server_text("5 devices; ModbusIOException: [Input/Output] no response received")
+    assert odd == "5 appareils; message du serveur : ModbusIOException: [Input/Output] no response received"
+    assert _quoted(odd) and not _quoted("the alarm was lost")  # the walk lets only the marked part through
+    set_language("en")
+    assert server_text("1836 alarms from 21 rules") == "1,836 alarms from 21 rules"
+    set_language("fr")
+    bad = tmp_path / "city.yaml"
+    bad.write_text("junction_layouts:\n  tee: {approaches: []}\njunctions: {J001: te}\ncorridors: J003\n"
+                   "views:\n  - {name: cameras, template: camera, colums: []}\n  - {name: cameras, template: camera}\n"
+                   "basemap: {xyz: 'ftp://x', min_zoom: 30}\nlegend: {}\n", encoding="utf-8")
+    layouts, problems = load_layouts(bad)
+    problems += check_against(layouts, [("J001", "junction")])
+    texts = [str(p).split(": ", 1)[1] for p in problems]  # without the file name and line
+    assert len(texts) >= 8, texts
+    # what stays as written: the file's own keys and values (quoted, or the list of sections and keys; a missing
+    # value is shown as its repr, None)
+    keys = {*TOP_KEYS, *VIEW_KEYS, *COLUMN_KEYS, *BASEMAP_KEYS, "None"}
+    assert [t for t in texts if english_words(re.sub(r"'[^']*'", " ", t), allow=keys)] == [], texts
+    assert any("vouliez-vous dire 'columns'" in t for t in texts), texts
+
+
+def test_the_console_speaks_the_servers_language(qtbot: QtBot, stack: LiveStack, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scada hmi`` builds its window after the login, in the language GET /config names (the test server speaks
+    English: its settings' lang; the site's tags.yaml says fr), unless ``--lang`` / ``$SCADA_LANG`` chose one. The
+    login dialog before it is in the console's first language, French."""
+    import signal
+
+    from cli.main import main as scada
+    from hmi.language import follow_site
+
+    set_language("fr")
+    console = ConsoleModel(Bridge(stack.url, "hmi-lang"))
+    assert console.bridge is not None
+    console.bridge.start()
+    try:
+        login = _shown(qtbot, LoginDialog(console, "op"))
+        assert login.windowTitle().startswith("Connexion")  # French before the server is known
+        login.password.setText(PASSWORDS["op"])
+        with qtbot.waitSignal(login.accepted, timeout=30_000):
+            login.submit()
+        assert follow_site(console) == "en" and console.config_info["lang"] == "en"
+        w = MainWindow(console)  # built now, in English, and caught up with what arrived before it
+        qtbot.addWidget(w)
+        assert w.logout_btn.text() == "Log out" and w.windowTitle() == "City supervisory console"
+        _wait(qtbot, lambda: len(console.registry) > 0)
+        _wait(qtbot, lambda: w.alarm_list.area_box.count() > 1 and w.workorders.commune_box.count() > 1)
+        w.close()
+    finally:
+        console.close()
+    # the command line: the same, through scada hmi (its --screenshots run logs in, saves the levels and exits)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # scada hmi installs its own
+    monkeypatch.setenv("SCADA_PASSWORD", PASSWORDS["op"])
+    monkeypatch.delenv("SCADA_LANG", raising=False)
+    try:
+        for chosen, expected in ((None, "en"), ("fr", "fr")):
+            set_language("fr")
+            lang = ["--lang", chosen] if chosen else []
+            assert scada([*lang, "hmi", "--server", stack.url, "--user", "op",
+                          "--screenshots", str(tmp_path / (chosen or "site"))]) == 0
+            from scada.i18n import get_language
+
+            assert get_language() == expected, chosen
+            monkeypatch.delenv("SCADA_LANG", raising=False)  # --lang put it in the environment for child processes
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)

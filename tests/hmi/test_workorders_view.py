@@ -217,9 +217,10 @@ def test_dispatch_dialog_assigns_the_chosen_crew(ui: UI, made: dict[str, str], a
     crew = cands[-1].crew
     qb.mouseClick(d.ok, Qt.MouseButton.LeftButton)
     ui.wait(lambda: api.get(f"/workorders/{made['lamp']}").json()["crew"] == crew, 15)
+    ui.wait(lambda: wl.feed.orders[made["lamp"]].crew == crew, 5)  # its event: shown even before the dialog's answer
+    ui.wait(lambda: not d.isVisible() or bool(d.mission_error), 15)  # the dispatch answered (the mission sent)
     got = api.get(f"/workorders/{made['lamp']}").json()
     assert got["status"] in ("assigned", "en_route"), got
-    ui.wait(lambda: wl.feed.orders[made["lamp"]].crew == crew, 5)  # shown at once, before the next poll
     if d.mission_error:  # the vehicle did not get its mission: the dialog says so and stays for a retry
         assert d.isVisible() and "did not reach the vehicle" in d.outcome.text()
         d.reject()
@@ -324,3 +325,39 @@ def test_a_viewer_cannot_create_nor_act(qtbot: QtBot, stack: LiveStack, made: di
     finally:
         u.console.close()
         u.window.close()
+
+
+def test_orders_arrive_by_the_websocket_not_by_polling(ui: UI, api: httpx.Client) -> None:
+    """The console reads the list once its subscription is there, then each order made or changed elsewhere (here
+    through the API, as another console or the crews' page would) arrives as an event: no list read again; a new
+    snapshot of the subscription (a reconnection, a resync) reads it again. An order due meanwhile turns overdue
+    by itself (no request)."""
+    feed = ui.window.workorder_feed
+    wl = ui.window.workorders
+    ui.wait(lambda: feed.loaded and ui.console.workorder_syncs >= 1, 15)
+    reads = feed.reads
+    made = api.post("/workorders", json={"equipment": "CAM001", "what": "camera lens dirty", "priority": 2})
+    assert made.status_code == 200, made.text
+    oid = made.json()["id"]
+    ui.wait(lambda: oid in feed.orders, 10)
+    ui.wait(lambda: oid in {o.id for o in wl.model.rows}, 5)  # the list shows it (and the map's layer)
+    assert "CAM001" in ui.window.order_layer.marked
+    assert feed.reads == reads, "the new order came as an event, not by reading the list again"
+    cancelled = api.post(f"/workorders/{oid}/cancel", json={"reason": "seen from the street: clean"})
+    assert cancelled.status_code == 200, cancelled.text
+    ui.wait(lambda: feed.orders[oid].status == "cancelled", 10)
+    ui.wait(lambda: "CAM001" not in ui.window.order_layer.marked, 5)
+    assert feed.reads == reads
+    # the subscription again (what a reconnection does): its snapshot makes the console read the list once more
+    assert ui.console.bridge is not None
+    ui.console.bridge.set_channel("alarms", {"alarms": True, "workorders": True})
+    ui.wait(lambda: feed.reads == reads + 1 and feed.loaded and not feed._inflight, 10)
+    assert feed.orders[oid].status == "cancelled"
+    # time alone: an order past its due time is marked overdue at that time, by the console itself
+    late = api.post("/workorders", json={"equipment": "B002", "what": "fire door jammed", "priority": 1})
+    assert late.status_code == 200, late.text
+    lid = late.json()["id"]
+    ui.wait(lambda: lid in feed.orders, 10)
+    assert not feed.orders[lid].overdue  # due in a second (the buildings' P1 SLA of this test city)
+    ui.wait(lambda: feed.orders[lid].overdue, 10)
+    assert feed.reads == reads + 1
