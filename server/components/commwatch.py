@@ -90,6 +90,15 @@ class CommWatch:
                      db.indices([n for n in points.get(e.id, []) if n in db.index]) if e.device in shared
                      else np.zeros(0, dtype=np.int64))
             for e in config.equipment.values() if e.device in config.devices]
+        # every shared equipment's points in one array, one segment each: "every point bad_comm and read once"
+        # is then one vectorised reduction per evaluation instead of two np.all per equipment (~2,000 at
+        # full city, every 0.5 s)
+        on_shared = [w for w in self.watched if w.shared and w.points.size]
+        segs = [w.points for w in on_shared]
+        self._seg_of = {w.equipment: k for k, w in enumerate(on_shared)}
+        self._seg_points = np.concatenate(segs) if segs else np.zeros(0, dtype=np.int64)
+        self._seg_starts = np.cumsum([0] + [p.size for p in segs[:-1]]).astype(np.int64) if segs else \
+            np.zeros(0, dtype=np.int64)
         self.shared = shared
         self.periods = {name: d.period_s for name, d in config.devices.items()}
         self.sent = {k: v for k, v in self.sent.items()
@@ -112,7 +121,11 @@ class CommWatch:
         lost = {name for name, s in status.items() if s in (LOST, REFUSED)}
         self.lost = sorted(lost)
         want: dict[tuple[str, str], bool] = {}
-        q, seen_ns = self.db.qualities, self.db.receive_ns
+        pts = self._seg_points
+        silent: list[bool] = []
+        if pts.size:
+            every_bad = (self.db.qualities[pts] == _BAD_COMM) & (self.db.receive_ns[pts] > 0)
+            silent = np.logical_and.reduceat(every_bad, self._seg_starts).tolist()
         for w in self.watched:
             s = status.get(w.device)
             if s is None or s == -1:
@@ -120,8 +133,8 @@ class CommWatch:
             if not w.shared:
                 want[(COMM_LOST, w.equipment)] = w.device in lost
                 continue
-            alone = (s == OK and w.points.size > 0 and bool(np.all(q[w.points] == _BAD_COMM))
-                     and bool(np.all(seen_ns[w.points] > 0)))
+            seg = self._seg_of.get(w.equipment)
+            alone = s == OK and seg is not None and silent[seg]
             # debounce: silent for a whole scan period (one missed answer on a busy bus is not a loss)
             since = self.silent_since.setdefault(w.equipment, now) if alone else self.silent_since.pop(w.equipment, now)
             alone = alone and now - since >= self.periods.get(w.device, 1.0)
