@@ -86,7 +86,9 @@ class Pair:
     def spawn(self, m: Member, peer: Member) -> None:
         if m.data.exists():
             shutil.rmtree(m.data)
-        env = {**os.environ, "SCADA_ADMIN_USER": ADMIN[0], "SCADA_ADMIN_PASSWORD": ADMIN[1]}
+        # one command audit key for the pair, as it is provisioned (the audit log is replicated entry by entry)
+        env = {**os.environ, "SCADA_ADMIN_USER": ADMIN[0], "SCADA_ADMIN_PASSWORD": ADMIN[1],
+               "SCADA_AUDIT_KEY": f"the-pair-audit-key-of-{self.work.name}"}
         cmd = [*scada_command(ROOT), "server", "--tags", str(self.tags),
                "--alarms", str(self.tags.parent / "alarms.yaml"), "--commands", str(self.tags.parent / "commands.yaml"),
                "--endpoints", str(self.endpoints),

@@ -46,6 +46,11 @@ lines (``bytes_read`` counts every byte read). ``verify_file`` checks every segm
 snapshot and says which key (fingerprint) it used. Writes are fsynced; a write that fails raises
 :class:`scada.errors.StorageError` (the gate then refuses every command except safety-increasing ones).
 
+The failover pair (server.ha.replication): the standby's log is the active's, entry for entry — the active
+reads its stored lines through the index (:meth:`AuditLog.lines_after`, segment headers included), the standby
+writes them verbatim (:meth:`AuditLog.append_copied`: each checked as ``verify`` checks it, with the pair's one
+key) and, while ``copy_only``, writes nothing of its own; after a takeover its own entries continue the chain.
+
 Threads: one log is appended to from the server's main loop (operator commands, leases, crisis plans, the
 watch) and from the field-safety thread (the monitor's entries and flash commands), and read from worker
 threads (``latest``, ``verify``). ``append`` / ``flush`` / ``close`` hold the log's ``threading.RLock`` (the
@@ -455,6 +460,9 @@ class AuditLog:
         self._written: dict[str, deque[float]] = {}  # user → times of the refusals written this minute
         self._suppressed: dict[str, _Suppressed] = {}
         self._index = AuditIndex(self.path)
+        #: a failover standby's log is the active's copy (server.ha.replication: append_copied); its own entries
+        #: are logged, not written (they would fork the chain the new active continues after a takeover)
+        self.copy_only = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -660,6 +668,10 @@ class AuditLog:
         beyond the user's per-minute bound is counted for its summary instead (returned with
         ``summarised: True`` and no seq). Raises StorageError if it cannot be stored."""
         with self._lock:
+            if self.copy_only:
+                log.info("audit: %s not written (this log is the failover pair's copy of the active's): %s", kind,
+                         {k: v for k, v in fields.items() if v is not None})
+                return {"kind": kind, "not_written": "copy of the active server's log", **fields}
             now = self.clock()
             self._flush(now, force=False)
             if kind == REFUSAL_KIND and self._over_bound(fields, now):
@@ -779,6 +791,124 @@ class AuditLog:
     def last_seq(self) -> int:
         return self._seq
 
+    # ------------------------------------------------------------------ the failover pair's copy
+    def tip(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry ((0, GENESIS): empty)."""
+        with self._lock:
+            return self._seq, self._hash
+
+    def lines_after(self, seq: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` stored lines after entry ``seq``, segment headers included (the active's side of the
+        pair's copy), read through the index."""
+        return self._index.lines_after(seq, limit)
+
+    def holds(self, seq: int, hash_: str) -> bool:
+        """Whether entry ``seq`` of this log has hash ``hash_`` (seq 0: the empty log, always)."""
+        if seq == 0:
+            return True
+        got = self.lines_after(seq - 1, 1)
+        return bool(got) and json.loads(got[0]).get("hash") == hash_
+
+    def candidates(self) -> list[tuple[int, str]]:
+        """(seq, hash) of entries of the last segment, newest first, then ever further apart: what a failover
+        standby offers the active to find the last entry both logs hold (:meth:`append_copied` ``cut``)."""
+        with self._lock:
+            path = self.path / _segment_name(self._segment)
+            lines = path.read_bytes().split(b"\n")[:-1] if path.exists() else []
+        out: list[tuple[int, str]] = []
+        k, step = len(lines) - 1, 1
+        while k >= 0:
+            entry = json.loads(lines[k])
+            out.append((int(entry["seq"]), str(entry["hash"])))
+            k -= step
+            if len(out) >= 8:
+                step *= 2
+        return out
+
+    def append_copied(self, lines: list[bytes], restart: bool = False, cut: int | None = None) -> None:
+        """The standby's copy of the active's log: ``lines`` (its stored lines, in order) written verbatim after
+        this log's last entry, each checked as ``verify`` checks it (sequence, ``prev``, MAC with the pair's one
+        key); their segment headers start the same segment files. ``cut``: the last entry this log shares with
+        the active's (one of its :meth:`candidates`): its entries after it, its own, are set aside first
+        (``<segment>.standby-<UTC>``). ``restart``: no shared entry: this log is set aside whole
+        (``audit.standby-<UTC>``) and the copy starts at the active's first entry. Whatever is set aside is kept
+        for the record. StorageError when a line does not continue the chain."""
+        with self._lock:
+            if self._lock_fd is None:
+                raise StorageError(f"{self.path}: cannot copy audit entries: the log could not be opened")
+            if restart:
+                self._set_aside()
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                try:
+                    if cut is not None and not restart:
+                        self._cut_after(cut)
+                    self._copy(lines)
+                finally:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise StorageError(f"{self.path}: cannot copy audit entries: {exc}") from exc
+
+    def _copy(self, lines: list[bytes]) -> None:
+        chain = _Chain(self.key, self._hash, self._seq)
+        run: list[bytes] = []
+        last: dict[str, Any] = {}
+        for raw in lines:
+            entry = json.loads(raw)
+            header = entry.get("kind") == SEGMENT_KIND
+            if header and run:  # a new segment file: what belongs to the current one first
+                self._write(last, b"".join(run))
+                run = []
+            segment = int(entry["segment"]) if header else self._segment
+            problem = chain.feed(entry, f"copied entry {entry.get('seq')}", segment,
+                                 header or (self._size == 0 and not run))
+            if problem:
+                raise ValueError(f"not the continuation of this log: {problem}")
+            if header:
+                self._segment, self._size = segment, 0
+            run.append(raw if raw.endswith(b"\n") else raw + b"\n")
+            last = entry
+        if run:
+            self._write(last, b"".join(run))  # one fsync per segment run, not per entry
+
+    def _cut_after(self, seq: int) -> None:
+        """Set aside this log's entries after ``seq``, which is in its last segment (copied next to it, then
+        the segment cut after ``seq``; the anchor rewritten, the index rebuilt at its next read)."""
+        path = self.path / _segment_name(self._segment)
+        data = path.read_bytes()
+        end, last = 0, None
+        for raw in data.split(b"\n")[:-1]:
+            end += len(raw) + 1
+            entry = json.loads(raw)
+            if int(entry["seq"]) == seq:
+                last = entry
+                break
+        if last is None:
+            raise ValueError(f"entry {seq} is not in the last segment {path.name}")
+        if end < len(data):
+            aside = path.with_name(f"{path.name}.standby-{_stamp()}")
+            aside.write_bytes(data[end:])
+            with path.open("r+b") as fh:
+                fh.truncate(end)
+                os.fsync(fh.fileno())
+            log.warning("audit: entries %d..%d of this standby's own set aside as %s: the active's follow entry %d",
+                        seq + 1, self._seq, aside.name, seq)
+            self._index.drop()
+        self._seq, self._hash, self._size = seq, str(last["hash"]), end
+        self._write_head()
+
+    def _set_aside(self) -> None:
+        aside = self.path.with_name(f"{self.path.name}.standby-{_stamp()}")
+        log.warning("audit: %s is not a copy of the active server's log: set aside as %s, copying the active's",
+                    self.path, aside.name)
+        self._close_fds()
+        os.replace(self.path, aside)
+        self.path.mkdir(parents=True)
+        self._lock_fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._index = AuditIndex(self.path)
+        self._seq, self._hash, self._segment, self._size = 0, GENESIS, 0, 0
+        self.damage, self.repaired = None, []
+
 
 def _stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -869,6 +999,35 @@ class AuditIndex:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def lines_after(self, seq: int, limit: int) -> list[bytes]:
+        """See :meth:`AuditLog.lines_after`. Headers are not indexed: the entry before a segment's first indexed
+        one is that segment's header, its first line."""
+        with self._lock:
+            db = self._conn()
+            self._catch_up(db)
+            rows = db.execute("SELECT seq, segment, offset, length FROM entry WHERE seq > ? ORDER BY seq LIMIT ?",
+                              (seq, limit)).fetchall()
+        out: list[bytes] = []
+        expect = seq + 1
+        files: dict[int, int] = {}
+        try:
+            for s, k, offset, length in rows:
+                fd = files.get(k)
+                if fd is None:
+                    fd = files[k] = os.open(self.path / _segment_name(k), os.O_RDONLY)
+                if s == expect + 1:  # the segment's header
+                    first = os.pread(fd, ENTRY_BYTES + TARGET_BYTES, 0)
+                    out.append(first[:first.index(b"\n") + 1])
+                elif s != expect:
+                    raise StorageError(f"{self.path}: entries {expect}..{s - 1} are not in the index")
+                out.append(os.pread(fd, length, offset))
+                expect = s + 1
+        finally:
+            for fd in files.values():
+                os.close(fd)
+        self.bytes_read += sum(len(x) for x in out)
+        return out[:limit]
 
     def latest(self, equipment: str | None = None, limit: int = 200,
                before: int | None = None) -> list[dict[str, Any]]:

@@ -392,6 +392,27 @@ class CommandGate:
                 cancelled.append(ticket)
             return cancelled
 
+    def take_over(self, tickets: list[Ticket], why: str) -> list[Ticket]:
+        """The failover pair's new active goes on with the old active's open tickets (as replicated): an approval
+        awaited survives (approvable here until its own deadline); a select-before-operate window (SELECTED,
+        READY) is cancelled, the reason in the audit log: its operator selects again. Returns the cancelled ones."""
+        with self._lock:
+            cancelled: list[Ticket] = []
+            for ticket in tickets:
+                if ticket.id in self._tickets or not ticket.state.pending:
+                    continue
+                if ticket.state is TicketState.AWAITING_APPROVAL:
+                    self._tickets[ticket.id] = ticket
+                    if ticket.deadline is not None:
+                        self._deadline_set(ticket.deadline)
+                    continue
+                ticket.state, ticket.reason = TicketState.CANCELLED, f"cancelled by {why}: select again"
+                self._journal("cancel", ticket, True, cancelled_by=why)  # never refuses (increasing=True)
+                self._tickets[ticket.id] = ticket
+                self._retire(ticket)
+                cancelled.append(ticket)
+            return cancelled
+
     def _no_longer_valid(self, ticket: Ticket) -> str:
         """Why a pending ticket cannot go on under this gate's configuration ('' if it can)."""
         req = ticket.request

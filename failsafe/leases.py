@@ -425,6 +425,37 @@ class LeaseManager:
                     f"{lease.fingerprint} → {now})")
         return ""
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every lease this manager knows, as stored (the failover pair's replication sends it to the standby)."""
+        with self._lock:
+            return [asdict(lease) for lease in self._leases.values()]
+
+    def take_over(self, items: Iterable[Mapping[str, Any]], not_before: float) -> None:
+        """The failover pair's new active goes on with the old active's leases (:meth:`snapshot` as replicated):
+        they replace this manager's own (none doubled, none lost), each checked against this city as at load;
+        one in force is refreshed on its own schedule but not before ``not_before`` (the new active's first write
+        allowed) and ends at its own end time; one being released goes on being released."""
+        with self._lock:
+            leases = [Lease.from_json(d) for d in items]
+            self._leases.clear()
+            self._by_eq.clear()
+            for lease in leases:
+                why = self._foreign(lease)
+                if why and lease.state in ("active", "superseding", "releasing"):
+                    self.record_dropped([lease], why)
+                self._leases[lease.id] = lease
+                if why:
+                    continue
+                if lease.state == "superseding":  # the old active died during a new command's writes
+                    lease.state = "active"
+                if lease.state == "active":
+                    self._by_eq[lease.equipment] = lease.id
+                    period = self.vocab.types[lease.type].refresh_s if lease.type in self.vocab.types else None
+                    if period is not None:
+                        lease.last_refresh = max(lease.last_refresh, not_before - period)
+                    self._journal("lease_resumed", lease, taken_over=True)
+            self._save()
+
     def record_dropped(self, leases: Iterable[Lease], reason: str) -> None:
         """Journal each lease as ``lease_dropped`` (never re-applied, never released here) and keep it in
         :attr:`dropped`."""

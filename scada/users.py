@@ -41,7 +41,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +231,20 @@ class UserStore:
                 return int(self._db.execute("SELECT count(*) FROM users WHERE disabled=0").fetchone()[0])
             return int(self._db.execute("SELECT count(*) FROM users WHERE role=? AND disabled=0",
                                         (role,)).fetchone()[0])
+
+    def rows(self) -> tuple[tuple[Any, ...], ...]:
+        """Every account as stored, its password hash included (the failover pair's replication: server.ha)."""
+        with self._lock:
+            return tuple(tuple(r) for r in self._db.execute(f"SELECT {_COLUMNS}, hash FROM users ORDER BY name"))  # noqa: S608 - fixed column list
+
+    def replace_all(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Make the accounts exactly ``rows`` (:meth:`rows` of the failover pair's active server), in one
+        transaction: a standby's accounts are a copy, generations included, so a session opened on the active
+        is checked the same way here."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM users")
+            db.executemany(f"INSERT INTO users ({_COLUMNS}, hash) VALUES (?,?,?,?,?,?,?,?)",  # noqa: S608 - fixed column list
+                           [tuple(r) for r in rows])
 
     # ------------------------------------------------------------------ changes
     def add(self, name: str, role: str, password: str) -> User:

@@ -46,7 +46,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from scada.throttle import LoginThrottle, Refused, Reservation, ThrottlePolicy
 from scada.users import PERMISSIONS, READ_ONLY, AccountState, User, UserStore
@@ -191,6 +191,23 @@ class TokenManager:
             for k in keys:
                 self._drop(k)
             return len(keys)
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        """The open sessions by token key (the tokens' SHA-256: no usable token), for the failover pair's
+        standby (server.ha.state)."""
+        with self._lock:
+            return {k: list(dataclasses.astuple(s)) for k, s in self._sessions.items()}
+
+    def take_over(self, sessions: dict[str, list[Any]], now_ns: int | None = None) -> None:
+        """Open the failover pair's old active's sessions here too (a takeover): a console's token keeps
+        working, each session ending when it would have ended there; the takeover counts as activity."""
+        now = time.time_ns() if now_ns is None else now_ns
+        with self._lock:
+            for key, fields in sessions.items():
+                session = Session(*fields)
+                if session.expires_ns > now:
+                    self._sessions[key] = session
+                    self._seen.setdefault(key, now)
 
     def _drop(self, key: str) -> bool:
         self._seen.pop(key, None)

@@ -120,6 +120,9 @@ class WorkOrderStore:
         self.readonly = readonly
         self._lock = threading.RLock()
         self.listeners: list[Listener] = []
+        #: the failover pair's standby: its orders are the active's copy (:meth:`commit_copied` only)
+        self.copy_only = False
+        self._copying = threading.local()
         try:
             # synchronous FULL: a returned change survives kill -9 and power loss
             self._db = sqlitestore.connect(self.path, "work-order store", readonly=readonly)
@@ -163,6 +166,9 @@ class WorkOrderStore:
         """
         if self.readonly:
             raise StorageError(f"{self.path}: the work-order store is open read-only")
+        if self.copy_only and not getattr(self._copying, "on", False):
+            raise StorageError(f"{self.path}: this server is the failover pair's standby: its work orders are the "
+                               "active server's copy")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -212,6 +218,15 @@ class WorkOrderStore:
                 except Exception:  # a listener's failure must not turn a committed change into an error (logged)
                     log.exception("%s: a work-order listener failed", self.path.name)
         return out
+
+    def commit_copied(self, changes: Sequence[Change]) -> list[WorkOrder]:
+        """:meth:`commit` of the active server's changes on the failover pair's standby (server.ha.replication),
+        the one writer while :attr:`copy_only`: the same changes in the same order, so the same seqs."""
+        self._copying.on = True
+        try:
+            return self.commit(changes)
+        finally:
+            self._copying.on = False
 
     # ------------------------------------------------------------------ read
     def _get(self, order_id: str) -> WorkOrder | None:

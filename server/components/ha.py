@@ -23,14 +23,20 @@ rows, /health, and the write fence handed to the fail-safe layer.
                                    (no coordination, forced); stats = the pair's state
 
     replication (with ``ha.secret_file``: server.ha.replication) ──────────────────────────────────────────
-        ACTIVE   Feed: serves the standby's WebSocket (tag rows, journal rows); ``sync()`` makes an operator
-                 action wait for the standby's copy (bounded by ``ha.sync_timeout``; then P2 ``ha/not_in_sync``)
+        ACTIVE   Feed: serves the standby's WebSocket (tag rows, journal rows, the state snapshot of
+                 server.ha.state, the command audit log's entries, work-order changes); ``sync()`` makes an
+                 operator action wait for the standby's copy (bounded by ``ha.sync_timeout``; then P2
+                 ``ha/not_in_sync``)
         STANDBY  Follower: connects to ``peer_url``; the poll component holds its first poll (the field is not
                  polled twice), the alarm engine is detached from the tag database and from the journal (its
-                 states come from the copied rows), nothing is journalled here (the journal is a copy)
-        STANDBY → ACTIVE: the follower stops, the engine is attached to the journal and the tag database and
-                 re-derives from the values it holds (an acknowledged alarm stays acknowledged: no second
-                 annunciation), the poll starts, then the role change is journalled after the copied rows
+                 states come from the copied rows), nothing is journalled here (the journal is a copy), nor
+                 audited (the audit log is a copy); the accounts are the active's
+        STANDBY → ACTIVE: the follower stops, the audit log takes entries of its own again (after the copied
+                 ones: one chain), the old active's leases, awaited approvals and sessions are taken over
+                 (server.ha.state.Replica.take_over; select-before-operate windows cancelled), the engine is
+                 attached to the journal and the tag database and re-derives from the values it holds (an
+                 acknowledged alarm stays acknowledged: no second annunciation), the poll starts, then the role
+                 change is journalled after the copied rows
 
 An active that becomes standby (resumed after a SIGSTOP, switchover) keeps polling read-only (a started poll
 is not stopped); its journal may have rows the new active never received, which the new active refuses as a
@@ -50,17 +56,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from failsafe.watch import UncommandedWatch
 from scada.alarms.engine import AlarmEngine
 from scada.config import CityConfig
 from scada.errors import NotLeaseholder
 from scada.journal import Journal
 from scada.tagdb import Readings, TagDatabase
+from scada.workorders.store import WorkOrderStore
 from server.components.base import SubsystemStatus
 from server.components.loopthread import start_loop_thread, stop_loop_thread
 from server.ha.election import Election, HaOptions, Role
 from server.ha.replication import Feed, Follower, FollowerState, layout_fingerprint, read_secret, subset
+from server.ha.state import Replica, snapshot
 
 if TYPE_CHECKING:
+    from failsafe.audit import AuditLog
     from server.app import ScadaServer
     from server.components.poll import PollComponent
     from server.settings import Ha
@@ -89,6 +99,8 @@ class HaComponent:
         self.feed: Feed | None = None  # the active's side of the stream
         self.follower: Follower | None = None  # the standby's side, while standby
         self.attached = True  # the alarm engine evaluates and journals here (False on a replicating standby)
+        self.replica = Replica(server)  # the active's state, while standby (server.ha.state)
+        self.taken_over: dict[str, int] = {}  # what the last takeover went on with
         self._hold = asyncio.Event()  # set: the poll component may poll the field
         self._roles = asyncio.Lock()  # role transitions run one at a time, in order
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,10 +147,11 @@ class HaComponent:
             f = self.follower.state
             return {"side": "standby", "from": self.follower.url, "connected": f.connected,
                     "fresh": self.follower.fresh,
-                    "journal_applied": f.applied_id, "samples": f.samples, "rows": f.rows,
+                    "journal_applied": f.applied_id, "audit_applied": f.audit_applied,
+                    "workorders_applied": f.wo_applied, "samples": f.samples, "rows": f.rows,
                     "refused": f.refused or None, "error": f.error or None}
         return {"side": "active", **(self.feed.stats() if self.feed is not None else {}),
-                "not_in_sync": self._not_in_sync or None}
+                "not_in_sync": self._not_in_sync or None, "taken_over": self.taken_over or None}
 
     def feeds(self) -> bool:
         """This server feeds the standby (it is the one operators act on)."""
@@ -164,6 +177,29 @@ class HaComponent:
     def engine(self) -> AlarmEngine | None:
         engine = getattr(self.server.components.get("alarms"), "engine", None)
         return engine if isinstance(engine, AlarmEngine) else None
+
+    def audit(self) -> AuditLog | None:
+        fs = self.server.failsafe()
+        return fs.audit if fs is not None else None
+
+    def workorders(self) -> WorkOrderStore | None:
+        store = getattr(self.server.components.get("workorders"), "store", None)
+        return store if isinstance(store, WorkOrderStore) else None
+
+    async def ready(self) -> None:
+        while not self.server.started_ns:  # noqa: ASYNC110 - the stores are made by the components started after this one (no event to wait on)
+            await asyncio.sleep(0.1)
+        # the fail-safe layer's full check of its audit log runs in a worker thread from its start: a copy that
+        # starts over sets that log aside, which must not happen under the check (it would read as damage)
+        check = getattr(self.server.failsafe(), "_audit_check", None)
+        if isinstance(check, asyncio.Task):
+            await asyncio.wait({check})
+
+    def state_snapshot(self) -> dict[str, Any]:
+        return snapshot(self.server)
+
+    def apply_state(self, state: dict[str, Any]) -> None:
+        self.replica.apply(state)
 
     def city_tags(self) -> int:
         return len(self.server.config.tags)  # the city's tags come first in the tag database (server.app)
@@ -276,6 +312,20 @@ class HaComponent:
         follower, self.follower = self.follower, None
         if follower is not None:
             await follower.aclose()
+        if follower is not None:  # a replicating standby: go on with what the old active held
+            audit, orders = self.audit(), self.workorders()
+            if audit is not None:
+                audit.copy_only = False  # entries of its own again, after the copied ones: one chain
+            if orders is not None:
+                orders.copy_only = False
+            wait = self.election.fence_from - self.election.clock()  # the first field write the fence allows
+            not_before = time.time() + (wait if 0.0 < wait < 3600.0 else 0.0)
+            self.taken_over = await asyncio.to_thread(self.replica.take_over, not_before)
+            watch = getattr(self.server.components.get("failsafe"), "watch", None)
+            if isinstance(watch, UncommandedWatch):
+                # the field's overrides are ours again before the engine re-derives: as a standby the watch saw
+                # them with no lease of this server's ("uncommanded"), which must not be annunciated now
+                watch.check()
         if not self.attached:
             alarms, engine, journal = self.server.components.get("alarms"), self.engine(), self.journal()
             if journal is not None:
@@ -379,7 +429,8 @@ class HaComponent:
             self.election.hold_off_until = self.election.clock() + self.settings.lease_ttl_s
         if self.settings.secret_file is not None:
             self.secret = await asyncio.to_thread(read_secret, self.settings.secret_file)
-            self.feed = Feed(self.tagdb, self.journal, self.fingerprint, self.city_tags)
+            self.feed = Feed(self.tagdb, self.journal, self.fingerprint, self.city_tags, audit=self.audit,
+                             state=self.state_snapshot, workorders=self.workorders)
             if self.poll is not None:
                 self.poll.hold = self._hold  # polls once this server is active (not while a standby)
             self._tasks.add(asyncio.create_task(self._sync_watch(), name="ha-sync-watch"))

@@ -5,7 +5,9 @@ shared secret (settings ``ha.secret_file``, compared in constant time). Binary f
 small JSON acknowledgements come back on the same socket::
 
     STANDBY (Follower)                                         ACTIVE (Feed)
-      hello {fingerprint, journal: [last id, last ref, alarm]} ─►  same configuration?  journal a prefix of mine?
+      hello {fingerprint, journal: [last id, last ref, alarm],  ─►  same configuration?  journal a prefix of mine?
+             audit: [seq, hash, key fingerprint, offered],        the newest offered audit entry I hold (the
+             workorders: [last seq, order, ts]}                   common point)? work orders a prefix of mine?
                                                                ◄─ refused {why}  (P2 ha/not_in_sync on both)
                                                                ◄─ tags (every tag whose receive time moved
       city tags ──► TagDatabase.apply_readings                     since the last frame: columnar, at most
@@ -15,7 +17,15 @@ small JSON acknowledgements come back on the same socket::
       Journal.insert_copied (same ids and refs) ──► alarm          under their own ids (its sequence), and the
          engine states (acks, shelving, suppression, out of        alarm definitions they reference
          service) from the rows' carried state
-      ack {journal: last id applied} ─────────────────────────►  sync(): an operator action waits for this
+                                                               ◄─ state {leases, tickets, users, sessions}
+      users ──► UserStore.replace_all; the rest kept               (server.ha.state: when it changed, at most
+         for the takeover (server.ha.state.Replica)                every 0.5 s, at once before a sync)
+                                                               ◄─ audit {lines, cut | restart}: the command
+      AuditLog.append_copied (verbatim: the chain goes on;         audit log's entries after the common point,
+        its own entries after the common point set aside)          up to the tip read before the state snapshot
+                                                               ◄─ workorders {rows}: the work-order changes
+      WorkOrderStore.commit_copied (same changes, same seqs)       after the standby's last one
+      ack {journal, audit, workorders: last applied} ──────────►  sync(): an operator action waits for this
                                                                ◄─ beat (every 0.5 s when nothing else moves)
 
 Why this transport: tag values at city scale (10^5 samples per scan period, a storm of 10^5 changes) must not
@@ -24,8 +34,8 @@ API server already terminates TLS and the standby already knows the active's URL
 bulk one way and the acknowledgements of the synchronous operator actions the other way on one connection
 (an HTTP stream would need a second request per acknowledgement).
 
-What the stream does not carry (yet): users and sessions, pending approvals, the historian, the fail-safe
-audit log and field leases, work orders, a configuration reload (docs/ha.md, "What is left").
+What the stream does not carry (yet): the historian, work-order photos, a configuration reload (docs/ha.md,
+"What is left").
 
 Frame layout (binary)::
 
@@ -58,8 +68,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from scada.alarms.states import AlarmState, Event, Flag
 from scada.journal import Journal, RestoredState
 from scada.tagdb import Readings, TagDatabase
+from scada.workorders.model import Action, Change
+from scada.workorders.store import WorkOrderStore
 
 if TYPE_CHECKING:
+    from failsafe.audit import AuditLog
     from scada.alarms.engine import AlarmEngine
 
 log = logging.getLogger(__name__)
@@ -69,6 +82,9 @@ TAGS_EVERY_S = 0.1  # the active's frame period (tag rows, journal rows)
 BEAT_EVERY_S = 0.5  # a frame at least this often, so that a silent stream means a broken one
 STALE_AFTER_S = 2.0  # the standby's stream is stale after this long without a frame
 JOURNAL_ROWS = 5000  # journal rows per frame (catching up a long journal)
+AUDIT_LINES = 2000  # audit entries per frame
+WORKORDER_ROWS = 2000  # work-order changes per frame
+STATE_EVERY_S = 0.5  # the state snapshot is compared this often (at once when an operator action waits)
 _STATES = {int(s): s for s in AlarmState}
 
 
@@ -131,16 +147,24 @@ class Feed:
     """The active's side: serves one standby at a time (a new connection replaces the old one)."""
 
     def __init__(self, tagdb: Callable[[], TagDatabase], journal: Callable[[], Journal | None],
-                 fingerprint: Callable[[], str], city_tags: Callable[[], int]) -> None:
+                 fingerprint: Callable[[], str], city_tags: Callable[[], int], *,
+                 audit: Callable[[], AuditLog | None] = lambda: None,
+                 state: Callable[[], dict[str, Any]] | None = None,
+                 workorders: Callable[[], WorkOrderStore | None] = lambda: None) -> None:
         self.tagdb, self.journal, self.fingerprint, self.city_tags = tagdb, journal, fingerprint, city_tags
+        self.audit, self.state, self.workorders = audit, state, workorders
         self.acked_id = 0  # the standby's last applied journal row
         self.sent_id = 0
+        self.acked_audit = self.sent_audit = 0  # the command audit log's entries (seq)
+        self.acked_wo = self.sent_wo = 0  # the work-order changes (seq)
+        self.audit_on = False  # the standby takes the audit log's entries (same key)
         self.connected = False
         self.frames = self.rows_sent = self.samples_sent = 0
         self._acked = asyncio.Condition()
         self._wake = asyncio.Event()
         self._generation = 0
-        self.refused = ""  # why the last standby was refused (a configuration or journal mismatch)
+        self.refused = ""  # why the last standby was refused (a configuration or journal mismatch) or what of it
+        # is not replicated (another audit key)
 
     async def serve(self, ws: Channel) -> None:
         """One standby's connection, until it closes (or another one replaces it)."""
@@ -151,13 +175,34 @@ class Feed:
         if journal is None:
             raise RuntimeError("ha replication: no journal on the active server")
         why, last_id, last_ref = await self._check(hello, journal)
+        audit, orders = self.audit(), self.workorders()
+        restart = False  # the standby's audit log shares no entry with this one: it starts over
+        cut: int | None = None  # the last entry both hold: the standby sets aside its own after it
+        partial = ""  # what is not replicated although the standby is fed (said as the P2 ha/not_in_sync)
+        self.audit_on = False
+        if not why and audit is not None and hello.get("audit") is not None:
+            key, offered = str(hello["audit"][2]), [(int(q), str(h)) for q, h in hello["audit"][3]]
+            if key != audit.fingerprint:  # its entries could not be verified there: the rest is still fed
+                partial = (f"the command audit log is not replicated: the standby's audit key (fingerprint {key}) "
+                           f"is not the active's ({audit.fingerprint}); the pair shares one key")
+                log.error("ha replication: %s", partial)
+            else:
+                common = await asyncio.to_thread(common_point, audit, offered)
+                restart = common is None
+                cut = common if common is not None and offered and common != offered[0][0] else None
+                self.sent_audit = self.acked_audit = common or 0
+                self.audit_on = True
+        if not why and orders is not None and hello.get("workorders") is not None:
+            why = await asyncio.to_thread(_orders_diverged, orders, hello["workorders"])
+            self.sent_wo = self.acked_wo = int(hello["workorders"][0])
         if why:
             self.refused = why
             await ws.send_bytes(encode({"k": "refused", "why": why}))
             return
-        self.refused = ""
+        self.refused = partial
         self.sent_id = self.acked_id = last_id
         sent_ref = last_ref
+        state_text, last_state, snap_tip = "", 0.0, 0
         self.connected = True
         reader = asyncio.create_task(self._read_acks(ws, me))
         try:
@@ -165,9 +210,37 @@ class Feed:
             last_rcv = np.full(self.city_tags(), -1, dtype=np.int64)  # the first frame carries every tag
             last_beat = 0.0
             while me == self._generation and not reader.done():
+                woken = self._wake.is_set()
                 self._wake.clear()
-                sent = False
-                # journal first: an operator action's row waits for it (sync)
+                sent = more = False  # more: a batch came full (catching up: go on without waiting)
+                if self.state is not None and (woken or time.monotonic() - last_state >= STATE_EVERY_S):
+                    # the audit tip first, then the snapshot: every audit row sent below describes a change the
+                    # standby already holds (sync() then covers leases and approvals with the audit row's ack)
+                    tip = audit.last_seq if audit is not None else 0
+                    state = await asyncio.to_thread(self.state)
+                    text = json.dumps(state, sort_keys=True, default=str)
+                    if text != state_text:
+                        await ws.send_bytes(encode({"k": "state", "state": state}))
+                        state_text, sent = text, True
+                    snap_tip, last_state = tip, time.monotonic()
+                if audit is not None and self.audit_on and (snap_tip > self.sent_audit or cut is not None):
+                    lines = await asyncio.to_thread(audit.lines_after, self.sent_audit, AUDIT_LINES)
+                    more = len(lines) >= AUDIT_LINES
+                    seqs = [int(json.loads(x)["seq"]) for x in lines]
+                    lines = [x for x, q in zip(lines, seqs, strict=True) if q <= snap_tip]
+                    if lines or cut is not None:
+                        await ws.send_bytes(encode({"k": "audit", "restart": restart, "cut": cut,
+                                                    "lines": [x.decode() for x in lines]}))
+                        self.sent_audit = seqs[len(lines) - 1] if lines else self.sent_audit
+                        restart, cut, sent = False, None, True
+                if orders is not None:
+                    changes = await asyncio.to_thread(orders.history, None, self.sent_wo, WORKORDER_ROWS)
+                    if changes:
+                        await ws.send_bytes(encode({"k": "workorders", "rows": [
+                            [r.seq, r.change.order_id, r.change.ts_ms, r.change.user, str(r.change.action),
+                             dict(r.change.data), r.change.idem] for r in changes]}))
+                        self.sent_wo, sent, more = changes[-1].seq, True, more or len(changes) >= WORKORDER_ROWS
+                # then the journal (an operator action waits for all three: sync), then the tag rows
                 defs = await asyncio.to_thread(journal.raw_defs_after, sent_ref)
                 rows = await asyncio.to_thread(journal.raw_rows_after, self.sent_id, JOURNAL_ROWS)
                 if defs or rows:
@@ -193,7 +266,7 @@ class Feed:
                 elif now - last_beat >= BEAT_EVERY_S:
                     await ws.send_bytes(encode({"k": "beat"}))
                     last_beat = now
-                if len(rows) >= JOURNAL_ROWS:
+                if more or len(rows) >= JOURNAL_ROWS:
                     continue  # catching up: no wait
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=TAGS_EVERY_S)
@@ -234,26 +307,60 @@ class Feed:
             if msg.get("k") == "ack":
                 async with self._acked:
                     self.acked_id = max(self.acked_id, int(msg["journal"]))
+                    self.acked_audit = max(self.acked_audit, int(msg.get("audit") or 0))
+                    self.acked_wo = max(self.acked_wo, int(msg.get("workorders") or 0))
                     self._acked.notify_all()
 
     async def sync(self, timeout_s: float) -> bool:
-        """Wait until the standby holds every journal row written so far (an operator action was just
-        journalled); False after ``timeout_s`` or when no standby is connected."""
-        journal = self.journal()
+        """Wait until the standby holds every journal row, command audit entry (with the leases and approvals
+        they describe) and work-order change written so far (an operator action was just answered); False after
+        ``timeout_s`` or when no standby is connected."""
+        journal, audit, orders = self.journal(), self.audit(), self.workorders()
         if journal is None or not self.connected:
             return False
         target = await asyncio.to_thread(journal.last_id)
+        audit_target = audit.last_seq if audit is not None and self.audit_on else 0
+        wo_target = (await asyncio.to_thread(orders.count))[1] if orders is not None else 0
         self._wake.set()  # send it now, not at the next period
+
+        def held() -> bool:
+            return self.acked_id >= target and self.acked_audit >= audit_target and self.acked_wo >= wo_target
+
         try:
             async with asyncio.timeout(timeout_s), self._acked:
-                await self._acked.wait_for(lambda: self.acked_id >= target or not self.connected)
+                await self._acked.wait_for(lambda: held() or not self.connected)
         except TimeoutError:
             return False
-        return self.acked_id >= target
+        return held()
 
     def stats(self) -> dict[str, Any]:
         return {"standby_connected": self.connected, "journal_sent": self.sent_id, "journal_acked": self.acked_id,
-                "frames": self.frames, "samples_sent": self.samples_sent, "refused": self.refused or None}
+                "audit_sent": self.sent_audit, "audit_acked": self.acked_audit, "workorders_sent": self.sent_wo,
+                "workorders_acked": self.acked_wo, "frames": self.frames, "samples_sent": self.samples_sent,
+                "refused": self.refused or None}
+
+
+def common_point(audit: AuditLog, offered: list[tuple[int, str]]) -> int | None:
+    """The newest of the standby's offered audit entries (seq, hash) this log holds the same; None: none
+    (the standby's log starts over)."""
+    last = audit.last_seq
+    for seq, hash_ in offered:
+        if seq <= last and audit.holds(seq, hash_):
+            return seq
+    return None
+
+
+def _orders_diverged(orders: WorkOrderStore, tip: list[Any]) -> str:
+    """Why the standby's work-order changes are not a prefix of the active's ("" when they are): its last one,
+    ``[seq, order_id, ts_ms]``, must be the same change here."""
+    seq = int(tip[0])
+    if seq == 0:
+        return ""
+    rows = orders.history(None, seq - 1, 1)
+    if rows and rows[0].seq == seq and [rows[0].change.order_id, rows[0].change.ts_ms] == [tip[1], tip[2]]:
+        return ""
+    return (f"the standby's work orders are not a copy of the active's (its change {seq} is not the same here): "
+            "give the standby a copy of this server's workorders.sqlite")
 
 
 def tags_frame(db: TagDatabase, last_rcv: npt.NDArray[np.int64]) -> tuple[tuple[bytes, int] | None,
@@ -286,6 +393,8 @@ class FollowerState:
     connected: bool = False
     last_frame: float = 0.0  # monotonic
     applied_id: int = 0
+    audit_applied: int = 0  # the command audit log's last copied entry (seq)
+    wo_applied: int = 0  # the last copied work-order change (seq)
     samples: int = 0
     rows: int = 0
     refused: str = ""
@@ -304,6 +413,20 @@ class Sink(Protocol):
     def engine(self) -> AlarmEngine | None: ...
 
     def fingerprint(self) -> str: ...
+
+    def audit(self) -> AuditLog | None:
+        """The command audit log (None: no fail-safe layer here)."""
+        ...
+
+    def workorders(self) -> WorkOrderStore | None: ...
+
+    async def ready(self) -> None:
+        """Return once the server's components have started (the stores above exist or never will)."""
+        ...
+
+    def apply_state(self, state: dict[str, Any]) -> None:
+        """A state snapshot of the active (server.ha.state; called in a worker thread)."""
+        ...
 
     async def apply_junctions(self, indices: npt.NDArray[np.int64], readings: Readings) -> npt.NDArray[np.bool_]:
         """Hand the junctions' samples among ``indices`` (main database) to the field-safety thread; returns
@@ -376,14 +499,26 @@ class Follower:
             await asyncio.sleep(0.5 if not self.state.refused else 5.0)
 
     async def _session(self) -> None:
-        journal = self.sink.journal()
+        await self.sink.ready()
+        journal, audit, orders = self.sink.journal(), self.sink.audit(), self.sink.workorders()
         if journal is None:
             raise RuntimeError("no journal")
         tip = await asyncio.to_thread(journal.tip)
         self._alarms = {int(r[0]): str(r[1]) for r in await asyncio.to_thread(journal.raw_defs_after, 0)}
+        hello: dict[str, Any] = {"fingerprint": self.sink.fingerprint(), "journal": list(tip)}
+        if audit is not None:
+            audit.copy_only = True  # from now on this log is the active's copy: nothing of this server's own
+            offered = await asyncio.to_thread(audit.candidates)
+            hello["audit"] = [*audit.tip(), audit.fingerprint, offered]
+            self.state.audit_applied = hello["audit"][0]
+        if orders is not None:
+            orders.copy_only = True  # the active's copy: the standby's own writers (geofence, auto-close) refused
+            last = await asyncio.to_thread(lambda: orders.history(None, orders.count()[1] - 1, 1))
+            hello["workorders"] = [last[0].seq, last[0].change.order_id, last[0].change.ts_ms] if last else [0, "", 0]
+            self.state.wo_applied = hello["workorders"][0]
         async with connect(self.url, additional_headers={"Authorization": "Pair " + self.secret.decode()},
                            open_timeout=3, max_size=None, ping_interval=None) as ws:
-            await ws.send(json.dumps({"fingerprint": self.sink.fingerprint(), "journal": list(tip)}))
+            await ws.send(json.dumps(hello))
             self.state.applied_id = tip[0]
             async for frame in ws:
                 if not isinstance(frame, bytes):
@@ -407,9 +542,22 @@ class Follower:
                     self.sink.on_state(self.state)
                 if kind == "tags":
                     await self._tags(header, arrays)
-                elif kind == "journal":
+                    continue
+                if kind == "state":
+                    await asyncio.to_thread(self.sink.apply_state, header["state"])
+                    continue
+                if kind == "journal":
                     await self._journal(journal, header)
-                    await ws.send(json.dumps({"k": "ack", "journal": self.state.applied_id}))
+                elif kind == "audit" and audit is not None:
+                    await asyncio.to_thread(audit.append_copied, [x.encode() for x in header["lines"]],
+                                            bool(header.get("restart")), header.get("cut"))
+                    self.state.audit_applied = audit.last_seq
+                elif kind == "workorders" and orders is not None:
+                    await asyncio.to_thread(self._orders, orders, header["rows"])
+                else:
+                    continue
+                await ws.send(json.dumps({"k": "ack", "journal": self.state.applied_id,
+                                          "audit": self.state.audit_applied, "workorders": self.state.wo_applied}))
 
     async def _tags(self, header: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> None:
         idx, values, qualities, source_ns, receive_ns = arrays
@@ -439,6 +587,19 @@ class Follower:
             self.state.applied_id = int(rows[-1][0])
             self.state.rows += len(rows)
             self._states(rows)
+
+    def _orders(self, orders: WorkOrderStore, rows: list[list[Any]]) -> None:
+        """The active's work-order changes through the store's own commit (its state machine, its listeners: the
+        standby's consoles see them): the same changes in the same order get the same seqs here."""
+        rows = [r for r in rows if int(r[0]) > self.state.wo_applied]
+        if not rows:
+            return
+        orders.commit_copied([Change(str(r[1]), int(r[2]), str(r[3]), Action(r[4]), r[5], r[6]) for r in rows])
+        last = orders.count()[1]
+        if last != int(rows[-1][0]):
+            raise RuntimeError(f"the work-order copy is out of step: change {rows[-1][0]} of the active is {last} "
+                               "here")
+        self.state.wo_applied = last
 
     def _states(self, rows: list[list[Any]]) -> None:
         """The alarm engine's states from the copied rows: every row carries its alarm's whole state after it

@@ -71,8 +71,10 @@ class Server:
                         "--role", "operator", "--password-env", "SCADA_TEST_PW"], check=True, env=env, cwd=ROOT,
                        capture_output=True, timeout=60)
         self.log = (self.dir / "server.log").open("wb")
+        # the pair shares one command audit key, as it is provisioned (its audit log is replicated entry by entry)
         self.proc = subprocess.Popen([sys.executable, "-m", "cli", "server", "--settings", str(self.dir / "settings.yaml")],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env={**os.environ, "SCADA_AUDIT_KEY": f"the-pair-audit-key-of-{root.name}"})
         self.url = ""
         self.ports: set[int] = set()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from scada.alarms.states import Event
 from server.app import ScadaServer
@@ -42,14 +43,24 @@ def journal_rows(data_dir: Path) -> list[tuple[Any, ...]]:
 
 
 @contextlib.asynccontextmanager
-async def replicating_pair(tmp_path: Path, etcd: EtcdCluster, sim: Any, tags: Path
+async def replicating_pair(tmp_path: Path, etcd: EtcdCluster, sim: Any, tags: Path, ttl: int = TTL
                            ) -> AsyncIterator[tuple[tuple[ScadaServer, httpx.AsyncClient],
                                                     tuple[ScadaServer, httpx.AsyncClient]]]:
+    """Two servers replicating, sharing one audit key (as the pair is provisioned: $SCADA_AUDIT_KEY here)."""
     secret = tmp_path / "pair.secret"
     secret.write_text("a-long-random-pair-secret-for-the-test\n")
     secret.chmod(0o600)
     common: dict[str, Any] = {"tags": tags, "alarms": tags.parent / "alarms.yaml", "ha.etcd": etcd.urls,
-                              "ha.lease_ttl_s": TTL, "ha.secret_file": secret}
+                              "ha.lease_ttl_s": ttl, "ha.secret_file": secret}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCADA_AUDIT_KEY", "the-pair-s-one-audit-key-for-this-test")
+        async with _pair(tmp_path, sim, common) as got:
+            yield got
+
+
+@contextlib.asynccontextmanager
+async def _pair(tmp_path: Path, sim: Any, common: dict[str, Any]
+                ) -> AsyncIterator[tuple[tuple[ScadaServer, httpx.AsyncClient], tuple[ScadaServer, httpx.AsyncClient]]]:
     async with running_server(tmp_path / "main", endpoints=sim.endpoints,
                               **{**common, "ha.name": "main room", "ha.role": "primary"}) as (a, url_a):
         await until("main room active", lambda: ha_of(a).feeds(), timeout_s=20)

@@ -5,22 +5,31 @@
     Journal copy    the active's rows under their ids; a row twice is refused; a copy refuses rows of its own
     Feed._check     a copy that is a prefix is fed from its tip; a diverged journal or another configuration
                     is refused with the reason
+    AuditLog copy   the command audit log copied verbatim (a standby with no entry in common starts over, its
+                    own log set aside), incrementally across segment rotations; a line that does not continue
+                    the chain or another key is refused; after the takeover one chain that verifies; a standby
+                    restarted with entries of its own goes on from the newest entry both hold (its own set aside)
+    work orders     a standby's store refuses its own writers, takes the active's changes under the same seqs
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from failsafe.audit import AuditLog, verify_file
 from scada.alarms import AlarmInfo, AlarmState, Event
 from scada.config.model import TagDef
 from scada.errors import StorageError
 from scada.journal import Journal, JournalEntry
 from scada.quality import Quality, Sample
 from scada.tagdb import TagDatabase
-from server.ha.replication import Feed, decode, encode, secret_ok, tags_frame
+from scada.workorders.model import Action, Change
+from scada.workorders.store import WorkOrderStore
+from server.ha.replication import Feed, common_point, decode, encode, secret_ok, tags_frame
 
 INFO = AlarmInfo(alarm="hi:dijon/x/E1/level", rule="hi", kind="high", equipment="E1", commune="Dijon", area="Dijon",
                  service="lighting", tag="dijon/x/E1/level", priority=2, latched=False, message="E1 high {value}",
@@ -96,3 +105,80 @@ async def test_the_feed_serves_a_prefix_and_refuses_a_diverged_copy_or_another_c
         assert "diverged" in why
         why, _, _ = await feed._check({"hello": True}, active)
         assert "not a replication hello" in why
+
+
+# ---------------------------------------------------------------------- the command audit log's copy
+KEY = b"k" * 32
+
+
+def test_the_audit_log_copied_verbatim_goes_on_as_one_chain(tmp_path: Path) -> None:
+    """The standby's own entries make it no prefix of the active's: it is set aside whole and copied from the
+    first entry (segment headers included: small segments rotate); later entries come incrementally; after the
+    takeover its own appends continue the active's chain, and the whole log verifies."""
+    active = AuditLog(tmp_path / "a", KEY, fsync=False, segment_bytes=2048)
+    for k in range(30):
+        active.append("operate", ticket=f"t{k}", user="op", target=["E1"], verb="set_level")
+    standby = AuditLog(tmp_path / "b", KEY, fsync=False)
+    standby.append("audit_opened", note="its own start")
+    seq, hash_ = standby.tip()
+    assert not active.holds(seq, hash_)  # the feed restarts it
+    standby.copy_only = True
+    standby.append("monitor", user="field-safety-monitor", target=["J1"])  # its own: not written
+    lines = active.lines_after(0, 10)
+    assert [json.loads(x)["seq"] for x in lines] == list(range(1, 11))
+    standby.append_copied(lines, restart=True)
+    assert any(p.name.startswith("b.standby-") for p in tmp_path.iterdir())  # its own log kept for the record
+    while standby.last_seq < active.last_seq:  # incremental from its tip, across the segment headers
+        assert active.holds(*standby.tip())
+        standby.append_copied(active.lines_after(standby.last_seq, 7))
+    assert standby.tip() == active.tip()
+    files = sorted(p.name for p in (tmp_path / "b").glob("*.log"))
+    assert files == sorted(p.name for p in (tmp_path / "a").glob("*.log")) and len(files) > 2
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    with pytest.raises(StorageError, match="not the continuation"):
+        standby.append_copied(active.lines_after(standby.last_seq - 2, 1))  # an entry it already holds
+    standby.copy_only = False  # the takeover
+    standby.append("lease_resumed", user="op", target=["E1"])
+    assert verify_file(tmp_path / "b", KEY).ok
+    entries = list(standby.entries(headers=True))
+    assert entries[:active.last_seq] == list(active.entries(headers=True))
+    assert entries[-1]["prev"] == active.tip()[1] and entries[-1]["kind"] == "lease_resumed"
+    assert not any(e.get("kind") == "monitor" for e in entries)
+    copied_to = active.last_seq
+    # the standby restarts: its start-up writes entries of its own after the copy; meanwhile the active goes on.
+    # The newest entry both hold is found among the ones it offers; its own after it are set aside, not the copy
+    for k in range(3):
+        standby.append("lease_resumed", user="op", target=[f"E{k}"])
+    for k in range(4):
+        active.append("operate", ticket=f"u{k}", user="op", target=["E1"], verb="set_level")
+    common = common_point(active, standby.candidates())
+    assert common == copied_to
+    standby.append_copied(active.lines_after(common, 100), cut=common)
+    assert standby.tip() == active.tip() and verify_file(tmp_path / "b", KEY).ok
+    assert list(standby.entries(headers=True)) == list(active.entries(headers=True))
+    assert len(list((tmp_path / "b").glob("*.log.standby-*"))) == 1  # its own entries, kept for the record
+    other = AuditLog(tmp_path / "c", b"another-key-of-32-bytes-00000000", fsync=False)
+    with pytest.raises(StorageError, match="fingerprint"):
+        other.append_copied(active.lines_after(0, 3), restart=True)
+    for log_ in (active, standby, other):
+        log_.close()
+
+
+def test_a_standby_s_work_orders_take_only_the_active_s_changes(tmp_path: Path) -> None:
+    """The standby's store refuses its own writers (geofence, auto-close) while it is a copy; the active's changes
+    committed there get the active's seqs."""
+    active, standby = WorkOrderStore(tmp_path / "a.sqlite"), WorkOrderStore(tmp_path / "b.sqlite")
+    create = Change("WO-000001", 1_760_000_000_000, "maint", Action.CREATE,
+                    {"equipment": "C0001", "service": "lighting", "commune": "Dijon", "priority": 3,
+                     "due_ms": 1_760_086_400_000, "what": "lamp out"}, "k1")
+    note = Change("WO-000001", 1_760_000_001_000, "maint", Action.NOTE, {"text": "photo 1"}, "k2")
+    active.commit([create, note])
+    standby.copy_only = True
+    with pytest.raises(StorageError, match="standby"):
+        standby.commit([create])
+    standby.commit_copied([r.change for r in active.history()])
+    assert [(r.seq, r.change) for r in standby.history()] == [(r.seq, r.change) for r in active.history()]
+    copy = standby.get("WO-000001")
+    assert copy is not None and [n.text for n in copy.notes] == ["photo 1"]
+    active.close()
+    standby.close()
