@@ -83,7 +83,7 @@ from failsafe.types import (
 from failsafe.vocabulary import CompatibilityMatrix, Vocabulary, resolve_value
 from scada.config.model import CityConfig, EquipmentDef, period_of
 from scada.errors import StorageError
-from scada.quality import Quality
+from scada.quality import Quality, Value
 from scada.tagdb import ChangeEvent, TagDatabase
 
 log = logging.getLogger(__name__)
@@ -439,16 +439,25 @@ class FieldSafetyMonitor:
                                 "sample", j.eq.id, (newest - oldest) / 1e9)
                 return
             j.last_rcv = newest
-            quals = {tag: Quality(int(self.db.qualities[i])) for tag, i in j.idx.items()}
-            bad = [f"{t} {q.label}" for t, q in quals.items() if not q.is_good]
-            if bad:
+            # the common case, every status tag good, in one comparison (this runs for every junction sample)
+            quals = self.db.qualities[j.idx_arr]
+            if bool((quals != int(Quality.GOOD)).any()):
+                bad = [f"{t} {Quality(int(q)).label}" for t, q in zip(j.idx, quals.tolist(), strict=True)
+                       if q != int(Quality.GOOD)]
                 if j.frozen is not None:
                     j.frozen.reset()
                 self._set(j, JunctionView(j.eq.id, "unknown", since=now, reason="communication: " + ", ".join(bad)))
                 return
             if j.first_sample is None:
                 j.first_sample = newest / 1e9
-            val = {tag: self.db.value_of(i) for tag, i in j.idx.items()}
+            # numeric status tags (the junction template's): their values straight from the column (NaN: no
+            # value); the decisions below take int() of each, so value_of's typing is not needed per tag
+            val: dict[str, Value]
+            if bool(self.db.is_string[j.idx_arr].any()):
+                val = {tag: self.db.value_of(i) for tag, i in j.idx.items()}
+            else:
+                val = {t: (None if math.isnan(v) else v)
+                       for t, v in zip(j.idx, self.db.values[j.idx_arr].tolist(), strict=True)}
             greens = int(val.get("phase_greens") or 0)
             yellows = int(val.get("phase_yellows") or 0)
             reds = val.get("phase_reds")
