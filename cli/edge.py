@@ -1,6 +1,7 @@
 """``scada edge``: an edge poller, the poll scheduler and drivers of one partition as a Sparkplug B Edge Node.
 
     scada edge --config tags.yaml --partition east [--broker mqtt://127.0.0.1:1883] [--endpoints sim.json]
+               [--username edge-east (password: $SCADA_MQTT_PASSWORD)] [--ca ca.pem (for mqtts://)]
 
     tags.yaml partitions: east (source mqtt://...) ──► this process polls east's devices ──► broker ──► server
                                                        (drivers.sparkplug.EdgeNode)        (its host application)
@@ -9,7 +10,10 @@ The broker defaults to the partition's ``source``. Publishing waits for the prim
 (``--host-id``, default ``scada-<site>``, the server's; ``--no-host`` publishes whenever connected). While
 the broker or the host is away, data go to the store-and-forward file (``--store``, default
 ``<data root>/edge/<partition>/forward.sqlite``) and are replayed as historical data. Runs until SIGINT/SIGTERM
-(or ``--duration`` seconds); exit 2 on a configuration error.
+(or ``--duration`` seconds); exit 2 on a configuration error. A host's reload request (NCMD ``Node
+Control/Reload Configuration``, sent when the server's reload changes this partition) reads ``--config``
+again; commands (DCMD) are obeyed only from the primary host at its current epoch, for the partition's
+writable tags (docs/sparkplug.md).
 """
 
 from __future__ import annotations
@@ -48,7 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--username", default=None,
                         help="the broker credential's user (its password from $SCADA_MQTT_PASSWORD; "
                              "drivers.sparkplug.broker: edge-<partition>)")
+    parser.add_argument("--ca", type=Path, default=None,
+                        help="CA file that signed an mqtts:// broker's certificate (default: the system's CAs)")
     parser.add_argument("--store", type=Path, default=None, help="store-and-forward SQLite file")
+    parser.add_argument("--max-stored", type=int, default=1_000_000,
+                        help="store-and-forward bound in messages (beyond: the oldest dropped, counted, the host "
+                             "alarmed; default 1,000,000)")
     parser.add_argument("--duration", type=float, default=None, help="stop after N seconds (default: run until "
                                                                       "SIGINT/SIGTERM)")
     add_data_dir(parser, city=False)
@@ -82,7 +91,10 @@ def main(args: argparse.Namespace) -> int:
     store = args.store or resolve_root(args.data_dir) / "edge" / part.name / "forward.sqlite"
     host_id = None if args.no_host else (args.host_id or default_host_id(config.site))
     edge = EdgeNode(config, part.name, Broker.parse(url), store, host_id=host_id, username=args.username,
-                    password=os.environ.get("SCADA_MQTT_PASSWORD") if args.username else None)
+                    password=os.environ.get("SCADA_MQTT_PASSWORD") if args.username else None,
+                    max_stored=args.max_stored, ca_file=args.ca,
+                    # a host's reload request (NCMD) reads the same file again, with the same endpoints
+                    loader=lambda: load_city(args.config, endpoint_overrides=overrides))
     print(f"scada edge: partition {part.name} ({len(part.devices)} devices) → {url} as "
           f"spBv1.0/{edge.group}/+/{edge.node}; primary host {host_id or '(none)'}; store {store}", flush=True)
     return asyncio.run(_run(edge, args.duration))

@@ -6,6 +6,7 @@
                            on_alarm=..., on_fill=...)     # backend → StoreAndForward → Recorder
     hist.start()                                          # subscribe + flush and forwarder threads
     hist.rebind(new_tagdb)                                # a reload: a new recorder on the new tag database
+    hist.backfill(indices, readings)                      # past values (an edge's replay), as they were
     hist.raw(tag, start_ns, end_ns, limit)                # HistorianService protocol (server.services)
     hist.aggregate(tag, start_ns, end_ns, interval_s, ["min", "max", "avg", "last", "count", "twa"])
     hist.decimated(tag, start_ns, end_ns, pixels)         # both: {"points", "source", "resolution_s", "raw_from_ms"}
@@ -31,14 +32,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from historian.backend import Backend, RetentionPolicy, Series, Unsupported
+import numpy as np
+
+from historian.backend import Backend, Points, RetentionPolicy, Series, Unsupported
 from historian.buffer import AlarmHook, StoreAndForward
 from historian.recorder import Recorder
 from historian.sqlite_backend import SqliteBackend
 from scada.config.model import CityConfig
 from scada.errors import Refusal, Refused, StorageError
 from scada.quality import Quality
-from scada.tagdb import TagDatabase
+from scada.tagdb import I64, Readings, TagDatabase
 
 Json = dict[str, Any]
 NS = 1_000_000_000
@@ -151,6 +154,26 @@ class Historian:
         self.recorder = Recorder(tagdb, self.buffer)
         self._record()
         return int(self.recorder.recorded.sum())
+
+    def backfill(self, indices: I64, readings: Readings) -> int:
+        """Values older than the live ones (an edge's store-and-forward replay, ``is_historical``), stored as they
+        are with their source timestamps: not through the recorder's compressor, whose per-tag state only moves
+        forward in time. ``indices`` are the recorded tag database's (the server's). Only recorded tags; the
+        buffer makes them durable as it does the recorder's batches. Returns how many points were stored."""
+        rec = self.recorder
+        if rec is None or not len(readings):
+            return 0
+        keep = np.flatnonzero(rec.recorded[indices])
+        if not keep.size:
+            return 0
+        where = {int(k): j for j, k in enumerate(keep.tolist())}
+        points = Points(rec.tagdb.names, indices[keep], readings.source_ns[keep], readings.values[keep],
+                        readings.qualities[keep], {where[k]: t for k, t in readings.texts.items() if k in where})
+        if self.buffer is not None:
+            self.buffer.submit(points, rec.analogue[points.tag])
+        else:
+            self.backend.write(points)
+        return len(points)
 
     def close(self, drain_s: float = 10.0) -> None:
         """Archive held snapshots, final flush, replay what the buffer holds for up to ``drain_s``, close."""

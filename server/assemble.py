@@ -8,7 +8,7 @@
       poll       field-safety thread (junctions)  │ call / driver ──► failsafe's DriverWriter
                  + scheduler + drivers (the rest) │
       edge       Sparkplug host: partitions with  │ (their devices are not polled here)
-                 source: mqtt://… from their edges│
+                 source: mqtt://… from their edges│ driver ──► failsafe's DriverWriter (a write is a DCMD)
       failsafe   gate, leases, crisis; monitor   ─┘ (stops before the drivers it writes through)
                  attached to the field-safety thread's database
       stale      stale sweeper
@@ -53,10 +53,12 @@ def components(server: ScadaServer) -> list[Component]:
     """Every component, wired, in start order."""
     poll = PollComponent(server)
     ha = HaComponent(server, server.settings.ha, poll) if server.settings.ha is not None else None  # a pair only
-    failsafe = FailsafeComponent(server, poll=poll, may_write=ha.may_write if ha is not None else None)
+    edge = EdgeComponent(server, commands=ha.feeds if ha is not None else None)  # a standby announces no epoch
+    failsafe = FailsafeComponent(server, poll=poll, may_write=ha.may_write if ha is not None else None,
+                                 edge=edge.driver)
     historian = HistorianComponent(server)
     alarms = AlarmComponent(server, reset_at_source=failsafe.reset_at_source)
-    return [alarms, *([ha] if ha is not None else []), historian, poll, EdgeComponent(server), failsafe,
+    return [alarms, *([ha] if ha is not None else []), historian, poll, edge, failsafe,
             StaleComponent(server),
             HealthComponent(server, historian=historian),
             WorkOrderComponent(server, alarms=alarms), HubComponent(server)]

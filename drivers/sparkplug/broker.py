@@ -10,17 +10,21 @@
 
 An edge may publish only as itself and read only its own commands: a compromised or misconfigured edge
 cannot pose as another, nor command one. Passwords are hashed by Mosquitto's own ``mosquitto_passwd``
-(Debian ``mosquitto`` package); this module writes the ACL and the listener configuration.
+(Debian ``mosquitto`` package); this module writes the ACL and the listener configuration (with TLS: the
+broker's certificate and key), and builds the clients' TLS context (:func:`tls_context`: ``mqtts://`` brokers,
+the broker's certificate verified against a CA file, TLS 1.2 at least).
 """
 
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
 from drivers.sparkplug.topics import NAMESPACE, STATE
+from scada.config.partitions import Broker
 
 
 def edge_user(partition: str) -> str:
@@ -53,10 +57,24 @@ def set_password(password_file: Path, user: str, password: str) -> None:
     subprocess.run([tool, "-b", str(password_file), user, password], check=True, capture_output=True)  # noqa: S603
 
 
-def listener_config(port: int, password_file: Path, acl_file: Path, host: str = "127.0.0.1") -> str:
-    """A Mosquitto 2.x configuration: one listener, no anonymous client, the password file and the ACL."""
-    return (f"listener {port} {host}\nallow_anonymous false\npassword_file {password_file}\n"
+def listener_config(port: int, password_file: Path, acl_file: Path, host: str = "127.0.0.1", *,
+                    certfile: Path | None = None, keyfile: Path | None = None) -> str:
+    """A Mosquitto 2.x configuration: one listener, no anonymous client, the password file and the ACL; with
+    ``certfile`` and ``keyfile`` the listener speaks TLS only (1.2 at least): clients use ``mqtts://``."""
+    tls = (f"certfile {certfile}\nkeyfile {keyfile}\ntls_version tlsv1.2\n"
+           if certfile is not None and keyfile is not None else "")
+    return (f"listener {port} {host}\n{tls}allow_anonymous false\npassword_file {password_file}\n"
             f"acl_file {acl_file}\npersistence false\n")
 
 
-__all__ = ["acl", "edge_user", "listener_config", "set_password"]
+def tls_context(broker: Broker, ca_file: Path | None = None) -> ssl.SSLContext | None:
+    """The client side of ``mqtts://``: the broker's certificate and name verified against ``ca_file`` (None: the
+    system's CAs); None for a plain ``mqtt://`` broker."""
+    if not broker.tls:
+        return None
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+__all__ = ["acl", "edge_user", "listener_config", "set_password", "tls_context"]

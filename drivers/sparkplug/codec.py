@@ -15,7 +15,20 @@ DDATA only alias, value and properties (report by exception)::
                          engUnit (String)      births only, when the tag has units
 
 Node metrics: ``bdSeq`` (Int64, NBIRTH and the NDEATH will), ``Node Control/Rebirth`` (Boolean, NBIRTH
-and a host's NCMD). Timestamps lose their sub-millisecond part on the wire (Sparkplug's unit).
+and a host's NCMD), and ours, declared in the NBIRTH (docs/sparkplug.md has the table)::
+
+    Config/Fingerprint (String)        NBIRTH: scada.config.partitions.partition_fingerprint of the edge's tags.yaml
+    Node Control/Reload Configuration  NCMD (Boolean true + Config/Fingerprint: what the host runs): re-read tags.yaml
+    Host/Epoch (Int64)                 NCMD (the active host announces it) and every DCMD: a fencing token;
+                                       NBIRTH: the highest the edge has obeyed (-1: none)
+    Command/Id, Command/Outcome,       NDATA: a DCMD's outcome (done, rejected, failed, not_confirmed) and why
+      Command/Reason (String)
+    Store/Backlog, Store/Capacity      NBIRTH and NDATA: the store-and-forward's messages and its bound (Int64)
+    Store/Dropped (Int64)              NBIRTH: messages the store dropped (oldest first) since the last NBIRTH
+
+A DCMD (host → edge) names its metric (the tag's name; aliases are the edge's), with its datatype and value,
+beside ``Host/Epoch`` and ``Command/Id`` (and ``Command/Tolerance``, Double, when the write has one).
+Timestamps lose their sub-millisecond part on the wire (Sparkplug's unit).
 
 Everything here is pure (bytes in, columns out): the edge node and the host application do the I/O.
 """
@@ -23,7 +36,7 @@ Everything here is pure (bytes in, columns out): the edge node and the host appl
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.sparkplug import sparkplug_b_pb2 as pb
@@ -40,6 +53,14 @@ QUALITY_CODES: dict[Quality, int] = {Quality.GOOD: 192, Quality.UNCERTAIN: 64, Q
 _FROM_CODE: dict[int, Quality] = {v: k for k, v in QUALITY_CODES.items()}
 QUALITY_PROPERTY, UNIT_PROPERTY = "Quality", "engUnit"
 BD_SEQ, REBIRTH = "bdSeq", "Node Control/Rebirth"
+FINGERPRINT, RELOAD = "Config/Fingerprint", "Node Control/Reload Configuration"
+EPOCH = "Host/Epoch"
+COMMAND_ID, COMMAND_OUTCOME, COMMAND_REASON, COMMAND_TOLERANCE = ("Command/Id", "Command/Outcome", "Command/Reason",
+                                                                  "Command/Tolerance")
+BACKLOG, CAPACITY, DROPPED = "Store/Backlog", "Store/Capacity", "Store/Dropped"
+#: metrics that are the protocol's, never a tag's (skipped when a payload is read as tag columns)
+CONTROL = frozenset({BD_SEQ, REBIRTH, FINGERPRINT, RELOAD, EPOCH, COMMAND_ID, COMMAND_OUTCOME, COMMAND_REASON,
+                     COMMAND_TOLERANCE, BACKLOG, CAPACITY, DROPPED})
 
 _U32, _U64 = 1 << 32, 1 << 64
 
@@ -137,6 +158,60 @@ def node_metric_rebirth(timestamp_ns: int, value: bool = False) -> pb.Payload.Me
     return pb.Payload.Metric(name=REBIRTH, timestamp=ms(timestamp_ns), datatype=BOOLEAN, boolean_value=value)
 
 
+def node_metric(name: str, value: bool | int | float | str, timestamp_ns: int) -> pb.Payload.Metric:
+    """A named node metric: Boolean, Int64, Double or String by the Python type of ``value``."""
+    m = pb.Payload.Metric(name=name, timestamp=ms(timestamp_ns))
+    if isinstance(value, bool):
+        m.datatype, m.boolean_value = BOOLEAN, value
+    elif isinstance(value, int):
+        m.datatype, m.long_value = INT64, value % _U64
+    elif isinstance(value, float):
+        m.datatype, m.double_value = DOUBLE, value
+    else:
+        m.datatype, m.string_value = STRING, value
+    return m
+
+
+def named(payload: pb.Payload) -> dict[str, bool | int | float | str | None]:
+    """The payload's named metrics → their values (the control metrics of a node message or a command)."""
+    out: dict[str, bool | int | float | str | None] = {}
+    for m in payload.metrics:
+        if not m.name:
+            continue
+        kind = None if m.is_null else m.WhichOneof("value")
+        if kind == "long_value":
+            v = m.long_value
+            out[m.name] = v - _U64 if v >= _U64 // 2 else v
+        elif kind in ("boolean_value", "string_value", "double_value", "float_value", "int_value"):
+            out[m.name] = getattr(m, kind)
+        else:
+            out[m.name] = None
+    return out
+
+
+def command_request(tag: str, datatype: int, value: float, text: str | None, *, epoch: int, command_id: str,
+                    tolerance: float | None, timestamp_ns: int) -> bytes:
+    """A DCMD writing ``value`` (``text`` for a string tag) to the tag named ``tag``, fenced by ``epoch``."""
+    payload = pb.Payload(timestamp=ms(timestamp_ns))
+    m = payload.metrics.add(name=tag, timestamp=ms(timestamp_ns), datatype=datatype)
+    _set_value(m, datatype, value, text)
+    payload.metrics.extend([node_metric(EPOCH, epoch, timestamp_ns), node_metric(COMMAND_ID, command_id, timestamp_ns)])
+    if tolerance is not None:
+        payload.metrics.append(node_metric(COMMAND_TOLERANCE, float(tolerance), timestamp_ns))
+    return payload.SerializeToString()
+
+
+def command_writes(payload: pb.Payload) -> list[tuple[str, int, float, str | None]]:
+    """The tag metrics of a DCMD: (name, datatype, value, text); NaN and None for a null."""
+    out = []
+    for m in payload.metrics:
+        if m.name in CONTROL:
+            continue
+        value, text = _value(m, m.datatype)
+        out.append((m.name, int(m.datatype), value, text))
+    return out
+
+
 def encode_node(metrics: Iterable[pb.Payload.Metric], *, timestamp_ns: int, seq: int | None) -> bytes:
     """An NBIRTH, NDEATH (``seq`` None: a death has none), NDATA or NCMD payload of node metrics."""
     payload = pb.Payload(timestamp=ms(timestamp_ns))
@@ -164,6 +239,32 @@ def set_historical(raw: bytes, seq: int) -> bytes:
     for m in payload.metrics:
         m.is_historical = True
     return payload.SerializeToString()
+
+
+def for_store(payload: pb.Payload, names: Sequence[str]) -> bytes:
+    """A DDATA as the store keeps it: each metric named after its tag (``names[alias]``), aliases kept."""
+    for m in payload.metrics:
+        if m.HasField("alias") and not m.name:
+            m.name = names[m.alias]
+    return payload.SerializeToString()
+
+
+def replayed(raw: bytes, seq: int, alias_of: Mapping[str, int]) -> tuple[bytes, int]:
+    """A stored DDATA as sent on replay: numbered ``seq``, marked is_historical, each metric by its tag's alias in
+    the configuration now running (by name, no name on the wire); a metric whose tag is gone is left out.
+    Returns (payload, metrics left out)."""
+    stored = decode(raw)
+    payload = pb.Payload(timestamp=stored.timestamp, seq=seq)
+    for m in stored.metrics:
+        alias = alias_of.get(m.name) if m.name else (m.alias if m.HasField("alias") else None)
+        if alias is None:
+            continue
+        out = payload.metrics.add()
+        out.CopyFrom(m)
+        out.alias = alias
+        out.ClearField("name")
+        out.is_historical = True
+    return payload.SerializeToString(), len(stored.metrics) - len(payload.metrics)
 
 
 def bd_seq_of(payload: pb.Payload) -> int | None:
@@ -237,7 +338,7 @@ def decode_metrics(payload: pb.Payload, datatypes: dict[int, int] | None = None,
     k = 0
     for m in payload.metrics:  # per-metric Python work kept to the minimum: this is the host's cost per value
         name = m.name
-        if name and name in (BD_SEQ, REBIRTH):
+        if name and name in CONTROL:
             continue
         alias = m.alias if m.HasField("alias") else -1
         datatype = m.datatype if m.HasField("datatype") else known.get(alias, pb.Unknown)
@@ -278,12 +379,18 @@ __all__ = [
     "asks_rebirth",
     "bd_seq_of",
     "build_metrics",
+    "command_request",
+    "command_writes",
     "decode",
     "decode_metrics",
     "encode_node",
+    "for_store",
+    "named",
+    "node_metric",
     "node_metric_bd_seq",
     "node_metric_rebirth",
     "quality_of",
     "rebirth_request",
+    "replayed",
     "set_historical",
 ]

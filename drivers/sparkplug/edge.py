@@ -19,8 +19,19 @@ One MQTT session (aiomqtt over paho-mqtt)::
          name, alias, datatype, engUnit, value, Quality, timestamp), DDEATH right after for a lost device
       ─► replay of the store, oldest first (is_historical), then the live queue
       NCMD Node Control/Rebirth, or the host's STATE going online again ─► NBIRTH + DBIRTHs again
+      NCMD Node Control/Reload Configuration ─► tags.yaml read again (``loader``); a new partition fingerprint:
+         the poller and the tag database rebuilt, NBIRTH + DBIRTHs (the store replays by tag name)
+      NCMD Host/Epoch ─► the highest epoch obeyed rises (kept in the store file)
+      DCMD ─► accepted only: from the primary host while its STATE is online, with Host/Epoch ≥ the highest
+         obeyed, for writable tags of this device (the allow-list) ─► the edge's own driver writes and reads back
+         ─► the device re-read into the edge database (DDATA by exception: the written value) ─► NDATA
+         Command/Id + Command/Outcome (done, rejected, failed, not_confirmed) + Command/Reason; a refusal is
+         logged and answered ``rejected`` with its reason, nothing written
       broker gone (a publish not acknowledged) ─► what is queued and the unacknowledged message go to the store;
       reconnect with back-off (0.5 s doubling to 5 s), next bdSeq
+
+The edge never refreshes a field lease by itself: leases and heartbeats are the host's commands (its lease
+manager writes through DCMDs); when the host is gone they lapse and the field goes back to local control.
 
 Data and births are published at QoS 1, not the QoS 0 that Sparkplug recommends: a message is only
 dropped from the queue or the store once the broker has acknowledged it, so that a dying connection
@@ -32,8 +43,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,20 +54,24 @@ from typing import Any
 import aiomqtt
 import numpy as np
 
+from drivers.base import Driver
 from drivers.registry import DriverFactory
 from drivers.sparkplug import codec
 from drivers.sparkplug import sparkplug_b_pb2 as pb
+from drivers.sparkplug.broker import tls_context
 from drivers.sparkplug.store import ForwardStore
 from drivers.sparkplug.topics import Topic, device_topic, node_topic, parse_state, state_topic
-from scada.config.model import CityConfig
-from scada.config.partitions import Broker
+from scada.config.model import CityConfig, TagDef
+from scada.config.partitions import Broker, partition_fingerprint
+from scada.errors import DriverError, ScadaError, WriteNotConfirmed
 from scada.poll import LOST, REFUSED, Poller, device_stat_tags, stat_tag_name
+from scada.quality import Value
 from scada.tagdb import ChangeEvent, TagDatabase
 
 log = logging.getLogger(__name__)
 
-BACKLOG = "Store/Backlog"
 REPLAY_BATCH = 200
+DONE, REJECTED, FAILED, NOT_CONFIRMED = "done", "rejected", "failed", "not_confirmed"
 
 
 @dataclass(slots=True)
@@ -74,6 +91,10 @@ class EdgeStats:
     stored: int = 0
     replayed: int = 0
     rebirth_requests: int = 0
+    reloads: int = 0
+    replay_unknown: int = 0  # stored metrics whose tag is gone (a reload or another tags.yaml): not replayed
+    commands: int = 0
+    refused: int = 0
     host_online: bool = False
     connected: bool = False
     last_error: str = ""
@@ -90,11 +111,12 @@ class EdgeNode:
     def __init__(self, config: CityConfig, partition: str, broker: Broker, store_path: Path, *,
                  host_id: str | None = None, group: str | None = None, factory: DriverFactory | None = None,
                  keepalive_s: int = 5, max_stored: int = 1_000_000, qos: int = 1, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, loader: Callable[[], CityConfig] | None = None,
+                 ca_file: Path | None = None) -> None:
+        """``loader`` reads tags.yaml again when a host asks for a reload (None: a reload request is refused).
+        ``ca_file``: the CA that signed an ``mqtts://`` broker's certificate (None: the system's)."""
         if partition not in config.partitions:
             raise KeyError(f"no partition {partition!r}; partitions: {', '.join(config.partitions) or 'none'}")
-        self.config = config
-        self.partition = config.partitions[partition]
         self.node = partition
         self.group = group or config.site
         self.broker = broker
@@ -102,21 +124,9 @@ class EdgeNode:
         self.keepalive_s = keepalive_s
         self.qos = qos
         self.username, self.password = username, password  # the broker's credential of this edge (broker.py)
-        names = self.partition.devices
-        by_name = config.tag_by_name()
-        stat_defs = device_stat_tags(config, names)
-        tags = [by_name[t] for n in names for t in config.devices[n].tags]
-        self.db = TagDatabase([*tags, *stat_defs])
-        self.factory = factory if factory is not None else DriverFactory(config)
-        self.poller = Poller(config, self.factory, self.db, devices=names)
-        self.devices: dict[str, _Device] = {}
-        self.device_of = np.full(len(self.db), -1, dtype=np.int64)  # tag index → position in self.devices
-        for k, n in enumerate(names):
-            idx = self.db.indices([*config.devices[n].tags, *(t.name for t in stat_defs if t.device == n)])
-            self.devices[n] = _Device(n, idx, [codec.MetricDef.of(self.db.defs[i], int(i)) for i in idx.tolist()],
-                                      self.db.index[stat_tag_name(n, "status")])
-            self.device_of[idx] = k
-        self._order = list(self.devices.values())
+        self.loader = loader
+        self.tls = tls_context(broker, ca_file)
+        self._factory = factory
         self.store = ForwardStore(store_path, max_rows=max_stored)
         self.queue: deque[tuple[str, str, pb.Payload | None]] = deque()  # (kind, device, payload)
         self.wakeup = asyncio.Event()
@@ -125,10 +135,37 @@ class EdgeNode:
         self.host_online = asyncio.Event()
         self.host_session = 0  # the host STATE's timestamp: a new one means a new host session → rebirth
         self.rebirth = False
+        self.reload_wanted: str | None = None  # the fingerprint a host asked us to reload to ("" : any)
         self.seq = 0
         self.bd_seq = -1
-        self._unsubscribe = self.db.subscribe(self._on_change)
+        self.epoch = self.store.epoch()  # the highest host epoch obeyed (-1: none yet)
+        self._commands: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._build(config)
+
+    def _build(self, config: CityConfig) -> None:
+        """Everything that follows from the configuration: tag database, poller, devices, allow-list, fingerprint."""
+        self.config = config
+        self.partition = config.partitions[self.node]
+        self.fingerprint = partition_fingerprint(config, self.node)
+        names = self.partition.devices
+        by_name = config.tag_by_name()
+        stat_defs = device_stat_tags(config, names)
+        tags = [by_name[t] for n in names for t in config.devices[n].tags]
+        self.db = TagDatabase([*tags, *stat_defs])
+        self.factory = self._factory if self._factory is not None else DriverFactory(config)
+        self.poller = Poller(config, self.factory, self.db, devices=names)
+        #: the allow-list: a DCMD may write only these (the partition's tags declared rw), each on its own device
+        self.writable: dict[str, TagDef] = {t.name: t for t in tags if t.writable}
+        self.devices: dict[str, _Device] = {}
+        self.device_of = np.full(len(self.db), -1, dtype=np.int64)  # tag index → position in self.devices
+        for k, n in enumerate(names):
+            idx = self.db.indices([*config.devices[n].tags, *(t.name for t in stat_defs if t.device == n)])
+            self.devices[n] = _Device(n, idx, [codec.MetricDef.of(self.db.defs[i], int(i)) for i in idx.tolist()],
+                                      self.db.index[stat_tag_name(n, "status")])
+            self.device_of[idx] = k
+        self._order = list(self.devices.values())
+        self._unsubscribe = self.db.subscribe(self._on_change)
 
     # ------------------------------------------------------------------ change events → queue
     def _on_change(self, event: ChangeEvent) -> None:
@@ -167,12 +204,23 @@ class EdgeNode:
         return codec.build_metrics(dev.defs, self.db.values[idx], self.db.qualities[idx], self.db.source_ns[idx],
                                    texts, timestamp_ns=now, birth=True)
 
-    def _node_birth(self, now: int) -> pb.Payload:
+    def _node_birth(self, now: int, dropped: int = 0) -> pb.Payload:
         payload = pb.Payload(timestamp=codec.ms(now))
         payload.metrics.extend([codec.node_metric_bd_seq(self.bd_seq, now), codec.node_metric_rebirth(now),
-                                pb.Payload.Metric(name=BACKLOG, timestamp=codec.ms(now), datatype=codec.INT64,
-                                                  long_value=len(self.store))])
+                                codec.node_metric(codec.RELOAD, False, now),
+                                codec.node_metric(codec.FINGERPRINT, self.fingerprint, now),
+                                codec.node_metric(codec.EPOCH, self.epoch, now),
+                                *self._store_metrics(now, dropped),
+                                *(codec.node_metric(n, "", now) for n in (codec.COMMAND_ID, codec.COMMAND_OUTCOME,
+                                                                          codec.COMMAND_REASON))])
         return payload
+
+    def _store_metrics(self, now: int, dropped: int | None = None) -> list[pb.Payload.Metric]:
+        out = [codec.node_metric(codec.BACKLOG, len(self.store), now),
+               codec.node_metric(codec.CAPACITY, self.store.max_rows, now)]
+        if dropped is not None:
+            out.append(codec.node_metric(codec.DROPPED, dropped, now))
+        return out
 
     def _next_seq(self) -> int:
         seq, self.seq = self.seq, (self.seq + 1) % 256
@@ -187,7 +235,10 @@ class EdgeNode:
         """NBIRTH, then a DBIRTH per device (a DDEATH after it for a device that is lost)."""
         now = time.time_ns()
         self.seq = 0
-        await self._send(client, node_topic(self.group, "NBIRTH", self.node), self._node_birth(now))
+        dropped = self.store.unreported_drops()
+        await self._send(client, node_topic(self.group, "NBIRTH", self.node), self._node_birth(now, dropped))
+        if dropped:
+            self.store.reported(dropped)  # the broker has the birth that tells the host
         for dev in self._order:
             await self._send(client, device_topic(self.group, "DBIRTH", self.node, dev.name),
                              self._device_birth(dev, now))
@@ -207,8 +258,9 @@ class EdgeNode:
         """Everything queued → the store (DDATA only: births and deaths are re-stated by the next birth)."""
         while self.queue:
             kind, device, payload = self.queue.popleft()
-            if kind == "DDATA" and payload is not None:
-                self.store.put(device_topic(self.group, "DDATA", self.node, device), payload.SerializeToString())
+            if kind == "DDATA" and payload is not None:  # stored by tag name: aliases are this configuration's
+                self.store.put(device_topic(self.group, "DDATA", self.node, device),
+                               codec.for_store(payload, self.db.names))
                 self.stats.stored += 1
 
     async def _replay(self, client: aiomqtt.Client) -> None:
@@ -218,13 +270,19 @@ class EdgeNode:
             if not rows:
                 return
             for _id, topic, raw in rows:
-                await client.publish(topic, codec.set_historical(raw, self._next_seq()), qos=self.qos)
+                device = Topic.parse(topic)
+                if device is None or device.device not in self.devices:  # a device no longer in the partition
+                    self.stats.replay_unknown += 1
+                    continue
+                payload, unknown = codec.replayed(raw, self._next_seq(), self.db.index)
+                self.stats.replay_unknown += unknown
+                await client.publish(topic, payload, qos=self.qos)
                 self.stats.replayed += 1
                 self.stats.published += 1
             self.store.drop(rows[-1][0])
-            backlog = pb.Payload(timestamp=codec.ms(time.time_ns()))
-            backlog.metrics.add(name=BACKLOG, timestamp=backlog.timestamp, datatype=codec.INT64,
-                                long_value=len(self.store))
+            now = time.time_ns()
+            backlog = pb.Payload(timestamp=codec.ms(now))
+            backlog.metrics.extend(self._store_metrics(now))
             await self._send(client, node_topic(self.group, "NDATA", self.node), backlog)
             await asyncio.sleep(0)  # let the poller and the listener run between batches
 
@@ -254,18 +312,183 @@ class EdgeNode:
                     self.host_online.clear()
                 self.stats.host_online = online
                 self.wakeup.set()
-            elif topic.kind == "NCMD" and codec.asks_rebirth(codec.decode(raw)):
-                self.rebirth = True
-                self.stats.rebirth_requests += 1
-                self.stats.events.append("rebirth requested")
-                log.info("%s: rebirth requested (NCMD %s)", self.node, codec.REBIRTH)
-                self.wakeup.set()
+            elif topic.kind == "NCMD":
+                self._node_command(codec.decode(raw))
+            elif topic.kind == "DCMD" and topic.device is not None:
+                task = asyncio.create_task(self._device_command(topic.device, codec.decode(raw)),
+                                           name=f"edge-{self.node}-dcmd")
+                self._commands.add(task)
+                task.add_done_callback(self._commands.discard)
+
+    def _node_command(self, payload: pb.Payload) -> None:
+        """NCMD: a rebirth, a reload of tags.yaml, or the active host's epoch."""
+        got = codec.named(payload)
+        epoch = got.get(codec.EPOCH)
+        if isinstance(epoch, int) and not isinstance(epoch, bool) and self.host_online.is_set():
+            self._raise_epoch(epoch, "announced")
+        if got.get(codec.RELOAD) is True:
+            wanted = got.get(codec.FINGERPRINT)
+            self.reload_wanted = wanted if isinstance(wanted, str) else ""
+            self.stats.events.append(f"reload requested ({self.reload_wanted or 'any'})")
+            log.info("%s: configuration reload requested (host runs %s, we run %s)", self.node,
+                     self.reload_wanted or "?", self.fingerprint)
+            self.wakeup.set()
+        if codec.asks_rebirth(payload):
+            self.rebirth = True
+            self.stats.rebirth_requests += 1
+            self.stats.events.append("rebirth requested")
+            log.info("%s: rebirth requested (NCMD %s)", self.node, codec.REBIRTH)
+            self.wakeup.set()
+
+    def _raise_epoch(self, epoch: int, how: str) -> None:
+        if epoch > self.epoch:
+            log.info("%s: host epoch %d %s (was %d): commands of an older epoch are refused from now on", self.node,
+                     epoch, how, self.epoch)
+            self.epoch = epoch
+            self.store.set_epoch(epoch)
+
+    # ------------------------------------------------------------------ commands
+    def _refusal(self, device: str, payload: pb.Payload) -> str:
+        """Why this DCMD is not obeyed ("" : it is): the host, its epoch, the allow-list."""
+        if self.host_id is None:
+            return "this edge has no primary host (--no-host): it obeys no command"
+        if not self.host_online.is_set():
+            return f"the primary host {self.host_id} is not online (its STATE)"
+        got = codec.named(payload)
+        epoch = got.get(codec.EPOCH)
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            return f"no {codec.EPOCH} metric: not from an active host"
+        if epoch < self.epoch:
+            return f"stale host epoch {epoch} (the active host's is {self.epoch}): a former active host"
+        if device not in self.devices:
+            return f"device {device!r} is not in partition {self.node}"
+        writes = codec.command_writes(payload)
+        if not writes:
+            return "no metric to write"
+        for name, _datatype, value, text in writes:
+            tag = self.writable.get(name)
+            if tag is None:
+                return f"{name}: not on this edge's allow-list (writable tags of partition {self.node})"
+            if tag.device != device:
+                return f"{name}: belongs to device {tag.device}, not {device}"
+            if text is None and math.isnan(value):
+                return f"{name}: no value to write (null)"
+        return ""
+
+    async def _device_command(self, device: str, payload: pb.Payload) -> None:
+        """One DCMD: checked, written through the edge's own driver, the device re-read, the outcome answered."""
+        got = codec.named(payload)
+        cid = got.get(codec.COMMAND_ID)
+        command_id = cid if isinstance(cid, str) else ""
+        self.stats.commands += 1
+        why = self._refusal(device, payload)
+        if why:
+            self.stats.refused += 1
+            self.stats.events.append(f"DCMD refused: {why}")
+            log.warning("%s: DCMD %s for %s refused: %s", self.node, command_id or "(no id)", device, why)
+            self._reply(command_id, REJECTED, why)
+            return
+        epoch = got[codec.EPOCH]
+        if isinstance(epoch, int):  # (checked by _refusal)
+            self._raise_epoch(epoch, "seen in a command")
+        tol = got.get(codec.COMMAND_TOLERANCE)
+        tolerance = float(tol) if isinstance(tol, (int, float)) and not isinstance(tol, bool) else None
+        outcome, reason = DONE, ""
+        for name, _datatype, value, text in codec.command_writes(payload):
+            tag = self.writable[name]
+            try:
+                await self._write(tag, _typed(tag, value, text), tolerance)
+            except WriteNotConfirmed as exc:
+                outcome, reason = NOT_CONFIRMED, str(exc)
+            except DriverError as exc:
+                outcome, reason = FAILED, str(exc)
+            if outcome != DONE:
+                break
+        await self._reread(device)
+        log.info("%s: DCMD %s for %s: %s%s", self.node, command_id or "(no id)", device, outcome,
+                 f" ({reason})" if reason else "")
+        self._reply(command_id, outcome, reason)
+
+    async def _write(self, tag: TagDef, value: Value, tolerance: float | None) -> None:
+        driver = self.poller.drivers.get(tag.device)
+        if not isinstance(driver, Driver):
+            raise DriverError(f"{tag.device}: no driver at this edge")
+        try:
+            if not driver.connected:
+                await driver.connect()
+            await driver.write(tag, value, tolerance=tolerance)  # the driver reads back: raises unless confirmed
+        except DriverError:
+            raise
+        except Exception as exc:  # a driver must translate; never let a library error escape the edge (logged)
+            log.exception("%s: driver write raised a non-DriverError", tag.name)
+            raise DriverError(f"{tag.name}: write failed: {exc!r}") from exc
+
+    async def _reread(self, device: str) -> None:
+        """The device's tags read now (not at the next scan): the written value and what it changed (a mode)
+        reach the host by exception before the outcome, so its confirmation sees them at once."""
+        driver = self.poller.drivers.get(device)
+        if not isinstance(driver, Driver):
+            return
+        by_name = self.config.tag_by_name()
+        points = [by_name[t] for t in self.config.devices[device].tags]
+        try:
+            readings = await driver.read_readings(points)
+        except (ScadaError, OSError) as exc:  # the poller's next cycle says it: nothing more to do here
+            log.info("%s: read after the write failed (%s)", device, exc)
+            return
+        if len(readings):
+            self.db.apply_readings(self.db.indices([p.name for p in points]), readings)
+
+    def _reply(self, command_id: str, outcome: str, reason: str) -> None:
+        now = time.time_ns()
+        payload = pb.Payload(timestamp=codec.ms(now))
+        payload.metrics.extend([codec.node_metric(codec.COMMAND_ID, command_id, now),
+                                codec.node_metric(codec.COMMAND_OUTCOME, outcome, now),
+                                codec.node_metric(codec.COMMAND_REASON, reason[:500], now)])
+        self.queue.append(("NDATA", "", payload))  # after the DDATA of the re-read: the host sees the value first
+        self.wakeup.set()
+
+    # ------------------------------------------------------------------ reload
+    async def _reload(self) -> None:
+        """Read tags.yaml again (``loader``); a new partition configuration rebuilds the poller and the database."""
+        wanted, self.reload_wanted = self.reload_wanted, None
+        if self.loader is None:
+            log.error("%s: a host asked for a configuration reload, but this edge has no configuration file to "
+                      "read again", self.node)
+            return
+        try:
+            config = await asyncio.to_thread(self.loader)
+        except (ScadaError, OSError) as exc:
+            log.error("%s: configuration reload failed, still running %s: %s", self.node, self.fingerprint, exc)
+            return
+        if self.node not in config.partitions:
+            log.error("%s: configuration reload: no partition %s in it any more; still running %s", self.node,
+                      self.node, self.fingerprint)
+            return
+        fingerprint = partition_fingerprint(config, self.node)
+        if wanted and fingerprint != wanted:
+            log.error("%s: configuration reloaded as %s, but the host runs %s: this edge's tags.yaml is not the "
+                      "host's (the host refuses our data until they match)", self.node, fingerprint, wanted)
+        if fingerprint != self.fingerprint:
+            log.info("%s: configuration %s → %s: rebuilding the poller", self.node, self.fingerprint, fingerprint)
+            self._spill()  # queued data by tag name, replayed after the new birth
+            self._unsubscribe()
+            await self.poller.aclose()
+            if self._factory is None:
+                await self.factory.aclose()
+            self._build(config)
+            await self.poller.start()
+            self.stats.reloads += 1
+            self.stats.events.append(f"reloaded {fingerprint}")
+            self.rebirth = True  # the host learns the new fingerprint from the birth
+        else:
+            log.info("%s: configuration read again: unchanged (%s)", self.node, fingerprint)
 
     async def _session(self) -> None:
         self.bd_seq = self.store.next_bd_seq()
         client = aiomqtt.Client(self.broker.host, self.broker.port, identifier=f"edge-{self.group}-{self.node}",
                                 username=self.username, password=self.password, will=self._will(),
-                                keepalive=self.keepalive_s, clean_session=True, timeout=5)
+                                keepalive=self.keepalive_s, clean_session=True, timeout=5, tls_context=self.tls)
         async with client:
             self.client = client
             self.stats.connected = True
@@ -297,6 +520,8 @@ class EdgeNode:
                 self._spill()
                 born = False
             else:
+                if self.reload_wanted is not None:
+                    await self._reload()
                 if not born or self.rebirth:
                     self._spill()  # queued before this birth: older than its values, sent as history after it
                     await self._births(client)
@@ -304,7 +529,8 @@ class EdgeNode:
                     born = True
                 while self.queue and self.host_online.is_set() and not self.rebirth:
                     kind, device, payload = self.queue[0]
-                    topic = device_topic(self.group, kind, self.node, device)
+                    topic = (node_topic(self.group, kind, self.node) if kind == "NDATA"
+                             else device_topic(self.group, kind, self.node, device))
                     if kind == "DBIRTH":
                         payload = self._device_birth(self.devices[device], time.time_ns())
                     elif payload is None:
@@ -349,6 +575,10 @@ class EdgeNode:
             if stuck:
                 log.error("%s: the MQTT session did not stop within %.0f s", self.node, timeout_s)
             self._task = None
+        for task in list(self._commands):
+            task.cancel()
+        if self._commands:
+            await asyncio.wait(self._commands, timeout=timeout_s)
         self._unsubscribe()
         await self.poller.aclose()
         await self.factory.aclose()
@@ -359,8 +589,22 @@ class EdgeNode:
         s = self.stats
         return {"node": self.node, "group": self.group, "connected": s.connected, "host_online": s.host_online,
                 "bd_seq": self.bd_seq, "sessions": s.sessions, "births": s.births, "published": s.published,
-                "stored": s.stored, "replayed": s.replayed, "backlog": len(self.store), "dropped": self.store.dropped,
-                "rebirth_requests": s.rebirth_requests, "devices": len(self.devices), "last_error": s.last_error}
+                "stored": s.stored, "replayed": s.replayed, "backlog": len(self.store), "capacity": self.store.max_rows,
+                "dropped": self.store.dropped, "replay_unknown": s.replay_unknown,
+                "rebirth_requests": s.rebirth_requests, "reloads": s.reloads, "fingerprint": self.fingerprint,
+                "epoch": self.epoch, "commands": s.commands, "refused": s.refused, "devices": len(self.devices),
+                "last_error": s.last_error}
+
+
+def _typed(tag: TagDef, value: float, text: str | None) -> Value:
+    """A DCMD metric's value as the tag's type (the driver's write takes a Value)."""
+    if tag.dtype == "string":
+        return text if text is not None else ""
+    if tag.dtype == "bool":
+        return bool(value)
+    if tag.dtype in ("int", "enum"):
+        return int(value)
+    return float(value)
 
 
 __all__ = ["EdgeNode"]

@@ -8,6 +8,16 @@
                  DDEATH   the device's tags bad_comm, its status lost (→ comm-loss alarm by the caller's watch)
                  NDEATH   (its bdSeq = the NBIRTH's) every device of the node lost, tags bad_comm
                  seq gap / data before a birth ──► NCMD Node Control/Rebirth
+                 NBIRTH   Config/Fingerprint ≠ ours (an edge on another tags.yaml): its data refused until a birth
+                          with ours, its tags bad_config, ``config_refused`` (the server's alarm)
+                 NBIRTH   ──► NCMD Host/Epoch: our epoch announced (the edge refuses older epochs from then on)
+                 NBIRTH   Store/Dropped: what the edge's store dropped while away (the server's alarm)
+                 NDATA    Store/Backlog, Capacity (a full store: the server's alarm);
+                          Command/Id + Outcome: the answer to a DCMD of ours (``command``), or a refusal of
+                          somebody else's (counted, logged: a former active host still trying)
+    command(node, device, tag, value) ──► DCMD (tag by name, Host/Epoch, Command/Id) ──► the NDATA outcome
+    EdgeDeviceDriver: the fail-safe writer's driver for a device behind an edge (writes are DCMDs)
+    reload(node) ──► NCMD Node Control/Reload Configuration + the fingerprint we run
     own STATE: spBv1.0/STATE/<host_id> {"online": true, "timestamp"} retained QoS 1 on connect; the will
                says offline with the same timestamp. Broker lost: every node's devices lost (the room is blind).
 
@@ -21,24 +31,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import aiomqtt
 import numpy as np
 
 from drivers.sparkplug import codec
-from drivers.sparkplug.topics import Topic, group_filter, node_topic, state_payload, state_topic
+from drivers.sparkplug.broker import tls_context
+from drivers.sparkplug.topics import Topic, device_topic, group_filter, node_topic, state_payload, state_topic
+from scada.config.model import TagDef
 from scada.config.partitions import Broker
+from scada.errors import CommError, WriteNotAllowed, WriteNotConfirmed
 from scada.poll import LOST, OK, STARTING, stat_tag_name
-from scada.quality import Quality
+from scada.quality import Quality, Sample, Value
 from scada.tagdb import I64, Readings
 
 log = logging.getLogger(__name__)
 
 Apply = Callable[[I64, Readings], None]
+T = TypeVar("T")
+COMMAND_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -73,15 +91,48 @@ class NodeState:
     historical_live: int = 0  # of which newer than the live value (applied)
     unknown_metrics: int = 0  # metrics whose name is no tag of ours (configuration differs)
     clock_skew_ms: float = 0.0  # the last message's timestamp minus our receive time
+    expected: str = ""  # the configuration fingerprint we run for this partition ("" : not checked)
+    fingerprint: str | None = None  # the one its last NBIRTH carried (None: none, another implementation)
+    config_refused: bool = False  # its last NBIRTH's fingerprint is not ours: its data are not applied
+    refused_messages: int = 0
+    capacity: int = 0  # its store-and-forward's bound (Store/Capacity)
+    dropped: int = 0  # messages its store dropped (oldest first), as reported in its births, summed
+    dropped_last: int = 0  # those its last NBIRTH reported (dropped while away)
+    drops_unannounced: int = 0  # reported drops no alarm has said yet (the caller sets it to 0 once said)
+    commands: int = 0
+    command_failures: int = 0  # answered other than done, or not answered
+    foreign_refusals: int = 0  # refusals of commands that were not ours (a former active host, another client)
+    last_refusal: str = ""
+    reloads_asked: int = 0
+    edge_epoch: int | None = None  # the highest host epoch the edge obeys (its NBIRTH): above ours, we are refused
+    reload_asked_ns: int = 0  # when we last asked it to reload (a mismatch right after is the reload under way)
     aliases: dict[int, int] = field(default_factory=dict)  # alias → tag index
     datatypes: dict[int, int] = field(default_factory=dict)  # alias → Sparkplug datatype
+
+    @property
+    def store_alarm(self) -> str:
+        """Why this edge's store-and-forward is an alarm ("" : it is not): full now, or replaying a store that
+        dropped data while away (its last birth said so)."""
+        if self.capacity and self.backlog >= self.capacity:
+            return f"{self.name}: store-and-forward full ({self.backlog} messages), the oldest being dropped"
+        if self.drops_unannounced or (self.dropped_last and self.backlog):
+            return (f"{self.name}: store-and-forward overflowed while away, "
+                    f"{self.drops_unannounced or self.dropped_last} oldest messages dropped")
+        return ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"online": self.online, "bd_seq": self.bd_seq, "last_birth_ms": self.last_birth_ns // 1_000_000,
                 "births": self.births, "deaths": self.deaths, "seq_gaps": self.seq_gaps,
                 "rebirths_asked": self.rebirths_asked, "messages": self.messages, "backlog": self.backlog,
+                "capacity": self.capacity, "dropped": self.dropped, "dropped_last_birth": self.dropped_last,
+                "store_alarm": self.store_alarm or None,
                 "historical": self.historical, "historical_live": self.historical_live,
                 "unknown_metrics": self.unknown_metrics, "clock_skew_ms": round(self.clock_skew_ms, 1),
+                "fingerprint": self.fingerprint, "expected_fingerprint": self.expected or None,
+                "config_refused": self.config_refused, "refused_messages": self.refused_messages,
+                "commands": self.commands, "command_failures": self.command_failures,
+                "foreign_refusals": self.foreign_refusals, "last_refusal": self.last_refusal or None,
+                "reloads_asked": self.reloads_asked, "edge_epoch": self.edge_epoch,
                 "devices": {n: d.status for n, d in self.devices.items()}}
 
 
@@ -90,11 +141,24 @@ class SparkplugHost:
 
     ``index`` maps a tag name to its index in the caller's tag database; ``apply`` is that database's apply and
     ``source_of`` its source timestamps of some indices (a replayed value older than them is not applied live).
+    ``fingerprints``: node → the configuration fingerprint we run for it (absent: not checked). ``epoch``: our
+    fencing token (the failover pair's, else the server's start count): the edges obey no command of a lower one.
+    ``username``/``password``: our broker credential (broker.py: user ``<host id>``); ``ca_file``: the CA of an
+    ``mqtts://`` broker's certificate. ``commands``: whether this server commands the field now (None: always);
+    while it does not (a failover pair's standby) it announces no epoch to the edges.
     """
 
     def __init__(self, broker: Broker, host_id: str, group: str, nodes: dict[str, dict[str, list[str]]],
                  index: dict[str, int], apply: Apply, source_of: Callable[[I64], I64] | None = None, *,
-                 keepalive_s: int = 5, username: str | None = None, password: str | None = None) -> None:
+                 keepalive_s: int = 5, username: str | None = None, password: str | None = None,
+                 fingerprints: dict[str, str] | None = None, epoch: int = 0, ca_file: Path | None = None,
+                 commands: Callable[[], bool] | None = None) -> None:
+        self.epoch = epoch
+        self.commands = commands  # False: this server does not command the field now (a pair's standby)
+        self.tls = tls_context(broker, ca_file)  # mqtts://: the broker verified against ca_file
+        self.fingerprints: dict[str, str] = dict(fingerprints or {})
+        self.pending: dict[str, asyncio.Future[tuple[str, str]]] = {}  # Command/Id → (outcome, reason)
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.username, self.password = username, password  # the broker's credential of the host (broker.py)
         self.source_of = source_of
         self.broker = broker
@@ -112,25 +176,39 @@ class SparkplugHost:
         self.on_history: Callable[[I64, Readings], None] | None = None  # replayed values older than live
         self._task: asyncio.Task[None] | None = None
 
-    def bind(self, nodes: dict[str, dict[str, list[str]]], index: dict[str, int]) -> None:
-        """(Re)bind to a configuration: which nodes and devices, and the tag database's indices (a reload)."""
+    def bind(self, nodes: dict[str, dict[str, list[str]]], index: dict[str, int],
+             fingerprints: dict[str, str] | None = None) -> list[str]:
+        """(Re)bind to a configuration: which nodes and devices, the tag database's indices and the nodes'
+        fingerprints (a reload). Returns the online nodes whose fingerprint changed (to :meth:`reload`)."""
         self.index = index
+        if fingerprints is not None:
+            self.fingerprints = dict(fingerprints)
         old = self.nodes
         self.nodes = {}
+        changed = []
         for node, devices in nodes.items():
-            state = NodeState(node, {d: _device(d, tags, index) for d, tags in devices.items()})
+            state = NodeState(node, {d: _device(d, tags, index) for d, tags in devices.items()},
+                              expected=self.fingerprints.get(node, ""))
             prev = old.get(node)
             if prev is not None:  # statuses carry over; aliases are re-learnt at the next birth
                 state.online, state.bd_seq = prev.online, prev.bd_seq
                 for d, ds in state.devices.items():
                     if d in prev.devices:
                         ds.status = prev.devices[d].status
-                state.seq_gaps, state.births, state.deaths = prev.seq_gaps, prev.births, prev.deaths
+                for name in ("seq_gaps", "births", "deaths", "fingerprint", "capacity", "backlog", "dropped",
+                             "commands", "command_failures", "foreign_refusals", "last_refusal", "reloads_asked",
+                             "refused_messages"):
+                    setattr(state, name, getattr(prev, name))
+                state.config_refused = bool(state.expected and state.fingerprint is not None
+                                            and state.fingerprint != state.expected)
+                if state.online and state.expected != prev.expected:
+                    changed.append(node)
             self.nodes[node] = state
         for state in self.nodes.values():
             if state.online:
                 state.aliases.clear()
                 state.seq = None  # the next message asks for a rebirth: the indices have changed
+        return changed
 
     # ------------------------------------------------------------------ status
     def device_statuses(self) -> dict[str, DeviceState]:
@@ -141,8 +219,9 @@ class SparkplugHost:
                 "last_error": self.last_error, "nodes": {n: s.as_dict() for n, s in self.nodes.items()}}
 
     # ------------------------------------------------------------------ marking
-    def _mark_lost(self, devices: Iterable[DeviceState]) -> None:
-        """As the poller does for a device it loses: its tags bad_comm (last values kept), its status tag lost."""
+    def _mark_lost(self, devices: Iterable[DeviceState], quality: Quality = Quality.BAD_COMM) -> None:
+        """As the poller does for a device it loses: its tags bad_comm (last values kept), its status tag lost.
+        ``quality`` bad_config: an edge whose configuration is not ours (its values cannot be trusted)."""
         now = time.time_ns()
         data: list[I64] = []
         status: list[int] = []
@@ -153,7 +232,7 @@ class SparkplugHost:
                 status.append(ds.status_index)
         idx = np.unique(np.concatenate(data)) if data else np.zeros(0, dtype=np.int64)
         n = int(idx.size)
-        r = Readings(n + len(status), Quality.BAD_COMM)  # no value: the last known one stays shown
+        r = Readings(n + len(status), quality)  # no value: the last known one stays shown
         r.values[n:] = LOST
         r.qualities[n:] = int(Quality.GOOD)  # the status itself is known: lost
         r.stamp_unset(now)
@@ -197,8 +276,38 @@ class SparkplugHost:
             node.last_birth_ns = now
             node.aliases.clear()
             node.datatypes.clear()
-            self._node_metrics(node, payload)
-            log.info("%s: NBIRTH (bdSeq %s)", node.name, node.bd_seq)
+            metrics = codec.named(payload)
+            fp = metrics.get(codec.FINGERPRINT)
+            node.fingerprint = fp if isinstance(fp, str) else None
+            dropped = metrics.get(codec.DROPPED)
+            node.dropped_last = dropped if isinstance(dropped, int) and not isinstance(dropped, bool) else 0
+            node.dropped += node.dropped_last
+            node.drops_unannounced += node.dropped_last
+            self._node_metrics(node, metrics)
+            edge_epoch = metrics.get(codec.EPOCH)
+            node.edge_epoch = edge_epoch if isinstance(edge_epoch, int) and not isinstance(edge_epoch, bool) else None
+            if node.edge_epoch is not None and node.edge_epoch > self.epoch:
+                log.error("%s: the edge obeys host epoch %d, ours is %d: it will refuse our commands (another server "
+                          "with a higher epoch commanded it; if this server is the only one, its data folder is older "
+                          "than the edge's memory: docs/sparkplug.md)", node.name, node.edge_epoch, self.epoch)
+            if node.dropped_last:
+                log.error("%s: its store-and-forward dropped %d messages (the oldest) while away", node.name,
+                          node.dropped_last)
+            refused = bool(node.expected and node.fingerprint is not None and node.fingerprint != node.expected)
+            if refused and not node.config_refused:
+                log.error("%s: configuration fingerprint %s, ours %s: the edge runs another tags.yaml; its data are "
+                          "refused until it runs ours", node.name, node.fingerprint, node.expected)
+            elif node.config_refused and not refused:
+                log.info("%s: configuration fingerprint %s matches ours again", node.name, node.fingerprint)
+            node.config_refused = refused
+            if refused:
+                self._mark_lost(node.devices.values(), Quality.BAD_CONFIG)
+            log.info("%s: NBIRTH (bdSeq %s, configuration %s)", node.name, node.bd_seq, node.fingerprint)
+            # our epoch, so that the edge refuses a former active host's commands from now on (a standby says none)
+            if self.commands is None or self.commands():
+                announce = codec.encode_node([codec.node_metric(codec.EPOCH, self.epoch, now)], timestamp_ns=now,
+                                             seq=None)
+                await client.publish(node_topic(self.group, "NCMD", node.name), announce, qos=1)
             return
         if topic.kind in ("NCMD", "DCMD"):
             return
@@ -215,10 +324,13 @@ class SparkplugHost:
             return
         node.seq = got
         if topic.kind == "NDATA":
-            self._node_metrics(node, payload)
+            self._node_data(node, codec.named(payload))
             return
         ds = node.devices.get(topic.device or "")
         if ds is None:
+            return
+        if node.config_refused:  # another configuration: its aliases, names or scaling may not be ours
+            node.refused_messages += 1
             return
         if topic.kind == "DDEATH":
             self._mark_lost([ds])
@@ -228,10 +340,27 @@ class SparkplugHost:
         elif topic.kind == "DDATA":
             self._device_data(node, ds, payload, now)
 
-    def _node_metrics(self, node: NodeState, payload: Any) -> None:
-        for m in payload.metrics:
-            if m.name == "Store/Backlog":
-                node.backlog = int(m.long_value)
+    def _node_metrics(self, node: NodeState, got: dict[str, Any]) -> None:
+        for name in (codec.BACKLOG, codec.CAPACITY):
+            v = got.get(name)
+            if isinstance(v, int) and not isinstance(v, bool):
+                setattr(node, "backlog" if name == codec.BACKLOG else "capacity", v)
+
+    def _node_data(self, node: NodeState, got: dict[str, Any]) -> None:
+        self._node_metrics(node, got)
+        cid, outcome = got.get(codec.COMMAND_ID), got.get(codec.COMMAND_OUTCOME)
+        if not isinstance(cid, str) or not isinstance(outcome, str) or not outcome:
+            return
+        reason = str(got.get(codec.COMMAND_REASON) or "")
+        waiter = self.pending.pop(cid, None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result((outcome, reason))
+            return
+        if outcome == "rejected":  # a command that was not ours: a former active host (stale epoch), a rogue client
+            node.foreign_refusals += 1
+            node.last_refusal = reason
+            log.warning("%s: refused a command that was not ours (id %s): %s", node.name, cid or "(none)", reason)
 
     def _device_birth(self, node: NodeState, ds: DeviceState, payload: Any, now: int) -> None:
         got = codec.decode_metrics(payload, receive_ns=now)
@@ -292,13 +421,75 @@ class SparkplugHost:
         elif ds.status == LOST and indices.size:
             ds.status = OK  # data again after a death without a status metric (another edge implementation)
 
+    # ------------------------------------------------------------------ commands and reload
+    async def on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop the MQTT session runs on (a caller on another loop: the poll thread)."""
+        loop = self.loop
+        if loop is None or loop is asyncio.get_running_loop():
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    async def command(self, node: str, device: str, tag: TagDef, value: Value, *, tolerance: float | None = None,
+                      timeout_s: float = COMMAND_TIMEOUT_S) -> tuple[str, str]:
+        """Write ``value`` to ``tag`` of ``device`` behind edge ``node`` (a DCMD fenced by our epoch) and wait for
+        its outcome: (done | rejected | failed | not_confirmed, reason). CommError when it cannot be sent or is
+        not answered within ``timeout_s`` (the edge may have written: the caller reads back)."""
+        client, state = self.client, self.nodes.get(node)
+        if client is None or not self.connected:
+            raise CommError(f"{device}: broker {self.broker.url} not connected (edge {node})")
+        if state is None or not state.online:
+            raise CommError(f"{device}: edge {node} offline")
+        if state.config_refused:
+            raise CommError(f"{device}: edge {node} runs another configuration ({state.fingerprint}, ours "
+                            f"{state.expected}): no command is sent to it")
+        cid = uuid.uuid4().hex
+        text = value if isinstance(value, str) else None
+        number = math.nan if value is None or isinstance(value, str) else float(value)
+        raw = codec.command_request(tag.name, codec.DATATYPES[tag.dtype], number, text, epoch=self.epoch,
+                                    command_id=cid, tolerance=tolerance, timestamp_ns=time.time_ns())
+        waiter: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        self.pending[cid] = waiter
+        state.commands += 1
+        try:
+            await client.publish(device_topic(self.group, "DCMD", node, device), raw, qos=1)
+            return await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            state.command_failures += 1
+            raise CommError(f"{tag.name}: no answer from edge {node} within {timeout_s:g} s") from None
+        except aiomqtt.MqttError as exc:
+            state.command_failures += 1
+            raise CommError(f"{tag.name}: DCMD to edge {node} not sent: {exc}") from exc
+        finally:
+            self.pending.pop(cid, None)
+
+    async def reload(self, node: str) -> bool:
+        """Ask edge ``node`` to read its configuration again (we run ``fingerprints[node]`` now); False when it
+        cannot be sent (not connected: the edge's next birth shows its fingerprint, refused if not ours)."""
+        client, state = self.client, self.nodes.get(node)
+        if client is None or state is None:
+            return False
+        now = time.time_ns()
+        state.reloads_asked += 1
+        state.reload_asked_ns = now
+        log.info("%s: asking the edge to reload its configuration (ours is now %s)", node, state.expected)
+        try:
+            await client.publish(node_topic(self.group, "NCMD", node),
+                                 codec.encode_node([codec.node_metric(codec.RELOAD, True, now),
+                                                    codec.node_metric(codec.FINGERPRINT, state.expected, now)],
+                                                   timestamp_ns=now, seq=None), qos=1)
+        except aiomqtt.MqttError as exc:
+            log.warning("%s: reload request not sent: %s", node, exc)
+            return False
+        return True
+
     # ------------------------------------------------------------------ session
     async def _session(self) -> None:
         self.session_ms = time.time_ns() // 1_000_000
         will = aiomqtt.Will(state_topic(self.host_id), state_payload(False, self.session_ms), qos=1, retain=True)
         async with aiomqtt.Client(self.broker.host, self.broker.port, identifier=f"host-{self.host_id}",
                                   username=self.username, password=self.password, will=will,
-                                  keepalive=self.keepalive_s, clean_session=True, timeout=5) as client:
+                                  keepalive=self.keepalive_s, clean_session=True, timeout=5,
+                                  tls_context=self.tls) as client:
             self.client = client
             await client.subscribe(group_filter(self.group), qos=1)
             await client.publish(state_topic(self.host_id), state_payload(True, self.session_ms), qos=1, retain=True)
@@ -337,12 +528,16 @@ class SparkplugHost:
                 self.client = None
                 me = asyncio.current_task()
                 why = "host stopped" if me is not None and me.cancelling() else "broker connection lost"
+                for waiter in self.pending.values():  # no answer can come on this session: said now, not in 10 s
+                    if not waiter.done():
+                        waiter.set_result(("failed", f"{why} before the edge answered"))
                 for node in self.nodes.values():
                     if node.online or was:
                         self._node_lost(node, why)
             await asyncio.sleep(delay)
 
     def start(self) -> asyncio.Task[None]:
+        self.loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self.run(), name=f"sparkplug-host-{self.host_id}")
         return self._task
 
@@ -363,6 +558,45 @@ class SparkplugHost:
             if stuck:
                 log.error("sparkplug host %s: the MQTT session did not stop within 10 s", self.host_id)
             self._task = None
+
+
+class EdgeDeviceDriver:
+    """The fail-safe writer's driver (failsafe.writer.DriverLike) for a device polled by an edge.
+
+    ``write`` is a DCMD through :meth:`SparkplugHost.command`, run on the host's loop whichever loop calls it;
+    the edge's outcome becomes the driver contract's: done → the read-back (the value the edge re-read, applied
+    here before its answer), rejected → WriteNotAllowed (nothing written), not_confirmed → WriteNotConfirmed,
+    failed or no answer → CommError. ``read`` is this server's latest value of the point (the edge publishes by
+    exception, and re-reads the device right after a write): ``read`` is what the tag database holds.
+    """
+
+    def __init__(self, host: SparkplugHost, node: str, device: str, read: Callable[[str], Sample]) -> None:
+        self.host, self.node, self.device = host, node, device
+        self._read = read
+
+    @property
+    def connected(self) -> bool:
+        state = self.host.nodes.get(self.node)
+        return self.host.connected and state is not None and state.online
+
+    async def connect(self) -> None:
+        if not self.connected:
+            raise CommError(f"{self.device}: edge {self.node} is offline (broker {self.host.broker.url})")
+
+    async def read(self, points: Sequence[TagDef]) -> list[Sample]:
+        return [self._read(p.name) for p in points]
+
+    async def write(self, point: TagDef, value: Value, *, tolerance: float | None = None) -> Sample:
+        outcome, reason = await self.host.on_loop(self.host.command(self.node, self.device, point, value,
+                                                                    tolerance=tolerance))
+        sample = self._read(point.name)
+        if outcome == "done":
+            return sample
+        if outcome == "rejected":
+            raise WriteNotAllowed(f"{point.name}: refused by edge {self.node}: {reason}")
+        if outcome == "not_confirmed":
+            raise WriteNotConfirmed(f"{point.name}: {reason}", sample)
+        raise CommError(f"{point.name}: edge {self.node}: {outcome}: {reason}")
 
 
 def _device(name: str, tags: list[str], index: dict[str, int]) -> DeviceState:
@@ -395,4 +629,4 @@ def _unique_last(indices: I64, r: Readings) -> tuple[I64, Readings]:
     return indices[keep], _take(r, keep)
 
 
-__all__ = ["DeviceState", "NodeState", "SparkplugHost"]
+__all__ = ["DeviceState", "EdgeDeviceDriver", "NodeState", "SparkplugHost"]

@@ -3,17 +3,27 @@
     broker or primary host away ──► put(topic, DDATA without seq) ──► forward table (id order = publish order)
     back: NBIRTH + DBIRTHs (current values) ──► oldest(n) replayed with is_historical, seq numbered ──► drop(upto)
 
-``forward`` keeps at most ``max_rows`` messages: beyond, the oldest are dropped and counted (``dropped``; a
-full buffer is the edge's to report). ``meta`` keeps the last bdSeq, so that a restarted edge goes on from it
-(a host matches an NDEATH to the NBIRTH of the same bdSeq: a restart must not reuse the previous session's).
+``forward`` keeps at most ``max_rows`` messages: beyond, the oldest are dropped and counted, never silently:
+``dropped`` (this process), and in ``meta`` the drops no host has been told of yet (the next NBIRTH's
+``Store/Dropped``: the host raises its ``edge/store_full`` alarm naming the edge). The edge logs when the store
+becomes full. ``meta`` also keeps the last bdSeq, so that a restarted edge goes on from it (a host matches an
+NDEATH to the NBIRTH of the same bdSeq: a restart must not reuse the previous session's), and the highest host
+epoch the edge has obeyed (a former active host's commands stay refused across an edge restart).
+
+Stored payloads are DDATA whose metrics carry their tag's *name* (the edge adds it when it stores): aliases
+belong to one configuration, and a replay after a reload or a restart on another tags.yaml maps the names to
+the current aliases.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 from scada.sqlitestore import connect
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS forward (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL);
@@ -45,7 +55,44 @@ class ForwardStore:
                 self.db.execute("DELETE FROM forward WHERE id IN (SELECT id FROM forward ORDER BY id LIMIT ?)",
                                 (over,))
                 self._count -= over
+                if not self.dropped:
+                    log.error("%s: store-and-forward full (%d messages): dropping the oldest from now on (counted, "
+                              "reported to the host at the next birth)", self.path, self.max_rows)
                 self.dropped += over
+                self._add_meta("dropped_unreported", over)
+
+    @property
+    def full(self) -> bool:
+        return self._count >= self.max_rows
+
+    def _meta(self, key: str, default: int = 0) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else int(row[0])
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _add_meta(self, key: str, delta: int) -> None:
+        self._set_meta(key, self._meta(key) + delta)
+
+    def unreported_drops(self) -> int:
+        """Messages dropped (store full) that no host has been told of yet."""
+        with self._lock:
+            return self._meta("dropped_unreported")
+
+    def reported(self, n: int) -> None:
+        """``n`` drops were told (an NBIRTH carrying them was acknowledged)."""
+        with self._lock:
+            self._set_meta("dropped_unreported", max(0, self._meta("dropped_unreported") - n))
+
+    def epoch(self) -> int:
+        """The highest host epoch obeyed (-1: none yet)."""
+        with self._lock:
+            return self._meta("host_epoch", -1)
+
+    def set_epoch(self, epoch: int) -> None:
+        with self._lock:
+            self._set_meta("host_epoch", epoch)
 
     def oldest(self, n: int) -> list[tuple[int, str, bytes]]:
         with self._lock:

@@ -28,10 +28,18 @@ Rules, reported as ``file:line: partition 'x': what, got what`` with every other
 
 :func:`edge_devices` is what the server leaves to the edges (its poller skips them);
 :func:`junction_devices` is the one definition of "a junction's device".
+
+:func:`partition_fingerprint` is what an edge and the server compare (the edge's NBIRTH carries it): a hash
+of what the edge polls and publishes — the site, each device's protocol, timing and protocol options, each
+tag's name, address, type, encoding, scaling, units, deadband, access and scan period. Not the addresses
+where the field is reached (``host``, ``port``: an edge near the field may reach it by another route, the
+simulator's endpoints.json overrides them), nor what only the server uses (descriptions, history, alarms).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -44,15 +52,15 @@ from scada.config.yamlsource import did_you_mean
 if TYPE_CHECKING:
     from scada.config.model import CityConfig, DeviceDef, EquipmentDef
 
-MQTT_SCHEMES = ("mqtt",)
-DEFAULT_MQTT_PORT = 1883
+MQTT_SCHEMES = ("mqtt", "mqtts")  # mqtts: TLS (the broker's certificate verified against a CA, docs/sparkplug.md)
+DEFAULT_MQTT_PORT, DEFAULT_MQTTS_PORT = 1883, 8883
 JUNCTION_TEMPLATE = "junction"
 
 
 def _mqtt_url(v: str) -> str:
     parts = urlsplit(v)
     if parts.scheme not in MQTT_SCHEMES:
-        raise ValueError(f"must be an mqtt://host:port URL (schemes: {', '.join(MQTT_SCHEMES)})")
+        raise ValueError(f"must be an mqtt://host:port URL (schemes: {', '.join(MQTT_SCHEMES)}; mqtts: TLS)")
     if not parts.hostname:
         raise ValueError("must name the broker's host (mqtt://host:port)")
     try:
@@ -80,19 +88,21 @@ class PartitionSpec(Strict):
 
 @dataclass(frozen=True, slots=True)
 class Broker:
-    """Where an edge partition's data come from: ``mqtt://host:port``."""
+    """Where an edge partition's data come from: ``mqtt://host:port``, or ``mqtts://host:port`` over TLS."""
 
     host: str
     port: int
+    tls: bool = False
 
     @classmethod
     def parse(cls, url: str) -> Broker:
         parts = urlsplit(url)
-        return cls(parts.hostname or "", parts.port or DEFAULT_MQTT_PORT)
+        tls = parts.scheme == "mqtts"
+        return cls(parts.hostname or "", parts.port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT), tls)
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 @dataclass(slots=True)
@@ -130,6 +140,28 @@ def edge_devices(config: CityConfig) -> set[str]:
 
 def partition_of(config: CityConfig, device: str) -> PartitionDef | None:
     return next((p for p in config.partitions.values() if device in p.devices), None)
+
+
+#: connection keys that say where the field is reached, not what is polled (left out of the fingerprint)
+_ROUTE_KEYS = frozenset({"host", "port"})
+FINGERPRINT_CHARS = 16
+
+
+def partition_fingerprint(config: CityConfig, partition: str) -> str:
+    """The configuration fingerprint of ``partition`` (see the module docstring): the same tags.yaml gives the
+    same fingerprint on the edge and the server; a changed tag, address or scan period another one."""
+    part = config.partitions[partition]
+    by_name = config.tag_by_name()
+    items: list[object] = [config.site, part.name]
+    for n in part.devices:
+        d = config.devices[n]
+        items.append([n, d.protocol, {k: v for k, v in sorted(d.connection.items()) if k not in _ROUTE_KEYS},
+                      d.period_s, d.timeout_s, d.retries])
+        for t in (by_name[name] for name in d.tags):
+            items.append([t.name, t.address, t.dtype, t.encoding, t.word_order, t.byte_order, t.scale, t.offset,
+                          t.units, t.deadband, t.access, t.unit, t.period_s or d.period_s])
+    text = json.dumps(items, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_CHARS]
 
 
 # a problem: (line, who, what); the loader adds the file
@@ -232,5 +264,5 @@ def _describe(selectors: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in selectors.items())
 
 
-__all__ = ["Broker", "PartitionDef", "PartitionSpec", "edge_devices", "junction_devices", "partition_of",
-           "resolve_partitions"]
+__all__ = ["Broker", "PartitionDef", "PartitionSpec", "edge_devices", "junction_devices", "partition_fingerprint",
+           "partition_of", "resolve_partitions"]

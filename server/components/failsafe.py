@@ -3,7 +3,9 @@
     API ─► Failsafe (CommandService, CrisisService) ─► CommandGate ─► DriverWriter ─► poll loop ─► driver
                                                                       │ per-device lock, allow-list,
                                                                       │ runs on the drivers' loop (call=);
-                                                                      └ a junction: on the field-safety loop
+                                                                      ├ a junction: on the field-safety loop
+                                                                      └ an edge's device: a DCMD to its edge
+                                                                        (server.components.edge)
     FieldSafetyMonitor: built on the junctions' own database and run in the field-safety thread
       (server.components.safety; without it, poll left out: on the main tag database)
     FailsafeAlarm (monitor, gate) ─► hop to the main loop ─► system-alarm tags (scada.alarms.system) ─► alarm engine
@@ -71,10 +73,12 @@ class FailsafeComponent:
     name = "failsafe"
 
     def __init__(self, server: ScadaServer, poll: PollComponent | None,
-                 may_write: Callable[[], bool] | None = None) -> None:
+                 may_write: Callable[[], bool] | None = None,
+                 edge: Callable[[str], DriverLike | None] | None = None) -> None:
         self.server = server
         self.may_write = may_write  # the failover pair's fence (server.components.ha); None: a single server
         self.poll = poll  # the drivers to write through (None: every write fails, nothing to write with)
+        self.edge = edge  # a device polled by an edge: its driver sends DCMDs (server.components.edge)
         self.fs: Failsafe | None = None
         self.writer: DriverWriter | None = None
         self.audit: AuditLog | None = None
@@ -93,6 +97,9 @@ class FailsafeComponent:
 
     # ------------------------------------------------------------------ ports
     def _driver(self, device: str) -> DriverLike | None:
+        at_edge = self.edge(device) if self.edge is not None else None
+        if at_edge is not None:  # the same gate, writer, fence and allow-list; the write itself is a DCMD
+            return at_edge
         junction = self.poll.safety.driver(device) if self.poll is not None else None
         if junction is not None:  # a junction's driver lives on the field-safety loop: each call goes there
             return junction
