@@ -8,7 +8,9 @@
                   GET /health (token) every 250 ms: poll stats  → "every device read" (no device ``starting``)
 
 A device counts as read when its poll status has left ``starting`` (its first read answered, or it was
-declared lost after its grace): the figure is when the last of the city's devices got there. Server CPU
+declared lost after its grace): the figure is when the last of the city's devices got there. The phases line
+says where the time went: each subsystem's own /health ``since`` when it became ok (journal, alarms with the
+catalogue registered, historian, poll once its warm-up is over; exact, whatever the API's latency). Server CPU
 (user + system, /proc) and RSS are taken at that moment: the whole start-up's cost. The data folder is
 fresh, so the server does everything a first start does (accounts, journal catalogue of every alarm
 definition, historian files). Each side of a ``--baseline-rev`` run generates its tree's city (seed 42)
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -63,6 +65,9 @@ class StartTimes:
     cpu_s: float
     rss_mb: float
     reads: list[tuple[float, int]]  # (s, devices read) as /health said, for the curve
+    #: when each subsystem got to ``ok`` (its own /health ``since``, s from the spawn: exact whatever the
+    #: API's latency), and "poll started": the first ``starting`` the bench saw (an upper bound)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -72,7 +77,7 @@ def _free_port() -> int:
 
 
 async def time_start(tags: Path, endpoints: Path, data: Path, *, prefix: list[str] | None = None,
-                     timeout_s: float = 600.0, log: Path | None = None) -> StartTimes:
+                     timeout_s: float = 600.0, log: Path | None = None, log_level: str = "WARNING") -> StartTimes:
     """Spawn ``scada server`` on ``tags`` (fresh ``data``) and time it; ``prefix`` wraps the command (py-spy).
 
     The port is chosen here (free a moment before): a login is tried from the spawn on, before the server
@@ -82,9 +87,9 @@ async def time_start(tags: Path, endpoints: Path, data: Path, *, prefix: list[st
     cmd = [*(prefix or []), *scada_command(ROOT), "server", "--tags", str(tags), "--alarms",
            str(tags.parent / "alarms.yaml"), "--commands", str(tags.parent / "commands.yaml"), "--endpoints",
            str(endpoints), "--data-dir", str(data), "--port", str(port), "--historian", "embedded",
-           "--log-level", "WARNING"]
+           "--log-level", log_level]
     out = open(log or os.devnull, "wb")  # closed in finally
-    t0 = time.monotonic()
+    t0, wall0 = time.monotonic(), time.time()
     server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
                               cwd=ROOT)
     pid = server.pid
@@ -105,9 +110,16 @@ async def time_start(tags: Path, endpoints: Path, data: Path, *, prefix: list[st
             login_s = time.monotonic() - t0
             auth = {"Authorization": f"Bearer {token}"}
             reads: list[tuple[float, int]] = []
+            phases: dict[str, float] = {}
             while True:
                 h = (await api.get("/api/v1/health", headers=auth)).json()
                 now = time.monotonic() - t0
+                for name, sub in h["subsystems"].items():
+                    at = round(int(sub.get("since_ms", 0)) / 1000 - wall0, 2)
+                    if sub.get("status") == "ok":
+                        phases.setdefault(name, at)
+                    elif name == "poll" and sub.get("status") == "starting" and sub.get("detail"):  # (n/N read)
+                        phases.setdefault("poll started", at)
                 stats = (h["subsystems"].get("poll") or {}).get("stats") or {}
                 by_status: dict[str, int] = stats.get("by_status", {})
                 devices = int(stats.get("devices", 0))  # the devices polled (a protocol without a driver is not)
@@ -116,7 +128,7 @@ async def time_start(tags: Path, endpoints: Path, data: Path, *, prefix: list[st
                 if devices and read >= devices:
                     if prefix:  # under py-spy the server is its child: CPU and RSS are the python process's
                         pid = int(json.loads((data / "server.json").read_text())["pid"])
-                    return StartTimes(login_s, now, devices, proc_cpu_s(pid), proc_rss_mb(pid), reads)
+                    return StartTimes(login_s, now, devices, proc_cpu_s(pid), proc_rss_mb(pid), reads, phases)
                 if now > timeout_s:
                     raise TimeoutError(f"{read}/{devices} devices read after {now:.0f} s")
                 await asyncio.sleep(0.25)
@@ -176,6 +188,10 @@ async def _run(quick: bool, profile: Path | None = None) -> Section:
             f"| server RSS at that moment | {t.rss_mb:,.0f} MB | |",
             "",
             f"Devices read over time (/health every 250 ms, after the login): {curve}.",
+            "",
+            "Start-up phases (s from the spawn; a subsystem's own /health `since` when it became ok; poll ok: its "
+            "warm-up over): "
+            + ", ".join(f"{name} {at:.1f}" for name, at in sorted(t.phases.items(), key=lambda kv: kv[1])) + ".",
         ]
         metrics = {
             "API login accepted": Metric(t.login_s, "s", "lower"),

@@ -169,6 +169,30 @@ def plan_reads(points: Sequence[TagDef], *, default_unit: int = 1, max_gap: int 
     return Plan(requests, invalid)
 
 
+def layout_key(points: Sequence[TagDef], *, units: bool = True) -> tuple[Any, ...]:
+    """What a plan of ``points`` (and what drivers derive from it: decoders, engineering columns) depends
+    on, point by point: address, coding, unit, type, scaling and enum map. Two devices of one template
+    give equal keys (their tags differ only by name), so they can share one plan; building the key costs
+    a tuple per point against a regex parse, a spec and numpy columns per point for a plan. Without
+    ``units``: the key of the layout whatever unit its points are on (see :func:`retarget`)."""
+    if units:
+        return tuple((p.address, p.encoding, p.word_order, p.byte_order, p.unit, p.dtype, p.scale, p.offset,
+                      None if p.enum is None else tuple(p.enum.items())) for p in points)
+    return tuple((p.address, p.encoding, p.word_order, p.byte_order, p.dtype, p.scale, p.offset,
+                  None if p.enum is None else tuple(p.enum.items())) for p in points)
+
+
+def retarget(plan: Plan, unit: int) -> Plan:
+    """``plan`` (of points all on one unit) for the same layout on ``unit``: the same requests and specs
+    with the unit changed. The city's cabinets are ~200 units on their gateways but 3 layouts: a plan per
+    layout, retargeted per unit, instead of one per device. ``cache`` is shared: what drivers derive from
+    a plan there (decoders, engineering columns) does not depend on the unit."""
+    requests = [ReadRequest(unit, r.table, r.start, r.count,
+                            [PointSpec(s.index, unit, s.table, s.offset, s.width, s.encoding, s.word_order,
+                                       s.byte_order) for s in r.items]) for r in plan.requests]
+    return Plan(requests, plan.invalid, plan.cache)
+
+
 def split_request(request: ReadRequest) -> list[ReadRequest]:
     """One request per point (used when a merged read spans registers the device does not have)."""
     return [ReadRequest(request.unit, request.table, s.offset, s.width, [s]) for s in request.items]
@@ -294,9 +318,11 @@ __all__ = [
     "decode_registers",
     "decode_request",
     "encode_registers",
+    "layout_key",
     "parse_address",
     "plan_reads",
     "plan_specs",
     "point_spec",
+    "retarget",
     "split_request",
 ]

@@ -272,6 +272,22 @@ SYSTEM_ALARMS: tuple[SystemAlarm, ...] = (
     SystemAlarm("ha", "not_in_sync", "system", 2, "steady",
                 "Failover pair: standby not in sync: {value}",
                 "failover: the standby does not hold every operator action the active server answered", text=True),
+    # an old active rejoined as standby with journal rows the new active never got: they were moved aside (kept in
+    # a file, named with their count), the active's rows copied after the common point (server.ha.replication)
+    SystemAlarm("ha", "set_aside", "system", 2, "pulse",
+                "Failover pair: journal rows of the rejoining standby set aside: {value}",
+                "failover: an old active's own journal rows the new active never got were set aside at its rejoin",
+                text=True),
+    # edge pollers (server.components.edge, MQTT Sparkplug B): an edge on another tags.yaml than the server's (its
+    # data refused until it reloads ours), or an edge's store-and-forward full (the oldest data dropped, counted);
+    # present while any edge is in that state, the text names them
+    SystemAlarm("edge", "config_mismatch", "system", 2, "steady",
+                "Edge poller on another configuration, its data refused: {value}",
+                "edge: an edge's partition fingerprint (its tags.yaml) differs from the server's", text=True),
+    SystemAlarm("edge", "store_full", "system", 2, "steady",
+                "Edge store-and-forward full, oldest data dropped: {value}",
+                "edge: an edge's store-and-forward buffer is full, or dropped data while the server was away",
+                text=True),
     # login throttling (server.auth): a burst of failed logins, raised by the server, cleared after a quiet minute
     SystemAlarm("auth", "login_burst", "system", 3, "steady",
                 N_("Burst of failed logins (20 or more in 60 s for one account or one address): see the audit trail"),
@@ -283,7 +299,7 @@ SYSTEM_ALARMS: tuple[SystemAlarm, ...] = (
                      "(the reason is in the journal and the audit trail)"),
                   f"server: a validated configuration reload failed in {name} and was rolled back",
                   fill=(("component", name),))
-      for name in ("alarms", "historian", "poll", "failsafe", "stale", "health", "workorders", "hub")),
+      for name in ("alarms", "historian", "poll", "edge", "failsafe", "stale", "health", "workorders", "hub")),
 )
 BY_KEY: dict[tuple[str, str], SystemAlarm] = {(a.source, a.code): a for a in SYSTEM_ALARMS}
 BY_CODE: dict[str, SystemAlarm] = {a.code: a for a in SYSTEM_ALARMS}  # codes are unique across sources
@@ -503,22 +519,48 @@ class SystemAlarmSink:
         Returns False (and logs) when the condition has no tag: an unknown code, or equipment that
         is not in the city (nothing is lost: the source also logs and journals it).
         """
-        i = self.tag_index(source, code, equipment)
-        if i is None:
-            log.warning("system alarm %s/%s on %r has no tag in this city", source, code, equipment or "system")
-            return False
-        a = BY_KEY[(source, code)]
-        self.raised += 1
-        if a.text:
-            self.db.apply_samples([(i, Sample.good((detail or a.code) if active else ""))])
-            return True
-        if a.shape == "pulse":
-            if active:
-                self.db.apply_samples([(i, Sample.good(1))])
-                self.db.apply_samples([(i, Sample.good(0))])
-            return True
-        self.db.apply_samples([(i, Sample.good(1 if active else 0))])
-        return True
+        return self.raise_many(source, [(code, equipment, active, detail)]) == 1
+
+    def raise_many(self, source: str, changes: Iterable[tuple[str, str, bool, str]]) -> int:
+        """``raise_`` for several conditions of ``source`` at once, each ``(code, equipment, active, detail)``:
+        one tag-database batch, so one alarm-engine pass and one journal transaction for the lot (a city's
+        start-up or a lost bus raises hundreds; one by one, each was a durable journal commit). The pulses'
+        clearing values go in a second batch. A condition named twice splits the batch there, so the result
+        is that of the calls one by one. Returns how many had a tag (the others are logged, as by ``raise_``).
+        """
+        sets: list[tuple[int, Sample]] = []
+        clears: list[tuple[int, Sample]] = []  # the pulses' 0, after their 1
+        in_batch: set[int] = set()
+        done = 0
+        for code, equipment, active, detail in changes:
+            i = self.tag_index(source, code, equipment)
+            if i is None:
+                log.warning("system alarm %s/%s on %r has no tag in this city", source, code, equipment or "system")
+                continue
+            a = BY_KEY[(source, code)]
+            self.raised += 1
+            done += 1
+            if a.shape == "pulse" and not a.text and not active:
+                continue  # a pulse has no "clear"
+            if i in in_batch:
+                self._apply_batches(sets, clears)
+                in_batch.clear()
+            in_batch.add(i)
+            if a.text:
+                sets.append((i, Sample.good((detail or a.code) if active else "")))
+            elif a.shape == "pulse":
+                sets.append((i, Sample.good(1)))
+                clears.append((i, Sample.good(0)))
+            else:
+                sets.append((i, Sample.good(1 if active else 0)))
+        self._apply_batches(sets, clears)
+        return done
+
+    def _apply_batches(self, sets: list[tuple[int, Sample]], clears: list[tuple[int, Sample]]) -> None:
+        for batch in (sets, clears):
+            if batch:
+                self.db.apply_samples(list(batch))
+                batch.clear()
 
 
 def codes_of(keys: Iterable[str]) -> list[tuple[str, str]]:

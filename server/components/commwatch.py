@@ -30,6 +30,7 @@ silent on a shared device must stay silent for one scan period of that device be
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -150,7 +151,10 @@ class CommWatch:
         rank = {(VIA_DEVICE, True): 0, (DEVICE_LOST, True): 1, (COMM_LOST, True): 2, (COMM_LOST, False): 3,
                 (DEVICE_LOST, False): 4, (VIA_DEVICE, False): 5}
         changed.sort(key=lambda kv: rank[(kv[0][0], kv[1])])
-        for (code, key), value in changed:
-            sink.raise_(SOURCE, code, key, value)
-            self.sent[(code, key)] = value
+        # one sink batch per rank (one alarm-engine pass and one journal transaction each): a start-up or a
+        # lost bus changes hundreds at once, and the order above holds between the batches
+        for _rank, group in itertools.groupby(changed, key=lambda kv: rank[(kv[0][0], kv[1])]):
+            batch = list(group)
+            sink.raise_many(SOURCE, [(code, key, value, "") for (code, key), value in batch])
+            self.sent.update(batch)
         return len(changed)

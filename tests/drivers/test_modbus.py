@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from drivers.base import DriverContext
 from drivers.modbus import ModbusTcpDriver
-from drivers.modbus_plan import decode_registers
+from drivers.modbus_plan import decode_registers, layout_key, plan_reads
 from scada.config import CityConfig
 from scada.config.model import TagDef
 from scada.errors import CommError, DeviceError, WriteNotAllowed
@@ -81,6 +82,34 @@ async def test_read_types_scaling_and_planned_requests(gateway: Gateway) -> None
     assert got["lamp_01/power"].value == pytest.approx(lamp[2] * 0.1)  # scale 0.1 W
     assert got["lamp_01/energy"].value == pytest.approx(lamp[3] * 0.1)
     await drv.aclose()
+
+
+async def test_cabinets_of_one_layout_share_one_plan_on_their_own_units(gateway: Gateway) -> None:
+    """Every demo cabinet through one DriverContext (as the poller's): one plan per layout, retargeted to
+    each cabinet's unit (the same requests as a plan of its own), and each cabinet reads its own values."""
+    _gw, models, cfg = gateway
+    context = DriverContext()
+    cabinets = sorted(e.id for e in cfg.equipment.values() if e.template == "lighting_cabinet")
+    assert len(cabinets) >= 6
+    plans = {}
+    for name in cabinets:
+        drv = ModbusTcpDriver(cfg.devices[name], context)
+        await drv.connect()
+        points = device_points(cfg, name)
+        samples = await drv.read(points)
+        await drv.aclose()
+        assert all(s.quality is Quality.GOOD for s in samples), name
+        assert by_tag(points, samples)["luminaire_count"].value == models[name].luminaire_count
+        plan = plans[name] = drv.plan(points)
+        alone = plan_reads(points, default_unit=drv.default_unit)
+        assert plan.requests == alone.requests and plan.invalid == alone.invalid
+        assert {r.unit for r in plan.requests} == {int(cfg.equipment[name].params["unit"])}
+    layouts = {name: layout_key(device_points(cfg, name), units=False) for name in cabinets}
+    assert len(set(layouts.values())) < len(cabinets)  # the demo's cabinets repeat layouts: sharing is tested
+    assert len({id(p.cache) for p in plans.values()}) == len(set(layouts.values()))  # one derived set per layout
+    for a in cabinets:
+        for b in cabinets:
+            assert (plans[a].cache is plans[b].cache) == (layouts[a] == layouts[b])
 
 
 async def test_write_read_back_and_device_refusals(gateway: Gateway) -> None:

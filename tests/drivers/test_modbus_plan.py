@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,7 +14,9 @@ from drivers.modbus_plan import (
     decode_registers,
     decode_request,
     encode_registers,
+    layout_key,
     plan_reads,
+    retarget,
     split_request,
 )
 from scada.config.model import TagDef
@@ -264,3 +267,20 @@ def test_column_decoding_matches_the_per_point_path() -> None:
                 assert s.value is None
             else:
                 assert type(s.value) is type(value) and (s.value == value or value != value), (points[index], value, s)
+
+
+def test_layout_key_is_what_a_plan_depends_on_and_retarget_moves_a_plan_to_another_unit() -> None:
+    base = [tag("hr:0"), tag("ir:2", "float", "float32"), tag("ir:4", "enum", enum={0: "off", 1: "on"}),
+            tag("ir:300", "float", scale=0.1)]
+    renamed = [dataclasses.replace(t, name=f"other/{t.tag}", equipment="F") for t in base]
+    assert layout_key(renamed) == layout_key(base)  # names and equipment do not plan
+    on_7 = [dataclasses.replace(t, unit=7) for t in base]
+    assert layout_key(on_7) != layout_key(base) and layout_key(on_7, units=False) == layout_key(base, units=False)
+    for change in ({"address": "hr:1"}, {"encoding": "uint16"}, {"scale": 2.0}, {"offset": 1.0}, {"dtype": "int"},
+                   {"enum": {0: "off", 1: "on", 2: "dim"}}, {"word_order": "little"}, {"byte_order": "little"}):
+        other = [*base[:2], dataclasses.replace(base[2], **change), *base[3:]]  # type: ignore[arg-type]
+        assert layout_key(other, units=False) != layout_key(base, units=False), change
+    plan = plan_reads(base, max_gap=4)
+    moved = retarget(plan, 7)
+    assert moved.requests == plan_reads(on_7, max_gap=4).requests and moved.invalid == plan.invalid
+    assert {r.unit for r in plan.requests} == {1} and moved.cache is plan.cache  # the original is left alone
