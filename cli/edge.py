@@ -24,8 +24,15 @@ import contextlib
 import json
 import logging
 import os
+import pwd
+import secrets
+import shutil
 import signal
+import socket
+import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,3 +124,100 @@ async def _run(edge: EdgeNode, duration: float | None) -> int:
         await edge.aclose()
     print(f"scada edge: stopped ({json.dumps(edge.status())})", flush=True)
     return 0
+
+
+# ---------------------------------------------------------------------- scada run --distributed (the demo)
+DEMO_PARTITIONS = ("\npartitions:  # scada run --distributed: the lighting cabinets polled by an edge, the rest here\n"
+                   "  - name: lighting\n    templates: [lighting_cabinet]\n    source: {url}\n"
+                   "  - name: central\n    rest: true\n")
+
+
+@dataclass
+class Distributed:
+    """The demo's broker (Mosquitto: a password per edge and for the server, the ACL) and its edges, children of
+    ``scada run --distributed``; ``tags`` is the city's copy with its partitions (what the server and edges read)."""
+
+    folder: Path
+    tags: Path
+    url: str
+    broker: subprocess.Popen[bytes]
+    host_id: str
+    passwords: dict[str, str]  # broker user → password (random at each start, never written in clear)
+    edges: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def server_env(self) -> dict[str, str]:
+        """The server's broker credential (server.components.edge.broker_credential reads it)."""
+        return {"SCADA_MQTT_USER": self.host_id, "SCADA_MQTT_PASSWORD": self.passwords[self.host_id]}
+
+    def start_edges(self, endpoints: Path, data_root: Path) -> None:
+        """One ``scada edge`` per edge partition, against the simulator's endpoints, logs in ``folder``."""
+        from drivers.sparkplug.broker import edge_user
+
+        config = load_city(self.tags)
+        for part in (p for p in config.partitions.values() if p.is_edge):
+            user = edge_user(part.name)
+            cmd = [sys.executable, "-m", "cli", "edge", "--config", str(self.tags), "--partition", part.name,
+                   "--endpoints", str(endpoints), "--username", user, "--data-dir", str(data_root)]
+            with open(self.folder / f"edge-{part.name}.log", "wb") as out:
+                # our own interpreter and module with a fixed argument list; the password in the child's environment
+                self.edges.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
+                                                   start_new_session=True,
+                                                   env={**os.environ, "SCADA_MQTT_PASSWORD": self.passwords[user]}))
+
+    def stop(self) -> None:
+        for proc in [*reversed(self.edges), self.broker]:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT if proc is not self.broker else signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def start_distributed(tags: Path, folder: Path) -> Distributed:
+    """Copy the city's folder (its tags.yaml names files next to it) into ``folder``, add the demo's partitions
+    if it has none, write a password per edge and for the server and the ACL (drivers.sparkplug.broker), and
+    start Debian's Mosquitto on a free loopback port. RuntimeError if it cannot (no mosquitto...)."""
+    from drivers.sparkplug.broker import acl, edge_user, listener_config, set_password
+    from drivers.sparkplug.topics import default_host_id
+
+    program = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if program is None:
+        raise RuntimeError("--distributed needs Mosquitto (Debian package mosquitto)")
+    city = folder / "city"
+    if city.exists():
+        shutil.rmtree(city)
+    shutil.copytree(tags.parent, city, ignore=shutil.ignore_patterns("*.sqlite*", "__pycache__"))
+    copy = city / tags.name
+    with socket.socket() as s:  # a free port now (Mosquitto cannot report one it chose)
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    url = f"mqtt://127.0.0.1:{port}"
+    config = load_city(tags)
+    if not config.partitions:
+        copy.write_text(copy.read_text() + DEMO_PARTITIONS.format(url=url))
+        config = load_city(copy)
+    host_id = default_host_id(config.site)
+    edges = [p.name for p in config.partitions.values() if p.is_edge]
+    passwords = {u: secrets.token_urlsafe(18) for u in [host_id, *(edge_user(p) for p in edges)]}
+    pw_file, acl_file = folder / "mosquitto.passwd", folder / "mosquitto.acl"
+    pw_file.unlink(missing_ok=True)
+    for user, password in passwords.items():
+        set_password(pw_file, user, password)
+    acl_file.write_text(acl(config.site, edges, host_id))
+    conf = folder / "mosquitto.conf"
+    # started as root, Mosquitto would drop to user mosquitto, which cannot read our 0700 data folder
+    conf.write_text(listener_config(port, pw_file, acl_file) + f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+                    f"log_dest file {folder / 'mosquitto.log'}\n")
+    broker = subprocess.Popen([program, "-c", str(conf)], stdout=subprocess.DEVNULL,  # noqa: S603
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return Distributed(folder, copy, url, broker, host_id, passwords)
+        if broker.poll() is not None:
+            break
+        time.sleep(0.1)
+    broker.kill()
+    raise RuntimeError(f"mosquitto did not listen on {port} (see {folder / 'mosquitto.log'})")

@@ -7,6 +7,7 @@
     scada run --scale dijon      # the full-scale métropole (34,000 luminaires...), generated once
     scada run --speed 10         # simulation clock 10× faster
     scada run --ha               # as a failover pair: 3 etcd members + main room + failover room (docs/ha.md)
+    scada run --distributed      # + Mosquitto and one `scada edge` per edge partition (docs/sparkplug.md)
 
     ┌ scada run ────────────────────────────────────────────────────────────────────────────────┐
     │  locks <data>/<city>/.lock and <data>/<city>/sim/.lock (a second instance exits 2)        │
@@ -36,6 +37,13 @@ With ``--ha`` (docs/ha.md): three etcd members on loopback (clients 127.0.0.1:23
 (``--port`` + 1, data in ``<data>/failover``, the same audit key and demo passwords); the console is given
 both servers. Kill either server (``kill -9``) to see the other take over.
 
+With ``--distributed`` (docs/sparkplug.md): the city's folder is copied to ``<data>/distributed/city`` with the
+demo's partitions added when it has none (the lighting cabinets at an edge, the rest polled here), Debian's
+Mosquitto listens on a free loopback port with a random password per edge and for the server and the ACL
+(``drivers.sparkplug.broker``), and one child ``scada edge`` per edge partition polls its devices of the
+simulator; this server is their Sparkplug host (its credential in its environment). Plain MQTT on loopback:
+TLS (``mqtts://``, a CA) is not set up by the demo.
+
 Lazy imports here: the server stack (FastAPI, uvicorn, the drivers' protocol libraries), the user store
 and the city generator load when the demo starts, so ``scada run --help`` stays instant.
 """
@@ -58,6 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cli.edge import Distributed, start_distributed
 from cli.options import add_data_dir, chosen_lang, lock
 from scada.datadir import DataDirError, DataDirLock, resolve_root
 from scada.errors import ConfigError
@@ -81,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="tags.yaml of the demo city (default: shipped)")
     parser.add_argument("--log-json", action="store_true", help="structured server logs")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--distributed", action="store_true",
+                        help="edge pollers: Mosquitto (a password per edge, the ACL) and one `scada edge` per edge "
+                             "partition (the demo's: the lighting cabinets) feeding this server over Sparkplug B")
     parser.add_argument("--ha", action="store_true",
                         help="as a failover pair: 3 etcd members + a standby server on --port + 1 (docs/ha.md)")
 
@@ -385,6 +397,20 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
     except (ConfigError, FileNotFoundError) as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 1
+    dist: Distributed | None = None
+    if args.distributed:  # the city's copy with its partitions, Mosquitto, the server's credential (edges: below)
+        try:
+            dist = start_distributed(tags, data / "distributed")
+            chosen["tags"] = dist.tags
+            os.environ.update(dist.server_env())  # read by the server's edge component (and a --ha standby child)
+            settings = load_settings(None, chosen)
+        except (RuntimeError, OSError, ConfigError, subprocess.CalledProcessError) as exc:
+            if dist is not None:
+                dist.stop()
+            print(f"scada run: --distributed: {exc}", file=sys.stderr)
+            return 1
+        print(f"broker      {dist.url} (Mosquitto, a password per edge, ACL; log {dist.folder / 'mosquitto.log'})",
+              flush=True)
     pair: Pair | None = None
     if args.ha:
         if args.port == 0:
@@ -417,6 +443,9 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
         print(f"starting the simulator ({args.scale} city, ×{args.speed:g}) into {data} ...", flush=True)
         sim = start_simulator(args, tags, alarms, state, sim_lock)
         sim_state = wait_endpoints(sim, state, 600 if args.scale == "dijon" else 120)
+        if dist is not None:
+            dist.start_edges(state / "endpoints.json", data)
+            print(f"edges       {len(dist.edges)} `scada edge` (logs in {dist.folder})", flush=True)
         accounts = demo_accounts(data)
 
         def ready(server: Any, url: str) -> None:
@@ -455,5 +484,7 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
         stop_child(hmi, "HMI", signal.SIGTERM)
         if pair is not None:
             pair.stop()
+        if dist is not None:
+            dist.stop()
         stop_child(sim, "simulator")
         print("stopped.", flush=True)

@@ -53,7 +53,7 @@ def components(server: ScadaServer) -> list[Component]:
     """Every component, wired, in start order."""
     poll = PollComponent(server)
     ha = HaComponent(server, server.settings.ha, poll) if server.settings.ha is not None else None  # a pair only
-    edge = EdgeComponent(server, commands=ha.feeds if ha is not None else None)  # a standby announces no epoch
+    edge = EdgeComponent(server, pair=ha)  # a pair: only the active is the Sparkplug host, its epoch its term
     failsafe = FailsafeComponent(server, poll=poll, may_write=ha.may_write if ha is not None else None,
                                  edge=edge.driver)
     historian = HistorianComponent(server)

@@ -19,6 +19,8 @@ One MQTT session (aiomqtt over paho-mqtt)::
          name, alias, datatype, engUnit, value, Quality, timestamp), DDEATH right after for a lost device
       ─► replay of the store, oldest first (is_historical), then the live queue
       NCMD Node Control/Rebirth, or the host's STATE going online again ─► NBIRTH + DBIRTHs again
+      a STATE older than the last one seen (its timestamp) is ignored: a failover pair's former active host
+         saying offline after the new active said online (Sparkplug 3.0)
       NCMD Node Control/Reload Configuration ─► tags.yaml read again (``loader``); a new partition fingerprint:
          the poller and the tag database rebuilt, NBIRTH + DBIRTHs (the store replays by tag name)
       NCMD Host/Epoch ─► the highest epoch obeyed rises (kept in the store file)
@@ -303,6 +305,12 @@ class EdgeNode:
                 if state is None:
                     continue
                 online, session = state
+                if session < self.host_session:
+                    # Sparkplug 3.0: an older STATE is ignored (a pair's former active host saying offline, or its
+                    # late will, after the new active said online with a newer timestamp)
+                    log.info("%s: ignored an older STATE of %s (%s, %d < %d)", self.node, self.host_id,
+                             "online" if online else "offline", session, self.host_session)
+                    continue
                 if online:
                     if session != self.host_session and self.host_online.is_set():
                         self.rebirth = True  # a new host session: it knows nothing of ours
@@ -501,6 +509,7 @@ class EdgeNode:
                 await client.subscribe(device_topic(self.group, "DCMD", self.node, "+"), qos=1)
                 if self.host_id is not None:
                     self.host_online.clear()
+                    self.host_session = 0  # STATE timestamps compared within one session (the retained one first)
                     await client.subscribe(state_topic(self.host_id), qos=1)
                 else:
                     self.host_online.set()

@@ -20,6 +20,12 @@
     reload(node) ──► NCMD Node Control/Reload Configuration + the fingerprint we run
     own STATE: spBv1.0/STATE/<host_id> {"online": true, "timestamp"} retained QoS 1 on connect; the will
                says offline with the same timestamp. Broker lost: every node's devices lost (the room is blind).
+    a pair     both servers are host ``host_id`` (one STATE topic); ``active`` says which one is now. The other
+               does not connect at all (no will, no STATE, no NCMD); at takeover it connects and says online
+               with a newer timestamp (the edges are born again to it, it announces its higher epoch); an
+               active that steps down says offline with its own, older timestamp (ignored by an edge that has
+               seen the newer one) and disconnects cleanly (its will is dropped). A STATE on our topic older
+               than our session (the former active's late will, retained) is answered by our online STATE again.
 
 I/O only through ``apply(indices, readings)`` (the tag database's own path, given by the caller) and the
 MQTT client: the host holds no tag values. Device statuses use scada.poll's codes (``status`` of
@@ -44,7 +50,15 @@ import numpy as np
 
 from drivers.sparkplug import codec
 from drivers.sparkplug.broker import tls_context
-from drivers.sparkplug.topics import Topic, device_topic, group_filter, node_topic, state_payload, state_topic
+from drivers.sparkplug.topics import (
+    Topic,
+    device_topic,
+    group_filter,
+    node_topic,
+    parse_state,
+    state_payload,
+    state_topic,
+)
 from scada.config.model import TagDef
 from scada.config.partitions import Broker
 from scada.errors import CommError, WriteNotAllowed, WriteNotConfirmed
@@ -144,17 +158,18 @@ class SparkplugHost:
     ``fingerprints``: node → the configuration fingerprint we run for it (absent: not checked). ``epoch``: our
     fencing token (the failover pair's, else the server's start count): the edges obey no command of a lower one.
     ``username``/``password``: our broker credential (broker.py: user ``<host id>``); ``ca_file``: the CA of an
-    ``mqtts://`` broker's certificate. ``commands``: whether this server commands the field now (None: always);
-    while it does not (a failover pair's standby) it announces no epoch to the edges.
+    ``mqtts://`` broker's certificate. ``active``: whether this server is the primary host now (None: always);
+    while it is not (a failover pair's standby) it stays off the broker (see the module docstring).
     """
 
     def __init__(self, broker: Broker, host_id: str, group: str, nodes: dict[str, dict[str, list[str]]],
                  index: dict[str, int], apply: Apply, source_of: Callable[[I64], I64] | None = None, *,
                  keepalive_s: int = 5, username: str | None = None, password: str | None = None,
                  fingerprints: dict[str, str] | None = None, epoch: int = 0, ca_file: Path | None = None,
-                 commands: Callable[[], bool] | None = None) -> None:
+                 active: Callable[[], bool] | None = None) -> None:
         self.epoch = epoch
-        self.commands = commands  # False: this server does not command the field now (a pair's standby)
+        self.active = active  # False: this server is not the primary host now (a pair's standby): off the broker
+        self.stepping_down = False  # our own offline STATE is on its way: not to be answered
         self.tls = tls_context(broker, ca_file)  # mqtts://: the broker verified against ca_file
         self.fingerprints: dict[str, str] = dict(fingerprints or {})
         self.pending: dict[str, asyncio.Future[tuple[str, str]]] = {}  # Command/Id → (outcome, reason)
@@ -303,11 +318,8 @@ class SparkplugHost:
             if refused:
                 self._mark_lost(node.devices.values(), Quality.BAD_CONFIG)
             log.info("%s: NBIRTH (bdSeq %s, configuration %s)", node.name, node.bd_seq, node.fingerprint)
-            # our epoch, so that the edge refuses a former active host's commands from now on (a standby says none)
-            if self.commands is None or self.commands():
-                announce = codec.encode_node([codec.node_metric(codec.EPOCH, self.epoch, now)], timestamp_ns=now,
-                                             seq=None)
-                await client.publish(node_topic(self.group, "NCMD", node.name), announce, qos=1)
+            # our epoch, so that the edge refuses a former active host's commands from now on
+            await self._announce(client, node.name, now)
             return
         if topic.kind in ("NCMD", "DCMD"):
             return
@@ -421,6 +433,34 @@ class SparkplugHost:
         elif ds.status == LOST and indices.size:
             ds.status = OK  # data again after a death without a status metric (another edge implementation)
 
+    async def _announce(self, client: aiomqtt.Client, node: str, now: int) -> None:
+        announce = codec.encode_node([codec.node_metric(codec.EPOCH, self.epoch, now)], timestamp_ns=now, seq=None)
+        await client.publish(node_topic(self.group, "NCMD", node), announce, qos=1)
+
+    async def set_epoch(self, epoch: int) -> None:
+        """A new fencing token during a session (a forced active that gets the lease): announced to every online
+        edge at once (at a birth otherwise)."""
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        client = self.client
+        if client is None or not self.connected:
+            return
+        now = time.time_ns()
+        for node in self.nodes.values():
+            if node.online:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await self._announce(client, node.name, now)
+
+    def _state(self, raw: bytes) -> bool:
+        """A message on our own STATE topic: True when it is not our current online STATE and is older than our
+        session (the former active's will, retained after our online): ours is to be said again."""
+        got = parse_state(raw)
+        if got is None or self.stepping_down:
+            return False
+        online, ts = got
+        return ts < self.session_ms or (ts == self.session_ms and not online)
+
     # ------------------------------------------------------------------ commands and reload
     async def on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop the MQTT session runs on (a caller on another loop: the poll thread)."""
@@ -483,34 +523,73 @@ class SparkplugHost:
         return True
 
     # ------------------------------------------------------------------ session
+    def _is_active(self) -> bool:
+        return self.active is None or self.active()
+
     async def _session(self) -> None:
-        self.session_ms = time.time_ns() // 1_000_000
+        # a session's timestamp only grows, also across the two servers of a pair (wall clocks in step): the edges
+        # take the newest STATE as the primary host's
+        self.session_ms = max(time.time_ns() // 1_000_000, self.session_ms + 1)
+        self.stepping_down = False
         will = aiomqtt.Will(state_topic(self.host_id), state_payload(False, self.session_ms), qos=1, retain=True)
-        async with aiomqtt.Client(self.broker.host, self.broker.port, identifier=f"host-{self.host_id}",
+        # a client id of our own: the two servers of a pair are the same host, and one id would cut the other off
+        async with aiomqtt.Client(self.broker.host, self.broker.port,
+                                  identifier=f"host-{self.host_id}-{uuid.uuid4().hex[:8]}",
                                   username=self.username, password=self.password, will=will,
                                   keepalive=self.keepalive_s, clean_session=True, timeout=5,
                                   tls_context=self.tls) as client:
             self.client = client
             await client.subscribe(group_filter(self.group), qos=1)
+            await client.subscribe(state_topic(self.host_id), qos=1)
             await client.publish(state_topic(self.host_id), state_payload(True, self.session_ms), qos=1, retain=True)
             self.connected = True
-            log.info("sparkplug host %s: online on %s (group %s, %d edge nodes)", self.host_id, self.broker.url,
-                     self.group, len(self.nodes))
-            async for message in client.messages:
-                topic = Topic.parse(str(message.topic))
-                if topic is None or topic.kind == "STATE":
-                    continue
-                raw = message.payload if isinstance(message.payload, bytes) else b""
-                try:
-                    await self._handle(client, topic, raw)
-                except aiomqtt.MqttError:
-                    raise
-                except Exception:  # one malformed message must not stop the consumption of the others (logged)
-                    log.exception("%s: cannot handle %s", topic.node, message.topic)
+            log.info("sparkplug host %s: online on %s (group %s, %d edge nodes, epoch %d)", self.host_id,
+                     self.broker.url, self.group, len(self.nodes), self.epoch)
+            consumer = asyncio.create_task(self._consume(client), name=f"sparkplug-host-{self.host_id}-consume")
+            try:
+                while not consumer.done():
+                    if not self._is_active():  # a pair's active that stepped down: offline, then a clean leave
+                        await self._step_down(client)
+                        return
+                    await asyncio.wait({consumer}, timeout=0.2)
+                consumer.result()  # the connection's end (an MqttError)
+            finally:
+                consumer.cancel()
+                await asyncio.wait({consumer})
+
+    async def _step_down(self, client: aiomqtt.Client) -> None:
+        self.stepping_down = True
+        log.warning("sparkplug host %s: no longer the active server: STATE offline (session %d), leaving the broker",
+                    self.host_id, self.session_ms)
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await asyncio.wait_for(client.publish(state_topic(self.host_id), state_payload(False, self.session_ms),
+                                                  qos=1, retain=True), timeout=2)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic = Topic.parse(str(message.topic))
+            if topic is None:
+                continue
+            raw = message.payload if isinstance(message.payload, bytes) else b""
+            if topic.kind == "STATE":
+                if topic.node == self.host_id and self._state(raw):
+                    log.warning("sparkplug host %s: an older STATE on our topic (a former active's will): saying "
+                                "online again (session %d)", self.host_id, self.session_ms)
+                    await client.publish(state_topic(self.host_id), state_payload(True, self.session_ms), qos=1,
+                                         retain=True)
+                continue
+            try:
+                await self._handle(client, topic, raw)
+            except aiomqtt.MqttError:
+                raise
+            except Exception:  # one malformed message must not stop the consumption of the others (logged)
+                log.exception("%s: cannot handle %s", topic.node, message.topic)
 
     async def run(self) -> None:
         delay = 0.5
         while True:
+            while not self._is_active():  # noqa: ASYNC110 - a pair's standby, off the broker until it takes over (the role is another thread's: no event to wait on)
+                await asyncio.sleep(0.1)
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
@@ -527,13 +606,16 @@ class SparkplugHost:
                 self.connected = False
                 self.client = None
                 me = asyncio.current_task()
-                why = "host stopped" if me is not None and me.cancelling() else "broker connection lost"
+                why = ("host stopped" if me is not None and me.cancelling()
+                       else "no longer the active server" if self.stepping_down else "broker connection lost")
                 for waiter in self.pending.values():  # no answer can come on this session: said now, not in 10 s
                     if not waiter.done():
                         waiter.set_result(("failed", f"{why} before the edge answered"))
                 for node in self.nodes.values():
                     if node.online or was:
                         self._node_lost(node, why)
+            if self.stepping_down:
+                self.stepping_down, delay = False, 0.0  # left on purpose: back as soon as we are active again
             await asyncio.sleep(delay)
 
     def start(self) -> asyncio.Task[None]:
@@ -547,6 +629,7 @@ class SparkplugHost:
         store everything after it). A crash has no such drain: what is in flight when the broker publishes the
         will is lost (milliseconds of data, docs/sparkplug.md)."""
         client = self.client
+        self.stepping_down = True  # our own offline STATE: not to be answered by saying online again
         if client is not None and self.connected:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await asyncio.wait_for(client.publish(state_topic(self.host_id), state_payload(False, self.session_ms),

@@ -14,6 +14,14 @@
               edge device) ─► DCMD (Host/Epoch = this server's epoch) ─► the edge's driver ─► NDATA outcome
     epoch     the server's start count (``<data>/edge/host_epoch``, +1 at each start): an edge obeys no command
               of a lower epoch once it has seen ours (a server restarted elsewhere on an old copy of the folder)
+    a pair    (``pair``: the HA component) both servers are the same Sparkplug host; only the active is on the
+              broker (STATE online; the standby stays off it, silent). The epoch is 2**32 + the create revision of
+              the election key this server holds (etcd's revisions only grow: a later active's is always above,
+              and every pair epoch is above a single server's start count). Taken over: the key's revision is
+              read (its lease ours), then the host connects, says online (newer timestamp), the edges are born
+              again to it and hear its epoch. Stepped down: STATE offline (older: ignored by the edges that saw
+              the new active), off the broker. Forced active (no etcd): the last term seen (the former active's
+              while we were standby), which the edges still obey.
     alarms    system/edge/config_mismatch  an edge's partition fingerprint differs from ours (its data refused)
               system/edge/store_full       an edge's store-and-forward full, or dropped data while we were away
     reload    a partition whose fingerprint changed ─► NCMD Node Control/Reload Configuration to its edge
@@ -33,7 +41,6 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +53,12 @@ from scada.poll import device_stat_tags
 from scada.tagdb import I64, Readings, TagDatabase
 from server.components.base import SubsystemStatus
 from server.components.commwatch import CommWatch
+from server.ha.election import Role
+from server.ha.etcd import EtcdClient, EtcdUnavailable
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
+    from server.components.ha import HaComponent
 
 log = logging.getLogger(__name__)
 
@@ -91,24 +101,25 @@ def _fingerprints(config: CityConfig) -> dict[str, str]:
 EPOCH_FILE = "host_epoch"
 RELOAD_GRACE_S = 15.0  # after our reload, an edge has this long to come back with our configuration (no alarm)
 RELOAD_RETRY_S = 60.0  # an edge on another configuration is asked to reload it again this often
+PAIR_EPOCH_BASE = 1 << 32  # a pair's epochs: above any single server's start count (a site moving to a pair)
 
 
 class EdgeComponent:
     name = "edge"
 
-    def __init__(self, server: ScadaServer, comm_every_s: float = 0.5,
-                 epoch: Callable[[], int] | None = None, commands: Callable[[], bool] | None = None) -> None:
-        """``epoch``: this server's fencing token for its commands (a failover pair's, from its election); None:
-        the server's start count. ``commands``: whether this server commands the field now (a pair: only the
-        active; None: a single server, always): a standby announces no epoch to the edges."""
+    def __init__(self, server: ScadaServer, comm_every_s: float = 0.5, pair: HaComponent | None = None) -> None:
+        """``pair``: the failover pair's component (None: a single server, the primary host always, its epoch its
+        start count); with it, only the active is the host and its epoch comes from its election term."""
         self.server = server
+        self.pair = pair
+        self.primary = pair is None  # this server is the Sparkplug primary host now (a pair: the active, its term read)
+        self.leader_term = 0  # the election key's create revision last seen (ours, or the active's while standby)
+        self._pair_task: asyncio.Task[None] | None = None
         self.hosts: dict[Broker, SparkplugHost] = {}
         self.tagdb: TagDatabase | None = None
         self.comm: CommWatch | None = None
         self.comm_task: asyncio.Task[None] | None = None
         self.comm_every_s = comm_every_s
-        self._epoch = epoch
-        self._commands = commands
         self.epoch = 0
         self.drivers: dict[str, EdgeDeviceDriver] = {}  # device → the writer's driver for it
         self.alarm_texts: dict[str, str] = {"config_mismatch": "", "store_full": ""}
@@ -134,9 +145,10 @@ class EdgeComponent:
                         for host in self.hosts.values() for node, state in host.nodes.items() for d in state.devices}
 
     def _start_epoch(self) -> int:
-        """The start count, kept in the data folder (written before any command can carry it)."""
-        if self._epoch is not None:
-            return self._epoch()
+        """The start count, kept in the data folder (written before any command can carry it); a pair's comes
+        from its election (:meth:`_follow_pair`), 0 until this server holds the key."""
+        if self.pair is not None:
+            return self.epoch
         path = self.server.data_dir / "edge" / EPOCH_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -171,9 +183,59 @@ class EdgeComponent:
         username, password, ca = broker_credential(host_id)
         host = SparkplugHost(broker, host_id, config.site, nodes, tagdb.index, self._apply, self._source_of,
                              fingerprints=_fingerprints(config), epoch=self.epoch, username=username,
-                             password=password, ca_file=ca, commands=self._commands)
+                             password=password, ca_file=ca, active=self._is_primary if self.pair else None)
         host.on_history = self._on_history
         return host
+
+    # ------------------------------------------------------------------ a failover pair
+    def _is_primary(self) -> bool:
+        """The host's ``active``: this server is the pair's active, its term known (read live: a step-down is
+        seen at once by the host, which leaves the broker)."""
+        return self.primary and self.pair is not None and self.pair.election.role in (Role.ACTIVE, Role.FORCED)
+
+    async def _set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            log.info("edge: host epoch %d (election term %d)", epoch, epoch - PAIR_EPOCH_BASE)
+            self.epoch = epoch
+        for host in self.hosts.values():
+            await host.set_epoch(epoch)
+
+    async def _follow_pair(self, every_s: float = 0.2, look_every_s: float = 2.0) -> None:
+        """Follow the election (its own thread) for the host: the term of the key this server holds → the epoch,
+        then primary; standby → not primary, the active's term noted (what a forced active goes on with)."""
+        if self.pair is None:
+            return
+        election = self.pair.election
+        etcd = EtcdClient(election.opt.etcd, timeout_s=1.0)
+        term_lease, looked = 0, 0.0
+        try:
+            while True:
+                try:
+                    role, lease = election.role, election.lease
+                    if role is Role.ACTIVE and lease:
+                        if lease != term_lease:
+                            held = await etcd.held(election.opt.key)
+                            if held is not None and held[1] == lease:  # the key is bound to our lease: our term
+                                term_lease, self.leader_term = lease, held[2]
+                                await self._set_epoch(PAIR_EPOCH_BASE + held[2])
+                        self.primary = term_lease == lease
+                    elif role is Role.FORCED:
+                        await self._set_epoch(PAIR_EPOCH_BASE + self.leader_term)
+                        self.primary = True
+                    else:
+                        self.primary, term_lease = False, 0
+                        if time.monotonic() - looked >= look_every_s:
+                            looked = time.monotonic()
+                            held = await etcd.held(election.opt.key)
+                            if held is not None:
+                                self.leader_term = max(self.leader_term, held[2])
+                except EtcdUnavailable as exc:  # the election says what it means (it steps down on its own)
+                    log.debug("edge: etcd unreachable for the term: %s", exc)
+                except Exception:  # following the pair must go on (logged)
+                    log.exception("edge: following the failover pair failed")
+                await asyncio.sleep(every_s)
+        finally:
+            await etcd.aclose()
 
     def _apply(self, indices: I64, readings: Readings) -> None:
         if self.tagdb is not None:
@@ -193,6 +255,8 @@ class EdgeComponent:
             st.set("ok", "no edge partition")
             return
         self.epoch = self._start_epoch()
+        if self.pair is not None:
+            self._pair_task = asyncio.create_task(self._follow_pair(), name="edge-pair")
         for broker, nodes in wanted.items():
             self.hosts[broker] = host = self._host(broker, config, nodes, tagdb)
             host.start()
@@ -212,7 +276,7 @@ class EdgeComponent:
         while True:
             try:
                 sink, comm = self.server.system_alarms, self.comm
-                if sink is not None and comm is not None:
+                if sink is not None and comm is not None and self.primary:  # a standby does not watch the edges
                     statuses = {d: s for h in self.hosts.values() for d, s in h.device_statuses().items()}
                     comm.evaluate(statuses, sink)
                 self._alarms()
@@ -254,7 +318,10 @@ class EdgeComponent:
         offline = sorted(n for h in self.hosts.values() for n, s in h.nodes.items() if not s.online)
         down = [b.url for b, h in self.hosts.items() if not h.connected]
         problems = [t for t in self.alarm_texts.values() if t]
-        if down:
+        if not self._is_primary() and self.pair is not None:
+            st.set("ok", f"{self.pair.election.role.value}: the active server is the Sparkplug host "
+                         f"(this one stays off the broker)")
+        elif down:
             st.set("degraded", f"broker unreachable: {', '.join(down)}")
         elif offline:
             st.set("degraded", f"edge offline: {', '.join(offline)}")
@@ -266,7 +333,8 @@ class EdgeComponent:
     def stats(self) -> dict[str, Any]:
         """Per broker URL its host's health (nodes...), and ``host``: this server's epoch and history counts."""
         return {**{b.url: h.health() for b, h in self.hosts.items()},
-                **({"host": {"epoch": self.epoch, "backfilled": self.backfilled, "history_not_kept": self.not_kept}}
+                **({"host": {"epoch": self.epoch, "primary": self._is_primary() if self.pair else True,
+                             "backfilled": self.backfilled, "history_not_kept": self.not_kept}}
                    if self.hosts else {})}
 
     def health(self) -> SubsystemStatus:
@@ -280,8 +348,10 @@ class EdgeComponent:
         stopped = [b for b in self.hosts if b not in wanted]
         for b in stopped:
             await self.hosts.pop(b).aclose()
-        if wanted and not self.epoch:
+        if wanted and not self.epoch and self.pair is None:
             self.epoch = self._start_epoch()
+        if wanted and self.pair is not None and self._pair_task is None:
+            self._pair_task = asyncio.create_task(self._follow_pair(), name="edge-pair")
         started, reloaded = [], []
         for broker, nodes in wanted.items():
             host = self.hosts.get(broker)
@@ -308,12 +378,12 @@ class EdgeComponent:
                 "reload_asked": reloaded}
 
     async def aclose(self) -> None:
-        for task in (self.comm_task, self._history_task):
+        for task in (self.comm_task, self._history_task, self._pair_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self.comm_task = self._history_task = None
+        self.comm_task = self._history_task = self._pair_task = None
         for host in self.hosts.values():
             await host.aclose()
         self.hosts.clear()

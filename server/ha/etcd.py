@@ -12,6 +12,7 @@ int64 fields (lease IDs, revisions, TTLs) travel as strings, and proto3 omits fi
     create_if_absent(key, v, lease)  /v3/kv/txn           compare create_revision == 0 → put with the lease,
                                                           else range: (won, current value, its lease)
     get(key)                         /v3/kv/range         → (value, lease) or None
+    held(key)                        /v3/kv/range         → (value, lease, create revision) or None
     wait_change(key, timeout)        /v3/watch            (streamed) returns on the first event or the timeout
 
 Every request has a short timeout and goes to the member that last answered, then to the others in
@@ -111,6 +112,12 @@ class EtcdClient:
     async def get(self, key: str) -> tuple[str, int] | None:
         kvs = (await self._post("/v3/kv/range", {"key": _b64(key)})).get("kvs") or []
         return (_text(kvs[0].get("value")), _int(kvs[0], "lease")) if kvs else None
+
+    async def held(self, key: str) -> tuple[str, int, int] | None:
+        """(value, lease, create revision) of ``key``, None if absent. The create revision is the holder's term:
+        etcd's revisions only grow, so whoever wins the key after it is always above (the edges' host epoch)."""
+        kvs = (await self._post("/v3/kv/range", {"key": _b64(key)})).get("kvs") or []
+        return (_text(kvs[0].get("value")), _int(kvs[0], "lease"), _int(kvs[0], "create_revision")) if kvs else None
 
     async def delete_if(self, key: str, lease: int) -> bool:
         """Delete ``key`` only if it is still bound to ``lease`` (one txn); True if it was."""

@@ -99,12 +99,12 @@ async def room(tmp_path: Path, broker: Mosquitto, *, edge_tags: Path | None = No
                 await edge.aclose()
 
 
-async def former_host_command(broker: Mosquitto, room: Room, device: str, tag: str, value: float,
+async def former_host_command(broker: Mosquitto, config: CityConfig, device: str, tag: str, value: float,
                               epoch: int | None) -> tuple[str, str]:
     """A DCMD from another MQTT client (a former active host, ``epoch`` None: no epoch at all), and the edge's
     answer (outcome, reason) as the NDATA that carries its Command/Id."""
-    group, cid = room.config.site, f"former-{time.monotonic_ns()}"
-    t = room.config.tag_by_name()[tag]
+    group, cid = config.site, f"former-{time.monotonic_ns()}"
+    t = config.tag_by_name()[tag]
     raw = codec.command_request(tag, codec.DATATYPES[t.dtype], value, None, epoch=epoch if epoch is not None else 0,
                                 command_id=cid, tolerance=None, timestamp_ns=time.time_ns())
     if epoch is None:  # the same DCMD without its Host/Epoch metric
@@ -154,15 +154,15 @@ async def test_commands_through_the_gate_as_dcmd_and_the_edge_refusals(tmp_path:
 
         # 2. refusals at the edge: nothing reaches the cabinet, the sender gets "rejected" and why
         level = f"{cab.prefix}/override_level"
-        outcome, why = await former_host_command(mosquitto, r, cab.device, level, 7, r.component.epoch - 1)
+        outcome, why = await former_host_command(mosquitto, r.config, cab.device, level, 7, r.component.epoch - 1)
         assert outcome == "rejected" and "stale host epoch" in why, why
-        outcome, why = await former_host_command(mosquitto, r, cab.device, level, 7, None)
+        outcome, why = await former_host_command(mosquitto, r.config, cab.device, level, 7, None)
         assert outcome == "rejected" and codec.EPOCH in why, why
-        outcome, why = await former_host_command(mosquitto, r, cab.device, f"{cab.prefix}/power", 7,
+        outcome, why = await former_host_command(mosquitto, r.config, cab.device, f"{cab.prefix}/power", 7,
                                                  r.component.epoch)
         assert outcome == "rejected" and "allow-list" in why, why
         other = next(d for d in r.config.partitions["lighting"].devices if d != cab.device)
-        outcome, why = await former_host_command(mosquitto, r, other, level, 7, r.component.epoch)
+        outcome, why = await former_host_command(mosquitto, r.config, other, level, 7, r.component.epoch)
         assert outcome == "rejected" and f"belongs to device {cab.device}" in why, why
         assert model.override_level == 100 and r.edge.stats.refused == 4
         # the server hears the refusals of commands that were not its own (a former active host still trying)

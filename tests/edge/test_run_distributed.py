@@ -1,0 +1,76 @@
+"""`scada run --distributed --headless` for real (slow step, ~60 s): the simulator, the server, Mosquitto with a
+password per edge and the ACL, and one `scada edge` for the demo's lighting partition; the server consumes it
+(edge online, its devices OK, the cabinets' tags good, its broker user the ACL's) and Ctrl-C stops every child.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.cli.test_run import ROOT, processes_mentioning
+from tests.peers import require_peer
+
+
+@pytest.mark.slow
+def test_run_distributed_feeds_the_server_through_an_edge(tmp_path: Path) -> None:
+    require_peer("mosquitto", "Debian package mosquitto (.ci/debian-packages.txt)")
+    root = tmp_path / "data"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SCADA_DATA_DIR": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--distributed", "--headless", "--port", "0"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "scada run stopped early:\n" + "".join(lines)
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        banner = "".join(lines)
+        api = re.search(r"^API\s+(http://127\.0\.0\.1:\d+)$", banner, re.M)
+        op = re.search(r"^\s+operator\s+(\S+)$", banner, re.M)
+        assert api and op and re.search(r"^broker\s+mqtt://127\.0\.0\.1:\d+", banner, re.M), banner
+        assert "edges       1 `scada edge`" in banner, banner
+        with httpx.Client(base_url=api[1], timeout=30) as c:
+            token = c.post("/api/v1/auth/login", json={"user": "operator", "password": op[1]}).json()["token"]
+            h = {"Authorization": f"Bearer {token}"}
+
+            def edge() -> dict[str, Any]:
+                got: dict[str, Any] = c.get("/api/v1/health", headers=h).json()["subsystems"]["edge"]
+                return got
+
+            end = time.monotonic() + 90
+            while time.monotonic() < end:
+                st = edge()
+                nodes = [n for k, v in st["stats"].items() if k != "host" for n in v["nodes"].values()]
+                if st["status"] == "ok" and nodes and all(n["online"] and set(n["devices"].values()) == {1}
+                                                          for n in nodes):
+                    break
+                time.sleep(1)
+            else:
+                raise AssertionError(f"the edge never fed the server: {edge()}")
+            rows = c.get("/api/v1/tags", params={"equipment": "C0001"}, headers=h).json()["tags"]
+            assert rows and all(t["quality"] == "good" for t in rows), rows
+        log = (root / "demo" / "distributed" / "mosquitto.log").read_text()
+        assert "u'edge-lighting'" in log and "u'scada-" in log  # each connected with its own credential
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert rest.rstrip().endswith("stopped.") and "Traceback" not in rest
+    assert processes_mentioning(str(root)) == []  # the simulator, the broker and the edge are gone
