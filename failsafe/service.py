@@ -126,6 +126,13 @@ class Failsafe:
         return cls(city, vocab, gate, leases, mon, crisis, audit)
 
     # ------------------------------------------------------------------ lifecycle
+    async def audit_checked(self) -> None:
+        """Wait until the full check of the audit log that :meth:`start` runs has finished (at once if none
+        runs): what replaces the log (a failover standby's copy) must not do it under the check."""
+        check = self._audit_check
+        if check is not None:
+            await asyncio.wait({check})
+
     async def start(self, lease_interval_s: float = 0.5, monitor_interval_s: float = 0.2) -> None:
         self._stop.clear()
         self._safe_audit("audit_opened", note="fail-safe layer started", key_fingerprint=self.audit.fingerprint)

@@ -45,12 +45,15 @@ state, event, user and text, newest first, with keyset paging (``JournalPage.nex
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 import math
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,6 +362,7 @@ class Journal:
                  mmap_bytes: int = 1 << 30) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self._open_args = (synchronous, int(mmap_bytes))  # a failover standby's set-aside reopens the file
         #: a failover standby's copy of the active's journal (server.ha.replication): only the copied rows are
         #: written (insert_copied); a row of its own would take an id of the active's sequence
         self.copy_only = False
@@ -989,6 +993,99 @@ class Journal:
                 raise StorageError(f"{self.path}: cannot store the copied journal rows: {exc}") from exc
             if defs:  # definitions came from elsewhere: the lookup cache is rebuilt on the next register()
                 self._defs = _DefCache()
+
+    def candidates(self) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """What a failover standby offers the active to find the last row and definition both journals hold:
+        (id, digest) of its rows and (ref, digest) of its definitions, newest first: the newest 64 one by one
+        (an old active's own rows are the last few seconds' transitions: the common point is then exact), then
+        ever further apart (found to within a factor two: rows the active holds the same may be set aside too)."""
+        def walk(top: int) -> list[int]:
+            out, k, step = [], top, 1
+            while k > 0:
+                out.append(k)
+                k -= step
+                if len(out) >= 64:
+                    step *= 2
+            return out
+
+        with self._lock:
+            last_id, last_ref = (int(x) for x in self._db.execute(
+                "SELECT coalesce((SELECT max(id) FROM journal), 0), coalesce((SELECT max(ref) FROM alarm_def), 0)"
+            ).fetchone())
+        return (sorted(self.digests(walk(last_id)).items(), reverse=True),
+                sorted(self.def_digests(walk(last_ref)).items(), reverse=True))
+
+    def digests(self, ids: Sequence[int]) -> dict[int, str]:
+        """id → digest of the stored row (its every column): two journals hold the same row iff the digests match."""
+        return self._digests(f"SELECT {self._RAW_ROW} FROM journal WHERE id IN ", ids)  # noqa: S608 - fixed columns
+
+    def def_digests(self, refs: Sequence[int]) -> dict[int, str]:
+        """ref → digest of the stored alarm definition (every column but when it was registered: two servers that
+        registered one catalog hold the same definitions)."""
+        return self._digests(f"SELECT ref, {', '.join(_DEF_COLS)} FROM alarm_def WHERE ref IN ", refs)  # noqa: S608 - fixed columns
+
+    def _digests(self, select: str, keys: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        with self._lock:
+            for s in range(0, len(keys), 500):
+                chunk = [int(k) for k in keys[s:s + 500]]
+                for row in self._db.execute(select + f"({', '.join('?' * len(chunk))})", chunk):
+                    out[int(row[0])] = hashlib.sha256(json.dumps(list(row), default=str).encode()).hexdigest()[:32]
+        return out
+
+    def set_aside_after(self, row_id: int, ref: int) -> tuple[int, int, Path | None]:
+        """A failover standby that diverged from the active (it was the active and wrote rows the new active
+        never got): keep the rows up to ``row_id`` and the definitions up to ``ref`` (what both journals hold,
+        from :meth:`candidates`), so the active's rows can be copied after them. Nothing is deleted: the whole
+        file is moved aside as ``journal.standby-<UTC>.sqlite`` (kept for the record) and a new file takes the
+        common part (the rows referencing a later definition go aside too). Returns (rows set aside,
+        definitions set aside, the file; None when nothing was after the common point)."""
+        if self.readonly:
+            raise StorageError(f"{self.path}: the journal is open read-only")
+        with self._lock:
+            try:
+                later = self._db.execute("SELECT min(id) FROM journal WHERE id <= ? AND ref > ?",
+                                         (row_id, ref)).fetchone()[0]
+                keep = row_id if later is None else int(later) - 1
+                rows = int(self._db.execute("SELECT count(*) FROM journal WHERE id > ?", (keep,)).fetchone()[0])
+                defs = int(self._db.execute("SELECT count(*) FROM alarm_def WHERE ref > ?", (ref,)).fetchone()[0])
+                if not rows and not defs:
+                    return 0, 0, None
+                aside = self.path.with_name(f"{self.path.stem}.standby-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+                                            f"{self.path.suffix}")
+                self._db.close()  # the last connection: its WAL is checkpointed into the file
+                for suffix in ("", "-wal", "-shm"):
+                    src = self.path.with_name(self.path.name + suffix)
+                    if src.exists():
+                        os.replace(src, aside.with_name(aside.name + suffix))
+                synchronous, mmap_bytes = self._open_args
+                self._db = sqlitestore.connect(self.path, "alarm journal", synchronous=synchronous)
+                self._db.execute("PRAGMA cache_size=-131072")
+                self._migrate()
+                self._db.execute(f"PRAGMA mmap_size={mmap_bytes}")
+                self._db.execute("ATTACH DATABASE ? AS aside", (str(aside),))
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        cols = f"ref, {', '.join(_DEF_COLS)}, created_ms"
+                        self._db.execute(f"INSERT INTO alarm_def({cols}) SELECT {cols} FROM aside.alarm_def "  # noqa: S608 - fixed columns
+                                         "WHERE ref <= ? ORDER BY ref", (ref,))
+                        self._db.execute(f"INSERT INTO journal({self._RAW_ROW}) SELECT {self._RAW_ROW} FROM "  # noqa: S608 - fixed columns
+                                         "aside.journal WHERE id <= ? ORDER BY id", (keep,))
+                        self._db.execute("INSERT INTO message_text SELECT key, lang, template FROM aside.message_text")
+                        self._db.execute("COMMIT")
+                    except BaseException:  # even a cancellation must not leave the transaction open: re-raised
+                        self._db.execute("ROLLBACK")
+                        raise
+                finally:
+                    self._db.execute("DETACH DATABASE aside")
+            except (sqlite3.Error, OSError) as exc:
+                raise StorageError(f"{self.path}: cannot set the standby's own rows aside: {exc}") from exc
+            self._defs, self._def_rows, self._localised, self._texts = _DefCache(), {}, {}, {}
+            self._keys_written = set()
+        log.warning("journal: rows %d.. (%d) and %d definitions of this standby's own set aside in %s: the active's "
+                    "rows follow row %d", keep + 1, rows, defs, aside.name, keep)
+        return rows, defs, aside
 
     def time_span(self) -> tuple[int, int] | None:
         with self._lock:

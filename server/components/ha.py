@@ -38,9 +38,11 @@ rows, /health, and the write fence handed to the fail-safe layer.
                  acknowledged alarm stays acknowledged: no second annunciation), the poll starts, then the role
                  change is journalled after the copied rows
 
-An active that becomes standby (resumed after a SIGSTOP, switchover) keeps polling read-only (a started poll
-is not stopped); its journal may have rows the new active never received, which the new active refuses as a
-diverged copy (P2, docs/ha.md).
+An active that becomes a replicating standby (resumed after a SIGSTOP, switchover, an etcd partition) stops
+polling (its devices leave both pollers until its next takeover) and rejoins by itself: rows of its journal the
+new active never received are set aside (server.ha.replication: the "diverged" answer; the active journals it
+with the P2 ``ha/set_aside``), then the active's rows are copied after the common point. A reload on the active
+refuses the standby until it runs the same files (P2 on both).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import logging
 import threading
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -64,9 +67,18 @@ from scada.journal import Journal
 from scada.tagdb import Readings, TagDatabase
 from scada.workorders.store import WorkOrderStore
 from server.components.base import SubsystemStatus
+from server.components.failsafe import commands_file
 from server.components.loopthread import start_loop_thread, stop_loop_thread
 from server.ha.election import Election, HaOptions, Role
-from server.ha.replication import Feed, Follower, FollowerState, layout_fingerprint, read_secret, subset
+from server.ha.replication import (
+    Feed,
+    Follower,
+    FollowerState,
+    files_fingerprint,
+    layout_fingerprint,
+    read_secret,
+    subset,
+)
 from server.ha.state import Replica, snapshot
 
 if TYPE_CHECKING:
@@ -105,8 +117,12 @@ class HaComponent:
         self._roles = asyncio.Lock()  # role transitions run one at a time, in order
         self._tasks: set[asyncio.Task[None]] = set()
         self._fingerprint: tuple[int, str] | None = None
+        self._files = ""  # the running configuration files' fingerprint
         self._junction_map: tuple[tuple[int, int], npt.NDArray[np.int64]] | None = None
         self._not_in_sync = ""
+        #: devices whose polling stopped when this (old) active became a replicating standby: (main, junctions)
+        self._paused: tuple[list[str], list[str]] | None = None
+        self.rejoined: dict[str, Any] | None = None  # what this standby set aside of its journal at its rejoin
         self._closing = False  # aclose() began: a last role change starts nothing
         self._main: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the election's own loop and thread
@@ -164,7 +180,13 @@ class HaComponent:
         if self._fingerprint is None or self._fingerprint[0] != id(db):
             catalog = engine.catalog.fingerprint() if engine is not None else ""
             self._fingerprint = (id(db), layout_fingerprint(db, catalog))
-        return self._fingerprint[1]
+        return f"{self._fingerprint[1]}-{self._files}"
+
+    async def _read_files(self, config: CityConfig) -> None:
+        """The running configuration's files (server.ha.replication.files_fingerprint): at start and at every
+        applied reload, so that a standby on other files, or one the active reloaded away from, is refused."""
+        paths = [*map(Path, config.files), commands_file(self.server.settings)]
+        self._files = await asyncio.to_thread(files_fingerprint, paths)
 
     def tagdb(self) -> TagDatabase:
         return self.server.tagdb
@@ -191,9 +213,9 @@ class HaComponent:
             await asyncio.sleep(0.1)
         # the fail-safe layer's full check of its audit log runs in a worker thread from its start: a copy that
         # starts over sets that log aside, which must not happen under the check (it would read as damage)
-        check = getattr(self.server.failsafe(), "_audit_check", None)
-        if isinstance(check, asyncio.Task):
-            await asyncio.wait({check})
+        fs = self.server.failsafe()
+        if fs is not None:
+            await fs.audit_checked()
 
     def state_snapshot(self) -> dict[str, Any]:
         return snapshot(self.server)
@@ -247,6 +269,22 @@ class HaComponent:
         self._standby_grace()
         self._set_not_in_sync(f"the active refused the replication: {state.refused}" if state.refused else "")
         self._update_health()
+
+    def on_set_aside(self, info: dict[str, Any]) -> None:
+        """This standby diverged and set its own rows aside (server.ha.replication.Follower): /health says so."""
+        self.rejoined = info
+        self._update_health()
+
+    def _standby_set_aside(self, info: dict[str, Any]) -> None:
+        """The active's side: a rejoining standby set its own rows aside. Journalled (a row the standby then
+        copies) and the P2 ``ha/set_aside`` names what and where."""
+        what = (f"the standby's own journal rows after row {int(info.get('after') or 0)} set aside: "
+                f"{int(info.get('rows') or 0)} rows, {int(info.get('defs') or 0)} definitions, in "
+                f"{info.get('file') or '(nothing)'} on the standby")
+        log.warning("%s: %s", self.settings.name, what)
+        self._journal(what)
+        self._alarm("set_aside", True, what[:300])
+        self._alarm("set_aside", False)  # a pulse: it stays returned-unacknowledged until an operator acknowledges
 
     def _set_not_in_sync(self, why: str) -> None:
         if why == self._not_in_sync:
@@ -306,7 +344,40 @@ class HaComponent:
         if self.follower is None:
             self.follower = Follower(self.settings.peer_url, self.secret, self)
             self.follower.start()
+        await self._stop_polling()
         self._update_health()
+
+    async def _stop_polling(self) -> None:
+        """An old active that became a replicating standby stops polling the field (the stream feeds it, as a
+        standby that started so is); the devices start again at its next takeover (:meth:`_start_polling`)."""
+        polled = self._hold.is_set()
+        self._hold.clear()
+        poll = self.poll
+        if not polled or poll is None or self._paused is not None or poll.poller is None:
+            return  # a standby from the start: its first poll is held (the poll component waits for the hold)
+        if poll.starting is not None and not poll.starting.done():
+            await asyncio.wait({poll.starting}, timeout=30.0)  # its warm-up first (then every device is known)
+        main, safety = poll.poller, poll.safety
+        names = list(main.devices)
+        junctions = list(safety.poller.devices) if safety.poller is not None else []
+        if not names and not junctions:
+            return
+        self._paused = (names, junctions)
+        await poll.call(main.remove_devices(names))
+        if safety.poller is not None and junctions:
+            await safety.call(safety.poller.remove_devices(junctions))
+        log.warning("%s: standby: stopped polling %d devices and %d junctions (fed by the active's stream)",
+                    self.settings.name, len(names), len(junctions))
+
+    async def _start_polling(self) -> None:
+        paused, self._paused = self._paused, None
+        poll = self.poll
+        if paused is None or poll is None or poll.poller is None:
+            return
+        main, safety = poll.poller, poll.safety
+        if safety.poller is not None and paused[1]:
+            await safety.call(safety.poller.add_devices(paused[1]))
+        await poll.call(main.add_devices(paused[0]))
 
     async def _became_active(self) -> None:
         follower, self.follower = self.follower, None
@@ -340,6 +411,7 @@ class HaComponent:
                     engine.process(known, time.time_ns())
             self.attached = True
         self._hold.set()  # the poll component starts polling the field
+        await self._start_polling()  # or polls again (an old active that had stopped as a standby)
         self._update_health()
 
     async def _role_changed(self, d: dict[str, Any]) -> None:
@@ -402,7 +474,16 @@ class HaComponent:
                 st.set("degraded", f"{self.settings.name}: {e.role.value}{other}; replication stale ({why[:200]})")
             else:
                 st.set("ok", f"{self.settings.name}: {e.role.value}{other}"
-                             + ("; replicating" if f is not None else ""))
+                             + ("; replicating" if f is not None else "") + self._rejoin_text())
+
+    def _rejoin_text(self) -> str:
+        if self.follower is None or (self._paused is None and self.rejoined is None):
+            return ""
+        out = "; rejoined as standby, not polling" if self._paused is not None else ""
+        if self.rejoined is not None and self.rejoined.get("rows"):
+            out += (f"; {int(self.rejoined['rows'])} journal rows of its own set aside in "
+                    f"{self.rejoined.get('file')}")
+        return out
 
     # ------------------------------------------------------------------ operator actions (server.ha.routes)
     async def switchover(self, user: str) -> bool:
@@ -423,6 +504,7 @@ class HaComponent:
     async def start(self, config: CityConfig, tagdb: TagDatabase) -> None:
         st = self.health()
         st.stats = self.state
+        await self._read_files(config)
         if self.server.system_alarms is not None:
             self.server.system_alarms.initialise("ha")
         if self.settings.role == "standby":  # a joint start: the primary takes the key first
@@ -430,7 +512,8 @@ class HaComponent:
         if self.settings.secret_file is not None:
             self.secret = await asyncio.to_thread(read_secret, self.settings.secret_file)
             self.feed = Feed(self.tagdb, self.journal, self.fingerprint, self.city_tags, audit=self.audit,
-                             state=self.state_snapshot, workorders=self.workorders)
+                             state=self.state_snapshot, workorders=self.workorders,
+                             on_set_aside=self._standby_set_aside)
             if self.poll is not None:
                 self.poll.hold = self._hold  # polls once this server is active (not while a standby)
             self._tasks.add(asyncio.create_task(self._sync_watch(), name="ha-sync-watch"))
@@ -445,7 +528,10 @@ class HaComponent:
         self._update_health()
 
     async def apply(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
-        return {}  # the pair's settings are server settings, not the city's: a reload changes nothing here
+        # the pair's settings are server settings, not the city's; but the stream's fingerprint changes: a standby
+        # fed the old configuration is told and refused (P2 on both) until it runs the same files (docs/ha.md)
+        await self._read_files(new)
+        return {}
 
     def health(self) -> SubsystemStatus:
         return self.server.status("ha")

@@ -5,10 +5,19 @@ shared secret (settings ``ha.secret_file``, compared in constant time). Binary f
 small JSON acknowledgements come back on the same socket::
 
     STANDBY (Follower)                                         ACTIVE (Feed)
-      hello {fingerprint, journal: [last id, last ref, alarm],  ─►  same configuration?  journal a prefix of mine?
-             audit: [seq, hash, key fingerprint, offered],        the newest offered audit entry I hold (the
-             workorders: [last seq, order, ts]}                   common point)? work orders a prefix of mine?
+      hello {fingerprint, journal: [last id, last ref, alarm],  ─►  same configuration?  journal a prefix of mine
+             candidates: {rows: [(id, digest)],                   (its newest row and definition the same here)?
+                          defs: [(ref, digest)]},                 the newest offered audit entry I hold (the
+             set_aside: what it set aside, or null,               common point)? work orders a prefix of mine?
+             audit: [seq, hash, key fingerprint, offered],        a set_aside said: journalled here, P2
+             workorders: [last seq, order, ts]}                   ha/set_aside (count, file)
                                                                ◄─ refused {why}  (P2 ha/not_in_sync on both)
+                                                               ◄─ diverged {row, ref}: the common point
+      Journal.set_aside_after (its own rows after it kept in
+        journal.standby-<UTC>.sqlite), then a new hello at once
+                                                               ◄─ config {fingerprint}: this server reloaded
+      not fed any more (P2 ha/not_in_sync); its next hello         (the session ends; the next hello of the
+        is refused until it runs the same files                   old configuration is refused: P2 here too)
                                                                ◄─ tags (every tag whose receive time moved
       city tags ──► TagDatabase.apply_readings                     since the last frame: columnar, at most
       junction tags ──► the field-safety thread's database         every 0.1 s; the first frame is all of them)
@@ -34,8 +43,9 @@ API server already terminates TLS and the standby already knows the active's URL
 bulk one way and the acknowledgements of the synchronous operator actions the other way on one connection
 (an HTTP stream would need a second request per acknowledgement).
 
-What the stream does not carry (yet): the historian, work-order photos, a configuration reload (docs/ha.md,
-"What is left").
+What the stream does not carry (yet): work-order photos, a live configuration reload (docs/ha.md, "What is
+left"). The historian is not carried as such: the standby's historian records the streamed samples, which go
+through its tag database's apply path like its own polls.
 
 Frame layout (binary)::
 
@@ -58,6 +68,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -102,6 +113,20 @@ def secret_ok(given: str | None, secret: bytes) -> bool:
     if not given or not given.startswith("Pair "):
         return False
     return hmac.compare_digest(given[5:].strip().encode(), secret)
+
+
+def files_fingerprint(paths: Sequence[Path]) -> str:
+    """The content of the configuration files a server runs (tags.yaml and what it reads, alarms.yaml,
+    commands.yaml), by file name and content (not by path: the two rooms may install them elsewhere). Taken when
+    they are loaded (start, an applied reload): a standby that runs other files than the active is refused."""
+    h = hashlib.sha256()
+    for path in sorted(set(paths), key=lambda p: (p.name, str(p))):
+        h.update(path.name.encode() + b"\0")
+        try:
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            h.update(b"(missing)")
+    return h.hexdigest()[:16]
 
 
 def layout_fingerprint(tagdb: TagDatabase, alarm_catalog: str) -> str:
@@ -150,9 +175,11 @@ class Feed:
                  fingerprint: Callable[[], str], city_tags: Callable[[], int], *,
                  audit: Callable[[], AuditLog | None] = lambda: None,
                  state: Callable[[], dict[str, Any]] | None = None,
-                 workorders: Callable[[], WorkOrderStore | None] = lambda: None) -> None:
+                 workorders: Callable[[], WorkOrderStore | None] = lambda: None,
+                 on_set_aside: Callable[[dict[str, Any]], None] = lambda info: None) -> None:
         self.tagdb, self.journal, self.fingerprint, self.city_tags = tagdb, journal, fingerprint, city_tags
         self.audit, self.state, self.workorders = audit, state, workorders
+        self.on_set_aside = on_set_aside  # a rejoining standby says what of its own journal it set aside
         self.acked_id = 0  # the standby's last applied journal row
         self.sent_id = 0
         self.acked_audit = self.sent_audit = 0  # the command audit log's entries (seq)
@@ -175,6 +202,13 @@ class Feed:
         if journal is None:
             raise RuntimeError("ha replication: no journal on the active server")
         why, last_id, last_ref = await self._check(hello, journal)
+        fingerprint = self.fingerprint()  # a reload here changes it: the standby is told, then refused (_check)
+        if why.startswith("diverged:"):  # its rows after the common point go aside there; it comes back at once
+            _, row, ref = why.split(":")
+            await ws.send_bytes(encode({"k": "diverged", "row": int(row), "ref": int(ref)}))
+            return
+        if hello.get("set_aside"):
+            self.on_set_aside(dict(hello["set_aside"]))
         audit, orders = self.audit(), self.workorders()
         restart = False  # the standby's audit log shares no entry with this one: it starts over
         cut: int | None = None  # the last entry both hold: the standby sets aside its own after it
@@ -251,6 +285,10 @@ class Feed:
                         self.sent_id = int(rows[-1][0])
                     self.rows_sent += len(rows)
                     sent = True
+                if self.fingerprint() != fingerprint:  # a reload here: never fed to the old configuration
+                    await ws.send_bytes(encode({"k": "config", "fingerprint": self.fingerprint()}))
+                    await asyncio.wait({reader}, timeout=2.0)  # the standby reads it and closes (its acks in flight)
+                    return
                 if db is not self.tagdb():  # a reload built a new tag database: everything again
                     db = self.tagdb()
                     last_rcv = np.full(self.city_tags(), -1, dtype=np.int64)
@@ -289,6 +327,12 @@ class Feed:
         if hello.get("fingerprint") != mine:
             return (f"the configurations differ (active {mine}, standby {hello.get('fingerprint')}): the pair does "
                     "not replicate", last_id, last_ref)
+        candidates = hello.get("candidates")
+        if candidates is not None:  # (id, digest) of its rows and (ref, digest) of its definitions, newest first
+            common = await asyncio.to_thread(_journal_common, journal, candidates)
+            if common is not None:
+                return f"diverged:{common[0]}:{common[1]}", last_id, last_ref
+            return "", last_id, last_ref
         if not await asyncio.to_thread(journal.holds, last_id, last_ref, alarm):
             return (f"the standby's journal is not a copy of the active's (its row {last_id} or definition "
                     f"{last_ref} is not the same here): it diverged (an active that lost its lease before its last "
@@ -348,6 +392,19 @@ def common_point(audit: AuditLog, offered: list[tuple[int, str]]) -> int | None:
         if seq <= last and audit.holds(seq, hash_):
             return seq
     return None
+
+
+def _journal_common(journal: Journal, candidates: dict[str, Any]) -> tuple[int, int] | None:
+    """None when the standby's journal is a prefix of this one (its newest row and definition are held here the
+    same); else the common point (the newest offered row and definition held the same here, 0: none)."""
+    rows = [(int(i), str(h)) for i, h in candidates.get("rows") or []]
+    defs = [(int(r), str(h)) for r, h in candidates.get("defs") or []]
+    mine_rows = journal.digests([i for i, _ in rows])
+    mine_defs = journal.def_digests([r for r, _ in defs])
+    if all(mine_rows.get(i) == h for i, h in rows[:1]) and all(mine_defs.get(r) == h for r, h in defs[:1]):
+        return None
+    return (next((i for i, h in rows if mine_rows.get(i) == h), 0),
+            next((r for r, h in defs if mine_defs.get(r) == h), 0))
 
 
 def _orders_diverged(orders: WorkOrderStore, tip: list[Any]) -> str:
@@ -435,6 +492,10 @@ class Sink(Protocol):
 
     def on_state(self, state: FollowerState) -> None: ...
 
+    def on_set_aside(self, info: dict[str, Any]) -> None:
+        """This standby set aside its own journal rows after the common point (``rows``, ``defs``, ``file``)."""
+        ...
+
 
 class Follower:
     """The standby's side: connect to the active, apply what comes, acknowledge the journal rows; reconnect."""
@@ -450,6 +511,8 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._alarms: dict[int, str] = {}  # definition ref → alarm id (rule:tag)
+        #: what this standby set aside of its own journal (it diverged): said in the next hello, once accepted
+        self.set_aside: dict[str, Any] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ha-follower")
@@ -505,7 +568,9 @@ class Follower:
             raise RuntimeError("no journal")
         tip = await asyncio.to_thread(journal.tip)
         self._alarms = {int(r[0]): str(r[1]) for r in await asyncio.to_thread(journal.raw_defs_after, 0)}
-        hello: dict[str, Any] = {"fingerprint": self.sink.fingerprint(), "journal": list(tip)}
+        rows, defs = await asyncio.to_thread(journal.candidates)
+        hello: dict[str, Any] = {"fingerprint": self.sink.fingerprint(), "journal": list(tip),
+                                 "candidates": {"rows": rows, "defs": defs}, "set_aside": self.set_aside}
         if audit is not None:
             audit.copy_only = True  # from now on this log is the active's copy: nothing of this server's own
             offered = await asyncio.to_thread(audit.candidates)
@@ -517,7 +582,10 @@ class Follower:
             hello["workorders"] = [last[0].seq, last[0].change.order_id, last[0].change.ts_ms] if last else [0, "", 0]
             self.state.wo_applied = hello["workorders"][0]
         async with connect(self.url, additional_headers={"Authorization": "Pair " + self.secret.decode()},
-                           open_timeout=3, max_size=None, ping_interval=None) as ws:
+                           open_timeout=3, max_size=None, ping_interval=None,
+                           # a takeover closes this while the active may be stopped (SIGSTOP): the closing
+                           # handshake must not hold the takeover (its default waits 10 s for the peer)
+                           close_timeout=0.5) as ws:
             await ws.send(json.dumps(hello))
             self.state.applied_id = tip[0]
             async for frame in ws:
@@ -531,7 +599,19 @@ class Follower:
                     log.error("ha replication from %s refused: %s", self.url, self.state.refused)
                     self.sink.on_state(self.state)
                     return
+                if kind == "config":  # the active reloaded another configuration: this one is not fed any more
+                    self.state.refused = (f"the active server reloaded its configuration (now {header['fingerprint']},"
+                                          f" this standby runs {hello['fingerprint']}): restart this standby on the "
+                                          "same files")
+                    self.state.connected = False
+                    log.error("ha replication from %s: %s", self.url, self.state.refused)
+                    self.sink.on_state(self.state)
+                    return
+                if kind == "diverged":
+                    await self._diverged(journal, int(header["row"]), int(header["ref"]))
+                    return
                 if not self.state.connected or self.state.refused or self.state.error:
+                    self.set_aside = None  # the active took the hello that said it
                     self.state.refused = self.state.error = ""
                     self.state.connected = True
                     log.info("ha replication from %s: connected", self.url)
@@ -558,6 +638,21 @@ class Follower:
                     continue
                 await ws.send(json.dumps({"k": "ack", "journal": self.state.applied_id,
                                           "audit": self.state.audit_applied, "workorders": self.state.wo_applied}))
+
+    async def _diverged(self, journal: Journal, row: int, ref: int) -> None:
+        """This standby's journal has rows the active never got (it was the active, and lost its lease before
+        they were copied): set them aside (the file kept), then reconnect to copy the active's rows after the
+        common point; the next hello says what was set aside (the active journals it, with a P2)."""
+        rows, defs, path = await asyncio.to_thread(journal.set_aside_after, row, ref)
+        keep = (await asyncio.to_thread(journal.tip))[0]
+        self.set_aside = {"rows": rows, "defs": defs, "file": str(path) if path is not None else "",
+                          "after": keep}
+        log.warning("ha replication from %s: this journal diverged from the active's after row %d: %d rows and %d "
+                    "definitions set aside in %s", self.url, keep, rows, defs, path)
+        engine = self.sink.engine()
+        if engine is not None:  # the alarm states as of the common point; the copied rows bring them up to date
+            engine.restore(await asyncio.to_thread(journal.current_states))
+        self.sink.on_set_aside(self.set_aside)
 
     async def _tags(self, header: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> None:
         idx, values, qualities, source_ns, receive_ns = arrays

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ha.conftest import EtcdCluster
+from tests.ha.conftest import EtcdCluster, free_port
 from tests.ha.test_pair import field_writes, until
 from tests.server.conftest import PASSWORDS, ROOT
 
@@ -57,10 +57,10 @@ class Server:
     """One ``scada server`` child process with its data directory and settings."""
 
     def __init__(self, root: Path, name: str, role: str, etcd: EtcdCluster, tags: Path, endpoints: Path,
-                 **ha: Any) -> None:
+                 listen_port: int = 0, **ha: Any) -> None:
         self.dir = root / name.replace(" ", "-")
         self.dir.mkdir(parents=True)
-        settings = {"data_dir": str(self.dir / "data"), "listen": {"port": 0}, "tags": str(tags),
+        settings = {"data_dir": str(self.dir / "data"), "listen": {"port": listen_port}, "tags": str(tags),
                     "alarms": str(tags.parent / "alarms.yaml"), "historian": {"backend": "none"}, "lang": "en",
                     "endpoints_file": str(endpoints),
                     "ha": {"name": name, "role": role, "etcd": etcd.urls, "lease_ttl_s": TTL, "margin": MARGIN,
@@ -116,13 +116,23 @@ async def state_of(c: httpx.AsyncClient, h: dict[str, str]) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def server_pair(tmp_path: Path, etcd: EtcdCluster, sim: tuple[Any, Path]) -> AsyncIterator[tuple[Any, Server, Server]]:
+async def server_pair(tmp_path: Path, etcd: EtcdCluster, sim: tuple[Any, Path], replicate: bool = False
+                      ) -> AsyncIterator[tuple[Any, Server, Server]]:
     """Two ``scada server`` processes (main room primary, failover room standby) on the simulator, stopped at
-    the end: (simulator, main, failover)."""
+    the end: (simulator, main, failover). ``replicate``: with the pair's secret and each other's URL (the
+    standby fed by the active's stream, an old active rejoining as its standby)."""
     simulator, tags = sim
     endpoints = tmp_path / "sim" / "endpoints.json"
-    a = Server(tmp_path, "main room", "primary", etcd, tags, endpoints)
-    b = Server(tmp_path, "failover room", "standby", etcd, tags, endpoints)
+    extra: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+    if replicate:
+        secret = tmp_path / "pair.secret"
+        secret.write_text("the-pair-secret-of-the-trials\n")
+        secret.chmod(0o600)
+        ports = free_port(), free_port()
+        extra = tuple({"secret_file": str(secret), "peer_url": f"http://127.0.0.1:{p}", "listen_port": q}
+                      for p, q in ((ports[1], ports[0]), (ports[0], ports[1])))  # type: ignore[assignment]
+    a = Server(tmp_path, "main room", "primary", etcd, tags, endpoints, **extra[0])
+    b = Server(tmp_path, "failover room", "standby", etcd, tags, endpoints, **extra[1])
     try:
         await a.ready()
         await b.ready()

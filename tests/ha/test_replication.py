@@ -43,15 +43,16 @@ def journal_rows(data_dir: Path) -> list[tuple[Any, ...]]:
 
 
 @contextlib.asynccontextmanager
-async def replicating_pair(tmp_path: Path, etcd: EtcdCluster, sim: Any, tags: Path, ttl: int = TTL
-                           ) -> AsyncIterator[tuple[tuple[ScadaServer, httpx.AsyncClient],
+async def replicating_pair(tmp_path: Path, etcd: EtcdCluster, sim: Any, tags: Path, ttl: int = TTL,
+                           **opts: Any) -> AsyncIterator[tuple[tuple[ScadaServer, httpx.AsyncClient],
                                                     tuple[ScadaServer, httpx.AsyncClient]]]:
-    """Two servers replicating, sharing one audit key (as the pair is provisioned: $SCADA_AUDIT_KEY here)."""
+    """Two servers replicating, sharing one audit key (as the pair is provisioned: $SCADA_AUDIT_KEY here);
+    ``opts``: more settings for both."""
     secret = tmp_path / "pair.secret"
     secret.write_text("a-long-random-pair-secret-for-the-test\n")
     secret.chmod(0o600)
     common: dict[str, Any] = {"tags": tags, "alarms": tags.parent / "alarms.yaml", "ha.etcd": etcd.urls,
-                              "ha.lease_ttl_s": ttl, "ha.secret_file": secret}
+                              "ha.lease_ttl_s": ttl, "ha.secret_file": secret, **opts}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCADA_AUDIT_KEY", "the-pair-s-one-audit-key-for-this-test")
         async with _pair(tmp_path, sim, common) as got:

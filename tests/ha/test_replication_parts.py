@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,6 +107,39 @@ async def test_the_feed_serves_a_prefix_and_refuses_a_diverged_copy_or_another_c
         assert "diverged" in why
         why, _, _ = await feed._check({"hello": True}, active)
         assert "not a replication hello" in why
+
+
+def test_a_diverged_copy_sets_its_own_rows_aside_and_copies_the_active_after_the_common_point(tmp_path: Path) -> None:
+    """An old active with rows the new active never got, which took the same ids there: the digests find the
+    common point (the row ids alone would say "prefix": row 7 exists on both), its rows after it go aside in a
+    kept file, and the active's rows are copied after it: the same journal on both."""
+    with Journal(tmp_path / "active.sqlite") as active, Journal(tmp_path / "journal.sqlite") as standby:
+        active.append(rows(4))
+        standby.insert_copied(active.raw_defs_after(0), active.raw_rows_after(0))
+        standby.append(rows(3, t0_ms=1_770_000_000_000))  # its own last rows (it was the active): ids 5..7
+        active.append(rows(5))  # the new active's own: ids 5..9
+        rows_c, defs_c = standby.candidates()
+        assert [i for i, _ in rows_c] == [7, 6, 5, 4, 3, 2, 1] and defs_c[0][0] == 1
+        db = TagDatabase([tag("a/level")])
+        feed = Feed(lambda: db, lambda: active, lambda: "fp-1", lambda: 1)
+        hello = {"fingerprint": "fp-1", "journal": list(standby.tip()), "candidates": {"rows": rows_c, "defs": defs_c}}
+        assert (await_(feed._check(hello, active)))[0] == "diverged:4:1"
+        own = standby.raw_rows_after(4)
+        n_rows, n_defs, aside = standby.set_aside_after(4, 1)
+        assert (n_rows, n_defs) == (3, 0) and aside is not None and aside.name.startswith("journal.standby-")
+        with Journal(aside, readonly=True) as kept:  # nothing lost: the whole old file, its own rows included
+            assert kept.raw_rows_after(4) == own
+        assert standby.raw_rows_after(0) == active.raw_rows_after(0, 4)
+        standby.insert_copied(active.raw_defs_after(standby.tip()[1]), active.raw_rows_after(4))
+        assert standby.raw_rows_after(0) == active.raw_rows_after(0)
+        rows_c, defs_c = standby.candidates()  # now a prefix: fed
+        hello["candidates"] = {"rows": rows_c, "defs": defs_c}
+        assert await_(feed._check(hello, active))[0] == ""
+        assert standby.set_aside_after(9, 1) == (0, 0, None)  # nothing after the point: nothing moved
+
+
+def await_(coro: Any) -> Any:
+    return asyncio.run(coro)
 
 
 # ---------------------------------------------------------------------- the command audit log's copy
