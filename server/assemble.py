@@ -59,7 +59,7 @@ def components(server: ScadaServer) -> list[Component]:
     historian = HistorianComponent(server)
     alarms = AlarmComponent(server, reset_at_source=failsafe.reset_at_source)
     return [alarms, *([ha] if ha is not None else []), historian, poll, edge, failsafe,
-            StaleComponent(server),
+            StaleComponent(server, before_sweep=poll.safety.flush_if_here),
             HealthComponent(server, historian=historian),
             WorkOrderComponent(server, alarms=alarms), HubComponent(server)]
 

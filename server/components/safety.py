@@ -320,6 +320,13 @@ class SafetyPoll:
     def _flush_later(self) -> None:
         asyncio.get_running_loop().call_later(HAND_ON_S, self.flush_hand_on)
 
+    def flush_if_here(self) -> None:
+        """Apply the queued junction batches now if this is their writer loop (the stale sweeper calls it before
+        a sweep; on another loop they stay queued for their own flush)."""
+        get = self.apply_loop
+        if get is not None and get() is asyncio.get_running_loop():
+            self.flush_hand_on()
+
     def flush_hand_on(self) -> None:
         """On the writer loop: apply what the safety thread queued, as few batches as order allows."""
         with self._pending_lock:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from scada.config import CityConfig
@@ -27,9 +28,13 @@ class StaleComponent:
 
     name = "stale"
 
-    def __init__(self, server: ScadaServer, every_s: float = 1.0) -> None:
+    def __init__(self, server: ScadaServer, every_s: float = 1.0,
+                 before_sweep: Callable[[], None] | None = None) -> None:
         self.server = server
         self.every_s = every_s
+        #: called before each sweep on this loop: the junctions' samples handed on in batches
+        #: (server.components.safety) are applied first, so a stall never marks stale what was received
+        self.before_sweep = before_sweep
         self.task: asyncio.Task[None] | None = None
         self.limits: I64 | None = None
         self.marked = 0
@@ -52,6 +57,8 @@ class StaleComponent:
             try:
                 if self.limits is None:
                     continue
+                if self.before_sweep is not None:  # samples already received, still queued: applied first
+                    self.before_sweep()
                 ev = self.server.tagdb.mark_stale(time.time_ns(), self.limits)
                 self.marked += len(ev)
             except Exception:  # one failed sweep must not stop stale marking for good (logged)
