@@ -3,6 +3,7 @@
 ::
 
     auto_close_after: 24h          # resolved orders close by themselves after this long without recurrence
+    photo_retention: 365d          # an order's photos are deleted this long after it was closed or cancelled
     services:                      # ServiceEntry per maintenance service (names from alarms.yaml's services)
       lighting:
         templates: [lighting_cabinet]          # the equipment it maintains (a hand-made order's service)
@@ -43,6 +44,7 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 PRIORITIES = (1, 2, 3, 4)
 DEFAULT_SLA_S = 24 * 3600.0  # a service crews.yaml does not describe (or no crews.yaml at all)
 DEFAULT_AUTO_CLOSE_S = 24 * 3600.0
+DEFAULT_PHOTO_RETENTION_S = 365 * 86400.0  # a year: long enough for a claim about the repair
 
 
 class _Strict(BaseModel):
@@ -81,6 +83,7 @@ class ServiceEntry(_Strict):
 
 class CrewsFile(_Strict):
     auto_close_after: Duration = DEFAULT_AUTO_CLOSE_S
+    photo_retention: Duration = DEFAULT_PHOTO_RETENTION_S
     services: dict[str, Any] = {}
     crews: list[Any] = []
 
@@ -133,6 +136,7 @@ class CrewsConfig:
     crews: Mapping[str, Crew] = field(default_factory=dict)
     auto_close_after_s: float = DEFAULT_AUTO_CLOSE_S
     path: str = ""
+    photo_retention_s: float = DEFAULT_PHOTO_RETENTION_S
 
     def sla_s(self, service: str, priority: int) -> float:
         policy = self.services.get(service)
@@ -230,7 +234,7 @@ def check_crews(path: Path | str, city: CityConfig | None = None) -> tuple[Crews
                                entry.description)
     if out.items or top is None:
         return None, out.items
-    return CrewsConfig(services, crews, top.auto_close_after, file), []
+    return CrewsConfig(services, crews, top.auto_close_after, file, top.photo_retention), []
 
 
 def load_crews(path: Path | str, city: CityConfig | None = None) -> CrewsConfig:

@@ -6,13 +6,19 @@ reporter's personal data kept apart and purged.
     POST /reports (channel token) ─► Channel (intake.yaml: token stored as its SHA-256, a token bucket per
        │                                      channel: per_minute, burst)
        ▼
-    Intake.submit ─► Locator: the nearest equipment of the category's templates within radius_m of the
-       │            position (a lighting cabinet: its luminaires count too), else the equipment whose
-       │            identity address matches the given address
+    Intake.enqueue ─► the intake's own writer thread ("intake-writer"; not the event loop's default pool, where
+       │              any other blocking call of the server could queue in front of a report): the reports queued
+       │              while it filed the previous batch are the next batch (group commit, at most MAX_BATCH)
+       ▼
+    Intake.submit_many (Intake.submit: a batch of one), report after report:
+       │  Locator: the nearest equipment of the category's templates within radius_m of the position (a
+       │  lighting cabinet: its luminaires count too), else the equipment whose identity address matches
        ├─ located, the equipment has an open order ─► absorbed: the report counts on that order (a note
        │                                             the first time a category is reported on it)
-       ├─ located, no open order ─► WorkOrders.create(source "citizen") ─► a new order
+       ├─ located, no open order ─► a new order (source "citizen"); a later report of the batch joins it
        └─ not located ─► kept as "not located" (an operator reads GET /reports?status=not_located)
+       │  a batch is three durable commits whatever its size: its orders (WorkOrders.open_or_attach, one
+       │  transaction), its reports, its contacts; every receipt is answered after the three
        ▼
     intake.sqlite   reports (ref, channel, category, text, position, address, equipment, order, times)
     contacts.sqlite contacts (ref, name, phone, email, ts_ms)   ◄── the ONLY place of personal data
@@ -20,6 +26,9 @@ reporter's personal data kept apart and purged.
                     never read by any route, export, journal or log line; not in the server's backups
                     (server.app backs up an explicit list of stores, contacts.sqlite is not on it), so a
                     restored backup holds no contact older than the running server's own purge
+    POST /reports/{ref}/photos (the same channel's token) ─► the photo goes to the report's order through the
+                          crews' own path (scada.workorders.photos.attach: sniffed, re-encoded without EXIF/GPS, a
+                          note names it); a report of another channel is as good as absent
     GET /reports/{ref} ─► Intake.follow(ref): the status the reporter can follow (received, in progress,
                           repaired, closed, not located), nothing else of the report or the order
 
@@ -45,17 +54,19 @@ good to a metre across a few hundred metres.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import hmac
 import logging
 import math
+import queue
 import secrets
 import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -72,8 +83,8 @@ from scada.config.yamlsource import line_of, load_yaml
 from scada.errors import ConfigError, ConfigProblem, Refusal, Refused
 from scada.geo import M_PER_DEG_LAT, M_PER_DEG_LON_EQ
 from scada.i18n import N_, _
-from scada.workorders.model import Action, Change, Status, WorkOrder
-from scada.workorders.service import SYSTEM_USER, WorkOrders
+from scada.workorders.model import Status, WorkOrder
+from scada.workorders.service import SYSTEM_USER, Want, WorkOrders
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +105,8 @@ NOT_MOBILE = ("vehicle",)  # never the subject of a report
 DEFAULT_RADIUS_M = 150.0
 DEFAULT_RETENTION_S = 30 * 86400.0
 PURGE_EVERY_S = 3600.0
+MAX_BATCH = 256  # reports filed together at most (group commit)
+STOP_TIMEOUT_S = 30.0
 
 
 # ---------------------------------------------------------------------- intake.yaml
@@ -351,10 +364,20 @@ class Intake:
         self.db = _open(data_dir / FILE_NAME, REPORTS_SCHEMA, "citizen-report store")
         self.contacts = _open(data_dir / CONTACTS_FILE, CONTACTS_SCHEMA, "reporter contact store")
         self.buckets = {c.name: TokenBucket(c.per_minute, c.burst) for c in config.channels.values()}
-        self.lock = threading.Lock()  # locate-then-create is one step: two reports never open two orders
+        # locate-then-create is one step: two reports never open two orders; and the files are used by one
+        # thread at a time (a batch writes in explicit transactions: a read or the purge from another thread
+        # must not land inside one)
+        self.lock = threading.RLock()
+        self._writer_lock = threading.Lock()
+        self._writer_thread: _Writer | None = None
         self.received = self.absorbed = self.not_located = self.limited = 0
 
     def close(self) -> None:
+        """Stop the writer thread (after the reports already queued) and close both files."""
+        with self._writer_lock:
+            writer, self._writer_thread = self._writer_thread, None
+        if writer is not None:
+            writer.stop()
         self.db.close()
         self.contacts.close()
 
@@ -376,71 +399,130 @@ class Intake:
 
     # ------------------------------------------------------------------ submit
     def submit(self, channel: Channel, report: Report, now_ms: int, idem: str | None = None) -> Receipt:
-        """Locate, deduplicate, open or join an order, store the report (and its contact apart)."""
-        what = "file a citizen report"
-        spec = CATEGORIES.get(report.category)
-        if spec is None:
-            raise Refused(what, _("category must be one of {categories}, got {category}").format(
-                categories=", ".join(CATEGORIES), category=repr(report.category)), Refusal.INVALID)
-        if (report.lat is None) != (report.lon is None):
-            raise Refused(what, N_("give both lat and lon, or neither"), Refusal.INVALID)
-        if report.lat is None and not (report.address or "").strip():
-            raise Refused(what, N_("give a position (lat, lon) or an address"), Refusal.INVALID)
+        """Locate, deduplicate, open or join an order, store the report (and its contact apart); blocking."""
+        result = self.submit_many([Submission(channel, report, now_ms, idem)])[0]
+        if isinstance(result, Refused):
+            raise result
+        return result
+
+    def enqueue(self, channel: Channel, report: Report, now_ms: int,
+                idem: str | None = None) -> concurrent.futures.Future[Receipt]:
+        """:meth:`submit` on the intake's own writer thread (see the module's picture): the future is answered
+        once the report is durable (``asyncio.wrap_future`` awaits it on an event loop). Reports queued while
+        the writer commits the previous batch go together in the next one (group commit)."""
+        return self._writer().put(Submission(channel, report, now_ms, idem))
+
+    def _writer(self) -> _Writer:
+        with self._writer_lock:
+            if self._writer_thread is None:
+                self._writer_thread = _Writer(self)
+            return self._writer_thread
+
+    def submit_many(self, items: Sequence[Submission]) -> list[Receipt | Refused]:
+        """Reports in one go, in order, each answered by its receipt or its own refusal: three durable
+        commits for the lot (the orders they open or note, the reports, the contacts) instead of three each."""
+        out: dict[int, Receipt | Refused] = {}
+        checked: list[tuple[int, Submission, tuple[tuple[str, ...], int, str]]] = []
+        for k, s in enumerate(items):
+            try:
+                checked.append((k, s, _check(s.report)))
+            except Refused as exc:
+                out[k] = exc
         if self.orders.city is not self._city:  # a reload changed the city: locate in the new one
             self.locator, self._city = Locator(self.orders.city), self.orders.city
-        with self.lock:
-            if idem is not None:
-                row = self.db.execute("SELECT ref FROM reports WHERE idem = ?", (f"{channel.name}:{idem}",)).fetchone()
-                if row is not None:
-                    return self._receipt(str(row[0]))
-            templates, priority, label = spec
-            hit: tuple[EquipmentDef, float | None] | None = None
-            if report.lat is not None and report.lon is not None:
-                near = self.locator.nearest(templates, report.lat, report.lon, self.config.radius_m)
-                hit = near if near is None else (near[0], near[1])
-            if hit is None and report.address:
-                eq = self.locator.by_address(templates, report.address)
-                hit = (eq, None) if eq is not None else None
-            ref = new_reference()
-            order: WorkOrder | None = None
-            absorbed = False
-            if hit is not None:
-                order, absorbed = self._order_for(hit[0], report.category, label, priority, ref, now_ms)
-            self.db.execute(
-                "INSERT INTO reports (ref, channel, category, text, lat, lon, address, equipment, distance_m, "
-                "order_id, absorbed, created_ms, idem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (ref, channel.name, report.category, report.text[:2000], report.lat, report.lon,
-                 (report.address or None), hit[0].id if hit else None,
-                 round(hit[1], 1) if hit and hit[1] is not None else None, order.id if order else None, int(absorbed),
-                 now_ms, f"{channel.name}:{idem}" if idem else None))
-            if not report.contact.empty:
-                c = report.contact
-                self.contacts.execute("INSERT INTO contacts (ref, name, phone, email, ts_ms) VALUES (?,?,?,?,?)",
-                                      (ref, c.name, c.phone, c.email, now_ms))
-        self.received += 1
-        self.absorbed += absorbed
-        self.not_located += hit is None
-        # the log names the report, never its reporter
-        log.info("report %s (%s, %s): %s", ref, channel.name, report.category,
-                 f"{'absorbed by' if absorbed else 'opened'} {order.id} ({order.equipment})" if order
-                 else "not located")
-        return Receipt(ref, FOLLOW[order.status] if order else "not_located", order is not None, absorbed)
+        fresh: list[_Filed] = []
+        retried: list[tuple[int, int]] = []  # (item, the earlier item of this batch with its idempotency key)
+        with self.lock:  # locate-then-create is one step: two reports never open two orders
+            first_of: dict[str, int] = {}
+            for k, s, (templates, priority, label) in checked:
+                key = f"{s.channel.name}:{s.idem}" if s.idem is not None else None
+                if key is not None:
+                    row = self.db.execute("SELECT ref FROM reports WHERE idem = ?", (key,)).fetchone()
+                    if row is not None:  # a retry of a stored report: its receipt, nothing stored again
+                        out[k] = self._receipt(str(row[0]))
+                        continue
+                    if key in first_of:
+                        retried.append((k, first_of[key]))
+                        continue
+                    first_of[key] = k
+                fresh.append(_Filed(k, s, key, new_reference(), label, priority, self._locate(s.report, templates)))
+            located = [f for f in fresh if f.hit is not None]
+            if located:
+                self._orders_for(located)
+            rows = [f for f in fresh if not isinstance(f.order, Refused)]
+            _insert(self.db, "INSERT INTO reports (ref, channel, category, text, lat, lon, address, equipment, "
+                             "distance_m, order_id, absorbed, created_ms, idem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [f.row() for f in rows])
+            _insert(self.contacts, "INSERT INTO contacts (ref, name, phone, email, ts_ms) VALUES (?,?,?,?,?)",
+                    [(f.ref, f.s.report.contact.name, f.s.report.contact.phone, f.s.report.contact.email,
+                      f.s.now_ms) for f in rows if not f.s.report.contact.empty])
+        for f in fresh:
+            if isinstance(f.order, Refused):
+                out[f.k] = f.order
+                continue
+            order = f.order
+            self.received += 1
+            self.absorbed += f.absorbed
+            self.not_located += order is None
+            # the log names the report, never its reporter
+            log.info("report %s (%s, %s): %s", f.ref, f.s.channel.name, f.s.report.category,
+                     f"{'absorbed by' if f.absorbed else 'opened'} {order.id} ({order.equipment})" if order
+                     else "not located")
+            out[f.k] = Receipt(f.ref, FOLLOW[order.status] if order else "not_located", order is not None,
+                               f.absorbed)
+        for k, first in retried:
+            out[k] = out[first]  # the same report: the same receipt (or refusal)
+        return [out[k] for k in range(len(items))]
 
-    def _order_for(self, eq: EquipmentDef, category: str, label: str, priority: int, ref: str,
-                   now_ms: int) -> tuple[WorkOrder, bool]:
-        """The equipment's open order (absorbs the report), else a new one; (order, absorbed)."""
-        open_ = self.orders.store.open_for(eq.id)
-        if open_ is None:
-            order, created = self.orders.create(SYSTEM_USER, eq.id, f"citizen report: {label}", priority, now_ms,
-                                                source="citizen")
-            return order, not created
-        seen = self.db.execute("SELECT 1 FROM reports WHERE order_id = ? AND category = ? LIMIT 1",
-                               (open_.id, category)).fetchone()
-        if seen is None and open_.status.open:  # first report of this kind on the order: say so once
-            with contextlib.suppress(Refused):
-                open_ = self.orders.store.commit([Change(open_.id, now_ms, SYSTEM_USER, Action.NOTE,
-                                                         {"text": f"citizen report {ref}: {label}"})])[-1]
-        return open_, True
+    def _locate(self, report: Report, templates: tuple[str, ...]) -> tuple[EquipmentDef, float | None] | None:
+        """The equipment of a report: the nearest of its category around its position, else its address's."""
+        if report.lat is not None and report.lon is not None:
+            near = self.locator.nearest(templates, report.lat, report.lon, self.config.radius_m)
+            if near is not None:
+                return near[0], near[1]
+        if report.address:
+            eq = self.locator.by_address(templates, report.address)
+            if eq is not None:
+                return eq, None
+        return None
+
+    def _orders_for(self, located: Sequence[_Filed]) -> None:
+        """Each located report's order, in one transaction of the work-order store: the equipment's open order
+        absorbs it (a note the first time a category is reported on it), else the report opens one."""
+        def news(f: _Filed, order: WorkOrder) -> bool:
+            """The first report of this kind on the order: a note says so, once."""
+            return f.first_of_kind and self.db.execute(
+                "SELECT 1 FROM reports WHERE order_id = ? AND category = ? LIMIT 1",
+                (order.id, f.s.report.category)).fetchone() is None
+
+        def note_for(f: _Filed) -> Callable[[WorkOrder], str | None]:
+            return lambda order: f"citizen report {f.ref}: {f.label}" if news(f, order) else None
+
+        # an earlier report of the batch on the same equipment and category opened its order, or was absorbed
+        # by it (and noted, if that was news): a later one is no news
+        kinds: set[tuple[str, str]] = set()
+        for f in located:
+            if f.hit is not None:
+                kind = (f.hit[0].id, f.s.report.category)
+                f.first_of_kind = kind not in kinds
+                kinds.add(kind)
+        # the common case: every report is about an equipment whose open order already knows its kind. Nothing to
+        # write to the work-order store, so no transaction there (a lone report is then as few SQLite calls as
+        # can be: each one lets another thread take the GIL, and getting it back is what costs under load)
+        current = [self.orders.store.open_for(f.hit[0].id) if f.hit is not None else None for f in located]
+        if all(o is not None and not news(f, o) for f, o in zip(located, current, strict=True)):
+            for f, o in zip(located, current, strict=True):
+                f.order, f.absorbed = o, True
+            return
+        wants = [Want(f.hit[0].id, f"citizen report: {f.label}", f.priority, note_for(f))
+                 for f in located if f.hit is not None]
+        # the batch's orders take its first report's time (the batch is a few milliseconds of reports)
+        results = self.orders.open_or_attach(SYSTEM_USER, wants, located[0].s.now_ms, source="citizen")
+        for f, r in zip(located, results, strict=True):
+            if isinstance(r, Refused):
+                f.order = r
+            else:
+                f.order, f.absorbed = r[0], not r[1]
 
     # ------------------------------------------------------------------ read
     def _receipt(self, ref: str) -> Receipt:
@@ -450,13 +532,28 @@ class Intake:
 
     def follow(self, ref: str) -> dict[str, Any]:
         """What the reporter may see of its report: status and times, nothing else (no text, no contact)."""
-        row = self.db.execute("SELECT category, created_ms, order_id FROM reports WHERE ref = ?", (ref,)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT category, created_ms, order_id FROM reports WHERE ref = ?",
+                                  (ref,)).fetchone()
         if row is None:
             raise Refused("follow a citizen report", N_("no such reference"), Refusal.NOT_FOUND)
         order = self.orders.store.get(str(row[2])) if row[2] else None
         return {"reference": ref, "category": str(row[0]), "received_ms": int(row[1]),
                 "status": FOLLOW[order.status] if order else "not_located",
                 "updated_ms": order.updated_ms if order else int(row[1])}
+
+    def order_of(self, ref: str, channel: Channel) -> str:
+        """The order a report of ``channel`` joined (where a citizen's photo of it goes); Refused NOT_FOUND for
+        another channel's report (as good as absent), INVALID for a report no equipment matched."""
+        what = f"attach a photo to report {ref}"
+        with self.lock:
+            row = self.db.execute("SELECT channel, order_id FROM reports WHERE ref = ?", (ref,)).fetchone()
+        if row is None or row[0] != channel.name:
+            raise Refused(what, N_("no such reference"), Refusal.NOT_FOUND)
+        if row[1] is None:
+            # not marked for translation yet: scada/locale is the console's helper's this session
+            raise Refused(what, "the report is not located: no work order to attach the photo to", Refusal.INVALID)
+        return str(row[1])
 
     def reports(self, *, order: str | None = None, not_located: bool = False, limit: int = 500,
                 offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
@@ -468,21 +565,28 @@ class Intake:
         if not_located:
             where.append("order_id IS NULL")
         sql_where = f" WHERE {' AND '.join(where)}" if where else ""
-        # fixed columns and conditions, every value bound
-        total = int(self.db.execute(f"SELECT count(*) FROM reports{sql_where}", args).fetchone()[0])  # noqa: S608
         cols = ("ref", "channel", "category", "text", "lat", "lon", "address", "equipment", "distance_m", "order_id",
                 "absorbed", "created_ms")
+        # fixed columns and conditions, every value bound
         sql = f"SELECT {', '.join(cols)} FROM reports{sql_where} ORDER BY created_ms DESC, ref LIMIT ? OFFSET ?"  # noqa: S608
-        rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
+        with self.lock:
+            total = int(self.db.execute(f"SELECT count(*) FROM reports{sql_where}", args).fetchone()[0])  # noqa: S608
+            rows = self.db.execute(sql, [*args, limit, offset]).fetchall()
         return total, [{**dict(zip(cols, r, strict=True)), "absorbed": bool(r[10])} for r in rows]
 
     def count_for(self, order_id: str) -> int:
-        return int(self.db.execute("SELECT count(*) FROM reports WHERE order_id = ?", (order_id,)).fetchone()[0])
+        with self.lock:
+            return int(self.db.execute("SELECT count(*) FROM reports WHERE order_id = ?",
+                                       (order_id,)).fetchone()[0])
 
     # ------------------------------------------------------------------ retention
     def purge(self, now_ms: int) -> int:
         """Delete the contact data older than ``contact_retention`` (and reclaim their pages); the number."""
         limit = now_ms - int(self.config.contact_retention_s * 1000)
+        with self.lock:  # never inside a batch's transaction (VACUUM cannot run in one)
+            return self._purge(limit)
+
+    def _purge(self, limit: int) -> int:
         n = self.contacts.execute("DELETE FROM contacts WHERE ts_ms <= ?", (limit,)).rowcount
         if n:
             # deleted rows must not linger in free pages or the WAL: checkpoint, then rewrite the file
@@ -493,11 +597,128 @@ class Intake:
         return int(n)
 
     def contact_count(self) -> int:
-        return int(self.contacts.execute("SELECT count(*) FROM contacts").fetchone()[0])
+        with self.lock:
+            return int(self.contacts.execute("SELECT count(*) FROM contacts").fetchone()[0])
 
     def stats(self) -> dict[str, int]:
         return {"received": self.received, "absorbed": self.absorbed, "not_located": self.not_located,
                 "rate_limited": self.limited}
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One report as a channel filed it (``idem``: the channel's idempotency key, if any)."""
+
+    channel: Channel
+    report: Report
+    now_ms: int
+    idem: str | None = None
+
+
+@dataclass(slots=True)
+class _Filed:
+    """A report of a batch on its way: where it was located, the order that took it."""
+
+    k: int
+    s: Submission
+    key: str | None
+    ref: str
+    label: str
+    priority: int
+    hit: tuple[EquipmentDef, float | None] | None
+    order: WorkOrder | Refused | None = None
+    absorbed: bool = False
+    first_of_kind: bool = True
+
+    def row(self) -> tuple[Any, ...]:
+        r, o, hit = self.s.report, self.order, self.hit
+        order_id = o.id if isinstance(o, WorkOrder) else None
+        distance = round(hit[1], 1) if hit is not None and hit[1] is not None else None
+        return (self.ref, self.s.channel.name, r.category, r.text[:2000], r.lat, r.lon, r.address or None,
+                hit[0].id if hit is not None else None, distance, order_id, int(self.absorbed), self.s.now_ms,
+                self.key)
+
+
+def _check(report: Report) -> tuple[tuple[str, ...], int, str]:
+    """The category's (templates, priority, label); Refused when the report cannot be filed as it is."""
+    what = "file a citizen report"
+    spec = CATEGORIES.get(report.category)
+    if spec is None:
+        raise Refused(what, _("category must be one of {categories}, got {category}").format(
+            categories=", ".join(CATEGORIES), category=repr(report.category)), Refusal.INVALID)
+    if (report.lat is None) != (report.lon is None):
+        raise Refused(what, N_("give both lat and lon, or neither"), Refusal.INVALID)
+    if report.lat is None and not (report.address or "").strip():
+        raise Refused(what, N_("give a position (lat, lon) or an address"), Refusal.INVALID)
+    return spec
+
+
+def _insert(db: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``rows`` in one transaction (one durable commit, synchronous FULL)."""
+    if len(rows) <= 1:  # one row: one statement, its own transaction (the autocommit connection's)
+        for row in rows:
+            db.execute(sql, row)
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(sql, rows)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+class _Writer:
+    """The intake's one writer thread: takes every report queued while it committed the previous batch
+    (up to MAX_BATCH) and files them with one :meth:`Intake.submit_many` (group commit). Its own thread, not
+    the event loop's default pool: the server's other blocking calls never queue in front of a report."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+        self.queue: queue.SimpleQueue[tuple[Submission, concurrent.futures.Future[Receipt]] | None] = \
+            queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, s: Submission) -> concurrent.futures.Future[Receipt]:
+        fut: concurrent.futures.Future[Receipt] = concurrent.futures.Future()
+        self.queue.put((s, fut))
+        return fut
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join(STOP_TIMEOUT_S)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self.queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            # a report whose request was given up (cancelled) before its turn is not filed
+            batch = [(s, f) for s, f in batch if f.set_running_or_notify_cancel()]
+            try:
+                results = self.intake.submit_many([s for s, _ in batch])
+            except Exception as exc:  # the store failed: every report of the batch is told (none lost silently)
+                log.exception("intake: %d report(s) not filed", len(batch))
+                for _s, f in batch:
+                    f.set_exception(exc)
+                continue
+            for (_s, f), r in zip(batch, results, strict=True):
+                if isinstance(r, Refused):
+                    f.set_exception(r)
+                else:
+                    f.set_result(r)
 
 
 def new_reference() -> str:
@@ -508,5 +729,5 @@ def new_reference() -> str:
 
 
 __all__ = ["CATEGORIES", "CONFIG_FILE", "CONTACTS_FILE", "FILE_NAME", "Channel", "Contact", "Intake", "IntakeConfig",
-           "Locator", "Receipt", "Report", "TokenBucket", "check_intake", "hash_token", "load_intake",
+           "Locator", "Receipt", "Report", "Submission", "TokenBucket", "check_intake", "hash_token", "load_intake",
            "new_reference"]

@@ -19,7 +19,8 @@ append-only journal replays to exactly the orders it holds (``replay``)::
         system, after auto_close_after without recurrence): resolved ──► closed            ┌────────┐
       note (text), link (alarms): any open state, the status unchanged                     │ closed │
       assign again: new or assigned (reassignment to another crew or vehicle)              └────────┘
-    closed and cancelled are final: every action on them is refused.
+    closed and cancelled are final: every action on them is refused, but for photos_purged (the system: the
+    order's photos deleted after crews.yaml's photo_retention; a note names them, the status unchanged).
 
 An action that the diagram does not draw is refused with :class:`scada.errors.Refused` (code
 ``Refusal.WORK_ORDER_REFUSED``) and changes nothing. Who may ask for which action (a crew only on its own
@@ -77,6 +78,7 @@ class Action(enum.StrEnum):
     CANCEL = "cancel"
     NOTE = "note"
     LINK = "link"  # alarms attached to the order
+    PHOTOS_PURGED = "photos_purged"  # the system: the photos of an order closed for the retention time deleted
 
 
 #: action → the states it may start from → the state it leads to (None: unchanged)
@@ -93,9 +95,10 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status | None]] = {
     Action.CANCEL: (frozenset({Status.NEW, Status.ASSIGNED, Status.EN_ROUTE, Status.ON_SITE}), Status.CANCELLED),
     Action.NOTE: (frozenset(s for s in Status if s.open), None),
     Action.LINK: (frozenset(s for s in Status if s.open), None),
+    Action.PHOTOS_PURGED: (frozenset({Status.CLOSED, Status.CANCELLED}), None),
 }
 #: actions only the system takes (never offered to a user through the API)
-SYSTEM_ACTIONS = frozenset({Action.RESOLVE, Action.RECUR, Action.AUTO_CLOSE})
+SYSTEM_ACTIONS = frozenset({Action.RESOLVE, Action.RECUR, Action.AUTO_CLOSE, Action.PHOTOS_PURGED})
 #: stage → the order's field holding the first time it was reached
 STAGE_FIELDS: dict[Status, str] = {Status.ASSIGNED: "assigned_ms", Status.EN_ROUTE: "en_route_ms",
                                    Status.ON_SITE: "on_site_ms", Status.DONE: "done_ms",
@@ -104,6 +107,7 @@ STAGE_FIELDS: dict[Status, str] = {Status.ASSIGNED: "assigned_ms", Status.EN_ROU
 REQUIRED: dict[Action, tuple[str, ...]] = {
     Action.ASSIGN: ("crew",), Action.CANNOT_REPAIR: ("reason",), Action.CANCEL: ("reason",),
     Action.NOTE: ("text",), Action.LINK: ("alarms",), Action.CLOSE: ("cause", "action"),
+    Action.PHOTOS_PURGED: ("photos",),
 }
 
 

@@ -16,6 +16,11 @@ beside the work-order store.
           written to a temporary name, then renamed: a crash leaves no half photo. The same photo sent again (a
           tablet's retry) cleans to the same bytes, so the same name: stored once.
 
+Retention (:func:`purge`, hourly in the server): the photos of an order closed or cancelled for longer than
+crews.yaml's ``photo_retention`` (365 days by default) are deleted, after a ``photos_purged`` change naming them
+in the order's journal (journal first: a crash between the two leaves files the next purge deletes, with the
+same idempotency key, so journalled once; never a deletion the journal does not tell).
+
 The order's journal gets a note naming the photo (service side, :func:`attach`), never the photo or its
 metadata; no log line, export or backup holds a photo (the server's backups list their stores, this folder is
 not one of them). Pillow's own debug lines print every EXIF value it parses (the GPS position, the owner's name):
@@ -39,8 +44,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from scada.errors import Refusal, Refused
 from scada.i18n import N_, _
-from scada.workorders.model import Action, WorkOrder
-from scada.workorders.service import WorkOrders
+from scada.workorders.model import Action, Change, Status, WorkOrder
+from scada.workorders.service import SYSTEM_USER, WorkOrders
+
+log = logging.getLogger(__name__)
 
 # Pillow logs each EXIF tag's value at DEBUG while it reads or writes one: personal data in a log (tested)
 logging.getLogger("PIL").setLevel(logging.INFO)
@@ -198,4 +205,31 @@ def attach(orders: WorkOrders, photos: PhotoStore, order_id: str, data: bytes, u
     return after, photo
 
 
-__all__ = ["DIR_NAME", "MAX_BYTES", "MAX_PIXELS", "Photo", "PhotoStore", "attach", "clean", "sniff"]
+def purge(orders: WorkOrders, photos: PhotoStore, now_ms: int) -> dict[str, list[str]]:
+    """Delete the photos of every order closed or cancelled for longer than crews.yaml's ``photo_retention``
+    (from its last change), each deletion journalled first; {order id: the photo names deleted}."""
+    limit = now_ms - int(orders.crews.photo_retention_s * 1000)
+    done: dict[str, list[str]] = {}
+    if not photos.root.is_dir():
+        return done
+    for folder in sorted(photos.root.iterdir()):
+        order = orders.store.get(folder.name) if _ORDER.match(folder.name) and folder.is_dir() else None
+        if order is None or order.status not in (Status.CLOSED, Status.CANCELLED) or order.updated_ms > limit:
+            continue  # a folder of no order of this store is left for a person to look at
+        names = sorted(p.name for p in folder.iterdir() if _NAME.match(p.name))
+        if names:
+            days = orders.crews.photo_retention_s / 86400
+            orders.store.commit([Change(order.id, now_ms, SYSTEM_USER, Action.PHOTOS_PURGED,
+                                        {"photos": names, "text": f"{len(names)} photo(s) deleted: {order.status} "
+                                                                  f"for more than {days:g} days"},
+                                        f"photos_purged:{order.id}:{','.join(names)}")])
+        for p in folder.iterdir():  # the photos and any upload a crash left behind
+            p.unlink()
+        folder.rmdir()
+        if names:
+            done[order.id] = names
+            log.info("%s: %d photo(s) deleted after the retention time", order.id, len(names))
+    return done
+
+
+__all__ = ["DIR_NAME", "MAX_BYTES", "MAX_PIXELS", "Photo", "PhotoStore", "attach", "clean", "purge", "sniff"]

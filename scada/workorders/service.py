@@ -7,7 +7,8 @@
       condition on, equipment has an open order ─► attach     │      done · cannot_repair · close · cancel ·
         (a resolved one recurs: back to new)                  │      note · link (from an alarm, one click)
       back to normal ─► resolve the equipment's done order    ▼                    │
-                                                    WorkOrders (this module) ◄─────┘
+    citizen reports (intake) ──open_or_attach──►    WorkOrders (this module) ◄─────┘
+      a batch in one transaction: the equipment's open order absorbs each, else a new order
                                    city (equipment: location, commune) · crews.yaml (SLA, crews, accounts)
                                                             │ Change rows, one transaction per call
                                                             ▼
@@ -26,6 +27,7 @@ times. Refusals are :class:`scada.errors.Refused` (code ``work_order_refused``, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from scada.config.model import CityConfig
 from scada.errors import Refusal, Refused
 from scada.i18n import N_, _
 from scada.workorders.crews import CrewsConfig
-from scada.workorders.model import SYSTEM_ACTIONS, Action, Change, Status, WorkOrder
+from scada.workorders.model import SYSTEM_ACTIONS, Action, Change, Status, WorkOrder, apply
 from scada.workorders.store import OrderQuery, WorkOrderStore
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,17 @@ class AlarmRef:
         priority = p if isinstance(p, int) and 1 <= p <= 4 else 4
         return cls(str(view["id"]), str(view.get("equipment") or ""), str(view.get("rule") or ""),
                    str(view.get("service") or ""), priority, str(view.get("message") or view["id"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """One request of :meth:`WorkOrders.open_or_attach`: an order for ``equipment`` (what is wrong, priority)
+    unless it has an open one, which then gets ``note(order)`` when that gives a text."""
+
+    equipment: str
+    what: str
+    priority: int
+    note: Callable[[WorkOrder], str | None] | None = None
 
 
 AlarmsActive = Callable[[str], Sequence[str]]  # equipment → ids of its alarms whose condition is present
@@ -146,6 +159,51 @@ class WorkOrders:
         if created:
             log.info("%s: work order created for %s by %s (%s)", order.id, equipment, user, source)
         return order, created
+
+    def open_or_attach(self, user: str, wants: Sequence[Want], now_ms: int, *, source: str = "manual"
+                       ) -> list[tuple[WorkOrder, bool] | Refused]:
+        """Many requests for orders in ONE transaction (one durable commit for the lot: the citizen intake's
+        group commit). Each want, in order: its equipment's open order — opened by an earlier want of the same
+        batch, or already in the store — with the want's note added (``note(order)``: a text, or None for no
+        note; a note the state machine refuses is left out), else a new order. Returns per want
+        (the order after that want, created by it) or the :class:`Refused` that want alone met (the others
+        still commit)."""
+        results: list[tuple[WorkOrder, bool] | Refused] = []
+
+        def changes(store: WorkOrderStore) -> list[Change]:
+            results.clear()
+            out: list[Change] = []
+            current: dict[str, WorkOrder | None] = {}  # the batch's own view: orders it opened or noted
+            number = store.next_number()
+            for w in wants:
+                order = current[w.equipment] if w.equipment in current else store.open_for(w.equipment)
+                try:
+                    if order is None:
+                        c = self._create_change(number, user, w.equipment, w.what, w.priority, now_ms, None, (),
+                                                source, None)
+                        order, created = apply(None, c), True
+                        number += 1
+                        out.append(c)
+                    else:
+                        created = False
+                        text = w.note(order) if w.note is not None else None
+                        if text:
+                            c = Change(order.id, now_ms, user, Action.NOTE, {"text": text[:MAX_TEXT]})
+                            with contextlib.suppress(Refused):  # checked here: a refusal would abort the lot
+                                order = apply(order, c)
+                                out.append(c)
+                except Refused as exc:
+                    results.append(exc)
+                    continue
+                current[w.equipment] = order
+                results.append((order, created))
+            return out
+
+        self.store.commit(changes)
+        for r in results:
+            if not isinstance(r, Refused) and r[1]:
+                log.info("%s: work order created for %s by %s (%s)", r[0].id, r[0].equipment, user, source)
+        return list(results)
 
     def from_alarm(self, alarm: AlarmRef, user: str, now_ms: int, *, source: str = "alarm",
                    idem: str | None = None) -> tuple[WorkOrder, bool]:

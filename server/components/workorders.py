@@ -15,6 +15,8 @@
                the mission goes to the vehicle through the command gate (server.routes.workorders)
     intake.yaml (beside tags.yaml; absent: no citizen intake) ─► scada.workorders.intake.Intake over the same
                façade (intake.sqlite + contacts.sqlite); every hour: contacts past their retention purged
+    every hour: the photos of orders closed or cancelled for longer than crews.yaml's photo_retention deleted
+               (scada.workorders.photos.purge: a photos_purged change in the order's journal first)
     every commit of the store (whoever wrote: API, alarm events, geofence, intake) ─► the WebSocket hub
                (server.hub.Hub.on_workorders): consoles subscribed with ``"workorders": true`` get each changed
                order, ``{"event": "created"|"changed", ...}`` with the fields of GET /workorders/{id}
@@ -60,6 +62,8 @@ from scada.workorders.dispatch import Candidate as CrewCandidate
 from scada.workorders.dispatch import Fix, arrived, busy_crews, rank
 from scada.workorders.intake import CONFIG_FILE as INTAKE_FILE
 from scada.workorders.intake import PURGE_EVERY_S, Intake, IntakeConfig, load_intake
+from scada.workorders.photos import PhotoStore
+from scada.workorders.photos import purge as purge_photos
 from server.components.alarms import alarm_view_dict
 from server.components.base import SubsystemStatus
 
@@ -133,7 +137,7 @@ class WorkOrderComponent:
         intake = load_intake_for(intake_path(self.server))
         if intake is not None:
             self.intake = await asyncio.to_thread(Intake, self.server.data_dir, self.orders, intake)
-            await asyncio.to_thread(self.intake.purge, time.time_ns() // 1_000_000)
+        await self.purge(time.time_ns() // 1_000_000)
         listeners = self.alarm_comp.listeners  # kept by the alarm component across its reloads
         listeners.append(self._on_alarm)
         self.unlisten = lambda: listeners.remove(self._on_alarm) if self._on_alarm in listeners else None
@@ -300,15 +304,23 @@ class WorkOrderComponent:
                 if time.monotonic() >= next_fence:
                     next_fence = time.monotonic() + GEOFENCE_S
                     await asyncio.to_thread(self.geofence, time.time_ns() // 1_000_000)
-                if self.intake is not None and time.monotonic() >= next_purge:
+                if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + PURGE_EVERY_S
-                    await asyncio.to_thread(self.intake.purge, time.time_ns() // 1_000_000)
+                    await self.purge(time.time_ns() // 1_000_000)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK_S
                     await self.tick()
             except Exception:  # one failed round must not stop the work orders for good (logged, health)
                 log.exception("workorders: processing failed")
                 self.health().set("degraded", "processing failed (see the log); retrying")
+
+    async def purge(self, now_ms: int) -> None:
+        """Retention (in a worker thread): the reporters' contact data past intake.yaml's contact_retention, the
+        photos of orders closed for longer than crews.yaml's photo_retention."""
+        if self.intake is not None:
+            await asyncio.to_thread(self.intake.purge, now_ms)
+        if self.orders is not None:
+            await asyncio.to_thread(purge_photos, self.orders, PhotoStore(self.server.data_dir), now_ms)
 
     async def drain(self) -> int:
         """Process the queued alarm events (one batch, one transaction); the number processed."""

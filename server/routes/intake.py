@@ -3,6 +3,10 @@
     POST /reports          X-Intake-Token: <channel token> (intake.yaml)  {category, text?, lat?, lon?, address?,
                            contact?: {name?, phone?, email?}, idempotency_key?} → {reference, status, located,
                            absorbed}; 401 unknown token, 429 (Retry-After) over the channel's rate
+    POST /reports/{ref}/photos   X-Intake-Token: the channel that filed the report; the body is the photo (JPEG or
+                           PNG): checked and re-encoded without its metadata (EXIF GPS...) as the crews' photos
+                           are, kept with the report's order, a note names it → {order, photo}; 404 for another
+                           channel's report, 415 not an image, 429 over the channel's rate
     GET  /reports/{ref}    no login: the reference is the key → {reference, category, received_ms, status,
                            updated_ms} (status: received, in_progress, repaired, closed, not_located)
     GET  /reports          ?order=&not_located=&limit=&offset=  the reports for the operators: channel,
@@ -20,15 +24,17 @@ import math
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from scada.errors import Refusal, Refused
-from scada.workorders.intake import Contact, Intake, Report
+from scada.workorders.intake import Channel, Contact, Intake, Report
+from scada.workorders.photos import MAX_BYTES, attach
 from server.auth import Session
 from server.routes.deps import PREFIX, ServerDep, need
 from server.routes.errors import ApiError
 from server.routes.models import Strict
+from server.routes.photos import IMAGE_BODY, photo_store
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
@@ -98,6 +104,18 @@ def intake_of(server: "ScadaServer", what: str) -> Intake:
     return intake
 
 
+def _admitted(intake: Intake, token: str | None, what: str) -> Channel:
+    """The channel of the token, within its rate (401 unknown token, 429 with Retry-After over the rate)."""
+    channel = intake.channel(token)
+    if channel is None:
+        raise ApiError(401, what, "unknown intake token", "unauthorized")
+    wait = intake.admit(channel)
+    if wait > 0:
+        raise ApiError(429, what, f"channel {channel.name} is over its rate: retry in {math.ceil(wait)} s",
+                       "rate_limited", headers={"Retry-After": str(math.ceil(wait))})
+    return channel
+
+
 @router.post("/reports", response_model=ReceiptOut,
              description="A citizen report from an intake channel (its token in X-Intake-Token): located on the "
                          "nearest equipment of its category, absorbed by the equipment's open work order or "
@@ -106,19 +124,47 @@ async def report_submit(body: ReportIn, server: ServerDep,
                         x_intake_token: Annotated[str | None, Header(max_length=200)] = None) -> ReceiptOut:
     what = "file a citizen report"
     intake = intake_of(server, what)
-    channel = intake.channel(x_intake_token)
-    if channel is None:
-        raise ApiError(401, what, "unknown intake token", "unauthorized")
-    wait = intake.admit(channel)
-    if wait > 0:
-        raise ApiError(429, what, f"channel {channel.name} is over its rate: retry in {math.ceil(wait)} s",
-                       "rate_limited", headers={"Retry-After": str(math.ceil(wait))})
+    channel = _admitted(intake, x_intake_token, what)
     c = body.contact
     report = Report(body.category, body.text, body.lat, body.lon, body.address,
                     Contact(c.name, c.phone, c.email) if c is not None else Contact())
-    receipt = await asyncio.to_thread(intake.submit, channel, report, time.time_ns() // 1_000_000,
-                                      body.idempotency_key)
+    # the intake's own writer thread (group commit), not the loop's default pool: see scada.workorders.intake
+    receipt = await asyncio.wrap_future(intake.enqueue(channel, report, time.time_ns() // 1_000_000,
+                                                       body.idempotency_key))
     return ReceiptOut(**receipt.as_dict())
+
+
+class CitizenPhotoOut(BaseModel):
+    order: str = Field(description="the work order the photo went to (the one the report joined)")
+    name: str
+    media_type: str
+    size: int
+    width: int
+    height: int
+
+
+@router.post("/reports/{ref}/photos", response_model=CitizenPhotoOut, openapi_extra=IMAGE_BODY,
+             description=f"A citizen's photo of its report, from the channel that filed it (X-Intake-Token). The "
+                         f"body is the photo, JPEG or PNG by its bytes, at most {MAX_BYTES >> 20} MiB and the "
+                         f"server's body limit (http.max_body_by_prefix for /api/v1/reports); re-encoded without "
+                         f"any metadata (EXIF with its GPS position, XMP, comments) and kept with the report's work "
+                         f"order, whose journal names it (user citizen:<channel>). The same photo again is kept once.")
+async def report_photo(ref: Ref, request: Request, server: ServerDep,
+                       x_intake_token: Annotated[str | None, Header(max_length=200)] = None) -> CitizenPhotoOut:
+    what = f"attach a photo to report {ref}"
+    intake = intake_of(server, what)
+    channel = _admitted(intake, x_intake_token, what)
+    order_id = await asyncio.to_thread(intake.order_of, ref, channel)
+    body = await request.body()  # bounded by the body-limit middleware before it got here
+    try:
+        # decoding and re-encoding take a while: a worker of the default pool, never the reports' writer thread
+        _, photo = await asyncio.to_thread(attach, intake.orders, photo_store(server), order_id, body,
+                                           f"citizen:{channel.name}", time.time_ns() // 1_000_000)
+    except Refused as exc:
+        if exc.code is Refusal.UNSUPPORTED:
+            raise ApiError(415, exc.what, exc.why, "unsupported_media_type") from None
+        raise
+    return CitizenPhotoOut(order=order_id, **photo.as_dict())
 
 
 @router.get("/reports/{ref}", response_model=ReportStatusOut,

@@ -10,7 +10,7 @@ A crew account reaches only its own crew's orders (the same scope as server.rout
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time
 import asyncio
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse
@@ -46,10 +46,13 @@ def photo_store(server: "ScadaServer") -> PhotoStore:
     return PhotoStore(server.data_dir)
 
 
-@router.post("/workorders/{order_id}/photos", response_model=PhotoAttachOut,
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                 "image/png": {"schema": {"type": "string", "format": "binary"}}}}},
+#: the OpenAPI request body of a photo upload (the route reads the raw body itself, so FastAPI cannot infer it)
+IMAGE_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    "image/png": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post("/workorders/{order_id}/photos", response_model=PhotoAttachOut, openapi_extra=IMAGE_BODY,
              description=f"The request body is the photo itself, JPEG or PNG (recognised by its bytes, not by its "
                          f"Content-Type), at most {MAX_BYTES >> 20} MiB and the server's body limit (http.max_body, "
                          f"1 MiB by default: raise it for /api/v1/workorders with http.max_body_by_prefix to take "

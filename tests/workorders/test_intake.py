@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from scada.config import CityConfig
 from scada.errors import Refused
@@ -29,7 +30,9 @@ from scada.workorders.intake import (
     Intake,
     IntakeConfig,
     Locator,
+    Receipt,
     Report,
+    Submission,
     TokenBucket,
     check_intake,
     hash_token,
@@ -170,6 +173,75 @@ def test_report_opens_then_is_absorbed_and_followed(intake: Intake, book: Book, 
             intake.submit(call, bad, T0)
 
 
+def test_a_batch_is_filed_as_one_report_after_another(intake: Intake, book: Book, city: CityConfig) -> None:
+    """submit_many (the writer thread's group commit) answers each report as submit would, one after another:
+    the first of a cabinet opens its order, the next of the same kind is absorbed without a note, a new kind is
+    noted once; a refused report and a retry (same key) in the batch; three durable commits for the lot."""
+    call = intake.channel(TOKEN)
+    assert call is not None
+    cab, other = city.equipment["C0001"], city.equipment["C0005"]
+    commits: list[int] = []
+    book.store.listeners.append(lambda changed: commits.append(len(changed)))
+    batch = [Submission(call, Report("lamp_out", "", cab.lat, cab.lon), T0),
+             Submission(call, Report("lamp_out", "", metres_north(cab.lat, 20), cab.lon), T0),
+             Submission(call, Report("meteor", "", cab.lat, cab.lon), T0),
+             Submission(call, Report("lamp_on_by_day", "", cab.lat, cab.lon), T0, "key-00001"),
+             Submission(call, Report("lamp_on_by_day", "", cab.lat, cab.lon), T0),
+             Submission(call, Report("lamp_on_by_day", "", cab.lat, cab.lon), T0, "key-00001"),
+             Submission(call, Report("lamp_out", "", other.lat, other.lon, contact=Contact(email=EMAIL)), T0),
+             Submission(call, Report("bollard_stuck", "", 47.40, 4.90), T0)]
+    got = intake.submit_many(batch)
+    opened, absorbed, refused, noted, quiet, retry, second, lost = got
+    assert isinstance(refused, Refused) and "category" in str(refused)
+    assert isinstance(opened, Receipt) and opened.located and not opened.absorbed
+    assert isinstance(absorbed, Receipt) and absorbed.absorbed
+    assert isinstance(noted, Receipt) and noted.absorbed and retry == noted  # the retry: the same report
+    assert isinstance(quiet, Receipt) and quiet.absorbed
+    assert isinstance(second, Receipt) and not second.absorbed and second.located
+    assert isinstance(lost, Receipt) and not lost.located
+    total, orders = book.store.query(OrderQuery())
+    assert total == 2 and sorted(o.equipment for o in orders) == ["C0001", "C0005"]
+    order = next(o for o in orders if o.equipment == "C0001")
+    assert [n.text for n in order.notes] == [f"citizen report {noted.reference}: street lamp on by day"]
+    assert intake.count_for(order.id) == 4 and intake.reports()[0] == 6 and intake.contact_count() == 1
+    assert commits == [2]  # both orders (one noted): one transaction of the work-order store
+    # what a lone submit then finds is what the batch left: the open order absorbs, the key answers the same
+    assert intake.submit(call, Report("lamp_out", "", cab.lat, cab.lon), T0 + MIN).absorbed
+    assert intake.submit(call, Report("lamp_on_by_day", "", cab.lat, cab.lon), T0 + MIN,
+                         idem="key-00001").reference == noted.reference
+    assert book.store.verify() == []
+    # where a citizen's photo of a report goes: its order, for the channel that filed it only
+    assert intake.order_of(opened.reference, call) == order.id
+    app = intake.channel(APP_TOKEN)
+    assert app is not None
+    with pytest.raises(Refused, match="no such reference"):
+        intake.order_of(opened.reference, app)
+    with pytest.raises(Refused, match="not located"):
+        intake.order_of(lost.reference, call)
+
+
+def test_reports_queued_behind_a_commit_go_in_one_batch(intake: Intake, book: Book, city: CityConfig) -> None:
+    """The writer thread files what was queued while it was busy in one go: a report for each of the demo's
+    cabinets, queued while it waits for the intake's lock, make at most two work-order commits, and every one
+    is answered."""
+    call = intake.channel(TOKEN)
+    assert call is not None
+    cabinets = [e for e in city.equipment.values() if e.template == "lighting_cabinet"]
+    n = len(cabinets)
+    assert n >= 10
+    commits: list[int] = []
+    book.store.listeners.append(lambda changed: commits.append(len(changed)))
+    with intake.lock:  # the writer takes the first report(s), then waits here while the rest queue up
+        futures = [intake.enqueue(call, Report("lamp_out", "", e.lat, e.lon), T0) for e in cabinets]
+    receipts = [f.result(timeout=30) for f in futures]
+    assert all(r.located and not r.absorbed for r in receipts)
+    assert len({r.reference for r in receipts}) == n and book.store.count()[0] == n
+    assert 1 <= len(commits) <= 2 and sum(commits) == n, commits
+    bad = intake.enqueue(call, Report("lamp_out", ""), T0)
+    with pytest.raises(Refused, match="position"):
+        bad.result(timeout=30)
+
+
 def test_rate_limit_per_channel(intake: Intake) -> None:
     bucket = TokenBucket(per_minute=60, burst=3)
     assert [bucket.take(100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
@@ -229,6 +301,22 @@ async def test_contact_data_never_leave_the_contacts_file(tmp_path: Path, caplog
                                                                                    "absorbed"}
         r2 = await c.post("/api/v1/reports", json={**body, "lat": cab.lat}, headers={"X-Intake-Token": TOKEN})
         assert r2.json()["absorbed"]
+        # the reporter's photo, from the channel that filed the report: with its order, without the EXIF (the
+        # reporter's name, the GPS position: the scan of every file below finds no NAME in the stored photo)
+        at = f"/api/v1/reports/{receipt['reference']}/photos"
+        photo = phone_photo()
+        sent = await c.post(at, content=photo, headers={"X-Intake-Token": TOKEN, "Content-Type": "image/jpeg"})
+        assert sent.status_code == 200, sent.text
+        assert (await c.post(at, content=photo, headers={"X-Intake-Token": TOKEN})).json() == sent.json()  # once
+        assert (await c.post(at, content=b"GIF89a...", headers={"X-Intake-Token": TOKEN})).status_code == 415
+        assert (await c.post(at, content=photo)).status_code == 401
+        pic = sent.json()
+        got = await c.get(f"/api/v1/workorders/{pic['order']}/photos/{pic['name']}", headers=admin)
+        assert got.status_code == 200 and NAME.encode() not in got.content
+        with Image.open(io.BytesIO(got.content)) as im:
+            assert not im.getexif() and (im.width, im.height) == (48, 64)  # upright, nothing else kept
+        notes = [n["text"] for n in (await c.get(f"/api/v1/workorders/{pic['order']}", headers=admin)).json()["notes"]]
+        assert f"photo {pic['name']}" in notes
         # the app channel: burst of 3, then 429 with Retry-After
         codes = [(await c.post("/api/v1/reports", json={**body, "category": "other"},
                                headers={"X-Intake-Token": APP_TOKEN})) for _ in range(4)]
@@ -279,7 +367,7 @@ async def test_contact_data_never_leave_the_contacts_file(tmp_path: Path, caplog
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert receipt["reference"] in logged  # the report is logged, by its reference
     files = [f for f in data.rglob("*") if f.is_file()]
-    assert any("backups" in f.parts for f in files)
+    assert any("backups" in f.parts for f in files) and any("photos" in f.parts for f in files)
     for f in files:
         leaked = [s for s in (NAME, PHONE, EMAIL) if s.encode() in f.read_bytes() or s in logged]
         if f.name.startswith(CONTACTS_FILE) and "backups" not in f.parts:
@@ -287,6 +375,18 @@ async def test_contact_data_never_leave_the_contacts_file(tmp_path: Path, caplog
         assert not leaked, (f, leaked)
     with sqlite3.connect(data / CONTACTS_FILE) as db:  # where they are: the positive control
         assert db.execute("SELECT count(*) FROM contacts WHERE email = ?", (EMAIL,)).fetchone()[0] == 5
+
+
+def phone_photo() -> bytes:
+    """A JPEG as a phone takes it: the owner's name (the reporter's), the GPS position, held on its side."""
+    exif = Image.Exif()
+    exif[0x013B] = NAME  # Artist
+    exif[0x0112] = 6  # Orientation
+    exif[0x8825] = {1: "N", 2: (47.0, 19.0, 21.5), 3: "E", 4: (5.0, 2.0, 29.4)}  # GPS
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (20, 120, 200)).save(buf, "JPEG", exif=exif)
+    assert NAME.encode() in buf.getvalue()  # the fixture carries what the server must remove
+    return buf.getvalue()
 
 
 def test_intake_config_default_is_off() -> None:

@@ -25,7 +25,7 @@ BASE = WorkOrder(id="WO-000001", equipment="C0001", template="lighting_cabinet",
 #: a valid data for each action (the required fields present)
 DATA: dict[Action, dict[str, Any]] = {Action.ASSIGN: {"crew": "lighting-day", "vehicle": "V006"}, Action.CANNOT_REPAIR: {"reason": "no part"},
         Action.CANCEL: {"reason": "duplicate"}, Action.NOTE: {"text": "seen"}, Action.LINK: {"alarms": ["a:1"]},
-        Action.CLOSE: {"cause": "lamp", "action": "replaced"}}
+        Action.CLOSE: {"cause": "lamp", "action": "replaced"}, Action.PHOTOS_PURGED: {"photos": ["0123456789abcdef.jpg"]}}
 USER_ACTIONS = [a for a in Action if a is not Action.CREATE]
 
 
