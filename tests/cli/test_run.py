@@ -71,13 +71,12 @@ async def test_a_console_that_dies_at_once_stops_the_demo(capsys) -> None:
     assert not stop.is_set() and "keep running" in capsys.readouterr().out
 
 
-def test_headless_demo_prints_every_url_and_is_the_only_instance(tmp_path: Path) -> None:
-    """One real headless demo (~20-40 s): the banner, a refused second instance, the maintenance tools
-    finding its data with no option, and Ctrl-C stopping every child and releasing the locks."""
-    root = tmp_path / "data"
+def start_run(root: Path, *flags: str) -> tuple[subprocess.Popen[str], dict[str, str], list[str]]:
+    """``scada run --headless --port 0 *flags`` on data folder ``root``, read up to its banner's last line
+    ("Ctrl-C ..."): (the process, its environment, the banner's lines). The caller stops it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SCADA_DATA_DIR": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--headless", "--port", "0"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", *flags, "--headless", "--port", "0"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
         assert proc.stdout is not None
@@ -88,6 +87,19 @@ def test_headless_demo_prints_every_url_and_is_the_only_instance(tmp_path: Path)
             lines.append(line)
             if line.startswith("Ctrl-C"):
                 break
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc, env, lines
+
+
+def test_headless_demo_prints_every_url_and_is_the_only_instance(tmp_path: Path) -> None:
+    """One real headless demo (~20-40 s): the banner, a refused second instance, the maintenance tools
+    finding its data with no option, and Ctrl-C stopping every child and releasing the locks."""
+    root = tmp_path / "data"
+    proc, env, lines = start_run(root)
+    try:
         banner = "".join(lines)
         data = root / "demo"
         api = re.search(r"^API\s+(http://127\.0\.0\.1:\d+)$", banner, re.M)

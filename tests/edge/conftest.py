@@ -20,8 +20,10 @@ from types import TracebackType
 
 import pytest
 
+from historian.service import Historian
 from scada.config.partitions import Broker
 from tests.peers import require_peer
+from tests.server.test_e2e import until
 
 
 def free_port() -> int:
@@ -98,3 +100,25 @@ class Mosquitto:
 async def mosquitto(tmp_path: Path) -> AsyncIterator[Mosquitto]:
     async with Mosquitto(tmp_path / "broker") as broker:
         yield broker
+
+
+async def assert_in_historian(hist: Historian, past: list[tuple[str, int, float]], timeout_s: float,
+                              every_s: float) -> None:
+    """Wait until every (tag, source time ns, value) of ``past`` is in ``hist`` at its source time (ms); fail
+    naming the first ones still missing."""
+
+    async def missing() -> list[tuple[str, int, float]]:
+        out = []
+        for name, src, value in past:
+            points = await asyncio.to_thread(hist.raw, name, src - 1_000_000, src + 1_000_000, 10)
+            if not any(p["t_ms"] == src // 1_000_000 and p["value"] == value for p in points):
+                out.append((name, src, value))
+        return out
+
+    async def none_missing() -> bool:
+        return not await missing()
+
+    try:
+        await until("every replayed value in the historian", none_missing, timeout_s, every=every_s)
+    except AssertionError:
+        raise AssertionError(f"not in the historian: {(await missing())[:5]}") from None

@@ -7,7 +7,6 @@ written into the historian with their source timestamps.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from drivers.sparkplug import codec
 from historian.service import Historian
 from scada.config.partitions import Broker
-from tests.edge.conftest import Mosquitto
+from tests.edge.conftest import Mosquitto, assert_in_historian
 from tests.edge.test_edge_commands import room
 from tests.server.test_e2e import until
 
@@ -71,18 +70,4 @@ async def test_full_store_alarm_and_history_into_the_historian(tmp_path: Path, m
         print(f"{len(past)} replayed values older than live, {r.component.backfilled} written into the historian")
         assert all(src < int(r.server.tagdb.source_ns[r.server.tagdb.index[name]]) + 1 for name, src, _v in past)
 
-        async def missing() -> list[tuple[str, int, float]]:
-            out = []
-            for name, src, value in past:
-                points = await asyncio.to_thread(hist.raw, name, src - 1_000_000, src + 1_000_000, 10)
-                if not any(p["t_ms"] == src // 1_000_000 and p["value"] == value for p in points):
-                    out.append((name, src, value))
-            return out
-
-        async def none_missing() -> bool:
-            return not await missing()
-
-        try:
-            await until("every replayed value in the historian", none_missing, 15, every=0.5)
-        except AssertionError:
-            raise AssertionError(f"not in the historian: {(await missing())[:5]}") from None
+        await assert_in_historian(hist, past, 15, 0.5)

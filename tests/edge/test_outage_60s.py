@@ -20,7 +20,7 @@ import pytest
 from historian.service import Historian
 from scada.alarms.system import BY_KEY, rule_name
 from scada.config.partitions import Broker
-from tests.edge.conftest import Mosquitto
+from tests.edge.conftest import Mosquitto, assert_in_historian
 from tests.edge.test_edge_commands import room
 from tests.edge.test_store_forward import EdgeRecorder
 from tests.server.test_e2e import until
@@ -102,20 +102,6 @@ async def test_broker_down_60s_zero_loss_order_history_and_alarms(tmp_path: Path
         assert isinstance(hist, Historian)
         past = [(n, s, v) for n, s, v in history if v == v]  # (NaN: no value)
 
-        async def missing() -> list[tuple[str, int, float]]:
-            out = []
-            for name, src, value in past:
-                points = await asyncio.to_thread(hist.raw, name, src - 1_000_000, src + 1_000_000, 10)
-                if not any(p["t_ms"] == src // 1_000_000 and p["value"] == value for p in points):
-                    out.append((name, src, value))
-            return out
-
-        async def none_missing() -> bool:
-            return not await missing()
-
-        try:
-            await until("every replayed value in the historian", none_missing, 30, every=1.0)
-        except AssertionError:
-            raise AssertionError(f"not in the historian: {(await missing())[:5]}") from None
+        await assert_in_historian(hist, past, 30, 1.0)
         print(f"broker down {OUTAGE_S} s: {stored} messages stored, {len(recorder.changes)} changes, "
               f"{len(past)} to the historian; tags good and comm-loss alarms cleared {to_clear:.1f} s after")

@@ -5,11 +5,8 @@ password per edge and the ACL, and one `scada edge` for the demo's lighting part
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cli.test_run import ROOT, processes_mentioning
+from tests.cli.test_run import processes_mentioning, start_run
 from tests.peers import require_peer
 
 
@@ -25,19 +22,8 @@ from tests.peers import require_peer
 def test_run_distributed_feeds_the_server_through_an_edge(tmp_path: Path) -> None:
     require_peer("mosquitto", "Debian package mosquitto (.ci/debian-packages.txt)")
     root = tmp_path / "data"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SCADA_DATA_DIR": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--distributed", "--headless", "--port", "0"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
+    proc, _env, lines = start_run(root, "--distributed")
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "scada run stopped early:\n" + "".join(lines)
-            lines.append(line)
-            if line.startswith("Ctrl-C"):
-                break
         banner = "".join(lines)
         api = re.search(r"^API\s+(http://127\.0\.0\.1:\d+)$", banner, re.M)
         op = re.search(r"^\s+operator\s+(\S+)$", banner, re.M)
