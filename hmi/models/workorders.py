@@ -40,7 +40,8 @@ WORDS = {"open": N_("open"), "all": N_("all"), "new": N_("new"), "assigned": N_(
          "close": N_("closed"), "auto_close": N_("closed automatically"), "cancel": N_("cancelled"),
          "note": N_("note"), "link": N_("alarms linked"), "due": N_("due"), "priority": N_("priority"),
          "created": N_("created"), "updated": N_("updated"), "equipment": N_("equipment"), "status": N_("status"),
-         "alarm": N_("alarm"), "manual": N_("by hand"), "auto": N_("automatic"), "intake": N_("citizen report")}
+         "alarm": N_("alarm"), "manual": N_("by hand"), "auto": N_("automatic"), "intake": N_("citizen report"),
+         "photos_purged": N_("photos deleted (retention)")}
 
 
 def word(code: str) -> str:
