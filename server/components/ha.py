@@ -23,11 +23,12 @@ rows, /health, and the write fence handed to the fail-safe layer.
                                    (no coordination, forced); stats = the pair's state
 
     replication (with ``ha.secret_file``: server.ha.replication) ──────────────────────────────────────────
-        ACTIVE   Feed: serves the standby's WebSocket (tag rows, journal rows, the state snapshot of
-                 server.ha.state, the command audit log's entries, work-order changes); ``sync()`` makes an
-                 operator action wait for the standby's copy (bounded by ``ha.sync_timeout``; then P2
-                 ``ha/not_in_sync``)
-        STANDBY  Follower: connects to ``peer_url``; the poll component holds its first poll (the field is not
+        ACTIVE   Feed (server.ha.feed): serves the standby's WebSocket (tag rows, journal rows, the state
+                 snapshot of server.ha.state, the command audit log's entries, work-order changes) from the
+                 server's parts (HaSink); ``sync()`` makes an operator action wait for the standby's copy (bounded
+                 by ``ha.sync_timeout``; then P2 ``ha/not_in_sync``)
+        STANDBY  Follower (server.ha.follower): connects to ``peer_url`` and writes into this server through
+                 HaSink (server.components.ha_sink); the poll component holds its first poll (the field is not
                  polled twice), the alarm engine is detached from the tag database and from the journal (its
                  states come from the copied rows), nothing is journalled here (the journal is a copy), nor
                  audited (the audit log is a copy); the accounts are the active's
@@ -40,7 +41,7 @@ rows, /health, and the write fence handed to the fail-safe layer.
 
 An active that becomes a replicating standby (resumed after a SIGSTOP, switchover, an etcd partition) stops
 polling (its devices leave both pollers until its next takeover) and rejoins by itself: rows of its journal the
-new active never received are set aside (server.ha.replication: the "diverged" answer; the active journals it
+new active never received are set aside (server.ha.follower: the "diverged" answer; the active journals it
 with the P2 ``ha/set_aside``), then the active's rows are copied after the common point. A reload on the active
 refuses the standby until it runs the same files (P2 on both).
 """
@@ -57,32 +58,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from failsafe.watch import UncommandedWatch
-from scada.alarms.engine import AlarmEngine
 from scada.config import CityConfig
 from scada.errors import NotLeaseholder
-from scada.journal import Journal
-from scada.tagdb import Readings, TagDatabase
-from scada.workorders.store import WorkOrderStore
+from scada.tagdb import TagDatabase
 from server.components.base import SubsystemStatus
 from server.components.failsafe import commands_file
+from server.components.ha_sink import HaSink
 from server.components.loopthread import start_loop_thread, stop_loop_thread
 from server.ha.election import Election, HaOptions, Role
-from server.ha.replication import (
-    Feed,
-    Follower,
-    FollowerState,
-    files_fingerprint,
-    layout_fingerprint,
-    read_secret,
-    subset,
-)
-from server.ha.state import Replica, snapshot
+from server.ha.feed import Feed
+from server.ha.follower import Follower, FollowerState
+from server.ha.state import Replica
+from server.ha.wire import files_fingerprint, layout_fingerprint, read_secret
 
 if TYPE_CHECKING:
-    from failsafe.audit import AuditLog
     from server.app import ScadaServer
     from server.components.poll import PollComponent
     from server.settings import Ha
@@ -112,16 +103,15 @@ class HaComponent:
         self.follower: Follower | None = None  # the standby's side, while standby
         self.attached = True  # the alarm engine evaluates and journals here (False on a replicating standby)
         self.replica = Replica(server)  # the active's state, while standby (server.ha.state)
+        #: the server's parts as the stream reads (active) and writes (standby) them
+        self.sink = HaSink(server, poll, self.replica, fingerprint=self.fingerprint, on_state=self._stream_changed,
+                           on_set_aside=self._rejoined)
         self.taken_over: dict[str, int] = {}  # what the last takeover went on with
-        self._hold = asyncio.Event()  # set: the poll component may poll the field
         self._roles = asyncio.Lock()  # role transitions run one at a time, in order
         self._tasks: set[asyncio.Task[None]] = set()
         self._fingerprint: tuple[int, str] | None = None
         self._files = ""  # the running configuration files' fingerprint
-        self._junction_map: tuple[tuple[int, int], npt.NDArray[np.int64]] | None = None
         self._not_in_sync = ""
-        #: devices whose polling stopped when this (old) active became a replicating standby: (main, junctions)
-        self._paused: tuple[list[str], list[str]] | None = None
         self.rejoined: dict[str, Any] | None = None  # what this standby set aside of its journal at its rejoin
         self._closing = False  # aclose() began: a last role change starts nothing
         self._main: asyncio.AbstractEventLoop | None = None
@@ -173,9 +163,9 @@ class HaComponent:
         """This server feeds the standby (it is the one operators act on)."""
         return self.election.role in (Role.ACTIVE, Role.FORCED)
 
-    # ------------------------------------------------------------------ replication (server.ha.replication)
+    # ------------------------------------------------------------------ replication (server.ha.feed, .follower)
     def fingerprint(self) -> str:
-        engine = self.engine()
+        engine = self.sink.engine()
         db = self.server.tagdb
         if self._fingerprint is None or self._fingerprint[0] != id(db):
             catalog = engine.catalog.fingerprint() if engine is not None else ""
@@ -183,98 +173,21 @@ class HaComponent:
         return f"{self._fingerprint[1]}-{self._files}"
 
     async def _read_files(self, config: CityConfig) -> None:
-        """The running configuration's files (server.ha.replication.files_fingerprint): at start and at every
+        """The running configuration's files (server.ha.wire.files_fingerprint): at start and at every
         applied reload, so that a standby on other files, or one the active reloaded away from, is refused."""
         paths = [*map(Path, config.files), commands_file(self.server.settings)]
         self._files = await asyncio.to_thread(files_fingerprint, paths)
 
-    def tagdb(self) -> TagDatabase:
-        return self.server.tagdb
-
-    def journal(self) -> Journal | None:
-        comp = self.server.components.get("alarms")
-        journal = getattr(comp, "journal", None)
-        return journal if isinstance(journal, Journal) else None
-
-    def engine(self) -> AlarmEngine | None:
-        engine = getattr(self.server.components.get("alarms"), "engine", None)
-        return engine if isinstance(engine, AlarmEngine) else None
-
-    def audit(self) -> AuditLog | None:
-        fs = self.server.failsafe()
-        return fs.audit if fs is not None else None
-
-    def workorders(self) -> WorkOrderStore | None:
-        store = getattr(self.server.components.get("workorders"), "store", None)
-        return store if isinstance(store, WorkOrderStore) else None
-
-    async def ready(self) -> None:
-        while not self.server.started_ns:  # noqa: ASYNC110 - the stores are made by the components started after this one (no event to wait on)
-            await asyncio.sleep(0.1)
-        # the fail-safe layer's full check of its audit log runs in a worker thread from its start: a copy that
-        # starts over sets that log aside, which must not happen under the check (it would read as damage)
-        fs = self.server.failsafe()
-        if fs is not None:
-            await fs.audit_checked()
-
-    def state_snapshot(self) -> dict[str, Any]:
-        return snapshot(self.server)
-
-    def apply_state(self, state: dict[str, Any]) -> None:
-        self.replica.apply(state)
-
-    def city_tags(self) -> int:
-        return len(self.server.config.tags)  # the city's tags come first in the tag database (server.app)
-
-    async def apply_junctions(self, indices: npt.NDArray[np.int64], readings: Readings) -> npt.NDArray[np.bool_]:
-        """The junctions' samples into the field-safety thread's database (its monitor decides, then it hands
-        them on to the main database, as with its own poll); returns which positions it took."""
-        safety = self.poll.safety if self.poll is not None else None
-        db = safety.db if safety is not None else None
-        taken = np.zeros(indices.size, dtype=bool)
-        if safety is None or db is None:
-            return taken
-        self._standby_grace()
-        main = self.server.tagdb
-        if self._junction_map is None or self._junction_map[0] != (id(main), id(db)):
-            m = np.full(len(main), -1, dtype=np.int64)  # main index → the safety database's (-1: not a junction's)
-            for k, name in enumerate(db.names):
-                i = main.index.get(name)
-                if i is not None:
-                    m[i] = k
-            self._junction_map = ((id(main), id(db)), m)
-        sidx = self._junction_map[1][indices]
-        taken = sidx >= 0
-        if not taken.any():
-            return taken
-        pos = np.flatnonzero(taken).astype(np.int64)
-        sub, at = subset(readings, pos), sidx[pos]
-
-        async def there() -> None:
-            db.apply_readings(at, sub)
-
-        await safety.call(there())
-        return taken
-
-    def _standby_grace(self) -> None:
-        """The field-safety watch's start-up grace begins when the standby first looks (its own poll, which sets
-        it, is held): from then on a junction without a fresh replicated sample is blind (P1)."""
-        safety = self.poll.safety if self.poll is not None else None
-        if safety is not None and safety.db is not None and not safety.since_ns:
-            now = time.time_ns()
-            safety.since_ns = dict.fromkeys(safety.db.junctions, now)
-
-    def on_state(self, state: FollowerState) -> None:
-        """The standby's stream changed (connected, stale, refused): health, and the P2 when refused."""
-        self._standby_grace()
+    def _stream_changed(self, state: FollowerState) -> None:
+        """The standby's stream changed (connected, stale, refused; HaSink.on_state): health, and the P2 when
+        refused."""
         self._set_not_in_sync(f"the active refused the replication: {state.refused}" if state.refused else "")
         self._update_health()
 
-    def on_set_aside(self, info: dict[str, Any]) -> None:
-        """This standby diverged and set its own rows aside (server.ha.replication.Follower): /health says so."""
+    def _rejoined(self, info: dict[str, Any]) -> None:
+        """This standby diverged and set its own rows aside (server.ha.follower.Follower): /health says so."""
         self.rejoined = info
         self._update_health()
-
     def _standby_set_aside(self, info: dict[str, Any]) -> None:
         """The active's side: a rejoining standby set its own rows aside. Journalled (a row the standby then
         copies) and the P2 ``ha/set_aside`` names what and where."""
@@ -313,7 +226,7 @@ class HaComponent:
         while True:
             await asyncio.sleep(0.5)
             try:
-                feed, journal = self.feed, self.journal()
+                feed, journal = self.feed, self.sink.journal()
                 if self.follower is not None or feed is None or journal is None or not self.feeds():
                     continue
                 if feed.refused:  # a standby was refused (another configuration, a diverged journal)
@@ -334,57 +247,25 @@ class HaComponent:
         if unsub is not None and alarms is not None:
             unsub()  # the engine no longer evaluates here: its states come from the copied journal rows
             alarms.unsub = None  # type: ignore[attr-defined]
-        engine = self.engine()
+        engine = self.sink.engine()
         if engine is not None:
             engine.journal = None  # the journal is a copy of the active's: nothing is written here
-        journal = self.journal()
+        journal = self.sink.journal()
         if journal is not None:
             journal.copy_only = True  # any other writer (a reload's row) is refused, not given an active's id
         self.attached = False
         if self.follower is None:
-            self.follower = Follower(self.settings.peer_url, self.secret, self)
+            self.follower = Follower(self.settings.peer_url, self.secret, self.sink)
             self.follower.start()
-        await self._stop_polling()
+        await self.sink.stop_polling(self.settings.name)
         self._update_health()
-
-    async def _stop_polling(self) -> None:
-        """An old active that became a replicating standby stops polling the field (the stream feeds it, as a
-        standby that started so is); the devices start again at its next takeover (:meth:`_start_polling`)."""
-        polled = self._hold.is_set()
-        self._hold.clear()
-        poll = self.poll
-        if not polled or poll is None or self._paused is not None or poll.poller is None:
-            return  # a standby from the start: its first poll is held (the poll component waits for the hold)
-        if poll.starting is not None and not poll.starting.done():
-            await asyncio.wait({poll.starting}, timeout=30.0)  # its warm-up first (then every device is known)
-        main, safety = poll.poller, poll.safety
-        names = list(main.devices)
-        junctions = list(safety.poller.devices) if safety.poller is not None else []
-        if not names and not junctions:
-            return
-        self._paused = (names, junctions)
-        await poll.call(main.remove_devices(names))
-        if safety.poller is not None and junctions:
-            await safety.call(safety.poller.remove_devices(junctions))
-        log.warning("%s: standby: stopped polling %d devices and %d junctions (fed by the active's stream)",
-                    self.settings.name, len(names), len(junctions))
-
-    async def _start_polling(self) -> None:
-        paused, self._paused = self._paused, None
-        poll = self.poll
-        if paused is None or poll is None or poll.poller is None:
-            return
-        main, safety = poll.poller, poll.safety
-        if safety.poller is not None and paused[1]:
-            await safety.call(safety.poller.add_devices(paused[1]))
-        await poll.call(main.add_devices(paused[0]))
 
     async def _became_active(self) -> None:
         follower, self.follower = self.follower, None
         if follower is not None:
             await follower.aclose()
         if follower is not None:  # a replicating standby: go on with what the old active held
-            audit, orders = self.audit(), self.workorders()
+            audit, orders = self.sink.audit(), self.sink.workorders()
             if audit is not None:
                 audit.copy_only = False  # entries of its own again, after the copied ones: one chain
             if orders is not None:
@@ -398,7 +279,7 @@ class HaComponent:
                 # them with no lease of this server's ("uncommanded"), which must not be annunciated now
                 watch.check()
         if not self.attached:
-            alarms, engine, journal = self.server.components.get("alarms"), self.engine(), self.journal()
+            alarms, engine, journal = self.server.components.get("alarms"), self.sink.engine(), self.sink.journal()
             if journal is not None:
                 journal.copy_only = False
             if alarms is not None and engine is not None and journal is not None:
@@ -410,8 +291,7 @@ class HaComponent:
                 if known.size:
                     engine.process(known, time.time_ns())
             self.attached = True
-        self._hold.set()  # the poll component starts polling the field
-        await self._start_polling()  # or polls again (an old active that had stopped as a standby)
+        await self.sink.start_polling()  # the poll component polls the field (or again: an old active's devices)
         self._update_health()
 
     async def _role_changed(self, d: dict[str, Any]) -> None:
@@ -477,9 +357,9 @@ class HaComponent:
                              + ("; replicating" if f is not None else "") + self._rejoin_text())
 
     def _rejoin_text(self) -> str:
-        if self.follower is None or (self._paused is None and self.rejoined is None):
+        if self.follower is None or (self.sink.paused is None and self.rejoined is None):
             return ""
-        out = "; rejoined as standby, not polling" if self._paused is not None else ""
+        out = "; rejoined as standby, not polling" if self.sink.paused is not None else ""
         if self.rejoined is not None and self.rejoined.get("rows"):
             out += (f"; {int(self.rejoined['rows'])} journal rows of its own set aside in "
                     f"{self.rejoined.get('file')}")
@@ -511,11 +391,12 @@ class HaComponent:
             self.election.hold_off_until = self.election.clock() + self.settings.lease_ttl_s
         if self.settings.secret_file is not None:
             self.secret = await asyncio.to_thread(read_secret, self.settings.secret_file)
-            self.feed = Feed(self.tagdb, self.journal, self.fingerprint, self.city_tags, audit=self.audit,
-                             state=self.state_snapshot, workorders=self.workorders,
+            sink = self.sink
+            self.feed = Feed(sink.tagdb, sink.journal, self.fingerprint, sink.city_tags, audit=sink.audit,
+                             state=sink.state_snapshot, workorders=sink.workorders,
                              on_set_aside=self._standby_set_aside)
             if self.poll is not None:
-                self.poll.hold = self._hold  # polls once this server is active (not while a standby)
+                self.poll.hold = self.sink.hold  # polls once this server is active (not while a standby)
             self._tasks.add(asyncio.create_task(self._sync_watch(), name="ha-sync-watch"))
         self._main = asyncio.get_running_loop()
         self._loop, self._thread = start_loop_thread("ha-election")

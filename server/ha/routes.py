@@ -4,7 +4,7 @@
     POST /ha/switchover      the active resigns its lease (the standby takes it); journalled     crisis
     POST /ha/force-active    break-glass, body {"confirm_other_is_down": true}: write without    crisis
                              a lease (etcd lost, the other server confirmed down); P1 while forced
-    WS   /ha/replication     the standby's replication stream from the active (server.ha.replication),   pair
+    WS   /ha/replication     the standby's replication stream from the active (server.ha.feed),          pair
                              ``Authorization: Pair <the pair's secret>``; not in the OpenAPI document
 
 An operator action (any successful POST, PUT, PATCH or DELETE but logins and the pair's own actions) is
@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from scada.errors import Refusal, Refused
 from server.auth import Session
 from server.components.ha import HaComponent
-from server.ha.replication import secret_ok
+from server.ha.wire import secret_ok
 from server.routes.deps import PREFIX, Reader, ServerDep, need, origin
 
 router = APIRouter(prefix=PREFIX, tags=["ha"])

@@ -16,7 +16,7 @@ store's own façade.
     session stays open (the console is not asked for its password again).
 
 The command audit log and the work-order store are not snapshots: they are copied entry by entry on the
-stream itself (server.ha.replication: AuditLog.append_copied, WorkOrderStore.commit of the active's changes).
+stream itself (server.ha.follower: AuditLog.append_copied, WorkOrderStore.commit of the active's changes).
 Session keys are the tokens' SHA-256 (server.auth): no usable token crosses the stream; the users' argon2
 hashes do, on the pair's authenticated stream (TLS when the API has it).
 """

@@ -31,7 +31,8 @@ from scada.quality import Quality, Sample
 from scada.tagdb import TagDatabase
 from scada.workorders.model import Action, Change
 from scada.workorders.store import WorkOrderStore
-from server.ha.replication import Feed, common_point, decode, encode, secret_ok, tags_frame
+from server.ha.feed import Feed, common_point
+from server.ha.wire import decode, encode, secret_ok, tags_frame
 
 INFO = AlarmInfo(alarm="hi:dijon/x/E1/level", rule="hi", kind="high", equipment="E1", commune="Dijon", area="Dijon",
                  service="lighting", tag="dijon/x/E1/level", priority=2, latched=False, message="E1 high {value}",
