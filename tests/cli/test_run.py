@@ -94,6 +94,20 @@ def start_run(root: Path, *flags: str) -> tuple[subprocess.Popen[str], dict[str,
     return proc, env, lines
 
 
+def stop_run(proc: subprocess.Popen[str], lines: list[str], root: Path) -> None:
+    """Ctrl-C to a ``start_run`` process: it exits 0 saying "stopped.", and no process mentions ``root``."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert rest.rstrip().endswith("stopped.") and "Traceback" not in rest
+    assert processes_mentioning(str(root)) == []  # every child (simulator, broker, edges) is gone too
+
+
 def test_headless_demo_prints_every_url_and_is_the_only_instance(tmp_path: Path) -> None:
     """One real headless demo (~20-40 s): the banner, a refused second instance, the maintenance tools
     finding its data with no option, and Ctrl-C stopping every child and releasing the locks."""
@@ -124,15 +138,11 @@ def test_headless_demo_prints_every_url_and_is_the_only_instance(tmp_path: Path)
                                  capture_output=True, text=True, timeout=60)
         assert journal.returncode == 0 and "row(s), page 1" in journal.stderr, journal.stderr
 
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
+        stop_run(proc, lines, root)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, "".join(lines) + rest
-    assert rest.rstrip().endswith("stopped.") and "Traceback" not in rest
-    assert processes_mentioning(str(root)) == []  # the simulator child is gone too
     for folder in (data, data / "sim"):
         with DataDirLock.acquire(folder, "next"):  # released
             pass

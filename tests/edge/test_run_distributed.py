@@ -6,7 +6,6 @@ password per edge and the ACL, and one `scada edge` for the demo's lighting part
 from __future__ import annotations
 
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cli.test_run import processes_mentioning, start_run
+from tests.cli.test_run import start_run, stop_run
 from tests.peers import require_peer
 
 
@@ -51,12 +50,8 @@ def test_run_distributed_feeds_the_server_through_an_edge(tmp_path: Path) -> Non
             assert rows and all(t["quality"] == "good" for t in rows), rows
         log = (root / "demo" / "distributed" / "mosquitto.log").read_text()
         assert "u'edge-lighting'" in log and "u'scada-" in log  # each connected with its own credential
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
+        stop_run(proc, lines, root)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, "".join(lines) + rest
-    assert rest.rstrip().endswith("stopped.") and "Traceback" not in rest
-    assert processes_mentioning(str(root)) == []  # the simulator, the broker and the edge are gone
