@@ -4,6 +4,7 @@ simulator's SNMP agent serving the demo junctions (fixture ``agent``; v3 keys AU
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,13 +53,23 @@ async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: flo
         await asyncio.sleep(step)
 
 
-@pytest.fixture
-async def agent() -> AsyncIterator[tuple[SnmpAgent, dict[str, JunctionController]]]:
-    models = models_for(demo_city(), "junction", JunctionController.from_equipment)
+@contextlib.asynccontextmanager
+async def snmp_agent(template: str, factory: Callable[..., Any]) -> AsyncIterator[tuple[SnmpAgent, dict[str, Any]]]:
+    """The simulator's SNMP agent serving the demo city's ``template`` equipment (models made by ``factory``,
+    stepped to now; v3 keys AUTH / PRIV) on 127.0.0.1, for the block."""
+    models = models_for(demo_city(), template, factory)
     now = time.time()
     for m in models.values():
         m.step(now)
     a = SnmpAgent(models, v3_auth_key=AUTH, v3_priv_key=PRIV)
     await a.start()
-    yield a, models
-    await a.aclose()
+    try:
+        yield a, models
+    finally:
+        await a.aclose()
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[tuple[SnmpAgent, dict[str, JunctionController]]]:
+    async with snmp_agent("junction", JunctionController.from_equipment) as (a, models):
+        yield a, models

@@ -25,7 +25,7 @@ from scada.tagdb import TagDatabase
 from sim.camera import Camera
 from sim.junction import JunctionController
 from sim.snmp_agent import SnmpAgent
-from tests.drivers.conftest import AUTH, PRIV, demo_city, device_points, models_for, wait_for
+from tests.drivers.conftest import AUTH, PRIV, demo_city, device_points, snmp_agent, wait_for
 from tests.peers import require_peer
 
 
@@ -193,13 +193,7 @@ async def test_comm_faults_drop_delay_corrupt_and_recovery(
 
 
 async def test_camera_types() -> None:
-    models = models_for(demo_city(), "camera", Camera.from_equipment)
-    now = time.time()
-    for m in models.values():
-        m.step(now)
-    cams = SnmpAgent(models, v3_auth_key=AUTH, v3_priv_key=PRIV)
-    await cams.start()
-    try:
+    async with snmp_agent("camera", Camera.from_equipment) as (cams, models):
         cfg = demo_city(snmp_cctv=cams.endpoint)
         drv = SnmpDriver(cfg.devices["CAM001"])
         await drv.connect()
@@ -209,8 +203,6 @@ async def test_camera_types() -> None:
         assert got["recording"] is bool(c.recording)
         assert got["link"] == c.if_oper_status and isinstance(got["uptime"], int)
         await drv.aclose()
-    finally:
-        await cams.aclose()
 
 
 # ---------------------------------------------------------------------- net-snmp snmpd
