@@ -170,6 +170,16 @@ class Readings:
             for k in np.asarray(positions, dtype=np.int64).tolist():
                 self.texts.pop(k, None)
 
+    def take(self, positions: I64) -> Readings:
+        """A new batch of the readings at ``positions`` (in that order; texts renumbered)."""
+        out = Readings(int(positions.size))
+        out.values, out.qualities = self.values[positions], self.qualities[positions]
+        out.source_ns, out.receive_ns = self.source_ns[positions], self.receive_ns[positions]
+        if self.texts:
+            where = {int(p): k for k, p in enumerate(positions.tolist())}
+            out.texts = {where[k]: t for k, t in self.texts.items() if k in where}
+        return out
+
     def put(self, positions: I64, other: Readings) -> None:
         """Overwrite ``positions`` with ``other`` (one reading per position, in order)."""
         self.values[positions] = other.values

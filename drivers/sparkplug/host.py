@@ -694,13 +694,7 @@ def _take(r: Readings, keep: list[int]) -> Readings:
     """The readings at positions ``keep`` (in that order)."""
     if len(keep) == len(r):
         return r
-    pos = np.array(keep, dtype=np.int64)
-    out = Readings(len(keep))
-    out.values, out.qualities = r.values[pos], r.qualities[pos]
-    out.source_ns, out.receive_ns = r.source_ns[pos], r.receive_ns[pos]
-    where = {k: j for j, k in enumerate(keep)}
-    out.texts = {where[k]: t for k, t in r.texts.items() if k in where}
-    return out
+    return r.take(np.array(keep, dtype=np.int64))
 
 
 def _unique_last(indices: I64, r: Readings) -> tuple[I64, Readings]:

@@ -32,7 +32,6 @@ from scada.tagdb import Readings, TagDatabase
 from scada.workorders.store import WorkOrderStore
 from server.ha.follower import FollowerState
 from server.ha.state import Replica, snapshot
-from server.ha.wire import subset
 
 if TYPE_CHECKING:
     from failsafe.audit import AuditLog
@@ -118,7 +117,7 @@ class HaSink:
         if not taken.any():
             return taken
         pos = np.flatnonzero(taken).astype(np.int64)
-        sub, at = subset(readings, pos), sidx[pos]
+        sub, at = readings.take(pos), sidx[pos]
 
         async def there() -> None:
             db.apply_readings(at, sub)

@@ -367,11 +367,7 @@ class SafetyPoll:
         if keep.all():
             return idx, readings
         pos = np.flatnonzero(keep)
-        sub = Readings(int(pos.size))
-        sub.values, sub.qualities = readings.values[pos], readings.qualities[pos]
-        sub.source_ns, sub.receive_ns = readings.source_ns[pos], readings.receive_ns[pos]
-        sub.texts = {k: readings.texts[int(p)] for k, p in enumerate(pos.tolist()) if int(p) in readings.texts}
-        return idx[pos], sub
+        return idx[pos], readings.take(pos)
 
     @staticmethod
     def _apply_main(main: TagDatabase, group: list[tuple[npt.NDArray[np.int64], Readings]]) -> None:

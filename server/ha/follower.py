@@ -36,7 +36,7 @@ from scada.journal import Journal, RestoredState
 from scada.tagdb import Readings, TagDatabase
 from scada.workorders.model import Action, Change
 from scada.workorders.store import WorkOrderStore
-from server.ha.wire import PATH, decode, subset
+from server.ha.wire import PATH, decode
 
 if TYPE_CHECKING:
     from failsafe.audit import AuditLog
@@ -266,13 +266,13 @@ class Follower:
         readings.source_ns, readings.receive_ns = source_ns.copy(), receive_ns.copy()
         readings.texts = texts
         ok = np.flatnonzero(idx < len(db)).astype(np.int64)  # a frame from a larger database: nothing else
-        idx, readings = idx[ok].astype(np.int64), subset(readings, ok)
+        idx, readings = idx[ok].astype(np.int64), readings.take(ok)
         # the junctions' tags go through the field-safety thread's database (its monitor decides first, then
         # they reach the main database); the rest straight into the main one
         taken = await self.sink.apply_junctions(idx, readings)
         rest = np.flatnonzero(~taken).astype(np.int64)
         if rest.size:
-            db.apply_readings(idx[rest], subset(readings, rest))
+            db.apply_readings(idx[rest], readings.take(rest))
         self.state.samples += int(idx.size)
 
     async def _journal(self, journal: Journal, header: dict[str, Any]) -> None:

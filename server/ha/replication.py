@@ -2,7 +2,7 @@
 
 This module only draws the whole stream; the code is in three modules:
 
-    server.ha.wire      the frames (encode/decode, tags_frame, subset), the pair's secret, the fingerprints
+    server.ha.wire      the frames (encode/decode, tags_frame), the pair's secret, the fingerprints
     server.ha.feed      Feed: the active's side (the hello's checks, the frames it sends, sync())
     server.ha.follower  Follower, FollowerState, Sink: the standby's side (applying frames, acknowledging)
 

@@ -6,8 +6,7 @@ failover pair agree on before and while the active feeds its standby.
     fingerprints   files_fingerprint (the configuration files, by name and content) · layout_fingerprint (the
                    tags' names, types and order, the alarm catalog): a hello with another one is refused
     frames         encode / decode (below) · tags_frame: the city tags whose receive time moved, as one frame
-                   (the active, server.ha.feed) · subset: readings at some positions (the standby,
-                   server.ha.follower, and the field-safety hand-off in server.components.ha_sink)
+                   (the active, server.ha.feed); the standby takes readings apart with Readings.take
 
 Frame layout (binary)::
 
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from scada.tagdb import Readings, TagDatabase
+from scada.tagdb import TagDatabase
 
 PATH = "/api/v1/ha/replication"
 
@@ -118,13 +117,3 @@ def tags_frame(db: TagDatabase, last_rcv: npt.NDArray[np.int64]) -> tuple[tuple[
     frame = encode({"k": "tags", "texts": texts},
                    [idx, values, db.qualities[idx].copy(), db.source_ns[idx].copy(), rcv[idx]])
     return (frame, int(idx.size)), rcv
-
-
-def subset(r: Readings, pos: npt.NDArray[np.int64]) -> Readings:
-    """The readings at positions ``pos`` (texts renumbered)."""
-    out = Readings(int(pos.size))
-    out.values, out.qualities = r.values[pos], r.qualities[pos]
-    out.source_ns, out.receive_ns = r.source_ns[pos], r.receive_ns[pos]
-    where = {int(p): k for k, p in enumerate(pos.tolist())}
-    out.texts = {where[k]: t for k, t in r.texts.items() if k in where}
-    return out

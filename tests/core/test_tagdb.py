@@ -9,7 +9,7 @@ import pytest
 
 from scada.config.model import TagDef
 from scada.quality import NOT_READ_YET, Quality, Sample, reason
-from scada.tagdb import ChangeEvent, TagDatabase
+from scada.tagdb import ChangeEvent, Readings, TagDatabase
 
 G = int(Quality.GOOD)
 
@@ -261,3 +261,17 @@ def test_readings_round_trip_typed_by_dtype() -> None:
     assert r.samples(defs[:3]) == [Sample(None, Quality.BAD_COMM, 42, 42)] * 3
     with pytest.raises(ValueError, match="shapes"):
         TagDatabase(defs).apply_readings(np.array([0, 1]), Readings(3))
+
+
+def test_readings_take_selects_in_order_and_renumbers_texts() -> None:
+    r = Readings(4, Quality.GOOD)
+    r.values[:] = [1.0, np.nan, 3.0, np.nan]
+    r.source_ns[:] = [10, 20, 30, 40]
+    r.receive_ns[:] = [11, 21, 31, 41]
+    r.texts = {1: "un", 3: "trois"}
+    got = r.take(np.array([3, 0, 2], dtype=np.int64))
+    assert got.values[1:].tolist() == [1.0, 3.0] and np.isnan(got.values[0])
+    assert got.source_ns.tolist() == [40, 10, 30] and got.receive_ns.tolist() == [41, 11, 31]
+    assert got.texts == {0: "trois"}  # "un" (position 1) was not taken
+    got.values[1] = 99.0
+    assert r.values[0] == 1.0  # a copy, not a view
