@@ -415,13 +415,16 @@ class SafetyPoll:
         not_running = bool(db is not None and db.junctions) and not running and not covered and not starting
         fresh = self._raised_on != id(sink.db)  # a reload: a new tag database, assert the present state again
         self._raised_on = id(sink.db)
+        changes: list[tuple[str, str, bool, str]] = []
         for j in sorted(set(blind) | set(self.blind)):
             now_blind = j in blind
             if fresh or now_blind != (j in self.blind):
                 if now_blind != (j in self.blind):
                     log.log(logging.ERROR if now_blind else logging.INFO, "%s: field-safety monitor %s", j,
                             f"blind ({blind[j]}), P1 raised" if now_blind else "sees it again")
-                sink.raise_("failsafe", "monitor_blind", j, now_blind)
+                changes.append(("monitor_blind", j, now_blind, ""))
+        if changes:  # one batch: a stall blinds every junction at once (one engine pass, one journal commit)
+            sink.raise_many("failsafe", changes)
         self.blind = blind
         if fresh or not_running != self.not_running:
             if not_running != self.not_running:
