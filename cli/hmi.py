@@ -18,8 +18,10 @@ asks first, then says so on this terminal (``the operator console was closed …
 server is a separate process and keeps supervising and journalling (``scada run`` reports the closed
 console too and keeps the server and simulator running until Ctrl-C).
 
-Language: ``scada --lang`` / ``$SCADA_LANG`` if given, else the server's (``GET /config`` ``lang``: its setting,
-else the site's): the window is built after the login, once that is known (:func:`hmi.language.follow_site`).
+Language: ``scada --lang`` / ``$SCADA_LANG`` if given, else the server's: the login dialog asks the unauthenticated
+``GET /health`` first (:func:`hmi.language.before_login`), the window is built after the login in the one ``GET
+/config`` names (:func:`hmi.language.follow_site`), and built again in another one a reload brings
+(:class:`hmi.window_host.WindowHost`).
 
 Lazy imports here: PyQt6 and the console load only when the console starts, and the layouts loader
 when it is used, so ``scada hmi --help`` and ``--check-layouts`` run without Qt (CI, a headless box).
@@ -35,6 +37,7 @@ import time
 from pathlib import Path
 
 from cli.options import chosen_lang
+from scada.i18n import _, ngettext
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,11 +63,14 @@ def check_layouts(path: Path | None) -> int:
     lay, problems = load_layouts(path)
     for p in problems:
         print(p, file=sys.stderr)
+    # in the process's language, as the problems above (scada --lang / $SCADA_LANG, else French)
     if problems:
-        print(f"{len(problems)} problem(s) in {lay.file}", file=sys.stderr)
+        print(ngettext("{n} problem in {file}", "{n} problems in {file}", len(problems)).format(
+            n=len(problems), file=lay.file), file=sys.stderr)
         return 1
-    print(f"{lay.file}: ok ({len(lay.junction_layouts)} junction layouts, {len(lay.junctions)} junctions, "
-          f"{len(lay.corridors)} corridors, {len(lay.views)} views)")
+    print(_("{file}: ok (junction layouts: {layouts}, junctions: {junctions}, corridors: {corridors}, views: "
+            "{views})").format(file=lay.file, layouts=len(lay.junction_layouts), junctions=len(lay.junctions),
+                               corridors=len(lay.corridors), views=len(lay.views)))
     return 0
 
 
@@ -77,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
     if problems:
         for p in problems:
             print(p, file=sys.stderr)
-        print(f"{len(problems)} problem(s); the console does not start", file=sys.stderr)
+        print(ngettext("{n} problem; the console does not start", "{n} problems; the console does not start",
+                       len(problems)).format(n=len(problems)), file=sys.stderr)
         return 1
     if args.screenshots is not None and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -86,8 +93,9 @@ def main(args: argparse.Namespace) -> int:
 
     from hmi.bridge import Bridge, wait_reply
     from hmi.console import ConsoleModel
-    from hmi.language import follow_site
+    from hmi.language import before_login, follow_site
     from hmi.mainwindow import LoginDialog, MainWindow
+    from hmi.window_host import WindowHost
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     bridge = Bridge(args.server, args.workstation)
@@ -101,6 +109,8 @@ def main(args: argparse.Namespace) -> int:
         failover = Failover(bridge, [args.server, args.pair_url])
         failover.start()
     try:
+        if chosen_lang(args) is None:  # the login dialog in the server's language (GET /health, no token needed)
+            before_login(console)
         password = os.environ.get("SCADA_PASSWORD", "")
         if args.user and password:
             r = wait_reply(console.login(args.user, password), 30)
@@ -116,16 +126,20 @@ def main(args: argparse.Namespace) -> int:
                 return 2
             if LoginDialog(console, args.user).exec() != QDialog.DialogCode.Accepted:
                 return 1
-        # the window is built in the language it will keep: the server's (GET /config, asked at the login) unless
-        # scada --lang / $SCADA_LANG chose one
+        # the window is built in the server's language (GET /config, asked at the login), and again in another one a
+        # reload brings (WindowHost), unless scada --lang / $SCADA_LANG chose one
         if chosen_lang(args) is None:
             follow_site(console)
-        window = MainWindow(console)
-        if failover is not None:
-            failover.setParent(window)
-            bar = window.statusBar()
-            if bar is not None:
-                bar.addPermanentWidget(failover.label())
+
+        def dress(window: MainWindow) -> None:  # every window (a reload in another language builds it again)
+            if failover is not None:
+                failover.setParent(window)
+                bar = window.statusBar()
+                if bar is not None:
+                    bar.addPermanentWidget(failover.label())
+
+        host = WindowHost(console, dress)
+        window = host.window
         if args.page in window.pages:
             window.show_page(args.page)
         window.confirm_close = args.screenshots is None
@@ -150,7 +164,7 @@ def main(args: argparse.Namespace) -> int:
             while console.stale and time.monotonic() < deadline:
                 app.processEvents()
                 time.sleep(0.02)
-            for path in save_levels(window, args.screenshots):
+            for path in save_levels(host.window, args.screenshots):
                 print(path)
             return 0
         code = int(app.exec())

@@ -246,9 +246,9 @@ class Banner(QFrame):
         lay.insertWidget(lay.indexOf(self.hidden) + 1, self.silence)
         self._horn()
         console.alarmsChanged.connect(self.refresh)
-        console.connectionChanged.connect(lambda *_: self.refresh_link())
+        console.connectionChanged.connect(self.refresh_link)  # (bound methods: dropped with the banner)
         console.sessionChanged.connect(self.refresh_link)
-        console.healthChanged.connect(lambda *_: self.refresh_link())
+        console.healthChanged.connect(self.refresh_link)
         self.refresh()
         self.refresh_link()
 
@@ -281,7 +281,7 @@ class Banner(QFrame):
                                  a.IDLE: _("nothing unacknowledged")}[a.state].format(priority=a.priority)
                                 + ("" if a.enabled else " " + _("(sound off: scada hmi --no-audible)")))
 
-    def refresh_link(self) -> None:
+    def refresh_link(self, *_args: object) -> None:
         st = self.console.state
         text = {"online": _("ONLINE"), "reconnecting": _("DATA STALE — reconnecting"), "offline": _("OFFLINE"),
                 "connecting": _("CONNECTING — loading the city"),
@@ -875,7 +875,7 @@ class AlarmList(QWidget):
             # the equipment's open orders first: the operator picks one or has one created from the alarm
             a = sel[0]
             reply = c.open_orders_of(a.equipment)
-            reply.finished.connect(lambda r, alarm=a: self._oos_choose(alarm, r))
+            reply.then(self, lambda r, alarm=a: self._oos_choose(alarm, r))
             return reply
         else:
             action = {"unshelve": "unshelve", "unsuppress": "unsuppress", "rts": "return-to-service",
@@ -885,7 +885,7 @@ class AlarmList(QWidget):
                 return None
             reply = c.alarm_action(sel[0].id, action, {"comment": ans.get("comment", "")})
         if reply is not None:
-            reply.finished.connect(lambda r, k=key: self._done(k, r))
+            reply.then(self, lambda r, k=key: self._done(k, r))
         return reply
 
     def _oos_choose(self, a: Alarm, r: Reply) -> None:
@@ -904,7 +904,7 @@ class AlarmList(QWidget):
         reason = ans.get("reason", "")
         if ans["work_order"] in (CREATE_FROM_ALARM, _(CREATE_FROM_ALARM)):
             made = self.console.order_from_alarm(a.id)
-            made.finished.connect(lambda m: self._oos_put(a, m, reason) if m.ok and isinstance(m.data, dict)
+            made.then(self, lambda m: self._oos_put(a, m, reason) if m.ok and isinstance(m.data, dict)
                                   else self._done("oos", m))
         else:
             self._oos_put(a, None, reason, order_id_of(ans["work_order"]))
@@ -915,7 +915,7 @@ class AlarmList(QWidget):
             order_id = str(made.data["id"])
         reply = self.console.alarm_action(a.id, "out-of-service", {"work_order": order_id, "reason": reason})
         note = " " + _("with work order {order}").format(order=order_id)
-        reply.finished.connect(lambda r: self._done("oos", r, note))
+        reply.then(self, lambda r: self._done("oos", r, note))
 
     def _done(self, key: str, r: Reply, note: str = "") -> None:
         if r.ok and key == "workorder" and isinstance(r.data, dict):

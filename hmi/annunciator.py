@@ -152,6 +152,14 @@ class Annunciator(QObject):
         else:
             self._set(self.SOUNDING, min(unacked.values()))
 
+    def adopt(self, other: Annunciator) -> None:
+        """Carry on from ``other`` (the window rebuilt in another language: hmi.window_host): what it heard, and
+        silenced stays silenced; ``other`` goes quiet."""
+        other._timer.stop()
+        other.sounder.stop()
+        self._heard = set(other._heard)
+        self._set(other.state, other.priority)
+
     def silence(self) -> None:
         """The operator heard it: quiet until a new alarm of a higher priority (or the next episode)."""
         if self.state == self.SOUNDING:

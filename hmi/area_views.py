@@ -96,9 +96,11 @@ class EquipmentTable(Page):
         self._rows: list[EquipmentInfo] = []
         console.equipmentLoaded.connect(self._fill_communes)
         console.tagsChanged.connect(self.on_tags)
-        console.alarmsChanged.connect(lambda: self._alarms() if self.isVisible() else None)
-        console.staleChanged.connect(lambda _s: self.rebuild() if self.isVisible() else None)
-        console.mapChanged.connect(lambda _d: self._lamps_later())
+        # bound methods, never lambdas, on the console's signals: Qt drops those connections with the widget (a
+        # window rebuilt in another language, hmi.window_host), a lambda would call a deleted one
+        console.alarmsChanged.connect(self._alarms_shown)
+        console.staleChanged.connect(self._stale)
+        console.mapChanged.connect(self._lamps_later)
         self._lamp_timer = QTimer(self)
         self._lamp_timer.setSingleShot(True)
         self._lamp_timer.setInterval(300)
@@ -186,6 +188,14 @@ class EquipmentTable(Page):
     def registry_learn(self, name: str) -> None:
         pass
 
+    def _alarms_shown(self) -> None:
+        if self.isVisible():
+            self._alarms()
+
+    def _stale(self, _stale: bool) -> None:
+        if self.isVisible():
+            self.rebuild()
+
     def _alarms(self) -> None:
         levels = self.console.alarms.equipment_levels(e.id for e in self._rows)
         for r, e in enumerate(self._rows):
@@ -195,7 +205,7 @@ class EquipmentTable(Page):
                 item.setIcon(qtstyle.priority_icon(p))
             self.table.setItem(r, 0, item)
 
-    def _lamps_later(self) -> None:
+    def _lamps_later(self, _delta: object = None) -> None:
         if self.spec.template == "lighting_cabinet" and self.isVisible():
             self._lamp_timer.start()
 
@@ -243,7 +253,7 @@ class EquipmentTable(Page):
             tag = self.console.registry.tag(e.id, "energy")
             r = self.console.call("GET", "/history/aggregate", tag=tag, start=midnight.isoformat(),
                                   interval_s=86400, functions="min,max")
-            r.finished.connect(lambda rep, eq=e.id: self._energy(eq, rep))
+            r.then(self, lambda rep, eq=e.id: self._energy(eq, rep))
 
     def _energy(self, eq: str, r: Reply) -> None:
         val: float | None = None
@@ -381,8 +391,8 @@ class CorridorView(Page):
         self.minis: list[JunctionMini] = []
         console.equipmentLoaded.connect(self.fill)
         console.tagsChanged.connect(self._tags)
-        console.alarmsChanged.connect(lambda: [m.update() for m in self.minis])
-        console.staleChanged.connect(lambda _s: [m.update() for m in self.minis])
+        console.alarmsChanged.connect(self._update_minis)
+        console.staleChanged.connect(self._update_minis)
         self.fill()
 
     def corridors(self) -> list[Corridor]:
@@ -407,6 +417,10 @@ class CorridorView(Page):
     def interest(self) -> tuple[list[str], list[str]]:
         c = self.current()
         return [], list(c.junctions) if c else []
+
+    def _update_minis(self, *_args: object) -> None:
+        for m in self.minis:
+            m.update()
 
     def rebuild(self) -> None:
         while self.row.count():
@@ -451,7 +465,7 @@ class VehiclesView(Page):
         lay.addWidget(self.table, 3)
         lay.addWidget(self.plot, 2)
         console.tagsChanged.connect(self._tags)
-        console.staleChanged.connect(lambda _s: self.redraw() if self.isVisible() else None)
+        console.staleChanged.connect(self._stale)
         self.labels_by_eq: dict[str, pg.TextItem] = {}
 
     def interest(self) -> tuple[list[str], list[str]]:
@@ -459,6 +473,10 @@ class VehiclesView(Page):
 
     def _tags(self, names: set[str]) -> None:
         if self.isVisible() and any("/vehicle/" in n for n in names):
+            self.redraw()
+
+    def _stale(self, _stale: bool) -> None:
+        if self.isVisible():
             self.redraw()
 
     def redraw(self) -> None:

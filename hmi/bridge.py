@@ -8,7 +8,8 @@
                                                    then deltas every 100 ms ("seq" gap → resubscribe)
           dataReady ◄── queued signal, at most ◄── rows coalesced by tag name, alarm events in order,
           bridge.take() → Updates                  work-order events by id (+ "read the list again" after
-                                                   a snapshot); one pending wake-up: the GUI never queues behind
+                                                   a snapshot; + "read GET /config again" after a snapshot
+                                                   of a reload or a reconnection); one pending wake-up
     connectionChanged(state, detail) ◄──────────── online / reconnecting (data stale) / offline
 
 Reconnection: when a channel drops (server restart, network), the state becomes ``reconnecting``
@@ -46,11 +47,13 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import websockets
+from PyQt6 import sip
 from PyQt6.QtCore import QCoreApplication, QEventLoop, QObject, pyqtSignal, pyqtSlot
 
 from scada.i18n import _
@@ -86,6 +89,18 @@ class Reply(QObject):
             return ""
         return self.error or _("HTTP {status}").format(status=self.status)
 
+    def then(self, receiver: QObject, slot: Callable[..., object]) -> Reply:
+        """``slot(self)`` once answered, unless ``receiver`` (the widget that asked) was deleted meanwhile: closed, or
+        its window built again in another language (hmi.window_host). Qt drops a bound method's connection with its
+        object by itself; a lambda or a closure (an answer that needs more than the reply) needs this guard."""
+
+        def deliver(reply: Reply) -> None:
+            if not sip.isdeleted(receiver):
+                slot(reply)
+
+        self.finished.connect(deliver)
+        return self
+
 
 @dataclass(slots=True)
 class Updates:
@@ -100,10 +115,13 @@ class Updates:
     # a channel subscribed to work orders sent a snapshot (subscribed, resubscribed after a reconnection, a
     # slow consumer's resync): events may have been missed before it, so the list is read again (GET /workorders)
     workorders_resync: bool = False
+    # the configuration may have changed: a snapshot after a reload (reason "reload"), or after a reconnection
+    # (the server may have restarted on other files): the console reads GET /config again (its language, zone)
+    config_changed: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.rows or self.snapshots or self.alarm_snapshot is not None or self.alarm_events
-                    or self.messages or self.workorders or self.workorders_resync)
+                    or self.messages or self.workorders or self.workorders_resync or self.config_changed)
 
 
 @dataclass(slots=True)
@@ -542,6 +560,8 @@ class Bridge(QObject):
                     p.workorders[str(o.get("id"))] = o
                 if kind == "snapshot" and ch.sub.get("workorders"):
                     p.workorders_resync = True
+                if kind == "snapshot" and (msg.get("reason") == "reload" or (ch.ever_online and not ch.online)):
+                    p.config_changed = True
                 wake = not self._woken
                 self._woken = True
             if kind == "snapshot" and not ch.online:

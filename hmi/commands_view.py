@@ -403,7 +403,7 @@ class ApprovalInbox(QWidget):
                 else _("REFUSED — {why}").format(why=rep.why())))
             self.load()
 
-        r.finished.connect(done)
+        r.then(self, done)
         return r
 
 

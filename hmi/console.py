@@ -27,7 +27,10 @@ One clock: ``GET /config`` names the site's time zone; :meth:`_on_config` makes 
 (:func:`scada.format.set_timezone`), so every time a widget shows is in it, and ``siteChanged`` lets
 the status bar name it once. The language is the process's too: ``GET /config`` names the one the server
 speaks (:meth:`site_language`), which ``scada hmi`` makes the console's after the login and before it builds
-the window (:func:`hmi.language.follow_site`), unless ``scada --lang`` / ``$SCADA_LANG`` chose one.
+the window (:func:`hmi.language.follow_site`), unless ``scada --lang`` / ``$SCADA_LANG`` chose one. While it
+follows the server (``follow_language``), ``GET /config`` is read again after a reload or a reconnection (the
+bridge says when: :attr:`hmi.bridge.Updates.config_changed`); a language changed there becomes the process's and
+``languageChanged`` asks for the window in it (:class:`hmi.window_host.WindowHost` rebuilds it).
 
 Subscriptions: channel ``alarms`` (every alarm, and the work orders' events: ``workordersChanged`` with the
 orders by id, ``workordersResync`` after each snapshot of it) from the login on; once the equipment list is known,
@@ -55,7 +58,7 @@ from hmi.models.layouts import Layouts, check_against, load_layouts
 from hmi.models.live import EquipmentInfo, LiveTags, Registry, Session
 from hmi.models.mapmodel import LAMP_GLOB, MapDelta, MapModel
 from scada.format import set_timezone
-from scada.i18n import Lang, _, parse_lang
+from scada.i18n import Lang, _, get_language, parse_lang, set_language
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class ConsoleModel(QObject):
     openWorkOrder = pyqtSignal(str)  # navigation request: the work-order list with this order selected
     areaChanged = pyqtSignal()  # the area of responsibility changed (status bar)
     siteChanged = pyqtSignal()  # GET /config answered: the site's time zone is known (status bar)
+    languageChanged = pyqtSignal(str)  # following the server, its language changed (a reload): the window again in it
     workordersChanged = pyqtSignal(list)  # work orders the server pushed (dicts as GET /workorders/{id}), by id
     workordersResync = pyqtSignal()  # events may have been missed (a snapshot): read GET /workorders again
 
@@ -104,6 +108,11 @@ class ConsoleModel(QObject):
         self._t_login = 0.0
         self.last_user = ""  # who was logged in before the session ended (the login dialog offers it)
         self.workorder_syncs = 0  # snapshots of the work-order subscription this session (0: not subscribed yet)
+        # the process's language follows the server's (GET /config "lang"): scada hmi without --lang / $SCADA_LANG
+        self.follow_language = False
+        # the language of the console's texts (its window is built in it): the process's, as this console set it
+        # (a server in the same process, as in the tests, may set the process's on its own)
+        self.language: Lang = get_language()
         if bridge is not None:
             bridge.dataReady.connect(self.pull)
             bridge.connectionChanged.connect(self._on_connection)
@@ -151,7 +160,7 @@ class ConsoleModel(QObject):
         if self.bridge is None:  # an offline model (tests, screenshots) has no server to ask
             raise RuntimeError("console: no bridge to the server")
         self.bridge.get("/auth/me").finished.connect(self._on_me)
-        self.bridge.get("/config").finished.connect(self._on_config)
+        self.refresh_config()
         self.bridge.get("/equipment", limit=50_000).finished.connect(self._on_equipment)
         self.load_vocabulary()
         self.refresh_health()
@@ -166,6 +175,11 @@ class ConsoleModel(QObject):
                                    int(r.data.get("expires_ms", 0)))
             self.sessionChanged.emit()
 
+    def refresh_config(self) -> None:
+        """Ask ``GET /config`` (at the login, and again when the configuration may have changed)."""
+        if self.bridge is not None:
+            self.bridge.get("/config").finished.connect(self._on_config)
+
     def _on_config(self, r: Reply) -> None:
         if r.ok and isinstance(r.data, dict):
             self.config_info = r.data
@@ -176,6 +190,23 @@ class ConsoleModel(QObject):
                 except ValueError as exc:  # a zone this machine's database lacks: say so, keep the current one
                     self.message.emit(str(exc))
             self.siteChanged.emit()
+            self.follow_server_language()
+
+    def use_language(self, lang: Lang) -> None:
+        """``lang`` for the console's texts from now on (the process's language, and :attr:`language`)."""
+        self.language = set_language(lang)
+
+    def follow_server_language(self) -> bool:
+        """While following the server (``follow_language``): its language (``GET /config``) made the console's when
+        it differs from the one its texts are in, and ``languageChanged`` emitted. True when the language changed."""
+        lang = self.site_language()
+        if not self.follow_language or lang is None or lang == self.language:
+            return False
+        self.use_language(lang)
+        log.info("console: the server at %s speaks %s now: so does the console", self.bridge.url if self.bridge
+                 else "(none)", lang)
+        self.languageChanged.emit(lang)
+        return True
 
     def replay(self) -> None:
         """Tell widgets built now what this console already knows, as if it had just arrived: a window built after
@@ -265,6 +296,8 @@ class ConsoleModel(QObject):
         if up.workorders_resync:
             self.workorder_syncs += 1
             self.workordersResync.emit()
+        if up.config_changed:  # a reload or a reconnection: the site's language or zone may be another now
+            self.refresh_config()
         if up.snapshots and "first_snapshot_s" not in self.timings and self._t_login:
             self.timings["first_snapshot_s"] = time.perf_counter() - self._t_login
 

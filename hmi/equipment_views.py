@@ -561,7 +561,7 @@ class EquipmentDisplay(Page):
                 self.console.message.emit(_("work order for {equipment}: REFUSED — {why}").format(
                     equipment=self.eq.id, why=r.why()))
 
-        r.finished.connect(done)
+        r.then(self, done)
         return r
 
     def _trend(self) -> None:

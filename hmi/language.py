@@ -6,18 +6,19 @@
 
 The process has one language (:func:`scada.i18n.get_language`). Which one, for ``scada hmi``:
 
-    scada --lang fr|en, $SCADA_LANG ──────────────────────────────► that one (the operator chose)
-    else: start in French ── log in ── GET /config "lang" ─────────► the server's (its setting, else the
-          (the login dialog)            follow_site()                site's tags.yaml lang), BEFORE the
-                                                                     window is built: every widget takes
-                                                                     its texts from the start
+    scada --lang fr|en, $SCADA_LANG ──────────────────────────────► that one (the operator chose), for good
+    else: GET /health "config.lang" (no token) ───────────────────► the login dialog in the server's language
+          before_login()                                            (French when the server does not answer)
+          log in ── GET /config "lang" ───────────────────────────► the server's (its setting, else the
+                    follow_site()                                   site's tags.yaml lang), BEFORE the
+                                                                    window is built
+          later: a reload or a reconnection ── GET /config again ─► another language: the window is built
+                    (hmi.console: follow_server_language)           again in it (hmi.window_host), same session
 
-A widget's texts are set when it is built, so the language is decided before the window exists rather than
-retranslated after. The login dialog shown before that is in French (the first language); a later login
-(switch user, a server restart) talks to the same site. :func:`use_qt_translations` installs Qt's catalogue
-for the process's language once, before the window builds its widgets, and takes it out again when the
-language changes (a test switching between French and English). English needs no catalogue: Qt's source
-texts are English.
+A widget's texts are set when it is built, so the language is decided before the window exists, and a change
+while it runs builds a new window rather than retranslating every widget in place. :func:`use_qt_translations`
+installs Qt's catalogue for the process's language once, before the window builds its widgets, and takes it out
+again when the language changes. English needs no catalogue: Qt's source texts are English.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ import time
 
 from PyQt6.QtCore import QCoreApplication, QEventLoop, QLibraryInfo, QTranslator
 
+from hmi.bridge import wait_reply
 from hmi.console import ConsoleModel
-from scada.i18n import SOURCE_LANGUAGE, Lang, get_language, set_language
+from scada.i18n import SOURCE_LANGUAGE, Lang, get_language, parse_lang
 
 #: how long the console waits for GET /config after the login before building its window in the language it has
 SITE_WAIT_S = 10.0
+#: how long it waits for GET /health before showing the login dialog (a server that does not answer: French)
+HEALTH_WAIT_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,33 @@ def use_qt_translations() -> bool:
     return True
 
 
+def before_login(console: ConsoleModel, timeout_s: float = HEALTH_WAIT_S) -> Lang:
+    """Before the login dialog: the language the server speaks (the unauthenticated ``GET /health``, its
+    ``config.lang``) made the process's, with Qt's catalogue for it, so that the dialog speaks it. Without an
+    answer within ``timeout_s`` (the server is not up yet) or with a language the console has no catalogue for,
+    the console keeps its own (French) and says so in its log. Returns the language in force."""
+    if console.bridge is None:
+        raise RuntimeError("console: no bridge to the server")
+    r = wait_reply(console.bridge.get("/health"), timeout_s)
+    config = r.data.get("config") if r.ok and isinstance(r.data, dict) else None
+    said = config.get("lang") if isinstance(config, dict) else None
+    try:
+        lang = parse_lang(str(said or ""))
+    except ValueError:
+        log.warning("console: %s named no language before the login (%s): keeping %s", console.bridge.url,
+                    r.why() or repr(said), console.language)
+    else:
+        console.use_language(lang)
+    use_qt_translations()
+    return console.language
+
+
 def follow_site(console: ConsoleModel, timeout_s: float = SITE_WAIT_S) -> Lang:
     """After the login, before the window: make the server's language (``GET /config``, asked by the login) the
-    process's, with Qt's catalogue for it. Without an answer within ``timeout_s`` (or a language the console has
+    process's, with Qt's catalogue for it, and keep following it (``console.follow_language``: a reload that
+    changes it changes the console's). Without an answer within ``timeout_s`` (or a language the console has
     no catalogue for) the console keeps its own and says so in its log. Returns the language in force."""
+    console.follow_language = True
     app = QCoreApplication.instance()
     deadline = time.monotonic() + timeout_s
     while not console.config_info and time.monotonic() < deadline:
@@ -70,15 +97,12 @@ def follow_site(console: ConsoleModel, timeout_s: float = SITE_WAIT_S) -> Lang:
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
         else:
             time.sleep(0.01)
-    lang = console.site_language()
     if not console.config_info:
-        log.warning("console: no answer to GET /config within %.0f s: keeping %s", timeout_s, get_language())
-    elif lang is None:
+        log.warning("console: no answer to GET /config within %.0f s: keeping %s", timeout_s, console.language)
+    elif console.site_language() is None:
         log.warning("console: the server named no language it has a catalogue for (%r): keeping %s",
-                    console.config_info.get("lang"), get_language())
-    elif lang != get_language():
-        set_language(lang)
-        log.info("console: in %s, the language of the server at %s", lang,
-                 console.bridge.url if console.bridge else "(none)")
+                    console.config_info.get("lang"), console.language)
+    else:
+        console.follow_server_language()  # (done already if GET /config answered after follow_language was set)
     use_qt_translations()
-    return get_language()
+    return console.language

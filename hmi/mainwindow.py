@@ -24,9 +24,10 @@ grows past its size: long texts are elided (banner); the display buttons, in two
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import QByteArray, Qt
 from PyQt6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -184,6 +185,18 @@ STATES = {"online": N_("online"), "offline": N_("offline"), "connecting": N_("co
           "reconnecting": N_("reconnecting"), "logged_out": N_("logged out")}
 
 
+@dataclass(frozen=True, slots=True)
+class ViewState:
+    """What a window shows, carried into the window built in its place (:meth:`MainWindow.view_state`)."""
+
+    page: str
+    equipment: str  # the open Level-3 display's equipment ("": none)
+    trend_tags: tuple[str, ...]
+    geometry: bytes  # QWidget.saveGeometry
+    visible: bool
+    confirm_close: bool
+
+
 class MainWindow(QMainWindow):
     def __init__(self, console: ConsoleModel, area_settings: AreaSettings | None = None) -> None:
         super().__init__()
@@ -307,7 +320,9 @@ class MainWindow(QMainWindow):
         if self.status is not None:
             self.status.addPermanentWidget(self.clock)
             self.status.addPermanentWidget(self.area)
-        console.message.connect(lambda t: self.status.showMessage(t, 15000) if self.status else None)
+        # bound methods only on the console's signals: a window rebuilt in another language (hmi.window_host)
+        # leaves none behind
+        console.message.connect(self._message)
         console.openEquipment.connect(self.open_equipment)
         console.openTrend.connect(self.open_trend)
         console.openWorkOrder.connect(self.open_work_order)
@@ -323,6 +338,10 @@ class MainWindow(QMainWindow):
 
     def _show_zone(self) -> None:
         self.clock.setText(zone_label())
+
+    def _message(self, text: str) -> None:
+        if self.status is not None:
+            self.status.showMessage(text, 15000)
 
     def show_page(self, key: str) -> QWidget:
         w = self.pages[key] if key != "equipment" else self.equipment
@@ -348,6 +367,33 @@ class MainWindow(QMainWindow):
         self.show_page("equipment")
         self.overview.select(eq_id) if eq_id in self.console.map.index else None
         return self.equipment
+
+    def view_state(self) -> ViewState:
+        """What the operator has open, for a window built again (hmi.window_host)."""
+        return ViewState(page=getattr(self, "current", "overview"),
+                         equipment=self.equipment.eq.id if self.equipment is not None else "",
+                         trend_tags=tuple(self.trends.curves), geometry=bytes(self.saveGeometry().data()),
+                         visible=self.isVisible(), confirm_close=self.confirm_close)
+
+    def restore_view(self, state: ViewState) -> None:
+        """Open what ``state`` had open: its page, its equipment display, its trended tags, its place on screen."""
+        self.restoreGeometry(QByteArray(state.geometry))
+        self.confirm_close = state.confirm_close
+        if state.trend_tags:
+            self.trends.set_tags(list(state.trend_tags))
+        if state.equipment and self.console.registry.get(state.equipment) is not None:
+            self.open_equipment(state.equipment)
+        if state.page in self.pages or (state.page == "equipment" and self.equipment is not None):
+            self.show_page(state.page)
+
+    def retire(self) -> None:
+        """This window is replaced (hmi.window_host): its detached displays come back, it hides without asking (its
+        displays let go of their subscriptions), the horn goes quiet, and it is deleted at the next turn of the loop."""
+        self.confirm_close = False
+        self.detacher.close_all()
+        self.banner.annunciator.sounder.stop()
+        self.hide()
+        self.deleteLater()
 
     def detach_current(self) -> QWidget | None:
         """The current display into its own window; the equipment display is handed over for good (the next
@@ -435,4 +481,4 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
 
-__all__ = ["LoginDialog", "MainWindow", "PasswordDialog", "Qt"]
+__all__ = ["LoginDialog", "MainWindow", "PasswordDialog", "Qt", "ViewState"]

@@ -131,7 +131,7 @@ class TrendView(QWidget):
         if tv is not None:
             tm.append_live(self.livebuf[tag], tv.ts_ms / 1000.0 if tv.ts_ms else time.time(), tv.value, tv.quality)
         if tag not in self.step:
-            self.console.call("GET", f"/tags/{tag}").finished.connect(lambda r, t=tag: self._typed(t, r))
+            self.console.call("GET", f"/tags/{tag}").then(self, lambda r, t=tag: self._typed(t, r))
         self.console.set_interest("trends", list(self.curves))
         if len(self.curves) == 1:
             self.plot.addLegend()
@@ -196,7 +196,7 @@ class TrendView(QWidget):
         end = dt.datetime.fromtimestamp(min(x1, time.time()), tz=dt.UTC).isoformat()
         self.queries += 1
         r = self.console.call("GET", "/history/decimated", tag=tag, start=start, end=end, pixels=pixels)
-        r.finished.connect(lambda rep, t=tag: self._history(t, rep))
+        r.then(self, lambda rep, t=tag: self._history(t, rep))
         return r
 
     def _history(self, tag: str, r: Reply) -> None:

@@ -453,7 +453,7 @@ class WorkOrderList(QWidget):
         if self._history_of != (o.id, o.updated_ms):
             self._history_of = (o.id, o.updated_ms)
             r = self.console.call("GET", f"/workorders/{quote(o.id, safe='')}/history")
-            r.finished.connect(lambda r, oid=o.id: self._on_history(oid, r))
+            r.then(self, lambda r, oid=o.id: self._on_history(oid, r))
 
     def _alarm_text(self, alarm_id: str) -> str:
         """An order's alarm by its message and priority (hmi.models.alarms), not its id."""
@@ -522,7 +522,7 @@ class WorkOrderList(QWidget):
         if body is None:
             return None
         r = self.console.order_action(o.id, key, body)
-        r.finished.connect(lambda r, k=key: self._done(k, r))
+        r.then(self, lambda r, k=key: self._done(k, r))
         return r
 
     def _acted(self, key: str, data: dict[str, Any]) -> None:

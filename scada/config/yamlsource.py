@@ -17,6 +17,12 @@ A changed file has other bytes, so it is parsed and validated again; only the pa
 skipped (the checks on the tree always run). Each caller gets its own copy, so a caller that changed its
 tree could not change what the next one reads. Files that do not parse are not kept (their problems are
 found again, the same).
+
+A file that does not parse gives one problem in the process's language (:mod:`scada.i18n`), as the layouts'
+problems do: ``tags.yaml:3: erreur de syntaxe YAML : ',' ou '}' attendu, trouvé ':'``. ruamel's own
+description of the usual mistakes is a msgid of the catalogue (:data:`_SYNTAX`, its English as ruamel writes
+it, the token it found translated too: ``'<stream end>'`` → « la fin du fichier »); a description the table
+does not know is shown as ruamel wrote it.
 """
 
 from __future__ import annotations
@@ -37,8 +43,38 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from scada.errors import ConfigProblem
+from scada.i18n import N_, _
 
 Loc = Sequence[str | int]
+
+#: ruamel's descriptions of the usual syntax mistakes (its English is the msgid; ``{got}``: what it found,
+#: ``{closing}``: the bracket a flow collection lacks, a placeholder so that no msgid holds a lone brace)
+_SYNTAX: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern), msgid) for pattern, msgid in (
+    (r"mapping values are not allowed here", N_("mapping values are not allowed here")),
+    (r"could not find expected ':'", N_("could not find expected ':'")),
+    (r"found character (?P<got>'.+') that cannot start any token",
+     N_("found character {got} that cannot start any token")),
+    (r"expected <block end>, but found (?P<got>.+)", N_("expected <block end>, but found {got}")),
+    (r"found unexpected end of stream", N_("found unexpected end of stream")),
+    (r"expected ',' or (?P<closing>'[\]}]'), but got (?P<got>.+)", N_("expected ',' or {closing}, but got {got}")),
+    (r"found undefined alias (?P<got>'.+')", N_("found undefined alias {got}")),
+))
+#: the tokens ruamel names in those descriptions (anything else, a character, is shown as it is)
+_TOKENS = {"'<stream end>'": N_("'<stream end>'"), "'<scalar>'": N_("'<scalar>'"),
+           "'<block mapping start>'": N_("'<block mapping start>'"),
+           "'<block sequence start>'": N_("'<block sequence start>'"), "'<block end>'": N_("'<block end>'")}
+
+
+def syntax_problem(problem: str) -> str:
+    """ruamel's description of a syntax error in the process's language (as it is when the table lacks it)."""
+    for pattern, msgid in _SYNTAX:
+        m = pattern.fullmatch(problem)
+        if m is not None:
+            got = m.groupdict().get("got") or ""
+            # replace, not str.format: what ruamel found may be a brace
+            return _(msgid).replace("{closing}", m.groupdict().get("closing") or "").replace(
+                "{got}", _(_TOKENS[got]) if got in _TOKENS else got)
+    return problem
 
 
 #: How many parsed files are kept (a city's tags, alarms, commands, crews and intake files, and a few
@@ -60,9 +96,9 @@ def load_yaml(path: Path) -> tuple[Any, list[ConfigProblem]]:
         data = path.read_bytes()
         text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text's newlines
     except FileNotFoundError:
-        return None, [ConfigProblem(str(path), 0, "", "file not found")]
+        return None, [ConfigProblem(str(path), 0, "", _("file not found"))]
     except (OSError, UnicodeDecodeError) as exc:
-        return None, [ConfigProblem(str(path), 0, "", f"cannot read file, got {exc}")]
+        return None, [ConfigProblem(str(path), 0, "", _("cannot read file, got {error}").format(error=exc))]
     key = hashlib.sha256(data).digest()
     with _parsed_lock:
         kept = _parsed.get(key)
@@ -95,17 +131,18 @@ def _parse(path: Path, text: str) -> tuple[Any, list[ConfigProblem]]:
         line = mark.line + 1 if mark is not None else 0
         key = _dup_key_name(exc)
         first = _first_definition(text, exc, key)
-        what = f"duplicate key {key!r} (first defined on line {first}); remove or rename one"
+        what = _("duplicate key {key!r} (first defined on line {first}); remove or rename one").format(
+            key=key, first=first)
         return None, [ConfigProblem(str(path), line, "", what)]
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
-        what = f"YAML syntax error: {exc.problem or exc.context}"
+        what = _("YAML syntax error: {problem}").format(problem=syntax_problem(str(exc.problem or exc.context)))
         return None, [ConfigProblem(str(path), line, "", what)]
     except (YAMLError, ValueError, TypeError, RecursionError) as exc:
-        return None, [ConfigProblem(str(path), 0, "", f"YAML error: {exc}")]
+        return None, [ConfigProblem(str(path), 0, "", _("YAML error: {error}").format(error=exc))]
     if tree is None:
-        return None, [ConfigProblem(str(path), 1, "", "file is empty, expected a mapping of sections")]
+        return None, [ConfigProblem(str(path), 1, "", _("file is empty, expected a mapping of sections"))]
     return tree, []
 
 

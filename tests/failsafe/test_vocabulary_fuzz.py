@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from failsafe.vocabulary import check_vocabulary
+from scada.i18n import _
 from tests.failsafe.conftest import ROOT, city
 
 SHIPPED = (ROOT / "commands.yaml").read_text(encoding="utf-8").splitlines()
@@ -35,7 +36,8 @@ def _check(tmp: Path, text: str) -> None:
         assert problems, "a rejected vocabulary must say why"
         for p in problems:
             assert p.file == str(path) and p.what
-            assert p.line >= 1 or p.what.startswith("YAML error"), str(p)  # located, unless the parser has no mark
+            # located, unless the parser has no mark (the text in the process's language: scada.config.yamlsource)
+            assert p.line >= 1 or p.what.startswith(_("YAML error: {error}").format(error="")), str(p)
     else:
         assert problems == []
 

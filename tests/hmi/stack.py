@@ -7,7 +7,9 @@
 
 The demo city is copied to a temporary directory with faster scan classes (normal 2 s, slow 5 s) so
 a lamp failure reaches the console within a couple of seconds. ``restart_server()`` stops and starts
-the server on the same port (the console must reconnect by itself).
+the server on the same port (the console must reconnect by itself). ``simulator=False``: the server alone,
+every device pointed at nothing (a console test that needs the server's answers, not the field's);
+``settings``: the server's (dotted keys, e.g. ``{"lang": None}``: the site's language, not the tests' English).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from tests.server.conftest import PASSWORDS, running_server
+from tests.server.conftest import PASSWORDS, nowhere_endpoints, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,9 +39,12 @@ def fast_city(dest: Path) -> tuple[Path, Path]:
 
 
 class LiveStack:
-    def __init__(self, tmp: Path, historian: str = "embedded") -> None:
+    def __init__(self, tmp: Path, historian: str = "embedded", simulator: bool = True,
+                 settings: dict[str, Any] | None = None) -> None:
         self.tmp = tmp
         self.historian = historian
+        self.simulator = simulator
+        self.settings = dict(settings or {})
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="hmi-test-stack", daemon=True)
         self.sim: Any = None
@@ -61,7 +66,9 @@ class LiveStack:
     # ------------------------------------------------------------------ start / stop
     def start(self) -> LiveStack:
         self.thread.start()
-        self.run(self._start_sim(), 180)
+        self.tags_file, self.alarms_file = fast_city(self.tmp / "city")
+        if self.simulator:
+            self.run(self._start_sim(), 180)
         self.run(self._start_server(0), 120)
         return self
 
@@ -69,15 +76,16 @@ class LiveStack:
         from scada.config import load_city
         from sim.runner import Simulator
 
-        self.tags_file, self.alarms_file = fast_city(self.tmp / "city")
         config = load_city(self.tags_file, self.alarms_file)
         self._sim_cm = Simulator(config, seed=42, ports="test", state_dir=self.tmp / "sim", autostep=True)
         self.sim = await self._sim_cm.__aenter__()
 
     async def _start_server(self, port: int) -> None:
-        settings: dict[str, Any] = {"historian.backend": self.historian, "listen.port": port}  # dotted keys
-        self._cm = running_server(self.tmp / "data", dict(self.sim.endpoints), tags=self.tags_file,
-                                  alarms=self.alarms_file, **settings)
+        settings: dict[str, Any] = {"historian.backend": self.historian, "listen.port": port,  # dotted keys
+                                    **self.settings}
+        endpoints = dict(self.sim.endpoints) if self.sim is not None else nowhere_endpoints(self.tags_file)
+        self._cm = running_server(self.tmp / "data", endpoints, tags=self.tags_file, alarms=self.alarms_file,
+                                  **settings)
         self.server, self.url = await self._cm.__aenter__()
         self.port = int(self.url.rsplit(":", 1)[1])
 

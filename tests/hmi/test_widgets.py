@@ -426,6 +426,32 @@ def test_check_layouts_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert f"{bad}:4: views: must be a list, got 3" in err
 
 
+def test_check_layouts_cli_in_french(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scada --lang fr hmi --check-layouts``: the problems, a YAML syntax error and the summary lines in French."""
+    from cli.main import main
+
+    monkeypatch.delenv("SCADA_LANG", raising=False)
+    try:
+        assert main(["--lang", "fr", "hmi", "--check-layouts"]) == 0
+        out = capsys.readouterr().out
+        assert re.fullmatch(r".*city\.yaml : correct \(schémas de carrefour : \d+, carrefours : \d+, couloirs : \d+, "
+                            r"vues : \d+\)\n", out), out
+        broken = tmp_path / "broken.yaml"
+        broken.write_text("views:\n  - name: x\n    columns: [a, b\n", encoding="utf-8")
+        assert main(["--lang", "fr", "hmi", "--check-layouts", "--layouts", str(broken)]) == 1
+        err = capsys.readouterr().err
+        assert err == (f"{broken}:4: erreur de syntaxe YAML : ',' ou ']' attendu (un crochet ou une accolade non "
+                       f"fermé ?), trouvé la fin du fichier\n1 problème dans {broken}\n"), err
+        two = tmp_path / "two.yaml"
+        two.write_text("views: 3\ncorridors: 4\n", encoding="utf-8")
+        assert main(["--lang", "fr", "hmi", "--check-layouts", "--layouts", str(two)]) == 1
+        err = capsys.readouterr().err
+        assert err.endswith(f"2 problèmes dans {two}\n") and "problem" not in err.replace("problème", ""), err
+    finally:
+        monkeypatch.delenv("SCADA_LANG", raising=False)  # --lang put it in the environment for child processes
+
+
 def test_vectorised_restyle_draws_what_pyqtgraph_would(qtbot: QtBot) -> None:
     """set_points/recolour write pyqtgraph's columns directly: the picture must equal pyqtgraph's own path."""
     import pyqtgraph as pg
