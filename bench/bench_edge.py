@@ -36,6 +36,7 @@ import numpy as np
 
 from bench.harness import percentile, proc_cpu_s
 from bench.protocol import Metric, Section
+from drivers.sparkplug import broker as product_broker
 from drivers.sparkplug import codec
 from drivers.sparkplug.host import SparkplugHost
 from drivers.sparkplug.topics import device_topic, node_topic
@@ -124,13 +125,25 @@ class Meter:
                 self.batches.append((indices, readings))
 
 
+def _persistent() -> bool:
+    """The product persists its broker and the host's session (drivers.sparkplug.broker.persistence_config); a
+    ``--baseline-rev`` from before that runs as it was then: the A/B measures what "no value lost" costs."""
+    return hasattr(product_broker, "persistence_config")
+
+
+def _persistence(folder: Path) -> str:
+    if _persistent():
+        return str(product_broker.persistence_config(folder))
+    return "persistence false\nmax_queued_messages 100000\n"
+
+
 def _mosquitto(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     program = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{_persistence(folder)}"
                     f"log_dest file {folder / 'mosquitto.log'}\n")
     proc = subprocess.Popen([program, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
@@ -151,6 +164,8 @@ async def _run_load(folder: Path, factor: int, nodes: int, devices: int, tags: i
     meter = Meter(db)
     host = SparkplugHost(Broker("127.0.0.1", port), HOST_ID, SITE, lay, db.index, meter.apply,
                          lambda idx: db.source_ns[idx])
+    if _persistent():
+        host.client_id = f"{HOST_ID}-bench"  # a persistent session, as the server's
     host.start()
     gen: subprocess.Popen[bytes] | None = None
     try:

@@ -143,11 +143,13 @@ class Distributed:
     broker: subprocess.Popen[bytes]
     host_id: str
     passwords: dict[str, str]  # broker user → password (random at each start, never written in clear)
+    ca: Path  # the CA that signed the broker's certificate (mqtts://)
     edges: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def server_env(self) -> dict[str, str]:
-        """The server's broker credential (server.components.edge.broker_credential reads it)."""
-        return {"SCADA_MQTT_USER": self.host_id, "SCADA_MQTT_PASSWORD": self.passwords[self.host_id]}
+        """The server's broker credential and CA (server.components.edge.broker_credential reads them)."""
+        return {"SCADA_MQTT_USER": self.host_id, "SCADA_MQTT_PASSWORD": self.passwords[self.host_id],
+                "SCADA_MQTT_CA": str(self.ca)}
 
     def start_edges(self, endpoints: Path, data_root: Path) -> None:
         """One ``scada edge`` per edge partition, against the simulator's endpoints, logs in ``folder``."""
@@ -157,7 +159,8 @@ class Distributed:
         for part in (p for p in config.partitions.values() if p.is_edge):
             user = edge_user(part.name)
             cmd = [sys.executable, "-m", "cli", "edge", "--config", str(self.tags), "--partition", part.name,
-                   "--endpoints", str(endpoints), "--username", user, "--data-dir", str(data_root)]
+                   "--endpoints", str(endpoints), "--username", user, "--data-dir", str(data_root),
+                   "--ca", str(self.ca)]
             with open(self.folder / f"edge-{part.name}.log", "wb") as out:
                 # our own interpreter and module with a fixed argument list; the password in the child's environment
                 self.edges.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
@@ -177,9 +180,10 @@ class Distributed:
 
 def start_distributed(tags: Path, folder: Path) -> Distributed:
     """Copy the city's folder (its tags.yaml names files next to it) into ``folder``, add the demo's partitions
-    if it has none, write a password per edge and for the server and the ACL (drivers.sparkplug.broker), and
-    start Debian's Mosquitto on a free loopback port. RuntimeError if it cannot (no mosquitto...)."""
-    from drivers.sparkplug.broker import acl, edge_user, listener_config, set_password
+    if it has none, write a password per edge and for the server and the ACL (drivers.sparkplug.broker), make a
+    CA and the broker's certificate (``folder``/tls), and start Debian's Mosquitto on a free loopback port, TLS
+    only (``mqtts://``), persistent (its database in ``folder``/mosquitto). RuntimeError if it cannot."""
+    from drivers.sparkplug.broker import acl, demo_ca, edge_user, listener_config, set_password
     from drivers.sparkplug.topics import default_host_id
 
     program = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
@@ -193,7 +197,7 @@ def start_distributed(tags: Path, folder: Path) -> Distributed:
     with socket.socket() as s:  # a free port now (Mosquitto cannot report one it chose)
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    url = f"mqtt://127.0.0.1:{port}"
+    url = f"mqtts://127.0.0.1:{port}"
     config = load_city(tags)
     if not config.partitions:
         copy.write_text(copy.read_text() + DEMO_PARTITIONS.format(url=url))
@@ -206,16 +210,19 @@ def start_distributed(tags: Path, folder: Path) -> Distributed:
     for user, password in passwords.items():
         set_password(pw_file, user, password)
     acl_file.write_text(acl(config.site, edges, host_id))
+    ca, cert, key = demo_ca(folder / "tls")
+    db = folder / "mosquitto"
+    db.mkdir(exist_ok=True)
     conf = folder / "mosquitto.conf"
     # started as root, Mosquitto would drop to user mosquitto, which cannot read our 0700 data folder
-    conf.write_text(listener_config(port, pw_file, acl_file) + f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
-                    f"log_dest file {folder / 'mosquitto.log'}\n")
+    conf.write_text(listener_config(port, pw_file, acl_file, certfile=cert, keyfile=key, persistence=db)
+                    + f"user {pwd.getpwuid(os.geteuid()).pw_name}\nlog_dest file {folder / 'mosquitto.log'}\n")
     broker = subprocess.Popen([program, "-c", str(conf)], stdout=subprocess.DEVNULL,  # noqa: S603
                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return Distributed(folder, copy, url, broker, host_id, passwords)
+            return Distributed(folder, copy, url, broker, host_id, passwords, ca)
         if broker.poll() is not None:
             break
         time.sleep(0.1)

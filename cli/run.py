@@ -41,8 +41,9 @@ With ``--distributed`` (docs/sparkplug.md): the city's folder is copied to ``<da
 demo's partitions added when it has none (the lighting cabinets at an edge, the rest polled here), Debian's
 Mosquitto listens on a free loopback port with a random password per edge and for the server and the ACL
 (``drivers.sparkplug.broker``), and one child ``scada edge`` per edge partition polls its devices of the
-simulator; this server is their Sparkplug host (its credential in its environment). Plain MQTT on loopback:
-TLS (``mqtts://``, a CA) is not set up by the demo.
+simulator; this server is their Sparkplug host (its credential in its environment). The broker speaks TLS only
+(``mqtts://``): a CA and its certificate are made in ``<data>/distributed/tls`` at each start, the server and the
+edges given ``ca.pem``; it persists its queues in ``<data>/distributed/mosquitto``.
 
 Lazy imports here: the server stack (FastAPI, uvicorn, the drivers' protocol libraries), the user store
 and the city generator load when the demo starts, so ``scada run --help`` stays instant.
@@ -409,8 +410,8 @@ def _run(args: argparse.Namespace, data: Path, state: Path, sim_lock: DataDirLoc
                 dist.stop()
             print(f"scada run: --distributed: {exc}", file=sys.stderr)
             return 1
-        print(f"broker      {dist.url} (Mosquitto, a password per edge, ACL; log {dist.folder / 'mosquitto.log'})",
-              flush=True)
+        print(f"broker      {dist.url} (Mosquitto, TLS with the CA {dist.ca}, a password per edge, ACL; log "
+              f"{dist.folder / 'mosquitto.log'})", flush=True)
     pair: Pair | None = None
     if args.ha:
         if args.port == 0:

@@ -36,8 +36,10 @@ The edge never refreshes a field lease by itself: leases and heartbeats are the 
 manager writes through DCMDs); when the host is gone they lapse and the field goes back to local control.
 
 Data and births are published at QoS 1, not the QoS 0 that Sparkplug recommends: a message is only
-dropped from the queue or the store once the broker has acknowledged it, so that a dying connection
-loses nothing (a message in doubt is sent again as historical: the host keeps the newest value).
+dropped from the queue or the store once the broker has acknowledged it (its PUBACK), so that a dying
+connection loses nothing; from there the broker's persistence and the host's persistent session carry it
+(docs/sparkplug.md, "No value lost at a broker's stop"). A message in doubt is sent again as historical: the
+host drops the second copy of an observation it already has (drivers.sparkplug.host).
 """
 
 from __future__ import annotations

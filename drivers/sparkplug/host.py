@@ -5,6 +5,11 @@
                  DBIRTH   alias → tag index (by the metric's name), datatypes; values applied; device status
                  DDATA    metrics by alias → apply(indices, readings)      (one call per message)
                           is_historical: applied only where newer than the tag's value (old never overwrites live)
+                          the same observation twice (its tags, source times, values, qualities; or the last seq
+                          again) is dropped: an edge replays what the broker did not acknowledge to it
+                 (lost)   our broker connection lost: what paho received is handled first (aiomqtt's queue drained),
+                          then the devices bad_comm, each node's seq and aliases kept: the messages the broker queued
+                          for our persistent session meanwhile (``client_id``) come in next, go to the historian
                  DDEATH   the device's tags bad_comm, its status lost (→ comm-loss alarm by the caller's watch)
                  NDEATH   (its bdSeq = the NBIRTH's) every device of the node lost, tags bad_comm
                  seq gap / data before a birth ──► NCMD Node Control/Rebirth
@@ -40,6 +45,7 @@ import logging
 import math
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +77,9 @@ log = logging.getLogger(__name__)
 Apply = Callable[[I64, Readings], None]
 T = TypeVar("T")
 COMMAND_TIMEOUT_S = 10.0
+#: DDATA remembered per edge node to drop a second copy of one (a replay of a message whose PUBACK was lost: the
+#: in-doubt messages are the first of a replay); ~0.4 kB each for 10 values
+DEDUP_WINDOW = 4096
 
 
 @dataclass(slots=True)
@@ -95,6 +104,7 @@ class NodeState:
     bd_seq: int | None = None
     seq: int | None = None
     last_birth_ns: int = 0
+    last_message_ns: int = 0  # when its last message (any kind) reached us
     births: int = 0
     deaths: int = 0
     seq_gaps: int = 0
@@ -120,22 +130,36 @@ class NodeState:
     reloads_asked: int = 0
     edge_epoch: int | None = None  # the highest host epoch the edge obeys (its NBIRTH): above ours, we are refused
     reload_asked_ns: int = 0  # when we last asked it to reload (a mismatch right after is the reload under way)
+    rebirth_asked_ns: int = 0  # when we last asked a rebirth for data before any birth
+    duplicates: int = 0  # DDATA received a second time (same observation): dropped
+    suspended: int = 0  # DDATA of its session before our broker connection was lost, received after: history
+    seen: OrderedDict[tuple[Any, ...], None] = field(default_factory=OrderedDict)  # the last DEDUP_WINDOW DDATA
     aliases: dict[int, int] = field(default_factory=dict)  # alias → tag index
     datatypes: dict[int, int] = field(default_factory=dict)  # alias → Sparkplug datatype
 
     @property
-    def store_alarm(self) -> str:
-        """Why this edge's store-and-forward is an alarm ("" : it is not): full now, or replaying a store that
-        dropped data while away (its last birth said so)."""
+    def store_condition(self) -> tuple[str, int] | None:
+        """Why this edge's store-and-forward is an alarm (None: it is not): ("full", messages held) now, or
+        ("overflowed", messages dropped) while it replays a store that dropped data while away (its last birth)."""
         if self.capacity and self.backlog >= self.capacity:
-            return f"{self.name}: store-and-forward full ({self.backlog} messages), the oldest being dropped"
+            return "full", self.backlog
         if self.drops_unannounced or (self.dropped_last and self.backlog):
-            return (f"{self.name}: store-and-forward overflowed while away, "
-                    f"{self.drops_unannounced or self.dropped_last} oldest messages dropped")
-        return ""
+            return "overflowed", self.drops_unannounced or self.dropped_last
+        return None
+
+    @property
+    def store_alarm(self) -> str:
+        """:attr:`store_condition` in words (logs and /health; the server's alarm says it in its language)."""
+        got = self.store_condition
+        if got is None:
+            return ""
+        if got[0] == "full":
+            return f"{self.name}: store-and-forward full ({got[1]} messages), the oldest being dropped"
+        return f"{self.name}: store-and-forward overflowed while away, {got[1]} oldest messages dropped"
 
     def as_dict(self) -> dict[str, Any]:
         return {"online": self.online, "bd_seq": self.bd_seq, "last_birth_ms": self.last_birth_ns // 1_000_000,
+                "last_message_ms": self.last_message_ns // 1_000_000,
                 "births": self.births, "deaths": self.deaths, "seq_gaps": self.seq_gaps,
                 "rebirths_asked": self.rebirths_asked, "messages": self.messages, "backlog": self.backlog,
                 "capacity": self.capacity, "dropped": self.dropped, "dropped_last_birth": self.dropped_last,
@@ -146,7 +170,8 @@ class NodeState:
                 "config_refused": self.config_refused, "refused_messages": self.refused_messages,
                 "commands": self.commands, "command_failures": self.command_failures,
                 "foreign_refusals": self.foreign_refusals, "last_refusal": self.last_refusal or None,
-                "reloads_asked": self.reloads_asked, "edge_epoch": self.edge_epoch,
+                "reloads_asked": self.reloads_asked, "edge_epoch": self.edge_epoch, "duplicates": self.duplicates,
+                "suspended": self.suspended,
                 "devices": {n: d.status for n, d in self.devices.items()}}
 
 
@@ -160,13 +185,17 @@ class SparkplugHost:
     ``username``/``password``: our broker credential (broker.py: user ``<host id>``); ``ca_file``: the CA of an
     ``mqtts://`` broker's certificate. ``active``: whether this server is the primary host now (None: always);
     while it is not (a failover pair's standby) it stays off the broker (see the module docstring).
+    ``client_id``: this server's own fixed MQTT client id: a persistent session (clean session off, QoS 1
+    subscriptions), so that what the broker acknowledged to an edge while we were away, or across its restart
+    (a persistent broker), is delivered to us when we are back (None: a random id and a clean session).
     """
 
     def __init__(self, broker: Broker, host_id: str, group: str, nodes: dict[str, dict[str, list[str]]],
                  index: dict[str, int], apply: Apply, source_of: Callable[[I64], I64] | None = None, *,
                  keepalive_s: int = 5, username: str | None = None, password: str | None = None,
                  fingerprints: dict[str, str] | None = None, epoch: int = 0, ca_file: Path | None = None,
-                 active: Callable[[], bool] | None = None) -> None:
+                 active: Callable[[], bool] | None = None, client_id: str | None = None) -> None:
+        self.client_id = client_id  # a persistent MQTT session under this id (None: a clean one, a random id)
         self.epoch = epoch
         self.active = active  # False: this server is not the primary host now (a pair's standby): off the broker
         self.stepping_down = False  # our own offline STATE is on its way: not to be answered
@@ -212,7 +241,7 @@ class SparkplugHost:
                         ds.status = prev.devices[d].status
                 for name in ("seq_gaps", "births", "deaths", "fingerprint", "capacity", "backlog", "dropped",
                              "commands", "command_failures", "foreign_refusals", "last_refusal", "reloads_asked",
-                             "refused_messages"):
+                             "refused_messages", "duplicates", "suspended"):
                     setattr(state, name, getattr(prev, name))
                 state.config_refused = bool(state.expected and state.fingerprint is not None
                                             and state.fingerprint != state.expected)
@@ -254,12 +283,15 @@ class SparkplugHost:
         if len(r):
             self.apply(np.concatenate([idx, np.array(status, dtype=np.int64)]), r)
 
-    def _node_lost(self, node: NodeState, why: str) -> None:
+    def _node_lost(self, node: NodeState, why: str, *, resume: bool = False) -> None:
+        """``resume``: our broker connection was lost, not the edge's session: its seq and aliases are kept, so
+        that its messages the broker queued for us meanwhile are still understood when we are back (as history)."""
         if node.online:
             log.warning("%s: edge node offline (%s); its devices' tags bad_comm", node.name, why)
         node.online = False
-        node.seq = None
-        node.aliases.clear()
+        if not resume:
+            node.seq = None
+            node.aliases.clear()
         node.deaths += 1
         self._mark_lost(node.devices.values())
 
@@ -276,6 +308,7 @@ class SparkplugHost:
         now = time.time_ns()
         payload = codec.decode(raw)
         node.messages += 1
+        node.last_message_ns = now
         if payload.HasField("timestamp"):
             node.clock_skew_ms = payload.timestamp - now / 1e6
         if topic.kind == "NDEATH":
@@ -323,11 +356,17 @@ class SparkplugHost:
             return
         if topic.kind in ("NCMD", "DCMD"):
             return
-        # every other message carries the next seq of the node's session
+        # every other message carries the next seq of the node's session (offline with a seq: its session from
+        # before our broker connection was lost, queued for us by the broker, see _node_lost)
         expected = None if node.seq is None else (node.seq + 1) % 256
         got = int(payload.seq) if payload.HasField("seq") else None
-        if not node.online or expected is None:
-            await self._rebirth(client, node, f"{topic.kind} before any NBIRTH")
+        if expected is None:
+            if now - node.rebirth_asked_ns > 1_000_000_000:  # once, not per message of a queue that waited for us
+                node.rebirth_asked_ns = now
+                await self._rebirth(client, node, f"{topic.kind} before any NBIRTH")
+            return
+        if got == node.seq and topic.kind == "DDATA":  # the last message again: the broker redelivering one whose
+            node.duplicates += 1                       # PUBACK was lost with our connection (handled already)
             return
         if got != expected:
             node.seq_gaps += 1
@@ -388,7 +427,11 @@ class SparkplugHost:
             keep.append(k)
             idx.append(i)
         ds.births += 1
-        self._apply(ds, np.array(idx, dtype=np.int64), _take(got.readings, keep))
+        indices, readings = np.array(idx, dtype=np.int64), _take(got.readings, keep)
+        if node.online:
+            self._apply(ds, indices, readings)
+        else:  # a device born again in a session queued for us (see _device_data): its values are history
+            self._past(indices, readings)
 
     def _device_data(self, node: NodeState, ds: DeviceState, payload: Any, now: int) -> None:
         got = codec.decode_metrics(payload, node.datatypes, receive_ns=now)
@@ -402,6 +445,15 @@ class SparkplugHost:
             keep.append(k)
             idx.append(i)
         indices, readings = np.array(idx, dtype=np.int64), _take(got.readings, keep)
+        if not _first_time(node, ds.name, int(payload.timestamp), indices, readings):
+            node.duplicates += 1  # the same observation again: a replay of a message whose PUBACK was lost
+            return
+        if not node.online:
+            # of the edge's session before our broker connection was lost, queued for us by the broker (a persistent
+            # session): the room was blind meanwhile and the tags are bad_comm until the edge's next birth
+            node.suspended += 1
+            self._past(indices, readings)
+            return
         hist = np.array([got.historical[k] for k in keep], dtype=bool)
         if hist.any():
             node.historical += int(hist.sum())
@@ -415,6 +467,10 @@ class SparkplugHost:
                 live = np.flatnonzero(~old).tolist()
                 indices, readings = indices[live], _take(readings, live)
         self._apply(ds, indices, readings)
+
+    def _past(self, indices: I64, readings: Readings) -> None:
+        if indices.size and self.on_history is not None:
+            self.on_history(indices, readings)
 
     def _source_ns(self, indices: I64) -> I64:
         if self.source_of is None:
@@ -533,11 +589,13 @@ class SparkplugHost:
         self.stepping_down = False
         will = aiomqtt.Will(state_topic(self.host_id), state_payload(False, self.session_ms), qos=1, retain=True)
         # a client id of our own: the two servers of a pair are the same host, and one id would cut the other off
+        persistent = self.client_id is not None
+        incoming = _KeptQueue.new()
         async with aiomqtt.Client(self.broker.host, self.broker.port,
-                                  identifier=f"host-{self.host_id}-{uuid.uuid4().hex[:8]}",
+                                  identifier=self.client_id or f"host-{self.host_id}-{uuid.uuid4().hex[:8]}",
                                   username=self.username, password=self.password, will=will,
-                                  keepalive=self.keepalive_s, clean_session=True, timeout=5,
-                                  tls_context=self.tls) as client:
+                                  keepalive=self.keepalive_s, clean_session=not persistent, timeout=5,
+                                  tls_context=self.tls, queue_type=incoming) as client:
             self.client = client
             await client.subscribe(group_filter(self.group), qos=1)
             await client.subscribe(state_topic(self.host_id), qos=1)
@@ -553,6 +611,9 @@ class SparkplugHost:
                         return
                     await asyncio.wait({consumer}, timeout=0.2)
                 consumer.result()  # the connection's end (an MqttError)
+            except aiomqtt.MqttError:
+                await self._drain(client, incoming.kept)
+                raise
             finally:
                 consumer.cancel()
                 await asyncio.wait({consumer})
@@ -567,23 +628,38 @@ class SparkplugHost:
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            topic = Topic.parse(str(message.topic))
-            if topic is None:
-                continue
-            raw = message.payload if isinstance(message.payload, bytes) else b""
-            if topic.kind == "STATE":
-                if topic.node == self.host_id and self._state(raw):
-                    log.warning("sparkplug host %s: an older STATE on our topic (a former active's will): saying "
-                                "online again (session %d)", self.host_id, self.session_ms)
-                    await client.publish(state_topic(self.host_id), state_payload(True, self.session_ms), qos=1,
-                                         retain=True)
-                continue
-            try:
-                await self._handle(client, topic, raw)
-            except aiomqtt.MqttError:
-                raise
-            except Exception:  # one malformed message must not stop the consumption of the others (logged)
-                log.exception("%s: cannot handle %s", topic.node, message.topic)
+            await self._dispatch(client, message)
+
+    async def _dispatch(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic = Topic.parse(str(message.topic))
+        if topic is None:
+            return
+        raw = message.payload if isinstance(message.payload, bytes) else b""
+        if topic.kind == "STATE":
+            if topic.node == self.host_id and self._state(raw):
+                log.warning("sparkplug host %s: an older STATE on our topic (a former active's will): saying "
+                            "online again (session %d)", self.host_id, self.session_ms)
+                await client.publish(state_topic(self.host_id), state_payload(True, self.session_ms), qos=1,
+                                     retain=True)
+            return
+        try:
+            await self._handle(client, topic, raw)
+        except aiomqtt.MqttError:
+            raise
+        except Exception:  # one malformed message must not stop the consumption of the others (logged)
+            log.exception("%s: cannot handle %s", topic.node, message.topic)
+
+    async def _drain(self, client: aiomqtt.Client, queue: asyncio.Queue[aiomqtt.Message] | None) -> None:
+        """The connection is gone: the messages paho received before it went are still in aiomqtt's queue, which its
+        iterator abandons at a disconnect. paho acknowledged them on receipt (the broker has forgotten them): they
+        are handled now, or lost. What they would send (a rebirth request, our epoch) cannot go: dropped."""
+        n = 0
+        while queue is not None and not queue.empty():
+            n += 1
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._dispatch(client, queue.get_nowait())
+        if n:
+            log.info("sparkplug host %s: %d messages received before the connection was lost handled", self.host_id, n)
 
     async def run(self) -> None:
         delay = 0.5
@@ -611,9 +687,11 @@ class SparkplugHost:
                 for waiter in self.pending.values():  # no answer can come on this session: said now, not in 10 s
                     if not waiter.done():
                         waiter.set_result(("failed", f"{why} before the edge answered"))
+                # a persistent session: what the broker queued for us meanwhile comes next (see _node_lost)
+                resume = why == "broker connection lost" and self.client_id is not None
                 for node in self.nodes.values():
                     if node.online or was:
-                        self._node_lost(node, why)
+                        self._node_lost(node, why, resume=resume)
             if self.stepping_down:
                 self.stepping_down, delay = False, 0.0  # left on purpose: back as soon as we are active again
             await asyncio.sleep(delay)
@@ -635,6 +713,8 @@ class SparkplugHost:
                 await asyncio.wait_for(client.publish(state_topic(self.host_id), state_payload(False, self.session_ms),
                                                       qos=1, retain=True), timeout=2)
                 await asyncio.sleep(drain_s)
+                if self.client_id is not None:  # a persistent session: nothing more to queue for a stopped host
+                    await asyncio.wait_for(client.unsubscribe(group_filter(self.group)), timeout=2)
         if self._task is not None:
             self._task.cancel()
             _done, stuck = await asyncio.wait({self._task}, timeout=10)  # bounded: a stop never hangs
@@ -680,6 +760,38 @@ class EdgeDeviceDriver:
         if outcome == "not_confirmed":
             raise WriteNotConfirmed(f"{point.name}: {reason}", sample)
         raise CommError(f"{point.name}: edge {self.node}: {outcome}: {reason}")
+
+
+class _KeptQueue(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's incoming queue (its ``queue_type``), kept by the session that made it, to drain it at a disconnect
+    (:meth:`SparkplugHost._drain`). :meth:`new` returns a subclass that records its one instance in ``kept``."""
+
+    kept: asyncio.Queue[aiomqtt.Message] | None = None
+
+    @classmethod
+    def new(cls) -> type[_KeptQueue]:
+        class Session(cls):  # type: ignore[valid-type,misc]
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(maxsize)
+                type(self).kept = self
+
+        return Session
+
+
+def _first_time(node: NodeState, device: str, timestamp_ms: int, indices: I64, r: Readings) -> bool:
+    """Whether this DDATA is news for ``node``: its observation (the device, the payload's timestamp, each metric's
+    tag, source time, value, quality and text) compared exactly with the node's last DEDUP_WINDOW messages. A copy
+    sent again (replayed as history with another seq and perhaps other aliases, after its PUBACK was lost; or
+    redelivered by the broker) is the same observation: it is applied and historised once."""
+    key = (device, timestamp_ms, indices.tobytes(), r.source_ns.tobytes(), r.values.tobytes(), r.qualities.tobytes(),
+           tuple(sorted(r.texts.items())) if r.texts else ())
+    seen = node.seen
+    if key in seen:
+        return False
+    seen[key] = None
+    if len(seen) > DEDUP_WINDOW:
+        seen.popitem(last=False)  # the oldest (O(1): a plain dict's first key is a scan past its deleted slots)
+    return True
 
 
 def _device(name: str, tags: list[str], index: dict[str, int]) -> DeviceState:

@@ -12,6 +12,8 @@
 
     commands: API ─► fail-safe gate ─► DriverWriter ─► :meth:`EdgeComponent.driver` (an EdgeDeviceDriver per
               edge device) ─► DCMD (Host/Epoch = this server's epoch) ─► the edge's driver ─► NDATA outcome
+    session   a single server's MQTT session is persistent under a client id kept in ``<data>/edge/host_client_id``
+              (a broker that persists: what it acknowledged to an edge reaches us after its restart)
     epoch     the server's start count (``<data>/edge/host_epoch``, +1 at each start): an edge obeys no command
               of a lower epoch once it has seen ours (a server restarted elsewhere on an old copy of the folder)
     a pair    (``pair``: the HA component) both servers are the same Sparkplug host; only the active is on the
@@ -41,14 +43,16 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.sparkplug.host import EdgeDeviceDriver, SparkplugHost
+from drivers.sparkplug.host import EdgeDeviceDriver, NodeState, SparkplugHost
 from drivers.sparkplug.topics import default_host_id
 from historian.service import Historian
 from scada.config import CityConfig
 from scada.config.partitions import Broker, partition_fingerprint
+from scada.i18n import _
 from scada.poll import device_stat_tags
 from scada.tagdb import I64, Readings, TagDatabase
 from server.components.base import SubsystemStatus
@@ -94,11 +98,24 @@ def broker_credential(host_id: str) -> tuple[str | None, str | None, Path | None
     return user, password, Path(ca) if ca else None
 
 
+def store_text(node: NodeState) -> str:
+    """An edge's store-and-forward condition (NodeState.store_condition) in the server's language."""
+    got = node.store_condition
+    if got is None:
+        return ""
+    if got[0] == "full":
+        return _("{edge}: store-and-forward full ({count} messages), the oldest being dropped").format(
+            edge=node.name, count=got[1])
+    return _("{edge}: store-and-forward overflowed while the server was away, {count} oldest messages dropped").format(
+        edge=node.name, count=got[1])
+
+
 def _fingerprints(config: CityConfig) -> dict[str, str]:
     return {p.name: partition_fingerprint(config, p.name) for p in config.partitions.values() if p.is_edge}
 
 
 EPOCH_FILE = "host_epoch"
+CLIENT_ID_FILE = "host_client_id"
 RELOAD_GRACE_S = 15.0  # after our reload, an edge has this long to come back with our configuration (no alarm)
 RELOAD_RETRY_S = 60.0  # an edge on another configuration is asked to reload it again this often
 PAIR_EPOCH_BASE = 1 << 32  # a pair's epochs: above any single server's start count (a site moving to a pair)
@@ -161,6 +178,21 @@ class EdgeComponent:
         tmp.replace(path)
         return epoch
 
+    def _client_id(self, host_id: str) -> str:
+        """This server's own MQTT client id, kept in its data folder: its persistent session on the broker (what an
+        edge published while the broker restarted or we were cut off is queued for us). Not for a failover pair:
+        a standby stays off the broker, and a persistent session would have the broker queue the whole group's
+        traffic for it meanwhile (a pair's host session is a clean one)."""
+        path = self.server.data_dir / "edge" / CLIENT_ID_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            kept = path.read_text().strip()
+            if kept:
+                return kept
+        made = f"{host_id}-{uuid.uuid4().hex[:12]}"
+        path.write_text(f"{made}\n")
+        return made
+
     def _on_history(self, indices: I64, readings: Readings) -> None:
         """Replayed values older than live: to the historian, off the MQTT loop (a worker thread writes them)."""
         self._history.put_nowait((indices, readings))
@@ -183,11 +215,17 @@ class EdgeComponent:
         username, password, ca = broker_credential(host_id)
         host = SparkplugHost(broker, host_id, config.site, nodes, tagdb.index, self._apply, self._source_of,
                              fingerprints=_fingerprints(config), epoch=self.epoch, username=username,
-                             password=password, ca_file=ca, active=self._is_primary if self.pair else None)
+                             password=password, ca_file=ca, active=self._is_primary if self.pair else None,
+                             client_id=self._client_id(host_id) if self.pair is None else None)
         host.on_history = self._on_history
         return host
 
     # ------------------------------------------------------------------ a failover pair
+    @property
+    def primary_now(self) -> bool:
+        """This server is the Sparkplug primary host now (a single server: always; a pair: the active)."""
+        return self._is_primary() if self.pair is not None else True
+
     def _is_primary(self) -> bool:
         """The host's ``active``: this server is the pair's active, its term known (read live: a step-down is
         seen at once by the host, which leaves the broker)."""
@@ -290,10 +328,13 @@ class EdgeComponent:
         """The edges' configuration and store-and-forward conditions → their system alarms (on change only)."""
         nodes = [s for h in self.hosts.values() for s in h.nodes.values()]
         now = time.monotonic()
-        texts = {"config_mismatch": "; ".join(f"{s.name}: edge runs {s.fingerprint}, server {s.expected}"
+        # the alarms' {value}, in the server's language (the journal keeps it as said)
+        texts = {"config_mismatch": "; ".join(_("{edge}: the edge runs {edge_fingerprint}, the server {fingerprint}")
+                                              .format(edge=s.name, edge_fingerprint=s.fingerprint,
+                                                      fingerprint=s.expected)
                                               for s in nodes
                                               if s.config_refused and now >= self._grace_until.get(s.name, 0.0)),
-                 "store_full": "; ".join(s.store_alarm for s in nodes if s.store_alarm)}
+                 "store_full": "; ".join(store_text(s) for s in nodes if s.store_condition)}
         sink = self.server.system_alarms
         for code, text in texts.items():
             if text == self.alarm_texts.get(code):
@@ -333,7 +374,7 @@ class EdgeComponent:
     def stats(self) -> dict[str, Any]:
         """Per broker URL its host's health (nodes...), and ``host``: this server's epoch and history counts."""
         return {**{b.url: h.health() for b, h in self.hosts.items()},
-                **({"host": {"epoch": self.epoch, "primary": self._is_primary() if self.pair else True,
+                **({"host": {"epoch": self.epoch, "primary": self.primary_now,
                              "backfilled": self.backfilled, "history_not_kept": self.not_kept}}
                    if self.hosts else {})}
 

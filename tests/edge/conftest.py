@@ -1,8 +1,9 @@
 """A real Mosquitto for the edge tests (Debian ``mosquitto``), and the demo city split into partitions.
 
     async with Mosquitto(tmp_path) as broker:     generated config: one listener on 127.0.0.1:<free port>,
-        broker.url / broker.port                  anonymous allowed, no persistence; bounded lifetime (the
-        await broker.stop(); await broker.start() fixture kills it at exit, a watchdog after ``lifetime_s``)
+        broker.url / broker.port                  anonymous allowed, persistent as the product's broker (its
+        await broker.stop(); await broker.start() database in the folder); bounded lifetime (the fixture
+                                                  kills it at exit, a watchdog after ``lifetime_s``)
 
 Missing ``mosquitto``: the test is skipped on a developer's machine, failed under CI (tests.peers).
 """
@@ -20,6 +21,7 @@ from types import TracebackType
 
 import pytest
 
+from drivers.sparkplug.broker import persistence_config
 from historian.service import Historian
 from scada.config.partitions import Broker
 from tests.peers import require_peer
@@ -42,8 +44,12 @@ class Mosquitto:
         self.lifetime_s = lifetime_s
         self.proc: asyncio.subprocess.Process | None = None
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{self.persistence()}"
                              f"{self.own_user()}log_dest file {folder / 'mosquitto.log'}\n")
+
+    def persistence(self) -> str:
+        """As the product's broker (drivers.sparkplug.broker): its database in this folder, kept across stop/start."""
+        return persistence_config(self.folder)
 
     @staticmethod
     def own_user() -> str:

@@ -48,8 +48,9 @@ class Central:
         part = config.partitions["lighting"]
         nodes = {"lighting": {d: [*config.devices[d].tags, *(t.name for t in device_stat_tags(config, [d]))]
                               for d in part.devices}}
+        # a persistent session, as the server's (server.components.edge): the broker keeps what it queued for us
         self.host = SparkplugHost(broker, HOST_ID, config.site, nodes, self.db.index, self._apply,
-                                  lambda idx: self.db.source_ns[idx])
+                                  lambda idx: self.db.source_ns[idx], client_id=f"{HOST_ID}-central")
         self.host.on_history = self._history
 
     def _apply(self, indices: I64, readings: Readings) -> None:
