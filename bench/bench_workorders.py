@@ -4,11 +4,19 @@
         ▲ control API: lamp failures (alarm latency probes)
         │ Modbus/SNMP/OPC UA/serial
     scada server (child process; intake.yaml beside the generated tags.yaml: one channel, no rate limit in the
-        │         way: the bench measures the intake, not the limiter)
-        │ WebSocket (alarms)             ▲ POST /api/v1/reports (X-Intake-Token), open loop: each report
+        │         way: the bench measures the intake, not the limiter; settings intake.listen: the intake's own
+        │         listener, thread and event loop, server.components.intake_http)
+        │ WebSocket (alarms)             ▲ POST /api/v1/reports (X-Intake-Token) to the intake's own listener
+        │                                │ (BENCH_WORKORDERS_VIA=api: to the main API), open loop: each report
         ▼                                │ sent at its Poisson arrival time whatever the answers before it
     this process: a console stamping alarm events · report senders (sim.crews.ReportGenerator's bodies:
-                  duplicates, mislocated reports, contacts on half of them)
+                  duplicates, mislocated reports, contacts on half of them) · BENCH_WORKORDERS_LOAD=N: N readers
+                  looping on GET /api/v1/tags (every tag, an operator's full table) through both phases: the
+                  main event loop kept busy serialising (a loop busy in Python: the intake's own listener escapes
+                  a blocked main loop, not one that holds the GIL; docs/workorders.md)
+
+``--baseline-rev`` against a revision without the intake's own listener: ``BENCH_WORKORDERS_VIA=api`` (the
+settings then leave ``intake`` out, which such a server would refuse).
 
 Two phases of ``window`` (300 s; 30 s with --quick), each with the same number of lamp failures injected
 (different lamps, spread over the window) and their alarms timed as bench_server times them:
@@ -58,6 +66,14 @@ STORM = 5000
 TARGET_P99_MS = 100.0
 
 
+def _options() -> tuple[str, int]:
+    """``BENCH_WORKORDERS_VIA`` (intake | api: where the reports go) and ``BENCH_WORKORDERS_LOAD`` (readers)."""
+    via = os.environ.get("BENCH_WORKORDERS_VIA", "intake")
+    if via not in ("intake", "api"):
+        raise ValueError(f"BENCH_WORKORDERS_VIA must be intake or api, got {via!r}")
+    return via, int(os.environ.get("BENCH_WORKORDERS_LOAD", "0"))
+
+
 @dataclass
 class Phase:
     name: str
@@ -66,6 +82,7 @@ class Phase:
     latency_ms: list[float] = field(default_factory=list)
     alarm_s: list[float] = field(default_factory=list)
     server_part_ms: list[float] = field(default_factory=list)
+    reads_ms: list[float] = field(default_factory=list)  # the main-API readers' requests (BENCH_WORKORDERS_LOAD)
     probes: int = 0
     cpu_pct: float = float("nan")
 
@@ -114,6 +131,16 @@ async def _send(client: httpx.AsyncClient, token: str, bodies: list[dict[str, An
     await asyncio.gather(*tasks)
 
 
+async def _read_load(api: httpx.AsyncClient, admin: str, until: float, phase: Phase) -> None:
+    """One operator reading the whole tag table again and again on the main API until ``until``."""
+    while time.monotonic() < until:
+        t0 = time.monotonic()
+        r = await api.get("/api/v1/tags", params={"pattern": "*", "limit": 50_000},
+                          headers={"Authorization": f"Bearer {admin}"})
+        r.raise_for_status()
+        phase.reads_ms.append((time.monotonic() - t0) * 1000)
+
+
 async def _probe(ctl: httpx.AsyncClient, watcher: Console, lamps: list[tuple[Any, int]], window: float,
                  period: float, phase: Phase) -> None:
     """Lamp failures spread over the window; their alarms timed on the console (as bench_server)."""
@@ -145,6 +172,7 @@ async def _run(quick: bool) -> Section:
     storm_n = STORM // 10 if quick else STORM
     background_n = round(REPORTS_PER_DAY / (10 if quick else 1))
     probes = 20 if quick else 100
+    via, readers = _options()
     work = Path(tempfile.mkdtemp(prefix="bench-workorders-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -171,10 +199,12 @@ async def _run(quick: bool) -> Section:
         control = await wait_json(state / "control.json", sim.pid, 900, sim)
         data = work / "data"
         data.mkdir()
+        listener = "intake: {listen: {host: 127.0.0.1, port: 0}}\n" if via == "intake" else ""
+        (work / "server.yaml").write_text(listener, encoding="utf-8")
         server = subprocess.Popen([*scada, "server", "--tags", str(tags), "--alarms", str(alarms), "--commands",
                                    str(tags.parent / "commands.yaml"), "--endpoints", str(state / "endpoints.json"),
                                    "--data-dir", str(data), "--port", "0", "--historian", "embedded",
-                                   "--log-level", "WARNING"],
+                                   "--log-level", "WARNING", "--settings", str(work / "server.yaml")],
                                   stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT, env=env,
                                   stdin=subprocess.DEVNULL, cwd=ROOT)
         procs.append(server)
@@ -186,6 +216,11 @@ async def _run(quick: bool) -> Section:
                 httpx.AsyncClient(base_url=control["url"], timeout=60) as ctl:
             while (await api.get("/api/v1/health")).json()["subsystems"]["poll"]["status"] == "starting":
                 await asyncio.sleep(0.5)
+            intake = (await api.get("/api/v1/health")).json()["subsystems"].get("intake", {})
+            if via == "intake" and intake.get("status") != "ok":
+                raise RuntimeError(f"the intake's own listener is not serving: {intake}")
+            reports = httpx.AsyncClient(base_url=intake["detail"] if via == "intake" else url, timeout=120,
+                                        limits=limits)
             login = await api.post("/api/v1/auth/login", json={"user": ADMIN[0], "password": ADMIN[1]})
             admin = login.json()["token"]
             await asyncio.sleep(period * 2)  # every device polled a couple of times
@@ -196,10 +231,12 @@ async def _run(quick: bool) -> Section:
             phases = [Phase("calm"), Phase("storm")]
             for k, phase in enumerate(phases):
                 c0, t0 = proc_cpu_s(server.pid), time.perf_counter()
-                jobs = [_send(api, token, background[k * background_n:(k + 1) * background_n], window, phase, 10 + k),
-                        _probe(ctl, watcher, pairs[k * probes:(k + 1) * probes], window, period, phase)]
+                jobs = [_send(reports, token, background[k * background_n:(k + 1) * background_n], window, phase,
+                              10 + k),
+                        _probe(ctl, watcher, pairs[k * probes:(k + 1) * probes], window, period, phase),
+                        *(_read_load(api, admin, time.monotonic() + window, phase) for _ in range(readers))]
                 if phase.name == "storm":
-                    jobs.append(_send(api, token, storm, window, phase, 20))
+                    jobs.append(_send(reports, token, storm, window, phase, 20))
                 await asyncio.gather(*jobs)
                 phase.cpu_pct = 100 * (proc_cpu_s(server.pid) - c0) / (time.perf_counter() - t0)
                 await ctl.post("/clear", json={"equipment": [c.id for c in cabinets], "fault": "lamp_failure"})
@@ -207,9 +244,10 @@ async def _run(quick: bool) -> Section:
             health = (await api.get("/api/v1/health", headers={"Authorization": f"Bearer {admin}"})).json()
             wo = health["subsystems"].get("workorders", {}).get("stats", {})
             await watcher.aclose()
+            await reports.aclose()
         server.send_signal(signal.SIGTERM)
         server_exit = server.wait(60)
-        return _section(scale, config, window, phases, wo, server_exit, quick)
+        return _section(scale, config, window, phases, wo, server_exit, quick, via, readers)
     except BaseException:
         print_log_tails(work)
         raise
@@ -223,15 +261,20 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _section(scale: str, config: Any, window: float, phases: list[Phase], wo: dict[str, Any], server_exit: int,
-             quick: bool) -> Section:
+             quick: bool, via: str, readers: int) -> Section:
     calm, storm = phases
     pct = percentile
+    target = "the intake's own listener (settings intake.listen)" if via == "intake" else "the main API"
+    reads = "" if not readers else " (their requests p50 / p99: " + "; ".join(
+        f"{p.name} {pct(p.reads_ms, 50):.0f} / {pct(p.reads_ms, 99):.0f} ms, {len(p.reads_ms)} reads"
+        for p in phases) + ")"
     lines = [
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `python -m bench --only workorders"
         f"{' --quick' if quick else ''}`: the {scale} city ({len(config.equipment):,} equipment, "
         f"{len(config.devices):,} devices, {len(config.tags):,} tags) served by `scada sim` and supervised by "
         f"`scada server` (embedded historian), two processes on the same machine; the reports and the alarm "
-        f"console come from the benchmark process. Each phase lasts {window:.0f} s.",
+        f"console come from the benchmark process. Each phase lasts {window:.0f} s. Reports sent to {target}; "
+        f"main-API readers of the whole tag table meanwhile: {readers}{reads}.",
         "",
         "### Intake (scheduled send → answer)",
         "",

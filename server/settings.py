@@ -20,6 +20,8 @@ line options. Every field has a safe default except what must be chosen on purpo
     websocket: {batch: 100ms, queue: 16}
     poll_thread: false              # true: poll scheduler + drivers in their own thread and event loop
     lang: null                      # fr | en: the API's texts and pushes (default: tags.yaml's site lang)
+    intake: null                    # {listen: {host: 127.0.0.1, port: 8481}}: the citizen intake's own listener
+                                    #   (its own thread and event loop; server.components.intake_http)
     ha: null                        # the failover pair: {role: primary|standby, name, etcd: [urls],
                                     #   lease_ttl_s: 3, margin: 0.5s, key: /scada/active, peer_url} (docs/ha.md)
     http:
@@ -123,6 +125,14 @@ class Http(_Strict):
         return value
 
 
+class IntakeHttp(_Strict):
+    """The citizen intake's own HTTP listener (server.components.intake_http): the channels' routes served from
+    their own thread and event loop, so a report is answered whatever the main loop is doing. Absent: the main
+    API serves them only. TLS is the main API's (``tls``), and the same loopback-only rule for plain HTTP."""
+
+    listen: Listen  # no default port: it must not be the main API's
+
+
 class Ha(_Strict):
     """The failover pair (server.components.ha, docs/ha.md): who is active is a lease in etcd. Absent: a single
     server, which always writes (nothing changes)."""
@@ -160,6 +170,7 @@ class ServerSettings(_Strict):
     # the language of the API's texts and pushes when a request names none (``?lang=``); None: the site's
     lang: Lang | None = None
     ha: Ha | None = None  # the failover pair; None: a single server
+    intake: IntakeHttp | None = None  # the citizen intake's own listener; None: the main API only
 
     def problems(self) -> list[str]:
         """What makes these settings unusable (checked before anything starts)."""
@@ -167,6 +178,9 @@ class ServerSettings(_Strict):
         if self.tls is None and not is_loopback(self.listen.host):
             out.append(f"listen.host {self.listen.host!r} is not a loopback address: plain HTTP is only served on "
                        f"loopback; configure tls.cert and tls.key to listen on a network")
+        if self.tls is None and self.intake is not None and not is_loopback(self.intake.listen.host):
+            out.append(f"intake.listen.host {self.intake.listen.host!r} is not a loopback address: plain HTTP is "
+                       f"only served on loopback; configure tls.cert and tls.key to listen on a network")
         if self.tls is not None:
             for label, path in (("tls.cert", self.tls.cert), ("tls.key", self.tls.key),
                                 ("tls.client_ca", self.tls.client_ca)):

@@ -15,6 +15,9 @@
                the mission goes to the vehicle through the command gate (server.routes.workorders)
     intake.yaml (beside tags.yaml; absent: no citizen intake) ─► scada.workorders.intake.Intake over the same
                façade (intake.sqlite + contacts.sqlite); every hour: contacts past their retention purged
+               settings intake.listen ─► its channels' routes also on their own listener, thread and event loop
+               (server.components.intake_http: started after the intake, stopped before it closes; /health
+               ``intake``; down: P2 system.workorders.intake_down)
     every hour: the photos of orders closed or cancelled for longer than crews.yaml's photo_retention deleted
                (scada.workorders.photos.purge: a photos_purged change in the order's journal first)
     every commit of the store (whoever wrote: API, alarm events, geofence, intake) ─► the WebSocket hub
@@ -66,6 +69,8 @@ from scada.workorders.photos import PhotoStore
 from scada.workorders.photos import purge as purge_photos
 from server.components.alarms import alarm_view_dict
 from server.components.base import SubsystemStatus
+from server.components.intake_http import STATUS as INTAKE_STATUS
+from server.components.intake_http import IntakeListener, report_down, report_up
 
 if TYPE_CHECKING:
     from server.app import ScadaServer
@@ -110,9 +115,12 @@ class WorkOrderComponent:
 
     name = "workorders"
 
-    def __init__(self, server: ScadaServer, alarms: AlarmComponent) -> None:
+    def __init__(self, server: ScadaServer, alarms: AlarmComponent,
+                 intake_app: Callable[[ScadaServer], Any] | None = None) -> None:
         self.server = server
         self.alarm_comp = alarms
+        self.intake_app = intake_app  # the ASGI app of the intake's own listener (server.api.create_intake_app)
+        self.listener: IntakeListener | None = None
         self.store: WorkOrderStore | None = None
         self.orders: WorkOrders | None = None
         self.auto_rules: frozenset[str] = frozenset()
@@ -137,6 +145,7 @@ class WorkOrderComponent:
         intake = load_intake_for(intake_path(self.server))
         if intake is not None:
             self.intake = await asyncio.to_thread(Intake, self.server.data_dir, self.orders, intake)
+        await self._start_listener()
         await self.purge(time.time_ns() // 1_000_000)
         listeners = self.alarm_comp.listeners  # kept by the alarm component across its reloads
         listeners.append(self._on_alarm)
@@ -145,6 +154,24 @@ class WorkOrderComponent:
         st = self.health()
         st.set("ok", self._describe(crews))
         st.stats = self.stats
+
+    async def _start_listener(self) -> None:
+        """The intake's own listener when the settings give ``intake.listen``: failing to start is loud (health
+        down, system alarm) and leaves the work orders and the main API's intake routes running."""
+        opts = self.server.settings.intake
+        if opts is None or self.intake_app is None:
+            return
+        if self.intake is None:
+            self.server.status(INTAKE_STATUS).set("unavailable", "no intake.yaml beside tags.yaml: no citizen intake")
+            return
+        listener = IntakeListener(self.server, self.intake_app(self.server), opts.listen)
+        try:
+            url = await listener.start()
+        except (OSError, RuntimeError) as exc:  # fail loud, keep the rest (the channels can use the main API)
+            report_down(self.server, f"cannot listen on {opts.listen.host}:{opts.listen.port}: {exc}")
+            return
+        self.listener = listener
+        report_up(self.server, url)
 
     def _describe(self, crews: CrewsConfig) -> str:
         where = crews.path or "no crews.yaml (default SLAs, no crews)"
@@ -185,6 +212,10 @@ class WorkOrderComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        if self.listener is not None:  # no new report, the ones in progress answered: then the intake closes
+            await self.listener.aclose()
+            self.listener = None
+            self.server.status(INTAKE_STATUS).set("stopped")
         if self.intake is not None:
             await asyncio.to_thread(self.intake.close)
             self.intake = None

@@ -13,6 +13,11 @@
                            category, text, position, equipment, order — never the reporter's contact data
                                                                                                 workorder.read
 
+The first three are the channels' routes (:data:`channel_router`): the main API serves them, and so does the
+intake's own listener when the settings give ``intake.listen`` (server.components.intake_http: its own thread,
+event loop and uvicorn, so a report is answered whatever the main loop is doing). The list is the operators'
+(a login session): the main API's only.
+
 The contact data go into contacts.sqlite (scada.workorders.intake) and no route reads that file. The
 channel's token is not a session: these routes are outside the user login, and nothing of the body is
 logged or audited (the report row is its own record; see the module of the intake for the retention).
@@ -28,6 +33,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from scada.errors import Refusal, Refused
+from scada.i18n import N_, _
 from scada.workorders.intake import Channel, Contact, Intake, Report
 from scada.workorders.photos import MAX_BYTES, attach
 from server.auth import Session
@@ -39,10 +45,22 @@ from server.routes.photos import IMAGE_BODY, photo_store
 if TYPE_CHECKING:
     from server.app import ScadaServer
 
-router = APIRouter(prefix=PREFIX, tags=["reports"])
+#: what an intake channel calls (token, not a login): on the main API and on the intake's own listener
+channel_router = APIRouter(prefix=PREFIX, tags=["reports"])
+router = APIRouter(tags=["reports"])  # the channels' routes (with their prefix), then the operators' list
 
 Category = Annotated[str, Field(pattern=r"^(lamp_out|lamp_on_by_day|bollard_stuck|panel_dark|signal_fault|other)$")]
 Ref = Annotated[str, Path(min_length=5, max_length=20, pattern=r"^R-[0-9A-Z-]+$")]
+
+
+SUBMIT_DOC = ("A citizen report from an intake channel (its token in X-Intake-Token): located on the nearest "
+              "equipment of its category, absorbed by the equipment's open work order or opening one. The answer is "
+              "the reference the reporter can follow.")
+PHOTO_DOC = (f"A citizen's photo of its report, from the channel that filed it (X-Intake-Token). The body is the "
+             f"photo, JPEG or PNG by its bytes, at most {MAX_BYTES >> 20} MiB and the server's body limit "
+             f"(http.max_body_by_prefix for /api/v1/reports); re-encoded without any metadata (EXIF with its GPS "
+             f"position, XMP, comments) and kept with the report's work order, whose journal names it (user "
+             f"citizen:<channel>). The same photo again is kept once.")
 
 
 class ContactIn(Strict):
@@ -100,7 +118,7 @@ def intake_of(server: "ScadaServer", what: str) -> Intake:
     comp: Any = server.components.get("workorders")
     intake: Intake | None = getattr(comp, "intake", None)
     if intake is None:
-        raise Refused(what, "citizen intake not configured (no intake.yaml beside tags.yaml)", Refusal.UNAVAILABLE)
+        raise Refused(what, N_("citizen intake not configured (no intake.yaml beside tags.yaml)"), Refusal.UNAVAILABLE)
     return intake
 
 
@@ -108,18 +126,16 @@ def _admitted(intake: Intake, token: str | None, what: str) -> Channel:
     """The channel of the token, within its rate (401 unknown token, 429 with Retry-After over the rate)."""
     channel = intake.channel(token)
     if channel is None:
-        raise ApiError(401, what, "unknown intake token", "unauthorized")
+        raise ApiError(401, what, N_("unknown intake token"), "unauthorized")
     wait = intake.admit(channel)
     if wait > 0:
-        raise ApiError(429, what, f"channel {channel.name} is over its rate: retry in {math.ceil(wait)} s",
-                       "rate_limited", headers={"Retry-After": str(math.ceil(wait))})
+        seconds = math.ceil(wait)
+        raise ApiError(429, what, _("channel {channel} is over its rate: retry in {seconds} s").format(
+            channel=channel.name, seconds=seconds), "rate_limited", headers={"Retry-After": str(seconds)})
     return channel
 
 
-@router.post("/reports", response_model=ReceiptOut,
-             description="A citizen report from an intake channel (its token in X-Intake-Token): located on the "
-                         "nearest equipment of its category, absorbed by the equipment's open work order or "
-                         "opening one. The answer is the reference the reporter can follow.")
+@channel_router.post("/reports", response_model=ReceiptOut, description=SUBMIT_DOC)
 async def report_submit(body: ReportIn, server: ServerDep,
                         x_intake_token: Annotated[str | None, Header(max_length=200)] = None) -> ReceiptOut:
     what = "file a citizen report"
@@ -143,12 +159,8 @@ class CitizenPhotoOut(BaseModel):
     height: int
 
 
-@router.post("/reports/{ref}/photos", response_model=CitizenPhotoOut, openapi_extra=IMAGE_BODY,
-             description=f"A citizen's photo of its report, from the channel that filed it (X-Intake-Token). The "
-                         f"body is the photo, JPEG or PNG by its bytes, at most {MAX_BYTES >> 20} MiB and the "
-                         f"server's body limit (http.max_body_by_prefix for /api/v1/reports); re-encoded without "
-                         f"any metadata (EXIF with its GPS position, XMP, comments) and kept with the report's work "
-                         f"order, whose journal names it (user citizen:<channel>). The same photo again is kept once.")
+@channel_router.post("/reports/{ref}/photos", response_model=CitizenPhotoOut, openapi_extra=IMAGE_BODY,
+                     description=PHOTO_DOC)
 async def report_photo(ref: Ref, request: Request, server: ServerDep,
                        x_intake_token: Annotated[str | None, Header(max_length=200)] = None) -> CitizenPhotoOut:
     what = f"attach a photo to report {ref}"
@@ -158,8 +170,8 @@ async def report_photo(ref: Ref, request: Request, server: ServerDep,
     body = await request.body()  # bounded by the body-limit middleware before it got here
     try:
         # decoding and re-encoding take a while: a worker of the default pool, never the reports' writer thread
-        _, photo = await asyncio.to_thread(attach, intake.orders, photo_store(server), order_id, body,
-                                           f"citizen:{channel.name}", time.time_ns() // 1_000_000)
+        _order, photo = await asyncio.to_thread(attach, intake.orders, photo_store(server), order_id, body,
+                                                f"citizen:{channel.name}", time.time_ns() // 1_000_000)
     except Refused as exc:
         if exc.code is Refusal.UNSUPPORTED:
             raise ApiError(415, exc.what, exc.why, "unsupported_media_type") from None
@@ -167,14 +179,17 @@ async def report_photo(ref: Ref, request: Request, server: ServerDep,
     return CitizenPhotoOut(order=order_id, **photo.as_dict())
 
 
-@router.get("/reports/{ref}", response_model=ReportStatusOut,
-            description="Follow a report by its reference (no login): its status, nothing else.")
+@channel_router.get("/reports/{ref}", response_model=ReportStatusOut,
+                    description="Follow a report by its reference (no login): its status, nothing else.")
 async def report_follow(ref: Ref, server: ServerDep) -> ReportStatusOut:
     intake = intake_of(server, f"follow report {ref}")
     return ReportStatusOut(**await asyncio.to_thread(intake.follow, ref))
 
 
-@router.get("/reports", response_model=ReportList)
+router.include_router(channel_router)
+
+
+@router.get(f"{PREFIX}/reports", response_model=ReportList)
 async def report_list(session: Annotated[Session, Depends(need("workorder.read"))], server: ServerDep,
                       order: Annotated[str | None, Query(max_length=40)] = None,
                       not_located: Annotated[bool, Query(description="only the reports no equipment "
