@@ -434,6 +434,21 @@ class CommandGate:
                 return f"verb {ticket.type}.{req.verb}: {bad}"
         return ""
 
+    def pending_groups(self) -> list[GroupApproval]:
+        """Group approvals (crisis plan runs) still awaiting their second person (the failover pair's state)."""
+        with self._lock:
+            self.sweep(self.clock())
+            return [g for g in self._groups.values() if g.state == "awaiting_approval"]
+
+    def take_over_groups(self, groups: list[GroupApproval]) -> None:
+        """The failover pair's new active goes on with the old active's awaited group approvals: approvable here
+        until their own deadline (created + the approval window)."""
+        with self._lock:
+            for group in groups:
+                if group.id not in self._groups:
+                    self._groups[group.id] = group
+                    self._deadline_set(group.created + self.vocab.approval_window_s)
+
     def request_group_approval(self, requester: Principal, subject: str) -> GroupApproval:
         """Open an approval that, once granted, covers the requester's commands carrying its id (crisis plans)."""
         with self._lock:

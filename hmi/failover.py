@@ -1,10 +1,15 @@
 """The console knows both servers of a failover pair and talks to whichever is ACTIVE.
 
     every 0.5 s, in its own thread: GET /api/v1/health of each server (no account needed)
-        subsystems.ha.detail ── "main room: active"                                 (server.components.ha)
-                                "failover room: standby, active: main room; replicating"
-                                "main room: FORCED ACTIVE by sup (no lease)"
-        no answer            ── lost
+        subsystems.ha.messages ── [{"key": "{server}: {role}, active: {active}",     (server.components.ha)
+                                    "params": {"server": "failover room", "role": "standby",
+                                               "active": "main room"}},
+                                   {"key": "replicating", "params": {}}]
+                                  the first names this server and its role; each key is an English msgid of
+                                  the catalogue: detail_text() shows them in the console's language
+        subsystems.ha.detail   ── the same in English ("failover room: standby, active: main room; replicating"):
+                                  read only from a server that sends no messages
+        no answer              ── lost
               │
               ▼  pair_status(): who is active, and the text the status bar shows
     GUI thread: changed(text)  "ACTIVE: main room / STANDBY: failover room"  (or "main room: lost")
@@ -38,6 +43,31 @@ ROLES = {"active": N_("ACTIVE"), "standby": N_("STANDBY"), "forced active": N_("
          "starting": N_("STARTING")}
 
 
+def _role(value: str) -> str:
+    """A role as /health names it ("forced_active" in the messages, "FORCED ACTIVE" in the English detail)."""
+    role = value.replace("_", " ").strip()
+    return "forced active" if role.upper().startswith("FORCED ACTIVE") else role.lower()
+
+
+def detail_text(ha: dict[str, Any]) -> str:
+    """The pair's /health ha subsystem in the console's language: its structured messages translated part by
+    part (a role in the status bar's words); its English detail when the server sent none."""
+    messages = ha.get("messages")
+    if not isinstance(messages, list):
+        return str(ha.get("detail") or "")
+    parts = []
+    for m in messages:
+        params = dict(m.get("params") or {})
+        if "role" in params:
+            role = _role(str(params["role"]))
+            params["role"] = _(ROLES.get(role, role.upper()))
+        try:
+            parts.append(_(str(m.get("key") or "")).format(**params))
+        except (KeyError, IndexError, ValueError):  # a newer server's message: its English as it came
+            parts.append(str(m.get("key") or ""))
+    return "; ".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     """One server of the pair as its /health describes it."""
@@ -55,14 +85,17 @@ def member_of(url: str, health: dict[str, Any] | None) -> Member:
     """Read one server's /health answer (None: no answer)."""
     if not isinstance(health, dict):
         return Member(url, "", "lost")
-    detail = str(((health.get("subsystems") or {}).get("ha") or {}).get("detail") or "")
+    ha = (health.get("subsystems") or {}).get("ha") or {}
+    messages = ha.get("messages")
+    if isinstance(messages, list) and messages:  # the first names this server, and its role
+        params = messages[0].get("params") or {}
+        if params.get("server"):
+            return Member(url, str(params["server"]), _role(str(params.get("role") or "starting")))
+    detail = str(ha.get("detail") or "")  # a server without messages: its English
     name, sep, rest = detail.partition(": ")
     if not sep:
         return Member(url, "", "starting")
-    role = rest.split(",")[0].split(";")[0].strip()
-    if role.upper().startswith("FORCED ACTIVE"):
-        role = "forced active"
-    return Member(url, name, role.lower())
+    return Member(url, name, _role(rest.split(",")[0].split(";")[0]))
 
 
 def pair_status(members: list[Member]) -> tuple[Member | None, str]:

@@ -441,7 +441,6 @@ class Journal:
         """The definition ref of each alarm; adds a new definition version where anything changed."""
         if self.readonly:
             raise StorageError(f"{self.path}: the journal is open read-only")
-        self._not_a_copy()
         with self._lock:
             try:
                 self._load_defs()
@@ -455,6 +454,9 @@ class Journal:
                     else:
                         new.append((k, row))
                 if new:
+                    # a failover standby's copy holds the active's definitions (copied): it looks them up, a new
+                    # one would take a ref of the active's sequence
+                    self._not_a_copy()
                     unique = list(dict.fromkeys(row for _, row in new))  # the same definition twice: one ref
                     self._db.execute("BEGIN IMMEDIATE")
                     try:
@@ -503,6 +505,8 @@ class Journal:
             if hit is not None:
                 return np.frombuffer(hit[0], dtype=np.int64).copy()
             refs = self.register(infos(), now_ns)
+            if self.copy_only:  # the catalog table is the active's lookup cache: not copied, not written here
+                return refs
             try:
                 self._db.execute("INSERT OR IGNORE INTO catalog(fingerprint, alarms, refs, created_ms) "
                                  "VALUES (?, ?, ?, ?)", (fingerprint, int(refs.size),

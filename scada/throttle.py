@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from scada.i18n import N_
 
@@ -178,6 +178,36 @@ class LoginThrottle:
         with self.store.transaction() as db:
             until, _ = self._lock(db, f"account:{account_key(name)}")
         return max(0.0, (until - now) / 1e9)
+
+    # ------------------------------------------------------------------ the failover pair (server.ha.state)
+    def snapshot(self) -> dict[str, list[list[Any]]]:
+        """The throttle's rows (attempts in the last hour, locks, known origins), for the failover pair's standby:
+        a takeover must not hand an attacker fresh attempts."""
+        with self.store.transaction() as db:
+            return {"attempts": [list(r) for r in db.execute(
+                        "SELECT account, address, ts_ns, failed FROM login_attempts ORDER BY id")],
+                    "locks": [list(r) for r in db.execute("SELECT * FROM login_locks ORDER BY key")],
+                    "origins": [list(r) for r in db.execute("SELECT * FROM login_origins ORDER BY account, address")]}
+
+    def replace_all(self, state: dict[str, list[list[Any]]], previous: dict[str, list[list[Any]]] | None = None
+                    ) -> None:
+        """Take the active's throttle (:meth:`snapshot` there) in one transaction: its rows replace the ones
+        ``previous`` (its last snapshot applied here) brought, so a failure counted, a lock lifted (a success,
+        ``scada users unlock``) or an attempt expired there is the same here; rows this server wrote itself (an
+        attempt on the standby's own login route) stay."""
+        before = previous or {}
+        with self.store.transaction() as db:
+            db.executemany("DELETE FROM login_attempts WHERE account=? AND address=? AND ts_ns=?",
+                           [tuple(r[:3]) for r in before.get("attempts") or []])
+            db.executemany("INSERT INTO login_attempts (account, address, ts_ns, failed) VALUES (?, ?, ?, ?)",
+                           [tuple(r) for r in state.get("attempts") or []])
+            db.executemany("DELETE FROM login_locks WHERE key=?", [(r[0],) for r in before.get("locks") or []])
+            db.executemany("INSERT OR REPLACE INTO login_locks VALUES (?, ?, ?, ?, ?)",
+                           [tuple(r) for r in state.get("locks") or []])
+            db.executemany("DELETE FROM login_origins WHERE account=? AND address=?",
+                           [tuple(r[:2]) for r in before.get("origins") or []])
+            db.executemany("INSERT OR REPLACE INTO login_origins VALUES (?, ?, ?)",
+                           [tuple(r) for r in state.get("origins") or []])
 
     # ------------------------------------------------------------------ inside a transaction
     @staticmethod

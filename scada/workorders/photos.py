@@ -139,9 +139,20 @@ class PhotoStore:
         name = f"{hashlib.sha256(body).hexdigest()[:16]}.{suffix}"
         folder = self._folder(order_id)
         photo = Photo(name, MEDIA[suffix], len(body), width, height)
+        return photo, self._write(folder, name, body)
+
+    def add_copied(self, order_id: str, name: str, body: bytes) -> bool:
+        """Store a photo as the failover pair's active stored it (already cleaned: the same bytes, the same name);
+        refused when the name is not the bytes' own. True when it was not there yet."""
+        if not _NAME.match(name) or name.split(".", maxsplit=1)[0] != hashlib.sha256(body).hexdigest()[:16]:
+            raise Refused(f"copy photo {name!r} of work order {order_id}", N_("not the photo's own name"),
+                          Refusal.INVALID)
+        return self._write(self._folder(order_id), name, body)
+
+    def _write(self, folder: Path, name: str, body: bytes) -> bool:
         path = folder / name
         if path.is_file():
-            return photo, False
+            return False
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")  # mode 0600
@@ -155,7 +166,7 @@ class PhotoStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return photo, True
+        return True
 
     def remove(self, order_id: str, name: str) -> None:
         """Take a photo back (its note could not be recorded)."""

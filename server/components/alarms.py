@@ -177,6 +177,9 @@ class AlarmComponent:
         self.engine: AlarmEngine | None = None
         self.unsub: Callable[[], None] | None = None
         self.unlisten: Callable[[], None] | None = None
+        #: a replicating failover standby (server.components.ha): the engine evaluates nothing and writes nothing,
+        #: its states come from the copied journal rows; a reload there builds the new engine detached too
+        self.detached = False
         self.task: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Json], None]] = []
         self._failsafe_mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None  # per alarm: a fail-safe alarm
@@ -215,6 +218,10 @@ class AlarmComponent:
                   if (sa := parse_rule(r.spec.name)) is not None and sa.source == "failsafe"]
         self._failsafe_mask = np.isin(engine.catalog.group, groups)
         self.restored = engine.restore(self.journal.current_states())  # kill -9: acknowledged stays so
+        if self.detached:
+            engine.journal = None
+            self.unlisten = engine.subscribe(self.on_transitions)
+            return engine
         self.unsub = engine.attach()
         self.unlisten = engine.subscribe(self.on_transitions)
         # evaluate what is already in the tag database (values carried over by a reload, or polled already)

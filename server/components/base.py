@@ -36,6 +36,9 @@ class SubsystemStatus:
     detail: str = ""
     since_ns: int = field(default_factory=time.time_ns)
     stats: Callable[[], dict[str, Any]] | None = None
+    #: the detail as structured parts, for a client that shows it in its own language (the failover pair's:
+    #: server.components.ha): each {"key": its English template, a msgid of the catalogue, "params": {...}}
+    messages: list[dict[str, Any]] | None = None
 
     def set(self, status: str, detail: str = "") -> None:
         if status != self.status or detail != self.detail:
@@ -45,6 +48,8 @@ class SubsystemStatus:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "detail": self.detail, "since_ms": self.since_ns // 1_000_000}
+        if self.messages is not None:
+            out["messages"] = self.messages
         if self.stats is not None:
             try:
                 out["stats"] = self.stats()

@@ -43,7 +43,11 @@ An active that becomes a replicating standby (resumed after a SIGSTOP, switchove
 polling (its devices leave both pollers until its next takeover) and rejoins by itself: rows of its journal the
 new active never received are set aside (server.ha.follower: the "diverged" answer; the active journals it
 with the P2 ``ha/set_aside``), then the active's rows are copied after the common point. A reload on the active
-refuses the standby until it runs the same files (P2 on both).
+refuses the standby until it runs the same files (P2 on both); the standby then reloads live onto them (its own
+POST /config/reload, or by itself once its files on disk are the active's: ``prepare`` refuses any other files,
+and the active's safety-change approval stands there), its alarm engine built detached, and reconnects at once.
+/health ha carries its detail as structured ``messages`` too (English msgids and their parameters, T_* below):
+the console shows them in its own language (hmi.failover).
 """
 
 from __future__ import annotations
@@ -62,7 +66,9 @@ import numpy as np
 from failsafe.watch import UncommandedWatch
 from scada.config import CityConfig
 from scada.errors import NotLeaseholder
+from scada.i18n import N_, _
 from scada.tagdb import TagDatabase
+from server.components.alarms import AlarmComponent
 from server.components.base import SubsystemStatus
 from server.components.failsafe import commands_file
 from server.components.ha_sink import HaSink
@@ -76,10 +82,27 @@ from server.ha.wire import files_fingerprint, layout_fingerprint, read_secret
 if TYPE_CHECKING:
     from server.app import ScadaServer
     from server.components.poll import PollComponent
+    from server.reload import Candidate
     from server.settings import Ha
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# /health ha (its English detail, and its structured messages: the console translates these msgids)
+T_FORCED = N_("{server}: FORCED ACTIVE by {user} (no lease)")
+T_NO_ETCD = N_("{server}: {role}, etcd unreachable: nobody writes")
+T_ROLE = N_("{server}: {role}")
+T_ROLE_OF = N_("{server}: {role}, active: {active}")
+T_STALE = N_("replication stale ({why})")
+T_REPLICATING = N_("replicating")
+T_NOT_POLLING = N_("rejoined as standby, not polling")
+T_OWN_SET_ASIDE = N_("{rows} journal rows of its own set aside in {file}")
+# the system alarms' texts (in the server's language when raised)
+T_SET_ASIDE = N_("the standby's own journal rows after row {after} set aside: {rows} rows, {defs} definitions, in "
+                 "{file} on the standby")
+T_REFUSED = N_("the active refused the replication: {why}")
+T_NO_COPY = N_("{what} answered without the standby's copy ({why})")
+T_FORCED_BY = N_("{server}, by {user}")
 
 
 def options_of(ha: Ha) -> HaOptions:
@@ -111,6 +134,7 @@ class HaComponent:
         self._tasks: set[asyncio.Task[None]] = set()
         self._fingerprint: tuple[int, str] | None = None
         self._files = ""  # the running configuration files' fingerprint
+        self._follow_tried: tuple[str, str] | None = None  # (active's files, these files): a reload tried for them
         self._not_in_sync = ""
         self.rejoined: dict[str, Any] | None = None  # what this standby set aside of its journal at its rejoin
         self._closing = False  # aclose() began: a last role change starts nothing
@@ -155,6 +179,7 @@ class HaComponent:
                     "fresh": self.follower.fresh,
                     "journal_applied": f.applied_id, "audit_applied": f.audit_applied,
                     "workorders_applied": f.wo_applied, "samples": f.samples, "rows": f.rows,
+                    "history_backfilled": f.backfilled,
                     "refused": f.refused or None, "error": f.error or None}
         return {"side": "active", **(self.feed.stats() if self.feed is not None else {}),
                 "not_in_sync": self._not_in_sync or None, "taken_over": self.taken_over or None}
@@ -175,14 +200,36 @@ class HaComponent:
     async def _read_files(self, config: CityConfig) -> None:
         """The running configuration's files (server.ha.wire.files_fingerprint): at start and at every
         applied reload, so that a standby on other files, or one the active reloaded away from, is refused."""
-        paths = [*map(Path, config.files), commands_file(self.server.settings)]
-        self._files = await asyncio.to_thread(files_fingerprint, paths)
+        self._files = await asyncio.to_thread(files_fingerprint, self._paths(config))
 
     def _stream_changed(self, state: FollowerState) -> None:
         """The standby's stream changed (connected, stale, refused; HaSink.on_state): health, and the P2 when
-        refused."""
-        self._set_not_in_sync(f"the active refused the replication: {state.refused}" if state.refused else "")
+        refused; the active runs other files: follow them if this server's files now match (_follow_files)."""
+        self._set_not_in_sync(T_REFUSED if state.refused else "", why=state.refused)
         self._update_health()
+        active = state.active_fingerprint.rpartition("-")[2]
+        if state.refused and active and active != self._files and not self._closing:
+            task = asyncio.create_task(self._follow_files(active), name="ha-follow-files")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _paths(self, config: CityConfig, commands: Path | None = None) -> list[Path]:
+        return [*map(Path, config.files), commands or commands_file(self.server.settings)]
+
+    async def _follow_files(self, active: str) -> None:
+        """The active reloaded (or runs other files): when this standby's files on disk are now the active's (the
+        engineers copied them, or both rooms read one share), reload them live, once per such state; otherwise
+        an engineer reloads it (POST /config/reload on the standby) once they are."""
+        disk = await asyncio.to_thread(files_fingerprint, self._paths(self.server.config))
+        if disk != active or self._follow_tried == (active, disk) or self.server.reloading:
+            return
+        self._follow_tried = (active, disk)
+        log.warning("%s: the active server runs other files; this standby's now match them: reloading",
+                    self.settings.name)
+        result = await self.server.reload("ha", "failover pair: the active's files")
+        if not result.get("applied"):
+            log.error("%s: following the active's files: reload not applied: %s", self.settings.name,
+                      "; ".join(map(str, result.get("problems") or []))[:500])
 
     def _rejoined(self, info: dict[str, Any]) -> None:
         """This standby diverged and set its own rows aside (server.ha.follower.Follower): /health says so."""
@@ -191,15 +238,18 @@ class HaComponent:
     def _standby_set_aside(self, info: dict[str, Any]) -> None:
         """The active's side: a rejoining standby set its own rows aside. Journalled (a row the standby then
         copies) and the P2 ``ha/set_aside`` names what and where."""
-        what = (f"the standby's own journal rows after row {int(info.get('after') or 0)} set aside: "
-                f"{int(info.get('rows') or 0)} rows, {int(info.get('defs') or 0)} definitions, in "
-                f"{info.get('file') or '(nothing)'} on the standby")
+        params = {"after": int(info.get("after") or 0), "rows": int(info.get("rows") or 0),
+                  "defs": int(info.get("defs") or 0), "file": info.get("file") or "(nothing)"}
+        what = T_SET_ASIDE.format(**params)
         log.warning("%s: %s", self.settings.name, what)
         self._journal(what)
-        self._alarm("set_aside", True, what[:300])
+        self._alarm("set_aside", True, _(T_SET_ASIDE).format(**params)[:300])
         self._alarm("set_aside", False)  # a pulse: it stays returned-unacknowledged until an operator acknowledges
 
-    def _set_not_in_sync(self, why: str) -> None:
+    def _set_not_in_sync(self, template: str = "", **params: Any) -> None:
+        """Raise (or clear: no template) the P2 ``ha/not_in_sync``: its text in the server's language (a marked
+        template), the log's in English; a ``{why}`` param from the other side of the stream is its English."""
+        why = template.format(**params)
         if why == self._not_in_sync:
             return
         if why:
@@ -207,7 +257,7 @@ class HaComponent:
         elif self._not_in_sync:
             log.info("%s: the standby is in sync again", self.settings.name)
         self._not_in_sync = why
-        self._alarm("not_in_sync", bool(why), why[:300])
+        self._alarm("not_in_sync", bool(why), _(template).format(**params)[:300] if template else "")
 
     async def sync(self, what: str) -> None:
         """An operator action was answered by this (active) server: wait until the standby holds it, at most
@@ -217,9 +267,9 @@ class HaComponent:
             return
         if await feed.sync(float(self.settings.sync_timeout)):
             return
-        why = "no standby connected" if not feed.connected else \
-            f"no copy within {float(self.settings.sync_timeout):.1f} s"
-        self._set_not_in_sync(f"{what} answered without the standby's copy ({why})")
+        why = _("no standby connected") if not feed.connected else \
+            _("no copy within {seconds} s").format(seconds=f"{float(self.settings.sync_timeout):.1f}")
+        self._set_not_in_sync(T_NO_COPY, what=what, why=why)
 
     async def _sync_watch(self) -> None:
         """Clear the P2 once the standby holds everything again (or there is nothing to hold: standby here)."""
@@ -230,10 +280,10 @@ class HaComponent:
                 if self.follower is not None or feed is None or journal is None or not self.feeds():
                     continue
                 if feed.refused:  # a standby was refused (another configuration, a diverged journal)
-                    self._set_not_in_sync(feed.refused)
+                    self._set_not_in_sync("{why}", why=feed.refused)  # the feed's own English (its log's)
                 elif self._not_in_sync and feed.connected and \
                         feed.acked_id >= await asyncio.to_thread(journal.last_id):
-                    self._set_not_in_sync("")
+                    self._set_not_in_sync()
             except Exception:  # the watch must go on (logged)
                 log.exception("%s: replication watch failed", self.settings.name)
 
@@ -243,6 +293,8 @@ class HaComponent:
         if self.secret is None or not self.settings.peer_url or self._closing:
             return  # no replication: the standby polls the field itself, read-only (part 1)
         alarms = self.server.components.get("alarms")
+        if isinstance(alarms, AlarmComponent):
+            alarms.detached = True  # a reload here builds its engine detached too
         unsub = getattr(alarms, "unsub", None)
         if unsub is not None and alarms is not None:
             unsub()  # the engine no longer evaluates here: its states come from the copied journal rows
@@ -280,6 +332,8 @@ class HaComponent:
                 watch.check()
         if not self.attached:
             alarms, engine, journal = self.server.components.get("alarms"), self.sink.engine(), self.sink.journal()
+            if isinstance(alarms, AlarmComponent):
+                alarms.detached = False
             if journal is not None:
                 journal.copy_only = False
             if alarms is not None and engine is not None and journal is not None:
@@ -329,7 +383,8 @@ class HaComponent:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             if d["role"] == Role.FORCED.value:
-                self._alarm("forced_active", True, f"{self.settings.name}, by {self.election.forced_by}")
+                self._alarm("forced_active", True, _(T_FORCED_BY).format(server=self.settings.name,
+                                                                         user=self.election.forced_by))
         elif event == "forced_end":
             self._journal(f"forcing ended ({d['why']})")
             self._alarm("forced_active", False)
@@ -341,29 +396,37 @@ class HaComponent:
         self._update_health()
 
     def _update_health(self) -> None:
+        """/health ha: its detail in English (monitoring, other clients) and the same as structured ``messages``
+        (each the English template, a msgid of the catalogue, and its parameters: server.components.base), which
+        the console shows in its own language (hmi.failover.detail_text)."""
         e, st = self.election, self.health()
+        server = self.settings.name
+        parts: list[tuple[str, dict[str, Any]]] = []
+        status = "ok"
+        f = self.follower
         if e.role is Role.FORCED:
-            st.set("degraded", f"{self.settings.name}: FORCED ACTIVE by {e.forced_by} (no lease)")
+            status = "degraded"
+            parts.append((T_FORCED, {"server": server, "role": e.role.value, "user": e.forced_by}))
         elif e.no_coordination:
-            st.set("degraded", f"{self.settings.name}: {e.role.value}, etcd unreachable: nobody writes")
+            status = "degraded"
+            parts.append((T_NO_ETCD, {"server": server, "role": e.role.value}))
         else:
-            other = f", active: {e.leader}" if e.role is not Role.ACTIVE and e.leader else ""
-            f = self.follower
-            if f is not None and not f.fresh:
-                why = f.state.refused or f.state.error or "no frame"
-                st.set("degraded", f"{self.settings.name}: {e.role.value}{other}; replication stale ({why[:200]})")
+            if e.role is not Role.ACTIVE and e.leader:
+                parts.append((T_ROLE_OF, {"server": server, "role": e.role.value, "active": e.leader}))
             else:
-                st.set("ok", f"{self.settings.name}: {e.role.value}{other}"
-                             + ("; replicating" if f is not None else "") + self._rejoin_text())
-
-    def _rejoin_text(self) -> str:
-        if self.follower is None or (self.sink.paused is None and self.rejoined is None):
-            return ""
-        out = "; rejoined as standby, not polling" if self.sink.paused is not None else ""
-        if self.rejoined is not None and self.rejoined.get("rows"):
-            out += (f"; {int(self.rejoined['rows'])} journal rows of its own set aside in "
-                    f"{self.rejoined.get('file')}")
-        return out
+                parts.append((T_ROLE, {"server": server, "role": e.role.value}))
+            if f is not None and not f.fresh:
+                status = "degraded"
+                parts.append((T_STALE, {"why": (f.state.refused or f.state.error or "no frame")[:200]}))
+            elif f is not None:
+                parts.append((T_REPLICATING, {}))
+                if self.sink.paused is not None:
+                    parts.append((T_NOT_POLLING, {}))
+                if self.rejoined is not None and self.rejoined.get("rows"):
+                    parts.append((T_OWN_SET_ASIDE, {"rows": int(self.rejoined["rows"]),
+                                                    "file": str(self.rejoined.get("file"))}))
+        st.set(status, "; ".join(t.format(**p) for t, p in parts))
+        st.messages = [{"key": t, "params": p} for t, p in parts]
 
     # ------------------------------------------------------------------ operator actions (server.ha.routes)
     async def switchover(self, user: str) -> bool:
@@ -393,11 +456,13 @@ class HaComponent:
             self.secret = await asyncio.to_thread(read_secret, self.settings.secret_file)
             sink = self.sink
             self.feed = Feed(sink.tagdb, sink.journal, self.fingerprint, sink.city_tags, audit=sink.audit,
-                             state=sink.state_snapshot, workorders=sink.workorders,
+                             state=sink.state_snapshot, workorders=sink.workorders, photos=sink.photos,
+                             historian=sink.historian,
                              on_set_aside=self._standby_set_aside)
             if self.poll is not None:
                 self.poll.hold = self.sink.hold  # polls once this server is active (not while a standby)
             self._tasks.add(asyncio.create_task(self._sync_watch(), name="ha-sync-watch"))
+        self.server.follows_active = lambda: self.follower is not None
         self._main = asyncio.get_running_loop()
         self._loop, self._thread = start_loop_thread("ha-election")
 
@@ -408,10 +473,30 @@ class HaComponent:
         await self._there(first())
         self._update_health()
 
+    async def prepare(self, candidate: Candidate, tagdb: TagDatabase) -> None:
+        """A replicating standby reloads onto the active's files only (the active applied them, its second person
+        approved any safety change there: server.app skips that approval here); any other files refuse the
+        reload. Reloading the files it runs changes nothing and is allowed."""
+        follower = self.follower
+        if follower is None:
+            return
+        files = await asyncio.to_thread(files_fingerprint, self._paths(candidate.config, candidate.commands))
+        active = follower.state.active_fingerprint.rpartition("-")[2]
+        if files not in (self._files, active):
+            raise ValueError(f"this server is the failover pair's standby: it reloads onto the active server's "
+                             f"files only (the active runs {active or 'the files this standby runs'}, these files "
+                             f"are {files}); reload the active first, then give this standby the same files")
+
+    def discard(self) -> None:
+        return None
+
     async def apply(self, old: CityConfig, new: CityConfig, tagdb: TagDatabase) -> dict[str, Any]:
         # the pair's settings are server settings, not the city's; but the stream's fingerprint changes: a standby
-        # fed the old configuration is told and refused (P2 on both) until it runs the same files (docs/ha.md)
+        # fed the old configuration is told and refused (P2 on both) until it runs the same files; a standby that
+        # reloaded (onto the active's files: prepare) says so to the active at once (docs/ha.md)
         await self._read_files(new)
+        if self.follower is not None:
+            self.follower.retry_now()
         return {}
 
     def health(self) -> SubsystemStatus:

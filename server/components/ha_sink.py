@@ -1,8 +1,10 @@
 """The server's parts as the failover pair's replication stream sees them (server.components.ha assembles it):
 the active's Feed reads them, the standby's Follower writes into them (it is the server.ha.follower.Sink).
 
-    HaSink ── tagdb / journal / engine / audit / workorders: the running components' stores, looked up at each
-       │      call (a reload replaces the tag database; the stores are made by components started after ha)
+    HaSink ── tagdb / journal / engine / audit / workorders / photos / historian: the running components' stores,
+       │      looked up at each call (a reload replaces the tag database; the stores are made by components started
+       │      after ha)
+       ├── backfill: the active's historian points of a period this standby was not fed ──► Historian.backfill
        ├── ready: once the server has started and the fail-safe layer has checked its audit log
        ├── state_snapshot (the active's server.ha.state snapshot) · apply_state ──► server.ha.state.Replica
        ├── apply_junctions: the junctions' samples ──► the field-safety thread's database (its monitor
@@ -26,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from historian.service import Historian
 from scada.alarms.engine import AlarmEngine
 from scada.journal import Journal
 from scada.tagdb import Readings, TagDatabase
+from scada.workorders.photos import PhotoStore
 from scada.workorders.store import WorkOrderStore
 from server.ha.follower import FollowerState
 from server.ha.state import Replica, snapshot
@@ -76,6 +80,17 @@ class HaSink:
     def workorders(self) -> WorkOrderStore | None:
         store = getattr(self.server.components.get("workorders"), "store", None)
         return store if isinstance(store, WorkOrderStore) else None
+
+    def photos(self) -> PhotoStore | None:
+        return PhotoStore(self.server.data_dir) if self.workorders() is not None else None
+
+    def historian(self) -> Historian | None:
+        hist = getattr(self.server.components.get("historian"), "hist", None)
+        return hist if isinstance(hist, Historian) else None
+
+    def backfill(self, indices: npt.NDArray[np.int64], readings: Readings) -> int:
+        hist = self.historian()
+        return hist.backfill(indices, readings) if hist is not None else 0
 
     async def ready(self) -> None:
         while not self.server.started_ns:  # noqa: ASYNC110 - the stores are made by the components started after this one (no event to wait on)

@@ -9,9 +9,11 @@ standby's WebSocket at a time.
         state     the server.ha.state snapshot when it changed (compared every STATE_EVERY_S), the audit tip
                   read before it
         audit     the command audit log's entries after the common point, up to that tip
-        workorders the work-order changes after the standby's last one
+        workorders the work-order changes after the standby's last one, with the photo files they name
         journal   rows and the alarm definitions they reference, under their own ids
         config    this server reloaded (its fingerprint moved): the session ends
+        history   a standby not fed since a source time (hello ``gap_from``): this historian's points of that
+                  period (server.ha.wire.history_frames), HISTORY_TAGS tags per round
         tags      server.ha.wire.tags_frame (every tag whose receive time moved)
         beat      at least every BEAT_EVERY_S
     ◄── ack {journal, audit, workorders}: ``sync()`` lets an operator action's answer go once the standby holds
@@ -29,14 +31,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
+from scada.errors import Refused
 from scada.journal import Journal
 from scada.tagdb import TagDatabase
-from scada.workorders.store import WorkOrderStore
-from server.ha.wire import encode, tags_frame
+from scada.workorders.model import Action
+from scada.workorders.photos import PhotoStore
+from scada.workorders.store import ChangeRow, WorkOrderStore
+from server.ha.wire import encode, history_frames, tags_frame
 
 if TYPE_CHECKING:
     from failsafe.audit import AuditLog
+    from historian.service import Historian
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ JOURNAL_ROWS = 5000  # journal rows per frame (catching up a long journal)
 AUDIT_LINES = 2000  # audit entries per frame
 WORKORDER_ROWS = 2000  # work-order changes per frame
 STATE_EVERY_S = 0.5  # the state snapshot is compared this often (at once when an operator action waits)
+HISTORY_TAGS = 2000  # tags whose stored points of a reconnecting standby's gap are read per round
+PHOTO_BYTES = 32 << 20  # photo files per frame (a photo is at most 8 MB: scada.workorders.photos.MAX_BYTES)
 
 
 class Channel(Protocol):
@@ -64,9 +73,13 @@ class Feed:
                  audit: Callable[[], AuditLog | None] = lambda: None,
                  state: Callable[[], dict[str, Any]] | None = None,
                  workorders: Callable[[], WorkOrderStore | None] = lambda: None,
+                 photos: Callable[[], PhotoStore | None] = lambda: None,
+                 historian: Callable[[], Historian | None] = lambda: None,
                  on_set_aside: Callable[[dict[str, Any]], None] = lambda info: None) -> None:
         self.tagdb, self.journal, self.fingerprint, self.city_tags = tagdb, journal, fingerprint, city_tags
-        self.audit, self.state, self.workorders = audit, state, workorders
+        self.audit, self.state, self.workorders, self.photos = audit, state, workorders, photos
+        self.historian = historian
+        self.history_sent = 0  # points of this server's historian sent to fill a reconnecting standby's gap
         self.on_set_aside = on_set_aside  # a rejoining standby says what of its own journal it set aside
         self.acked_id = 0  # the standby's last applied journal row
         self.sent_id = 0
@@ -119,11 +132,14 @@ class Feed:
             self.sent_wo = self.acked_wo = int(hello["workorders"][0])
         if why:
             self.refused = why
-            await ws.send_bytes(encode({"k": "refused", "why": why}))
+            await ws.send_bytes(encode({"k": "refused", "why": why, "fingerprint": self.fingerprint()}))
             return
         self.refused = partial
         self.sent_id = self.acked_id = last_id
         sent_ref = last_ref
+        # the standby was not fed since a source time (its last session's newest sample): this historian's points
+        # of that period, tag by tag up to the sample the first tags frame below carries (server.ha.wire)
+        gap = await asyncio.to_thread(self._gap, hello.get("gap_from"))
         state_text, last_state, snap_tip = "", 0.0, 0
         self.connected = True
         reader = asyncio.create_task(self._read_acks(ws, me))
@@ -157,11 +173,16 @@ class Feed:
                         restart, cut, sent = False, None, True
                 if orders is not None:
                     changes = await asyncio.to_thread(orders.history, None, self.sent_wo, WORKORDER_ROWS)
+                    full = len(changes) >= WORKORDER_ROWS
+                    n_read = len(changes)
+                    changes, photos, body = await asyncio.to_thread(_with_photos, changes, self.photos())
                     if changes:
-                        await ws.send_bytes(encode({"k": "workorders", "rows": [
+                        # the photo files first in the frame: the standby stores them before the changes naming them
+                        await ws.send_bytes(encode({"k": "workorders", "photos": photos, "rows": [
                             [r.seq, r.change.order_id, r.change.ts_ms, r.change.user, str(r.change.action),
-                             dict(r.change.data), r.change.idem] for r in changes]}))
-                        self.sent_wo, sent, more = changes[-1].seq, True, more or len(changes) >= WORKORDER_ROWS
+                             dict(r.change.data), r.change.idem] for r in changes]}, [body]))
+                        self.sent_wo, sent = changes[-1].seq, True
+                        more = more or full or len(changes) < n_read  # cut by the photos' bytes: go on
                 # then the journal (an operator action waits for all three: sync), then the tag rows
                 defs = await asyncio.to_thread(journal.raw_defs_after, sent_ref)
                 rows = await asyncio.to_thread(journal.raw_rows_after, self.sent_id, JOURNAL_ROWS)
@@ -177,6 +198,15 @@ class Feed:
                     await ws.send_bytes(encode({"k": "config", "fingerprint": self.fingerprint()}))
                     await asyncio.wait({reader}, timeout=2.0)  # the standby reads it and closes (its acks in flight)
                     return
+                if gap is not None:  # HISTORY_TAGS tags per round, between the live frames
+                    hist, names, todo, after, before = gap
+                    part, todo = todo[:HISTORY_TAGS], todo[HISTORY_TAGS:]
+                    for data, count in await asyncio.to_thread(history_frames, hist, names, part, after, before):
+                        await ws.send_bytes(data)
+                        self.history_sent += count
+                        sent = True
+                    gap = (hist, names, todo, after, before) if todo.size else None
+                    more = more or gap is not None
                 if db is not self.tagdb():  # a reload built a new tag database: everything again
                     db = self.tagdb()
                     last_rcv = np.full(self.city_tags(), -1, dtype=np.int64)
@@ -204,6 +234,17 @@ class Feed:
                 await reader
             async with self._acked:
                 self._acked.notify_all()
+
+    def _gap(self, gap_from: Any) -> tuple[Historian, list[str], npt.NDArray[np.int64], int,
+                                           npt.NDArray[np.int64]] | None:
+        """What to send of this server's historian to a standby that was not fed since ``gap_from`` (source time,
+        ns; None: nothing): its recorded city tags, and each one's source time now (the first tags frame's)."""
+        hist = self.historian()
+        if not gap_from or hist is None or hist.recorder is None:
+            return None
+        db, n = self.tagdb(), self.city_tags()
+        todo = np.flatnonzero(hist.recorder.recorded[:n]).astype(np.int64)
+        return hist, list(db.names), todo, int(gap_from), db.source_ns[:n].copy()
 
     async def _check(self, hello: dict[str, Any], journal: Journal) -> tuple[str, int, int]:
         """Why this standby cannot be fed ("" if it can), and the journal tip it holds (last row, last ref)."""
@@ -269,6 +310,7 @@ class Feed:
         return {"standby_connected": self.connected, "journal_sent": self.sent_id, "journal_acked": self.acked_id,
                 "audit_sent": self.sent_audit, "audit_acked": self.acked_audit, "workorders_sent": self.sent_wo,
                 "workorders_acked": self.acked_wo, "frames": self.frames, "samples_sent": self.samples_sent,
+                "history_sent": self.history_sent,
                 "refused": self.refused or None}
 
 
@@ -293,6 +335,31 @@ def _journal_common(journal: Journal, candidates: dict[str, Any]) -> tuple[int, 
         return None
     return (next((i for i, h in rows if mine_rows.get(i) == h), 0),
             next((r for r, h in defs if mine_defs.get(r) == h), 0))
+
+
+def _with_photos(changes: list[ChangeRow], store: PhotoStore | None
+                 ) -> tuple[list[ChangeRow], list[list[Any]], npt.NDArray[np.uint8]]:
+    """The photo files the work-order changes name (a note with ``photo``: a crew's or a citizen's), as
+    ``[order, name, size]`` and their bytes back to back; the changes cut after PHOTO_BYTES of files. A file
+    gone meanwhile (purged) is left out: the purge's own change follows."""
+    photos: list[list[Any]] = []
+    chunks: list[bytes] = []
+    total = 0
+    for n, r in enumerate(changes):
+        name = r.change.data.get("photo") if store is not None and r.change.action is Action.NOTE else None
+        if not isinstance(name, str):
+            continue
+        try:
+            data = store.path(r.change.order_id, name).read_bytes() if store is not None else b""
+        except (Refused, OSError):
+            continue
+        if chunks and total + len(data) > PHOTO_BYTES:
+            changes = changes[:n]  # the rest in the next frame
+            break
+        photos.append([r.change.order_id, name, len(data)])
+        chunks.append(data)
+        total += len(data)
+    return changes, photos, np.frombuffer(b"".join(chunks), dtype=np.uint8)
 
 
 def _orders_diverged(orders: WorkOrderStore, tip: list[Any]) -> str:

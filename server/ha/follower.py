@@ -7,10 +7,13 @@ connects to the active's ``PATH`` (server.ha.wire), applies what comes into a Si
                                the common point, Sink.on_set_aside; a new hello at once
     ◄── tags                   junction tags ──► Sink.apply_junctions (the field-safety thread decides first);
                                the rest ──► TagDatabase.apply_readings
+    ◄── history                the active's stored points since this standby's last sample (hello gap_from: it
+                               was not fed) ──► Sink.backfill (Historian.backfill, at their source times)
     ◄── journal                Journal.insert_copied ──► the alarm engine's states from the rows' carried state
     ◄── state                  Sink.apply_state (server.ha.state.Replica)
     ◄── audit                  AuditLog.append_copied (verbatim: one chain)
-    ◄── workorders             WorkOrderStore.commit_copied (same changes, same seqs)
+    ◄── workorders             PhotoStore.add_copied (the photo files they name), then
+                               WorkOrderStore.commit_copied (same changes, same seqs)
     ack {journal, audit, workorders: last applied} ──►
 
 Stale (no frame for ``stale_after_s``) and fresh again are said once each, to the log and to Sink.on_state.
@@ -32,9 +35,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from scada.alarms.states import AlarmState, Event, Flag
+from scada.errors import Refused
 from scada.journal import Journal, RestoredState
 from scada.tagdb import Readings, TagDatabase
 from scada.workorders.model import Action, Change
+from scada.workorders.photos import PhotoStore
 from scada.workorders.store import WorkOrderStore
 from server.ha.wire import PATH, decode
 
@@ -56,8 +61,11 @@ class FollowerState:
     audit_applied: int = 0  # the command audit log's last copied entry (seq)
     wo_applied: int = 0  # the last copied work-order change (seq)
     samples: int = 0
+    backfilled: int = 0  # points of the active's historian stored here for a period this standby was not fed
     rows: int = 0
     refused: str = ""
+    #: the configuration the active runs, as its last "config" or "refused" frame said ("" before any)
+    active_fingerprint: str = ""
     error: str = ""
     stale: bool = True
     history: list[str] = field(default_factory=list)
@@ -79,6 +87,15 @@ class Sink(Protocol):
         ...
 
     def workorders(self) -> WorkOrderStore | None: ...
+
+    def photos(self) -> PhotoStore | None:
+        """The work orders' photo files (None: no work orders here)."""
+        ...
+
+    def backfill(self, indices: npt.NDArray[np.int64], readings: Readings) -> int:
+        """Store the active's historian points of a period this standby was not fed (called in a worker
+        thread); returns how many were stored (0: no historian here)."""
+        ...
 
     async def ready(self) -> None:
         """Return once the server's components have started (the stores above exist or never will)."""
@@ -114,8 +131,12 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._alarms: dict[int, str] = {}  # definition ref → alarm id (rule:tag)
+        self._retry = asyncio.Event()  # set: reconnect now (this standby reloaded), not after the pause
         #: what this standby set aside of its own journal (it diverged): said in the next hello, once accepted
         self.set_aside: dict[str, Any] | None = None
+        #: the newest source time of the samples applied here (0: none yet): the next session fills its historian
+        #: from there (the period it was not fed)
+        self.last_source_ns = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ha-follower")
@@ -162,7 +183,13 @@ class Follower:
                 self.state.error = "internal error (see the log)"
             self.state.connected = False
             self.sink.on_state(self.state)
-            await asyncio.sleep(0.5 if not self.state.refused else 5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry.wait(), timeout=0.5 if not self.state.refused else 5.0)
+            self._retry.clear()
+
+    def retry_now(self) -> None:
+        """Reconnect at once (this standby reloaded its configuration: its next hello may be accepted)."""
+        self._retry.set()
 
     async def _session(self) -> None:
         await self.sink.ready()
@@ -173,7 +200,8 @@ class Follower:
         self._alarms = {int(r[0]): str(r[1]) for r in await asyncio.to_thread(journal.raw_defs_after, 0)}
         rows, defs = await asyncio.to_thread(journal.candidates)
         hello: dict[str, Any] = {"fingerprint": self.sink.fingerprint(), "journal": list(tip),
-                                 "candidates": {"rows": rows, "defs": defs}, "set_aside": self.set_aside}
+                                 "candidates": {"rows": rows, "defs": defs}, "set_aside": self.set_aside,
+                                 "gap_from": self.last_source_ns or None}
         if audit is not None:
             audit.copy_only = True  # from now on this log is the active's copy: nothing of this server's own
             offered = await asyncio.to_thread(audit.candidates)
@@ -198,13 +226,15 @@ class Follower:
                 kind = header.get("k")
                 if kind == "refused":
                     self.state.refused = str(header.get("why"))
+                    self.state.active_fingerprint = str(header.get("fingerprint") or "")
                     self.state.connected = False
                     log.error("ha replication from %s refused: %s", self.url, self.state.refused)
                     self.sink.on_state(self.state)
                     return
                 if kind == "config":  # the active reloaded another configuration: this one is not fed any more
+                    self.state.active_fingerprint = str(header["fingerprint"])
                     self.state.refused = (f"the active server reloaded its configuration (now {header['fingerprint']},"
-                                          f" this standby runs {hello['fingerprint']}): restart this standby on the "
+                                          f" this standby runs {hello['fingerprint']}): reload this standby on the "
                                           "same files")
                     self.state.connected = False
                     log.error("ha replication from %s: %s", self.url, self.state.refused)
@@ -226,6 +256,10 @@ class Follower:
                 if kind == "tags":
                     await self._tags(header, arrays)
                     continue
+                if kind == "history":  # stored as they are, at their source times: not the live values
+                    idx, readings = self._readings(header, arrays)
+                    self.state.backfilled += await asyncio.to_thread(self.sink.backfill, idx, readings)
+                    continue
                 if kind == "state":
                     await asyncio.to_thread(self.sink.apply_state, header["state"])
                     continue
@@ -236,7 +270,8 @@ class Follower:
                                             bool(header.get("restart")), header.get("cut"))
                     self.state.audit_applied = audit.last_seq
                 elif kind == "workorders" and orders is not None:
-                    await asyncio.to_thread(self._orders, orders, header["rows"])
+                    await asyncio.to_thread(self._orders, orders, header["rows"], header.get("photos") or [],
+                                            arrays[0] if arrays else np.zeros(0, dtype=np.uint8))
                 else:
                     continue
                 await ws.send(json.dumps({"k": "ack", "journal": self.state.applied_id,
@@ -257,16 +292,22 @@ class Follower:
             engine.restore(await asyncio.to_thread(journal.current_states))
         self.sink.on_set_aside(self.set_aside)
 
-    async def _tags(self, header: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> None:
+    def _readings(self, header: dict[str, Any], arrays: list[npt.NDArray[Any]]
+                  ) -> tuple[npt.NDArray[np.int64], Readings]:
+        """A tags (or history) frame as the main database's indices and their readings."""
         idx, values, qualities, source_ns, receive_ns = arrays
-        db = self.sink.tagdb()
-        texts = {int(k): v for k, v in header.get("texts", {}).items()}
         readings = Readings(int(idx.size))
         readings.values, readings.qualities = values.copy(), qualities.copy()
         readings.source_ns, readings.receive_ns = source_ns.copy(), receive_ns.copy()
-        readings.texts = texts
-        ok = np.flatnonzero(idx < len(db)).astype(np.int64)  # a frame from a larger database: nothing else
-        idx, readings = idx[ok].astype(np.int64), readings.take(ok)
+        readings.texts = {int(k): v for k, v in header.get("texts", {}).items()}
+        ok = np.flatnonzero(idx < len(self.sink.tagdb())).astype(np.int64)  # a frame from a larger database
+        return idx[ok].astype(np.int64), readings.take(ok)
+
+    async def _tags(self, header: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> None:
+        db = self.sink.tagdb()
+        idx, readings = self._readings(header, arrays)
+        if idx.size:
+            self.last_source_ns = max(self.last_source_ns, int(readings.source_ns.max()))
         # the junctions' tags go through the field-safety thread's database (its monitor decides first, then
         # they reach the main database); the rest straight into the main one
         taken = await self.sink.apply_junctions(idx, readings)
@@ -286,13 +327,28 @@ class Follower:
             self.state.rows += len(rows)
             self._states(rows)
 
-    def _orders(self, orders: WorkOrderStore, rows: list[list[Any]]) -> None:
+    def _orders(self, orders: WorkOrderStore, rows: list[list[Any]], photos: list[list[Any]],
+                body: npt.NDArray[np.uint8]) -> None:
         """The active's work-order changes through the store's own commit (its state machine, its listeners: the
-        standby's consoles see them): the same changes in the same order get the same seqs here."""
+        standby's consoles see them): the same changes in the same order get the same seqs here. The photo files
+        they name are stored first (PhotoStore.add_copied: the active's cleaned bytes, checked against their
+        name); a purge's change deletes the files it names here too."""
+        store = self.sink.photos()
+        pos = 0
+        for order_id, name, size in photos:
+            data = body[pos:pos + int(size)].tobytes()
+            pos += int(size)
+            if store is not None:
+                store.add_copied(str(order_id), str(name), data)
         rows = [r for r in rows if int(r[0]) > self.state.wo_applied]
         if not rows:
             return
         orders.commit_copied([Change(str(r[1]), int(r[2]), str(r[3]), Action(r[4]), r[5], r[6]) for r in rows])
+        for r in rows:
+            if store is not None and Action(r[4]) is Action.PHOTOS_PURGED:
+                for name in r[5].get("photos") or []:
+                    with contextlib.suppress(Refused):  # not here (never copied): nothing to delete
+                        store.remove(str(r[1]), str(name))
         last = orders.count()[1]
         if last != int(rows[-1][0]):
             raise RuntimeError(f"the work-order copy is out of step: change {rows[-1][0]} of the active is {last} "

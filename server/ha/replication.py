@@ -12,7 +12,8 @@ small JSON acknowledgements come back on the same socket::
 
     STANDBY (Follower)                                         ACTIVE (Feed)
       hello {fingerprint, journal: [last id, last ref, alarm],  ─►  same configuration?  journal a prefix of mine
-             candidates: {rows: [(id, digest)],                   (its newest row and definition the same here)?
+             gap_from: its newest sample's source time,           (its newest row and definition the same here)?
+             candidates: {rows: [(id, digest)],
                           defs: [(ref, digest)]},                 the newest offered audit entry I hold (the
              set_aside: what it set aside, or null,               common point)? work orders a prefix of mine?
              audit: [seq, hash, key fingerprint, offered],        a set_aside said: journalled here, P2
@@ -23,7 +24,8 @@ small JSON acknowledgements come back on the same socket::
         journal.standby-<UTC>.sqlite), then a new hello at once
                                                                ◄─ config {fingerprint}: this server reloaded
       not fed any more (P2 ha/not_in_sync); its next hello         (the session ends; the next hello of the
-        is refused until it runs the same files                   old configuration is refused: P2 here too)
+        is refused until it reloads onto the same files (live:     old configuration is refused: P2 here too)
+        by itself when its files match, or POST /config/reload)
                                                                ◄─ tags (every tag whose receive time moved
       city tags ──► TagDatabase.apply_readings                     since the last frame: columnar, at most
       junction tags ──► the field-safety thread's database         every 0.1 s; the first frame is all of them)
@@ -33,13 +35,19 @@ small JSON acknowledgements come back on the same socket::
          engine states (acks, shelving, suppression, out of        alarm definitions they reference
          service) from the rows' carried state
                                                                ◄─ state {leases, tickets, users, sessions}
-      users ──► UserStore.replace_all; the rest kept               (server.ha.state: when it changed, at most
-         for the takeover (server.ha.state.Replica)                every 0.5 s, at once before a sync)
+      users, logins ──► UserStore / LoginThrottle.replace_all;     (server.ha.state: when it changed, at most
+         the rest kept for the takeover (server.ha.state.Replica)   every 0.5 s, at once before a sync; with the
+                                                                   login throttle and the crisis runs awaiting
+                                                                   a group approval)
                                                                ◄─ audit {lines, cut | restart}: the command
       AuditLog.append_copied (verbatim: the chain goes on;         audit log's entries after the common point,
         its own entries after the common point set aside)          up to the tip read before the state snapshot
-                                                               ◄─ workorders {rows}: the work-order changes
-      WorkOrderStore.commit_copied (same changes, same seqs)       after the standby's last one
+                                                               ◄─ workorders {rows, photos}: the work-order
+      PhotoStore.add_copied, then WorkOrderStore.commit_copied     changes after the standby's last one, the photo
+        (same changes, same seqs)                                  files they name first
+                                                               ◄─ history: this server's stored points since the
+      Historian.backfill (at their source times)                   standby's gap_from (its newest sample: it was
+                                                                   not fed), tag by tag
       ack {journal, audit, workorders: last applied} ──────────►  sync(): an operator action waits for this
                                                                ◄─ beat (every 0.5 s when nothing else moves)
 
@@ -49,9 +57,12 @@ API server already terminates TLS and the standby already knows the active's URL
 bulk one way and the acknowledgements of the synchronous operator actions the other way on one connection
 (an HTTP stream would need a second request per acknowledgement).
 
-What the stream does not carry (yet): work-order photos, a live configuration reload (docs/ha.md, "What is
-left"). The historian is not carried as such: the standby's historian records the streamed samples, which go
-through its tag database's apply path like its own polls.
+The work orders' photo files ride with the changes that name them; the login throttle and the crisis runs
+awaiting a group approval with the state snapshot. A reload on the active ends the session ("config"): the
+standby is refused until it reloads onto the same files (live: server.components.ha). The historian is not
+carried as such: the standby's historian records the streamed samples, which go through its tag database's apply
+path like its own polls; a standby that reconnects after a cut is sent the active's stored points of the period
+it was not fed ("history"). What is left: docs/ha.md.
 
 The frame layout is drawn in server.ha.wire.
 """

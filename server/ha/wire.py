@@ -6,7 +6,8 @@ failover pair agree on before and while the active feeds its standby.
     fingerprints   files_fingerprint (the configuration files, by name and content) · layout_fingerprint (the
                    tags' names, types and order, the alarm catalog): a hello with another one is refused
     frames         encode / decode (below) · tags_frame: the city tags whose receive time moved, as one frame
-                   (the active, server.ha.feed); the standby takes readings apart with Readings.take
+                   (the active, server.ha.feed); the standby takes readings apart with Readings.take ·
+                   history_frames: the active's stored points of the period a reconnecting standby was not fed
 
 Frame layout (binary)::
 
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from historian.backend import Series
+from historian.service import Historian
 from scada.tagdb import TagDatabase
 
 PATH = "/api/v1/ha/replication"
@@ -93,6 +96,48 @@ def decode(frame: bytes) -> tuple[dict[str, Any], list[npt.NDArray[Any]]]:
         arrays.append(np.frombuffer(frame, dtype=dt, count=count, offset=pos))
         pos += dt.itemsize * count
     return header, arrays
+
+
+def history_frames(historian: Historian, names: Sequence[str], indices: npt.NDArray[np.int64], after_ns: int,
+                   before_ns: npt.NDArray[np.int64], max_points: int = 50_000) -> list[tuple[bytes, int]]:
+    """The points the active's historian stored for the tags ``indices`` (names ``names[i]``) with a source time
+    after ``after_ns`` and before that tag's ``before_ns`` (the sample the stream's first frame carries): the
+    standby missed them (no stream), it stores them as they are (Historian.backfill). Frames of at most
+    ``max_points``, laid out as a tags frame (receive time = source time)."""
+    parts: list[tuple[int, Series]] = []
+    out: list[tuple[bytes, int]] = []
+    held = 0
+
+    def frame() -> tuple[bytes, int]:
+        idx = np.concatenate([np.full(len(s), i, dtype=np.int64) for i, s in parts])
+        texts: dict[str, str] = {}
+        pos = 0
+        for _, s in parts:
+            for k, t in enumerate(s.text or []):
+                if t is not None:
+                    texts[str(pos + k)] = t
+            pos += len(s)
+        ts = np.concatenate([s.ts for _, s in parts]).astype(np.int64)
+        return encode({"k": "history", "texts": texts},
+                      [idx, np.concatenate([s.value for _, s in parts]).astype(np.float64),
+                       np.concatenate([s.quality for _, s in parts]).astype(np.uint8), ts, ts]), int(idx.size)
+
+    for i in indices.tolist():
+        before = int(before_ns[i])
+        if before <= after_ns + 1:
+            continue
+        series = historian.backend.raw(names[i], after_ns + 1, before - 1)
+        series = series.take(np.flatnonzero((series.ts > after_ns) & (series.ts < before)))
+        if not len(series):
+            continue
+        parts.append((i, series))
+        held += len(series)
+        if held >= max_points:
+            out.append(frame())
+            parts, held = [], 0
+    if parts:
+        out.append(frame())
+    return out
 
 
 def tags_frame(db: TagDatabase, last_rcv: npt.NDArray[np.int64]) -> tuple[tuple[bytes, int] | None,

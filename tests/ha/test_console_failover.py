@@ -38,7 +38,7 @@ pytest.importorskip("PyQt6")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from hmi.bridge import Bridge, wait_reply
-from hmi.failover import Failover, member_of, pair_status
+from hmi.failover import Failover, Member, detail_text, member_of, pair_status
 
 
 def wait_for(what: str, check: Any, timeout_s: float) -> None:
@@ -92,6 +92,27 @@ def test_the_status_text_of_the_pair() -> None:
     assert pair_status([lost, forced]) == (forced, "FORCED ACTIVE: failover room / http://a: lost")
     assert pair_status([member_of("http://a", {"subsystems": {}}), b]) == (None, "STARTING: http://a / STANDBY: failover room")
     assert pair_status([lost, b])[0] is None
+
+
+def test_structured_failover_texts_are_shown_in_the_console_s_language() -> None:
+    """The server's /health ha as it sends it (server.components.ha: the English detail and the same as msgids with
+    their parameters): the console names the member from the messages and translates each part (French here)."""
+    ha = {"status": "degraded", "detail": "failover room: standby, active: main room; replication stale (no frame)",
+          "messages": [{"key": "{server}: {role}, active: {active}",
+                        "params": {"server": "failover room", "role": "standby", "active": "main room"}},
+                       {"key": "replication stale ({why})", "params": {"why": "no frame"}}]}
+    assert "; ".join(m["key"].format(**m["params"]) for m in ha["messages"]) == ha["detail"]  # type: ignore[index]
+    assert member_of("http://b", {"subsystems": {"ha": ha}}) == Member("http://b", "failover room", "standby")
+    assert detail_text(ha) == "failover room: STANDBY, active: main room; replication stale (no frame)"
+    forced = {"detail": "x", "messages": [{"key": "{server}: FORCED ACTIVE by {user} (no lease)",
+                                           "params": {"server": "main room", "role": "forced_active", "user": "sup"}}]}
+    assert member_of("http://a", {"subsystems": {"ha": forced}}).role == "forced active"
+    set_language("fr")
+    assert detail_text(ha) == "failover room : EN VEILLE, actif : main room; réplication interrompue (no frame)"
+    assert detail_text(forced) == "main room : ACTIF FORCÉ par sup (sans bail)"
+    # a server without messages: its English detail as it came; a newer server's unknown key: its English
+    assert detail_text({"detail": "main room: active"}) == "main room: active"
+    assert detail_text({"messages": [{"key": "{server} is {mood}", "params": {"server": "a"}}]}) == "{server} is {mood}"
 
 
 def test_kill_9_of_the_active_the_console_follows_within_10_s(

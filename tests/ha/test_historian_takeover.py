@@ -4,8 +4,9 @@ database's own apply path, to which its historian is subscribed), so the new act
 the time it was standby.
 
     main room ACTIVE (polls, records) ── stream ──► failover room STANDBY (records the streamed samples)
-              t0 ─────────── standby period ─────────── switchover ─── failover room ACTIVE (polls, records) ── t1
-    query on the failover room's historian over [t0, t1]: the main room's points of [t0, switch] are there
+              t0 ── fed ── stream cut 5 s ── fed ── switchover ─── failover room ACTIVE (polls, records) ── t1
+    query on the failover room's historian over [t0, t1]: the main room's points of [t0, switch] are there, those
+    of the cut too (at the reconnection the active sends its stored points since the standby's newest sample)
 """
 
 from __future__ import annotations
@@ -25,15 +26,25 @@ TTL = 6
 async def test_new_active_historian_has_no_gap_over_the_switch(
         tmp_path: Path, etcd3: EtcdCluster, sim: tuple[Any, Path]) -> None:
     simulator, tags = sim
-    async with replicating_pair(tmp_path, etcd3, simulator, tags, ttl=TTL,
-                                **{"historian.backend": "embedded"}) as ((a, _ca), (b, _cb)):
+    embedded: dict[str, Any] = {"historian.backend": "embedded"}
+    async with replicating_pair(tmp_path, etcd3, simulator, tags, ttl=TTL, **embedded) as ((a, _ca), (b, _cb)):
         ha_a, ha_b = ha_of(a), ha_of(b)
         await until("the stream fresh", lambda: ha_b.follower is not None and ha_b.follower.fresh, timeout_s=20)
         await until("the main room polling", lambda: a.components["poll"].read_count()[0] > 0,  # type: ignore[attr-defined]
                     timeout_s=20)
         await asyncio.sleep(2.0)
         t0 = time.time_ns()
-        await asyncio.sleep(8.0)  # the failover room is standby: it does not poll, the stream feeds it
+        await asyncio.sleep(3.0)  # the failover room is standby: it does not poll, the stream feeds it
+        follower = ha_b.follower
+        assert follower is not None
+        await follower.aclose()  # the stream cut (the network between the rooms): the standby is not fed
+        await asyncio.sleep(5.0)
+        assert follower.state.backfilled == 0
+        follower.start()
+        await until("fed again", lambda: follower.fresh, timeout_s=10)
+        await until("the cut filled from the main room's historian", lambda: follower.state.backfilled > 0,
+                    timeout_s=10)
+        await asyncio.sleep(3.0)
         assert b.components["poll"].read_count()[0] == 0  # type: ignore[attr-defined]
         t_switch = time.time_ns()
         assert await ha_a.switchover("sup")
@@ -65,7 +76,8 @@ async def test_new_active_historian_has_no_gap_over_the_switch(
         assert all(len(v) <= 1 for v in missing.values()), {k: v[:5] for k, v in missing.items()}
         total = sum(len(s) for _, s in moving)
         print(f"historian over the switch: {len(moving)} moving tags, {total} points of the main room in the standby "
-              f"period, {sum(len(v) for v in missing.values())} not on the new active")
+              f"period (5 s of it cut: {follower.state.backfilled} points backfilled), "
+              f"{sum(len(v) for v in missing.values())} not on the new active")
         assert sum(len(v) for v in missing.values()) <= total // 10, (total, missing)
         # and the series goes on after the switch: the new active records its own polls
         after = [n for n, _ in moving if stamps(hist_b, n, t_switch, t1)]

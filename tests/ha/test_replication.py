@@ -44,10 +44,11 @@ def journal_rows(data_dir: Path) -> list[tuple[Any, ...]]:
 
 @contextlib.asynccontextmanager
 async def replicating_pair(tmp_path: Path, etcd: EtcdCluster, sim: Any, tags: Path, ttl: int = TTL,
-                           **opts: Any) -> AsyncIterator[tuple[tuple[ScadaServer, httpx.AsyncClient],
+                           standby_tags: Path | None = None, **opts: Any) -> AsyncIterator[tuple[tuple[ScadaServer, httpx.AsyncClient],
                                                     tuple[ScadaServer, httpx.AsyncClient]]]:
     """Two servers replicating, sharing one audit key (as the pair is provisioned: $SCADA_AUDIT_KEY here);
-    ``opts``: more settings for both."""
+    ``standby_tags``: the failover room's own copy of the files (tags.yaml, alarms.yaml, commands.yaml beside it;
+    default: both read ``tags``'s); ``opts``: more settings for both."""
     secret = tmp_path / "pair.secret"
     secret.write_text("a-long-random-pair-secret-for-the-test\n")
     secret.chmod(0o600)
@@ -55,18 +56,19 @@ async def replicating_pair(tmp_path: Path, etcd: EtcdCluster, sim: Any, tags: Pa
                               "ha.lease_ttl_s": ttl, "ha.secret_file": secret, **opts}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCADA_AUDIT_KEY", "the-pair-s-one-audit-key-for-this-test")
-        async with _pair(tmp_path, sim, common) as got:
+        async with _pair(tmp_path, sim, common, standby_tags) as got:
             yield got
 
 
 @contextlib.asynccontextmanager
-async def _pair(tmp_path: Path, sim: Any, common: dict[str, Any]
+async def _pair(tmp_path: Path, sim: Any, common: dict[str, Any], standby_tags: Path | None = None
                 ) -> AsyncIterator[tuple[tuple[ScadaServer, httpx.AsyncClient], tuple[ScadaServer, httpx.AsyncClient]]]:
     async with running_server(tmp_path / "main", endpoints=sim.endpoints,
                               **{**common, "ha.name": "main room", "ha.role": "primary"}) as (a, url_a):
         await until("main room active", lambda: ha_of(a).feeds(), timeout_s=20)
+        own = {"tags": standby_tags, "alarms": standby_tags.parent / "alarms.yaml"} if standby_tags else {}
         async with running_server(tmp_path / "failover", endpoints=sim.endpoints,
-                                  **{**common, "ha.name": "failover room", "ha.role": "standby",
+                                  **{**common, **own, "ha.name": "failover room", "ha.role": "standby",
                                      "ha.peer_url": url_a}) as (b, url_b), \
                 httpx.AsyncClient(base_url=url_a, timeout=30) as ca, httpx.AsyncClient(base_url=url_b, timeout=30) as cb:
             yield (a, ca), (b, cb)

@@ -10,11 +10,17 @@
                     the chain or another key is refused; after the takeover one chain that verifies; a standby
                     restarted with entries of its own goes on from the newest entry both hold (its own set aside)
     work orders     a standby's store refuses its own writers, takes the active's changes under the same seqs
+    login throttle  the standby takes the active's failures, locks and origins; a lock lifted there is lifted here,
+                    an attempt made on the standby itself stays
+    photo copy      a copied photo is stored under its own name only (the name is its bytes' digest)
+    catalog lookup  a copy's journal looks up the active's (copied) alarm definitions; a new one is refused
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,11 +31,14 @@ import pytest
 from failsafe.audit import AuditLog, verify_file
 from scada.alarms import AlarmInfo, AlarmState, Event
 from scada.config.model import TagDef
-from scada.errors import StorageError
+from scada.errors import Refused, StorageError
 from scada.journal import Journal, JournalEntry
 from scada.quality import Quality, Sample
 from scada.tagdb import TagDatabase
+from scada.throttle import LoginThrottle
+from scada.users import UserStore
 from scada.workorders.model import Action, Change
+from scada.workorders.photos import PhotoStore
 from scada.workorders.store import WorkOrderStore
 from server.ha.feed import Feed, common_point
 from server.ha.wire import decode, encode, secret_ok, tags_frame
@@ -218,3 +227,46 @@ def test_a_standby_s_work_orders_take_only_the_active_s_changes(tmp_path: Path) 
     assert copy is not None and [n.text for n in copy.notes] == ["photo 1"]
     active.close()
     standby.close()
+
+
+def test_the_login_throttle_copy_follows_the_active_and_keeps_the_standby_s_own_attempts(tmp_path: Path) -> None:
+    active, standby = (LoginThrottle(UserStore(tmp_path / f"{n}.sqlite")) for n in ("a", "b"))
+    t = 1_800_000_000 * 10**9
+    for k in range(5):  # op2 locked out on the active
+        res = active.reserve("op2", "10.0.0.9", t + k)
+        assert not isinstance(res, Refused) and hasattr(res, "id")
+        active.failed(res, t + k)  # type: ignore[arg-type]
+    own = standby.reserve("view", "10.0.0.7", t)  # an attempt on the standby's own login route
+    standby.failed(own, t)  # type: ignore[arg-type]
+    first = active.snapshot()
+    standby.replace_all(first)
+    assert standby.locked_for("op2", t + 10) > 0
+    assert standby.snapshot()["attempts"].count(["view", "10.0.0.7", t, 1]) == 1
+    # the administrator unlocks op2 on the active: lifted on the standby too, its own failure still counted
+    assert active.unlock("op2", t + 20)
+    standby.replace_all(active.snapshot(), first)
+    assert standby.locked_for("op2", t + 21) == 0
+    assert [r[0] for r in standby.snapshot()["attempts"]] == ["view"]
+
+
+def test_a_copied_photo_is_stored_under_its_own_name_only(tmp_path: Path) -> None:
+    body = b"\xff\xd8\xff" + b"cleaned jpeg bytes"
+    name = hashlib.sha256(body).hexdigest()[:16] + ".jpg"
+    store = PhotoStore(tmp_path)
+    assert store.add_copied("WO-1", name, body)
+    assert not store.add_copied("WO-1", name, body)  # there already
+    assert store.path("WO-1", name).read_bytes() == body
+    with pytest.raises(Refused):
+        store.add_copied("WO-1", "0" * 16 + ".jpg", body)
+    with pytest.raises(Refused):
+        store.add_copied("../x", name, body)
+
+
+def test_a_copy_s_journal_looks_up_the_active_s_definitions_and_refuses_new_ones(tmp_path: Path) -> None:
+    active, copy = Journal(tmp_path / "a.sqlite"), Journal(tmp_path / "b.sqlite")
+    ref = int(active.register([INFO])[0])
+    copy.insert_copied(active.raw_defs_after(0), [])
+    copy.copy_only = True
+    assert int(copy.register([INFO])[0]) == ref  # a reload on the standby: the copied definition
+    with pytest.raises(StorageError):
+        copy.register([dataclasses.replace(INFO, limit=90.0)])  # a definition the active never registered
