@@ -28,6 +28,8 @@ from PyQt6.QtWidgets import (
 
 from hmi.bridge import Reply
 from hmi.console import ConsoleModel
+from hmi.edges_view import EdgesView
+from hmi.failover import detail_text
 from hmi.models.journal import local_time, title, word
 from hmi.models.server_text import server_text
 from hmi.qtstyle import hide_row_numbers
@@ -84,6 +86,8 @@ class Diagnostics(QWidget):
         right.addWidget(self.subsystems)
         right.addWidget(QLabel("<b>" + _("Driver statistics (per device)") + "</b>"))
         right.addWidget(self.drivers, 1)
+        self.edges = EdgesView(console)  # the edge pollers (hmi.edges_view), refreshed with the health
+        right.addWidget(self.edges)
         lay = QHBoxLayout(self)
         lay.addLayout(left, 3)
         lay.addLayout(right, 2)
@@ -127,7 +131,7 @@ class Diagnostics(QWidget):
             return
         name = self.rows[rows[0]]["name"]
         r = self.console.call("GET", f"/tags/{name}")
-        r.finished.connect(lambda rep: self.detail.setText(
+        r.then(self, lambda rep: self.detail.setText(
             "<br>".join(f"<b>{title(k)}</b>: {v}" for k, v in (rep.data or {}).items()) if rep.ok else rep.why()))
 
     def load_health(self) -> None:
@@ -138,7 +142,9 @@ class Diagnostics(QWidget):
         self.subsystems.setRowCount(len(subs))
         for i, (name, s) in enumerate(sorted(subs.items())):
             for c, v in enumerate([_(SUBSYSTEMS[name]) if name in SUBSYSTEMS else name,
-                                   word(str(s.get("status", ""))).upper(), server_text(str(s.get("detail") or ""))]):
+                                   word(str(s.get("status", ""))).upper(),
+                                   # structured (the failover pair's): each part translated (hmi.failover)
+                                   detail_text(s) if "messages" in s else server_text(str(s.get("detail") or ""))]):
                 self.subsystems.setItem(i, c, QTableWidgetItem(str(v)))
         per = ((subs.get("poll") or {}).get("stats") or {}).get("per_device") or {}
         self.drivers.setRowCount(len(per))

@@ -29,6 +29,8 @@
     /crew/              the crew's tablet page (server.routes.crew_page): missions, on my way / on site / done
     /api/v1/reports     POST citizen report (X-Intake-Token of a channel) · /{ref} GET its status (no login)
                         · GET the reports, never the reporters' contact data                   (workorder.read)
+                        (the channels' routes also on the intake's own listener: create_intake_app)
+    /api/v1/edges       GET  the edge pollers (Sparkplug): online, birth, store, fingerprint, epoch (read)
     /api/v1/ws          WebSocket: subscribe by pattern/area/equipment/domain; snapshot then deltas
                         every 100 ms (see server.hub for the message format)
 
@@ -72,6 +74,7 @@ from server.routes import (
     commands,
     crew_page,
     crisis,
+    edges,
     equipment,
     errors,
     history,
@@ -150,7 +153,7 @@ def create_app(server: ScadaServer) -> FastAPI:
     app.state.server = server
     errors.install(app)
     for area in (auth, server_area, tags, equipment, alarms, journal, history, commands, crisis, users, workorders,
-                 photos, intake, ws):
+                 photos, intake, edges, ws):
         app.include_router(area.router)
     app.include_router(change_area.router)  # safety configuration changes awaiting a second person
     app.include_router(crew_page.router)  # the crew's tablet page (static, not in the OpenAPI document)
@@ -162,4 +165,19 @@ def create_app(server: ScadaServer) -> FastAPI:
     async def docs() -> HTMLResponse:
         return docs_page("/openapi.json", f"{app.title} - Swagger UI")
 
+    return app
+
+
+def create_intake_app(server: ScadaServer) -> FastAPI:
+    """The citizen intake channels' routes alone (server.routes.intake.channel_router), with the API's body
+    limits, hardening headers and error bodies: what the intake's own listener serves on its own thread and
+    event loop (server.components.intake_http). No OpenAPI document: the main API's describes these routes."""
+    http = server.settings.http
+    app = _App(title="City SCADA citizen intake", version=__version__, docs_url=None, redoc_url=None,
+               openapi_url=None, max_body=int(http.max_body),
+               max_body_by_prefix={k: int(v) for k, v in http.max_body_by_prefix.items()},
+               hsts=server.settings.tls is not None)
+    app.state.server = server
+    errors.install(app)
+    app.include_router(intake.channel_router)
     return app

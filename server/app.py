@@ -49,6 +49,7 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ from scada.config import CityConfig
 from scada.config.model import TagDef
 from scada.errors import CommandRejected, ConfigError, ConfigProblem, Refusal, Refused
 from scada.format import set_timezone
-from scada.i18n import get_language, set_language
+from scada.i18n import set_language
 from scada.poll import device_stat_tags
 from scada.tagdb import TagDatabase
 from scada.users import UserStore
@@ -129,6 +130,9 @@ class ScadaServer:
         self.commands: CommandService | None = None
         self.crisis: CrisisService | None = None
         self.system_alarms: SystemAlarmSink | None = None  # set by the alarm component
+        #: a failover standby following its active (set by server.components.ha): its reload takes the active's
+        #: files, whose safety change a second person approved there (the ha component refuses any other files)
+        self.follows_active: Callable[[], bool] = lambda: False
         self.components: dict[str, Component] = {}  # the started ones, in start order
         self.subsystems: dict[str, SubsystemStatus] = {}
         self.started_ns = 0
@@ -189,7 +193,7 @@ class ScadaServer:
         self.limiter = LoginLimiter(self.users, self.settings.login)
         self.config = config
         # one language and one clock for the process: what _() and scada.format use when a request names none
-        set_language(self.settings.lang or config.lang)
+        set_language(self.lang)
         set_timezone(config.timezone)
         self.config_loaded_ns = time.time_ns()
         self.config_generation = 1
@@ -207,6 +211,12 @@ class ScadaServer:
         self.audit.record("control_system", "server_started", "ok", source=self.workstation,
                           equipment=len(self.config.equipment), devices=len(self.config.devices),
                           tags=len(self.config.tags), subsystems={k: v.status for k, v in self.subsystems.items()})
+
+    @property
+    def lang(self) -> str:
+        """The language the server speaks: its own ``lang`` setting, else the site's (tags.yaml ``lang:``). GET /config
+        and the unauthenticated /health name it: a console follows it (its login dialog too) unless told otherwise."""
+        return self.settings.lang or self.config.lang
 
     @property
     def reloading(self) -> bool:
@@ -249,7 +259,8 @@ class ScadaServer:
             safety = safety_diff(fs.vocab if fs is not None else None, candidate.vocabulary, self.config,
                                  candidate.config)
             # no layer running: nothing in force to weaken, the new one starts at once
-            return await self._apply(user, source, candidate, safety, ask=fs if safety else None)
+            ask = fs if safety and not self.follows_active() else None
+            return await self._apply(user, source, candidate, safety, ask=ask)
 
     def _commands_required(self) -> bool:
         """A running (or failed) fail-safe layer cannot go on without commands.yaml: its absence refuses a reload."""
@@ -304,6 +315,7 @@ class ScadaServer:
             return {"applied": False, "failed": exc.component, "problems": texts}
         self.config_loaded_ns = time.time_ns()
         self.config_generation += 1
+        set_language(self.lang)  # a site whose lang changed speaks it from now on (its consoles follow: GET /config)
         self.status("tagdb").set("ok", f"{len(new_db)} tags")
         approved = {"change": change.id, "approver": change.decided_by} if change is not None else {}
         self.audit.record("configuration_change", "reload", "applied", user=user, source=source,
@@ -459,7 +471,7 @@ class ScadaServer:
             "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 1) if self.started_ns else 0,
             "config": {"generation": self.config_generation, "loaded_ms": self.config_loaded_ns // 1_000_000,
                        "site": self.config.site, "equipment": len(self.config.equipment),
-                       "lang": get_language(), "timezone": self.config.timezone,  # what consoles show, and in
+                       "lang": self.lang, "timezone": self.config.timezone,  # what consoles show, and in
                        "devices": len(self.config.devices), "tags": len(self.config.tags)},
             "subsystems": subs,
             "sessions": len(self.tokens),

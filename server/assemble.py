@@ -31,6 +31,7 @@ import logging
 from collections.abc import Collection
 
 from scada.config import CityConfig
+from server.api import create_intake_app
 from server.app import ScadaServer
 from server.components.alarms import AlarmComponent
 from server.components.base import Component
@@ -61,7 +62,7 @@ def components(server: ScadaServer) -> list[Component]:
     return [alarms, *([ha] if ha is not None else []), historian, poll, edge, failsafe,
             StaleComponent(server, before_sweep=poll.safety.flush_if_here),
             HealthComponent(server, historian=historian),
-            WorkOrderComponent(server, alarms=alarms), HubComponent(server)]
+            WorkOrderComponent(server, alarms=alarms, intake_app=create_intake_app), HubComponent(server)]
 
 
 async def start(server: ScadaServer, config: CityConfig, skip: Collection[str] = (), *, opened: bool = False) -> None:

@@ -256,36 +256,42 @@ SYSTEM_ALARMS: tuple[SystemAlarm, ...] = (
     # work orders (server.components.workorders): open orders past their SLA due time (crews.yaml), present while
     # any is overdue; the text says how many and which come first
     SystemAlarm("workorders", "sla_breach", "system", 3, "steady",
-                "Work orders past their SLA due time: {value}",
+                N_("Work orders past their SLA due time: {value}"),
                 "work orders: open orders not done by the due time of their service's SLA (crews.yaml)", text=True),
+    # the citizen intake's own listener (server.components.intake_http, settings intake.listen) could not start or
+    # stopped by itself: the channels must use the main API meanwhile; the text says why
+    SystemAlarm("workorders", "intake_down", "system", 2, "steady",
+                N_("Citizen intake listener down: {value}"),
+                "work orders: the citizen intake's own HTTP listener (settings intake.listen) is not serving",
+                text=True),
     # failover pair (server.components.ha): etcd unreachable, so no server holds the field-write lease and the
     # field runs on its own; or a supervisor forced one server active without a lease (break-glass)
     SystemAlarm("ha", "no_coordination", "system", 1, "steady",
-                "Failover pair: etcd unreachable, no server writes to the field (it runs on its own); "
-                "supervision goes on read-only",
+                N_("Failover pair: etcd unreachable, no server writes to the field (it runs on its own); "
+                   "supervision goes on read-only"),
                 "failover: the coordination service (etcd) does not answer this server"),
     SystemAlarm("ha", "forced_active", "system", 1, "steady",
-                "Failover pair: this server was forced active without a lease (break-glass): {value}",
+                N_("Failover pair: this server was forced active without a lease (break-glass): {value}"),
                 "failover: a supervisor forced this server to write to the field without the etcd lease", text=True),
     # an operator action answered after the bounded wait without the standby's copy (server.ha.replication), or
     # the pair cannot replicate (another configuration, a diverged journal): a takeover now would lose it
     SystemAlarm("ha", "not_in_sync", "system", 2, "steady",
-                "Failover pair: standby not in sync: {value}",
+                N_("Failover pair: standby not in sync: {value}"),
                 "failover: the standby does not hold every operator action the active server answered", text=True),
     # an old active rejoined as standby with journal rows the new active never got: they were moved aside (kept in
     # a file, named with their count), the active's rows copied after the common point (server.ha.replication)
     SystemAlarm("ha", "set_aside", "system", 2, "pulse",
-                "Failover pair: journal rows of the rejoining standby set aside: {value}",
+                N_("Failover pair: journal rows of the rejoining standby set aside: {value}"),
                 "failover: an old active's own journal rows the new active never got were set aside at its rejoin",
                 text=True),
     # edge pollers (server.components.edge, MQTT Sparkplug B): an edge on another tags.yaml than the server's (its
     # data refused until it reloads ours), or an edge's store-and-forward full (the oldest data dropped, counted);
     # present while any edge is in that state, the text names them
     SystemAlarm("edge", "config_mismatch", "system", 2, "steady",
-                "Edge poller on another configuration, its data refused: {value}",
+                N_("Edge poller on another configuration, its data refused: {value}"),
                 "edge: an edge's partition fingerprint (its tags.yaml) differs from the server's", text=True),
     SystemAlarm("edge", "store_full", "system", 2, "steady",
-                "Edge store-and-forward full, oldest data dropped: {value}",
+                N_("Edge store-and-forward full, oldest data dropped: {value}"),
                 "edge: an edge's store-and-forward buffer is full, or dropped data while the server was away",
                 text=True),
     # login throttling (server.auth): a burst of failed logins, raised by the server, cleared after a quiet minute

@@ -44,7 +44,7 @@ async def config_info(session: Reader, server: ServerDep) -> ConfigOut:
     c = server.config
     # the language the server speaks (its own setting, else the site's tags.yaml lang): a console follows it unless
     # its operator chose one (scada --lang, $SCADA_LANG), so its texts and the pushed alarm messages agree
-    return ConfigOut(site=c.site, lang=server.settings.lang or c.lang, timezone=c.timezone,
+    return ConfigOut(site=c.site, lang=server.lang, timezone=c.timezone,
                      generation=server.config_generation,
                      loaded_ms=ms(server.config_loaded_ns), files=[str(f) for f in c.files],
                      equipment=len(c.equipment), devices=len(c.devices), tags=len(c.tags),
@@ -57,7 +57,9 @@ async def config_info(session: Reader, server: ServerDep) -> ConfigOut:
              responses={409: ERR, 202: {"model": ReloadPendingOut,
                                         "description": "the safety configuration changes: pending a second "
                                                        "person's approval (POST /config/changes/{id}/approve)"}})
-async def reload(request: Request, session: Annotated[Session, Depends(need("config.reload"))],
+async def reload(request: Request,
+                 # a failover standby reloads too (onto the active's files only: server.components.ha)
+                 session: Annotated[Session, Depends(need("config.reload", on_standby=True))],
                  server: ServerDep) -> Any:
     result = await server.reload(session.user, client_of(request))
     if result.get("pending"):
