@@ -21,9 +21,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from zxcvbn import zxcvbn
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
-
 MIN_LENGTH = 15
 MAX_LENGTH = 256
 MIN_GUESSES = 1e10  # zxcvbn's score 4: "very unguessable, strong protection from offline slow-hash attacks"
@@ -37,6 +34,10 @@ class WeakPassword(ValueError):
 @lru_cache(maxsize=1)
 def common_passwords() -> frozenset[str]:
     """The offline list of common/breached passwords (lower case), loaded once."""
+    # imported at the first check, not with the server: zxcvbn builds its ranked dictionaries at import (~12 MB
+    # of a server's RSS for an operation made at the first start and at password changes)
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
     return frozenset(p.lower() for p in FREQUENCY_LISTS["passwords"])
 
 
@@ -51,6 +52,8 @@ def check_password(password: str, name: str = "") -> None:
         raise WeakPassword("password must not contain the user name")
     if password.lower() in common_passwords():
         raise WeakPassword("password is in the list of commonly used or breached passwords")
+    from zxcvbn import zxcvbn  # imported here: see common_passwords
+
     # zxcvbn only looks at the first 72 characters (its default): enough to judge a passphrase's guessability
     result = zxcvbn(password, user_inputs=[name] if name else None)
     if float(result["guesses"]) < MIN_GUESSES:
