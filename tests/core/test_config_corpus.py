@@ -7,7 +7,6 @@ marks, in the wording or a cascade of follow-up errors is caught.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,18 +14,9 @@ import pytest
 
 from scada.config import check_city, load_city
 from scada.errors import ConfigError
-from scada.i18n import get_language, set_language
 from tests.core.conftest import BASE_ALARMS, BASE_TAGS, City
 
-
-@pytest.fixture(autouse=True)
-def _english() -> Iterator[None]:
-    """The expected texts are English: a YAML file that does not parse is told in the process's language
-    (scada.config.yamlsource), French unless a test before this one set another."""
-    before = get_language()
-    set_language("en")
-    yield
-    set_language(before)
+pytestmark = pytest.mark.usefixtures("english")  # the expected texts are English (tests/conftest.py)
 
 
 @dataclass

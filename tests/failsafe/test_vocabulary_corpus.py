@@ -7,7 +7,6 @@ line marks, in the wording, a missing "did you mean" or a cascade of follow-up e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,18 +14,9 @@ import pytest
 
 from failsafe.vocabulary import check_vocabulary, load_vocabulary
 from scada.errors import ConfigError
-from scada.i18n import get_language, set_language
 from tests.failsafe.conftest import ROOT, city
 
-
-@pytest.fixture(autouse=True)
-def _english() -> Iterator[None]:
-    """The expected texts are English: a YAML file that does not parse is told in the process's language
-    (scada.config.yamlsource), French unless a test before this one set another."""
-    before = get_language()
-    set_language("en")
-    yield
-    set_language(before)
+pytestmark = pytest.mark.usefixtures("english")  # the expected texts are English (tests/conftest.py)
 
 SHIPPED = (ROOT / "commands.yaml").read_text(encoding="utf-8")
 ROLES = "viewer, operator, supervisor, maintenance, engineer, administrator, crew, monitor"

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from scada.config import CityConfig, load_city
 from scada.errors import ConfigError
-from scada.i18n import get_language, set_language
 from sim.scenarios import check_scenario, load_scenario, shipped
 
-
-@pytest.fixture(autouse=True)
-def _english() -> Iterator[None]:
-    """The expected texts are English: a YAML file that does not parse is told in the process's language
-    (scada.config.yamlsource), French unless a test before this one set another."""
-    before = get_language()
-    set_language("en")
-    yield
-    set_language(before)
+pytestmark = pytest.mark.usefixtures("english")  # the expected texts are English (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 
