@@ -22,15 +22,10 @@ from hmi.bridge import Reply
 from hmi.console import ConsoleModel
 from hmi.models.journal import local_time
 from hmi.qtstyle import hide_row_numbers
-from scada.i18n import _
+from scada.i18n import N_, _
 
-COLUMNS = ("edge", "online", "last birth", "last data", "sequence gaps", "store-and-forward", "dropped",
-           "configuration", "epoch", "devices ok")
-
-
-def _headers() -> list[str]:
-    return [_("edge"), _("online"), _("last birth"), _("last data"), _("sequence gaps"), _("store-and-forward"),
-            _("dropped"), _("configuration"), _("epoch"), _("devices ok")]
+COLUMNS = (N_("edge"), N_("online"), N_("last birth"), N_("last data"), N_("sequence gaps"),
+           N_("store-and-forward"), N_("dropped"), N_("configuration"), N_("epoch"), N_("devices ok"))  # through _()
 
 
 def edge_rows(data: dict[str, Any]) -> list[list[str]]:
@@ -67,7 +62,7 @@ class EdgesView(QWidget):
         self.title = QLabel("<b>" + _("Edge pollers (Sparkplug)") + "</b>")
         self.note = QLabel("")
         self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(_headers())
+        self.table.setHorizontalHeaderLabels([_(c) for c in COLUMNS])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         hide_row_numbers(self.table)
@@ -76,8 +71,12 @@ class EdgesView(QWidget):
         lay.addWidget(self.title)
         lay.addWidget(self.note)
         lay.addWidget(self.table)
-        console.healthChanged.connect(lambda _health: self.load())
+        # a bound method: its connection goes with this widget when a reload rebuilds the window (hmi.window_host)
+        console.healthChanged.connect(self._on_health)
         self.hide()  # until the server says it has edges
+
+    def _on_health(self, _health: object) -> None:
+        self.load()
 
     def load(self) -> Reply:
         r = self.console.call("GET", "/edges")
