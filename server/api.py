@@ -142,16 +142,23 @@ def docs_page(openapi_url: str, title: str) -> HTMLResponse:
     return HTMLResponse(body, headers={"Content-Security-Policy": csp})
 
 
-def create_app(server: ScadaServer) -> FastAPI:
-    """The API of ``server`` (not started here: building the app starts nothing)."""
+def _hardened(server: ScadaServer, title: str, **openapi: Any) -> FastAPI:
+    """An app of ``server`` with the API's body limits, hardening headers and error bodies (the main API and the
+    intake's own listener: one place for what both must enforce)."""
     settings = getattr(server, "settings", None)  # None: an app built only for its OpenAPI document
     http = settings.http if settings is not None else Http()
-    app = _App(title="City SCADA API", version=__version__, docs_url=None, redoc_url=None,
-               openapi_url="/openapi.json", description=DESCRIPTION, responses=errors.ERRORS,
+    app = _App(title=title, version=__version__, docs_url=None, redoc_url=None, **openapi,
                max_body=int(http.max_body), max_body_by_prefix={k: int(v) for k, v in http.max_body_by_prefix.items()},
                hsts=settings is not None and settings.tls is not None)
     app.state.server = server
     errors.install(app)
+    return app
+
+
+def create_app(server: ScadaServer) -> FastAPI:
+    """The API of ``server`` (not started here: building the app starts nothing)."""
+    app = _hardened(server, "City SCADA API", openapi_url="/openapi.json", description=DESCRIPTION,
+                    responses=errors.ERRORS)
     for area in (auth, server_area, tags, equipment, alarms, journal, history, commands, crisis, users, workorders,
                  photos, intake, edges, ws):
         app.include_router(area.router)
@@ -172,12 +179,6 @@ def create_intake_app(server: ScadaServer) -> FastAPI:
     """The citizen intake channels' routes alone (server.routes.intake.channel_router), with the API's body
     limits, hardening headers and error bodies: what the intake's own listener serves on its own thread and
     event loop (server.components.intake_http). No OpenAPI document: the main API's describes these routes."""
-    http = server.settings.http
-    app = _App(title="City SCADA citizen intake", version=__version__, docs_url=None, redoc_url=None,
-               openapi_url=None, max_body=int(http.max_body),
-               max_body_by_prefix={k: int(v) for k, v in http.max_body_by_prefix.items()},
-               hsts=server.settings.tls is not None)
-    app.state.server = server
-    errors.install(app)
+    app = _hardened(server, "City SCADA citizen intake", openapi_url=None)
     app.include_router(intake.channel_router)
     return app
